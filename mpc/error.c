@@ -1,0 +1,34 @@
+/* Messages for hk_err. */
+#include "mpc/error.h"
+
+static const char *const hk_error_msgs[HK_ERR__COUNT] = {
+    [HK_OK] = "success",
+    [HK_ERR_ARG] = "invalid argument",
+    [HK_ERR_NOMEM] = "out of memory",
+    [HK_ERR_RAND] = "random number generator failed",
+    [HK_ERR_CRYPTO] = "cryptographic library failure",
+    [HK_ERR_CURVE] = "unsupported curve",
+    [HK_ERR_POINT] = "invalid curve point",
+    [HK_ERR_SCALAR] = "invalid scalar",
+    [HK_ERR_DECODE] = "malformed message",
+    [HK_ERR_VERSION] = "unsupported version",
+    [HK_ERR_MSG_TYPE] = "unexpected message type",
+    [HK_ERR_BINDING] = "message bound to another session, key or role",
+    [HK_ERR_TOO_BIG] = "input too large",
+    [HK_ERR_STATE] = "operation not valid in this state",
+    [HK_ERR_COMMIT] = "commitment opening mismatch",
+    [HK_ERR_PROOF] = "zero-knowledge proof rejected",
+    [HK_ERR_PAILLIER] = "invalid Paillier modulus or ciphertext",
+    [HK_ERR_KEY_MISMATCH] = "public key mismatch between parties",
+    [HK_ERR_SIG_ABORT] = "abort: invalid signature (peer is malicious)",
+    [HK_ERR_SHARE] = "malformed or inconsistent key share",
+    [HK_ERR_EPOCH] = "key share version mismatch",
+    [HK_ERR_PARAMS] = "invalid setup parameters",
+};
+
+const char *hk_strerror(hk_err e)
+{
+    if ((unsigned)e >= HK_ERR__COUNT || hk_error_msgs[e] == 0)
+        return "unknown error";
+    return hk_error_msgs[e];
+}

@@ -1,0 +1,617 @@
+/* Paillier with g = N + 1; CRT for the key owner. */
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "mpc/paillier.h"
+
+struct hk_paillier_pk {
+    int bits;
+    BIGNUM *n, *n2;
+    BN_MONT_CTX *mont_n, *mont_n2;
+};
+
+struct hk_paillier_sk {
+    hk_paillier_pk pk;
+    BIGNUM *p, *q, *p2, *q2;
+    BIGNUM *pm1, *qm1;   /* p - 1, q - 1 */
+    BIGNUM *hp, *hq;     /* L_p((1+N)^(p-1) mod p^2)^-1 mod p, same for q */
+    BIGNUM *qinv;        /* q^-1 mod p */
+    BIGNUM *q2inv;       /* q^-2 mod p^2 */
+    BIGNUM *dp, *dq;     /* N^-1 mod (p-1), N^-1 mod (q-1) */
+    BN_MONT_CTX *mont_p, *mont_q, *mont_p2, *mont_q2;
+};
+
+int hk_paillier_bits_ok(int bits)
+{
+    return bits == 2048 || bits == 3072;
+}
+
+static void hk_paillier_pk_clear(hk_paillier_pk *pk)
+{
+    BN_free(pk->n);
+    BN_free(pk->n2);
+    BN_MONT_CTX_free(pk->mont_n);
+    BN_MONT_CTX_free(pk->mont_n2);
+    memset(pk, 0, sizeof(*pk));
+}
+
+/* Fills pk from n (already validated by the caller). */
+static hk_err hk_paillier_pk_setup(hk_paillier_pk *pk, const BIGNUM *n,
+                                   int bits, BN_CTX *ctx)
+{
+    pk->bits = bits;
+    pk->n = BN_dup(n);
+    pk->n2 = BN_new();
+    pk->mont_n = BN_MONT_CTX_new();
+    pk->mont_n2 = BN_MONT_CTX_new();
+    if (pk->n == NULL || pk->n2 == NULL || pk->mont_n == NULL ||
+        pk->mont_n2 == NULL)
+        return HK_ERR_NOMEM;
+    if (!BN_sqr(pk->n2, n, ctx) || !BN_MONT_CTX_set(pk->mont_n, n, ctx) ||
+        !BN_MONT_CTX_set(pk->mont_n2, pk->n2, ctx))
+        return HK_ERR_CRYPTO;
+    return HK_OK;
+}
+
+/* 1 if n has a prime factor below HK_PAILLIER_TRIAL_BOUND. Primes come from
+ * a sieve and are grouped into products below 2^64 so that one
+ * BN_mod_word covers several of them. */
+static int hk_has_small_factor(const BIGNUM *n)
+{
+    static const unsigned limit = HK_PAILLIER_TRIAL_BOUND;
+    unsigned char *composite;
+    BN_ULONG prod = 1, r;
+    unsigned i, j, k, group[4], ng = 0;
+    int found = 0;
+
+    composite = OPENSSL_zalloc(limit);
+    if (composite == NULL)
+        return 1; /* fail closed */
+    for (i = 2; i < limit && !found; i++) {
+        if (composite[i])
+            continue;
+        for (j = i * i; j < limit; j += i)
+            composite[j] = 1;
+        group[ng++] = i;
+        prod *= i;
+        if (ng < 4 && i + 1 < limit)
+            continue;
+        r = BN_mod_word(n, prod);
+        for (k = 0; k < ng && !found; k++)
+            found = r == (BN_ULONG)-1 || r % group[k] == 0;
+        ng = 0;
+        prod = 1;
+    }
+    if (!found && ng > 0) {
+        r = BN_mod_word(n, prod);
+        for (k = 0; k < ng && !found; k++)
+            found = r == (BN_ULONG)-1 || r % group[k] == 0;
+    }
+    OPENSSL_free(composite);
+    return found;
+}
+
+hk_err hk_paillier_pk_new(const BIGNUM *n, int bits, hk_paillier_pk **out)
+{
+    hk_paillier_pk *pk = NULL;
+    BN_CTX *ctx = NULL;
+    hk_err e;
+
+    if (n == NULL || out == NULL)
+        return HK_ERR_ARG;
+    *out = NULL;
+    if (!hk_paillier_bits_ok(bits) || BN_is_negative(n) ||
+        BN_num_bits(n) != bits || !BN_is_odd(n) || hk_has_small_factor(n))
+        return HK_ERR_PAILLIER;
+    pk = OPENSSL_zalloc(sizeof(*pk));
+    ctx = BN_CTX_new();
+    e = HK_ERR_NOMEM;
+    if (pk == NULL || ctx == NULL)
+        goto done;
+    if ((e = hk_paillier_pk_setup(pk, n, bits, ctx)) != HK_OK)
+        goto done;
+    *out = pk;
+    pk = NULL;
+done:
+    hk_paillier_pk_free(pk);
+    BN_CTX_free(ctx);
+    return e;
+}
+
+void hk_paillier_pk_free(hk_paillier_pk *pk)
+{
+    if (pk == NULL)
+        return;
+    hk_paillier_pk_clear(pk);
+    OPENSSL_free(pk);
+}
+
+const BIGNUM *hk_paillier_n(const hk_paillier_pk *pk) { return pk->n; }
+const BIGNUM *hk_paillier_n2(const hk_paillier_pk *pk) { return pk->n2; }
+int hk_paillier_bits(const hk_paillier_pk *pk) { return pk->bits; }
+const hk_paillier_pk *hk_paillier_sk_pk(const hk_paillier_sk *sk)
+{
+    return &sk->pk;
+}
+const BIGNUM *hk_paillier_sk_p(const hk_paillier_sk *sk) { return sk->p; }
+const BIGNUM *hk_paillier_sk_q(const hk_paillier_sk *sk) { return sk->q; }
+
+void hk_paillier_sk_free(hk_paillier_sk *sk)
+{
+    BIGNUM **secrets[] = {&sk->p, &sk->q, &sk->p2, &sk->q2, &sk->pm1,
+                          &sk->qm1, &sk->hp, &sk->hq, &sk->qinv, &sk->q2inv,
+                          &sk->dp, &sk->dq};
+    size_t i;
+
+    if (sk == NULL)
+        return;
+    for (i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++)
+        BN_clear_free(*secrets[i]);
+    BN_MONT_CTX_free(sk->mont_p);
+    BN_MONT_CTX_free(sk->mont_q);
+    BN_MONT_CTX_free(sk->mont_p2);
+    BN_MONT_CTX_free(sk->mont_q2);
+    hk_paillier_pk_clear(&sk->pk);
+    OPENSSL_clear_free(sk, sizeof(*sk));
+}
+
+static BIGNUM *hk_secret_bn(void)
+{
+    BIGNUM *b = BN_secure_new();
+
+    if (b != NULL)
+        BN_set_flags(b, BN_FLG_CONSTTIME);
+    return b;
+}
+
+/* h = L_p((1+N)^(p-1) mod p^2)^-1 mod p, L_p(u) = (u - 1) / p. */
+static int hk_crt_h(BIGNUM *h, const BIGNUM *n, const BIGNUM *p,
+                    const BIGNUM *p2, const BIGNUM *pm1, BN_MONT_CTX *mp2,
+                    BN_CTX *ctx)
+{
+    BIGNUM *g, *u;
+    int ok = 0;
+
+    BN_CTX_start(ctx);
+    g = BN_CTX_get(ctx);
+    u = BN_CTX_get(ctx);
+    if (u == NULL)
+        goto done;
+    BN_set_flags(u, BN_FLG_CONSTTIME);
+    ok = BN_copy(g, n) && BN_add_word(g, 1) &&
+         BN_mod_exp_mont_consttime(u, g, pm1, p2, ctx, mp2) &&
+         BN_sub_word(u, 1) && BN_div(u, NULL, u, p, ctx) &&
+         BN_mod_inverse(h, u, p, ctx) != NULL;
+done:
+    BN_clear(u);
+    BN_CTX_end(ctx);
+    return ok;
+}
+
+/* Derives every CRT value from sk->p, sk->q. */
+static hk_err hk_paillier_sk_derive(hk_paillier_sk *sk, int bits,
+                                    BN_CTX *ctx)
+{
+    BIGNUM *n = NULL, **all[] = {&sk->p2, &sk->q2, &sk->pm1, &sk->qm1,
+                                 &sk->hp, &sk->hq, &sk->qinv, &sk->q2inv,
+                                 &sk->dp, &sk->dq};
+    hk_err e = HK_ERR_NOMEM;
+    size_t i;
+
+    for (i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        if ((*all[i] = hk_secret_bn()) == NULL)
+            return HK_ERR_NOMEM;
+    sk->mont_p = BN_MONT_CTX_new();
+    sk->mont_q = BN_MONT_CTX_new();
+    sk->mont_p2 = BN_MONT_CTX_new();
+    sk->mont_q2 = BN_MONT_CTX_new();
+    n = BN_new();
+    if (n == NULL || sk->mont_p == NULL || sk->mont_q == NULL ||
+        sk->mont_p2 == NULL || sk->mont_q2 == NULL)
+        goto done;
+    e = HK_ERR_CRYPTO;
+    if (!BN_mul(n, sk->p, sk->q, ctx) || !BN_sqr(sk->p2, sk->p, ctx) ||
+        !BN_sqr(sk->q2, sk->q, ctx) || !BN_sub(sk->pm1, sk->p, BN_value_one()) ||
+        !BN_sub(sk->qm1, sk->q, BN_value_one()) ||
+        !BN_MONT_CTX_set(sk->mont_p, sk->p, ctx) ||
+        !BN_MONT_CTX_set(sk->mont_q, sk->q, ctx) ||
+        !BN_MONT_CTX_set(sk->mont_p2, sk->p2, ctx) ||
+        !BN_MONT_CTX_set(sk->mont_q2, sk->q2, ctx))
+        goto done;
+    if (!hk_crt_h(sk->hp, n, sk->p, sk->p2, sk->pm1, sk->mont_p2, ctx) ||
+        !hk_crt_h(sk->hq, n, sk->q, sk->q2, sk->qm1, sk->mont_q2, ctx) ||
+        BN_mod_inverse(sk->qinv, sk->q, sk->p, ctx) == NULL ||
+        BN_mod_inverse(sk->q2inv, sk->q2, sk->p2, ctx) == NULL ||
+        BN_mod_inverse(sk->dp, n, sk->pm1, ctx) == NULL ||
+        BN_mod_inverse(sk->dq, n, sk->qm1, ctx) == NULL) {
+        e = HK_ERR_PAILLIER; /* gcd(N, phi(N)) != 1 or p, q not coprime */
+        goto done;
+    }
+    e = hk_paillier_pk_setup(&sk->pk, n, bits, ctx);
+done:
+    BN_free(n);
+    return e;
+}
+
+static hk_err hk_paillier_sk_build(BIGNUM *p, BIGNUM *q, int bits,
+                                   hk_paillier_sk **out)
+{
+    hk_paillier_sk *sk;
+    BN_CTX *ctx;
+    hk_err e;
+
+    sk = OPENSSL_zalloc(sizeof(*sk));
+    ctx = BN_CTX_secure_new();
+    if (sk == NULL || ctx == NULL) {
+        OPENSSL_free(sk);
+        BN_CTX_free(ctx);
+        BN_clear_free(p);
+        BN_clear_free(q);
+        return HK_ERR_NOMEM;
+    }
+    /* Keep p > q so that "q^-1 mod p" is the conventional CRT form. */
+    if (BN_cmp(p, q) < 0) {
+        sk->p = q;
+        sk->q = p;
+    } else {
+        sk->p = p;
+        sk->q = q;
+    }
+    e = hk_paillier_sk_derive(sk, bits, ctx);
+    BN_CTX_free(ctx);
+    if (e == HK_OK && BN_num_bits(sk->pk.n) != bits)
+        e = HK_ERR_PAILLIER;
+    if (e != HK_OK) {
+        hk_paillier_sk_free(sk);
+        return e;
+    }
+    *out = sk;
+    return HK_OK;
+}
+
+hk_err hk_paillier_keygen(int bits, hk_paillier_sk **out)
+{
+    BIGNUM *p = NULL, *q = NULL;
+    BN_CTX *ctx = NULL;
+    hk_err e = HK_ERR_NOMEM;
+
+    if (out == NULL || !hk_paillier_bits_ok(bits))
+        return HK_ERR_ARG;
+    *out = NULL;
+    p = hk_secret_bn();
+    q = hk_secret_bn();
+    ctx = BN_CTX_secure_new();
+    if (p == NULL || q == NULL || ctx == NULL)
+        goto done;
+    e = HK_ERR_CRYPTO;
+    /* OpenSSL sets the top two bits of each prime, so N has exactly
+     * `bits` bits; equal-size primes give gcd(N, phi(N)) = 1. */
+    do {
+        if (!BN_generate_prime_ex2(p, bits / 2, 0, NULL, NULL, NULL, ctx) ||
+            !BN_generate_prime_ex2(q, bits / 2, 0, NULL, NULL, NULL, ctx))
+            goto done;
+    } while (BN_cmp(p, q) == 0);
+    e = hk_paillier_sk_build(p, q, bits, out);
+    p = q = NULL;
+done:
+    BN_clear_free(p);
+    BN_clear_free(q);
+    BN_CTX_free(ctx);
+    return e;
+}
+
+hk_err hk_paillier_sk_from_primes(const BIGNUM *p, const BIGNUM *q, int bits,
+                                  hk_paillier_sk **out)
+{
+    BIGNUM *pc, *qc;
+
+    if (p == NULL || q == NULL || out == NULL)
+        return HK_ERR_ARG;
+    *out = NULL;
+    if (!hk_paillier_bits_ok(bits) || BN_num_bits(p) != bits / 2 ||
+        BN_num_bits(q) != bits / 2 || !BN_is_odd(p) || !BN_is_odd(q) ||
+        BN_cmp(p, q) == 0)
+        return HK_ERR_PAILLIER;
+    pc = hk_secret_bn();
+    qc = hk_secret_bn();
+    if (pc == NULL || qc == NULL || !BN_copy(pc, p) || !BN_copy(qc, q)) {
+        BN_clear_free(pc);
+        BN_clear_free(qc);
+        return HK_ERR_NOMEM;
+    }
+    return hk_paillier_sk_build(pc, qc, bits, out);
+}
+
+hk_err hk_paillier_rand_unit(const hk_paillier_pk *pk, BIGNUM *r)
+{
+    BN_CTX *ctx;
+    BIGNUM *g;
+    hk_err e = HK_ERR_RAND;
+
+    if (pk == NULL || r == NULL)
+        return HK_ERR_ARG;
+    ctx = BN_CTX_new();
+    if (ctx == NULL)
+        return HK_ERR_NOMEM;
+    BN_CTX_start(ctx);
+    g = BN_CTX_get(ctx);
+    if (g == NULL)
+        goto done;
+    do {
+        if (!BN_priv_rand_range(r, pk->n) || !BN_gcd(g, r, pk->n, ctx))
+            goto done;
+    } while (BN_is_zero(r) || !BN_is_one(g));
+    e = HK_OK;
+done:
+    BN_CTX_end(ctx);
+    BN_CTX_free(ctx);
+    return e;
+}
+
+/* c = (1 + m*N) * rn mod N^2. */
+static int hk_paillier_finish(const hk_paillier_pk *pk, const BIGNUM *m,
+                              const BIGNUM *rn, BIGNUM *c, BN_CTX *ctx)
+{
+    BIGNUM *g;
+    int ok;
+
+    BN_CTX_start(ctx);
+    g = BN_CTX_get(ctx);
+    ok = g != NULL && BN_mul(g, m, pk->n, ctx) && BN_add_word(g, 1) &&
+         BN_mod_mul(c, g, rn, pk->n2, ctx);
+    BN_clear(g);
+    BN_CTX_end(ctx);
+    return ok;
+}
+
+static int hk_plain_ok(const hk_paillier_pk *pk, const BIGNUM *m)
+{
+    return !BN_is_negative(m) && BN_cmp(m, pk->n) < 0;
+}
+
+hk_err hk_paillier_enc(const hk_paillier_pk *pk, const BIGNUM *m,
+                       const BIGNUM *r, BIGNUM *c)
+{
+    BN_CTX *ctx;
+    BIGNUM *rr, *rn;
+    hk_err e = HK_ERR_NOMEM;
+
+    if (pk == NULL || m == NULL || c == NULL || !hk_plain_ok(pk, m))
+        return HK_ERR_ARG;
+    ctx = BN_CTX_new();
+    if (ctx == NULL)
+        return HK_ERR_NOMEM;
+    BN_CTX_start(ctx);
+    rr = BN_CTX_get(ctx);
+    rn = BN_CTX_get(ctx);
+    if (rn == NULL)
+        goto done;
+    if (r == NULL && (e = hk_paillier_rand_unit(pk, rr)) != HK_OK)
+        goto done;
+    e = HK_ERR_CRYPTO;
+    if (!BN_mod_exp_mont(rn, r != NULL ? r : rr, pk->n, pk->n2, ctx,
+                         pk->mont_n2) ||
+        !hk_paillier_finish(pk, m, rn, c, ctx))
+        goto done;
+    e = HK_OK;
+done:
+    BN_clear(rr);
+    BN_CTX_end(ctx);
+    BN_CTX_free(ctx);
+    return e;
+}
+
+/* x = CRT(xp mod P, xq mod Q) = xq + Q*((xp - xq) * Qinv mod P). */
+static int hk_crt(BIGNUM *x, const BIGNUM *xp, const BIGNUM *xq,
+                  const BIGNUM *P, const BIGNUM *Q, const BIGNUM *Qinv,
+                  BN_CTX *ctx)
+{
+    BIGNUM *t;
+    int ok;
+
+    BN_CTX_start(ctx);
+    t = BN_CTX_get(ctx);
+    if (t != NULL)
+        BN_set_flags(t, BN_FLG_CONSTTIME);
+    ok = t != NULL && BN_mod_sub(t, xp, xq, P, ctx) &&
+         BN_mod_mul(t, t, Qinv, P, ctx) && BN_mul(t, t, Q, ctx) &&
+         BN_add(x, t, xq);
+    BN_clear(t);
+    BN_CTX_end(ctx);
+    return ok;
+}
+
+hk_err hk_paillier_enc_sk(const hk_paillier_sk *sk, const BIGNUM *m,
+                          const BIGNUM *r, BIGNUM *c)
+{
+    BN_CTX *ctx;
+    BIGNUM *a, *b, *rn;
+    hk_err e = HK_ERR_CRYPTO;
+
+    if (sk == NULL || m == NULL || r == NULL || c == NULL ||
+        !hk_plain_ok(&sk->pk, m))
+        return HK_ERR_ARG;
+    ctx = BN_CTX_secure_new();
+    if (ctx == NULL)
+        return HK_ERR_NOMEM;
+    BN_CTX_start(ctx);
+    a = BN_CTX_get(ctx);
+    b = BN_CTX_get(ctx);
+    rn = BN_CTX_get(ctx);
+    if (rn == NULL)
+        goto done;
+    BN_set_flags(a, BN_FLG_CONSTTIME);
+    BN_set_flags(b, BN_FLG_CONSTTIME);
+    /* r^N mod p^2 and mod q^2, recombined. */
+    if (!BN_nnmod(a, r, sk->p2, ctx) || !BN_nnmod(b, r, sk->q2, ctx) ||
+        !BN_mod_exp_mont_consttime(a, a, sk->pk.n, sk->p2, ctx, sk->mont_p2) ||
+        !BN_mod_exp_mont_consttime(b, b, sk->pk.n, sk->q2, ctx, sk->mont_q2) ||
+        !hk_crt(rn, a, b, sk->p2, sk->q2, sk->q2inv, ctx) ||
+        !hk_paillier_finish(&sk->pk, m, rn, c, ctx))
+        goto done;
+    e = HK_OK;
+done:
+    BN_clear(a);
+    BN_clear(b);
+    BN_CTX_end(ctx);
+    BN_CTX_free(ctx);
+    return e;
+}
+
+/* mp = L_p(c^(p-1) mod p^2) * hp mod p. */
+static int hk_dec_half(BIGNUM *mp, const BIGNUM *c, const BIGNUM *p,
+                       const BIGNUM *p2, const BIGNUM *pm1, const BIGNUM *h,
+                       BN_MONT_CTX *mp2, BN_CTX *ctx)
+{
+    BIGNUM *u;
+    int ok;
+
+    BN_CTX_start(ctx);
+    u = BN_CTX_get(ctx);
+    if (u != NULL)
+        BN_set_flags(u, BN_FLG_CONSTTIME);
+    ok = u != NULL && BN_nnmod(u, c, p2, ctx) &&
+         BN_mod_exp_mont_consttime(u, u, pm1, p2, ctx, mp2) &&
+         BN_sub_word(u, 1) && BN_div(u, NULL, u, p, ctx) &&
+         BN_mod_mul(mp, u, h, p, ctx);
+    BN_clear(u);
+    BN_CTX_end(ctx);
+    return ok;
+}
+
+hk_err hk_paillier_dec(const hk_paillier_sk *sk, const BIGNUM *c, BIGNUM *m)
+{
+    BN_CTX *ctx;
+    BIGNUM *mp, *mq;
+    hk_err e = HK_ERR_CRYPTO;
+
+    if (sk == NULL || c == NULL || m == NULL)
+        return HK_ERR_ARG;
+    ctx = BN_CTX_secure_new();
+    if (ctx == NULL)
+        return HK_ERR_NOMEM;
+    BN_CTX_start(ctx);
+    mp = BN_CTX_get(ctx);
+    mq = BN_CTX_get(ctx);
+    if (mq == NULL)
+        goto done;
+    BN_set_flags(mp, BN_FLG_CONSTTIME);
+    BN_set_flags(mq, BN_FLG_CONSTTIME);
+    if (!hk_dec_half(mp, c, sk->p, sk->p2, sk->pm1, sk->hp, sk->mont_p2,
+                     ctx) ||
+        !hk_dec_half(mq, c, sk->q, sk->q2, sk->qm1, sk->hq, sk->mont_q2,
+                     ctx) ||
+        !hk_crt(m, mp, mq, sk->p, sk->q, sk->qinv, ctx))
+        goto done;
+    e = HK_OK;
+done:
+    BN_clear(mp);
+    BN_clear(mq);
+    BN_CTX_end(ctx);
+    BN_CTX_free(ctx);
+    return e;
+}
+
+hk_err hk_paillier_add(const hk_paillier_pk *pk, const BIGNUM *a,
+                       const BIGNUM *b, BIGNUM *out)
+{
+    BN_CTX *ctx;
+    int ok;
+
+    if (pk == NULL || a == NULL || b == NULL || out == NULL)
+        return HK_ERR_ARG;
+    ctx = BN_CTX_new();
+    if (ctx == NULL)
+        return HK_ERR_NOMEM;
+    ok = BN_mod_mul_montgomery(out, a, b, pk->mont_n2, ctx) &&
+         BN_to_montgomery(out, out, pk->mont_n2, ctx);
+    BN_CTX_free(ctx);
+    return ok ? HK_OK : HK_ERR_CRYPTO;
+}
+
+hk_err hk_paillier_mul(const hk_paillier_pk *pk, const BIGNUM *c,
+                       const BIGNUM *k, BIGNUM *out)
+{
+    BN_CTX *ctx;
+    int ok;
+
+    if (pk == NULL || c == NULL || k == NULL || out == NULL ||
+        BN_is_negative(k))
+        return HK_ERR_ARG;
+    ctx = BN_CTX_new();
+    if (ctx == NULL)
+        return HK_ERR_NOMEM;
+    ok = BN_mod_exp_mont_consttime(out, c, k, pk->n2, ctx, pk->mont_n2);
+    BN_CTX_free(ctx);
+    return ok ? HK_OK : HK_ERR_CRYPTO;
+}
+
+/* 0 < v < mod and gcd(v, N) = 1. */
+static hk_err hk_unit_in(const hk_paillier_pk *pk, const BIGNUM *v,
+                         const BIGNUM *mod)
+{
+    BN_CTX *ctx;
+    BIGNUM *g;
+    hk_err e = HK_ERR_PAILLIER;
+
+    if (pk == NULL || v == NULL)
+        return HK_ERR_ARG;
+    if (BN_is_negative(v) || BN_is_zero(v) || BN_cmp(v, mod) >= 0)
+        return HK_ERR_PAILLIER;
+    ctx = BN_CTX_new();
+    if (ctx == NULL)
+        return HK_ERR_NOMEM;
+    BN_CTX_start(ctx);
+    g = BN_CTX_get(ctx);
+    if (g == NULL || !BN_gcd(g, v, pk->n, ctx))
+        e = HK_ERR_CRYPTO;
+    else if (BN_is_one(g))
+        e = HK_OK;
+    BN_CTX_end(ctx);
+    BN_CTX_free(ctx);
+    return e;
+}
+
+hk_err hk_paillier_ct_check(const hk_paillier_pk *pk, const BIGNUM *c)
+{
+    return pk == NULL ? HK_ERR_ARG : hk_unit_in(pk, c, pk->n2);
+}
+
+hk_err hk_paillier_unit_check(const hk_paillier_pk *pk, const BIGNUM *u)
+{
+    return pk == NULL ? HK_ERR_ARG : hk_unit_in(pk, u, pk->n);
+}
+
+hk_err hk_paillier_nth_root(const hk_paillier_sk *sk, const BIGNUM *x,
+                            BIGNUM *out)
+{
+    BN_CTX *ctx;
+    BIGNUM *a, *b;
+    hk_err e = HK_ERR_CRYPTO;
+
+    if (sk == NULL || x == NULL || out == NULL)
+        return HK_ERR_ARG;
+    ctx = BN_CTX_secure_new();
+    if (ctx == NULL)
+        return HK_ERR_NOMEM;
+    BN_CTX_start(ctx);
+    a = BN_CTX_get(ctx);
+    b = BN_CTX_get(ctx);
+    if (b == NULL)
+        goto done;
+    BN_set_flags(a, BN_FLG_CONSTTIME);
+    BN_set_flags(b, BN_FLG_CONSTTIME);
+    if (!BN_nnmod(a, x, sk->p, ctx) || !BN_nnmod(b, x, sk->q, ctx) ||
+        !BN_mod_exp_mont_consttime(a, a, sk->dp, sk->p, ctx, sk->mont_p) ||
+        !BN_mod_exp_mont_consttime(b, b, sk->dq, sk->q, ctx, sk->mont_q) ||
+        !hk_crt(out, a, b, sk->p, sk->q, sk->qinv, ctx))
+        goto done;
+    e = HK_OK;
+done:
+    BN_clear(a);
+    BN_clear(b);
+    BN_CTX_end(ctx);
+    BN_CTX_free(ctx);
+    return e;
+}

@@ -1,0 +1,79 @@
+/* Paillier encryption with g = N + 1, on OpenSSL BN.
+ *
+ * Owns: key generation (2048-bit default, 3072 option), encryption (public
+ * and, for the key owner, CRT-accelerated), CRT decryption, homomorphic
+ * addition and scalar multiplication, the N-th root used by the modulus
+ * proof, and the validity checks a receiver applies to a peer's modulus and
+ * ciphertexts. Secret-key arithmetic uses BN_FLG_CONSTTIME and
+ * BN_mod_exp_mont_consttime; secret BIGNUMs are cleared on free. */
+#ifndef HK_PAILLIER_H
+#define HK_PAILLIER_H
+
+#include <openssl/bn.h>
+
+#include "mpc/error.h"
+
+#define HK_PAILLIER_BITS_DEFAULT 2048
+#define HK_PAILLIER_BITS_MAX 3072
+/* Moduli are checked to have no prime factor below this bound (trial
+ * division); the modulus proof's and the range proof's soundness rest on it
+ * (see zk.h). DESIGN.md asks for at least 2^13. */
+#define HK_PAILLIER_TRIAL_BOUND 65536
+
+typedef struct hk_paillier_pk hk_paillier_pk;
+typedef struct hk_paillier_sk hk_paillier_sk;
+
+/* 1 if bits is a supported modulus size (2048 or 3072). */
+int hk_paillier_bits_ok(int bits);
+
+/* New key pair: N = p*q with exactly `bits` bits, p, q distinct primes of
+ * bits/2 bits each. HK_ERR_ARG for an unsupported size. */
+HK_WUR hk_err hk_paillier_keygen(int bits, hk_paillier_sk **out);
+/* Rebuilds a key pair from its primes (stored share); checks structure
+ * (odd, distinct, sizes) but not primality. Copies p and q. */
+HK_WUR hk_err hk_paillier_sk_from_primes(const BIGNUM *p, const BIGNUM *q,
+                                         int bits, hk_paillier_sk **out);
+void hk_paillier_sk_free(hk_paillier_sk *sk);
+const hk_paillier_pk *hk_paillier_sk_pk(const hk_paillier_sk *sk);
+const BIGNUM *hk_paillier_sk_p(const hk_paillier_sk *sk);
+const BIGNUM *hk_paillier_sk_q(const hk_paillier_sk *sk);
+
+/* Public key from a peer's modulus, with every check a receiver must make:
+ * exactly `bits` bits, a supported size, odd, no prime factor below
+ * HK_PAILLIER_TRIAL_BOUND. HK_ERR_PAILLIER if any fails. Copies n. */
+HK_WUR hk_err hk_paillier_pk_new(const BIGNUM *n, int bits,
+                                 hk_paillier_pk **out);
+void hk_paillier_pk_free(hk_paillier_pk *pk);
+const BIGNUM *hk_paillier_n(const hk_paillier_pk *pk);
+const BIGNUM *hk_paillier_n2(const hk_paillier_pk *pk);
+int hk_paillier_bits(const hk_paillier_pk *pk);
+
+/* Uniform r in Z*_N. */
+HK_WUR hk_err hk_paillier_rand_unit(const hk_paillier_pk *pk, BIGNUM *r);
+/* c = (1 + m*N) * r^N mod N^2, 0 <= m < N, r in Z*_N (r NULL: fresh). */
+HK_WUR hk_err hk_paillier_enc(const hk_paillier_pk *pk, const BIGNUM *m,
+                              const BIGNUM *r, BIGNUM *c);
+/* Same result as hk_paillier_enc, about twice as fast by CRT (owner only);
+ * r must be given. */
+HK_WUR hk_err hk_paillier_enc_sk(const hk_paillier_sk *sk, const BIGNUM *m,
+                                 const BIGNUM *r, BIGNUM *c);
+/* m = Dec(c) in [0, N). c must have passed hk_paillier_ct_check. */
+HK_WUR hk_err hk_paillier_dec(const hk_paillier_sk *sk, const BIGNUM *c,
+                              BIGNUM *m);
+/* out = a (+) b = a*b mod N^2. */
+HK_WUR hk_err hk_paillier_add(const hk_paillier_pk *pk, const BIGNUM *a,
+                              const BIGNUM *b, BIGNUM *out);
+/* out = k (*) c = c^k mod N^2, constant-time in k (k may be secret). */
+HK_WUR hk_err hk_paillier_mul(const hk_paillier_pk *pk, const BIGNUM *c,
+                              const BIGNUM *k, BIGNUM *out);
+/* HK_OK if 0 < c < N^2 and gcd(c, N) = 1, else HK_ERR_PAILLIER. */
+HK_WUR hk_err hk_paillier_ct_check(const hk_paillier_pk *pk,
+                                   const BIGNUM *c);
+/* HK_OK if 0 < u < N and gcd(u, N) = 1, else HK_ERR_PAILLIER. */
+HK_WUR hk_err hk_paillier_unit_check(const hk_paillier_pk *pk,
+                                     const BIGNUM *u);
+/* out = x^(N^-1 mod phi(N)) mod N, the N-th root of x (owner only). */
+HK_WUR hk_err hk_paillier_nth_root(const hk_paillier_sk *sk, const BIGNUM *x,
+                                   BIGNUM *out);
+
+#endif

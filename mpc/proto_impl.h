@@ -1,0 +1,55 @@
+/* Private to the protocol state machines (keygen.c, sign.c, refresh.c):
+ * message plumbing and the Paillier key package that keygen and refresh
+ * both send (Lindell 2017 protocol 3.2 step 3 / this project's refresh). */
+#ifndef HK_PROTO_IMPL_H
+#define HK_PROTO_IMPL_H
+
+#include "mpc/codec.h"
+#include "mpc/share.h"
+#include "mpc/zk.h"
+
+/* P1's Paillier package for secret x1 with X1 = x1*G: a fresh key, ckey =
+ * Enc(x1), the modulus proof and the range proof. */
+typedef struct {
+    hk_paillier_sk *sk;
+    BIGNUM *ckey;
+    hk_nthroot_proof nth;
+    hk_logstar_proof ls;
+} hk_ppkg;
+
+void hk_ppkg_free(hk_ppkg *p);
+HK_WUR hk_err hk_ppkg_make(hk_curve *c, const hk_binding *b, int pbits,
+                           const hk_rped *rp, const hk_scalar *x1,
+                           const hk_point *X1, hk_ppkg *out);
+HK_WUR hk_err hk_ppkg_put(hk_msg *m, const hk_ppkg *p);
+/* P2: reads N and ckey and the proofs from m and verifies them all against
+ * X1; on success *pk and *ckey are set (caller owns). */
+HK_WUR hk_err hk_ppkg_take(hk_msg *m, hk_curve *c, const hk_binding *b,
+                           int pbits, const hk_rped *rp, const hk_point *X1,
+                           hk_paillier_pk **pk, BIGNUM **ckey);
+
+HK_WUR hk_err hk_put_schnorr(hk_msg *m, const hk_schnorr *pf);
+HK_WUR hk_err hk_get_schnorr(hk_msg *m, hk_curve *c, hk_schnorr *pf);
+
+/* Encodes m into (*out, *len) and frees m in every case. */
+HK_WUR hk_err hk_msg_out(hk_msg *m, unsigned char **out, size_t *len);
+
+/* Commitment over a list of points and byte strings: see transcript.h. */
+HK_WUR hk_err hk_commit_points(const hk_binding *b, hk_role role,
+                               const char *label, const hk_point *pts,
+                               size_t npts, const unsigned char *extra,
+                               size_t extra_len, const unsigned char *nonce,
+                               unsigned char out[HK_HASH_LEN]);
+
+/* The share a sign or refresh run uses, named by epoch and fingerprint;
+ * HK_ERR_EPOCH if the peer's differs. */
+HK_WUR hk_err hk_put_share_ref(hk_msg *m, const hk_share *s,
+                               const unsigned char fp[HK_HASH_LEN]);
+HK_WUR hk_err hk_check_share_ref(hk_msg *in, const hk_share *s,
+                                 const unsigned char fp[HK_HASH_LEN]);
+
+/* Builds a binding from curve, sid, kid. */
+void hk_binding_set(hk_binding *b, hk_curve_id curve,
+                    const unsigned char *sid, const unsigned char *kid);
+
+#endif

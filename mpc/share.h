@@ -1,0 +1,48 @@
+/* Key shares: what each party keeps of a split key, and their records.
+ *
+ * Owns the in-memory share and its versioned, strict serialisation (so the
+ * client and server layers can seal and store it). Both parties hold the
+ * public values (Q, Q1, Q2, N, ckey, epoch); P1 (client) additionally x1 and
+ * the Paillier primes, P2 (server) x2. A decoded record is checked for
+ * consistency: x*G is that party's public share, Q = x1*Q2 = x2*Q1, N is a
+ * valid Paillier modulus (and p*q for P1), ckey a valid ciphertext.
+ * The record holds secrets in clear: callers seal it before storing it. */
+#ifndef HK_SHARE_H
+#define HK_SHARE_H
+
+#include "mpc/curve.h"
+#include "mpc/paillier.h"
+#include "mpc/transcript.h"
+
+#define HK_SHARE_VERSION 1
+
+typedef struct {
+    hk_role role;
+    hk_curve_id curve;
+    unsigned char kid[HK_ID_LEN];
+    unsigned long epoch;  /* 1 after keygen, +1 per refresh */
+    hk_scalar x;          /* x1 (P1) or x2 (P2): SECRET */
+    hk_point Q, Q1, Q2;   /* Q = x1*x2*G, Q1 = x1*G, Q2 = x2*G */
+    BIGNUM *ckey;         /* Enc_N(x1) */
+    hk_paillier_pk *pk;   /* N */
+    hk_paillier_sk *sk;   /* P1 only: SECRET */
+    unsigned char rped_fp[HK_HASH_LEN]; /* server setup used */
+} hk_share;
+
+void hk_share_free(hk_share *s);
+/* The share's public fingerprint (both parties compute the same): binds
+ * curve, key id, epoch, Q, Q1, Q2, N, ckey. */
+HK_WUR hk_err hk_share_fingerprint(const hk_share *s,
+                                   unsigned char out[HK_HASH_LEN]);
+/* Record encoding (secrets included), OPENSSL_free the output after
+ * OPENSSL_cleanse. */
+HK_WUR hk_err hk_share_encode(const hk_share *s, unsigned char **out,
+                              size_t *len);
+/* Strict decode with every consistency check; HK_ERR_SHARE, HK_ERR_VERSION
+ * or HK_ERR_DECODE on failure. */
+HK_WUR hk_err hk_share_decode(const unsigned char *in, size_t len,
+                              hk_share **out);
+/* Compressed public key Q. */
+const hk_point *hk_share_pubkey(const hk_share *s);
+
+#endif

@@ -1,0 +1,331 @@
+/* Pi^log* (CGGMP21 figure 25) in HK_LOG_REPS repetitions with 16-bit
+ * challenges: C = Enc_N0(x; r), X = x*G, x in range. See zk.h. */
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "mpc/bn_util.h"
+#include "mpc/zk_impl.h"
+
+#define HK_LOG_Z1_BITS (HK_LOG_ALPHA_BITS + 1)
+
+void hk_logstar_proof_free(hk_logstar_proof *pf)
+{
+    size_t i;
+
+    if (pf == NULL)
+        return;
+    BN_free(pf->S);
+    pf->S = NULL;
+    for (i = 0; i < HK_LOG_REPS; i++) {
+        BIGNUM **v[] = {&pf->rep[i].A, &pf->rep[i].D, &pf->rep[i].z1,
+                        &pf->rep[i].z2, &pf->rep[i].z3};
+        size_t j;
+
+        for (j = 0; j < 5; j++) {
+            BN_clear_free(*v[j]);
+            *v[j] = NULL;
+        }
+    }
+}
+
+static hk_err hk_logstar_alloc(hk_logstar_proof *pf)
+{
+    size_t i;
+
+    memset(pf, 0, sizeof(*pf));
+    if ((pf->S = BN_new()) == NULL)
+        return HK_ERR_NOMEM;
+    for (i = 0; i < HK_LOG_REPS; i++) {
+        hk_logstar_rep *r = &pf->rep[i];
+
+        if ((r->A = BN_new()) == NULL || (r->D = BN_new()) == NULL ||
+            (r->z1 = BN_new()) == NULL || (r->z2 = BN_new()) == NULL ||
+            (r->z3 = BN_new()) == NULL)
+            return HK_ERR_NOMEM;
+    }
+    return HK_OK;
+}
+
+/* e_i = 16-bit chunks of H(statement, S, (A_i, Y_i, D_i)_i). */
+static hk_err hk_logstar_challenge(const hk_binding *b, hk_role role,
+                                   const hk_paillier_pk *pk,
+                                   const hk_rped *rp, const BIGNUM *C,
+                                   const hk_point *X,
+                                   const hk_logstar_proof *pf,
+                                   unsigned e[HK_LOG_REPS])
+{
+    unsigned char buf[HK_LOG_REPS * 2];
+    hk_ts t;
+    hk_err r;
+    size_t i;
+
+    if ((r = hk_ts_init(&t, "paillier-log-star", b, role)) != HK_OK)
+        return r;
+    if ((r = hk_ts_add_bn(&t, "N0", hk_paillier_n(pk))) != HK_OK ||
+        (r = hk_ts_add_bn(&t, "C", C)) != HK_OK ||
+        (r = hk_ts_add_point(&t, "X", X)) != HK_OK ||
+        (r = hk_ts_add_bn(&t, "Nt", rp->n)) != HK_OK ||
+        (r = hk_ts_add_bn(&t, "s", rp->s)) != HK_OK ||
+        (r = hk_ts_add_bn(&t, "t", rp->t)) != HK_OK ||
+        (r = hk_ts_add_bn(&t, "S", pf->S)) != HK_OK)
+        goto fail;
+    for (i = 0; i < HK_LOG_REPS; i++)
+        if ((r = hk_ts_add_bn(&t, "A", pf->rep[i].A)) != HK_OK ||
+            (r = hk_ts_add_point(&t, "Y", &pf->rep[i].Y)) != HK_OK ||
+            (r = hk_ts_add_bn(&t, "D", pf->rep[i].D)) != HK_OK)
+            goto fail;
+    if ((r = hk_ts_final(&t, buf, sizeof(buf))) != HK_OK)
+        return r;
+    for (i = 0; i < HK_LOG_REPS; i++)
+        e[i] = ((unsigned)buf[2 * i] << 8) | buf[2 * i + 1];
+    return HK_OK;
+fail:
+    hk_ts_free(&t);
+    return r;
+}
+
+/* Per repetition secrets of the prover. */
+typedef struct {
+    BIGNUM *alpha[HK_LOG_REPS], *gamma[HK_LOG_REPS], *r[HK_LOG_REPS];
+    BIGNUM *x, *mu;
+} hk_logstar_secrets;
+
+static void hk_logstar_secrets_free(hk_logstar_secrets *s)
+{
+    hk_bn_free_array(s->alpha, HK_LOG_REPS);
+    hk_bn_free_array(s->gamma, HK_LOG_REPS);
+    hk_bn_free_array(s->r, HK_LOG_REPS);
+    BN_clear_free(s->x);
+    BN_clear_free(s->mu);
+}
+
+static hk_err hk_logstar_secrets_new(hk_logstar_secrets *s)
+{
+    size_t i;
+
+    memset(s, 0, sizeof(*s));
+    if ((s->x = hk_bn_secret()) == NULL || (s->mu = hk_bn_secret()) == NULL)
+        return HK_ERR_NOMEM;
+    for (i = 0; i < HK_LOG_REPS; i++)
+        if ((s->alpha[i] = hk_bn_secret()) == NULL ||
+            (s->gamma[i] = hk_bn_secret()) == NULL ||
+            (s->r[i] = hk_bn_secret()) == NULL)
+            return HK_ERR_NOMEM;
+    return HK_OK;
+}
+
+/* First message of repetition i: A, Y, D. */
+static hk_err hk_logstar_commit(hk_curve *c, const hk_paillier_sk *sk,
+                                const hk_rped *rp, hk_logstar_secrets *s,
+                                size_t i, hk_logstar_rep *rep, BN_CTX *ctx)
+{
+    const hk_paillier_pk *pk = hk_paillier_sk_pk(sk);
+    hk_scalar a;
+    hk_err e;
+
+    if ((e = hk_bn_rand_bits(s->alpha[i], HK_LOG_ALPHA_BITS)) != HK_OK ||
+        (e = hk_bn_rand_times(s->gamma[i], rp->n, HK_LOG_ALPHA_BITS)) !=
+            HK_OK ||
+        (e = hk_paillier_rand_unit(pk, s->r[i])) != HK_OK ||
+        (e = hk_paillier_enc_sk(sk, s->alpha[i], s->r[i], rep->A)) != HK_OK ||
+        (e = hk_scalar_from_bn(c, s->alpha[i], &a)) != HK_OK ||
+        (e = hk_point_mul_gen(c, &a, &rep->Y)) != HK_OK ||
+        (e = hk_bn_exp2(rep->D, rp->s, s->alpha[i], rp->t, s->gamma[i], rp->n,
+                        rp->mont, 1, ctx)) != HK_OK)
+        goto done;
+done:
+    OPENSSL_cleanse(&a, sizeof(a));
+    return e;
+}
+
+/* z1 = alpha + e*x, z2 = r_i * r^e mod N0, z3 = gamma + e*mu. */
+static hk_err hk_logstar_respond(const hk_paillier_pk *pk,
+                                 hk_logstar_secrets *s, const BIGNUM *r,
+                                 size_t i, unsigned ch, hk_logstar_rep *rep,
+                                 BN_CTX *ctx)
+{
+    BIGNUM *ebn, *t;
+    hk_err e = HK_ERR_CRYPTO;
+
+    BN_CTX_start(ctx);
+    ebn = BN_CTX_get(ctx);
+    t = BN_CTX_get(ctx);
+    if (t == NULL || !BN_set_word(ebn, ch))
+        goto done;
+    BN_set_flags(t, BN_FLG_CONSTTIME);
+    if (!BN_mul(t, ebn, s->x, ctx) || !BN_add(rep->z1, s->alpha[i], t) ||
+        !BN_mod_exp(t, r, ebn, hk_paillier_n(pk), ctx) ||
+        !BN_mod_mul(rep->z2, s->r[i], t, hk_paillier_n(pk), ctx) ||
+        !BN_mul(t, ebn, s->mu, ctx) || !BN_add(rep->z3, s->gamma[i], t))
+        goto done;
+    e = HK_OK;
+done:
+    BN_clear(t);
+    BN_CTX_end(ctx);
+    return e;
+}
+
+hk_err hk_logstar_prove(hk_curve *c, const hk_binding *b, hk_role role,
+                        const hk_paillier_sk *sk, const hk_rped *rp,
+                        const hk_scalar *x, const BIGNUM *r, const BIGNUM *C,
+                        const hk_point *X, hk_logstar_proof *out)
+{
+    hk_logstar_secrets s;
+    unsigned ch[HK_LOG_REPS];
+    BN_CTX *ctx;
+    hk_err e;
+    size_t i;
+
+    if (c == NULL || b == NULL || sk == NULL || rp == NULL || x == NULL ||
+        r == NULL || C == NULL || X == NULL || out == NULL)
+        return HK_ERR_ARG;
+    ctx = BN_CTX_secure_new();
+    if ((e = hk_logstar_secrets_new(&s)) != HK_OK ||
+        (e = hk_logstar_alloc(out)) != HK_OK || ctx == NULL) {
+        e = HK_ERR_NOMEM;
+        goto done;
+    }
+    e = HK_ERR_CRYPTO;
+    if (BN_bin2bn(x->b, HK_SCALAR_LEN, s.x) == NULL)
+        goto done;
+    /* S = s^x t^mu, mu in [0, 2^256 N~). */
+    if ((e = hk_bn_rand_times(s.mu, rp->n, 256)) != HK_OK ||
+        (e = hk_bn_exp2(out->S, rp->s, s.x, rp->t, s.mu, rp->n, rp->mont, 1,
+                        ctx)) != HK_OK)
+        goto done;
+    for (i = 0; i < HK_LOG_REPS; i++)
+        if ((e = hk_logstar_commit(c, sk, rp, &s, i, &out->rep[i], ctx)) !=
+            HK_OK)
+            goto done;
+    if ((e = hk_logstar_challenge(b, role, hk_paillier_sk_pk(sk), rp, C, X,
+                                  out, ch)) != HK_OK)
+        goto done;
+    for (i = 0; i < HK_LOG_REPS; i++)
+        if ((e = hk_logstar_respond(hk_paillier_sk_pk(sk), &s, r, i, ch[i],
+                                    &out->rep[i], ctx)) != HK_OK)
+            goto done;
+done:
+    hk_logstar_secrets_free(&s);
+    BN_CTX_free(ctx);
+    if (e != HK_OK)
+        hk_logstar_proof_free(out);
+    return e;
+}
+
+/* Range and group-membership checks on one repetition's values. */
+static int hk_logstar_rep_wellformed(const hk_paillier_pk *pk,
+                                     const hk_rped *rp,
+                                     const hk_logstar_rep *rep)
+{
+    return hk_paillier_ct_check(pk, rep->A) == HK_OK &&
+           hk_paillier_unit_check(pk, rep->z2) == HK_OK &&
+           hk_bn_below(rep->D, rp->n) && !BN_is_zero(rep->D) &&
+           hk_bn_below_bits(rep->z1, HK_LOG_Z1_BITS) &&
+           hk_bn_below_bits(rep->z3,
+                            HK_LOG_ALPHA_BITS + BN_num_bits(rp->n) + 1);
+}
+
+/* (1 + z1*N0) * z2^N0 == A * C^e mod N0^2. */
+static hk_err hk_logstar_check_enc(const hk_paillier_pk *pk, const BIGNUM *C,
+                                   const hk_logstar_rep *rep, unsigned ch,
+                                   BN_CTX *ctx)
+{
+    const BIGNUM *n = hk_paillier_n(pk), *n2 = hk_paillier_n2(pk);
+    BIGNUM *l, *rr, *ebn;
+    hk_err e = HK_ERR_CRYPTO;
+
+    BN_CTX_start(ctx);
+    l = BN_CTX_get(ctx);
+    rr = BN_CTX_get(ctx);
+    ebn = BN_CTX_get(ctx);
+    if (ebn == NULL || !BN_set_word(ebn, ch))
+        goto done;
+    if (!BN_mul(l, rep->z1, n, ctx) || !BN_add_word(l, 1) ||
+        !BN_mod_exp(rr, rep->z2, n, n2, ctx) ||
+        !BN_mod_mul(l, l, rr, n2, ctx) || !BN_mod_exp(rr, C, ebn, n2, ctx) ||
+        !BN_mod_mul(rr, rr, rep->A, n2, ctx))
+        goto done;
+    e = BN_cmp(l, rr) == 0 ? HK_OK : HK_ERR_PROOF;
+done:
+    BN_CTX_end(ctx);
+    return e;
+}
+
+/* s^z1 t^z3 == D * S^e mod N~. */
+static hk_err hk_logstar_check_ped(const hk_rped *rp, const BIGNUM *S,
+                                   const hk_logstar_rep *rep, unsigned ch,
+                                   BN_CTX *ctx)
+{
+    BIGNUM *l, *rr, *ebn;
+    hk_err e = HK_ERR_CRYPTO;
+
+    BN_CTX_start(ctx);
+    l = BN_CTX_get(ctx);
+    rr = BN_CTX_get(ctx);
+    ebn = BN_CTX_get(ctx);
+    if (ebn == NULL || !BN_set_word(ebn, ch))
+        goto done;
+    if (hk_bn_exp2(l, rp->s, rep->z1, rp->t, rep->z3, rp->n, rp->mont, 0,
+                   ctx) != HK_OK ||
+        !BN_mod_exp_mont(rr, S, ebn, rp->n, ctx, rp->mont) ||
+        !BN_mod_mul(rr, rr, rep->D, rp->n, ctx))
+        goto done;
+    e = BN_cmp(l, rr) == 0 ? HK_OK : HK_ERR_PROOF;
+done:
+    BN_CTX_end(ctx);
+    return e;
+}
+
+/* z1*G == Y + e*X. */
+static hk_err hk_logstar_check_dl(hk_curve *c, const hk_point *X,
+                                  const hk_logstar_rep *rep, unsigned ch)
+{
+    hk_scalar z, es;
+    BIGNUM *ebn;
+    hk_err e;
+
+    if ((e = hk_scalar_from_bn(c, rep->z1, &z)) != HK_OK)
+        return e;
+    if ((ebn = BN_new()) == NULL)
+        return HK_ERR_NOMEM;
+    e = BN_set_word(ebn, ch) ? hk_scalar_from_bn(c, ebn, &es) : HK_ERR_CRYPTO;
+    BN_free(ebn);
+    if (e != HK_OK)
+        return e;
+    return hk_zk_lin_check(c, &z, &rep->Y, &es, X);
+}
+
+hk_err hk_logstar_verify(hk_curve *c, const hk_binding *b, hk_role role,
+                         const hk_paillier_pk *pk, const hk_rped *rp,
+                         const BIGNUM *C, const hk_point *X,
+                         const hk_logstar_proof *pf)
+{
+    unsigned ch[HK_LOG_REPS];
+    BN_CTX *ctx;
+    hk_err e;
+    size_t i;
+
+    if (c == NULL || b == NULL || pk == NULL || rp == NULL || C == NULL ||
+        X == NULL || pf == NULL)
+        return HK_ERR_ARG;
+    if (pf->S == NULL || !hk_bn_below(pf->S, rp->n) || BN_is_zero(pf->S))
+        return HK_ERR_PROOF;
+    for (i = 0; i < HK_LOG_REPS; i++)
+        if (!hk_logstar_rep_wellformed(pk, rp, &pf->rep[i]))
+            return HK_ERR_PROOF;
+    if ((e = hk_logstar_challenge(b, role, pk, rp, C, X, pf, ch)) != HK_OK)
+        return e;
+    if ((ctx = BN_CTX_new()) == NULL)
+        return HK_ERR_NOMEM;
+    for (i = 0; i < HK_LOG_REPS && e == HK_OK; i++) {
+        if ((e = hk_logstar_check_dl(c, X, &pf->rep[i], ch[i])) != HK_OK ||
+            (e = hk_logstar_check_ped(rp, pf->S, &pf->rep[i], ch[i], ctx)) !=
+                HK_OK ||
+            (e = hk_logstar_check_enc(pk, C, &pf->rep[i], ch[i], ctx)) !=
+                HK_OK)
+            break;
+    }
+    BN_CTX_free(ctx);
+    return e == HK_ERR_CRYPTO || e == HK_ERR_NOMEM ? e : (e == HK_OK ? HK_OK : HK_ERR_PROOF);
+}

@@ -1,0 +1,37 @@
+/* In-process driver for the protocol state machines: runs both parties in
+ * one thread, passing the messages, and measures each step's CPU time and
+ * each message's size. Shared by the unit tests and bench/mpc-bench. */
+#ifndef HK_TEST_DRIVER_H
+#define HK_TEST_DRIVER_H
+
+#include "mpc/keygen.h"
+#include "mpc/refresh.h"
+#include "mpc/sign.h"
+
+#define HK_DRIVE_MAX_MSGS 8
+
+typedef struct {
+    double p1_ms, p2_ms;   /* CPU time of each party */
+    double critical_ms;    /* steps the client waits for, in order */
+    double offline_ms;     /* P2 precomputation before the session */
+    size_t bytes[HK_DRIVE_MAX_MSGS];
+    int nmsgs;
+} hk_drive_stats;
+
+/* Fills sid/kid with fresh random ids. */
+void hk_drive_ids(unsigned char *sid, unsigned char *kid);
+
+hk_err hk_drive_keygen(hk_curve_id curve, int pbits, const hk_rped *rp,
+                       hk_share **s1, hk_share **s2, hk_drive_stats *st);
+/* precompute: let P2 compute its encryption randomness before sign.3 (off
+ * the critical path, counted as offline_ms). */
+hk_err hk_drive_sign(const hk_share *s1, const hk_share *s2,
+                     const unsigned char *dig, size_t dlen, int precompute,
+                     unsigned char sig[HK_SIG_LEN], hk_drive_stats *st);
+hk_err hk_drive_refresh(const hk_share *s1, const hk_share *s2, int pbits,
+                        const hk_rped *rp, hk_share **n1, hk_share **n2,
+                        hk_drive_stats *st);
+
+double hk_drive_cpu_ms(void);
+
+#endif

@@ -52,6 +52,12 @@ static int hk_unhex(const char *in, size_t inlen, unsigned char *out,
     return 1;
 }
 
+/* "v" and "t" are the header's: a field may not overwrite them. */
+static int hk_key_reserved(const char *key)
+{
+    return key != NULL && (strcmp(key, "v") == 0 || strcmp(key, "t") == 0);
+}
+
 static hk_err hk_put_hex(json_t *dst, const char *key, const void *b,
                          size_t len)
 {
@@ -221,6 +227,8 @@ hk_err hk_msg_finish(hk_msg *m)
 
 hk_err hk_msg_put_bytes(hk_msg *m, const char *key, const void *b, size_t len)
 {
+    if (hk_key_reserved(key))
+        return HK_ERR_ARG;
     if (m == NULL || key == NULL || (b == NULL && len > 0))
         return HK_ERR_ARG;
     return hk_put_hex(m->obj, key, b, len);
@@ -247,6 +255,8 @@ static hk_err hk_put_bn_to(json_t *dst, const char *key, const BIGNUM *v,
 hk_err hk_msg_put_bn(hk_msg *m, const char *key, const BIGNUM *v,
                      size_t width)
 {
+    if (hk_key_reserved(key))
+        return HK_ERR_ARG;
     if (m == NULL || key == NULL)
         return HK_ERR_ARG;
     return hk_put_bn_to(m->obj, key, v, width);
@@ -255,6 +265,8 @@ hk_err hk_msg_put_bn(hk_msg *m, const char *key, const BIGNUM *v,
 hk_err hk_msg_put_bn_array(hk_msg *m, const char *key, BIGNUM *const *v,
                            size_t n, size_t width)
 {
+    if (hk_key_reserved(key))
+        return HK_ERR_ARG;
     json_t *arr;
     hk_err e = HK_OK;
     size_t i;
@@ -274,6 +286,8 @@ hk_err hk_msg_put_bn_array(hk_msg *m, const char *key, BIGNUM *const *v,
 
 hk_err hk_msg_put_u32(hk_msg *m, const char *key, unsigned long v)
 {
+    if (hk_key_reserved(key))
+        return HK_ERR_ARG;
     if (m == NULL || key == NULL || v > 0xfffffffful)
         return HK_ERR_ARG;
     return json_object_set_new(m->obj, key, json_integer((json_int_t)v)) == 0
@@ -283,6 +297,8 @@ hk_err hk_msg_put_u32(hk_msg *m, const char *key, unsigned long v)
 
 hk_err hk_msg_put_str(hk_msg *m, const char *key, const char *s)
 {
+    if (hk_key_reserved(key))
+        return HK_ERR_ARG;
     if (m == NULL || key == NULL || s == NULL)
         return HK_ERR_ARG;
     return json_object_set_new(m->obj, key, json_string(s)) == 0
@@ -307,6 +323,8 @@ hk_err hk_msg_put_scalar(hk_msg *m, const char *key, const hk_scalar *s)
 hk_err hk_msg_put_points(hk_msg *m, const char *key, const hk_point *p,
                          size_t n)
 {
+    if (hk_key_reserved(key))
+        return HK_ERR_ARG;
     json_t *arr;
     hk_err e = HK_OK;
     size_t i;

@@ -16,6 +16,7 @@ struct hk_keygen {
     hk_curve *c;
     hk_binding b;
     hk_rped *rp;
+    const hk_rped_secret *sec; /* P2 */
     unsigned char setup_fp[HK_HASH_LEN];
     hk_scalar x;    /* own secret share */
     hk_point X;     /* own public share */
@@ -65,9 +66,16 @@ hk_err hk_keygen_p1_new(hk_curve_id curve, const unsigned char *sid,
 
 hk_err hk_keygen_p2_new(hk_curve_id curve, const unsigned char *sid,
                         const unsigned char *kid, int min_pbits,
-                        const hk_rped *rp, hk_keygen **out)
+                        const hk_rped_secret *sec, hk_keygen **out)
 {
-    return hk_keygen_new(HK_ROLE_P2, curve, sid, kid, min_pbits, rp, out);
+    hk_err e;
+
+    if (sec == NULL)
+        return HK_ERR_ARG;
+    e = hk_keygen_new(HK_ROLE_P2, curve, sid, kid, min_pbits, &sec->pub, out);
+    if (e == HK_OK)
+        (*out)->sec = sec;
+    return e;
 }
 
 void hk_keygen_free(hk_keygen *kg)
@@ -299,7 +307,7 @@ static hk_err hk_kg_p2_msg3(hk_keygen *kg, hk_msg *in, unsigned char **out,
         return HK_ERR_COMMIT;
     if ((e = hk_schnorr_verify(kg->c, &kg->b, HK_ROLE_P1, hk_kg_lbl_x1, &Q1,
                                &pi)) != HK_OK ||
-        (e = hk_ppkg_take(in, kg->c, &kg->b, kg->pbits, kg->rp, &Q1, &pk,
+        (e = hk_ppkg_take(in, kg->c, &kg->b, kg->pbits, kg->sec, &Q1, &pk,
                           &ckey)) != HK_OK)
         goto fail;
     if ((e = hk_point_mul(kg->c, &Q1, &kg->x, &mine)) != HK_OK)

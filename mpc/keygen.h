@@ -25,10 +25,11 @@ typedef struct hk_keygen hk_keygen;
 HK_WUR hk_err hk_keygen_p1_new(hk_curve_id curve, const unsigned char *sid,
                                const unsigned char *kid, int pbits,
                                const hk_rped *rp, hk_keygen **out);
-/* P2 (server). min_pbits: the smallest Paillier size it accepts. */
+/* P2 (server). min_pbits: the smallest Paillier size it accepts. sec: its
+ * own ring-Pedersen setup (borrowed: must outlive the state machine). */
 HK_WUR hk_err hk_keygen_p2_new(hk_curve_id curve, const unsigned char *sid,
                                const unsigned char *kid, int min_pbits,
-                               const hk_rped *rp, hk_keygen **out);
+                               const hk_rped_secret *sec, hk_keygen **out);
 void hk_keygen_free(hk_keygen *kg);
 
 /* P1 only: the first message. */

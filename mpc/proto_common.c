@@ -192,8 +192,8 @@ static hk_err hk_get_logstar(hk_msg *m, hk_curve *c, hk_logstar_proof *ls,
 }
 
 hk_err hk_ppkg_take(hk_msg *m, hk_curve *c, const hk_binding *b, int pbits,
-                    const hk_rped *rp, const hk_point *X1, hk_paillier_pk **pk,
-                    BIGNUM **ckey)
+                    const hk_rped_secret *sec, const hk_point *X1,
+                    hk_paillier_pk **pk, BIGNUM **ckey)
 {
     size_t nb = hk_width(pbits);
     hk_nthroot_proof nth;
@@ -216,7 +216,8 @@ hk_err hk_ppkg_take(hk_msg *m, hk_curve *c, const hk_binding *b, int pbits,
     if ((e = hk_paillier_pk_new(n, pbits, &k)) != HK_OK ||
         (e = hk_nthroot_verify(k, b, HK_ROLE_P1, &nth)) != HK_OK ||
         (e = hk_paillier_ct_check(k, ct)) != HK_OK ||
-        (e = hk_logstar_verify(c, b, HK_ROLE_P1, k, rp, ct, X1, &ls)) !=
+        (e = hk_logstar_verify(c, b, HK_ROLE_P1, k, &sec->pub, sec, ct, X1,
+                                &ls)) !=
             HK_OK)
         goto done;
     *pk = k;

@@ -25,7 +25,8 @@ HK_WUR hk_err hk_ppkg_put(hk_msg *m, const hk_ppkg *p);
 /* P2: reads N and ckey and the proofs from m and verifies them all against
  * X1; on success *pk and *ckey are set (caller owns). */
 HK_WUR hk_err hk_ppkg_take(hk_msg *m, hk_curve *c, const hk_binding *b,
-                           int pbits, const hk_rped *rp, const hk_point *X1,
+                           int pbits, const hk_rped_secret *sec,
+                           const hk_point *X1,
                            hk_paillier_pk **pk, BIGNUM **ckey);
 
 HK_WUR hk_err hk_put_schnorr(hk_msg *m, const hk_schnorr *pf);

@@ -16,6 +16,7 @@ struct hk_refresh {
     hk_curve *c;
     hk_binding b;
     hk_rped *rp;
+    const hk_rped_secret *sec; /* P2 */
     const hk_share *old;
     unsigned char old_fp[HK_HASH_LEN], new_fp[HK_HASH_LEN];
     unsigned char setup_fp[HK_HASH_LEN];
@@ -65,9 +66,17 @@ hk_err hk_refresh_p1_new(const hk_share *share, const unsigned char *sid,
 }
 
 hk_err hk_refresh_p2_new(const hk_share *share, const unsigned char *sid,
-                         int min_pbits, const hk_rped *rp, hk_refresh **out)
+                         int min_pbits, const hk_rped_secret *sec,
+                         hk_refresh **out)
 {
-    return hk_refresh_new(HK_ROLE_P2, share, sid, min_pbits, rp, out);
+    hk_err e;
+
+    if (sec == NULL)
+        return HK_ERR_ARG;
+    e = hk_refresh_new(HK_ROLE_P2, share, sid, min_pbits, &sec->pub, out);
+    if (e == HK_OK)
+        (*out)->sec = sec;
+    return e;
 }
 
 void hk_refresh_free(hk_refresh *rf)
@@ -314,7 +323,7 @@ static hk_err hk_rf_p2_msg3(hk_refresh *rf, hk_msg *in, unsigned char **out,
         return HK_ERR_COMMIT;
     if ((e = hk_rf_coin(rf, &r1, &rf->r1, &r)) != HK_OK ||
         (e = hk_point_mul(rf->c, &rf->old->Q1, &r, &Q1n)) != HK_OK ||
-        (e = hk_ppkg_take(in, rf->c, &rf->b, rf->pbits, rf->rp, &Q1n, &pk,
+        (e = hk_ppkg_take(in, rf->c, &rf->b, rf->pbits, rf->sec, &Q1n, &pk,
                           &ckey)) != HK_OK ||
         (e = hk_rf_new_share(rf, &r, pk, ckey, &s)) != HK_OK)
         goto done;

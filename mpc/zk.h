@@ -147,11 +147,13 @@ HK_WUR hk_err hk_logstar_prove(hk_curve *c, const hk_binding *b, hk_role role,
                                const hk_scalar *x, const BIGNUM *r,
                                const BIGNUM *C, const hk_point *X,
                                hk_logstar_proof *out);
-/* C must have passed hk_paillier_ct_check. HK_OK or HK_ERR_PROOF. */
+/* C must have passed hk_paillier_ct_check. sec: the verifier's own setup
+ * secret when it has it (NULL otherwise): the same checks, computed by CRT
+ * mod the primes of N~, about four times faster. HK_OK or HK_ERR_PROOF. */
 HK_WUR hk_err hk_logstar_verify(hk_curve *c, const hk_binding *b,
                                 hk_role role, const hk_paillier_pk *pk,
-                                const hk_rped *rp, const BIGNUM *C,
-                                const hk_point *X,
+                                const hk_rped *rp, const hk_rped_secret *sec,
+                                const BIGNUM *C, const hk_point *X,
                                 const hk_logstar_proof *pf);
 
 #endif

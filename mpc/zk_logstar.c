@@ -252,8 +252,57 @@ done:
     return e;
 }
 
+/* s^z1 t^z3 mod pr, with exponents reduced mod pr - 1 (pr a prime factor
+ * of N~; s and t are units, so Fermat applies). */
+static int hk_ped_half(BIGNUM *out, const hk_rped *rp, const BIGNUM *pr,
+                       const BIGNUM *z1, const BIGNUM *z3, BN_CTX *ctx)
+{
+    BIGNUM *pm1, *a, *b, *bs, *bt;
+    int ok;
+
+    BN_CTX_start(ctx);
+    pm1 = BN_CTX_get(ctx);
+    a = BN_CTX_get(ctx);
+    b = BN_CTX_get(ctx);
+    bs = BN_CTX_get(ctx);
+    bt = BN_CTX_get(ctx);
+    ok = bt != NULL && BN_sub(pm1, pr, BN_value_one()) &&
+         BN_nnmod(a, z1, pm1, ctx) && BN_nnmod(b, z3, pm1, ctx) &&
+         BN_nnmod(bs, rp->s, pr, ctx) && BN_nnmod(bt, rp->t, pr, ctx) &&
+         BN_mod_exp2_mont(out, bs, a, bt, b, pr, ctx, NULL);
+    BN_CTX_end(ctx);
+    return ok;
+}
+
+/* s^z1 t^z3 mod N~, by CRT when the verifier owns the setup. */
+static hk_err hk_ped_lhs(BIGNUM *out, const hk_rped *rp,
+                         const hk_rped_secret *sec, const hk_logstar_rep *rep,
+                         BN_CTX *ctx)
+{
+    BIGNUM *xp, *xq, *qinv;
+    int ok;
+
+    if (sec == NULL)
+        return hk_bn_exp2(out, rp->s, rep->z1, rp->t, rep->z3, rp->n,
+                          rp->mont, 0, ctx);
+    BN_CTX_start(ctx);
+    xp = BN_CTX_get(ctx);
+    xq = BN_CTX_get(ctx);
+    qinv = BN_CTX_get(ctx);
+    /* out = xq + q * ((xp - xq) * q^-1 mod p) */
+    ok = qinv != NULL && hk_ped_half(xp, rp, sec->p, rep->z1, rep->z3, ctx) &&
+         hk_ped_half(xq, rp, sec->q, rep->z1, rep->z3, ctx) &&
+         BN_mod_inverse(qinv, sec->q, sec->p, ctx) != NULL &&
+         BN_mod_sub(xp, xp, xq, sec->p, ctx) &&
+         BN_mod_mul(xp, xp, qinv, sec->p, ctx) &&
+         BN_mul(xp, xp, sec->q, ctx) && BN_add(out, xp, xq);
+    BN_CTX_end(ctx);
+    return ok ? HK_OK : HK_ERR_CRYPTO;
+}
+
 /* s^z1 t^z3 == D * S^e mod N~. */
-static hk_err hk_logstar_check_ped(const hk_rped *rp, const BIGNUM *S,
+static hk_err hk_logstar_check_ped(const hk_rped *rp,
+                                   const hk_rped_secret *sec, const BIGNUM *S,
                                    const hk_logstar_rep *rep, unsigned ch,
                                    BN_CTX *ctx)
 {
@@ -266,8 +315,7 @@ static hk_err hk_logstar_check_ped(const hk_rped *rp, const BIGNUM *S,
     ebn = BN_CTX_get(ctx);
     if (ebn == NULL || !BN_set_word(ebn, ch))
         goto done;
-    if (hk_bn_exp2(l, rp->s, rep->z1, rp->t, rep->z3, rp->n, rp->mont, 0,
-                   ctx) != HK_OK ||
+    if (hk_ped_lhs(l, rp, sec, rep, ctx) != HK_OK ||
         !BN_mod_exp_mont(rr, S, ebn, rp->n, ctx, rp->mont) ||
         !BN_mod_mul(rr, rr, rep->D, rp->n, ctx))
         goto done;
@@ -298,8 +346,8 @@ static hk_err hk_logstar_check_dl(hk_curve *c, const hk_point *X,
 
 hk_err hk_logstar_verify(hk_curve *c, const hk_binding *b, hk_role role,
                          const hk_paillier_pk *pk, const hk_rped *rp,
-                         const BIGNUM *C, const hk_point *X,
-                         const hk_logstar_proof *pf)
+                         const hk_rped_secret *sec, const BIGNUM *C,
+                         const hk_point *X, const hk_logstar_proof *pf)
 {
     unsigned ch[HK_LOG_REPS];
     BN_CTX *ctx;
@@ -320,7 +368,8 @@ hk_err hk_logstar_verify(hk_curve *c, const hk_binding *b, hk_role role,
         return HK_ERR_NOMEM;
     for (i = 0; i < HK_LOG_REPS && e == HK_OK; i++) {
         if ((e = hk_logstar_check_dl(c, X, &pf->rep[i], ch[i])) != HK_OK ||
-            (e = hk_logstar_check_ped(rp, pf->S, &pf->rep[i], ch[i], ctx)) !=
+            (e = hk_logstar_check_ped(rp, sec, pf->S, &pf->rep[i], ch[i],
+                                       ctx)) !=
                 HK_OK ||
             (e = hk_logstar_check_enc(pk, C, &pf->rep[i], ch[i], ctx)) !=
                 HK_OK)

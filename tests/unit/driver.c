@@ -70,7 +70,7 @@ static hk_err hk_rf_recv_fn(void *ctx, const unsigned char *in, size_t inlen,
     return hk_refresh_recv(ctx, in, inlen, out, outlen);
 }
 
-hk_err hk_drive_keygen(hk_curve_id curve, int pbits, const hk_rped *rp,
+hk_err hk_drive_keygen(hk_curve_id curve, int pbits, const hk_rped_secret *rs,
                        hk_share **s1, hk_share **s2, hk_drive_stats *st)
 {
     unsigned char sid[HK_ID_LEN], kid[HK_ID_LEN], *msg = NULL;
@@ -82,8 +82,9 @@ hk_err hk_drive_keygen(hk_curve_id curve, int pbits, const hk_rped *rp,
 
     memset(st, 0, sizeof(*st));
     hk_drive_ids(sid, kid);
-    if ((e = hk_keygen_p1_new(curve, sid, kid, pbits, rp, &a)) != HK_OK ||
-        (e = hk_keygen_p2_new(curve, sid, kid, 2048, rp, &b)) != HK_OK)
+    if ((e = hk_keygen_p1_new(curve, sid, kid, pbits, &rs->pub, &a)) !=
+            HK_OK ||
+        (e = hk_keygen_p2_new(curve, sid, kid, 2048, rs, &b)) != HK_OK)
         goto done;
     t0 = hk_drive_cpu_ms();
     e = hk_keygen_start(a, &msg, &len);
@@ -152,8 +153,8 @@ done:
 }
 
 hk_err hk_drive_refresh(const hk_share *s1, const hk_share *s2, int pbits,
-                        const hk_rped *rp, hk_share **n1, hk_share **n2,
-                        hk_drive_stats *st)
+                        const hk_rped_secret *rs, hk_share **n1,
+                        hk_share **n2, hk_drive_stats *st)
 {
     unsigned char sid[HK_ID_LEN], kid[HK_ID_LEN], *msg = NULL;
     hk_refresh *a = NULL, *b = NULL;
@@ -165,8 +166,8 @@ hk_err hk_drive_refresh(const hk_share *s1, const hk_share *s2, int pbits,
     memset(st, 0, sizeof(*st));
     hk_drive_ids(sid, kid);
     *n1 = *n2 = NULL;
-    if ((e = hk_refresh_p1_new(s1, sid, pbits, rp, &a)) != HK_OK ||
-        (e = hk_refresh_p2_new(s2, sid, 2048, rp, &b)) != HK_OK)
+    if ((e = hk_refresh_p1_new(s1, sid, pbits, &rs->pub, &a)) != HK_OK ||
+        (e = hk_refresh_p2_new(s2, sid, 2048, rs, &b)) != HK_OK)
         goto done;
     t0 = hk_drive_cpu_ms();
     e = hk_refresh_start(a, &msg, &len);

@@ -21,7 +21,8 @@ typedef struct {
 /* Fills sid/kid with fresh random ids. */
 void hk_drive_ids(unsigned char *sid, unsigned char *kid);
 
-hk_err hk_drive_keygen(hk_curve_id curve, int pbits, const hk_rped *rp,
+/* rs: the server's setup; P1 uses its public part. */
+hk_err hk_drive_keygen(hk_curve_id curve, int pbits, const hk_rped_secret *rs,
                        hk_share **s1, hk_share **s2, hk_drive_stats *st);
 /* precompute: let P2 compute its encryption randomness before sign.3 (off
  * the critical path, counted as offline_ms). */
@@ -29,8 +30,8 @@ hk_err hk_drive_sign(const hk_share *s1, const hk_share *s2,
                      const unsigned char *dig, size_t dlen, int precompute,
                      unsigned char sig[HK_SIG_LEN], hk_drive_stats *st);
 hk_err hk_drive_refresh(const hk_share *s1, const hk_share *s2, int pbits,
-                        const hk_rped *rp, hk_share **n1, hk_share **n2,
-                        hk_drive_stats *st);
+                        const hk_rped_secret *rs, hk_share **n1,
+                        hk_share **n2, hk_drive_stats *st);
 
 double hk_drive_cpu_ms(void);
 

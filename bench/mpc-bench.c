@@ -1,0 +1,337 @@
+/* mpc-bench: in-process (no network) latency of keygen, sign and refresh.
+ *
+ * For each curve and Paillier size: median and p99 over N runs of the
+ * critical path (CPU time of the steps the client waits for, in order),
+ * each party's CPU time, and the bytes of every message; beside them one
+ * single-party ECDSA sign of the same curve in the same run (OpenSSL EVP,
+ * and libsecp256k1 for secp256k1). Prints a table, then one JSON line per
+ * figure, and a sample signature that tests verify independently.
+ *
+ *   mpc-bench [--runs N] [--curve secp256k1|p256|all] [--pbits 2048|3072|all]
+ *             [--json-only]
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <secp256k1.h>
+
+#include "tests/unit/driver.h"
+
+typedef struct {
+    int runs, json_only;
+    int curves[2], ncurves;
+    int pbits[2], npbits;
+} hk_bench_opts;
+
+typedef struct {
+    double *crit, *p1, *p2;
+    size_t bytes[HK_DRIVE_MAX_MSGS];
+    int nmsgs, n;
+    double offline;
+} hk_series;
+
+static int hk_cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+static double hk_pct(double *v, int n, double p)
+{
+    int i;
+
+    qsort(v, (size_t)n, sizeof(double), hk_cmp_double);
+    i = (int)(p * n + 0.999999) - 1;
+    if (i < 0)
+        i = 0;
+    if (i >= n)
+        i = n - 1;
+    return v[i];
+}
+
+static void hk_series_init(hk_series *s, int n)
+{
+    memset(s, 0, sizeof(*s));
+    s->crit = calloc((size_t)n, sizeof(double));
+    s->p1 = calloc((size_t)n, sizeof(double));
+    s->p2 = calloc((size_t)n, sizeof(double));
+    if (s->crit == NULL || s->p1 == NULL || s->p2 == NULL)
+        abort();
+}
+
+static void hk_series_add(hk_series *s, const hk_drive_stats *st)
+{
+    s->crit[s->n] = st->critical_ms;
+    s->p1[s->n] = st->p1_ms;
+    s->p2[s->n] = st->p2_ms;
+    s->offline += st->offline_ms;
+    s->nmsgs = st->nmsgs;
+    memcpy(s->bytes, st->bytes, sizeof(s->bytes));
+    s->n++;
+}
+
+static void hk_series_free(hk_series *s)
+{
+    free(s->crit);
+    free(s->p1);
+    free(s->p2);
+}
+
+static void hk_die(const char *what, hk_err e)
+{
+    fprintf(stderr, "mpc-bench: %s: %s\n", what, hk_strerror(e));
+    exit(1);
+}
+
+/* Single-party baselines: OpenSSL EVP sign and libsecp256k1 sign. */
+static double hk_baseline_evp(hk_curve_id curve, int runs)
+{
+    const char *grp = curve == HK_CURVE_SECP256K1 ? "secp256k1" : "P-256";
+    EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", grp);
+    unsigned char dig[32] = {1}, sig[80];
+    double *v = calloc((size_t)runs, sizeof(double)), r;
+    int i;
+
+    if (key == NULL || v == NULL)
+        abort();
+    for (i = 0; i < runs; i++) {
+        EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(key, NULL);
+        size_t len = sizeof(sig);
+        double t0 = hk_drive_cpu_ms();
+
+        if (ctx == NULL || EVP_PKEY_sign_init(ctx) != 1 ||
+            EVP_PKEY_sign(ctx, sig, &len, dig, sizeof(dig)) != 1)
+            abort();
+        v[i] = hk_drive_cpu_ms() - t0;
+        EVP_PKEY_CTX_free(ctx);
+    }
+    r = hk_pct(v, runs, 0.5);
+    free(v);
+    EVP_PKEY_free(key);
+    return r;
+}
+
+static double hk_baseline_k1(int runs)
+{
+    secp256k1_context *ctx = secp256k1_context_create(SECP256K1_CONTEXT_NONE);
+    secp256k1_ecdsa_signature sig;
+    unsigned char key[32], dig[32] = {1};
+    double *v = calloc((size_t)runs, sizeof(double)), r;
+    int i;
+
+    if (ctx == NULL || v == NULL || RAND_bytes(key, 32) != 1)
+        abort();
+    for (i = 0; i < runs; i++) {
+        double t0 = hk_drive_cpu_ms();
+
+        if (!secp256k1_ecdsa_sign(ctx, &sig, dig, key, NULL, NULL))
+            abort();
+        v[i] = hk_drive_cpu_ms() - t0;
+    }
+    r = hk_pct(v, runs, 0.5);
+    free(v);
+    secp256k1_context_destroy(ctx);
+    return r;
+}
+
+static void hk_report(const hk_bench_opts *o, const char *op,
+                      hk_curve_id curve, int pbits, hk_series *s,
+                      double base_evp, double base_k1)
+{
+    double c50 = hk_pct(s->crit, s->n, 0.5), c99 = hk_pct(s->crit, s->n, 0.99);
+    double a50 = hk_pct(s->p1, s->n, 0.5), b50 = hk_pct(s->p2, s->n, 0.5);
+    char bytes[128] = "", *p = bytes;
+    int i;
+
+    for (i = 0; i < s->nmsgs; i++)
+        p += snprintf(p, sizeof(bytes) - (size_t)(p - bytes), "%s%zu",
+                      i ? "," : "", s->bytes[i]);
+    if (!o->json_only)
+        printf("%-14s %-9s %5d %4d %8.2f %8.2f %8.2f %8.2f %8.3f %8.3f  %s\n",
+               op, hk_curve_name(curve), pbits, s->n, c50, c99, a50, b50,
+               base_evp, base_k1, bytes);
+    printf("{\"bench\":\"mpc\",\"op\":\"%s\",\"curve\":\"%s\",\"pbits\":%d,"
+           "\"runs\":%d,\"critical_p50_ms\":%.3f,\"critical_p99_ms\":%.3f,"
+           "\"p1_cpu_p50_ms\":%.3f,\"p2_cpu_p50_ms\":%.3f,"
+           "\"p2_offline_mean_ms\":%.3f,\"msg_bytes\":[%s],"
+           "\"single_party_openssl_ms\":%.4f,\"single_party_secp256k1_ms\":"
+           "%.4f}\n",
+           op, hk_curve_name(curve), pbits, s->n, c50, c99, a50, b50,
+           s->n ? s->offline / s->n : 0.0, bytes, base_evp, base_k1);
+}
+
+static void hk_print_sample(hk_curve_id curve, const hk_share *s1,
+                            const unsigned char *dig,
+                            const unsigned char *sig)
+{
+    unsigned char q[65];
+    hk_curve *c;
+    int i;
+
+    if (hk_curve_new(curve, &c) != HK_OK ||
+        hk_point_uncompressed(c, &s1->Q, q) != HK_OK)
+        abort();
+    hk_curve_free(c);
+    printf("{\"sample\":\"signature\",\"curve\":\"%s\",\"pubkey\":\"",
+           hk_curve_name(curve));
+    for (i = 0; i < 65; i++)
+        printf("%02x", q[i]);
+    printf("\",\"digest\":\"");
+    for (i = 0; i < 32; i++)
+        printf("%02x", dig[i]);
+    printf("\",\"sig\":\"");
+    for (i = 0; i < HK_SIG_LEN; i++)
+        printf("%02x", sig[i]);
+    printf("\"}\n");
+}
+
+static void hk_bench_one(const hk_bench_opts *o, const hk_rped_secret *rp,
+                         hk_curve_id curve, int pbits)
+{
+    int slow = o->runs / 4 > 3 ? o->runs / 4 : 3, i;
+    double bevp = hk_baseline_evp(curve, o->runs * 10);
+    double bk1 = curve == HK_CURVE_SECP256K1 ? hk_baseline_k1(o->runs * 10)
+                                             : 0.0;
+    hk_share *s1 = NULL, *s2 = NULL, *n1, *n2;
+    unsigned char dig[32], sig[HK_SIG_LEN];
+    hk_series kg, sg, sgn, rf;
+    hk_drive_stats st;
+    hk_err e;
+
+    hk_series_init(&kg, slow);
+    hk_series_init(&rf, slow);
+    hk_series_init(&sg, o->runs);
+    hk_series_init(&sgn, o->runs);
+    for (i = 0; i < slow; i++) {
+        hk_share_free(s1);
+        hk_share_free(s2);
+        if ((e = hk_drive_keygen(curve, pbits, rp, &s1, &s2, &st)) != HK_OK)
+            hk_die("keygen", e);
+        hk_series_add(&kg, &st);
+    }
+    for (i = 0; i < o->runs; i++) {
+        if (RAND_bytes(dig, sizeof(dig)) != 1)
+            abort();
+        if ((e = hk_drive_sign(s1, s2, dig, 32, 1, sig, &st)) != HK_OK)
+            hk_die("sign", e);
+        hk_series_add(&sg, &st);
+        if ((e = hk_drive_sign(s1, s2, dig, 32, 0, sig, &st)) != HK_OK)
+            hk_die("sign", e);
+        hk_series_add(&sgn, &st);
+    }
+    for (i = 0; i < slow; i++) {
+        if ((e = hk_drive_refresh(s1, s2, pbits, rp, &n1, &n2, &st)) != HK_OK)
+            hk_die("refresh", e);
+        hk_series_add(&rf, &st);
+        hk_share_free(n1);
+        hk_share_free(n2);
+    }
+    hk_report(o, "keygen", curve, pbits, &kg, bevp, bk1);
+    hk_report(o, "sign", curve, pbits, &sg, bevp, bk1);
+    hk_report(o, "sign-noprecomp", curve, pbits, &sgn, bevp, bk1);
+    hk_report(o, "refresh", curve, pbits, &rf, bevp, bk1);
+    hk_print_sample(curve, s1, dig, sig);
+    hk_series_free(&kg);
+    hk_series_free(&sg);
+    hk_series_free(&sgn);
+    hk_series_free(&rf);
+    hk_share_free(s1);
+    hk_share_free(s2);
+}
+
+static void hk_usage(void)
+{
+    fprintf(stderr, "usage: mpc-bench [--runs N] [--curve secp256k1|p256|all]"
+                    " [--pbits 2048|3072|all] [--json-only]\n");
+    exit(2);
+}
+
+static void hk_parse_args(int argc, char **argv, hk_bench_opts *o)
+{
+    const char *curve = "all", *pbits = "2048";
+    int i;
+
+    o->runs = 50;
+    for (i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc)
+            o->runs = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--curve") == 0 && i + 1 < argc)
+            curve = argv[++i];
+        else if (strcmp(argv[i], "--pbits") == 0 && i + 1 < argc)
+            pbits = argv[++i];
+        else if (strcmp(argv[i], "--json-only") == 0)
+            o->json_only = 1;
+        else
+            hk_usage();
+    }
+    if (o->runs < 1 || o->runs > 100000)
+        hk_usage();
+    if (strcmp(curve, "all") == 0) {
+        o->curves[0] = HK_CURVE_SECP256K1;
+        o->curves[1] = HK_CURVE_P256;
+        o->ncurves = 2;
+    } else {
+        hk_curve_id id;
+
+        if (hk_curve_from_name(curve, &id) != HK_OK)
+            hk_usage();
+        o->curves[0] = id;
+        o->ncurves = 1;
+    }
+    if (strcmp(pbits, "all") == 0) {
+        o->pbits[0] = 2048;
+        o->pbits[1] = 3072;
+        o->npbits = 2;
+    } else {
+        o->pbits[0] = atoi(pbits);
+        o->npbits = 1;
+        if (!hk_paillier_bits_ok(o->pbits[0]))
+            hk_usage();
+    }
+}
+
+int main(int argc, char **argv)
+{
+    hk_bench_opts o;
+    hk_rped_secret *sec;
+    hk_prm_proof pf;
+    double t0, tgen, tprove, tver;
+    hk_err e;
+    int i, j;
+
+    memset(&o, 0, sizeof(o));
+    hk_parse_args(argc, argv, &o);
+    t0 = hk_drive_cpu_ms();
+    if ((e = hk_rped_generate(&sec)) != HK_OK)
+        hk_die("setup", e);
+    tgen = hk_drive_cpu_ms();
+    if ((e = hk_prm_prove(sec, &pf)) != HK_OK)
+        hk_die("setup proof", e);
+    tprove = hk_drive_cpu_ms();
+    if ((e = hk_prm_verify(&sec->pub, &pf)) != HK_OK)
+        hk_die("setup verify", e);
+    tver = hk_drive_cpu_ms();
+    hk_prm_proof_free(&pf);
+    if (!o.json_only) {
+        printf("one-time server setup: N~ generation %.0f ms, Pi^prm proof "
+               "%.0f ms, client verification %.0f ms\n",
+               tgen - t0, tprove - tgen, tver - tprove);
+        printf("%-14s %-9s %5s %4s %8s %8s %8s %8s %8s %8s  %s\n", "op",
+               "curve", "pbits", "runs", "crit p50", "crit p99", "P1 cpu",
+               "P2 cpu", "1p ossl", "1p k1", "bytes per message");
+        printf("(milliseconds; crit = client-visible critical path; P1/P2 = "
+               "CPU per party, median; 1p = one single-party ECDSA sign)\n");
+    }
+    printf("{\"bench\":\"setup\",\"gen_ms\":%.1f,\"prm_prove_ms\":%.1f,"
+           "\"prm_verify_ms\":%.1f}\n",
+           tgen - t0, tprove - tgen, tver - tprove);
+    for (i = 0; i < o.ncurves; i++)
+        for (j = 0; j < o.npbits; j++)
+            hk_bench_one(&o, sec, (hk_curve_id)o.curves[i], o.pbits[j]);
+    hk_rped_secret_free(sec);
+    return 0;
+}

@@ -24,6 +24,24 @@ static const char *const hk_error_msgs[HK_ERR__COUNT] = {
     [HK_ERR_SHARE] = "malformed or inconsistent key share",
     [HK_ERR_EPOCH] = "key share version mismatch",
     [HK_ERR_PARAMS] = "invalid setup parameters",
+    [HK_ERR_IO] = "input/output error",
+    [HK_ERR_CONFIG] = "invalid or missing configuration",
+    [HK_ERR_PIN] = "wrong PIN",
+    [HK_ERR_PIN_LOCKED] = "PIN locked after too many attempts",
+    [HK_ERR_NOT_FOUND] = "not found",
+    [HK_ERR_EXISTS] = "already exists",
+    [HK_ERR_BUSY] = "key busy: another signing session is running",
+    [HK_ERR_KEY_LOCKED] =
+        "key locked after an invalid signature from the server",
+    [HK_ERR_SEAL] = "sealed record failed authentication",
+    [HK_ERR_AUTH] = "authentication refused",
+    [HK_ERR_FORBIDDEN] = "forbidden",
+    [HK_ERR_SESSION] = "session unknown or expired",
+    [HK_ERR_NETWORK] = "network error",
+    [HK_ERR_TLS] = "TLS error or certificate pin mismatch",
+    [HK_ERR_TIMEOUT] = "timed out",
+    [HK_ERR_SERVER] = "server error",
+    [HK_ERR_RATE] = "refused by rate limit or policy",
 };
 
 const char *hk_strerror(hk_err e)

@@ -36,6 +36,24 @@ typedef enum {
     HK_ERR_SHARE,       /* stored key share malformed or inconsistent */
     HK_ERR_EPOCH,       /* key share version does not match the peer's */
     HK_ERR_PARAMS,      /* ring-Pedersen setup parameters invalid */
+    /* Codes of the layers above mpc/ (client, server, transport). */
+    HK_ERR_IO,          /* file or database I/O failed */
+    HK_ERR_CONFIG,      /* configuration missing or invalid */
+    HK_ERR_PIN,         /* wrong PIN */
+    HK_ERR_PIN_LOCKED,  /* too many wrong PINs */
+    HK_ERR_NOT_FOUND,   /* no such key, token or session */
+    HK_ERR_EXISTS,      /* already exists */
+    HK_ERR_BUSY,        /* another signing session holds this key */
+    HK_ERR_KEY_LOCKED,  /* key locked after an invalid-signature abort */
+    HK_ERR_SEAL,        /* sealed record fails authentication */
+    HK_ERR_AUTH,        /* authentication (JWT) refused */
+    HK_ERR_FORBIDDEN,   /* authenticated, but not allowed */
+    HK_ERR_SESSION,     /* session unknown, expired or for another use */
+    HK_ERR_NETWORK,     /* connection failed or dropped */
+    HK_ERR_TLS,         /* TLS failure, certificate or pin mismatch */
+    HK_ERR_TIMEOUT,     /* no answer in time */
+    HK_ERR_SERVER,      /* the server reported an error */
+    HK_ERR_RATE,        /* refused by a rate limit or policy */
     HK_ERR__COUNT
 } hk_err;
 

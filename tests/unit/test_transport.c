@@ -1,0 +1,207 @@
+/* Transport over real TLS on 127.0.0.1: HTTP GET/POST and WebSocket echo
+ * through the libwebsockets server and client, bounded bodies, the pin
+ * (right and wrong), TLS 1.2 refused, JWT policy. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libwebsockets.h>
+#include <openssl/ssl.h>
+
+#include "tests/unit/check.h"
+#include "transport/http_client.h"
+#include "transport/http_server.h"
+#include "transport/jwt.h"
+#include "transport/tls_cert.h"
+
+static char *dupstr(const char *s)
+{
+    char *d = strdup(s);
+
+    CHECK(d != NULL);
+    return d;
+}
+
+static void on_http(void *ctx, const hk_http_req *req, hk_http_resp *resp)
+{
+    char buf[1024];
+
+    (void)ctx;
+    if (strcmp(req->path, "/echo") == 0 && strcmp(req->method, "POST") == 0) {
+        snprintf(buf, sizeof(buf), "{\"len\":%zu,\"auth\":\"%s\"}",
+                 req->body_len, req->auth);
+        resp->status = 200;
+        resp->body = dupstr(buf);
+        return;
+    }
+    if (strcmp(req->path, "/status") == 0) {
+        resp->status = 200;
+        resp->body = dupstr("{\"status\":\"ok\"}");
+        return;
+    }
+    resp->status = 404;
+    resp->body = dupstr("{\"error\":\"not_found\"}");
+}
+
+static int on_ws_open(void *ctx, hk_tconn *c, const hk_http_req *req)
+{
+    (void)ctx;
+    (void)c;
+    if (strcmp(req->path, "/ws") != 0)
+        return 404;
+    return strcmp(req->auth, "Bearer good") == 0 ? 0 : 401;
+}
+
+static void on_ws_message(void *ctx, hk_tconn *c, const unsigned char *msg,
+                          size_t len)
+{
+    (void)ctx;
+    if (len == 5 && memcmp(msg, "close", 5) == 0) {
+        hk_tconn_close(c);
+        return;
+    }
+    CHECK_OK(hk_tconn_send(c, msg, len));
+}
+
+static void on_ws_close(void *ctx, hk_tconn *c)
+{
+    (void)ctx;
+    (void)c;
+}
+
+static void *serve(void *arg)
+{
+    CHECK_OK(hk_tsrv_run(arg));
+    return NULL;
+}
+
+/* A TLS 1.2-only OpenSSL client must not complete a handshake. */
+static int tls12_handshake(int port)
+{
+    char addr[64];
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    BIO *b;
+    int ok;
+
+    CHECK(ctx != NULL);
+    SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+    b = BIO_new_ssl_connect(ctx);
+    BIO_set_conn_hostname(b, addr);
+    ok = BIO_do_handshake(b) == 1;
+    BIO_free_all(b);
+    SSL_CTX_free(ctx);
+    return ok;
+}
+
+static void check_jwt(void)
+{
+    static const char secret[] = "0123456789abcdef0123456789abcdef";
+    hk_jwt_verifier *v;
+    char *tok, sub[HK_SUB_MAX + 1];
+    long now = (long)time(NULL);
+
+    CHECK_OK(hk_jwt_verifier_new("HS256", secret, 32, "iss1", "aud1", 30, &v));
+    CHECK_OK(hk_jwt_mint("HS256", secret, 32, "iss1", "aud1", "alice", now,
+                         60, &tok));
+    CHECK_OK(hk_jwt_verify(v, tok, now, sub));
+    CHECK(strcmp(sub, "alice") == 0);
+    CHECK_ERR(hk_jwt_verify(v, tok, now + 200, sub), HK_ERR_AUTH);
+    CHECK_ERR(hk_jwt_verify(v, tok, now - 100, sub), HK_ERR_AUTH);
+    tok[strlen(tok) - 2] ^= 1;
+    CHECK_ERR(hk_jwt_verify(v, tok, now, sub), HK_ERR_AUTH);
+    free(tok);
+    CHECK_OK(hk_jwt_mint("HS256", secret, 32, "other", "aud1", "alice", now,
+                         60, &tok));
+    CHECK_ERR(hk_jwt_verify(v, tok, now, sub), HK_ERR_AUTH);
+    free(tok);
+    CHECK_OK(hk_jwt_mint("HS256", secret, 32, "iss1", "aud2", "alice", now,
+                         60, &tok));
+    CHECK_ERR(hk_jwt_verify(v, tok, now, sub), HK_ERR_AUTH);
+    free(tok);
+    CHECK_ERR(hk_jwt_verify(v, "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.", now,
+                            sub),
+              HK_ERR_AUTH);
+    CHECK(!hk_sub_valid("a/b") && !hk_sub_valid("") && hk_sub_valid("a@b"));
+    hk_jwt_verifier_free(v);
+}
+
+int main(void)
+{
+    char dir[] = "/tmp/hk-transport-XXXXXX", cert[128], key[128];
+    hk_tsrv_handlers h = {NULL, on_http, on_ws_open, on_ws_message,
+                          on_ws_close, NULL};
+    hk_tsrv_config cfg;
+    hk_tcli_config cc;
+    unsigned char pin[HK_PIN_LEN], *msg;
+    size_t len;
+    char *resp, big[HK_HTTP_BODY_MAX + 2];
+    hk_tsrv *srv;
+    hk_tws *ws;
+    pthread_t th;
+    int status;
+
+    lws_set_log_level(LLL_ERR | LLL_WARN, NULL);
+    check_jwt();
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(cert, sizeof(cert), "%s/cert.pem", dir);
+    snprintf(key, sizeof(key), "%s/key.pem", dir);
+    CHECK_OK(hk_tls_make_selfsigned(cert, key, 30));
+    CHECK_OK(hk_pin_of_cert_file(cert, pin));
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.iface = "127.0.0.1";
+    cfg.cert_file = cert;
+    cfg.key_file = key;
+    CHECK_OK(hk_tsrv_new(&cfg, &h, &srv));
+    CHECK(hk_tsrv_port(srv) > 0);
+    CHECK(pthread_create(&th, NULL, serve, srv) == 0);
+
+    memset(&cc, 0, sizeof(cc));
+    cc.host = "127.0.0.1";
+    cc.port = hk_tsrv_port(srv);
+    cc.pin = pin;
+    cc.timeout_ms = 5000;
+    CHECK_OK(hk_tcli_http(&cc, "GET", "/status", NULL, NULL, &status, &resp));
+    CHECK(status == 200 && strstr(resp, "\"ok\"") != NULL);
+    free(resp);
+    CHECK_OK(hk_tcli_http(&cc, "POST", "/echo", "tok", "{\"a\":1}", &status,
+                          &resp));
+    CHECK(status == 200 && strstr(resp, "\"len\":7") != NULL &&
+          strstr(resp, "Bearer tok") != NULL);
+    free(resp);
+    memset(big, 'a', sizeof(big) - 1);
+    big[sizeof(big) - 1] = 0;
+    CHECK_OK(hk_tcli_http(&cc, "POST", "/echo", NULL, big, &status, &resp));
+    CHECK(status == 413);
+    free(resp);
+    CHECK_OK(hk_tcli_http(&cc, "GET", "/nope", NULL, NULL, &status, &resp));
+    CHECK(status == 404);
+    free(resp);
+
+    CHECK_OK(hk_tws_open(&cc, "/ws?session_id=x", "good", &ws));
+    CHECK_OK(hk_tws_send(ws, "hello", 5));
+    CHECK_OK(hk_tws_recv(ws, &msg, &len));
+    CHECK(len == 5 && memcmp(msg, "hello", 5) == 0);
+    free(msg);
+    CHECK_OK(hk_tws_send(ws, "close", 5));
+    CHECK(hk_tws_recv(ws, &msg, &len) != HK_OK);
+    hk_tws_close(ws);
+    CHECK(hk_tws_open(&cc, "/ws?session_id=x", "bad", &ws) != HK_OK);
+
+    pin[0] ^= 1; /* another server key */
+    CHECK_ERR(hk_tcli_http(&cc, "GET", "/status", NULL, NULL, &status, &resp),
+              HK_ERR_TLS);
+    CHECK(!tls12_handshake(hk_tsrv_port(srv)));
+
+    hk_tsrv_stop(srv);
+    CHECK(pthread_join(th, NULL) == 0);
+    hk_tsrv_free(srv);
+    unlink(cert);
+    unlink(key);
+    rmdir(dir);
+    printf("test_transport: ok\n");
+    return 0;
+}

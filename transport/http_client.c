@@ -1,0 +1,444 @@
+/* Synchronous TLS 1.3 HTTP / WebSocket client on libwebsockets 4.1. */
+#include <string.h>
+#include <time.h>
+
+#include <libwebsockets.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include "transport/http_client.h"
+#include "transport/http_server.h"
+#include "transport/jwt.h"
+
+typedef struct hk_rxmsg {
+    struct hk_rxmsg *next;
+    size_t len;
+    unsigned char *buf;
+} hk_rxmsg;
+
+/* State of one client connection, also the lws context user. */
+typedef struct {
+    hk_tcli_config cfg;
+    unsigned char pin[HK_PIN_LEN];
+    int has_pin, pin_failed;
+    const char *method, *bearer, *body;
+    int ws;
+    /* progress */
+    int connected, done, failed, closed, status;
+    char *resp;
+    size_t resp_len;
+    /* WebSocket */
+    unsigned char *rx;
+    size_t rxlen;
+    hk_rxmsg *inbox, *inbox_tail;
+    int have_msg;
+    unsigned char *tx; /* LWS_PRE + message */
+    size_t txlen;
+    int tx_done;
+    struct lws_context *ctx;
+    struct lws *wsi;
+} hk_cst;
+
+struct hk_tws {
+    hk_cst st;
+};
+
+static int hk_spki_hash(X509 *cert, unsigned char out[HK_PIN_LEN])
+{
+    unsigned char *der = NULL;
+    int len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert), &der);
+    int ok = len > 0 && EVP_Digest(der, (size_t)len, out, NULL, EVP_sha256(),
+                                   NULL) == 1;
+
+    OPENSSL_free(der);
+    return ok;
+}
+
+/* Replaces chain verification when pinning: the leaf's SPKI must match. */
+static int hk_pin_verify(X509_STORE_CTX *x, void *arg)
+{
+    hk_cst *st = arg;
+    unsigned char h[HK_PIN_LEN];
+    X509 *leaf = X509_STORE_CTX_get0_cert(x);
+
+    if (leaf != NULL && hk_spki_hash(leaf, h) &&
+        CRYPTO_memcmp(h, st->pin, HK_PIN_LEN) == 0)
+        return 1;
+    st->pin_failed = 1;
+    X509_STORE_CTX_set_error(x, X509_V_ERR_CERT_REJECTED);
+    return 0;
+}
+
+static int hk_cli_ssl_setup(hk_cst *st, SSL_CTX *ctx)
+{
+    if (SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) != 1)
+        return 1;
+    if (st->has_pin)
+        SSL_CTX_set_cert_verify_callback(ctx, hk_pin_verify, st);
+    return 0;
+}
+
+static int hk_cli_headers(hk_cst *st, struct lws *wsi, void *in, size_t len)
+{
+    unsigned char **p = in, *end = *p + len;
+    char auth[HK_JWT_MAX + 16], cl[24];
+
+    if (st->bearer != NULL) {
+        int n = snprintf(auth, sizeof(auth), "Bearer %s", st->bearer);
+
+        if (n < 0 || n >= (int)sizeof(auth) ||
+            lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_AUTHORIZATION,
+                                         (unsigned char *)auth, n, p, end))
+            return -1;
+    }
+    if (st->ws || st->body == NULL)
+        return 0;
+    snprintf(cl, sizeof(cl), "%zu", strlen(st->body));
+    if (lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE,
+                                     (unsigned char *)"application/json", 16,
+                                     p, end) ||
+        lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH,
+                                     (unsigned char *)cl, (int)strlen(cl), p,
+                                     end))
+        return -1;
+    lws_client_http_body_pending(wsi, 1);
+    lws_callback_on_writable(wsi);
+    return 0;
+}
+
+static int hk_cli_append(unsigned char **buf, size_t *len, size_t cap,
+                         const void *in, size_t n)
+{
+    unsigned char *nb;
+
+    if (*len + n > cap)
+        return -1;
+    if ((nb = realloc(*buf, *len + n + 1)) == NULL)
+        return -1;
+    memcpy(nb + *len, in, n);
+    *len += n;
+    nb[*len] = 0;
+    *buf = nb;
+    return 0;
+}
+
+static int hk_cli_http_body(hk_cst *st, struct lws *wsi)
+{
+    size_t n = strlen(st->body);
+    unsigned char *b = malloc(LWS_PRE + n + 1);
+    int r;
+
+    if (b == NULL)
+        return -1;
+    memcpy(b + LWS_PRE, st->body, n);
+    r = lws_write(wsi, b + LWS_PRE, n, LWS_WRITE_HTTP_FINAL);
+    free(b);
+    lws_client_http_body_pending(wsi, 0);
+    return r < (int)n ? -1 : 0;
+}
+
+static int hk_cli_ws_receive(hk_cst *st, struct lws *wsi, void *in,
+                             size_t len)
+{
+    hk_rxmsg *m;
+
+    if (hk_cli_append(&st->rx, &st->rxlen, HK_WS_MSG_MAX, in, len) != 0)
+        return -1;
+    if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi))
+        return 0;
+    if ((m = calloc(1, sizeof(*m))) == NULL)
+        return -1;
+    m->buf = st->rx;
+    m->len = st->rxlen;
+    st->rx = NULL;
+    st->rxlen = 0;
+    if (st->inbox_tail != NULL)
+        st->inbox_tail->next = m;
+    else
+        st->inbox = m;
+    st->inbox_tail = m;
+    st->have_msg = 1;
+    return 0;
+}
+
+static int hk_cli_ws_write(hk_cst *st, struct lws *wsi)
+{
+    if (st->tx == NULL)
+        return 0;
+    if (lws_write(wsi, st->tx + LWS_PRE, st->txlen, LWS_WRITE_TEXT) <
+        (int)st->txlen)
+        return -1;
+    free(st->tx);
+    st->tx = NULL;
+    st->tx_done = 1;
+    return 0;
+}
+
+static int hk_cli_read_http(struct lws *wsi)
+{
+    char buf[LWS_PRE + 4096], *px = buf + LWS_PRE;
+    int lenx = sizeof(buf) - LWS_PRE;
+
+    return lws_http_client_read(wsi, &px, &lenx) < 0 ? -1 : 0;
+}
+
+static int hk_cli_callback(struct lws *wsi, enum lws_callback_reasons reason,
+                           void *user, void *in, size_t len)
+{
+    hk_cst *st = lws_context_user(lws_get_context(wsi));
+
+    (void)user;
+    switch (reason) {
+    case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_CLIENT_VERIFY_CERTS:
+        return hk_cli_ssl_setup(st, user);
+    case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
+        return hk_cli_headers(st, wsi, in, len);
+    case LWS_CALLBACK_CLIENT_HTTP_WRITEABLE:
+        return hk_cli_http_body(st, wsi);
+    case LWS_CALLBACK_ESTABLISHED_CLIENT_HTTP:
+        st->status = (int)lws_http_client_http_response(wsi);
+        return 0;
+    case LWS_CALLBACK_RECEIVE_CLIENT_HTTP:
+        return hk_cli_read_http(wsi);
+    case LWS_CALLBACK_RECEIVE_CLIENT_HTTP_READ:
+        return hk_cli_append((unsigned char **)&st->resp, &st->resp_len,
+                             HK_HTTP_RESP_MAX, in, len);
+    case LWS_CALLBACK_COMPLETED_CLIENT_HTTP:
+        st->done = 1;
+        return 0;
+    case LWS_CALLBACK_CLIENT_ESTABLISHED:
+        st->connected = 1;
+        return 0;
+    case LWS_CALLBACK_CLIENT_RECEIVE:
+        return hk_cli_ws_receive(st, wsi, in, len);
+    case LWS_CALLBACK_CLIENT_WRITEABLE:
+        return hk_cli_ws_write(st, wsi);
+    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+        st->failed = 1;
+        st->closed = 1;
+        st->wsi = NULL;
+        return 0;
+    case LWS_CALLBACK_CLIENT_CLOSED:
+    case LWS_CALLBACK_CLOSED_CLIENT_HTTP:
+        st->closed = 1;
+        st->wsi = NULL;
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+static const struct lws_protocols hk_cli_protocols[] = {
+    {"halfkey", hk_cli_callback, 0, 4096, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0}};
+
+static long hk_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+/* Services the context until *flag is set, the connection ends, or the
+ * timeout passes. */
+static hk_err hk_cli_wait(hk_cst *st, const int *flag)
+{
+    long deadline = hk_now_ms() + (st->cfg.timeout_ms > 0 ? st->cfg.timeout_ms
+                                                          : 30000);
+
+    while (!*flag && !st->closed) {
+        if (hk_now_ms() > deadline)
+            return HK_ERR_TIMEOUT;
+        if (lws_service(st->ctx, 0) < 0)
+            return HK_ERR_NETWORK;
+    }
+    if (*flag)
+        return HK_OK;
+    return st->pin_failed ? HK_ERR_TLS : HK_ERR_NETWORK;
+}
+
+static hk_err hk_cli_start(hk_cst *st, const hk_tcli_config *cfg,
+                           const char *path)
+{
+    struct lws_context_creation_info info;
+    struct lws_client_connect_info ci;
+
+    if (cfg == NULL || cfg->host == NULL || path == NULL ||
+        (cfg->ca_file == NULL) == (cfg->pin == NULL))
+        return HK_ERR_ARG;
+    st->cfg = *cfg;
+    if (cfg->pin != NULL) {
+        memcpy(st->pin, cfg->pin, HK_PIN_LEN);
+        st->has_pin = 1;
+    }
+    memset(&info, 0, sizeof(info));
+    info.port = CONTEXT_PORT_NO_LISTEN;
+    info.protocols = hk_cli_protocols;
+    info.user = st;
+    info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    if (st->has_pin)
+        info.options |= LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
+    else
+        info.client_ssl_ca_filepath = cfg->ca_file;
+    info.ssl_client_options_set = SSL_OP_NO_TLSv1_2 | SSL_OP_NO_TLSv1_1 |
+                                  SSL_OP_NO_TLSv1;
+    if ((st->ctx = lws_create_context(&info)) == NULL)
+        return HK_ERR_NETWORK;
+    memset(&ci, 0, sizeof(ci));
+    ci.context = st->ctx;
+    ci.address = cfg->host;
+    ci.port = cfg->port;
+    ci.path = path;
+    ci.host = cfg->host;
+    ci.origin = cfg->host;
+    ci.ssl_connection = LCCSCF_USE_SSL;
+    if (st->has_pin)
+        ci.ssl_connection |= LCCSCF_ALLOW_SELFSIGNED |
+                             LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK;
+    ci.method = st->ws ? NULL : st->method;
+    ci.protocol = "halfkey";
+    ci.local_protocol_name = "halfkey";
+    ci.pwsi = &st->wsi;
+    if (lws_client_connect_via_info(&ci) == NULL && st->wsi == NULL &&
+        !st->failed)
+        return HK_ERR_NETWORK;
+    return HK_OK;
+}
+
+static void hk_cli_cleanup(hk_cst *st)
+{
+    if (st->ctx != NULL)
+        lws_context_destroy(st->ctx);
+    st->ctx = NULL;
+    free(st->rx);
+    free(st->tx);
+    while (st->inbox != NULL) {
+        hk_rxmsg *n = st->inbox->next;
+
+        free(st->inbox->buf);
+        free(st->inbox);
+        st->inbox = n;
+    }
+}
+
+hk_err hk_tcli_http(const hk_tcli_config *cfg, const char *method,
+                    const char *path, const char *bearer, const char *body,
+                    int *status, char **resp)
+{
+    hk_cst st;
+    hk_err e;
+
+    if (method == NULL || status == NULL || resp == NULL)
+        return HK_ERR_ARG;
+    memset(&st, 0, sizeof(st));
+    st.method = method;
+    st.bearer = bearer;
+    st.body = body;
+    if ((e = hk_cli_start(&st, cfg, path)) == HK_OK &&
+        (e = hk_cli_wait(&st, &st.done)) == HK_OK) {
+        *status = st.status;
+        *resp = st.resp != NULL ? st.resp : strdup("");
+        st.resp = NULL;
+        if (*resp == NULL)
+            e = HK_ERR_NOMEM;
+    }
+    free(st.resp);
+    hk_cli_cleanup(&st);
+    return e;
+}
+
+hk_err hk_tws_open(const hk_tcli_config *cfg, const char *path,
+                   const char *bearer, hk_tws **out)
+{
+    hk_tws *ws;
+    hk_err e;
+
+    if (out == NULL)
+        return HK_ERR_ARG;
+    if ((ws = calloc(1, sizeof(*ws))) == NULL)
+        return HK_ERR_NOMEM;
+    ws->st.ws = 1;
+    ws->st.bearer = bearer;
+    if ((e = hk_cli_start(&ws->st, cfg, path)) == HK_OK)
+        e = hk_cli_wait(&ws->st, &ws->st.connected);
+    ws->st.bearer = NULL;
+    if (e != HK_OK) {
+        hk_cli_cleanup(&ws->st);
+        free(ws);
+        return e;
+    }
+    *out = ws;
+    return HK_OK;
+}
+
+hk_err hk_tws_send(hk_tws *ws, const void *msg, size_t len)
+{
+    if (ws == NULL || msg == NULL || len == 0 || len > HK_WS_MSG_MAX)
+        return HK_ERR_ARG;
+    if (ws->st.closed || ws->st.wsi == NULL)
+        return HK_ERR_NETWORK;
+    free(ws->st.tx);
+    if ((ws->st.tx = malloc(LWS_PRE + len)) == NULL)
+        return HK_ERR_NOMEM;
+    memcpy(ws->st.tx + LWS_PRE, msg, len);
+    ws->st.txlen = len;
+    ws->st.tx_done = 0;
+    lws_callback_on_writable(ws->st.wsi);
+    return hk_cli_wait(&ws->st, &ws->st.tx_done);
+}
+
+hk_err hk_tws_recv(hk_tws *ws, unsigned char **msg, size_t *len)
+{
+    hk_rxmsg *m;
+    int have;
+    hk_err e;
+
+    if (ws == NULL || msg == NULL || len == NULL)
+        return HK_ERR_ARG;
+    have = ws->st.inbox != NULL;
+    if (!have && (e = hk_cli_wait(&ws->st, &ws->st.have_msg)) != HK_OK &&
+        ws->st.inbox == NULL)
+        return e;
+    if ((m = ws->st.inbox) == NULL)
+        return HK_ERR_NETWORK;
+    ws->st.inbox = m->next;
+    if (ws->st.inbox == NULL) {
+        ws->st.inbox_tail = NULL;
+        ws->st.have_msg = 0;
+    }
+    *msg = m->buf;
+    *len = m->len;
+    free(m);
+    return HK_OK;
+}
+
+void hk_tws_close(hk_tws *ws)
+{
+    if (ws == NULL)
+        return;
+    hk_cli_cleanup(&ws->st);
+    free(ws);
+}
+
+hk_err hk_pin_of_cert_file(const char *path, unsigned char pin[HK_PIN_LEN])
+{
+    FILE *f;
+    X509 *x;
+    hk_err e;
+
+    if (path == NULL || pin == NULL)
+        return HK_ERR_ARG;
+    if ((f = fopen(path, "r")) == NULL)
+        return HK_ERR_IO;
+    x = PEM_read_X509(f, NULL, NULL, NULL);
+    fclose(f);
+    if (x == NULL)
+        return HK_ERR_CONFIG;
+    e = hk_spki_hash(x, pin) ? HK_OK : HK_ERR_CRYPTO;
+    X509_free(x);
+    return e;
+}

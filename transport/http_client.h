@@ -1,0 +1,48 @@
+/* TLS 1.3 HTTP and WebSocket client on libwebsockets, synchronous.
+ *
+ * Owns the client's TLS policy: TLS 1.3 only; the server is trusted either
+ * through a CA file (with hostname check) or through a pin, the SHA-256 of
+ * the server certificate's SubjectPublicKeyInfo, checked during the
+ * handshake so that nothing (no JWT) is sent to an unpinned server; with a
+ * pin the OS CA store is not consulted. Responses and messages are bounded.
+ * Each handle runs its own lws context in the calling thread: use a handle
+ * from one thread at a time. */
+#ifndef HK_HTTP_CLIENT_H
+#define HK_HTTP_CLIENT_H
+
+#include <stddef.h>
+
+#include "mpc/error.h"
+
+#define HK_PIN_LEN 32
+#define HK_HTTP_RESP_MAX (1024u * 1024u)
+
+typedef struct {
+    const char *host;   /* name or address; also the TLS server name */
+    int port;
+    const char *ca_file; /* PEM CA bundle, or NULL with a pin */
+    const unsigned char *pin; /* HK_PIN_LEN bytes, or NULL with a CA file */
+    int timeout_ms;      /* per operation; 0: 30 s */
+} hk_tcli_config;
+
+/* One request. bearer: the JWT or NULL; body: JSON for POST or NULL.
+ * *status gets the HTTP status, *resp the body (malloc'd, NUL-terminated).
+ * HK_ERR_TLS for a TLS or pin failure, HK_ERR_NETWORK, HK_ERR_TIMEOUT. */
+HK_WUR hk_err hk_tcli_http(const hk_tcli_config *cfg, const char *method,
+                           const char *path, const char *bearer,
+                           const char *body, int *status, char **resp);
+
+typedef struct hk_tws hk_tws;
+
+HK_WUR hk_err hk_tws_open(const hk_tcli_config *cfg, const char *path,
+                          const char *bearer, hk_tws **out);
+HK_WUR hk_err hk_tws_send(hk_tws *ws, const void *msg, size_t len);
+/* Next complete message (malloc'd); HK_ERR_NETWORK if the peer closed. */
+HK_WUR hk_err hk_tws_recv(hk_tws *ws, unsigned char **msg, size_t *len);
+void hk_tws_close(hk_tws *ws);
+
+/* The pin of a PEM certificate file (SHA-256 of its SPKI). */
+HK_WUR hk_err hk_pin_of_cert_file(const char *path,
+                                  unsigned char pin[HK_PIN_LEN]);
+
+#endif

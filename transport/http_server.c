@@ -1,0 +1,607 @@
+/* TLS 1.3 HTTP + WebSocket server on libwebsockets 4.1. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libwebsockets.h>
+#include <openssl/crypto.h>
+#include <openssl/ssl.h>
+
+#include "transport/http_server.h"
+#include "transport/jwt.h"
+
+#define HK_AUTH_MAX (HK_JWT_MAX + 16)
+
+typedef struct hk_txq {
+    struct hk_txq *next;
+    size_t len;
+    unsigned char buf[]; /* LWS_PRE bytes, then the message */
+} hk_txq;
+
+struct hk_tconn {
+    pthread_mutex_t mu;
+    int refs;
+    struct lws *wsi; /* NULL once closed; written on the service thread */
+    hk_tsrv *srv;
+    hk_txq *head, *tail;
+    int close_req, closed, in_ready;
+    void *user;
+    hk_tconn *ready_next;
+    unsigned char *rx; /* reassembly, service thread only */
+    size_t rxlen;
+};
+
+struct hk_tsrv {
+    struct lws_context *ctx;
+    hk_tsrv_handlers h;
+    pthread_mutex_t mu; /* guards the ready list */
+    hk_tconn *ready;
+    atomic_int stop;
+    int port;
+    lws_sorted_usec_list_t tick;
+};
+
+/* Per-connection data: an HTTP transaction or a WebSocket. */
+typedef struct {
+    hk_tconn *conn;
+    char method[8], path[128], query[512];
+    char *auth;
+    unsigned char *body;
+    size_t body_len, body_cap;
+    hk_http_resp resp;
+    int responded;
+} hk_pss;
+
+static hk_tsrv *hk_srv_of(struct lws *wsi)
+{
+    return lws_context_user(lws_get_context(wsi));
+}
+
+/* --- connection handles -------------------------------------------------- */
+
+void hk_tconn_ref(hk_tconn *c)
+{
+    pthread_mutex_lock(&c->mu);
+    c->refs++;
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void hk_txq_free_all(hk_tconn *c)
+{
+    while (c->head != NULL) {
+        hk_txq *n = c->head->next;
+
+        OPENSSL_clear_free(c->head, sizeof(*c->head) + c->head->len +
+                                        LWS_PRE);
+        c->head = n;
+    }
+    c->tail = NULL;
+}
+
+void hk_tconn_unref(hk_tconn *c)
+{
+    int last;
+
+    if (c == NULL)
+        return;
+    pthread_mutex_lock(&c->mu);
+    last = --c->refs == 0;
+    pthread_mutex_unlock(&c->mu);
+    if (!last)
+        return;
+    hk_txq_free_all(c);
+    free(c->rx);
+    pthread_mutex_destroy(&c->mu);
+    free(c);
+}
+
+void hk_tconn_set_user(hk_tconn *c, void *user)
+{
+    pthread_mutex_lock(&c->mu);
+    c->user = user;
+    pthread_mutex_unlock(&c->mu);
+}
+
+void *hk_tconn_user(const hk_tconn *c)
+{
+    void *u;
+
+    pthread_mutex_lock((pthread_mutex_t *)&c->mu);
+    u = c->user;
+    pthread_mutex_unlock((pthread_mutex_t *)&c->mu);
+    return u;
+}
+
+/* Puts c on the server's ready list and wakes the service thread. */
+static void hk_tconn_wake(hk_tconn *c)
+{
+    hk_tsrv *srv = c->srv;
+    int add = 0;
+
+    pthread_mutex_lock(&c->mu);
+    if (!c->in_ready && !c->closed) {
+        c->in_ready = 1;
+        c->refs++;
+        add = 1;
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (add) {
+        pthread_mutex_lock(&srv->mu);
+        c->ready_next = srv->ready;
+        srv->ready = c;
+        pthread_mutex_unlock(&srv->mu);
+    }
+    lws_cancel_service(srv->ctx);
+}
+
+hk_err hk_tconn_send(hk_tconn *c, const void *msg, size_t len)
+{
+    hk_txq *q;
+
+    if (c == NULL || msg == NULL || len == 0 || len > HK_WS_MSG_MAX)
+        return HK_ERR_ARG;
+    if ((q = malloc(sizeof(*q) + LWS_PRE + len)) == NULL)
+        return HK_ERR_NOMEM;
+    q->next = NULL;
+    q->len = len;
+    memcpy(q->buf + LWS_PRE, msg, len);
+    pthread_mutex_lock(&c->mu);
+    if (c->closed || c->close_req) {
+        pthread_mutex_unlock(&c->mu);
+        free(q);
+        return HK_ERR_NETWORK;
+    }
+    if (c->tail != NULL)
+        c->tail->next = q;
+    else
+        c->head = q;
+    c->tail = q;
+    pthread_mutex_unlock(&c->mu);
+    hk_tconn_wake(c);
+    return HK_OK;
+}
+
+void hk_tconn_close(hk_tconn *c)
+{
+    if (c == NULL)
+        return;
+    pthread_mutex_lock(&c->mu);
+    c->close_req = 1;
+    pthread_mutex_unlock(&c->mu);
+    hk_tconn_wake(c);
+}
+
+/* Service thread: every connection on the ready list asks to write. */
+static void hk_srv_drain_ready(hk_tsrv *srv)
+{
+    hk_tconn *list, *next;
+
+    pthread_mutex_lock(&srv->mu);
+    list = srv->ready;
+    srv->ready = NULL;
+    pthread_mutex_unlock(&srv->mu);
+    for (; list != NULL; list = next) {
+        next = list->ready_next;
+        pthread_mutex_lock(&list->mu);
+        list->in_ready = 0;
+        pthread_mutex_unlock(&list->mu);
+        if (list->wsi != NULL)
+            lws_callback_on_writable(list->wsi);
+        hk_tconn_unref(list);
+    }
+}
+
+/* --- WebSocket ----------------------------------------------------------- */
+
+static int hk_ws_writeable(hk_tconn *c)
+{
+    hk_txq *q;
+    int close_now;
+
+    pthread_mutex_lock(&c->mu);
+    q = c->head;
+    if (q != NULL) {
+        c->head = q->next;
+        if (c->head == NULL)
+            c->tail = NULL;
+    }
+    close_now = q == NULL && c->close_req;
+    pthread_mutex_unlock(&c->mu);
+    if (close_now) {
+        lws_close_reason(c->wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
+        return -1;
+    }
+    if (q == NULL)
+        return 0;
+    if (lws_write(c->wsi, q->buf + LWS_PRE, q->len, LWS_WRITE_TEXT) <
+        (int)q->len) {
+        free(q);
+        return -1;
+    }
+    free(q);
+    lws_callback_on_writable(c->wsi); /* more queued, or a pending close */
+    return 0;
+}
+
+static int hk_ws_receive(hk_tsrv *srv, struct lws *wsi, hk_tconn *c,
+                         const void *in, size_t len)
+{
+    unsigned char *nb;
+
+    if (lws_frame_is_binary(wsi)) {
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE, NULL, 0);
+        return -1;
+    }
+    if (c->rxlen + len > HK_WS_MSG_MAX) {
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, NULL, 0);
+        return -1;
+    }
+    if ((nb = realloc(c->rx, c->rxlen + len + 1)) == NULL)
+        return -1;
+    c->rx = nb;
+    memcpy(c->rx + c->rxlen, in, len);
+    c->rxlen += len;
+    if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi))
+        return 0;
+    srv->h.on_ws_message(srv->h.ctx, c, c->rx, c->rxlen);
+    c->rxlen = 0;
+    return 0;
+}
+
+static hk_tconn *hk_tconn_new(hk_tsrv *srv, struct lws *wsi)
+{
+    hk_tconn *c = calloc(1, sizeof(*c));
+
+    if (c == NULL)
+        return NULL;
+    pthread_mutex_init(&c->mu, NULL);
+    c->refs = 1; /* the transport's own reference, dropped at close */
+    c->srv = srv;
+    c->wsi = wsi;
+    return c;
+}
+
+static void hk_ws_closed(hk_tsrv *srv, hk_tconn *c)
+{
+    pthread_mutex_lock(&c->mu);
+    c->wsi = NULL;
+    c->closed = 1;
+    hk_txq_free_all(c);
+    pthread_mutex_unlock(&c->mu);
+    srv->h.on_ws_close(srv->h.ctx, c);
+    hk_tconn_unref(c);
+}
+
+/* --- HTTP ---------------------------------------------------------------- */
+
+static void hk_pss_clear(hk_pss *p)
+{
+    free(p->auth);
+    free(p->body);
+    free(p->resp.body);
+    memset(p, 0, sizeof(*p));
+}
+
+/* Reads method, path, query and Authorization into p. */
+static int hk_http_read_head(struct lws *wsi, hk_pss *p, const char *path)
+{
+    int post = lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0;
+    int get = lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0;
+    int n;
+
+    if (!post && !get)
+        return 405;
+    strcpy(p->method, post ? "POST" : "GET");
+    if (path == NULL || strlen(path) >= sizeof(p->path))
+        return 414;
+    strcpy(p->path, path);
+    n = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS);
+    if (n >= (int)sizeof(p->query))
+        return 414;
+    if (n > 0 && lws_hdr_copy(wsi, p->query, sizeof(p->query),
+                              WSI_TOKEN_HTTP_URI_ARGS) < 0)
+        return 400;
+    if ((p->auth = calloc(1, HK_AUTH_MAX + 1)) == NULL)
+        return 500;
+    n = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
+    if (n > HK_AUTH_MAX)
+        return 431;
+    if (n > 0 && lws_hdr_copy(wsi, p->auth, HK_AUTH_MAX + 1,
+                              WSI_TOKEN_HTTP_AUTHORIZATION) < 0)
+        return 400;
+    return 0;
+}
+
+static char *hk_json_error(const char *code, const char *msg)
+{
+    size_t n = strlen(code) + strlen(msg) + 32;
+    char *s = malloc(n);
+
+    if (s != NULL)
+        snprintf(s, n, "{\"error\":\"%s\",\"message\":\"%s\"}", code, msg);
+    return s;
+}
+
+/* Sends the response headers, then the body from the WRITEABLE callback. */
+static int hk_http_respond(struct lws *wsi, hk_pss *p)
+{
+    unsigned char buf[LWS_PRE + 512], *start = buf + LWS_PRE, *q = start;
+    unsigned char *end = buf + sizeof(buf) - 1;
+    size_t blen;
+
+    if (p->resp.body == NULL) {
+        p->resp.status = 500;
+        p->resp.body = hk_json_error("internal", "no response");
+        if (p->resp.body == NULL)
+            return -1;
+    }
+    blen = strlen(p->resp.body);
+    if (lws_add_http_common_headers(wsi, (unsigned)p->resp.status,
+                                    "application/json", blen, &q, end) ||
+        lws_add_http_header_by_name(wsi, (const unsigned char *)
+                                    "cache-control:",
+                                    (const unsigned char *)"no-store", 8, &q,
+                                    end) ||
+        lws_finalize_write_http_header(wsi, start, &q, end))
+        return -1;
+    p->responded = 1;
+    lws_callback_on_writable(wsi);
+    return 0;
+}
+
+static int hk_http_error(struct lws *wsi, hk_pss *p, int status,
+                         const char *code, const char *msg)
+{
+    free(p->resp.body);
+    p->resp.status = status;
+    p->resp.body = hk_json_error(code, msg);
+    return hk_http_respond(wsi, p);
+}
+
+static int hk_http_dispatch(hk_tsrv *srv, struct lws *wsi, hk_pss *p)
+{
+    hk_http_req req = {p->method, p->path, p->query, p->auth,
+                       p->body, p->body_len};
+
+    srv->h.on_http(srv->h.ctx, &req, &p->resp);
+    return hk_http_respond(wsi, p);
+}
+
+static int hk_http_start(hk_tsrv *srv, struct lws *wsi, hk_pss *p,
+                         const char *path)
+{
+    char cl[24];
+    long n;
+    int st;
+
+    hk_pss_clear(p);
+    if ((st = hk_http_read_head(wsi, p, path)) != 0)
+        return hk_http_error(wsi, p, st, "bad_request", "malformed request");
+    if (strcmp(p->method, "GET") == 0)
+        return hk_http_dispatch(srv, wsi, p);
+    if (lws_hdr_copy(wsi, cl, sizeof(cl), WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0)
+        return hk_http_error(wsi, p, 411, "length_required",
+                             "Content-Length required");
+    n = strtol(cl, NULL, 10);
+    if (n < 0 || n > (long)HK_HTTP_BODY_MAX)
+        return hk_http_error(wsi, p, 413, "too_large", "body too large");
+    p->body_cap = (size_t)n;
+    if ((p->body = malloc(p->body_cap + 1)) == NULL)
+        return -1;
+    if (n == 0)
+        return hk_http_dispatch(srv, wsi, p);
+    return 0; /* the body follows */
+}
+
+static int hk_http_body(struct lws *wsi, hk_pss *p, const void *in,
+                        size_t len)
+{
+    if (p->responded)
+        return 0;
+    if (p->body == NULL || p->body_len + len > p->body_cap)
+        return hk_http_error(wsi, p, 413, "too_large", "body too large");
+    memcpy(p->body + p->body_len, in, len);
+    p->body_len += len;
+    return 0;
+}
+
+static int hk_http_writeable(struct lws *wsi, hk_pss *p)
+{
+    size_t n;
+    unsigned char *buf;
+    int r;
+
+    if (!p->responded || p->resp.body == NULL)
+        return 0;
+    n = strlen(p->resp.body);
+    if ((buf = malloc(LWS_PRE + n + 1)) == NULL)
+        return -1;
+    memcpy(buf + LWS_PRE, p->resp.body, n);
+    r = lws_write(wsi, buf + LWS_PRE, n, LWS_WRITE_HTTP_FINAL);
+    free(buf);
+    hk_pss_clear(p);
+    if (r < (int)n)
+        return -1;
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+/* WebSocket upgrade: the handler decides, with a proper HTTP status. The
+ * per-connection data does not exist yet: the new connection handle rides
+ * on the wsi's opaque pointer until LWS_CALLBACK_ESTABLISHED. */
+static int hk_ws_confirm(hk_tsrv *srv, struct lws *wsi)
+{
+    hk_http_req req;
+    hk_pss tmp;
+    hk_tconn *c;
+    char path[128];
+    int st;
+
+    memset(&req, 0, sizeof(req));
+    memset(&tmp, 0, sizeof(tmp));
+    if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) <= 0)
+        return -1;
+    if ((st = hk_http_read_head(wsi, &tmp, path)) != 0) {
+        hk_pss_clear(&tmp);
+        lws_return_http_status(wsi, (unsigned)st, NULL);
+        return 1;
+    }
+    if ((c = hk_tconn_new(srv, wsi)) == NULL) {
+        hk_pss_clear(&tmp);
+        return -1;
+    }
+    req.method = tmp.method;
+    req.path = tmp.path;
+    req.query = tmp.query;
+    req.auth = tmp.auth;
+    st = srv->h.on_ws_open(srv->h.ctx, c, &req);
+    hk_pss_clear(&tmp);
+    if (st != 0) {
+        c->wsi = NULL;
+        c->closed = 1;
+        hk_tconn_unref(c);
+        lws_return_http_status(wsi, (unsigned)st, NULL);
+        return 1;
+    }
+    lws_set_opaque_user_data(wsi, c);
+    return 0;
+}
+
+static int hk_tls13_only(void *ssl_ctx)
+{
+    return SSL_CTX_set_min_proto_version((SSL_CTX *)ssl_ctx,
+                                         TLS1_3_VERSION) == 1
+               ? 0
+               : 1;
+}
+
+static int hk_srv_callback(struct lws *wsi, enum lws_callback_reasons reason,
+                           void *user, void *in, size_t len)
+{
+    hk_tsrv *srv = hk_srv_of(wsi);
+    hk_pss *p = user;
+
+    switch (reason) {
+    case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS:
+        return hk_tls13_only(user);
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+        if (srv != NULL)
+            hk_srv_drain_ready(srv);
+        return 0;
+    case LWS_CALLBACK_HTTP:
+        return hk_http_start(srv, wsi, p, in);
+    case LWS_CALLBACK_HTTP_BODY:
+        return hk_http_body(wsi, p, in, len);
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        return p->responded ? 0 : hk_http_dispatch(srv, wsi, p);
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        return hk_http_writeable(wsi, p);
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        return hk_ws_confirm(srv, wsi);
+    case LWS_CALLBACK_ESTABLISHED:
+        p->conn = lws_get_opaque_user_data(wsi);
+        lws_set_opaque_user_data(wsi, NULL);
+        return p->conn == NULL ? -1 : 0;
+    case LWS_CALLBACK_RECEIVE:
+        return p->conn == NULL ? -1 : hk_ws_receive(srv, wsi, p->conn, in,
+                                                     len);
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return p->conn == NULL ? -1 : hk_ws_writeable(p->conn);
+    case LWS_CALLBACK_CLOSED:
+        if (p->conn != NULL)
+            hk_ws_closed(srv, p->conn);
+        p->conn = NULL;
+        return 0;
+    case LWS_CALLBACK_WSI_DESTROY:
+        /* an upgrade accepted but never established */
+        hk_tconn_unref(lws_get_opaque_user_data(wsi));
+        lws_set_opaque_user_data(wsi, NULL);
+        return 0;
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+    case LWS_CALLBACK_CLOSED_HTTP:
+        if (p != NULL && p->conn == NULL)
+            hk_pss_clear(p);
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+static const struct lws_protocols hk_protocols[] = {
+    {"halfkey", hk_srv_callback, sizeof(hk_pss), 4096, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0}};
+
+static void hk_srv_tick(lws_sorted_usec_list_t *sul)
+{
+    hk_tsrv *srv = lws_container_of(sul, hk_tsrv, tick);
+
+    if (srv->h.on_tick != NULL)
+        srv->h.on_tick(srv->h.ctx);
+    lws_sul_schedule(srv->ctx, 0, &srv->tick, hk_srv_tick, LWS_US_PER_SEC);
+}
+
+hk_err hk_tsrv_new(const hk_tsrv_config *cfg, const hk_tsrv_handlers *h,
+                   hk_tsrv **out)
+{
+    struct lws_context_creation_info info;
+    hk_tsrv *srv;
+
+    if (cfg == NULL || h == NULL || out == NULL || cfg->cert_file == NULL ||
+        cfg->key_file == NULL || h->on_http == NULL || h->on_ws_open == NULL ||
+        h->on_ws_message == NULL || h->on_ws_close == NULL)
+        return HK_ERR_ARG;
+    if ((srv = calloc(1, sizeof(*srv))) == NULL)
+        return HK_ERR_NOMEM;
+    pthread_mutex_init(&srv->mu, NULL);
+    srv->h = *h;
+    memset(&info, 0, sizeof(info));
+    info.port = cfg->port > 0 ? cfg->port : 0;
+    info.iface = cfg->iface;
+    info.protocols = hk_protocols;
+    info.user = srv;
+    info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    info.ssl_cert_filepath = cfg->cert_file;
+    info.ssl_private_key_filepath = cfg->key_file;
+    info.ssl_options_set = SSL_OP_NO_SSLv3 | SSL_OP_NO_TLSv1 |
+                           SSL_OP_NO_TLSv1_1 | SSL_OP_NO_TLSv1_2;
+    info.alpn = "http/1.1";
+    info.timeout_secs = 30;
+    srv->ctx = lws_create_context(&info);
+    if (srv->ctx == NULL) {
+        pthread_mutex_destroy(&srv->mu);
+        free(srv);
+        return HK_ERR_NETWORK;
+    }
+    srv->port = lws_get_vhost_listen_port(lws_get_vhost_by_name(srv->ctx,
+                                                                "default"));
+    lws_sul_schedule(srv->ctx, 0, &srv->tick, hk_srv_tick, LWS_US_PER_SEC);
+    *out = srv;
+    return HK_OK;
+}
+
+int hk_tsrv_port(const hk_tsrv *srv) { return srv->port; }
+
+hk_err hk_tsrv_run(hk_tsrv *srv)
+{
+    if (srv == NULL)
+        return HK_ERR_ARG;
+    while (!atomic_load(&srv->stop))
+        if (lws_service(srv->ctx, 0) < 0)
+            return HK_ERR_NETWORK;
+    return HK_OK;
+}
+
+void hk_tsrv_stop(hk_tsrv *srv)
+{
+    atomic_store(&srv->stop, 1);
+    lws_cancel_service(srv->ctx);
+}
+
+void hk_tsrv_free(hk_tsrv *srv)
+{
+    if (srv == NULL)
+        return;
+    lws_context_destroy(srv->ctx);
+    pthread_mutex_destroy(&srv->mu);
+    free(srv);
+}

@@ -1,0 +1,81 @@
+/* TLS 1.3 HTTP + WebSocket server on libwebsockets (one service thread).
+ *
+ * Owns the listener, TLS policy (TLS 1.3 only), HTTP framing with bounded
+ * request bodies, WebSocket upgrade, fragment reassembly with a size cap, and
+ * thread-safe sending: handlers run on the service thread and must be quick;
+ * other threads answer a connection with hk_tconn_send / hk_tconn_close,
+ * which queue the data and wake the service thread (lws_cancel_service is
+ * the only lws call made off that thread, as libwebsockets requires). */
+#ifndef HK_HTTP_SERVER_H
+#define HK_HTTP_SERVER_H
+
+#include <stddef.h>
+
+#include "mpc/error.h"
+
+#define HK_HTTP_BODY_MAX (64u * 1024u)
+#define HK_WS_MSG_MAX (256u * 1024u)
+
+typedef struct hk_tsrv hk_tsrv;
+typedef struct hk_tconn hk_tconn;
+
+typedef struct {
+    const char *method; /* "GET" or "POST" */
+    const char *path;   /* e.g. "/sign" */
+    const char *query;  /* "a=b&c=d" or "" */
+    const char *auth;   /* Authorization header value or "" */
+    const unsigned char *body;
+    size_t body_len;
+} hk_http_req;
+
+typedef struct {
+    int status;  /* HTTP status code */
+    char *body;  /* JSON text, malloc'd; the transport frees it */
+} hk_http_resp;
+
+typedef struct {
+    void *ctx;
+    /* Any HTTP request except the WebSocket upgrade. */
+    void (*on_http)(void *ctx, const hk_http_req *req, hk_http_resp *resp);
+    /* WebSocket upgrade on path/query with the Authorization value:
+     * return 0 to accept, or an HTTP status to refuse. */
+    int (*on_ws_open)(void *ctx, hk_tconn *conn, const hk_http_req *req);
+    /* One complete text message (reassembled, at most HK_WS_MSG_MAX). */
+    void (*on_ws_message)(void *ctx, hk_tconn *conn,
+                          const unsigned char *msg, size_t len);
+    /* The connection is gone (after this, conn is only valid through
+     * references taken with hk_tconn_ref). */
+    void (*on_ws_close)(void *ctx, hk_tconn *conn);
+    /* Called on the service thread about once a second (housekeeping). */
+    void (*on_tick)(void *ctx);
+} hk_tsrv_handlers;
+
+typedef struct {
+    const char *iface;     /* "127.0.0.1", "::1", ... */
+    int port;              /* 0: let the OS choose (see hk_tsrv_port) */
+    const char *cert_file; /* PEM certificate chain */
+    const char *key_file;  /* PEM private key */
+} hk_tsrv_config;
+
+HK_WUR hk_err hk_tsrv_new(const hk_tsrv_config *cfg, const hk_tsrv_handlers *h,
+                          hk_tsrv **out);
+/* The bound port (useful with port 0). */
+int hk_tsrv_port(const hk_tsrv *srv);
+/* Runs the service loop until hk_tsrv_stop. */
+HK_WUR hk_err hk_tsrv_run(hk_tsrv *srv);
+/* Thread-safe and async-signal-safe apart from the wake-up. */
+void hk_tsrv_stop(hk_tsrv *srv);
+void hk_tsrv_free(hk_tsrv *srv);
+
+/* Connection handles are reference counted so other threads may hold
+ * them; every function here is thread-safe. */
+void hk_tconn_ref(hk_tconn *c);
+void hk_tconn_unref(hk_tconn *c);
+void hk_tconn_set_user(hk_tconn *c, void *user);
+void *hk_tconn_user(const hk_tconn *c);
+/* Queues a text message (copied); HK_ERR_NETWORK if the peer is gone. */
+HK_WUR hk_err hk_tconn_send(hk_tconn *c, const void *msg, size_t len);
+/* Closes after the queued messages are sent. */
+void hk_tconn_close(hk_tconn *c);
+
+#endif

@@ -1,0 +1,42 @@
+/* JWT verification and minting on libjwt 1.10.
+ *
+ * Owns the server's token policy (DESIGN.md sections 3 and 7): the
+ * algorithm is pinned by configuration (ES256 or RS256 with a public key,
+ * HS256 with a secret), the signature is checked with the configured key
+ * and then the token's own "alg" must equal the pinned one (libjwt would
+ * verify an HS256 token HMAC'd with a public-key PEM, and accepts any
+ * signature when given no key); "exp" is required, "nbf" honoured, both with
+ * a small skew; "iss" and "aud" must match; "sub" must be a well-formed
+ * subject. Every failure is HK_ERR_AUTH: callers answer 401 without saying
+ * which check failed. */
+#ifndef HK_JWT_H
+#define HK_JWT_H
+
+#include <stddef.h>
+
+#include "mpc/error.h"
+
+#define HK_JWT_MAX 8192 /* bytes of a compact token */
+#define HK_SUB_MAX 128  /* bytes of a subject, NUL excluded */
+
+typedef struct hk_jwt_verifier hk_jwt_verifier;
+
+/* alg: "ES256", "RS256" or "HS256"; key: PEM public key or the secret. */
+HK_WUR hk_err hk_jwt_verifier_new(const char *alg, const void *key,
+                                  size_t keylen, const char *iss,
+                                  const char *aud, long skew,
+                                  hk_jwt_verifier **out);
+void hk_jwt_verifier_free(hk_jwt_verifier *v);
+/* Verifies at time `now` (seconds); writes the subject (NUL-terminated)
+ * into sub[HK_SUB_MAX + 1]. */
+HK_WUR hk_err hk_jwt_verify(const hk_jwt_verifier *v, const char *token,
+                            long now, char *sub);
+/* Mints a token (for `halfkeyd token` and tests): key is the PEM private
+ * key (ES256/RS256) or the secret (HS256). *out: free with free(). */
+HK_WUR hk_err hk_jwt_mint(const char *alg, const void *key, size_t keylen,
+                          const char *iss, const char *aud, const char *sub,
+                          long now, long ttl, char **out);
+/* 1 if s is a valid subject: 1..HK_SUB_MAX of [A-Za-z0-9._@:+-]. */
+int hk_sub_valid(const char *s);
+
+#endif

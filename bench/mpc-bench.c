@@ -138,9 +138,8 @@ static double hk_baseline_k1(int runs)
     return r;
 }
 
-static void hk_report(const hk_bench_opts *o, const char *op,
-                      hk_curve_id curve, int pbits, hk_series *s,
-                      double base_evp, double base_k1)
+static void hk_report(const hk_bench_opts *o, const char *op, hk_curve_id curve,
+                      int pbits, hk_series *s, double base_evp, double base_k1)
 {
     double c50 = hk_pct(s->crit, s->n, 0.5), c99 = hk_pct(s->crit, s->n, 0.99);
     double a50 = hk_pct(s->p1, s->n, 0.5), b50 = hk_pct(s->p2, s->n, 0.5);
@@ -165,8 +164,7 @@ static void hk_report(const hk_bench_opts *o, const char *op,
 }
 
 static void hk_print_sample(hk_curve_id curve, const hk_share *s1,
-                            const unsigned char *dig,
-                            const unsigned char *sig)
+                            const unsigned char *dig, const unsigned char *sig)
 {
     unsigned char q[65];
     hk_curve *c;
@@ -194,8 +192,8 @@ static void hk_bench_one(const hk_bench_opts *o, const hk_rped_secret *rp,
 {
     int slow = o->runs / 4 > 3 ? o->runs / 4 : 3, i;
     double bevp = hk_baseline_evp(curve, o->runs * 10);
-    double bk1 = curve == HK_CURVE_SECP256K1 ? hk_baseline_k1(o->runs * 10)
-                                             : 0.0;
+    double bk1 =
+        curve == HK_CURVE_SECP256K1 ? hk_baseline_k1(o->runs * 10) : 0.0;
     hk_share *s1 = NULL, *s2 = NULL, *n1, *n2;
     unsigned char dig[32], sig[HK_SIG_LEN];
     hk_series kg, sg, sgn, rf;

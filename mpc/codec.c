@@ -8,12 +8,12 @@
 
 struct hk_msg {
     json_t *obj;
-    size_t consumed; /* keys read by getters (parse side) */
+    json_t *seen; /* keys read by getters (parse side), each once */
 };
 
 size_t hk_width(int bits) { return (size_t)(bits + 7) / 8; }
 
-static void hk_hex(const unsigned char *in, size_t len, char *out)
+void hk_hex(const unsigned char *in, size_t len, char *out)
 {
     static const char digits[] = "0123456789abcdef";
     size_t i;
@@ -35,8 +35,7 @@ static int hk_unhex_digit(char ch)
 }
 
 /* Strict lowercase hex of exactly 2*len chars. */
-static int hk_unhex(const char *in, size_t inlen, unsigned char *out,
-                    size_t len)
+int hk_unhex(const char *in, size_t inlen, unsigned char *out, size_t len)
 {
     size_t i;
 
@@ -72,7 +71,8 @@ static hk_err hk_put_hex(json_t *dst, const char *key, const void *b,
     OPENSSL_clear_free(hex, 2 * len + 1);
     if (s == NULL)
         return HK_ERR_NOMEM;
-    rc = key != NULL ? json_object_set_new(dst, key, s) : json_array_append_new(dst, s);
+    rc = key != NULL ? json_object_set_new(dst, key, s)
+                     : json_array_append_new(dst, s);
     return rc == 0 ? HK_OK : HK_ERR_NOMEM;
 }
 
@@ -108,6 +108,7 @@ void hk_msg_free(hk_msg *m)
     if (m == NULL)
         return;
     json_decref(m->obj);
+    json_decref(m->seen);
     OPENSSL_free(m);
 }
 
@@ -143,8 +144,10 @@ static json_t *hk_take(hk_msg *m, const char *key)
 {
     json_t *v = json_object_get(m->obj, key);
 
-    if (v != NULL)
-        m->consumed++;
+    /* A set, not a count: reading a key twice must not stand for reading
+     * another. If the insertion fails, hk_msg_finish fails closed. */
+    if (v != NULL && m->seen != NULL)
+        (void)json_object_set_new(m->seen, key, json_null());
     return v;
 }
 
@@ -160,8 +163,8 @@ static hk_err hk_check_id(hk_msg *m, const char *key, const unsigned char *id)
     return memcmp(got, id, HK_ID_LEN) == 0 ? HK_OK : HK_ERR_BINDING;
 }
 
-static hk_err hk_msg_parse_any(const unsigned char *in, size_t len,
-                               size_t max, int peek, const char *type,
+static hk_err hk_msg_parse_any(const unsigned char *in, size_t len, size_t max,
+                               int peek, const char *type,
                                const unsigned char *sid,
                                const unsigned char *kid, hk_msg **out)
 {
@@ -178,6 +181,10 @@ static hk_err hk_msg_parse_any(const unsigned char *in, size_t len,
     m = OPENSSL_zalloc(sizeof(*m));
     if (m == NULL)
         return HK_ERR_NOMEM;
+    if ((m->seen = json_object()) == NULL) {
+        OPENSSL_free(m);
+        return HK_ERR_NOMEM;
+    }
     m->obj = json_loadb((const char *)in, len, JSON_REJECT_DUPLICATES, &jerr);
     if (m->obj == NULL || !json_is_object(m->obj))
         goto fail;
@@ -222,7 +229,10 @@ hk_err hk_msg_finish(hk_msg *m)
 {
     if (m == NULL)
         return HK_ERR_ARG;
-    return json_object_size(m->obj) == m->consumed ? HK_OK : HK_ERR_DECODE;
+    return m->seen != NULL &&
+                   json_object_size(m->obj) == json_object_size(m->seen)
+               ? HK_OK
+               : HK_ERR_DECODE;
 }
 
 hk_err hk_msg_put_bytes(hk_msg *m, const char *key, const void *b, size_t len)
@@ -252,8 +262,7 @@ static hk_err hk_put_bn_to(json_t *dst, const char *key, const BIGNUM *v,
     return e;
 }
 
-hk_err hk_msg_put_bn(hk_msg *m, const char *key, const BIGNUM *v,
-                     size_t width)
+hk_err hk_msg_put_bn(hk_msg *m, const char *key, const BIGNUM *v, size_t width)
 {
     if (hk_key_reserved(key))
         return HK_ERR_ARG;
@@ -301,9 +310,8 @@ hk_err hk_msg_put_str(hk_msg *m, const char *key, const char *s)
         return HK_ERR_ARG;
     if (m == NULL || key == NULL || s == NULL)
         return HK_ERR_ARG;
-    return json_object_set_new(m->obj, key, json_string(s)) == 0
-               ? HK_OK
-               : HK_ERR_NOMEM;
+    return json_object_set_new(m->obj, key, json_string(s)) == 0 ? HK_OK
+                                                                 : HK_ERR_NOMEM;
 }
 
 hk_err hk_msg_put_point(hk_msg *m, const char *key, const hk_point *p)
@@ -462,8 +470,7 @@ hk_err hk_msg_get_point(hk_msg *m, hk_curve *c, const char *key, hk_point *p)
     return hk_point_parse(c, b, sizeof(b), p);
 }
 
-hk_err hk_msg_get_scalar(hk_msg *m, hk_curve *c, const char *key,
-                         hk_scalar *s)
+hk_err hk_msg_get_scalar(hk_msg *m, hk_curve *c, const char *key, hk_scalar *s)
 {
     unsigned char b[HK_SCALAR_LEN];
     hk_err e;

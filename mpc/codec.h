@@ -42,8 +42,7 @@ HK_WUR hk_err hk_msg_peek(const unsigned char *in, size_t len, size_t max,
                           hk_msg **out);
 void hk_msg_free(hk_msg *m);
 /* Compact encoding (malloc'd; the caller frees with OPENSSL_free). */
-HK_WUR hk_err hk_msg_encode(const hk_msg *m, unsigned char **out,
-                            size_t *len);
+HK_WUR hk_err hk_msg_encode(const hk_msg *m, unsigned char **out, size_t *len);
 /* The type of a parsed message (for peeking by the server layer). */
 const char *hk_msg_type(const hk_msg *m);
 /* HK_ERR_DECODE if the message holds a key no getter consumed. */
@@ -53,19 +52,17 @@ HK_WUR hk_err hk_msg_put_bytes(hk_msg *m, const char *key, const void *b,
                                size_t len);
 HK_WUR hk_err hk_msg_put_bn(hk_msg *m, const char *key, const BIGNUM *v,
                             size_t width);
-HK_WUR hk_err hk_msg_put_bn_array(hk_msg *m, const char *key,
-                                  BIGNUM *const *v, size_t n, size_t width);
+HK_WUR hk_err hk_msg_put_bn_array(hk_msg *m, const char *key, BIGNUM *const *v,
+                                  size_t n, size_t width);
 HK_WUR hk_err hk_msg_put_u32(hk_msg *m, const char *key, unsigned long v);
 HK_WUR hk_err hk_msg_put_str(hk_msg *m, const char *key, const char *s);
 HK_WUR hk_err hk_msg_put_point(hk_msg *m, const char *key, const hk_point *p);
-HK_WUR hk_err hk_msg_put_scalar(hk_msg *m, const char *key,
-                                const hk_scalar *s);
-HK_WUR hk_err hk_msg_put_points(hk_msg *m, const char *key,
-                                const hk_point *p, size_t n);
+HK_WUR hk_err hk_msg_put_scalar(hk_msg *m, const char *key, const hk_scalar *s);
+HK_WUR hk_err hk_msg_put_points(hk_msg *m, const char *key, const hk_point *p,
+                                size_t n);
 
 /* Exactly `len` bytes. */
-HK_WUR hk_err hk_msg_get_bytes(hk_msg *m, const char *key, void *b,
-                               size_t len);
+HK_WUR hk_err hk_msg_get_bytes(hk_msg *m, const char *key, void *b, size_t len);
 /* Between 1 and `max` bytes; *len receives the count. */
 HK_WUR hk_err hk_msg_get_var(hk_msg *m, const char *key, void *b, size_t max,
                              size_t *len);
@@ -76,14 +73,18 @@ HK_WUR hk_err hk_msg_get_bn_array(hk_msg *m, const char *key, BIGNUM **v,
                                   size_t n, size_t width);
 HK_WUR hk_err hk_msg_get_u32(hk_msg *m, const char *key, unsigned long *v);
 /* A string of at most `max` - 1 chars copied into buf. */
-HK_WUR hk_err hk_msg_get_str(hk_msg *m, const char *key, char *buf,
-                             size_t max);
+HK_WUR hk_err hk_msg_get_str(hk_msg *m, const char *key, char *buf, size_t max);
 HK_WUR hk_err hk_msg_get_point(hk_msg *m, hk_curve *c, const char *key,
                                hk_point *p);
 HK_WUR hk_err hk_msg_get_scalar(hk_msg *m, hk_curve *c, const char *key,
                                 hk_scalar *s);
 HK_WUR hk_err hk_msg_get_points(hk_msg *m, hk_curve *c, const char *key,
                                 hk_point *p, size_t n);
+
+/* Lowercase hex of len bytes into out[2*len + 1]. */
+void hk_hex(const unsigned char *in, size_t len, char *out);
+/* Strict: exactly 2*len lowercase hex digits; 1 on success. */
+int hk_unhex(const char *in, size_t inlen, unsigned char *out, size_t len);
 
 /* Byte width of a BIGNUM field bounded by 2^bits. */
 size_t hk_width(int bits);

@@ -188,9 +188,8 @@ hk_err hk_scalar_random(hk_curve *c, hk_scalar *out)
         if (!BN_priv_rand_range(t, c->q))
             goto done;
     } while (BN_is_zero(t));
-    e = BN_bn2binpad(t, out->b, HK_SCALAR_LEN) == HK_SCALAR_LEN
-            ? HK_OK
-            : HK_ERR_CRYPTO;
+    e = BN_bn2binpad(t, out->b, HK_SCALAR_LEN) == HK_SCALAR_LEN ? HK_OK
+                                                                : HK_ERR_CRYPTO;
 done:
     BN_clear(t);
     BN_CTX_end(c->bn);
@@ -231,8 +230,7 @@ hk_err hk_scalar_neg(hk_curve *c, const hk_scalar *a, hk_scalar *out)
     if (t == NULL)
         goto done;
     BN_set_flags(t, BN_FLG_CONSTTIME);
-    if (BN_bin2bn(a->b, HK_SCALAR_LEN, t) == NULL ||
-        !BN_sub(t, c->q, t))
+    if (BN_bin2bn(a->b, HK_SCALAR_LEN, t) == NULL || !BN_sub(t, c->q, t))
         goto done;
     e = hk_scalar_from_bn(c, t, out);
 done:
@@ -287,8 +285,8 @@ hk_err hk_scalar_low_s(hk_curve *c, const hk_scalar *s, hk_scalar *out)
     return HK_OK;
 }
 
-hk_err hk_scalar_from_digest(hk_curve *c, const unsigned char *dig,
-                             size_t len, hk_scalar *out)
+hk_err hk_scalar_from_digest(hk_curve *c, const unsigned char *dig, size_t len,
+                             hk_scalar *out)
 {
     BIGNUM *t;
     hk_err e = HK_ERR_CRYPTO;

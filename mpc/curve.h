@@ -51,8 +51,8 @@ const BIGNUM *hk_curve_order(const hk_curve *c);
 /* Uniform scalar in [1, q) from the OS CSPRNG. */
 HK_WUR hk_err hk_scalar_random(hk_curve *c, hk_scalar *out);
 /* Strict parse: exactly 32 bytes, value in [1, q), else HK_ERR_SCALAR. */
-HK_WUR hk_err hk_scalar_parse(hk_curve *c, const unsigned char *in,
-                              size_t len, hk_scalar *out);
+HK_WUR hk_err hk_scalar_parse(hk_curve *c, const unsigned char *in, size_t len,
+                              hk_scalar *out);
 /* Any non-negative BIGNUM reduced mod q (result may be zero). */
 HK_WUR hk_err hk_scalar_from_bn(hk_curve *c, const BIGNUM *bn, hk_scalar *out);
 /* New BIGNUM with the scalar's value, flagged BN_FLG_CONSTTIME. */
@@ -60,10 +60,10 @@ HK_WUR hk_err hk_scalar_to_bn(const hk_scalar *s, BIGNUM **out);
 int hk_scalar_is_zero(const hk_scalar *s);
 int hk_scalar_eq(const hk_scalar *a, const hk_scalar *b);
 /* out = a + b, a * b, -a mod q (out may alias an input). */
-HK_WUR hk_err hk_scalar_add(hk_curve *c, const hk_scalar *a,
-                            const hk_scalar *b, hk_scalar *out);
-HK_WUR hk_err hk_scalar_mul(hk_curve *c, const hk_scalar *a,
-                            const hk_scalar *b, hk_scalar *out);
+HK_WUR hk_err hk_scalar_add(hk_curve *c, const hk_scalar *a, const hk_scalar *b,
+                            hk_scalar *out);
+HK_WUR hk_err hk_scalar_mul(hk_curve *c, const hk_scalar *a, const hk_scalar *b,
+                            hk_scalar *out);
 HK_WUR hk_err hk_scalar_neg(hk_curve *c, const hk_scalar *a, hk_scalar *out);
 /* out = a^-1 mod q, constant-time. HK_ERR_SCALAR if a is zero. */
 HK_WUR hk_err hk_scalar_inv(hk_curve *c, const hk_scalar *a, hk_scalar *out);

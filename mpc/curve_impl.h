@@ -11,9 +11,9 @@
 
 struct hk_curve {
     hk_curve_id id;
-    BIGNUM *q;            /* group order */
-    BIGNUM *q_minus_2;    /* Fermat exponent for inversion */
-    BN_MONT_CTX *mont;    /* Montgomery context of q */
+    BIGNUM *q;         /* group order */
+    BIGNUM *q_minus_2; /* Fermat exponent for inversion */
+    BN_MONT_CTX *mont; /* Montgomery context of q */
     BN_CTX *bn;
     secp256k1_context *k1; /* secp256k1 only */
     EC_GROUP *group;       /* P-256 only */
@@ -39,15 +39,13 @@ hk_err hk_p256_scalar_add(hk_curve *c, const hk_scalar *a, const hk_scalar *b,
                           hk_scalar *out);
 hk_err hk_p256_scalar_mul(hk_curve *c, const hk_scalar *a, const hk_scalar *b,
                           hk_scalar *out);
-hk_err hk_p256_point_parse(hk_curve *c, const unsigned char *in,
-                           hk_point *out);
+hk_err hk_p256_point_parse(hk_curve *c, const unsigned char *in, hk_point *out);
 hk_err hk_p256_mul_gen(hk_curve *c, const hk_scalar *k, hk_point *out);
 hk_err hk_p256_mul(hk_curve *c, const hk_point *p, const hk_scalar *k,
                    hk_point *out);
 hk_err hk_p256_add(hk_curve *c, const hk_point *p, const hk_point *q,
                    hk_point *out);
-hk_err hk_p256_uncompressed(hk_curve *c, const hk_point *p,
-                            unsigned char *out);
+hk_err hk_p256_uncompressed(hk_curve *c, const hk_point *p, unsigned char *out);
 hk_err hk_p256_verify(hk_curve *c, const hk_point *q, const hk_scalar *m,
                       const hk_scalar *r, const hk_scalar *s);
 

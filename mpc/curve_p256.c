@@ -93,8 +93,7 @@ static hk_err hk_p256_decode(hk_curve *c, const unsigned char *in,
     return HK_OK;
 }
 
-hk_err hk_p256_point_parse(hk_curve *c, const unsigned char *in,
-                           hk_point *out)
+hk_err hk_p256_point_parse(hk_curve *c, const unsigned char *in, hk_point *out)
 {
     EC_POINT *pt = NULL;
     hk_err e;
@@ -161,8 +160,7 @@ done:
     return e;
 }
 
-hk_err hk_p256_uncompressed(hk_curve *c, const hk_point *p,
-                            unsigned char *out)
+hk_err hk_p256_uncompressed(hk_curve *c, const hk_point *p, unsigned char *out)
 {
     EC_POINT *a = NULL;
     hk_err e;

@@ -12,18 +12,18 @@ enum { KG_INIT, KG_WAIT2, KG_WAIT3, KG_WAIT4, KG_DONE };
 struct hk_keygen {
     hk_role role;
     int state;
-    int pbits;      /* P1: chosen; P2: minimum, then agreed */
+    int pbits; /* P1: chosen; P2: minimum, then agreed */
     hk_curve *c;
     hk_binding b;
     hk_rped *rp;
     const hk_rped_secret *sec; /* P2 */
     unsigned char setup_fp[HK_HASH_LEN];
-    hk_scalar x;    /* own secret share */
-    hk_point X;     /* own public share */
-    hk_schnorr pi;  /* own proof */
+    hk_scalar x;                       /* own secret share */
+    hk_point X;                        /* own public share */
+    hk_schnorr pi;                     /* own proof */
     unsigned char nonce[HK_NONCE_LEN]; /* P1 */
     unsigned char com[HK_HASH_LEN];    /* P1: own; P2: received */
-    hk_ppkg pkg;    /* P1 */
+    hk_ppkg pkg;                       /* P1 */
     hk_share *share;
 };
 
@@ -148,6 +148,7 @@ hk_err hk_keygen_start(hk_keygen *kg, unsigned char **out, size_t *outlen)
         (e = hk_msg_new("keygen.1", kg->b.sid, kg->b.kid, &m)) != HK_OK ||
         (e = hk_msg_put_bytes(m, "com", kg->com, HK_HASH_LEN)) != HK_OK ||
         (e = hk_msg_put_u32(m, "pbits", (unsigned long)kg->pbits)) != HK_OK ||
+        (e = hk_msg_put_str(m, "curve", hk_curve_name(kg->b.curve))) != HK_OK ||
         (e = hk_msg_put_bytes(m, "setup", kg->setup_fp, HK_HASH_LEN)) != HK_OK)
         goto fail;
     if ((e = hk_msg_out(m, out, outlen)) != HK_OK)
@@ -164,6 +165,7 @@ static hk_err hk_kg_p2_msg1(hk_keygen *kg, hk_msg *in, unsigned char **out,
                             size_t *outlen)
 {
     unsigned char com[HK_HASH_LEN], fp[HK_HASH_LEN];
+    char cname[16];
     unsigned long pbits;
     hk_scalar x2;
     hk_point Q2;
@@ -173,17 +175,20 @@ static hk_err hk_kg_p2_msg1(hk_keygen *kg, hk_msg *in, unsigned char **out,
 
     if ((e = hk_msg_get_bytes(in, "com", com, HK_HASH_LEN)) != HK_OK ||
         (e = hk_msg_get_u32(in, "pbits", &pbits)) != HK_OK ||
+        (e = hk_msg_get_str(in, "curve", cname, sizeof(cname))) != HK_OK ||
         (e = hk_msg_get_bytes(in, "setup", fp, HK_HASH_LEN)) != HK_OK ||
         (e = hk_msg_finish(in)) != HK_OK)
         return e;
+    if (strcmp(cname, hk_curve_name(kg->b.curve)) != 0)
+        return HK_ERR_CURVE;
     if (!hk_paillier_bits_ok((int)pbits) || (int)pbits < kg->pbits)
         return HK_ERR_PAILLIER;
     if (CRYPTO_memcmp(fp, kg->setup_fp, HK_HASH_LEN) != 0)
         return HK_ERR_PARAMS;
     if ((e = hk_scalar_random(kg->c, &x2)) != HK_OK ||
         (e = hk_point_mul_gen(kg->c, &x2, &Q2)) != HK_OK ||
-        (e = hk_schnorr_prove(kg->c, &kg->b, HK_ROLE_P2, hk_kg_lbl_x2, &x2,
-                              &Q2, &pi)) != HK_OK ||
+        (e = hk_schnorr_prove(kg->c, &kg->b, HK_ROLE_P2, hk_kg_lbl_x2, &x2, &Q2,
+                              &pi)) != HK_OK ||
         (e = hk_msg_new("keygen.2", kg->b.sid, kg->b.kid, &m)) != HK_OK ||
         (e = hk_msg_put_point(m, "Q2", &Q2)) != HK_OK ||
         (e = hk_put_schnorr(m, &pi)) != HK_OK) {
@@ -207,8 +212,7 @@ static hk_err hk_kg_p2_msg1(hk_keygen *kg, hk_msg *in, unsigned char **out,
 /* Fills a new share from the agreed values. */
 static hk_err hk_kg_make_share(hk_keygen *kg, const hk_point *Q,
                                const hk_point *Q1, const hk_point *Q2,
-                               hk_paillier_pk *pk, BIGNUM *ckey,
-                               hk_share **out)
+                               hk_paillier_pk *pk, BIGNUM *ckey, hk_share **out)
 {
     hk_share *s = OPENSSL_zalloc(sizeof(*s));
 
@@ -358,8 +362,7 @@ static hk_err hk_kg_p1_msg4(hk_keygen *kg, hk_msg *in)
 hk_err hk_keygen_recv(hk_keygen *kg, const unsigned char *in, size_t inlen,
                       unsigned char **out, size_t *outlen)
 {
-    static const char *const p1_expect[] = {NULL, "keygen.2", NULL,
-                                            "keygen.4"};
+    static const char *const p1_expect[] = {NULL, "keygen.2", NULL, "keygen.4"};
     static const char *const p2_expect[] = {"keygen.1", NULL, "keygen.3"};
     const char *want;
     hk_msg *m = NULL;
@@ -384,6 +387,23 @@ hk_err hk_keygen_recv(hk_keygen *kg, const unsigned char *in, size_t inlen,
     else
         e = kg->state == KG_WAIT2 ? hk_kg_p1_msg2(kg, m, out, outlen)
                                   : hk_kg_p1_msg4(kg, m);
+    hk_msg_free(m);
+    return e;
+}
+
+hk_err hk_keygen_peek_curve(const unsigned char *in, size_t inlen,
+                            hk_curve_id *curve)
+{
+    char cname[16];
+    hk_msg *m = NULL;
+    hk_err e;
+
+    if (in == NULL || curve == NULL)
+        return HK_ERR_ARG;
+    if ((e = hk_msg_peek(in, inlen, HK_MSG_MAX, &m)) != HK_OK)
+        return e;
+    if ((e = hk_msg_get_str(m, "curve", cname, sizeof(cname))) == HK_OK)
+        e = hk_curve_from_name(cname, curve);
     hk_msg_free(m);
     return e;
 }

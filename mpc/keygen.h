@@ -2,7 +2,8 @@
  * as a message-driven state machine for each party: bytes in, bytes out or
  * an error, no I/O.
  *
- *   P1 start          -> keygen.1  commitment to (Q1, Schnorr proof of x1)
+ *   P1 start          -> keygen.1  curve, Paillier size, setup fingerprint,
+ *                                  commitment to (Q1, Schnorr proof of x1)
  *   P2 recv keygen.1  -> keygen.2  Q2, Schnorr proof of x2
  *   P1 recv keygen.2  -> keygen.3  opening, N, ckey, modulus and range
  *                                  proofs, Q (P1 confirms Q to P2)
@@ -38,10 +39,13 @@ HK_WUR hk_err hk_keygen_start(hk_keygen *kg, unsigned char **out,
 /* Consumes the peer's next message; *out is NULL when nothing is to be
  * sent. */
 HK_WUR hk_err hk_keygen_recv(hk_keygen *kg, const unsigned char *in,
-                             size_t inlen, unsigned char **out,
-                             size_t *outlen);
+                             size_t inlen, unsigned char **out, size_t *outlen);
 int hk_keygen_done(const hk_keygen *kg);
 /* Hands over the finished share (once; the caller frees it). */
 HK_WUR hk_err hk_keygen_take_share(hk_keygen *kg, hk_share **out);
+/* The curve a keygen.1 message asks for (so the server can create its
+ * state machine); the state machine checks it again. */
+HK_WUR hk_err hk_keygen_peek_curve(const unsigned char *in, size_t inlen,
+                                   hk_curve_id *curve);
 
 #endif

@@ -14,18 +14,15 @@ struct hk_paillier_pk {
 struct hk_paillier_sk {
     hk_paillier_pk pk;
     BIGNUM *p, *q, *p2, *q2;
-    BIGNUM *pm1, *qm1;   /* p - 1, q - 1 */
-    BIGNUM *hp, *hq;     /* L_p((1+N)^(p-1) mod p^2)^-1 mod p, same for q */
-    BIGNUM *qinv;        /* q^-1 mod p */
-    BIGNUM *q2inv;       /* q^-2 mod p^2 */
-    BIGNUM *dp, *dq;     /* N^-1 mod (p-1), N^-1 mod (q-1) */
+    BIGNUM *pm1, *qm1; /* p - 1, q - 1 */
+    BIGNUM *hp, *hq;   /* L_p((1+N)^(p-1) mod p^2)^-1 mod p, same for q */
+    BIGNUM *qinv;      /* q^-1 mod p */
+    BIGNUM *q2inv;     /* q^-2 mod p^2 */
+    BIGNUM *dp, *dq;   /* N^-1 mod (p-1), N^-1 mod (q-1) */
     BN_MONT_CTX *mont_p, *mont_q, *mont_p2, *mont_q2;
 };
 
-int hk_paillier_bits_ok(int bits)
-{
-    return bits == 2048 || bits == 3072;
-}
+int hk_paillier_bits_ok(int bits) { return bits == 2048 || bits == 3072; }
 
 static void hk_paillier_pk_clear(hk_paillier_pk *pk)
 {
@@ -139,15 +136,19 @@ const BIGNUM *hk_paillier_sk_q(const hk_paillier_sk *sk) { return sk->q; }
 
 void hk_paillier_sk_free(hk_paillier_sk *sk)
 {
-    BIGNUM **secrets[] = {&sk->p, &sk->q, &sk->p2, &sk->q2, &sk->pm1,
-                          &sk->qm1, &sk->hp, &sk->hq, &sk->qinv, &sk->q2inv,
-                          &sk->dp, &sk->dq};
     size_t i;
 
+    /* Checked before &sk->p etc. are formed: with sk NULL that is UB. */
     if (sk == NULL)
         return;
-    for (i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++)
-        BN_clear_free(*secrets[i]);
+    {
+        BIGNUM **secrets[] = {&sk->p,    &sk->q,     &sk->p2, &sk->q2,
+                              &sk->pm1,  &sk->qm1,   &sk->hp, &sk->hq,
+                              &sk->qinv, &sk->q2inv, &sk->dp, &sk->dq};
+
+        for (i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++)
+            BN_clear_free(*secrets[i]);
+    }
     BN_MONT_CTX_free(sk->mont_p);
     BN_MONT_CTX_free(sk->mont_q);
     BN_MONT_CTX_free(sk->mont_p2);
@@ -190,12 +191,11 @@ done:
 }
 
 /* Derives every CRT value from sk->p, sk->q. */
-static hk_err hk_paillier_sk_derive(hk_paillier_sk *sk, int bits,
-                                    BN_CTX *ctx)
+static hk_err hk_paillier_sk_derive(hk_paillier_sk *sk, int bits, BN_CTX *ctx)
 {
-    BIGNUM *n = NULL, **all[] = {&sk->p2, &sk->q2, &sk->pm1, &sk->qm1,
-                                 &sk->hp, &sk->hq, &sk->qinv, &sk->q2inv,
-                                 &sk->dp, &sk->dq};
+    BIGNUM *n = NULL,
+           **all[] = {&sk->p2, &sk->q2,   &sk->pm1,   &sk->qm1, &sk->hp,
+                      &sk->hq, &sk->qinv, &sk->q2inv, &sk->dp,  &sk->dq};
     hk_err e = HK_ERR_NOMEM;
     size_t i;
 
@@ -212,7 +212,8 @@ static hk_err hk_paillier_sk_derive(hk_paillier_sk *sk, int bits,
         goto done;
     e = HK_ERR_CRYPTO;
     if (!BN_mul(n, sk->p, sk->q, ctx) || !BN_sqr(sk->p2, sk->p, ctx) ||
-        !BN_sqr(sk->q2, sk->q, ctx) || !BN_sub(sk->pm1, sk->p, BN_value_one()) ||
+        !BN_sqr(sk->q2, sk->q, ctx) ||
+        !BN_sub(sk->pm1, sk->p, BN_value_one()) ||
         !BN_sub(sk->qm1, sk->q, BN_value_one()) ||
         !BN_MONT_CTX_set(sk->mont_p, sk->p, ctx) ||
         !BN_MONT_CTX_set(sk->mont_q, sk->q, ctx) ||
@@ -498,10 +499,8 @@ hk_err hk_paillier_dec(const hk_paillier_sk *sk, const BIGNUM *c, BIGNUM *m)
         goto done;
     BN_set_flags(mp, BN_FLG_CONSTTIME);
     BN_set_flags(mq, BN_FLG_CONSTTIME);
-    if (!hk_dec_half(mp, c, sk->p, sk->p2, sk->pm1, sk->hp, sk->mont_p2,
-                     ctx) ||
-        !hk_dec_half(mq, c, sk->q, sk->q2, sk->qm1, sk->hq, sk->mont_q2,
-                     ctx) ||
+    if (!hk_dec_half(mp, c, sk->p, sk->p2, sk->pm1, sk->hp, sk->mont_p2, ctx) ||
+        !hk_dec_half(mq, c, sk->q, sk->q2, sk->qm1, sk->hq, sk->mont_q2, ctx) ||
         !hk_crt(m, mp, mq, sk->p, sk->q, sk->qinv, ctx))
         goto done;
     e = HK_OK;

@@ -67,11 +67,9 @@ HK_WUR hk_err hk_paillier_add(const hk_paillier_pk *pk, const BIGNUM *a,
 HK_WUR hk_err hk_paillier_mul(const hk_paillier_pk *pk, const BIGNUM *c,
                               const BIGNUM *k, BIGNUM *out);
 /* HK_OK if 0 < c < N^2 and gcd(c, N) = 1, else HK_ERR_PAILLIER. */
-HK_WUR hk_err hk_paillier_ct_check(const hk_paillier_pk *pk,
-                                   const BIGNUM *c);
+HK_WUR hk_err hk_paillier_ct_check(const hk_paillier_pk *pk, const BIGNUM *c);
 /* HK_OK if 0 < u < N and gcd(u, N) = 1, else HK_ERR_PAILLIER. */
-HK_WUR hk_err hk_paillier_unit_check(const hk_paillier_pk *pk,
-                                     const BIGNUM *u);
+HK_WUR hk_err hk_paillier_unit_check(const hk_paillier_pk *pk, const BIGNUM *u);
 /* out = x^(N^-1 mod phi(N)) mod N, the N-th root of x (owner only). */
 HK_WUR hk_err hk_paillier_nth_root(const hk_paillier_sk *sk, const BIGNUM *x,
                                    BIGNUM *out);

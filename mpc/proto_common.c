@@ -96,12 +96,11 @@ hk_err hk_ppkg_make(hk_curve *c, const hk_binding *b, int pbits,
     /* Lindell 2017 protocol 3.2 step 3: ckey = Enc(x1; rho), with the
      * proofs that N is valid and that ckey encrypts log_G(Q1) in range. */
     if ((e = hk_scalar_to_bn(x1, &x)) != HK_OK ||
-        (e = hk_paillier_rand_unit(hk_paillier_sk_pk(out->sk), rho)) !=
-            HK_OK ||
+        (e = hk_paillier_rand_unit(hk_paillier_sk_pk(out->sk), rho)) != HK_OK ||
         (e = hk_paillier_enc_sk(out->sk, x, rho, out->ckey)) != HK_OK ||
         (e = hk_nthroot_prove(out->sk, b, HK_ROLE_P1, &out->nth)) != HK_OK ||
-        (e = hk_logstar_prove(c, b, HK_ROLE_P1, out->sk, rp, x1, rho,
-                              out->ckey, X1, &out->ls)) != HK_OK)
+        (e = hk_logstar_prove(c, b, HK_ROLE_P1, out->sk, rp, x1, rho, out->ckey,
+                              X1, &out->ls)) != HK_OK)
         goto done;
 done:
     BN_clear_free(x);
@@ -111,11 +110,10 @@ done:
     return e;
 }
 
-static hk_err hk_put_logstar(hk_msg *m, const hk_logstar_proof *ls,
-                             size_t nb)
+static hk_err hk_put_logstar(hk_msg *m, const hk_logstar_proof *ls, size_t nb)
 {
-    BIGNUM *A[HK_LOG_REPS], *D[HK_LOG_REPS], *z1[HK_LOG_REPS],
-        *z2[HK_LOG_REPS], *z3[HK_LOG_REPS];
+    BIGNUM *A[HK_LOG_REPS], *D[HK_LOG_REPS], *z1[HK_LOG_REPS], *z2[HK_LOG_REPS],
+        *z3[HK_LOG_REPS];
     hk_point Y[HK_LOG_REPS];
     hk_err e;
     size_t i;
@@ -157,9 +155,8 @@ hk_err hk_ppkg_put(hk_msg *m, const hk_ppkg *p)
 static hk_err hk_get_logstar(hk_msg *m, hk_curve *c, hk_logstar_proof *ls,
                              size_t nb)
 {
-    BIGNUM *A[HK_LOG_REPS] = {0}, *D[HK_LOG_REPS] = {0},
-           *z1[HK_LOG_REPS] = {0}, *z2[HK_LOG_REPS] = {0},
-           *z3[HK_LOG_REPS] = {0};
+    BIGNUM *A[HK_LOG_REPS] = {0}, *D[HK_LOG_REPS] = {0}, *z1[HK_LOG_REPS] = {0},
+           *z2[HK_LOG_REPS] = {0}, *z3[HK_LOG_REPS] = {0};
     hk_point Y[HK_LOG_REPS];
     hk_err e;
     size_t i;
@@ -217,8 +214,7 @@ hk_err hk_ppkg_take(hk_msg *m, hk_curve *c, const hk_binding *b, int pbits,
         (e = hk_nthroot_verify(k, b, HK_ROLE_P1, &nth)) != HK_OK ||
         (e = hk_paillier_ct_check(k, ct)) != HK_OK ||
         (e = hk_logstar_verify(c, b, HK_ROLE_P1, k, &sec->pub, sec, ct, X1,
-                                &ls)) !=
-            HK_OK)
+                               &ls)) != HK_OK)
         goto done;
     *pk = k;
     *ckey = ct;

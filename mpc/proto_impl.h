@@ -26,8 +26,8 @@ HK_WUR hk_err hk_ppkg_put(hk_msg *m, const hk_ppkg *p);
  * X1; on success *pk and *ckey are set (caller owns). */
 HK_WUR hk_err hk_ppkg_take(hk_msg *m, hk_curve *c, const hk_binding *b,
                            int pbits, const hk_rped_secret *sec,
-                           const hk_point *X1,
-                           hk_paillier_pk **pk, BIGNUM **ckey);
+                           const hk_point *X1, hk_paillier_pk **pk,
+                           BIGNUM **ckey);
 
 HK_WUR hk_err hk_put_schnorr(hk_msg *m, const hk_schnorr *pf);
 HK_WUR hk_err hk_get_schnorr(hk_msg *m, hk_curve *c, hk_schnorr *pf);
@@ -50,7 +50,7 @@ HK_WUR hk_err hk_check_share_ref(hk_msg *in, const hk_share *s,
                                  const unsigned char fp[HK_HASH_LEN]);
 
 /* Builds a binding from curve, sid, kid. */
-void hk_binding_set(hk_binding *b, hk_curve_id curve,
-                    const unsigned char *sid, const unsigned char *kid);
+void hk_binding_set(hk_binding *b, hk_curve_id curve, const unsigned char *sid,
+                    const unsigned char *kid);
 
 #endif

@@ -20,7 +20,7 @@ struct hk_refresh {
     const hk_share *old;
     unsigned char old_fp[HK_HASH_LEN], new_fp[HK_HASH_LEN];
     unsigned char setup_fp[HK_HASH_LEN];
-    hk_scalar r1;   /* P1: own coin; P2: its r2 */
+    hk_scalar r1; /* P1: own coin; P2: its r2 */
     unsigned char nonce[HK_NONCE_LEN];
     unsigned char com[HK_HASH_LEN];
     hk_share *fresh; /* the new share until taken */
@@ -192,8 +192,7 @@ static hk_err hk_rf_p2_msg1(hk_refresh *rf, hk_msg *in, unsigned char **out,
 /* The new share: x' = x*f (f = r for P1, r^-1 for P2), the other party's
  * public share scaled by the inverse factor. */
 static hk_err hk_rf_new_share(hk_refresh *rf, const hk_scalar *r,
-                              hk_paillier_pk *pk, BIGNUM *ckey,
-                              hk_share **out)
+                              hk_paillier_pk *pk, BIGNUM *ckey, hk_share **out)
 {
     const hk_share *o = rf->old;
     hk_scalar rinv;
@@ -232,8 +231,8 @@ fail:
 }
 
 /* r = r1 + r2 mod q, non-zero. */
-static hk_err hk_rf_coin(hk_refresh *rf, const hk_scalar *a,
-                         const hk_scalar *b, hk_scalar *r)
+static hk_err hk_rf_coin(hk_refresh *rf, const hk_scalar *a, const hk_scalar *b,
+                         hk_scalar *r)
 {
     hk_err e;
 
@@ -371,8 +370,7 @@ static hk_err hk_rf_check_conf(hk_refresh *rf, hk_msg *in, int next)
     return HK_OK;
 }
 
-hk_err hk_refresh_confirm(hk_refresh *rf, unsigned char **out,
-                          size_t *outlen)
+hk_err hk_refresh_confirm(hk_refresh *rf, unsigned char **out, size_t *outlen)
 {
     hk_msg *m = NULL;
     hk_err e;
@@ -396,9 +394,8 @@ hk_err hk_refresh_confirm(hk_refresh *rf, unsigned char **out,
 hk_err hk_refresh_recv(hk_refresh *rf, const unsigned char *in, size_t inlen,
                        unsigned char **out, size_t *outlen)
 {
-    static const char *const expect[] = {"refresh.1", "refresh.2",
-                                         "refresh.3", "refresh.4", NULL,
-                                         "refresh.5"};
+    static const char *const expect[] = {"refresh.1", "refresh.2", "refresh.3",
+                                         "refresh.4", NULL,        "refresh.5"};
     hk_msg *m = NULL;
     hk_err e;
     int st;

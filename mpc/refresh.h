@@ -26,13 +26,12 @@
 typedef struct hk_refresh hk_refresh;
 
 /* P1. rp: the server's verified ring-Pedersen parameters (copied). */
-HK_WUR hk_err hk_refresh_p1_new(const hk_share *share,
-                                const unsigned char *sid, int pbits,
-                                const hk_rped *rp, hk_refresh **out);
+HK_WUR hk_err hk_refresh_p1_new(const hk_share *share, const unsigned char *sid,
+                                int pbits, const hk_rped *rp, hk_refresh **out);
 /* P2. sec: its own current setup (borrowed, must outlive the machine). */
-HK_WUR hk_err hk_refresh_p2_new(const hk_share *share,
-                                const unsigned char *sid, int min_pbits,
-                                const hk_rped_secret *sec, hk_refresh **out);
+HK_WUR hk_err hk_refresh_p2_new(const hk_share *share, const unsigned char *sid,
+                                int min_pbits, const hk_rped_secret *sec,
+                                hk_refresh **out);
 void hk_refresh_free(hk_refresh *rf);
 
 HK_WUR hk_err hk_refresh_start(hk_refresh *rf, unsigned char **out,

@@ -56,8 +56,8 @@ static hk_err hk_share_put(const hk_share *s, hk_msg *m)
     if ((e = hk_msg_put_u32(m, "role", s->role)) != HK_OK ||
         (e = hk_msg_put_str(m, "curve", hk_curve_name(s->curve))) != HK_OK ||
         (e = hk_msg_put_u32(m, "epoch", s->epoch)) != HK_OK ||
-        (e = hk_msg_put_u32(m, "pbits", (unsigned long)hk_paillier_bits(
-                                            s->pk))) != HK_OK ||
+        (e = hk_msg_put_u32(m, "pbits",
+                            (unsigned long)hk_paillier_bits(s->pk))) != HK_OK ||
         (e = hk_msg_put_scalar(m, "x", &s->x)) != HK_OK ||
         (e = hk_msg_put_point(m, "Q", &s->Q)) != HK_OK ||
         (e = hk_msg_put_point(m, "Q1", &s->Q1)) != HK_OK ||
@@ -69,8 +69,7 @@ static hk_err hk_share_put(const hk_share *s, hk_msg *m)
     if (s->role == HK_ROLE_P1 &&
         ((e = hk_msg_put_bn(m, "p", hk_paillier_sk_p(s->sk), nb / 2)) !=
              HK_OK ||
-         (e = hk_msg_put_bn(m, "q", hk_paillier_sk_q(s->sk), nb / 2)) !=
-             HK_OK))
+         (e = hk_msg_put_bn(m, "q", hk_paillier_sk_q(s->sk), nb / 2)) != HK_OK))
         return e;
     return HK_OK;
 }
@@ -125,6 +124,26 @@ static hk_err hk_share_check_points(hk_curve *c, const hk_share *s)
     return HK_OK;
 }
 
+/* P1 holds the Paillier key, so it can check ckey = Enc_N(x1) itself. */
+static hk_err hk_share_check_ckey(const hk_share *s)
+{
+    unsigned char b[HK_SCALAR_LEN];
+    BIGNUM *d = BN_secure_new();
+    hk_err e;
+
+    if (d == NULL)
+        return HK_ERR_NOMEM;
+    if ((e = hk_paillier_dec(s->sk, s->ckey, d)) == HK_OK)
+        e = BN_num_bits(d) <= 8 * HK_SCALAR_LEN &&
+                    BN_bn2binpad(d, b, HK_SCALAR_LEN) == HK_SCALAR_LEN &&
+                    CRYPTO_memcmp(b, s->x.b, HK_SCALAR_LEN) == 0
+                ? HK_OK
+                : HK_ERR_SHARE;
+    OPENSSL_cleanse(b, sizeof(b));
+    BN_clear_free(d);
+    return e;
+}
+
 static hk_err hk_share_get_paillier(hk_msg *m, hk_share *s, int pbits)
 {
     size_t nb = hk_width(pbits);
@@ -144,7 +163,8 @@ static hk_err hk_share_get_paillier(hk_msg *m, hk_share *s, int pbits)
             goto done;
         e = HK_ERR_SHARE;
         if (hk_paillier_sk_from_primes(p, q, pbits, &s->sk) != HK_OK ||
-            BN_cmp(hk_paillier_n(hk_paillier_sk_pk(s->sk)), n) != 0)
+            BN_cmp(hk_paillier_n(hk_paillier_sk_pk(s->sk)), n) != 0 ||
+            hk_share_check_ckey(s) != HK_OK)
             goto done;
     }
     e = HK_OK;

@@ -20,12 +20,12 @@ typedef struct {
     hk_role role;
     hk_curve_id curve;
     unsigned char kid[HK_ID_LEN];
-    unsigned long epoch;  /* 1 after keygen, +1 per refresh */
-    hk_scalar x;          /* x1 (P1) or x2 (P2): SECRET */
-    hk_point Q, Q1, Q2;   /* Q = x1*x2*G, Q1 = x1*G, Q2 = x2*G */
-    BIGNUM *ckey;         /* Enc_N(x1) */
-    hk_paillier_pk *pk;   /* N */
-    hk_paillier_sk *sk;   /* P1 only: SECRET */
+    unsigned long epoch;                /* 1 after keygen, +1 per refresh */
+    hk_scalar x;                        /* x1 (P1) or x2 (P2): SECRET */
+    hk_point Q, Q1, Q2;                 /* Q = x1*x2*G, Q1 = x1*G, Q2 = x2*G */
+    BIGNUM *ckey;                       /* Enc_N(x1) */
+    hk_paillier_pk *pk;                 /* N */
+    hk_paillier_sk *sk;                 /* P1 only: SECRET */
     unsigned char rped_fp[HK_HASH_LEN]; /* server setup used */
 } hk_share;
 

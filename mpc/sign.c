@@ -19,8 +19,8 @@ struct hk_sign {
     unsigned char fp[HK_HASH_LEN];
     unsigned char dig[HK_DIGEST_MAX];
     size_t dlen;
-    hk_scalar k;    /* own nonce share: SECRET */
-    hk_point R;     /* own k*G */
+    hk_scalar k; /* own nonce share: SECRET */
+    hk_point R;  /* own k*G */
     hk_schnorr pi;
     unsigned char nonce[HK_NONCE_LEN];
     unsigned char com[HK_HASH_LEN];
@@ -90,9 +90,14 @@ int hk_sign_done(const hk_sign *sg)
 {
     if (sg == NULL)
         return 0;
-    return sg->role == HK_ROLE_P1 ? sg->state == SG_DONE
-                                  : sg->state == SG_WAIT5 ||
-                                        sg->state == SG_DONE;
+    return sg->role == HK_ROLE_P1
+               ? sg->state == SG_DONE
+               : sg->state == SG_WAIT5 || sg->state == SG_DONE;
+}
+
+int hk_sign_started(const hk_sign *sg)
+{
+    return sg != NULL && sg->state != SG_INIT;
 }
 
 hk_err hk_sign_signature(const hk_sign *sg, unsigned char out[HK_SIG_LEN])
@@ -214,8 +219,8 @@ static hk_err hk_sg_p2_msg1(hk_sign *sg, hk_msg *in, unsigned char **out,
         return e;
     if ((e = hk_scalar_random(sg->c, &k2)) != HK_OK ||
         (e = hk_point_mul_gen(sg->c, &k2, &R2)) != HK_OK ||
-        (e = hk_schnorr_prove(sg->c, &sg->b, HK_ROLE_P2, hk_sg_lbl_k2, &k2,
-                              &R2, &pi)) != HK_OK ||
+        (e = hk_schnorr_prove(sg->c, &sg->b, HK_ROLE_P2, hk_sg_lbl_k2, &k2, &R2,
+                              &pi)) != HK_OK ||
         (e = hk_msg_new("sign.2", sg->b.sid, sg->b.kid, &m)) != HK_OK)
         goto done;
     if ((e = hk_msg_put_point(m, "R2", &R2)) != HK_OK ||
@@ -463,8 +468,8 @@ static hk_err hk_sg_p2_msg5(hk_sign *sg, hk_msg *in)
 hk_err hk_sign_recv(hk_sign *sg, const unsigned char *in, size_t inlen,
                     unsigned char **out, size_t *outlen)
 {
-    static const char *const expect[] = {"sign.1", "sign.2", "sign.3",
-                                         "sign.4", "sign.5"};
+    static const char *const expect[] = {"sign.1", "sign.2", "sign.3", "sign.4",
+                                         "sign.5"};
     hk_msg *m = NULL;
     hk_err e;
     int st;
@@ -474,8 +479,8 @@ hk_err hk_sign_recv(hk_sign *sg, const unsigned char *in, size_t inlen,
     *out = NULL;
     *outlen = 0;
     st = sg->state;
-    if (st >= SG_DONE || (sg->role == HK_ROLE_P1) != (st == SG_WAIT2 ||
-                                                      st == SG_WAIT4))
+    if (st >= SG_DONE ||
+        (sg->role == HK_ROLE_P1) != (st == SG_WAIT2 || st == SG_WAIT4))
         return HK_ERR_STATE;
     if ((e = hk_msg_parse(in, inlen, HK_MSG_MAX, expect[st], sg->b.sid,
                           sg->b.kid, &m)) != HK_OK)

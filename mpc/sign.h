@@ -38,12 +38,13 @@ void hk_sign_free(hk_sign *sg);
  * r^N mod N^2 ahead, taking ~7 ms off the critical path. */
 HK_WUR hk_err hk_sign_p2_precompute(hk_sign *sg);
 
-HK_WUR hk_err hk_sign_start(hk_sign *sg, unsigned char **out,
-                            size_t *outlen);
+HK_WUR hk_err hk_sign_start(hk_sign *sg, unsigned char **out, size_t *outlen);
 HK_WUR hk_err hk_sign_recv(hk_sign *sg, const unsigned char *in, size_t inlen,
                            unsigned char **out, size_t *outlen);
 /* P1: signature returned; P2: c3 sent. */
 int hk_sign_done(const hk_sign *sg);
+/* 1 once the first message was sent or received. */
+int hk_sign_started(const hk_sign *sg);
 /* r || s once known (P1 after sign.4, P2 after sign.5). */
 HK_WUR hk_err hk_sign_signature(const hk_sign *sg,
                                 unsigned char out[HK_SIG_LEN]);

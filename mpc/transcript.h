@@ -17,8 +17,8 @@
 
 #define HK_PROTOCOL_NAME "halfkey-2p-ecdsa"
 #define HK_PROTOCOL_VERSION 1
-#define HK_ID_LEN 16     /* session and key ids: 128-bit random */
-#define HK_HASH_LEN 32   /* SHA-256 */
+#define HK_ID_LEN 16   /* session and key ids: 128-bit random */
+#define HK_HASH_LEN 32 /* SHA-256 */
 
 /* Roles: party 1 is the client (P1 in Lindell 2017), party 2 the server. */
 typedef enum { HK_ROLE_P1 = 1, HK_ROLE_P2 = 2 } hk_role;

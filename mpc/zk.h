@@ -61,9 +61,9 @@ HK_WUR hk_err hk_schnorr_prove(hk_curve *c, const hk_binding *b, hk_role role,
                                const char *label, const hk_scalar *x,
                                const hk_point *X, hk_schnorr *out);
 /* HK_OK or HK_ERR_PROOF. */
-HK_WUR hk_err hk_schnorr_verify(hk_curve *c, const hk_binding *b,
-                                hk_role role, const char *label,
-                                const hk_point *X, const hk_schnorr *pf);
+HK_WUR hk_err hk_schnorr_verify(hk_curve *c, const hk_binding *b, hk_role role,
+                                const char *label, const hk_point *X,
+                                const hk_schnorr *pf);
 
 /* --- Paillier modulus (N-th roots) -------------------------------------- */
 
@@ -150,10 +150,9 @@ HK_WUR hk_err hk_logstar_prove(hk_curve *c, const hk_binding *b, hk_role role,
 /* C must have passed hk_paillier_ct_check. sec: the verifier's own setup
  * secret when it has it (NULL otherwise): the same checks, computed by CRT
  * mod the primes of N~, about four times faster. HK_OK or HK_ERR_PROOF. */
-HK_WUR hk_err hk_logstar_verify(hk_curve *c, const hk_binding *b,
-                                hk_role role, const hk_paillier_pk *pk,
-                                const hk_rped *rp, const hk_rped_secret *sec,
-                                const BIGNUM *C, const hk_point *X,
-                                const hk_logstar_proof *pf);
+HK_WUR hk_err hk_logstar_verify(hk_curve *c, const hk_binding *b, hk_role role,
+                                const hk_paillier_pk *pk, const hk_rped *rp,
+                                const hk_rped_secret *sec, const BIGNUM *C,
+                                const hk_point *X, const hk_logstar_proof *pf);
 
 #endif

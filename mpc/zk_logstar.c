@@ -49,9 +49,8 @@ static hk_err hk_logstar_alloc(hk_logstar_proof *pf)
 
 /* e_i = 16-bit chunks of H(statement, S, (A_i, Y_i, D_i)_i). */
 static hk_err hk_logstar_challenge(const hk_binding *b, hk_role role,
-                                   const hk_paillier_pk *pk,
-                                   const hk_rped *rp, const BIGNUM *C,
-                                   const hk_point *X,
+                                   const hk_paillier_pk *pk, const hk_rped *rp,
+                                   const BIGNUM *C, const hk_point *X,
                                    const hk_logstar_proof *pf,
                                    unsigned e[HK_LOG_REPS])
 {
@@ -198,8 +197,8 @@ hk_err hk_logstar_prove(hk_curve *c, const hk_binding *b, hk_role role,
         if ((e = hk_logstar_commit(c, sk, rp, &s, i, &out->rep[i], ctx)) !=
             HK_OK)
             goto done;
-    if ((e = hk_logstar_challenge(b, role, hk_paillier_sk_pk(sk), rp, C, X,
-                                  out, ch)) != HK_OK)
+    if ((e = hk_logstar_challenge(b, role, hk_paillier_sk_pk(sk), rp, C, X, out,
+                                  ch)) != HK_OK)
         goto done;
     for (i = 0; i < HK_LOG_REPS; i++)
         if ((e = hk_logstar_respond(hk_paillier_sk_pk(sk), &s, r, i, ch[i],
@@ -283,8 +282,8 @@ static hk_err hk_ped_lhs(BIGNUM *out, const hk_rped *rp,
     int ok;
 
     if (sec == NULL)
-        return hk_bn_exp2(out, rp->s, rep->z1, rp->t, rep->z3, rp->n,
-                          rp->mont, 0, ctx);
+        return hk_bn_exp2(out, rp->s, rep->z1, rp->t, rep->z3, rp->n, rp->mont,
+                          0, ctx);
     BN_CTX_start(ctx);
     xp = BN_CTX_get(ctx);
     xq = BN_CTX_get(ctx);
@@ -294,17 +293,16 @@ static hk_err hk_ped_lhs(BIGNUM *out, const hk_rped *rp,
          hk_ped_half(xq, rp, sec->q, rep->z1, rep->z3, ctx) &&
          BN_mod_inverse(qinv, sec->q, sec->p, ctx) != NULL &&
          BN_mod_sub(xp, xp, xq, sec->p, ctx) &&
-         BN_mod_mul(xp, xp, qinv, sec->p, ctx) &&
-         BN_mul(xp, xp, sec->q, ctx) && BN_add(out, xp, xq);
+         BN_mod_mul(xp, xp, qinv, sec->p, ctx) && BN_mul(xp, xp, sec->q, ctx) &&
+         BN_add(out, xp, xq);
     BN_CTX_end(ctx);
     return ok ? HK_OK : HK_ERR_CRYPTO;
 }
 
 /* s^z1 t^z3 == D * S^e mod N~. */
-static hk_err hk_logstar_check_ped(const hk_rped *rp,
-                                   const hk_rped_secret *sec, const BIGNUM *S,
-                                   const hk_logstar_rep *rep, unsigned ch,
-                                   BN_CTX *ctx)
+static hk_err hk_logstar_check_ped(const hk_rped *rp, const hk_rped_secret *sec,
+                                   const BIGNUM *S, const hk_logstar_rep *rep,
+                                   unsigned ch, BN_CTX *ctx)
 {
     BIGNUM *l, *rr, *ebn;
     hk_err e = HK_ERR_CRYPTO;
@@ -369,12 +367,12 @@ hk_err hk_logstar_verify(hk_curve *c, const hk_binding *b, hk_role role,
     for (i = 0; i < HK_LOG_REPS && e == HK_OK; i++) {
         if ((e = hk_logstar_check_dl(c, X, &pf->rep[i], ch[i])) != HK_OK ||
             (e = hk_logstar_check_ped(rp, sec, pf->S, &pf->rep[i], ch[i],
-                                       ctx)) !=
-                HK_OK ||
-            (e = hk_logstar_check_enc(pk, C, &pf->rep[i], ch[i], ctx)) !=
-                HK_OK)
+                                      ctx)) != HK_OK ||
+            (e = hk_logstar_check_enc(pk, C, &pf->rep[i], ch[i], ctx)) != HK_OK)
             break;
     }
     BN_CTX_free(ctx);
-    return e == HK_ERR_CRYPTO || e == HK_ERR_NOMEM ? e : (e == HK_OK ? HK_OK : HK_ERR_PROOF);
+    return e == HK_ERR_CRYPTO || e == HK_ERR_NOMEM
+               ? e
+               : (e == HK_OK ? HK_OK : HK_ERR_PROOF);
 }

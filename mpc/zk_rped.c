@@ -125,7 +125,8 @@ static hk_err hk_rped_secret_derive(hk_rped_secret *sec, BN_CTX *ctx)
     pm1 = BN_CTX_get(ctx);
     qm1 = BN_CTX_get(ctx);
     if (qm1 == NULL || (sec->pub.n = BN_new()) == NULL ||
-        (sec->pub.s = BN_new()) == NULL || (sec->phi = hk_bn_secret()) == NULL ||
+        (sec->pub.s = BN_new()) == NULL ||
+        (sec->phi = hk_bn_secret()) == NULL ||
         (sec->pub.mont = BN_MONT_CTX_new()) == NULL) {
         e = HK_ERR_NOMEM;
         goto done;
@@ -191,8 +192,8 @@ hk_err hk_rped_generate(hk_rped_secret **out)
     t = BN_new();
     lambda = hk_bn_secret();
     phi = hk_bn_secret();
-    if (ctx == NULL || p == NULL || q == NULL || t == NULL ||
-        lambda == NULL || phi == NULL)
+    if (ctx == NULL || p == NULL || q == NULL || t == NULL || lambda == NULL ||
+        phi == NULL)
         goto done;
     e = HK_ERR_CRYPTO;
     do {

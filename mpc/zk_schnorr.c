@@ -70,8 +70,7 @@ hk_err hk_schnorr_verify(hk_curve *c, const hk_binding *b, hk_role role,
 
     if (c == NULL || b == NULL || label == NULL || X == NULL || pf == NULL)
         return HK_ERR_ARG;
-    if ((r = hk_schnorr_challenge(c, b, role, label, X, &pf->a, &e)) !=
-        HK_OK)
+    if ((r = hk_schnorr_challenge(c, b, role, label, X, &pf->a, &e)) != HK_OK)
         return r;
     return hk_zk_lin_check(c, &pf->z, &pf->a, &e, X);
 }

@@ -50,8 +50,8 @@ static int hk_spki_hash(X509 *cert, unsigned char out[HK_PIN_LEN])
 {
     unsigned char *der = NULL;
     int len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert), &der);
-    int ok = len > 0 && EVP_Digest(der, (size_t)len, out, NULL, EVP_sha256(),
-                                   NULL) == 1;
+    int ok = len > 0 &&
+             EVP_Digest(der, (size_t)len, out, NULL, EVP_sha256(), NULL) == 1;
 
     OPENSSL_free(der);
     return ok;
@@ -98,8 +98,8 @@ static int hk_cli_headers(hk_cst *st, struct lws *wsi, void *in, size_t len)
         return 0;
     snprintf(cl, sizeof(cl), "%zu", strlen(st->body));
     if (lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE,
-                                     (unsigned char *)"application/json", 16,
-                                     p, end) ||
+                                     (unsigned char *)"application/json", 16, p,
+                                     end) ||
         lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH,
                                      (unsigned char *)cl, (int)strlen(cl), p,
                                      end))
@@ -140,8 +140,7 @@ static int hk_cli_http_body(hk_cst *st, struct lws *wsi)
     return r < (int)n ? -1 : 0;
 }
 
-static int hk_cli_ws_receive(hk_cst *st, struct lws *wsi, void *in,
-                             size_t len)
+static int hk_cli_ws_receive(hk_cst *st, struct lws *wsi, void *in, size_t len)
 {
     hk_rxmsg *m;
 
@@ -247,8 +246,8 @@ static long hk_now_ms(void)
  * timeout passes. */
 static hk_err hk_cli_wait(hk_cst *st, const int *flag)
 {
-    long deadline = hk_now_ms() + (st->cfg.timeout_ms > 0 ? st->cfg.timeout_ms
-                                                          : 30000);
+    long deadline =
+        hk_now_ms() + (st->cfg.timeout_ms > 0 ? st->cfg.timeout_ms : 30000);
 
     while (!*flag && !st->closed) {
         if (hk_now_ms() > deadline)
@@ -284,8 +283,8 @@ static hk_err hk_cli_start(hk_cst *st, const hk_tcli_config *cfg,
         info.options |= LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
     else
         info.client_ssl_ca_filepath = cfg->ca_file;
-    info.ssl_client_options_set = SSL_OP_NO_TLSv1_2 | SSL_OP_NO_TLSv1_1 |
-                                  SSL_OP_NO_TLSv1;
+    info.ssl_client_options_set =
+        SSL_OP_NO_TLSv1_2 | SSL_OP_NO_TLSv1_1 | SSL_OP_NO_TLSv1;
     if ((st->ctx = lws_create_context(&info)) == NULL)
         return HK_ERR_NETWORK;
     memset(&ci, 0, sizeof(ci));
@@ -297,8 +296,8 @@ static hk_err hk_cli_start(hk_cst *st, const hk_tcli_config *cfg,
     ci.origin = cfg->host;
     ci.ssl_connection = LCCSCF_USE_SSL;
     if (st->has_pin)
-        ci.ssl_connection |= LCCSCF_ALLOW_SELFSIGNED |
-                             LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK;
+        ci.ssl_connection |=
+            LCCSCF_ALLOW_SELFSIGNED | LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK;
     ci.method = st->ws ? NULL : st->method;
     ci.protocol = "halfkey";
     ci.local_protocol_name = "halfkey";

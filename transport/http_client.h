@@ -18,11 +18,11 @@
 #define HK_HTTP_RESP_MAX (1024u * 1024u)
 
 typedef struct {
-    const char *host;   /* name or address; also the TLS server name */
+    const char *host; /* name or address; also the TLS server name */
     int port;
-    const char *ca_file; /* PEM CA bundle, or NULL with a pin */
+    const char *ca_file;      /* PEM CA bundle, or NULL with a pin */
     const unsigned char *pin; /* HK_PIN_LEN bytes, or NULL with a CA file */
-    int timeout_ms;      /* per operation; 0: 30 s */
+    int timeout_ms;           /* per operation; 0: 30 s */
 } hk_tcli_config;
 
 /* One request. bearer: the JWT or NULL; body: JSON for POST or NULL.

@@ -72,8 +72,7 @@ static void hk_txq_free_all(hk_tconn *c)
     while (c->head != NULL) {
         hk_txq *n = c->head->next;
 
-        OPENSSL_clear_free(c->head, sizeof(*c->head) + c->head->len +
-                                        LWS_PRE);
+        OPENSSL_clear_free(c->head, sizeof(*c->head) + c->head->len + LWS_PRE);
         c->head = n;
     }
     c->tail = NULL;
@@ -339,10 +338,9 @@ static int hk_http_respond(struct lws *wsi, hk_pss *p)
     blen = strlen(p->resp.body);
     if (lws_add_http_common_headers(wsi, (unsigned)p->resp.status,
                                     "application/json", blen, &q, end) ||
-        lws_add_http_header_by_name(wsi, (const unsigned char *)
-                                    "cache-control:",
-                                    (const unsigned char *)"no-store", 8, &q,
-                                    end) ||
+        lws_add_http_header_by_name(
+            wsi, (const unsigned char *)"cache-control:",
+            (const unsigned char *)"no-store", 8, &q, end) ||
         lws_finalize_write_http_header(wsi, start, &q, end))
         return -1;
     p->responded = 1;
@@ -361,8 +359,8 @@ static int hk_http_error(struct lws *wsi, hk_pss *p, int status,
 
 static int hk_http_dispatch(hk_tsrv *srv, struct lws *wsi, hk_pss *p)
 {
-    hk_http_req req = {p->method, p->path, p->query, p->auth,
-                       p->body, p->body_len};
+    hk_http_req req = {p->method, p->path, p->query,
+                       p->auth,   p->body, p->body_len};
 
     srv->h.on_http(srv->h.ctx, &req, &p->resp);
     return hk_http_respond(wsi, p);
@@ -394,8 +392,7 @@ static int hk_http_start(hk_tsrv *srv, struct lws *wsi, hk_pss *p,
     return 0; /* the body follows */
 }
 
-static int hk_http_body(struct lws *wsi, hk_pss *p, const void *in,
-                        size_t len)
+static int hk_http_body(struct lws *wsi, hk_pss *p, const void *in, size_t len)
 {
     if (p->responded)
         return 0;
@@ -469,8 +466,8 @@ static int hk_ws_confirm(hk_tsrv *srv, struct lws *wsi)
 
 static int hk_tls13_only(void *ssl_ctx)
 {
-    return SSL_CTX_set_min_proto_version((SSL_CTX *)ssl_ctx,
-                                         TLS1_3_VERSION) == 1
+    return SSL_CTX_set_min_proto_version((SSL_CTX *)ssl_ctx, TLS1_3_VERSION) ==
+                   1
                ? 0
                : 1;
 }
@@ -503,8 +500,7 @@ static int hk_srv_callback(struct lws *wsi, enum lws_callback_reasons reason,
         lws_set_opaque_user_data(wsi, NULL);
         return p->conn == NULL ? -1 : 0;
     case LWS_CALLBACK_RECEIVE:
-        return p->conn == NULL ? -1 : hk_ws_receive(srv, wsi, p->conn, in,
-                                                     len);
+        return p->conn == NULL ? -1 : hk_ws_receive(srv, wsi, p->conn, in, len);
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return p->conn == NULL ? -1 : hk_ws_writeable(p->conn);
     case LWS_CALLBACK_CLOSED:
@@ -572,8 +568,8 @@ hk_err hk_tsrv_new(const hk_tsrv_config *cfg, const hk_tsrv_handlers *h,
         free(srv);
         return HK_ERR_NETWORK;
     }
-    srv->port = lws_get_vhost_listen_port(lws_get_vhost_by_name(srv->ctx,
-                                                                "default"));
+    srv->port =
+        lws_get_vhost_listen_port(lws_get_vhost_by_name(srv->ctx, "default"));
     lws_sul_schedule(srv->ctx, 0, &srv->tick, hk_srv_tick, LWS_US_PER_SEC);
     *out = srv;
     return HK_OK;

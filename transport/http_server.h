@@ -29,8 +29,8 @@ typedef struct {
 } hk_http_req;
 
 typedef struct {
-    int status;  /* HTTP status code */
-    char *body;  /* JSON text, malloc'd; the transport frees it */
+    int status; /* HTTP status code */
+    char *body; /* JSON text, malloc'd; the transport frees it */
 } hk_http_resp;
 
 typedef struct {
@@ -41,8 +41,8 @@ typedef struct {
      * return 0 to accept, or an HTTP status to refuse. */
     int (*on_ws_open)(void *ctx, hk_tconn *conn, const hk_http_req *req);
     /* One complete text message (reassembled, at most HK_WS_MSG_MAX). */
-    void (*on_ws_message)(void *ctx, hk_tconn *conn,
-                          const unsigned char *msg, size_t len);
+    void (*on_ws_message)(void *ctx, hk_tconn *conn, const unsigned char *msg,
+                          size_t len);
     /* The connection is gone (after this, conn is only valid through
      * references taken with hk_tconn_ref). */
     void (*on_ws_close)(void *ctx, hk_tconn *conn);

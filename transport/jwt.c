@@ -36,7 +36,7 @@ int hk_sub_valid(const char *s)
     if (s == NULL)
         return 0;
     n = strlen(s);
-    if (n < 1 || n > HK_SUB_MAX)
+    if (n < 1 || n > HK_JWT_SUB_MAX)
         return 0;
     for (i = 0; i < n; i++) {
         char c = s[i];
@@ -192,8 +192,8 @@ hk_err hk_jwt_verify(const hk_jwt_verifier *v, const char *token, long now,
 }
 
 hk_err hk_jwt_mint(const char *alg, const void *key, size_t keylen,
-                   const char *iss, const char *aud, const char *sub,
-                   long now, long ttl, char **out)
+                   const char *iss, const char *aud, const char *sub, long now,
+                   long ttl, char **out)
 {
     jwt_alg_t a = hk_jwt_alg(alg);
     jwt_t *jwt = NULL;

@@ -16,8 +16,8 @@
 
 #include "mpc/error.h"
 
-#define HK_JWT_MAX 8192 /* bytes of a compact token */
-#define HK_SUB_MAX 128  /* bytes of a subject, NUL excluded */
+#define HK_JWT_MAX 8192    /* bytes of a compact token */
+#define HK_JWT_SUB_MAX 128 /* bytes of a subject, NUL excluded */
 
 typedef struct hk_jwt_verifier hk_jwt_verifier;
 
@@ -28,7 +28,7 @@ HK_WUR hk_err hk_jwt_verifier_new(const char *alg, const void *key,
                                   hk_jwt_verifier **out);
 void hk_jwt_verifier_free(hk_jwt_verifier *v);
 /* Verifies at time `now` (seconds); writes the subject (NUL-terminated)
- * into sub[HK_SUB_MAX + 1]. */
+ * into sub[HK_JWT_SUB_MAX + 1]. */
 HK_WUR hk_err hk_jwt_verify(const hk_jwt_verifier *v, const char *token,
                             long now, char *sub);
 /* Mints a token (for `halfkeyd token` and tests): key is the PEM private
@@ -36,7 +36,7 @@ HK_WUR hk_err hk_jwt_verify(const hk_jwt_verifier *v, const char *token,
 HK_WUR hk_err hk_jwt_mint(const char *alg, const void *key, size_t keylen,
                           const char *iss, const char *aud, const char *sub,
                           long now, long ttl, char **out);
-/* 1 if s is a valid subject: 1..HK_SUB_MAX of [A-Za-z0-9._@:+-]. */
+/* 1 if s is a valid subject: 1..HK_JWT_SUB_MAX of [A-Za-z0-9._@:+-]. */
 int hk_sub_valid(const char *s);
 
 #endif

@@ -43,8 +43,8 @@ static X509 *hk_cert_build(EVP_PKEY *key, int days)
          X509_gmtime_adj(X509_getm_notBefore(x), -3600) != NULL &&
          X509_gmtime_adj(X509_getm_notAfter(x), 86400L * days) != NULL &&
          X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                                    (const unsigned char *)"localhost", -1,
-                                    -1, 0) &&
+                                    (const unsigned char *)"localhost", -1, -1,
+                                    0) &&
          X509_set_issuer_name(x, name) && X509_set_pubkey(x, key) &&
          hk_cert_ext(x, NID_subject_alt_name,
                      "DNS:localhost,IP:127.0.0.1,IP:::1") &&

@@ -82,8 +82,7 @@ hk_err hk_drive_keygen(hk_curve_id curve, int pbits, const hk_rped_secret *rs,
 
     memset(st, 0, sizeof(*st));
     hk_drive_ids(sid, kid);
-    if ((e = hk_keygen_p1_new(curve, sid, kid, pbits, &rs->pub, &a)) !=
-            HK_OK ||
+    if ((e = hk_keygen_p1_new(curve, sid, kid, pbits, &rs->pub, &a)) != HK_OK ||
         (e = hk_keygen_p2_new(curve, sid, kid, 2048, rs, &b)) != HK_OK)
         goto done;
     t0 = hk_drive_cpu_ms();
@@ -153,8 +152,8 @@ done:
 }
 
 hk_err hk_drive_refresh(const hk_share *s1, const hk_share *s2, int pbits,
-                        const hk_rped_secret *rs, hk_share **n1,
-                        hk_share **n2, hk_drive_stats *st)
+                        const hk_rped_secret *rs, hk_share **n1, hk_share **n2,
+                        hk_drive_stats *st)
 {
     unsigned char sid[HK_ID_LEN], kid[HK_ID_LEN], *msg = NULL;
     hk_refresh *a = NULL, *b = NULL;

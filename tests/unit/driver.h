@@ -11,9 +11,9 @@
 #define HK_DRIVE_MAX_MSGS 8
 
 typedef struct {
-    double p1_ms, p2_ms;   /* CPU time of each party */
-    double critical_ms;    /* steps the client waits for, in order */
-    double offline_ms;     /* P2 precomputation before the session */
+    double p1_ms, p2_ms; /* CPU time of each party */
+    double critical_ms;  /* steps the client waits for, in order */
+    double offline_ms;   /* P2 precomputation before the session */
     size_t bytes[HK_DRIVE_MAX_MSGS];
     int nmsgs;
 } hk_drive_stats;
@@ -30,8 +30,8 @@ hk_err hk_drive_sign(const hk_share *s1, const hk_share *s2,
                      const unsigned char *dig, size_t dlen, int precompute,
                      unsigned char sig[HK_SIG_LEN], hk_drive_stats *st);
 hk_err hk_drive_refresh(const hk_share *s1, const hk_share *s2, int pbits,
-                        const hk_rped_secret *rs, hk_share **n1,
-                        hk_share **n2, hk_drive_stats *st);
+                        const hk_rped_secret *rs, hk_share **n1, hk_share **n2,
+                        hk_drive_stats *st);
 
 double hk_drive_cpu_ms(void);
 

@@ -69,7 +69,8 @@ static void run(hk_curve_id curve, int pbits)
     unsigned char dig[32] = {9}, sig[HK_SIG_LEN];
 
     printf("curve %s, Paillier %d\n", hk_curve_name(curve), pbits);
-    CHECK_OK(hk_drive_keygen(curve, pbits, hk_test_rped_secret(), &s1, &s2, &st));
+    CHECK_OK(
+        hk_drive_keygen(curve, pbits, hk_test_rped_secret(), &s1, &s2, &st));
     CHECK(hk_point_eq(&s1->Q, &s2->Q));
     CHECK(s1->epoch == 1 && s2->epoch == 1);
     sign_and_verify(s1, s2, "SHA256");
@@ -82,7 +83,8 @@ static void run(hk_curve_id curve, int pbits)
     d2 = roundtrip(s2);
     sign_and_verify(d1, d2, "SHA256");
 
-    CHECK_OK(hk_drive_refresh(s1, s2, pbits, hk_test_rped_secret(), &n1, &n2, &st));
+    CHECK_OK(
+        hk_drive_refresh(s1, s2, pbits, hk_test_rped_secret(), &n1, &n2, &st));
     CHECK(hk_point_eq(&n1->Q, &s1->Q) && hk_point_eq(&n2->Q, &s1->Q));
     CHECK(n1->epoch == 2 && n2->epoch == 2);
     CHECK(!hk_scalar_eq(&n1->x, &s1->x) && !hk_scalar_eq(&n2->x, &s2->x));
@@ -97,7 +99,8 @@ static void run(hk_curve_id curve, int pbits)
     /* A second refresh from the refreshed shares. */
     hk_share_free(d1);
     hk_share_free(d2);
-    CHECK_OK(hk_drive_refresh(n1, n2, pbits, hk_test_rped_secret(), &d1, &d2, &st));
+    CHECK_OK(
+        hk_drive_refresh(n1, n2, pbits, hk_test_rped_secret(), &d1, &d2, &st));
     CHECK(d1->epoch == 3 && hk_point_eq(&d1->Q, &s1->Q));
     sign_and_verify(d1, d2, "SHA256");
     /* precomputed P2 randomness gives the same kind of signature */

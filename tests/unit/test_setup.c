@@ -19,8 +19,7 @@ static void same_params(const hk_rped *a, const hk_rped *b)
 }
 
 /* Flips one hex digit at the first occurrence of `key` + offset. */
-static void flip_at(unsigned char *buf, size_t len, const char *key,
-                    size_t off)
+static void flip_at(unsigned char *buf, size_t len, const char *key, size_t off)
 {
     char *p = memmem(buf, len, key, strlen(key));
 
@@ -36,8 +35,8 @@ int main(void)
     size_t len = 0, slen = 0;
     hk_rped *rp = NULL;
     hk_rped_secret *back = NULL;
-    static const char *const keys[] = {"\"N\":\"", "\"ped_s\":\"", "\"ped_t\":\"",
-                                       "\"A\":[\"", "\"z\":[\""};
+    static const char *const keys[] = {
+        "\"N\":\"", "\"ped_s\":\"", "\"ped_t\":\"", "\"A\":[\"", "\"z\":[\""};
     size_t i;
 
     CHECK_OK(hk_setup_encode(sec, &rec, &len));

@@ -101,12 +101,12 @@ static void check_jwt(void)
 {
     static const char secret[] = "0123456789abcdef0123456789abcdef";
     hk_jwt_verifier *v;
-    char *tok, sub[HK_SUB_MAX + 1];
+    char *tok, sub[HK_JWT_SUB_MAX + 1];
     long now = (long)time(NULL);
 
     CHECK_OK(hk_jwt_verifier_new("HS256", secret, 32, "iss1", "aud1", 30, &v));
-    CHECK_OK(hk_jwt_mint("HS256", secret, 32, "iss1", "aud1", "alice", now,
-                         60, &tok));
+    CHECK_OK(hk_jwt_mint("HS256", secret, 32, "iss1", "aud1", "alice", now, 60,
+                         &tok));
     CHECK_OK(hk_jwt_verify(v, tok, now, sub));
     CHECK(strcmp(sub, "alice") == 0);
     CHECK_ERR(hk_jwt_verify(v, tok, now + 200, sub), HK_ERR_AUTH);
@@ -114,17 +114,17 @@ static void check_jwt(void)
     tok[strlen(tok) - 2] ^= 1;
     CHECK_ERR(hk_jwt_verify(v, tok, now, sub), HK_ERR_AUTH);
     free(tok);
-    CHECK_OK(hk_jwt_mint("HS256", secret, 32, "other", "aud1", "alice", now,
-                         60, &tok));
+    CHECK_OK(hk_jwt_mint("HS256", secret, 32, "other", "aud1", "alice", now, 60,
+                         &tok));
     CHECK_ERR(hk_jwt_verify(v, tok, now, sub), HK_ERR_AUTH);
     free(tok);
-    CHECK_OK(hk_jwt_mint("HS256", secret, 32, "iss1", "aud2", "alice", now,
-                         60, &tok));
+    CHECK_OK(hk_jwt_mint("HS256", secret, 32, "iss1", "aud2", "alice", now, 60,
+                         &tok));
     CHECK_ERR(hk_jwt_verify(v, tok, now, sub), HK_ERR_AUTH);
     free(tok);
-    CHECK_ERR(hk_jwt_verify(v, "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.", now,
-                            sub),
-              HK_ERR_AUTH);
+    CHECK_ERR(
+        hk_jwt_verify(v, "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.", now, sub),
+        HK_ERR_AUTH);
     CHECK(!hk_sub_valid("a/b") && !hk_sub_valid("") && hk_sub_valid("a@b"));
     hk_jwt_verifier_free(v);
 }
@@ -132,8 +132,8 @@ static void check_jwt(void)
 int main(void)
 {
     char dir[] = "/tmp/hk-transport-XXXXXX", cert[128], key[128];
-    hk_tsrv_handlers h = {NULL, on_http, on_ws_open, on_ws_message,
-                          on_ws_close, NULL};
+    hk_tsrv_handlers h = {NULL,          on_http,     on_ws_open,
+                          on_ws_message, on_ws_close, NULL};
     hk_tsrv_config cfg;
     hk_tcli_config cc;
     unsigned char pin[HK_PIN_LEN], *msg;
@@ -167,8 +167,8 @@ int main(void)
     CHECK_OK(hk_tcli_http(&cc, "GET", "/status", NULL, NULL, &status, &resp));
     CHECK(status == 200 && strstr(resp, "\"ok\"") != NULL);
     free(resp);
-    CHECK_OK(hk_tcli_http(&cc, "POST", "/echo", "tok", "{\"a\":1}", &status,
-                          &resp));
+    CHECK_OK(
+        hk_tcli_http(&cc, "POST", "/echo", "tok", "{\"a\":1}", &status, &resp));
     CHECK(status == 200 && strstr(resp, "\"len\":7") != NULL &&
           strstr(resp, "Bearer tok") != NULL);
     free(resp);

@@ -13,16 +13,16 @@
 
 static EVP_PKEY *hk_test_pkey(hk_curve_id curve, const hk_point *Q)
 {
-    const char *group = curve == HK_CURVE_SECP256K1 ? "secp256k1"
-                                                    : "prime256v1";
+    const char *group =
+        curve == HK_CURVE_SECP256K1 ? "secp256k1" : "prime256v1";
     EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
     EVP_PKEY *pkey = NULL;
     OSSL_PARAM params[3];
 
     params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME,
                                                  (char *)group, 0);
-    params[1] = OSSL_PARAM_construct_octet_string(
-        OSSL_PKEY_PARAM_PUB_KEY, (void *)Q->b, HK_POINT_LEN);
+    params[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY,
+                                                  (void *)Q->b, HK_POINT_LEN);
     params[2] = OSSL_PARAM_construct_end();
     CHECK(ctx != NULL);
     CHECK(EVP_PKEY_fromdata_init(ctx) == 1);

@@ -1,0 +1,524 @@
+/* The client core: configuration, server calls, protocol runs. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <openssl/crypto.h>
+
+#include "client/client.h"
+#include "mpc/codec.h"
+#include "mpc/keygen.h"
+#include "mpc/refresh.h"
+#include "transport/http_client.h"
+#include "transport/jwt.h"
+#include "transport/kvfile.h"
+
+#define HK_CLIENT_CONF "halfkey.conf"
+
+struct hk_client {
+    hk_ks *ks;
+    hk_client_config cfg;
+    char host[256];
+    int port;
+    unsigned char pin[HK_PIN_LEN];
+    hk_tcli_config tc;
+    char last_error[256];
+};
+
+#define T hk_client_config
+static const hk_kv_field hk_ccfg_fields[] = {
+    HK_KV_S(T, "server_url", server_url),
+    HK_KV_S(T, "server_pin", server_pin),
+    HK_KV_P(T, "server_ca", server_ca),
+    HK_KV_P(T, "token_file", token_file),
+    HK_KV_S(T, "token_command", token_command),
+    HK_KV_I(T, "paillier_bits", paillier_bits, 2048, 3072),
+    HK_KV_I(T, "timeout_ms", timeout_ms, 100, 600000),
+};
+#undef T
+#define HK_NCFIELDS (sizeof(hk_ccfg_fields) / sizeof(hk_ccfg_fields[0]))
+
+hk_err hk_client_config_write(const char *dir, const hk_client_config *c)
+{
+    char path[1024];
+
+    if (dir == NULL || c == NULL ||
+        snprintf(path, sizeof(path), "%s/%s", dir, HK_CLIENT_CONF) >=
+            (int)sizeof(path))
+        return HK_ERR_ARG;
+    return hk_kv_write(path, "halfkey token configuration", hk_ccfg_fields,
+                       HK_NCFIELDS, c);
+}
+
+/* "https://host:port" with host a name, IPv4 or [IPv6]. */
+static int hk_parse_url(const char *url, char *host, size_t cap, int *port)
+{
+    const char *h, *colon, *end;
+    long p;
+    char *pe;
+
+    if (strncmp(url, "https://", 8) != 0)
+        return 0;
+    h = url + 8;
+    if (*h == '[') {
+        end = strchr(h, ']');
+        if (end == NULL || end[1] != ':')
+            return 0;
+        colon = end + 1;
+        h++;
+    } else {
+        colon = strrchr(h, ':');
+        end = colon;
+    }
+    if (colon == NULL || end == NULL || end == h || (size_t)(end - h) >= cap)
+        return 0;
+    memcpy(host, h, (size_t)(end - h));
+    host[end - h] = 0;
+    p = strtol(colon + 1, &pe, 10);
+    if ((*pe != 0 && strcmp(pe, "/") != 0) || p < 1 || p > 65535)
+        return 0;
+    *port = (int)p;
+    return 1;
+}
+
+static hk_err hk_client_configure(hk_client *c, const char *dir, char *why)
+{
+    char path[1024];
+    hk_err e;
+
+    memset(&c->cfg, 0, sizeof(c->cfg));
+    c->cfg.paillier_bits = 2048;
+    c->cfg.timeout_ms = 30000;
+    snprintf(path, sizeof(path), "%.900s/%s", dir, HK_CLIENT_CONF);
+    if ((e = hk_kv_load(path, hk_ccfg_fields, HK_NCFIELDS, &c->cfg, why)) !=
+        HK_OK)
+        return e;
+    if (!hk_parse_url(c->cfg.server_url, c->host, sizeof(c->host), &c->port)) {
+        snprintf(why, 256, "%.200s: server_url must be https://host:port",
+                 path);
+        return HK_ERR_CONFIG;
+    }
+    if ((c->cfg.server_pin[0] != 0) == (c->cfg.server_ca[0] != 0) ||
+        (c->cfg.server_pin[0] != 0 &&
+         !hk_unhex(c->cfg.server_pin, strlen(c->cfg.server_pin), c->pin,
+                   HK_PIN_LEN))) {
+        snprintf(why, 256,
+                 "%.160s: exactly one of server_pin (64 hex digits)"
+                 " or server_ca",
+                 path);
+        return HK_ERR_CONFIG;
+    }
+    if ((c->cfg.token_file[0] != 0) == (c->cfg.token_command[0] != 0)) {
+        snprintf(why, 256,
+                 "%.160s: exactly one of token_file or "
+                 "token_command",
+                 path);
+        return HK_ERR_CONFIG;
+    }
+    c->tc.host = c->host;
+    c->tc.port = c->port;
+    c->tc.pin = c->cfg.server_pin[0] ? c->pin : NULL;
+    c->tc.ca_file = c->cfg.server_ca[0] ? c->cfg.server_ca : NULL;
+    c->tc.timeout_ms = c->cfg.timeout_ms;
+    return HK_OK;
+}
+
+hk_err hk_client_open(const char *dir, hk_client **out, char *why)
+{
+    hk_client *c;
+    hk_err e;
+
+    if (out == NULL || why == NULL)
+        return HK_ERR_ARG;
+    why[0] = 0;
+    if ((c = calloc(1, sizeof(*c))) == NULL)
+        return HK_ERR_NOMEM;
+    if ((e = hk_ks_open(dir, &c->ks)) != HK_OK) {
+        snprintf(why, 256, "no token at %.200s", dir != NULL ? dir : "");
+        free(c);
+        return e;
+    }
+    if ((e = hk_client_configure(c, hk_ks_dir(c->ks), why)) != HK_OK) {
+        hk_client_close(c);
+        return e;
+    }
+    *out = c;
+    return HK_OK;
+}
+
+void hk_client_close(hk_client *c)
+{
+    if (c == NULL)
+        return;
+    hk_ks_close(c->ks);
+    OPENSSL_cleanse(c, sizeof(*c));
+    free(c);
+}
+
+hk_ks *hk_client_keystore(hk_client *c) { return c->ks; }
+const hk_client_config *hk_client_config_get(const hk_client *c)
+{
+    return &c->cfg;
+}
+const char *hk_client_last_error(const hk_client *c) { return c->last_error; }
+
+/* A fresh JWT from the configured file or command (first line). */
+static hk_err hk_client_token(hk_client *c, char **out)
+{
+    char *buf = calloc(1, HK_JWT_MAX + 2);
+    FILE *f;
+    size_t n;
+    int cmd = c->cfg.token_command[0] != 0;
+
+    if (buf == NULL)
+        return HK_ERR_NOMEM;
+    f = cmd ? popen(c->cfg.token_command, "r") : fopen(c->cfg.token_file, "r");
+    if (f == NULL) {
+        free(buf);
+        return HK_ERR_CONFIG;
+    }
+    n = fread(buf, 1, HK_JWT_MAX + 1, f);
+    if ((cmd ? pclose(f) : fclose(f)) != 0 || n == 0 || n > HK_JWT_MAX) {
+        free(buf);
+        return HK_ERR_AUTH;
+    }
+    buf[strcspn(buf, "\r\n")] = 0;
+    *out = buf;
+    return HK_OK;
+}
+
+static hk_err hk_http_err(hk_client *c, int status, const char *body)
+{
+    json_t *o = json_loads(body, 0, NULL);
+    const char *m = json_string_value(json_object_get(o, "message"));
+
+    snprintf(c->last_error, sizeof(c->last_error), "HTTP %d: %.200s", status,
+             m != NULL ? m : "no message");
+    json_decref(o);
+    switch (status) {
+    case 401:
+        return HK_ERR_AUTH;
+    case 403:
+        return HK_ERR_FORBIDDEN;
+    case 404:
+        return HK_ERR_NOT_FOUND;
+    case 429:
+        return HK_ERR_RATE;
+    default:
+        return HK_ERR_SERVER;
+    }
+}
+
+/* POST a JSON body; the parsed 200 answer in *resp. */
+static hk_err hk_client_post(hk_client *c, const char *path, json_t *body,
+                             json_t **resp)
+{
+    char *tok = NULL, *txt = json_dumps(body, JSON_COMPACT), *ans = NULL;
+    int status = 0;
+    hk_err e;
+
+    json_decref(body);
+    if (txt == NULL)
+        return HK_ERR_NOMEM;
+    if ((e = hk_client_token(c, &tok)) == HK_OK)
+        e = hk_tcli_http(&c->tc, "POST", path, tok, txt, &status, &ans);
+    if (e == HK_OK && status != 200)
+        e = hk_http_err(c, status, ans);
+    if (e == HK_OK && (*resp = json_loads(ans, 0, NULL)) == NULL)
+        e = HK_ERR_SERVER;
+    if (tok != NULL)
+        OPENSSL_cleanse(tok, strlen(tok));
+    free(tok);
+    free(txt);
+    free(ans);
+    return e;
+}
+
+/* Opens a session with `body`; returns the WebSocket and session ids. */
+static hk_err hk_client_session(hk_client *c, const char *path, json_t *body,
+                                unsigned char sid[HK_ID_LEN],
+                                unsigned char kid[HK_ID_LEN], hk_tws **ws)
+{
+    json_t *r = NULL;
+    const char *s, *k;
+    char wspath[128], *tok = NULL;
+    hk_err e;
+
+    if ((e = hk_client_post(c, path, body, &r)) != HK_OK)
+        return e;
+    s = json_string_value(json_object_get(r, "session_id"));
+    k = json_string_value(json_object_get(r, "key_id"));
+    e = HK_ERR_SERVER;
+    if (s == NULL || k == NULL || strncmp(s, "sess_", 5) != 0 ||
+        !hk_unhex(s + 5, strlen(s + 5), sid, HK_ID_LEN) ||
+        !hk_unhex(k, strlen(k), kid, HK_ID_LEN) ||
+        snprintf(wspath, sizeof(wspath), "/ws?session_id=%s", s) >=
+            (int)sizeof(wspath))
+        goto done;
+    if ((e = hk_client_token(c, &tok)) == HK_OK)
+        e = hk_tws_open(&c->tc, wspath, tok, ws);
+done:
+    if (tok != NULL)
+        OPENSSL_cleanse(tok, strlen(tok));
+    free(tok);
+    json_decref(r);
+    return e;
+}
+
+/* Sends `out` (freed), waits for the reply; a server error message ends
+ * the run with its code. */
+static hk_err hk_client_roundtrip(hk_client *c, hk_tws *ws, unsigned char *out,
+                                  size_t outlen, unsigned char **in,
+                                  size_t *inlen)
+{
+    const char *t;
+    json_t *o;
+    hk_err e = hk_tws_send(ws, out, outlen);
+
+    OPENSSL_free(out);
+    if (e != HK_OK || (e = hk_tws_recv(ws, in, inlen)) != HK_OK)
+        return e;
+    o = json_loadb((const char *)*in, *inlen, 0, NULL);
+    t = json_string_value(json_object_get(o, "t"));
+    if (t != NULL && strcmp(t, "error") == 0) {
+        json_int_t code = json_integer_value(json_object_get(o, "code"));
+        const char *m = json_string_value(json_object_get(o, "message"));
+
+        snprintf(c->last_error, sizeof(c->last_error), "server: %.200s",
+                 m != NULL ? m : "error");
+        e = code > 0 && code < HK_ERR__COUNT ? (hk_err)code : HK_ERR_SERVER;
+        free(*in);
+        *in = NULL;
+    }
+    json_decref(o);
+    return e;
+}
+
+/* The server's setup: cached in the token, else fetched and verified. */
+static hk_err hk_client_setup(hk_client *c, hk_rped **rp)
+{
+    char *body = NULL;
+    int status = 0;
+    hk_err e = hk_ks_load_setup(c->ks, rp);
+
+    if (e != HK_ERR_NOT_FOUND)
+        return e;
+    if ((e = hk_tcli_http(&c->tc, "GET", "/setup", NULL, NULL, &status,
+                          &body)) == HK_OK) {
+        e = status == 200 ? hk_ks_save_setup(c->ks, (unsigned char *)body,
+                                             strlen(body), rp)
+                          : hk_http_err(c, status, body);
+    }
+    free(body);
+    return e;
+}
+
+hk_err hk_client_keygen(hk_client *c, hk_curve_id curve, const char *label,
+                        hk_ks_keyinfo *info)
+{
+    unsigned char sid[HK_ID_LEN], kid[HK_ID_LEN], *msg = NULL, *in = NULL;
+    size_t len = 0, inlen = 0;
+    hk_keygen *kg = NULL;
+    hk_share *share = NULL;
+    hk_rped *rp = NULL;
+    hk_tws *ws = NULL;
+    hk_err e;
+    int i;
+
+    if (c == NULL || label == NULL || !hk_ks_label_ok(label) ||
+        hk_curve_name(curve) == NULL)
+        return HK_ERR_ARG;
+    if ((e = hk_client_setup(c, &rp)) != HK_OK ||
+        (e = hk_client_session(c, "/keygen",
+                               json_pack("{s:s,s:i}", "curve",
+                                         hk_curve_name(curve), "pbits",
+                                         c->cfg.paillier_bits),
+                               sid, kid, &ws)) != HK_OK ||
+        (e = hk_keygen_p1_new(curve, sid, kid, c->cfg.paillier_bits, rp,
+                              &kg)) != HK_OK ||
+        (e = hk_keygen_start(kg, &msg, &len)) != HK_OK)
+        goto done;
+    /* keygen.1 -> keygen.2, keygen.3 -> keygen.4 */
+    for (i = 0; i < 2 && e == HK_OK; i++) {
+        e = hk_client_roundtrip(c, ws, msg, len, &in, &inlen);
+        msg = NULL;
+        if (e == HK_OK)
+            e = hk_keygen_recv(kg, in, inlen, &msg, &len);
+        free(in);
+        in = NULL;
+    }
+    OPENSSL_free(msg);
+    if (e != HK_OK || (e = hk_keygen_take_share(kg, &share)) != HK_OK ||
+        (e = hk_ks_store_share(c->ks, label, share)) != HK_OK)
+        goto done;
+    if (info != NULL)
+        e = hk_ks_key_info(c->ks, label, info);
+done:
+    hk_share_free(share);
+    hk_keygen_free(kg);
+    hk_tws_close(ws);
+    hk_rped_free(rp);
+    return e;
+}
+
+/* The key's share and its session hold. */
+static hk_err hk_client_take_key(hk_client *c, const char *label,
+                                 hk_ks_hold **hold, hk_share **share)
+{
+    hk_err e;
+
+    if ((e = hk_ks_key_acquire(c->ks, label, hold)) != HK_OK)
+        return e;
+    if ((e = hk_ks_load_share(c->ks, label, share)) != HK_OK) {
+        hk_ks_key_release(*hold);
+        *hold = NULL;
+    }
+    return e;
+}
+
+static hk_err hk_client_keyop_session(hk_client *c, const char *path,
+                                      const hk_share *share,
+                                      unsigned char sid[HK_ID_LEN], hk_tws **ws)
+{
+    unsigned char kid[HK_ID_LEN];
+    char kh[2 * HK_ID_LEN + 1];
+    hk_err e;
+
+    hk_hex(share->kid, HK_ID_LEN, kh);
+    e = hk_client_session(c, path, json_pack("{s:s}", "key_id", kh), sid, kid,
+                          ws);
+    if (e == HK_OK && memcmp(kid, share->kid, HK_ID_LEN) != 0)
+        e = HK_ERR_SERVER;
+    return e;
+}
+
+/* sign.1 .. sign.4; the abort rule on a bad signature. */
+static hk_err hk_client_sign_run(hk_client *c, const char *label, hk_sign *sg,
+                                 hk_tws *ws)
+{
+    unsigned char *msg = NULL, *in = NULL;
+    size_t len = 0, inlen = 0;
+    hk_err e;
+    int i;
+
+    if ((e = hk_sign_start(sg, &msg, &len)) != HK_OK)
+        return e;
+    for (i = 0; i < 2 && e == HK_OK; i++) {
+        e = hk_client_roundtrip(c, ws, msg, len, &in, &inlen);
+        msg = NULL;
+        if (e == HK_OK)
+            e = hk_sign_recv(sg, in, inlen, &msg, &len);
+        free(in);
+        in = NULL;
+    }
+    if (e == HK_ERR_SIG_ABORT &&
+        hk_ks_lock_key(c->ks, label,
+                       "invalid signature from the server: "
+                       "possible abort attack") != HK_OK)
+        fprintf(stderr, "halfkey: could not lock key %s\n", label);
+    /* sign.5 is the server's audit copy: its loss does not fail the sign */
+    if (e == HK_OK && msg != NULL && hk_tws_send(ws, msg, len) != HK_OK)
+        snprintf(c->last_error, sizeof(c->last_error),
+                 "signature not reported to the server");
+    OPENSSL_free(msg);
+    return e;
+}
+
+hk_err hk_client_sign(hk_client *c, const char *label, const unsigned char *dig,
+                      size_t dlen, unsigned char sig[HK_SIG_LEN])
+{
+    unsigned char sid[HK_ID_LEN];
+    hk_ks_hold *hold = NULL;
+    hk_share *share = NULL;
+    hk_sign *sg = NULL;
+    hk_tws *ws = NULL;
+    hk_err e;
+
+    if (c == NULL || label == NULL || dig == NULL || sig == NULL || dlen < 1 ||
+        dlen > HK_DIGEST_MAX)
+        return HK_ERR_ARG;
+    if ((e = hk_client_take_key(c, label, &hold, &share)) != HK_OK ||
+        (e = hk_client_keyop_session(c, "/sign", share, sid, &ws)) != HK_OK ||
+        (e = hk_sign_p1_new(share, sid, dig, dlen, &sg)) != HK_OK ||
+        (e = hk_client_sign_run(c, label, sg, ws)) != HK_OK)
+        goto done;
+    e = hk_sign_signature(sg, sig);
+done:
+    hk_sign_free(sg);
+    hk_tws_close(ws);
+    hk_share_free(share);
+    hk_ks_key_release(hold);
+    return e;
+}
+
+/* refresh.1 .. refresh.4, store, refresh.5. */
+static hk_err hk_client_refresh_run(hk_client *c, const char *label,
+                                    hk_refresh *rf, hk_tws *ws)
+{
+    unsigned char *msg = NULL, *in = NULL;
+    size_t len = 0, inlen = 0;
+    hk_share *fresh = NULL;
+    hk_err e;
+    int i;
+
+    if ((e = hk_refresh_start(rf, &msg, &len)) != HK_OK)
+        return e;
+    for (i = 0; i < 2 && e == HK_OK; i++) {
+        e = hk_client_roundtrip(c, ws, msg, len, &in, &inlen);
+        msg = NULL;
+        if (e == HK_OK)
+            e = hk_refresh_recv(rf, in, inlen, &msg, &len);
+        free(in);
+        in = NULL;
+    }
+    OPENSSL_free(msg);
+    msg = NULL;
+    /* Durable first: then the server may drop the old share. */
+    if (e != HK_OK || (e = hk_refresh_take_share(rf, &fresh)) != HK_OK ||
+        (e = hk_ks_replace_share(c->ks, label, fresh)) != HK_OK ||
+        (e = hk_refresh_confirm(rf, &msg, &len)) != HK_OK)
+        goto done;
+    e = hk_tws_send(ws, msg, len);
+done:
+    OPENSSL_free(msg);
+    hk_share_free(fresh);
+    return e;
+}
+
+hk_err hk_client_refresh(hk_client *c, const char *label)
+{
+    unsigned char sid[HK_ID_LEN];
+    hk_ks_hold *hold = NULL;
+    hk_share *share = NULL;
+    hk_refresh *rf = NULL;
+    hk_rped *rp = NULL;
+    hk_tws *ws = NULL;
+    hk_err e;
+
+    if (c == NULL || label == NULL)
+        return HK_ERR_ARG;
+    if ((e = hk_client_setup(c, &rp)) != HK_OK ||
+        (e = hk_client_take_key(c, label, &hold, &share)) != HK_OK ||
+        (e = hk_client_keyop_session(c, "/refresh", share, sid, &ws)) !=
+            HK_OK ||
+        (e = hk_refresh_p1_new(share, sid, c->cfg.paillier_bits, rp, &rf)) !=
+            HK_OK)
+        goto done;
+    e = hk_client_refresh_run(c, label, rf, ws);
+done:
+    hk_refresh_free(rf);
+    hk_tws_close(ws);
+    hk_share_free(share);
+    hk_ks_key_release(hold);
+    hk_rped_free(rp);
+    return e;
+}
+
+hk_err hk_client_status(hk_client *c, int *http_status, char **body)
+{
+    if (c == NULL || http_status == NULL || body == NULL)
+        return HK_ERR_ARG;
+    return hk_tcli_http(&c->tc, "GET", "/status", NULL, NULL, http_status,
+                        body);
+}

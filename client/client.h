@@ -1,0 +1,62 @@
+/* The client core: one token (keystore, client/keystore.h) plus its server
+ * settings, and the protocol runs against halfkeyd over TLS 1.3 WebSocket.
+ * The two faces (PKCS#11, OpenSSL provider) and the CLI call only this.
+ *
+ * Token configuration, `halfkey.conf` in the token directory (format:
+ * transport/kvfile.h):
+ *   server_url    = https://127.0.0.1:8443
+ *   server_pin    = <hex SHA-256 of the server's SubjectPublicKeyInfo>
+ *   server_ca     = <PEM CA file>            (instead of server_pin)
+ *   token_file    = <file holding a JWT>     (or:)
+ *   token_command = <command printing a fresh JWT>
+ *   paillier_bits = 2048 | 3072
+ *   timeout_ms    = 30000
+ *
+ * Signing: one session per key at a time across threads and processes
+ * (HK_ERR_BUSY otherwise); the final signature is verified before it is
+ * returned; a signature that does not verify locks the key persistently
+ * (HK_ERR_SIG_ABORT now, HK_ERR_KEY_LOCKED afterwards) until a refresh or
+ * hk_client_unlock. */
+#ifndef HK_CLIENT_H
+#define HK_CLIENT_H
+
+#include "client/keystore.h"
+#include "mpc/sign.h"
+
+typedef struct {
+    char server_url[256];
+    char server_pin[72];
+    char server_ca[512];
+    char token_file[512];
+    char token_command[512];
+    int paillier_bits;
+    int timeout_ms;
+} hk_client_config;
+
+typedef struct hk_client hk_client;
+
+/* Writes a token's halfkey.conf (for `halfkey init`). */
+HK_WUR hk_err hk_client_config_write(const char *dir,
+                                     const hk_client_config *c);
+/* Opens the token at dir (see hk_ks_dir_resolve) and reads its config;
+ * why[256] gets a reason on HK_ERR_CONFIG. */
+HK_WUR hk_err hk_client_open(const char *dir, hk_client **out, char *why);
+void hk_client_close(hk_client *c);
+hk_ks *hk_client_keystore(hk_client *c);
+const hk_client_config *hk_client_config_get(const hk_client *c);
+
+/* Runs keygen with the server and stores the new key under `label`. */
+HK_WUR hk_err hk_client_keygen(hk_client *c, hk_curve_id curve,
+                               const char *label, hk_ks_keyinfo *info);
+/* Signs a digest (1..64 bytes); sig = r || s, low-S, verified. */
+HK_WUR hk_err hk_client_sign(hk_client *c, const char *label,
+                             const unsigned char *dig, size_t dlen,
+                             unsigned char sig[HK_SIG_LEN]);
+/* Rotates the key's shares (the public key is unchanged). */
+HK_WUR hk_err hk_client_refresh(hk_client *c, const char *label);
+/* GET /status; *body: malloc'd JSON. */
+HK_WUR hk_err hk_client_status(hk_client *c, int *http_status, char **body);
+/* The server's message for the last HK_ERR_SERVER, or "". */
+const char *hk_client_last_error(const hk_client *c);
+
+#endif

@@ -1,0 +1,198 @@
+/* The client's keystore: one token directory holding the key shares of P1.
+ *
+ * Owns the token directory and everything in it:
+ *
+ *   <dir>/token.json         token record: label, scrypt salt and parameters,
+ *                            PIN check value, failed-PIN counter
+ *   <dir>/setup.json         the server's public setup record (a cache)
+ *   <dir>/.lock              token write lock (see "Concurrency")
+ *   <dir>/keys/<label>.json  one key: public metadata in clear, the share
+ *                            sealed under the PIN
+ *   <dir>/keys/<label>.lock  the key's signing-session lock
+ *
+ * The directory is mode 0700, every file 0600. Records use the strict codec
+ * of mpc/codec.h; every read is bounded (HK_KS_FILE_MAX) and a damaged or
+ * tampered file gives HK_ERR_DECODE or HK_ERR_SEAL, never a crash. Every
+ * write is atomic: temp file in the same directory, fsync, rename, fsync of
+ * the directory.
+ *
+ * Keys. The PIN gives a master key MK = scrypt(PIN, salt; N=2^15, r=8, p=1)
+ * that is never stored. token.json holds an AES-256-GCM encryption of a fixed
+ * string under HKDF(MK) (the PIN check). A key file seals hk_share_encode's
+ * bytes with AES-256-GCM under HKDF(MK, key id), fresh 12-byte nonce; the
+ * AAD binds every public field of the file (label, key id, curve, public
+ * key, epoch, PIN generation, locked flag, lock reason and time), so none of
+ * them can be changed without the PIN.
+ *
+ * Failed PINs. Each login first increments the counter on disk, then checks
+ * the PIN, then resets it on success, so killing the process during the
+ * check still counts the try. At HK_KS_MAX_FAILS every login fails with
+ * HK_ERR_PIN_LOCKED, the right PIN included, until hk_ks_reset_pin_counter.
+ * The counter is a policy of this interface: whoever can write token.json
+ * can reset it, and whoever can read it can guess offline at scrypt's cost.
+ *
+ * Changing the PIN (crash safety). Each key file records the PIN generation
+ * ("gen") whose MK sealed it. hk_ks_change_pin (1) writes token.json as
+ * "token-pending": the new slot (gen+1, new salt, new check), the old slot,
+ * the old MK sealed under the new MK and the new MK sealed under the old;
+ * (2) re-seals each key file to gen+1, one atomic rename per file; (3)
+ * writes token.json with the new slot only. A crash between (1) and (3)
+ * leaves files of both generations and a token from which EITHER PIN yields
+ * both MKs, so every key stays readable. The next login finishes the change
+ * in the direction of the PIN given: the new PIN rolls forward, the old PIN
+ * rolls back (re-seals everything to the old generation).
+ *
+ * Concurrency. An hk_ks may be shared by threads: each call takes the
+ * handle's mutex. Between processes (and handles), every read-modify-write
+ * of a file holds an exclusive lock on <dir>/.lock, so counter updates,
+ * lock flags and PIN changes are never lost; readers need no lock because
+ * files are only ever replaced by rename. Locks are Linux open file
+ * description (OFD) locks, fcntl(F_OFD_SETLK): owned by the open file, not
+ * the process, so two opens in one process conflict like two processes do
+ * (classic fcntl locks would not), and they are released when the holder
+ * dies. Signing sessions take hk_ks_key_acquire, a non-blocking OFD lock on
+ * keys/<label>.lock: one session per key across threads and processes.
+ *
+ * Not covered: a local attacker who can write the directory can delete
+ * files or restore an older copy of a key file (e.g. one from before a
+ * lock); sealing authenticates each file, not the set or its freshness. */
+#ifndef HK_KEYSTORE_H
+#define HK_KEYSTORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mpc/share.h"
+#include "mpc/zk.h"
+
+#define HK_KS_LABEL_MAX 64       /* key labels: [A-Za-z0-9._-], no '.' first */
+#define HK_KS_TOKEN_LABEL_MAX 32 /* token label: printable ASCII */
+#define HK_KS_PIN_MIN 4
+#define HK_KS_PIN_MAX 256
+#define HK_KS_REASON_MAX 128 /* lock reason, printable ASCII */
+#define HK_KS_MAX_FAILS 10   /* failed PINs before HK_ERR_PIN_LOCKED */
+#define HK_KS_FILE_MAX (1024u * 1024u)
+#define HK_KS_MAX_KEYS 4096
+
+typedef struct hk_ks hk_ks;
+typedef struct hk_ks_hold hk_ks_hold;
+
+typedef struct {
+    char label[HK_KS_TOKEN_LABEL_MAX + 1];
+    unsigned long pin_fails;     /* consecutive wrong PINs */
+    unsigned long pin_max_fails; /* limit: locked when fails >= max */
+    int pin_locked;
+    int pin_change_pending; /* an interrupted PIN change; login ends it */
+    int logged_in;          /* this handle */
+} hk_ks_tokeninfo;
+
+typedef struct {
+    char label[HK_KS_LABEL_MAX + 1];
+    hk_err err; /* hk_ks_list: HK_OK, or why this entry is unreadable
+                 * (then only label is set) */
+    unsigned char kid[HK_ID_LEN];
+    hk_curve_id curve;
+    hk_point pub; /* Q, compressed */
+    unsigned long epoch;
+    int locked; /* after an invalid-signature abort */
+    char lock_reason[HK_KS_REASON_MAX + 1];
+    uint64_t lock_time; /* seconds since 1970; 0 when unlocked */
+    int verified;       /* 1: authenticated under the PIN (handle logged in);
+                         * 0: read from the clear text only */
+} hk_ks_keyinfo;
+
+/* The token directory: `dir` if non-NULL and non-empty, else $HALFKEY_HOME,
+ * else $XDG_DATA_HOME/halfkey (if absolute), else ~/.local/share/halfkey.
+ * *out is a new string (OPENSSL_free). HK_ERR_CONFIG if none applies. */
+HK_WUR hk_err hk_ks_dir_resolve(const char *dir, char **out);
+/* 1 if `label` is a valid key label: 1..64 chars of [A-Za-z0-9._-], not
+ * starting with '.'. */
+int hk_ks_label_ok(const char *label);
+
+/* Creates a token in `dir` (see hk_ks_dir_resolve; missing directories are
+ * created 0700) with user PIN `pin` (HK_KS_PIN_MIN..MAX bytes) and token
+ * label `label`, and returns it open and logged in. HK_ERR_EXISTS if the
+ * directory already holds a token or key files. */
+HK_WUR hk_err hk_ks_init(const char *dir, const char *pin, const char *label,
+                         hk_ks **out);
+/* Opens an existing token, logged out: public data (token info, key list
+ * and metadata, setup) is readable. HK_ERR_NOT_FOUND if there is no token;
+ * HK_ERR_CONFIG if the directory is not ours or is writable by others. */
+HK_WUR hk_err hk_ks_open(const char *dir, hk_ks **out);
+/* Wipes the keys and frees the handle. Holds stay valid (release them). */
+void hk_ks_close(hk_ks *ks);
+/* The token directory of an open handle (owned by it). */
+const char *hk_ks_dir(const hk_ks *ks);
+
+/* Checks the PIN and keeps the derived key. HK_ERR_PIN on a wrong PIN
+ * (counted), HK_ERR_PIN_LOCKED at the limit, HK_ERR_ARG for a PIN of a
+ * length no PIN can have (not counted). Finishes an interrupted PIN change
+ * in the direction of the given PIN. Already logged in: checks again. */
+HK_WUR hk_err hk_ks_login(hk_ks *ks, const char *pin);
+/* Forgets the derived key. */
+void hk_ks_logout(hk_ks *ks);
+/* Token label, failed-PIN counter (read fresh from disk), login state. */
+HK_WUR hk_err hk_ks_token_info(hk_ks *ks, hk_ks_tokeninfo *out);
+/* Checks `old_pin` like hk_ks_login (counted), then re-seals every key under
+ * `new_pin` (crash-safe, see above); the handle ends logged in with the new
+ * PIN. On any error the handle is logged out; if the change had started
+ * (token left pending), the next login with either PIN completes or undoes
+ * it. */
+HK_WUR hk_err hk_ks_change_pin(hk_ks *ks, const char *old_pin,
+                               const char *new_pin);
+/* Sets the failed-PIN counter to zero. No check here: the caller must have
+ * authenticated the security officer (the PKCS#11 layer's SO PIN). */
+HK_WUR hk_err hk_ks_reset_pin_counter(hk_ks *ks);
+
+/* Stores the share of a new key under `label` (needs login; P1 shares
+ * only). HK_ERR_EXISTS if the label, or the key id, is already used. */
+HK_WUR hk_err hk_ks_store_share(hk_ks *ks, const char *label,
+                                const hk_share *s);
+/* Replaces a key's share after a refresh (needs login): same key id, curve
+ * and public key, greater epoch (else HK_ERR_EPOCH), key not locked. The old
+ * file is authenticated first; the replacement is one atomic rename. */
+HK_WUR hk_err hk_ks_replace_share(hk_ks *ks, const char *label,
+                                  const hk_share *s);
+/* Unseals and decodes a key's share (needs login: HK_ERR_STATE otherwise).
+ * HK_ERR_KEY_LOCKED if locked, HK_ERR_SEAL if the file fails authentication,
+ * HK_ERR_STATE if another handle changed the PIN since this login. Free the
+ * share with hk_share_free. */
+HK_WUR hk_err hk_ks_load_share(hk_ks *ks, const char *label, hk_share **out);
+/* A key's public metadata without unsealing the share. Logged out it is
+ * read from the clear text (verified = 0); logged in the file is also
+ * authenticated (verified = 1, or HK_ERR_SEAL). */
+HK_WUR hk_err hk_ks_key_info(hk_ks *ks, const char *label, hk_ks_keyinfo *out);
+/* Every key, sorted by label, as hk_ks_key_info would give it; an
+ * unreadable file is listed with its error in `err`. Free the array with
+ * hk_ks_list_free (*out is NULL when *n is 0). */
+HK_WUR hk_err hk_ks_list(hk_ks *ks, hk_ks_keyinfo **out, size_t *n);
+void hk_ks_list_free(hk_ks_keyinfo *list);
+/* Deletes a key (needs login). HK_ERR_BUSY while a session holds it. */
+HK_WUR hk_err hk_ks_delete(hk_ks *ks, const char *label);
+/* Locks a key persistently after an invalid-signature abort (needs login:
+ * the flag is re-sealed into the AAD, so keep the handle logged in for the
+ * whole signing session). `reason` is kept (truncated to
+ * HK_KS_REASON_MAX, non-printable bytes replaced by '?'). Locking a locked
+ * key keeps the first reason and time. */
+HK_WUR hk_err hk_ks_lock_key(hk_ks *ks, const char *label, const char *reason);
+/* Clears the lock: an explicit operator action (needs login; the caller
+ * logs it). Unlocking an unlocked key is a no-op. */
+HK_WUR hk_err hk_ks_unlock_key(hk_ks *ks, const char *label);
+
+/* Takes the key's signing-session lock without waiting: HK_ERR_BUSY if any
+ * thread or process holds it, HK_ERR_NOT_FOUND if there is no such key. No
+ * login needed. The hold is independent of the handle (an open file); it is
+ * inherited by fork() but not by exec(). */
+HK_WUR hk_err hk_ks_key_acquire(hk_ks *ks, const char *label, hk_ks_hold **out);
+void hk_ks_key_release(hk_ks_hold *h);
+
+/* Caches the server's public setup record. The record is decoded and its
+ * proof verified first (HK_ERR_PARAMS etc.); the verified parameters are
+ * returned in *out if out is non-NULL (hk_rped_free). No login needed. */
+HK_WUR hk_err hk_ks_save_setup(hk_ks *ks, const unsigned char *rec, size_t len,
+                               hk_rped **out);
+/* Loads the cached record, decoding AND verifying it again (~250 ms): a
+ * file is not trusted just because it is ours. HK_ERR_NOT_FOUND if none. */
+HK_WUR hk_err hk_ks_load_setup(hk_ks *ks, hk_rped **out);
+
+#endif

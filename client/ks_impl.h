@@ -1,0 +1,133 @@
+/* Private to the keystore (keystore.c, ks_keys.c, ks_io.c, ks_seal.c): the
+ * handle, file I/O and locks, the sealing primitives, and the re-sealing
+ * step of a PIN change. */
+#ifndef HK_KS_IMPL_H
+#define HK_KS_IMPL_H
+
+#include <pthread.h>
+
+#include "client/keystore.h"
+
+#define HK_KS_KEY_LEN 32 /* master and derived keys */
+#define HK_KS_SALT_LEN 32
+#define HK_KS_NONCE_LEN 12
+#define HK_KS_TAG_LEN 16
+#define HK_KS_SEAL_OVERHEAD (HK_KS_NONCE_LEN + HK_KS_TAG_LEN)
+#define HK_KS_CHECK_TEXT "halfkey PIN ok.1" /* 16 bytes, the PIN check */
+#define HK_KS_CHECK_LEN (HK_KS_SEAL_OVERHEAD + 16)
+#define HK_KS_WRAP_LEN (HK_KS_SEAL_OVERHEAD + HK_KS_KEY_LEN)
+/* A sealed share record (about 3 KB in practice). */
+#define HK_KS_SEALED_MAX (64u * 1024u)
+#define HK_KS_AAD_MAX 512
+
+#define HK_KS_TOKEN_FILE "token.json"
+#define HK_KS_SETUP_FILE "setup.json"
+#define HK_KS_TLOCK_FILE ".lock"
+#define HK_KS_KEYS_DIR "keys"
+
+struct hk_ks {
+    pthread_mutex_t mu; /* guards everything below */
+    char *dir;
+    int dfd; /* the token directory */
+    int kfd; /* keys/ */
+    int logged_in;
+    unsigned long gen;               /* PIN generation of mk */
+    unsigned char mk[HK_KS_KEY_LEN]; /* SECRET: PIN-derived master key */
+};
+
+/* A master key with the PIN generation it belongs to. */
+typedef struct {
+    unsigned long gen;
+    unsigned char k[HK_KS_KEY_LEN]; /* SECRET */
+} hk_ks_mk;
+
+/* --- ks_io.c: bounded reads, atomic writes, directories, locks --------- */
+
+/* Reads the regular file `name` under dirfd, at most `max` bytes
+ * (HK_ERR_TOO_BIG beyond). HK_ERR_NOT_FOUND if absent, HK_ERR_IO otherwise.
+ * *out is OPENSSL_malloc'd. Symbolic links are refused. */
+HK_WUR hk_err hk_ks_read_file(int dirfd, const char *name, size_t max,
+                              unsigned char **out, size_t *len);
+/* Replaces (or creates) `name` under dirfd atomically, mode 0600: temp file
+ * in the same directory, fsync, rename, fsync of the directory. */
+HK_WUR hk_err hk_ks_write_file(int dirfd, const char *name,
+                               const unsigned char *buf, size_t len);
+/* Removes `name` and syncs the directory; HK_ERR_NOT_FOUND if absent. */
+HK_WUR hk_err hk_ks_unlink(int dirfd, const char *name);
+/* 1 if `name` exists under dirfd (any type). */
+int hk_ks_exists(int dirfd, const char *name);
+/* mkdir -p with mode 0700 for every directory it creates. */
+HK_WUR hk_err hk_ks_mkdirs(const char *path);
+/* Opens directory `name` under dirfd (AT_FDCWD: a path), which must be a
+ * directory owned by us and not writable by group or others
+ * (HK_ERR_CONFIG). fix: set its mode to 0700 instead of checking it. */
+HK_WUR hk_err hk_ks_open_dir(int dirfd, const char *name, int fix, int *out);
+/* Removes temp files (".*.tmp") a crash left behind. Call only while
+ * holding the token lock: no write is in flight then. */
+void hk_ks_sweep_temps(int dirfd);
+/* Takes an exclusive OFD lock on `name` under dirfd (created 0600), waiting
+ * if `wait`, else HK_ERR_BUSY when held. *fd holds the lock: close it to
+ * release. */
+HK_WUR hk_err hk_ks_lock_file(int dirfd, const char *name, int wait, int *fd);
+/* Sorted names of the key files (<label>.json) in the keys directory.
+ * Free with hk_ks_names_free. */
+HK_WUR hk_err hk_ks_key_names(int kfd, char ***out, size_t *n);
+void hk_ks_names_free(char **names, size_t n);
+
+/* --- ks_seal.c: key derivation and AES-256-GCM ------------------------ */
+
+typedef struct {
+    unsigned long log2n, r, p;
+} hk_ks_kdf;
+
+/* Bounds on scrypt parameters read from a file (memory <= 256 MiB). */
+int hk_ks_kdf_ok(const hk_ks_kdf *p);
+HK_WUR hk_err hk_ks_scrypt(const char *pin, const unsigned char *salt,
+                           const hk_ks_kdf *p, unsigned char mk[HK_KS_KEY_LEN]);
+/* HKDF-SHA256(mk; info = label || 0 || ctx) into 32 bytes. */
+HK_WUR hk_err hk_ks_hkdf(const unsigned char mk[HK_KS_KEY_LEN],
+                         const char *label, const unsigned char *ctx,
+                         size_t ctxlen, unsigned char out[HK_KS_KEY_LEN]);
+/* out (ptlen + HK_KS_SEAL_OVERHEAD bytes) = nonce || ct || tag with a fresh
+ * random nonce. */
+HK_WUR hk_err hk_ks_seal(const unsigned char key[HK_KS_KEY_LEN],
+                         const unsigned char *aad, size_t aadlen,
+                         const unsigned char *pt, size_t ptlen,
+                         unsigned char *out);
+/* Inverse of hk_ks_seal into pt (inlen - HK_KS_SEAL_OVERHEAD bytes).
+ * HK_ERR_SEAL if authentication fails (pt is then wiped). */
+HK_WUR hk_err hk_ks_unseal(const unsigned char key[HK_KS_KEY_LEN],
+                           const unsigned char *aad, size_t aadlen,
+                           const unsigned char *in, size_t inlen,
+                           unsigned char *pt);
+
+/* AAD builder: items, each with a 4-byte big-endian length prefix. */
+typedef struct {
+    unsigned char b[HK_KS_AAD_MAX];
+    size_t len;
+    int overflow;
+} hk_ks_aad;
+
+void hk_ks_aad_init(hk_ks_aad *a, const char *tag);
+void hk_ks_aad_add(hk_ks_aad *a, const void *data, size_t len);
+void hk_ks_aad_str(hk_ks_aad *a, const char *s);
+void hk_ks_aad_u64(hk_ks_aad *a, uint64_t v);
+
+/* --- keystore.c: shared with ks_keys.c --------------------------------- */
+
+/* Takes the token write lock, waiting for it; close *fd to release. */
+HK_WUR hk_err hk_ks_tlock(hk_ks *ks, int *fd);
+/* HK_OK if ks is logged in with a PIN generation the token still knows;
+ * HK_ERR_STATE if logged out or another handle changed the PIN since. */
+HK_WUR hk_err hk_ks_gen_check(hk_ks *ks);
+
+/* --- ks_keys.c: used by the PIN change --------------------------------- */
+
+/* Re-seals every key file sealed by `from` under `to` (in label order, one
+ * atomic write each). Files already at to's generation, or of another
+ * generation, or that fail authentication or decoding, are left as they
+ * are (they cannot be read with either key); any I/O error stops the
+ * walk and is returned. */
+HK_WUR hk_err hk_ks_rekey(int kfd, const hk_ks_mk *from, const hk_ks_mk *to);
+
+#endif

@@ -1,0 +1,199 @@
+/* Keystore sealing: scrypt, HKDF-SHA256 and AES-256-GCM (OpenSSL 3). */
+#include <string.h>
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/kdf.h>
+#include <openssl/rand.h>
+
+#include "client/ks_impl.h"
+
+#define HK_KS_SCRYPT_MEM_MAX (256ull * 1024 * 1024)
+
+/* OpenSSL's scrypt needs 128*r*(N + 2 + p) bytes. */
+static uint64_t hk_ks_kdf_mem(const hk_ks_kdf *p)
+{
+    return 128ull * p->r * ((1ull << p->log2n) + 2 + p->p);
+}
+
+int hk_ks_kdf_ok(const hk_ks_kdf *p)
+{
+    return p != NULL && p->log2n >= 10 && p->log2n <= 20 && p->r >= 1 &&
+           p->r <= 32 && p->p >= 1 && p->p <= 16 &&
+           hk_ks_kdf_mem(p) <= HK_KS_SCRYPT_MEM_MAX;
+}
+
+hk_err hk_ks_scrypt(const char *pin, const unsigned char *salt,
+                    const hk_ks_kdf *p, unsigned char mk[HK_KS_KEY_LEN])
+{
+    if (pin == NULL || salt == NULL || mk == NULL || !hk_ks_kdf_ok(p))
+        return HK_ERR_ARG;
+    if (EVP_PBE_scrypt(pin, strlen(pin), salt, HK_KS_SALT_LEN,
+                       (uint64_t)1 << p->log2n, p->r, p->p,
+                       hk_ks_kdf_mem(p) + 4096, mk, HK_KS_KEY_LEN) != 1)
+        return HK_ERR_CRYPTO;
+    return HK_OK;
+}
+
+hk_err hk_ks_hkdf(const unsigned char mk[HK_KS_KEY_LEN], const char *label,
+                  const unsigned char *ctx, size_t ctxlen,
+                  unsigned char out[HK_KS_KEY_LEN])
+{
+    unsigned char info[128];
+    size_t llen, ilen;
+    OSSL_PARAM params[4];
+    EVP_KDF *kdf = NULL;
+    EVP_KDF_CTX *kctx = NULL;
+    hk_err e = HK_ERR_ARG;
+
+    if (mk == NULL || label == NULL || out == NULL ||
+        (ctx == NULL && ctxlen > 0))
+        return HK_ERR_ARG;
+    llen = strlen(label);
+    if (llen + 1 + ctxlen > sizeof(info))
+        return HK_ERR_ARG;
+    memcpy(info, label, llen + 1); /* label, 0, ctx */
+    if (ctxlen > 0)
+        memcpy(info + llen + 1, ctx, ctxlen);
+    ilen = llen + 1 + ctxlen;
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST,
+                                                 (char *)"SHA256", 0);
+    params[1] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY,
+                                                  (void *)mk, HK_KS_KEY_LEN);
+    params[2] =
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info, ilen);
+    params[3] = OSSL_PARAM_construct_end();
+    e = HK_ERR_CRYPTO;
+    if ((kdf = EVP_KDF_fetch(NULL, "HKDF", NULL)) == NULL ||
+        (kctx = EVP_KDF_CTX_new(kdf)) == NULL ||
+        EVP_KDF_derive(kctx, out, HK_KS_KEY_LEN, params) != 1)
+        goto done;
+    e = HK_OK;
+done:
+    EVP_KDF_CTX_free(kctx);
+    EVP_KDF_free(kdf);
+    return e;
+}
+
+/* Starts an AES-256-GCM context for key and nonce, with the AAD. */
+static hk_err hk_ks_gcm_start(EVP_CIPHER_CTX *c, int enc,
+                              const unsigned char *key,
+                              const unsigned char *nonce,
+                              const unsigned char *aad, size_t aadlen)
+{
+    int n;
+
+    if (EVP_CipherInit_ex(c, EVP_aes_256_gcm(), NULL, NULL, NULL, enc) != 1 ||
+        EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, HK_KS_NONCE_LEN, NULL) !=
+            1 ||
+        EVP_CipherInit_ex(c, NULL, NULL, key, nonce, enc) != 1)
+        return HK_ERR_CRYPTO;
+    if (aadlen > 0 && EVP_CipherUpdate(c, NULL, &n, aad, (int)aadlen) != 1)
+        return HK_ERR_CRYPTO;
+    return HK_OK;
+}
+
+hk_err hk_ks_seal(const unsigned char key[HK_KS_KEY_LEN],
+                  const unsigned char *aad, size_t aadlen,
+                  const unsigned char *pt, size_t ptlen, unsigned char *out)
+{
+    unsigned char *ct = out + HK_KS_NONCE_LEN;
+    EVP_CIPHER_CTX *c;
+    int n = 0, fin = 0;
+    hk_err e;
+
+    if (key == NULL || out == NULL || (pt == NULL && ptlen > 0) ||
+        (aad == NULL && aadlen > 0) || ptlen > HK_KS_FILE_MAX)
+        return HK_ERR_ARG;
+    if (RAND_bytes(out, HK_KS_NONCE_LEN) != 1)
+        return HK_ERR_RAND;
+    if ((c = EVP_CIPHER_CTX_new()) == NULL)
+        return HK_ERR_NOMEM;
+    if ((e = hk_ks_gcm_start(c, 1, key, out, aad, aadlen)) != HK_OK)
+        goto done;
+    e = HK_ERR_CRYPTO;
+    if ((ptlen > 0 && EVP_CipherUpdate(c, ct, &n, pt, (int)ptlen) != 1) ||
+        EVP_CipherFinal_ex(c, ct + n, &fin) != 1 ||
+        (size_t)(n + fin) != ptlen ||
+        EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, HK_KS_TAG_LEN,
+                            ct + ptlen) != 1)
+        goto done;
+    e = HK_OK;
+done:
+    EVP_CIPHER_CTX_free(c);
+    return e;
+}
+
+hk_err hk_ks_unseal(const unsigned char key[HK_KS_KEY_LEN],
+                    const unsigned char *aad, size_t aadlen,
+                    const unsigned char *in, size_t inlen, unsigned char *pt)
+{
+    size_t ctlen;
+    EVP_CIPHER_CTX *c;
+    int n = 0, fin = 0;
+    hk_err e;
+
+    if (key == NULL || in == NULL || pt == NULL || (aad == NULL && aadlen > 0))
+        return HK_ERR_ARG;
+    if (inlen < HK_KS_SEAL_OVERHEAD || inlen > HK_KS_FILE_MAX)
+        return HK_ERR_SEAL;
+    ctlen = inlen - HK_KS_SEAL_OVERHEAD;
+    if ((c = EVP_CIPHER_CTX_new()) == NULL)
+        return HK_ERR_NOMEM;
+    if ((e = hk_ks_gcm_start(c, 0, key, in, aad, aadlen)) != HK_OK)
+        goto done;
+    e = HK_ERR_CRYPTO;
+    if ((ctlen > 0 &&
+         EVP_CipherUpdate(c, pt, &n, in + HK_KS_NONCE_LEN, (int)ctlen) != 1) ||
+        EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, HK_KS_TAG_LEN,
+                            (void *)(in + inlen - HK_KS_TAG_LEN)) != 1)
+        goto done;
+    e = HK_ERR_SEAL;
+    if (EVP_CipherFinal_ex(c, pt + n, &fin) != 1)
+        goto done;
+    e = HK_OK;
+done:
+    if (e != HK_OK)
+        OPENSSL_cleanse(pt, ctlen);
+    EVP_CIPHER_CTX_free(c);
+    return e;
+}
+
+void hk_ks_aad_init(hk_ks_aad *a, const char *tag)
+{
+    a->len = 0;
+    a->overflow = 0;
+    hk_ks_aad_str(a, tag);
+}
+
+void hk_ks_aad_add(hk_ks_aad *a, const void *data, size_t len)
+{
+    if (a->overflow || len > sizeof(a->b) - 4 ||
+        a->len > sizeof(a->b) - 4 - len) {
+        a->overflow = 1;
+        return;
+    }
+    a->b[a->len++] = (unsigned char)(len >> 24);
+    a->b[a->len++] = (unsigned char)(len >> 16);
+    a->b[a->len++] = (unsigned char)(len >> 8);
+    a->b[a->len++] = (unsigned char)len;
+    if (len > 0)
+        memcpy(a->b + a->len, data, len);
+    a->len += len;
+}
+
+void hk_ks_aad_str(hk_ks_aad *a, const char *s)
+{
+    hk_ks_aad_add(a, s, strlen(s));
+}
+
+void hk_ks_aad_u64(hk_ks_aad *a, uint64_t v)
+{
+    unsigned char b[8];
+    int i;
+
+    for (i = 7; i >= 0; i--, v >>= 8)
+        b[i] = (unsigned char)v;
+    hk_ks_aad_add(a, b, sizeof(b));
+}

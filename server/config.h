@@ -1,0 +1,40 @@
+/* halfkeyd configuration file.
+ *
+ * Owns the format and its parser: one `key = value` per line, `#`
+ * comments, blank lines; every key known, none repeated, values bounded;
+ * an error names the file and line. Relative paths are resolved against
+ * the directory of the configuration file. */
+#ifndef HK_SERVER_CONFIG_H
+#define HK_SERVER_CONFIG_H
+
+#include "mpc/error.h"
+
+#define HK_CFG_PATH_MAX 512
+#define HK_CFG_VAL_MAX 256
+
+typedef struct {
+    char listen[64]; /* address to bind, e.g. 127.0.0.1 */
+    int port;        /* 0: any free port */
+    char tls_cert[HK_CFG_PATH_MAX];
+    char tls_key[HK_CFG_PATH_MAX];
+    char db[HK_CFG_PATH_MAX]; /* SQLite file */
+    char kek_file[HK_CFG_PATH_MAX];
+    char jwt_alg[16];              /* ES256, RS256 or HS256 */
+    char jwt_key[HK_CFG_PATH_MAX]; /* public key PEM or HS256 secret file */
+    char jwt_issuer_key[HK_CFG_PATH_MAX]; /* private key for `token` */
+    char jwt_iss[HK_CFG_VAL_MAX];
+    char jwt_aud[HK_CFG_VAL_MAX];
+    int jwt_skew;     /* seconds */
+    int session_idle; /* seconds without traffic */
+    int workers;      /* protocol worker threads */
+    int min_paillier_bits;
+    char port_file[HK_CFG_PATH_MAX]; /* optional: bound port written here */
+} hk_srv_config;
+
+/* Parses `path`; on error writes "file:line: reason" into why[256]. */
+HK_WUR hk_err hk_srv_config_load(const char *path, hk_srv_config *out,
+                                 char *why);
+/* Writes a configuration file (for `halfkeyd init`), mode 0600. */
+HK_WUR hk_err hk_srv_config_write(const char *path, const hk_srv_config *c);
+
+#endif

@@ -1,0 +1,703 @@
+/* Storage front end: argument checks, dispatch to the back end, and the
+ * sealing of shares and of the setup (see db.h). */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "mpc/setup.h"
+#include "server/db_impl.h"
+
+/* hk_seal associated data of the secret setup record: its label with a
+ * 4-byte big-endian length, like hk_share_aad's items. */
+static const unsigned char hk_setup_aad[] = "\0\0\0\x14"
+                                            "halfkey server setup";
+
+/* --- names ----------------------------------------------------------------
+ * Stored in the database: never change them. */
+
+static const char *const hk_share_state_names[] = {NULL, "active", "pending"};
+static const char *const hk_op_names[] = {NULL, "keygen", "sign", "refresh"};
+static const char *const hk_sess_state_names[] = {NULL, "open", "running",
+                                                  "done", "failed"};
+
+#define HK_NNAMES(a) (sizeof(a) / sizeof((a)[0]))
+
+static const char *hk_name_of(const char *const *names, size_t n, int v)
+{
+    return v > 0 && (size_t)v < n ? names[v] : NULL;
+}
+
+static hk_err hk_name_find(const char *const *names, size_t n, const char *name,
+                           int *out)
+{
+    size_t i;
+
+    if (name == NULL || out == NULL)
+        return HK_ERR_ARG;
+    for (i = 1; i < n; i++) {
+        if (strcmp(names[i], name) == 0) {
+            *out = (int)i;
+            return HK_OK;
+        }
+    }
+    return HK_ERR_DECODE;
+}
+
+const char *hk_db_share_state_name(hk_db_share_state s)
+{
+    return hk_name_of(hk_share_state_names, HK_NNAMES(hk_share_state_names),
+                      (int)s);
+}
+
+const char *hk_db_op_name(hk_db_op op)
+{
+    return hk_name_of(hk_op_names, HK_NNAMES(hk_op_names), (int)op);
+}
+
+const char *hk_db_sess_state_name(hk_db_sess_state s)
+{
+    return hk_name_of(hk_sess_state_names, HK_NNAMES(hk_sess_state_names),
+                      (int)s);
+}
+
+hk_err hk_db_share_state_from_name(const char *name, hk_db_share_state *out)
+{
+    int v = 0;
+    hk_err e = hk_name_find(hk_share_state_names,
+                            HK_NNAMES(hk_share_state_names), name, &v);
+
+    if (e == HK_OK)
+        *out = (hk_db_share_state)v;
+    return e;
+}
+
+hk_err hk_db_op_from_name(const char *name, hk_db_op *out)
+{
+    int v = 0;
+    hk_err e = hk_name_find(hk_op_names, HK_NNAMES(hk_op_names), name, &v);
+
+    if (e == HK_OK)
+        *out = (hk_db_op)v;
+    return e;
+}
+
+hk_err hk_db_sess_state_from_name(const char *name, hk_db_sess_state *out)
+{
+    int v = 0;
+    hk_err e = hk_name_find(hk_sess_state_names, HK_NNAMES(hk_sess_state_names),
+                            name, &v);
+
+    if (e == HK_OK)
+        *out = (hk_db_sess_state)v;
+    return e;
+}
+
+int hk_db_sess_from_states(hk_db_sess_state to, hk_db_sess_state from[2])
+{
+    switch (to) {
+    case HK_DB_SESS_RUNNING:
+        from[0] = from[1] = HK_DB_SESS_OPEN;
+        return 1;
+    case HK_DB_SESS_DONE:
+        from[0] = from[1] = HK_DB_SESS_RUNNING;
+        return 1;
+    case HK_DB_SESS_FAILED:
+        from[0] = HK_DB_SESS_OPEN;
+        from[1] = HK_DB_SESS_RUNNING;
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* --- text checks ---------------------------------------------------------- */
+
+/* Length of the valid UTF-8 sequence at p (left bytes remain), 0 if
+ * invalid (overlong, surrogate, above U+10FFFF) or a C1 control. */
+static size_t hk_utf8_seq(const unsigned char *p, size_t left)
+{
+    unsigned char lo = 0x80, hi = 0xbf;
+    size_t k, j;
+
+    if (p[0] >= 0xc2 && p[0] <= 0xdf)
+        k = 1;
+    else if (p[0] >= 0xe0 && p[0] <= 0xef)
+        k = 2;
+    else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+        k = 3;
+    else
+        return 0;
+    if (p[0] == 0xc2)
+        lo = 0xa0; /* U+0080..U+009F are controls */
+    else if (p[0] == 0xe0)
+        lo = 0xa0;
+    else if (p[0] == 0xed)
+        hi = 0x9f;
+    else if (p[0] == 0xf0)
+        lo = 0x90;
+    else if (p[0] == 0xf4)
+        hi = 0x8f;
+    if (left < k + 1 || p[1] < lo || p[1] > hi)
+        return 0;
+    for (j = 2; j <= k; j++)
+        if ((p[j] & 0xc0) != 0x80)
+            return 0;
+    return k + 1;
+}
+
+int hk_db_text_ok(const char *s, size_t max)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n, i = 0, k;
+
+    if (s == NULL)
+        return 0;
+    n = strnlen(s, max + 1);
+    if (n == 0 || n > max)
+        return 0;
+    while (i < n) {
+        if (p[i] < 0x20 || p[i] == 0x7f)
+            return 0;
+        if (p[i] < 0x80) {
+            i++;
+            continue;
+        }
+        if ((k = hk_utf8_seq(p + i, n - i)) == 0)
+            return 0;
+        i += k;
+    }
+    return 1;
+}
+
+static int hk_label_ok(const char *label)
+{
+    return label == NULL || *label == '\0' ||
+           hk_db_text_ok(label, HK_LABEL_MAX);
+}
+
+static int hk_epoch_ok(unsigned long epoch)
+{
+    return epoch >= 1 && epoch <= HK_DB_EPOCH_MAX;
+}
+
+static int hk_sealed_ok(const unsigned char *sealed, size_t len)
+{
+    return sealed != NULL && len > HK_SEAL_OVERHEAD && len <= HK_SEAL_MAX;
+}
+
+static int hk_time_ok(int64_t now, int64_t idle)
+{
+    return now >= 0 && idle >= 1 && idle <= HK_DB_IDLE_MAX;
+}
+
+/* --- handle --------------------------------------------------------------- */
+
+void hk_db_set_err(hk_db *db, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(db->err, sizeof(db->err), fmt, ap);
+    va_end(ap);
+}
+
+const char *hk_db_errmsg(const hk_db *db)
+{
+    return db != NULL ? db->err : "no database";
+}
+
+void hk_db_close(hk_db *db)
+{
+    if (db != NULL)
+        db->ops->close(db);
+}
+
+hk_err hk_db_schema_version(hk_db *db, int *version)
+{
+    if (db == NULL || version == NULL)
+        return HK_ERR_ARG;
+    db->err[0] = '\0';
+    return db->ops->schema_version(db, version);
+}
+
+/* --- keys ----------------------------------------------------------------- */
+
+/* Checks a key row read from the store: its Q must be a point of its
+ * curve. */
+static hk_err hk_key_check(hk_db_key *k)
+{
+    hk_curve *c = NULL;
+    hk_point p;
+    hk_err e;
+
+    if ((e = hk_curve_new(k->curve, &c)) != HK_OK)
+        return e == HK_ERR_CURVE ? HK_ERR_DECODE : e;
+    e = hk_point_parse(c, k->pub.b, HK_POINT_LEN, &p);
+    hk_curve_free(c);
+    return e == HK_ERR_POINT ? HK_ERR_DECODE : e;
+}
+
+/* Fills a new key row. */
+static hk_err hk_key_fill(hk_db_key *k, const unsigned char *kid,
+                          const char *sub, hk_curve_id curve,
+                          const hk_point *pub, const char *label, int64_t now)
+{
+    if (kid == NULL || !hk_db_text_ok(sub, HK_SUB_MAX) ||
+        hk_curve_name(curve) == NULL || pub == NULL || !hk_label_ok(label) ||
+        now < 0)
+        return HK_ERR_ARG;
+    memset(k, 0, sizeof(*k));
+    memcpy(k->kid, kid, HK_ID_LEN);
+    strcpy(k->owner, sub); /* length checked above */
+    k->curve = curve;
+    k->pub = *pub;
+    k->created = now;
+    if (label != NULL)
+        strcpy(k->label, label);
+    return HK_OK;
+}
+
+hk_err hk_db_key_create(hk_db *db, const unsigned char *kid, const char *sub,
+                        hk_curve_id curve, const hk_point *pub,
+                        const char *label, int64_t now)
+{
+    hk_db_key k;
+    hk_err e;
+
+    if (db == NULL)
+        return HK_ERR_ARG;
+    if ((e = hk_key_fill(&k, kid, sub, curve, pub, label, now)) != HK_OK)
+        return e;
+    db->err[0] = '\0';
+    return db->ops->key_create(db, &k, 0, NULL, 0);
+}
+
+static hk_err hk_key_get(hk_db *db, const unsigned char *kid, const char *sub,
+                         hk_db_key *out)
+{
+    hk_err e;
+
+    if (db == NULL || kid == NULL || out == NULL ||
+        (sub != NULL && !hk_db_text_ok(sub, HK_SUB_MAX)))
+        return HK_ERR_ARG;
+    db->err[0] = '\0';
+    if ((e = db->ops->key_get(db, kid, sub, out)) == HK_OK &&
+        (e = hk_key_check(out)) != HK_OK)
+        memset(out, 0, sizeof(*out));
+    return e;
+}
+
+hk_err hk_db_key_get(hk_db *db, const unsigned char *kid, hk_db_key *out)
+{
+    return hk_key_get(db, kid, NULL, out);
+}
+
+hk_err hk_db_key_get_owned(hk_db *db, const unsigned char *kid, const char *sub,
+                           hk_db_key *out)
+{
+    if (sub == NULL)
+        return HK_ERR_ARG;
+    return hk_key_get(db, kid, sub, out);
+}
+
+hk_err hk_db_key_list(hk_db *db, const char *sub, hk_db_key **keys, size_t *n)
+{
+    size_t i;
+    hk_err e;
+
+    if (db == NULL || !hk_db_text_ok(sub, HK_SUB_MAX) || keys == NULL ||
+        n == NULL)
+        return HK_ERR_ARG;
+    *keys = NULL;
+    *n = 0;
+    db->err[0] = '\0';
+    if ((e = db->ops->key_list(db, sub, keys, n)) != HK_OK)
+        return e;
+    for (i = 0; i < *n && e == HK_OK; i++)
+        e = hk_key_check(&(*keys)[i]);
+    if (e != HK_OK) {
+        OPENSSL_free(*keys);
+        *keys = NULL;
+        *n = 0;
+    }
+    return e;
+}
+
+hk_err hk_db_key_set_disabled(hk_db *db, const unsigned char *kid, int disabled)
+{
+    if (db == NULL || kid == NULL)
+        return HK_ERR_ARG;
+    db->err[0] = '\0';
+    return db->ops->key_set_disabled(db, kid, disabled != 0);
+}
+
+/* --- shares --------------------------------------------------------------- */
+
+static hk_err hk_share_put(hk_db *db, const unsigned char *kid,
+                           unsigned long epoch, hk_db_share_state state,
+                           const unsigned char *sealed, size_t len)
+{
+    if (db == NULL || kid == NULL || !hk_epoch_ok(epoch) ||
+        !hk_sealed_ok(sealed, len))
+        return HK_ERR_ARG;
+    db->err[0] = '\0';
+    return db->ops->share_put(db, kid, epoch, state, sealed, len);
+}
+
+hk_err hk_db_share_put_active(hk_db *db, const unsigned char *kid,
+                              unsigned long epoch, const unsigned char *sealed,
+                              size_t len)
+{
+    return hk_share_put(db, kid, epoch, HK_DB_SHARE_ACTIVE, sealed, len);
+}
+
+hk_err hk_db_share_put_pending(hk_db *db, const unsigned char *kid,
+                               unsigned long epoch, const unsigned char *sealed,
+                               size_t len)
+{
+    return hk_share_put(db, kid, epoch, HK_DB_SHARE_PENDING, sealed, len);
+}
+
+hk_err hk_db_share_promote(hk_db *db, const unsigned char *kid,
+                           unsigned long epoch)
+{
+    if (db == NULL || kid == NULL || !hk_epoch_ok(epoch))
+        return HK_ERR_ARG;
+    db->err[0] = '\0';
+    return db->ops->share_promote(db, kid, epoch);
+}
+
+hk_err hk_db_share_get(hk_db *db, const unsigned char *kid, unsigned long epoch,
+                       unsigned char **sealed, size_t *len,
+                       hk_db_share_state *state)
+{
+    hk_db_share_state st;
+    unsigned long ep;
+
+    if (db == NULL || kid == NULL || !hk_epoch_ok(epoch) || sealed == NULL ||
+        len == NULL)
+        return HK_ERR_ARG;
+    *sealed = NULL;
+    *len = 0;
+    db->err[0] = '\0';
+    return db->ops->share_get(db, kid, epoch, &ep, state ? state : &st, sealed,
+                              len);
+}
+
+hk_err hk_db_share_get_active(hk_db *db, const unsigned char *kid,
+                              unsigned long *epoch, unsigned char **sealed,
+                              size_t *len)
+{
+    hk_db_share_state st;
+
+    if (db == NULL || kid == NULL || epoch == NULL || sealed == NULL ||
+        len == NULL)
+        return HK_ERR_ARG;
+    *sealed = NULL;
+    *len = 0;
+    db->err[0] = '\0';
+    return db->ops->share_get(db, kid, 0, epoch, &st, sealed, len);
+}
+
+/* --- sessions ------------------------------------------------------------- */
+
+hk_err hk_db_session_create(hk_db *db, const unsigned char *sid,
+                            const char *sub, hk_db_op op,
+                            const unsigned char *kid, int64_t now)
+{
+    hk_db_session s;
+
+    if (db == NULL || sid == NULL || !hk_db_text_ok(sub, HK_SUB_MAX) ||
+        hk_db_op_name(op) == NULL || now < 0)
+        return HK_ERR_ARG;
+    memset(&s, 0, sizeof(s));
+    memcpy(s.sid, sid, HK_ID_LEN);
+    strcpy(s.owner, sub); /* length checked above */
+    s.op = op;
+    s.has_kid = kid != NULL;
+    if (kid != NULL)
+        memcpy(s.kid, kid, HK_ID_LEN);
+    s.created = s.last_seen = now;
+    s.state = HK_DB_SESS_OPEN;
+    db->err[0] = '\0';
+    return db->ops->session_create(db, &s);
+}
+
+hk_err hk_db_session_touch(hk_db *db, const unsigned char *sid, int64_t now,
+                           int64_t idle)
+{
+    if (db == NULL || sid == NULL || !hk_time_ok(now, idle))
+        return HK_ERR_ARG;
+    db->err[0] = '\0';
+    return db->ops->session_touch(db, sid, now, idle);
+}
+
+hk_err hk_db_session_get(hk_db *db, const unsigned char *sid, int64_t now,
+                         int64_t idle, hk_db_session *out)
+{
+    if (db == NULL || sid == NULL || !hk_time_ok(now, idle) || out == NULL)
+        return HK_ERR_ARG;
+    db->err[0] = '\0';
+    return db->ops->session_get(db, sid, now, idle, out);
+}
+
+hk_err hk_db_session_get_owned(hk_db *db, const unsigned char *sid,
+                               const char *sub, hk_db_op op, int64_t now,
+                               int64_t idle, hk_db_session *out)
+{
+    hk_err e;
+
+    if (!hk_db_text_ok(sub, HK_SUB_MAX) || hk_db_op_name(op) == NULL)
+        return HK_ERR_ARG;
+    if ((e = hk_db_session_get(db, sid, now, idle, out)) != HK_OK)
+        return e;
+    if (strcmp(out->owner, sub) != 0 || out->op != op) {
+        memset(out, 0, sizeof(*out));
+        return HK_ERR_SESSION;
+    }
+    return HK_OK;
+}
+
+hk_err hk_db_session_set_state(hk_db *db, const unsigned char *sid,
+                               hk_db_sess_state state, int64_t now,
+                               int64_t idle)
+{
+    hk_db_sess_state from[2];
+
+    if (db == NULL || sid == NULL || !hk_time_ok(now, idle) ||
+        !hk_db_sess_from_states(state, from))
+        return HK_ERR_ARG;
+    db->err[0] = '\0';
+    return db->ops->session_set_state(db, sid, state, now, idle);
+}
+
+hk_err hk_db_session_sweep(hk_db *db, int64_t now, int64_t idle,
+                           size_t *deleted)
+{
+    size_t n = 0;
+
+    if (db == NULL || !hk_time_ok(now, idle))
+        return HK_ERR_ARG;
+    db->err[0] = '\0';
+    return db->ops->session_sweep(db, now, idle, deleted ? deleted : &n);
+}
+
+/* --- setup ---------------------------------------------------------------- */
+
+hk_err hk_db_setup_put(hk_db *db, const unsigned char *sealed, size_t slen,
+                       const unsigned char *pub, size_t plen, int64_t now)
+{
+    if (db == NULL || !hk_sealed_ok(sealed, slen) || pub == NULL || plen == 0 ||
+        plen > HK_SEAL_MAX_PLAIN || now < 0)
+        return HK_ERR_ARG;
+    db->err[0] = '\0';
+    return db->ops->setup_put(db, sealed, slen, pub, plen, now);
+}
+
+hk_err hk_db_setup_get(hk_db *db, unsigned char **sealed, size_t *slen,
+                       unsigned char **pub, size_t *plen)
+{
+    unsigned char *p = NULL;
+    size_t pl = 0;
+    hk_err e;
+
+    if (db == NULL || sealed == NULL || slen == NULL ||
+        (pub == NULL) != (plen == NULL))
+        return HK_ERR_ARG;
+    *sealed = NULL;
+    *slen = 0;
+    db->err[0] = '\0';
+    e = db->ops->setup_get(db, sealed, slen, &p, &pl);
+    if (e == HK_OK && pub != NULL) {
+        *pub = p;
+        *plen = pl;
+        p = NULL;
+    }
+    OPENSSL_free(p);
+    return e;
+}
+
+/* --- sealing + storage ---------------------------------------------------- */
+
+/* Encodes and seals a share for owner sub. */
+static hk_err hk_seal_share(const hk_kek *kek, const char *sub,
+                            const hk_share *s, unsigned char **out,
+                            size_t *outlen)
+{
+    unsigned char aad[HK_SHARE_AAD_MAX], *rec = NULL;
+    size_t alen = sizeof(aad), rlen = 0;
+    hk_err e;
+
+    if ((e = hk_share_aad(s->kid, sub, s->epoch, aad, &alen)) != HK_OK ||
+        (e = hk_share_encode(s, &rec, &rlen)) != HK_OK)
+        return e;
+    e = hk_seal(kek, aad, alen, rec, rlen, out, outlen);
+    OPENSSL_clear_free(rec, rlen);
+    return e;
+}
+
+/* The arguments every store of a share checks. */
+static int hk_store_args_ok(const hk_db *db, const hk_kek *kek, const char *sub,
+                            const hk_share *s)
+{
+    return db != NULL && kek != NULL && hk_db_text_ok(sub, HK_SUB_MAX) &&
+           s != NULL && s->role == HK_ROLE_P2 && hk_epoch_ok(s->epoch);
+}
+
+hk_err hk_store_new_key(hk_db *db, const hk_kek *kek, const char *sub,
+                        const hk_share *s, const char *label, int64_t now)
+{
+    unsigned char *sealed = NULL;
+    size_t slen = 0;
+    hk_db_key k;
+    hk_err e;
+
+    if (!hk_store_args_ok(db, kek, sub, s))
+        return HK_ERR_ARG;
+    if ((e = hk_key_fill(&k, s->kid, sub, s->curve, &s->Q, label, now)) !=
+            HK_OK ||
+        (e = hk_seal_share(kek, sub, s, &sealed, &slen)) != HK_OK)
+        return e;
+    db->err[0] = '\0';
+    e = db->ops->key_create(db, &k, s->epoch, sealed, slen);
+    OPENSSL_free(sealed);
+    return e;
+}
+
+/* The key of kid if sub owns it and it is enabled. */
+static hk_err hk_usable_key(hk_db *db, const unsigned char *kid,
+                            const char *sub, hk_db_key *k)
+{
+    hk_err e;
+
+    if ((e = hk_db_key_get_owned(db, kid, sub, k)) != HK_OK)
+        return e;
+    return k->disabled ? HK_ERR_FORBIDDEN : HK_OK;
+}
+
+hk_err hk_store_share(hk_db *db, const hk_kek *kek, const char *sub,
+                      const hk_share *s, int pending)
+{
+    unsigned char *sealed = NULL;
+    size_t slen = 0;
+    hk_db_key k;
+    hk_err e;
+
+    if (!hk_store_args_ok(db, kek, sub, s))
+        return HK_ERR_ARG;
+    if ((e = hk_usable_key(db, s->kid, sub, &k)) != HK_OK)
+        return e;
+    if (k.curve != s->curve || !hk_point_eq(&k.pub, &s->Q))
+        return HK_ERR_KEY_MISMATCH;
+    if ((e = hk_seal_share(kek, sub, s, &sealed, &slen)) != HK_OK)
+        return e;
+    e = hk_share_put(db, s->kid, s->epoch,
+                     pending ? HK_DB_SHARE_PENDING : HK_DB_SHARE_ACTIVE, sealed,
+                     slen);
+    OPENSSL_free(sealed);
+    return e;
+}
+
+/* Opens a sealed share of (kid, sub, epoch) and decodes it. */
+static hk_err hk_open_share(const hk_kek *kek, const char *sub,
+                            const unsigned char *kid, unsigned long epoch,
+                            const unsigned char *sealed, size_t slen,
+                            hk_share **out)
+{
+    unsigned char aad[HK_SHARE_AAD_MAX], *rec = NULL;
+    size_t alen = sizeof(aad), rlen = 0;
+    hk_err e;
+
+    if ((e = hk_share_aad(kid, sub, epoch, aad, &alen)) != HK_OK ||
+        (e = hk_unseal(kek, aad, alen, sealed, slen, &rec, &rlen)) != HK_OK)
+        return e;
+    e = hk_share_decode(rec, rlen, out);
+    OPENSSL_clear_free(rec, rlen);
+    return e;
+}
+
+/* The decoded share must be the P2 share of that key and epoch. */
+static int hk_share_matches(const hk_share *s, const hk_db_key *k,
+                            unsigned long epoch)
+{
+    return s->role == HK_ROLE_P2 && s->epoch == epoch &&
+           memcmp(s->kid, k->kid, HK_ID_LEN) == 0 && s->curve == k->curve &&
+           hk_point_eq(&s->Q, &k->pub);
+}
+
+hk_err hk_load_share(hk_db *db, const hk_kek *kek, const char *sub,
+                     const unsigned char *kid, unsigned long epoch,
+                     hk_share **out, int *is_pending)
+{
+    unsigned char *sealed = NULL;
+    size_t slen = 0;
+    hk_db_share_state st = HK_DB_SHARE_ACTIVE;
+    hk_share *s = NULL;
+    hk_db_key k;
+    hk_err e;
+
+    if (db == NULL || kek == NULL || !hk_db_text_ok(sub, HK_SUB_MAX) ||
+        kid == NULL || !hk_epoch_ok(epoch) || out == NULL)
+        return HK_ERR_ARG;
+    *out = NULL;
+    if ((e = hk_usable_key(db, kid, sub, &k)) != HK_OK ||
+        (e = hk_db_share_get(db, kid, epoch, &sealed, &slen, &st)) != HK_OK ||
+        (e = hk_open_share(kek, sub, kid, epoch, sealed, slen, &s)) != HK_OK)
+        goto done;
+    e = HK_ERR_SHARE;
+    if (!hk_share_matches(s, &k, epoch))
+        goto done;
+    if (is_pending != NULL)
+        *is_pending = st == HK_DB_SHARE_PENDING;
+    *out = s;
+    s = NULL;
+    e = HK_OK;
+done:
+    hk_share_free(s);
+    OPENSSL_free(sealed);
+    return e;
+}
+
+hk_err hk_store_setup(hk_db *db, const hk_kek *kek, const hk_rped_secret *sec,
+                      int64_t now)
+{
+    unsigned char *rec = NULL, *sealed = NULL, *pub = NULL;
+    size_t rlen = 0, slen = 0, plen = 0;
+    hk_err e;
+
+    if (db == NULL || kek == NULL || sec == NULL || now < 0)
+        return HK_ERR_ARG;
+    if ((e = hk_setup_secret_encode(sec, &rec, &rlen)) != HK_OK ||
+        (e = hk_seal(kek, hk_setup_aad, sizeof(hk_setup_aad) - 1, rec, rlen,
+                     &sealed, &slen)) != HK_OK ||
+        (e = hk_setup_encode(sec, &pub, &plen)) != HK_OK)
+        goto done;
+    e = hk_db_setup_put(db, sealed, slen, pub, plen, now);
+done:
+    OPENSSL_clear_free(rec, rlen);
+    OPENSSL_free(sealed);
+    OPENSSL_free(pub);
+    return e;
+}
+
+hk_err hk_load_setup(hk_db *db, const hk_kek *kek, hk_rped_secret **out)
+{
+    unsigned char *sealed = NULL, *rec = NULL;
+    size_t slen = 0, rlen = 0;
+    hk_err e;
+
+    if (db == NULL || kek == NULL || out == NULL)
+        return HK_ERR_ARG;
+    *out = NULL;
+    if ((e = hk_db_setup_get(db, &sealed, &slen, NULL, NULL)) != HK_OK ||
+        (e = hk_unseal(kek, hk_setup_aad, sizeof(hk_setup_aad) - 1, sealed,
+                       slen, &rec, &rlen)) != HK_OK)
+        goto done;
+    e = hk_setup_secret_decode(rec, rlen, out);
+done:
+    OPENSSL_clear_free(rec, rlen);
+    OPENSSL_free(sealed);
+    return e;
+}

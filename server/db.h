@@ -1,0 +1,282 @@
+/* The commitment server's storage: keys, sealed server shares, sessions and
+ * the server's setup record, behind one back-end interface (hk_db_ops in
+ * server/db_impl.h): SQLite now, PostgreSQL (issue 4) with the same schema
+ * and the same tests.
+ *
+ * Owns the schema, its migrations, the rules below, and the combination of
+ * sealing (server/seal.h) with storage for server shares and the setup.
+ *
+ * Schema, version 1 (HK_DB_SCHEMA_VERSION). Times are seconds since the
+ * epoch, passed in by the caller. Ids are 16 raw bytes.
+ *
+ *   schema_version  version INTEGER PK        one row per applied migration
+ *   keys            kid BLOB(16) PK
+ *                   owner TEXT                JWT subject, 1..HK_SUB_MAX B
+ *                   curve TEXT                'secp256k1' | 'p256'
+ *                   pubkey BLOB(33)           compressed Q
+ *                   created INTEGER
+ *                   disabled INTEGER          0 | 1
+ *                   label TEXT NULL           1..HK_LABEL_MAX B
+ *                   INDEX (owner, created)
+ *   shares          kid BLOB(16) -> keys(kid) ON DELETE CASCADE
+ *                   epoch INTEGER             1..2^32-1
+ *                   state TEXT                'active' | 'pending'
+ *                   sealed BLOB               hk_seal blob of the P2 share
+ *                   PK (kid, epoch), UNIQUE (kid, state)
+ *   sessions        sid BLOB(16) PK
+ *                   owner TEXT
+ *                   op TEXT                   'keygen' | 'sign' | 'refresh'
+ *                   kid BLOB(16) NULL         no foreign key: a keygen
+ *                                             session names a key to be
+ *                   created, last_seen INTEGER
+ *                   state TEXT                'open' | 'running' | 'done'
+ *                                             | 'failed'
+ *                   INDEX (last_seen)
+ *   setup           id INTEGER PK = 1         at most one row
+ *                   sealed BLOB               hk_seal blob of the secret
+ *                                             setup record (mpc/setup.h)
+ *                   public BLOB               the public setup record
+ *                   created INTEGER
+ *
+ * Rules every back end enforces:
+ *  - Shares: at most one active and one pending share per key (the UNIQUE
+ *    constraint), and a pending share's epoch is above the active one's.
+ *    Keygen stores the active share; a refresh stores a pending one
+ *    (replacing an older pending one); promotion makes the pending share
+ *    active and deletes the old active one, in one transaction.
+ *  - Sessions: alive while now < last_seen + idle; an expired session is
+ *    treated as absent by every call (HK_ERR_SESSION) and deleted by
+ *    hk_db_session_sweep. States move open -> running -> done | failed, or
+ *    open -> failed; open -> running is the atomic claim of a session, so
+ *    at most one WebSocket (on any node) runs it.
+ *  - Every call is atomic: a failed call leaves the database unchanged.
+ *  - Every value read is type- and length-checked; a row that breaks the
+ *    bounds above gives HK_ERR_DECODE, a blob that fails authentication
+ *    HK_ERR_SEAL. HK_ERR_IO is a database failure (hk_db_errmsg says
+ *    which).
+ *  - The SQLite back end: WAL journal, synchronous=FULL, foreign keys on,
+ *    secure_delete on (deleted shares are overwritten in the main file),
+ *    defensive mode, busy timeout HK_DB_BUSY_MS, file created with mode
+ *    0600, application_id "hkdb"; pending migrations run at open in one
+ *    transaction; a database of a newer schema is refused (HK_ERR_VERSION).
+ *
+ * Threads: an hk_db is one connection; use it from one thread at a time
+ * (open one per worker thread: SQLite WAL lets readers run beside the one
+ * writer). Strings are UTF-8 without control characters. */
+#ifndef HK_DB_H
+#define HK_DB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mpc/share.h"
+#include "mpc/zk.h"
+#include "server/seal.h"
+
+#define HK_DB_SCHEMA_VERSION 1
+#define HK_LABEL_MAX 128           /* bytes */
+#define HK_DB_IDLE_DEFAULT 300     /* session idle timeout, seconds */
+#define HK_DB_IDLE_MAX (7 * 86400) /* the longest accepted idle timeout */
+#define HK_DB_BUSY_MS 5000         /* wait for a locked database */
+#define HK_DB_EPOCH_MAX 0xffffffffUL
+
+typedef struct hk_db hk_db;
+
+typedef enum {
+    HK_DB_SHARE_ACTIVE = 1,
+    HK_DB_SHARE_PENDING = 2
+} hk_db_share_state;
+
+typedef enum {
+    HK_DB_OP_KEYGEN = 1,
+    HK_DB_OP_SIGN = 2,
+    HK_DB_OP_REFRESH = 3
+} hk_db_op;
+
+typedef enum {
+    HK_DB_SESS_OPEN = 1,
+    HK_DB_SESS_RUNNING = 2,
+    HK_DB_SESS_DONE = 3,
+    HK_DB_SESS_FAILED = 4
+} hk_db_sess_state;
+
+typedef struct {
+    unsigned char kid[HK_ID_LEN];
+    char owner[HK_SUB_MAX + 1];
+    hk_curve_id curve;
+    hk_point pub; /* checked on the curve when read */
+    int64_t created;
+    int disabled;
+    char label[HK_LABEL_MAX + 1]; /* "" when none */
+} hk_db_key;
+
+typedef struct {
+    unsigned char sid[HK_ID_LEN];
+    char owner[HK_SUB_MAX + 1];
+    hk_db_op op;
+    int has_kid;
+    unsigned char kid[HK_ID_LEN]; /* valid when has_kid */
+    int64_t created, last_seen;
+    hk_db_sess_state state;
+} hk_db_session;
+
+/* --- names of the enums as stored ('active', 'sign', 'open', ...) -------- */
+
+/* The stored name, NULL for a value out of range. */
+const char *hk_db_share_state_name(hk_db_share_state s);
+const char *hk_db_op_name(hk_db_op op);
+const char *hk_db_sess_state_name(hk_db_sess_state s);
+/* Name -> value; HK_ERR_DECODE for an unknown name. */
+HK_WUR hk_err hk_db_share_state_from_name(const char *name,
+                                          hk_db_share_state *out);
+HK_WUR hk_err hk_db_op_from_name(const char *name, hk_db_op *out);
+HK_WUR hk_err hk_db_sess_state_from_name(const char *name,
+                                         hk_db_sess_state *out);
+/* 1 if s is 1..max bytes of UTF-8 without control characters. */
+int hk_db_text_ok(const char *s, size_t max);
+
+/* --- opening -------------------------------------------------------------- */
+
+/* Opens (creating it, mode 0600, if missing) the SQLite database at path
+ * and runs the pending migrations. HK_ERR_VERSION for a database of a newer
+ * schema, HK_ERR_CONFIG for a file that is not a halfkey database, HK_ERR_IO
+ * otherwise; `why` (may be NULL) receives the reason. */
+HK_WUR hk_err hk_db_open_sqlite(const char *path, hk_db **out, char *why,
+                                size_t whylen);
+void hk_db_close(hk_db *db);
+/* The back end's message for the last failure on this handle ("" if
+ * none); valid until the next call on db. */
+const char *hk_db_errmsg(const hk_db *db);
+/* The schema version of the open database. */
+HK_WUR hk_err hk_db_schema_version(hk_db *db, int *version);
+
+/* --- keys ----------------------------------------------------------------- */
+
+/* New key row. label may be NULL or "" (none). HK_ERR_EXISTS if kid is
+ * taken (by any owner). */
+HK_WUR hk_err hk_db_key_create(hk_db *db, const unsigned char *kid,
+                               const char *sub, hk_curve_id curve,
+                               const hk_point *pub, const char *label,
+                               int64_t now);
+/* Any owner's key (operator use); HK_ERR_NOT_FOUND if absent. Callers
+ * serving a subject use hk_db_key_get_owned. */
+HK_WUR hk_err hk_db_key_get(hk_db *db, const unsigned char *kid,
+                            hk_db_key *out);
+/* The key if `sub` owns it. HK_ERR_NOT_FOUND when it is absent or owned by
+ * another subject (the same code, so existence does not leak). */
+HK_WUR hk_err hk_db_key_get_owned(hk_db *db, const unsigned char *kid,
+                                  const char *sub, hk_db_key *out);
+/* All keys of sub, oldest first. *keys is OPENSSL_malloc'd (NULL when *n is
+ * 0): OPENSSL_free it. */
+HK_WUR hk_err hk_db_key_list(hk_db *db, const char *sub, hk_db_key **keys,
+                             size_t *n);
+/* Sets or clears the disabled flag (operator action). A disabled key's
+ * shares are neither stored nor loaded (HK_ERR_FORBIDDEN below). */
+HK_WUR hk_err hk_db_key_set_disabled(hk_db *db, const unsigned char *kid,
+                                     int disabled);
+
+/* --- shares (sealed blobs; see hk_store_share for the sealing) ---------- */
+
+/* Keygen: the key's first active share. HK_ERR_NOT_FOUND if the key is
+ * absent, HK_ERR_EXISTS if it already has a share. */
+HK_WUR hk_err hk_db_share_put_active(hk_db *db, const unsigned char *kid,
+                                     unsigned long epoch,
+                                     const unsigned char *sealed, size_t len);
+/* Refresh: a pending share, replacing an older pending one.
+ * HK_ERR_NOT_FOUND if the key is absent, HK_ERR_STATE if it has no active
+ * share, HK_ERR_EPOCH unless epoch is above the active share's. */
+HK_WUR hk_err hk_db_share_put_pending(hk_db *db, const unsigned char *kid,
+                                      unsigned long epoch,
+                                      const unsigned char *sealed, size_t len);
+/* The pending share of that epoch becomes active and the old active share
+ * is deleted, atomically. HK_OK also if that epoch is already the active
+ * one (a repeated promotion); HK_ERR_NOT_FOUND otherwise. */
+HK_WUR hk_err hk_db_share_promote(hk_db *db, const unsigned char *kid,
+                                  unsigned long epoch);
+/* The share of that epoch (active or pending): *sealed OPENSSL_malloc'd
+ * (OPENSSL_free), *state may be NULL. HK_ERR_NOT_FOUND if absent. */
+HK_WUR hk_err hk_db_share_get(hk_db *db, const unsigned char *kid,
+                              unsigned long epoch, unsigned char **sealed,
+                              size_t *len, hk_db_share_state *state);
+/* The active share and its epoch. HK_ERR_NOT_FOUND if none. */
+HK_WUR hk_err hk_db_share_get_active(hk_db *db, const unsigned char *kid,
+                                     unsigned long *epoch,
+                                     unsigned char **sealed, size_t *len);
+
+/* --- sessions --------------------------------------------------------------
+ * idle: the idle timeout in seconds, 1..HK_DB_IDLE_MAX (HK_DB_IDLE_DEFAULT
+ * unless configured); now >= 0. */
+
+/* New session in state open, created = last_seen = now. kid may be NULL.
+ * HK_ERR_EXISTS if sid was ever used and not yet swept. */
+HK_WUR hk_err hk_db_session_create(hk_db *db, const unsigned char *sid,
+                                   const char *sub, hk_db_op op,
+                                   const unsigned char *kid, int64_t now);
+/* last_seen = now (never moves back). HK_ERR_SESSION if unknown or
+ * expired. */
+HK_WUR hk_err hk_db_session_touch(hk_db *db, const unsigned char *sid,
+                                  int64_t now, int64_t idle);
+/* HK_ERR_SESSION if unknown or expired. */
+HK_WUR hk_err hk_db_session_get(hk_db *db, const unsigned char *sid,
+                                int64_t now, int64_t idle, hk_db_session *out);
+/* As hk_db_session_get, and HK_ERR_SESSION too if the session belongs to
+ * another subject or was opened for another operation. */
+HK_WUR hk_err hk_db_session_get_owned(hk_db *db, const unsigned char *sid,
+                                      const char *sub, hk_db_op op, int64_t now,
+                                      int64_t idle, hk_db_session *out);
+/* Moves the state (running, done or failed) and touches the session.
+ * HK_ERR_SESSION if unknown or expired, HK_ERR_STATE if the move is not
+ * allowed (e.g. a second claim: running -> running). */
+HK_WUR hk_err hk_db_session_set_state(hk_db *db, const unsigned char *sid,
+                                      hk_db_sess_state state, int64_t now,
+                                      int64_t idle);
+/* Deletes the expired sessions; *deleted (may be NULL) their number. */
+HK_WUR hk_err hk_db_session_sweep(hk_db *db, int64_t now, int64_t idle,
+                                  size_t *deleted);
+
+/* --- setup (one row) ------------------------------------------------------ */
+
+/* Stores the sealed secret record and the public record. HK_ERR_EXISTS if
+ * a setup is already stored (it is made once, at init). */
+HK_WUR hk_err hk_db_setup_put(hk_db *db, const unsigned char *sealed,
+                              size_t slen, const unsigned char *pub,
+                              size_t plen, int64_t now);
+/* Both records, OPENSSL_malloc'd (OPENSSL_free); pub, plen may be NULL.
+ * HK_ERR_NOT_FOUND if no setup is stored. */
+HK_WUR hk_err hk_db_setup_get(hk_db *db, unsigned char **sealed, size_t *slen,
+                              unsigned char **pub, size_t *plen);
+
+/* --- sealing + storage ----------------------------------------------------
+ * A server share is sealed with associated data hk_share_aad(kid, owner,
+ * epoch): a blob moved to another key, owner or epoch fails to open. */
+
+/* Keygen commit: creates the key row (curve and Q from the share) and its
+ * active share in one transaction. s: the P2 share. */
+HK_WUR hk_err hk_store_new_key(hk_db *db, const hk_kek *kek, const char *sub,
+                               const hk_share *s, const char *label,
+                               int64_t now);
+/* Seals and stores a P2 share of an existing key `sub` owns: active
+ * (hk_db_share_put_active) or pending (hk_db_share_put_pending).
+ * HK_ERR_NOT_FOUND if sub does not own the key, HK_ERR_FORBIDDEN if it is
+ * disabled, HK_ERR_KEY_MISMATCH if the share's curve or Q is not the
+ * key's. */
+HK_WUR hk_err hk_store_share(hk_db *db, const hk_kek *kek, const char *sub,
+                             const hk_share *s, int pending);
+/* Loads and opens the share of (kid, epoch) for its owner sub; does not
+ * promote a pending share (the caller does, hk_db_share_promote).
+ * *is_pending may be NULL. HK_ERR_NOT_FOUND (no such key for sub, or no
+ * share of that epoch), HK_ERR_FORBIDDEN (disabled), HK_ERR_SEAL (blob
+ * altered or sealed for another key, owner or epoch), HK_ERR_DECODE /
+ * HK_ERR_SHARE / HK_ERR_VERSION (record malformed), HK_ERR_SHARE (the
+ * record is not a P2 share of that key and epoch). */
+HK_WUR hk_err hk_load_share(hk_db *db, const hk_kek *kek, const char *sub,
+                            const unsigned char *kid, unsigned long epoch,
+                            hk_share **out, int *is_pending);
+/* Seals the secret setup record, makes the public record (with a fresh
+ * Pi^prm proof: ~1 s) and stores both. HK_ERR_EXISTS if a setup exists. */
+HK_WUR hk_err hk_store_setup(hk_db *db, const hk_kek *kek,
+                             const hk_rped_secret *sec, int64_t now);
+/* The stored secret setup, opened and decoded. */
+HK_WUR hk_err hk_load_setup(hk_db *db, const hk_kek *kek, hk_rped_secret **out);
+
+#endif

@@ -1,0 +1,76 @@
+/* Private to server/db*.c: the storage back-end interface.
+ *
+ * A back end (db_sqlite.c; db_pg.c in issue 4) allocates a struct that
+ * starts with `struct hk_db` and fills in `ops`. db.c checks every public
+ * argument (ids non-NULL, subjects and labels valid text, epochs in
+ * 1..HK_DB_EPOCH_MAX, blob sizes, now >= 0, idle in 1..HK_DB_IDLE_MAX), so
+ * back ends may assume valid arguments. A back end:
+ *  - runs each operation in one transaction and leaves the database
+ *    unchanged when it fails;
+ *  - type- and length-checks every value it reads (HK_ERR_DECODE), and
+ *    converts stored names with the hk_db_*_from_name functions;
+ *  - returns the codes documented in db.h for the public function of the
+ *    same name, and HK_ERR_IO for a database failure after writing its
+ *    message to db->err with hk_db_set_err. */
+#ifndef HK_DB_IMPL_H
+#define HK_DB_IMPL_H
+
+#include "server/db.h"
+
+typedef struct {
+    const char *name; /* "sqlite", "postgresql" */
+    void (*close)(hk_db *db);
+    hk_err (*schema_version)(hk_db *db, int *version);
+    /* first: NULL, or a sealed share stored as the key's active share in
+     * the same transaction (hk_store_new_key). */
+    hk_err (*key_create)(hk_db *db, const hk_db_key *k, unsigned long epoch,
+                         const unsigned char *first, size_t firstlen);
+    /* owner NULL: any owner. */
+    hk_err (*key_get)(hk_db *db, const unsigned char *kid, const char *owner,
+                      hk_db_key *out);
+    hk_err (*key_list)(hk_db *db, const char *owner, hk_db_key **keys,
+                       size_t *n);
+    hk_err (*key_set_disabled)(hk_db *db, const unsigned char *kid,
+                               int disabled);
+    hk_err (*share_put)(hk_db *db, const unsigned char *kid,
+                        unsigned long epoch, hk_db_share_state state,
+                        const unsigned char *sealed, size_t len);
+    hk_err (*share_promote)(hk_db *db, const unsigned char *kid,
+                            unsigned long epoch);
+    /* epoch 0: the active share. *epoch_out and *state describe the row. */
+    hk_err (*share_get)(hk_db *db, const unsigned char *kid,
+                        unsigned long epoch, unsigned long *epoch_out,
+                        hk_db_share_state *state, unsigned char **sealed,
+                        size_t *len);
+    hk_err (*session_create)(hk_db *db, const hk_db_session *s);
+    hk_err (*session_touch)(hk_db *db, const unsigned char *sid, int64_t now,
+                            int64_t idle);
+    hk_err (*session_get)(hk_db *db, const unsigned char *sid, int64_t now,
+                          int64_t idle, hk_db_session *out);
+    hk_err (*session_set_state)(hk_db *db, const unsigned char *sid,
+                                hk_db_sess_state state, int64_t now,
+                                int64_t idle);
+    hk_err (*session_sweep)(hk_db *db, int64_t now, int64_t idle,
+                            size_t *deleted);
+    hk_err (*setup_put)(hk_db *db, const unsigned char *sealed, size_t slen,
+                        const unsigned char *pub, size_t plen, int64_t now);
+    hk_err (*setup_get)(hk_db *db, unsigned char **sealed, size_t *slen,
+                        unsigned char **pub, size_t *plen);
+} hk_db_ops;
+
+#define HK_DB_ERR_LEN 256
+
+struct hk_db {
+    const hk_db_ops *ops;
+    char err[HK_DB_ERR_LEN]; /* last failure's message */
+};
+
+/* Records a failure message on db (see hk_db_errmsg). */
+void hk_db_set_err(hk_db *db, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* The states a session may move to `to` from (HK_DB_SESS_* values, 0 for
+ * an unused slot); 0 if `to` is not a target (open). */
+int hk_db_sess_from_states(hk_db_sess_state to, hk_db_sess_state from[2]);
+
+#endif

@@ -1,0 +1,1063 @@
+/* SQLite back end of the storage interface (see db.h and db_impl.h).
+ *
+ * Every statement is prepared with bound parameters (no SQL is built from
+ * data); the constant DDL of the migrations and the PRAGMAs, which take no
+ * data, run with sqlite3_exec. Writes of more than one statement run in a
+ * BEGIN IMMEDIATE transaction (the write lock is taken first, so two
+ * connections never deadlock upgrading a read lock). */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <sqlite3.h>
+
+#include "mpc/codec.h"
+#include "server/db_impl.h"
+#include "server/why.h"
+
+#define HK_SQ_APP_ID 0x686b6462 /* "hkdb" */
+#define HK_SQ_NAME_MAX 15       /* longest stored enum or curve name */
+
+typedef struct {
+    hk_db base; /* first: a hk_db * is a hk_sq * */
+    sqlite3 *conn;
+} hk_sq;
+
+/* Migration i brings the schema from version i to i + 1. Never edit one
+ * that has shipped: append a new one. */
+static const char *const hk_sq_migrations[] = {
+    /* 1: initial schema (db.h) */
+    "CREATE TABLE keys ("
+    " kid BLOB PRIMARY KEY NOT NULL CHECK (length(kid) = 16),"
+    " owner TEXT NOT NULL"
+    "  CHECK (length(CAST(owner AS BLOB)) BETWEEN 1 AND 255),"
+    " curve TEXT NOT NULL CHECK (curve IN ('secp256k1', 'p256')),"
+    " pubkey BLOB NOT NULL CHECK (length(pubkey) = 33),"
+    " created INTEGER NOT NULL,"
+    " disabled INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1)),"
+    " label TEXT CHECK (label IS NULL OR"
+    "  length(CAST(label AS BLOB)) BETWEEN 1 AND 128)"
+    ") STRICT;"
+    "CREATE INDEX keys_owner ON keys (owner, created);"
+    "CREATE TABLE shares ("
+    " kid BLOB NOT NULL REFERENCES keys (kid) ON DELETE CASCADE,"
+    " epoch INTEGER NOT NULL CHECK (epoch BETWEEN 1 AND 4294967295),"
+    " state TEXT NOT NULL CHECK (state IN ('active', 'pending')),"
+    " sealed BLOB NOT NULL,"
+    " PRIMARY KEY (kid, epoch),"
+    " UNIQUE (kid, state)"
+    ") STRICT;"
+    "CREATE TABLE sessions ("
+    " sid BLOB PRIMARY KEY NOT NULL CHECK (length(sid) = 16),"
+    " owner TEXT NOT NULL"
+    "  CHECK (length(CAST(owner AS BLOB)) BETWEEN 1 AND 255),"
+    " op TEXT NOT NULL CHECK (op IN ('keygen', 'sign', 'refresh')),"
+    " kid BLOB CHECK (kid IS NULL OR length(kid) = 16),"
+    " created INTEGER NOT NULL,"
+    " last_seen INTEGER NOT NULL,"
+    " state TEXT NOT NULL"
+    "  CHECK (state IN ('open', 'running', 'done', 'failed'))"
+    ") STRICT;"
+    "CREATE INDEX sessions_last_seen ON sessions (last_seen);"
+    "CREATE TABLE setup ("
+    " id INTEGER PRIMARY KEY CHECK (id = 1),"
+    " sealed BLOB NOT NULL,"
+    " public BLOB NOT NULL,"
+    " created INTEGER NOT NULL"
+    ") STRICT;",
+};
+
+#define HK_SQ_NMIGRATIONS                                                      \
+    ((int)(sizeof(hk_sq_migrations) / sizeof(hk_sq_migrations[0])))
+
+_Static_assert(HK_SQ_NMIGRATIONS == HK_DB_SCHEMA_VERSION,
+               "one migration per schema version");
+
+#define HK_SQ_KEY_COLS "kid, owner, curve, pubkey, created, disabled, label"
+#define HK_SQ_SESSION_COLS "sid, owner, op, kid, created, last_seen, state"
+
+/* --- plumbing ------------------------------------------------------------- */
+
+/* Maps an SQLite result code to an hk_err, recording the message of any
+ * failure on the handle. */
+static hk_err hk_sq_err(hk_sq *d, int rc)
+{
+    if (rc == SQLITE_OK || rc == SQLITE_ROW || rc == SQLITE_DONE)
+        return HK_OK;
+    hk_db_set_err(&d->base, "sqlite: %s",
+                  d->conn != NULL ? sqlite3_errmsg(d->conn)
+                                  : sqlite3_errstr(rc));
+    switch (rc) {
+    case SQLITE_CONSTRAINT_PRIMARYKEY:
+    case SQLITE_CONSTRAINT_UNIQUE:
+        return HK_ERR_EXISTS;
+    case SQLITE_CONSTRAINT_FOREIGNKEY:
+        return HK_ERR_NOT_FOUND;
+    default:
+        break;
+    }
+    switch (rc & 0xff) {
+    case SQLITE_NOMEM:
+        return HK_ERR_NOMEM;
+    case SQLITE_TOOBIG:
+        return HK_ERR_TOO_BIG;
+    case SQLITE_CORRUPT:
+        return HK_ERR_DECODE;
+    case SQLITE_NOTADB:
+        return HK_ERR_CONFIG;
+    default:
+        return HK_ERR_IO;
+    }
+}
+
+static hk_err hk_sq_exec(hk_sq *d, const char *sql)
+{
+    return hk_sq_err(d, sqlite3_exec(d->conn, sql, NULL, NULL, NULL));
+}
+
+static hk_err hk_sq_prep(hk_sq *d, const char *sql, sqlite3_stmt **st)
+{
+    return hk_sq_err(d, sqlite3_prepare_v2(d->conn, sql, -1, st, NULL));
+}
+
+/* Steps once: *row is 1 for a row, 0 when done. */
+static hk_err hk_sq_step(hk_sq *d, sqlite3_stmt *st, int *row)
+{
+    int rc = sqlite3_step(st);
+
+    *row = rc == SQLITE_ROW;
+    return hk_sq_err(d, rc);
+}
+
+/* Steps a statement that returns no row; *changes (may be NULL) the rows
+ * it changed. */
+static hk_err hk_sq_run(hk_sq *d, sqlite3_stmt *st, int *changes)
+{
+    int rc = sqlite3_step(st);
+
+    if (rc == SQLITE_ROW)
+        rc = SQLITE_MISUSE;
+    if (changes != NULL)
+        *changes = sqlite3_changes(d->conn);
+    return hk_sq_err(d, rc);
+}
+
+static int hk_sq_bind_blob(sqlite3_stmt *st, int i, const void *p, size_t n)
+{
+    return sqlite3_bind_blob(st, i, p, (int)n, SQLITE_STATIC);
+}
+
+static int hk_sq_bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+    return sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+}
+
+static hk_err hk_sq_begin(hk_sq *d) { return hk_sq_exec(d, "BEGIN IMMEDIATE"); }
+
+/* Commits if e is HK_OK, else rolls back; returns the outcome. */
+static hk_err hk_sq_end(hk_sq *d, hk_err e)
+{
+    if (e == HK_OK)
+        e = hk_sq_exec(d, "COMMIT");
+    if (e != HK_OK && !sqlite3_get_autocommit(d->conn))
+        (void)sqlite3_exec(d->conn, "ROLLBACK", NULL, NULL, NULL);
+    return e;
+}
+
+/* --- reading columns (type- and length-checked) -------------------------- */
+
+/* A BLOB of exactly n bytes. */
+static hk_err hk_col_fixed(sqlite3_stmt *st, int i, unsigned char *out,
+                           size_t n)
+{
+    const void *p;
+
+    if (sqlite3_column_type(st, i) != SQLITE_BLOB)
+        return HK_ERR_DECODE;
+    p = sqlite3_column_blob(st, i);
+    if (p == NULL || sqlite3_column_bytes(st, i) != (int)n)
+        return HK_ERR_DECODE;
+    memcpy(out, p, n);
+    return HK_OK;
+}
+
+/* A BLOB of min..max bytes, copied to a new buffer. */
+static hk_err hk_col_dup(sqlite3_stmt *st, int i, size_t min, size_t max,
+                         unsigned char **out, size_t *len)
+{
+    const void *p;
+    int n;
+
+    if (sqlite3_column_type(st, i) != SQLITE_BLOB)
+        return HK_ERR_DECODE;
+    p = sqlite3_column_blob(st, i);
+    n = sqlite3_column_bytes(st, i);
+    if (p == NULL || n < 0 || (size_t)n < min || (size_t)n > max)
+        return HK_ERR_DECODE;
+    if ((*out = OPENSSL_memdup(p, (size_t)n)) == NULL)
+        return HK_ERR_NOMEM;
+    *len = (size_t)n;
+    return HK_OK;
+}
+
+/* TEXT of valid text (hk_db_text_ok) up to max bytes into out[max + 1]. */
+static hk_err hk_col_text(sqlite3_stmt *st, int i, char *out, size_t max)
+{
+    const unsigned char *p;
+    int n;
+
+    if (sqlite3_column_type(st, i) != SQLITE_TEXT)
+        return HK_ERR_DECODE;
+    p = sqlite3_column_text(st, i);
+    n = sqlite3_column_bytes(st, i);
+    if (p == NULL || n < 1 || (size_t)n > max)
+        return HK_ERR_DECODE;
+    memcpy(out, p, (size_t)n);
+    out[n] = '\0';
+    return hk_db_text_ok(out, max) ? HK_OK : HK_ERR_DECODE;
+}
+
+/* An INTEGER in [lo, hi]. */
+static hk_err hk_col_int(sqlite3_stmt *st, int i, int64_t lo, int64_t hi,
+                         int64_t *out)
+{
+    if (sqlite3_column_type(st, i) != SQLITE_INTEGER)
+        return HK_ERR_DECODE;
+    *out = sqlite3_column_int64(st, i);
+    return *out >= lo && *out <= hi ? HK_OK : HK_ERR_DECODE;
+}
+
+static hk_err hk_col_epoch(sqlite3_stmt *st, int i, unsigned long *out)
+{
+    int64_t v = 0;
+    hk_err e = hk_col_int(st, i, 1, (int64_t)HK_DB_EPOCH_MAX, &v);
+
+    *out = (unsigned long)v;
+    return e;
+}
+
+/* A stored name (enum or curve) into a short buffer. */
+static hk_err hk_col_name(sqlite3_stmt *st, int i, char out[HK_SQ_NAME_MAX + 1])
+{
+    return hk_col_text(st, i, out, HK_SQ_NAME_MAX);
+}
+
+static hk_err hk_sq_read_key(sqlite3_stmt *st, hk_db_key *k)
+{
+    char curve[HK_SQ_NAME_MAX + 1];
+    int64_t disabled = 0;
+    hk_err e;
+
+    memset(k, 0, sizeof(*k));
+    if ((e = hk_col_fixed(st, 0, k->kid, HK_ID_LEN)) != HK_OK ||
+        (e = hk_col_text(st, 1, k->owner, HK_SUB_MAX)) != HK_OK ||
+        (e = hk_col_name(st, 2, curve)) != HK_OK ||
+        (e = hk_col_fixed(st, 3, k->pub.b, HK_POINT_LEN)) != HK_OK ||
+        (e = hk_col_int(st, 4, 0, INT64_MAX, &k->created)) != HK_OK ||
+        (e = hk_col_int(st, 5, 0, 1, &disabled)) != HK_OK)
+        return e;
+    if (hk_curve_from_name(curve, &k->curve) != HK_OK)
+        return HK_ERR_DECODE;
+    k->disabled = (int)disabled;
+    if (sqlite3_column_type(st, 6) == SQLITE_NULL)
+        return HK_OK;
+    return hk_col_text(st, 6, k->label, HK_LABEL_MAX);
+}
+
+static hk_err hk_sq_read_session(sqlite3_stmt *st, hk_db_session *s)
+{
+    char op[HK_SQ_NAME_MAX + 1], state[HK_SQ_NAME_MAX + 1];
+    hk_err e;
+
+    memset(s, 0, sizeof(*s));
+    if ((e = hk_col_fixed(st, 0, s->sid, HK_ID_LEN)) != HK_OK ||
+        (e = hk_col_text(st, 1, s->owner, HK_SUB_MAX)) != HK_OK ||
+        (e = hk_col_name(st, 2, op)) != HK_OK ||
+        (e = hk_col_int(st, 4, 0, INT64_MAX, &s->created)) != HK_OK ||
+        (e = hk_col_int(st, 5, 0, INT64_MAX, &s->last_seen)) != HK_OK ||
+        (e = hk_col_name(st, 6, state)) != HK_OK ||
+        (e = hk_db_op_from_name(op, &s->op)) != HK_OK ||
+        (e = hk_db_sess_state_from_name(state, &s->state)) != HK_OK)
+        return e;
+    s->has_kid = sqlite3_column_type(st, 3) != SQLITE_NULL;
+    return s->has_kid ? hk_col_fixed(st, 3, s->kid, HK_ID_LEN) : HK_OK;
+}
+
+/* --- opening and migrations ----------------------------------------------- */
+
+/* Creates the database file with mode 0600 if it does not exist (SQLite
+ * gives its -wal and -shm files the same mode). */
+static hk_err hk_sq_precreate(hk_sq *d, const char *path)
+{
+    int fd;
+
+    if (strcmp(path, ":memory:") == 0 || strncmp(path, "file:", 5) == 0)
+        return HK_OK;
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0)
+        return close(fd) == 0 ? HK_OK : HK_ERR_IO;
+    if (errno == EEXIST)
+        return HK_OK;
+    hk_db_set_err(&d->base, "cannot create: %s", strerror(errno));
+    return HK_ERR_IO;
+}
+
+static hk_err hk_sq_connect(hk_sq *d, const char *path)
+{
+    int rc;
+
+    rc = sqlite3_open_v2(path, &d->conn,
+                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+    if (rc != SQLITE_OK)
+        return hk_sq_err(d, rc);
+    sqlite3_extended_result_codes(d->conn, 1);
+    rc = sqlite3_busy_timeout(d->conn, HK_DB_BUSY_MS);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_db_config(d->conn, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
+    if (rc == SQLITE_OK)
+        rc =
+            sqlite3_db_config(d->conn, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
+    return hk_sq_err(d, rc);
+}
+
+/* Runs a query without parameters that returns one integer. */
+static hk_err hk_sq_int(hk_sq *d, const char *sql, int64_t *out)
+{
+    sqlite3_stmt *st = NULL;
+    int row = 0;
+    hk_err e;
+
+    if ((e = hk_sq_prep(d, sql, &st)) == HK_OK &&
+        (e = hk_sq_step(d, st, &row)) == HK_OK)
+        e = row ? hk_col_int(st, 0, INT64_MIN, INT64_MAX, out) : HK_ERR_DECODE;
+    sqlite3_finalize(st);
+    return e;
+}
+
+/* journal_mode=WAL answers the mode in effect: it must be "wal". */
+static hk_err hk_sq_wal(hk_sq *d, const char *path)
+{
+    char mode[HK_SQ_NAME_MAX + 1] = "";
+    sqlite3_stmt *st = NULL;
+    int row = 0;
+    hk_err e;
+
+    if ((e = hk_sq_prep(d, "PRAGMA journal_mode = WAL", &st)) == HK_OK &&
+        (e = hk_sq_step(d, st, &row)) == HK_OK && row)
+        e = hk_col_name(st, 0, mode);
+    sqlite3_finalize(st);
+    if (e == HK_OK && strcmp(mode, "wal") != 0 &&
+        strcmp(path, ":memory:") != 0) {
+        hk_db_set_err(&d->base, "cannot use WAL (journal mode %s)", mode);
+        e = HK_ERR_IO;
+    }
+    return e;
+}
+
+static hk_err hk_sq_configure(hk_sq *d, const char *path)
+{
+    int64_t app = 0, fk = 0;
+    hk_err e;
+
+    if ((e = hk_sq_int(d, "PRAGMA application_id", &app)) != HK_OK)
+        return e;
+    if (app != 0 && app != HK_SQ_APP_ID) {
+        hk_db_set_err(&d->base,
+                      "not a halfkey database (application_id "
+                      "%lld)",
+                      (long long)app);
+        return HK_ERR_CONFIG;
+    }
+    if ((e = hk_sq_exec(d, "PRAGMA foreign_keys = ON")) != HK_OK ||
+        (e = hk_sq_int(d, "PRAGMA foreign_keys", &fk)) != HK_OK)
+        return e;
+    if (fk != 1) {
+        hk_db_set_err(&d->base, "SQLite without foreign keys");
+        return HK_ERR_IO;
+    }
+    if ((e = hk_sq_wal(d, path)) != HK_OK ||
+        (e = hk_sq_exec(d, "PRAGMA synchronous = FULL")) != HK_OK)
+        return e;
+    return hk_sq_exec(d, "PRAGMA secure_delete = ON");
+}
+
+/* A database without our version table must hold no table at all. */
+static hk_err hk_sq_check_foreign(hk_sq *d)
+{
+    int64_t n = 0;
+    hk_err e;
+
+    if ((e = hk_sq_int(d,
+                       "SELECT count(*) FROM sqlite_schema WHERE type = "
+                       "'table' AND name <> 'schema_version' AND name NOT "
+                       "LIKE 'sqlite\\_%' ESCAPE '\\'",
+                       &n)) != HK_OK)
+        return e;
+    if (n != 0) {
+        hk_db_set_err(&d->base, "not a halfkey database (foreign tables)");
+        return HK_ERR_CONFIG;
+    }
+    return HK_OK;
+}
+
+static hk_err hk_sq_record_version(hk_sq *d, int version)
+{
+    sqlite3_stmt *st = NULL;
+    hk_err e;
+
+    if ((e = hk_sq_prep(d, "INSERT INTO schema_version (version) VALUES (?1)",
+                        &st)) == HK_OK &&
+        (e = hk_sq_err(d, sqlite3_bind_int(st, 1, version))) == HK_OK)
+        e = hk_sq_run(d, st, NULL);
+    sqlite3_finalize(st);
+    return e;
+}
+
+/* Applies migrations from..HK_SQ_NMIGRATIONS-1 (inside the open
+ * transaction). */
+static hk_err hk_sq_apply(hk_sq *d, int from)
+{
+    char sql[64];
+    hk_err e = HK_OK;
+    int i;
+
+    if (from == 0) {
+        snprintf(sql, sizeof(sql), "PRAGMA application_id = %d", HK_SQ_APP_ID);
+        if ((e = hk_sq_check_foreign(d)) != HK_OK ||
+            (e = hk_sq_exec(d, sql)) != HK_OK)
+            return e;
+    }
+    for (i = from; i < HK_SQ_NMIGRATIONS && e == HK_OK; i++)
+        if ((e = hk_sq_exec(d, hk_sq_migrations[i])) == HK_OK)
+            e = hk_sq_record_version(d, i + 1);
+    return e;
+}
+
+static hk_err hk_sq_migrate(hk_sq *d)
+{
+    int64_t v = 0;
+    hk_err e;
+
+    if ((e = hk_sq_begin(d)) != HK_OK)
+        return e;
+    if ((e = hk_sq_exec(d, "CREATE TABLE IF NOT EXISTS schema_version "
+                           "(version INTEGER PRIMARY KEY NOT NULL) "
+                           "STRICT")) != HK_OK ||
+        (e = hk_sq_int(d,
+                       "SELECT coalesce(max(version), 0) FROM "
+                       "schema_version",
+                       &v)) != HK_OK)
+        return hk_sq_end(d, e);
+    if (v < 0 || v > HK_SQ_NMIGRATIONS) {
+        hk_db_set_err(&d->base,
+                      "database schema version %lld is not one this "
+                      "server knows (up to %d)",
+                      (long long)v, HK_SQ_NMIGRATIONS);
+        return hk_sq_end(d, HK_ERR_VERSION);
+    }
+    return hk_sq_end(d, hk_sq_apply(d, (int)v));
+}
+
+static void hk_sq_close(hk_db *db)
+{
+    hk_sq *d = (hk_sq *)db;
+
+    sqlite3_close(d->conn);
+    OPENSSL_free(d);
+}
+
+static hk_err hk_sq_schema_version(hk_db *db, int *version)
+{
+    int64_t v = 0;
+    hk_err e;
+
+    e = hk_sq_int((hk_sq *)db,
+                  "SELECT coalesce(max(version), 0) FROM schema_version", &v);
+    *version = (int)v;
+    return e;
+}
+
+/* --- keys ----------------------------------------------------------------- */
+
+static hk_err hk_sq_share_insert(hk_sq *d, const unsigned char *kid,
+                                 unsigned long epoch, hk_db_share_state state,
+                                 const unsigned char *sealed, size_t len)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+    hk_err e;
+
+    if ((e = hk_sq_prep(d,
+                        "INSERT INTO shares (kid, epoch, state, sealed) "
+                        "VALUES (?1, ?2, ?3, ?4)",
+                        &st)) != HK_OK)
+        return e;
+    rc = hk_sq_bind_blob(st, 1, kid, HK_ID_LEN);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 2, (sqlite3_int64)epoch);
+    if (rc == SQLITE_OK)
+        rc = hk_sq_bind_text(st, 3, hk_db_share_state_name(state));
+    if (rc == SQLITE_OK)
+        rc = hk_sq_bind_blob(st, 4, sealed, len);
+    if ((e = hk_sq_err(d, rc)) == HK_OK)
+        e = hk_sq_run(d, st, NULL);
+    sqlite3_finalize(st);
+    return e;
+}
+
+static hk_err hk_sq_key_insert(hk_sq *d, const hk_db_key *k)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+    hk_err e;
+
+    if ((e = hk_sq_prep(d,
+                        "INSERT INTO keys (" HK_SQ_KEY_COLS ") "
+                        "VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6)",
+                        &st)) != HK_OK)
+        return e;
+    rc = hk_sq_bind_blob(st, 1, k->kid, HK_ID_LEN);
+    if (rc == SQLITE_OK)
+        rc = hk_sq_bind_text(st, 2, k->owner);
+    if (rc == SQLITE_OK)
+        rc = hk_sq_bind_text(st, 3, hk_curve_name(k->curve));
+    if (rc == SQLITE_OK)
+        rc = hk_sq_bind_blob(st, 4, k->pub.b, HK_POINT_LEN);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 5, k->created);
+    if (rc == SQLITE_OK && k->label[0] != '\0')
+        rc = hk_sq_bind_text(st, 6, k->label);
+    if ((e = hk_sq_err(d, rc)) == HK_OK)
+        e = hk_sq_run(d, st, NULL);
+    sqlite3_finalize(st);
+    return e;
+}
+
+static hk_err hk_sq_key_create(hk_db *db, const hk_db_key *k,
+                               unsigned long epoch, const unsigned char *first,
+                               size_t firstlen)
+{
+    hk_sq *d = (hk_sq *)db;
+    hk_err e;
+
+    if ((e = hk_sq_begin(d)) != HK_OK)
+        return e;
+    e = hk_sq_key_insert(d, k);
+    if (e == HK_OK && first != NULL)
+        e = hk_sq_share_insert(d, k->kid, epoch, HK_DB_SHARE_ACTIVE, first,
+                               firstlen);
+    return hk_sq_end(d, e);
+}
+
+static hk_err hk_sq_key_get(hk_db *db, const unsigned char *kid,
+                            const char *owner, hk_db_key *out)
+{
+    hk_sq *d = (hk_sq *)db;
+    sqlite3_stmt *st = NULL;
+    int rc, row = 0;
+    hk_err e;
+
+    e = hk_sq_prep(d,
+                   owner == NULL ? "SELECT " HK_SQ_KEY_COLS
+                                   " FROM keys WHERE kid = ?1"
+                                 : "SELECT " HK_SQ_KEY_COLS
+                                   " FROM keys WHERE kid = ?1 AND owner = ?2",
+                   &st);
+    if (e != HK_OK)
+        return e;
+    rc = hk_sq_bind_blob(st, 1, kid, HK_ID_LEN);
+    if (rc == SQLITE_OK && owner != NULL)
+        rc = hk_sq_bind_text(st, 2, owner);
+    if ((e = hk_sq_err(d, rc)) == HK_OK &&
+        (e = hk_sq_step(d, st, &row)) == HK_OK)
+        e = row ? hk_sq_read_key(st, out) : HK_ERR_NOT_FOUND;
+    sqlite3_finalize(st);
+    return e;
+}
+
+/* Appends the current row to a growing array. */
+static hk_err hk_sq_list_push(sqlite3_stmt *st, hk_db_key **keys, size_t *n,
+                              size_t *cap)
+{
+    hk_db_key *grown;
+
+    if (*n == *cap) {
+        *cap = *cap == 0 ? 8 : 2 * *cap;
+        grown = OPENSSL_realloc(*keys, *cap * sizeof(**keys));
+        if (grown == NULL)
+            return HK_ERR_NOMEM;
+        *keys = grown;
+    }
+    return hk_sq_read_key(st, &(*keys)[(*n)++]);
+}
+
+static hk_err hk_sq_key_list(hk_db *db, const char *owner, hk_db_key **keys,
+                             size_t *n)
+{
+    hk_sq *d = (hk_sq *)db;
+    sqlite3_stmt *st = NULL;
+    size_t cap = 0;
+    int row = 1;
+    hk_err e;
+
+    if ((e = hk_sq_prep(d,
+                        "SELECT " HK_SQ_KEY_COLS " FROM keys WHERE owner = "
+                        "?1 ORDER BY created, kid",
+                        &st)) != HK_OK)
+        return e;
+    e = hk_sq_err(d, hk_sq_bind_text(st, 1, owner));
+    while (e == HK_OK && (e = hk_sq_step(d, st, &row)) == HK_OK && row)
+        e = hk_sq_list_push(st, keys, n, &cap);
+    sqlite3_finalize(st);
+    if (e != HK_OK) {
+        OPENSSL_free(*keys);
+        *keys = NULL;
+        *n = 0;
+    }
+    return e;
+}
+
+static hk_err hk_sq_key_set_disabled(hk_db *db, const unsigned char *kid,
+                                     int disabled)
+{
+    hk_sq *d = (hk_sq *)db;
+    sqlite3_stmt *st = NULL;
+    int rc, changes = 0;
+    hk_err e;
+
+    if ((e = hk_sq_prep(d, "UPDATE keys SET disabled = ?2 WHERE kid = ?1",
+                        &st)) != HK_OK)
+        return e;
+    rc = hk_sq_bind_blob(st, 1, kid, HK_ID_LEN);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int(st, 2, disabled);
+    if ((e = hk_sq_err(d, rc)) == HK_OK &&
+        (e = hk_sq_run(d, st, &changes)) == HK_OK && changes == 0)
+        e = HK_ERR_NOT_FOUND;
+    sqlite3_finalize(st);
+    return e;
+}
+
+/* --- shares --------------------------------------------------------------- */
+
+/* Reads the share row of (kid, epoch), or the active one for epoch 0.
+ * sealed NULL: the blob is checked but not copied. HK_ERR_NOT_FOUND if
+ * absent. */
+static hk_err hk_sq_share_row(hk_sq *d, const unsigned char *kid,
+                              unsigned long epoch, unsigned long *epoch_out,
+                              hk_db_share_state *state, unsigned char **sealed,
+                              size_t *len)
+{
+    char name[HK_SQ_NAME_MAX + 1];
+    unsigned char *blob = NULL;
+    sqlite3_stmt *st = NULL;
+    size_t blen = 0;
+    int rc, row = 0;
+    hk_err e;
+
+    e = hk_sq_prep(d,
+                   epoch == 0 ? "SELECT epoch, state, sealed FROM shares "
+                                "WHERE kid = ?1 AND state = 'active'"
+                              : "SELECT epoch, state, sealed FROM shares "
+                                "WHERE kid = ?1 AND epoch = ?2",
+                   &st);
+    if (e != HK_OK)
+        return e;
+    rc = hk_sq_bind_blob(st, 1, kid, HK_ID_LEN);
+    if (rc == SQLITE_OK && epoch != 0)
+        rc = sqlite3_bind_int64(st, 2, (sqlite3_int64)epoch);
+    if ((e = hk_sq_err(d, rc)) != HK_OK ||
+        (e = hk_sq_step(d, st, &row)) != HK_OK)
+        goto done;
+    e = HK_ERR_NOT_FOUND;
+    if (!row)
+        goto done;
+    if ((e = hk_col_epoch(st, 0, epoch_out)) != HK_OK ||
+        (e = hk_col_name(st, 1, name)) != HK_OK ||
+        (e = hk_db_share_state_from_name(name, state)) != HK_OK ||
+        (e = hk_col_dup(st, 2, HK_SEAL_OVERHEAD + 1, HK_SEAL_MAX, &blob,
+                        &blen)) != HK_OK)
+        goto done;
+    e = HK_ERR_DECODE;
+    if ((epoch != 0 && *epoch_out != epoch) ||
+        (epoch == 0 && *state != HK_DB_SHARE_ACTIVE))
+        goto done;
+    e = HK_OK;
+    if (sealed != NULL) {
+        *sealed = blob;
+        *len = blen;
+        blob = NULL;
+    }
+done:
+    OPENSSL_free(blob);
+    sqlite3_finalize(st);
+    return e;
+}
+
+/* Runs `sql` with ?1 = kid and ?2 = epoch (if not 0). */
+static hk_err hk_sq_kid_stmt(hk_sq *d, const char *sql,
+                             const unsigned char *kid, unsigned long epoch)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+    hk_err e;
+
+    if ((e = hk_sq_prep(d, sql, &st)) != HK_OK)
+        return e;
+    rc = hk_sq_bind_blob(st, 1, kid, HK_ID_LEN);
+    if (rc == SQLITE_OK && epoch != 0)
+        rc = sqlite3_bind_int64(st, 2, (sqlite3_int64)epoch);
+    if ((e = hk_sq_err(d, rc)) == HK_OK)
+        e = hk_sq_run(d, st, NULL);
+    sqlite3_finalize(st);
+    return e;
+}
+
+/* 1 if the key exists (in *yes). */
+static hk_err hk_sq_key_exists(hk_sq *d, const unsigned char *kid, int *yes)
+{
+    sqlite3_stmt *st = NULL;
+    hk_err e;
+
+    if ((e = hk_sq_prep(d, "SELECT 1 FROM keys WHERE kid = ?1", &st)) ==
+            HK_OK &&
+        (e = hk_sq_err(d, hk_sq_bind_blob(st, 1, kid, HK_ID_LEN))) == HK_OK)
+        e = hk_sq_step(d, st, yes);
+    sqlite3_finalize(st);
+    return e;
+}
+
+/* The checks of a share put (inside its transaction). */
+static hk_err hk_sq_share_put_check(hk_sq *d, const unsigned char *kid,
+                                    unsigned long epoch,
+                                    hk_db_share_state state)
+{
+    hk_db_share_state st;
+    unsigned long active = 0;
+    int yes = 0;
+    hk_err e;
+
+    if ((e = hk_sq_key_exists(d, kid, &yes)) != HK_OK)
+        return e;
+    if (!yes)
+        return HK_ERR_NOT_FOUND;
+    e = hk_sq_share_row(d, kid, 0, &active, &st, NULL, NULL);
+    if (e != HK_OK && e != HK_ERR_NOT_FOUND)
+        return e;
+    if (state == HK_DB_SHARE_ACTIVE)
+        return e == HK_OK ? HK_ERR_EXISTS : HK_OK;
+    if (e == HK_ERR_NOT_FOUND)
+        return HK_ERR_STATE;
+    return epoch > active ? HK_OK : HK_ERR_EPOCH;
+}
+
+static hk_err hk_sq_share_put(hk_db *db, const unsigned char *kid,
+                              unsigned long epoch, hk_db_share_state state,
+                              const unsigned char *sealed, size_t len)
+{
+    hk_sq *d = (hk_sq *)db;
+    hk_err e;
+
+    if ((e = hk_sq_begin(d)) != HK_OK)
+        return e;
+    e = hk_sq_share_put_check(d, kid, epoch, state);
+    if (e == HK_OK && state == HK_DB_SHARE_PENDING)
+        e = hk_sq_kid_stmt(d,
+                           "DELETE FROM shares WHERE kid = ?1 AND state = "
+                           "'pending'",
+                           kid, 0);
+    if (e == HK_OK)
+        e = hk_sq_share_insert(d, kid, epoch, state, sealed, len);
+    return hk_sq_end(d, e);
+}
+
+static hk_err hk_sq_share_promote(hk_db *db, const unsigned char *kid,
+                                  unsigned long epoch)
+{
+    hk_sq *d = (hk_sq *)db;
+    hk_db_share_state state = HK_DB_SHARE_ACTIVE;
+    unsigned long ep = 0;
+    hk_err e;
+
+    if ((e = hk_sq_begin(d)) != HK_OK)
+        return e;
+    e = hk_sq_share_row(d, kid, epoch, &ep, &state, NULL, NULL);
+    if (e == HK_OK && state == HK_DB_SHARE_PENDING)
+        e = hk_sq_kid_stmt(d,
+                           "DELETE FROM shares WHERE kid = ?1 AND state = "
+                           "'active'",
+                           kid, 0);
+    if (e == HK_OK && state == HK_DB_SHARE_PENDING)
+        e = hk_sq_kid_stmt(d,
+                           "UPDATE shares SET state = 'active' WHERE kid = "
+                           "?1 AND epoch = ?2",
+                           kid, epoch);
+    return hk_sq_end(d, e);
+}
+
+static hk_err hk_sq_share_get(hk_db *db, const unsigned char *kid,
+                              unsigned long epoch, unsigned long *epoch_out,
+                              hk_db_share_state *state, unsigned char **sealed,
+                              size_t *len)
+{
+    return hk_sq_share_row((hk_sq *)db, kid, epoch, epoch_out, state, sealed,
+                           len);
+}
+
+/* --- sessions ------------------------------------------------------------- */
+
+static hk_err hk_sq_session_create(hk_db *db, const hk_db_session *s)
+{
+    hk_sq *d = (hk_sq *)db;
+    sqlite3_stmt *st = NULL;
+    int rc;
+    hk_err e;
+
+    if ((e = hk_sq_prep(d,
+                        "INSERT INTO sessions (" HK_SQ_SESSION_COLS ") "
+                        "VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
+                        &st)) != HK_OK)
+        return e;
+    rc = hk_sq_bind_blob(st, 1, s->sid, HK_ID_LEN);
+    if (rc == SQLITE_OK)
+        rc = hk_sq_bind_text(st, 2, s->owner);
+    if (rc == SQLITE_OK)
+        rc = hk_sq_bind_text(st, 3, hk_db_op_name(s->op));
+    if (rc == SQLITE_OK && s->has_kid)
+        rc = hk_sq_bind_blob(st, 4, s->kid, HK_ID_LEN);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 5, s->created);
+    if (rc == SQLITE_OK)
+        rc = hk_sq_bind_text(st, 6, hk_db_sess_state_name(s->state));
+    if ((e = hk_sq_err(d, rc)) == HK_OK)
+        e = hk_sq_run(d, st, NULL);
+    sqlite3_finalize(st);
+    return e;
+}
+
+/* Binds ?1 = sid, ?2 = the expiry cutoff now - idle (a session is alive
+ * while last_seen > cutoff) and, if with_now, ?3 = now. */
+static int hk_sq_bind_live(sqlite3_stmt *st, const unsigned char *sid,
+                           int64_t now, int64_t idle, int with_now)
+{
+    int rc = hk_sq_bind_blob(st, 1, sid, HK_ID_LEN);
+
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 2, now - idle);
+    if (rc == SQLITE_OK && with_now)
+        rc = sqlite3_bind_int64(st, 3, now);
+    return rc;
+}
+
+static hk_err hk_sq_session_touch(hk_db *db, const unsigned char *sid,
+                                  int64_t now, int64_t idle)
+{
+    hk_sq *d = (hk_sq *)db;
+    sqlite3_stmt *st = NULL;
+    int changes = 0;
+    hk_err e;
+
+    if ((e = hk_sq_prep(d,
+                        "UPDATE sessions SET last_seen = max(last_seen, ?3) "
+                        "WHERE sid = ?1 AND last_seen > ?2",
+                        &st)) != HK_OK)
+        return e;
+    if ((e = hk_sq_err(d, hk_sq_bind_live(st, sid, now, idle, 1))) == HK_OK &&
+        (e = hk_sq_run(d, st, &changes)) == HK_OK && changes == 0)
+        e = HK_ERR_SESSION;
+    sqlite3_finalize(st);
+    return e;
+}
+
+static hk_err hk_sq_session_get(hk_db *db, const unsigned char *sid,
+                                int64_t now, int64_t idle, hk_db_session *out)
+{
+    hk_sq *d = (hk_sq *)db;
+    sqlite3_stmt *st = NULL;
+    int row = 0;
+    hk_err e;
+
+    if ((e = hk_sq_prep(d,
+                        "SELECT " HK_SQ_SESSION_COLS " FROM sessions WHERE "
+                        "sid = ?1 AND last_seen > ?2",
+                        &st)) != HK_OK)
+        return e;
+    if ((e = hk_sq_err(d, hk_sq_bind_live(st, sid, now, idle, 0))) == HK_OK &&
+        (e = hk_sq_step(d, st, &row)) == HK_OK)
+        e = row ? hk_sq_read_session(st, out) : HK_ERR_SESSION;
+    sqlite3_finalize(st);
+    if (e != HK_OK)
+        memset(out, 0, sizeof(*out));
+    return e;
+}
+
+/* The state update of a live session in one of the states `from`. */
+static hk_err hk_sq_session_move(hk_sq *d, const unsigned char *sid,
+                                 hk_db_sess_state to, int64_t now, int64_t idle,
+                                 int *changes)
+{
+    hk_db_sess_state from[2] = {0, 0};
+    sqlite3_stmt *st = NULL;
+    int rc;
+    hk_err e;
+
+    (void)hk_db_sess_from_states(to, from);
+    if ((e = hk_sq_prep(d,
+                        "UPDATE sessions SET state = ?4, last_seen = "
+                        "max(last_seen, ?3) WHERE sid = ?1 AND last_seen > "
+                        "?2 AND state IN (?5, ?6)",
+                        &st)) != HK_OK)
+        return e;
+    rc = hk_sq_bind_live(st, sid, now, idle, 1);
+    if (rc == SQLITE_OK)
+        rc = hk_sq_bind_text(st, 4, hk_db_sess_state_name(to));
+    if (rc == SQLITE_OK)
+        rc = hk_sq_bind_text(st, 5, hk_db_sess_state_name(from[0]));
+    if (rc == SQLITE_OK)
+        rc = hk_sq_bind_text(st, 6, hk_db_sess_state_name(from[1]));
+    if ((e = hk_sq_err(d, rc)) == HK_OK)
+        e = hk_sq_run(d, st, changes);
+    sqlite3_finalize(st);
+    return e;
+}
+
+static hk_err hk_sq_session_set_state(hk_db *db, const unsigned char *sid,
+                                      hk_db_sess_state state, int64_t now,
+                                      int64_t idle)
+{
+    hk_sq *d = (hk_sq *)db;
+    hk_db_session s;
+    int changes = 0;
+    hk_err e;
+
+    if ((e = hk_sq_begin(d)) != HK_OK)
+        return e;
+    e = hk_sq_session_move(d, sid, state, now, idle, &changes);
+    if (e == HK_OK && changes == 0) {
+        /* Not moved: tell a dead session from a forbidden move. */
+        e = hk_sq_session_get(db, sid, now, idle, &s);
+        if (e == HK_OK)
+            e = HK_ERR_STATE;
+    }
+    return hk_sq_end(d, e);
+}
+
+static hk_err hk_sq_session_sweep(hk_db *db, int64_t now, int64_t idle,
+                                  size_t *deleted)
+{
+    hk_sq *d = (hk_sq *)db;
+    sqlite3_stmt *st = NULL;
+    int changes = 0;
+    hk_err e;
+
+    if ((e = hk_sq_prep(d, "DELETE FROM sessions WHERE last_seen <= ?1",
+                        &st)) != HK_OK)
+        return e;
+    if ((e = hk_sq_err(d, sqlite3_bind_int64(st, 1, now - idle))) == HK_OK)
+        e = hk_sq_run(d, st, &changes);
+    sqlite3_finalize(st);
+    *deleted = e == HK_OK ? (size_t)changes : 0;
+    return e;
+}
+
+/* --- setup ---------------------------------------------------------------- */
+
+static hk_err hk_sq_setup_put(hk_db *db, const unsigned char *sealed,
+                              size_t slen, const unsigned char *pub,
+                              size_t plen, int64_t now)
+{
+    hk_sq *d = (hk_sq *)db;
+    sqlite3_stmt *st = NULL;
+    int rc;
+    hk_err e;
+
+    if ((e = hk_sq_prep(d,
+                        "INSERT INTO setup (id, sealed, public, created) "
+                        "VALUES (1, ?1, ?2, ?3)",
+                        &st)) != HK_OK)
+        return e;
+    rc = hk_sq_bind_blob(st, 1, sealed, slen);
+    if (rc == SQLITE_OK)
+        rc = hk_sq_bind_blob(st, 2, pub, plen);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 3, now);
+    if ((e = hk_sq_err(d, rc)) == HK_OK)
+        e = hk_sq_run(d, st, NULL);
+    sqlite3_finalize(st);
+    return e;
+}
+
+static hk_err hk_sq_setup_get(hk_db *db, unsigned char **sealed, size_t *slen,
+                              unsigned char **pub, size_t *plen)
+{
+    hk_sq *d = (hk_sq *)db;
+    sqlite3_stmt *st = NULL;
+    int row = 0;
+    hk_err e;
+
+    if ((e = hk_sq_prep(d, "SELECT sealed, public FROM setup WHERE id = 1",
+                        &st)) != HK_OK ||
+        (e = hk_sq_step(d, st, &row)) != HK_OK)
+        goto done;
+    e = HK_ERR_NOT_FOUND;
+    if (!row)
+        goto done;
+    if ((e = hk_col_dup(st, 0, HK_SEAL_OVERHEAD + 1, HK_SEAL_MAX, sealed,
+                        slen)) != HK_OK ||
+        (e = hk_col_dup(st, 1, 1, HK_RECORD_MAX, pub, plen)) != HK_OK)
+        goto done;
+done:
+    sqlite3_finalize(st);
+    if (e != HK_OK) {
+        OPENSSL_free(*sealed);
+        *sealed = NULL;
+        *slen = 0;
+    }
+    return e;
+}
+
+static const hk_db_ops hk_sq_ops = {
+    "sqlite",
+    hk_sq_close,
+    hk_sq_schema_version,
+    hk_sq_key_create,
+    hk_sq_key_get,
+    hk_sq_key_list,
+    hk_sq_key_set_disabled,
+    hk_sq_share_put,
+    hk_sq_share_promote,
+    hk_sq_share_get,
+    hk_sq_session_create,
+    hk_sq_session_touch,
+    hk_sq_session_get,
+    hk_sq_session_set_state,
+    hk_sq_session_sweep,
+    hk_sq_setup_put,
+    hk_sq_setup_get,
+};
+
+hk_err hk_db_open_sqlite(const char *path, hk_db **out, char *why,
+                         size_t whylen)
+{
+    hk_sq *d;
+    hk_err e;
+
+    if (path == NULL || *path == '\0' || out == NULL)
+        return HK_ERR_ARG;
+    *out = NULL;
+    if ((d = OPENSSL_zalloc(sizeof(*d))) == NULL)
+        return HK_ERR_NOMEM;
+    d->base.ops = &hk_sq_ops;
+    if ((e = hk_sq_precreate(d, path)) != HK_OK ||
+        (e = hk_sq_connect(d, path)) != HK_OK ||
+        (e = hk_sq_configure(d, path)) != HK_OK ||
+        (e = hk_sq_migrate(d)) != HK_OK) {
+        hk_why(why, whylen, "database %s: %s", path, d->base.err);
+        hk_sq_close(&d->base);
+        return e;
+    }
+    *out = &d->base;
+    return HK_OK;
+}

@@ -1,0 +1,584 @@
+/* halfkeyd service: endpoints, WebSocket glue, lifecycle. */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include "mpc/codec.h"
+#include "mpc/setup.h"
+#include "server/log.h"
+#include "server/service_impl.h"
+
+#define HK_VERSION "0.1.0"
+
+int64_t hk_now(void) { return (int64_t)time(NULL); }
+
+/* --- responses ------------------------------------------------------------ */
+
+static void hk_respond(hk_http_resp *r, int status, json_t *body)
+{
+    r->status = status;
+    r->body = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+}
+
+static void hk_respond_err(hk_http_resp *r, int status, const char *code,
+                           const char *msg)
+{
+    hk_respond(r, status,
+               json_pack("{s:s,s:s}", "error", code, "message", msg));
+}
+
+/* HTTP status and error code for an hk_err from storage or policy. */
+static void hk_respond_hk(hk_http_resp *r, hk_err e)
+{
+    switch (e) {
+    case HK_ERR_NOT_FOUND:
+        hk_respond_err(r, 404, "not_found", "no such key");
+        break;
+    case HK_ERR_FORBIDDEN:
+        hk_respond_err(r, 403, "forbidden", hk_strerror(e));
+        break;
+    case HK_ERR_RATE:
+        hk_respond_err(r, 429, "rate_limited", hk_strerror(e));
+        break;
+    default:
+        hk_respond_err(r, 500, "internal", hk_strerror(e));
+    }
+}
+
+/* "Bearer <jwt>" -> subject; HK_ERR_AUTH otherwise. */
+static hk_err hk_authenticate(hk_service *svc, const char *auth, char *sub)
+{
+    if (auth == NULL || strncmp(auth, "Bearer ", 7) != 0)
+        return HK_ERR_AUTH;
+    return hk_jwt_verify(svc->jwt, auth + 7, (long)hk_now(), sub);
+}
+
+/* Strict JSON object body with only the `allowed` keys. */
+static json_t *hk_body_object(const hk_http_req *req,
+                              const char *const *allowed)
+{
+    json_t *o, *v;
+    const char *k;
+    size_t i;
+
+    o = json_loadb((const char *)req->body, req->body_len,
+                   JSON_REJECT_DUPLICATES, NULL);
+    if (!json_is_object(o)) {
+        json_decref(o);
+        return NULL;
+    }
+    json_object_foreach(o, k, v)
+    {
+        for (i = 0; allowed[i] != NULL && strcmp(allowed[i], k) != 0; i++)
+            ;
+        if (allowed[i] == NULL) {
+            json_decref(o);
+            return NULL;
+        }
+    }
+    return o;
+}
+
+static int hk_parse_kid(const char *hex, unsigned char kid[HK_ID_LEN])
+{
+    return hex != NULL && hk_unhex(hex, strlen(hex), kid, HK_ID_LEN);
+}
+
+/* key_id from a JSON body or query value, owned by sub. */
+static hk_err hk_owned_key(hk_service *svc, const char *hex, const char *sub,
+                           unsigned char kid[HK_ID_LEN], hk_db_key *key)
+{
+    hk_err e;
+
+    if (!hk_parse_kid(hex, kid))
+        return HK_ERR_NOT_FOUND;
+    pthread_mutex_lock(&svc->dbmu);
+    e = hk_db_key_get_owned(svc->db, kid, sub, key);
+    pthread_mutex_unlock(&svc->dbmu);
+    if (e == HK_OK && key->disabled)
+        e = HK_ERR_FORBIDDEN;
+    return e;
+}
+
+/* Opens a session in the database and answers its id. */
+static void hk_open_session(hk_service *svc, hk_http_resp *r, const char *sub,
+                            hk_db_op op, const unsigned char *kid)
+{
+    unsigned char sid[HK_ID_LEN];
+    char sidhex[2 * HK_ID_LEN + 1], kidhex[2 * HK_ID_LEN + 1], idbuf[64];
+    hk_err e;
+
+    if (RAND_bytes(sid, sizeof(sid)) != 1) {
+        hk_respond_err(r, 500, "internal", "random failure");
+        return;
+    }
+    pthread_mutex_lock(&svc->dbmu);
+    e = hk_db_session_create(svc->db, sid, sub, op, kid, hk_now());
+    pthread_mutex_unlock(&svc->dbmu);
+    if (e != HK_OK) {
+        hk_respond_hk(r, e);
+        return;
+    }
+    hk_hex(sid, HK_ID_LEN, sidhex);
+    hk_hex(kid, HK_ID_LEN, kidhex);
+    snprintf(idbuf, sizeof(idbuf), "sess_%s", sidhex);
+    hk_log("info", "event=session_open op=%s sub=%s key=%s session=%s",
+           hk_db_op_name(op), sub, kidhex, idbuf);
+    hk_respond(r, 200,
+               json_pack("{s:s,s:s,s:i}", "session_id", idbuf, "key_id", kidhex,
+                         "idle_timeout", svc->cfg.session_idle));
+}
+
+static void hk_ep_keygen(hk_service *svc, const hk_http_req *req,
+                         const char *sub, hk_http_resp *r)
+{
+    static const char *const allowed[] = {"curve", "pbits", NULL};
+    unsigned char kid[HK_ID_LEN];
+    hk_curve_id curve;
+    json_t *o = hk_body_object(req, allowed), *c, *p;
+
+    c = json_object_get(o, "curve");
+    p = json_object_get(o, "pbits");
+    if (o == NULL || !json_is_string(c) ||
+        hk_curve_from_name(json_string_value(c), &curve) != HK_OK ||
+        (p != NULL &&
+         (!json_is_integer(p) ||
+          (json_integer_value(p) != 2048 && json_integer_value(p) != 3072) ||
+          json_integer_value(p) < svc->cfg.min_paillier_bits))) {
+        json_decref(o);
+        hk_respond_err(r, 400, "bad_request",
+                       "body must be {\"curve\": \"secp256k1\"|\"p256\"}");
+        return;
+    }
+    json_decref(o);
+    (void)curve;
+    if (RAND_bytes(kid, sizeof(kid)) != 1) {
+        hk_respond_err(r, 500, "internal", "random failure");
+        return;
+    }
+    hk_open_session(svc, r, sub, HK_DB_OP_KEYGEN, kid);
+}
+
+static void hk_ep_keyop(hk_service *svc, const hk_http_req *req,
+                        const char *sub, hk_db_op op, hk_http_resp *r)
+{
+    static const char *const allowed[] = {"key_id", NULL};
+    unsigned char kid[HK_ID_LEN];
+    hk_db_key key;
+    json_t *o = hk_body_object(req, allowed);
+    hk_err e;
+
+    if (o == NULL || !json_is_string(json_object_get(o, "key_id"))) {
+        json_decref(o);
+        hk_respond_err(r, 400, "bad_request", "body must be {\"key_id\"}");
+        return;
+    }
+    e = hk_owned_key(svc, json_string_value(json_object_get(o, "key_id")), sub,
+                     kid, &key);
+    json_decref(o);
+    if (e != HK_OK) {
+        hk_respond_hk(r, e);
+        return;
+    }
+    hk_open_session(svc, r, sub, op, kid);
+}
+
+/* Value of `name` in a query string "a=b&c=d" (bounded copy). */
+static int hk_query_get(const char *q, const char *name, char *out, size_t cap)
+{
+    size_t n = strlen(name), len;
+    const char *p = q, *end;
+
+    while (p != NULL && *p) {
+        end = strchr(p, '&');
+        len = end != NULL ? (size_t)(end - p) : strlen(p);
+        if (len > n && strncmp(p, name, n) == 0 && p[n] == '=') {
+            if (len - n - 1 >= cap)
+                return 0;
+            memcpy(out, p + n + 1, len - n - 1);
+            out[len - n - 1] = 0;
+            return 1;
+        }
+        p = end != NULL ? end + 1 : NULL;
+    }
+    return 0;
+}
+
+static void hk_ep_pubkey(hk_service *svc, const hk_http_req *req,
+                         const char *sub, hk_http_resp *r)
+{
+    unsigned char kid[HK_ID_LEN], unc[HK_POINT_UNCOMPRESSED_LEN];
+    char hex[2 * HK_POINT_UNCOMPRESSED_LEN + 1], khex[64];
+    hk_curve *c = NULL;
+    hk_db_key key;
+    hk_err e;
+
+    if (!hk_query_get(req->query, "key_id", khex, sizeof(khex))) {
+        hk_respond_err(r, 400, "bad_request", "key_id required");
+        return;
+    }
+    if ((e = hk_owned_key(svc, khex, sub, kid, &key)) != HK_OK &&
+        e != HK_ERR_FORBIDDEN) {
+        hk_respond_hk(r, e);
+        return;
+    }
+    if (hk_curve_new(key.curve, &c) != HK_OK ||
+        hk_point_uncompressed(c, &key.pub, unc) != HK_OK) {
+        hk_curve_free(c);
+        hk_respond_err(r, 500, "internal", "bad stored key");
+        return;
+    }
+    hk_curve_free(c);
+    hk_hex(unc, sizeof(unc), hex);
+    hk_respond(r, 200,
+               json_pack("{s:s,s:s,s:s,s:b}", "key_id", khex, "curve",
+                         hk_curve_name(key.curve), "pubkey", hex, "disabled",
+                         key.disabled));
+}
+
+static void hk_ep_status(hk_service *svc, hk_http_resp *r)
+{
+    int v = 0;
+    hk_err e;
+
+    pthread_mutex_lock(&svc->dbmu);
+    e = hk_db_schema_version(svc->db, &v);
+    pthread_mutex_unlock(&svc->dbmu);
+    hk_respond(r, e == HK_OK ? 200 : 503,
+               json_pack("{s:s,s:s,s:i,s:s,s:i}", "status",
+                         e == HK_OK ? "ok" : "degraded", "version", HK_VERSION,
+                         "protocol", HK_PROTOCOL_VERSION, "database",
+                         e == HK_OK ? "ok" : "error", "schema", v));
+}
+
+static void hk_on_http(void *ctx, const hk_http_req *req, hk_http_resp *r)
+{
+    hk_service *svc = ctx;
+    char sub[HK_JWT_SUB_MAX + 1];
+    int post = strcmp(req->method, "POST") == 0;
+
+    if (!post && strcmp(req->path, "/status") == 0)
+        return hk_ep_status(svc, r);
+    if (!post && strcmp(req->path, "/setup") == 0) {
+        r->status = 200;
+        r->body = strndup((const char *)svc->setup_pub, svc->setup_pub_len);
+        return;
+    }
+    if (strcmp(req->path, "/keygen") && strcmp(req->path, "/sign") &&
+        strcmp(req->path, "/refresh") && strcmp(req->path, "/pubkey"))
+        return hk_respond_err(r, 404, "not_found", "no such endpoint");
+    if (post == (strcmp(req->path, "/pubkey") == 0))
+        return hk_respond_err(r, 405, "method", "method not allowed");
+    if (hk_authenticate(svc, req->auth, sub) != HK_OK) {
+        hk_log("warn", "event=auth_refused path=%s", req->path);
+        return hk_respond_err(r, 401, "unauthorized",
+                              "missing, invalid or expired token");
+    }
+    if (strcmp(req->path, "/keygen") == 0)
+        return hk_ep_keygen(svc, req, sub, r);
+    if (strcmp(req->path, "/sign") == 0)
+        return hk_ep_keyop(svc, req, sub, HK_DB_OP_SIGN, r);
+    if (strcmp(req->path, "/refresh") == 0)
+        return hk_ep_keyop(svc, req, sub, HK_DB_OP_REFRESH, r);
+    hk_ep_pubkey(svc, req, sub, r);
+}
+
+/* --- WebSocket ------------------------------------------------------------ */
+
+/* Claims the session named by the query for the token's subject. */
+static int hk_claim_session(hk_service *svc, const hk_http_req *req,
+                            hk_rsess *s)
+{
+    char val[64];
+    hk_db_session ds;
+    hk_err e;
+
+    if (!hk_query_get(req->query, "session_id", val, sizeof(val)) ||
+        strncmp(val, "sess_", 5) != 0 ||
+        !hk_unhex(val + 5, strlen(val + 5), s->sid, HK_ID_LEN))
+        return 404;
+    if (hk_authenticate(svc, req->auth, s->sub) != HK_OK) {
+        hk_log("warn", "event=auth_refused path=/ws");
+        return 401;
+    }
+    pthread_mutex_lock(&svc->dbmu);
+    e = hk_db_session_get(svc->db, s->sid, hk_now(), svc->cfg.session_idle,
+                          &ds);
+    if (e == HK_OK && strcmp(ds.owner, s->sub) != 0)
+        e = HK_ERR_SESSION;
+    if (e == HK_OK)
+        e = hk_db_session_set_state(svc->db, s->sid, HK_DB_SESS_RUNNING,
+                                    hk_now(), svc->cfg.session_idle);
+    pthread_mutex_unlock(&svc->dbmu);
+    if (e != HK_OK || !ds.has_kid)
+        return e == HK_ERR_STATE ? 409 : 404;
+    s->op = ds.op;
+    memcpy(s->kid, ds.kid, HK_ID_LEN);
+    return 0;
+}
+
+static int hk_on_ws_open(void *ctx, hk_tconn *conn, const hk_http_req *req)
+{
+    hk_service *svc = ctx;
+    hk_rsess *s;
+    int st;
+
+    if (strcmp(req->path, "/ws") != 0)
+        return 404;
+    if ((s = calloc(1, sizeof(*s))) == NULL)
+        return 503;
+    pthread_mutex_init(&s->mu, NULL);
+    s->svc = svc;
+    s->refs = 1; /* the connection's */
+    s->last = hk_now();
+    if ((st = hk_claim_session(svc, req, s)) != 0) {
+        hk_rsess_unref(s);
+        return st;
+    }
+    s->conn = conn;
+    hk_tconn_ref(conn);
+    hk_tconn_set_user(conn, s);
+    pthread_mutex_lock(&svc->mu);
+    s->next = svc->sessions;
+    svc->sessions = s;
+    pthread_mutex_unlock(&svc->mu);
+    pthread_mutex_lock(&s->mu);
+    s->scheduled = 1;
+    s->refs++;
+    pthread_mutex_unlock(&s->mu);
+    if (hk_workers_submit(svc->workers, hk_rsess_prepare_job, s) != HK_OK)
+        return 503;
+    return 0;
+}
+
+static void hk_on_ws_message(void *ctx, hk_tconn *conn,
+                             const unsigned char *msg, size_t len)
+{
+    hk_rsess *s = hk_tconn_user(conn);
+    hk_rmsg *m;
+    int submit = 0;
+
+    (void)ctx;
+    if (s == NULL || (m = malloc(sizeof(*m) + len)) == NULL) {
+        hk_tconn_close(conn);
+        return;
+    }
+    m->next = NULL;
+    m->len = len;
+    memcpy(m->buf, msg, len);
+    pthread_mutex_lock(&s->mu);
+    s->last = hk_now();
+    if (s->tail != NULL)
+        s->tail->next = m;
+    else
+        s->head = m;
+    s->tail = m;
+    if (!s->scheduled) {
+        s->scheduled = 1;
+        s->refs++;
+        submit = 1;
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (submit &&
+        hk_workers_submit(s->svc->workers, hk_rsess_job, s) != HK_OK) {
+        hk_rsess_unref(s);
+        hk_tconn_close(conn);
+    }
+}
+
+static void hk_unlink_session(hk_service *svc, hk_rsess *s)
+{
+    hk_rsess **pp;
+
+    pthread_mutex_lock(&svc->mu);
+    for (pp = &svc->sessions; *pp != NULL; pp = &(*pp)->next)
+        if (*pp == s) {
+            *pp = s->next;
+            break;
+        }
+    pthread_mutex_unlock(&svc->mu);
+}
+
+static void hk_on_ws_close(void *ctx, hk_tconn *conn)
+{
+    hk_rsess *s = hk_tconn_user(conn);
+
+    if (s == NULL)
+        return;
+    hk_unlink_session(ctx, s);
+    pthread_mutex_lock(&s->mu);
+    s->dead = 1;
+    pthread_mutex_unlock(&s->mu);
+    hk_tconn_set_user(conn, NULL);
+    hk_rsess_unref(s);
+}
+
+/* Once a second: idle sessions close; expired rows are swept. */
+static void hk_on_tick(void *ctx)
+{
+    hk_service *svc = ctx;
+    int64_t now = hk_now();
+    size_t swept = 0;
+    hk_rsess *s;
+
+    pthread_mutex_lock(&svc->mu);
+    for (s = svc->sessions; s != NULL; s = s->next) {
+        pthread_mutex_lock(&s->mu);
+        if (now - s->last >= svc->cfg.session_idle && !s->scheduled) {
+            hk_log("info", "event=session_idle_close");
+            hk_tconn_close(s->conn);
+        }
+        pthread_mutex_unlock(&s->mu);
+    }
+    pthread_mutex_unlock(&svc->mu);
+    if (now - svc->last_sweep < 10)
+        return;
+    svc->last_sweep = now;
+    pthread_mutex_lock(&svc->dbmu);
+    if (hk_db_session_sweep(svc->db, now, svc->cfg.session_idle, &swept) ==
+            HK_OK &&
+        swept > 0)
+        hk_log("info", "event=sessions_expired count=%zu", swept);
+    pthread_mutex_unlock(&svc->dbmu);
+}
+
+/* --- lifecycle ------------------------------------------------------------ */
+
+static hk_err hk_load_file(const char *path, unsigned char **out, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    unsigned char *buf;
+    size_t n;
+
+    if (f == NULL)
+        return HK_ERR_CONFIG;
+    if ((buf = malloc(65537)) == NULL) {
+        fclose(f);
+        return HK_ERR_NOMEM;
+    }
+    n = fread(buf, 1, 65537, f);
+    fclose(f);
+    if (n == 0 || n > 65536) {
+        free(buf);
+        return HK_ERR_CONFIG;
+    }
+    *out = buf;
+    *len = n;
+    return HK_OK;
+}
+
+static hk_err hk_service_keys(hk_service *svc, char *why)
+{
+    unsigned char *jk = NULL, *sealed = NULL;
+    size_t jklen = 0, slen = 0;
+    hk_err e;
+
+    if ((e = hk_kek_load_file(svc->cfg.kek_file, &svc->kek, why, 256)) != HK_OK)
+        return e;
+    if ((e = hk_db_open_sqlite(svc->cfg.db, &svc->db, why, 256)) != HK_OK)
+        return e;
+    if ((e = hk_load_setup(svc->db, svc->kek, &svc->setup)) != HK_OK ||
+        (e = hk_db_setup_get(svc->db, &sealed, &slen, &svc->setup_pub,
+                             &svc->setup_pub_len)) != HK_OK) {
+        snprintf(why, 256, "%.160s: setup unreadable: %.60s", svc->cfg.db,
+                 hk_strerror(e));
+        goto done;
+    }
+    if ((e = hk_load_file(svc->cfg.jwt_key, &jk, &jklen)) != HK_OK) {
+        snprintf(why, 256, "%.200s: cannot read the JWT key", svc->cfg.jwt_key);
+        goto done;
+    }
+    e = hk_jwt_verifier_new(svc->cfg.jwt_alg, jk, jklen, svc->cfg.jwt_iss,
+                            svc->cfg.jwt_aud, svc->cfg.jwt_skew, &svc->jwt);
+    if (e != HK_OK)
+        snprintf(why, 256, "JWT settings rejected: %s", hk_strerror(e));
+done:
+    OPENSSL_free(sealed);
+    if (jk != NULL)
+        OPENSSL_cleanse(jk, jklen);
+    free(jk);
+    return e;
+}
+
+hk_err hk_service_new(const hk_srv_config *cfg, hk_service **out, char *why)
+{
+    hk_tsrv_handlers h = {NULL,           hk_on_http,
+                          hk_on_ws_open,  hk_on_ws_message,
+                          hk_on_ws_close, hk_on_tick};
+    hk_tsrv_config tc;
+    hk_service *svc;
+    hk_err e;
+
+    if (cfg == NULL || out == NULL || why == NULL)
+        return HK_ERR_ARG;
+    why[0] = 0;
+    if ((svc = calloc(1, sizeof(*svc))) == NULL)
+        return HK_ERR_NOMEM;
+    svc->cfg = *cfg;
+    pthread_mutex_init(&svc->dbmu, NULL);
+    pthread_mutex_init(&svc->mu, NULL);
+    if ((e = hk_service_keys(svc, why)) != HK_OK)
+        goto fail;
+    if ((e = hk_workers_new(cfg->workers, &svc->workers)) != HK_OK)
+        goto fail;
+    h.ctx = svc;
+    memset(&tc, 0, sizeof(tc));
+    tc.iface = cfg->listen;
+    tc.port = cfg->port;
+    tc.cert_file = cfg->tls_cert;
+    tc.key_file = cfg->tls_key;
+    if ((e = hk_tsrv_new(&tc, &h, &svc->tsrv)) != HK_OK) {
+        snprintf(why, 256, "cannot listen on %.64s:%d with %.120s", cfg->listen,
+                 cfg->port, cfg->tls_cert);
+        goto fail;
+    }
+    *out = svc;
+    return HK_OK;
+fail:
+    hk_service_free(svc);
+    return e;
+}
+
+hk_err hk_service_run(hk_service *svc)
+{
+    FILE *f;
+
+    if (svc == NULL)
+        return HK_ERR_ARG;
+    hk_log("info", "event=listening address=%s port=%d version=%s",
+           svc->cfg.listen, hk_tsrv_port(svc->tsrv), HK_VERSION);
+    if (svc->cfg.port_file[0] != 0 &&
+        (f = fopen(svc->cfg.port_file, "w")) != NULL) {
+        fprintf(f, "%d\n", hk_tsrv_port(svc->tsrv));
+        fclose(f);
+    }
+    return hk_tsrv_run(svc->tsrv);
+}
+
+void hk_service_stop(hk_service *svc)
+{
+    if (svc != NULL && svc->tsrv != NULL)
+        hk_tsrv_stop(svc->tsrv);
+}
+
+void hk_service_free(hk_service *svc)
+{
+    if (svc == NULL)
+        return;
+    /* Workers first: running sessions finish before the transport goes. */
+    hk_workers_free(svc->workers);
+    hk_tsrv_free(svc->tsrv);
+    hk_jwt_verifier_free(svc->jwt);
+    hk_rped_secret_free(svc->setup);
+    OPENSSL_free(svc->setup_pub);
+    hk_db_close(svc->db);
+    hk_kek_free(svc->kek);
+    pthread_mutex_destroy(&svc->dbmu);
+    pthread_mutex_destroy(&svc->mu);
+    free(svc);
+}

@@ -1,0 +1,35 @@
+/* halfkeyd's service: the HTTP endpoints, the protocol sessions and the
+ * glue between transport, workers, storage and the mpc state machines.
+ *
+ *   POST /keygen   {"curve":"secp256k1"|"p256","pbits":2048|3072}  JWT
+ *   POST /sign     {"key_id":"<hex>"}                              JWT
+ *   POST /refresh  {"key_id":"<hex>"}                              JWT
+ *   GET  /pubkey?key_id=<hex>                                      JWT
+ *   GET  /status                                                   none
+ *   GET  /setup    the server's ring-Pedersen setup record         none
+ *   GET  /ws?session_id=sess_<hex>   (upgrade)                     JWT
+ *
+ * A POST opens a session: 128-bit random id, bound to the token's subject,
+ * one operation and one key, expiring after `session_idle` seconds without
+ * traffic. The protocol messages of that session then run over the
+ * WebSocket; every computation runs on the worker pool. A subject never
+ * reaches another subject's key (404, as for a missing key). Errors are
+ * JSON {"error": code, "message": text} with the HTTP status, or on the
+ * WebSocket {"v":1,"t":"error","code":...,"message":...} before a close. */
+#ifndef HK_SERVICE_H
+#define HK_SERVICE_H
+
+#include "server/config.h"
+
+typedef struct hk_service hk_service;
+
+/* Loads keys, database and setup as configured; why[256] gets a reason. */
+HK_WUR hk_err hk_service_new(const hk_srv_config *cfg, hk_service **out,
+                             char *why);
+/* Serves until hk_service_stop (safe from a signal handler's thread via a
+ * flag; see halfkeyd.c). */
+HK_WUR hk_err hk_service_run(hk_service *svc);
+void hk_service_stop(hk_service *svc);
+void hk_service_free(hk_service *svc);
+
+#endif

@@ -1,0 +1,328 @@
+/* Protocol sessions of halfkeyd, run on the worker pool: one job at a time
+ * per session, messages in arrival order. Shares are stored before the
+ * message that lets the client rely on them is sent (keygen.4 after the
+ * new key is stored, refresh.4 after the pending share is stored). */
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <openssl/crypto.h>
+
+#include "mpc/codec.h"
+#include "server/log.h"
+#include "server/service_impl.h"
+
+void hk_rsess_unref(hk_rsess *s)
+{
+    int last;
+    hk_rmsg *m;
+
+    if (s == NULL)
+        return;
+    pthread_mutex_lock(&s->mu);
+    last = --s->refs == 0;
+    pthread_mutex_unlock(&s->mu);
+    if (!last)
+        return;
+    while ((m = s->head) != NULL) {
+        s->head = m->next;
+        free(m);
+    }
+    hk_keygen_free(s->kg);
+    hk_sign_free(s->sg);
+    hk_refresh_free(s->rf);
+    hk_share_free(s->share);
+    hk_tconn_unref(s->conn);
+    pthread_mutex_destroy(&s->mu);
+    OPENSSL_clear_free(s, sizeof(*s));
+}
+
+static void hk_db_state(hk_rsess *s, hk_db_sess_state st)
+{
+    hk_service *svc = s->svc;
+
+    hk_err e;
+
+    pthread_mutex_lock(&svc->dbmu);
+    e = hk_db_session_set_state(svc->db, s->sid, st, hk_now(),
+                                svc->cfg.session_idle);
+    pthread_mutex_unlock(&svc->dbmu);
+    if (e != HK_OK)
+        hk_log("warn", "event=session_state_failed error=\"%s\"",
+               hk_strerror(e));
+}
+
+static void hk_send(hk_rsess *s, const unsigned char *msg, size_t len)
+{
+    if (msg != NULL && len > 0 && hk_tconn_send(s->conn, msg, len) != HK_OK)
+        s->finished = 1;
+}
+
+/* Ends the session with an error message the client can show. */
+static void hk_fail(hk_rsess *s, hk_err e, const char *where)
+{
+    char kid[2 * HK_ID_LEN + 1];
+    json_t *o;
+    char *txt;
+
+    hk_hex(s->kid, HK_ID_LEN, kid);
+    hk_log("warn",
+           "event=session_failed op=%s sub=%s key=%s step=%s "
+           "error=\"%s\"",
+           hk_db_op_name(s->op), s->sub, kid, where, hk_strerror(e));
+    o = json_pack("{s:i,s:s,s:i,s:s}", "v", 1, "t", "error", "code", (int)e,
+                  "message", hk_strerror(e));
+    txt = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (txt != NULL)
+        hk_send(s, (unsigned char *)txt, strlen(txt));
+    free(txt);
+    hk_db_state(s, HK_DB_SESS_FAILED);
+    s->finished = 1;
+    hk_tconn_close(s->conn);
+}
+
+static void hk_done(hk_rsess *s)
+{
+    hk_db_state(s, HK_DB_SESS_DONE);
+    s->finished = 1;
+    hk_tconn_close(s->conn);
+}
+
+/* Loads the share of `epoch`; a pending one named by the client is
+ * promoted first (the client holds it: the refresh is confirmed). */
+static hk_err hk_use_share(hk_rsess *s, unsigned long epoch)
+{
+    hk_service *svc = s->svc;
+    hk_share *sh = NULL;
+    int pending = 0;
+    hk_err e;
+
+    if (s->share != NULL && s->share->epoch == epoch)
+        return HK_OK;
+    pthread_mutex_lock(&svc->dbmu);
+    e = hk_load_share(svc->db, svc->kek, s->sub, s->kid, epoch, &sh, &pending);
+    if (e == HK_OK && pending)
+        e = hk_db_share_promote(svc->db, s->kid, epoch);
+    pthread_mutex_unlock(&svc->dbmu);
+    if (e != HK_OK) {
+        hk_share_free(sh);
+        return e == HK_ERR_NOT_FOUND ? HK_ERR_EPOCH : e;
+    }
+    if (pending)
+        hk_log("info", "event=refresh_promoted_by_use epoch=%lu", epoch);
+    hk_sign_free(s->sg);
+    s->sg = NULL;
+    hk_share_free(s->share);
+    s->share = sh;
+    return HK_OK;
+}
+
+static hk_err hk_active_share(hk_rsess *s)
+{
+    unsigned char *sealed = NULL;
+    unsigned long epoch = 0;
+    size_t len = 0;
+    hk_err e;
+
+    pthread_mutex_lock(&s->svc->dbmu);
+    e = hk_db_share_get_active(s->svc->db, s->kid, &epoch, &sealed, &len);
+    pthread_mutex_unlock(&s->svc->dbmu);
+    OPENSSL_free(sealed);
+    return e == HK_OK ? hk_use_share(s, epoch) : e;
+}
+
+/* Sign sessions start with the active share and precompute the
+ * encryption randomness while the client is still connecting. */
+void hk_rsess_prepare_job(void *arg)
+{
+    hk_rsess *s = arg;
+
+    if (s->op == HK_DB_OP_SIGN && hk_active_share(s) == HK_OK &&
+        hk_sign_p2_new(s->share, s->sid, &s->sg) == HK_OK &&
+        hk_sign_p2_precompute(s->sg) != HK_OK) {
+        hk_sign_free(s->sg);
+        s->sg = NULL;
+    }
+    hk_rsess_job(s);
+}
+
+static void hk_keygen_step(hk_rsess *s, const hk_rmsg *m)
+{
+    hk_service *svc = s->svc;
+    unsigned char *out = NULL;
+    size_t outlen = 0;
+    hk_curve_id curve;
+    hk_share *sh = NULL;
+    hk_err e;
+
+    if (s->kg == NULL &&
+        ((e = hk_keygen_peek_curve(m->buf, m->len, &curve)) != HK_OK ||
+         (e = hk_keygen_p2_new(curve, s->sid, s->kid,
+                               svc->cfg.min_paillier_bits, svc->setup,
+                               &s->kg)) != HK_OK))
+        return hk_fail(s, e, "keygen.1");
+    if ((e = hk_keygen_recv(s->kg, m->buf, m->len, &out, &outlen)) != HK_OK)
+        return hk_fail(s, e, "keygen");
+    if (hk_keygen_done(s->kg)) {
+        if ((e = hk_keygen_take_share(s->kg, &sh)) == HK_OK) {
+            pthread_mutex_lock(&svc->dbmu);
+            e = hk_store_new_key(svc->db, svc->kek, s->sub, sh, NULL, hk_now());
+            pthread_mutex_unlock(&svc->dbmu);
+        }
+        if (e == HK_OK) {
+            char kh[2 * HK_ID_LEN + 1];
+
+            hk_hex(s->kid, HK_ID_LEN, kh);
+            hk_log("info", "event=keygen_done sub=%s key=%s curve=%s", s->sub,
+                   kh, hk_curve_name(sh->curve));
+        }
+        hk_share_free(sh);
+        if (e != HK_OK) {
+            OPENSSL_free(out);
+            return hk_fail(s, e, "keygen store");
+        }
+    }
+    hk_send(s, out, outlen);
+    OPENSSL_free(out);
+    if (hk_keygen_done(s->kg))
+        hk_done(s);
+}
+
+static void hk_log_signature(hk_rsess *s)
+{
+    unsigned char sig[HK_SIG_LEN];
+    const unsigned char *dig;
+    char sh[2 * HK_SIG_LEN + 1], dh[2 * HK_DIGEST_MAX + 1],
+        kh[2 * HK_ID_LEN + 1];
+    size_t dlen;
+
+    if (hk_sign_signature(s->sg, sig) != HK_OK ||
+        hk_sign_digest(s->sg, &dig, &dlen) != HK_OK)
+        return;
+    hk_hex(sig, sizeof(sig), sh);
+    hk_hex(dig, dlen, dh);
+    hk_hex(s->kid, HK_ID_LEN, kh);
+    hk_log("info", "event=sign_done sub=%s key=%s epoch=%lu digest=%s sig=%s",
+           s->sub, kh, s->share->epoch, dh, sh);
+}
+
+static void hk_sign_step(hk_rsess *s, const hk_rmsg *m, int first)
+{
+    unsigned char *out = NULL, fp[HK_HASH_LEN];
+    unsigned long epoch;
+    size_t outlen = 0;
+    hk_err e;
+
+    if (first) {
+        if ((e = hk_msg_peek_share(m->buf, m->len, &epoch, fp)) != HK_OK ||
+            (e = hk_use_share(s, epoch)) != HK_OK)
+            return hk_fail(s, e, "sign.1");
+        if (s->sg == NULL &&
+            (e = hk_sign_p2_new(s->share, s->sid, &s->sg)) != HK_OK)
+            return hk_fail(s, e, "sign.1");
+    }
+    if ((e = hk_sign_recv(s->sg, m->buf, m->len, &out, &outlen)) != HK_OK)
+        return hk_fail(s, e, "sign");
+    hk_send(s, out, outlen);
+    OPENSSL_free(out);
+    if (hk_sign_signature(s->sg, (unsigned char[HK_SIG_LEN]){0}) == HK_OK) {
+        hk_log_signature(s);
+        hk_done(s);
+    }
+}
+
+static void hk_refresh_step(hk_rsess *s, const hk_rmsg *m)
+{
+    hk_service *svc = s->svc;
+    unsigned char *out = NULL, fp[HK_HASH_LEN];
+    unsigned long epoch;
+    size_t outlen = 0;
+    hk_share *fresh = NULL;
+    hk_err e;
+
+    if (s->rf == NULL &&
+        ((e = hk_msg_peek_share(m->buf, m->len, &epoch, fp)) != HK_OK ||
+         (e = hk_use_share(s, epoch)) != HK_OK ||
+         (e = hk_refresh_p2_new(s->share, s->sid, svc->cfg.min_paillier_bits,
+                                svc->setup, &s->rf)) != HK_OK))
+        return hk_fail(s, e, "refresh.1");
+    if ((e = hk_refresh_recv(s->rf, m->buf, m->len, &out, &outlen)) != HK_OK)
+        return hk_fail(s, e, "refresh");
+    if (hk_refresh_take_share(s->rf, &fresh) == HK_OK) {
+        /* durable before refresh.4 tells the client to switch */
+        pthread_mutex_lock(&svc->dbmu);
+        e = hk_store_share(svc->db, svc->kek, s->sub, fresh, 1);
+        pthread_mutex_unlock(&svc->dbmu);
+        epoch = fresh->epoch;
+        hk_share_free(fresh);
+        if (e != HK_OK) {
+            OPENSSL_free(out);
+            return hk_fail(s, e, "refresh store");
+        }
+        hk_log("info", "event=refresh_pending sub=%s epoch=%lu", s->sub, epoch);
+    }
+    hk_send(s, out, outlen);
+    OPENSSL_free(out);
+    if (hk_refresh_confirmed(s->rf)) {
+        pthread_mutex_lock(&svc->dbmu);
+        e = hk_db_share_promote(svc->db, s->kid, s->share->epoch + 1);
+        pthread_mutex_unlock(&svc->dbmu);
+        if (e != HK_OK)
+            return hk_fail(s, e, "refresh promote");
+        hk_log("info", "event=refresh_done sub=%s epoch=%lu", s->sub,
+               s->share->epoch + 1);
+        hk_done(s);
+    }
+}
+
+static void hk_rsess_handle(hk_rsess *s, const hk_rmsg *m)
+{
+    hk_service *svc = s->svc;
+    hk_err e;
+
+    if (s->finished)
+        return;
+    pthread_mutex_lock(&svc->dbmu);
+    e = hk_db_session_touch(svc->db, s->sid, hk_now(), svc->cfg.session_idle);
+    pthread_mutex_unlock(&svc->dbmu);
+    if (e != HK_OK)
+        return hk_fail(s, HK_ERR_SESSION, "touch");
+    switch (s->op) {
+    case HK_DB_OP_KEYGEN:
+        return hk_keygen_step(s, m);
+    case HK_DB_OP_SIGN:
+        return hk_sign_step(s, m, s->sg == NULL || !hk_sign_started(s->sg));
+    default:
+        return hk_refresh_step(s, m);
+    }
+}
+
+void hk_rsess_job(void *arg)
+{
+    hk_rsess *s = arg;
+    hk_rmsg *m;
+
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        m = s->head;
+        if (m != NULL) {
+            s->head = m->next;
+            if (s->head == NULL)
+                s->tail = NULL;
+        } else {
+            s->scheduled = 0;
+        }
+        pthread_mutex_unlock(&s->mu);
+        if (m == NULL)
+            break;
+        /* Even after the peer closed: its last message (sign.5,
+         * refresh.5) may arrive just before the close. */
+        hk_rsess_handle(s, m);
+        free(m);
+        pthread_mutex_lock(&s->mu);
+        s->last = hk_now();
+        pthread_mutex_unlock(&s->mu);
+    }
+    hk_rsess_unref(s);
+}

@@ -1,0 +1,491 @@
+/* halfkey: the command-line client of a halfkey token.
+ *
+ *   halfkey [--dir D] init --url URL (--server-pin HEX | --server-ca FILE)
+ *           (--token-file F | --token-command CMD) [--label L]
+ *           [--paillier-bits 2048|3072]
+ *   halfkey [--dir D] keygen --curve secp256k1|p256 --label L
+ *   halfkey [--dir D] sign --key L (--digest HEX | --in FILE
+ *           [--hash sha256|sha384|sha512]) [--format der|raw] [--out FILE]
+ *   halfkey [--dir D] refresh --key L
+ *   halfkey [--dir D] pubkey --key L
+ *   halfkey [--dir D] list | status
+ *   halfkey [--dir D] unlock --key L
+ *
+ * The PIN comes from $HALFKEY_PIN, from --pin-file, or from a prompt. Every
+ * error is one line on stderr and a non-zero exit. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <libwebsockets.h>
+#include <openssl/core_names.h>
+#include <openssl/ecdsa.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
+#include "client/client.h"
+#include "mpc/codec.h"
+
+#define HK_MAX_OPTS 16
+
+typedef struct {
+    const char *dir, *cmd, *pin_file;
+    const char *names[HK_MAX_OPTS], *values[HK_MAX_OPTS];
+    int n;
+} hk_args;
+
+static int hk_die(const char *what, hk_err e, const char *detail)
+{
+    if (detail != NULL && detail[0])
+        fprintf(stderr, "halfkey: %s: %s (%s)\n", what, hk_strerror(e), detail);
+    else
+        fprintf(stderr, "halfkey: %s: %s\n", what, hk_strerror(e));
+    return 1;
+}
+
+static int hk_usage(void)
+{
+    fputs("usage: halfkey [--dir D] [--pin-file F] COMMAND [options]\n"
+          "commands: init, keygen, sign, refresh, pubkey, list, status, "
+          "unlock\n(see the README for the options of each)\n",
+          stderr);
+    return 2;
+}
+
+static const char *hk_opt(const hk_args *a, const char *name)
+{
+    int i;
+
+    for (i = 0; i < a->n; i++)
+        if (strcmp(a->names[i], name) == 0)
+            return a->values[i];
+    return NULL;
+}
+
+/* Parses [--dir D] [--pin-file F] CMD then --name value pairs. */
+static int hk_parse(int argc, char **argv, hk_args *a)
+{
+    int i = 1;
+
+    memset(a, 0, sizeof(*a));
+    for (; i + 1 < argc && strncmp(argv[i], "--", 2) == 0; i += 2) {
+        if (strcmp(argv[i], "--dir") == 0)
+            a->dir = argv[i + 1];
+        else if (strcmp(argv[i], "--pin-file") == 0)
+            a->pin_file = argv[i + 1];
+        else
+            return 0;
+    }
+    if (i >= argc)
+        return 0;
+    a->cmd = argv[i++];
+    for (; i < argc; i += 2) {
+        if (strncmp(argv[i], "--", 2) != 0 || i + 1 >= argc ||
+            a->n == HK_MAX_OPTS)
+            return 0;
+        a->names[a->n] = argv[i] + 2;
+        a->values[a->n++] = argv[i + 1];
+    }
+    return 1;
+}
+
+/* Every option given must be one of `allowed` (NULL-terminated). */
+static int hk_only(const hk_args *a, const char *const *allowed)
+{
+    int i, j;
+
+    for (i = 0; i < a->n; i++) {
+        for (j = 0; allowed[j] != NULL && strcmp(allowed[j], a->names[i]); j++)
+            ;
+        if (allowed[j] == NULL) {
+            fprintf(stderr, "halfkey: unknown option --%s for %s\n",
+                    a->names[i], a->cmd);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int hk_get_pin(const hk_args *a, char *pin, size_t cap)
+{
+    const char *env = getenv("HALFKEY_PIN");
+    FILE *f;
+    char *p;
+
+    if (a->pin_file != NULL) {
+        if ((f = fopen(a->pin_file, "r")) == NULL ||
+            fgets(pin, (int)cap, f) == NULL) {
+            if (f != NULL)
+                fclose(f);
+            return 0;
+        }
+        fclose(f);
+    } else if (env != NULL) {
+        snprintf(pin, cap, "%s", env);
+    } else if (isatty(STDIN_FILENO) && (p = getpass("PIN: ")) != NULL) {
+        snprintf(pin, cap, "%s", p);
+        OPENSSL_cleanse(p, strlen(p));
+    } else {
+        return 0;
+    }
+    pin[strcspn(pin, "\r\n")] = 0;
+    return pin[0] != 0;
+}
+
+static int hk_cmd_init(const hk_args *a)
+{
+    static const char *const allowed[] = {
+        "url",           "server-pin", "server-ca",     "token-file",
+        "token-command", "label",      "paillier-bits", NULL};
+    hk_client_config cfg;
+    char pin[HK_KS_PIN_MAX + 2];
+    const char *v;
+    hk_ks *ks = NULL;
+    hk_err e;
+
+    if (!hk_only(a, allowed) || hk_opt(a, "url") == NULL)
+        return hk_usage();
+    memset(&cfg, 0, sizeof(cfg));
+    snprintf(cfg.server_url, sizeof(cfg.server_url), "%s", hk_opt(a, "url"));
+    if ((v = hk_opt(a, "server-pin")) != NULL)
+        snprintf(cfg.server_pin, sizeof(cfg.server_pin), "%s", v);
+    if ((v = hk_opt(a, "server-ca")) != NULL)
+        snprintf(cfg.server_ca, sizeof(cfg.server_ca), "%s", v);
+    if ((v = hk_opt(a, "token-file")) != NULL)
+        snprintf(cfg.token_file, sizeof(cfg.token_file), "%s", v);
+    if ((v = hk_opt(a, "token-command")) != NULL)
+        snprintf(cfg.token_command, sizeof(cfg.token_command), "%s", v);
+    v = hk_opt(a, "paillier-bits");
+    cfg.paillier_bits = v != NULL ? atoi(v) : 2048;
+    cfg.timeout_ms = 30000;
+    if (!hk_get_pin(a, pin, sizeof(pin)))
+        return hk_die("init", HK_ERR_PIN, "no PIN given");
+    v = hk_opt(a, "label");
+    e = hk_ks_init(a->dir, pin, v != NULL ? v : "halfkey", &ks);
+    OPENSSL_cleanse(pin, sizeof(pin));
+    if (e != HK_OK)
+        return hk_die("init", e, "creating the token");
+    e = hk_client_config_write(hk_ks_dir(ks), &cfg);
+    printf("token = %s\n", hk_ks_dir(ks));
+    hk_ks_close(ks);
+    return e == HK_OK ? 0 : hk_die("init", e, "writing halfkey.conf");
+}
+
+/* Opens the token and logs in. */
+static int hk_open(const hk_args *a, hk_client **c, int login)
+{
+    char why[256], pin[HK_KS_PIN_MAX + 2];
+    hk_err e;
+
+    if ((e = hk_client_open(a->dir, c, why)) != HK_OK)
+        return hk_die("open", e, why);
+    if (!login)
+        return 0;
+    if (!hk_get_pin(a, pin, sizeof(pin))) {
+        hk_client_close(*c);
+        return hk_die("login", HK_ERR_PIN, "no PIN given");
+    }
+    e = hk_ks_login(hk_client_keystore(*c), pin);
+    OPENSSL_cleanse(pin, sizeof(pin));
+    if (e != HK_OK) {
+        hk_client_close(*c);
+        return hk_die("login", e, NULL);
+    }
+    return 0;
+}
+
+static int hk_cmd_keygen(const hk_args *a)
+{
+    static const char *const allowed[] = {"curve", "label", NULL};
+    const char *curve = hk_opt(a, "curve"), *label = hk_opt(a, "label");
+    char hex[2 * HK_ID_LEN + 1];
+    hk_ks_keyinfo info;
+    hk_curve_id id;
+    hk_client *c;
+    hk_err e;
+
+    if (!hk_only(a, allowed) || curve == NULL || label == NULL)
+        return hk_usage();
+    if (hk_curve_from_name(curve, &id) != HK_OK)
+        return hk_die("keygen", HK_ERR_CURVE, "use secp256k1 or p256");
+    if (hk_open(a, &c, 1) != 0)
+        return 1;
+    fprintf(stderr, "halfkey: generating the key with the server "
+                    "(Paillier key and proofs)...\n");
+    e = hk_client_keygen(c, id, label, &info);
+    if (e != HK_OK) {
+        int r = hk_die("keygen", e, hk_client_last_error(c));
+
+        hk_client_close(c);
+        return r;
+    }
+    hk_hex(info.kid, HK_ID_LEN, hex);
+    printf("label = %s\nkey_id = %s\ncurve = %s\n", label, hex, curve);
+    hk_client_close(c);
+    return 0;
+}
+
+/* The digest to sign: --digest HEX, or the hash of --in FILE. */
+static int hk_digest(const hk_args *a, unsigned char *dig, size_t *dlen)
+{
+    const char *hex = hk_opt(a, "digest"), *in = hk_opt(a, "in");
+    const char *hash = hk_opt(a, "hash");
+    unsigned char buf[65536];
+    EVP_MD_CTX *ctx;
+    unsigned int n = 0;
+    size_t r;
+    FILE *f;
+    int ok;
+
+    if ((hex != NULL) == (in != NULL))
+        return 0;
+    if (hex != NULL) {
+        *dlen = strlen(hex) / 2;
+        return *dlen >= 1 && *dlen <= HK_DIGEST_MAX &&
+               hk_unhex(hex, strlen(hex), dig, *dlen);
+    }
+    if ((f = fopen(in, "rb")) == NULL)
+        return 0;
+    ctx = EVP_MD_CTX_new();
+    ok = ctx != NULL &&
+         EVP_DigestInit_ex(ctx, EVP_get_digestbyname(hash ? hash : "sha256"),
+                           NULL) == 1;
+    while (ok && (r = fread(buf, 1, sizeof(buf), f)) > 0)
+        ok = EVP_DigestUpdate(ctx, buf, r) == 1;
+    ok = ok && !ferror(f) && EVP_DigestFinal_ex(ctx, dig, &n) == 1;
+    fclose(f);
+    EVP_MD_CTX_free(ctx);
+    *dlen = n;
+    return ok;
+}
+
+static int hk_write_sig(const hk_args *a, const unsigned char sig[64])
+{
+    const char *fmt = hk_opt(a, "format"), *out = hk_opt(a, "out");
+    unsigned char *der = NULL;
+    const unsigned char *bytes = sig;
+    char hex[2 * 80 + 1];
+    ECDSA_SIG *es = ECDSA_SIG_new();
+    int len = 64;
+    FILE *f;
+
+    if (fmt == NULL || strcmp(fmt, "der") == 0) {
+        if (es == NULL ||
+            !ECDSA_SIG_set0(es, BN_bin2bn(sig, 32, NULL),
+                            BN_bin2bn(sig + 32, 32, NULL)) ||
+            (len = i2d_ECDSA_SIG(es, &der)) <= 0)
+            return 0;
+        bytes = der;
+    } else if (strcmp(fmt, "raw") != 0) {
+        ECDSA_SIG_free(es);
+        return 0;
+    }
+    if (out != NULL) {
+        f = fopen(out, "wb");
+        if (f == NULL || fwrite(bytes, 1, (size_t)len, f) != (size_t)len) {
+            if (f != NULL)
+                fclose(f);
+            return 0;
+        }
+        fclose(f);
+    } else {
+        hk_hex(bytes, (size_t)len, hex);
+        printf("%s\n", hex);
+    }
+    OPENSSL_free(der);
+    ECDSA_SIG_free(es);
+    return 1;
+}
+
+static int hk_cmd_sign(const hk_args *a)
+{
+    static const char *const allowed[] = {"key",    "digest", "in", "hash",
+                                          "format", "out",    NULL};
+    unsigned char dig[HK_DIGEST_MAX], sig[HK_SIG_LEN];
+    const char *key = hk_opt(a, "key");
+    size_t dlen = 0;
+    hk_client *c;
+    hk_err e;
+
+    if (!hk_only(a, allowed) || key == NULL)
+        return hk_usage();
+    if (!hk_digest(a, dig, &dlen))
+        return hk_die("sign", HK_ERR_ARG,
+                      "give --digest HEX (1..64 bytes) or a readable --in "
+                      "FILE with --hash sha256|sha384|sha512");
+    if (hk_open(a, &c, 1) != 0)
+        return 1;
+    e = hk_client_sign(c, key, dig, dlen, sig);
+    if (e != HK_OK) {
+        int r = hk_die("sign", e, hk_client_last_error(c));
+
+        hk_client_close(c);
+        return r;
+    }
+    hk_client_close(c);
+    return hk_write_sig(a, sig)
+               ? 0
+               : hk_die("sign", HK_ERR_IO, "writing the signature");
+}
+
+static int hk_cmd_refresh(const hk_args *a)
+{
+    static const char *const allowed[] = {"key", NULL};
+    const char *key = hk_opt(a, "key");
+    hk_client *c;
+    hk_err e;
+
+    if (!hk_only(a, allowed) || key == NULL)
+        return hk_usage();
+    if (hk_open(a, &c, 1) != 0)
+        return 1;
+    fprintf(stderr, "halfkey: refreshing the key shares...\n");
+    e = hk_client_refresh(c, key);
+    if (e != HK_OK) {
+        int r = hk_die("refresh", e, hk_client_last_error(c));
+
+        hk_client_close(c);
+        return r;
+    }
+    hk_client_close(c);
+    printf("refreshed = %s\n", key);
+    return 0;
+}
+
+/* PEM SubjectPublicKeyInfo of a key. */
+static int hk_print_pubkey(const hk_ks_keyinfo *info)
+{
+    const char *grp =
+        info->curve == HK_CURVE_SECP256K1 ? "secp256k1" : "prime256v1";
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+    EVP_PKEY *pkey = NULL;
+    OSSL_PARAM p[3];
+    int ok;
+
+    p[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME,
+                                            (char *)grp, 0);
+    p[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY,
+                                             (void *)info->pub.b, HK_POINT_LEN);
+    p[2] = OSSL_PARAM_construct_end();
+    ok = ctx != NULL && EVP_PKEY_fromdata_init(ctx) == 1 &&
+         EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, p) == 1 &&
+         PEM_write_PUBKEY(stdout, pkey) == 1;
+    EVP_PKEY_free(pkey);
+    EVP_PKEY_CTX_free(ctx);
+    return ok;
+}
+
+static int hk_cmd_pubkey(const hk_args *a)
+{
+    static const char *const allowed[] = {"key", NULL};
+    hk_ks_keyinfo info;
+    hk_client *c;
+    hk_err e;
+
+    if (!hk_only(a, allowed) || hk_opt(a, "key") == NULL)
+        return hk_usage();
+    if (hk_open(a, &c, 0) != 0)
+        return 1;
+    e = hk_ks_key_info(hk_client_keystore(c), hk_opt(a, "key"), &info);
+    hk_client_close(c);
+    if (e != HK_OK)
+        return hk_die("pubkey", e, hk_opt(a, "key"));
+    return hk_print_pubkey(&info) ? 0 : hk_die("pubkey", HK_ERR_CRYPTO, "");
+}
+
+static int hk_cmd_list(const hk_args *a)
+{
+    hk_ks_keyinfo *list = NULL;
+    char hex[2 * HK_ID_LEN + 1];
+    hk_client *c;
+    size_t n = 0, i;
+    hk_err e;
+
+    if (a->n != 0)
+        return hk_usage();
+    if (hk_open(a, &c, 0) != 0)
+        return 1;
+    e = hk_ks_list(hk_client_keystore(c), &list, &n);
+    hk_client_close(c);
+    if (e != HK_OK)
+        return hk_die("list", e, NULL);
+    for (i = 0; i < n; i++) {
+        if (list[i].err != HK_OK) {
+            printf("%s\tunreadable: %s\n", list[i].label,
+                   hk_strerror(list[i].err));
+            continue;
+        }
+        hk_hex(list[i].kid, HK_ID_LEN, hex);
+        printf("%s\t%s\t%s\tepoch=%lu%s\n", list[i].label,
+               hk_curve_name(list[i].curve), hex, list[i].epoch,
+               list[i].locked ? "\tLOCKED" : "");
+    }
+    hk_ks_list_free(list);
+    return 0;
+}
+
+static int hk_cmd_status(const hk_args *a)
+{
+    hk_client *c;
+    char *body = NULL;
+    int st = 0;
+    hk_err e;
+
+    if (a->n != 0)
+        return hk_usage();
+    if (hk_open(a, &c, 0) != 0)
+        return 1;
+    e = hk_client_status(c, &st, &body);
+    hk_client_close(c);
+    if (e != HK_OK)
+        return hk_die("status", e, "server unreachable");
+    printf("%s\n", body);
+    free(body);
+    return st == 200 ? 0 : 1;
+}
+
+static int hk_cmd_unlock(const hk_args *a)
+{
+    static const char *const allowed[] = {"key", NULL};
+    hk_client *c;
+    hk_err e;
+
+    if (!hk_only(a, allowed) || hk_opt(a, "key") == NULL)
+        return hk_usage();
+    if (hk_open(a, &c, 1) != 0)
+        return 1;
+    e = hk_ks_unlock_key(hk_client_keystore(c), hk_opt(a, "key"));
+    hk_client_close(c);
+    if (e != HK_OK)
+        return hk_die("unlock", e, hk_opt(a, "key"));
+    fprintf(stderr, "halfkey: key %s unlocked by operator action\n",
+            hk_opt(a, "key"));
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    hk_args a;
+
+    lws_set_log_level(LLL_ERR, NULL);
+    if (!hk_parse(argc, argv, &a))
+        return hk_usage();
+    if (strcmp(a.cmd, "init") == 0)
+        return hk_cmd_init(&a);
+    if (strcmp(a.cmd, "keygen") == 0)
+        return hk_cmd_keygen(&a);
+    if (strcmp(a.cmd, "sign") == 0)
+        return hk_cmd_sign(&a);
+    if (strcmp(a.cmd, "refresh") == 0)
+        return hk_cmd_refresh(&a);
+    if (strcmp(a.cmd, "pubkey") == 0)
+        return hk_cmd_pubkey(&a);
+    if (strcmp(a.cmd, "list") == 0)
+        return hk_cmd_list(&a);
+    if (strcmp(a.cmd, "status") == 0)
+        return hk_cmd_status(&a);
+    if (strcmp(a.cmd, "unlock") == 0)
+        return hk_cmd_unlock(&a);
+    return hk_usage();
+}

@@ -235,14 +235,14 @@ static hk_err hk_client_post(hk_client *c, const char *path, json_t *body,
     return e;
 }
 
-/* Opens a session with `body`; returns the WebSocket and session ids. */
-static hk_err hk_client_session(hk_client *c, const char *path, json_t *body,
-                                unsigned char sid[HK_ID_LEN],
-                                unsigned char kid[HK_ID_LEN], hk_tws **ws)
+/* Opens a session with `body`: its id, key id and WebSocket path. */
+static hk_err hk_client_open_session(hk_client *c, const char *path,
+                                     json_t *body, unsigned char sid[HK_ID_LEN],
+                                     unsigned char kid[HK_ID_LEN],
+                                     char wspath[128])
 {
     json_t *r = NULL;
     const char *s, *k;
-    char wspath[128], *tok = NULL;
     hk_err e;
 
     if ((e = hk_client_post(c, path, body, &r)) != HK_OK)
@@ -250,19 +250,25 @@ static hk_err hk_client_session(hk_client *c, const char *path, json_t *body,
     s = json_string_value(json_object_get(r, "session_id"));
     k = json_string_value(json_object_get(r, "key_id"));
     e = HK_ERR_SERVER;
-    if (s == NULL || k == NULL || strncmp(s, "sess_", 5) != 0 ||
-        !hk_unhex(s + 5, strlen(s + 5), sid, HK_ID_LEN) ||
-        !hk_unhex(k, strlen(k), kid, HK_ID_LEN) ||
-        snprintf(wspath, sizeof(wspath), "/ws?session_id=%s", s) >=
-            (int)sizeof(wspath))
-        goto done;
+    if (s != NULL && k != NULL && strncmp(s, "sess_", 5) == 0 &&
+        hk_unhex(s + 5, strlen(s + 5), sid, HK_ID_LEN) &&
+        hk_unhex(k, strlen(k), kid, HK_ID_LEN) &&
+        snprintf(wspath, 128, "/ws?session_id=%s", s) < 128)
+        e = HK_OK;
+    json_decref(r);
+    return e;
+}
+
+static hk_err hk_client_ws(hk_client *c, const char *wspath, hk_tws **ws)
+{
+    char *tok = NULL;
+    hk_err e;
+
     if ((e = hk_client_token(c, &tok)) == HK_OK)
         e = hk_tws_open(&c->tc, wspath, tok, ws);
-done:
     if (tok != NULL)
         OPENSSL_cleanse(tok, strlen(tok));
     free(tok);
-    json_decref(r);
     return e;
 }
 
@@ -318,6 +324,7 @@ hk_err hk_client_keygen(hk_client *c, hk_curve_id curve, const char *label,
                         hk_ks_keyinfo *info)
 {
     unsigned char sid[HK_ID_LEN], kid[HK_ID_LEN], *msg = NULL, *in = NULL;
+    char wspath[128];
     size_t len = 0, inlen = 0;
     hk_keygen *kg = NULL;
     hk_share *share = NULL;
@@ -330,11 +337,12 @@ hk_err hk_client_keygen(hk_client *c, hk_curve_id curve, const char *label,
         hk_curve_name(curve) == NULL)
         return HK_ERR_ARG;
     if ((e = hk_client_setup(c, &rp)) != HK_OK ||
-        (e = hk_client_session(c, "/keygen",
-                               json_pack("{s:s,s:i}", "curve",
-                                         hk_curve_name(curve), "pbits",
-                                         c->cfg.paillier_bits),
-                               sid, kid, &ws)) != HK_OK ||
+        (e = hk_client_open_session(c, "/keygen",
+                                    json_pack("{s:s,s:i}", "curve",
+                                              hk_curve_name(curve), "pbits",
+                                              c->cfg.paillier_bits),
+                                    sid, kid, wspath)) != HK_OK ||
+        (e = hk_client_ws(c, wspath, &ws)) != HK_OK ||
         (e = hk_keygen_p1_new(curve, sid, kid, c->cfg.paillier_bits, rp,
                               &kg)) != HK_OK ||
         (e = hk_keygen_start(kg, &msg, &len)) != HK_OK)
@@ -362,35 +370,33 @@ done:
     return e;
 }
 
-/* The key's share and its session hold. */
-static hk_err hk_client_take_key(hk_client *c, const char *label,
-                                 hk_ks_hold **hold, hk_share **share)
-{
-    hk_err e;
-
-    if ((e = hk_ks_key_acquire(c->ks, label, hold)) != HK_OK)
-        return e;
-    if ((e = hk_ks_load_share(c->ks, label, share)) != HK_OK) {
-        hk_ks_key_release(*hold);
-        *hold = NULL;
-    }
-    return e;
-}
-
-static hk_err hk_client_keyop_session(hk_client *c, const char *path,
-                                      const hk_share *share,
-                                      unsigned char sid[HK_ID_LEN], hk_tws **ws)
+/* Takes the key's session hold and opens a session for it on the server;
+ * then loads the share while the server prepares its side. */
+static hk_err hk_client_keyop(hk_client *c, const char *label, const char *path,
+                              hk_ks_hold **hold, hk_share **share,
+                              unsigned char sid[HK_ID_LEN], hk_tws **ws)
 {
     unsigned char kid[HK_ID_LEN];
-    char kh[2 * HK_ID_LEN + 1];
+    char kh[2 * HK_ID_LEN + 1], wspath[128];
+    hk_ks_keyinfo info;
     hk_err e;
 
-    hk_hex(share->kid, HK_ID_LEN, kh);
-    e = hk_client_session(c, path, json_pack("{s:s}", "key_id", kh), sid, kid,
-                          ws);
-    if (e == HK_OK && memcmp(kid, share->kid, HK_ID_LEN) != 0)
-        e = HK_ERR_SERVER;
-    return e;
+    if ((e = hk_ks_key_acquire(c->ks, label, hold)) != HK_OK ||
+        (e = hk_ks_key_info(c->ks, label, &info)) != HK_OK)
+        return e;
+    if (info.locked)
+        return HK_ERR_KEY_LOCKED;
+    hk_hex(info.kid, HK_ID_LEN, kh);
+    if ((e = hk_client_open_session(c, path, json_pack("{s:s}", "key_id", kh),
+                                    sid, kid, wspath)) != HK_OK)
+        return e;
+    if (memcmp(kid, info.kid, HK_ID_LEN) != 0)
+        return HK_ERR_SERVER;
+    if ((e = hk_ks_load_share(c->ks, label, share)) != HK_OK)
+        return e;
+    if (memcmp((*share)->kid, info.kid, HK_ID_LEN) != 0)
+        return HK_ERR_SHARE;
+    return hk_client_ws(c, wspath, ws);
 }
 
 /* sign.1 .. sign.4; the abort rule on a bad signature. */
@@ -438,8 +444,8 @@ hk_err hk_client_sign(hk_client *c, const char *label, const unsigned char *dig,
     if (c == NULL || label == NULL || dig == NULL || sig == NULL || dlen < 1 ||
         dlen > HK_DIGEST_MAX)
         return HK_ERR_ARG;
-    if ((e = hk_client_take_key(c, label, &hold, &share)) != HK_OK ||
-        (e = hk_client_keyop_session(c, "/sign", share, sid, &ws)) != HK_OK ||
+    if ((e = hk_client_keyop(c, label, "/sign", &hold, &share, sid, &ws)) !=
+            HK_OK ||
         (e = hk_sign_p1_new(share, sid, dig, dlen, &sg)) != HK_OK ||
         (e = hk_client_sign_run(c, label, sg, ws)) != HK_OK)
         goto done;
@@ -499,8 +505,7 @@ hk_err hk_client_refresh(hk_client *c, const char *label)
     if (c == NULL || label == NULL)
         return HK_ERR_ARG;
     if ((e = hk_client_setup(c, &rp)) != HK_OK ||
-        (e = hk_client_take_key(c, label, &hold, &share)) != HK_OK ||
-        (e = hk_client_keyop_session(c, "/refresh", share, sid, &ws)) !=
+        (e = hk_client_keyop(c, label, "/refresh", &hold, &share, sid, &ws)) !=
             HK_OK ||
         (e = hk_refresh_p1_new(share, sid, c->cfg.paillier_bits, rp, &rf)) !=
             HK_OK)

@@ -15,8 +15,8 @@
  * Signing: one session per key at a time across threads and processes
  * (HK_ERR_BUSY otherwise); the final signature is verified before it is
  * returned; a signature that does not verify locks the key persistently
- * (HK_ERR_SIG_ABORT now, HK_ERR_KEY_LOCKED afterwards) until a refresh or
- * hk_client_unlock. */
+ * (HK_ERR_SIG_ABORT now, HK_ERR_KEY_LOCKED afterwards) until the explicit,
+ * logged operator action `halfkey unlock` (hk_ks_unlock_key). */
 #ifndef HK_CLIENT_H
 #define HK_CLIENT_H
 

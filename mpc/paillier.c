@@ -166,36 +166,53 @@ static BIGNUM *hk_secret_bn(void)
     return b;
 }
 
-/* h = L_p((1+N)^(p-1) mod p^2)^-1 mod p, L_p(u) = (u - 1) / p. */
-static int hk_crt_h(BIGNUM *h, const BIGNUM *n, const BIGNUM *p,
-                    const BIGNUM *p2, const BIGNUM *pm1, BN_MONT_CTX *mp2,
-                    BN_CTX *ctx)
+/* With g = 1 + N, (1+N)^(p-1) = 1 + (p-1)N mod p^2, so
+ * L_p((1+N)^(p-1) mod p^2) = (p-1)q = -q mod p and h_p = -(q^-1) mod p:
+ * no exponentiation needed. */
+static int hk_crt_h(BIGNUM *h, const BIGNUM *inv, const BIGNUM *p)
 {
-    BIGNUM *g, *u;
-    int ok = 0;
+    return !BN_is_zero(inv) && BN_sub(h, p, inv);
+}
+
+/* out = q^-2 mod p^2, from qinv = q^-1 mod p by one Hensel step:
+ * y = x(2 - q x) mod p^2 is q^-1 mod p^2. */
+static int hk_inv_sq_lift(BIGNUM *out, const BIGNUM *qinv, const BIGNUM *q,
+                          const BIGNUM *p2, BN_CTX *ctx)
+{
+    BIGNUM *t;
+    int ok;
 
     BN_CTX_start(ctx);
-    g = BN_CTX_get(ctx);
-    u = BN_CTX_get(ctx);
-    if (u == NULL)
-        goto done;
-    BN_set_flags(u, BN_FLG_CONSTTIME);
-    ok = BN_copy(g, n) && BN_add_word(g, 1) &&
-         BN_mod_exp_mont_consttime(u, g, pm1, p2, ctx, mp2) &&
-         BN_sub_word(u, 1) && BN_div(u, NULL, u, p, ctx) &&
-         BN_mod_inverse(h, u, p, ctx) != NULL;
-done:
-    BN_clear(u);
+    t = BN_CTX_get(ctx);
+    if (t != NULL)
+        BN_set_flags(t, BN_FLG_CONSTTIME);
+    ok = t != NULL && BN_mod_mul(t, q, qinv, p2, ctx) &&
+         BN_mod_sub(t, BN_value_one(), t, p2, ctx) &&
+         BN_mod_add(t, t, BN_value_one(), p2, ctx) &&
+         BN_mod_mul(t, t, qinv, p2, ctx) && BN_mod_sqr(out, t, p2, ctx);
+    BN_clear(t);
     BN_CTX_end(ctx);
     return ok;
 }
 
-/* Derives every CRT value from sk->p, sk->q. */
+/* The exponents of the N-th root (only a fresh key proves its modulus). */
+static hk_err hk_paillier_sk_roots(hk_paillier_sk *sk, BN_CTX *ctx)
+{
+    if ((sk->dp = hk_secret_bn()) == NULL || (sk->dq = hk_secret_bn()) == NULL)
+        return HK_ERR_NOMEM;
+    /* fails iff gcd(N, phi(N)) != 1 */
+    if (BN_mod_inverse(sk->dp, sk->pk.n, sk->pm1, ctx) == NULL ||
+        BN_mod_inverse(sk->dq, sk->pk.n, sk->qm1, ctx) == NULL)
+        return HK_ERR_PAILLIER;
+    return HK_OK;
+}
+
+/* Derives every CRT value used by encryption and decryption. */
 static hk_err hk_paillier_sk_derive(hk_paillier_sk *sk, int bits, BN_CTX *ctx)
 {
-    BIGNUM *n = NULL,
-           **all[] = {&sk->p2, &sk->q2,   &sk->pm1,   &sk->qm1, &sk->hp,
-                      &sk->hq, &sk->qinv, &sk->q2inv, &sk->dp,  &sk->dq};
+    BIGNUM *n = NULL, *pinv = NULL,
+           **all[] = {&sk->p2, &sk->q2, &sk->pm1,  &sk->qm1,
+                      &sk->hp, &sk->hq, &sk->qinv, &sk->q2inv};
     hk_err e = HK_ERR_NOMEM;
     size_t i;
 
@@ -207,7 +224,8 @@ static hk_err hk_paillier_sk_derive(hk_paillier_sk *sk, int bits, BN_CTX *ctx)
     sk->mont_p2 = BN_MONT_CTX_new();
     sk->mont_q2 = BN_MONT_CTX_new();
     n = BN_new();
-    if (n == NULL || sk->mont_p == NULL || sk->mont_q == NULL ||
+    pinv = hk_secret_bn();
+    if (n == NULL || pinv == NULL || sk->mont_p == NULL || sk->mont_q == NULL ||
         sk->mont_p2 == NULL || sk->mont_q2 == NULL)
         goto done;
     e = HK_ERR_CRYPTO;
@@ -220,22 +238,20 @@ static hk_err hk_paillier_sk_derive(hk_paillier_sk *sk, int bits, BN_CTX *ctx)
         !BN_MONT_CTX_set(sk->mont_p2, sk->p2, ctx) ||
         !BN_MONT_CTX_set(sk->mont_q2, sk->q2, ctx))
         goto done;
-    if (!hk_crt_h(sk->hp, n, sk->p, sk->p2, sk->pm1, sk->mont_p2, ctx) ||
-        !hk_crt_h(sk->hq, n, sk->q, sk->q2, sk->qm1, sk->mont_q2, ctx) ||
-        BN_mod_inverse(sk->qinv, sk->q, sk->p, ctx) == NULL ||
-        BN_mod_inverse(sk->q2inv, sk->q2, sk->p2, ctx) == NULL ||
-        BN_mod_inverse(sk->dp, n, sk->pm1, ctx) == NULL ||
-        BN_mod_inverse(sk->dq, n, sk->qm1, ctx) == NULL) {
-        e = HK_ERR_PAILLIER; /* gcd(N, phi(N)) != 1 or p, q not coprime */
+    e = HK_ERR_PAILLIER; /* p, q not coprime */
+    if (BN_mod_inverse(sk->qinv, sk->q, sk->p, ctx) == NULL ||
+        BN_mod_inverse(pinv, sk->p, sk->q, ctx) == NULL ||
+        !hk_crt_h(sk->hp, sk->qinv, sk->p) || !hk_crt_h(sk->hq, pinv, sk->q) ||
+        !hk_inv_sq_lift(sk->q2inv, sk->qinv, sk->q, sk->p2, ctx))
         goto done;
-    }
     e = hk_paillier_pk_setup(&sk->pk, n, bits, ctx);
 done:
     BN_free(n);
+    BN_clear_free(pinv);
     return e;
 }
 
-static hk_err hk_paillier_sk_build(BIGNUM *p, BIGNUM *q, int bits,
+static hk_err hk_paillier_sk_build(BIGNUM *p, BIGNUM *q, int bits, int roots,
                                    hk_paillier_sk **out)
 {
     hk_paillier_sk *sk;
@@ -260,6 +276,8 @@ static hk_err hk_paillier_sk_build(BIGNUM *p, BIGNUM *q, int bits,
         sk->q = q;
     }
     e = hk_paillier_sk_derive(sk, bits, ctx);
+    if (e == HK_OK && roots)
+        e = hk_paillier_sk_roots(sk, ctx);
     BN_CTX_free(ctx);
     if (e == HK_OK && BN_num_bits(sk->pk.n) != bits)
         e = HK_ERR_PAILLIER;
@@ -293,7 +311,7 @@ hk_err hk_paillier_keygen(int bits, hk_paillier_sk **out)
             !BN_generate_prime_ex2(q, bits / 2, 0, NULL, NULL, NULL, ctx))
             goto done;
     } while (BN_cmp(p, q) == 0);
-    e = hk_paillier_sk_build(p, q, bits, out);
+    e = hk_paillier_sk_build(p, q, bits, 1, out);
     p = q = NULL;
 done:
     BN_clear_free(p);
@@ -321,7 +339,7 @@ hk_err hk_paillier_sk_from_primes(const BIGNUM *p, const BIGNUM *q, int bits,
         BN_clear_free(qc);
         return HK_ERR_NOMEM;
     }
-    return hk_paillier_sk_build(pc, qc, bits, out);
+    return hk_paillier_sk_build(pc, qc, bits, 0, out);
 }
 
 hk_err hk_paillier_rand_unit(const hk_paillier_pk *pk, BIGNUM *r)
@@ -563,7 +581,9 @@ static hk_err hk_unit_in(const hk_paillier_pk *pk, const BIGNUM *v,
         return HK_ERR_NOMEM;
     BN_CTX_start(ctx);
     g = BN_CTX_get(ctx);
-    if (g == NULL || !BN_gcd(g, v, pk->n, ctx))
+    /* gcd(v, N) = gcd(v mod N, N): half the size for a ciphertext.
+     * BN_gcd is constant-time (slow) on numbers of this size. */
+    if (g == NULL || !BN_nnmod(g, v, pk->n, ctx) || !BN_gcd(g, g, pk->n, ctx))
         e = HK_ERR_CRYPTO;
     else if (BN_is_one(g))
         e = HK_OK;
@@ -591,6 +611,8 @@ hk_err hk_paillier_nth_root(const hk_paillier_sk *sk, const BIGNUM *x,
 
     if (sk == NULL || x == NULL || out == NULL)
         return HK_ERR_ARG;
+    if (sk->dp == NULL || sk->dq == NULL)
+        return HK_ERR_STATE;
     ctx = BN_CTX_secure_new();
     if (ctx == NULL)
         return HK_ERR_NOMEM;

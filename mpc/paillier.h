@@ -70,7 +70,9 @@ HK_WUR hk_err hk_paillier_mul(const hk_paillier_pk *pk, const BIGNUM *c,
 HK_WUR hk_err hk_paillier_ct_check(const hk_paillier_pk *pk, const BIGNUM *c);
 /* HK_OK if 0 < u < N and gcd(u, N) = 1, else HK_ERR_PAILLIER. */
 HK_WUR hk_err hk_paillier_unit_check(const hk_paillier_pk *pk, const BIGNUM *u);
-/* out = x^(N^-1 mod phi(N)) mod N, the N-th root of x (owner only). */
+/* out = x^(N^-1 mod phi(N)) mod N, the N-th root of x: for a key from
+ * hk_paillier_keygen only (HK_ERR_STATE for one rebuilt from its primes,
+ * which never proves its modulus again). */
 HK_WUR hk_err hk_paillier_nth_root(const hk_paillier_sk *sk, const BIGNUM *x,
                                    BIGNUM *out);
 

@@ -105,6 +105,27 @@ static hk_err hk_owned_key(hk_service *svc, const char *hex, const char *sub,
     return e;
 }
 
+/* Starts the server's share of a sign before the WebSocket arrives. */
+static void hk_presign_start(hk_service *svc, const unsigned char *sid,
+                             const char *sub, const unsigned char *kid)
+{
+    hk_presign_job *j = calloc(1, sizeof(*j));
+
+    if (j == NULL || (j->ps = calloc(1, sizeof(*j->ps))) == NULL) {
+        free(j);
+        return; /* the WebSocket side does the work instead */
+    }
+    j->svc = svc;
+    memcpy(j->ps->sid, sid, HK_ID_LEN);
+    j->ps->created = hk_now();
+    snprintf(j->sub, sizeof(j->sub), "%s", sub);
+    memcpy(j->kid, kid, HK_ID_LEN);
+    if (hk_workers_submit(svc->workers, hk_presign_run, j) != HK_OK) {
+        free(j->ps);
+        free(j);
+    }
+}
+
 /* Opens a session in the database and answers its id. */
 static void hk_open_session(hk_service *svc, hk_http_resp *r, const char *sub,
                             hk_db_op op, const unsigned char *kid)
@@ -124,6 +145,8 @@ static void hk_open_session(hk_service *svc, hk_http_resp *r, const char *sub,
         hk_respond_hk(r, e);
         return;
     }
+    if (op == HK_DB_OP_SIGN)
+        hk_presign_start(svc, sid, sub, kid);
     hk_hex(sid, HK_ID_LEN, sidhex);
     hk_hex(kid, HK_ID_LEN, kidhex);
     snprintf(idbuf, sizeof(idbuf), "sess_%s", sidhex);
@@ -335,7 +358,7 @@ static int hk_on_ws_open(void *ctx, hk_tconn *conn, const hk_http_req *req)
     pthread_mutex_init(&s->mu, NULL);
     s->svc = svc;
     s->refs = 1; /* the connection's */
-    s->last = hk_now();
+    s->last = s->touched = hk_now();
     if ((st = hk_claim_session(svc, req, s)) != 0) {
         hk_rsess_unref(s);
         return st;
@@ -439,6 +462,7 @@ static void hk_on_tick(void *ctx)
     if (now - svc->last_sweep < 10)
         return;
     svc->last_sweep = now;
+    hk_presign_expire(svc, now);
     pthread_mutex_lock(&svc->dbmu);
     if (hk_db_session_sweep(svc->db, now, svc->cfg.session_idle, &swept) ==
             HK_OK &&
@@ -573,6 +597,12 @@ void hk_service_free(hk_service *svc)
     /* Workers first: running sessions finish before the transport goes. */
     hk_workers_free(svc->workers);
     hk_tsrv_free(svc->tsrv);
+    while (svc->presigns != NULL) {
+        hk_presign *n = svc->presigns->next;
+
+        hk_presign_free(svc->presigns);
+        svc->presigns = n;
+    }
     hk_jwt_verifier_free(svc->jwt);
     hk_rped_secret_free(svc->setup);
     OPENSSL_free(svc->setup_pub);

@@ -18,6 +18,16 @@
 
 typedef struct hk_rsess hk_rsess;
 
+/* Work done for a sign session between its POST and its WebSocket: the
+ * active share loaded and the encryption randomness precomputed. */
+typedef struct hk_presign {
+    struct hk_presign *next;
+    unsigned char sid[HK_ID_LEN];
+    int64_t created;
+    hk_share *share;
+    hk_sign *sg;
+} hk_presign;
+
 struct hk_service {
     hk_srv_config cfg;
     hk_kek *kek;
@@ -29,8 +39,9 @@ struct hk_service {
     hk_jwt_verifier *jwt;
     hk_workers *workers;
     hk_tsrv *tsrv;
-    pthread_mutex_t mu; /* guards the session list */
+    pthread_mutex_t mu; /* guards the session and presign lists */
     hk_rsess *sessions;
+    hk_presign *presigns;
     int64_t last_sweep;
 };
 
@@ -59,7 +70,7 @@ struct hk_rsess {
     /* queue */
     hk_rmsg *head, *tail;
     int scheduled, dead;
-    int64_t last;
+    int64_t last, touched;
     hk_rsess *next;
 };
 
@@ -69,5 +80,19 @@ void hk_rsess_unref(hk_rsess *s);
 void hk_rsess_job(void *arg);
 /* Worker job run once at WebSocket open: prepares the state machine. */
 void hk_rsess_prepare_job(void *arg);
+/* Worker job run at POST /sign (arg: an hk_presign with sid set, owned by
+ * the job until it is put on the service's list). */
+typedef struct {
+    hk_service *svc;
+    hk_presign *ps;
+    char sub[HK_JWT_SUB_MAX + 1];
+    unsigned char kid[HK_ID_LEN];
+} hk_presign_job;
+void hk_presign_run(void *arg);
+/* Takes the presign work of sid, if any (NULL otherwise). */
+hk_presign *hk_presign_take(hk_service *svc, const unsigned char *sid);
+void hk_presign_free(hk_presign *ps);
+/* Drops presign work older than the idle timeout. */
+void hk_presign_expire(hk_service *svc, int64_t now);
 
 #endif

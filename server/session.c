@@ -132,17 +132,101 @@ static hk_err hk_active_share(hk_rsess *s)
     return e == HK_OK ? hk_use_share(s, epoch) : e;
 }
 
-/* Sign sessions start with the active share and precompute the
- * encryption randomness while the client is still connecting. */
+void hk_presign_free(hk_presign *ps)
+{
+    if (ps == NULL)
+        return;
+    hk_sign_free(ps->sg);
+    hk_share_free(ps->share);
+    OPENSSL_clear_free(ps, sizeof(*ps));
+}
+
+/* At POST /sign: the active share and the encryption randomness, ready
+ * before the client's WebSocket arrives (it loads its own share and
+ * connects meanwhile). */
+void hk_presign_run(void *arg)
+{
+    hk_presign_job *j = arg;
+    hk_service *svc = j->svc;
+    unsigned char *sealed = NULL;
+    unsigned long epoch = 0;
+    size_t len = 0;
+    hk_err e;
+
+    pthread_mutex_lock(&svc->dbmu);
+    e = hk_db_share_get_active(svc->db, j->kid, &epoch, &sealed, &len);
+    if (e == HK_OK)
+        e = hk_load_share(svc->db, svc->kek, j->sub, j->kid, epoch,
+                          &j->ps->share, NULL);
+    pthread_mutex_unlock(&svc->dbmu);
+    OPENSSL_free(sealed);
+    if (e == HK_OK &&
+        (e = hk_sign_p2_new(j->ps->share, j->ps->sid, &j->ps->sg)) == HK_OK)
+        e = hk_sign_p2_precompute(j->ps->sg);
+    if (e != HK_OK) {
+        hk_presign_free(j->ps);
+    } else {
+        pthread_mutex_lock(&svc->mu);
+        j->ps->next = svc->presigns;
+        svc->presigns = j->ps;
+        pthread_mutex_unlock(&svc->mu);
+    }
+    OPENSSL_cleanse(j, sizeof(*j));
+    free(j);
+}
+
+hk_presign *hk_presign_take(hk_service *svc, const unsigned char *sid)
+{
+    hk_presign **pp, *ps = NULL;
+
+    pthread_mutex_lock(&svc->mu);
+    for (pp = &svc->presigns; *pp != NULL; pp = &(*pp)->next)
+        if (memcmp((*pp)->sid, sid, HK_ID_LEN) == 0) {
+            ps = *pp;
+            *pp = ps->next;
+            break;
+        }
+    pthread_mutex_unlock(&svc->mu);
+    return ps;
+}
+
+void hk_presign_expire(hk_service *svc, int64_t now)
+{
+    hk_presign **pp = &svc->presigns, *old;
+
+    pthread_mutex_lock(&svc->mu);
+    while (*pp != NULL) {
+        if (now - (*pp)->created >= svc->cfg.session_idle) {
+            old = *pp;
+            *pp = old->next;
+            hk_presign_free(old);
+        } else {
+            pp = &(*pp)->next;
+        }
+    }
+    pthread_mutex_unlock(&svc->mu);
+}
+
+/* Sign sessions start with the work done at their POST (or do it now: it
+ * was not finished, or the POST reached another node). */
 void hk_rsess_prepare_job(void *arg)
 {
     hk_rsess *s = arg;
+    hk_presign *ps;
 
-    if (s->op == HK_DB_OP_SIGN && hk_active_share(s) == HK_OK &&
-        hk_sign_p2_new(s->share, s->sid, &s->sg) == HK_OK &&
-        hk_sign_p2_precompute(s->sg) != HK_OK) {
-        hk_sign_free(s->sg);
-        s->sg = NULL;
+    if (s->op == HK_DB_OP_SIGN) {
+        if ((ps = hk_presign_take(s->svc, s->sid)) != NULL) {
+            s->share = ps->share;
+            s->sg = ps->sg;
+            ps->share = NULL;
+            ps->sg = NULL;
+            hk_presign_free(ps);
+        } else if (hk_active_share(s) == HK_OK &&
+                   hk_sign_p2_new(s->share, s->sid, &s->sg) == HK_OK &&
+                   hk_sign_p2_precompute(s->sg) != HK_OK) {
+            hk_sign_free(s->sg);
+            s->sg = NULL;
+        }
     }
     hk_rsess_job(s);
 }
@@ -283,11 +367,16 @@ static void hk_rsess_handle(hk_rsess *s, const hk_rmsg *m)
 
     if (s->finished)
         return;
-    pthread_mutex_lock(&svc->dbmu);
-    e = hk_db_session_touch(svc->db, s->sid, hk_now(), svc->cfg.session_idle);
-    pthread_mutex_unlock(&svc->dbmu);
-    if (e != HK_OK)
-        return hk_fail(s, HK_ERR_SESSION, "touch");
+    /* The idle clock counts seconds: one write a second is enough. */
+    if (hk_now() != s->touched) {
+        pthread_mutex_lock(&svc->dbmu);
+        e = hk_db_session_touch(svc->db, s->sid, hk_now(),
+                                svc->cfg.session_idle);
+        pthread_mutex_unlock(&svc->dbmu);
+        if (e != HK_OK)
+            return hk_fail(s, HK_ERR_SESSION, "touch");
+        s->touched = hk_now();
+    }
     switch (s->op) {
     case HK_DB_OP_KEYGEN:
         return hk_keygen_step(s, m);

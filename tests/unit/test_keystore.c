@@ -274,6 +274,32 @@ static void test_counter(void)
     CHECK_OK(hk_ks_reset_pin_counter(ks));
     CHECK(fails(ks) == 0);
     CHECK_OK(hk_ks_login(ks, PIN1));
+
+    /* concurrent wrong PINs from two processes: no count is lost */
+    for (i = 0; i < 2; i++) {
+        pid_t pid = fork();
+
+        CHECK(pid >= 0);
+        if (pid == 0) {
+            hk_ks *c = NULL;
+            int k, bad = 0;
+
+            if (hk_ks_open(tok, &c) != HK_OK)
+                _exit(2);
+            for (k = 0; k < 3; k++)
+                bad += hk_ks_login(c, PIN3) == HK_ERR_PIN;
+            _exit(bad == 3 ? 0 : 1);
+        }
+    }
+    for (i = 0; i < 2; i++) {
+        int status;
+
+        CHECK(wait(&status) > 0 && WIFEXITED(status));
+        CHECK(WEXITSTATUS(status) == 0);
+    }
+    CHECK(fails(ks) == 6);
+    CHECK_OK(hk_ks_login(ks, PIN1));
+    CHECK(fails(ks) == 0);
     hk_ks_close(ks);
 }
 

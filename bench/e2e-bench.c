@@ -1,8 +1,10 @@
 /* e2e-bench: end-to-end signing through a running halfkeyd over loopback
- * TLS 1.3 WebSocket, with the real client core (a new connection and
- * session per sign, as the CLI and the faces do today).
+ * TLS 1.3 WebSocket, with the real client core: a new connection and
+ * session per sign (as the CLI does), or sessions on a kept-open
+ * connection (--keep-open).
  *
  *   e2e-bench --dir TOKEN --key LABEL [--runs N]        latency p50/p99
+ *   ... [--keep-open]   one kept-open connection per client instead
  *   e2e-bench --dir TOKEN --key PREFIX --clients N --seconds S
  *                                   throughput: N clients, keys PREFIX-0..
  * The PIN comes from $HALFKEY_PIN. Prints a table line and a JSON line,
@@ -21,7 +23,7 @@
 
 typedef struct {
     const char *dir, *key;
-    int runs, clients, seconds;
+    int runs, clients, seconds, keep_open;
 } hk_eopts;
 
 typedef struct {
@@ -75,17 +77,30 @@ static void *hk_ethread_main(void *p)
     unsigned char dig[32], sig[HK_SIG_LEN];
     hk_client *c = hk_eopen(t->o->dir);
     double end = hk_wall_ms() + t->o->seconds * 1e3, t0;
+    hk_channel *ch = NULL;
+    hk_err e;
 
     while (hk_wall_ms() < end && t->count < t->cap) {
         if (RAND_bytes(dig, sizeof(dig)) != 1)
             break;
         t0 = hk_wall_ms();
-        if (hk_client_sign(c, t->label, dig, sizeof(dig), sig) != HK_OK) {
+        if (t->o->keep_open && ch == NULL &&
+            hk_client_channel_open(c, &ch) != HK_OK) {
             t->failed++;
+            continue;
+        }
+        e = ch != NULL
+                ? hk_client_channel_sign(c, ch, t->label, dig, sizeof(dig), sig)
+                : hk_client_sign(c, t->label, dig, sizeof(dig), sig);
+        if (e != HK_OK) {
+            t->failed++;
+            hk_client_channel_close(ch);
+            ch = NULL;
             continue;
         }
         t->lat[t->count++] = hk_wall_ms() - t0;
     }
+    hk_client_channel_close(ch);
     hk_client_close(c);
     return NULL;
 }
@@ -146,25 +161,34 @@ static int hk_run(const hk_eopts *o)
         fprintf(stderr, "e2e-bench: no signature succeeded\n");
         return 1;
     }
-    printf("e2e sign, %d client(s), %d signs in %.1f s: p50 %.2f ms, p99 "
-           "%.2f ms, %.1f signs/s, %d failed; single-party OpenSSL P-256 "
-           "sign %.3f ms\n",
-           n, total, secs, hk_pct(all, total, 0.5), hk_pct(all, total, 0.99),
+    printf("e2e sign (%s), %d client(s), %d signs in %.1f s: p50 %.2f ms, "
+           "p99 %.2f ms, %.1f signs/s, %d failed; single-party OpenSSL "
+           "P-256 sign %.3f ms\n",
+           o->keep_open ? "kept-open connection" : "new connection per sign", n,
+           total, secs, hk_pct(all, total, 0.5), hk_pct(all, total, 0.99),
            total / secs, failed, hk_baseline());
-    printf("{\"bench\":\"e2e-sign\",\"clients\":%d,\"signs\":%d,"
-           "\"seconds\":%.2f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,"
+    printf("{\"bench\":\"e2e-sign\",\"keep_open\":%d,\"clients\":%d,"
+           "\"signs\":%d,\"seconds\":%.2f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,"
            "\"signs_per_s\":%.2f,\"failed\":%d}\n",
-           n, total, secs, hk_pct(all, total, 0.5), hk_pct(all, total, 0.99),
-           total / secs, failed);
+           o->keep_open, n, total, secs, hk_pct(all, total, 0.5),
+           hk_pct(all, total, 0.99), total / secs, failed);
     return failed > 0;
 }
 
 int main(int argc, char **argv)
 {
-    hk_eopts o = {NULL, NULL, 50, 0, 10};
+    hk_eopts o = {NULL, NULL, 50, 0, 10, 0};
     int i;
 
     lws_set_log_level(LLL_ERR, NULL);
+    for (i = 1; i < argc && strcmp(argv[i], "--keep-open") != 0; i++)
+        ;
+    if (i < argc) { /* a flag without a value: take it out */
+        o.keep_open = 1;
+        for (; i + 1 < argc; i++)
+            argv[i] = argv[i + 1];
+        argc--;
+    }
     for (i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--dir") == 0)
             o.dir = argv[i + 1];

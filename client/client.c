@@ -520,6 +520,107 @@ done:
     return e;
 }
 
+struct hk_channel {
+    hk_tws *ws;
+};
+
+hk_err hk_client_channel_open(hk_client *c, hk_channel **out)
+{
+    hk_channel *ch;
+    hk_err e;
+
+    if (c == NULL || out == NULL)
+        return HK_ERR_ARG;
+    if ((ch = calloc(1, sizeof(*ch))) == NULL)
+        return HK_ERR_NOMEM;
+    if ((e = hk_client_ws(c, "/ws?channel=1", &ch->ws)) != HK_OK) {
+        free(ch);
+        return e;
+    }
+    *out = ch;
+    return HK_OK;
+}
+
+void hk_client_channel_close(hk_channel *ch)
+{
+    if (ch == NULL)
+        return;
+    hk_tws_close(ch->ws);
+    free(ch);
+}
+
+/* Opens a sign session on the channel; the share loads meanwhile. */
+static hk_err hk_channel_session(hk_client *c, hk_channel *ch,
+                                 const char *label, hk_share **share,
+                                 unsigned char sid[HK_ID_LEN])
+{
+    unsigned char kid[HK_ID_LEN], *in = NULL;
+    char kh[2 * HK_ID_LEN + 1], *req;
+    hk_ks_keyinfo info;
+    size_t inlen = 0;
+    const char *s, *k;
+    json_t *o;
+    hk_err e;
+
+    if ((e = hk_ks_key_info(c->ks, label, &info)) != HK_OK)
+        return e;
+    if (info.locked)
+        return HK_ERR_KEY_LOCKED;
+    hk_hex(info.kid, HK_ID_LEN, kh);
+    o = json_pack("{s:i,s:s,s:s,s:s}", "v", 1, "t", "open", "op", "sign",
+                  "key_id", kh);
+    req = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (req == NULL)
+        return HK_ERR_NOMEM;
+    e = hk_tws_send(ch->ws, req, strlen(req));
+    free(req);
+    if (e != HK_OK || (e = hk_ks_load_share(c->ks, label, share)) != HK_OK)
+        return e;
+    if ((e = hk_tws_recv(ch->ws, &in, &inlen)) != HK_OK)
+        return e;
+    o = json_loadb((const char *)in, inlen, 0, NULL);
+    free(in);
+    s = json_string_value(json_object_get(o, "session_id"));
+    k = json_string_value(json_object_get(o, "key_id"));
+    e = HK_ERR_SERVER;
+    if (s != NULL && k != NULL && strncmp(s, "sess_", 5) == 0 &&
+        hk_unhex(s + 5, strlen(s + 5), sid, HK_ID_LEN) &&
+        hk_unhex(k, strlen(k), kid, HK_ID_LEN) &&
+        memcmp(kid, info.kid, HK_ID_LEN) == 0)
+        e = HK_OK;
+    else if (json_integer_value(json_object_get(o, "code")) > 0)
+        e = (hk_err)json_integer_value(json_object_get(o, "code"));
+    json_decref(o);
+    return e;
+}
+
+hk_err hk_client_channel_sign(hk_client *c, hk_channel *ch, const char *label,
+                              const unsigned char *dig, size_t dlen,
+                              unsigned char sig[HK_SIG_LEN])
+{
+    unsigned char sid[HK_ID_LEN];
+    hk_ks_hold *hold = NULL;
+    hk_share *share = NULL;
+    hk_sign *sg = NULL;
+    hk_err e;
+
+    if (c == NULL || ch == NULL || label == NULL || dig == NULL ||
+        sig == NULL || dlen < 1 || dlen > HK_DIGEST_MAX)
+        return HK_ERR_ARG;
+    if ((e = hk_ks_key_acquire(c->ks, label, &hold)) != HK_OK ||
+        (e = hk_channel_session(c, ch, label, &share, sid)) != HK_OK ||
+        (e = hk_sign_p1_new(share, sid, dig, dlen, &sg)) != HK_OK ||
+        (e = hk_client_sign_run(c, label, sg, ch->ws)) != HK_OK)
+        goto done;
+    e = hk_sign_signature(sg, sig);
+done:
+    hk_sign_free(sg);
+    hk_share_free(share);
+    hk_ks_key_release(hold);
+    return e;
+}
+
 hk_err hk_client_status(hk_client *c, int *http_status, char **body)
 {
     if (c == NULL || http_status == NULL || body == NULL)

@@ -54,6 +54,21 @@ HK_WUR hk_err hk_client_sign(hk_client *c, const char *label,
                              unsigned char sig[HK_SIG_LEN]);
 /* Rotates the key's shares (the public key is unchanged). */
 HK_WUR hk_err hk_client_refresh(hk_client *c, const char *label);
+/* A kept-open connection to the server: sessions are opened on it one
+ * after the other (no TLS handshake per signature). Use a channel from
+ * one thread at a time; it closes after the server's idle timeout, or
+ * when its token expires (then open a new one). */
+typedef struct hk_channel hk_channel;
+
+HK_WUR hk_err hk_client_channel_open(hk_client *c, hk_channel **out);
+/* As hk_client_sign, over the channel. After an error the channel is
+ * closed by the server: open a new one. */
+HK_WUR hk_err hk_client_channel_sign(hk_client *c, hk_channel *ch,
+                                     const char *label,
+                                     const unsigned char *dig, size_t dlen,
+                                     unsigned char sig[HK_SIG_LEN]);
+void hk_client_channel_close(hk_channel *ch);
+
 /* GET /status; *body: malloc'd JSON. */
 HK_WUR hk_err hk_client_status(hk_client *c, int *http_status, char **body);
 /* The server's message for the last HK_ERR_SERVER, or "". */

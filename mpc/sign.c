@@ -123,34 +123,49 @@ hk_err hk_sign_digest(const hk_sign *sg, const unsigned char **dig,
     return HK_OK;
 }
 
-hk_err hk_sign_p2_precompute(hk_sign *sg)
+hk_err hk_sign_randomness(const hk_share *share, BIGNUM **rn)
 {
-    const hk_paillier_pk *pk;
-    BIGNUM *r = NULL, *rn = NULL, *one = NULL;
+    BIGNUM *r = NULL, *out = NULL, *zero = NULL;
     hk_err e = HK_ERR_NOMEM;
 
+    if (share == NULL || share->pk == NULL || rn == NULL)
+        return HK_ERR_ARG;
+    r = hk_bn_secret();
+    out = hk_bn_secret();
+    zero = BN_new();
+    if (r == NULL || out == NULL || zero == NULL)
+        goto done;
+    /* Enc(0; r) = r^N mod N^2: the randomness factor alone. */
+    BN_zero(zero);
+    if ((e = hk_paillier_rand_unit(share->pk, r)) != HK_OK ||
+        (e = hk_paillier_enc(share->pk, zero, r, out)) != HK_OK)
+        goto done;
+    *rn = out;
+    out = NULL;
+done:
+    BN_clear_free(r);
+    BN_clear_free(out);
+    BN_free(zero);
+    return e;
+}
+
+hk_err hk_sign_p2_use_randomness(hk_sign *sg, BIGNUM *rn)
+{
+    if (sg == NULL || rn == NULL || sg->role != HK_ROLE_P2 ||
+        sg->state > SG_WAIT3 || sg->rn != NULL ||
+        !hk_bn_below(rn, hk_paillier_n2(sg->share->pk)))
+        return HK_ERR_ARG;
+    sg->rn = rn;
+    return HK_OK;
+}
+
+hk_err hk_sign_p2_precompute(hk_sign *sg)
+{
     if (sg == NULL || sg->role != HK_ROLE_P2)
         return HK_ERR_ARG;
     if (sg->rn != NULL || sg->state > SG_WAIT3)
         return HK_OK;
-    pk = sg->share->pk;
-    r = hk_bn_secret();
-    rn = hk_bn_secret();
-    one = BN_new();
-    if (r == NULL || rn == NULL || one == NULL)
-        goto done;
-    /* Enc(0; r) = r^N mod N^2: the randomness factor alone. */
-    BN_zero(one);
-    if ((e = hk_paillier_rand_unit(pk, r)) != HK_OK ||
-        (e = hk_paillier_enc(pk, one, r, rn)) != HK_OK)
-        goto done;
-    sg->rn = rn;
-    rn = NULL;
-done:
-    BN_clear_free(r);
-    BN_clear_free(rn);
-    BN_free(one);
-    return e;
+    return hk_sign_randomness(sg->share, &sg->rn);
 }
 
 static hk_err hk_sg_commitment(const hk_sign *sg, const hk_point *R1,

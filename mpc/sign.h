@@ -37,6 +37,12 @@ void hk_sign_free(hk_sign *sg);
 /* P2, optional, before sign.3 arrives: computes the encryption randomness
  * r^N mod N^2 ahead, taking ~7 ms off the critical path. */
 HK_WUR hk_err hk_sign_p2_precompute(hk_sign *sg);
+/* The same randomness made ahead of any session (a server that keeps a
+ * share loaded prepares the next sign's while idle) ... */
+HK_WUR hk_err hk_sign_randomness(const hk_share *share, BIGNUM **rn);
+/* ... and handed to a P2 state machine of that share before sign.3 (takes
+ * ownership of rn on success; single use). */
+HK_WUR hk_err hk_sign_p2_use_randomness(hk_sign *sg, BIGNUM *rn);
 
 HK_WUR hk_err hk_sign_start(hk_sign *sg, unsigned char **out, size_t *outlen);
 HK_WUR hk_err hk_sign_recv(hk_sign *sg, const unsigned char *in, size_t inlen,

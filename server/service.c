@@ -50,12 +50,13 @@ static void hk_respond_hk(hk_http_resp *r, hk_err e)
     }
 }
 
-/* "Bearer <jwt>" -> subject; HK_ERR_AUTH otherwise. */
-static hk_err hk_authenticate(hk_service *svc, const char *auth, char *sub)
+/* "Bearer <jwt>" -> subject (and expiry); HK_ERR_AUTH otherwise. */
+static hk_err hk_authenticate(hk_service *svc, const char *auth, char *sub,
+                              long *exp)
 {
     if (auth == NULL || strncmp(auth, "Bearer ", 7) != 0)
         return HK_ERR_AUTH;
-    return hk_jwt_verify(svc->jwt, auth + 7, (long)hk_now(), sub);
+    return hk_jwt_verify(svc->jwt, auth + 7, (long)hk_now(), sub, exp);
 }
 
 /* Strict JSON object body with only the `allowed` keys. */
@@ -297,7 +298,7 @@ static void hk_on_http(void *ctx, const hk_http_req *req, hk_http_resp *r)
         return hk_respond_err(r, 404, "not_found", "no such endpoint");
     if (post == (strcmp(req->path, "/pubkey") == 0))
         return hk_respond_err(r, 405, "method", "method not allowed");
-    if (hk_authenticate(svc, req->auth, sub) != HK_OK) {
+    if (hk_authenticate(svc, req->auth, sub, NULL) != HK_OK) {
         hk_log("warn", "event=auth_refused path=%s", req->path);
         return hk_respond_err(r, 401, "unauthorized",
                               "missing, invalid or expired token");
@@ -321,11 +322,22 @@ static int hk_claim_session(hk_service *svc, const hk_http_req *req,
     hk_db_session ds;
     hk_err e;
 
+    if (hk_query_get(req->query, "channel", val, sizeof(val))) {
+        /* A kept-open connection: sessions are opened on it later. */
+        if (strcmp(val, "1") != 0)
+            return 404;
+        if (hk_authenticate(svc, req->auth, s->sub, &s->exp) != HK_OK) {
+            hk_log("warn", "event=auth_refused path=/ws");
+            return 401;
+        }
+        s->channel = 1;
+        return 0;
+    }
     if (!hk_query_get(req->query, "session_id", val, sizeof(val)) ||
         strncmp(val, "sess_", 5) != 0 ||
         !hk_unhex(val + 5, strlen(val + 5), s->sid, HK_ID_LEN))
         return 404;
-    if (hk_authenticate(svc, req->auth, s->sub) != HK_OK) {
+    if (hk_authenticate(svc, req->auth, s->sub, &s->exp) != HK_OK) {
         hk_log("warn", "event=auth_refused path=/ws");
         return 401;
     }

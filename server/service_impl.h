@@ -71,6 +71,9 @@ struct hk_rsess {
     hk_rmsg *head, *tail;
     int scheduled, dead;
     int64_t last, touched;
+    int channel;     /* a kept-open connection running session after session */
+    long exp;        /* its token's expiry */
+    BIGNUM *next_rn; /* randomness prepared for the loaded share's next sign */
     hk_rsess *next;
 };
 

@@ -7,6 +7,7 @@
 
 #include <jansson.h>
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 
 #include "mpc/codec.h"
 #include "server/log.h"
@@ -32,6 +33,7 @@ void hk_rsess_unref(hk_rsess *s)
     hk_sign_free(s->sg);
     hk_refresh_free(s->rf);
     hk_share_free(s->share);
+    BN_clear_free(s->next_rn);
     hk_tconn_unref(s->conn);
     pthread_mutex_destroy(&s->mu);
     OPENSSL_clear_free(s, sizeof(*s));
@@ -82,11 +84,31 @@ static void hk_fail(hk_rsess *s, hk_err e, const char *where)
     hk_tconn_close(s->conn);
 }
 
+/* The session is over. A kept-open connection waits for the next one,
+ * keeping the share and preparing the next sign's randomness now, off the
+ * client's path. */
 static void hk_done(hk_rsess *s)
 {
     hk_db_state(s, HK_DB_SESS_DONE);
-    s->finished = 1;
-    hk_tconn_close(s->conn);
+    if (!s->channel) {
+        s->finished = 1;
+        hk_tconn_close(s->conn);
+        return;
+    }
+    hk_keygen_free(s->kg);
+    hk_sign_free(s->sg);
+    hk_refresh_free(s->rf);
+    s->kg = NULL;
+    s->sg = NULL;
+    s->rf = NULL;
+    if (s->op == HK_DB_OP_REFRESH) { /* the share changed */
+        hk_share_free(s->share);
+        s->share = NULL;
+    }
+    s->op = 0;
+    if (s->share != NULL && s->next_rn == NULL &&
+        hk_sign_randomness(s->share, &s->next_rn) != HK_OK)
+        s->next_rn = NULL;
 }
 
 /* Loads the share of `epoch`; a pending one named by the client is
@@ -113,6 +135,8 @@ static hk_err hk_use_share(hk_rsess *s, unsigned long epoch)
         hk_log("info", "event=refresh_promoted_by_use epoch=%lu", epoch);
     hk_sign_free(s->sg);
     s->sg = NULL;
+    BN_clear_free(s->next_rn); /* made for the old share's N */
+    s->next_rn = NULL;
     hk_share_free(s->share);
     s->share = sh;
     return HK_OK;
@@ -305,6 +329,9 @@ static void hk_sign_step(hk_rsess *s, const hk_rmsg *m, int first)
         if (s->sg == NULL &&
             (e = hk_sign_p2_new(s->share, s->sid, &s->sg)) != HK_OK)
             return hk_fail(s, e, "sign.1");
+        if (s->next_rn != NULL &&
+            hk_sign_p2_use_randomness(s->sg, s->next_rn) == HK_OK)
+            s->next_rn = NULL;
     }
     if ((e = hk_sign_recv(s->sg, m->buf, m->len, &out, &outlen)) != HK_OK)
         return hk_fail(s, e, "sign");
@@ -360,6 +387,91 @@ static void hk_refresh_step(hk_rsess *s, const hk_rmsg *m)
     }
 }
 
+/* {"v":1,"t":"open","op":"sign"|"refresh","key_id":hex} on a kept-open
+ * connection: a new session for a key of the connection's subject. */
+static hk_err hk_channel_parse(hk_rsess *s, const hk_rmsg *m, hk_db_op *op)
+{
+    static const char *const keys[] = {"v", "t", "op", "key_id"};
+    const char *t, *o, *k;
+    json_t *j;
+    size_t i;
+    hk_err e = HK_ERR_DECODE;
+
+    j = json_loadb((const char *)m->buf, m->len, JSON_REJECT_DUPLICATES, NULL);
+    if (!json_is_object(j) || json_object_size(j) != 4)
+        goto done;
+    for (i = 0; i < 4; i++)
+        if (json_object_get(j, keys[i]) == NULL)
+            goto done;
+    t = json_string_value(json_object_get(j, "t"));
+    o = json_string_value(json_object_get(j, "op"));
+    k = json_string_value(json_object_get(j, "key_id"));
+    if (json_integer_value(json_object_get(j, "v")) != 1 || t == NULL ||
+        strcmp(t, "open") != 0 || o == NULL || k == NULL ||
+        !hk_unhex(k, strlen(k), s->kid, HK_ID_LEN))
+        goto done;
+    e = HK_ERR_MSG_TYPE;
+    if (strcmp(o, "sign") == 0)
+        *op = HK_DB_OP_SIGN;
+    else if (strcmp(o, "refresh") == 0)
+        *op = HK_DB_OP_REFRESH;
+    else
+        goto done;
+    e = HK_OK;
+done:
+    json_decref(j);
+    return e;
+}
+
+static void hk_channel_open(hk_rsess *s, const hk_rmsg *m)
+{
+    hk_service *svc = s->svc;
+    unsigned char old[HK_ID_LEN];
+    char sh[2 * HK_ID_LEN + 1], kh[2 * HK_ID_LEN + 1], buf[160];
+    hk_db_key key;
+    hk_db_op op = 0;
+    hk_err e;
+
+    memcpy(old, s->kid, HK_ID_LEN);
+    if ((e = hk_channel_parse(s, m, &op)) != HK_OK)
+        return hk_fail(s, e, "open");
+    if (hk_now() > s->exp + svc->cfg.jwt_skew)
+        return hk_fail(s, HK_ERR_AUTH, "open: token expired");
+    if (RAND_bytes(s->sid, HK_ID_LEN) != 1)
+        return hk_fail(s, HK_ERR_RAND, "open");
+    pthread_mutex_lock(&svc->dbmu);
+    e = hk_db_key_get_owned(svc->db, s->kid, s->sub, &key);
+    if (e == HK_OK && key.disabled)
+        e = HK_ERR_FORBIDDEN;
+    if (e == HK_OK)
+        e = hk_db_session_create(svc->db, s->sid, s->sub, op, s->kid, hk_now());
+    if (e == HK_OK)
+        e = hk_db_session_set_state(svc->db, s->sid, HK_DB_SESS_RUNNING,
+                                    hk_now(), svc->cfg.session_idle);
+    pthread_mutex_unlock(&svc->dbmu);
+    if (e != HK_OK)
+        return hk_fail(s, e, "open");
+    if (memcmp(old, s->kid, HK_ID_LEN) != 0 && s->share != NULL) {
+        hk_share_free(s->share); /* another key */
+        s->share = NULL;
+        BN_clear_free(s->next_rn);
+        s->next_rn = NULL;
+    }
+    s->op = op;
+    s->touched = hk_now();
+    hk_hex(s->sid, HK_ID_LEN, sh);
+    hk_hex(s->kid, HK_ID_LEN, kh);
+    hk_log("info",
+           "event=session_open op=%s sub=%s key=%s session=sess_%s "
+           "channel=1",
+           hk_db_op_name(op), s->sub, kh, sh);
+    snprintf(buf, sizeof(buf),
+             "{\"v\":1,\"t\":\"opened\",\"session_id\":\"sess_%s\","
+             "\"key_id\":\"%s\"}",
+             sh, kh);
+    hk_send(s, (const unsigned char *)buf, strlen(buf));
+}
+
 static void hk_rsess_handle(hk_rsess *s, const hk_rmsg *m)
 {
     hk_service *svc = s->svc;
@@ -367,6 +479,8 @@ static void hk_rsess_handle(hk_rsess *s, const hk_rmsg *m)
 
     if (s->finished)
         return;
+    if (s->channel && s->op == 0)
+        return hk_channel_open(s, m);
     /* The idle clock counts seconds: one write a second is enough. */
     if (hk_now() != s->touched) {
         pthread_mutex_lock(&svc->dbmu);

@@ -6,6 +6,8 @@
  *   halfkey [--dir D] keygen --curve secp256k1|p256 --label L
  *   halfkey [--dir D] sign --key L (--digest HEX | --in FILE
  *           [--hash sha256|sha384|sha512]) [--format der|raw] [--out FILE]
+ *   halfkey [--dir D] sign --key L --digest-file F [--format der|raw]
+ *           (one hex digest a line; one connection kept open for all)
  *   halfkey [--dir D] refresh --key L
  *   halfkey [--dir D] pubkey --key L
  *   halfkey [--dir D] list | status
@@ -298,10 +300,47 @@ static int hk_write_sig(const hk_args *a, const unsigned char sig[64])
     return 1;
 }
 
+/* --digest-file F: one hex digest a line, all signed over one kept-open
+ * connection; one signature a line on stdout. */
+static int hk_sign_batch(const hk_args *a, hk_client *c, const char *key)
+{
+    unsigned char dig[HK_DIGEST_MAX], sig[HK_SIG_LEN];
+    char line[2 * HK_DIGEST_MAX + 8];
+    hk_channel *ch = NULL;
+    size_t dlen, n = 0;
+    FILE *f = fopen(hk_opt(a, "digest-file"), "r");
+    hk_err e = HK_OK;
+
+    if (f == NULL)
+        return hk_die("sign", HK_ERR_IO, hk_opt(a, "digest-file"));
+    while (e == HK_OK && fgets(line, sizeof(line), f) != NULL) {
+        line[strcspn(line, "\r\n")] = 0;
+        dlen = strlen(line) / 2;
+        if (++n > 10000 || dlen < 1 || dlen > HK_DIGEST_MAX ||
+            !hk_unhex(line, strlen(line), dig, dlen)) {
+            e = HK_ERR_ARG;
+            break;
+        }
+        if (ch == NULL && (e = hk_client_channel_open(c, &ch)) != HK_OK)
+            break;
+        if ((e = hk_client_channel_sign(c, ch, key, dig, dlen, sig)) == HK_OK &&
+            !hk_write_sig(a, sig))
+            e = HK_ERR_IO;
+    }
+    fclose(f);
+    hk_client_channel_close(ch);
+    if (e != HK_OK)
+        return hk_die("sign", e,
+                      e == HK_ERR_ARG ? "digest-file: one hex digest (1..64 "
+                                        "bytes) a line, at most 10000"
+                                      : hk_client_last_error(c));
+    return 0;
+}
+
 static int hk_cmd_sign(const hk_args *a)
 {
-    static const char *const allowed[] = {"key",    "digest", "in", "hash",
-                                          "format", "out",    NULL};
+    static const char *const allowed[] = {
+        "key", "digest", "in", "hash", "format", "out", "digest-file", NULL};
     unsigned char dig[HK_DIGEST_MAX], sig[HK_SIG_LEN];
     const char *key = hk_opt(a, "key");
     size_t dlen = 0;
@@ -310,6 +349,17 @@ static int hk_cmd_sign(const hk_args *a)
 
     if (!hk_only(a, allowed) || key == NULL)
         return hk_usage();
+    if (hk_opt(a, "digest-file") != NULL) {
+        int r;
+
+        if (hk_opt(a, "digest") || hk_opt(a, "in") || hk_opt(a, "out"))
+            return hk_usage();
+        if (hk_open(a, &c, 1) != 0)
+            return 1;
+        r = hk_sign_batch(a, c, key);
+        hk_client_close(c);
+        return r;
+    }
     if (!hk_digest(a, dig, &dlen))
         return hk_die("sign", HK_ERR_ARG,
                       "give --digest HEX (1..64 bytes) or a readable --in "

@@ -555,7 +555,9 @@ hk_err hk_tsrv_new(const hk_tsrv_config *cfg, const hk_tsrv_handlers *h,
     info.iface = cfg->iface;
     info.protocols = hk_protocols;
     info.user = srv;
-    info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    /* The server trusts no client certificate: no OS CA store. */
+    info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
+                   LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
     info.ssl_cert_filepath = cfg->cert_file;
     info.ssl_private_key_filepath = cfg->key_file;
     info.ssl_options_set = SSL_OP_NO_SSLv3 | SSL_OP_NO_TLSv1 |

@@ -150,7 +150,7 @@ static int hk_jwt_time(jwt_t *jwt, const char *name, long *v, int *present)
 }
 
 static hk_err hk_jwt_claims(const hk_jwt_verifier *v, jwt_t *jwt, long now,
-                            char *sub)
+                            char *sub, long *exp_out)
 {
     const char *iss = jwt_get_grant(jwt, "iss"), *s = jwt_get_grant(jwt, "sub");
     long exp, nbf;
@@ -170,11 +170,13 @@ static hk_err hk_jwt_claims(const hk_jwt_verifier *v, jwt_t *jwt, long now,
     if (!hk_sub_valid(s))
         return HK_ERR_AUTH;
     memcpy(sub, s, strlen(s) + 1);
+    if (exp_out != NULL)
+        *exp_out = exp;
     return HK_OK;
 }
 
 hk_err hk_jwt_verify(const hk_jwt_verifier *v, const char *token, long now,
-                     char *sub)
+                     char *sub, long *exp)
 {
     jwt_t *jwt = NULL;
     hk_err e;
@@ -186,7 +188,7 @@ hk_err hk_jwt_verify(const hk_jwt_verifier *v, const char *token, long now,
     /* Always with the configured key: NULL would accept any signature. */
     if (jwt_decode(&jwt, token, v->key, (int)v->keylen) != 0 || jwt == NULL)
         return HK_ERR_AUTH;
-    e = hk_jwt_claims(v, jwt, now, sub);
+    e = hk_jwt_claims(v, jwt, now, sub, exp);
     jwt_free(jwt);
     return e;
 }

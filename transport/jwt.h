@@ -28,9 +28,9 @@ HK_WUR hk_err hk_jwt_verifier_new(const char *alg, const void *key,
                                   hk_jwt_verifier **out);
 void hk_jwt_verifier_free(hk_jwt_verifier *v);
 /* Verifies at time `now` (seconds); writes the subject (NUL-terminated)
- * into sub[HK_JWT_SUB_MAX + 1]. */
+ * into sub[HK_JWT_SUB_MAX + 1] and, if exp is not NULL, the expiry. */
 HK_WUR hk_err hk_jwt_verify(const hk_jwt_verifier *v, const char *token,
-                            long now, char *sub);
+                            long now, char *sub, long *exp);
 /* Mints a token (for `halfkeyd token` and tests): key is the PEM private
  * key (ES256/RS256) or the secret (HS256). *out: free with free(). */
 HK_WUR hk_err hk_jwt_mint(const char *alg, const void *key, size_t keylen,

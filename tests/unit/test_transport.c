@@ -107,24 +107,24 @@ static void check_jwt(void)
     CHECK_OK(hk_jwt_verifier_new("HS256", secret, 32, "iss1", "aud1", 30, &v));
     CHECK_OK(hk_jwt_mint("HS256", secret, 32, "iss1", "aud1", "alice", now, 60,
                          &tok));
-    CHECK_OK(hk_jwt_verify(v, tok, now, sub));
+    CHECK_OK(hk_jwt_verify(v, tok, now, sub, NULL));
     CHECK(strcmp(sub, "alice") == 0);
-    CHECK_ERR(hk_jwt_verify(v, tok, now + 200, sub), HK_ERR_AUTH);
-    CHECK_ERR(hk_jwt_verify(v, tok, now - 100, sub), HK_ERR_AUTH);
+    CHECK_ERR(hk_jwt_verify(v, tok, now + 200, sub, NULL), HK_ERR_AUTH);
+    CHECK_ERR(hk_jwt_verify(v, tok, now - 100, sub, NULL), HK_ERR_AUTH);
     tok[strlen(tok) - 2] ^= 1;
-    CHECK_ERR(hk_jwt_verify(v, tok, now, sub), HK_ERR_AUTH);
+    CHECK_ERR(hk_jwt_verify(v, tok, now, sub, NULL), HK_ERR_AUTH);
     free(tok);
     CHECK_OK(hk_jwt_mint("HS256", secret, 32, "other", "aud1", "alice", now, 60,
                          &tok));
-    CHECK_ERR(hk_jwt_verify(v, tok, now, sub), HK_ERR_AUTH);
+    CHECK_ERR(hk_jwt_verify(v, tok, now, sub, NULL), HK_ERR_AUTH);
     free(tok);
     CHECK_OK(hk_jwt_mint("HS256", secret, 32, "iss1", "aud2", "alice", now, 60,
                          &tok));
-    CHECK_ERR(hk_jwt_verify(v, tok, now, sub), HK_ERR_AUTH);
+    CHECK_ERR(hk_jwt_verify(v, tok, now, sub, NULL), HK_ERR_AUTH);
     free(tok);
-    CHECK_ERR(
-        hk_jwt_verify(v, "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.", now, sub),
-        HK_ERR_AUTH);
+    CHECK_ERR(hk_jwt_verify(v, "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.", now, sub,
+                            NULL),
+              HK_ERR_AUTH);
     CHECK(!hk_sub_valid("a/b") && !hk_sub_valid("") && hk_sub_valid("a@b"));
     hk_jwt_verifier_free(v);
 }

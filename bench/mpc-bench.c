@@ -149,10 +149,15 @@ static void hk_report(const hk_bench_opts *o, const char *op, hk_curve_id curve,
     for (i = 0; i < s->nmsgs; i++)
         p += snprintf(p, sizeof(bytes) - (size_t)(p - bytes), "%s%zu",
                       i ? "," : "", s->bytes[i]);
-    if (!o->json_only)
-        printf("%-14s %-9s %5d %4d %8.2f %8.2f %8.2f %8.2f %8.3f %8.3f  %s\n",
-               op, hk_curve_name(curve), pbits, s->n, c50, c99, a50, b50,
-               base_evp, base_k1, bytes);
+    if (!o->json_only) {
+        char k1[16] = "       -";
+
+        if (base_k1 > 0)
+            snprintf(k1, sizeof(k1), "%8.3f", base_k1);
+        printf("%-14s %-9s %5d %4d %8.2f %8.2f %8.2f %8.2f %8.3f %s  %s\n", op,
+               hk_curve_name(curve), pbits, s->n, c50, c99, a50, b50, base_evp,
+               k1, bytes);
+    }
     printf("{\"bench\":\"mpc\",\"op\":\"%s\",\"curve\":\"%s\",\"pbits\":%d,"
            "\"runs\":%d,\"critical_p50_ms\":%.3f,\"critical_p99_ms\":%.3f,"
            "\"p1_cpu_p50_ms\":%.3f,\"p2_cpu_p50_ms\":%.3f,"

@@ -522,6 +522,10 @@ done:
 
 struct hk_channel {
     hk_tws *ws;
+    /* The last share used, kept while its key file says the same epoch:
+     * signing the same key again skips unsealing and decoding it. */
+    char label[HK_KS_LABEL_MAX + 1];
+    hk_share *share;
 };
 
 hk_err hk_client_channel_open(hk_client *c, hk_channel **out)
@@ -546,12 +550,34 @@ void hk_client_channel_close(hk_channel *ch)
     if (ch == NULL)
         return;
     hk_tws_close(ch->ws);
+    hk_share_free(ch->share);
+    OPENSSL_cleanse(ch, sizeof(*ch));
     free(ch);
+}
+
+/* The channel's share of `label`, loaded unless the cached one is still
+ * the key file's (same key id and epoch). */
+static hk_err hk_channel_share(hk_client *c, hk_channel *ch, const char *label,
+                               const hk_ks_keyinfo *info)
+{
+    hk_share *s = NULL;
+    hk_err e;
+
+    if (ch->share != NULL && strcmp(ch->label, label) == 0 &&
+        ch->share->epoch == info->epoch &&
+        memcmp(ch->share->kid, info->kid, HK_ID_LEN) == 0)
+        return HK_OK;
+    if ((e = hk_ks_load_share(c->ks, label, &s)) != HK_OK)
+        return e;
+    hk_share_free(ch->share);
+    ch->share = s;
+    snprintf(ch->label, sizeof(ch->label), "%s", label);
+    return HK_OK;
 }
 
 /* Opens a sign session on the channel; the share loads meanwhile. */
 static hk_err hk_channel_session(hk_client *c, hk_channel *ch,
-                                 const char *label, hk_share **share,
+                                 const char *label, const hk_share **share,
                                  unsigned char sid[HK_ID_LEN])
 {
     unsigned char kid[HK_ID_LEN], *in = NULL;
@@ -575,8 +601,9 @@ static hk_err hk_channel_session(hk_client *c, hk_channel *ch,
         return HK_ERR_NOMEM;
     e = hk_tws_send(ch->ws, req, strlen(req));
     free(req);
-    if (e != HK_OK || (e = hk_ks_load_share(c->ks, label, share)) != HK_OK)
+    if (e != HK_OK || (e = hk_channel_share(c, ch, label, &info)) != HK_OK)
         return e;
+    *share = ch->share;
     if ((e = hk_tws_recv(ch->ws, &in, &inlen)) != HK_OK)
         return e;
     o = json_loadb((const char *)in, inlen, 0, NULL);
@@ -601,7 +628,7 @@ hk_err hk_client_channel_sign(hk_client *c, hk_channel *ch, const char *label,
 {
     unsigned char sid[HK_ID_LEN];
     hk_ks_hold *hold = NULL;
-    hk_share *share = NULL;
+    const hk_share *share = NULL;
     hk_sign *sg = NULL;
     hk_err e;
 
@@ -616,7 +643,10 @@ hk_err hk_client_channel_sign(hk_client *c, hk_channel *ch, const char *label,
     e = hk_sign_signature(sg, sig);
 done:
     hk_sign_free(sg);
-    hk_share_free(share);
+    if (e == HK_ERR_SIG_ABORT) { /* never reuse a share after an abort */
+        hk_share_free(ch->share);
+        ch->share = NULL;
+    }
     hk_ks_key_release(hold);
     return e;
 }

@@ -71,9 +71,14 @@ struct hk_rsess {
     hk_rmsg *head, *tail;
     int scheduled, dead;
     int64_t last, touched;
-    int channel;     /* a kept-open connection running session after session */
-    long exp;        /* its token's expiry */
-    BIGNUM *next_rn; /* randomness prepared for the loaded share's next sign */
+    int channel; /* a kept-open connection running session after session */
+    long exp;    /* its token's expiry */
+    /* Randomness for the loaded share's next sign, made by a separate job
+     * (hk_rn_job) so the next request does not wait for it; guarded by mu
+     * with rn_epoch naming the share it was made for. */
+    BIGNUM *next_rn;
+    unsigned long rn_epoch;
+    int rn_pending;
     hk_rsess *next;
 };
 

@@ -84,6 +84,84 @@ static void hk_fail(hk_rsess *s, hk_err e, const char *where)
     hk_tconn_close(s->conn);
 }
 
+typedef struct {
+    hk_rsess *s;
+    BIGNUM *n; /* the share's Paillier modulus */
+    unsigned char kid[HK_ID_LEN];
+    unsigned long epoch;
+} hk_rn_work;
+
+/* r^N mod N^2 for the next sign, on another worker. */
+static void hk_rn_job(void *arg)
+{
+    hk_rn_work *w = arg;
+    hk_rsess *s = w->s;
+    BIGNUM *r = BN_new(), *n2 = BN_new(), *rn = BN_new();
+    BN_CTX *ctx = BN_CTX_new();
+    int ok;
+
+    ok = r != NULL && n2 != NULL && rn != NULL && ctx != NULL &&
+         BN_sqr(n2, w->n, ctx) && BN_priv_rand_range(r, w->n) &&
+         !BN_is_zero(r) && BN_mod_exp(rn, r, w->n, n2, ctx);
+    pthread_mutex_lock(&s->mu);
+    /* only if the session still holds that share (a unit r: a non-unit
+     * would reveal a factor of N, probability ~2^-1023, and fails c3's
+     * check on the client) */
+    if (ok && s->next_rn == NULL && s->share != NULL &&
+        s->share->epoch == w->epoch &&
+        memcmp(s->share->kid, w->kid, HK_ID_LEN) == 0) {
+        s->next_rn = rn;
+        s->rn_epoch = w->epoch;
+        rn = NULL;
+    }
+    s->rn_pending = 0;
+    pthread_mutex_unlock(&s->mu);
+    BN_clear_free(r);
+    BN_clear_free(rn);
+    BN_free(n2);
+    BN_CTX_free(ctx);
+    BN_free(w->n);
+    free(w);
+    hk_rsess_unref(s);
+}
+
+static void hk_rn_start(hk_rsess *s)
+{
+    hk_rn_work *w;
+
+    if (s->share == NULL || s->next_rn != NULL || s->rn_pending)
+        return;
+    if ((w = calloc(1, sizeof(*w))) == NULL ||
+        (w->n = BN_dup(hk_paillier_n(s->share->pk))) == NULL) {
+        free(w);
+        return;
+    }
+    w->s = s;
+    memcpy(w->kid, s->share->kid, HK_ID_LEN);
+    w->epoch = s->share->epoch;
+    pthread_mutex_lock(&s->mu);
+    s->refs++;
+    s->rn_pending = 1;
+    pthread_mutex_unlock(&s->mu);
+    if (hk_workers_submit(s->svc->workers, hk_rn_job, w) != HK_OK) {
+        pthread_mutex_lock(&s->mu);
+        s->rn_pending = 0;
+        pthread_mutex_unlock(&s->mu);
+        BN_free(w->n);
+        free(w);
+        hk_rsess_unref(s);
+    }
+}
+
+/* Drops prepared randomness (the share is about to change). */
+static void hk_rn_drop(hk_rsess *s)
+{
+    pthread_mutex_lock(&s->mu);
+    BN_clear_free(s->next_rn);
+    s->next_rn = NULL;
+    pthread_mutex_unlock(&s->mu);
+}
+
 /* The session is over. A kept-open connection waits for the next one,
  * keeping the share and preparing the next sign's randomness now, off the
  * client's path. */
@@ -102,13 +180,14 @@ static void hk_done(hk_rsess *s)
     s->sg = NULL;
     s->rf = NULL;
     if (s->op == HK_DB_OP_REFRESH) { /* the share changed */
+        hk_rn_drop(s);
+        pthread_mutex_lock(&s->mu);
         hk_share_free(s->share);
         s->share = NULL;
+        pthread_mutex_unlock(&s->mu);
     }
     s->op = 0;
-    if (s->share != NULL && s->next_rn == NULL &&
-        hk_sign_randomness(s->share, &s->next_rn) != HK_OK)
-        s->next_rn = NULL;
+    hk_rn_start(s);
 }
 
 /* Loads the share of `epoch`; a pending one named by the client is
@@ -135,10 +214,11 @@ static hk_err hk_use_share(hk_rsess *s, unsigned long epoch)
         hk_log("info", "event=refresh_promoted_by_use epoch=%lu", epoch);
     hk_sign_free(s->sg);
     s->sg = NULL;
-    BN_clear_free(s->next_rn); /* made for the old share's N */
-    s->next_rn = NULL;
+    hk_rn_drop(s); /* made for the old share's N */
+    pthread_mutex_lock(&s->mu);
     hk_share_free(s->share);
     s->share = sh;
+    pthread_mutex_unlock(&s->mu);
     return HK_OK;
 }
 
@@ -329,9 +409,11 @@ static void hk_sign_step(hk_rsess *s, const hk_rmsg *m, int first)
         if (s->sg == NULL &&
             (e = hk_sign_p2_new(s->share, s->sid, &s->sg)) != HK_OK)
             return hk_fail(s, e, "sign.1");
-        if (s->next_rn != NULL &&
+        pthread_mutex_lock(&s->mu);
+        if (s->next_rn != NULL && s->rn_epoch == s->share->epoch &&
             hk_sign_p2_use_randomness(s->sg, s->next_rn) == HK_OK)
             s->next_rn = NULL;
+        pthread_mutex_unlock(&s->mu);
     }
     if ((e = hk_sign_recv(s->sg, m->buf, m->len, &out, &outlen)) != HK_OK)
         return hk_fail(s, e, "sign");
@@ -452,10 +534,11 @@ static void hk_channel_open(hk_rsess *s, const hk_rmsg *m)
     if (e != HK_OK)
         return hk_fail(s, e, "open");
     if (memcmp(old, s->kid, HK_ID_LEN) != 0 && s->share != NULL) {
+        hk_rn_drop(s);
+        pthread_mutex_lock(&s->mu);
         hk_share_free(s->share); /* another key */
         s->share = NULL;
-        BN_clear_free(s->next_rn);
-        s->next_rn = NULL;
+        pthread_mutex_unlock(&s->mu);
     }
     s->op = op;
     s->touched = hk_now();

@@ -517,7 +517,7 @@ static void hk_channel_open(hk_rsess *s, const hk_rmsg *m)
     memcpy(old, s->kid, HK_ID_LEN);
     if ((e = hk_channel_parse(s, m, &op)) != HK_OK)
         return hk_fail(s, e, "open");
-    if (hk_now() > s->exp + svc->cfg.jwt_skew)
+    if (hk_now() - svc->cfg.jwt_skew > s->exp)
         return hk_fail(s, HK_ERR_AUTH, "open: token expired");
     if (RAND_bytes(s->sid, HK_ID_LEN) != 1)
         return hk_fail(s, HK_ERR_RAND, "open");

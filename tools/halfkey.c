@@ -518,7 +518,8 @@ int main(int argc, char **argv)
 {
     hk_args a;
 
-    lws_set_log_level(LLL_ERR, NULL);
+    /* Errors are reported as one line by hk_die, not by the library. */
+    lws_set_log_level(0, NULL);
     if (!hk_parse(argc, argv, &a))
         return hk_usage();
     if (strcmp(a.cmd, "init") == 0)

@@ -23,7 +23,7 @@ typedef struct hk_rxmsg {
 typedef struct {
     hk_tcli_config cfg;
     unsigned char pin[HK_PIN_LEN];
-    int has_pin, pin_failed;
+    int has_pin, cert_failed;
     const char *method, *bearer, *body;
     int ws;
     /* progress */
@@ -67,17 +67,29 @@ static int hk_pin_verify(X509_STORE_CTX *x, void *arg)
     if (leaf != NULL && hk_spki_hash(leaf, h) &&
         CRYPTO_memcmp(h, st->pin, HK_PIN_LEN) == 0)
         return 1;
-    st->pin_failed = 1;
+    st->cert_failed = 1;
     X509_STORE_CTX_set_error(x, X509_V_ERR_CERT_REJECTED);
     return 0;
+}
+
+/* With a CA file: the usual chain verification, its failure remembered so
+ * that it is reported as HK_ERR_TLS, not as a network failure. */
+static int hk_ca_verify(X509_STORE_CTX *x, void *arg)
+{
+    hk_cst *st = arg;
+    int ok = X509_verify_cert(x);
+
+    if (ok != 1)
+        st->cert_failed = 1;
+    return ok;
 }
 
 static int hk_cli_ssl_setup(hk_cst *st, SSL_CTX *ctx)
 {
     if (SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) != 1)
         return 1;
-    if (st->has_pin)
-        SSL_CTX_set_cert_verify_callback(ctx, hk_pin_verify, st);
+    SSL_CTX_set_cert_verify_callback(
+        ctx, st->has_pin ? hk_pin_verify : hk_ca_verify, st);
     return 0;
 }
 
@@ -257,7 +269,7 @@ static hk_err hk_cli_wait(hk_cst *st, const int *flag)
     }
     if (*flag)
         return HK_OK;
-    return st->pin_failed ? HK_ERR_TLS : HK_ERR_NETWORK;
+    return st->cert_failed ? HK_ERR_TLS : HK_ERR_NETWORK;
 }
 
 static hk_err hk_cli_start(hk_cst *st, const hk_tcli_config *cfg,

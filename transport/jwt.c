@@ -159,8 +159,9 @@ static hk_err hk_jwt_claims(const hk_jwt_verifier *v, jwt_t *jwt, long now,
     /* The pinned algorithm: after the key check, never instead of it. */
     if (jwt_get_alg(jwt) != v->alg)
         return HK_ERR_AUTH;
+    /* exp - skew, not exp + skew: a huge exp must not overflow. */
     if (!hk_jwt_time(jwt, "exp", &exp, &has_exp) || !has_exp ||
-        now > exp + v->skew)
+        now - v->skew > exp)
         return HK_ERR_AUTH;
     if (!hk_jwt_time(jwt, "nbf", &nbf, &has_nbf) ||
         (has_nbf && now + v->skew < nbf))

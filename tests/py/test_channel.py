@@ -1,0 +1,100 @@
+"""Kept-open connections: `halfkey sign --digest-file` signs many digests
+over one WebSocket (`/ws?channel=1`), each in its own server session; the
+signatures verify with the `cryptography` package; a refresh between
+batches is honoured; hostile channel requests get an error and a close."""
+import hashlib
+import json
+import os
+import re
+
+import pytest
+import websocket
+
+from test_server import (assert_ws_error, server_pubkey, uncompressed,
+                         verify_raw, ws_drain)
+
+
+def channel_connect(server, token):
+    return websocket.create_connection(
+        f"wss://127.0.0.1:{server.port}/ws?channel=1",
+        header=[f"Authorization: Bearer {token}"],
+        sslopt={"ca_certs": str(server.cert)}, timeout=15)
+
+
+def batch(tok, label, digests, tmp_path):
+    f = tmp_path / f"digests-{label}.txt"
+    f.write_text("".join(d.hex() + "\n" for d in digests))
+    out = tok.run("sign", "--key", label, "--digest-file", f,
+                  "--format", "raw").stdout.split()
+    assert len(out) == len(digests), out
+    return out
+
+
+@pytest.mark.parametrize("curve", ["secp256k1", "p256"])
+def test_batch_over_one_connection(server, make_token, tmp_path, curve):
+    tok = make_token(server, "carol")
+    tok.keygen(curve, "k")
+    pem = tok.pubkey_pem("k")
+    digests = [hashlib.new(h, os.urandom(16)).digest()
+               for h in ["sha256", "sha384", "sha512"] * 4]
+    for d, sig in zip(digests, batch(tok, "k", digests, tmp_path)):
+        verify_raw(pem, sig, d)
+    log = server.log_text()
+    assert len(re.findall(r"event=session_open op=sign .*channel=1",
+                          log)) == len(digests)
+    assert log.count("event=sign_done") == len(digests)
+    # a refresh between batches: the channel loads the new share
+    tok.run("refresh", "--key", "k")
+    assert tok.list()["k"][2] == 2
+    digests = [os.urandom(32) for _ in range(3)]
+    for d, sig in zip(digests, batch(tok, "k", digests, tmp_path)):
+        verify_raw(pem, sig, d)
+    assert tok.pubkey_pem("k") == pem
+
+
+def test_bad_digest_file_is_one_error(server, make_token, tmp_path):
+    tok = make_token(server, "dave")
+    tok.keygen("p256", "k")
+    for content in ["zz\n", "\n", "00" * 65 + "\n"]:
+        f = tmp_path / "bad.txt"
+        f.write_text(content)
+        p = tok.run("sign", "--key", "k", "--digest-file", f, check=False)
+        assert p.returncode == 1
+        assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+        assert "digest-file" in p.stderr
+
+
+def test_hostile_channel_requests(server, make_token):
+    alice = make_token(server, "alice")
+    kid = alice.keygen("secp256k1", "k")
+    bob_token = server.token("bob")
+    bad = [
+        "not json",
+        json.dumps({"v": 1, "t": "open", "op": "sign", "key_id": kid,
+                    "x": 1}),
+        json.dumps({"v": 1, "t": "open", "op": "keygen", "key_id": kid}),
+        json.dumps({"v": 2, "t": "open", "op": "sign", "key_id": kid}),
+        json.dumps({"v": 1, "t": "open", "op": "sign", "key_id": "00"}),
+        # bob opening alice's key: not found, like a missing key
+        json.dumps({"v": 1, "t": "open", "op": "sign", "key_id": kid}),
+    ]
+    for i, msg in enumerate(bad):
+        ws = channel_connect(server, bob_token)
+        ws.send(msg)
+        msgs, _ = ws_drain(ws)
+        err = assert_ws_error(msgs)
+        if i == len(bad) - 1:
+            assert "not found" in err["message"], err
+    # a refused upgrade: no token
+    with pytest.raises(websocket.WebSocketBadStatusException) as exc:
+        websocket.create_connection(
+            f"wss://127.0.0.1:{server.port}/ws?channel=1",
+            sslopt={"ca_certs": str(server.cert)}, timeout=15)
+    assert exc.value.status_code == 401
+    # alice's key is untouched and still signs
+    assert uncompressed(alice.pubkey_pem("k")) == server_pubkey(
+        server, server.token("alice"), kid)["pubkey"]
+    d = hashlib.sha256(b"after").digest()
+    sig = alice.run("sign", "--key", "k", "--digest", d.hex(), "--format",
+                    "raw").stdout.strip()
+    verify_raw(alice.pubkey_pem("k"), sig, d)

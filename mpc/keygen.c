@@ -111,15 +111,10 @@ static hk_err hk_kg_commitment(const hk_keygen *kg, const hk_point *Q1,
                                const unsigned char *nonce,
                                unsigned char out[HK_HASH_LEN])
 {
-    unsigned char extra[HK_SCALAR_LEN + 2 + HK_HASH_LEN];
     hk_point pts[2] = {*Q1, pi->a};
 
-    memcpy(extra, pi->z.b, HK_SCALAR_LEN);
-    extra[HK_SCALAR_LEN] = (unsigned char)(pbits >> 8);
-    extra[HK_SCALAR_LEN + 1] = (unsigned char)pbits;
-    memcpy(extra + HK_SCALAR_LEN + 2, kg->setup_fp, HK_HASH_LEN);
-    return hk_commit_points(&kg->b, HK_ROLE_P1, hk_kg_lbl_com, pts, 2, extra,
-                            sizeof(extra), nonce, out);
+    return hk_commit_setup(&kg->b, hk_kg_lbl_com, pts, 2, pi->z.b, pbits,
+                           kg->setup_fp, nonce, out);
 }
 
 /* Step 1 (P1): x1, Q1, proof, commitment; the Paillier package too, since

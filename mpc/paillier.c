@@ -441,11 +441,37 @@ static int hk_crt(BIGNUM *x, const BIGNUM *xp, const BIGNUM *xq,
     return ok;
 }
 
+/* out = CRT(x^ep mod P, x^eq mod Q), secret exponents and moduli. */
+static int hk_crt_exp(BIGNUM *out, const BIGNUM *x, const BIGNUM *ep,
+                      const BIGNUM *P, BN_MONT_CTX *mp, const BIGNUM *eq,
+                      const BIGNUM *Q, BN_MONT_CTX *mq, const BIGNUM *Qinv,
+                      BN_CTX *ctx)
+{
+    BIGNUM *a, *b;
+    int ok;
+
+    BN_CTX_start(ctx);
+    a = BN_CTX_get(ctx);
+    b = BN_CTX_get(ctx);
+    if (b != NULL) {
+        BN_set_flags(a, BN_FLG_CONSTTIME);
+        BN_set_flags(b, BN_FLG_CONSTTIME);
+    }
+    ok = b != NULL && BN_nnmod(a, x, P, ctx) && BN_nnmod(b, x, Q, ctx) &&
+         BN_mod_exp_mont_consttime(a, a, ep, P, ctx, mp) &&
+         BN_mod_exp_mont_consttime(b, b, eq, Q, ctx, mq) &&
+         hk_crt(out, a, b, P, Q, Qinv, ctx);
+    BN_clear(a);
+    BN_clear(b);
+    BN_CTX_end(ctx);
+    return ok;
+}
+
 hk_err hk_paillier_enc_sk(const hk_paillier_sk *sk, const BIGNUM *m,
                           const BIGNUM *r, BIGNUM *c)
 {
     BN_CTX *ctx;
-    BIGNUM *a, *b, *rn;
+    BIGNUM *rn;
     hk_err e = HK_ERR_CRYPTO;
 
     if (sk == NULL || m == NULL || r == NULL || c == NULL ||
@@ -455,24 +481,14 @@ hk_err hk_paillier_enc_sk(const hk_paillier_sk *sk, const BIGNUM *m,
     if (ctx == NULL)
         return HK_ERR_NOMEM;
     BN_CTX_start(ctx);
-    a = BN_CTX_get(ctx);
-    b = BN_CTX_get(ctx);
     rn = BN_CTX_get(ctx);
-    if (rn == NULL)
-        goto done;
-    BN_set_flags(a, BN_FLG_CONSTTIME);
-    BN_set_flags(b, BN_FLG_CONSTTIME);
     /* r^N mod p^2 and mod q^2, recombined. */
-    if (!BN_nnmod(a, r, sk->p2, ctx) || !BN_nnmod(b, r, sk->q2, ctx) ||
-        !BN_mod_exp_mont_consttime(a, a, sk->pk.n, sk->p2, ctx, sk->mont_p2) ||
-        !BN_mod_exp_mont_consttime(b, b, sk->pk.n, sk->q2, ctx, sk->mont_q2) ||
-        !hk_crt(rn, a, b, sk->p2, sk->q2, sk->q2inv, ctx) ||
-        !hk_paillier_finish(&sk->pk, m, rn, c, ctx))
-        goto done;
-    e = HK_OK;
-done:
-    BN_clear(a);
-    BN_clear(b);
+    if (rn != NULL &&
+        hk_crt_exp(rn, r, sk->pk.n, sk->p2, sk->mont_p2, sk->pk.n, sk->q2,
+                   sk->mont_q2, sk->q2inv, ctx) &&
+        hk_paillier_finish(&sk->pk, m, rn, c, ctx))
+        e = HK_OK;
+    BN_clear(rn);
     BN_CTX_end(ctx);
     BN_CTX_free(ctx);
     return e;
@@ -606,8 +622,7 @@ hk_err hk_paillier_nth_root(const hk_paillier_sk *sk, const BIGNUM *x,
                             BIGNUM *out)
 {
     BN_CTX *ctx;
-    BIGNUM *a, *b;
-    hk_err e = HK_ERR_CRYPTO;
+    hk_err e;
 
     if (sk == NULL || x == NULL || out == NULL)
         return HK_ERR_ARG;
@@ -616,23 +631,10 @@ hk_err hk_paillier_nth_root(const hk_paillier_sk *sk, const BIGNUM *x,
     ctx = BN_CTX_secure_new();
     if (ctx == NULL)
         return HK_ERR_NOMEM;
-    BN_CTX_start(ctx);
-    a = BN_CTX_get(ctx);
-    b = BN_CTX_get(ctx);
-    if (b == NULL)
-        goto done;
-    BN_set_flags(a, BN_FLG_CONSTTIME);
-    BN_set_flags(b, BN_FLG_CONSTTIME);
-    if (!BN_nnmod(a, x, sk->p, ctx) || !BN_nnmod(b, x, sk->q, ctx) ||
-        !BN_mod_exp_mont_consttime(a, a, sk->dp, sk->p, ctx, sk->mont_p) ||
-        !BN_mod_exp_mont_consttime(b, b, sk->dq, sk->q, ctx, sk->mont_q) ||
-        !hk_crt(out, a, b, sk->p, sk->q, sk->qinv, ctx))
-        goto done;
-    e = HK_OK;
-done:
-    BN_clear(a);
-    BN_clear(b);
-    BN_CTX_end(ctx);
+    e = hk_crt_exp(out, x, sk->dp, sk->p, sk->mont_p, sk->dq, sk->q, sk->mont_q,
+                   sk->qinv, ctx)
+            ? HK_OK
+            : HK_ERR_CRYPTO;
     BN_CTX_free(ctx);
     return e;
 }

@@ -253,3 +253,20 @@ hk_err hk_check_share_ref(hk_msg *in, const hk_share *s,
         return HK_ERR_EPOCH;
     return HK_OK;
 }
+
+hk_err hk_commit_setup(const hk_binding *b, const char *label,
+                       const hk_point *pts, size_t npts,
+                       const unsigned char v[HK_SCALAR_LEN], int pbits,
+                       const unsigned char setup_fp[HK_HASH_LEN],
+                       const unsigned char *nonce,
+                       unsigned char out[HK_HASH_LEN])
+{
+    unsigned char extra[HK_SCALAR_LEN + 2 + HK_HASH_LEN];
+
+    memcpy(extra, v, HK_SCALAR_LEN);
+    extra[HK_SCALAR_LEN] = (unsigned char)(pbits >> 8);
+    extra[HK_SCALAR_LEN + 1] = (unsigned char)pbits;
+    memcpy(extra + HK_SCALAR_LEN + 2, setup_fp, HK_HASH_LEN);
+    return hk_commit_points(b, HK_ROLE_P1, label, pts, npts, extra,
+                            sizeof(extra), nonce, out);
+}

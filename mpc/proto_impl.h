@@ -49,6 +49,15 @@ HK_WUR hk_err hk_put_share_ref(hk_msg *m, const hk_share *s,
 HK_WUR hk_err hk_check_share_ref(hk_msg *in, const hk_share *s,
                                  const unsigned char fp[HK_HASH_LEN]);
 
+/* The commitment of keygen.1 and refresh.1: points, then a 32-byte value,
+ * the Paillier size and the setup fingerprint as the extra bytes. */
+HK_WUR hk_err hk_commit_setup(const hk_binding *b, const char *label,
+                              const hk_point *pts, size_t npts,
+                              const unsigned char v[HK_SCALAR_LEN], int pbits,
+                              const unsigned char setup_fp[HK_HASH_LEN],
+                              const unsigned char *nonce,
+                              unsigned char out[HK_HASH_LEN]);
+
 /* Builds a binding from curve, sid, kid. */
 void hk_binding_set(hk_binding *b, hk_curve_id curve, const unsigned char *sid,
                     const unsigned char *kid);

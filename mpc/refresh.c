@@ -111,14 +111,8 @@ static hk_err hk_rf_commitment(const hk_refresh *rf, const hk_scalar *r1,
                                int pbits, const unsigned char *nonce,
                                unsigned char out[HK_HASH_LEN])
 {
-    unsigned char extra[HK_SCALAR_LEN + 2 + HK_HASH_LEN];
-
-    memcpy(extra, r1->b, HK_SCALAR_LEN);
-    extra[HK_SCALAR_LEN] = (unsigned char)(pbits >> 8);
-    extra[HK_SCALAR_LEN + 1] = (unsigned char)pbits;
-    memcpy(extra + HK_SCALAR_LEN + 2, rf->setup_fp, HK_HASH_LEN);
-    return hk_commit_points(&rf->b, HK_ROLE_P1, hk_rf_lbl_com, NULL, 0, extra,
-                            sizeof(extra), nonce, out);
+    return hk_commit_setup(&rf->b, hk_rf_lbl_com, NULL, 0, r1->b, pbits,
+                           rf->setup_fp, nonce, out);
 }
 
 /* Step 1 (P1): commit to the coin r1. */

@@ -1,0 +1,276 @@
+/* The key object every operation of the provider works on: a public key
+ * (curve and point) and, for a private key, the logged-in token that signs
+ * with it. Keys a store loads from one URI share one token handle, and that
+ * handle keeps one connection to halfkeyd open between signatures
+ * (hk_client_channel_*), so a TLS server does not pay a handshake with
+ * halfkeyd per signature. */
+#include <string.h>
+#include <unistd.h>
+
+#include <libwebsockets.h>
+#include <openssl/crypto.h>
+
+#include "ossl-provider/provider.h"
+
+struct hk_prov_token {
+    pthread_mutex_t mu; /* the handle, the channel and refs */
+    int refs;
+    hk_client *client; /* open, logged in by the store */
+    hk_channel *ch;    /* kept open between signatures, or NULL */
+    pid_t ch_pid;      /* the process that opened ch: after a fork (a
+                        * server forking workers) the connection is the
+                        * parent's, and the child neither uses nor closes
+                        * it */
+};
+
+hk_err hk_prov_token_open(hk_prov_ctx *pc, const char *dir, hk_prov_token **out,
+                          char *why)
+{
+    hk_prov_token *t;
+    hk_err e;
+
+    /* libwebsockets (the client core's transport) logs notices to stderr by
+     * default; errors reach OpenSSL's error queue instead. Its log level is
+     * process-wide: set only once a halfkey token is used. */
+    lws_set_log_level(0, NULL);
+    if ((t = OPENSSL_zalloc(sizeof(*t))) == NULL)
+        return HK_ERR_NOMEM;
+    if ((e = hk_client_open(dir, &t->client, why)) != HK_OK) {
+        OPENSSL_free(t);
+        return e;
+    }
+    pthread_mutex_init(&t->mu, NULL);
+    t->refs = 1;
+    *out = t;
+    return HK_OK;
+}
+
+hk_prov_token *hk_prov_token_ref(hk_prov_token *t)
+{
+    pthread_mutex_lock(&t->mu);
+    t->refs++;
+    pthread_mutex_unlock(&t->mu);
+    return t;
+}
+
+void hk_prov_token_free(hk_prov_token *t)
+{
+    int left;
+
+    if (t == NULL)
+        return;
+    pthread_mutex_lock(&t->mu);
+    left = --t->refs;
+    pthread_mutex_unlock(&t->mu);
+    if (left > 0)
+        return;
+    if (t->ch_pid == getpid())
+        hk_client_channel_close(t->ch);
+    hk_client_close(t->client);
+    pthread_mutex_destroy(&t->mu);
+    OPENSSL_free(t);
+}
+
+hk_ks *hk_prov_token_ks(hk_prov_token *t)
+{
+    return hk_client_keystore(t->client);
+}
+
+/* --- keys ------------------------------------------------------------- */
+
+hk_prov_key *hk_prov_key_new(hk_prov_ctx *pc)
+{
+    hk_prov_key *k = OPENSSL_zalloc(sizeof(*k));
+
+    if (k != NULL)
+        k->pc = pc;
+    return k;
+}
+
+void hk_prov_key_free(hk_prov_key *k)
+{
+    if (k == NULL)
+        return;
+    hk_prov_token_free(k->tok);
+    OPENSSL_free(k);
+}
+
+hk_prov_key *hk_prov_key_dup(const hk_prov_key *k, int with_private)
+{
+    hk_prov_key *d = hk_prov_key_new(k->pc);
+
+    if (d == NULL)
+        return NULL;
+    memcpy(d, k, sizeof(*d));
+    d->tok = NULL;
+    if (with_private && k->tok != NULL)
+        d->tok = hk_prov_token_ref(k->tok);
+    return d;
+}
+
+const char *hk_prov_group_name(hk_curve_id c)
+{
+    switch (c) {
+    case HK_CURVE_P256:
+        return "prime256v1";
+    case HK_CURVE_SECP256K1:
+        return "secp256k1";
+    default:
+        return NULL;
+    }
+}
+
+hk_curve_id hk_prov_group_id(const char *name)
+{
+    static const struct {
+        const char *name;
+        hk_curve_id id;
+    } names[] = {{"prime256v1", HK_CURVE_P256},
+                 {"P-256", HK_CURVE_P256},
+                 {"secp256r1", HK_CURVE_P256},
+                 {"secp256k1", HK_CURVE_SECP256K1}};
+    size_t i;
+
+    for (i = 0; name != NULL && i < sizeof(names) / sizeof(names[0]); i++)
+        if (OPENSSL_strcasecmp(name, names[i].name) == 0)
+            return names[i].id;
+    return (hk_curve_id)0;
+}
+
+hk_err hk_prov_key_set_pub(hk_prov_key *k, hk_curve_id curve,
+                           const unsigned char *pt, size_t len)
+{
+    unsigned char comp[HK_POINT_LEN], full[HK_POINT_UNCOMPRESSED_LEN];
+    hk_curve *c = NULL;
+    hk_point p;
+    hk_err e;
+
+    if (len == HK_POINT_UNCOMPRESSED_LEN && pt[0] == 0x04) {
+        comp[0] = (unsigned char)(0x02 | (pt[64] & 1));
+        memcpy(comp + 1, pt + 1, 32);
+    } else if (len == HK_POINT_LEN) {
+        memcpy(comp, pt, HK_POINT_LEN);
+    } else {
+        return HK_ERR_POINT;
+    }
+    if ((e = hk_curve_new(curve, &c)) != HK_OK ||
+        (e = hk_point_parse(c, comp, HK_POINT_LEN, &p)) != HK_OK ||
+        (e = hk_point_uncompressed(c, &p, full)) != HK_OK)
+        goto done;
+    if (len == HK_POINT_UNCOMPRESSED_LEN && memcmp(full, pt, len) != 0) {
+        e = HK_ERR_POINT; /* y does not belong to x */
+        goto done;
+    }
+    k->curve = curve;
+    memcpy(k->pub, full, sizeof(full));
+done:
+    hk_curve_free(c);
+    return e;
+}
+
+hk_prov_key *hk_prov_key_from_info(hk_prov_ctx *pc, const hk_ks_keyinfo *info,
+                                   hk_prov_token *tok)
+{
+    hk_prov_key *k = hk_prov_key_new(pc);
+
+    if (k == NULL)
+        return NULL;
+    if (hk_prov_key_set_pub(k, info->curve, info->pub.b, HK_POINT_LEN) !=
+        HK_OK) {
+        hk_prov_key_free(k);
+        return NULL;
+    }
+    snprintf(k->label, sizeof(k->label), "%s", info->label);
+    memcpy(k->kid, info->kid, HK_ID_LEN);
+    if (tok != NULL)
+        k->tok = hk_prov_token_ref(tok);
+    return k;
+}
+
+int hk_prov_key_spki(const hk_prov_key *k, unsigned char *out, size_t *len)
+{
+    /* SEQUENCE { SEQUENCE { id-ecPublicKey, namedCurve }, BIT STRING } */
+    static const unsigned char p256[] = {
+        0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48,
+        0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48,
+        0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00};
+    static const unsigned char k256[] = {
+        0x30, 0x56, 0x30, 0x10, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02,
+        0x01, 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x0a, 0x03, 0x42, 0x00};
+    const unsigned char *pre;
+    size_t n;
+
+    if (k->curve == HK_CURVE_P256) {
+        pre = p256;
+        n = sizeof(p256);
+    } else if (k->curve == HK_CURVE_SECP256K1) {
+        pre = k256;
+        n = sizeof(k256);
+    } else {
+        return 0;
+    }
+    memcpy(out, pre, n);
+    memcpy(out + n, k->pub, HK_POINT_UNCOMPRESSED_LEN);
+    *len = n + HK_POINT_UNCOMPRESSED_LEN;
+    return 1;
+}
+
+/* Errors worth one retry on a fresh connection: the kept-open one may
+ * have been closed by the server's idle timeout or token expiry. */
+static int hk_prov_retryable(hk_err e)
+{
+    return e == HK_ERR_NETWORK || e == HK_ERR_TIMEOUT || e == HK_ERR_SESSION ||
+           e == HK_ERR_AUTH;
+}
+
+int hk_prov_key_sign(hk_prov_key *k, const unsigned char *dig, size_t dlen,
+                     unsigned char sig[HK_SIG_LEN])
+{
+    char detail[256];
+    hk_prov_token *t = k->tok;
+    int reused, tries;
+    hk_err e = HK_OK;
+
+    if (t == NULL) {
+        hk_prov_raise(k->pc, HK_R_PUBLIC_ONLY,
+                      "no halfkey private key behind this key (load it "
+                      "with type=private)");
+        return 0;
+    }
+    detail[0] = 0;
+    pthread_mutex_lock(&t->mu);
+    if (t->ch != NULL && t->ch_pid != getpid())
+        t->ch = NULL;
+    for (tries = 0; tries < 2; tries++) {
+        reused = t->ch != NULL;
+        if (t->ch == NULL &&
+            (e = hk_client_channel_open(t->client, &t->ch)) != HK_OK) {
+            t->ch = NULL;
+            break;
+        }
+        t->ch_pid = getpid();
+        e = hk_client_channel_sign(t->client, t->ch, k->label, dig, dlen, sig);
+        if (e == HK_OK)
+            break;
+        hk_client_channel_close(t->ch); /* the server closed it */
+        t->ch = NULL;
+        if (!reused || !hk_prov_retryable(e))
+            break;
+    }
+    if (e != HK_OK)
+        snprintf(detail, sizeof(detail), "%s", hk_client_last_error(t->client));
+    pthread_mutex_unlock(&t->mu);
+    if (e == HK_OK)
+        return 1;
+    if (e == HK_ERR_KEY_LOCKED || e == HK_ERR_SIG_ABORT)
+        hk_prov_raise(k->pc,
+                      e == HK_ERR_KEY_LOCKED ? HK_R_KEY_LOCKED : HK_R_SIG_ABORT,
+                      "key '%s': signing refused until an operator runs "
+                      "`halfkey unlock --key %s`",
+                      k->label, k->label);
+    else
+        hk_prov_raise(k->pc, e == HK_ERR_BUSY ? HK_R_BUSY : HK_R_SERVER,
+                      "key '%s': %s%s%s", k->label, hk_strerror(e),
+                      detail[0] ? ": " : "", detail);
+    return 0;
+}

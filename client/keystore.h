@@ -5,6 +5,7 @@
  *   <dir>/token.json         token record: label, scrypt salt and parameters,
  *                            PIN check value, failed-PIN counter
  *   <dir>/setup.json         the server's public setup record (a cache)
+ *   <dir>/objects.bin        public PKCS#11 objects (certificates, data)
  *   <dir>/.lock              token write lock (see "Concurrency")
  *   <dir>/keys/<label>.json  one key: public metadata in clear, the share
  *                            sealed under the PIN
@@ -194,5 +195,19 @@ HK_WUR hk_err hk_ks_save_setup(hk_ks *ks, const unsigned char *rec, size_t len,
 /* Loads the cached record, decoding AND verifying it again (~250 ms): a
  * file is not trusted just because it is ours. HK_ERR_NOT_FOUND if none. */
 HK_WUR hk_err hk_ks_load_setup(hk_ks *ks, hk_rped **out);
+
+/* The PKCS#11 face's public objects (certificates, data objects): one
+ * opaque record in clear, <dir>/objects.bin, at most HK_KS_OBJ_MAX bytes.
+ * Loading needs no login (*buf: OPENSSL_free; NULL and 0 if none). An
+ * update runs `edit` on the current record (NULL, 0 if none) under the
+ * token lock and atomically writes the record it returns (*out malloc'd,
+ * freed here; *outlen 0 removes the file). */
+#define HK_KS_OBJ_MAX (1024u * 1024u)
+typedef hk_err (*hk_ks_objects_edit)(const unsigned char *in, size_t inlen,
+                                     unsigned char **out, size_t *outlen,
+                                     void *arg);
+HK_WUR hk_err hk_ks_objects_load(hk_ks *ks, unsigned char **buf, size_t *len);
+HK_WUR hk_err hk_ks_objects_update(hk_ks *ks, hk_ks_objects_edit edit,
+                                   void *arg);
 
 #endif

@@ -1,0 +1,193 @@
+/* Internal interface of the PKCS#11 module libhalfkey-pkcs11.so: a thin
+ * face over the client core (client/client.h), no cryptography of its own
+ * except hashing for CKM_ECDSA_SHA* and public-key checks for C_Verify.
+ *
+ * The only global state is the library context hk_p11 (module.c). Every
+ * entry point takes its mutex with hk_p11_enter and drops it with
+ * hk_p11_leave; network calls (keygen, signing) run with it dropped.
+ *
+ * Slots: one per token directory ($HALFKEY_PKCS11_TOKENS, ':'-separated,
+ * else $HALFKEY_HOME / the default of hk_ks_dir_resolve). Objects: each key
+ * of a slot is a private key and a public key object; its handle encodes
+ * the slot, the key's index in the slot's key table and the class. */
+#ifndef HK_P11_H
+#define HK_P11_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#pragma GCC visibility push(default)
+#include <p11-kit/pkcs11.h>
+#pragma GCC visibility pop
+
+#include <openssl/evp.h>
+
+#include "client/client.h"
+
+#define HK_P11_MAX_SLOTS 16
+#define HK_P11_RAW_MAX 1024 /* CKM_ECDSA input buffered by C_SignUpdate */
+#define HK_P11_SIG_LEN 64
+
+/* Vendor attributes (documented in README.md): the key's share epoch
+ * (CK_ULONG, read-only), and share refresh: C_SetAttributeValue of
+ * HK_CKA_REFRESH = CK_TRUE on a private key rotates its shares with the
+ * server (hk_client_refresh; the public key is unchanged). */
+#define HK_CKA_EPOCH (CKA_VENDOR_DEFINED | 0x484b0001UL)
+#define HK_CKA_REFRESH (CKA_VENDOR_DEFINED | 0x484b0002UL)
+
+#define HK_P11_ID_MAX 64
+
+typedef struct {
+    hk_ks_keyinfo info;
+    unsigned char point[HK_POINT_UNCOMPRESSED_LEN];
+    unsigned char id[HK_P11_ID_MAX]; /* CKA_ID: the key id, or the one */
+    size_t idlen;                    /* the keygen template gave */
+    int present;
+} hk_p11_key;
+
+/* A stored object (store.c): its attributes, values in the record. */
+typedef struct {
+    uint32_t id;
+    size_t n;
+    CK_ATTRIBUTE a[64];
+} hk_p11_obj;
+
+#define HK_P11_OBJ_BIT (1ul << 23) /* handle bit of stored objects */
+/* A hidden stored object: the CKA_ID a keygen template gave key CKA_LABEL
+ * whose key id is CKA_VALUE. */
+#define HK_CKO_KEY_ID (CKO_VENDOR_DEFINED | 0x484b0001UL)
+
+typedef struct {
+    char dir[1024];
+    hk_client *cli; /* NULL: no usable token in dir */
+    int logged_in;
+    hk_p11_key *keys; /* append-only for the life of the context */
+    size_t nkeys, cap;
+    unsigned char *objrec; /* the stored objects' record */
+    hk_p11_obj *objs;
+    size_t nobjs;
+} hk_p11_slot;
+
+/* A sign or verify operation: the mechanism, the key and the input. */
+typedef struct {
+    int active;
+    int busy; /* a network signing call is running without the mutex */
+    CK_MECHANISM_TYPE mech;
+    CK_OBJECT_HANDLE key;
+    EVP_MD_CTX *md; /* CKM_ECDSA_SHA*: running hash */
+    unsigned char raw[HK_P11_RAW_MAX];
+    size_t rawlen;
+} hk_p11_op;
+
+typedef struct {
+    CK_SLOT_ID slot;
+    CK_FLAGS flags;
+    int closed; /* closed while busy: freed by the signing thread */
+    int finding;
+    CK_OBJECT_HANDLE *found;
+    size_t nfound, pos;
+    hk_p11_op sign, verify;
+} hk_p11_session;
+
+typedef struct {
+    int init;
+    pid_t pid;
+    CK_C_INITIALIZE_ARGS args;
+    int use_cb; /* the caller's mutex callbacks instead of pthreads */
+    void *cb_mutex;
+    pthread_mutex_t mu;
+    hk_p11_slot slots[HK_P11_MAX_SLOTS];
+    size_t nslots;
+    hk_p11_session **sess; /* handle h is sess[h - 1] */
+    size_t nsess;
+} hk_p11_ctx;
+
+extern hk_p11_ctx hk_p11;
+
+/* module.c */
+CK_RV hk_p11_enter(void);
+void hk_p11_leave(void);
+void hk_p11_copy_pad(CK_UTF8CHAR *dst, size_t n, const char *src);
+CK_RV hk_p11_err(hk_err e, const char *what, const char *label);
+
+/* slot.c */
+CK_RV hk_p11_slot_get(CK_SLOT_ID id, hk_p11_slot **out);
+void hk_p11_slots_load(void);
+void hk_p11_slots_free(void);
+
+/* sign.c */
+/* Calls f(cli, label) without the mutex, again while it reports
+ * HK_ERR_BUSY (another session holds the key). */
+hk_err hk_p11_retry_busy(hk_client *cli, const char *label,
+                         hk_err (*f)(hk_client *, const char *, void *),
+                         void *arg);
+
+/* refresh.c */
+/* HK_CKA_REFRESH = CK_TRUE on private key k (mutex held, dropped). */
+CK_RV hk_p11_refresh(hk_p11_session *s, hk_p11_key *k, int priv,
+                     const CK_ATTRIBUTE *t, CK_ULONG n);
+
+/* pinsrc.c */
+int hk_p11_pin_path(void);
+/* The PIN from the PIN file (OPENSSL_clear_free'd by the caller). */
+CK_RV hk_p11_pin_read(char **out);
+
+/* session.c */
+CK_RV hk_p11_session_get(CK_SESSION_HANDLE h, hk_p11_session **out);
+void hk_p11_session_free(hk_p11_session *s);
+void hk_p11_op_reset(hk_p11_op *op);
+
+/* op.c */
+CK_RV hk_p11_op_init(hk_p11_op *op, const CK_MECHANISM *m, CK_OBJECT_HANDLE h);
+CK_RV hk_p11_op_update(hk_p11_op *op, const unsigned char *data, CK_ULONG len);
+CK_RV hk_p11_op_digest(hk_p11_op *op, unsigned char dig[EVP_MAX_MD_SIZE],
+                       size_t *dlen);
+
+/* object.c */
+CK_OBJECT_HANDLE hk_p11_handle(CK_SLOT_ID slot, size_t idx, int priv);
+/* The key behind a handle visible to session s (private keys need login);
+ * *priv gets the class. CKR_OBJECT_HANDLE_INVALID otherwise. */
+CK_RV hk_p11_object_get(hk_p11_session *s, CK_OBJECT_HANDLE h, hk_p11_key **key,
+                        int *priv);
+/* Re-reads the slot's key list; returns the index of `label` or -1. */
+long hk_p11_keys_refresh(hk_p11_slot *sl, const char *label);
+
+/* store.c */
+void hk_p11_store_reload(hk_p11_slot *sl);
+void hk_p11_store_free(hk_p11_slot *sl);
+hk_p11_obj *hk_p11_store_get(hk_p11_slot *sl, CK_OBJECT_HANDLE h);
+int hk_p11_obj_hidden(hk_p11_obj *o);
+/* Sets each key's CKA_ID from the hidden key-id objects. */
+void hk_p11_store_key_ids(hk_p11_slot *sl);
+/* Stores (or replaces) the hidden key-id object of key k. */
+hk_err hk_p11_store_key_id(hk_p11_slot *sl, const hk_p11_key *k, const void *id,
+                           size_t idlen);
+/* Removes object `del` (0: none) and appends o (if not NULL; id 0: a new
+ * id, set here), under the token lock; then reloads the slot's objects. */
+hk_err hk_p11_store_edit(hk_p11_slot *sl, hk_p11_obj *o, uint32_t del,
+                         int *found);
+
+/* objcreate.c */
+CK_RV hk_p11_obj_get_attrs(hk_p11_obj *o, CK_ATTRIBUTE *tpl, CK_ULONG n);
+int hk_p11_obj_match(hk_p11_obj *o, const CK_ATTRIBUTE *tpl, CK_ULONG n);
+
+/* attr.c */
+CK_RV hk_p11_get_attrs(const hk_p11_key *k, int priv, CK_ATTRIBUTE *tpl,
+                       CK_ULONG n);
+#define HK_P11_ATTR_MAX 40
+typedef struct {
+    CK_ATTRIBUTE_TYPE type;
+    const void *val;
+    CK_ULONG len; /* CK_UNAVAILABLE_INFORMATION: sensitive */
+} hk_p11_attr;
+
+size_t hk_p11_attrs(const hk_p11_key *k, int priv, hk_p11_attr *out);
+int hk_p11_match(const hk_p11_key *k, int priv, const CK_ATTRIBUTE *tpl,
+                 CK_ULONG n);
+/* The DER OID of the key's curve, or NULL. */
+const unsigned char *hk_p11_curve_oid(hk_curve_id c, CK_ULONG *len);
+int hk_p11_curve_from_oid(const unsigned char *der, CK_ULONG len,
+                          hk_curve_id *out);
+
+#endif

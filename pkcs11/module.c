@@ -1,0 +1,172 @@
+/* The PKCS#11 library context: C_Initialize / C_Finalize (locking modes,
+ * fork safety), C_GetInfo, C_GetFunctionList, the module mutex, and the
+ * mapping of client-core errors to CKR_ codes. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pkcs11/hk_p11.h"
+
+hk_p11_ctx hk_p11;
+
+extern CK_FUNCTION_LIST hk_p11_functions;
+
+CK_RV hk_p11_enter(void)
+{
+    if (!hk_p11.init || hk_p11.pid != getpid())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    if (hk_p11.use_cb)
+        return hk_p11.args.LockMutex(hk_p11.cb_mutex) == CKR_OK
+                   ? CKR_OK
+                   : CKR_GENERAL_ERROR;
+    pthread_mutex_lock(&hk_p11.mu);
+    return CKR_OK;
+}
+
+void hk_p11_leave(void)
+{
+    if (hk_p11.use_cb)
+        (void)hk_p11.args.UnlockMutex(hk_p11.cb_mutex);
+    else
+        pthread_mutex_unlock(&hk_p11.mu);
+}
+
+/* Blank-padded, not NUL-terminated PKCS#11 strings. */
+void hk_p11_copy_pad(CK_UTF8CHAR *dst, size_t n, const char *src)
+{
+    size_t l = strlen(src);
+
+    memset(dst, ' ', n);
+    memcpy(dst, src, l < n ? l : n);
+}
+
+/* The CKR_ code for a client-core error; failures that the caller cannot
+ * read from the code alone get one line on stderr. */
+CK_RV hk_p11_err(hk_err e, const char *what, const char *label)
+{
+    switch (e) {
+    case HK_OK:
+        return CKR_OK;
+    case HK_ERR_NOMEM:
+        return CKR_HOST_MEMORY;
+    case HK_ERR_PIN:
+        return CKR_PIN_INCORRECT;
+    case HK_ERR_PIN_LOCKED:
+        return CKR_PIN_LOCKED;
+    case HK_ERR_STATE:
+        return CKR_USER_NOT_LOGGED_IN;
+    case HK_ERR_KEY_LOCKED:
+    case HK_ERR_SIG_ABORT:
+        fprintf(stderr,
+                "halfkey-pkcs11: %s: key %s is locked after an "
+                "invalid-signature abort (%s); run `halfkey unlock --key "
+                "%s` after investigating\n",
+                what, label, hk_strerror(e), label);
+        return CKR_KEY_FUNCTION_NOT_PERMITTED;
+    default:
+        break;
+    }
+    fprintf(stderr, "halfkey-pkcs11: %s%s%s: %s\n", what,
+            label != NULL ? " " : "", label != NULL ? label : "",
+            hk_strerror(e));
+    switch (e) {
+    case HK_ERR_NETWORK:
+    case HK_ERR_TLS:
+    case HK_ERR_TIMEOUT:
+    case HK_ERR_SERVER:
+    case HK_ERR_AUTH:
+    case HK_ERR_FORBIDDEN:
+    case HK_ERR_RATE:
+        return CKR_DEVICE_ERROR;
+    case HK_ERR_EXISTS:
+        return CKR_ATTRIBUTE_VALUE_INVALID;
+    default:
+        return CKR_FUNCTION_FAILED;
+    }
+}
+
+static CK_RV hk_p11_locking(const CK_C_INITIALIZE_ARGS *a)
+{
+    int some = a->CreateMutex != NULL || a->DestroyMutex != NULL ||
+               a->LockMutex != NULL || a->UnlockMutex != NULL;
+    int all = a->CreateMutex != NULL && a->DestroyMutex != NULL &&
+              a->LockMutex != NULL && a->UnlockMutex != NULL;
+
+    if (a->pReserved != NULL || (some && !all))
+        return CKR_ARGUMENTS_BAD;
+    hk_p11.use_cb = all && !(a->flags & CKF_OS_LOCKING_OK);
+    if (hk_p11.use_cb) {
+        hk_p11.args = *a;
+        return a->CreateMutex(&hk_p11.cb_mutex);
+    }
+    return pthread_mutex_init(&hk_p11.mu, NULL) == 0 ? CKR_OK : CKR_CANT_LOCK;
+}
+
+CK_RV C_Initialize(CK_VOID_PTR pInitArgs)
+{
+    static const CK_C_INITIALIZE_ARGS none;
+    const CK_C_INITIALIZE_ARGS *a = pInitArgs != NULL ? pInitArgs : &none;
+    CK_RV rv;
+
+    if (hk_p11.init && hk_p11.pid == getpid())
+        return CKR_CRYPTOKI_ALREADY_INITIALIZED;
+    /* a forked child: the parent's state is not ours to free */
+    memset(&hk_p11, 0, sizeof(hk_p11));
+    if ((rv = hk_p11_locking(a)) != CKR_OK)
+        return rv;
+    hk_p11.pid = getpid();
+    hk_p11_slots_load();
+    hk_p11.init = 1;
+    return CKR_OK;
+}
+
+CK_RV C_Finalize(CK_VOID_PTR pReserved)
+{
+    size_t i;
+
+    if (pReserved != NULL)
+        return CKR_ARGUMENTS_BAD;
+    if (hk_p11_enter() != CKR_OK)
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    for (i = 0; i < hk_p11.nsess; i++)
+        if (hk_p11.sess[i] != NULL && !hk_p11.sess[i]->sign.busy)
+            hk_p11_session_free(hk_p11.sess[i]);
+    free(hk_p11.sess);
+    hk_p11_slots_free();
+    hk_p11.init = 0;
+    hk_p11_leave();
+    if (hk_p11.use_cb)
+        (void)hk_p11.args.DestroyMutex(hk_p11.cb_mutex);
+    else
+        pthread_mutex_destroy(&hk_p11.mu);
+    memset(&hk_p11, 0, sizeof(hk_p11));
+    return CKR_OK;
+}
+
+CK_RV C_GetInfo(CK_INFO_PTR pInfo)
+{
+    if (!hk_p11.init || hk_p11.pid != getpid())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    if (pInfo == NULL)
+        return CKR_ARGUMENTS_BAD;
+    memset(pInfo, 0, sizeof(*pInfo));
+    pInfo->cryptokiVersion.major = 2;
+    pInfo->cryptokiVersion.minor = 40;
+    hk_p11_copy_pad(pInfo->manufacturerID, sizeof(pInfo->manufacturerID),
+                    "halfkey");
+    hk_p11_copy_pad(pInfo->libraryDescription,
+                    sizeof(pInfo->libraryDescription),
+                    "halfkey two-party ECDSA");
+    pInfo->libraryVersion.major = 0;
+    pInfo->libraryVersion.minor = 1;
+    return CKR_OK;
+}
+
+CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR ppFunctionList)
+{
+    if (ppFunctionList == NULL)
+        return CKR_ARGUMENTS_BAD;
+    *ppFunctionList = &hk_p11_functions;
+    return CKR_OK;
+}

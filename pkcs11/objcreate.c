@@ -1,0 +1,259 @@
+/* C_CreateObject and C_DestroyObject: X.509 certificates (CKC_X_509) and
+ * data objects, always token objects, public (CKA_PRIVATE false), in a
+ * logged-in R/W session. Keys cannot be created or destroyed here (keygen:
+ * C_GenerateKeyPair; deleting a split key needs both parties). Reading and
+ * matching the attributes of stored objects. */
+#include <string.h>
+
+#include <openssl/x509.h>
+
+#include "pkcs11/hk_p11.h"
+
+static const CK_BBOOL hk_yes = CK_TRUE, hk_no = CK_FALSE;
+static const CK_ULONG hk_zero = 0;
+
+static CK_ATTRIBUTE *hk_p11_obj_attr(hk_p11_obj *o, CK_ATTRIBUTE_TYPE t)
+{
+    size_t i;
+
+    for (i = 0; i < o->n; i++)
+        if (o->a[i].type == t)
+            return &o->a[i];
+    return NULL;
+}
+
+/* Adds t = (p, len) unless the object has it already. */
+static CK_RV hk_p11_obj_default(hk_p11_obj *o, CK_ATTRIBUTE_TYPE t,
+                                const void *p, CK_ULONG len)
+{
+    if (hk_p11_obj_attr(o, t) != NULL)
+        return CKR_OK;
+    if (o->n == sizeof(o->a) / sizeof(o->a[0]))
+        return CKR_TEMPLATE_INCONSISTENT;
+    o->a[o->n++] = (CK_ATTRIBUTE){t, (void *)p, len};
+    return CKR_OK;
+}
+
+static int hk_p11_bool_is(const CK_ATTRIBUTE *a, CK_BBOOL v)
+{
+    return a->ulValueLen == sizeof(CK_BBOOL) && *(CK_BBOOL *)a->pValue == v;
+}
+
+static int hk_p11_ulong_is(const CK_ATTRIBUTE *a, CK_ULONG v)
+{
+    CK_ULONG x = 0;
+
+    if (a->ulValueLen == sizeof(x))
+        memcpy(&x, a->pValue, sizeof(x));
+    return a->ulValueLen == sizeof(x) && x == v;
+}
+
+/* CKA_SUBJECT, CKA_ISSUER, CKA_SERIAL_NUMBER from the DER certificate;
+ * der[3] holds the encodings (OPENSSL_free). */
+static CK_RV hk_p11_cert_fields(hk_p11_obj *o, unsigned char *der[3])
+{
+    CK_ATTRIBUTE *v = hk_p11_obj_attr(o, CKA_VALUE);
+    const unsigned char *p;
+    X509 *x;
+    int l[3];
+    CK_RV rv = CKR_ATTRIBUTE_VALUE_INVALID;
+
+    if (v == NULL)
+        return CKR_TEMPLATE_INCOMPLETE;
+    p = v->pValue;
+    if ((x = d2i_X509(NULL, &p, (long)v->ulValueLen)) == NULL)
+        return rv;
+    l[0] = i2d_X509_NAME(X509_get_subject_name(x), &der[0]);
+    l[1] = i2d_X509_NAME(X509_get_issuer_name(x), &der[1]);
+    l[2] = i2d_ASN1_INTEGER(X509_get_serialNumber(x), &der[2]);
+    X509_free(x);
+    if (l[0] > 0 && l[1] > 0 && l[2] > 0 &&
+        (rv = hk_p11_obj_default(o, CKA_SUBJECT, der[0], l[0])) == CKR_OK &&
+        (rv = hk_p11_obj_default(o, CKA_ISSUER, der[1], l[1])) == CKR_OK)
+        rv = hk_p11_obj_default(o, CKA_SERIAL_NUMBER, der[2], l[2]);
+    return rv;
+}
+
+/* Copies the template: no NULL values, no attribute twice. */
+static CK_RV hk_p11_obj_copy(const CK_ATTRIBUTE *t, CK_ULONG n, hk_p11_obj *o)
+{
+    CK_ULONG i;
+
+    if (t == NULL || n == 0)
+        return CKR_ARGUMENTS_BAD;
+    if (n > sizeof(o->a) / sizeof(o->a[0]) - 12)
+        return CKR_TEMPLATE_INCONSISTENT;
+    for (i = 0; i < n; i++) {
+        if (t[i].pValue == NULL && t[i].ulValueLen > 0)
+            return CKR_ARGUMENTS_BAD;
+        if (hk_p11_obj_attr(o, t[i].type) != NULL)
+            return CKR_TEMPLATE_INCONSISTENT;
+        o->a[o->n++] = t[i];
+    }
+    return CKR_OK;
+}
+
+/* The attributes of a certificate or a data object. */
+static CK_RV hk_p11_obj_class(hk_p11_obj *o, unsigned char *der[3])
+{
+    const CK_ATTRIBUTE *a;
+    CK_RV rv;
+
+    if (!hk_p11_ulong_is(hk_p11_obj_attr(o, CKA_CLASS), CKO_CERTIFICATE)) {
+        if ((rv = hk_p11_obj_default(o, CKA_APPLICATION, "", 0)) != CKR_OK)
+            return rv;
+        return hk_p11_obj_default(o, CKA_VALUE, "", 0);
+    }
+    if ((a = hk_p11_obj_attr(o, CKA_CERTIFICATE_TYPE)) == NULL)
+        return CKR_TEMPLATE_INCOMPLETE;
+    if (!hk_p11_ulong_is(a, CKC_X_509))
+        return CKR_ATTRIBUTE_VALUE_INVALID;
+    if ((rv = hk_p11_cert_fields(o, der)) != CKR_OK ||
+        (rv = hk_p11_obj_default(o, CKA_ID, "", 0)) != CKR_OK ||
+        (rv = hk_p11_obj_default(o, CKA_TRUSTED, &hk_no, 1)) != CKR_OK)
+        return rv;
+    return hk_p11_obj_default(o, CKA_CERTIFICATE_CATEGORY, &hk_zero,
+                              sizeof(hk_zero));
+}
+
+/* The template as an object, checked and completed with defaults. */
+static CK_RV hk_p11_obj_from(const CK_ATTRIBUTE *t, CK_ULONG n, hk_p11_obj *o,
+                             unsigned char *der[3])
+{
+    const CK_ATTRIBUTE *a;
+    CK_RV rv;
+
+    if ((rv = hk_p11_obj_copy(t, n, o)) != CKR_OK)
+        return rv;
+    if ((a = hk_p11_obj_attr(o, CKA_CLASS)) == NULL)
+        return CKR_TEMPLATE_INCOMPLETE;
+    if (!hk_p11_ulong_is(a, CKO_CERTIFICATE) && !hk_p11_ulong_is(a, CKO_DATA))
+        return CKR_ATTRIBUTE_VALUE_INVALID;
+    if (((a = hk_p11_obj_attr(o, CKA_TOKEN)) != NULL &&
+         !hk_p11_bool_is(a, CK_TRUE)) ||
+        ((a = hk_p11_obj_attr(o, CKA_PRIVATE)) != NULL &&
+         !hk_p11_bool_is(a, CK_FALSE)))
+        return CKR_TEMPLATE_INCONSISTENT; /* token, public objects only */
+    if ((rv = hk_p11_obj_class(o, der)) != CKR_OK ||
+        (rv = hk_p11_obj_default(o, CKA_TOKEN, &hk_yes, 1)) != CKR_OK ||
+        (rv = hk_p11_obj_default(o, CKA_PRIVATE, &hk_no, 1)) != CKR_OK ||
+        (rv = hk_p11_obj_default(o, CKA_MODIFIABLE, &hk_no, 1)) != CKR_OK)
+        return rv;
+    return hk_p11_obj_default(o, CKA_LABEL, "", 0);
+}
+
+/* Logged in, R/W session. */
+static CK_RV hk_p11_writable(const hk_p11_session *s)
+{
+    if (!(s->flags & CKF_RW_SESSION))
+        return CKR_SESSION_READ_ONLY;
+    return hk_p11.slots[s->slot].logged_in ? CKR_OK : CKR_USER_NOT_LOGGED_IN;
+}
+
+static CK_RV hk_p11_create(hk_p11_session *s, const CK_ATTRIBUTE *t, CK_ULONG n,
+                           CK_OBJECT_HANDLE *h)
+{
+    hk_p11_slot *sl = &hk_p11.slots[s->slot];
+    unsigned char *der[3] = {NULL, NULL, NULL};
+    hk_p11_obj o;
+    CK_RV rv;
+
+    memset(&o, 0, sizeof(o));
+    if (h == NULL)
+        return CKR_ARGUMENTS_BAD;
+    if ((rv = hk_p11_obj_from(t, n, &o, der)) == CKR_OK &&
+        (rv = hk_p11_writable(s)) == CKR_OK &&
+        (rv = hk_p11_err(hk_p11_store_edit(sl, &o, 0, NULL), "store object",
+                         NULL)) == CKR_OK)
+        *h = hk_p11_handle(s->slot, 0, 0) | HK_P11_OBJ_BIT | o.id;
+    OPENSSL_free(der[0]);
+    OPENSSL_free(der[1]);
+    OPENSSL_free(der[2]);
+    return rv;
+}
+
+CK_RV C_CreateObject(CK_SESSION_HANDLE hSession, CK_ATTRIBUTE_PTR pTemplate,
+                     CK_ULONG ulCount, CK_OBJECT_HANDLE_PTR phObject)
+{
+    hk_p11_session *s;
+    CK_RV rv;
+
+    if ((rv = hk_p11_enter()) != CKR_OK)
+        return rv;
+    if ((rv = hk_p11_session_get(hSession, &s)) == CKR_OK)
+        rv = hk_p11_create(s, pTemplate, ulCount, phObject);
+    hk_p11_leave();
+    return rv;
+}
+
+static CK_RV hk_p11_destroy(hk_p11_session *s, CK_OBJECT_HANDLE h)
+{
+    hk_p11_slot *sl = &hk_p11.slots[s->slot];
+    hk_p11_key *k;
+    hk_p11_obj *o;
+    int priv, found = 0;
+    CK_RV rv;
+
+    if (hk_p11_object_get(s, h, &k, &priv) == CKR_OK)
+        return CKR_ACTION_PROHIBITED; /* a split key: halfkey CLI/server */
+    if ((h >> 24) != s->slot + 1 || !(h & HK_P11_OBJ_BIT) ||
+        (o = hk_p11_store_get(sl, h)) == NULL)
+        return CKR_OBJECT_HANDLE_INVALID;
+    if ((rv = hk_p11_writable(s)) != CKR_OK)
+        return rv;
+    rv = hk_p11_err(hk_p11_store_edit(sl, NULL, o->id, &found),
+                    "destroy object", NULL);
+    return rv == CKR_OK && !found ? CKR_OBJECT_HANDLE_INVALID : rv;
+}
+
+CK_RV C_DestroyObject(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject)
+{
+    hk_p11_session *s;
+    CK_RV rv;
+
+    if ((rv = hk_p11_enter()) != CKR_OK)
+        return rv;
+    if ((rv = hk_p11_session_get(hSession, &s)) == CKR_OK)
+        rv = hk_p11_destroy(s, hObject);
+    hk_p11_leave();
+    return rv;
+}
+
+CK_RV hk_p11_obj_get_attrs(hk_p11_obj *o, CK_ATTRIBUTE *tpl, CK_ULONG n)
+{
+    const CK_ATTRIBUTE *a;
+    CK_RV rv = CKR_OK;
+    CK_ULONG i;
+
+    for (i = 0; i < n; i++) {
+        if ((a = hk_p11_obj_attr(o, tpl[i].type)) == NULL) {
+            rv = CKR_ATTRIBUTE_TYPE_INVALID;
+            tpl[i].ulValueLen = CK_UNAVAILABLE_INFORMATION;
+        } else if (tpl[i].pValue == NULL) {
+            tpl[i].ulValueLen = a->ulValueLen;
+        } else if (tpl[i].ulValueLen < a->ulValueLen) {
+            rv = CKR_BUFFER_TOO_SMALL;
+            tpl[i].ulValueLen = CK_UNAVAILABLE_INFORMATION;
+        } else {
+            if (a->ulValueLen > 0)
+                memcpy(tpl[i].pValue, a->pValue, a->ulValueLen);
+            tpl[i].ulValueLen = a->ulValueLen;
+        }
+    }
+    return rv;
+}
+
+int hk_p11_obj_match(hk_p11_obj *o, const CK_ATTRIBUTE *tpl, CK_ULONG n)
+{
+    const CK_ATTRIBUTE *a;
+    CK_ULONG i;
+
+    for (i = 0; i < n; i++)
+        if ((a = hk_p11_obj_attr(o, tpl[i].type)) == NULL ||
+            a->ulValueLen != tpl[i].ulValueLen ||
+            (a->ulValueLen > 0 &&
+             (tpl[i].pValue == NULL ||
+              memcmp(a->pValue, tpl[i].pValue, a->ulValueLen) != 0)))
+            return 0;
+    return 1;
+}

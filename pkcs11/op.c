@@ -1,0 +1,89 @@
+/* Sign and verify operations: mechanism checks, the running input (a hash
+ * for CKM_ECDSA_SHA*, a buffer for CKM_ECDSA) and the digest to sign.
+ * CKM_ECDSA: an input longer than the 256-bit group order is truncated to
+ * its leftmost 32 bytes, a shorter one is used as it is (PKCS#11 and
+ * X9.62); the client core applies the same rule to hash outputs. */
+#include <string.h>
+
+#include "pkcs11/hk_p11.h"
+
+static const EVP_MD *hk_p11_mech_md(CK_MECHANISM_TYPE m)
+{
+    switch (m) {
+    case CKM_ECDSA_SHA1:
+        return EVP_sha1();
+    case CKM_ECDSA_SHA224:
+        return EVP_sha224();
+    case CKM_ECDSA_SHA256:
+        return EVP_sha256();
+    case CKM_ECDSA_SHA384:
+        return EVP_sha384();
+    case CKM_ECDSA_SHA512:
+        return EVP_sha512();
+    default:
+        return NULL;
+    }
+}
+
+/* Starts op with mechanism m on key handle h (already checked). */
+CK_RV hk_p11_op_init(hk_p11_op *op, const CK_MECHANISM *m, CK_OBJECT_HANDLE h)
+{
+    const EVP_MD *md;
+
+    if (m == NULL)
+        return CKR_ARGUMENTS_BAD;
+    if (op->active)
+        return CKR_OPERATION_ACTIVE;
+    md = hk_p11_mech_md(m->mechanism);
+    if (md == NULL && m->mechanism != CKM_ECDSA)
+        return CKR_MECHANISM_INVALID;
+    if (m->pParameter != NULL || m->ulParameterLen != 0)
+        return CKR_MECHANISM_PARAM_INVALID;
+    hk_p11_op_reset(op);
+    if (md != NULL && ((op->md = EVP_MD_CTX_new()) == NULL ||
+                       EVP_DigestInit_ex(op->md, md, NULL) != 1)) {
+        hk_p11_op_reset(op);
+        return CKR_HOST_MEMORY;
+    }
+    op->mech = m->mechanism;
+    op->key = h;
+    op->active = 1;
+    return CKR_OK;
+}
+
+CK_RV hk_p11_op_update(hk_p11_op *op, const unsigned char *data, CK_ULONG len)
+{
+    if (data == NULL && len > 0)
+        return CKR_ARGUMENTS_BAD;
+    if (op->md != NULL)
+        return len == 0 || EVP_DigestUpdate(op->md, data, len) == 1
+                   ? CKR_OK
+                   : CKR_FUNCTION_FAILED;
+    if (len > HK_P11_RAW_MAX - op->rawlen)
+        return CKR_DATA_LEN_RANGE;
+    if (len > 0)
+        memcpy(op->raw + op->rawlen, data, len);
+    op->rawlen += len;
+    return CKR_OK;
+}
+
+/* The digest to sign or verify: at most 32 bytes (see above). */
+CK_RV hk_p11_op_digest(hk_p11_op *op, unsigned char dig[EVP_MAX_MD_SIZE],
+                       size_t *dlen)
+{
+    unsigned int n = 0;
+
+    if (op->md != NULL) {
+        if (EVP_DigestFinal_ex(op->md, dig, &n) != 1)
+            return CKR_FUNCTION_FAILED;
+        *dlen = n;
+    } else {
+        if (op->rawlen == 0)
+            return CKR_DATA_LEN_RANGE;
+        *dlen = op->rawlen;
+        memcpy(dig, op->raw, op->rawlen < 32 ? op->rawlen : 32);
+    }
+    if (*dlen > 32)
+        *dlen = 32;
+    return CKR_OK;
+}

@@ -1,0 +1,154 @@
+/* Verification with the public key only: C_VerifyInit, C_Verify,
+ * C_VerifyUpdate, C_VerifyFinal (OpenSSL EVP; signatures are r || s). */
+#include <openssl/core_names.h>
+#include <openssl/ecdsa.h>
+#include <openssl/param_build.h>
+
+#include "pkcs11/hk_p11.h"
+
+static EVP_PKEY *hk_p11_pubkey(const hk_p11_key *k)
+{
+    const char *group =
+        k->info.curve == HK_CURVE_P256 ? "prime256v1" : "secp256k1";
+    OSSL_PARAM params[3];
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+    EVP_PKEY *pk = NULL;
+
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME,
+                                                 (char *)group, 0);
+    params[1] = OSSL_PARAM_construct_octet_string(
+        OSSL_PKEY_PARAM_PUB_KEY, (void *)k->point, HK_POINT_UNCOMPRESSED_LEN);
+    params[2] = OSSL_PARAM_construct_end();
+    if (ctx == NULL || EVP_PKEY_fromdata_init(ctx) != 1 ||
+        EVP_PKEY_fromdata(ctx, &pk, EVP_PKEY_PUBLIC_KEY, params) != 1)
+        pk = NULL;
+    EVP_PKEY_CTX_free(ctx);
+    return pk;
+}
+
+/* r || s as a DER ECDSA-Sig-Value; *der is OPENSSL_free'd by the caller. */
+static int hk_p11_sig_der(const unsigned char *sig, unsigned char **der)
+{
+    ECDSA_SIG *es = ECDSA_SIG_new();
+    BIGNUM *r = BN_bin2bn(sig, 32, NULL), *s = BN_bin2bn(sig + 32, 32, NULL);
+    int len = -1;
+
+    if (es != NULL && r != NULL && s != NULL && ECDSA_SIG_set0(es, r, s)) {
+        r = s = NULL;
+        len = i2d_ECDSA_SIG(es, der);
+    }
+    BN_free(r);
+    BN_free(s);
+    ECDSA_SIG_free(es);
+    return len;
+}
+
+static CK_RV hk_p11_verify_finish(hk_p11_session *s, const CK_BYTE *sig,
+                                  CK_ULONG slen)
+{
+    unsigned char dig[EVP_MAX_MD_SIZE], *der = NULL;
+    EVP_PKEY_CTX *ctx = NULL;
+    EVP_PKEY *pk = NULL;
+    hk_p11_key *k;
+    size_t dlen = 0;
+    int priv, dlen_der, ok;
+    CK_RV rv;
+
+    if (sig == NULL)
+        rv = CKR_ARGUMENTS_BAD;
+    else if (slen != HK_P11_SIG_LEN)
+        rv = CKR_SIGNATURE_LEN_RANGE;
+    else if ((rv = hk_p11_object_get(s, s->verify.key, &k, &priv)) == CKR_OK &&
+             (rv = hk_p11_op_digest(&s->verify, dig, &dlen)) == CKR_OK) {
+        rv = CKR_FUNCTION_FAILED;
+        if ((pk = hk_p11_pubkey(k)) != NULL &&
+            (dlen_der = hk_p11_sig_der(sig, &der)) > 0 &&
+            (ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pk, NULL)) != NULL &&
+            EVP_PKEY_verify_init(ctx) == 1) {
+            ok = EVP_PKEY_verify(ctx, der, (size_t)dlen_der, dig, dlen);
+            rv = ok == 1 ? CKR_OK : CKR_SIGNATURE_INVALID;
+        }
+    }
+    OPENSSL_free(der);
+    EVP_PKEY_CTX_free(ctx);
+    EVP_PKEY_free(pk);
+    hk_p11_op_reset(&s->verify);
+    return rv;
+}
+
+CK_RV C_VerifyInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
+                   CK_OBJECT_HANDLE hKey)
+{
+    hk_p11_session *s;
+    hk_p11_key *k;
+    int priv;
+    CK_RV rv;
+
+    if ((rv = hk_p11_enter()) != CKR_OK)
+        return rv;
+    if ((rv = hk_p11_session_get(hSession, &s)) == CKR_OK &&
+        hk_p11_object_get(s, hKey, &k, &priv) != CKR_OK)
+        rv = CKR_KEY_HANDLE_INVALID;
+    if (rv == CKR_OK)
+        rv = hk_p11_op_init(&s->verify, pMechanism, hKey);
+    hk_p11_leave();
+    return rv;
+}
+
+static CK_RV hk_p11_verify_active(CK_SESSION_HANDLE h, hk_p11_session **s)
+{
+    CK_RV rv = hk_p11_session_get(h, s);
+
+    if (rv == CKR_OK && !(*s)->verify.active)
+        rv = CKR_OPERATION_NOT_INITIALIZED;
+    return rv;
+}
+
+CK_RV C_Verify(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData,
+               CK_ULONG ulDataLen, CK_BYTE_PTR pSignature,
+               CK_ULONG ulSignatureLen)
+{
+    hk_p11_session *s;
+    CK_RV rv;
+
+    if ((rv = hk_p11_enter()) != CKR_OK)
+        return rv;
+    if ((rv = hk_p11_verify_active(hSession, &s)) != CKR_OK)
+        goto done;
+    if ((rv = hk_p11_op_update(&s->verify, pData, ulDataLen)) != CKR_OK)
+        hk_p11_op_reset(&s->verify);
+    else
+        rv = hk_p11_verify_finish(s, pSignature, ulSignatureLen);
+done:
+    hk_p11_leave();
+    return rv;
+}
+
+CK_RV C_VerifyUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
+                     CK_ULONG ulPartLen)
+{
+    hk_p11_session *s;
+    CK_RV rv;
+
+    if ((rv = hk_p11_enter()) != CKR_OK)
+        return rv;
+    if ((rv = hk_p11_verify_active(hSession, &s)) == CKR_OK &&
+        (rv = hk_p11_op_update(&s->verify, pPart, ulPartLen)) != CKR_OK)
+        hk_p11_op_reset(&s->verify);
+    hk_p11_leave();
+    return rv;
+}
+
+CK_RV C_VerifyFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSignature,
+                    CK_ULONG ulSignatureLen)
+{
+    hk_p11_session *s;
+    CK_RV rv;
+
+    if ((rv = hk_p11_enter()) != CKR_OK)
+        return rv;
+    if ((rv = hk_p11_verify_active(hSession, &s)) == CKR_OK)
+        rv = hk_p11_verify_finish(s, pSignature, ulSignatureLen);
+    hk_p11_leave();
+    return rv;
+}

@@ -1,0 +1,767 @@
+"""Black-box tests of the PKCS#11 module (pkcs11/libhalfkey-pkcs11.so):
+python-pkcs11 (and OpenSC's pkcs11-tool when installed) load the module and
+make and use split keys of a real halfkeyd on 127.0.0.1 (server and token
+fixtures in conftest.py). Every signature is checked with the Python
+`cryptography` package and the public key read from CKA_EC_POINT. Raw
+argument checks run through ctypes in a child process (the module's state
+is per process)."""
+import datetime
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import threading
+
+import pkcs11
+import pytest
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, utils
+from cryptography.x509.oid import NameOID
+from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass, TokenFlag
+from pkcs11.util.ec import encode_named_curve_parameters
+
+from conftest import PIN
+
+CURVES = {"p256": (ec.SECP256R1, "secp256r1"),
+          "secp256k1": (ec.SECP256K1, "secp256k1")}
+ORDER = {
+    "secp256k1":
+    0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141,
+    "p256": 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551,
+}
+HASHES = {Mechanism.ECDSA_SHA1: hashes.SHA1, Mechanism.ECDSA_SHA224:
+          hashes.SHA224, Mechanism.ECDSA_SHA256: hashes.SHA256,
+          Mechanism.ECDSA_SHA384: hashes.SHA384,
+          Mechanism.ECDSA_SHA512: hashes.SHA512}
+
+
+# --- fixtures and helpers ---------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def module_path(build_dir):
+    path = build_dir / "pkcs11" / "libhalfkey-pkcs11.so"
+    if not path.is_file():
+        pytest.fail(f"{path} is not built: ninja -C {build_dir}")
+    return str(path)
+
+
+@pytest.fixture
+def tok(server, make_token):
+    return make_token(server, "alice")
+
+
+@pytest.fixture
+def lib(tok, module_path, monkeypatch):
+    """The module, initialised over one slot: the token `tok`."""
+    monkeypatch.setenv("HALFKEY_PKCS11_TOKENS", str(tok.dir))
+    monkeypatch.delenv("HALFKEY_HOME", raising=False)
+    lib = pkcs11.lib(module_path)
+    lib.reinitialize()
+    yield lib
+    lib.finalize()
+
+
+def token_of(lib):
+    (slot,) = lib.get_slots(token_present=True)
+    return slot.get_token()
+
+
+def public_key(pub, curve):
+    """The cryptography key from CKA_EC_POINT (a DER OCTET STRING)."""
+    der = pub[Attribute.EC_POINT]
+    assert der[0] == 0x04 and der[1] == 65 and len(der) == 67
+    return ec.EllipticCurvePublicKey.from_encoded_point(
+        CURVES[curve][0](), der[2:])
+
+
+def check_sig(key, curve, sig, data=None, digest=None, hash_cls=None):
+    assert len(sig) == 64
+    r, s = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big")
+    assert 0 < r < ORDER[curve] and 0 < s <= ORDER[curve] // 2
+    der = utils.encode_dss_signature(r, s)
+    if digest is not None:
+        key.verify(der, digest, ec.ECDSA(utils.Prehashed(hash_cls())))
+    else:
+        key.verify(der, data, ec.ECDSA(hash_cls()))
+
+
+def keygen(session, curve, label):
+    params = session.create_domain_parameters(
+        KeyType.EC, {Attribute.EC_PARAMS:
+                     encode_named_curve_parameters(CURVES[curve][1])},
+        local=True)
+    return params.generate_keypair(store=True, label=label)
+
+
+# --- slots, tokens, login ----------------------------------------------------
+
+
+def test_slot_and_token_info(lib, tok):
+    assert lib.manufacturer_id == "halfkey"
+    assert lib.cryptoki_version == (2, 40)
+    (slot,) = lib.get_slots()
+    assert slot.flags & pkcs11.SlotFlag.TOKEN_PRESENT
+    token = slot.get_token()
+    for flag in (TokenFlag.TOKEN_INITIALIZED, TokenFlag.LOGIN_REQUIRED,
+                 TokenFlag.USER_PIN_INITIALIZED, TokenFlag.RNG):
+        assert token.flags & flag, flag
+    assert not token.flags & TokenFlag.USER_PIN_LOCKED
+    assert token.manufacturer_id == "halfkey"
+    mechs = slot.get_mechanisms()
+    assert mechs == {Mechanism.EC_KEY_PAIR_GEN, Mechanism.ECDSA,
+                     *HASHES.keys()}
+    for m in mechs:
+        info = slot.get_mechanism_info(m)
+        assert (info.min_key_length, info.max_key_length) == (256, 256)
+        for f in ("EC_F_P", "EC_NAMEDCURVE", "EC_UNCOMPRESS"):
+            assert info.flags & getattr(pkcs11.MechanismFlag, f)
+    gen = slot.get_mechanism_info(Mechanism.EC_KEY_PAIR_GEN)
+    assert gen.flags & pkcs11.MechanismFlag.GENERATE_KEY_PAIR
+    info = slot.get_mechanism_info(Mechanism.ECDSA_SHA256)
+    assert info.flags & pkcs11.MechanismFlag.SIGN
+    assert info.flags & pkcs11.MechanismFlag.VERIFY
+    with token.open() as session:
+        assert len(session.generate_random(256)) == 32
+
+
+def test_one_slot_per_token_directory(server, make_token, module_path,
+                                      monkeypatch):
+    a, b = make_token(server, "alice"), make_token(server, "bob")
+    a.keygen("p256", "ka")
+    b.keygen("secp256k1", "kb")
+    monkeypatch.setenv("HALFKEY_PKCS11_TOKENS", f"{a.dir}:{b.dir}")
+    lib = pkcs11.lib(module_path)
+    lib.reinitialize()
+    try:
+        slots = lib.get_slots(token_present=True)
+        desc = [s.slot_description for s in slots]  # the dir, or its end
+        assert desc[0].endswith("/tok-alice") and desc[1].endswith("/tok-bob")
+        labels = []
+        for slot in slots:
+            with slot.get_token().open(user_pin=PIN) as session:
+                labels.append(sorted(o[Attribute.LABEL]
+                                     for o in session.get_objects()))
+        assert labels == [["ka", "ka"], ["kb", "kb"]]
+        # no list: $HALFKEY_HOME
+        monkeypatch.delenv("HALFKEY_PKCS11_TOKENS")
+        monkeypatch.setenv("HALFKEY_HOME", str(b.dir))
+        lib.reinitialize()
+        (slot,) = lib.get_slots()
+        assert slot.slot_description.endswith("/tok-bob")
+    finally:
+        lib.finalize()
+
+
+def test_token_made_after_initialize(server, make_token, module_path,
+                                     monkeypatch, tmp_path):
+    monkeypatch.setenv("HALFKEY_PKCS11_TOKENS", str(tmp_path / "tok-late"))
+    lib = pkcs11.lib(module_path)
+    lib.reinitialize()
+    try:
+        (slot,) = lib.get_slots(token_present=True)
+        with pytest.raises(pkcs11.TokenNotRecognised):
+            slot.get_token()
+        make_token(server, "late")  # halfkey init in tmp_path/tok-late
+        with slot.get_token().open(user_pin=PIN):
+            pass
+    finally:
+        lib.finalize()
+
+
+def test_login_wrong_pin_counter_and_lockout(lib, tok):
+    token = token_of(lib)
+    with pytest.raises(pkcs11.PinIncorrect):
+        token.open(user_pin="wrong-pin")
+    assert token_of(lib).flags & TokenFlag.USER_PIN_COUNT_LOW
+    with pytest.raises(pkcs11.PinLenRange):
+        token.open(user_pin="12")
+    with token.open(user_pin=PIN) as session:
+        assert session.user_type == pkcs11.UserType.USER
+    assert not token_of(lib).flags & TokenFlag.USER_PIN_COUNT_LOW
+    for _ in range(9):
+        with pytest.raises(pkcs11.PinIncorrect):
+            token.open(user_pin="wrong-pin")
+    assert token_of(lib).flags & TokenFlag.USER_PIN_FINAL_TRY
+    with pytest.raises(pkcs11.PinIncorrect):
+        token.open(user_pin="wrong-pin")
+    assert token_of(lib).flags & TokenFlag.USER_PIN_LOCKED
+    with pytest.raises(pkcs11.PinLocked):
+        token.open(user_pin=PIN)
+
+
+def test_protected_authentication_path(tok, module_path, monkeypatch,
+                                       tmp_path):
+    pin_file = tmp_path / "pin"
+    pin_file.write_text(PIN + "\n")
+    pin_file.chmod(0o600)
+    monkeypatch.setenv("HALFKEY_PKCS11_TOKENS", str(tok.dir))
+    monkeypatch.setenv("HALFKEY_PKCS11_PIN_FILE", str(pin_file))
+    lib = pkcs11.lib(module_path)
+    lib.reinitialize()
+    try:
+        token = token_of(lib)
+        assert token.flags & TokenFlag.PROTECTED_AUTHENTICATION_PATH
+        with token.open(user_pin=pkcs11.PROTECTED_AUTH) as session:
+            assert session.user_type == pkcs11.UserType.USER
+        with token.open(user_pin=PIN):  # a PIN given still works
+            pass
+        pin_file.chmod(0o644)
+        with pytest.raises(pkcs11.FunctionFailed):
+            token.open(user_pin=pkcs11.PROTECTED_AUTH)
+    finally:
+        lib.finalize()
+
+
+def test_set_pin(lib, tok):
+    token = token_of(lib)
+    with token.open(rw=True) as session:
+        with pytest.raises(pkcs11.PinIncorrect):
+            session.set_pin("not-the-pin", "new-pin-5678")
+        session.set_pin(PIN, "new-pin-5678")
+    with pytest.raises(pkcs11.PinIncorrect):
+        token.open(user_pin=PIN)
+    with token.open(user_pin="new-pin-5678"):
+        pass
+    with token.open(user_pin="new-pin-5678", rw=True) as session:
+        session.set_pin("new-pin-5678", PIN)
+    tok.run("list")  # the CLI reads the token with the old PIN again
+
+
+# --- keys and signatures ----------------------------------------------------
+
+
+@pytest.mark.parametrize("curve", ["p256", "secp256k1"])
+def test_keygen_sign_verify_every_mechanism(lib, tok, curve):
+    token = token_of(lib)
+    with token.open(user_pin=PIN, rw=True) as session:
+        pub, priv = keygen(session, curve, f"k-{curve}")
+        assert priv[Attribute.LABEL] == f"k-{curve}"
+        assert pub[Attribute.ID] == priv[Attribute.ID]
+        assert len(priv[Attribute.ID]) == 16
+        oid = encode_named_curve_parameters(CURVES[curve][1])
+        assert pub[Attribute.EC_PARAMS] == priv[Attribute.EC_PARAMS] == oid
+        key = public_key(pub, curve)
+        data = os.urandom(1000)
+        for mech, hcls in HASHES.items():
+            sig = priv.sign(data, mechanism=mech)
+            check_sig(key, curve, sig, data=data, hash_cls=hcls)
+            assert pub.verify(data, sig, mechanism=mech)
+            chunks = [data[:1], data[1:500], b"", data[500:]]
+            sig = priv.sign(iter(chunks), mechanism=mech)
+            check_sig(key, curve, sig, data=data, hash_cls=hcls)
+            assert pub.verify(iter(chunks), sig, mechanism=mech)
+            assert not pub.verify(data + b"x", sig, mechanism=mech)
+        for hcls in (hashes.SHA256, hashes.SHA384, hashes.SHA512,
+                     hashes.SHA1):
+            dig = hashlib.new(hcls.name, data).digest()
+            sig = priv.sign(dig, mechanism=Mechanism.ECDSA)
+            check_sig(key, curve, sig, digest=dig, hash_cls=hcls)
+            assert pub.verify(dig, sig, mechanism=Mechanism.ECDSA)
+            sig = priv.sign(iter([dig[:7], dig[7:]]),
+                            mechanism=Mechanism.ECDSA)
+            check_sig(key, curve, sig, digest=dig, hash_cls=hcls)
+        # a template CKA_ID is the key's CKA_ID (else the key id)
+        params = session.create_domain_parameters(
+            KeyType.EC, {Attribute.EC_PARAMS: oid}, local=True)
+        pub2, priv2 = params.generate_keypair(store=True, id=b"\x0a\x0b")
+        assert priv2[Attribute.LABEL] == "id-0a0b"
+        assert priv2[Attribute.ID] == pub2[Attribute.ID] == b"\x0a\x0b"
+        sig = session.get_key(id=b"\x0a\x0b",
+                              object_class=ObjectClass.PRIVATE_KEY).sign(
+            data, mechanism=Mechanism.ECDSA_SHA256)
+        check_sig(public_key(pub2, curve), curve, sig, data=data,
+                  hash_cls=hashes.SHA256)
+    # the CLI sees the same keys
+    keys = tok.list()
+    assert keys[f"k-{curve}"][0] == keys["id-0a0b"][0] == curve
+
+
+def test_objects_and_attributes(lib, tok):
+    tok.keygen("p256", "cli-key")
+    token = token_of(lib)
+    with token.open() as session:  # logged out: public objects only
+        objs = list(session.get_objects())
+        assert [o.object_class for o in objs] == [ObjectClass.PUBLIC_KEY]
+    with token.open(user_pin=PIN) as session:
+        priv = session.get_key(ObjectClass.PRIVATE_KEY, label="cli-key")
+        pub = session.get_key(ObjectClass.PUBLIC_KEY, label="cli-key")
+        assert priv.key_type == KeyType.EC
+        for attr, val in ((Attribute.SENSITIVE, True),
+                          (Attribute.ALWAYS_SENSITIVE, True),
+                          (Attribute.NEVER_EXTRACTABLE, True),
+                          (Attribute.EXTRACTABLE, False),
+                          (Attribute.SIGN, True), (Attribute.PRIVATE, True),
+                          (Attribute.TOKEN, True)):
+            assert priv[attr] == val, attr
+        assert pub[Attribute.VERIFY] is True
+        assert pub[Attribute.PRIVATE] is False
+        with pytest.raises(pkcs11.AttributeSensitive):
+            priv[Attribute.VALUE]
+        with pytest.raises(pkcs11.AttributeTypeInvalid):
+            priv[Attribute.MODULUS]
+        by_id = list(session.get_objects({Attribute.ID: priv[Attribute.ID]}))
+        assert len(by_id) == 2
+        assert list(session.get_objects({Attribute.LABEL: "nope"})) == []
+        pem = tok.pubkey_pem("cli-key")
+        assert serialization.load_pem_public_key(pem).public_numbers() == \
+            public_key(pub, "p256").public_numbers()
+
+
+def test_ten_threads_share_one_session(lib, tok):
+    tok.keygen("secp256k1", "t")
+    token = token_of(lib)
+    errors, sigs = [], []
+    with token.open(user_pin=PIN) as session:
+        priv = session.get_key(ObjectClass.PRIVATE_KEY, label="t")
+        key = public_key(session.get_key(ObjectClass.PUBLIC_KEY, label="t"),
+                         "secp256k1")
+
+        def work(i):
+            try:
+                msg = f"message {i}".encode()
+                sigs.append((msg, priv.sign(
+                    msg, mechanism=Mechanism.ECDSA_SHA256)))
+            except Exception as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(i,))
+                   for i in range(10)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=300)
+    assert errors == []
+    assert len(sigs) == 10
+    for msg, sig in sigs:
+        check_sig(key, "secp256k1", sig, data=msg, hash_cls=hashes.SHA256)
+
+
+def test_sessions_in_parallel_on_two_keys(lib, tok):
+    """Four sessions in four threads, two keys: the client core runs
+    concurrently (the module mutex is not held while signing) and sessions
+    on the same key wait for each other."""
+    tok.keygen("p256", "a")
+    tok.keygen("secp256k1", "b")
+    token = token_of(lib)
+    errors, done = [], []
+    login = token.open(user_pin=PIN)  # keeps the slot logged in
+
+    def work(label, curve):
+        try:
+            with token.open() as session:
+                priv = session.get_key(ObjectClass.PRIVATE_KEY, label=label)
+                key = public_key(session.get_key(ObjectClass.PUBLIC_KEY,
+                                                 label=label), curve)
+                for i in range(3):
+                    msg = f"{label} {i}".encode()
+                    sig = priv.sign(msg, mechanism=Mechanism.ECDSA_SHA384)
+                    check_sig(key, curve, sig, data=msg,
+                              hash_cls=hashes.SHA384)
+                    done.append(label)
+        except Exception as exc:  # reported below
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=work, args=args) for args in
+               [("a", "p256"), ("b", "secp256k1")] * 2]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    login.close()
+    assert errors == []
+    assert sorted(done) == ["a"] * 6 + ["b"] * 6
+
+
+def test_locked_key_is_refused(lib, tok, build_dir, capfd):
+    tok.keygen("p256", "lk")
+    subprocess.run([str(build_dir / "ossl-provider" / "hk-lock-key"),
+                    str(tok.dir), "lk"], check=True, env=tok.env)
+    token = token_of(lib)
+    with token.open(user_pin=PIN) as session:
+        priv = session.get_key(ObjectClass.PRIVATE_KEY, label="lk")
+        assert priv[Attribute.SIGN] is True
+        with pytest.raises(pkcs11.PKCS11Error) as exc:
+            priv.sign(b"data", mechanism=Mechanism.ECDSA_SHA256)
+        # CKR_KEY_FUNCTION_NOT_PERMITTED (exact code: test_raw_...)
+        assert type(exc.value).__name__ in ("PKCS11Error",
+                                            "KeyFunctionNotPermitted")
+    err = capfd.readouterr().err
+    assert "halfkey-pkcs11: sign: key lk is locked" in err
+    assert "halfkey unlock --key lk" in err
+
+
+def test_keygen_template_errors(lib, tok):
+    token = token_of(lib)
+    with token.open(user_pin=PIN, rw=True) as session:
+        with pytest.raises(pkcs11.PKCS11Error):  # CKR_CURVE_NOT_SUPPORTED
+            p = session.create_domain_parameters(
+                KeyType.EC, {Attribute.EC_PARAMS:
+                             encode_named_curve_parameters("secp384r1")},
+                local=True)
+            p.generate_keypair(store=True, label="x384")
+        with pytest.raises(pkcs11.AttributeValueInvalid):
+            keygen(session, "p256", "bad label/")
+        pub, priv = keygen(session, "p256", "dup")
+        with pytest.raises(pkcs11.AttributeValueInvalid):
+            keygen(session, "p256", "dup")
+    with token.open() as session:
+        with pytest.raises(pkcs11.SessionReadOnly):
+            keygen(session, "p256", "ro")
+    with token.open(rw=True) as session:
+        with pytest.raises(pkcs11.UserNotLoggedIn):
+            keygen(session, "p256", "nologin")
+
+
+def make_cert(pub_key, cn):
+    """A certificate for pub_key issued by a throwaway CA."""
+    ca = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    issuer = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(issuer)
+            .public_key(pub_key).serial_number(4711).not_valid_before(now)
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .sign(ca, hashes.SHA256()))
+    return cert, cert.public_bytes(serialization.Encoding.DER)
+
+
+def test_certificate_and_data_objects(lib, tok):
+    tok.keygen("p256", "web")
+    token = token_of(lib)
+    with token.open(user_pin=PIN, rw=True) as session:
+        pub = session.get_key(ObjectClass.PUBLIC_KEY, label="web")
+        kid = pub[Attribute.ID]
+        cert, der = make_cert(public_key(pub, "p256"), "web")
+        c = session.create_object({
+            Attribute.CLASS: ObjectClass.CERTIFICATE,
+            Attribute.CERTIFICATE_TYPE: pkcs11.CertificateType.X_509,
+            Attribute.VALUE: der, Attribute.ID: kid, Attribute.LABEL: "web",
+            Attribute.TOKEN: True})
+        assert c[Attribute.SUBJECT] == cert.subject.public_bytes()
+        assert c[Attribute.ISSUER] == cert.issuer.public_bytes()
+        d = session.create_object({Attribute.CLASS: ObjectClass.DATA,
+                                   Attribute.APPLICATION: "halfkey-test",
+                                   Attribute.LABEL: "note",
+                                   Attribute.VALUE: b"hello"})
+        assert d[Attribute.VALUE] == b"hello"
+        with pytest.raises(pkcs11.TemplateInconsistent):
+            session.create_object({Attribute.CLASS: ObjectClass.DATA,
+                                   Attribute.PRIVATE: True,
+                                   Attribute.VALUE: b"secret"})
+        with pytest.raises(pkcs11.AttributeValueInvalid):
+            session.create_object({
+                Attribute.CLASS: ObjectClass.CERTIFICATE,
+                Attribute.CERTIFICATE_TYPE: pkcs11.CertificateType.X_509,
+                Attribute.VALUE: b"not DER"})
+    with token.open() as session:  # not logged in: read only
+        with pytest.raises(pkcs11.SessionReadOnly):
+            session.create_object({Attribute.CLASS: ObjectClass.DATA,
+                                   Attribute.VALUE: b"x"})
+    lib.reinitialize()  # stored in the token: still there
+    token = token_of(lib)
+    with token.open() as session:
+        (c,) = session.get_objects({Attribute.CLASS: ObjectClass.CERTIFICATE})
+        assert c[Attribute.VALUE] == der and c[Attribute.ID] == kid
+        assert c[Attribute.SERIAL_NUMBER] == bytes([2, 2, 0x12, 0x67])
+    with token.open(user_pin=PIN, rw=True) as session:
+        found = list(session.get_objects({Attribute.ID: kid}))
+        assert sorted(o.object_class for o in found) == sorted(
+            [ObjectClass.CERTIFICATE, ObjectClass.PUBLIC_KEY,
+             ObjectClass.PRIVATE_KEY])
+        (d,) = session.get_objects({Attribute.LABEL: "note"})
+        d.destroy()
+        assert list(session.get_objects({Attribute.LABEL: "note"})) == []
+        priv = session.get_key(ObjectClass.PRIVATE_KEY, label="web")
+        with pytest.raises(pkcs11.PKCS11Error):  # CKR_ACTION_PROHIBITED
+            priv.destroy()
+        assert len(list(session.get_objects(
+            {Attribute.CLASS: ObjectClass.CERTIFICATE}))) == 1
+        # C_SetAttributeValue: label and id of a certificate, id of a key
+        (c,) = session.get_objects({Attribute.CLASS: ObjectClass.CERTIFICATE})
+        c[Attribute.LABEL] = "web-renamed"
+        c[Attribute.ID] = b"\x01\x02"
+        assert c[Attribute.LABEL] == "web-renamed"
+        with pytest.raises(pkcs11.AttributeReadOnly):
+            c[Attribute.VALUE] = b"x"
+        priv[Attribute.ID] = b"\x01\x02"
+        with pytest.raises(pkcs11.AttributeReadOnly):
+            priv[Attribute.LABEL] = "other"
+        found = list(session.get_objects({Attribute.ID: b"\x01\x02"}))
+        assert len(found) == 3
+        assert priv[Attribute.LABEL] == "web"
+    assert "web" in tok.list()  # the CLI reads the token as before
+
+
+# --- raw argument checks (ctypes, in a child process) -----------------------
+
+RAW = r'''
+import ctypes, os, sys
+from ctypes import (c_ulong, c_void_p, c_char_p, byref, POINTER, Structure,
+                    create_string_buffer)
+m = ctypes.CDLL(sys.argv[1])
+PIN = sys.argv[2].encode()
+U = c_ulong
+class Args(Structure):
+    _fields_ = [("c", c_void_p), ("d", c_void_p), ("l", c_void_p),
+                ("u", c_void_p), ("flags", U), ("res", c_void_p)]
+class Attr(Structure):
+    _fields_ = [("type", U), ("p", c_void_p), ("len", U)]
+class Mech(Structure):
+    _fields_ = [("mech", U), ("p", c_void_p), ("len", U)]
+def rv(x):
+    return hex(x)
+out = []
+def check(name, got, want):
+    out.append(name)
+    if got != want:
+        print(f"{name}: got {rv(got)} want {rv(want)}"); sys.exit(1)
+NI = 0x190
+check("slotlist-not-init", m.C_GetSlotList(0, None, byref(U())), NI)
+check("finalize-not-init", m.C_Finalize(None), NI)
+check("sign-not-init", m.C_SignInit(U(1), None, U(1)), NI)
+check("unsupported-not-init", m.C_EncryptInit(U(1), None, U(1)), NI)
+a = Args(flags=0, res=1)
+check("bad-reserved", m.C_Initialize(byref(a)), 0x7)
+a = Args(flags=0x2, res=None)
+a.c = ctypes.cast(m.C_Initialize, c_void_p)  # some but not all callbacks
+check("partial-callbacks", m.C_Initialize(byref(a)), 0x7)
+a = Args(flags=0x2 | 0x1, res=None)  # OS locking, can't create threads
+check("init-os-locking", m.C_Initialize(byref(a)), 0)
+check("init-twice", m.C_Initialize(None), 0x191)
+n = U(0)
+check("slotlist-size", m.C_GetSlotList(1, None, byref(n)), 0)
+assert n.value == 1
+small = U(0); lst = (U * 1)()
+check("slotlist-small", m.C_GetSlotList(1, lst, byref(small)), 0x150)
+check("slotinfo-bad", m.C_GetSlotInfo(U(7), c_void_p(1)), 0x3)
+check("slotinfo-null", m.C_GetSlotInfo(U(0), None), 0x7)
+h = U()
+check("open-noserial", m.C_OpenSession(U(0), U(0), None, None, byref(h)),
+      0xB4)
+check("open", m.C_OpenSession(U(0), U(4), None, None, byref(h)), 0)
+check("bad-session", m.C_CloseSession(U(999)), 0xB3)
+check("encrypt", m.C_EncryptInit(h, None, U(1)), 0x54)
+check("seed", m.C_SeedRandom(h, c_char_p(b"x"), U(1)), 0x120)
+check("login-so", m.C_Login(h, U(0), c_char_p(PIN), U(len(PIN))), 0x103)
+check("login-null", m.C_Login(h, U(1), None, U(4)), 0x7)
+check("logout-not-in", m.C_Logout(h), 0x101)
+check("login", m.C_Login(h, U(1), c_char_p(PIN), U(len(PIN))), 0)
+check("login-again", m.C_Login(h, U(1), c_char_p(PIN), U(len(PIN))), 0x100)
+# find the private key
+CKA_CLASS, CKA_LABEL, CKA_VALUE, CKA_EC_POINT = 0, 3, 0x11, 0x181
+cls = U(3)
+tpl = (Attr * 1)(Attr(CKA_CLASS, ctypes.cast(byref(cls), c_void_p),
+                      ctypes.sizeof(U)))
+check("find-init", m.C_FindObjectsInit(h, tpl, U(1)), 0)
+check("find-init-again", m.C_FindObjectsInit(h, tpl, U(1)), 0x90)
+objs = (U * 4)(); cnt = U()
+check("find", m.C_FindObjects(h, objs, U(4), byref(cnt)), 0)
+assert cnt.value == 1, cnt.value
+check("find-final", m.C_FindObjectsFinal(h), 0)
+check("find-final-again", m.C_FindObjectsFinal(h), 0x91)
+key = U(objs[0])
+at = (Attr * 2)(Attr(CKA_LABEL, None, 0), Attr(CKA_VALUE, None, 0))
+check("attr-sensitive", m.C_GetAttributeValue(h, key, at, U(2)), 0x11)
+assert at[0].len == 3 and at[1].len == 0xFFFFFFFFFFFFFFFF
+buf = create_string_buffer(1)
+at = (Attr * 1)(Attr(CKA_LABEL, ctypes.cast(buf, c_void_p), 1))
+check("attr-small", m.C_GetAttributeValue(h, key, at, U(1)), 0x150)
+at = (Attr * 1)(Attr(0x7FFF0000, None, 0))
+check("attr-type", m.C_GetAttributeValue(h, key, at, U(1)), 0x12)
+check("attr-badobj", m.C_GetAttributeValue(h, U(12345), at, U(1)), 0x82)
+# vendor refresh: HK_CKA_REFRESH = TRUE on the private key (R/W session)
+EPOCH, REFRESH = (1 << 31) | 0x484b0001, (1 << 31) | 0x484b0002
+def epoch():
+    e = U(0)
+    at = (Attr * 1)(Attr(EPOCH, ctypes.cast(byref(e), c_void_p),
+                         ctypes.sizeof(U)))
+    check("epoch", m.C_GetAttributeValue(h, key, at, U(1)), 0)
+    return e.value
+yes = ctypes.c_ubyte(1)
+rt = (Attr * 1)(Attr(REFRESH, ctypes.cast(byref(yes), c_void_p), 1))
+check("refresh-ro", m.C_SetAttributeValue(h, key, rt, U(1)), 0xB5)
+lt = (Attr * 1)(Attr(CKA_LABEL, ctypes.cast(c_char_p(b"x"), c_void_p), 1))
+h2 = U()
+check("open-rw", m.C_OpenSession(U(0), U(6), None, None, byref(h2)), 0)
+check("set-key-label", m.C_SetAttributeValue(h2, key, lt, U(1)), 0x10)
+e0 = epoch()
+check("refresh", m.C_SetAttributeValue(h2, key, rt, U(1)), 0)
+assert epoch() == e0 + 1, (e0, epoch())
+mech = Mech(0x1041, None, 0)  # CKM_ECDSA
+sig = create_string_buffer(64); sl = U(0)
+check("sign-noinit", m.C_Sign(h, c_char_p(b"x" * 32), U(32), sig,
+      byref(sl)), 0x91)
+check("signinit-badkey", m.C_SignInit(h, byref(mech), U(99)), 0x60)
+bad = Mech(0x1, None, 0)
+check("signinit-badmech", m.C_SignInit(h, byref(bad), key), 0x70)
+check("signinit", m.C_SignInit(h, byref(mech), key), 0)
+check("signinit-again", m.C_SignInit(h, byref(mech), key), 0x90)
+d = c_char_p(b"\x01" * 32)
+check("sign-size", m.C_Sign(h, d, U(32), None, byref(sl)), 0)
+assert sl.value == 64
+sl = U(10)
+check("sign-small", m.C_Sign(h, d, U(32), sig, byref(sl)), 0x150)
+assert sl.value == 64
+check("sign", m.C_Sign(h, d, U(32), sig, byref(sl)), 0)
+check("sign-after", m.C_Sign(h, d, U(32), sig, byref(sl)), 0x91)
+# a key locked after an abort: CKR_KEY_FUNCTION_NOT_PERMITTED
+import subprocess
+subprocess.run([sys.argv[3], sys.argv[4], "raw"], check=True,
+               env=dict(os.environ, HALFKEY_PIN=sys.argv[2]))
+check("signinit-locked", m.C_SignInit(h, byref(mech), key), 0x68)
+# fork: the child must initialise again
+pid = os.fork()
+if pid == 0:
+    r1 = m.C_GetSlotList(0, None, byref(U()))
+    r2 = m.C_Initialize(None)
+    r3 = m.C_OpenSession(U(0), U(4), None, None, byref(U()))
+    r4 = m.C_Finalize(None)
+    os._exit(0 if (r1, r2, r3, r4) == (NI, 0, 0, 0) else 1)
+_, status = os.waitpid(pid, 0)
+check("fork-child", status, 0)
+check("close-all", m.C_CloseAllSessions(U(0)), 0)
+check("closed", m.C_CloseSession(h), 0xB3)
+check("finalize-bad", m.C_Finalize(c_void_p(1)), 0x7)
+check("finalize", m.C_Finalize(None), 0)
+check("after-finalize", m.C_GetInfo(c_void_p(1)), NI)
+# the caller's mutex callbacks (no CKF_OS_LOCKING_OK): the module uses them
+import threading
+locks, calls = {}, []
+CREATE = ctypes.CFUNCTYPE(U, POINTER(c_void_p))
+OTHER = ctypes.CFUNCTYPE(U, c_void_p)
+def create(pp):
+    locks[len(locks) + 1] = threading.Lock()
+    pp[0] = len(locks)
+    calls.append("create")
+    return 0
+def destroy(p):
+    calls.append("destroy")
+    return 0
+def lock(p):
+    locks[p].acquire()
+    calls.append("lock")
+    return 0
+def unlock(p):
+    locks[p].release()
+    return 0
+cbs = [CREATE(create), OTHER(destroy), OTHER(lock), OTHER(unlock)]
+a = Args(flags=0, res=None)
+a.c, a.d, a.l, a.u = [ctypes.cast(f, c_void_p) for f in cbs]
+check("init-callbacks", m.C_Initialize(byref(a)), 0)
+check("open-cb", m.C_OpenSession(U(0), U(4), None, None, byref(h)), 0)
+check("finalize-cb", m.C_Finalize(None), 0)
+assert calls[0] == "create" and calls[-1] == "destroy", calls
+assert calls.count("lock") >= 2, calls
+print("ok", len(out))
+'''
+
+
+def test_raw_argument_checks(tok, module_path, tmp_path, build_dir):
+    tok.keygen("p256", "raw")
+    env = dict(os.environ, HALFKEY_PKCS11_TOKENS=str(tok.dir))
+    script = tmp_path / "raw.py"
+    script.write_text(RAW)
+    locker = build_dir / "ossl-provider" / "hk-lock-key"
+    p = subprocess.run([sys.executable, str(script), module_path, PIN,
+                        str(locker), str(tok.dir)],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 0 and p.stdout.startswith("ok"), \
+        p.stdout + p.stderr
+    assert tok.list()["raw"][2:] == (2, True)  # refreshed once, then locked
+
+
+# --- OpenSC pkcs11-tool ---------------------------------------------------
+
+
+@pytest.fixture
+def p11tool(tok, module_path):
+    tool = shutil.which("pkcs11-tool")
+    if tool is None:
+        pytest.skip("pkcs11-tool (Debian package opensc) is not installed")
+    env = dict(os.environ, HALFKEY_PKCS11_TOKENS=str(tok.dir))
+
+    def run(*args, check=True):
+        p = subprocess.run([tool, "--module", module_path, *map(str, args)],
+                           capture_output=True, env=env, timeout=120)
+        if check and p.returncode != 0:
+            pytest.fail(f"pkcs11-tool {' '.join(map(str, args))}: "
+                        f"{p.returncode}\n{p.stdout.decode()}\n"
+                        f"{p.stderr.decode()}")
+        return p
+    return run
+
+
+@pytest.mark.parametrize("curve,name", [("p256", "prime256v1"),
+                                        ("secp256k1", "secp256k1")])
+def test_pkcs11_tool(p11tool, tok, tmp_path, curve, name):
+    out = p11tool("-L").stdout.decode()
+    assert "halfkey" in out and "token initialized" in out
+    p11tool("--login", "--pin", PIN, "--keypairgen", "--key-type",
+            f"EC:{name}", "--label", f"tool-{curve}", "--id", "c0ffee")
+    out = p11tool("--login", "--pin", PIN, "--list-objects").stdout.decode()
+    assert f"tool-{curve}" in out and "Private Key Object; EC" in out
+    data = tmp_path / "data.bin"
+    data.write_bytes(os.urandom(300))
+    sig = tmp_path / "sig.bin"
+    p11tool("--login", "--pin", PIN, "--sign", "--mechanism", "ECDSA-SHA256",
+            "--id", "c0ffee", "--input-file", data, "--output-file", sig)
+    pem = tok.pubkey_pem(f"tool-{curve}")
+    key = serialization.load_pem_public_key(pem)
+    raw = sig.read_bytes()
+    check_sig(key, curve, raw, data=data.read_bytes(),
+              hash_cls=hashes.SHA256)
+    with pytest.raises(InvalidSignature):
+        check_sig(key, curve, raw, data=b"other", hash_cls=hashes.SHA256)
+    # a certificate for the key, linked by CKA_ID
+    pub_der = p11tool("--read-object", "--type", "pubkey", "--label",
+                      f"tool-{curve}").stdout
+    assert serialization.load_der_public_key(pub_der).public_numbers() == \
+        key.public_numbers()
+    _, cert_der = make_cert(key, f"tool-{curve}")
+    (tmp_path / "cert.der").write_bytes(cert_der)
+    kid = "c0ffee"
+    p11tool("--login", "--pin", PIN, "--write-object", tmp_path / "cert.der",
+            "--type", "cert", "--id", kid, "--label", f"cert-{curve}")
+    out = p11tool("--list-objects").stdout.decode()
+    assert "Certificate Object" in out and f"cert-{curve}" in out
+    assert p11tool("--read-object", "--type", "cert", "--id",
+                   kid).stdout == cert_der
+
+
+# --- NSS (certutil, modutil from libnss3-tools) ---------------------------
+
+
+def test_nss_lists_token_and_key(tok, tmp_path, module_path):
+    if shutil.which("certutil") is None or shutil.which("modutil") is None:
+        pytest.skip("certutil/modutil (Debian libnss3-tools) not installed")
+    kid = tok.keygen("p256", "nsskey")
+    db = f"sql:{tmp_path / 'nssdb'}"
+    (tmp_path / "nssdb").mkdir()
+    env = dict(os.environ, HALFKEY_PKCS11_TOKENS=str(tok.dir))
+    pin = tmp_path / "pin"
+    pin.write_text(PIN + "\n")
+
+    def run(*cmd, input=None):
+        p = subprocess.run(list(map(str, cmd)), capture_output=True,
+                           env=env, timeout=60, input=input)
+        assert p.returncode == 0, p.stdout.decode() + p.stderr.decode()
+        return p.stdout.decode() + p.stderr.decode()
+
+    run("certutil", "-N", "-d", db, "--empty-password")
+    run("modutil", "-dbdir", db, "-add", "halfkey", "-libfile",
+        module_path, "-force")
+    assert "token: halfkey" in run("certutil", "-U", "-d", db)
+    out = run("certutil", "-K", "-d", db, "-h", "halfkey", "-f", pin)
+    assert f"ec       {kid}           nsskey" in out.replace("\t", " "), out
+    # a certificate imported into the token by NSS, found again by NSS
+    pem = tok.pubkey_pem("nsskey")
+    _, der = make_cert(serialization.load_pem_public_key(pem), "nss")
+    (tmp_path / "c.der").write_bytes(der)
+    run("certutil", "-A", "-d", db, "-h", "halfkey", "-f", pin, "-n",
+        "halfkey:nsscert", "-t", ",,", "-i", tmp_path / "c.der")
+    out = run("certutil", "-L", "-d", db, "-h", "halfkey", "-f", pin)
+    assert "halfkey:nsscert" in out, out

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include <jansson.h>
+#include <libwebsockets.h>
 #include <openssl/crypto.h>
 
 #include "client/client.h"
@@ -132,6 +133,10 @@ hk_err hk_client_open(const char *dir, hk_client **out, char *why)
     if (out == NULL || why == NULL)
         return HK_ERR_ARG;
     why[0] = 0;
+    /* libwebsockets would log notices to the application's stderr (the
+     * CLI, openssl, a browser loading the PKCS#11 module); the client core
+     * reports every failure itself. The level is process-wide. */
+    lws_set_log_level(0, NULL);
     if ((c = calloc(1, sizeof(*c))) == NULL)
         return HK_ERR_NOMEM;
     if ((e = hk_ks_open(dir, &c->ks)) != HK_OK) {

@@ -7,7 +7,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <libwebsockets.h>
 #include <openssl/crypto.h>
 
 #include "ossl-provider/provider.h"
@@ -29,10 +28,6 @@ hk_err hk_prov_token_open(hk_prov_ctx *pc, const char *dir, hk_prov_token **out,
     hk_prov_token *t;
     hk_err e;
 
-    /* libwebsockets (the client core's transport) logs notices to stderr by
-     * default; errors reach OpenSSL's error queue instead. Its log level is
-     * process-wide: set only once a halfkey token is used. */
-    lws_set_log_level(0, NULL);
     if ((t = OPENSSL_zalloc(sizeof(*t))) == NULL)
         return HK_ERR_NOMEM;
     if ((e = hk_client_open(dir, &t->client, why)) != HK_OK) {

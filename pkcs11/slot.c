@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <libwebsockets.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 
@@ -62,10 +61,6 @@ CK_RV hk_p11_slot_get(CK_SLOT_ID id, hk_p11_slot **out)
     if (id >= hk_p11.nslots)
         return CKR_SLOT_ID_INVALID;
     *out = &hk_p11.slots[id];
-    /* libwebsockets (the client core's transport) would log notices to the
-     * application's stderr; failures are reported as CKR_ codes. */
-    if ((*out)->cli == NULL)
-        lws_set_log_level(0, NULL);
     if ((*out)->cli == NULL &&
         hk_client_open((*out)->dir, &(*out)->cli, why) != HK_OK)
         (*out)->cli = NULL;

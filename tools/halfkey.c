@@ -20,7 +20,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <libwebsockets.h>
 #include <openssl/core_names.h>
 #include <openssl/ecdsa.h>
 #include <openssl/evp.h>
@@ -518,8 +517,6 @@ int main(int argc, char **argv)
 {
     hk_args a;
 
-    /* Errors are reported as one line by hk_die, not by the library. */
-    lws_set_log_level(0, NULL);
     if (!hk_parse(argc, argv, &a))
         return hk_usage();
     if (strcmp(a.cmd, "init") == 0)

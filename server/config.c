@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "server/config.h"
+#include "server/seal.h"
 #include "transport/kvfile.h"
 
 #define T hk_srv_config
@@ -25,6 +26,15 @@ static const hk_kv_field hk_cfg_fields[] = {
     HK_KV_I(T, "workers", workers, 1, 64),
     HK_KV_I(T, "min_paillier_bits", min_paillier_bits, 2048, 3072),
     HK_KV_P(T, "port_file", port_file),
+    /* sealing */
+    HK_KV_S(T, "seal", seal.backend),
+    HK_KV_P(T, "hsm_module", seal.hsm_module),
+    HK_KV_S(T, "hsm_token", seal.hsm_token),
+    HK_KV_S(T, "hsm_key_label", seal.hsm_key_label),
+    HK_KV_P(T, "hsm_pin_file", seal.hsm_pin_file),
+    HK_KV_S(T, "hsm_pin_env", seal.hsm_pin_env),
+    HK_KV_S(T, "seal_previous_key_file", seal.prev_files_raw),
+    HK_KV_S(T, "seal_previous_hsm_key_label", seal.prev_labels_raw),
 };
 #undef T
 
@@ -42,6 +52,7 @@ static void hk_cfg_defaults(hk_srv_config *c)
     c->session_idle = 300;
     c->workers = 2;
     c->min_paillier_bits = 2048;
+    strcpy(c->seal.backend, "file");
 }
 
 static hk_err hk_cfg_check(const hk_srv_config *c, const char *path, char *why)
@@ -54,8 +65,6 @@ static hk_err hk_cfg_check(const hk_srv_config *c, const char *path, char *why)
         miss = "tls_key";
     else if (c->db[0] == 0)
         miss = "db";
-    else if (c->kek_file[0] == 0)
-        miss = "kek_file";
     else if (c->jwt_key[0] == 0)
         miss = "jwt_key";
     if (miss != NULL) {
@@ -76,6 +85,111 @@ static hk_err hk_cfg_check(const hk_srv_config *c, const char *path, char *why)
     return HK_OK;
 }
 
+/* --- sealing settings ----------------------------------------------------- */
+
+_Static_assert(HK_CFG_KEY_LABEL_MAX == HK_P11_KEY_LABEL_MAX,
+               "config holds any HSM key label");
+
+/* Splits a comma list into items of at most cap - 1 bytes (spaces around
+ * items trimmed); relative items are resolved against dir when dir is not
+ * NULL. *n the number of items; -1 if an item is empty or too long or
+ * there are more than max. */
+static int hk_cfg_split(const char *list, const char *dir, char *items,
+                        size_t cap, int max, int *n)
+{
+    const char *p = list, *end, *q;
+    size_t len;
+    int w;
+
+    *n = 0;
+    if (*list == 0)
+        return 0;
+    for (;;) {
+        end = strchr(p, ',');
+        if (end == NULL)
+            end = p + strlen(p);
+        while (p < end && *p == ' ')
+            p++;
+        q = end;
+        while (q > p && q[-1] == ' ')
+            q--;
+        len = (size_t)(q - p);
+        if (len == 0 || *n == max)
+            return -1;
+        if (dir != NULL && *p != '/')
+            w = snprintf(items + (size_t)*n * cap, cap, "%s/%.*s", dir,
+                         (int)len, p);
+        else
+            w = snprintf(items + (size_t)*n * cap, cap, "%.*s", (int)len, p);
+        if (w < 0 || (size_t)w >= cap)
+            return -1;
+        (*n)++;
+        if (*end == 0)
+            break;
+        p = end + 1;
+    }
+    return 0;
+}
+
+/* The directory of the configuration file, for relative list items. */
+static void hk_cfg_dir(const char *path, char *dir, size_t cap)
+{
+    const char *slash = strrchr(path, '/');
+
+    if (slash == NULL)
+        snprintf(dir, cap, ".");
+    else
+        snprintf(dir, cap, "%.*s", (int)(slash - path), path);
+}
+
+/* Why the HSM settings are incomplete, NULL if they are not. */
+static const char *hk_cfg_hsm_missing(const hk_seal_config *s)
+{
+    if (s->hsm_module[0] == 0)
+        return "missing required key 'hsm_module'";
+    if (s->hsm_token[0] == 0 || strlen(s->hsm_token) > HK_P11_LABEL_MAX)
+        return "'hsm_token' missing or longer than 32 bytes";
+    if ((s->hsm_pin_file[0] == 0) == (s->hsm_pin_env[0] == 0))
+        return "give exactly one of 'hsm_pin_file' and 'hsm_pin_env'";
+    return NULL;
+}
+
+static hk_err hk_cfg_check_seal(hk_srv_config *c, const char *path, char *why)
+{
+    hk_seal_config *s = &c->seal;
+    const char *bad = NULL;
+    int pkcs11 = strcmp(s->backend, "pkcs11") == 0;
+    char dir[HK_CFG_PATH_MAX];
+
+    hk_cfg_dir(path, dir, sizeof(dir));
+    if (!pkcs11 && strcmp(s->backend, "file") != 0)
+        bad = "seal must be file or pkcs11";
+    else if (!pkcs11 && c->kek_file[0] == 0)
+        bad = "missing required key 'kek_file' (seal = file)";
+    else if (pkcs11 && c->kek_file[0] != 0)
+        bad = "kek_file is for seal = file (an old key file being migrated "
+              "from goes in seal_previous_key_file)";
+    else if (pkcs11 && (s->hsm_key_label[0] == 0 ||
+                        strlen(s->hsm_key_label) > HK_P11_KEY_LABEL_MAX))
+        bad = "'hsm_key_label' missing or longer than 128 bytes";
+    else if (hk_cfg_split(s->prev_files_raw, dir, s->prev_files[0],
+                          HK_CFG_PATH_MAX, HK_SEAL_PREV_MAX,
+                          &s->nprev_files) != 0)
+        bad = "seal_previous_key_file: at most 4 paths, comma-separated";
+    else if (hk_cfg_split(s->prev_labels_raw, NULL, s->prev_labels[0],
+                          HK_CFG_KEY_LABEL_MAX + 1, HK_SEAL_PREV_MAX,
+                          &s->nprev_labels) != 0)
+        bad = "seal_previous_hsm_key_label: at most 4 labels of up to 128 "
+              "bytes, comma-separated";
+    else if (pkcs11 || s->nprev_labels > 0)
+        bad = hk_cfg_hsm_missing(s);
+    if (bad != NULL) {
+        snprintf(why, 256, "%.120s: %s", path, bad);
+        return HK_ERR_CONFIG;
+    }
+    return HK_OK;
+}
+
 hk_err hk_srv_config_load(const char *path, hk_srv_config *out, char *why)
 {
     hk_err e;
@@ -85,7 +199,9 @@ hk_err hk_srv_config_load(const char *path, hk_srv_config *out, char *why)
     hk_cfg_defaults(out);
     if ((e = hk_kv_load(path, hk_cfg_fields, HK_NFIELDS, out, why)) != HK_OK)
         return e;
-    return hk_cfg_check(out, path, why);
+    if ((e = hk_cfg_check(out, path, why)) != HK_OK)
+        return e;
+    return hk_cfg_check_seal(out, path, why);
 }
 
 hk_err hk_srv_config_write(const char *path, const hk_srv_config *c)

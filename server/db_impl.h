@@ -56,6 +56,17 @@ typedef struct {
                         const unsigned char *pub, size_t plen, int64_t now);
     hk_err (*setup_get)(hk_db *db, unsigned char **sealed, size_t *slen,
                         unsigned char **pub, size_t *plen);
+    /* Re-sealing (db.h, "re-sealing"). after_kid NULL: from the start. */
+    hk_err (*share_list_all)(hk_db *db, const unsigned char *after_kid,
+                             unsigned long after_epoch, hk_db_share_ref *refs,
+                             size_t max, size_t *n);
+    hk_err (*share_replace_sealed)(hk_db *db, const unsigned char *kid,
+                                   unsigned long epoch,
+                                   const unsigned char *old, size_t oldlen,
+                                   const unsigned char *nblob, size_t nlen);
+    hk_err (*setup_replace_sealed)(hk_db *db, const unsigned char *old,
+                                   size_t oldlen, const unsigned char *nblob,
+                                   size_t nlen);
 } hk_db_ops;
 
 #define HK_DB_ERR_LEN 256

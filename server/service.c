@@ -9,6 +9,7 @@
 
 #include "mpc/codec.h"
 #include "mpc/setup.h"
+#include "server/keyring.h"
 #include "server/log.h"
 #include "server/service_impl.h"
 
@@ -265,19 +266,36 @@ static void hk_ep_pubkey(hk_service *svc, const hk_http_req *req,
                          key.disabled));
 }
 
+/* "seal": the primary KEK's back end, id and health. */
+static json_t *hk_seal_status(hk_service *svc, int *ok)
+{
+    unsigned char id[HK_KEK_ID_LEN];
+    char hex[17], why[256] = "";
+
+    *ok = hk_kek_health(svc->kek, why, sizeof(why)) == HK_OK;
+    if (!*ok)
+        hk_log("error", "event=seal_unhealthy reason=\"%s\"", why);
+    hk_kek_id(svc->kek, id);
+    hk_kek_id_hex(id, hex);
+    return json_pack("{s:s,s:s,s:s}", "backend", hk_kek_name(svc->kek),
+                     "kek_id", hex, "status", *ok ? "ok" : "error");
+}
+
 static void hk_ep_status(hk_service *svc, hk_http_resp *r)
 {
-    int v = 0;
+    int v = 0, seal_ok = 0;
+    json_t *seal = hk_seal_status(svc, &seal_ok);
     hk_err e;
 
     pthread_mutex_lock(&svc->dbmu);
     e = hk_db_schema_version(svc->db, &v);
     pthread_mutex_unlock(&svc->dbmu);
-    hk_respond(r, e == HK_OK ? 200 : 503,
-               json_pack("{s:s,s:s,s:i,s:s,s:i}", "status",
-                         e == HK_OK ? "ok" : "degraded", "version", HK_VERSION,
-                         "protocol", HK_PROTOCOL_VERSION, "database",
-                         e == HK_OK ? "ok" : "error", "schema", v));
+    hk_respond(r, e == HK_OK && seal_ok ? 200 : 503,
+               json_pack("{s:s,s:s,s:i,s:s,s:i,s:o}", "status",
+                         e == HK_OK && seal_ok ? "ok" : "degraded", "version",
+                         HK_VERSION, "protocol", HK_PROTOCOL_VERSION,
+                         "database", e == HK_OK ? "ok" : "error", "schema", v,
+                         "seal", seal));
 }
 
 static void hk_on_http(void *ctx, const hk_http_req *req, hk_http_resp *r)
@@ -514,7 +532,7 @@ static hk_err hk_service_keys(hk_service *svc, char *why)
     size_t jklen = 0, slen = 0;
     hk_err e;
 
-    if ((e = hk_kek_load_file(svc->cfg.kek_file, &svc->kek, why, 256)) != HK_OK)
+    if ((e = hk_keyring_load(&svc->cfg, &svc->kek, why)) != HK_OK)
         return e;
     if ((e = hk_db_open_sqlite(svc->cfg.db, &svc->db, why, 256)) != HK_OK)
         return e;

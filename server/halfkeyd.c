@@ -167,10 +167,11 @@ static int hk_init_parse(int argc, char **argv, hk_init_opts *o)
     return 0;
 }
 
-/* Copies the absolute form of path (which must exist) into out. */
+/* Copies path into out, made absolute (relative paths resolved against
+ * the working directory; the file must exist). */
 static hk_err hk_abs_path(const char *path, char *out, size_t cap, char *why)
 {
-    char *r = realpath(path, NULL);
+    char *r = path[0] == '/' ? strdup(path) : realpath(path, NULL);
     int w;
 
     if (r == NULL) {

@@ -7,6 +7,8 @@
  *                                      mint a JWT from the embedded issuer
  *   halfkeyd reseal --config FILE [--check]
  *                                      move sealed blobs to the primary KEK
+ *   halfkeyd new-kek --config FILE (--file PATH | --hsm-key-label LABEL)
+ *                                      make a KEK to rotate to
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -44,7 +46,9 @@ static int hk_usage(void)
             "--hsm-pin-env VAR)]\n"
             "       halfkeyd run --config FILE\n"
             "       halfkeyd token --config FILE --sub NAME [--ttl SECONDS]\n"
-            "       halfkeyd reseal --config FILE [--check]\n");
+            "       halfkeyd reseal --config FILE [--check]\n"
+            "       halfkeyd new-kek --config FILE (--file PATH | "
+            "--hsm-key-label LABEL)\n");
     return 2;
 }
 
@@ -458,6 +462,56 @@ done:
     return rc;
 }
 
+/* new-kek --config F (--file PATH | --hsm-key-label LABEL): a new key
+ * file, or a new key in the HSM the configuration names (hsm_module,
+ * hsm_token, PIN source), to rotate to. Prints its KEK id. */
+static int hk_cmd_new_kek(int argc, char **argv)
+{
+    const char *conf = NULL, *file = NULL, *label = NULL;
+    char why[256] = "", pin[HK_P11_PIN_MAX + 1] = "", hex[17];
+    unsigned char id[HK_KEK_ID_LEN];
+    hk_p11_params p;
+    hk_srv_config c;
+    hk_kek *kek = NULL;
+    hk_err e;
+    int i;
+
+    for (i = 2; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--config") == 0)
+            conf = argv[i + 1];
+        else if (strcmp(argv[i], "--file") == 0)
+            file = argv[i + 1];
+        else if (strcmp(argv[i], "--hsm-key-label") == 0)
+            label = argv[i + 1];
+        else
+            return hk_usage();
+    }
+    if (i != argc || conf == NULL || (file == NULL) == (label == NULL))
+        return hk_usage();
+    if ((e = hk_srv_config_load(conf, &c, why)) != HK_OK)
+        return hk_fail("configuration", e, why);
+    if (file != NULL) {
+        if ((e = hk_kek_generate_file(file, why, sizeof(why))) == HK_OK)
+            e = hk_kek_load_file(file, &kek, why, sizeof(why));
+    } else if (c.seal.hsm_module[0] == 0 || c.seal.hsm_token[0] == 0) {
+        snprintf(why, sizeof(why), "set hsm_module, hsm_token and the PIN "
+                                   "source in the configuration first");
+        e = HK_ERR_CONFIG;
+    } else if ((e = hk_keyring_hsm_params(&c, label, pin, &p, why)) ==
+                   HK_OK &&
+               (e = hk_kek_generate_pkcs11(&p, why, sizeof(why))) == HK_OK) {
+        e = hk_kek_load_pkcs11(&p, &kek, why, sizeof(why));
+    }
+    OPENSSL_cleanse(pin, sizeof(pin));
+    if (e != HK_OK)
+        return hk_fail("new KEK", e, why);
+    hk_kek_id(kek, id);
+    hk_kek_id_hex(id, hex);
+    printf("kek_id = %s\n", hex);
+    hk_kek_free(kek);
+    return 0;
+}
+
 typedef struct {
     sigset_t set;
     hk_service *svc;
@@ -519,5 +573,7 @@ int main(int argc, char **argv)
         return hk_cmd_token(argc, argv);
     if (strcmp(argv[1], "reseal") == 0)
         return hk_cmd_reseal(argc, argv);
+    if (strcmp(argv[1], "new-kek") == 0)
+        return hk_cmd_new_kek(argc, argv);
     return hk_usage();
 }

@@ -11,8 +11,8 @@
 
 #define HK_CFG_PATH_MAX 512
 #define HK_CFG_VAL_MAX 256
-#define HK_CFG_LIST_MAX 1000 /* a comma list value */
-#define HK_SEAL_PREV_MAX 4   /* previous KEKs of each kind */
+#define HK_CFG_LIST_MAX 1000     /* a comma list value */
+#define HK_SEAL_PREV_MAX 4       /* previous KEKs of each kind */
 #define HK_CFG_KEY_LABEL_MAX 128 /* = HK_P11_KEY_LABEL_MAX */
 
 /* Sealing settings (seal.h): the primary KEK (a key file or an HSM key)

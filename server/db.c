@@ -754,8 +754,8 @@ static hk_err hk_reseal_swap(hk_db *db, const hk_db_share_ref *ref,
                              const unsigned char *nblob, size_t nlen)
 {
     if (ref != NULL)
-        return hk_db_share_replace_sealed(db, ref->kid, ref->epoch, old,
-                                          oldlen, nblob, nlen);
+        return hk_db_share_replace_sealed(db, ref->kid, ref->epoch, old, oldlen,
+                                          nblob, nlen);
     return hk_db_setup_replace_sealed(db, old, oldlen, nblob, nlen);
 }
 
@@ -832,11 +832,11 @@ hk_err hk_reseal_share(hk_db *db, const hk_kek *kek, const hk_db_share_ref *ref,
     return hk_reseal_blob(db, kek, ref, aad, alen, outcome, races);
 }
 
-hk_err hk_reseal_setup(hk_db *db, const hk_kek *kek,
-                       hk_reseal_outcome *outcome, size_t *races)
+hk_err hk_reseal_setup(hk_db *db, const hk_kek *kek, hk_reseal_outcome *outcome,
+                       size_t *races)
 {
     if (db == NULL || kek == NULL || outcome == NULL || races == NULL)
         return HK_ERR_ARG;
-    return hk_reseal_blob(db, kek, NULL, hk_setup_aad,
-                          sizeof(hk_setup_aad) - 1, outcome, races);
+    return hk_reseal_blob(db, kek, NULL, hk_setup_aad, sizeof(hk_setup_aad) - 1,
+                          outcome, races);
 }

@@ -1036,8 +1036,7 @@ static hk_err hk_sq_read_ref(sqlite3_stmt *st, hk_db_share_ref *r)
 
 static hk_err hk_sq_share_list_all(hk_db *db, const unsigned char *after_kid,
                                    unsigned long after_epoch,
-                                   hk_db_share_ref *refs, size_t max,
-                                   size_t *n)
+                                   hk_db_share_ref *refs, size_t max, size_t *n)
 {
     hk_sq *d = (hk_sq *)db;
     sqlite3_stmt *st = NULL;
@@ -1142,10 +1141,9 @@ static hk_err hk_sq_setup_replace_sealed(hk_db *db, const unsigned char *old,
 
     if ((e = hk_sq_begin(d)) != HK_OK)
         return e;
-    e = hk_sq_cas(d,
-                  "UPDATE setup SET sealed = ?2 WHERE id = 1 AND sealed = ?1",
-                  "SELECT 1 FROM setup WHERE id = 1", NULL, 0, old, oldlen,
-                  nblob, nlen);
+    e = hk_sq_cas(
+        d, "UPDATE setup SET sealed = ?2 WHERE id = 1 AND sealed = ?1",
+        "SELECT 1 FROM setup WHERE id = 1", NULL, 0, old, oldlen, nblob, nlen);
     return hk_sq_end(d, e);
 }
 

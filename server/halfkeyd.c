@@ -204,8 +204,9 @@ static hk_err hk_init_hsm(const hk_init_opts *o, hk_srv_config *c, char *why)
     if (strlen(o->token) >= sizeof(s->hsm_token) ||
         strlen(o->label) > HK_P11_KEY_LABEL_MAX ||
         (o->pin_env != NULL && strlen(o->pin_env) >= sizeof(s->hsm_pin_env))) {
-        snprintf(why, 256, "HSM token label, key label or PIN variable "
-                           "too long");
+        snprintf(why, 256,
+                 "HSM token label, key label or PIN variable "
+                 "too long");
         return HK_ERR_CONFIG;
     }
     strcpy(s->hsm_token, o->token);
@@ -215,10 +216,9 @@ static hk_err hk_init_hsm(const hk_init_opts *o, hk_srv_config *c, char *why)
     if ((e = hk_abs_path(o->module, s->hsm_module, sizeof(s->hsm_module),
                          why)) != HK_OK ||
         (o->pin_file != NULL &&
-         (e = hk_abs_path(o->pin_file, s->hsm_pin_file,
-                          sizeof(s->hsm_pin_file), why)) != HK_OK) ||
-        (e = hk_keyring_hsm_params(c, s->hsm_key_label, pin, &p, why)) !=
-            HK_OK)
+         (e = hk_abs_path(o->pin_file, s->hsm_pin_file, sizeof(s->hsm_pin_file),
+                          why)) != HK_OK) ||
+        (e = hk_keyring_hsm_params(c, s->hsm_key_label, pin, &p, why)) != HK_OK)
         goto done;
     e = hk_kek_generate_pkcs11(&p, why, 256);
 done:
@@ -370,7 +370,8 @@ static int hk_cmd_token(int argc, char **argv)
     return 0;
 }
 
-/* --- reseal ---------------------------------------------------------------- */
+/* --- reseal ----------------------------------------------------------------
+ */
 
 /* Prints the blob count per KEK id and where each id is in the ring. */
 static void hk_print_census(const hk_kek *kek, const hk_reseal_census *s)
@@ -494,11 +495,11 @@ static int hk_cmd_new_kek(int argc, char **argv)
         if ((e = hk_kek_generate_file(file, why, sizeof(why))) == HK_OK)
             e = hk_kek_load_file(file, &kek, why, sizeof(why));
     } else if (c.seal.hsm_module[0] == 0 || c.seal.hsm_token[0] == 0) {
-        snprintf(why, sizeof(why), "set hsm_module, hsm_token and the PIN "
-                                   "source in the configuration first");
+        snprintf(why, sizeof(why),
+                 "set hsm_module, hsm_token and the PIN "
+                 "source in the configuration first");
         e = HK_ERR_CONFIG;
-    } else if ((e = hk_keyring_hsm_params(&c, label, pin, &p, why)) ==
-                   HK_OK &&
+    } else if ((e = hk_keyring_hsm_params(&c, label, pin, &p, why)) == HK_OK &&
                (e = hk_kek_generate_pkcs11(&p, why, sizeof(why))) == HK_OK) {
         e = hk_kek_load_pkcs11(&p, &kek, why, sizeof(why));
     }

@@ -42,8 +42,10 @@ static hk_err hk_keyring_add(hk_kek *ring, const char *path, const char *label,
     hk_kek_id(old, id);
     if ((e = hk_kek_add_previous(ring, old)) == HK_ERR_EXISTS) {
         hk_kek_id_hex(id, hex);
-        snprintf(why, 256, "previous KEK %.180s is a KEK already configured "
-                 "(id %s)", path != NULL ? path : label, hex);
+        snprintf(why, 256,
+                 "previous KEK %.180s is a KEK already configured "
+                 "(id %s)",
+                 path != NULL ? path : label, hex);
     }
     return e;
 }
@@ -64,11 +66,10 @@ hk_err hk_keyring_load(const hk_srv_config *c, hk_kek **out, char *why)
     pkcs11 = strcmp(s->backend, "pkcs11") == 0;
     memset(&p, 0, sizeof(p));
     if ((pkcs11 || s->nprev_labels > 0) &&
-        (e = hk_keyring_hsm_params(c, s->hsm_key_label, pin, &p, why)) !=
-            HK_OK)
+        (e = hk_keyring_hsm_params(c, s->hsm_key_label, pin, &p, why)) != HK_OK)
         goto done;
-    if ((e = hk_keyring_one(pkcs11 ? NULL : c->kek_file, s->hsm_key_label,
-                            &p, &ring, why)) != HK_OK)
+    if ((e = hk_keyring_one(pkcs11 ? NULL : c->kek_file, s->hsm_key_label, &p,
+                            &ring, why)) != HK_OK)
         goto done;
     for (i = 0; i < s->nprev_files && e == HK_OK; i++)
         e = hk_keyring_add(ring, s->prev_files[i], NULL, &p, why);

@@ -37,7 +37,8 @@ static void hk_reseal_one(hk_db *db, const hk_kek *kek,
         hk_hex(ref->kid, HK_ID_LEN, kid);
     hk_log("error", "event=reseal_failed kid=%s epoch=%lu error=\"%s\"%s%s",
            kid, ref != NULL ? ref->epoch : 0UL, hk_strerror(e),
-           e == HK_ERR_IO ? " db=" : "", e == HK_ERR_IO ? hk_db_errmsg(db) : "");
+           e == HK_ERR_IO ? " db=" : "",
+           e == HK_ERR_IO ? hk_db_errmsg(db) : "");
 }
 
 static int hk_reseal_limited(const hk_reseal_counts *c, size_t limit)

@@ -493,8 +493,9 @@ static const hk_kek_one *hk_kek_for(const hk_kek *kek, const unsigned char *in)
         if (memcmp(kek->keys[i].id, in + 1, HK_KEK_ID_LEN) == 0)
             return &kek->keys[i];
     hk_kek_id_hex(in + 1, hex);
-    hk_log("error", "event=unseal_failed reason=\"sealed under KEK %s, not "
-                    "configured\"",
+    hk_log("error",
+           "event=unseal_failed reason=\"sealed under KEK %s, not "
+           "configured\"",
            hex);
     return NULL;
 }

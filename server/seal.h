@@ -135,8 +135,9 @@ HK_WUR hk_err hk_kek_load_file(const char *path, hk_kek **out, char *why,
                                size_t whylen);
 
 /* Seals len bytes (1 <= len <= HK_SEAL_MAX_PLAIN, else HK_ERR_ARG /
- * HK_ERR_TOO_BIG) bound to aad, under the ring's primary KEK. *out is OPENSSL_malloc'd (not secret:
- * OPENSSL_free it), *outlen = len + HK_SEAL_OVERHEAD. */
+ * HK_ERR_TOO_BIG) bound to aad, under the ring's primary KEK. *out is
+ * OPENSSL_malloc'd (not secret: OPENSSL_free it), *outlen = len +
+ * HK_SEAL_OVERHEAD. */
 HK_WUR hk_err hk_seal(const hk_kek *kek, const unsigned char *aad,
                       size_t aadlen, const unsigned char *in, size_t len,
                       unsigned char **out, size_t *outlen);

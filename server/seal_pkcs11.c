@@ -22,7 +22,7 @@
 #include "server/seal.h"
 #include "server/why.h"
 
-#define HK_P11_POOL 8     /* idle sessions kept open for reuse */
+#define HK_P11_POOL 8 /* idle sessions kept open for reuse */
 #define HK_P11_SLOTS_MAX 256
 
 static const char hk_p11_id_label[] = "halfkey kek id v1";
@@ -236,6 +236,17 @@ static void hk_p11_give(hk_kek_p11 *p, CK_SESSION_HANDLE s, int ok)
         (void)hk_fl(p)->C_CloseSession(s);
 }
 
+/* C_Decrypt's verdict with every way modules report a GCM tag mismatch
+ * mapped to CKR_ENCRYPTED_DATA_INVALID: SoftHSM2 answers
+ * CKR_GENERAL_ERROR, others CKR_ENCRYPTED_DATA_LEN_RANGE. Failures of the
+ * session or device keep their code. */
+static CK_RV hk_p11_auth_failed(CK_RV rv)
+{
+    if (rv == CKR_GENERAL_ERROR || rv == CKR_ENCRYPTED_DATA_LEN_RANGE)
+        return CKR_ENCRYPTED_DATA_INVALID;
+    return rv;
+}
+
 /* One AES-GCM operation (128-bit tag) in a pooled session. Encryption
  * writes in || tag (len + 16 bytes) to out; decryption reads ct || tag and
  * writes len - 16 bytes. HK_ERR_SEAL if decryption fails to authenticate. */
@@ -275,11 +286,11 @@ static hk_err hk_p11_gcm(hk_kek_p11 *p, int enc, const unsigned char *iv,
         got = (CK_ULONG)len;
         rv = hk_fl(p)->C_DecryptInit(s, &mech, p->key);
         if (rv == CKR_OK)
-            rv = hk_fl(p)->C_Decrypt(s, (CK_BYTE_PTR)in, (CK_ULONG)len, tmp,
-                                     &got);
+            rv = hk_p11_auth_failed(hk_fl(p)->C_Decrypt(
+                s, (CK_BYTE_PTR)in, (CK_ULONG)len, tmp, &got));
     }
     e = HK_OK;
-    if (rv == CKR_ENCRYPTED_DATA_INVALID || rv == CKR_ENCRYPTED_DATA_LEN_RANGE)
+    if (rv == CKR_ENCRYPTED_DATA_INVALID)
         e = HK_ERR_SEAL;
     else if (rv != CKR_OK || got != (CK_ULONG)want)
         e = HK_ERR_CRYPTO;
@@ -293,9 +304,8 @@ done:
 }
 
 static hk_err hk_p11_encrypt(void *impl, const unsigned char *aad,
-                             size_t aadlen, const unsigned char *in,
-                             size_t len, unsigned char *nonce,
-                             unsigned char *out)
+                             size_t aadlen, const unsigned char *in, size_t len,
+                             unsigned char *nonce, unsigned char *out)
 {
     static const unsigned char zero[HK_SEAL_NONCE_LEN];
 
@@ -354,11 +364,12 @@ static hk_err hk_p11_health(void *impl, char *why, size_t whylen)
 
     rv = hk_fl(p)->C_GetSessionInfo(p->login, &si);
     if (rv != CKR_OK) {
-        hk_why(why, whylen, "token '%s': %s (0x%lx)", p->token,
-               hk_ckr_name(rv), (unsigned long)rv);
+        hk_why(why, whylen, "token '%s': %s (0x%lx)", p->token, hk_ckr_name(rv),
+               (unsigned long)rv);
         return HK_ERR_CRYPTO;
     }
-    if (si.state != CKS_RO_USER_FUNCTIONS && si.state != CKS_RW_USER_FUNCTIONS) {
+    if (si.state != CKS_RO_USER_FUNCTIONS &&
+        si.state != CKS_RW_USER_FUNCTIONS) {
         hk_why(why, whylen, "token '%s': not logged in", p->token);
         return HK_ERR_CRYPTO;
     }
@@ -375,9 +386,9 @@ static hk_err hk_p11_health(void *impl, char *why, size_t whylen)
     return HK_OK;
 }
 
-static const hk_kek_ops hk_kek_p11_ops = {
-    "pkcs11",  hk_p11_encrypt, hk_p11_decrypt,
-    hk_p11_free, hk_p11_id,    hk_p11_health};
+static const hk_kek_ops hk_kek_p11_ops = {"pkcs11",       hk_p11_encrypt,
+                                          hk_p11_decrypt, hk_p11_free,
+                                          hk_p11_id,      hk_p11_health};
 
 /* --- opening -------------------------------------------------------------- */
 
@@ -391,9 +402,8 @@ static int hk_p11_params_ok(const hk_p11_params *p)
     tl = strnlen(p->token, HK_P11_LABEL_MAX + 1);
     kl = strnlen(p->key_label, HK_P11_KEY_LABEL_MAX + 1);
     pl = strnlen(p->pin, HK_P11_PIN_MAX + 1);
-    return *p->module != '\0' && tl >= 1 && tl <= HK_P11_LABEL_MAX &&
-           kl >= 1 && kl <= HK_P11_KEY_LABEL_MAX && pl >= 1 &&
-           pl <= HK_P11_PIN_MAX;
+    return *p->module != '\0' && tl >= 1 && tl <= HK_P11_LABEL_MAX && kl >= 1 &&
+           kl <= HK_P11_KEY_LABEL_MAX && pl >= 1 && pl <= HK_P11_PIN_MAX;
 }
 
 /* 1 if the blank-padded token label equals want. */
@@ -462,8 +472,7 @@ static hk_err hk_p11_login(hk_kek_p11 *p, const char *pin, int rw, char *why,
     if (rv == CKR_OK || rv == CKR_USER_ALREADY_LOGGED_IN)
         return HK_OK;
     hk_why(why, whylen, "token '%s': login refused: %s%s", p->token,
-           hk_ckr_name(rv),
-           rv == CKR_PIN_INCORRECT ? " (wrong PIN)" : "");
+           hk_ckr_name(rv), rv == CKR_PIN_INCORRECT ? " (wrong PIN)" : "");
     if (rv == CKR_PIN_INCORRECT || rv == CKR_PIN_LEN_RANGE)
         return HK_ERR_PIN;
     return rv == CKR_PIN_LOCKED ? HK_ERR_PIN_LOCKED : HK_ERR_CRYPTO;
@@ -500,9 +509,12 @@ static const char *hk_p11_key_refusal(hk_kek_p11 *p)
     CK_ULONG vlen = 0;
     CK_BBOOL sens = CK_FALSE, extr = CK_TRUE, enc = CK_FALSE, dec = CK_FALSE;
     CK_ATTRIBUTE t[] = {
-        {CKA_KEY_TYPE, &kt, sizeof(kt)},    {CKA_VALUE_LEN, &vlen, sizeof(vlen)},
-        {CKA_SENSITIVE, &sens, sizeof(sens)}, {CKA_EXTRACTABLE, &extr, sizeof(extr)},
-        {CKA_ENCRYPT, &enc, sizeof(enc)},   {CKA_DECRYPT, &dec, sizeof(dec)},
+        {CKA_KEY_TYPE, &kt, sizeof(kt)},
+        {CKA_VALUE_LEN, &vlen, sizeof(vlen)},
+        {CKA_SENSITIVE, &sens, sizeof(sens)},
+        {CKA_EXTRACTABLE, &extr, sizeof(extr)},
+        {CKA_ENCRYPT, &enc, sizeof(enc)},
+        {CKA_DECRYPT, &dec, sizeof(dec)},
     };
 
     if (hk_fl(p)->C_GetAttributeValue(p->login, p->key, t, 6) != CKR_OK)
@@ -533,7 +545,7 @@ static hk_err hk_p11_open(const hk_p11_params *pa, int rw, hk_kek_p11 **out,
     if ((p = OPENSSL_zalloc(sizeof(*p))) == NULL)
         return HK_ERR_NOMEM;
     pthread_mutex_init(&p->mu, NULL);
-    strcpy(p->token, pa->token);     /* lengths checked above */
+    strcpy(p->token, pa->token); /* lengths checked above */
     strcpy(p->label, pa->key_label);
     if ((e = hk_p11_mod_get(pa->module, &p->mod, why, whylen)) != HK_OK ||
         (e = hk_p11_find_slot(p, pa->module, why, whylen)) != HK_OK ||
@@ -582,8 +594,7 @@ fail:
     return e;
 }
 
-hk_err hk_kek_generate_pkcs11(const hk_p11_params *pa, char *why,
-                              size_t whylen)
+hk_err hk_kek_generate_pkcs11(const hk_p11_params *pa, char *why, size_t whylen)
 {
     CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
     CK_KEY_TYPE kt = CKK_AES;
@@ -638,16 +649,17 @@ static hk_err hk_pin_ok(const char *pin, size_t n, const char *src, char *why,
 {
     if (n == 0 || n > HK_P11_PIN_MAX || memchr(pin, '\0', n) != NULL ||
         memchr(pin, '\n', n) != NULL) {
-        hk_why(why, whylen, "HSM PIN from %s: empty, longer than %d bytes "
-                            "or more than one line", src, HK_P11_PIN_MAX);
+        hk_why(why, whylen,
+               "HSM PIN from %s: empty, longer than %d bytes "
+               "or more than one line",
+               src, HK_P11_PIN_MAX);
         return HK_ERR_CONFIG;
     }
     return HK_OK;
 }
 
 /* Reads the PIN file (checked like a key file: regular, mode 0600). */
-static hk_err hk_pin_file(const char *path, char *pin, char *why,
-                          size_t whylen)
+static hk_err hk_pin_file(const char *path, char *pin, char *why, size_t whylen)
 {
     char buf[HK_P11_PIN_MAX + 3];
     struct stat st;
@@ -699,8 +711,9 @@ hk_err hk_p11_pin_load(const char *pin_file, const char *pin_env, char *pin,
         return HK_ERR_ARG;
     pin[0] = '\0';
     if (has_file == has_env) {
-        hk_why(why, whylen, "give exactly one HSM PIN source: hsm_pin_file "
-                            "or hsm_pin_env");
+        hk_why(why, whylen,
+               "give exactly one HSM PIN source: hsm_pin_file "
+               "or hsm_pin_env");
         return HK_ERR_CONFIG;
     }
     if (has_file)

@@ -189,6 +189,26 @@ def blob_ids(srv):
     return [(r[0][0], r[0][1:9].hex()) for r in rows]
 
 
+def tamper_share(srv, kid_hex, off, blob=None):
+    """Flips one bit at off of the active share's blob of kid (or writes
+    blob back); returns the blob before."""
+    db = sqlite3.connect(str(srv.dir / "halfkeyd.db"), timeout=10)
+    try:
+        kid = bytes.fromhex(kid_hex)
+        old = db.execute("SELECT sealed FROM shares WHERE kid = ? AND "
+                         "state = 'active'", (kid,)).fetchone()[0]
+        new = blob
+        if new is None:
+            new = bytearray(old)
+            new[off] ^= 0x01
+        db.execute("UPDATE shares SET sealed = ? WHERE kid = ? AND state "
+                   "= 'active'", (bytes(new), kid))
+        db.commit()
+    finally:
+        db.close()
+    return old
+
+
 def seal_status(srv):
     status, body = srv.request("GET", "/status")
     assert status == 200, body
@@ -239,6 +259,18 @@ def test_init_hsm_sign_restart(hsm_server, make_token):
     assert seal_status(srv)["kek_id"] == kek1
     for k in pems:
         sign_and_verify(tok, k, pems[k], b"after restart")
+    # an altered blob (ciphertext, or the KEK id byte) does not open inside
+    # the HSM: that key cannot sign, the other can; restored, it signs
+    kid = tok.list()["w"][1]
+    for off in (40, 3):
+        original = tamper_share(srv, kid, off)
+        p = tok.run("sign", "--key", "w", "--digest", "00" * 32, check=False)
+        assert p.returncode != 0
+        sign_and_verify(tok, "p", pems["p"], b"other key")
+        tamper_share(srv, kid, None, original)
+        sign_and_verify(tok, "w", pems["w"], b"restored")
+    assert "not configured" in srv.log_text()  # the altered id
+
     # the key is in the token, sensitive and not extractable
     out = hsm.in_session(
         'k = s.get_key(label="kek1", key_type=KeyType.AES)\n'

@@ -207,8 +207,8 @@ static void test_list(hk_db *db, const fixture *fx)
     do {
         hk_db_share_ref one;
 
-        CHECK_OK(hk_db_share_list_all(db, firstpage ? NULL : after, ep, &one,
-                                      1, &n));
+        CHECK_OK(hk_db_share_list_all(db, firstpage ? NULL : after, ep, &one, 1,
+                                      &n));
         firstpage = 0;
         if (n == 1) {
             CHECK(memcmp(one.kid, refs[total].kid, HK_ID_LEN) == 0 &&
@@ -235,15 +235,14 @@ static void test_cas(hk_db *db, const fixture *fx)
     CHECK_ERR(hk_db_share_replace_sealed(db, s->kid, s->epoch, other, olen,
                                          other, olen),
               HK_ERR_STATE);
+    CHECK_ERR(hk_db_share_replace_sealed(db, s->kid, 9, blob, len, other, olen),
+              HK_ERR_NOT_FOUND);
     CHECK_ERR(
-        hk_db_share_replace_sealed(db, s->kid, 9, blob, len, other, olen),
-        HK_ERR_NOT_FOUND);
-    CHECK_ERR(hk_db_share_replace_sealed(db, s->kid, s->epoch, blob, 3, blob,
-                                         len),
-              HK_ERR_ARG);
+        hk_db_share_replace_sealed(db, s->kid, s->epoch, blob, 3, blob, len),
+        HK_ERR_ARG);
     /* The stored blob: replaced by itself, which succeeds. */
-    CHECK_OK(hk_db_share_replace_sealed(db, s->kid, s->epoch, blob, len, blob,
-                                        len));
+    CHECK_OK(
+        hk_db_share_replace_sealed(db, s->kid, s->epoch, blob, len, blob, len));
     CHECK_ERR(hk_db_setup_replace_sealed(db, other, olen, other, olen),
               HK_ERR_STATE);
     OPENSSL_free(blob);

@@ -114,6 +114,8 @@ const char *hk_kek_name(const hk_kek *kek)
                : "?";
 }
 
+size_t hk_kek_count(const hk_kek *kek) { return kek != NULL ? kek->n : 0; }
+
 void hk_kek_id(const hk_kek *kek, unsigned char id[HK_KEK_ID_LEN])
 {
     if (kek != NULL && id != NULL)

@@ -106,6 +106,8 @@ void hk_kek_free(hk_kek *kek);
 HK_WUR hk_err hk_kek_add_previous(hk_kek *ring, hk_kek *old);
 /* The primary's back-end name ("file", "pkcs11"). */
 const char *hk_kek_name(const hk_kek *kek);
+/* The number of KEKs in the ring (1 + previous KEKs). */
+size_t hk_kek_count(const hk_kek *kek);
 /* The primary's id. */
 void hk_kek_id(const hk_kek *kek, unsigned char id[HK_KEK_ID_LEN]);
 /* 16 lowercase hex digits and a NUL. */

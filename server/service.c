@@ -526,6 +526,18 @@ static hk_err hk_load_file(const char *path, unsigned char **out, size_t *len)
     return HK_OK;
 }
 
+/* Which KEK seals, and how many older ones are kept to open blobs. */
+static void hk_service_log_seal(const hk_kek *kek)
+{
+    unsigned char id[HK_KEK_ID_LEN];
+    char hex[17];
+
+    hk_kek_id(kek, id);
+    hk_kek_id_hex(id, hex);
+    hk_log("info", "event=seal backend=%s kek_id=%s previous=%zu",
+           hk_kek_name(kek), hex, hk_kek_count(kek) - 1);
+}
+
 static hk_err hk_service_keys(hk_service *svc, char *why)
 {
     unsigned char *jk = NULL, *sealed = NULL;
@@ -534,6 +546,7 @@ static hk_err hk_service_keys(hk_service *svc, char *why)
 
     if ((e = hk_keyring_load(&svc->cfg, &svc->kek, why)) != HK_OK)
         return e;
+    hk_service_log_seal(svc->kek);
     if ((e = hk_db_open_sqlite(svc->cfg.db, &svc->db, why, 256)) != HK_OK)
         return e;
     if ((e = hk_load_setup(svc->db, svc->kek, &svc->setup)) != HK_OK ||

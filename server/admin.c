@@ -11,6 +11,7 @@
 #include "server/admin.h"
 #include "server/audit.h"
 #include "server/config.h"
+#include "server/keyring.h"
 #include "server/service.h"
 
 /* Options of one command: --name value pairs after argv[first]. */
@@ -98,7 +99,7 @@ int hk_cmd_initdb(int argc, char **argv)
         return hk_admin_usage("initdb --config FILE");
     if ((rc = hk_admin_open(o.config, &c, &db)) != 0)
         return rc;
-    if ((e = hk_kek_load_file(c.kek_file, &kek, why, sizeof(why))) == HK_OK)
+    if ((e = hk_keyring_load(&c, &kek, why)) == HK_OK)
         e = hk_admin_make_setup(db, kek);
     printf("%s database: schema %d, %s\n", hk_db_backend(db),
            HK_DB_SCHEMA_VERSION,

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "server/config.h"
+#include "server/seal.h"
 #include "transport/kvfile.h"
 
 #define T hk_srv_config
@@ -34,6 +35,15 @@ static const hk_kv_field hk_cfg_fields[] = {
     HK_KV_S(T, "curves", curves),
     HK_KV_I(T, "metrics", metrics, 0, 1),
     HK_KV_I(T, "shutdown_grace", shutdown_grace, 0, 3600),
+    /* sealing */
+    HK_KV_S(T, "seal", seal.backend),
+    HK_KV_P(T, "hsm_module", seal.hsm_module),
+    HK_KV_S(T, "hsm_token", seal.hsm_token),
+    HK_KV_S(T, "hsm_key_label", seal.hsm_key_label),
+    HK_KV_P(T, "hsm_pin_file", seal.hsm_pin_file),
+    HK_KV_S(T, "hsm_pin_env", seal.hsm_pin_env),
+    HK_KV_S(T, "seal_previous_key_file", seal.prev_files_raw),
+    HK_KV_S(T, "seal_previous_hsm_key_label", seal.prev_labels_raw),
 };
 #undef T
 
@@ -57,6 +67,7 @@ void hk_srv_config_defaults(hk_srv_config *c)
     strcpy(c->curves, "secp256k1,p256");
     c->metrics = 1;
     c->shutdown_grace = 30;
+    strcpy(c->seal.backend, "file");
 }
 
 /* 1 if list is a comma-separated list of known curve names, none twice. */
@@ -92,20 +103,19 @@ static hk_err hk_cfg_bad(char *why, const char *path, const unsigned *lines,
 
     for (i = 0; i < HK_NFIELDS; i++)
         if (strcmp(hk_cfg_fields[i].key, key) == 0 && lines[i] != 0) {
-            snprintf(why, 256, "%.180s:%u: %s: %s", path, lines[i], key, msg);
+            snprintf(why, 256, "%.90s:%u: %.32s: %.110s", path, lines[i], key,
+                     msg);
             return HK_ERR_CONFIG;
         }
-    snprintf(why, 256, "%.180s: %s: %s", path, key, msg);
+    snprintf(why, 256, "%.90s: %.32s: %.110s", path, key, msg);
     return HK_ERR_CONFIG;
 }
 
 static hk_err hk_cfg_check(const hk_srv_config *c, const char *path,
                            const unsigned *lines, char *why)
 {
-    static const char *const req[] = {"tls_cert", "tls_key", "kek_file",
-                                      "jwt_key"};
-    const char *const val[] = {c->tls_cert, c->tls_key, c->kek_file,
-                               c->jwt_key};
+    static const char *const req[] = {"tls_cert", "tls_key", "jwt_key"};
+    const char *const val[] = {c->tls_cert, c->tls_key, c->jwt_key};
     size_t i;
 
     for (i = 0; i < sizeof(req) / sizeof(req[0]); i++)
@@ -132,6 +142,110 @@ static hk_err hk_cfg_check(const hk_srv_config *c, const char *path,
     return HK_OK;
 }
 
+/* --- sealing settings ----------------------------------------------------- */
+
+_Static_assert(HK_CFG_KEY_LABEL_MAX == HK_P11_KEY_LABEL_MAX,
+               "config holds any HSM key label");
+
+/* Splits a comma list into items of at most cap - 1 bytes (spaces around
+ * items trimmed); relative items are resolved against dir when dir is not
+ * NULL. *n the number of items; -1 if an item is empty or too long or
+ * there are more than max. */
+static int hk_cfg_split(const char *list, const char *dir, char *items,
+                        size_t cap, int max, int *n)
+{
+    const char *p = list, *end, *q;
+    size_t len;
+    int w;
+
+    *n = 0;
+    if (*list == 0)
+        return 0;
+    for (;;) {
+        end = strchr(p, ',');
+        if (end == NULL)
+            end = p + strlen(p);
+        while (p < end && *p == ' ')
+            p++;
+        q = end;
+        while (q > p && q[-1] == ' ')
+            q--;
+        len = (size_t)(q - p);
+        if (len == 0 || *n == max)
+            return -1;
+        if (dir != NULL && *p != '/')
+            w = snprintf(items + (size_t)*n * cap, cap, "%s/%.*s", dir,
+                         (int)len, p);
+        else
+            w = snprintf(items + (size_t)*n * cap, cap, "%.*s", (int)len, p);
+        if (w < 0 || (size_t)w >= cap)
+            return -1;
+        (*n)++;
+        if (*end == 0)
+            break;
+        p = end + 1;
+    }
+    return 0;
+}
+
+/* The directory of the configuration file, for relative list items. */
+static void hk_cfg_dir(const char *path, char *dir, size_t cap)
+{
+    const char *slash = strrchr(path, '/');
+
+    if (slash == NULL)
+        snprintf(dir, cap, ".");
+    else
+        snprintf(dir, cap, "%.*s", (int)(slash - path), path);
+}
+
+/* Why the HSM settings are incomplete, NULL if they are not. */
+static const char *hk_cfg_hsm_missing(const hk_seal_config *s)
+{
+    if (s->hsm_module[0] == 0)
+        return "missing required key 'hsm_module'";
+    if (s->hsm_token[0] == 0 || strlen(s->hsm_token) > HK_P11_LABEL_MAX)
+        return "'hsm_token' missing or longer than 32 bytes";
+    if ((s->hsm_pin_file[0] == 0) == (s->hsm_pin_env[0] == 0))
+        return "give exactly one of 'hsm_pin_file' and 'hsm_pin_env'";
+    return NULL;
+}
+
+static hk_err hk_cfg_check_seal(hk_srv_config *c, const char *path,
+                                const unsigned *lines, char *why)
+{
+    hk_seal_config *s = &c->seal;
+    const char *bad = NULL;
+    int pkcs11 = strcmp(s->backend, "pkcs11") == 0;
+    char dir[HK_CFG_PATH_MAX];
+
+    hk_cfg_dir(path, dir, sizeof(dir));
+    if (!pkcs11 && strcmp(s->backend, "file") != 0)
+        bad = "seal must be file or pkcs11";
+    else if (!pkcs11 && c->kek_file[0] == 0)
+        bad = "missing required key 'kek_file' (seal = file)";
+    else if (pkcs11 && c->kek_file[0] != 0)
+        bad = "kek_file is for seal = file (an old key file being migrated "
+              "from goes in seal_previous_key_file)";
+    else if (pkcs11 && (s->hsm_key_label[0] == 0 ||
+                        strlen(s->hsm_key_label) > HK_P11_KEY_LABEL_MAX))
+        bad = "'hsm_key_label' missing or longer than 128 bytes";
+    else if (hk_cfg_split(s->prev_files_raw, dir, s->prev_files[0],
+                          HK_CFG_PATH_MAX, HK_SEAL_PREV_MAX,
+                          &s->nprev_files) != 0)
+        bad = "seal_previous_key_file: at most 4 paths, comma-separated";
+    else if (hk_cfg_split(s->prev_labels_raw, NULL, s->prev_labels[0],
+                          HK_CFG_KEY_LABEL_MAX + 1, HK_SEAL_PREV_MAX,
+                          &s->nprev_labels) != 0)
+        bad = "seal_previous_hsm_key_label: at most 4 labels of up to 128 "
+              "bytes, comma-separated";
+    else if (pkcs11 || s->nprev_labels > 0)
+        bad = hk_cfg_hsm_missing(s);
+    if (bad != NULL)
+        return hk_cfg_bad(why, path, lines, pkcs11 ? "seal" : "kek_file", bad);
+    return HK_OK;
+}
+
 hk_err hk_srv_config_load(const char *path, hk_srv_config *out, char *why)
 {
     unsigned lines[HK_NFIELDS];
@@ -143,7 +257,9 @@ hk_err hk_srv_config_load(const char *path, hk_srv_config *out, char *why)
     if ((e = hk_kv_load_lines(path, hk_cfg_fields, HK_NFIELDS, out, why,
                               lines)) != HK_OK)
         return e;
-    return hk_cfg_check(out, path, lines, why);
+    if ((e = hk_cfg_check(out, path, lines, why)) != HK_OK)
+        return e;
+    return hk_cfg_check_seal(out, path, lines, why);
 }
 
 hk_err hk_srv_config_write(const char *path, const hk_srv_config *c)

@@ -11,6 +11,28 @@
 
 #define HK_CFG_PATH_MAX 512
 #define HK_CFG_VAL_MAX 256
+#define HK_CFG_LIST_MAX 1000     /* a comma list value */
+#define HK_SEAL_PREV_MAX 4       /* previous KEKs of each kind */
+#define HK_CFG_KEY_LABEL_MAX 128 /* = HK_P11_KEY_LABEL_MAX */
+
+/* Sealing settings (seal.h): the primary KEK (a key file or an HSM key)
+ * and the previous KEKs kept to open older blobs during a migration. */
+typedef struct {
+    char backend[16]; /* `seal`: "file" (kek_file) or "pkcs11" */
+    char hsm_module[HK_CFG_PATH_MAX];
+    char hsm_token[64];
+    char hsm_key_label[HK_CFG_VAL_MAX];
+    char hsm_pin_file[HK_CFG_PATH_MAX];
+    char hsm_pin_env[128];
+    /* raw comma lists as written */
+    char prev_files_raw[HK_CFG_LIST_MAX];
+    char prev_labels_raw[HK_CFG_LIST_MAX];
+    /* the lists split, files resolved like other paths */
+    char prev_files[HK_SEAL_PREV_MAX][HK_CFG_PATH_MAX];
+    int nprev_files;
+    char prev_labels[HK_SEAL_PREV_MAX][HK_CFG_KEY_LABEL_MAX + 1];
+    int nprev_labels;
+} hk_seal_config;
 
 typedef struct {
     char listen[64]; /* address to bind, e.g. 127.0.0.1 */
@@ -39,6 +61,7 @@ typedef struct {
     char curves[64];     /* allowed curves, comma-separated */
     int metrics;         /* 1: serve GET /metrics */
     int shutdown_grace;  /* seconds running sessions get at shutdown */
+    hk_seal_config seal;
 } hk_srv_config;
 
 /* The defaults of every field (a file overrides them). */

@@ -895,3 +895,142 @@ const char *hk_db_backend(const hk_db *db)
 {
     return db != NULL ? db->ops->name : "none";
 }
+
+/* --- re-sealing ----------------------------------------------------------- */
+
+hk_err hk_db_share_list_all(hk_db *db, const unsigned char *after_kid,
+                            unsigned long after_epoch, hk_db_share_ref *refs,
+                            size_t max, size_t *n)
+{
+    if (db == NULL || refs == NULL || n == NULL || max == 0 ||
+        max > HK_DB_LIST_MAX ||
+        (after_kid != NULL && after_epoch > HK_DB_EPOCH_MAX))
+        return HK_ERR_ARG;
+    *n = 0;
+    db->err[0] = '\0';
+    return db->ops->share_list_all(db, after_kid, after_epoch, refs, max, n);
+}
+
+hk_err hk_db_share_replace_sealed(hk_db *db, const unsigned char *kid,
+                                  unsigned long epoch, const unsigned char *old,
+                                  size_t oldlen, const unsigned char *nblob,
+                                  size_t nlen)
+{
+    if (db == NULL || kid == NULL || !hk_epoch_ok(epoch) ||
+        !hk_sealed_ok(old, oldlen) || !hk_sealed_ok(nblob, nlen))
+        return HK_ERR_ARG;
+    db->err[0] = '\0';
+    return db->ops->share_replace_sealed(db, kid, epoch, old, oldlen, nblob,
+                                         nlen);
+}
+
+hk_err hk_db_setup_replace_sealed(hk_db *db, const unsigned char *old,
+                                  size_t oldlen, const unsigned char *nblob,
+                                  size_t nlen)
+{
+    if (db == NULL || !hk_sealed_ok(old, oldlen) || !hk_sealed_ok(nblob, nlen))
+        return HK_ERR_ARG;
+    db->err[0] = '\0';
+    return db->ops->setup_replace_sealed(db, old, oldlen, nblob, nlen);
+}
+
+/* Reads the blob to re-seal: the share of ref, or the setup (ref NULL). */
+static hk_err hk_reseal_read(hk_db *db, const hk_db_share_ref *ref,
+                             unsigned char **blob, size_t *len)
+{
+    if (ref != NULL)
+        return hk_db_share_get(db, ref->kid, ref->epoch, blob, len, NULL);
+    return hk_db_setup_get(db, blob, len, NULL, NULL);
+}
+
+static hk_err hk_reseal_swap(hk_db *db, const hk_db_share_ref *ref,
+                             const unsigned char *old, size_t oldlen,
+                             const unsigned char *nblob, size_t nlen)
+{
+    if (ref != NULL)
+        return hk_db_share_replace_sealed(db, ref->kid, ref->epoch, old, oldlen,
+                                          nblob, nlen);
+    return hk_db_setup_replace_sealed(db, old, oldlen, nblob, nlen);
+}
+
+/* One attempt: read, and unless already under the primary, open, seal
+ * again and compare-and-swap. */
+static hk_err hk_reseal_try(hk_db *db, const hk_kek *kek,
+                            const hk_db_share_ref *ref,
+                            const unsigned char *aad, size_t alen,
+                            hk_reseal_outcome *outcome)
+{
+    unsigned char *old = NULL, *rec = NULL, *nblob = NULL;
+    unsigned char id[HK_KEK_ID_LEN];
+    size_t oldlen = 0, rlen = 0, nlen = 0;
+    hk_err e;
+
+    if ((e = hk_reseal_read(db, ref, &old, &oldlen)) == HK_ERR_NOT_FOUND) {
+        *outcome = HK_RESEAL_GONE;
+        return HK_OK;
+    }
+    if (e != HK_OK || (e = hk_sealed_kek_id(old, oldlen, id)) != HK_OK)
+        goto done;
+    if (hk_kek_find(kek, id) == 1) {
+        *outcome = HK_RESEAL_ALREADY;
+        goto done;
+    }
+    if ((e = hk_unseal(kek, aad, alen, old, oldlen, &rec, &rlen)) != HK_OK ||
+        (e = hk_seal(kek, aad, alen, rec, rlen, &nblob, &nlen)) != HK_OK)
+        goto done;
+    e = hk_reseal_swap(db, ref, old, oldlen, nblob, nlen);
+    if (e == HK_ERR_NOT_FOUND) {
+        *outcome = HK_RESEAL_GONE;
+        e = HK_OK;
+    } else if (e == HK_OK) {
+        *outcome = HK_RESEAL_DONE;
+    }
+done:
+    OPENSSL_clear_free(rec, rlen);
+    OPENSSL_free(old);
+    OPENSSL_free(nblob);
+    return e;
+}
+
+/* Retries hk_reseal_try while the compare-and-swap loses. */
+static hk_err hk_reseal_blob(hk_db *db, const hk_kek *kek,
+                             const hk_db_share_ref *ref,
+                             const unsigned char *aad, size_t alen,
+                             hk_reseal_outcome *outcome, size_t *races)
+{
+    hk_err e = HK_ERR_STATE;
+    int i;
+
+    for (i = 0; i < HK_RESEAL_TRIES; i++) {
+        if ((e = hk_reseal_try(db, kek, ref, aad, alen, outcome)) !=
+            HK_ERR_STATE)
+            break;
+        (*races)++;
+    }
+    return e;
+}
+
+hk_err hk_reseal_share(hk_db *db, const hk_kek *kek, const hk_db_share_ref *ref,
+                       hk_reseal_outcome *outcome, size_t *races)
+{
+    unsigned char aad[HK_SHARE_AAD_MAX];
+    size_t alen = sizeof(aad);
+    hk_err e;
+
+    if (db == NULL || kek == NULL || ref == NULL || outcome == NULL ||
+        races == NULL || !hk_epoch_ok(ref->epoch))
+        return HK_ERR_ARG;
+    if ((e = hk_share_aad(ref->kid, ref->owner, ref->epoch, aad, &alen)) !=
+        HK_OK)
+        return e;
+    return hk_reseal_blob(db, kek, ref, aad, alen, outcome, races);
+}
+
+hk_err hk_reseal_setup(hk_db *db, const hk_kek *kek, hk_reseal_outcome *outcome,
+                       size_t *races)
+{
+    if (db == NULL || kek == NULL || outcome == NULL || races == NULL)
+        return HK_ERR_ARG;
+    return hk_reseal_blob(db, kek, NULL, hk_setup_aad, sizeof(hk_setup_aad) - 1,
+                          outcome, races);
+}

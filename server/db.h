@@ -388,4 +388,74 @@ HK_WUR hk_err hk_store_setup(hk_db *db, const hk_kek *kek,
 /* The stored secret setup, opened and decoded. */
 HK_WUR hk_err hk_load_setup(hk_db *db, const hk_kek *kek, hk_rped_secret **out);
 
+/* --- re-sealing (halfkeyd reseal) -----------------------------------------
+ * The storage primitives `halfkeyd reseal` needs to move every sealed blob
+ * to the primary KEK while servers keep running. Every back end implements
+ * them with exactly these contracts. */
+
+#define HK_DB_LIST_MAX 1000 /* rows per hk_db_share_list_all page */
+#define HK_RESEAL_TRIES 5   /* compare-and-swap attempts per blob */
+
+/* One stored share, as listed for re-sealing. */
+typedef struct {
+    unsigned char kid[HK_ID_LEN];
+    char owner[HK_SUB_MAX + 1]; /* the key's owner (keys.owner) */
+    unsigned long epoch;
+    hk_db_share_state state;
+} hk_db_share_ref;
+
+/* One page of every share of every key (active and pending, disabled keys
+ * too), in ascending (kid, epoch) order, kid compared as unsigned bytes:
+ * the rows strictly after (after_kid, after_epoch), or from the first when
+ * after_kid is NULL (after_epoch is then ignored). Writes at most max rows
+ * (1..HK_DB_LIST_MAX, else HK_ERR_ARG) to refs[0..max) and their number to
+ * *n; *n < max only on the last page. Keyset paging without a long
+ * transaction: a row that exists during the whole listing is returned
+ * exactly once; a row inserted or deleted meanwhile may or may not be. */
+HK_WUR hk_err hk_db_share_list_all(hk_db *db, const unsigned char *after_kid,
+                                   unsigned long after_epoch,
+                                   hk_db_share_ref *refs, size_t max,
+                                   size_t *n);
+/* Compare-and-swap of one share's sealed blob, atomically (one statement
+ * or transaction: UPDATE shares SET sealed = new WHERE kid = ? AND epoch =
+ * ? AND sealed = old): the blob of (kid, epoch) becomes `nblob` if and
+ * only if it is byte for byte `old`; no other column changes. HK_OK when
+ * replaced; HK_ERR_STATE if the row exists but its blob is not `old` (a
+ * concurrent keygen, refresh or reseal wrote it: re-read and retry);
+ * HK_ERR_NOT_FOUND if there is no such row (deleted or promoted over
+ * meanwhile). Both blobs are checked like any sealed blob (HK_ERR_ARG). */
+HK_WUR hk_err hk_db_share_replace_sealed(hk_db *db, const unsigned char *kid,
+                                         unsigned long epoch,
+                                         const unsigned char *old,
+                                         size_t oldlen,
+                                         const unsigned char *nblob,
+                                         size_t nlen);
+/* The same for the setup row: its sealed blob becomes nblob iff it is
+ * `old`. HK_ERR_STATE if it is not, HK_ERR_NOT_FOUND if no setup is
+ * stored; the public record and creation time are untouched. */
+HK_WUR hk_err hk_db_setup_replace_sealed(hk_db *db, const unsigned char *old,
+                                         size_t oldlen,
+                                         const unsigned char *nblob,
+                                         size_t nlen);
+
+typedef enum {
+    HK_RESEAL_DONE = 1,    /* re-sealed under the primary KEK */
+    HK_RESEAL_ALREADY = 2, /* already under the primary: nothing written */
+    HK_RESEAL_GONE = 3     /* the row disappeared meanwhile */
+} hk_reseal_outcome;
+
+/* Re-seals the share `ref` names under kek's primary KEK: reads its blob,
+ * opens it with the ring's KEK whose id the blob names (same associated
+ * data hk_share_aad(kid, owner, epoch)), seals the same bytes again and
+ * stores them with hk_db_share_replace_sealed. A lost compare-and-swap
+ * adds 1 to *races and starts over from the read, HK_RESEAL_TRIES times at
+ * most (then HK_ERR_STATE). HK_ERR_SEAL if the blob cannot be opened (a
+ * KEK not in the ring, or altered). */
+HK_WUR hk_err hk_reseal_share(hk_db *db, const hk_kek *kek,
+                              const hk_db_share_ref *ref,
+                              hk_reseal_outcome *outcome, size_t *races);
+/* The same for the sealed setup record. */
+HK_WUR hk_err hk_reseal_setup(hk_db *db, const hk_kek *kek,
+                              hk_reseal_outcome *outcome, size_t *races);
+
 #endif

@@ -76,6 +76,17 @@ typedef struct {
      * hk_bucket_step and writes the new row. */
     hk_err (*bucket_take)(hk_db *db, const char *sub, double rate, double burst,
                           double now, int *ok, double *retry);
+    /* Re-sealing (db.h, "re-sealing"). after_kid NULL: from the start. */
+    hk_err (*share_list_all)(hk_db *db, const unsigned char *after_kid,
+                             unsigned long after_epoch, hk_db_share_ref *refs,
+                             size_t max, size_t *n);
+    hk_err (*share_replace_sealed)(hk_db *db, const unsigned char *kid,
+                                   unsigned long epoch,
+                                   const unsigned char *old, size_t oldlen,
+                                   const unsigned char *nblob, size_t nlen);
+    hk_err (*setup_replace_sealed)(hk_db *db, const unsigned char *old,
+                                   size_t oldlen, const unsigned char *nblob,
+                                   size_t nlen);
 } hk_db_ops;
 
 #define HK_DB_ERR_LEN 256

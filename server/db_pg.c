@@ -1194,19 +1194,140 @@ static hk_err hk_pg_bucket_take(hk_db *db, const char *sub, double rate,
     return hk_pg_end(d, e);
 }
 
+/* --- re-sealing ----------------------------------------------------------- */
+
+static hk_err hk_pg_read_ref(const PGresult *r, int row, hk_db_share_ref *ref)
+{
+    char name[HK_PG_NAME_MAX + 1];
+    int64_t ep = 0;
+    hk_err e;
+
+    memset(ref, 0, sizeof(*ref));
+    if ((e = hk_pgc_fixed(r, row, 0, ref->kid, HK_ID_LEN)) != HK_OK ||
+        (e = hk_pgc_text(r, row, 1, ref->owner, HK_SUB_MAX)) != HK_OK ||
+        (e = hk_pgc_int(r, row, 2, 1, (int64_t)HK_DB_EPOCH_MAX, &ep)) !=
+            HK_OK ||
+        (e = hk_pgc_text(r, row, 3, name, HK_PG_NAME_MAX)) != HK_OK)
+        return e;
+    ref->epoch = (unsigned long)ep;
+    return hk_db_share_state_from_name(name, &ref->state);
+}
+
+static hk_err hk_pg_share_list_all(hk_db *db, const unsigned char *after_kid,
+                                   unsigned long after_epoch,
+                                   hk_db_share_ref *refs, size_t max, size_t *n)
+{
+    PGresult *r = NULL;
+    hk_pgp p = {0};
+    int i, rows;
+    hk_err e;
+
+    /* bytea compares as unsigned bytes, as the contract wants */
+    hk_pgp_opt_id(&p, after_kid != NULL, after_kid);
+    hk_pgp_i64(&p, (int64_t)after_epoch);
+    hk_pgp_i64(&p, (int64_t)max);
+    e = hk_pg_once((hk_pg *)db,
+                   "SELECT s.kid, k.owner, s.epoch, s.state FROM shares s "
+                   "JOIN keys k ON k.kid = s.kid WHERE $1::bytea IS NULL OR "
+                   "(s.kid, s.epoch) > ($1, $2) ORDER BY s.kid, s.epoch "
+                   "LIMIT $3",
+                   &p, &r);
+    *n = 0;
+    if (e != HK_OK)
+        return e;
+    rows = PQntuples(r);
+    for (i = 0; i < rows && (size_t)i < max && e == HK_OK; i++)
+        if ((e = hk_pg_read_ref(r, i, &refs[i])) == HK_OK)
+            *n = (size_t)i + 1;
+    PQclear(r);
+    if (e != HK_OK)
+        *n = 0;
+    return e;
+}
+
+/* A compare-and-swap UPDATE ($1 old, $2 new, then p's own parameters);
+ * if it changed nothing, `exists` (with q) tells a changed blob
+ * (HK_ERR_STATE) from a missing row (HK_ERR_NOT_FOUND). */
+static hk_err hk_pg_cas(hk_pg *d, const char *update, const hk_pgp *p,
+                        const char *exists, const hk_pgp *q)
+{
+    PGresult *r = NULL;
+    int changes = 0;
+    hk_err e;
+
+    hk_pg_revive(d);
+    if ((e = hk_pg_run(d, update, p, &changes)) != HK_OK || changes == 1)
+        return e;
+    if ((e = hk_pg_exec(d, exists, q, &r)) == HK_OK)
+        e = PQntuples(r) > 0 ? HK_ERR_STATE : HK_ERR_NOT_FOUND;
+    PQclear(r);
+    return e;
+}
+
+static hk_err hk_pg_share_replace_sealed(hk_db *db, const unsigned char *kid,
+                                         unsigned long epoch,
+                                         const unsigned char *old,
+                                         size_t oldlen,
+                                         const unsigned char *nblob,
+                                         size_t nlen)
+{
+    hk_pgp p = {0}, q = {0};
+
+    hk_pgp_blob(&p, old, oldlen);
+    hk_pgp_blob(&p, nblob, nlen);
+    hk_pgp_blob(&p, kid, HK_ID_LEN);
+    hk_pgp_i64(&p, (int64_t)epoch);
+    hk_pgp_blob(&q, kid, HK_ID_LEN);
+    hk_pgp_i64(&q, (int64_t)epoch);
+    return hk_pg_cas((hk_pg *)db,
+                     "UPDATE shares SET sealed = $2 WHERE kid = $3 AND "
+                     "epoch = $4 AND sealed = $1",
+                     &p, "SELECT 1 FROM shares WHERE kid = $1 AND epoch = $2",
+                     &q);
+}
+
+static hk_err hk_pg_setup_replace_sealed(hk_db *db, const unsigned char *old,
+                                         size_t oldlen,
+                                         const unsigned char *nblob,
+                                         size_t nlen)
+{
+    hk_pgp p = {0};
+
+    hk_pgp_blob(&p, old, oldlen);
+    hk_pgp_blob(&p, nblob, nlen);
+    return hk_pg_cas((hk_pg *)db,
+                     "UPDATE setup SET sealed = $2 WHERE id = 1 AND sealed = "
+                     "$1",
+                     &p, "SELECT 1 FROM setup WHERE id = 1", NULL);
+}
+
 static const hk_db_ops hk_pg_ops = {
-    "postgresql",           hk_pg_close,
-    hk_pg_schema_version,   hk_pg_key_create,
-    hk_pg_key_get,          hk_pg_key_list,
-    hk_pg_key_set_limits,   hk_pg_key_delete,
-    hk_pg_key_set_disabled, hk_pg_share_put,
-    hk_pg_share_promote,    hk_pg_share_get,
-    hk_pg_session_create,   hk_pg_session_touch,
-    hk_pg_session_get,      hk_pg_session_set_state,
-    hk_pg_session_sweep,    hk_pg_setup_put,
-    hk_pg_setup_get,        hk_pg_audit_append,
-    hk_pg_audit_scan,       hk_pg_audit_count,
+    "postgresql",
+    hk_pg_close,
+    hk_pg_schema_version,
+    hk_pg_key_create,
+    hk_pg_key_get,
+    hk_pg_key_list,
+    hk_pg_key_set_limits,
+    hk_pg_key_delete,
+    hk_pg_key_set_disabled,
+    hk_pg_share_put,
+    hk_pg_share_promote,
+    hk_pg_share_get,
+    hk_pg_session_create,
+    hk_pg_session_touch,
+    hk_pg_session_get,
+    hk_pg_session_set_state,
+    hk_pg_session_sweep,
+    hk_pg_setup_put,
+    hk_pg_setup_get,
+    hk_pg_audit_append,
+    hk_pg_audit_scan,
+    hk_pg_audit_count,
     hk_pg_bucket_take,
+    hk_pg_share_list_all,
+    hk_pg_share_replace_sealed,
+    hk_pg_setup_replace_sealed,
 };
 
 hk_err hk_db_open_pg(const char *conninfo, hk_db **out, char *why,

@@ -1371,6 +1371,135 @@ done:
     return hk_sq_end(d, e);
 }
 
+/* --- re-sealing ----------------------------------------------------------- */
+
+static hk_err hk_sq_read_ref(sqlite3_stmt *st, hk_db_share_ref *r)
+{
+    char name[HK_SQ_NAME_MAX + 1];
+    hk_err e;
+
+    memset(r, 0, sizeof(*r));
+    if ((e = hk_col_fixed(st, 0, r->kid, HK_ID_LEN)) != HK_OK ||
+        (e = hk_col_text(st, 1, r->owner, HK_SUB_MAX)) != HK_OK ||
+        (e = hk_col_epoch(st, 2, &r->epoch)) != HK_OK ||
+        (e = hk_col_name(st, 3, name)) != HK_OK)
+        return e;
+    return hk_db_share_state_from_name(name, &r->state);
+}
+
+static hk_err hk_sq_share_list_all(hk_db *db, const unsigned char *after_kid,
+                                   unsigned long after_epoch,
+                                   hk_db_share_ref *refs, size_t max, size_t *n)
+{
+    hk_sq *d = (hk_sq *)db;
+    sqlite3_stmt *st = NULL;
+    int rc, row = 0;
+    hk_err e;
+
+    if ((e = hk_sq_prep(d,
+                        after_kid == NULL
+                            ? "SELECT s.kid, k.owner, s.epoch, s.state FROM "
+                              "shares s JOIN keys k ON k.kid = s.kid ORDER BY "
+                              "s.kid, s.epoch LIMIT ?3"
+                            : "SELECT s.kid, k.owner, s.epoch, s.state FROM "
+                              "shares s JOIN keys k ON k.kid = s.kid WHERE "
+                              "(s.kid, s.epoch) > (?1, ?2) ORDER BY s.kid, "
+                              "s.epoch LIMIT ?3",
+                        &st)) != HK_OK)
+        return e;
+    rc = sqlite3_bind_int64(st, 3, (sqlite3_int64)max);
+    if (rc == SQLITE_OK && after_kid != NULL)
+        rc = hk_sq_bind_blob(st, 1, after_kid, HK_ID_LEN);
+    if (rc == SQLITE_OK && after_kid != NULL)
+        rc = sqlite3_bind_int64(st, 2, (sqlite3_int64)after_epoch);
+    e = hk_sq_err(d, rc);
+    while (e == HK_OK && *n < max && (e = hk_sq_step(d, st, &row)) == HK_OK &&
+           row)
+        if ((e = hk_sq_read_ref(st, &refs[*n])) == HK_OK)
+            (*n)++;
+    sqlite3_finalize(st);
+    if (e != HK_OK)
+        *n = 0;
+    return e;
+}
+
+/* Runs a compare-and-swap UPDATE (?1 old, ?2 new, ?3 kid, ?4 epoch when
+ * kid is not NULL) and, if it changed nothing, `exists` (same kid/epoch
+ * parameters as ?1/?2) to tell a changed blob from a missing row. */
+static hk_err hk_sq_cas(hk_sq *d, const char *update, const char *exists,
+                        const unsigned char *kid, unsigned long epoch,
+                        const unsigned char *old, size_t oldlen,
+                        const unsigned char *nblob, size_t nlen)
+{
+    sqlite3_stmt *st = NULL;
+    int rc, changes = 0, yes = 0;
+    hk_err e;
+
+    if ((e = hk_sq_prep(d, update, &st)) != HK_OK)
+        return e;
+    rc = hk_sq_bind_blob(st, 1, old, oldlen);
+    if (rc == SQLITE_OK)
+        rc = hk_sq_bind_blob(st, 2, nblob, nlen);
+    if (rc == SQLITE_OK && kid != NULL)
+        rc = hk_sq_bind_blob(st, 3, kid, HK_ID_LEN);
+    if (rc == SQLITE_OK && kid != NULL)
+        rc = sqlite3_bind_int64(st, 4, (sqlite3_int64)epoch);
+    if ((e = hk_sq_err(d, rc)) == HK_OK)
+        e = hk_sq_run(d, st, &changes);
+    sqlite3_finalize(st);
+    st = NULL;
+    if (e != HK_OK || changes == 1)
+        return e;
+    if ((e = hk_sq_prep(d, exists, &st)) != HK_OK)
+        return e;
+    rc = SQLITE_OK;
+    if (kid != NULL)
+        rc = hk_sq_bind_blob(st, 1, kid, HK_ID_LEN);
+    if (rc == SQLITE_OK && kid != NULL)
+        rc = sqlite3_bind_int64(st, 2, (sqlite3_int64)epoch);
+    if ((e = hk_sq_err(d, rc)) == HK_OK &&
+        (e = hk_sq_step(d, st, &yes)) == HK_OK)
+        e = yes ? HK_ERR_STATE : HK_ERR_NOT_FOUND;
+    sqlite3_finalize(st);
+    return e;
+}
+
+static hk_err hk_sq_share_replace_sealed(hk_db *db, const unsigned char *kid,
+                                         unsigned long epoch,
+                                         const unsigned char *old,
+                                         size_t oldlen,
+                                         const unsigned char *nblob,
+                                         size_t nlen)
+{
+    hk_sq *d = (hk_sq *)db;
+    hk_err e;
+
+    if ((e = hk_sq_begin(d)) != HK_OK)
+        return e;
+    e = hk_sq_cas(d,
+                  "UPDATE shares SET sealed = ?2 WHERE kid = ?3 AND epoch = "
+                  "?4 AND sealed = ?1",
+                  "SELECT 1 FROM shares WHERE kid = ?1 AND epoch = ?2", kid,
+                  epoch, old, oldlen, nblob, nlen);
+    return hk_sq_end(d, e);
+}
+
+static hk_err hk_sq_setup_replace_sealed(hk_db *db, const unsigned char *old,
+                                         size_t oldlen,
+                                         const unsigned char *nblob,
+                                         size_t nlen)
+{
+    hk_sq *d = (hk_sq *)db;
+    hk_err e;
+
+    if ((e = hk_sq_begin(d)) != HK_OK)
+        return e;
+    e = hk_sq_cas(
+        d, "UPDATE setup SET sealed = ?2 WHERE id = 1 AND sealed = ?1",
+        "SELECT 1 FROM setup WHERE id = 1", NULL, 0, old, oldlen, nblob, nlen);
+    return hk_sq_end(d, e);
+}
+
 static const hk_db_ops hk_sq_ops = {
     "sqlite",
     hk_sq_close,
@@ -1395,6 +1524,9 @@ static const hk_db_ops hk_sq_ops = {
     hk_sq_audit_scan,
     hk_sq_audit_count,
     hk_sq_bucket_take,
+    hk_sq_share_list_all,
+    hk_sq_share_replace_sealed,
+    hk_sq_setup_replace_sealed,
 };
 
 hk_err hk_db_open_sqlite(const char *path, hk_db **out, char *why,

@@ -1,9 +1,14 @@
 /* halfkeyd: the commitment server (party P2).
  *
- *   halfkeyd init DIR [--port N]       make a ready-to-run server directory
+ *   halfkeyd init DIR [--port N] [--hsm HSM-OPTIONS]
+ *                                      make a ready-to-run server directory
  *   halfkeyd run --config FILE         serve
  *   halfkeyd token --config FILE --sub NAME [--ttl SECONDS]
  *                                      mint a JWT from the embedded issuer
+ *   halfkeyd reseal --config FILE [--check]
+ *                                      move sealed blobs to the primary KEK
+ *   halfkeyd new-kek --config FILE (--file PATH | --hsm-key-label LABEL)
+ *                                      make a KEK to rotate to
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,7 +29,9 @@
 #include "server/admin.h"
 #include "server/config.h"
 #include "server/db.h"
+#include "server/keyring.h"
 #include "server/log.h"
+#include "server/reseal.h"
 #include "server/seal.h"
 #include "server/service.h"
 #include "transport/http_client.h"
@@ -34,7 +41,10 @@
 static int hk_usage(void)
 {
     fprintf(stderr,
-            "usage: halfkeyd init DIR [--port N]\n"
+            "usage: halfkeyd init DIR [--port N] [--hsm --hsm-module PATH "
+            "--hsm-token LABEL\n"
+            "                     --hsm-key-label LABEL (--hsm-pin-file F | "
+            "--hsm-pin-env VAR)]\n"
             "       halfkeyd run --config FILE\n"
             "       halfkeyd token --config FILE --sub NAME [--ttl SECONDS]\n"
             "       halfkeyd initdb --config FILE\n"
@@ -43,7 +53,11 @@ static int hk_usage(void)
             "       halfkeyd keys limit --config FILE --key KEYID "
             "--per-hour N --per-day N\n"
             "       halfkeyd audit verify --config FILE\n"
-            "       halfkeyd audit export --config FILE [--from SEQ]\n");
+            "       halfkeyd audit export --config FILE [--from SEQ]\n"
+
+            "       halfkeyd reseal --config FILE [--check]\n"
+            "       halfkeyd new-kek --config FILE (--file PATH | "
+            "--hsm-key-label LABEL)\n");
     return 2;
 }
 
@@ -85,18 +99,155 @@ static void hk_join(char *out, size_t cap, const char *dir, const char *name)
     snprintf(out, cap, "%s/%s", dir, name);
 }
 
-static hk_err hk_init_setup(const char *dbpath, const char *kekpath, char *why)
+/* The setup sealed under the KEK ring of c (paths absolute). */
+static hk_err hk_init_setup(const hk_srv_config *c, char *why)
 {
     hk_kek *kek = NULL;
     hk_db *db = NULL;
     hk_err e;
 
-    if ((e = hk_kek_load_file(kekpath, &kek, why, 256)) == HK_OK &&
-        (e = hk_db_open_sqlite(dbpath, &db, why, 256)) == HK_OK)
+    if ((e = hk_keyring_load(c, &kek, why)) == HK_OK &&
+        (e = hk_db_open_sqlite(c->db, &db, why, 256)) == HK_OK)
         e = hk_admin_make_setup(db, kek);
     hk_db_close(db);
     hk_kek_free(kek);
     return e;
+}
+
+/* `init` options. */
+typedef struct {
+    const char *dir;
+    int port, hsm;
+    const char *module, *token, *label, *pin_file, *pin_env;
+} hk_init_opts;
+
+/* The value of option argv[i] for the HSM or --port, NULL if unknown. */
+static const char **hk_init_opt(hk_init_opts *o, const char *name)
+{
+    if (strcmp(name, "--hsm-module") == 0)
+        return &o->module;
+    if (strcmp(name, "--hsm-token") == 0)
+        return &o->token;
+    if (strcmp(name, "--hsm-key-label") == 0)
+        return &o->label;
+    if (strcmp(name, "--hsm-pin-file") == 0)
+        return &o->pin_file;
+    if (strcmp(name, "--hsm-pin-env") == 0)
+        return &o->pin_env;
+    return NULL;
+}
+
+/* 0 and *o filled, or -1 for a usage error. */
+static int hk_init_parse(int argc, char **argv, hk_init_opts *o)
+{
+    const char **v;
+    char *end;
+    long port;
+    int i;
+
+    memset(o, 0, sizeof(*o));
+    o->port = 8443;
+    if (argc < 3 || argv[2][0] == '-')
+        return -1;
+    o->dir = argv[2];
+    for (i = 3; i < argc; i++) {
+        if (strcmp(argv[i], "--hsm") == 0) {
+            o->hsm = 1;
+        } else if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
+            port = strtol(argv[++i], &end, 10);
+            if (*end != 0 || port < 0 || port > 65535)
+                return -1;
+            o->port = (int)port;
+        } else if ((v = hk_init_opt(o, argv[i])) != NULL && i + 1 < argc) {
+            *v = argv[++i];
+        } else {
+            return -1;
+        }
+    }
+    if (o->hsm != (o->module != NULL || o->token != NULL || o->label != NULL ||
+                   o->pin_file != NULL || o->pin_env != NULL))
+        return -1;
+    if (o->hsm && (o->module == NULL || o->token == NULL || o->label == NULL ||
+                   (o->pin_file == NULL) == (o->pin_env == NULL)))
+        return -1;
+    return 0;
+}
+
+/* Copies path into out, made absolute (relative paths resolved against
+ * the working directory; the file must exist). */
+static hk_err hk_abs_path(const char *path, char *out, size_t cap, char *why)
+{
+    char *r = path[0] == '/' ? strdup(path) : realpath(path, NULL);
+    int w;
+
+    if (r == NULL) {
+        snprintf(why, 256, "%.200s: %.40s", path, strerror(errno));
+        return HK_ERR_CONFIG;
+    }
+    w = snprintf(out, cap, "%s", r);
+    free(r);
+    if (w < 0 || (size_t)w >= cap) {
+        snprintf(why, 256, "%.200s: path too long", path);
+        return HK_ERR_CONFIG;
+    }
+    return HK_OK;
+}
+
+/* Fills the sealing settings of an --hsm init and creates the HSM key. */
+static hk_err hk_init_hsm(const hk_init_opts *o, hk_srv_config *c, char *why)
+{
+    hk_seal_config *s = &c->seal;
+    char pin[HK_P11_PIN_MAX + 1] = "";
+    hk_p11_params p;
+    hk_err e;
+
+    strcpy(s->backend, "pkcs11");
+    c->kek_file[0] = 0;
+    if (strlen(o->token) >= sizeof(s->hsm_token) ||
+        strlen(o->label) > HK_P11_KEY_LABEL_MAX ||
+        (o->pin_env != NULL && strlen(o->pin_env) >= sizeof(s->hsm_pin_env))) {
+        snprintf(why, 256,
+                 "HSM token label, key label or PIN variable "
+                 "too long");
+        return HK_ERR_CONFIG;
+    }
+    strcpy(s->hsm_token, o->token);
+    strcpy(s->hsm_key_label, o->label);
+    if (o->pin_env != NULL)
+        strcpy(s->hsm_pin_env, o->pin_env);
+    if ((e = hk_abs_path(o->module, s->hsm_module, sizeof(s->hsm_module),
+                         why)) != HK_OK ||
+        (o->pin_file != NULL &&
+         (e = hk_abs_path(o->pin_file, s->hsm_pin_file, sizeof(s->hsm_pin_file),
+                          why)) != HK_OK) ||
+        (e = hk_keyring_hsm_params(c, s->hsm_key_label, pin, &p, why)) != HK_OK)
+        goto done;
+    e = hk_kek_generate_pkcs11(&p, why, 256);
+done:
+    OPENSSL_cleanse(pin, sizeof(pin));
+    return e;
+}
+
+/* The key-encryption key of a new server directory: a key file, or a
+ * new key inside the HSM (--hsm). *abs receives c with the paths the
+ * setup needs made absolute. */
+static hk_err hk_init_kek(const hk_init_opts *o, hk_srv_config *c,
+                          hk_srv_config *abs, char *why)
+{
+    hk_err e;
+
+    if (o->hsm) {
+        if ((e = hk_init_hsm(o, c, why)) != HK_OK)
+            return e;
+        *abs = *c;
+    } else {
+        *abs = *c;
+        hk_join(abs->kek_file, sizeof(abs->kek_file), o->dir, c->kek_file);
+        if ((e = hk_kek_generate_file(abs->kek_file, why, 256)) != HK_OK)
+            return e;
+    }
+    hk_join(abs->db, sizeof(abs->db), o->dir, c->db);
+    return HK_OK;
 }
 
 static int hk_cmd_init(int argc, char **argv)
@@ -104,30 +255,25 @@ static int hk_cmd_init(int argc, char **argv)
     char why[256] = "", conf[HK_CFG_PATH_MAX], pinhex[2 * HK_PIN_LEN + 1];
     char p1[HK_CFG_PATH_MAX], p2[HK_CFG_PATH_MAX];
     unsigned char pin[HK_PIN_LEN];
-    hk_srv_config c;
+    hk_srv_config c, abs;
+    hk_init_opts o;
     const char *dir;
-    int port = 8443;
     hk_err e;
 
-    if (argc < 3)
+    if (hk_init_parse(argc, argv, &o) != 0)
         return hk_usage();
-    dir = argv[2];
-    if (argc == 5 && strcmp(argv[3], "--port") == 0)
-        port = atoi(argv[4]);
-    else if (argc != 3)
-        return hk_usage();
-    if (port < 0 || port > 65535)
-        return hk_usage();
+    dir = o.dir;
     if (mkdir(dir, 0700) != 0 && errno != EEXIST)
         return hk_fail(dir, HK_ERR_IO, strerror(errno));
     /* The files live in DIR; the configuration names them relative to
      * itself, so the directory can be moved as a whole. */
     hk_srv_config_defaults(&c);
-    c.port = port;
+    c.port = o.port;
     strcpy(c.tls_cert, "tls-cert.pem");
     strcpy(c.tls_key, "tls-key.pem");
     strcpy(c.db, "halfkeyd.db");
     strcpy(c.kek_file, "kek.bin");
+    strcpy(c.seal.backend, "file");
     strcpy(c.jwt_key, "jwt-issuer.pub.pem");
     strcpy(c.jwt_issuer_key, "jwt-issuer.key.pem");
     strcpy(c.jwt_alg, "ES256");
@@ -148,18 +294,16 @@ static int hk_cmd_init(int argc, char **argv)
     hk_join(p2, sizeof(p2), dir, c.jwt_key);
     if ((e = hk_make_issuer(p1, p2)) != HK_OK)
         return hk_fail("JWT issuer key", e, p1);
-    hk_join(p1, sizeof(p1), dir, c.kek_file);
-    hk_join(p2, sizeof(p2), dir, c.db);
-    if ((e = hk_kek_generate_file(p1, why, sizeof(why))) != HK_OK)
+    if ((e = hk_init_kek(&o, &c, &abs, why)) != HK_OK)
         return hk_fail("key-encryption key", e, why);
-    if ((e = hk_init_setup(p2, p1, why)) != HK_OK)
+    if ((e = hk_init_setup(&abs, why)) != HK_OK)
         return hk_fail("setup", e, why);
     if ((e = hk_srv_config_write(conf, &c)) != HK_OK)
         return hk_fail("configuration", e, conf);
     hk_hex(pin, HK_PIN_LEN, pinhex);
     printf("config = %s\nurl = https://127.0.0.1:%d\npin = %s\n"
            "token = halfkeyd token --config %s --sub NAME\n",
-           conf, port, pinhex, conf);
+           conf, o.port, pinhex, conf);
     return 0;
 }
 
@@ -224,6 +368,149 @@ static int hk_cmd_token(int argc, char **argv)
         return hk_fail("token", e, hk_sub_valid(sub) ? "" : "invalid --sub");
     printf("%s\n", tok);
     free(tok);
+    return 0;
+}
+
+/* --- reseal ----------------------------------------------------------------
+ */
+
+/* Prints the blob count per KEK id and where each id is in the ring. */
+static void hk_print_census(const hk_kek *kek, const hk_reseal_census *s)
+{
+    static const char *const where[] = {"not configured", "primary",
+                                        "previous"};
+    unsigned char id[HK_KEK_ID_LEN];
+    char hex[17];
+    size_t i;
+
+    hk_kek_id(kek, id);
+    hk_kek_id_hex(id, hex);
+    printf("primary = %s\n", hex);
+    for (i = 0; i < s->nids; i++) {
+        hk_kek_id_hex(s->ids[i].id, hex);
+        printf("%s = %zu (%s)\n", hex, s->ids[i].count,
+               where[hk_kek_find(kek, s->ids[i].id)]);
+    }
+    if (s->other > 0)
+        printf("other = %zu\n", s->other);
+    printf("total = %zu\n", s->total);
+}
+
+static void hk_print_counts(const hk_kek *kek, const hk_reseal_counts *n)
+{
+    unsigned char id[HK_KEK_ID_LEN];
+    char hex[17];
+
+    hk_kek_id(kek, id);
+    hk_kek_id_hex(id, hex);
+    printf("primary = %s\nresealed = %zu\nalready = %zu\nretried = %zu\n"
+           "gone = %zu\nfailed = %zu\n",
+           hex, n->resealed, n->already, n->races, n->gone, n->failed);
+    if (n->stopped)
+        printf("stopped = limit reached: run reseal again to finish\n");
+}
+
+/* reseal --config F [--check] [--limit N]; --limit (re-seal N blobs and
+ * stop) is for tests of an interrupted run. */
+static int hk_cmd_reseal(int argc, char **argv)
+{
+    const char *conf = NULL;
+    char why[256] = "", *end;
+    hk_reseal_census census;
+    hk_reseal_counts n;
+    hk_srv_config c;
+    hk_kek *kek = NULL;
+    hk_db *db = NULL;
+    long limit = 0;
+    int check = 0, i, rc = 1;
+    hk_err e;
+
+    for (i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--check") == 0)
+            check = 1;
+        else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+            conf = argv[++i];
+        else if (strcmp(argv[i], "--limit") == 0 && i + 1 < argc &&
+                 (limit = strtol(argv[++i], &end, 10)) > 0 && *end == 0)
+            continue;
+        else
+            return hk_usage();
+    }
+    if (conf == NULL)
+        return hk_usage();
+    if ((e = hk_srv_config_load(conf, &c, why)) != HK_OK)
+        return hk_fail("configuration", e, why);
+    if ((e = hk_keyring_load(&c, &kek, why)) != HK_OK) {
+        rc = hk_fail("key-encryption key", e, why);
+        goto done;
+    }
+    if ((e = hk_srv_open_db(&c, &db, why)) != HK_OK) {
+        rc = hk_fail("database", e, why);
+        goto done;
+    }
+    if (check) {
+        if ((e = hk_reseal_count(db, &census)) == HK_OK)
+            hk_print_census(kek, &census);
+    } else if ((e = hk_reseal_all(db, kek, (size_t)limit, &n)) == HK_OK) {
+        hk_print_counts(kek, &n);
+    }
+    if (e != HK_OK)
+        rc = hk_fail("reseal", e, hk_db_errmsg(db));
+    else
+        rc = !check && n.failed > 0;
+done:
+    hk_db_close(db);
+    hk_kek_free(kek);
+    return rc;
+}
+
+/* new-kek --config F (--file PATH | --hsm-key-label LABEL): a new key
+ * file, or a new key in the HSM the configuration names (hsm_module,
+ * hsm_token, PIN source), to rotate to. Prints its KEK id. */
+static int hk_cmd_new_kek(int argc, char **argv)
+{
+    const char *conf = NULL, *file = NULL, *label = NULL;
+    char why[256] = "", pin[HK_P11_PIN_MAX + 1] = "", hex[17];
+    unsigned char id[HK_KEK_ID_LEN];
+    hk_p11_params p;
+    hk_srv_config c;
+    hk_kek *kek = NULL;
+    hk_err e;
+    int i;
+
+    for (i = 2; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--config") == 0)
+            conf = argv[i + 1];
+        else if (strcmp(argv[i], "--file") == 0)
+            file = argv[i + 1];
+        else if (strcmp(argv[i], "--hsm-key-label") == 0)
+            label = argv[i + 1];
+        else
+            return hk_usage();
+    }
+    if (i != argc || conf == NULL || (file == NULL) == (label == NULL))
+        return hk_usage();
+    if ((e = hk_srv_config_load(conf, &c, why)) != HK_OK)
+        return hk_fail("configuration", e, why);
+    if (file != NULL) {
+        if ((e = hk_kek_generate_file(file, why, sizeof(why))) == HK_OK)
+            e = hk_kek_load_file(file, &kek, why, sizeof(why));
+    } else if (c.seal.hsm_module[0] == 0 || c.seal.hsm_token[0] == 0) {
+        snprintf(why, sizeof(why),
+                 "set hsm_module, hsm_token and the PIN "
+                 "source in the configuration first");
+        e = HK_ERR_CONFIG;
+    } else if ((e = hk_keyring_hsm_params(&c, label, pin, &p, why)) == HK_OK &&
+               (e = hk_kek_generate_pkcs11(&p, why, sizeof(why))) == HK_OK) {
+        e = hk_kek_load_pkcs11(&p, &kek, why, sizeof(why));
+    }
+    OPENSSL_cleanse(pin, sizeof(pin));
+    if (e != HK_OK)
+        return hk_fail("new KEK", e, why);
+    hk_kek_id(kek, id);
+    hk_kek_id_hex(id, hex);
+    printf("kek_id = %s\n", hex);
+    hk_kek_free(kek);
     return 0;
 }
 
@@ -295,5 +582,9 @@ int main(int argc, char **argv)
         return hk_cmd_keys(argc, argv);
     if (strcmp(argv[1], "audit") == 0)
         return hk_cmd_audit(argc, argv);
+    if (strcmp(argv[1], "reseal") == 0)
+        return hk_cmd_reseal(argc, argv);
+    if (strcmp(argv[1], "new-kek") == 0)
+        return hk_cmd_new_kek(argc, argv);
     return hk_usage();
 }

@@ -12,22 +12,33 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "server/log.h"
 #include "server/seal.h"
 #include "server/why.h"
 
-struct hk_kek {
+/* One KEK of a ring. */
+typedef struct {
     const hk_kek_ops *ops;
     void *impl;
+    unsigned char id[HK_KEK_ID_LEN];
+} hk_kek_one;
+
+/* keys[0] is the primary. */
+struct hk_kek {
+    hk_kek_one keys[HK_KEK_RING_MAX];
+    size_t n;
 };
 
 static const char hk_share_label[] = "halfkey server share";
+static const char hk_kek_id_label[] = "halfkey kek id v1";
 
 hk_err hk_kek_new(const hk_kek_ops *ops, void *impl, hk_kek **out)
 {
     hk_kek *kek;
+    hk_err e;
 
     if (ops == NULL || ops->encrypt == NULL || ops->decrypt == NULL ||
-        ops->free == NULL || out == NULL) {
+        ops->free == NULL || ops->id == NULL || out == NULL) {
         if (ops != NULL && ops->free != NULL)
             ops->free(impl);
         return HK_ERR_ARG;
@@ -37,23 +48,101 @@ hk_err hk_kek_new(const hk_kek_ops *ops, void *impl, hk_kek **out)
         ops->free(impl);
         return HK_ERR_NOMEM;
     }
-    kek->ops = ops;
-    kek->impl = impl;
+    kek->keys[0].ops = ops;
+    kek->keys[0].impl = impl;
+    kek->n = 1;
+    if ((e = ops->id(impl, kek->keys[0].id)) != HK_OK) {
+        hk_kek_free(kek);
+        return e;
+    }
     *out = kek;
     return HK_OK;
 }
 
 void hk_kek_free(hk_kek *kek)
 {
+    size_t i;
+
     if (kek == NULL)
         return;
-    kek->ops->free(kek->impl);
+    for (i = 0; i < kek->n; i++)
+        kek->keys[i].ops->free(kek->keys[i].impl);
     OPENSSL_free(kek);
+}
+
+int hk_kek_find(const hk_kek *kek, const unsigned char id[HK_KEK_ID_LEN])
+{
+    size_t i;
+
+    if (kek == NULL || id == NULL)
+        return 0;
+    for (i = 0; i < kek->n; i++)
+        if (memcmp(kek->keys[i].id, id, HK_KEK_ID_LEN) == 0)
+            return i == 0 ? 1 : 2;
+    return 0;
+}
+
+hk_err hk_kek_add_previous(hk_kek *ring, hk_kek *old)
+{
+    hk_err e = HK_OK;
+    size_t i;
+
+    if (ring == NULL || old == NULL || ring == old) {
+        if (ring != old)
+            hk_kek_free(old);
+        return HK_ERR_ARG;
+    }
+    for (i = 0; i < old->n && e == HK_OK; i++)
+        if (hk_kek_find(ring, old->keys[i].id))
+            e = HK_ERR_EXISTS;
+    if (e == HK_OK && ring->n + old->n > HK_KEK_RING_MAX)
+        e = HK_ERR_TOO_BIG;
+    if (e != HK_OK) {
+        hk_kek_free(old);
+        return e;
+    }
+    memcpy(ring->keys + ring->n, old->keys, old->n * sizeof(old->keys[0]));
+    ring->n += old->n;
+    OPENSSL_free(old); /* its back ends now belong to the ring */
+    return HK_OK;
 }
 
 const char *hk_kek_name(const hk_kek *kek)
 {
-    return kek != NULL && kek->ops->name != NULL ? kek->ops->name : "?";
+    return kek != NULL && kek->keys[0].ops->name != NULL
+               ? kek->keys[0].ops->name
+               : "?";
+}
+
+size_t hk_kek_count(const hk_kek *kek) { return kek != NULL ? kek->n : 0; }
+
+void hk_kek_id(const hk_kek *kek, unsigned char id[HK_KEK_ID_LEN])
+{
+    if (kek != NULL && id != NULL)
+        memcpy(id, kek->keys[0].id, HK_KEK_ID_LEN);
+}
+
+void hk_kek_id_hex(const unsigned char id[HK_KEK_ID_LEN], char hex[17])
+{
+    static const char digits[] = "0123456789abcdef";
+    size_t i;
+
+    for (i = 0; i < HK_KEK_ID_LEN; i++) {
+        hex[2 * i] = digits[id[i] >> 4];
+        hex[2 * i + 1] = digits[id[i] & 15];
+    }
+    hex[2 * HK_KEK_ID_LEN] = '\0';
+}
+
+hk_err hk_kek_health(const hk_kek *kek, char *why, size_t whylen)
+{
+    const hk_kek_one *k;
+
+    if (kek == NULL)
+        return HK_ERR_ARG;
+    k = &kek->keys[0];
+    return k->ops->health != NULL ? k->ops->health(k->impl, why, whylen)
+                                  : HK_OK;
 }
 
 /* --- key-file back end ---------------------------------------------------- */
@@ -134,8 +223,31 @@ done:
     return e;
 }
 
-static const hk_kek_ops hk_kek_file_ops = {"file", hk_file_encrypt,
-                                           hk_file_decrypt, hk_file_free};
+/* SHA-256("halfkey kek id v1" || key), first HK_KEK_ID_LEN bytes. */
+static hk_err hk_file_id(void *impl, unsigned char *id)
+{
+    const hk_kek_file *f = impl;
+    unsigned char md[32];
+    EVP_MD_CTX *ctx;
+    hk_err e = HK_ERR_CRYPTO;
+
+    if ((ctx = EVP_MD_CTX_new()) == NULL)
+        return HK_ERR_NOMEM;
+    if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+        EVP_DigestUpdate(ctx, hk_kek_id_label, sizeof(hk_kek_id_label) - 1) ==
+            1 &&
+        EVP_DigestUpdate(ctx, f->key, HK_KEK_LEN) == 1 &&
+        EVP_DigestFinal_ex(ctx, md, NULL) == 1) {
+        memcpy(id, md, HK_KEK_ID_LEN);
+        e = HK_OK;
+    }
+    EVP_MD_CTX_free(ctx);
+    OPENSSL_cleanse(md, sizeof(md));
+    return e;
+}
+
+static const hk_kek_ops hk_kek_file_ops = {
+    "file", hk_file_encrypt, hk_file_decrypt, hk_file_free, hk_file_id, NULL};
 
 /* Writes all of buf, retrying on EINTR and short writes. */
 static int hk_write_all(int fd, const unsigned char *buf, size_t len)
@@ -312,15 +424,28 @@ done:
 
 /* --- sealed blobs --------------------------------------------------------- */
 
-/* GCM associated data: version byte || caller's aad. */
-static hk_err hk_seal_aad(const unsigned char *aad, size_t aadlen,
-                          unsigned char **out)
+/* GCM associated data: version byte || KEK id || caller's aad. */
+static hk_err hk_seal_aad(const unsigned char *id, const unsigned char *aad,
+                          size_t aadlen, unsigned char **out, size_t *outlen)
 {
-    if ((*out = OPENSSL_malloc(1 + aadlen)) == NULL)
+    *outlen = 1 + HK_KEK_ID_LEN + aadlen;
+    if ((*out = OPENSSL_malloc(*outlen)) == NULL)
         return HK_ERR_NOMEM;
     (*out)[0] = HK_SEAL_VERSION;
+    memcpy(*out + 1, id, HK_KEK_ID_LEN);
     if (aadlen > 0)
-        memcpy(*out + 1, aad, aadlen);
+        memcpy(*out + 1 + HK_KEK_ID_LEN, aad, aadlen);
+    return HK_OK;
+}
+
+hk_err hk_sealed_kek_id(const unsigned char *in, size_t inlen,
+                        unsigned char id[HK_KEK_ID_LEN])
+{
+    if (in == NULL || id == NULL)
+        return HK_ERR_ARG;
+    if (inlen <= HK_SEAL_OVERHEAD || in[0] != HK_SEAL_VERSION)
+        return HK_ERR_SEAL;
+    memcpy(id, in + 1, HK_KEK_ID_LEN);
     return HK_OK;
 }
 
@@ -329,6 +454,8 @@ hk_err hk_seal(const hk_kek *kek, const unsigned char *aad, size_t aadlen,
                size_t *outlen)
 {
     unsigned char *buf = NULL, *full = NULL;
+    const hk_kek_one *k;
+    size_t flen = 0;
     hk_err e;
 
     if (kek == NULL || (aad == NULL && aadlen > 0) || in == NULL || len == 0 ||
@@ -338,14 +465,16 @@ hk_err hk_seal(const hk_kek *kek, const unsigned char *aad, size_t aadlen,
     *outlen = 0;
     if (len > HK_SEAL_MAX_PLAIN || aadlen > HK_SEAL_MAX_PLAIN)
         return HK_ERR_TOO_BIG;
-    if ((e = hk_seal_aad(aad, aadlen, &full)) != HK_OK)
+    k = &kek->keys[0];
+    if ((e = hk_seal_aad(k->id, aad, aadlen, &full, &flen)) != HK_OK)
         return e;
     e = HK_ERR_NOMEM;
     if ((buf = OPENSSL_malloc(len + HK_SEAL_OVERHEAD)) == NULL)
         goto done;
-    buf[0] = HK_SEAL_VERSION;
-    if ((e = kek->ops->encrypt(kek->impl, full, 1 + aadlen, in, len, buf + 1,
-                               buf + 1 + HK_SEAL_NONCE_LEN)) != HK_OK)
+    memcpy(buf, full, 1 + HK_KEK_ID_LEN);
+    if ((e = k->ops->encrypt(k->impl, full, flen, in, len,
+                             buf + 1 + HK_KEK_ID_LEN,
+                             buf + HK_SEAL_HEADER_LEN)) != HK_OK)
         goto done;
     *out = buf;
     *outlen = len + HK_SEAL_OVERHEAD;
@@ -356,12 +485,30 @@ done:
     return e;
 }
 
+/* The KEK of the ring that sealed `in`; NULL (logged) if none. */
+static const hk_kek_one *hk_kek_for(const hk_kek *kek, const unsigned char *in)
+{
+    char hex[17];
+    size_t i;
+
+    for (i = 0; i < kek->n; i++)
+        if (memcmp(kek->keys[i].id, in + 1, HK_KEK_ID_LEN) == 0)
+            return &kek->keys[i];
+    hk_kek_id_hex(in + 1, hex);
+    hk_log("error",
+           "event=unseal_failed reason=\"sealed under KEK %s, not "
+           "configured\"",
+           hex);
+    return NULL;
+}
+
 hk_err hk_unseal(const hk_kek *kek, const unsigned char *aad, size_t aadlen,
                  const unsigned char *in, size_t inlen, unsigned char **out,
                  size_t *outlen)
 {
     unsigned char *pt = NULL, *full = NULL;
-    size_t ptlen;
+    const hk_kek_one *k;
+    size_t ptlen, flen = 0;
     hk_err e;
 
     if (kek == NULL || (aad == NULL && aadlen > 0) || in == NULL ||
@@ -373,15 +520,17 @@ hk_err hk_unseal(const hk_kek *kek, const unsigned char *aad, size_t aadlen,
         return HK_ERR_TOO_BIG;
     if (inlen <= HK_SEAL_OVERHEAD || in[0] != HK_SEAL_VERSION)
         return HK_ERR_SEAL;
+    if ((k = hk_kek_for(kek, in)) == NULL)
+        return HK_ERR_SEAL;
     ptlen = inlen - HK_SEAL_OVERHEAD;
-    if ((e = hk_seal_aad(aad, aadlen, &full)) != HK_OK)
+    if ((e = hk_seal_aad(k->id, aad, aadlen, &full, &flen)) != HK_OK)
         return e;
     e = HK_ERR_NOMEM;
     if ((pt = OPENSSL_malloc(ptlen)) == NULL)
         goto done;
-    if ((e = kek->ops->decrypt(kek->impl, in + 1, full, 1 + aadlen,
-                               in + 1 + HK_SEAL_NONCE_LEN,
-                               inlen - 1 - HK_SEAL_NONCE_LEN, pt)) != HK_OK)
+    if ((e = k->ops->decrypt(k->impl, in + 1 + HK_KEK_ID_LEN, full, flen,
+                             in + HK_SEAL_HEADER_LEN,
+                             inlen - HK_SEAL_HEADER_LEN, pt)) != HK_OK)
         goto done;
     *out = pt;
     *outlen = ptlen;

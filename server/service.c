@@ -9,6 +9,7 @@
 
 #include "mpc/codec.h"
 #include "mpc/setup.h"
+#include "server/keyring.h"
 #include "server/log.h"
 #include "server/service_impl.h"
 
@@ -341,24 +342,41 @@ static int hk_active_sessions(hk_service *svc)
     return n;
 }
 
+/* "seal": the primary KEK's back end, id and health. */
+static json_t *hk_seal_status(hk_service *svc, int *ok)
+{
+    unsigned char id[HK_KEK_ID_LEN];
+    char hex[17], why[256] = "";
+
+    *ok = hk_kek_health(svc->kek, why, sizeof(why)) == HK_OK;
+    if (!*ok)
+        hk_log("error", "event=seal_unhealthy reason=\"%s\"", why);
+    hk_kek_id(svc->kek, id);
+    hk_kek_id_hex(id, hex);
+    return json_pack("{s:s,s:s,s:s}", "backend", hk_kek_name(svc->kek),
+                     "kek_id", hex, "status", *ok ? "ok" : "error");
+}
+
 static void hk_ep_status(hk_service *svc, hk_http_resp *r)
 {
-    int v = 0, ok;
+    int v = 0, ok, seal_ok = 0;
+    json_t *seal = hk_seal_status(svc, &seal_ok);
     hk_err e;
 
     pthread_mutex_lock(&svc->dbmu);
     e = hk_db_schema_version(svc->db, &v);
     pthread_mutex_unlock(&svc->dbmu);
-    ok = e == HK_OK && !svc->draining;
+    ok = e == HK_OK && seal_ok && !svc->draining;
     hk_respond(
         r, ok ? 200 : 503,
-        json_pack("{s:s,s:s,s:i,s:s,s:{s:s,s:s,s:i},s:i,s:b}", "status",
-                  svc->draining ? "draining" : (e == HK_OK ? "ok" : "degraded"),
+        json_pack("{s:s,s:s,s:i,s:s,s:{s:s,s:s,s:i},s:o,s:i,s:b}", "status",
+                  svc->draining ? "draining"
+                                : (e == HK_OK && seal_ok ? "ok" : "degraded"),
                   "version", HK_VERSION, "protocol", HK_PROTOCOL_VERSION,
                   "node", svc->cfg.node, "database", "backend",
                   hk_db_backend(svc->db), "status", e == HK_OK ? "ok" : "error",
-                  "schema", v, "sessions", hk_active_sessions(svc), "draining",
-                  (int)svc->draining));
+                  "schema", v, "seal", seal, "sessions",
+                  hk_active_sessions(svc), "draining", (int)svc->draining));
 }
 
 static void hk_ep_metrics(hk_service *svc, hk_http_resp *r)
@@ -643,14 +661,27 @@ hk_err hk_srv_open_db(const hk_srv_config *cfg, hk_db **out, char *why)
     return hk_db_open_sqlite(cfg->db, out, why, 256);
 }
 
+/* Which KEK seals, and how many older ones are kept to open blobs. */
+static void hk_service_log_seal(const hk_kek *kek)
+{
+    unsigned char id[HK_KEK_ID_LEN];
+    char hex[17];
+
+    hk_kek_id(kek, id);
+    hk_kek_id_hex(id, hex);
+    hk_log("info", "event=seal backend=%s kek_id=%s previous=%zu",
+           hk_kek_name(kek), hex, hk_kek_count(kek) - 1);
+}
+
 static hk_err hk_service_keys(hk_service *svc, char *why)
 {
     unsigned char *jk = NULL, *sealed = NULL;
     size_t jklen = 0, slen = 0;
     hk_err e;
 
-    if ((e = hk_kek_load_file(svc->cfg.kek_file, &svc->kek, why, 256)) != HK_OK)
+    if ((e = hk_keyring_load(&svc->cfg, &svc->kek, why)) != HK_OK)
         return e;
+    hk_service_log_seal(svc->kek);
     if ((e = hk_srv_open_db(&svc->cfg, &svc->db, why)) != HK_OK)
         return e;
     if ((e = hk_load_setup(svc->db, svc->kek, &svc->setup)) != HK_OK ||

@@ -182,3 +182,41 @@ def test_two_nodes_concurrent_clients(make_server, make_token, postgres,
         assert load_pub(pems[0])  # keys readable
     out = a.admin("audit", "verify").stdout
     assert "chain intact" in out
+
+
+def test_key_file_rotation_with_reseal_on_postgresql(make_server, make_token,
+                                                     postgres, pg_template):
+    """KEK rotation (new key file, reseal) on a PostgreSQL database that
+    two nodes share; both keep signing throughout."""
+    a, b = _pair(make_server, postgres, pg_template)
+    tok = make_token(a, "dora")
+    tok.keygen("p256", "k")
+    pem = tok.pubkey_pem("k")
+    new = a.admin("new-kek", "--file", str(a.dir / "kek2.bin")).stdout
+    assert "kek_id" in new
+    for n in (a, b):
+        n.stop()
+        n.set_conf(kek_file="kek2.bin", seal_previous_key_file="kek.bin")
+        if n is b:
+            (b.dir / "kek2.bin").write_bytes((a.dir / "kek2.bin").read_bytes())
+            (b.dir / "kek2.bin").chmod(0o600)
+        n.set_conf(port=0)
+        n.start()
+    conf = tok.conf_path()
+    text = conf.read_text()
+    conf.write_text(re.sub(r"https://127\.0\.0\.1:\d+", a.url, text))
+    sign_and_verify(tok, "k", pem, b"before reseal")
+    out = a.admin("reseal").stdout
+    assert re.search(r"resealed = [1-9]", out) and "failed = 0" in out, out
+    out = b.admin("reseal", "--check").stdout
+    assert re.search(r"total = \d+", out), out
+    again = a.admin("reseal").stdout
+    assert "resealed = 0" in again, again
+    # the old key file is no longer needed
+    for n in (a, b):
+        n.stop()
+        n.unset_conf("seal_previous_key_file")
+        n.start()
+    conf.write_text(re.sub(r"https://127\.0\.0\.1:\d+", b.url,
+                           conf.read_text()))
+    sign_and_verify(tok, "k", pem, b"after reseal, old KEK gone")

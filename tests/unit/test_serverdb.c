@@ -181,13 +181,17 @@ static void test_seal(const hk_kek *kek, const hk_kek *kek2)
     OPENSSL_clear_free(pt, ptlen);
     /* Fresh nonce each time. */
     CHECK_OK(hk_seal(kek, aad, sizeof(aad), msg, sizeof(msg), &s2, &len2));
-    CHECK(len2 == len && memcmp(s + 1, s2 + 1, HK_SEAL_NONCE_LEN) != 0);
+    CHECK(len2 == len && memcmp(s, s2, 1 + HK_KEK_ID_LEN) == 0 &&
+          memcmp(s + 1 + HK_KEK_ID_LEN, s2 + 1 + HK_KEK_ID_LEN,
+                 HK_SEAL_NONCE_LEN) != 0);
     OPENSSL_free(s2);
 
     refused_flipped(kek, aad, sizeof(aad), s, len, 0);        /* version */
-    refused_flipped(kek, aad, sizeof(aad), s, len, 1);        /* nonce */
-    refused_flipped(kek, aad, sizeof(aad), s, len, 12);       /* nonce */
-    refused_flipped(kek, aad, sizeof(aad), s, len, 13);       /* ciphertext */
+    refused_flipped(kek, aad, sizeof(aad), s, len, 1);        /* KEK id */
+    refused_flipped(kek, aad, sizeof(aad), s, len, 8);        /* KEK id */
+    refused_flipped(kek, aad, sizeof(aad), s, len, 9);        /* nonce */
+    refused_flipped(kek, aad, sizeof(aad), s, len, 20);       /* nonce */
+    refused_flipped(kek, aad, sizeof(aad), s, len, 21);       /* ciphertext */
     refused_flipped(kek, aad, sizeof(aad), s, len, len - 17); /* ciphertext */
     refused_flipped(kek, aad, sizeof(aad), s, len, len - 16); /* tag */
     refused_flipped(kek, aad, sizeof(aad), s, len, len - 1);  /* tag */

@@ -100,7 +100,7 @@ static void hk_dr_span(long s, char out[32])
 static int hk_dr_tokdir(hk_dr *d, const char *dir)
 {
     char *path = NULL;
-    struct stat st;
+    struct stat st = {.st_mode = S_IFDIR}; /* kept when stat fails */
 
     if (hk_ks_dir_resolve(dir, &path) != HK_OK) {
         hk_dr_say(d, HK_DR_FAIL, "token-dir", "no token directory");
@@ -112,7 +112,9 @@ static int hk_dr_tokdir(hk_dr *d, const char *dir)
     snprintf(d->conf, sizeof(d->conf), "%s/halfkey.conf", d->dir);
     if (stat(d->dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
         hk_dr_say(d, HK_DR_FAIL, "token-dir", "%s: %s", d->dir,
-                  errno == ENOENT ? "does not exist" : "not a directory");
+                  !S_ISDIR(st.st_mode) ? "not a directory"
+                  : errno == ENOENT    ? "does not exist"
+                                       : strerror(errno));
         hk_dr_fix(d,
                   "make a token: halfkey --dir %s init --url "
                   "https://HOST:PORT --server-pin HEX --token-file FILE",
@@ -733,8 +735,9 @@ hk_err hk_doctor_run(const char *dir, const char *pin, FILE *out, int *failures)
     if (hk_dr_tokdir(&d, dir) && hk_dr_config(&d))
         hk_dr_rest(&d);
     else
-        hk_dr_say(&d, HK_DR_SKIP, "server",
-                  "and the other checks: need the token's configuration");
+        hk_dr_say(&d, HK_DR_SKIP, "others",
+                  "server, pin, jwt, auth, token, login, key, version: "
+                  "need the token and its configuration");
     hk_client_close(d.c);
     *failures = d.fails;
     return HK_OK;

@@ -178,7 +178,7 @@ def test_token_dir_permissions(tok):
     os.chmod(tok.dir, 0o777)
     p, lines = doctor(tok)
     assert p.returncode == 1 and lines["token-dir"][0][0] == "FAIL"
-    assert lines["server"][0][0] == "SKIP"
+    assert lines["others"][0][0] == "SKIP" and "server" not in lines
 
 
 def test_no_token(tmp_path, halfkey_bin):
@@ -189,3 +189,16 @@ def test_no_token(tmp_path, halfkey_bin):
     assert p.returncode == 1
     assert re.search(r"FAIL\s+token-dir: .*does not exist", p.stdout)
     assert "halfkey --dir" in p.stdout and "init" in p.stdout
+
+
+def test_bad_config(tok):
+    conf = tok.conf_path()
+    text = conf.read_text()
+    conf.write_text(text + "server_colour = blue\n")
+    p, lines = doctor(tok)
+    assert p.returncode == 1
+    lv, msg = lines["config"][0]
+    line = len(text.splitlines()) + 1
+    assert lv == "FAIL" and f"{conf}:{line}: unknown key" in msg
+    assert f"edit {conf}" in fix_after(p.stdout, "config")
+    assert lines["others"][0][0] == "SKIP"

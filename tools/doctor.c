@@ -634,7 +634,7 @@ static void hk_dr_key(hk_dr *d, const hk_ks_keyinfo *k)
                   when, k->lock_reason);
         hk_dr_fix(d,
                   "a signature from the server failed verification "
-                  "(the abort attack, DESIGN.md section 2): investigate "
+                  "(the abort attack, halfkey(1) ABORT LOCKOUT): investigate "
                   "the server, then clear the lock with "
                   "`halfkey unlock --key %s`",
                   k->label);

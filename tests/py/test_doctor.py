@@ -202,3 +202,25 @@ def test_bad_config(tok):
     assert lv == "FAIL" and f"{conf}:{line}: unknown key" in msg
     assert f"edit {conf}" in fix_after(p.stdout, "config")
     assert lines["others"][0][0] == "SKIP"
+
+
+def test_not_a_tls_server(tok):
+    # A plain HTTP server on 127.0.0.1: it answers, but speaks no TLS.
+    import http.server
+    import threading
+    httpd = http.server.HTTPServer(("127.0.0.1", 0),
+                                   http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        conf = tok.conf_path()
+        conf.write_text(re.sub(r"server_url = \S+",
+                               f"server_url = https://127.0.0.1:"
+                               f"{httpd.server_port}", conf.read_text()))
+        p, lines = doctor(tok)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert p.returncode == 1
+    lv, msg = lines["server"][0]
+    assert lv == "FAIL" and "no TLS 1.3 handshake" in msg, p.stdout
+    assert "server_url" in fix_after(p.stdout, "server")

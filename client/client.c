@@ -168,15 +168,17 @@ const hk_client_config *hk_client_config_get(const hk_client *c)
 }
 const char *hk_client_last_error(const hk_client *c) { return c->last_error; }
 
-/* A fresh JWT from the configured file or command (first line). */
-static hk_err hk_client_token(hk_client *c, char **out)
+hk_err hk_client_jwt(hk_client *c, char **out)
 {
-    char *buf = calloc(1, HK_JWT_MAX + 2);
+    char *buf;
     FILE *f;
     size_t n;
-    int cmd = c->cfg.token_command[0] != 0;
+    int cmd;
 
-    if (buf == NULL)
+    if (c == NULL || out == NULL)
+        return HK_ERR_ARG;
+    cmd = c->cfg.token_command[0] != 0;
+    if ((buf = calloc(1, HK_JWT_MAX + 2)) == NULL)
         return HK_ERR_NOMEM;
     f = cmd ? popen(c->cfg.token_command, "r") : fopen(c->cfg.token_file, "r");
     if (f == NULL) {
@@ -226,7 +228,7 @@ static hk_err hk_client_post(hk_client *c, const char *path, json_t *body,
     json_decref(body);
     if (txt == NULL)
         return HK_ERR_NOMEM;
-    if ((e = hk_client_token(c, &tok)) == HK_OK)
+    if ((e = hk_client_jwt(c, &tok)) == HK_OK)
         e = hk_tcli_http(&c->tc, "POST", path, tok, txt, &status, &ans);
     if (e == HK_OK && status != 200)
         e = hk_http_err(c, status, ans);
@@ -269,7 +271,7 @@ static hk_err hk_client_ws(hk_client *c, const char *wspath, hk_tws **ws)
     char *tok = NULL;
     hk_err e;
 
-    if ((e = hk_client_token(c, &tok)) == HK_OK)
+    if ((e = hk_client_jwt(c, &tok)) == HK_OK)
         e = hk_tws_open(&c->tc, wspath, tok, ws);
     if (tok != NULL)
         OPENSSL_cleanse(tok, strlen(tok));
@@ -656,10 +658,33 @@ done:
     return e;
 }
 
+hk_err hk_client_get(hk_client *c, const char *path, int auth, int *http_status,
+                     char **body)
+{
+    char *tok = NULL;
+    hk_err e = HK_OK;
+
+    if (c == NULL || path == NULL || http_status == NULL || body == NULL)
+        return HK_ERR_ARG;
+    if (auth)
+        e = hk_client_jwt(c, &tok);
+    if (e == HK_OK)
+        e = hk_tcli_http(&c->tc, "GET", path, tok, NULL, http_status, body);
+    if (tok != NULL)
+        OPENSSL_cleanse(tok, strlen(tok));
+    free(tok);
+    return e;
+}
+
 hk_err hk_client_status(hk_client *c, int *http_status, char **body)
 {
-    if (c == NULL || http_status == NULL || body == NULL)
-        return HK_ERR_ARG;
-    return hk_tcli_http(&c->tc, "GET", "/status", NULL, NULL, http_status,
-                        body);
+    return hk_client_get(c, "/status", 0, http_status, body);
+}
+
+const char *hk_client_server(const hk_client *c, int *port)
+{
+    if (c == NULL || port == NULL)
+        return NULL;
+    *port = c->port;
+    return c->host;
 }

@@ -71,6 +71,17 @@ void hk_client_channel_close(hk_channel *ch);
 
 /* GET /status; *body: malloc'd JSON. */
 HK_WUR hk_err hk_client_status(hk_client *c, int *http_status, char **body);
+/* GET `path` with the token's JWT as bearer if `auth` (e.g. "/pubkey?key_id=
+ * ..."); *http_status and *body (malloc'd) as hk_tcli_http gives them. */
+HK_WUR hk_err hk_client_get(hk_client *c, const char *path, int auth,
+                            int *http_status, char **body);
+/* A fresh JWT from token_file or token_command (its first line). *out is
+ * NUL-terminated: wipe and free() it. HK_ERR_CONFIG if the file or command
+ * cannot be opened, HK_ERR_AUTH if it fails or gives nothing usable. */
+HK_WUR hk_err hk_client_jwt(hk_client *c, char **out);
+/* The server's host name or address (owned by c) and port, from
+ * server_url; NULL on a bad argument. */
+const char *hk_client_server(const hk_client *c, int *port);
 /* The server's message for the last HK_ERR_SERVER, or "". */
 const char *hk_client_last_error(const hk_client *c);
 

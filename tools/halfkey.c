@@ -12,6 +12,7 @@
  *   halfkey [--dir D] pubkey --key L
  *   halfkey [--dir D] list | status
  *   halfkey [--dir D] unlock --key L
+ *   halfkey [--dir D] [--pin-file F] doctor   (tools/doctor.h)
  *
  * The PIN comes from $HALFKEY_PIN, from --pin-file, or from a prompt. Every
  * error is one line on stderr and a non-zero exit. */
@@ -27,6 +28,7 @@
 
 #include "client/client.h"
 #include "mpc/codec.h"
+#include "tools/doctor.h"
 
 #define HK_MAX_OPTS 16
 
@@ -49,7 +51,7 @@ static int hk_usage(void)
 {
     fputs("usage: halfkey [--dir D] [--pin-file F] COMMAND [options]\n"
           "commands: init, keygen, sign, refresh, pubkey, list, status, "
-          "unlock\n(see the README for the options of each)\n",
+          "unlock, doctor\n(see halfkey(1) for the options of each)\n",
           stderr);
     return 2;
 }
@@ -513,6 +515,29 @@ static int hk_cmd_unlock(const hk_args *a)
     return 0;
 }
 
+/* Checks token and server; the PIN only if given without a prompt. */
+static int hk_cmd_doctor(const hk_args *a)
+{
+    char pin[HK_KS_PIN_MAX + 2];
+    int have_pin = 0, fails = 0;
+    hk_err e;
+
+    if (a->n != 0)
+        return hk_usage();
+    if (a->pin_file != NULL || getenv("HALFKEY_PIN") != NULL) {
+        if (!hk_get_pin(a, pin, sizeof(pin)))
+            return hk_die("doctor", HK_ERR_PIN, "unreadable --pin-file");
+        have_pin = 1;
+    }
+    e = hk_doctor_run(a->dir, have_pin ? pin : NULL, stdout, &fails);
+    OPENSSL_cleanse(pin, sizeof(pin));
+    if (e != HK_OK)
+        return hk_die("doctor", e, NULL);
+    printf("%s\n", fails == 0 ? "doctor: no problem found"
+                              : "doctor: problems found (FAIL above)");
+    return fails == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     hk_args a;
@@ -535,5 +560,7 @@ int main(int argc, char **argv)
         return hk_cmd_status(&a);
     if (strcmp(a.cmd, "unlock") == 0)
         return hk_cmd_unlock(&a);
+    if (strcmp(a.cmd, "doctor") == 0)
+        return hk_cmd_doctor(&a);
     return hk_usage();
 }

@@ -1,0 +1,20 @@
+/* `halfkey doctor`: diagnoses a client token and its server, one line per
+ * check (OK, WARN, FAIL, or SKIP when an earlier failure makes the check
+ * meaningless), each problem followed by a `fix:` line saying how to
+ * repair it. Reads only, with one exception: given a PIN it logs in, which
+ * counts a wrong PIN towards the token's lockout like any login. */
+#ifndef HK_DOCTOR_H
+#define HK_DOCTOR_H
+
+#include <stdio.h>
+
+#include "mpc/error.h"
+
+/* Runs every check on the token at `dir` (NULL: the default directory,
+ * see hk_ks_dir_resolve) and prints the report to `out`. `pin` (or NULL)
+ * adds the login check and unseals every key. *failures gets the number of
+ * FAIL lines. HK_ERR_ARG on a bad argument, else HK_OK. */
+HK_WUR hk_err hk_doctor_run(const char *dir, const char *pin, FILE *out,
+                            int *failures);
+
+#endif

@@ -4,16 +4,18 @@ nodes on one database serving one client whose POST and WebSocket land on
 different nodes. The server suites of test_server.py, test_channel.py and
 test_policy.py also run on PostgreSQL (conftest.BOTH_BACKENDS)."""
 import concurrent.futures
+import json
 import os
 import re
 import socket
 import subprocess
+import sys
 import threading
 
 import websocket
 
 from test_server import load_pub, open_session, sign_and_verify
-from conftest import new_pg_db
+from conftest import ROOT, new_pg_db
 
 
 def test_storage_rules_on_postgresql(postgres, build_dir):
@@ -220,3 +222,20 @@ def test_key_file_rotation_with_reseal_on_postgresql(make_server, make_token,
     conf.write_text(re.sub(r"https://127\.0\.0\.1:\d+", b.url,
                            conf.read_text()))
     sign_and_verify(tok, "k", pem, b"after reseal, old KEK gone")
+
+
+def test_nodes_benchmark_runs(build_dir):
+    """bench/nodes-bench.py (a benchmark, not a timed test): it runs the
+    three configurations with zero failed signs and prints each figure."""
+    p = subprocess.run([sys.executable,
+                        str(ROOT / "bench" / "nodes-bench.py"), "--build",
+                        str(build_dir), "--clients", "2", "--seconds", "1"],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout + p.stderr
+    rows = [json.loads(line) for line in p.stdout.splitlines()
+            if line.startswith("{")]
+    assert [r["config"] for r in rows] == [
+        "1 node, SQLite", "1 node, PostgreSQL", "2 nodes, one PostgreSQL"]
+    for r in rows:
+        for mode in ("new", "keep"):
+            assert r[mode]["failed"] == 0 and r[mode]["signs_per_s"] > 0

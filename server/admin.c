@@ -192,6 +192,30 @@ static int hk_admin_change(hk_db *db, const hk_srv_config *c, const char *verb,
     return 0;
 }
 
+/* disable or enable every key of o->sub. */
+static int hk_admin_change_sub(hk_db *db, const hk_srv_config *c,
+                               const char *verb, const hk_admin_opts *o)
+{
+    char kh[2 * HK_ID_LEN + 1];
+    hk_admin_opts one = *o;
+    hk_db_key *keys = NULL;
+    size_t n = 0, i;
+    int rc = 0;
+    hk_err e;
+
+    if ((e = hk_db_key_list(db, o->sub, &keys, &n)) != HK_OK)
+        return hk_admin_fail(verb, e, hk_db_errmsg(db));
+    if (n == 0)
+        rc = hk_admin_fail(verb, HK_ERR_NOT_FOUND, "the subject has no key");
+    for (i = 0; i < n && rc == 0; i++) {
+        hk_hex(keys[i].kid, HK_ID_LEN, kh);
+        one.key = kh;
+        rc = hk_admin_change(db, c, verb, &one);
+    }
+    OPENSSL_free(keys);
+    return rc;
+}
+
 int hk_cmd_keys(int argc, char **argv)
 {
     const char *verb = argc > 2 ? argv[2] : "";
@@ -200,15 +224,23 @@ int hk_cmd_keys(int argc, char **argv)
     hk_db *db = NULL;
     int rc, list = strcmp(verb, "list") == 0;
 
-    if ((!list && strcmp(verb, "disable") && strcmp(verb, "enable") &&
-         strcmp(verb, "limit")) ||
+    int limit = strcmp(verb, "limit") == 0;
+
+    if ((!list && !limit && strcmp(verb, "disable") &&
+         strcmp(verb, "enable")) ||
         !hk_admin_parse(argc, argv, 3, &o) || o.from != NULL ||
-        (list && o.key != NULL) || (!list && o.sub != NULL) ||
-        (strcmp(verb, "limit") != 0 && (o.per_hour || o.per_day)))
+        (list && o.key != NULL) ||
+        (!list && (o.sub == NULL) == (o.key == NULL)) ||
+        (limit && o.sub != NULL) || (!limit && (o.per_hour || o.per_day)))
         return hk_admin_usage("keys list|disable|enable|limit --config FILE");
     if ((rc = hk_admin_open(o.config, &c, &db)) != 0)
         return rc;
-    rc = list ? hk_admin_list(db, o.sub) : hk_admin_change(db, &c, verb, &o);
+    if (list)
+        rc = hk_admin_list(db, o.sub);
+    else if (o.sub != NULL)
+        rc = hk_admin_change_sub(db, &c, verb, &o);
+    else
+        rc = hk_admin_change(db, &c, verb, &o);
     hk_db_close(db);
     return rc;
 }

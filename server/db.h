@@ -68,7 +68,10 @@
  *    treated as absent by every call (HK_ERR_SESSION) and deleted by
  *    hk_db_session_sweep. States move open -> running -> done | failed, or
  *    open -> failed; open -> running is the atomic claim of a session, so
- *    at most one WebSocket (on any node) runs it.
+ *    at most one WebSocket (on any node) runs it, and a refresh session is
+ *    not claimed while another refresh of the same key runs (HK_ERR_STATE):
+ *    two refreshes at once would both store a pending share of the same
+ *    epoch.
  *  - Every call is atomic: a failed call leaves the database unchanged.
  *  - Every value read is type- and length-checked; a row that breaks the
  *    bounds above gives HK_ERR_DECODE, a blob that fails authentication

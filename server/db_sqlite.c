@@ -1004,7 +1004,11 @@ static hk_err hk_sq_session_move(hk_sq *d, const unsigned char *sid,
     if ((e = hk_sq_prep(d,
                         "UPDATE sessions SET state = ?4, last_seen = "
                         "max(last_seen, ?3) WHERE sid = ?1 AND last_seen > "
-                        "?2 AND state IN (?5, ?6)",
+                        "?2 AND state IN (?5, ?6) AND NOT (?4 = 'running' "
+                        "AND op = 'refresh' AND EXISTS (SELECT 1 FROM "
+                        "sessions o WHERE o.kid = sessions.kid AND o.op = "
+                        "'refresh' AND o.state = 'running' AND o.last_seen "
+                        "> ?2 AND o.sid <> sessions.sid))",
                         &st)) != HK_OK)
         return e;
     rc = hk_sq_bind_live(st, sid, now, idle, 1);

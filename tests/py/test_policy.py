@@ -172,6 +172,14 @@ def test_disable_enable_and_list(server, make_token):
     server.admin("keys", "enable", "--key", kid)
     sign_and_verify(alice, "k", pem)
     assert "enabled" in server.admin("keys", "list").stdout
+    # every key of a subject at once
+    alice.keygen("secp256k1", "k2")
+    out = server.admin("keys", "disable", "--sub", "alice").stdout
+    assert out.count("\tdisabled\t") == 2, out
+    p = alice.run("sign", "--key", "k2", "--digest", "44" * 32, check=False)
+    assert p.returncode != 0 and "disabled" in p.stderr, p.stderr
+    server.admin("keys", "enable", "--sub", "alice")
+    sign_and_verify(alice, "k", pem)
     # unknown key and bad arguments: clear errors, nothing changed
     p = server.admin("keys", "disable", "--key", "00" * 16, check=False)
     assert p.returncode == 1 and "no such key" in p.stderr

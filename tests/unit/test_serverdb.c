@@ -847,6 +847,30 @@ static void test_limits_delete(hk_db *db)
     CHECK_ERR(hk_db_key_set_limits(db, k1, 1, 1), HK_ERR_NOT_FOUND);
 }
 
+/* Two refreshes of one key cannot run at once; signs are not limited. */
+static void test_refresh_guard(hk_db *db)
+{
+    unsigned char kid[HK_ID_LEN], r1[HK_ID_LEN], r2[HK_ID_LEN];
+    unsigned char s1[HK_ID_LEN], s2[HK_ID_LEN];
+    hk_point p = rand_point(HK_CURVE_P256);
+
+    CHECK(RAND_bytes(kid, HK_ID_LEN) == 1 && RAND_bytes(r1, HK_ID_LEN) == 1);
+    CHECK(RAND_bytes(r2, HK_ID_LEN) == 1 && RAND_bytes(s1, HK_ID_LEN) == 1);
+    CHECK(RAND_bytes(s2, HK_ID_LEN) == 1);
+    CHECK_OK(hk_db_key_create(db, kid, "hank", HK_CURVE_P256, &p, NULL, T0));
+    CHECK_OK(hk_db_session_create(db, r1, "hank", HK_DB_OP_REFRESH, kid, T0));
+    CHECK_OK(hk_db_session_create(db, r2, "hank", HK_DB_OP_REFRESH, kid, T0));
+    CHECK_OK(hk_db_session_create(db, s1, "hank", HK_DB_OP_SIGN, kid, T0));
+    CHECK_OK(hk_db_session_create(db, s2, "hank", HK_DB_OP_SIGN, kid, T0));
+    CHECK_OK(hk_db_session_set_state(db, r1, HK_DB_SESS_RUNNING, T0, IDLE));
+    CHECK_ERR(hk_db_session_set_state(db, r2, HK_DB_SESS_RUNNING, T0, IDLE),
+              HK_ERR_STATE);
+    CHECK_OK(hk_db_session_set_state(db, s1, HK_DB_SESS_RUNNING, T0, IDLE));
+    CHECK_OK(hk_db_session_set_state(db, s2, HK_DB_SESS_RUNNING, T0, IDLE));
+    CHECK_OK(hk_db_session_set_state(db, r1, HK_DB_SESS_DONE, T0 + 1, IDLE));
+    CHECK_OK(hk_db_session_set_state(db, r2, HK_DB_SESS_RUNNING, T0 + 1, IDLE));
+}
+
 typedef struct {
     int64_t n;
     unsigned char prev[HK_AUDIT_HASH_LEN];
@@ -959,6 +983,7 @@ static void test_backend(const char *conninfo, const hk_kek *kek,
     test_sessions(db, sid2);
     test_setup_store(db, kek, kek2);
     test_limits_delete(db);
+    test_refresh_guard(db);
     test_audit(db);
     test_buckets(db);
     hk_db_close(db);
@@ -1037,6 +1062,7 @@ int main(void)
     test_sessions(db, sid2);
     test_setup_store(db, kek, kek2);
     test_limits_delete(db);
+    test_refresh_guard(db);
     test_audit(db);
     test_append_only(path);
     test_buckets(db);

@@ -368,6 +368,18 @@ static hk_err hk_share_put(hk_db *db, const unsigned char *kid,
     return db->ops->share_put(db, kid, epoch, state, sealed, len);
 }
 
+hk_err hk_db_share_put_rule(hk_err lookup, unsigned long active,
+                            hk_db_share_state state, unsigned long epoch)
+{
+    if (lookup != HK_OK && lookup != HK_ERR_NOT_FOUND)
+        return lookup;
+    if (state == HK_DB_SHARE_ACTIVE) /* keygen: the first share */
+        return lookup == HK_OK ? HK_ERR_EXISTS : HK_OK;
+    if (lookup == HK_ERR_NOT_FOUND) /* refresh of a key without a share */
+        return HK_ERR_STATE;
+    return epoch > active ? HK_OK : HK_ERR_EPOCH;
+}
+
 hk_err hk_db_share_put_active(hk_db *db, const unsigned char *kid,
                               unsigned long epoch, const unsigned char *sealed,
                               size_t len)
@@ -741,6 +753,75 @@ done:
     OPENSSL_clear_free(rec, rlen);
     OPENSSL_free(sealed);
     return e;
+}
+
+/* --- statement parameters ------------------------------------------------- */
+
+/* The next slot; when full, the list is marked to be refused at binding. */
+static int hk_dbp_next(hk_dbp *p)
+{
+    if (p->n < HK_DBP_MAX - 1)
+        return p->n++;
+    p->n = HK_DBP_MAX;
+    return HK_DBP_MAX - 1;
+}
+
+void hk_dbp_blob(hk_dbp *p, const void *b, size_t n)
+{
+    int i = hk_dbp_next(p);
+
+    p->v[i].t = HK_DBP_BLOB;
+    p->v[i].p = b != NULL ? b : (const void *)"";
+    p->v[i].len = n;
+}
+
+void hk_dbp_text(hk_dbp *p, const char *s)
+{
+    int i = hk_dbp_next(p);
+
+    p->v[i].t = s != NULL ? HK_DBP_TEXT : HK_DBP_NULL;
+    p->v[i].p = s;
+}
+
+void hk_dbp_int(hk_dbp *p, int64_t v)
+{
+    int i = hk_dbp_next(p);
+
+    p->v[i].t = HK_DBP_INT;
+    p->v[i].i = v;
+}
+
+void hk_dbp_real(hk_dbp *p, double v)
+{
+    int i = hk_dbp_next(p);
+
+    p->v[i].t = HK_DBP_REAL;
+    p->v[i].f = v;
+}
+
+void hk_dbp_opt_id(hk_dbp *p, int has, const unsigned char *id)
+{
+    if (has)
+        hk_dbp_blob(p, id, HK_ID_LEN);
+    else
+        hk_dbp_text(p, NULL);
+}
+
+void hk_dbp_audit(hk_dbp *p, const hk_audit_rec *r)
+{
+    hk_dbp_int(p, r->seq);
+    hk_dbp_int(p, r->time);
+    hk_dbp_text(p, r->node);
+    hk_dbp_text(p, r->subject);
+    hk_dbp_opt_id(p, r->has_kid, r->kid);
+    hk_dbp_opt_id(p, r->has_sid, r->sid);
+    hk_dbp_text(p, r->event);
+    hk_dbp_text(p, r->outcome);
+    hk_dbp_text(p, r->detail);
+    hk_dbp_blob(p, r->digest, r->digest_len);
+    hk_dbp_blob(p, r->sig, r->sig_len);
+    hk_dbp_blob(p, r->prev, HK_AUDIT_HASH_LEN);
+    hk_dbp_blob(p, r->hash, HK_AUDIT_HASH_LEN);
 }
 
 /* --- audit log ------------------------------------------------------------ */

@@ -96,6 +96,39 @@ struct hk_db {
     char err[HK_DB_ERR_LEN]; /* last failure's message */
 };
 
+/* Parameters of one statement, in order (?1.. in SQLite, $1.. in
+ * PostgreSQL), built with hk_dbp_* and bound by each back end. A list
+ * that overflows HK_DBP_MAX is refused when bound (n == HK_DBP_MAX). */
+#define HK_DBP_MAX 16
+
+typedef struct {
+    int n;
+    struct {
+        enum {
+            HK_DBP_NULL,
+            HK_DBP_BLOB,
+            HK_DBP_TEXT,
+            HK_DBP_INT,
+            HK_DBP_REAL
+        } t;
+        const void *p; /* BLOB, TEXT (NUL-terminated) */
+        size_t len;    /* BLOB */
+        int64_t i;
+        double f;
+    } v[HK_DBP_MAX];
+} hk_dbp;
+
+/* A BLOB (never SQL NULL, also for 0 bytes). */
+void hk_dbp_blob(hk_dbp *p, const void *b, size_t n);
+/* TEXT, or SQL NULL for s NULL. */
+void hk_dbp_text(hk_dbp *p, const char *s);
+void hk_dbp_int(hk_dbp *p, int64_t v);
+void hk_dbp_real(hk_dbp *p, double v);
+/* An optional 16-byte id: the BLOB or SQL NULL. */
+void hk_dbp_opt_id(hk_dbp *p, int has, const unsigned char *id);
+/* The 13 columns of an audit record, in HK_*_AUDIT_COLS order. */
+void hk_dbp_audit(hk_dbp *p, const hk_audit_rec *r);
+
 /* Records a failure message on db (see hk_db_errmsg). */
 void hk_db_set_err(hk_db *db, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -114,6 +147,12 @@ void hk_audit_link(hk_audit_rec *rec, int64_t last,
 void hk_bucket_step(int found, double tokens, double updated, double rate,
                     double burst, double now, double *tokens_out, int *ok,
                     double *retry);
+
+/* The rule of a share put (db.h), given the lookup of the key's active
+ * share (HK_OK with its epoch `active`, or HK_ERR_NOT_FOUND): the code the
+ * put returns, HK_OK to go on. Other lookup codes pass through. */
+hk_err hk_db_share_put_rule(hk_err lookup, unsigned long active,
+                            hk_db_share_state state, unsigned long epoch);
 
 /* 1 if name is [a-z_]{1,HK_AUDIT_NAME_MAX}. */
 int hk_audit_name_ok(const char *name);

@@ -185,6 +185,34 @@ static void hk_pgp_opt_id(hk_pgp *p, int has, const unsigned char *id)
         hk_pgp_raw(p, HK_PG_BYTEA, NULL, 0);
 }
 
+/* The back-end-neutral list in, binary parameters out. The pointers of
+ * BLOB and TEXT values are borrowed from `in`. */
+static void hk_pgp_from(hk_pgp *p, const hk_dbp *in)
+{
+    int i;
+
+    for (i = 0; i < in->n && i < HK_DBP_MAX; i++) {
+        switch (in->v[i].t) {
+        case HK_DBP_BLOB:
+            hk_pgp_blob(p, in->v[i].p, in->v[i].len);
+            break;
+        case HK_DBP_TEXT:
+            hk_pgp_text(p, in->v[i].p);
+            break;
+        case HK_DBP_INT:
+            hk_pgp_i64(p, in->v[i].i);
+            break;
+        case HK_DBP_REAL:
+            hk_pgp_f64(p, in->v[i].f);
+            break;
+        default: /* SQL NULL: the server infers the type (OID 0) */
+            hk_pgp_raw(p, 0, NULL, 0);
+        }
+    }
+    if (in->n >= HK_DBP_MAX)
+        p->n = HK_PG_NPARAMS; /* refused by hk_pg_exec */
+}
+
 /* --- plumbing ------------------------------------------------------------- */
 
 /* Maps a failed result to an hk_err, recording its message. */
@@ -824,13 +852,7 @@ static hk_err hk_pg_share_put_check(hk_pg *d, const unsigned char *kid,
     if ((e = hk_pg_lock_key(d, kid)) != HK_OK)
         return e;
     e = hk_pg_share_row(d, kid, 0, &active, &st, NULL, NULL);
-    if (e != HK_OK && e != HK_ERR_NOT_FOUND)
-        return e;
-    if (state == HK_DB_SHARE_ACTIVE)
-        return e == HK_OK ? HK_ERR_EXISTS : HK_OK;
-    if (e == HK_ERR_NOT_FOUND)
-        return HK_ERR_STATE;
-    return epoch > active ? HK_OK : HK_ERR_EPOCH;
+    return hk_db_share_put_rule(e, active, state, epoch);
 }
 
 static hk_err hk_pg_share_put(hk_db *db, const unsigned char *kid,
@@ -1057,21 +1079,11 @@ static hk_err hk_pg_setup_get(hk_db *db, unsigned char **sealed, size_t *slen,
 
 static hk_err hk_pg_audit_insert(hk_pg *d, const hk_audit_rec *a)
 {
+    hk_dbp in = {0};
     hk_pgp p = {0};
 
-    hk_pgp_i64(&p, a->seq);
-    hk_pgp_i64(&p, a->time);
-    hk_pgp_text(&p, a->node);
-    hk_pgp_text(&p, a->subject);
-    hk_pgp_opt_id(&p, a->has_kid, a->kid);
-    hk_pgp_opt_id(&p, a->has_sid, a->sid);
-    hk_pgp_text(&p, a->event);
-    hk_pgp_text(&p, a->outcome);
-    hk_pgp_text(&p, a->detail);
-    hk_pgp_blob(&p, a->digest, a->digest_len);
-    hk_pgp_blob(&p, a->sig, a->sig_len);
-    hk_pgp_blob(&p, a->prev, HK_AUDIT_HASH_LEN);
-    hk_pgp_blob(&p, a->hash, HK_AUDIT_HASH_LEN);
+    hk_dbp_audit(&in, a);
+    hk_pgp_from(&p, &in);
     return hk_pg_run(d,
                      "INSERT INTO audit (" HK_PG_AUDIT_COLS ") VALUES ($1, "
                      "$2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",

@@ -203,6 +203,69 @@ static hk_err hk_sq_end(hk_sq *d, hk_err e)
     return e;
 }
 
+static hk_err hk_sq_bind_all(hk_sq *d, sqlite3_stmt *st, const hk_dbp *p)
+{
+    int i, rc = SQLITE_OK;
+
+    if (p->n >= HK_DBP_MAX)
+        return HK_ERR_ARG;
+    for (i = 0; i < p->n && rc == SQLITE_OK; i++) {
+        switch (p->v[i].t) {
+        case HK_DBP_BLOB:
+            rc = hk_sq_bind_blob(st, i + 1, p->v[i].p, p->v[i].len);
+            break;
+        case HK_DBP_TEXT:
+            rc = hk_sq_bind_text(st, i + 1, p->v[i].p);
+            break;
+        case HK_DBP_INT:
+            rc = sqlite3_bind_int64(st, i + 1, p->v[i].i);
+            break;
+        case HK_DBP_REAL:
+            rc = sqlite3_bind_double(st, i + 1, p->v[i].f);
+            break;
+        default:
+            rc = sqlite3_bind_null(st, i + 1);
+        }
+    }
+    return hk_sq_err(d, rc);
+}
+
+/* Prepares sql and binds p: *st to step and finalize. */
+static hk_err hk_sq_prep_p(hk_sq *d, const char *sql, const hk_dbp *p,
+                           sqlite3_stmt **st)
+{
+    hk_err e;
+
+    if ((e = hk_sq_prep(d, sql, st)) == HK_OK &&
+        (e = hk_sq_bind_all(d, *st, p)) != HK_OK) {
+        sqlite3_finalize(*st);
+        *st = NULL;
+    }
+    return e;
+}
+
+/* A statement without result rows; *changes (may be NULL) its count. */
+static hk_err hk_sq_run_p(hk_sq *d, const char *sql, const hk_dbp *p,
+                          int *changes)
+{
+    sqlite3_stmt *st = NULL;
+    hk_err e;
+
+    if ((e = hk_sq_prep_p(d, sql, p, &st)) == HK_OK)
+        e = hk_sq_run(d, st, changes);
+    sqlite3_finalize(st);
+    return e;
+}
+
+/* An UPDATE or DELETE of one key: HK_ERR_NOT_FOUND if no row changed. */
+static hk_err hk_sq_key_change(hk_sq *d, const char *sql, const hk_dbp *p)
+{
+    int changes = 0;
+    hk_err e = hk_sq_run_p(d, sql, p, &changes);
+
+    return e == HK_OK && changes == 0 ? HK_ERR_NOT_FOUND : e;
+}
+
 /* --- reading columns (type- and length-checked) -------------------------- */
 
 /* A BLOB of exactly n bytes. */
@@ -669,70 +732,39 @@ static hk_err hk_sq_key_list(hk_db *db, const char *owner, hk_db_key **keys,
 static hk_err hk_sq_key_set_disabled(hk_db *db, const unsigned char *kid,
                                      int disabled)
 {
-    hk_sq *d = (hk_sq *)db;
-    sqlite3_stmt *st = NULL;
-    int rc, changes = 0;
-    hk_err e;
+    hk_dbp p = {0};
 
-    if ((e = hk_sq_prep(d, "UPDATE keys SET disabled = ?2 WHERE kid = ?1",
-                        &st)) != HK_OK)
-        return e;
-    rc = hk_sq_bind_blob(st, 1, kid, HK_ID_LEN);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_bind_int(st, 2, disabled);
-    if ((e = hk_sq_err(d, rc)) == HK_OK &&
-        (e = hk_sq_run(d, st, &changes)) == HK_OK && changes == 0)
-        e = HK_ERR_NOT_FOUND;
-    sqlite3_finalize(st);
-    return e;
+    hk_dbp_blob(&p, kid, HK_ID_LEN);
+    hk_dbp_int(&p, disabled);
+    return hk_sq_key_change((hk_sq *)db,
+                            "UPDATE keys SET disabled = ?2 WHERE kid = ?1", &p);
 }
 
 static hk_err hk_sq_key_set_limits(hk_db *db, const unsigned char *kid,
                                    unsigned max_hour, unsigned max_day)
 {
-    hk_sq *d = (hk_sq *)db;
-    sqlite3_stmt *st = NULL;
-    int rc, changes = 0;
-    hk_err e;
+    hk_dbp p = {0};
 
-    if ((e = hk_sq_prep(d,
-                        "UPDATE keys SET max_hour = ?2, max_day = ?3 WHERE "
-                        "kid = ?1",
-                        &st)) != HK_OK)
-        return e;
-    rc = hk_sq_bind_blob(st, 1, kid, HK_ID_LEN);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_bind_int64(st, 2, max_hour);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_bind_int64(st, 3, max_day);
-    if ((e = hk_sq_err(d, rc)) == HK_OK &&
-        (e = hk_sq_run(d, st, &changes)) == HK_OK && changes == 0)
-        e = HK_ERR_NOT_FOUND;
-    sqlite3_finalize(st);
-    return e;
+    hk_dbp_blob(&p, kid, HK_ID_LEN);
+    hk_dbp_int(&p, max_hour);
+    hk_dbp_int(&p, max_day);
+    return hk_sq_key_change((hk_sq *)db,
+                            "UPDATE keys SET max_hour = ?2, max_day = ?3 "
+                            "WHERE kid = ?1",
+                            &p);
 }
 
 static hk_err hk_sq_key_delete(hk_db *db, const unsigned char *kid,
                                const char *owner)
 {
-    hk_sq *d = (hk_sq *)db;
-    sqlite3_stmt *st = NULL;
-    int rc, changes = 0;
-    hk_err e;
+    hk_dbp p = {0};
 
-    if ((e = hk_sq_prep(d,
-                        "DELETE FROM keys WHERE kid = ?1 AND (?2 IS NULL OR "
-                        "owner = ?2)",
-                        &st)) != HK_OK)
-        return e;
-    rc = hk_sq_bind_blob(st, 1, kid, HK_ID_LEN);
-    if (rc == SQLITE_OK && owner != NULL)
-        rc = hk_sq_bind_text(st, 2, owner);
-    if ((e = hk_sq_err(d, rc)) == HK_OK &&
-        (e = hk_sq_run(d, st, &changes)) == HK_OK && changes == 0)
-        e = HK_ERR_NOT_FOUND;
-    sqlite3_finalize(st);
-    return e;
+    hk_dbp_blob(&p, kid, HK_ID_LEN);
+    hk_dbp_text(&p, owner);
+    return hk_sq_key_change((hk_sq *)db,
+                            "DELETE FROM keys WHERE kid = ?1 AND (?2 IS NULL "
+                            "OR owner = ?2)",
+                            &p);
 }
 
 /* --- shares --------------------------------------------------------------- */
@@ -839,13 +871,7 @@ static hk_err hk_sq_share_put_check(hk_sq *d, const unsigned char *kid,
     if (!yes)
         return HK_ERR_NOT_FOUND;
     e = hk_sq_share_row(d, kid, 0, &active, &st, NULL, NULL);
-    if (e != HK_OK && e != HK_ERR_NOT_FOUND)
-        return e;
-    if (state == HK_DB_SHARE_ACTIVE)
-        return e == HK_OK ? HK_ERR_EXISTS : HK_OK;
-    if (e == HK_ERR_NOT_FOUND)
-        return HK_ERR_STATE;
-    return epoch > active ? HK_OK : HK_ERR_EPOCH;
+    return hk_db_share_put_rule(e, active, state, epoch);
 }
 
 static hk_err hk_sq_share_put(hk_db *db, const unsigned char *kid,
@@ -1201,56 +1227,15 @@ static hk_err hk_sq_audit_last(hk_sq *d, int64_t *seq,
     return e;
 }
 
-static int hk_sq_bind_opt_id(sqlite3_stmt *st, int i, int has,
-                             const unsigned char *id)
-{
-    return has ? hk_sq_bind_blob(st, i, id, HK_ID_LEN)
-               : sqlite3_bind_null(st, i);
-}
-
 static hk_err hk_sq_audit_insert(hk_sq *d, const hk_audit_rec *r)
 {
-    sqlite3_stmt *st = NULL;
-    int rc;
-    hk_err e;
+    hk_dbp p = {0};
 
-    if ((e = hk_sq_prep(d,
-                        "INSERT INTO audit (" HK_SQ_AUDIT_COLS ") VALUES "
-                        "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
-                        "?13)",
-                        &st)) != HK_OK)
-        return e;
-    rc = sqlite3_bind_int64(st, 1, r->seq);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_bind_int64(st, 2, r->time);
-    if (rc == SQLITE_OK)
-        rc = hk_sq_bind_text(st, 3, r->node);
-    if (rc == SQLITE_OK)
-        rc = hk_sq_bind_text(st, 4, r->subject);
-    if (rc == SQLITE_OK)
-        rc = hk_sq_bind_opt_id(st, 5, r->has_kid, r->kid);
-    if (rc == SQLITE_OK)
-        rc = hk_sq_bind_opt_id(st, 6, r->has_sid, r->sid);
-    if (rc == SQLITE_OK)
-        rc = hk_sq_bind_text(st, 7, r->event);
-    if (rc == SQLITE_OK)
-        rc = hk_sq_bind_text(st, 8, r->outcome);
-    if (rc == SQLITE_OK)
-        rc = hk_sq_bind_text(st, 9, r->detail);
-    /* zeroblob for empty values: a NULL pointer would bind NULL */
-    if (rc == SQLITE_OK)
-        rc = sqlite3_bind_blob(st, 10, r->digest, (int)r->digest_len,
-                               SQLITE_STATIC);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_bind_blob(st, 11, r->sig, (int)r->sig_len, SQLITE_STATIC);
-    if (rc == SQLITE_OK)
-        rc = hk_sq_bind_blob(st, 12, r->prev, HK_AUDIT_HASH_LEN);
-    if (rc == SQLITE_OK)
-        rc = hk_sq_bind_blob(st, 13, r->hash, HK_AUDIT_HASH_LEN);
-    if ((e = hk_sq_err(d, rc)) == HK_OK)
-        e = hk_sq_run(d, st, NULL);
-    sqlite3_finalize(st);
-    return e;
+    hk_dbp_audit(&p, r);
+    return hk_sq_run_p(d,
+                       "INSERT INTO audit (" HK_SQ_AUDIT_COLS ") VALUES (?1, "
+                       "?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                       &p, NULL);
 }
 
 static hk_err hk_sq_audit_append(hk_db *db, hk_audit_rec *rec)
@@ -1298,22 +1283,18 @@ static hk_err hk_sq_audit_count(hk_db *db, const unsigned char *kid,
 {
     hk_sq *d = (hk_sq *)db;
     sqlite3_stmt *st = NULL;
-    int rc, row = 0;
+    hk_dbp p = {0};
+    int row = 0;
     hk_err e;
 
-    if ((e = hk_sq_prep(d,
-                        "SELECT count(*) FROM audit WHERE kid = ?1 AND event "
-                        "= ?2 AND outcome = ?3 AND time >= ?4",
-                        &st)) != HK_OK)
-        return e;
-    rc = hk_sq_bind_blob(st, 1, kid, HK_ID_LEN);
-    if (rc == SQLITE_OK)
-        rc = hk_sq_bind_text(st, 2, event);
-    if (rc == SQLITE_OK)
-        rc = hk_sq_bind_text(st, 3, outcome);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_bind_int64(st, 4, since);
-    if ((e = hk_sq_err(d, rc)) == HK_OK &&
+    hk_dbp_blob(&p, kid, HK_ID_LEN);
+    hk_dbp_text(&p, event);
+    hk_dbp_text(&p, outcome);
+    hk_dbp_int(&p, since);
+    if ((e = hk_sq_prep_p(d,
+                          "SELECT count(*) FROM audit WHERE kid = ?1 AND "
+                          "event = ?2 AND outcome = ?3 AND time >= ?4",
+                          &p, &st)) == HK_OK &&
         (e = hk_sq_step(d, st, &row)) == HK_OK)
         e = row ? hk_col_int(st, 0, 0, INT64_MAX, n) : HK_ERR_DECODE;
     sqlite3_finalize(st);
@@ -1350,28 +1331,23 @@ static hk_err hk_sq_bucket_take(hk_db *db, const char *sub, double rate,
 {
     hk_sq *d = (hk_sq *)db;
     double tokens = 0, updated = 0, left = 0;
-    sqlite3_stmt *st = NULL;
-    int found = 0, rc;
+    hk_dbp p = {0};
+    int found = 0;
     hk_err e;
 
     if ((e = hk_sq_begin(d)) != HK_OK)
         return e;
-    if ((e = hk_sq_bucket_read(d, sub, &found, &tokens, &updated)) != HK_OK ||
-        (e = hk_sq_prep(d,
+    if ((e = hk_sq_bucket_read(d, sub, &found, &tokens, &updated)) == HK_OK) {
+        hk_bucket_step(found, tokens, updated, rate, burst, now, &left, ok,
+                       retry);
+        hk_dbp_text(&p, sub);
+        hk_dbp_real(&p, left);
+        hk_dbp_real(&p, now);
+        e = hk_sq_run_p(d,
                         "INSERT OR REPLACE INTO buckets (subject, tokens, "
                         "updated) VALUES (?1, ?2, ?3)",
-                        &st)) != HK_OK)
-        goto done;
-    hk_bucket_step(found, tokens, updated, rate, burst, now, &left, ok, retry);
-    rc = hk_sq_bind_text(st, 1, sub);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_bind_double(st, 2, left);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_bind_double(st, 3, now);
-    if ((e = hk_sq_err(d, rc)) == HK_OK)
-        e = hk_sq_run(d, st, NULL);
-done:
-    sqlite3_finalize(st);
+                        &p, NULL);
+    }
     return hk_sq_end(d, e);
 }
 

@@ -170,6 +170,11 @@ HK_WUR hk_err hk_ks_list(hk_ks *ks, hk_ks_keyinfo **out, size_t *n);
 void hk_ks_list_free(hk_ks_keyinfo *list);
 /* Deletes a key (needs login). HK_ERR_BUSY while a session holds it. */
 HK_WUR hk_err hk_ks_delete(hk_ks *ks, const char *label);
+/* As hk_ks_delete for a caller already holding the key's signing-session
+ * lock (hk_ks_key_acquire): the server side can be deleted first with no
+ * session starting in between. HK_ERR_ARG if `hold` is not this key's. */
+HK_WUR hk_err hk_ks_delete_held(hk_ks *ks, const char *label,
+                                const hk_ks_hold *hold);
 /* Locks a key persistently after an invalid-signature abort (needs login:
  * the flag is re-sealed into the AAD, so keep the handle logged in for the
  * whole signing session). `reason` is kept (truncated to

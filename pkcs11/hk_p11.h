@@ -19,6 +19,24 @@
 
 #pragma GCC visibility push(default)
 #include <p11-kit/pkcs11.h>
+
+/* PKCS#11 3.0 interfaces (C_GetInterfaceList, C_GetInterface): p11-kit's
+ * header before 0.25 lacks them; the definitions below are the standard's
+ * (pkcs11t.h, pkcs11f.h of PKCS#11 3.0), used only when it does. */
+#ifndef CKF_INTERFACE_FORK_SAFE
+#define CKF_INTERFACE_FORK_SAFE 0x00000001UL
+typedef struct CK_INTERFACE {
+    CK_CHAR *pInterfaceName;
+    CK_VOID_PTR pFunctionList;
+    CK_FLAGS flags;
+} CK_INTERFACE;
+typedef CK_INTERFACE *CK_INTERFACE_PTR;
+typedef CK_INTERFACE_PTR *CK_INTERFACE_PTR_PTR;
+CK_RV C_GetInterfaceList(CK_INTERFACE_PTR pInterfacesList,
+                         CK_ULONG_PTR pulCount);
+CK_RV C_GetInterface(CK_UTF8CHAR_PTR pInterfaceName, CK_VERSION_PTR pVersion,
+                     CK_INTERFACE_PTR_PTR ppInterface, CK_FLAGS flags);
+#endif
 #pragma GCC visibility pop
 
 #include <openssl/evp.h>
@@ -44,6 +62,8 @@ typedef struct {
     unsigned char id[HK_P11_ID_MAX]; /* CKA_ID: the key id, or the one */
     size_t idlen;                    /* the keygen template gave */
     int present;
+    int orphan; /* deleted through this context: only its public key
+                 * object is left, until destroyed (C_DestroyObject) */
 } hk_p11_key;
 
 /* A stored object (store.c): its attributes, values in the record. */
@@ -150,6 +170,8 @@ CK_OBJECT_HANDLE hk_p11_handle(CK_SLOT_ID slot, size_t idx, int priv);
  * *priv gets the class. CKR_OBJECT_HANDLE_INVALID otherwise. */
 CK_RV hk_p11_object_get(hk_p11_session *s, CK_OBJECT_HANDLE h, hk_p11_key **key,
                         int *priv);
+/* 1 if the key's private (priv) or public object is visible now. */
+int hk_p11_key_visible(const hk_p11_slot *sl, const hk_p11_key *k, int priv);
 /* Re-reads the slot's key list; returns the index of `label` or -1. */
 long hk_p11_keys_refresh(hk_p11_slot *sl, const char *label);
 
@@ -163,6 +185,8 @@ void hk_p11_store_key_ids(hk_p11_slot *sl);
 /* Stores (or replaces) the hidden key-id object of key k. */
 hk_err hk_p11_store_key_id(hk_p11_slot *sl, const hk_p11_key *k, const void *id,
                            size_t idlen);
+/* Removes the hidden key-id object of key k, if any. */
+hk_err hk_p11_store_key_id_drop(hk_p11_slot *sl, const hk_p11_key *k);
 /* Removes object `del` (0: none) and appends o (if not NULL; id 0: a new
  * id, set here), under the token lock; then reloads the slot's objects. */
 hk_err hk_p11_store_edit(hk_p11_slot *sl, hk_p11_obj *o, uint32_t del,

@@ -1,8 +1,9 @@
 /* C_CreateObject and C_DestroyObject: X.509 certificates (CKC_X_509) and
  * data objects, always token objects, public (CKA_PRIVATE false), in a
- * logged-in R/W session. Keys cannot be created or destroyed here (keygen:
- * C_GenerateKeyPair; deleting a split key needs both parties). Reading and
- * matching the attributes of stored objects. */
+ * logged-in R/W session. Keys cannot be created here (keygen:
+ * C_GenerateKeyPair); destroying a private key deletes the split key on
+ * both sides. Reading and matching the attributes of stored objects. */
+#include <stdio.h>
 #include <string.h>
 
 #include <openssl/x509.h>
@@ -186,6 +187,45 @@ CK_RV C_CreateObject(CK_SESSION_HANDLE hSession, CK_ATTRIBUTE_PTR pTemplate,
     return rv;
 }
 
+/* Destroying a private key deletes the split key on both sides
+ * (hk_client_delete; mutex dropped). Its public key object stays, in this
+ * context only, until it is destroyed too (pkcs11-tool --test-ec destroys
+ * both). The public key object of a live key cannot be destroyed alone:
+ * it is the key's own. */
+static CK_RV hk_p11_destroy_key(hk_p11_session *s, hk_p11_key *k, int priv)
+{
+    hk_p11_slot *sl = &hk_p11.slots[s->slot];
+    size_t idx = (size_t)(k - sl->keys); /* stable: entries only append */
+    char label[HK_KS_LABEL_MAX + 1];
+    hk_err e;
+    CK_RV rv;
+
+    if ((rv = hk_p11_writable(s)) != CKR_OK)
+        return rv;
+    if (!priv && k->orphan) {
+        k->orphan = k->present = 0;
+        return CKR_OK;
+    }
+    if (!priv)
+        return CKR_ACTION_PROHIBITED;
+    snprintf(label, sizeof(label), "%s", k->info.label);
+    hk_p11_leave();
+    e = hk_client_delete(sl->cli, label);
+    (void)hk_p11_enter();
+    if (e == HK_ERR_BUSY)
+        fprintf(stderr,
+                "halfkey-pkcs11: delete %s: a signing session is "
+                "using the key\n",
+                label);
+    if ((rv = hk_p11_err(e, "delete", label)) != CKR_OK)
+        return rv;
+    k = &sl->keys[idx]; /* the table may have moved meanwhile */
+    k->orphan = 1;
+    (void)hk_p11_store_key_id_drop(sl, k);
+    (void)hk_p11_keys_refresh(sl, NULL);
+    return CKR_OK;
+}
+
 static CK_RV hk_p11_destroy(hk_p11_session *s, CK_OBJECT_HANDLE h)
 {
     hk_p11_slot *sl = &hk_p11.slots[s->slot];
@@ -195,7 +235,7 @@ static CK_RV hk_p11_destroy(hk_p11_session *s, CK_OBJECT_HANDLE h)
     CK_RV rv;
 
     if (hk_p11_object_get(s, h, &k, &priv) == CKR_OK)
-        return CKR_ACTION_PROHIBITED; /* a split key: halfkey CLI/server */
+        return hk_p11_destroy_key(s, k, priv);
     if ((h >> 24) != s->slot + 1 || !(h & HK_P11_OBJ_BIT) ||
         (o = hk_p11_store_get(sl, h)) == NULL)
         return CKR_OBJECT_HANDLE_INVALID;

@@ -21,11 +21,16 @@ CK_RV hk_p11_object_get(hk_p11_session *s, CK_OBJECT_HANDLE h, hk_p11_key **key,
     size_t idx = (h & ((1ul << HK_H_SLOT_SHIFT) - 1)) >> 1;
 
     if ((h >> HK_H_SLOT_SHIFT) != s->slot + 1 || idx >= sl->nkeys ||
-        !sl->keys[idx].present || ((h & 1) && !sl->logged_in))
+        !hk_p11_key_visible(sl, &sl->keys[idx], (int)(h & 1)))
         return CKR_OBJECT_HANDLE_INVALID;
     *key = &sl->keys[idx];
     *priv = (int)(h & 1);
     return CKR_OK;
+}
+
+int hk_p11_key_visible(const hk_p11_slot *sl, const hk_p11_key *k, int priv)
+{
+    return k->present && (!priv || (sl->logged_in && !k->orphan));
 }
 
 static long hk_p11_key_find(hk_p11_slot *sl, const hk_ks_keyinfo *ki)
@@ -81,14 +86,15 @@ long hk_p11_keys_refresh(hk_p11_slot *sl, const char *label)
         hk_ks_list(hk_client_keystore(sl->cli), &list, &n) != HK_OK)
         return -1;
     for (i = 0; i < sl->nkeys; i++)
-        sl->keys[i].present = 0;
+        sl->keys[i].present = sl->keys[i].orphan;
     for (i = 0; i < n; i++)
         if (list[i].err == HK_OK)
             hk_p11_key_put(sl, &list[i]);
     hk_p11_store_reload(sl);
     hk_p11_store_key_ids(sl);
     for (i = 0; label != NULL && i < sl->nkeys; i++)
-        if (sl->keys[i].present && strcmp(sl->keys[i].info.label, label) == 0)
+        if (sl->keys[i].present && !sl->keys[i].orphan &&
+            strcmp(sl->keys[i].info.label, label) == 0)
             found = (long)i;
     hk_ks_list_free(list);
     return found;
@@ -117,7 +123,7 @@ static CK_RV hk_p11_find_init(hk_p11_session *s, CK_ATTRIBUTE *tpl, CK_ULONG n)
                 hk_p11_handle(s->slot, 0, 0) | HK_P11_OBJ_BIT | sl->objs[i].id;
     for (i = 0; i < sl->nkeys; i++)
         for (priv = 0; priv < 2; priv++)
-            if (sl->keys[i].present && (!priv || sl->logged_in) &&
+            if (hk_p11_key_visible(sl, &sl->keys[i], priv) &&
                 hk_p11_match(&sl->keys[i], priv, tpl, n))
                 s->found[s->nfound++] = hk_p11_handle(s->slot, i, priv);
     s->finding = 1;

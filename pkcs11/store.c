@@ -298,3 +298,10 @@ hk_err hk_p11_store_key_id(hk_p11_slot *sl, const hk_p11_key *k, const void *id,
     o.a[3] = (CK_ATTRIBUTE){CKA_ID, (void *)id, idlen};
     return hk_p11_store_edit(sl, &o, o.id, NULL);
 }
+
+hk_err hk_p11_store_key_id_drop(hk_p11_slot *sl, const hk_p11_key *k)
+{
+    uint32_t id = hk_p11_key_id_obj(sl, k);
+
+    return id == 0 ? HK_OK : hk_p11_store_edit(sl, NULL, id, NULL);
+}

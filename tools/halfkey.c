@@ -12,6 +12,7 @@
  *   halfkey [--dir D] pubkey --key L
  *   halfkey [--dir D] list | status
  *   halfkey [--dir D] unlock --key L
+ *   halfkey [--dir D] delete --key L|KEYID   (on the server, then here)
  *
  * The PIN comes from $HALFKEY_PIN, from --pin-file, or from a prompt. Every
  * error is one line on stderr and a non-zero exit. */
@@ -49,7 +50,7 @@ static int hk_usage(void)
 {
     fputs("usage: halfkey [--dir D] [--pin-file F] COMMAND [options]\n"
           "commands: init, keygen, sign, refresh, pubkey, list, status, "
-          "unlock\n(see the README for the options of each)\n",
+          "unlock, delete\n(see the README for the options of each)\n",
           stderr);
     return 2;
 }
@@ -513,6 +514,60 @@ static int hk_cmd_unlock(const hk_args *a)
     return 0;
 }
 
+/* The label of key `key`: a label, or else a key id (32 hex digits). */
+static hk_err hk_key_label(hk_client *c, const char *key, char *out)
+{
+    unsigned char kid[HK_ID_LEN];
+    hk_ks_keyinfo *list = NULL, info;
+    size_t n = 0, i;
+    hk_err e;
+
+    if (hk_ks_label_ok(key) &&
+        (e = hk_ks_key_info(hk_client_keystore(c), key, &info)) !=
+            HK_ERR_NOT_FOUND) {
+        snprintf(out, HK_KS_LABEL_MAX + 1, "%s", key);
+        return e;
+    }
+    if (strlen(key) != 2 * HK_ID_LEN ||
+        !hk_unhex(key, strlen(key), kid, HK_ID_LEN))
+        return HK_ERR_NOT_FOUND;
+    if ((e = hk_ks_list(hk_client_keystore(c), &list, &n)) != HK_OK)
+        return e;
+    for (i = 0, e = HK_ERR_NOT_FOUND; i < n && e != HK_OK; i++)
+        if (list[i].err == HK_OK && memcmp(list[i].kid, kid, HK_ID_LEN) == 0) {
+            snprintf(out, HK_KS_LABEL_MAX + 1, "%s", list[i].label);
+            e = HK_OK;
+        }
+    hk_ks_list_free(list);
+    return e;
+}
+
+static int hk_cmd_delete(const hk_args *a)
+{
+    static const char *const allowed[] = {"key", NULL};
+    char label[HK_KS_LABEL_MAX + 1];
+    hk_client *c;
+    hk_err e;
+
+    if (!hk_only(a, allowed) || hk_opt(a, "key") == NULL)
+        return hk_usage();
+    if (hk_open(a, &c, 1) != 0)
+        return 1;
+    if ((e = hk_key_label(c, hk_opt(a, "key"), label)) == HK_OK)
+        e = hk_client_delete(c, label);
+    if (e != HK_OK) {
+        int r = hk_die("delete", e,
+                       e == HK_ERR_NOT_FOUND ? hk_opt(a, "key")
+                                             : hk_client_last_error(c));
+
+        hk_client_close(c);
+        return r;
+    }
+    hk_client_close(c);
+    printf("deleted = %s\n", label);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     hk_args a;
@@ -535,5 +590,7 @@ int main(int argc, char **argv)
         return hk_cmd_status(&a);
     if (strcmp(a.cmd, "unlock") == 0)
         return hk_cmd_unlock(&a);
+    if (strcmp(a.cmd, "delete") == 0)
+        return hk_cmd_delete(&a);
     return hk_usage();
 }

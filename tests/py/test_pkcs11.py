@@ -476,8 +476,10 @@ def test_certificate_and_data_objects(lib, tok):
         d.destroy()
         assert list(session.get_objects({Attribute.LABEL: "note"})) == []
         priv = session.get_key(ObjectClass.PRIVATE_KEY, label="web")
+        # the public key of a live key is the key's own: not destroyed
         with pytest.raises(pkcs11.PKCS11Error):  # CKR_ACTION_PROHIBITED
-            priv.destroy()
+            pub.destroy()
+        assert pub[Attribute.LABEL] == "web"
         assert len(list(session.get_objects(
             {Attribute.CLASS: ObjectClass.CERTIFICATE}))) == 1
         # C_SetAttributeValue: label and id of a certificate, id of a key
@@ -524,6 +526,35 @@ check("slotlist-not-init", m.C_GetSlotList(0, None, byref(U())), NI)
 check("finalize-not-init", m.C_Finalize(None), NI)
 check("sign-not-init", m.C_SignInit(U(1), None, U(1)), NI)
 check("unsupported-not-init", m.C_EncryptInit(U(1), None, U(1)), NI)
+# PKCS#11 3.0 interfaces: "PKCS 11" with the v2.40 list, not fork-safe
+class Iface(Structure):
+    _fields_ = [("name", c_char_p), ("fl", c_void_p), ("flags", U)]
+n = U(0)
+check("iflist-null", m.C_GetInterfaceList(None, None), 0x7)
+check("iflist-size", m.C_GetInterfaceList(None, byref(n)), 0)
+assert n.value == 1
+il = (Iface * 1)()
+small = U(0)
+check("iflist-small", m.C_GetInterfaceList(il, byref(small)), 0x150)
+check("iflist", m.C_GetInterfaceList(il, byref(n)), 0)
+assert il[0].name == b"PKCS 11" and il[0].flags == 0
+fl = c_void_p()
+check("getfunctionlist", m.C_GetFunctionList(byref(fl)), 0)
+assert il[0].fl == fl.value
+ip = POINTER(Iface)()
+P11 = c_char_p(b"PKCS 11")
+check("iface-forksafe", m.C_GetInterface(P11, None, byref(ip), U(1)), 0x7)
+check("iface-null-out", m.C_GetInterface(P11, None, None, U(0)), 0x7)
+check("iface", m.C_GetInterface(P11, None, byref(ip), U(0)), 0)
+assert ip.contents.fl == fl.value
+check("iface-default", m.C_GetInterface(None, None, byref(ip), U(0)), 0)
+assert ip.contents.name == b"PKCS 11"
+v = (ctypes.c_ubyte * 2)(2, 40)
+check("iface-v240", m.C_GetInterface(P11, v, byref(ip), U(0)), 0)
+v = (ctypes.c_ubyte * 2)(3, 0)
+check("iface-v30", m.C_GetInterface(P11, v, byref(ip), U(0)), 0x7)
+check("iface-other", m.C_GetInterface(c_char_p(b"Vendor"), None, byref(ip),
+                                      U(0)), 0x7)
 a = Args(flags=0, res=1)
 check("bad-reserved", m.C_Initialize(byref(a)), 0x7)
 a = Args(flags=0x2, res=None)
@@ -765,3 +796,26 @@ def test_nss_lists_token_and_key(tok, tmp_path, module_path):
         "halfkey:nsscert", "-t", ",,", "-i", tmp_path / "c.der")
     out = run("certutil", "-L", "-d", db, "-h", "halfkey", "-f", pin)
     assert "halfkey:nsscert" in out, out
+
+
+def test_pkcs11_tool_test_suites(p11tool, tok):
+    """OpenSC's own tests against the module: --test-ec (keygen in an R/W
+    session, CKA_ID changes, sign, then destroying both keys: on the server
+    too), --test-threads (threads racing C_Initialize, C_GetInfo,
+    C_GetSlotList, C_GetTokenInfo) and --list-objects."""
+    tok.keygen("p256", "cli-key")
+    p = p11tool("--login", "--pin", PIN, "--session-rw", "--test-ec",
+                "--id", "e1", "--key-type", "EC:prime256v1")
+    out = p.stdout.decode()
+    assert "Doing a signature" in out and "Aborting" not in out, out
+    assert list(tok.list()) == ["cli-key"]  # the test key is gone
+    out = p11tool("--test-threads", "ILGISLT0", "--test-threads",
+                  "INGISLT0GI", "--test-threads", "ILSLT0GI", "-L"
+                  ).stdout.decode()
+    assert "all threads have ended with no errors" in out or \
+        "some errors" not in out, out
+    assert out.count("Slot 0 (0x0)") >= 1 and "Slot 1" not in out, out
+    out = p11tool("--login", "--pin", PIN, "--list-objects").stdout.decode()
+    assert out.count("Private Key Object; EC") == 1, out
+    assert out.count("Public Key Object; EC") == 1, out
+    assert "label:      cli-key" in out, out

@@ -73,7 +73,17 @@ typedef struct {
     CK_ATTRIBUTE a[64];
 } hk_p11_obj;
 
-#define HK_P11_OBJ_BIT (1ul << 23) /* handle bit of stored objects */
+#define HK_P11_OBJ_BIT (1ul << 23)  /* handle bit of stored objects */
+#define HK_P11_SOBJ_BIT (1ul << 22) /* with it: a session object */
+
+/* A session object (sessobj.c): o's values point into buf. */
+typedef struct {
+    CK_SESSION_HANDLE owner;
+    int priv; /* CKA_PRIVATE: visible logged in only */
+    unsigned char *buf;
+    size_t len;
+    hk_p11_obj o;
+} hk_p11_sobj;
 /* A hidden stored object: the CKA_ID a keygen template gave key CKA_LABEL
  * whose key id is CKA_VALUE. */
 #define HK_CKO_KEY_ID (CKO_VENDOR_DEFINED | 0x484b0001UL)
@@ -87,6 +97,9 @@ typedef struct {
     unsigned char *objrec; /* the stored objects' record */
     hk_p11_obj *objs;
     size_t nobjs;
+    hk_p11_sobj **sobjs; /* session objects */
+    size_t nsobjs, sobj_cap;
+    uint32_t next_sobj;
 } hk_p11_slot;
 
 /* A sign or verify operation: the mechanism, the key and the input. */
@@ -185,6 +198,10 @@ void hk_p11_store_key_ids(hk_p11_slot *sl);
 /* Stores (or replaces) the hidden key-id object of key k. */
 hk_err hk_p11_store_key_id(hk_p11_slot *sl, const hk_p11_key *k, const void *id,
                            size_t idlen);
+/* One object in the record form (*buf: OPENSSL_malloc'd), and back (o's
+ * values then point into buf). */
+hk_err hk_p11_obj_pack(const hk_p11_obj *o, unsigned char **buf, size_t *len);
+hk_err hk_p11_obj_unpack(const unsigned char *buf, size_t len, hk_p11_obj *o);
 /* Removes the hidden key-id object of key k, if any. */
 hk_err hk_p11_store_key_id_drop(hk_p11_slot *sl, const hk_p11_key *k);
 /* Removes object `del` (0: none) and appends o (if not NULL; id 0: a new
@@ -192,7 +209,30 @@ hk_err hk_p11_store_key_id_drop(hk_p11_slot *sl, const hk_p11_key *k);
 hk_err hk_p11_store_edit(hk_p11_slot *sl, hk_p11_obj *o, uint32_t del,
                          int *found);
 
+/* sessobj.c */
+/* Adds a copy of o as a session object of session `owner`. */
+CK_RV hk_p11_sobj_add(hk_p11_slot *sl, CK_SESSION_HANDLE owner, int priv,
+                      const hk_p11_obj *o, CK_OBJECT_HANDLE *h);
+CK_OBJECT_HANDLE hk_p11_sobj_handle(const hk_p11_slot *sl,
+                                    const hk_p11_sobj *so);
+int hk_p11_sobj_visible(const hk_p11_slot *sl, const hk_p11_sobj *so);
+/* The visible session object behind h, or NULL. */
+hk_p11_sobj *hk_p11_sobj_get(hk_p11_slot *sl, CK_OBJECT_HANDLE h);
+CK_RV hk_p11_sobj_destroy(hk_p11_slot *sl, CK_OBJECT_HANDLE h);
+/* Replaces so's attributes by (a copy of) o's. */
+CK_RV hk_p11_sobj_replace(hk_p11_slot *sl, hk_p11_sobj *so,
+                          const hk_p11_obj *o);
+/* Frees the session objects of `owner` (0: all of the slot). */
+void hk_p11_sobj_drop(hk_p11_slot *sl, CK_SESSION_HANDLE owner);
+
 /* objcreate.c */
+/* The stored or session object behind h visible to s, or NULL; *so is
+ * set for a session object (NULL for a stored one). */
+hk_p11_obj *hk_p11_obj_lookup(hk_p11_session *s, CK_OBJECT_HANDLE h,
+                              hk_p11_sobj **so);
+/* CKR_OK if session s may change or destroy the object (so: its session
+ * object, NULL for a stored one). */
+CK_RV hk_p11_obj_may_change(hk_p11_session *s, const hk_p11_sobj *so);
 CK_RV hk_p11_obj_get_attrs(hk_p11_obj *o, CK_ATTRIBUTE *tpl, CK_ULONG n);
 int hk_p11_obj_match(hk_p11_obj *o, const CK_ATTRIBUTE *tpl, CK_ULONG n);
 

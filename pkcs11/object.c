@@ -113,7 +113,8 @@ static CK_RV hk_p11_find_init(hk_p11_session *s, CK_ATTRIBUTE *tpl, CK_ULONG n)
     hk_p11_keys_refresh(sl, NULL);
     free(s->found);
     s->nfound = s->pos = 0;
-    s->found = calloc(2 * sl->nkeys + sl->nobjs + 1, sizeof(*s->found));
+    s->found =
+        calloc(2 * sl->nkeys + sl->nobjs + sl->nsobjs + 1, sizeof(*s->found));
     if (s->found == NULL)
         return CKR_HOST_MEMORY;
     for (i = 0; i < sl->nobjs; i++)
@@ -121,6 +122,10 @@ static CK_RV hk_p11_find_init(hk_p11_session *s, CK_ATTRIBUTE *tpl, CK_ULONG n)
             hk_p11_obj_match(&sl->objs[i], tpl, n))
             s->found[s->nfound++] =
                 hk_p11_handle(s->slot, 0, 0) | HK_P11_OBJ_BIT | sl->objs[i].id;
+    for (i = 0; i < sl->nsobjs; i++)
+        if (hk_p11_sobj_visible(sl, sl->sobjs[i]) &&
+            hk_p11_obj_match(&sl->sobjs[i]->o, tpl, n))
+            s->found[s->nfound++] = hk_p11_sobj_handle(sl, sl->sobjs[i]);
     for (i = 0; i < sl->nkeys; i++)
         for (priv = 0; priv < 2; priv++)
             if (hk_p11_key_visible(sl, &sl->keys[i], priv) &&
@@ -193,6 +198,7 @@ CK_RV C_GetAttributeValue(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
 {
     hk_p11_session *s;
     hk_p11_obj *o = NULL;
+    hk_p11_sobj *so;
     hk_p11_key *k;
     int priv;
     CK_RV rv;
@@ -201,9 +207,7 @@ CK_RV C_GetAttributeValue(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
         return rv;
     if ((rv = hk_p11_session_get(hSession, &s)) != CKR_OK)
         goto done;
-    if ((hObject >> 24) == s->slot + 1 && (hObject & HK_P11_OBJ_BIT))
-        o = hk_p11_store_get(&hk_p11.slots[s->slot], hObject);
-    if (o == NULL)
+    if ((o = hk_p11_obj_lookup(s, hObject, &so)) == NULL)
         rv = hk_p11_object_get(s, hObject, &k, &priv);
     if (rv == CKR_OK && pTemplate == NULL && ulCount > 0)
         rv = CKR_ARGUMENTS_BAD;

@@ -88,6 +88,7 @@ static void hk_p11_session_close(CK_SESSION_HANDLE h)
     hk_p11_slot *sl = &hk_p11.slots[s->slot];
     size_t i;
 
+    hk_p11_sobj_drop(sl, h);
     if (s->sign.busy)
         s->closed = 1; /* the signing thread frees it */
     else {

@@ -47,6 +47,7 @@ void hk_p11_slots_free(void)
 
     for (i = 0; i < hk_p11.nslots; i++) {
         hk_p11_store_free(&hk_p11.slots[i]);
+        hk_p11_sobj_drop(&hk_p11.slots[i], 0);
         hk_client_close(hk_p11.slots[i].cli);
         free(hk_p11.slots[i].keys);
     }

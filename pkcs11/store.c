@@ -147,6 +147,10 @@ static hk_err hk_p11_rec_edit(const unsigned char *in, size_t inlen,
     for (i = 0; i < n; i++)
         keep += objs[i].id != ed->del;
     ed->found = keep != n;
+    if (ed->add != NULL && ed->add->id == 0 && next >= HK_P11_SOBJ_BIT) {
+        free(objs);
+        return HK_ERR_TOO_BIG; /* ids share handle bits with session objs */
+    }
     if (ed->add != NULL && ed->add->id == 0)
         ed->add->id = next++; /* else it replaces object ed->del */
     ok = hk_p11_put(&w, HK_OBJ_MAGIC, 4) && hk_p11_put_u(&w, next, 4) &&
@@ -218,7 +222,7 @@ hk_p11_obj *hk_p11_store_get(hk_p11_slot *sl, CK_OBJECT_HANDLE h)
 {
     size_t i;
 
-    for (i = 0; i < sl->nobjs; i++)
+    for (i = 0; !(h & HK_P11_SOBJ_BIT) && i < sl->nobjs; i++)
         if (sl->objs[i].id == (h & (HK_P11_OBJ_BIT - 1)) &&
             !hk_p11_obj_hidden(&sl->objs[i]))
             return &sl->objs[i];
@@ -304,4 +308,29 @@ hk_err hk_p11_store_key_id_drop(hk_p11_slot *sl, const hk_p11_key *k)
     uint32_t id = hk_p11_key_id_obj(sl, k);
 
     return id == 0 ? HK_OK : hk_p11_store_edit(sl, NULL, id, NULL);
+}
+
+hk_err hk_p11_obj_pack(const hk_p11_obj *o, unsigned char **buf, size_t *len)
+{
+    hk_p11_wbuf w = {NULL, 0, 0};
+
+    *buf = NULL;
+    if (!hk_p11_obj_write(&w, o)) {
+        free(w.buf);
+        return HK_ERR_NOMEM;
+    }
+    if ((*buf = OPENSSL_memdup(w.buf, w.len)) != NULL)
+        *len = w.len;
+    OPENSSL_cleanse(w.buf, w.len);
+    free(w.buf);
+    return *buf != NULL ? HK_OK : HK_ERR_NOMEM;
+}
+
+hk_err hk_p11_obj_unpack(const unsigned char *buf, size_t len, hk_p11_obj *o)
+{
+    const unsigned char *p = buf;
+
+    memset(o, 0, sizeof(*o));
+    return hk_p11_obj_parse(&p, buf + len, o) && p == buf + len ? HK_OK
+                                                                : HK_ERR_DECODE;
 }

@@ -498,6 +498,64 @@ def test_certificate_and_data_objects(lib, tok):
     assert "web" in tok.list()  # the CLI reads the token as before
 
 
+def test_session_objects(lib, tok):
+    """CKA_TOKEN false: certificates and data objects that live in the
+    session that made them, seen by the application's other sessions (the
+    private ones only logged in), gone at C_CloseSession, never stored."""
+    tok.keygen("p256", "web")
+    token = token_of(lib)
+    other = token.open()  # another session of the application
+    with token.open() as ro:  # R/O, public: public session objects only
+        d = ro.create_object({Attribute.CLASS: ObjectClass.DATA,
+                              Attribute.TOKEN: False, Attribute.LABEL: "tmp",
+                              Attribute.VALUE: b"scratch"})
+        assert d[Attribute.TOKEN] is False and d[Attribute.VALUE] == b"scratch"
+        with pytest.raises(pkcs11.UserNotLoggedIn):
+            ro.create_object({Attribute.CLASS: ObjectClass.DATA,
+                              Attribute.TOKEN: False, Attribute.PRIVATE: True,
+                              Attribute.VALUE: b"x"})
+        (seen,) = other.get_objects({Attribute.LABEL: "tmp"})
+        assert seen[Attribute.VALUE] == b"scratch"
+        d[Attribute.LABEL] = "tmp2"  # a session object is writable here
+        assert [o[Attribute.LABEL] for o in ro.get_objects(
+            {Attribute.CLASS: ObjectClass.DATA})] == ["tmp2"]
+    # closed: gone for everyone
+    assert list(other.get_objects({Attribute.CLASS: ObjectClass.DATA})) == []
+    other.close()
+    with token.open(user_pin=PIN) as session:
+        pub = session.get_key(ObjectClass.PUBLIC_KEY, label="web")
+        _, der = make_cert(public_key(pub, "p256"), "web")
+        c = session.create_object({
+            Attribute.CLASS: ObjectClass.CERTIFICATE,
+            Attribute.CERTIFICATE_TYPE: pkcs11.CertificateType.X_509,
+            Attribute.VALUE: der, Attribute.ID: pub[Attribute.ID],
+            Attribute.TOKEN: False})
+        p = session.create_object({Attribute.CLASS: ObjectClass.DATA,
+                                   Attribute.TOKEN: False,
+                                   Attribute.PRIVATE: True,
+                                   Attribute.LABEL: "secret-note",
+                                   Attribute.VALUE: b"s"})
+        assert c[Attribute.SERIAL_NUMBER] == bytes([2, 2, 0x12, 0x67])
+        found = list(session.get_objects({Attribute.ID: pub[Attribute.ID]}))
+        assert sorted(o.object_class for o in found) == sorted(
+            [ObjectClass.CERTIFICATE, ObjectClass.PUBLIC_KEY,
+             ObjectClass.PRIVATE_KEY])
+        with token.open() as second:  # same login state: sees both
+            assert len(list(second.get_objects(
+                {Attribute.LABEL: "secret-note"}))) == 1
+            assert len(list(second.get_objects(
+                {Attribute.CLASS: ObjectClass.CERTIFICATE}))) == 1
+        p.destroy()
+        assert list(session.get_objects(
+            {Attribute.LABEL: "secret-note"})) == []
+    assert not (tok.dir / "objects.bin").exists()  # never stored
+    with token.open(user_pin=PIN) as session:
+        assert list(session.get_objects(
+            {Attribute.CLASS: ObjectClass.CERTIFICATE})) == []
+        assert list(session.get_objects(
+            {Attribute.CLASS: ObjectClass.DATA})) == []
+
+
 # --- raw argument checks (ctypes, in a child process) -----------------------
 
 RAW = r'''

@@ -92,6 +92,7 @@ typedef struct {
     char dir[1024];
     hk_client *cli; /* NULL: no usable token in dir */
     int logged_in;
+    int so_logged_in;
     hk_p11_key *keys; /* append-only for the life of the context */
     size_t nkeys, cap;
     unsigned char *objrec; /* the stored objects' record */
@@ -167,6 +168,10 @@ int hk_p11_pin_path(void);
 CK_RV hk_p11_pin_read(char **out);
 
 /* session.c */
+/* Logs the slot out (user and SO). */
+void hk_p11_logout_all(hk_p11_slot *sl);
+/* A PIN as a NUL-terminated string (OPENSSL_clear_free it). */
+CK_RV hk_p11_pin(const CK_UTF8CHAR *pin, CK_ULONG len, char **out);
 CK_RV hk_p11_session_get(CK_SESSION_HANDLE h, hk_p11_session **out);
 void hk_p11_session_free(hk_p11_session *s);
 void hk_p11_op_reset(hk_p11_op *op);

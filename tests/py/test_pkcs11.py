@@ -877,3 +877,61 @@ def test_pkcs11_tool_test_suites(p11tool, tok):
     assert out.count("Private Key Object; EC") == 1, out
     assert out.count("Public Key Object; EC") == 1, out
     assert "label:      cli-key" in out, out
+
+
+SO_PIN = "so-secret-1"
+
+
+def token_flags(p11tool):
+    out = p11tool("-L").stdout.decode()
+    (line,) = [x for x in out.splitlines() if "token flags" in x]
+    return line
+
+
+def test_so_pin_init_token_init_pin(p11tool, tok, tmp_path):
+    """C_InitToken sets the SO PIN (no SO yet), C_InitPIN by the SO resets
+    a locked user PIN once the user escrowed for the SO (`halfkey
+    set-so-pin`), C_SetPIN as SO changes the SO PIN, C_InitToken with the
+    SO PIN re-initialises the token (its keys deleted locally), all driven
+    by pkcs11-tool."""
+    tok.keygen("p256", "k1")
+    p11tool("--init-token", "--so-pin", SO_PIN, "--label", "so-token")
+    out = p11tool("-L").stdout.decode()
+    assert "so-token" in out
+    # keys sealed under a user PIN the SO cannot open yet: refused
+    p = p11tool("--init-pin", "--so-pin", SO_PIN, "--pin", "new-pin-1",
+                check=False)
+    assert p.returncode != 0 and b"not escrowed" in p.stderr
+    so_file = tmp_path / "so-pin"
+    so_file.write_text(SO_PIN + "\n")
+    out = tok.run("set-so-pin", "--so-pin-file", so_file).stdout
+    assert "escrow = yes" in out
+    # the user forgets the PIN: locked out
+    for _ in range(10):
+        p11tool("--login", "--pin", "wrong-pin", "--list-objects",
+                check=False)
+    assert "user PIN locked" in token_flags(p11tool)
+    # a wrong SO PIN is counted
+    p = p11tool("--init-pin", "--so-pin", "wrong-so", "--pin", "new-pin-1",
+                check=False)
+    assert p.returncode != 0
+    assert "SO PIN count low" in token_flags(p11tool)
+    p11tool("--init-pin", "--so-pin", SO_PIN, "--pin", "new-pin-1")
+    flags = token_flags(p11tool)
+    assert "locked" not in flags and "count low" not in flags, flags
+    out = p11tool("--login", "--pin", "new-pin-1",
+                  "--list-objects").stdout.decode()
+    assert "Private Key Object; EC" in out and "k1" in out
+    tok.env["HALFKEY_PIN"] = "new-pin-1"  # the key signs with the new PIN
+    tok.run("sign", "--key", "k1", "--digest", "11" * 32)
+    # C_SetPIN as the SO
+    p11tool("--login", "--login-type", "so", "--so-pin", SO_PIN,
+            "--change-pin", "--new-pin", "so-secret-2")
+    p = p11tool("--init-token", "--so-pin", SO_PIN, "--label", "x",
+                check=False)
+    assert p.returncode != 0 and list(tok.list()) == ["k1"]
+    # re-initialisation: the keys are deleted here (orphaned on the server)
+    p11tool("--init-token", "--so-pin", "so-secret-2", "--label", "again")
+    assert tok.list() == {}
+    assert "again" in p11tool("-L").stdout.decode()
+    p11tool("--login", "--pin", "new-pin-1", "--list-objects")

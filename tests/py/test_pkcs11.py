@@ -8,9 +8,12 @@ is per process)."""
 import datetime
 import hashlib
 import os
+import pathlib
+import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 
 import pkcs11
@@ -935,3 +938,92 @@ def test_so_pin_init_token_init_pin(p11tool, tok, tmp_path):
     assert tok.list() == {}
     assert "again" in p11tool("-L").stdout.decode()
     p11tool("--login", "--pin", "new-pin-1", "--list-objects")
+
+
+# --- p11-kit ----------------------------------------------------------------
+
+
+@pytest.fixture
+def p11kit_home(tok, build_dir):
+    """A private p11-kit user configuration registering the module (the
+    build's halfkey.module, its `module:` pointed at the build), and a copy
+    of the token, both usable by an unprivileged user. p11-kit has no
+    environment override for its configuration directories and, run as
+    root, ignores the user's (~/.config/pkcs11/modules); so as root the
+    p11-kit commands run as `nobody` (runuser) with HOME set here; as
+    another user they run as that user."""
+    for tool in ("p11-kit", "pkg-config"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed")
+    root = os.geteuid() == 0
+    if root and shutil.which("runuser") is None:
+        pytest.skip("runuser is needed to drop root for p11-kit")
+    base = pathlib.Path(tempfile.mkdtemp(prefix="hk-p11kit-", dir="/tmp"))
+    base.chmod(0o755)
+    mods = base / "home" / ".config" / "pkcs11" / "modules"
+    mods.mkdir(parents=True)
+    conf = (build_dir / "pkcs11" / "halfkey.module").read_text()
+    assert re.search(r"^module: /.*/libhalfkey-pkcs11\.so$", conf, re.M)
+    assert "critical: no" in conf
+    lib = build_dir / "pkcs11" / "libhalfkey-pkcs11.so"
+    (mods / "halfkey.module").write_text(
+        re.sub(r"^module: .*$", f"module: {lib}", conf, flags=re.M))
+    tdir = base / "tok"
+    shutil.copytree(tok.dir, tdir)
+    jwt = base / "token.jwt"
+    shutil.copy(tok.server_jwt_file(), jwt)
+    hconf = tdir / "halfkey.conf"
+    hconf.write_text(re.sub(r"^token_file = .*$", f"token_file = {jwt}",
+                            hconf.read_text(), flags=re.M))
+    if root:
+        subprocess.run(["chown", "-R", "nobody", str(base)], check=True)
+    env = {"HOME": str(base / "home"), "PATH": os.environ["PATH"],
+           "HALFKEY_PKCS11_TOKENS": str(tdir)}
+    prefix = ["runuser", "-u", "nobody", "--"] if root else []
+
+    def run(*cmd):
+        p = subprocess.run([*prefix, "env", *[f"{k}={v}" for k, v in
+                                              env.items()], *map(str, cmd)],
+                           capture_output=True, timeout=120)
+        assert p.returncode == 0, p.stdout.decode() + p.stderr.decode()
+        return p.stdout.decode()
+
+    run.base = base
+    yield run
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def test_p11kit_lists_module_and_proxy_signs(tok, p11kit_home):
+    if shutil.which("pkcs11-tool") is None:
+        pytest.skip("pkcs11-tool (Debian package opensc) is not installed")
+    kid = tok.keygen("p256", "px")
+    shutil.copy(tok.dir / "keys" / "px.json",
+                p11kit_home.base / "tok" / "keys" / "px.json")
+    if os.geteuid() == 0:
+        subprocess.run(["chown", "-R", "nobody", str(p11kit_home.base)],
+                       check=True)
+    out = p11kit_home("p11-kit", "list-modules")
+    block = out[out.index("halfkey: "):].splitlines()
+    end = next((i for i, x in enumerate(block[1:], 1)
+                if not x.startswith(" ")), len(block))
+    block = "\n".join(block[:end])  # the halfkey module's lines only
+    assert "library-manufacturer: halfkey" in block, out
+    assert "token: halfkey" in block, out
+    proxy = subprocess.run(["pkg-config", "--variable=proxy_module",
+                            "p11-kit-1"], capture_output=True, text=True,
+                           check=True).stdout.strip()
+    out = p11kit_home("pkcs11-tool", "--module", proxy, "-L")
+    assert "token label        : halfkey" in out, out
+    data = p11kit_home.base / "data.bin"
+    data.write_bytes(os.urandom(100))
+    sig = p11kit_home.base / "sig.bin"
+    if os.geteuid() == 0:
+        subprocess.run(["chown", "nobody", str(data), str(p11kit_home.base)],
+                       check=True)
+    p11kit_home("pkcs11-tool", "--module", proxy, "--token-label", "halfkey",
+                "--login", "--pin", PIN, "--sign", "--mechanism",
+                "ECDSA-SHA256", "--id", kid, "--input-file", data,
+                "--output-file", sig)
+    key = serialization.load_pem_public_key(tok.pubkey_pem("px"))
+    check_sig(key, "p256", sig.read_bytes(), data=data.read_bytes(),
+              hash_cls=hashes.SHA256)

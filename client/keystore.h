@@ -261,6 +261,29 @@ typedef hk_err (*hk_ks_objects_edit)(const unsigned char *in, size_t inlen,
                                      unsigned char **out, size_t *outlen,
                                      void *arg);
 HK_WUR hk_err hk_ks_objects_load(hk_ks *ks, unsigned char **buf, size_t *len);
+/* The record's form (written by the PKCS#11 module, read by it and by the
+ * OpenSSL provider's store): "HKO1" | u32 next id | u32 count | per
+ * object: u32 id | u32 attribute count | per attribute: u64 PKCS#11 type |
+ * u32 length | value, big-endian; values as PKCS#11 gives them (a
+ * CK_ULONG in host order). */
+#define HK_KS_OBJ_ATTRS_MAX 64
+typedef struct {
+    uint64_t type;
+    const unsigned char *val; /* into the record */
+    size_t len;
+} hk_ks_attr;
+typedef struct {
+    uint32_t id;
+    size_t n;
+    hk_ks_attr a[HK_KS_OBJ_ATTRS_MAX];
+} hk_ks_obj;
+/* One object at *p (before end), *p moved past it: HK_ERR_DECODE if
+ * malformed. */
+HK_WUR hk_err hk_ks_object_parse(const unsigned char **p,
+                                 const unsigned char *end, hk_ks_obj *o);
+/* A whole record (len 0: none): *objs (OPENSSL_free; NULL if none). */
+HK_WUR hk_err hk_ks_objects_parse(const unsigned char *rec, size_t len,
+                                  uint32_t *next, hk_ks_obj **objs, size_t *n);
 HK_WUR hk_err hk_ks_objects_update(hk_ks *ks, hk_ks_objects_edit edit,
                                    void *arg);
 

@@ -14,6 +14,8 @@ static const hk_kv_field hk_cfg_fields[] = {
     HK_KV_P(T, "tls_cert", tls_cert),
     HK_KV_P(T, "tls_key", tls_key),
     HK_KV_P(T, "db", db),
+    HK_KV_S(T, "db_url", db_url),
+    HK_KV_S(T, "node", node),
     HK_KV_P(T, "kek_file", kek_file),
     HK_KV_S(T, "jwt_alg", jwt_alg),
     HK_KV_P(T, "jwt_key", jwt_key),
@@ -25,12 +27,19 @@ static const hk_kv_field hk_cfg_fields[] = {
     HK_KV_I(T, "workers", workers, 1, 64),
     HK_KV_I(T, "min_paillier_bits", min_paillier_bits, 2048, 3072),
     HK_KV_P(T, "port_file", port_file),
+    HK_KV_I(T, "rate_per_minute", rate_per_minute, 0, 1000000),
+    HK_KV_I(T, "rate_burst", rate_burst, 1, 100000),
+    HK_KV_I(T, "max_signs_hour", max_signs_hour, 0, 1000000),
+    HK_KV_I(T, "max_signs_day", max_signs_day, 0, 1000000),
+    HK_KV_S(T, "curves", curves),
+    HK_KV_I(T, "metrics", metrics, 0, 1),
+    HK_KV_I(T, "shutdown_grace", shutdown_grace, 0, 3600),
 };
 #undef T
 
 #define HK_NFIELDS (sizeof(hk_cfg_fields) / sizeof(hk_cfg_fields[0]))
 
-static void hk_cfg_defaults(hk_srv_config *c)
+void hk_srv_config_defaults(hk_srv_config *c)
 {
     memset(c, 0, sizeof(*c));
     strcpy(c->listen, "127.0.0.1");
@@ -42,50 +51,99 @@ static void hk_cfg_defaults(hk_srv_config *c)
     c->session_idle = 300;
     c->workers = 2;
     c->min_paillier_bits = 2048;
+    strcpy(c->node, "halfkeyd");
+    c->rate_per_minute = 600;
+    c->rate_burst = 60;
+    strcpy(c->curves, "secp256k1,p256");
+    c->metrics = 1;
+    c->shutdown_grace = 30;
 }
 
-static hk_err hk_cfg_check(const hk_srv_config *c, const char *path, char *why)
+/* 1 if list is a comma-separated list of known curve names, none twice. */
+static int hk_cfg_curves_ok(const char *list)
 {
-    const char *miss = NULL;
+    char buf[64], *tok, *save = NULL;
+    int seen = 0, bit;
 
-    if (c->tls_cert[0] == 0)
-        miss = "tls_cert";
-    else if (c->tls_key[0] == 0)
-        miss = "tls_key";
-    else if (c->db[0] == 0)
-        miss = "db";
-    else if (c->kek_file[0] == 0)
-        miss = "kek_file";
-    else if (c->jwt_key[0] == 0)
-        miss = "jwt_key";
-    if (miss != NULL) {
-        snprintf(why, 256, "%.200s: missing required key '%s'", path, miss);
-        return HK_ERR_CONFIG;
+    if (strlen(list) >= sizeof(buf) || *list == '\0')
+        return 0;
+    strcpy(buf, list);
+    for (tok = strtok_r(buf, ",", &save); tok != NULL;
+         tok = strtok_r(NULL, ",", &save)) {
+        if (strcmp(tok, "secp256k1") == 0)
+            bit = 1;
+        else if (strcmp(tok, "p256") == 0)
+            bit = 2;
+        else
+            return 0;
+        if (seen & bit)
+            return 0;
+        seen |= bit;
     }
+    return seen != 0;
+}
+
+/* Reports a bad value of `key` at its line ("file:line: key: msg"), or
+ * at the file for a missing key. */
+static hk_err hk_cfg_bad(char *why, const char *path, const unsigned *lines,
+                         const char *key, const char *msg)
+{
+    size_t i;
+
+    for (i = 0; i < HK_NFIELDS; i++)
+        if (strcmp(hk_cfg_fields[i].key, key) == 0 && lines[i] != 0) {
+            snprintf(why, 256, "%.180s:%u: %s: %s", path, lines[i], key, msg);
+            return HK_ERR_CONFIG;
+        }
+    snprintf(why, 256, "%.180s: %s: %s", path, key, msg);
+    return HK_ERR_CONFIG;
+}
+
+static hk_err hk_cfg_check(const hk_srv_config *c, const char *path,
+                           const unsigned *lines, char *why)
+{
+    static const char *const req[] = {"tls_cert", "tls_key", "kek_file",
+                                      "jwt_key"};
+    const char *const val[] = {c->tls_cert, c->tls_key, c->kek_file,
+                               c->jwt_key};
+    size_t i;
+
+    for (i = 0; i < sizeof(req) / sizeof(req[0]); i++)
+        if (val[i][0] == 0)
+            return hk_cfg_bad(why, path, lines, req[i], "required, missing");
+    if (c->db[0] == 0 && c->db_url[0] == 0)
+        return hk_cfg_bad(why, path, lines, "db",
+                          "required (or db_url), missing");
+    if (c->db[0] != 0 && c->db_url[0] != 0)
+        return hk_cfg_bad(why, path, lines, "db_url",
+                          "give db or db_url, not both");
     if (strcmp(c->jwt_alg, "ES256") && strcmp(c->jwt_alg, "RS256") &&
-        strcmp(c->jwt_alg, "HS256")) {
-        snprintf(why, 256, "%.200s: jwt_alg must be ES256, RS256 or HS256",
-                 path);
-        return HK_ERR_CONFIG;
-    }
-    if (c->min_paillier_bits != 2048 && c->min_paillier_bits != 3072) {
-        snprintf(why, 256, "%.200s: min_paillier_bits must be 2048 or 3072",
-                 path);
-        return HK_ERR_CONFIG;
-    }
+        strcmp(c->jwt_alg, "HS256"))
+        return hk_cfg_bad(why, path, lines, "jwt_alg",
+                          "must be ES256, RS256 or HS256");
+    if (!hk_cfg_curves_ok(c->curves))
+        return hk_cfg_bad(why, path, lines, "curves",
+                          "must list secp256k1 and/or p256, comma-separated");
+    if (c->min_paillier_bits != 2048 && c->min_paillier_bits != 3072)
+        return hk_cfg_bad(why, path, lines, "min_paillier_bits",
+                          "must be 2048 or 3072");
+    if (c->node[0] == 0)
+        return hk_cfg_bad(why, path, lines, "node", "must not be empty");
     return HK_OK;
 }
 
 hk_err hk_srv_config_load(const char *path, hk_srv_config *out, char *why)
 {
+    unsigned lines[HK_NFIELDS];
     hk_err e;
 
     if (path == NULL || out == NULL || why == NULL)
         return HK_ERR_ARG;
-    hk_cfg_defaults(out);
-    if ((e = hk_kv_load(path, hk_cfg_fields, HK_NFIELDS, out, why)) != HK_OK)
+    hk_srv_config_defaults(out);
+    if ((e = hk_kv_load_lines(path, hk_cfg_fields, HK_NFIELDS, out, why,
+                              lines)) != HK_OK)
         return e;
-    return hk_cfg_check(out, path, why);
+    return hk_cfg_check(out, path, lines, why);
 }
 
 hk_err hk_srv_config_write(const char *path, const hk_srv_config *c)

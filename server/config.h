@@ -17,7 +17,9 @@ typedef struct {
     int port;        /* 0: any free port */
     char tls_cert[HK_CFG_PATH_MAX];
     char tls_key[HK_CFG_PATH_MAX];
-    char db[HK_CFG_PATH_MAX]; /* SQLite file */
+    char db[HK_CFG_PATH_MAX];     /* SQLite file, or: */
+    char db_url[HK_CFG_PATH_MAX]; /* PostgreSQL connection string */
+    char node[64];                /* this node's name in logs and audit */
     char kek_file[HK_CFG_PATH_MAX];
     char jwt_alg[16];              /* ES256, RS256 or HS256 */
     char jwt_key[HK_CFG_PATH_MAX]; /* public key PEM or HS256 secret file */
@@ -29,8 +31,18 @@ typedef struct {
     int workers;      /* protocol worker threads */
     int min_paillier_bits;
     char port_file[HK_CFG_PATH_MAX]; /* optional: bound port written here */
+    /* policies (server/policy.h) */
+    int rate_per_minute; /* per-subject requests per minute, 0: off */
+    int rate_burst;      /* bucket size */
+    int max_signs_hour;  /* per-key default, 0: unlimited */
+    int max_signs_day;   /* per-key default, 0: unlimited */
+    char curves[64];     /* allowed curves, comma-separated */
+    int metrics;         /* 1: serve GET /metrics */
+    int shutdown_grace;  /* seconds running sessions get at shutdown */
 } hk_srv_config;
 
+/* The defaults of every field (a file overrides them). */
+void hk_srv_config_defaults(hk_srv_config *c);
 /* Parses `path`; on error writes "file:line: reason" into why[256]. */
 HK_WUR hk_err hk_srv_config_load(const char *path, hk_srv_config *out,
                                  char *why);

@@ -4,7 +4,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <math.h>
+
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 #include "mpc/setup.h"
 #include "server/db_impl.h"
@@ -307,8 +310,8 @@ hk_err hk_db_key_list(hk_db *db, const char *sub, hk_db_key **keys, size_t *n)
     size_t i;
     hk_err e;
 
-    if (db == NULL || !hk_db_text_ok(sub, HK_SUB_MAX) || keys == NULL ||
-        n == NULL)
+    if (db == NULL || (sub != NULL && !hk_db_text_ok(sub, HK_SUB_MAX)) ||
+        keys == NULL || n == NULL)
         return HK_ERR_ARG;
     *keys = NULL;
     *n = 0;
@@ -331,6 +334,25 @@ hk_err hk_db_key_set_disabled(hk_db *db, const unsigned char *kid, int disabled)
         return HK_ERR_ARG;
     db->err[0] = '\0';
     return db->ops->key_set_disabled(db, kid, disabled != 0);
+}
+
+hk_err hk_db_key_set_limits(hk_db *db, const unsigned char *kid,
+                            unsigned max_hour, unsigned max_day)
+{
+    if (db == NULL || kid == NULL || max_hour > HK_DB_LIMIT_MAX ||
+        max_day > HK_DB_LIMIT_MAX)
+        return HK_ERR_ARG;
+    db->err[0] = '\0';
+    return db->ops->key_set_limits(db, kid, max_hour, max_day);
+}
+
+hk_err hk_db_key_delete(hk_db *db, const unsigned char *kid, const char *sub)
+{
+    if (db == NULL || kid == NULL ||
+        (sub != NULL && !hk_db_text_ok(sub, HK_SUB_MAX)))
+        return HK_ERR_ARG;
+    db->err[0] = '\0';
+    return db->ops->key_delete(db, kid, sub);
 }
 
 /* --- shares --------------------------------------------------------------- */
@@ -403,14 +425,16 @@ hk_err hk_db_share_get_active(hk_db *db, const unsigned char *kid,
 
 /* --- sessions ------------------------------------------------------------- */
 
-hk_err hk_db_session_create(hk_db *db, const unsigned char *sid,
-                            const char *sub, hk_db_op op,
-                            const unsigned char *kid, int64_t now)
+static hk_err hk_session_create(hk_db *db, const unsigned char *sid,
+                                const char *sub, hk_db_op op,
+                                const unsigned char *kid, hk_curve_id curve,
+                                int64_t now)
 {
     hk_db_session s;
 
     if (db == NULL || sid == NULL || !hk_db_text_ok(sub, HK_SUB_MAX) ||
-        hk_db_op_name(op) == NULL || now < 0)
+        hk_db_op_name(op) == NULL || now < 0 ||
+        (curve != 0 && hk_curve_name(curve) == NULL))
         return HK_ERR_ARG;
     memset(&s, 0, sizeof(s));
     memcpy(s.sid, sid, HK_ID_LEN);
@@ -421,8 +445,25 @@ hk_err hk_db_session_create(hk_db *db, const unsigned char *sid,
         memcpy(s.kid, kid, HK_ID_LEN);
     s.created = s.last_seen = now;
     s.state = HK_DB_SESS_OPEN;
+    s.curve = curve;
     db->err[0] = '\0';
     return db->ops->session_create(db, &s);
+}
+
+hk_err hk_db_session_create(hk_db *db, const unsigned char *sid,
+                            const char *sub, hk_db_op op,
+                            const unsigned char *kid, int64_t now)
+{
+    return hk_session_create(db, sid, sub, op, kid, 0, now);
+}
+
+hk_err hk_db_session_create_keygen(hk_db *db, const unsigned char *sid,
+                                   const char *sub, const unsigned char *kid,
+                                   hk_curve_id curve, int64_t now)
+{
+    if (curve == 0)
+        return HK_ERR_ARG;
+    return hk_session_create(db, sid, sub, HK_DB_OP_KEYGEN, kid, curve, now);
 }
 
 hk_err hk_db_session_touch(hk_db *db, const unsigned char *sid, int64_t now,
@@ -700,4 +741,157 @@ done:
     OPENSSL_clear_free(rec, rlen);
     OPENSSL_free(sealed);
     return e;
+}
+
+/* --- audit log ------------------------------------------------------------ */
+
+int hk_audit_name_ok(const char *name)
+{
+    size_t i, n = strlen(name);
+
+    if (n < 1 || n > HK_AUDIT_NAME_MAX)
+        return 0;
+    for (i = 0; i < n; i++)
+        if ((name[i] < 'a' || name[i] > 'z') && name[i] != '_')
+            return 0;
+    return 1;
+}
+
+/* "" or valid text of at most max bytes. */
+static int hk_opt_text_ok(const char *s, size_t max)
+{
+    return *s == '\0' || hk_db_text_ok(s, max);
+}
+
+int hk_audit_rec_ok(const hk_audit_rec *r)
+{
+    return r != NULL && r->time >= 0 &&
+           memchr(r->node, 0, sizeof(r->node)) != NULL &&
+           memchr(r->subject, 0, sizeof(r->subject)) != NULL &&
+           memchr(r->detail, 0, sizeof(r->detail)) != NULL &&
+           memchr(r->event, 0, sizeof(r->event)) != NULL &&
+           memchr(r->outcome, 0, sizeof(r->outcome)) != NULL &&
+           hk_opt_text_ok(r->node, HK_NODE_MAX) &&
+           hk_opt_text_ok(r->subject, HK_SUB_MAX) &&
+           hk_opt_text_ok(r->detail, HK_AUDIT_DETAIL_MAX) &&
+           hk_audit_name_ok(r->event) && hk_audit_name_ok(r->outcome) &&
+           r->digest_len <= HK_AUDIT_DIGEST_MAX &&
+           r->sig_len <= HK_AUDIT_SIG_MAX;
+}
+
+/* Feeds one item with its 4-byte big-endian length. */
+static void hk_hash_item(EVP_MD_CTX *md, const void *p, size_t n)
+{
+    unsigned char len[4] = {(unsigned char)(n >> 24), (unsigned char)(n >> 16),
+                            (unsigned char)(n >> 8), (unsigned char)n};
+
+    (void)EVP_DigestUpdate(md, len, 4);
+    (void)EVP_DigestUpdate(md, p, n);
+}
+
+static void hk_hash_i64(EVP_MD_CTX *md, int64_t v)
+{
+    unsigned char b[8];
+    int i;
+
+    for (i = 0; i < 8; i++)
+        b[i] = (unsigned char)((uint64_t)v >> (56 - 8 * i));
+    hk_hash_item(md, b, 8);
+}
+
+void hk_audit_hash(const hk_audit_rec *r, unsigned char out[HK_AUDIT_HASH_LEN])
+{
+    static const char label[] = "halfkey audit v1";
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    unsigned int n = 0;
+
+    memset(out, 0, HK_AUDIT_HASH_LEN);
+    if (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(md);
+        return; /* all zero: never a valid link, verify reports it */
+    }
+    hk_hash_item(md, label, sizeof(label) - 1);
+    hk_hash_item(md, r->prev, HK_AUDIT_HASH_LEN);
+    hk_hash_i64(md, r->seq);
+    hk_hash_i64(md, r->time);
+    hk_hash_item(md, r->node, strlen(r->node));
+    hk_hash_item(md, r->subject, strlen(r->subject));
+    hk_hash_item(md, r->kid, r->has_kid ? HK_ID_LEN : 0);
+    hk_hash_item(md, r->sid, r->has_sid ? HK_ID_LEN : 0);
+    hk_hash_item(md, r->event, strlen(r->event));
+    hk_hash_item(md, r->outcome, strlen(r->outcome));
+    hk_hash_item(md, r->detail, strlen(r->detail));
+    hk_hash_item(md, r->digest, r->digest_len);
+    hk_hash_item(md, r->sig, r->sig_len);
+    (void)EVP_DigestFinal_ex(md, out, &n);
+    EVP_MD_CTX_free(md);
+}
+
+void hk_audit_link(hk_audit_rec *rec, int64_t last,
+                   const unsigned char *last_hash)
+{
+    rec->seq = last + 1;
+    if (last_hash != NULL)
+        memcpy(rec->prev, last_hash, HK_AUDIT_HASH_LEN);
+    else
+        memset(rec->prev, 0, HK_AUDIT_HASH_LEN);
+    hk_audit_hash(rec, rec->hash);
+}
+
+hk_err hk_db_audit_append(hk_db *db, hk_audit_rec *rec)
+{
+    if (db == NULL || !hk_audit_rec_ok(rec))
+        return HK_ERR_ARG;
+    db->err[0] = '\0';
+    return db->ops->audit_append(db, rec);
+}
+
+hk_err hk_db_audit_scan(hk_db *db, int64_t from,
+                        hk_err (*fn)(void *ctx, const hk_audit_rec *r),
+                        void *ctx)
+{
+    if (db == NULL || fn == NULL)
+        return HK_ERR_ARG;
+    db->err[0] = '\0';
+    return db->ops->audit_scan(db, from, fn, ctx);
+}
+
+hk_err hk_db_audit_count(hk_db *db, const unsigned char *kid, const char *event,
+                         const char *outcome, int64_t since, int64_t *n)
+{
+    if (db == NULL || kid == NULL || event == NULL || outcome == NULL ||
+        !hk_audit_name_ok(event) || !hk_audit_name_ok(outcome) || n == NULL)
+        return HK_ERR_ARG;
+    db->err[0] = '\0';
+    return db->ops->audit_count(db, kid, event, outcome, since, n);
+}
+
+/* --- rate limits ---------------------------------------------------------- */
+
+void hk_bucket_step(int found, double tokens, double updated, double rate,
+                    double burst, double now, double *tokens_out, int *ok,
+                    double *retry)
+{
+    /* A clock that moved back refills nothing; a new subject starts full. */
+    double t = found ? tokens + fmax(0.0, now - updated) * rate : burst;
+
+    t = fmin(t, burst);
+    *ok = t >= 1.0;
+    *retry = *ok ? 0.0 : (1.0 - t) / rate;
+    *tokens_out = *ok ? t - 1.0 : t;
+}
+
+hk_err hk_db_bucket_take(hk_db *db, const char *sub, double rate, double burst,
+                         double now, int *ok, double *retry)
+{
+    if (db == NULL || !hk_db_text_ok(sub, HK_SUB_MAX) || !(rate > 0.0) ||
+        !(burst >= 1.0) || !(now >= 0.0) || ok == NULL || retry == NULL)
+        return HK_ERR_ARG;
+    db->err[0] = '\0';
+    return db->ops->bucket_take(db, sub, rate, burst, now, ok, retry);
+}
+
+const char *hk_db_backend(const hk_db *db)
+{
+    return db != NULL ? db->ops->name : "none";
 }

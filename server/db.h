@@ -6,8 +6,9 @@
  * Owns the schema, its migrations, the rules below, and the combination of
  * sealing (server/seal.h) with storage for server shares and the setup.
  *
- * Schema, version 1 (HK_DB_SCHEMA_VERSION). Times are seconds since the
- * epoch, passed in by the caller. Ids are 16 raw bytes.
+ * Schema, version 2 (HK_DB_SCHEMA_VERSION; version 1 lacked the columns
+ * and tables marked v2). Times are seconds since the epoch, passed in by
+ * the caller. Ids are 16 raw bytes.
  *
  *   schema_version  version INTEGER PK        one row per applied migration
  *   keys            kid BLOB(16) PK
@@ -17,6 +18,9 @@
  *                   created INTEGER
  *                   disabled INTEGER          0 | 1
  *                   label TEXT NULL           1..HK_LABEL_MAX B
+ *                   max_hour INTEGER          v2: signs per hour, 0: the
+ *                   max_day INTEGER           v2: ... per day; server's
+ *                                             default (policy.h)
  *                   INDEX (owner, created)
  *   shares          kid BLOB(16) -> keys(kid) ON DELETE CASCADE
  *                   epoch INTEGER             1..2^32-1
@@ -31,12 +35,28 @@
  *                   created, last_seen INTEGER
  *                   state TEXT                'open' | 'running' | 'done'
  *                                             | 'failed'
+ *                   curve TEXT NULL           v2: a keygen's curve
  *                   INDEX (last_seen)
  *   setup           id INTEGER PK = 1         at most one row
  *                   sealed BLOB               hk_seal blob of the secret
  *                                             setup record (mpc/setup.h)
  *                   public BLOB               the public setup record
  *                   created INTEGER
+ *   audit           v2, append-only (see hk_db_audit_append)
+ *                   seq INTEGER PK            1, 2, 3, ... without gaps
+ *                   time INTEGER
+ *                   node TEXT                 the server node's name
+ *                   subject TEXT NULL, kid BLOB(16) NULL, sid BLOB NULL
+ *                   event TEXT                'keygen', 'sign', ...
+ *                   outcome TEXT              'granted', 'ok', 'refused',
+ *                                             'failed', ...
+ *                   detail TEXT NULL          reason, bounded
+ *                   digest BLOB NULL          0..64 B, the digest signed
+ *                   signature BLOB NULL       0..72 B (r || s or DER)
+ *                   prev BLOB(32), hash BLOB(32)   the chain
+ *                   INDEX (kid, event, time)
+ *   buckets         v2: per-subject token buckets (rate limits)
+ *                   subject TEXT PK, tokens REAL, updated REAL (seconds)
  *
  * Rules every back end enforces:
  *  - Shares: at most one active and one pending share per key (the UNIQUE
@@ -73,12 +93,19 @@
 #include "mpc/zk.h"
 #include "server/seal.h"
 
-#define HK_DB_SCHEMA_VERSION 1
+#define HK_DB_SCHEMA_VERSION 2
 #define HK_LABEL_MAX 128           /* bytes */
 #define HK_DB_IDLE_DEFAULT 300     /* session idle timeout, seconds */
 #define HK_DB_IDLE_MAX (7 * 86400) /* the longest accepted idle timeout */
 #define HK_DB_BUSY_MS 5000         /* wait for a locked database */
 #define HK_DB_EPOCH_MAX 0xffffffffUL
+#define HK_DB_LIMIT_MAX 1000000 /* largest per-key signs per hour/day */
+#define HK_NODE_MAX 64          /* server node name, bytes */
+#define HK_AUDIT_NAME_MAX 15    /* event and outcome names */
+#define HK_AUDIT_DETAIL_MAX 200
+#define HK_AUDIT_DIGEST_MAX 64
+#define HK_AUDIT_SIG_MAX 72
+#define HK_AUDIT_HASH_LEN 32 /* SHA-256 */
 
 typedef struct hk_db hk_db;
 
@@ -108,6 +135,7 @@ typedef struct {
     int64_t created;
     int disabled;
     char label[HK_LABEL_MAX + 1]; /* "" when none */
+    unsigned max_hour, max_day;   /* 0: the server's default */
 } hk_db_key;
 
 typedef struct {
@@ -118,7 +146,29 @@ typedef struct {
     unsigned char kid[HK_ID_LEN]; /* valid when has_kid */
     int64_t created, last_seen;
     hk_db_sess_state state;
+    hk_curve_id curve; /* a keygen session's curve; 0 for other ops */
 } hk_db_session;
+
+/* One audit record. The text fields are valid text (hk_db_text_ok) or ""
+ * for none; event and outcome are [a-z_]{1,15}. */
+typedef struct {
+    int64_t seq; /* set by hk_db_audit_append */
+    int64_t time;
+    char node[HK_NODE_MAX + 1];
+    char subject[HK_SUB_MAX + 1];
+    int has_kid, has_sid;
+    unsigned char kid[HK_ID_LEN], sid[HK_ID_LEN];
+    char event[HK_AUDIT_NAME_MAX + 1];
+    char outcome[HK_AUDIT_NAME_MAX + 1];
+    char detail[HK_AUDIT_DETAIL_MAX + 1];
+    unsigned char digest[HK_AUDIT_DIGEST_MAX];
+    size_t digest_len;
+    unsigned char sig[HK_AUDIT_SIG_MAX];
+    size_t sig_len;
+    /* the chain: hash = SHA-256 of prev and every field above
+     * (hk_audit_hash); the first record's prev is all zero */
+    unsigned char prev[HK_AUDIT_HASH_LEN], hash[HK_AUDIT_HASH_LEN];
+} hk_audit_rec;
 
 /* --- names of the enums as stored ('active', 'sign', 'open', ...) -------- */
 
@@ -137,6 +187,14 @@ int hk_db_text_ok(const char *s, size_t max);
 
 /* --- opening -------------------------------------------------------------- */
 
+/* Opens the PostgreSQL database named by a libpq connection string
+ * ("postgresql://user@127.0.0.1:5432/halfkey" or "host=... dbname=...")
+ * and runs the pending migrations, serialised between nodes by an
+ * advisory lock. Codes as hk_db_open_sqlite. */
+HK_WUR hk_err hk_db_open_pg(const char *conninfo, hk_db **out, char *why,
+                            size_t whylen);
+/* The back end's name: "sqlite" or "postgresql". */
+const char *hk_db_backend(const hk_db *db);
 /* Opens (creating it, mode 0600, if missing) the SQLite database at path
  * and runs the pending migrations. HK_ERR_VERSION for a database of a newer
  * schema, HK_ERR_CONFIG for a file that is not a halfkey database, HK_ERR_IO
@@ -166,14 +224,23 @@ HK_WUR hk_err hk_db_key_get(hk_db *db, const unsigned char *kid,
  * another subject (the same code, so existence does not leak). */
 HK_WUR hk_err hk_db_key_get_owned(hk_db *db, const unsigned char *kid,
                                   const char *sub, hk_db_key *out);
-/* All keys of sub, oldest first. *keys is OPENSSL_malloc'd (NULL when *n is
- * 0): OPENSSL_free it. */
+/* All keys of sub (every key when sub is NULL), oldest first. *keys is
+ * OPENSSL_malloc'd (NULL when *n is 0): OPENSSL_free it. */
 HK_WUR hk_err hk_db_key_list(hk_db *db, const char *sub, hk_db_key **keys,
                              size_t *n);
 /* Sets or clears the disabled flag (operator action). A disabled key's
  * shares are neither stored nor loaded (HK_ERR_FORBIDDEN below). */
 HK_WUR hk_err hk_db_key_set_disabled(hk_db *db, const unsigned char *kid,
                                      int disabled);
+
+/* Sets the key's sign limits (0: the server default), each at most
+ * HK_DB_LIMIT_MAX. HK_ERR_NOT_FOUND if absent. */
+HK_WUR hk_err hk_db_key_set_limits(hk_db *db, const unsigned char *kid,
+                                   unsigned max_hour, unsigned max_day);
+/* Deletes the key and its shares (any owner when sub is NULL, else only
+ * if sub owns it). HK_ERR_NOT_FOUND if absent or another subject's. */
+HK_WUR hk_err hk_db_key_delete(hk_db *db, const unsigned char *kid,
+                               const char *sub);
 
 /* --- shares (sealed blobs; see hk_store_share for the sealing) ---------- */
 
@@ -212,6 +279,12 @@ HK_WUR hk_err hk_db_share_get_active(hk_db *db, const unsigned char *kid,
 HK_WUR hk_err hk_db_session_create(hk_db *db, const unsigned char *sid,
                                    const char *sub, hk_db_op op,
                                    const unsigned char *kid, int64_t now);
+/* As hk_db_session_create for a keygen of the given curve (stored, so the
+ * node that runs the session checks the curve the client asked for). */
+HK_WUR hk_err hk_db_session_create_keygen(hk_db *db, const unsigned char *sid,
+                                          const char *sub,
+                                          const unsigned char *kid,
+                                          hk_curve_id curve, int64_t now);
 /* last_seen = now (never moves back). HK_ERR_SESSION if unknown or
  * expired. */
 HK_WUR hk_err hk_db_session_touch(hk_db *db, const unsigned char *sid,
@@ -245,6 +318,42 @@ HK_WUR hk_err hk_db_setup_put(hk_db *db, const unsigned char *sealed,
  * HK_ERR_NOT_FOUND if no setup is stored. */
 HK_WUR hk_err hk_db_setup_get(hk_db *db, unsigned char **sealed, size_t *slen,
                               unsigned char **pub, size_t *plen);
+
+/* --- audit log ------------------------------------------------------------
+ * Append-only and hash-chained: each record's hash covers the previous
+ * record's hash, so a changed, removed or reordered record breaks the
+ * chain at that point (hk_audit_verify). Appends from several nodes are
+ * serialised by the database (one writer at a time on the log). */
+
+/* Appends rec: sets rec->seq, rec->prev and rec->hash. HK_ERR_ARG for
+ * fields outside their bounds. */
+HK_WUR hk_err hk_db_audit_append(hk_db *db, hk_audit_rec *rec);
+/* Calls fn on every record with seq >= from, in order, until fn returns
+ * other than HK_OK (that code is returned). Records are read as stored,
+ * not checked against the chain (the caller does: hk_audit_hash). */
+HK_WUR hk_err hk_db_audit_scan(hk_db *db, int64_t from,
+                               hk_err (*fn)(void *ctx, const hk_audit_rec *r),
+                               void *ctx);
+/* *n = number of records of key kid with this event and outcome and
+ * time >= since (the per-key sign limits count 'granted' signs). */
+HK_WUR hk_err hk_db_audit_count(hk_db *db, const unsigned char *kid,
+                                const char *event, const char *outcome,
+                                int64_t since, int64_t *n);
+/* The chain hash of r over r->prev and its fields (not seq's storage
+ * order: seq is covered too). */
+void hk_audit_hash(const hk_audit_rec *r, unsigned char out[HK_AUDIT_HASH_LEN]);
+/* 1 if r's fields are within their bounds. */
+int hk_audit_rec_ok(const hk_audit_rec *r);
+
+/* --- rate limits ----------------------------------------------------------
+ * A token bucket per subject, shared by every node on the database:
+ * `rate` tokens per second up to `burst`; a request takes one. */
+
+/* *ok = 1 if a token was taken; else *retry = seconds until one is
+ * available. now: seconds (fractional). */
+HK_WUR hk_err hk_db_bucket_take(hk_db *db, const char *sub, double rate,
+                                double burst, double now, int *ok,
+                                double *retry);
 
 /* --- sealing + storage ----------------------------------------------------
  * A server share is sealed with associated data hk_share_aad(kid, owner,

@@ -28,8 +28,14 @@ typedef struct {
     /* owner NULL: any owner. */
     hk_err (*key_get)(hk_db *db, const unsigned char *kid, const char *owner,
                       hk_db_key *out);
+    /* owner NULL: every key. */
     hk_err (*key_list)(hk_db *db, const char *owner, hk_db_key **keys,
                        size_t *n);
+    hk_err (*key_set_limits)(hk_db *db, const unsigned char *kid,
+                             unsigned max_hour, unsigned max_day);
+    /* owner NULL: any owner. */
+    hk_err (*key_delete)(hk_db *db, const unsigned char *kid,
+                         const char *owner);
     hk_err (*key_set_disabled)(hk_db *db, const unsigned char *kid,
                                int disabled);
     hk_err (*share_put)(hk_db *db, const unsigned char *kid,
@@ -56,6 +62,20 @@ typedef struct {
                         const unsigned char *pub, size_t plen, int64_t now);
     hk_err (*setup_get)(hk_db *db, unsigned char **sealed, size_t *slen,
                         unsigned char **pub, size_t *plen);
+    /* In one transaction that excludes other appends: reads the last
+     * record's seq and hash, calls hk_audit_link(rec, seq, hash) (or with
+     * 0 and NULL for an empty log) and inserts rec. */
+    hk_err (*audit_append)(hk_db *db, hk_audit_rec *rec);
+    hk_err (*audit_scan)(hk_db *db, int64_t from,
+                         hk_err (*fn)(void *ctx, const hk_audit_rec *r),
+                         void *ctx);
+    hk_err (*audit_count)(hk_db *db, const unsigned char *kid,
+                          const char *event, const char *outcome, int64_t since,
+                          int64_t *n);
+    /* In one transaction: reads the subject's row (if any), calls
+     * hk_bucket_step and writes the new row. */
+    hk_err (*bucket_take)(hk_db *db, const char *sub, double rate, double burst,
+                          double now, int *ok, double *retry);
 } hk_db_ops;
 
 #define HK_DB_ERR_LEN 256
@@ -72,5 +92,19 @@ void hk_db_set_err(hk_db *db, const char *fmt, ...)
 /* The states a session may move to `to` from (HK_DB_SESS_* values, 0 for
  * an unused slot); 0 if `to` is not a target (open). */
 int hk_db_sess_from_states(hk_db_sess_state to, hk_db_sess_state from[2]);
+
+/* Sets rec's seq to last + 1, prev to last_hash (zeros when NULL) and its
+ * hash. */
+void hk_audit_link(hk_audit_rec *rec, int64_t last,
+                   const unsigned char *last_hash);
+
+/* Token-bucket step: the stored state (found, tokens, updated) becomes
+ * (*tokens_out, now); *ok if a token was taken, else *retry seconds. */
+void hk_bucket_step(int found, double tokens, double updated, double rate,
+                    double burst, double now, double *tokens_out, int *ok,
+                    double *retry);
+
+/* 1 if name is [a-z_]{1,HK_AUDIT_NAME_MAX}. */
+int hk_audit_name_ok(const char *name);
 
 #endif

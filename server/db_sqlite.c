@@ -67,6 +67,38 @@ static const char *const hk_sq_migrations[] = {
     " public BLOB NOT NULL,"
     " created INTEGER NOT NULL"
     ") STRICT;",
+    /* 2: per-key limits, keygen curve, audit log, rate buckets (db.h) */
+    "ALTER TABLE keys ADD COLUMN max_hour INTEGER NOT NULL DEFAULT 0"
+    " CHECK (max_hour BETWEEN 0 AND 1000000);"
+    "ALTER TABLE keys ADD COLUMN max_day INTEGER NOT NULL DEFAULT 0"
+    " CHECK (max_day BETWEEN 0 AND 1000000);"
+    "ALTER TABLE sessions ADD COLUMN curve TEXT"
+    " CHECK (curve IS NULL OR curve IN ('secp256k1', 'p256'));"
+    "CREATE TABLE audit ("
+    " seq INTEGER PRIMARY KEY NOT NULL CHECK (seq >= 1),"
+    " time INTEGER NOT NULL,"
+    " node TEXT NOT NULL,"
+    " subject TEXT NOT NULL,"
+    " kid BLOB CHECK (kid IS NULL OR length(kid) = 16),"
+    " sid BLOB CHECK (sid IS NULL OR length(sid) = 16),"
+    " event TEXT NOT NULL,"
+    " outcome TEXT NOT NULL,"
+    " detail TEXT NOT NULL,"
+    " digest BLOB NOT NULL CHECK (length(digest) <= 64),"
+    " signature BLOB NOT NULL CHECK (length(signature) <= 72),"
+    " prev BLOB NOT NULL CHECK (length(prev) = 32),"
+    " hash BLOB NOT NULL CHECK (length(hash) = 32)"
+    ") STRICT;"
+    "CREATE INDEX audit_kid ON audit (kid, event, time);"
+    "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit"
+    " BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;"
+    "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit"
+    " BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;"
+    "CREATE TABLE buckets ("
+    " subject TEXT PRIMARY KEY NOT NULL,"
+    " tokens REAL NOT NULL,"
+    " updated REAL NOT NULL"
+    ") STRICT;",
 };
 
 #define HK_SQ_NMIGRATIONS                                                      \
@@ -75,8 +107,13 @@ static const char *const hk_sq_migrations[] = {
 _Static_assert(HK_SQ_NMIGRATIONS == HK_DB_SCHEMA_VERSION,
                "one migration per schema version");
 
-#define HK_SQ_KEY_COLS "kid, owner, curve, pubkey, created, disabled, label"
-#define HK_SQ_SESSION_COLS "sid, owner, op, kid, created, last_seen, state"
+#define HK_SQ_KEY_COLS                                                         \
+    "kid, owner, curve, pubkey, created, disabled, label, max_hour, max_day"
+#define HK_SQ_SESSION_COLS                                                     \
+    "sid, owner, op, kid, created, last_seen, state, curve"
+#define HK_SQ_AUDIT_COLS                                                       \
+    "seq, time, node, subject, kid, sid, event, outcome, detail, digest, "     \
+    "signature, prev, hash"
 
 /* --- plumbing ------------------------------------------------------------- */
 
@@ -247,7 +284,7 @@ static hk_err hk_col_name(sqlite3_stmt *st, int i, char out[HK_SQ_NAME_MAX + 1])
 static hk_err hk_sq_read_key(sqlite3_stmt *st, hk_db_key *k)
 {
     char curve[HK_SQ_NAME_MAX + 1];
-    int64_t disabled = 0;
+    int64_t disabled = 0, mh = 0, md = 0;
     hk_err e;
 
     memset(k, 0, sizeof(*k));
@@ -256,11 +293,15 @@ static hk_err hk_sq_read_key(sqlite3_stmt *st, hk_db_key *k)
         (e = hk_col_name(st, 2, curve)) != HK_OK ||
         (e = hk_col_fixed(st, 3, k->pub.b, HK_POINT_LEN)) != HK_OK ||
         (e = hk_col_int(st, 4, 0, INT64_MAX, &k->created)) != HK_OK ||
-        (e = hk_col_int(st, 5, 0, 1, &disabled)) != HK_OK)
+        (e = hk_col_int(st, 5, 0, 1, &disabled)) != HK_OK ||
+        (e = hk_col_int(st, 7, 0, HK_DB_LIMIT_MAX, &mh)) != HK_OK ||
+        (e = hk_col_int(st, 8, 0, HK_DB_LIMIT_MAX, &md)) != HK_OK)
         return e;
     if (hk_curve_from_name(curve, &k->curve) != HK_OK)
         return HK_ERR_DECODE;
     k->disabled = (int)disabled;
+    k->max_hour = (unsigned)mh;
+    k->max_day = (unsigned)md;
     if (sqlite3_column_type(st, 6) == SQLITE_NULL)
         return HK_OK;
     return hk_col_text(st, 6, k->label, HK_LABEL_MAX);
@@ -281,6 +322,10 @@ static hk_err hk_sq_read_session(sqlite3_stmt *st, hk_db_session *s)
         (e = hk_db_op_from_name(op, &s->op)) != HK_OK ||
         (e = hk_db_sess_state_from_name(state, &s->state)) != HK_OK)
         return e;
+    if (sqlite3_column_type(st, 7) != SQLITE_NULL &&
+        ((e = hk_col_name(st, 7, op)) != HK_OK ||
+         hk_curve_from_name(op, &s->curve) != HK_OK))
+        return HK_ERR_DECODE;
     s->has_kid = sqlite3_column_type(st, 3) != SQLITE_NULL;
     return s->has_kid ? hk_col_fixed(st, 3, s->kid, HK_ID_LEN) : HK_OK;
 }
@@ -514,8 +559,9 @@ static hk_err hk_sq_key_insert(hk_sq *d, const hk_db_key *k)
     hk_err e;
 
     if ((e = hk_sq_prep(d,
-                        "INSERT INTO keys (" HK_SQ_KEY_COLS ") "
-                        "VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6)",
+                        "INSERT INTO keys (kid, owner, curve, pubkey, "
+                        "created, disabled, label) VALUES (?1, ?2, ?3, ?4, "
+                        "?5, 0, ?6)",
                         &st)) != HK_OK)
         return e;
     rc = hk_sq_bind_blob(st, 1, k->kid, HK_ID_LEN);
@@ -603,11 +649,12 @@ static hk_err hk_sq_key_list(hk_db *db, const char *owner, hk_db_key **keys,
     hk_err e;
 
     if ((e = hk_sq_prep(d,
-                        "SELECT " HK_SQ_KEY_COLS " FROM keys WHERE owner = "
-                        "?1 ORDER BY created, kid",
+                        "SELECT " HK_SQ_KEY_COLS " FROM keys WHERE ?1 IS "
+                        "NULL OR owner = ?1 ORDER BY created, kid",
                         &st)) != HK_OK)
         return e;
-    e = hk_sq_err(d, hk_sq_bind_text(st, 1, owner));
+    if (owner != NULL)
+        e = hk_sq_err(d, hk_sq_bind_text(st, 1, owner));
     while (e == HK_OK && (e = hk_sq_step(d, st, &row)) == HK_OK && row)
         e = hk_sq_list_push(st, keys, n, &cap);
     sqlite3_finalize(st);
@@ -633,6 +680,54 @@ static hk_err hk_sq_key_set_disabled(hk_db *db, const unsigned char *kid,
     rc = hk_sq_bind_blob(st, 1, kid, HK_ID_LEN);
     if (rc == SQLITE_OK)
         rc = sqlite3_bind_int(st, 2, disabled);
+    if ((e = hk_sq_err(d, rc)) == HK_OK &&
+        (e = hk_sq_run(d, st, &changes)) == HK_OK && changes == 0)
+        e = HK_ERR_NOT_FOUND;
+    sqlite3_finalize(st);
+    return e;
+}
+
+static hk_err hk_sq_key_set_limits(hk_db *db, const unsigned char *kid,
+                                   unsigned max_hour, unsigned max_day)
+{
+    hk_sq *d = (hk_sq *)db;
+    sqlite3_stmt *st = NULL;
+    int rc, changes = 0;
+    hk_err e;
+
+    if ((e = hk_sq_prep(d,
+                        "UPDATE keys SET max_hour = ?2, max_day = ?3 WHERE "
+                        "kid = ?1",
+                        &st)) != HK_OK)
+        return e;
+    rc = hk_sq_bind_blob(st, 1, kid, HK_ID_LEN);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 2, max_hour);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 3, max_day);
+    if ((e = hk_sq_err(d, rc)) == HK_OK &&
+        (e = hk_sq_run(d, st, &changes)) == HK_OK && changes == 0)
+        e = HK_ERR_NOT_FOUND;
+    sqlite3_finalize(st);
+    return e;
+}
+
+static hk_err hk_sq_key_delete(hk_db *db, const unsigned char *kid,
+                               const char *owner)
+{
+    hk_sq *d = (hk_sq *)db;
+    sqlite3_stmt *st = NULL;
+    int rc, changes = 0;
+    hk_err e;
+
+    if ((e = hk_sq_prep(d,
+                        "DELETE FROM keys WHERE kid = ?1 AND (?2 IS NULL OR "
+                        "owner = ?2)",
+                        &st)) != HK_OK)
+        return e;
+    rc = hk_sq_bind_blob(st, 1, kid, HK_ID_LEN);
+    if (rc == SQLITE_OK && owner != NULL)
+        rc = hk_sq_bind_text(st, 2, owner);
     if ((e = hk_sq_err(d, rc)) == HK_OK &&
         (e = hk_sq_run(d, st, &changes)) == HK_OK && changes == 0)
         e = HK_ERR_NOT_FOUND;
@@ -817,7 +912,7 @@ static hk_err hk_sq_session_create(hk_db *db, const hk_db_session *s)
 
     if ((e = hk_sq_prep(d,
                         "INSERT INTO sessions (" HK_SQ_SESSION_COLS ") "
-                        "VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
+                        "VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7)",
                         &st)) != HK_OK)
         return e;
     rc = hk_sq_bind_blob(st, 1, s->sid, HK_ID_LEN);
@@ -831,6 +926,8 @@ static hk_err hk_sq_session_create(hk_db *db, const hk_db_session *s)
         rc = sqlite3_bind_int64(st, 5, s->created);
     if (rc == SQLITE_OK)
         rc = hk_sq_bind_text(st, 6, hk_db_sess_state_name(s->state));
+    if (rc == SQLITE_OK && s->curve != 0)
+        rc = hk_sq_bind_text(st, 7, hk_curve_name(s->curve));
     if ((e = hk_sq_err(d, rc)) == HK_OK)
         e = hk_sq_run(d, st, NULL);
     sqlite3_finalize(st);
@@ -1018,6 +1115,262 @@ done:
     return e;
 }
 
+/* --- audit log ------------------------------------------------------------ */
+
+/* Optional text column stored as '' for none. */
+static hk_err hk_col_opt_text(sqlite3_stmt *st, int i, char *out, size_t max)
+{
+    if (sqlite3_column_type(st, i) == SQLITE_TEXT &&
+        sqlite3_column_bytes(st, i) == 0) {
+        out[0] = '\0';
+        return HK_OK;
+    }
+    return hk_col_text(st, i, out, max);
+}
+
+/* A BLOB of 0..max bytes into out. */
+static hk_err hk_col_var(sqlite3_stmt *st, int i, unsigned char *out,
+                         size_t max, size_t *len)
+{
+    int n;
+
+    if (sqlite3_column_type(st, i) != SQLITE_BLOB)
+        return HK_ERR_DECODE;
+    n = sqlite3_column_bytes(st, i);
+    if (n < 0 || (size_t)n > max)
+        return HK_ERR_DECODE;
+    if (n > 0)
+        memcpy(out, sqlite3_column_blob(st, i), (size_t)n);
+    *len = (size_t)n;
+    return HK_OK;
+}
+
+/* An optional 16-byte id. */
+static hk_err hk_col_opt_id(sqlite3_stmt *st, int i, int *has,
+                            unsigned char *out)
+{
+    *has = sqlite3_column_type(st, i) != SQLITE_NULL;
+    return *has ? hk_col_fixed(st, i, out, HK_ID_LEN) : HK_OK;
+}
+
+static hk_err hk_sq_read_audit(sqlite3_stmt *st, hk_audit_rec *r)
+{
+    hk_err e;
+
+    memset(r, 0, sizeof(*r));
+    if ((e = hk_col_int(st, 0, 1, INT64_MAX, &r->seq)) != HK_OK ||
+        (e = hk_col_int(st, 1, 0, INT64_MAX, &r->time)) != HK_OK ||
+        (e = hk_col_opt_text(st, 2, r->node, HK_NODE_MAX)) != HK_OK ||
+        (e = hk_col_opt_text(st, 3, r->subject, HK_SUB_MAX)) != HK_OK ||
+        (e = hk_col_opt_id(st, 4, &r->has_kid, r->kid)) != HK_OK ||
+        (e = hk_col_opt_id(st, 5, &r->has_sid, r->sid)) != HK_OK ||
+        (e = hk_col_name(st, 6, r->event)) != HK_OK ||
+        (e = hk_col_name(st, 7, r->outcome)) != HK_OK ||
+        (e = hk_col_opt_text(st, 8, r->detail, HK_AUDIT_DETAIL_MAX)) != HK_OK ||
+        (e = hk_col_var(st, 9, r->digest, HK_AUDIT_DIGEST_MAX,
+                        &r->digest_len)) != HK_OK ||
+        (e = hk_col_var(st, 10, r->sig, HK_AUDIT_SIG_MAX, &r->sig_len)) !=
+            HK_OK ||
+        (e = hk_col_fixed(st, 11, r->prev, HK_AUDIT_HASH_LEN)) != HK_OK ||
+        (e = hk_col_fixed(st, 12, r->hash, HK_AUDIT_HASH_LEN)) != HK_OK)
+        return e;
+    return hk_audit_rec_ok(r) ? HK_OK : HK_ERR_DECODE;
+}
+
+/* The last record's seq and hash (*seq 0 for an empty log). */
+static hk_err hk_sq_audit_last(hk_sq *d, int64_t *seq,
+                               unsigned char hash[HK_AUDIT_HASH_LEN])
+{
+    sqlite3_stmt *st = NULL;
+    int row = 0;
+    hk_err e;
+
+    *seq = 0;
+    if ((e = hk_sq_prep(d,
+                        "SELECT seq, hash FROM audit ORDER BY seq DESC "
+                        "LIMIT 1",
+                        &st)) == HK_OK &&
+        (e = hk_sq_step(d, st, &row)) == HK_OK && row &&
+        (e = hk_col_int(st, 0, 1, INT64_MAX, seq)) == HK_OK)
+        e = hk_col_fixed(st, 1, hash, HK_AUDIT_HASH_LEN);
+    sqlite3_finalize(st);
+    return e;
+}
+
+static int hk_sq_bind_opt_id(sqlite3_stmt *st, int i, int has,
+                             const unsigned char *id)
+{
+    return has ? hk_sq_bind_blob(st, i, id, HK_ID_LEN)
+               : sqlite3_bind_null(st, i);
+}
+
+static hk_err hk_sq_audit_insert(hk_sq *d, const hk_audit_rec *r)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+    hk_err e;
+
+    if ((e = hk_sq_prep(d,
+                        "INSERT INTO audit (" HK_SQ_AUDIT_COLS ") VALUES "
+                        "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
+                        "?13)",
+                        &st)) != HK_OK)
+        return e;
+    rc = sqlite3_bind_int64(st, 1, r->seq);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 2, r->time);
+    if (rc == SQLITE_OK)
+        rc = hk_sq_bind_text(st, 3, r->node);
+    if (rc == SQLITE_OK)
+        rc = hk_sq_bind_text(st, 4, r->subject);
+    if (rc == SQLITE_OK)
+        rc = hk_sq_bind_opt_id(st, 5, r->has_kid, r->kid);
+    if (rc == SQLITE_OK)
+        rc = hk_sq_bind_opt_id(st, 6, r->has_sid, r->sid);
+    if (rc == SQLITE_OK)
+        rc = hk_sq_bind_text(st, 7, r->event);
+    if (rc == SQLITE_OK)
+        rc = hk_sq_bind_text(st, 8, r->outcome);
+    if (rc == SQLITE_OK)
+        rc = hk_sq_bind_text(st, 9, r->detail);
+    /* zeroblob for empty values: a NULL pointer would bind NULL */
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_blob(st, 10, r->digest, (int)r->digest_len,
+                               SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_blob(st, 11, r->sig, (int)r->sig_len, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = hk_sq_bind_blob(st, 12, r->prev, HK_AUDIT_HASH_LEN);
+    if (rc == SQLITE_OK)
+        rc = hk_sq_bind_blob(st, 13, r->hash, HK_AUDIT_HASH_LEN);
+    if ((e = hk_sq_err(d, rc)) == HK_OK)
+        e = hk_sq_run(d, st, NULL);
+    sqlite3_finalize(st);
+    return e;
+}
+
+static hk_err hk_sq_audit_append(hk_db *db, hk_audit_rec *rec)
+{
+    hk_sq *d = (hk_sq *)db;
+    unsigned char last[HK_AUDIT_HASH_LEN];
+    int64_t seq = 0;
+    hk_err e;
+
+    if ((e = hk_sq_begin(d)) != HK_OK)
+        return e;
+    if ((e = hk_sq_audit_last(d, &seq, last)) == HK_OK) {
+        hk_audit_link(rec, seq, seq > 0 ? last : NULL);
+        e = hk_sq_audit_insert(d, rec);
+    }
+    return hk_sq_end(d, e);
+}
+
+static hk_err hk_sq_audit_scan(hk_db *db, int64_t from,
+                               hk_err (*fn)(void *ctx, const hk_audit_rec *r),
+                               void *ctx)
+{
+    hk_sq *d = (hk_sq *)db;
+    sqlite3_stmt *st = NULL;
+    hk_audit_rec r;
+    int row = 1;
+    hk_err e;
+
+    if ((e = hk_sq_prep(d,
+                        "SELECT " HK_SQ_AUDIT_COLS " FROM audit WHERE seq >= "
+                        "?1 ORDER BY seq",
+                        &st)) != HK_OK)
+        return e;
+    e = hk_sq_err(d, sqlite3_bind_int64(st, 1, from));
+    while (e == HK_OK && (e = hk_sq_step(d, st, &row)) == HK_OK && row)
+        if ((e = hk_sq_read_audit(st, &r)) == HK_OK)
+            e = fn(ctx, &r);
+    sqlite3_finalize(st);
+    return e;
+}
+
+static hk_err hk_sq_audit_count(hk_db *db, const unsigned char *kid,
+                                const char *event, const char *outcome,
+                                int64_t since, int64_t *n)
+{
+    hk_sq *d = (hk_sq *)db;
+    sqlite3_stmt *st = NULL;
+    int rc, row = 0;
+    hk_err e;
+
+    if ((e = hk_sq_prep(d,
+                        "SELECT count(*) FROM audit WHERE kid = ?1 AND event "
+                        "= ?2 AND outcome = ?3 AND time >= ?4",
+                        &st)) != HK_OK)
+        return e;
+    rc = hk_sq_bind_blob(st, 1, kid, HK_ID_LEN);
+    if (rc == SQLITE_OK)
+        rc = hk_sq_bind_text(st, 2, event);
+    if (rc == SQLITE_OK)
+        rc = hk_sq_bind_text(st, 3, outcome);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 4, since);
+    if ((e = hk_sq_err(d, rc)) == HK_OK &&
+        (e = hk_sq_step(d, st, &row)) == HK_OK)
+        e = row ? hk_col_int(st, 0, 0, INT64_MAX, n) : HK_ERR_DECODE;
+    sqlite3_finalize(st);
+    return e;
+}
+
+/* --- rate buckets --------------------------------------------------------- */
+
+static hk_err hk_sq_bucket_read(hk_sq *d, const char *sub, int *found,
+                                double *tokens, double *updated)
+{
+    sqlite3_stmt *st = NULL;
+    hk_err e;
+
+    if ((e = hk_sq_prep(d,
+                        "SELECT tokens, updated FROM buckets WHERE subject "
+                        "= ?1",
+                        &st)) == HK_OK &&
+        (e = hk_sq_err(d, hk_sq_bind_text(st, 1, sub))) == HK_OK &&
+        (e = hk_sq_step(d, st, found)) == HK_OK && *found) {
+        if (sqlite3_column_type(st, 0) != SQLITE_FLOAT ||
+            sqlite3_column_type(st, 1) != SQLITE_FLOAT)
+            e = HK_ERR_DECODE;
+        *tokens = sqlite3_column_double(st, 0);
+        *updated = sqlite3_column_double(st, 1);
+    }
+    sqlite3_finalize(st);
+    return e;
+}
+
+static hk_err hk_sq_bucket_take(hk_db *db, const char *sub, double rate,
+                                double burst, double now, int *ok,
+                                double *retry)
+{
+    hk_sq *d = (hk_sq *)db;
+    double tokens = 0, updated = 0, left = 0;
+    sqlite3_stmt *st = NULL;
+    int found = 0, rc;
+    hk_err e;
+
+    if ((e = hk_sq_begin(d)) != HK_OK)
+        return e;
+    if ((e = hk_sq_bucket_read(d, sub, &found, &tokens, &updated)) != HK_OK ||
+        (e = hk_sq_prep(d,
+                        "INSERT OR REPLACE INTO buckets (subject, tokens, "
+                        "updated) VALUES (?1, ?2, ?3)",
+                        &st)) != HK_OK)
+        goto done;
+    hk_bucket_step(found, tokens, updated, rate, burst, now, &left, ok, retry);
+    rc = hk_sq_bind_text(st, 1, sub);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_double(st, 2, left);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_double(st, 3, now);
+    if ((e = hk_sq_err(d, rc)) == HK_OK)
+        e = hk_sq_run(d, st, NULL);
+done:
+    sqlite3_finalize(st);
+    return hk_sq_end(d, e);
+}
+
 static const hk_db_ops hk_sq_ops = {
     "sqlite",
     hk_sq_close,
@@ -1025,6 +1378,8 @@ static const hk_db_ops hk_sq_ops = {
     hk_sq_key_create,
     hk_sq_key_get,
     hk_sq_key_list,
+    hk_sq_key_set_limits,
+    hk_sq_key_delete,
     hk_sq_key_set_disabled,
     hk_sq_share_put,
     hk_sq_share_promote,
@@ -1036,6 +1391,10 @@ static const hk_db_ops hk_sq_ops = {
     hk_sq_session_sweep,
     hk_sq_setup_put,
     hk_sq_setup_get,
+    hk_sq_audit_append,
+    hk_sq_audit_scan,
+    hk_sq_audit_count,
+    hk_sq_bucket_take,
 };
 
 hk_err hk_db_open_sqlite(const char *path, hk_db **out, char *why,

@@ -21,6 +21,7 @@
 
 #include "mpc/codec.h"
 #include "mpc/setup.h"
+#include "server/admin.h"
 #include "server/config.h"
 #include "server/db.h"
 #include "server/log.h"
@@ -35,7 +36,14 @@ static int hk_usage(void)
     fprintf(stderr,
             "usage: halfkeyd init DIR [--port N]\n"
             "       halfkeyd run --config FILE\n"
-            "       halfkeyd token --config FILE --sub NAME [--ttl SECONDS]\n");
+            "       halfkeyd token --config FILE --sub NAME [--ttl SECONDS]\n"
+            "       halfkeyd initdb --config FILE\n"
+            "       halfkeyd keys list --config FILE [--sub NAME]\n"
+            "       halfkeyd keys disable|enable --config FILE --key KEYID\n"
+            "       halfkeyd keys limit --config FILE --key KEYID "
+            "--per-hour N --per-day N\n"
+            "       halfkeyd audit verify --config FILE\n"
+            "       halfkeyd audit export --config FILE [--from SEQ]\n");
     return 2;
 }
 
@@ -79,20 +87,13 @@ static void hk_join(char *out, size_t cap, const char *dir, const char *name)
 
 static hk_err hk_init_setup(const char *dbpath, const char *kekpath, char *why)
 {
-    hk_rped_secret *sec = NULL;
     hk_kek *kek = NULL;
     hk_db *db = NULL;
     hk_err e;
 
-    fprintf(stderr, "halfkeyd: generating the ring-Pedersen setup "
-                    "(two 1024-bit safe primes)...\n");
-    if ((e = hk_kek_load_file(kekpath, &kek, why, 256)) != HK_OK ||
-        (e = hk_db_open_sqlite(dbpath, &db, why, 256)) != HK_OK ||
-        (e = hk_rped_generate(&sec)) != HK_OK)
-        goto done;
-    e = hk_store_setup(db, kek, sec, (int64_t)time(NULL));
-done:
-    hk_rped_secret_free(sec);
+    if ((e = hk_kek_load_file(kekpath, &kek, why, 256)) == HK_OK &&
+        (e = hk_db_open_sqlite(dbpath, &db, why, 256)) == HK_OK)
+        e = hk_admin_make_setup(db, kek);
     hk_db_close(db);
     hk_kek_free(kek);
     return e;
@@ -121,8 +122,7 @@ static int hk_cmd_init(int argc, char **argv)
         return hk_fail(dir, HK_ERR_IO, strerror(errno));
     /* The files live in DIR; the configuration names them relative to
      * itself, so the directory can be moved as a whole. */
-    memset(&c, 0, sizeof(c));
-    strcpy(c.listen, "127.0.0.1");
+    hk_srv_config_defaults(&c);
     c.port = port;
     strcpy(c.tls_cert, "tls-cert.pem");
     strcpy(c.tls_key, "tls-key.pem");
@@ -232,14 +232,17 @@ typedef struct {
     hk_service *svc;
 } hk_sigctx;
 
+/* The first SIGTERM/SIGINT drains (running sessions finish); a second
+ * one stops at once. */
 static void *hk_signal_thread(void *p)
 {
     hk_sigctx *sc = p;
-    int sig = 0;
+    int sig = 0, n;
 
-    if (sigwait(&sc->set, &sig) == 0) {
-        hk_log("info", "event=shutdown signal=%d", sig);
-        hk_service_stop(sc->svc);
+    for (n = 0; n < 2 && sigwait(&sc->set, &sig) == 0; n++) {
+        hk_log("info", "event=shutdown signal=%d mode=%s", sig,
+               n == 0 ? "drain" : "now");
+        hk_service_stop(sc->svc, n > 0);
     }
     return NULL;
 }
@@ -286,5 +289,11 @@ int main(int argc, char **argv)
         return hk_cmd_run(argc, argv);
     if (strcmp(argv[1], "token") == 0)
         return hk_cmd_token(argc, argv);
+    if (strcmp(argv[1], "initdb") == 0)
+        return hk_cmd_initdb(argc, argv);
+    if (strcmp(argv[1], "keys") == 0)
+        return hk_cmd_keys(argc, argv);
+    if (strcmp(argv[1], "audit") == 0)
+        return hk_cmd_audit(argc, argv);
     return hk_usage();
 }

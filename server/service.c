@@ -13,8 +13,17 @@
 #include "server/service_impl.h"
 
 #define HK_VERSION "0.1.0"
+#define HK_DRAIN_IDLE 5 /* seconds */
 
 int64_t hk_now(void) { return (int64_t)time(NULL); }
+
+double hk_mono(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
 
 /* --- responses ------------------------------------------------------------ */
 
@@ -48,6 +57,17 @@ static void hk_respond_hk(hk_http_resp *r, hk_err e)
     default:
         hk_respond_err(r, 500, "internal", hk_strerror(e));
     }
+}
+
+/* A policy refusal: 429 (with Retry-After) or 403 and the reason. */
+static void hk_respond_refusal(hk_service *svc, hk_http_resp *r,
+                               const hk_refusal *why)
+{
+    hk_metrics_refusal(svc->metrics, why->code);
+    r->retry_after = why->retry_after;
+    hk_respond(r, why->http,
+               json_pack("{s:s,s:s,s:i}", "error", why->code, "message",
+                         why->message, "retry_after", why->retry_after));
 }
 
 /* "Bearer <jwt>" -> subject (and expiry); HK_ERR_AUTH otherwise. */
@@ -101,8 +121,6 @@ static hk_err hk_owned_key(hk_service *svc, const char *hex, const char *sub,
     pthread_mutex_lock(&svc->dbmu);
     e = hk_db_key_get_owned(svc->db, kid, sub, key);
     pthread_mutex_unlock(&svc->dbmu);
-    if (e == HK_OK && key->disabled)
-        e = HK_ERR_FORBIDDEN;
     return e;
 }
 
@@ -127,25 +145,38 @@ static void hk_presign_start(hk_service *svc, const unsigned char *sid,
     }
 }
 
-/* Opens a session in the database and answers its id. */
+/* Admits (policy.h) and opens a session in the database, then answers
+ * its id. key: the key of a sign or refresh, NULL for a keygen of `curve`
+ * whose new key id is kid. */
 static void hk_open_session(hk_service *svc, hk_http_resp *r, const char *sub,
-                            hk_db_op op, const unsigned char *kid)
+                            hk_db_op op, const hk_db_key *key,
+                            const unsigned char *kid, hk_curve_id curve)
 {
     unsigned char sid[HK_ID_LEN];
     char sidhex[2 * HK_ID_LEN + 1], kidhex[2 * HK_ID_LEN + 1], idbuf[64];
+    hk_refusal why;
     hk_err e;
 
-    if (RAND_bytes(sid, sizeof(sid)) != 1) {
-        hk_respond_err(r, 500, "internal", "random failure");
-        return;
-    }
+    if (svc->draining)
+        return hk_respond_err(r, 503, "draining", "server shutting down");
+    if (RAND_bytes(sid, sizeof(sid)) != 1)
+        return hk_respond_err(r, 500, "internal", "random failure");
     pthread_mutex_lock(&svc->dbmu);
-    e = hk_db_session_create(svc->db, sid, sub, op, kid, hk_now());
+    e = hk_policy_admit(svc->db, &svc->cfg, sub, op, key, curve, sid, &why);
+    if (e == HK_OK && op == HK_DB_OP_KEYGEN)
+        e = hk_db_session_create_keygen(svc->db, sid, sub, kid, curve,
+                                        hk_now());
+    else if (e == HK_OK)
+        e = hk_db_session_create(svc->db, sid, sub, op, kid, hk_now());
     pthread_mutex_unlock(&svc->dbmu);
-    if (e != HK_OK) {
-        hk_respond_hk(r, e);
-        return;
+    if (e == HK_ERR_RATE || e == HK_ERR_FORBIDDEN) {
+        hk_metrics_op(svc->metrics, op, HK_OUT_REFUSED, -1);
+        hk_log("warn", "event=policy_refused op=%s sub=%s reason=%s",
+               hk_db_op_name(op), sub, why.code);
+        return hk_respond_refusal(svc, r, &why);
     }
+    if (e != HK_OK)
+        return hk_respond_hk(r, e);
     if (op == HK_DB_OP_SIGN)
         hk_presign_start(svc, sid, sub, kid);
     hk_hex(sid, HK_ID_LEN, sidhex);
@@ -180,12 +211,11 @@ static void hk_ep_keygen(hk_service *svc, const hk_http_req *req,
         return;
     }
     json_decref(o);
-    (void)curve;
     if (RAND_bytes(kid, sizeof(kid)) != 1) {
         hk_respond_err(r, 500, "internal", "random failure");
         return;
     }
-    hk_open_session(svc, r, sub, HK_DB_OP_KEYGEN, kid);
+    hk_open_session(svc, r, sub, HK_DB_OP_KEYGEN, NULL, kid, curve);
 }
 
 static void hk_ep_keyop(hk_service *svc, const hk_http_req *req,
@@ -209,7 +239,43 @@ static void hk_ep_keyop(hk_service *svc, const hk_http_req *req,
         hk_respond_hk(r, e);
         return;
     }
-    hk_open_session(svc, r, sub, op, kid);
+    hk_open_session(svc, r, sub, op, &key, kid, 0);
+}
+
+/* POST /delete {"key_id"}: the key and its server shares, for good. */
+static void hk_ep_delete(hk_service *svc, const hk_http_req *req,
+                         const char *sub, hk_http_resp *r)
+{
+    static const char *const allowed[] = {"key_id", NULL};
+    unsigned char kid[HK_ID_LEN];
+    char kh[2 * HK_ID_LEN + 1];
+    json_t *o = hk_body_object(req, allowed);
+    const char *hex = json_string_value(json_object_get(o, "key_id"));
+    hk_audit_ev ev;
+    hk_err e = HK_ERR_NOT_FOUND;
+
+    if (hex == NULL) {
+        json_decref(o);
+        return hk_respond_err(r, 400, "bad_request",
+                              "body must be {\"key_id\"}");
+    }
+    memset(&ev, 0, sizeof(ev));
+    ev.event = "delete";
+    ev.sub = sub;
+    ev.kid = kid;
+    pthread_mutex_lock(&svc->dbmu);
+    if (hk_parse_kid(hex, kid) &&
+        (e = hk_db_key_delete(svc->db, kid, sub)) == HK_OK) {
+        ev.outcome = "ok";
+        e = hk_audit_write(svc->db, svc->cfg.node, &ev, hk_now());
+    }
+    pthread_mutex_unlock(&svc->dbmu);
+    json_decref(o);
+    if (e != HK_OK)
+        return hk_respond_hk(r, e);
+    hk_hex(kid, HK_ID_LEN, kh);
+    hk_log("info", "event=key_deleted sub=%s key=%s", sub, kh);
+    hk_respond(r, 200, json_pack("{s:s,s:b}", "key_id", kh, "deleted", 1));
 }
 
 /* Value of `name` in a query string "a=b&c=d" (bounded copy). */
@@ -265,19 +331,44 @@ static void hk_ep_pubkey(hk_service *svc, const hk_http_req *req,
                          key.disabled));
 }
 
+static int hk_active_sessions(hk_service *svc)
+{
+    int n;
+
+    pthread_mutex_lock(&svc->mu);
+    n = svc->nsessions;
+    pthread_mutex_unlock(&svc->mu);
+    return n;
+}
+
 static void hk_ep_status(hk_service *svc, hk_http_resp *r)
 {
-    int v = 0;
+    int v = 0, ok;
     hk_err e;
 
     pthread_mutex_lock(&svc->dbmu);
     e = hk_db_schema_version(svc->db, &v);
     pthread_mutex_unlock(&svc->dbmu);
-    hk_respond(r, e == HK_OK ? 200 : 503,
-               json_pack("{s:s,s:s,s:i,s:s,s:i}", "status",
-                         e == HK_OK ? "ok" : "degraded", "version", HK_VERSION,
-                         "protocol", HK_PROTOCOL_VERSION, "database",
-                         e == HK_OK ? "ok" : "error", "schema", v));
+    ok = e == HK_OK && !svc->draining;
+    hk_respond(
+        r, ok ? 200 : 503,
+        json_pack("{s:s,s:s,s:i,s:s,s:{s:s,s:s,s:i},s:i,s:b}", "status",
+                  svc->draining ? "draining" : (e == HK_OK ? "ok" : "degraded"),
+                  "version", HK_VERSION, "protocol", HK_PROTOCOL_VERSION,
+                  "node", svc->cfg.node, "database", "backend",
+                  hk_db_backend(svc->db), "status", e == HK_OK ? "ok" : "error",
+                  "schema", v, "sessions", hk_active_sessions(svc), "draining",
+                  (int)svc->draining));
+}
+
+static void hk_ep_metrics(hk_service *svc, hk_http_resp *r)
+{
+    if (!svc->cfg.metrics)
+        return hk_respond_err(r, 404, "not_found", "metrics are off");
+    r->status = 200;
+    r->content_type = "text/plain; version=0.0.4";
+    r->body = hk_metrics_render(svc->metrics, hk_active_sessions(svc),
+                                (int)svc->draining, svc->cfg.node);
 }
 
 static void hk_on_http(void *ctx, const hk_http_req *req, hk_http_resp *r)
@@ -288,13 +379,16 @@ static void hk_on_http(void *ctx, const hk_http_req *req, hk_http_resp *r)
 
     if (!post && strcmp(req->path, "/status") == 0)
         return hk_ep_status(svc, r);
+    if (!post && strcmp(req->path, "/metrics") == 0)
+        return hk_ep_metrics(svc, r);
     if (!post && strcmp(req->path, "/setup") == 0) {
         r->status = 200;
         r->body = strndup((const char *)svc->setup_pub, svc->setup_pub_len);
         return;
     }
     if (strcmp(req->path, "/keygen") && strcmp(req->path, "/sign") &&
-        strcmp(req->path, "/refresh") && strcmp(req->path, "/pubkey"))
+        strcmp(req->path, "/refresh") && strcmp(req->path, "/pubkey") &&
+        strcmp(req->path, "/delete"))
         return hk_respond_err(r, 404, "not_found", "no such endpoint");
     if (post == (strcmp(req->path, "/pubkey") == 0))
         return hk_respond_err(r, 405, "method", "method not allowed");
@@ -309,6 +403,8 @@ static void hk_on_http(void *ctx, const hk_http_req *req, hk_http_resp *r)
         return hk_ep_keyop(svc, req, sub, HK_DB_OP_SIGN, r);
     if (strcmp(req->path, "/refresh") == 0)
         return hk_ep_keyop(svc, req, sub, HK_DB_OP_REFRESH, r);
+    if (strcmp(req->path, "/delete") == 0)
+        return hk_ep_delete(svc, req, sub, r);
     hk_ep_pubkey(svc, req, sub, r);
 }
 
@@ -353,6 +449,8 @@ static int hk_claim_session(hk_service *svc, const hk_http_req *req,
     if (e != HK_OK || !ds.has_kid)
         return e == HK_ERR_STATE ? 409 : 404;
     s->op = ds.op;
+    s->curve = ds.curve;
+    s->started = hk_mono();
     memcpy(s->kid, ds.kid, HK_ID_LEN);
     return 0;
 }
@@ -365,6 +463,8 @@ static int hk_on_ws_open(void *ctx, hk_tconn *conn, const hk_http_req *req)
 
     if (strcmp(req->path, "/ws") != 0)
         return 404;
+    if (svc->draining)
+        return 503;
     if ((s = calloc(1, sizeof(*s))) == NULL)
         return 503;
     pthread_mutex_init(&s->mu, NULL);
@@ -381,6 +481,7 @@ static int hk_on_ws_open(void *ctx, hk_tconn *conn, const hk_http_req *req)
     pthread_mutex_lock(&svc->mu);
     s->next = svc->sessions;
     svc->sessions = s;
+    svc->nsessions++;
     pthread_mutex_unlock(&svc->mu);
     pthread_mutex_lock(&s->mu);
     s->scheduled = 1;
@@ -434,6 +535,7 @@ static void hk_unlink_session(hk_service *svc, hk_rsess *s)
     for (pp = &svc->sessions; *pp != NULL; pp = &(*pp)->next)
         if (*pp == s) {
             *pp = s->next;
+            svc->nsessions--;
             break;
         }
     pthread_mutex_unlock(&svc->mu);
@@ -453,6 +555,25 @@ static void hk_on_ws_close(void *ctx, hk_tconn *conn)
     hk_rsess_unref(s);
 }
 
+/* While draining: kept-open connections between sessions close; the
+ * service stops when no session runs or the grace period is over. */
+static void hk_drain_tick(hk_service *svc, int64_t now)
+{
+    int n;
+
+    if (svc->drain_start == 0) {
+        svc->drain_start = now;
+        hk_log("info", "event=draining sessions=%d grace=%d",
+               hk_active_sessions(svc), svc->cfg.shutdown_grace);
+    }
+    n = hk_active_sessions(svc);
+    if (n == 0 || now - svc->drain_start >= svc->cfg.shutdown_grace) {
+        if (n > 0)
+            hk_log("warn", "event=drain_timeout sessions=%d", n);
+        hk_tsrv_stop(svc->tsrv);
+    }
+}
+
 /* Once a second: idle sessions close; expired rows are swept. */
 static void hk_on_tick(void *ctx)
 {
@@ -464,13 +585,20 @@ static void hk_on_tick(void *ctx)
     pthread_mutex_lock(&svc->mu);
     for (s = svc->sessions; s != NULL; s = s->next) {
         pthread_mutex_lock(&s->mu);
-        if (now - s->last >= svc->cfg.session_idle && !s->scheduled) {
+        /* while draining, a session silent for HK_DRAIN_IDLE seconds is
+         * not running a protocol (its steps take milliseconds) */
+        if ((now - s->last >= svc->cfg.session_idle ||
+             (svc->draining && ((s->channel && s->op == 0) ||
+                                now - s->last >= HK_DRAIN_IDLE))) &&
+            !s->scheduled) {
             hk_log("info", "event=session_idle_close");
             hk_tconn_close(s->conn);
         }
         pthread_mutex_unlock(&s->mu);
     }
     pthread_mutex_unlock(&svc->mu);
+    if (svc->draining)
+        hk_drain_tick(svc, now);
     if (now - svc->last_sweep < 10)
         return;
     svc->last_sweep = now;
@@ -508,6 +636,13 @@ static hk_err hk_load_file(const char *path, unsigned char **out, size_t *len)
     return HK_OK;
 }
 
+hk_err hk_srv_open_db(const hk_srv_config *cfg, hk_db **out, char *why)
+{
+    if (cfg->db_url[0] != 0)
+        return hk_db_open_pg(cfg->db_url, out, why, 256);
+    return hk_db_open_sqlite(cfg->db, out, why, 256);
+}
+
 static hk_err hk_service_keys(hk_service *svc, char *why)
 {
     unsigned char *jk = NULL, *sealed = NULL;
@@ -516,13 +651,14 @@ static hk_err hk_service_keys(hk_service *svc, char *why)
 
     if ((e = hk_kek_load_file(svc->cfg.kek_file, &svc->kek, why, 256)) != HK_OK)
         return e;
-    if ((e = hk_db_open_sqlite(svc->cfg.db, &svc->db, why, 256)) != HK_OK)
+    if ((e = hk_srv_open_db(&svc->cfg, &svc->db, why)) != HK_OK)
         return e;
     if ((e = hk_load_setup(svc->db, svc->kek, &svc->setup)) != HK_OK ||
         (e = hk_db_setup_get(svc->db, &sealed, &slen, &svc->setup_pub,
                              &svc->setup_pub_len)) != HK_OK) {
-        snprintf(why, 256, "%.160s: setup unreadable: %.60s", svc->cfg.db,
-                 hk_strerror(e));
+        snprintf(why, 256, "%s database: setup unreadable: %.60s%s",
+                 hk_db_backend(svc->db), hk_strerror(e),
+                 e == HK_ERR_NOT_FOUND ? " (run halfkeyd initdb)" : "");
         goto done;
     }
     if ((e = hk_load_file(svc->cfg.jwt_key, &jk, &jklen)) != HK_OK) {
@@ -558,7 +694,8 @@ hk_err hk_service_new(const hk_srv_config *cfg, hk_service **out, char *why)
     svc->cfg = *cfg;
     pthread_mutex_init(&svc->dbmu, NULL);
     pthread_mutex_init(&svc->mu, NULL);
-    if ((e = hk_service_keys(svc, why)) != HK_OK)
+    if ((e = hk_metrics_new(&svc->metrics)) != HK_OK ||
+        (e = hk_service_keys(svc, why)) != HK_OK)
         goto fail;
     if ((e = hk_workers_new(cfg->workers, &svc->workers)) != HK_OK)
         goto fail;
@@ -596,9 +733,12 @@ hk_err hk_service_run(hk_service *svc)
     return hk_tsrv_run(svc->tsrv);
 }
 
-void hk_service_stop(hk_service *svc)
+void hk_service_stop(hk_service *svc, int now)
 {
-    if (svc != NULL && svc->tsrv != NULL)
+    if (svc == NULL || svc->tsrv == NULL)
+        return;
+    svc->draining = 1; /* the service thread's tick finishes the stop */
+    if (now || svc->cfg.shutdown_grace == 0)
         hk_tsrv_stop(svc->tsrv);
 }
 
@@ -620,6 +760,7 @@ void hk_service_free(hk_service *svc)
     OPENSSL_free(svc->setup_pub);
     hk_db_close(svc->db);
     hk_kek_free(svc->kek);
+    hk_metrics_free(svc->metrics);
     pthread_mutex_destroy(&svc->dbmu);
     pthread_mutex_destroy(&svc->mu);
     free(svc);

@@ -5,7 +5,9 @@
  *   POST /sign     {"key_id":"<hex>"}                              JWT
  *   POST /refresh  {"key_id":"<hex>"}                              JWT
  *   GET  /pubkey?key_id=<hex>                                      JWT
- *   GET  /status                                                   none
+ *   POST /delete   {"key_id":"<hex>"}  the key, on the server side JWT
+ *   GET  /status   version, node, database health                 none
+ *   GET  /metrics  Prometheus text format                          none
  *   GET  /setup    the server's ring-Pedersen setup record         none
  *   GET  /ws?session_id=sess_<hex>   (upgrade)                     JWT
  *
@@ -20,16 +22,22 @@
 #define HK_SERVICE_H
 
 #include "server/config.h"
+#include "server/db.h"
 
 typedef struct hk_service hk_service;
 
 /* Loads keys, database and setup as configured; why[256] gets a reason. */
 HK_WUR hk_err hk_service_new(const hk_srv_config *cfg, hk_service **out,
                              char *why);
-/* Serves until hk_service_stop (safe from a signal handler's thread via a
- * flag; see halfkeyd.c). */
+/* Serves until hk_service_stop. */
 HK_WUR hk_err hk_service_run(hk_service *svc);
-void hk_service_stop(hk_service *svc);
+/* Graceful stop, from any thread: new sessions are refused (503), kept-open
+ * connections close between sessions, and hk_service_run returns once the
+ * running sessions end or after shutdown_grace seconds; now != 0 stops at
+ * once. */
+void hk_service_stop(hk_service *svc, int now);
+/* Opens the configured database (db: SQLite, db_url: PostgreSQL). */
+HK_WUR hk_err hk_srv_open_db(const hk_srv_config *cfg, hk_db **out, char *why);
 void hk_service_free(hk_service *svc);
 
 #endif

@@ -9,7 +9,10 @@
 #include "mpc/keygen.h"
 #include "mpc/refresh.h"
 #include "mpc/sign.h"
+#include "server/audit.h"
 #include "server/db.h"
+#include "server/metrics.h"
+#include "server/policy.h"
 #include "server/seal.h"
 #include "server/service.h"
 #include "server/workers.h"
@@ -41,8 +44,17 @@ struct hk_service {
     hk_tsrv *tsrv;
     pthread_mutex_t mu; /* guards the session and presign lists */
     hk_rsess *sessions;
+    int nsessions; /* on the list, guarded by mu */
     hk_presign *presigns;
     int64_t last_sweep;
+    hk_metrics *metrics;
+    /* Set by hk_service_stop (any thread): no new sessions; the service
+     * stops once the running ones end or shutdown_grace has passed. */
+    _Atomic int draining;
+    int64_t drain_start; /* service thread only */
+    /* policy.h: NULL, or a deployment's check of each sign's digest */
+    hk_digest_hook digest_hook;
+    void *digest_hook_ctx;
 };
 
 typedef struct hk_rmsg {
@@ -73,6 +85,8 @@ struct hk_rsess {
     int64_t last, touched;
     int channel; /* a kept-open connection running session after session */
     long exp;    /* its token's expiry */
+    hk_curve_id curve; /* a keygen's curve, as the client asked at POST */
+    double started;    /* monotonic seconds at the claim of the session */
     /* Randomness for the loaded share's next sign, made by a separate job
      * (hk_rn_job) so the next request does not wait for it; guarded by mu
      * with rn_epoch naming the share it was made for. */
@@ -83,6 +97,10 @@ struct hk_rsess {
 };
 
 int64_t hk_now(void);
+/* Monotonic seconds (durations). */
+double hk_mono(void);
+/* Audits the end of s's session and counts it. */
+void hk_rsess_record_end(hk_rsess *s, hk_outcome out, const char *detail);
 void hk_rsess_unref(hk_rsess *s);
 /* Worker job: processes the session's queued messages in order. */
 void hk_rsess_job(void *arg);

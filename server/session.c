@@ -54,6 +54,40 @@ static void hk_db_state(hk_rsess *s, hk_db_sess_state st)
                hk_strerror(e));
 }
 
+void hk_rsess_record_end(hk_rsess *s, hk_outcome out, const char *detail)
+{
+    hk_service *svc = s->svc;
+    unsigned char sig[HK_SIG_LEN];
+    const unsigned char *dig = NULL;
+    size_t dlen = 0;
+    hk_audit_ev ev;
+    hk_err e;
+
+    memset(&ev, 0, sizeof(ev));
+    ev.event = hk_db_op_name(s->op);
+    ev.outcome = out == HK_OUT_OK ? "ok" : "failed";
+    ev.sub = s->sub;
+    ev.kid = s->kid;
+    ev.sid = s->sid;
+    ev.detail = detail;
+    if (s->op == HK_DB_OP_SIGN && s->sg != NULL &&
+        hk_sign_digest(s->sg, &dig, &dlen) == HK_OK) {
+        ev.digest = dig;
+        ev.digest_len = dlen;
+        if (hk_sign_signature(s->sg, sig) == HK_OK) {
+            ev.sig = sig;
+            ev.sig_len = sizeof(sig);
+        }
+    }
+    hk_metrics_op(svc->metrics, s->op, out, hk_mono() - s->started);
+    pthread_mutex_lock(&svc->dbmu);
+    e = hk_audit_write(svc->db, svc->cfg.node, &ev, hk_now());
+    pthread_mutex_unlock(&svc->dbmu);
+    if (e != HK_OK)
+        hk_log("error", "event=audit_write_failed error=\"%s\"",
+               hk_strerror(e));
+}
+
 static void hk_send(hk_rsess *s, const unsigned char *msg, size_t len)
 {
     if (msg != NULL && len > 0 && hk_tconn_send(s->conn, msg, len) != HK_OK)
@@ -72,6 +106,12 @@ static void hk_fail(hk_rsess *s, hk_err e, const char *where)
            "event=session_failed op=%s sub=%s key=%s step=%s "
            "error=\"%s\"",
            hk_db_op_name(s->op), s->sub, kid, where, hk_strerror(e));
+    if (s->op != 0) {
+        char detail[96];
+
+        snprintf(detail, sizeof(detail), "%s: %s", where, hk_strerror(e));
+        hk_rsess_record_end(s, HK_OUT_FAILED, detail);
+    }
     o = json_pack("{s:i,s:s,s:i,s:s}", "v", 1, "t", "error", "code", (int)e,
                   "message", hk_strerror(e));
     txt = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
@@ -168,7 +208,8 @@ static void hk_rn_drop(hk_rsess *s)
 static void hk_done(hk_rsess *s)
 {
     hk_db_state(s, HK_DB_SESS_DONE);
-    if (!s->channel) {
+    hk_rsess_record_end(s, HK_OUT_OK, NULL);
+    if (!s->channel || s->svc->draining) {
         s->finished = 1;
         hk_tconn_close(s->conn);
         return;
@@ -346,6 +387,8 @@ static void hk_keygen_step(hk_rsess *s, const hk_rmsg *m)
 
     if (s->kg == NULL &&
         ((e = hk_keygen_peek_curve(m->buf, m->len, &curve)) != HK_OK ||
+         (e = s->curve != 0 && curve != s->curve ? HK_ERR_BINDING : HK_OK) !=
+             HK_OK ||
          (e = hk_keygen_p2_new(curve, s->sid, s->kid,
                                svc->cfg.min_paillier_bits, svc->setup,
                                &s->kg)) != HK_OK))
@@ -395,6 +438,29 @@ static void hk_log_signature(hk_rsess *s)
            s->sub, kh, s->share->epoch, dh, sh);
 }
 
+/* The deployment's digest hook (policy.h), if any, on sign.1's digest. */
+static hk_err hk_digest_check(hk_rsess *s)
+{
+    hk_service *svc = s->svc;
+    const unsigned char *dig;
+    char reason[128] = "";
+    size_t dlen;
+    hk_err e;
+
+    if (svc->digest_hook == NULL)
+        return HK_OK;
+    if ((e = hk_sign_digest(s->sg, &dig, &dlen)) != HK_OK)
+        return e;
+    e = svc->digest_hook(svc->digest_hook_ctx, s->sub, s->kid, dig, dlen,
+                         reason, sizeof(reason));
+    if (e != HK_OK) {
+        hk_metrics_refusal(svc->metrics, "digest_refused");
+        hk_log("warn", "event=digest_refused sub=%s reason=\"%.100s\"", s->sub,
+               reason);
+    }
+    return e == HK_OK ? HK_OK : HK_ERR_FORBIDDEN;
+}
+
 static void hk_sign_step(hk_rsess *s, const hk_rmsg *m, int first)
 {
     unsigned char *out = NULL, fp[HK_HASH_LEN];
@@ -417,6 +483,10 @@ static void hk_sign_step(hk_rsess *s, const hk_rmsg *m, int first)
     }
     if ((e = hk_sign_recv(s->sg, m->buf, m->len, &out, &outlen)) != HK_OK)
         return hk_fail(s, e, "sign");
+    if (first && (e = hk_digest_check(s)) != HK_OK) {
+        OPENSSL_free(out);
+        return hk_fail(s, e, "sign.1 digest refused");
+    }
     hk_send(s, out, outlen);
     OPENSSL_free(out);
     if (hk_sign_signature(s->sg, (unsigned char[HK_SIG_LEN]){0}) == HK_OK) {
@@ -510,6 +580,7 @@ static void hk_channel_open(hk_rsess *s, const hk_rmsg *m)
     hk_service *svc = s->svc;
     unsigned char old[HK_ID_LEN];
     char sh[2 * HK_ID_LEN + 1], kh[2 * HK_ID_LEN + 1], buf[160];
+    hk_refusal why;
     hk_db_key key;
     hk_db_op op = 0;
     hk_err e;
@@ -521,18 +592,27 @@ static void hk_channel_open(hk_rsess *s, const hk_rmsg *m)
         return hk_fail(s, HK_ERR_AUTH, "open: token expired");
     if (RAND_bytes(s->sid, HK_ID_LEN) != 1)
         return hk_fail(s, HK_ERR_RAND, "open");
+    if (svc->draining)
+        return hk_fail(s, HK_ERR_BUSY, "open: server shutting down");
     pthread_mutex_lock(&svc->dbmu);
     e = hk_db_key_get_owned(svc->db, s->kid, s->sub, &key);
-    if (e == HK_OK && key.disabled)
-        e = HK_ERR_FORBIDDEN;
+    if (e == HK_OK)
+        e = hk_policy_admit(svc->db, &svc->cfg, s->sub, op, &key, 0, s->sid,
+                            &why);
     if (e == HK_OK)
         e = hk_db_session_create(svc->db, s->sid, s->sub, op, s->kid, hk_now());
     if (e == HK_OK)
         e = hk_db_session_set_state(svc->db, s->sid, HK_DB_SESS_RUNNING,
                                     hk_now(), svc->cfg.session_idle);
     pthread_mutex_unlock(&svc->dbmu);
+    if (e == HK_ERR_RATE || e == HK_ERR_FORBIDDEN) {
+        hk_metrics_refusal(svc->metrics, why.code);
+        hk_metrics_op(svc->metrics, op, HK_OUT_REFUSED, -1);
+        return hk_fail(s, e, why.message);
+    }
     if (e != HK_OK)
         return hk_fail(s, e, "open");
+    s->started = hk_mono();
     if (memcmp(old, s->kid, HK_ID_LEN) != 0 && s->share != NULL) {
         hk_rn_drop(s);
         pthread_mutex_lock(&s->mu);

@@ -327,6 +327,8 @@ static int hk_http_respond(struct lws *wsi, hk_pss *p)
 {
     unsigned char buf[LWS_PRE + 512], *start = buf + LWS_PRE, *q = start;
     unsigned char *end = buf + sizeof(buf) - 1;
+    const char *ctype = p->resp.content_type;
+    char retry[16];
     size_t blen;
 
     if (p->resp.body == NULL) {
@@ -336,11 +338,17 @@ static int hk_http_respond(struct lws *wsi, hk_pss *p)
             return -1;
     }
     blen = strlen(p->resp.body);
+    snprintf(retry, sizeof(retry), "%d", p->resp.retry_after);
     if (lws_add_http_common_headers(wsi, (unsigned)p->resp.status,
-                                    "application/json", blen, &q, end) ||
+                                    ctype != NULL ? ctype : "application/json",
+                                    blen, &q, end) ||
         lws_add_http_header_by_name(
             wsi, (const unsigned char *)"cache-control:",
             (const unsigned char *)"no-store", 8, &q, end) ||
+        (p->resp.retry_after > 0 &&
+         lws_add_http_header_by_name(wsi, (const unsigned char *)"retry-after:",
+                                     (const unsigned char *)retry,
+                                     (int)strlen(retry), &q, end)) ||
         lws_finalize_write_http_header(wsi, start, &q, end))
         return -1;
     p->responded = 1;

@@ -29,8 +29,10 @@ typedef struct {
 } hk_http_req;
 
 typedef struct {
-    int status; /* HTTP status code */
-    char *body; /* JSON text, malloc'd; the transport frees it */
+    int status;               /* HTTP status code */
+    char *body;               /* JSON text, malloc'd; the transport frees it */
+    const char *content_type; /* static string; NULL: application/json */
+    int retry_after;          /* > 0: a Retry-After header, seconds */
 } hk_http_resp;
 
 typedef struct {

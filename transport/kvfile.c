@@ -60,7 +60,7 @@ static const char *hk_kv_set(void *base, const hk_kv_field *f, const char *v,
 
 static const char *hk_kv_line(const hk_kv_field *fields, size_t nfields,
                               void *base, char *line, const char *dir,
-                              unsigned char *seen)
+                              unsigned *seen, unsigned lineno)
 {
     char *eq, *k, *v;
     size_t i;
@@ -76,8 +76,9 @@ static const char *hk_kv_line(const hk_kv_field *fields, size_t nfields,
     for (i = 0; i < nfields; i++) {
         if (strcmp(k, fields[i].key) != 0)
             continue;
-        if (seen[i]++)
+        if (seen[i] != 0)
             return "key repeated";
+        seen[i] = lineno;
         return hk_kv_set(base, &fields[i], v, dir);
     }
     return "unknown key";
@@ -128,7 +129,13 @@ static void hk_kv_dir(const char *path, char *dir, size_t cap)
 hk_err hk_kv_load(const char *path, const hk_kv_field *fields, size_t nfields,
                   void *base, char *why)
 {
-    unsigned char seen[HK_KV_FIELDS_MAX] = {0};
+    return hk_kv_load_lines(path, fields, nfields, base, why, NULL);
+}
+
+hk_err hk_kv_load_lines(const char *path, const hk_kv_field *fields,
+                        size_t nfields, void *base, char *why, unsigned *lines)
+{
+    unsigned seen[HK_KV_FIELDS_MAX] = {0};
     char dir[1024], *buf = NULL, *line, *next;
     const char *reason;
     unsigned lineno = 0;
@@ -146,9 +153,10 @@ hk_err hk_kv_load(const char *path, const hk_kv_field *fields, size_t nfields,
         if (next != NULL)
             *next++ = 0;
         lineno++;
-        reason = strlen(line) > HK_KV_LINE_MAX
-                     ? "line too long"
-                     : hk_kv_line(fields, nfields, base, line, dir, seen);
+        reason =
+            strlen(line) > HK_KV_LINE_MAX
+                ? "line too long"
+                : hk_kv_line(fields, nfields, base, line, dir, seen, lineno);
         if (reason != NULL) {
             snprintf(why, 256, "%.200s:%u: %s", path, lineno, reason);
             free(buf);
@@ -156,6 +164,8 @@ hk_err hk_kv_load(const char *path, const hk_kv_field *fields, size_t nfields,
         }
     }
     free(buf);
+    if (lines != NULL)
+        memcpy(lines, seen, nfields * sizeof(*lines));
     return HK_OK;
 }
 

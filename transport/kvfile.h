@@ -36,6 +36,11 @@ typedef struct {
  * receives "file:line: reason" on HK_ERR_CONFIG. */
 HK_WUR hk_err hk_kv_load(const char *path, const hk_kv_field *fields,
                          size_t nfields, void *base, char *why);
+/* As hk_kv_load; lines[i] (nfields entries) receives the line of field i,
+ * 0 if the file does not set it, so later checks can name the line. */
+HK_WUR hk_err hk_kv_load_lines(const char *path, const hk_kv_field *fields,
+                               size_t nfields, void *base, char *why,
+                               unsigned *lines);
 /* Writes the non-empty fields as a new file (mode 0600). */
 HK_WUR hk_err hk_kv_write(const char *path, const char *header,
                           const hk_kv_field *fields, size_t nfields,

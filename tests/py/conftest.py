@@ -13,7 +13,11 @@ import time
 
 import pytest
 
+from pgcluster import PgCluster
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+# These modules run every test against SQLite and against PostgreSQL.
+BOTH_BACKENDS = {"test_server", "test_channel", "test_policy"}
 PIN = "2468-test-pin"  # the client tokens' PIN ($HALFKEY_PIN)
 
 
@@ -72,6 +76,18 @@ class Server:
             else:
                 lines.append(line)
         self.conf.write_text("\n".join(lines) + "\n")
+
+    def unset_conf(self, *keys):
+        lines = [line for line in self.conf.read_text().splitlines()
+                 if not any(re.match(rf"\s*{re.escape(k)}\s*=", line)
+                            for k in keys)]
+        self.conf.write_text("\n".join(lines) + "\n")
+
+    def admin(self, *args, check=True, timeout=60):
+        """`halfkeyd ARGS... --config` this server's file."""
+        return subprocess.run(
+            [str(self.bin), *args, "--config", str(self.conf)], check=check,
+            capture_output=True, text=True, timeout=timeout)
 
     @property
     def url(self):
@@ -202,18 +218,70 @@ def server_template(tmp_path_factory, halfkeyd_bin):
     return d, info["pin"]
 
 
+def pytest_generate_tests(metafunc):
+    if metafunc.module.__name__ in BOTH_BACKENDS and \
+            "db_backend" not in metafunc.fixturenames and \
+            ({"server", "make_server"} & set(metafunc.fixturenames)):
+        metafunc.fixturenames.append("db_backend")
+    if "db_backend" in metafunc.fixturenames:
+        metafunc.parametrize("db_backend", ["sqlite", "postgresql"])
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL server on 127.0.0.1 for the whole test session."""
+    cluster = PgCluster().start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_template(postgres, server_template, halfkeyd_bin, tmp_path_factory):
+    """A database holding the template server's setup (made once with
+    `halfkeyd initdb`); each test gets a copy (CREATE DATABASE ...
+    TEMPLATE), which works with the template directory's KEK."""
+    src, pin = server_template
+    d = tmp_path_factory.mktemp("pg-template") / "srv"
+    shutil.copytree(src, d)
+    srv = Server(halfkeyd_bin, d, pin)
+    srv.unset_conf("db")
+    srv.set_conf(db_url=postgres.create_db("hk_template"))
+    out = srv.admin("initdb").stdout
+    assert "postgresql database" in out and "setup" in out, out
+    return "hk_template"
+
+
+_pg_count = [0]
+
+
+def new_pg_db(postgres, pg_template):
+    _pg_count[0] += 1
+    return postgres.create_db(f"hk_{os.getpid()}_{_pg_count[0]}",
+                              template=pg_template)
+
+
 @pytest.fixture
-def make_server(tmp_path, server_template, halfkeyd_bin):
+def make_server(request, tmp_path, server_template, halfkeyd_bin):
     """make_server(name="srv", **conf) -> a started Server on a free port;
     every one is stopped at teardown, which fails if it crashed or did not
-    stop cleanly on SIGTERM."""
+    stop cleanly on SIGTERM. In the modules of BOTH_BACKENDS each test
+    runs twice, the second time on a fresh PostgreSQL database
+    (db_url=...; pass db_url yourself to share one between servers)."""
     servers = []
+    backend = request.getfixturevalue("db_backend") \
+        if "db_backend" in request.fixturenames else "sqlite"
 
     def make(name="srv", start=True, **conf):
         src, pin = server_template
         d = tmp_path / name
         shutil.copytree(src, d)
         srv = Server(halfkeyd_bin, d, pin)
+        if backend == "postgresql" and "db_url" not in conf:
+            conf["db_url"] = new_pg_db(request.getfixturevalue("postgres"),
+                                       request.getfixturevalue("pg_template"))
+        if "db_url" in conf:
+            srv.unset_conf("db")
+        conf.setdefault("shutdown_grace", 10)  # below stop()'s timeout
         srv.set_conf(port=0, port_file="port", **conf)
         servers.append(srv)
         return srv.start() if start else srv

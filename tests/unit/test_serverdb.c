@@ -5,6 +5,7 @@
  * Works in a fresh directory under /tmp, removed at the end. */
 #include <ftw.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -261,7 +262,7 @@ static void test_schema(const char *path)
           HK_DB_SCHEMA_VERSION); /* not re-run */
     CHECK(raw_int(r, "PRAGMA application_id") == 0x686b6462);
     CHECK(raw_int(r, "SELECT count(*) FROM sqlite_schema WHERE type = "
-                     "'table'") == 5);
+                     "'table'") == 7);
     sqlite3_close(r);
     hk_db_close(db);
 }
@@ -806,6 +807,167 @@ static void test_setup_store(hk_db *db, const hk_kek *kek, const hk_kek *kek2)
     OPENSSL_free(pub);
 }
 
+/* --- schema v2: limits, delete, keygen curve, audit, buckets -------------- */
+
+static void test_limits_delete(hk_db *db)
+{
+    unsigned char k1[HK_ID_LEN], sid[HK_ID_LEN];
+    hk_point p1 = rand_point(HK_CURVE_P256);
+    hk_db_key k, *list = NULL;
+    hk_db_session s;
+    size_t n = 0, all = 0;
+
+    CHECK(RAND_bytes(k1, HK_ID_LEN) == 1 && RAND_bytes(sid, HK_ID_LEN) == 1);
+    CHECK_OK(hk_db_key_list(db, NULL, &list, &all));
+    OPENSSL_free(list);
+    CHECK_OK(hk_db_key_create(db, k1, "dave", HK_CURVE_P256, &p1, NULL, T0));
+    CHECK_OK(hk_db_key_get(db, k1, &k));
+    CHECK(k.max_hour == 0 && k.max_day == 0);
+    CHECK_OK(hk_db_key_set_limits(db, k1, 5, 50));
+    CHECK_OK(hk_db_key_get(db, k1, &k));
+    CHECK(k.max_hour == 5 && k.max_day == 50);
+    CHECK_ERR(hk_db_key_set_limits(db, k1, HK_DB_LIMIT_MAX + 1, 1), HK_ERR_ARG);
+    CHECK_OK(hk_db_key_list(db, NULL, &list, &n));
+    CHECK(n == all + 1);
+    OPENSSL_free(list);
+
+    CHECK_OK(
+        hk_db_session_create_keygen(db, sid, "dave", k1, HK_CURVE_P256, T0));
+    CHECK_OK(hk_db_session_get(db, sid, T0, IDLE, &s));
+    CHECK(s.curve == HK_CURVE_P256 && s.op == HK_DB_OP_KEYGEN);
+
+    CHECK_ERR(hk_db_key_delete(db, k1, "erin"), HK_ERR_NOT_FOUND);
+    CHECK_OK(hk_db_key_delete(db, k1, "dave"));
+    CHECK_ERR(hk_db_key_get(db, k1, &k), HK_ERR_NOT_FOUND);
+    CHECK_ERR(hk_db_key_delete(db, k1, NULL), HK_ERR_NOT_FOUND);
+    CHECK_ERR(hk_db_key_set_limits(db, k1, 1, 1), HK_ERR_NOT_FOUND);
+}
+
+typedef struct {
+    int64_t n;
+    unsigned char prev[HK_AUDIT_HASH_LEN];
+    int broken;
+} chain_walk;
+
+static hk_err walk_chain(void *ctx, const hk_audit_rec *r)
+{
+    chain_walk *w = ctx;
+    unsigned char h[HK_AUDIT_HASH_LEN];
+
+    hk_audit_hash(r, h);
+    if (r->seq != w->n + 1 || memcmp(r->prev, w->prev, sizeof(h)) != 0 ||
+        memcmp(r->hash, h, sizeof(h)) != 0)
+        w->broken = 1;
+    memcpy(w->prev, r->hash, sizeof(h));
+    w->n = r->seq;
+    return HK_OK;
+}
+
+static void test_audit(hk_db *db)
+{
+    unsigned char kid[HK_ID_LEN];
+    chain_walk w;
+    hk_audit_rec r;
+    int64_t n = -1;
+    int i;
+
+    CHECK(RAND_bytes(kid, HK_ID_LEN) == 1);
+    for (i = 0; i < 5; i++) {
+        memset(&r, 0, sizeof(r));
+        r.time = T0 + i;
+        strcpy(r.node, "node-a");
+        strcpy(r.subject, "alice");
+        r.has_kid = 1;
+        memcpy(r.kid, kid, HK_ID_LEN);
+        strcpy(r.event, "sign");
+        strcpy(r.outcome, i < 3 ? "granted" : "refused");
+        r.digest_len = 32;
+        memset(r.digest, i, 32);
+        CHECK_OK(hk_db_audit_append(db, &r));
+        CHECK(r.seq >= 1);
+    }
+    CHECK_OK(hk_db_audit_count(db, kid, "sign", "granted", T0, &n));
+    CHECK(n == 3);
+    CHECK_OK(hk_db_audit_count(db, kid, "sign", "granted", T0 + 1, &n));
+    CHECK(n == 2);
+    CHECK_OK(hk_db_audit_count(db, kid, "sign", "refused", T0, &n));
+    CHECK(n == 2);
+    memset(&w, 0, sizeof(w));
+    CHECK_OK(hk_db_audit_scan(db, 1, walk_chain, &w));
+    CHECK(!w.broken && w.n >= 5);
+    /* Bounds: bad names and oversize fields are refused. */
+    strcpy(r.event, "Sign");
+    CHECK_ERR(hk_db_audit_append(db, &r), HK_ERR_ARG);
+    strcpy(r.event, "sign");
+    r.sig_len = HK_AUDIT_SIG_MAX + 1;
+    CHECK_ERR(hk_db_audit_append(db, &r), HK_ERR_ARG);
+}
+
+/* The log refuses changes even through a raw connection. */
+static void test_append_only(const char *path)
+{
+    sqlite3 *r = raw_open(path);
+
+    CHECK(sqlite3_exec(r, "UPDATE audit SET outcome = 'ok'", NULL, NULL,
+                       NULL) != SQLITE_OK);
+    CHECK(sqlite3_exec(r, "DELETE FROM audit WHERE seq = 1", NULL, NULL,
+                       NULL) != SQLITE_OK);
+    sqlite3_close(r);
+}
+
+static void test_buckets(hk_db *db)
+{
+    double retry = 0;
+    int ok = 0, i;
+
+    /* burst 3 at 1 token/s: three pass, the fourth waits about 1 s */
+    for (i = 0; i < 3; i++) {
+        CHECK_OK(hk_db_bucket_take(db, "frank", 1.0, 3.0, 100.0, &ok, &retry));
+        CHECK(ok);
+    }
+    CHECK_OK(hk_db_bucket_take(db, "frank", 1.0, 3.0, 100.0, &ok, &retry));
+    CHECK(!ok && retry > 0.9 && retry <= 1.0);
+    CHECK_OK(hk_db_bucket_take(db, "frank", 1.0, 3.0, 101.5, &ok, &retry));
+    CHECK(ok);
+    CHECK_OK(hk_db_bucket_take(db, "gina", 1.0, 3.0, 100.0, &ok, &retry));
+    CHECK(ok); /* buckets are per subject */
+    CHECK_ERR(hk_db_bucket_take(db, "frank", 0.0, 3.0, 100.0, &ok, &retry),
+              HK_ERR_ARG);
+}
+
+/* The back-end-neutral tests, also run against PostgreSQL when
+ * HK_TEST_PG_CONNINFO names an empty database (tests/py/test_postgres.py). */
+static void test_backend(const char *conninfo, const hk_kek *kek,
+                         const hk_kek *kek2, const shares *sh)
+{
+    unsigned char sid2[HK_ID_LEN];
+    char why[256];
+    hk_db *db = NULL;
+    int v = 0;
+
+    CHECK_OK(hk_db_open_pg(conninfo, &db, why, sizeof(why)));
+    CHECK(strcmp(hk_db_backend(db), "postgresql") == 0);
+    CHECK_OK(hk_db_schema_version(db, &v));
+    CHECK(v == HK_DB_SCHEMA_VERSION);
+    test_keys(db);
+    test_share_sequence(db, kek, sh);
+    test_share_rules(db, kek, sh);
+    test_sessions(db, sid2);
+    test_setup_store(db, kek, kek2);
+    test_limits_delete(db);
+    test_audit(db);
+    test_buckets(db);
+    hk_db_close(db);
+    /* reopening runs no migration and finds the rows */
+    CHECK_OK(hk_db_open_pg(conninfo, &db, why, sizeof(why)));
+    loads(db, kek, sh->p2[3], 0);
+    hk_db_close(db);
+    CHECK_ERR(hk_db_open_pg("host=127.0.0.1 port=1 connect_timeout=2", &db, why,
+                            sizeof(why)),
+              HK_ERR_IO);
+    CHECK(strstr(why, "postgresql") != NULL);
+}
+
 /* --- persistence and the main program ------------------------------------- */
 
 static void test_reopen(const char *path, const hk_kek *kek, const shares *sh,
@@ -843,6 +1005,7 @@ int main(void)
 {
     hk_kek *kek = NULL, *kek2 = NULL;
     unsigned char sid2[HK_ID_LEN];
+    const char *pg = getenv("HK_TEST_PG_CONNINFO");
     char path[256];
     hk_db *db = NULL;
     shares sh;
@@ -851,6 +1014,11 @@ int main(void)
     snprintf(path, sizeof(path), "%s", in_dir("halfkey.db"));
     make_shares(&sh);
     test_kek_files(&kek, &kek2);
+    if (pg != NULL && *pg != '\0') {
+        test_backend(pg, kek, kek2, &sh);
+        printf("test_serverdb (postgresql): ok\n");
+        goto done;
+    }
     test_seal(kek, kek2);
     test_share_aad();
     test_schema(path);
@@ -864,12 +1032,17 @@ int main(void)
     test_atomicity(db, kek, path, &sh);
     test_sessions(db, sid2);
     test_setup_store(db, kek, kek2);
+    test_limits_delete(db);
+    test_audit(db);
+    test_append_only(path);
+    test_buckets(db);
     hk_db_close(db);
     test_reopen(path, kek, &sh, sid2);
+    printf("test_serverdb: ok\n");
+done:
     free_shares(&sh);
     hk_kek_free(kek);
     hk_kek_free(kek2);
     CHECK(nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS) == 0);
-    printf("test_serverdb: ok\n");
     return 0;
 }

@@ -1,0 +1,262 @@
+/* Operator commands of halfkeyd (see admin.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+
+#include "mpc/codec.h"
+#include "mpc/setup.h"
+#include "server/admin.h"
+#include "server/audit.h"
+#include "server/config.h"
+#include "server/service.h"
+
+/* Options of one command: --name value pairs after argv[first]. */
+typedef struct {
+    const char *config, *sub, *key, *from, *per_hour, *per_day;
+} hk_admin_opts;
+
+static int hk_admin_usage(const char *what)
+{
+    fprintf(stderr, "usage: halfkeyd %s (see halfkeyd --help)\n", what);
+    return 2;
+}
+
+static int hk_admin_fail(const char *what, hk_err e, const char *why)
+{
+    fprintf(stderr, "halfkeyd: %s: %s%s%s\n", what, hk_strerror(e),
+            why != NULL && why[0] ? ": " : "", why != NULL ? why : "");
+    return 1;
+}
+
+/* 1 if every argument from argv[first] is a known --name value pair. */
+static int hk_admin_parse(int argc, char **argv, int first, hk_admin_opts *o)
+{
+    static const char *const names[] = {"--config", "--sub",      "--key",
+                                        "--from",   "--per-hour", "--per-day"};
+    const char **slots[] = {&o->config, &o->sub,      &o->key,
+                            &o->from,   &o->per_hour, &o->per_day};
+    size_t k;
+    int i;
+
+    memset(o, 0, sizeof(*o));
+    for (i = first; i < argc; i += 2) {
+        for (k = 0; k < 6 && strcmp(argv[i], names[k]) != 0; k++)
+            ;
+        if (k == 6 || i + 1 >= argc || *slots[k] != NULL)
+            return 0;
+        *slots[k] = argv[i + 1];
+    }
+    return o->config != NULL;
+}
+
+/* Loads the configuration and opens its database. */
+static int hk_admin_open(const char *path, hk_srv_config *c, hk_db **db)
+{
+    char why[256] = "";
+    hk_err e;
+
+    if ((e = hk_srv_config_load(path, c, why)) != HK_OK)
+        return hk_admin_fail("configuration", e, why);
+    if ((e = hk_srv_open_db(c, db, why)) != HK_OK)
+        return hk_admin_fail("database", e, why);
+    return 0;
+}
+
+hk_err hk_admin_make_setup(hk_db *db, const hk_kek *kek)
+{
+    hk_rped_secret *sec = NULL;
+    unsigned char *b = NULL;
+    size_t n = 0;
+    hk_err e;
+
+    if ((e = hk_db_setup_get(db, &b, &n, NULL, NULL)) != HK_ERR_NOT_FOUND) {
+        OPENSSL_free(b);
+        return e == HK_OK ? HK_ERR_EXISTS : e;
+    }
+    fprintf(stderr, "halfkeyd: generating the ring-Pedersen setup "
+                    "(two 1024-bit safe primes)...\n");
+    if ((e = hk_rped_generate(&sec)) == HK_OK)
+        e = hk_store_setup(db, kek, sec, (int64_t)time(NULL));
+    hk_rped_secret_free(sec);
+    return e;
+}
+
+int hk_cmd_initdb(int argc, char **argv)
+{
+    char why[256] = "";
+    hk_admin_opts o;
+    hk_srv_config c;
+    hk_kek *kek = NULL;
+    hk_db *db = NULL;
+    hk_err e;
+    int rc;
+
+    if (!hk_admin_parse(argc, argv, 2, &o) || o.sub || o.key || o.from)
+        return hk_admin_usage("initdb --config FILE");
+    if ((rc = hk_admin_open(o.config, &c, &db)) != 0)
+        return rc;
+    if ((e = hk_kek_load_file(c.kek_file, &kek, why, sizeof(why))) == HK_OK)
+        e = hk_admin_make_setup(db, kek);
+    printf("%s database: schema %d, %s\n", hk_db_backend(db),
+           HK_DB_SCHEMA_VERSION,
+           e == HK_OK           ? "setup stored"
+           : e == HK_ERR_EXISTS ? "setup already present"
+                                : "failed");
+    hk_kek_free(kek);
+    hk_db_close(db);
+    if (e != HK_OK && e != HK_ERR_EXISTS)
+        return hk_admin_fail("initdb", e, why);
+    return 0;
+}
+
+static void hk_admin_print_key(const hk_db_key *k)
+{
+    char kh[2 * HK_ID_LEN + 1];
+
+    hk_hex(k->kid, HK_ID_LEN, kh);
+    printf("%s\t%s\t%s\t%lld\t%s\t%u/h\t%u/d\t%s\n", kh,
+           hk_curve_name(k->curve), k->owner, (long long)k->created,
+           k->disabled ? "disabled" : "enabled", k->max_hour, k->max_day,
+           k->label);
+}
+
+static int hk_admin_list(hk_db *db, const char *sub)
+{
+    hk_db_key *keys = NULL;
+    size_t n = 0, i;
+    hk_err e;
+
+    if ((e = hk_db_key_list(db, sub, &keys, &n)) != HK_OK)
+        return hk_admin_fail("keys list", e, hk_db_errmsg(db));
+    printf("key_id\tcurve\tsubject\tcreated\tstate\tmax_hour\tmax_day\t"
+           "label\n");
+    for (i = 0; i < n; i++)
+        hk_admin_print_key(&keys[i]);
+    OPENSSL_free(keys);
+    return 0;
+}
+
+/* A limit argument: 0..HK_DB_LIMIT_MAX. */
+static int hk_admin_limit(const char *s, unsigned *out)
+{
+    char *end;
+    long v;
+
+    if (s == NULL)
+        return 0;
+    v = strtol(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || v < 0 || v > HK_DB_LIMIT_MAX)
+        return 0;
+    *out = (unsigned)v;
+    return 1;
+}
+
+/* disable, enable or limit one key, audited as an operator action. */
+static int hk_admin_change(hk_db *db, const hk_srv_config *c, const char *verb,
+                           const hk_admin_opts *o)
+{
+    unsigned char kid[HK_ID_LEN];
+    unsigned h = 0, d = 0;
+    char detail[64] = "by operator";
+    hk_audit_ev ev;
+    hk_db_key k;
+    hk_err e;
+
+    if (o->key == NULL || !hk_unhex(o->key, strlen(o->key), kid, HK_ID_LEN))
+        return hk_admin_usage("keys disable|enable|limit --key KEYID");
+    if (strcmp(verb, "limit") == 0) {
+        if (!hk_admin_limit(o->per_hour, &h) || !hk_admin_limit(o->per_day, &d))
+            return hk_admin_usage("keys limit --per-hour N --per-day N");
+        snprintf(detail, sizeof(detail), "by operator: %u/h %u/d", h, d);
+        e = hk_db_key_set_limits(db, kid, h, d);
+    } else {
+        e = hk_db_key_set_disabled(db, kid, strcmp(verb, "disable") == 0);
+    }
+    if (e == HK_OK && (e = hk_db_key_get(db, kid, &k)) == HK_OK) {
+        memset(&ev, 0, sizeof(ev));
+        ev.event = verb;
+        ev.outcome = "ok";
+        ev.sub = k.owner;
+        ev.kid = kid;
+        ev.detail = detail;
+        e = hk_audit_write(db, c->node, &ev, (int64_t)time(NULL));
+    }
+    if (e != HK_OK)
+        return hk_admin_fail(
+            verb, e, e == HK_ERR_NOT_FOUND ? "no such key" : hk_db_errmsg(db));
+    hk_admin_print_key(&k);
+    return 0;
+}
+
+int hk_cmd_keys(int argc, char **argv)
+{
+    const char *verb = argc > 2 ? argv[2] : "";
+    hk_admin_opts o;
+    hk_srv_config c;
+    hk_db *db = NULL;
+    int rc, list = strcmp(verb, "list") == 0;
+
+    if ((!list && strcmp(verb, "disable") && strcmp(verb, "enable") &&
+         strcmp(verb, "limit")) ||
+        !hk_admin_parse(argc, argv, 3, &o) || o.from != NULL ||
+        (list && o.key != NULL) || (!list && o.sub != NULL) ||
+        (strcmp(verb, "limit") != 0 && (o.per_hour || o.per_day)))
+        return hk_admin_usage("keys list|disable|enable|limit --config FILE");
+    if ((rc = hk_admin_open(o.config, &c, &db)) != 0)
+        return rc;
+    rc = list ? hk_admin_list(db, o.sub) : hk_admin_change(db, &c, verb, &o);
+    hk_db_close(db);
+    return rc;
+}
+
+static int hk_admin_verify(hk_db *db)
+{
+    char head[2 * HK_AUDIT_HASH_LEN + 1];
+    hk_audit_report rep;
+    hk_err e;
+
+    if ((e = hk_audit_verify(db, &rep)) != HK_OK)
+        return hk_admin_fail("audit verify", e, hk_db_errmsg(db));
+    if (rep.broken_seq != 0) {
+        printf("audit: chain broken at record %lld: %s (%lld records "
+               "before it are intact)\n",
+               (long long)rep.broken_seq, rep.why, (long long)rep.count);
+        return 1;
+    }
+    hk_hex(rep.head, HK_AUDIT_HASH_LEN, head);
+    printf("audit: %lld records, chain intact, head %s\n", (long long)rep.count,
+           rep.count > 0 ? head : "(empty)");
+    return 0;
+}
+
+int hk_cmd_audit(int argc, char **argv)
+{
+    const char *verb = argc > 2 ? argv[2] : "";
+    hk_admin_opts o;
+    hk_srv_config c;
+    hk_db *db = NULL;
+    long long from = 1;
+    char *end = NULL;
+    hk_err e;
+    int rc;
+
+    if ((strcmp(verb, "verify") && strcmp(verb, "export")) ||
+        !hk_admin_parse(argc, argv, 3, &o) || o.sub || o.key || o.per_hour ||
+        o.per_day || (o.from != NULL && strcmp(verb, "export") != 0))
+        return hk_admin_usage("audit verify|export --config FILE");
+    if (o.from != NULL &&
+        ((from = strtoll(o.from, &end, 10)) < 1 || *end != '\0'))
+        return hk_admin_usage("audit export --from SEQ (>= 1)");
+    if ((rc = hk_admin_open(o.config, &c, &db)) != 0)
+        return rc;
+    if (strcmp(verb, "verify") == 0) {
+        rc = hk_admin_verify(db);
+    } else if ((e = hk_audit_export(db, from, stdout)) != HK_OK) {
+        rc = hk_admin_fail("audit export", e, hk_db_errmsg(db));
+    }
+    hk_db_close(db);
+    return rc;
+}

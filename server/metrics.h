@@ -1,0 +1,30 @@
+/* halfkeyd's metrics in the Prometheus text format (GET /metrics).
+ *
+ * Owns the counters of one process: protocol operations by operation and
+ * outcome, their duration as a histogram (from the WebSocket's claim of
+ * the session to its end), and policy refusals by reason. Gauges (active
+ * sessions, draining) are passed in at render time. Thread-safe. */
+#ifndef HK_SERVER_METRICS_H
+#define HK_SERVER_METRICS_H
+
+#include "server/db.h"
+
+typedef struct hk_metrics hk_metrics;
+
+typedef enum {
+    HK_OUT_OK = 0,
+    HK_OUT_FAILED = 1,
+    HK_OUT_REFUSED = 2
+} hk_outcome;
+
+HK_WUR hk_err hk_metrics_new(hk_metrics **out);
+void hk_metrics_free(hk_metrics *m);
+/* One finished (or refused) operation; seconds < 0: no duration. */
+void hk_metrics_op(hk_metrics *m, hk_db_op op, hk_outcome out, double seconds);
+/* One refusal of reason `code` (one of HK_REFUSAL_CODES in policy.h). */
+void hk_metrics_refusal(hk_metrics *m, const char *code);
+/* The text page, malloc'd (free), or NULL without memory. */
+char *hk_metrics_render(hk_metrics *m, int sessions, int draining,
+                        const char *node);
+
+#endif

@@ -3,7 +3,7 @@ C_DestroyObject on the private key call the server's POST /delete first,
 then remove the local key file. Black-box, against a real halfkeyd on
 127.0.0.1: the server's GET /pubkey tells whether its share is still
 there."""
-import os
+import re
 
 import pkcs11
 import pytest
@@ -66,7 +66,10 @@ def test_cli_delete_server_already_gone_and_server_down(server, make_token):
     p = tok.run("delete", "--key", "kept", check=False)
     assert p.returncode != 0 and "delete" in p.stderr
     assert "kept" in tok.list()
-    server.start()
+    server.start()  # on a new port: the token follows it
+    conf = tok.conf_path()
+    conf.write_text(re.sub(r"^server_url = .*$", f"server_url = {server.url}",
+                           conf.read_text(), flags=re.M))
     assert "deleted = kept" in tok.run("delete", "--key", "kept").stdout
     assert not server_has(server, "alice", kept)
 

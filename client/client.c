@@ -217,27 +217,38 @@ static hk_err hk_http_err(hk_client *c, int status, const char *body)
     }
 }
 
-/* POST a JSON body; the parsed 200 answer in *resp. */
-static hk_err hk_client_post(hk_client *c, const char *path, json_t *body,
-                             json_t **resp)
+/* POST a JSON body (consumed); the HTTP status and body (malloc'd). */
+static hk_err hk_client_send(hk_client *c, const char *path, json_t *body,
+                             int *status, char **ans)
 {
-    char *tok = NULL, *txt = json_dumps(body, JSON_COMPACT), *ans = NULL;
-    int status = 0;
+    char *tok = NULL, *txt = json_dumps(body, JSON_COMPACT);
     hk_err e;
 
     json_decref(body);
+    *ans = NULL;
     if (txt == NULL)
         return HK_ERR_NOMEM;
     if ((e = hk_client_jwt(c, &tok)) == HK_OK)
-        e = hk_tcli_http(&c->tc, "POST", path, tok, txt, &status, &ans);
-    if (e == HK_OK && status != 200)
-        e = hk_http_err(c, status, ans);
-    if (e == HK_OK && (*resp = json_loads(ans, 0, NULL)) == NULL)
-        e = HK_ERR_SERVER;
+        e = hk_tcli_http(&c->tc, "POST", path, tok, txt, status, ans);
     if (tok != NULL)
         OPENSSL_cleanse(tok, strlen(tok));
     free(tok);
     free(txt);
+    return e;
+}
+
+/* POST a JSON body; the parsed 200 answer in *resp. */
+static hk_err hk_client_post(hk_client *c, const char *path, json_t *body,
+                             json_t **resp)
+{
+    char *ans = NULL;
+    int status = 0;
+    hk_err e = hk_client_send(c, path, body, &status, &ans);
+
+    if (e == HK_OK && status != 200)
+        e = hk_http_err(c, status, ans);
+    if (e == HK_OK && (*resp = json_loads(ans, 0, NULL)) == NULL)
+        e = HK_ERR_SERVER;
     free(ans);
     return e;
 }
@@ -687,4 +698,60 @@ const char *hk_client_server(const hk_client *c, int *port)
         return NULL;
     *port = c->port;
     return c->host;
+}
+
+/* The server's answer to POST /delete: HK_OK if its share of key `kh` is
+ * gone (deleted now: 200 naming the key; or never there for this subject:
+ * 404 "not_found"). A 404 for the endpoint itself (a server without
+ * /delete) is NOT "gone": the share may still be there. */
+static hk_err hk_client_delete_answer(hk_client *c, int status, const char *ans,
+                                      const char *kh)
+{
+    json_t *o = json_loads(ans != NULL ? ans : "", 0, NULL);
+    const char *k = json_string_value(json_object_get(o, "key_id"));
+    const char *err = json_string_value(json_object_get(o, "error"));
+    const char *msg = json_string_value(json_object_get(o, "message"));
+    hk_err e = HK_ERR_SERVER;
+
+    if (status == 200 && k != NULL && strcmp(k, kh) == 0 &&
+        json_is_true(json_object_get(o, "deleted")))
+        e = HK_OK;
+    else if (status == 404 && err != NULL && strcmp(err, "not_found") == 0 &&
+             (msg == NULL || strcmp(msg, "no such endpoint") != 0))
+        e = HK_OK;
+    json_decref(o);
+    if (e != HK_OK)
+        e = status == 200 ? HK_ERR_SERVER : hk_http_err(c, status, ans);
+    if (e == HK_ERR_NOT_FOUND) /* the endpoint, not the key */
+        e = HK_ERR_SERVER;
+    return e;
+}
+
+hk_err hk_client_delete(hk_client *c, const char *label)
+{
+    char kh[2 * HK_ID_LEN + 1], *ans = NULL;
+    hk_ks_hold *hold = NULL;
+    hk_ks_keyinfo info;
+    int status = 0;
+    hk_err e;
+
+    if (c == NULL || label == NULL || !hk_ks_label_ok(label))
+        return HK_ERR_ARG;
+    /* No session may start on the key from here on. */
+    if ((e = hk_ks_key_acquire(c->ks, label, &hold)) != HK_OK ||
+        (e = hk_ks_key_info(c->ks, label, &info)) != HK_OK)
+        goto done;
+    e = HK_ERR_STATE;
+    if (!info.verified) /* logged out: nothing is deleted anywhere */
+        goto done;
+    hk_hex(info.kid, HK_ID_LEN, kh);
+    if ((e = hk_client_send(c, "/delete", json_pack("{s:s}", "key_id", kh),
+                            &status, &ans)) != HK_OK ||
+        (e = hk_client_delete_answer(c, status, ans, kh)) != HK_OK)
+        goto done;
+    e = hk_ks_delete_held(c->ks, label, hold);
+done:
+    free(ans);
+    hk_ks_key_release(hold);
+    return e;
 }

@@ -54,6 +54,12 @@ HK_WUR hk_err hk_client_sign(hk_client *c, const char *label,
                              unsigned char sig[HK_SIG_LEN]);
 /* Rotates the key's shares (the public key is unchanged). */
 HK_WUR hk_err hk_client_refresh(hk_client *c, const char *label);
+/* Deletes a key on both sides (needs login: HK_ERR_STATE otherwise):
+ * POST /delete for the server's share first, then the local key file.
+ * The server answering 404 "not_found" (it holds no such key for this
+ * subject) still deletes locally; any other failure keeps the local key
+ * and returns the error (HK_ERR_BUSY while a session uses the key). */
+HK_WUR hk_err hk_client_delete(hk_client *c, const char *label);
 /* A kept-open connection to the server: sessions are opened on it one
  * after the other (no TLS handshake per signature). Use a channel from
  * one thread at a time; it closes after the server's idle timeout, or

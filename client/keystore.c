@@ -58,7 +58,7 @@ int hk_ks_label_ok(const char *label)
     return 1;
 }
 
-static int hk_ks_token_label_ok(const char *label)
+int hk_ks_token_label_ok(const char *label)
 {
     size_t i;
 
@@ -70,7 +70,7 @@ static int hk_ks_token_label_ok(const char *label)
     return 1;
 }
 
-static int hk_ks_pin_ok(const char *pin)
+int hk_ks_pin_ok(const char *pin)
 {
     size_t n;
 
@@ -517,6 +517,7 @@ hk_err hk_ks_token_info(hk_ks *ks, hk_ks_tokeninfo *out)
         out->pin_locked = t.fails >= t.max_fails;
         out->pin_change_pending = t.pending;
         out->logged_in = ks->logged_in;
+        hk_ks_so_info(ks, t.cur.gen, out);
     }
     pthread_mutex_unlock(&ks->mu);
     return e;
@@ -545,39 +546,92 @@ done:
 
 /* --- changing the PIN --------------------------------------------------- */
 
-/* Moves the token from old's generation to a new one under pin: commit the
- * pending token (both slots, cross-wrapped keys), re-seal every key file,
- * commit the final token. *neu receives the new master key. */
-static hk_err hk_ks_repin(hk_ks *ks, hk_ks_token *t, const hk_ks_mk *old,
-                          const char *pin, hk_ks_mk *neu)
+/* Escrows neu (keeping old's entry) before the change is committed, so
+ * that the SO can open whichever generation a crash leaves. */
+static hk_err hk_ks_escrow_next(hk_ks *ks, const unsigned char *rk,
+                                const hk_ks_mk *neu, unsigned long keep)
+{
+    hk_ks_esc esc;
+    hk_err e;
+
+    if (rk == NULL)
+        return HK_OK;
+    if ((e = hk_ks_esc_read(ks->dfd, &esc)) == HK_ERR_DECODE)
+        memset(&esc, 0, sizeof(esc));
+    else if (e != HK_OK)
+        return e;
+    if ((e = hk_ks_esc_put(&esc, rk, neu, keep)) == HK_OK)
+        e = hk_ks_esc_write(ks->dfd, &esc);
+    OPENSSL_cleanse(&esc, sizeof(esc));
+    return e;
+}
+
+/* The new slot of a PIN change from generation `gen` to pin: fresh salt,
+ * check value; *neu its master key. */
+static hk_err hk_ks_slot_new(hk_ks_token *t, unsigned long gen, const char *pin,
+                             hk_ks_mk *neu)
 {
     hk_err e;
 
-    if (old->gen != t->cur.gen || t->pending || old->gen >= HK_KS_GEN_MAX)
+    if (gen >= HK_KS_GEN_MAX)
         return HK_ERR_STATE;
-    t->prev = t->cur;
-    t->cur.gen = old->gen + 1;
+    t->cur.gen = neu->gen = gen + 1;
     if (RAND_bytes(t->cur.salt, HK_KS_SALT_LEN) != 1)
         return HK_ERR_RAND;
-    neu->gen = t->cur.gen;
-    if ((e = hk_ks_scrypt(pin, t->cur.salt, &t->kdf, neu->k)) != HK_OK ||
-        (e = hk_ks_check_make(t, &t->cur, neu->k)) != HK_OK ||
+    if ((e = hk_ks_scrypt(pin, t->cur.salt, &t->kdf, neu->k)) != HK_OK)
+        return e;
+    return hk_ks_check_make(t, &t->cur, neu->k);
+}
+
+/* Moves the token from old's generation to a new one under pin: escrow
+ * the new master key (rk: the recovery key, NULL if none), commit the
+ * pending token (both slots, cross-wrapped keys), re-seal every key file,
+ * commit the final token, drop the old escrow entry. *neu receives the new
+ * master key. */
+static hk_err hk_ks_repin(hk_ks *ks, hk_ks_token *t, const hk_ks_mk *old,
+                          const char *pin, const unsigned char *rk,
+                          hk_ks_mk *neu)
+{
+    hk_err e;
+
+    if (old->gen != t->cur.gen || t->pending)
+        return HK_ERR_STATE;
+    t->prev = t->cur;
+    if ((e = hk_ks_slot_new(t, old->gen, pin, neu)) != HK_OK ||
         (e = hk_ks_wrap(neu, old, t->wrap_prev)) != HK_OK ||
-        (e = hk_ks_wrap(old, neu, t->wrap_cur)) != HK_OK)
+        (e = hk_ks_wrap(old, neu, t->wrap_cur)) != HK_OK ||
+        (e = hk_ks_escrow_next(ks, rk, neu, old->gen)) != HK_OK)
         return e;
     t->pending = 1;
     if ((e = hk_ks_token_write(ks->dfd, t)) != HK_OK || /* commit 1 */
         (e = hk_ks_rekey(ks->kfd, old, neu)) != HK_OK)
         return e;
     t->pending = 0;
-    return hk_ks_token_write(ks->dfd, t); /* commit 2 */
+    if ((e = hk_ks_token_write(ks->dfd, t)) != HK_OK) /* commit 2 */
+        return e;
+    return hk_ks_escrow_next(ks, rk, neu, 0);
+}
+
+/* The recovery key from the escrow entry of mk's generation; 0 if the
+ * token has none (or it does not open: then the SO cannot reset). */
+static int hk_ks_user_rk(hk_ks *ks, const hk_ks_mk *mk,
+                         unsigned char rk[HK_KS_KEY_LEN])
+{
+    hk_ks_esc esc;
+    int ok;
+
+    ok = hk_ks_esc_read(ks->dfd, &esc) == HK_OK &&
+         hk_ks_esc_rk(&esc, mk, rk) == HK_OK;
+    OPENSSL_cleanse(&esc, sizeof(esc));
+    return ok;
 }
 
 hk_err hk_ks_change_pin(hk_ks *ks, const char *old_pin, const char *new_pin)
 {
+    unsigned char rk[HK_KS_KEY_LEN];
     hk_ks_token t;
     hk_ks_mk old, neu;
-    int lfd = -1;
+    int lfd = -1, has_rk;
     hk_err e;
 
     if (ks == NULL || old_pin == NULL || new_pin == NULL)
@@ -589,17 +643,122 @@ hk_err hk_ks_change_pin(hk_ks *ks, const char *old_pin, const char *new_pin)
     pthread_mutex_lock(&ks->mu);
     hk_ks_logout_locked(ks);
     if ((e = hk_ks_tlock(ks, &lfd)) != HK_OK ||
-        (e = hk_ks_auth(ks, old_pin, &t, &old)) != HK_OK ||
-        (e = hk_ks_repin(ks, &t, &old, new_pin, &neu)) != HK_OK)
+        (e = hk_ks_auth(ks, old_pin, &t, &old)) != HK_OK)
+        goto done;
+    has_rk = hk_ks_user_rk(ks, &old, rk);
+    if ((e = hk_ks_repin(ks, &t, &old, new_pin, has_rk ? rk : NULL, &neu)) !=
+        HK_OK)
         goto done;
     hk_ks_login_set(ks, &neu);
 done:
     if (lfd >= 0)
         close(lfd);
     pthread_mutex_unlock(&ks->mu);
+    OPENSSL_cleanse(rk, sizeof(rk));
     OPENSSL_cleanse(&old, sizeof(old));
     OPENSSL_cleanse(&neu, sizeof(neu));
     OPENSSL_cleanse(&t, sizeof(t));
+    return e;
+}
+
+hk_err hk_ks_label_write(hk_ks *ks, const char *label)
+{
+    hk_ks_token t;
+    hk_err e;
+
+    if (!hk_ks_token_label_ok(label))
+        return HK_ERR_ARG;
+    if ((e = hk_ks_token_read(ks->dfd, &t)) != HK_OK)
+        return e;
+    memcpy(t.label, label, strlen(label) + 1);
+    e = hk_ks_token_write(ks->dfd, &t);
+    OPENSSL_cleanse(&t, sizeof(t));
+    return e;
+}
+
+/* --- the SO sets the user PIN ------------------------------------------- */
+
+/* The user's master key from the escrow: the current generation's, or
+ * (change pending) the previous one's; each checked against its slot. */
+static hk_err hk_ks_so_user_mk(hk_ks *ks, const hk_ks_token *t, hk_ks_mk *mk)
+{
+    const hk_ks_slot *s[2] = {&t->cur, t->pending ? &t->prev : NULL};
+    hk_ks_esc esc;
+    hk_err e;
+    int i;
+
+    if ((e = hk_ks_esc_read(ks->dfd, &esc)) != HK_OK)
+        return e;
+    for (i = 0, e = HK_ERR_NOT_FOUND; i < 2 && e != HK_OK; i++)
+        if (s[i] != NULL &&
+            (e = hk_ks_esc_mk(&esc, ks->so_rk, s[i]->gen, mk)) == HK_OK &&
+            (e = hk_ks_check_verify(t, s[i], mk->k)) != HK_OK)
+            e = HK_ERR_SEAL;
+    OPENSSL_cleanse(&esc, sizeof(esc));
+    return e;
+}
+
+/* No escrow: allowed only for a token without keys (nothing is sealed
+ * under the old PIN): a fresh slot under pin, escrowed. */
+static hk_err hk_ks_so_fresh_pin(hk_ks *ks, hk_ks_token *t, const char *pin)
+{
+    char **names = NULL;
+    hk_ks_mk neu;
+    size_t n = 0;
+    hk_err e;
+
+    if ((e = hk_ks_key_names(ks->kfd, &names, &n)) != HK_OK)
+        return e;
+    hk_ks_names_free(names, n);
+    if (n > 0)
+        return HK_ERR_STATE; /* keys sealed under a PIN the SO cannot open */
+    t->pending = 0;
+    if ((e = hk_ks_slot_new(t, t->cur.gen, pin, &neu)) == HK_OK &&
+        (e = hk_ks_escrow_next(ks, ks->so_rk, &neu, 0)) == HK_OK)
+        e = hk_ks_token_write(ks->dfd, t);
+    OPENSSL_cleanse(&neu, sizeof(neu));
+    return e;
+}
+
+static hk_err hk_ks_so_init_pin_locked(hk_ks *ks, const char *pin)
+{
+    hk_ks_token t;
+    hk_ks_mk mk, neu;
+    hk_err e;
+
+    memset(&mk, 0, sizeof(mk));
+    memset(&neu, 0, sizeof(neu));
+    if ((e = hk_ks_token_read(ks->dfd, &t)) != HK_OK)
+        return e;
+    t.fails = 0; /* the reset unlocks a locked user PIN */
+    e = hk_ks_so_user_mk(ks, &t, &mk);
+    if (e == HK_ERR_NOT_FOUND)
+        e = hk_ks_so_fresh_pin(ks, &t, pin);
+    else if (e == HK_OK &&
+             (!t.pending || (e = hk_ks_settle(ks->kfd, &t, &mk)) == HK_OK))
+        e = hk_ks_repin(ks, &t, &mk, pin, ks->so_rk, &neu);
+    OPENSSL_cleanse(&mk, sizeof(mk));
+    OPENSSL_cleanse(&neu, sizeof(neu));
+    OPENSSL_cleanse(&t, sizeof(t));
+    return e;
+}
+
+hk_err hk_ks_so_init_pin(hk_ks *ks, const char *new_pin)
+{
+    int lfd = -1;
+    hk_err e;
+
+    if (ks == NULL || !hk_ks_pin_ok(new_pin))
+        return HK_ERR_ARG;
+    pthread_mutex_lock(&ks->mu);
+    hk_ks_logout_locked(ks);
+    if (!ks->so_logged_in)
+        e = HK_ERR_STATE;
+    else if ((e = hk_ks_tlock(ks, &lfd)) == HK_OK)
+        e = hk_ks_so_init_pin_locked(ks, new_pin);
+    if (lfd >= 0)
+        close(lfd);
+    pthread_mutex_unlock(&ks->mu);
     return e;
 }
 

@@ -6,6 +6,8 @@
  *                            PIN check value, failed-PIN counter
  *   <dir>/setup.json         the server's public setup record (a cache)
  *   <dir>/objects.bin        public PKCS#11 objects (certificates, data)
+ *   <dir>/so.json            the SO PIN record (optional, see "SO PIN")
+ *   <dir>/escrow.json        the user master key escrowed for the SO
  *   <dir>/.lock              token write lock (see "Concurrency")
  *   <dir>/keys/<label>.json  one key: public metadata in clear, the share
  *                            sealed under the PIN
@@ -54,6 +56,20 @@
  * dies. Signing sessions take hk_ks_key_acquire, a non-blocking OFD lock on
  * keys/<label>.lock: one session per key across threads and processes.
  *
+ * SO PIN (ks_so.c). A token may have a security officer PIN, set once
+ * without authentication (hk_ks_so_set: PKCS#11 C_InitToken on a token
+ * without one) and then needed to re-initialise the token (hk_ks_so_reinit
+ * wipes its keys) and to set a new user PIN (hk_ks_so_init_pin: the reset
+ * of a forgotten or locked user PIN). so.json holds a random recovery key
+ * RK sealed under HKDF(scrypt(SO PIN)), with its own failed-PIN counter;
+ * escrow.json holds, for the user PIN's generation, RK sealed under the
+ * user's MK and the MK sealed under RK. The escrow exists only after both
+ * PINs were given once (hk_ks_so_endorse, `halfkey set-so-pin`), or after
+ * the SO set the user PIN; a user PIN change keeps it (the user opens RK
+ * with the old MK and escrows the new one, before the change commits).
+ * Without an escrow the SO can set a user PIN only on a token without
+ * keys. Whoever knows the SO PIN can thus read every share, like the user.
+ *
  * Not covered: a local attacker who can write the directory can delete
  * files or restore an older copy of a key file (e.g. one from before a
  * lock); sealing authenticates each file, not the set or its freshness. */
@@ -85,6 +101,11 @@ typedef struct {
     int pin_locked;
     int pin_change_pending; /* an interrupted PIN change; login ends it */
     int logged_in;          /* this handle */
+    int so_set;             /* the token has an SO PIN */
+    unsigned long so_fails, so_max_fails;
+    int so_locked;
+    int so_logged_in; /* this handle */
+    int escrowed;     /* the SO can recover the user PIN's master key */
 } hk_ks_tokeninfo;
 
 typedef struct {
@@ -145,6 +166,34 @@ HK_WUR hk_err hk_ks_change_pin(hk_ks *ks, const char *old_pin,
  * authenticated the security officer (the PKCS#11 layer's SO PIN). */
 HK_WUR hk_err hk_ks_reset_pin_counter(hk_ks *ks);
 
+/* Sets the SO PIN of a token that has none (HK_ERR_EXISTS otherwise) and,
+ * if label is not NULL, the token label. No authentication: see above. */
+HK_WUR hk_err hk_ks_so_set(hk_ks *ks, const char *so_pin, const char *label);
+/* Checks the SO PIN (counted like the user PIN: HK_ERR_PIN, HK_ERR_PIN_LOCKED
+ * at the limit; HK_ERR_NOT_FOUND if the token has no SO PIN) and keeps RK:
+ * the handle is then SO-logged-in. */
+HK_WUR hk_err hk_ks_so_login(hk_ks *ks, const char *so_pin);
+void hk_ks_so_logout(hk_ks *ks);
+/* Checks `old_pin` as hk_ks_so_login does, then re-seals RK under
+ * `new_pin`; the handle ends SO-logged-in. */
+HK_WUR hk_err hk_ks_so_change_pin(hk_ks *ks, const char *old_pin,
+                                  const char *new_pin);
+/* Checks the SO PIN (counted), then deletes every key file and the stored
+ * objects and sets the token label. All keys or none: HK_ERR_BUSY if a
+ * session holds one. Only the local side: the server's shares of the keys
+ * are orphaned (delete them first, hk_client_delete). The user and SO PINs
+ * and the escrow are kept. */
+HK_WUR hk_err hk_ks_so_reinit(hk_ks *ks, const char *so_pin, const char *label);
+/* Escrows the user's master key for the SO: the handle must be logged in
+ * as both (HK_ERR_STATE otherwise). */
+HK_WUR hk_err hk_ks_so_endorse(hk_ks *ks);
+/* Sets a new user PIN (SO-logged-in handle, else HK_ERR_STATE): the user's
+ * master key is opened from the escrow and every key re-sealed under the
+ * new PIN (as hk_ks_change_pin, crash-safe), the failed-PIN counter reset.
+ * Without an escrow only on a token without keys (else HK_ERR_STATE). The
+ * handle ends logged out as user. */
+HK_WUR hk_err hk_ks_so_init_pin(hk_ks *ks, const char *new_pin);
+
 /* Stores the share of a new key under `label` (needs login; P1 shares
  * only). HK_ERR_EXISTS if the label, or the key id, is already used. */
 HK_WUR hk_err hk_ks_store_share(hk_ks *ks, const char *label,
@@ -170,6 +219,11 @@ HK_WUR hk_err hk_ks_list(hk_ks *ks, hk_ks_keyinfo **out, size_t *n);
 void hk_ks_list_free(hk_ks_keyinfo *list);
 /* Deletes a key (needs login). HK_ERR_BUSY while a session holds it. */
 HK_WUR hk_err hk_ks_delete(hk_ks *ks, const char *label);
+/* As hk_ks_delete for a caller already holding the key's signing-session
+ * lock (hk_ks_key_acquire): the server side can be deleted first with no
+ * session starting in between. HK_ERR_ARG if `hold` is not this key's. */
+HK_WUR hk_err hk_ks_delete_held(hk_ks *ks, const char *label,
+                                const hk_ks_hold *hold);
 /* Locks a key persistently after an invalid-signature abort (needs login:
  * the flag is re-sealed into the AAD, so keep the handle logged in for the
  * whole signing session). `reason` is kept (truncated to
@@ -207,6 +261,29 @@ typedef hk_err (*hk_ks_objects_edit)(const unsigned char *in, size_t inlen,
                                      unsigned char **out, size_t *outlen,
                                      void *arg);
 HK_WUR hk_err hk_ks_objects_load(hk_ks *ks, unsigned char **buf, size_t *len);
+/* The record's form (written by the PKCS#11 module, read by it and by the
+ * OpenSSL provider's store): "HKO1" | u32 next id | u32 count | per
+ * object: u32 id | u32 attribute count | per attribute: u64 PKCS#11 type |
+ * u32 length | value, big-endian; values as PKCS#11 gives them (a
+ * CK_ULONG in host order). */
+#define HK_KS_OBJ_ATTRS_MAX 64
+typedef struct {
+    uint64_t type;
+    const unsigned char *val; /* into the record */
+    size_t len;
+} hk_ks_attr;
+typedef struct {
+    uint32_t id;
+    size_t n;
+    hk_ks_attr a[HK_KS_OBJ_ATTRS_MAX];
+} hk_ks_obj;
+/* One object at *p (before end), *p moved past it: HK_ERR_DECODE if
+ * malformed. */
+HK_WUR hk_err hk_ks_object_parse(const unsigned char **p,
+                                 const unsigned char *end, hk_ks_obj *o);
+/* A whole record (len 0: none): *objs (OPENSSL_free; NULL if none). */
+HK_WUR hk_err hk_ks_objects_parse(const unsigned char *rec, size_t len,
+                                  uint32_t *next, hk_ks_obj **objs, size_t *n);
 HK_WUR hk_err hk_ks_objects_update(hk_ks *ks, hk_ks_objects_edit edit,
                                    void *arg);
 

@@ -33,6 +33,8 @@ struct hk_ks {
     int logged_in;
     unsigned long gen;               /* PIN generation of mk */
     unsigned char mk[HK_KS_KEY_LEN]; /* SECRET: PIN-derived master key */
+    int so_logged_in;
+    unsigned char so_rk[HK_KS_KEY_LEN]; /* SECRET: the recovery key */
 };
 
 /* A master key with the PIN generation it belongs to. */
@@ -120,6 +122,52 @@ HK_WUR hk_err hk_ks_tlock(hk_ks *ks, int *fd);
 /* HK_OK if ks is logged in with a PIN generation the token still knows;
  * HK_ERR_STATE if logged out or another handle changed the PIN since. */
 HK_WUR hk_err hk_ks_gen_check(hk_ks *ks);
+
+/* --- keystore.c: used by ks_so.c ----------------------------------------- */
+
+int hk_ks_pin_ok(const char *pin);
+int hk_ks_token_label_ok(const char *label);
+/* Sets the token label in token.json (caller holds the token lock). */
+HK_WUR hk_err hk_ks_label_write(hk_ks *ks, const char *label);
+
+/* --- ks_so.c: the SO record and the escrow ------------------------------ */
+
+#define HK_KS_SO_FILE "so.json"
+#define HK_KS_ESCROW_FILE "escrow.json"
+#define HK_KS_ESC_MAX 2
+
+/* escrow.json: per user-PIN generation, the recovery key RK sealed under
+ * that generation's MK, and the MK sealed under RK. */
+typedef struct {
+    unsigned long gen;
+    unsigned char rk[HK_KS_WRAP_LEN]; /* RK under HKDF(MK) */
+    unsigned char mk[HK_KS_WRAP_LEN]; /* MK under HKDF(RK) */
+} hk_ks_esc_entry;
+
+typedef struct {
+    size_t n;
+    hk_ks_esc_entry e[HK_KS_ESC_MAX];
+} hk_ks_esc;
+
+/* The escrow (an empty one if the file is absent). */
+HK_WUR hk_err hk_ks_esc_read(int dfd, hk_ks_esc *esc);
+HK_WUR hk_err hk_ks_esc_write(int dfd, const hk_ks_esc *esc);
+/* RK from the entry of mk's generation: HK_ERR_NOT_FOUND if none,
+ * HK_ERR_SEAL if it does not open under mk. */
+HK_WUR hk_err hk_ks_esc_rk(const hk_ks_esc *esc, const hk_ks_mk *mk,
+                           unsigned char rk[HK_KS_KEY_LEN]);
+/* The MK of generation gen from its entry, opened with RK. */
+HK_WUR hk_err hk_ks_esc_mk(const hk_ks_esc *esc,
+                           const unsigned char rk[HK_KS_KEY_LEN],
+                           unsigned long gen, hk_ks_mk *mk);
+/* Adds (or replaces) the entry of mk's generation and keeps only the
+ * entries of generations mk->gen and `keep` (0: none). */
+HK_WUR hk_err hk_ks_esc_put(hk_ks_esc *esc,
+                            const unsigned char rk[HK_KS_KEY_LEN],
+                            const hk_ks_mk *mk, unsigned long keep);
+
+/* The SO fields of *out; user_gen: the user PIN's current generation. */
+void hk_ks_so_info(hk_ks *ks, unsigned long user_gen, hk_ks_tokeninfo *out);
 
 /* --- ks_keys.c: used by the PIN change --------------------------------- */
 

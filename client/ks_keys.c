@@ -30,6 +30,8 @@ struct hk_ks_hold {
     int fd; /* holds the OFD lock on keys/<label>.lock */
 };
 
+static int hk_ks_same_file(int kfd, const char *name, int fd);
+
 static void hk_ks_kf_clear(hk_ks_kf *f)
 {
     OPENSSL_free(f->sealed);
@@ -519,20 +521,35 @@ hk_err hk_ks_unlock_key(hk_ks *ks, const char *label)
     return hk_ks_write_op(ks, label, hk_ks_set_lock_op, &lock);
 }
 
-static hk_err hk_ks_delete_op(hk_ks *ks, const char *label, const void *arg)
+/* Removes the key file (and its lock file) while `h` holds the key's
+ * signing-session lock. */
+static hk_err hk_ks_unlink_key(hk_ks *ks, const char *label,
+                               const hk_ks_hold *h)
 {
     char name[HK_KS_NAME_MAX];
-    hk_ks_hold *h = NULL;
     hk_err e;
 
-    (void)arg;
-    if ((e = hk_ks_key_acquire(ks, label, &h)) != HK_OK)
-        return e;
+    hk_ks_name(label, ".lock", name);
+    if (!hk_ks_same_file(ks->kfd, name, h->fd))
+        return HK_ERR_ARG; /* a hold of another key */
     hk_ks_name(label, ".json", name);
     if ((e = hk_ks_unlink(ks->kfd, name)) == HK_OK) {
         hk_ks_name(label, ".lock", name);
         unlinkat(ks->kfd, name, 0); /* best effort; acquire re-checks it */
     }
+    return e;
+}
+
+static hk_err hk_ks_delete_op(hk_ks *ks, const char *label, const void *arg)
+{
+    hk_ks_hold *h = NULL;
+    hk_err e;
+
+    if (arg != NULL)
+        return hk_ks_unlink_key(ks, label, arg);
+    if ((e = hk_ks_key_acquire(ks, label, &h)) != HK_OK)
+        return e;
+    e = hk_ks_unlink_key(ks, label, h);
     hk_ks_key_release(h);
     return e;
 }
@@ -540,6 +557,13 @@ static hk_err hk_ks_delete_op(hk_ks *ks, const char *label, const void *arg)
 hk_err hk_ks_delete(hk_ks *ks, const char *label)
 {
     return hk_ks_write_op(ks, label, hk_ks_delete_op, NULL);
+}
+
+hk_err hk_ks_delete_held(hk_ks *ks, const char *label, const hk_ks_hold *hold)
+{
+    if (hold == NULL)
+        return HK_ERR_ARG;
+    return hk_ks_write_op(ks, label, hk_ks_delete_op, hold);
 }
 
 /* --- read operations ---------------------------------------------------- */

@@ -2,8 +2,11 @@
  *
  * Opening a URI opens the token (its directory from the URI, openssl.cnf,
  * or the environment) and lists the keys that match object= and id= (and
- * token=, the token's label). Loading yields, key by key, the private key
- * and then the public key, as type= and OpenSSL's expectation allow; a
+ * token=, the token's label), and the X.509 certificates stored on the
+ * token (PKCS#11 C_CreateObject; keystore objects.bin) whose CKA_LABEL and
+ * CKA_ID match. Loading yields, key by key, the private key and then the
+ * public key, then the certificates (DER, data type "Certificate"), as
+ * type= and OpenSSL's expectation allow; a
  * private key logs in to the token first, with the PIN from the first
  * source that has one: pin-value=, pin-source=, openssl.cnf
  * halfkey-pin-file, $HALFKEY_PIN, and last OpenSSL's passphrase callback.
@@ -24,6 +27,7 @@
 #include <openssl/core_object.h>
 #include <openssl/params.h>
 #include <openssl/store.h>
+#include <p11-kit/pkcs11.h>
 
 #include "ossl-provider/provider.h"
 
@@ -35,7 +39,12 @@ typedef struct {
     char token_label[HK_KS_TOKEN_LABEL_MAX + 1];
     hk_ks_keyinfo *list;
     size_t n;
-    size_t next; /* 2 * key index + (0 private, 1 public) */
+    unsigned char *objrec; /* the token's stored objects */
+    hk_ks_obj *objs;
+    size_t *certs; /* indexes into objs of the matching certificates */
+    size_t ncerts;
+    size_t next; /* 2 * key index + (0 private, 1 public); then
+                  * 2 * n + certificate index */
     int logged_in;
     int failed; /* an error ended the listing */
 } hk_store_ctx;
@@ -45,6 +54,9 @@ static void hk_store_free(hk_store_ctx *s)
     if (s == NULL)
         return;
     hk_ks_list_free(s->list);
+    OPENSSL_free(s->certs);
+    OPENSSL_free(s->objs);
+    OPENSSL_free(s->objrec);
     hk_prov_token_free(s->tok);
     hk_prov_uri_clear(&s->uri);
     OPENSSL_free(s);
@@ -60,6 +72,70 @@ static int hk_store_match(const hk_store_ctx *s, const hk_ks_keyinfo *k)
         (s->uri.id_bad || memcmp(s->uri.id, k->kid, HK_ID_LEN) != 0))
         return 0;
     return 1;
+}
+
+static const hk_ks_attr *hk_store_attr(const hk_ks_obj *o, uint64_t type)
+{
+    size_t i;
+
+    for (i = 0; i < o->n; i++)
+        if (o->a[i].type == type)
+            return &o->a[i];
+    return NULL;
+}
+
+static int hk_store_ulong_is(const hk_ks_attr *a, CK_ULONG v)
+{
+    CK_ULONG x;
+
+    if (a == NULL || a->len != sizeof(x))
+        return 0;
+    memcpy(&x, a->val, sizeof(x)); /* host order, unaligned */
+    return x == v;
+}
+
+/* An X.509 certificate object matching object= and id=. */
+static int hk_store_cert_match(const hk_store_ctx *s, const hk_ks_obj *o)
+{
+    const hk_ks_attr *l = hk_store_attr(o, CKA_LABEL);
+    const hk_ks_attr *id = hk_store_attr(o, CKA_ID);
+    const char *ob = s->uri.object;
+
+    if (!hk_store_ulong_is(hk_store_attr(o, CKA_CLASS), CKO_CERTIFICATE) ||
+        !hk_store_ulong_is(hk_store_attr(o, CKA_CERTIFICATE_TYPE), CKC_X_509) ||
+        hk_store_attr(o, CKA_VALUE) == NULL)
+        return 0;
+    if (ob != NULL &&
+        (l == NULL || l->len != strlen(ob) || memcmp(l->val, ob, l->len) != 0))
+        return 0;
+    if (!s->uri.has_id)
+        return 1;
+    return id != NULL && ((id->len == s->uri.raw_id_len &&
+                           memcmp(id->val, s->uri.raw_id, id->len) == 0) ||
+                          (!s->uri.id_bad && id->len == HK_ID_LEN &&
+                           memcmp(id->val, s->uri.id, HK_ID_LEN) == 0));
+}
+
+/* The token's certificates that match the URI (none unless type= allows
+ * them). */
+static hk_err hk_store_certs(hk_store_ctx *s)
+{
+    size_t len = 0, n = 0, i;
+    uint32_t next;
+    hk_err e;
+
+    if (s->uri.type != HK_URI_ANY && s->uri.type != HK_URI_CERT)
+        return HK_OK;
+    if ((e = hk_ks_objects_load(hk_prov_token_ks(s->tok), &s->objrec, &len)) !=
+            HK_OK ||
+        (e = hk_ks_objects_parse(s->objrec, len, &next, &s->objs, &n)) != HK_OK)
+        return e;
+    if (n > 0 && (s->certs = OPENSSL_zalloc(n * sizeof(*s->certs))) == NULL)
+        return HK_ERR_NOMEM;
+    for (i = 0; i < n; i++)
+        if (hk_store_cert_match(s, &s->objs[i]))
+            s->certs[s->ncerts++] = i;
+    return HK_OK;
 }
 
 /* A short description of what the URI asks for (never the PIN). */
@@ -112,10 +188,14 @@ static void *hk_store_open(void *provctx, const char *uri)
                       ti.label);
         goto done;
     }
-    for (i = 0; i < n; i++)
+    for (i = 0; s->uri.type != HK_URI_CERT && i < n; i++)
         if (hk_store_match(s, &all[i]))
             all[s->n++] = all[i];
-    if (s->n == 0 || s->uri.type == HK_URI_OTHER) {
+    if ((e = hk_store_certs(s)) != HK_OK) {
+        hk_prov_raise_hk(pc, e, "reading the token's certificates");
+        goto done;
+    }
+    if (s->n + s->ncerts == 0 || s->uri.type == HK_URI_OTHER) {
         hk_prov_raise(pc, HK_R_NOT_FOUND, "%s%s in token '%s' (%s)", what,
                       s->uri.type == HK_URI_OTHER ? " of that type" : "",
                       ti.label, hk_ks_dir(hk_prov_token_ks(s->tok)));
@@ -264,14 +344,46 @@ static int hk_store_verify(hk_store_ctx *s, const char *label,
     return 0;
 }
 
-/* Whether the next slot (key, private or public) is to be yielded. */
-static int hk_store_wanted(const hk_store_ctx *s, int pub)
+/* Whether slot i (a key's private or public half, or a certificate) is
+ * to be yielded. */
+static int hk_store_wanted(const hk_store_ctx *s, size_t i)
 {
+    int pub = (int)(i & 1);
+
+    if (i >= 2 * s->n)
+        return (s->uri.type == HK_URI_ANY || s->uri.type == HK_URI_CERT) &&
+               (s->expect == 0 || s->expect == OSSL_STORE_INFO_CERT);
     if (pub)
         return (s->uri.type == HK_URI_ANY || s->uri.type == HK_URI_PUBLIC) &&
                (s->expect == 0 || s->expect == OSSL_STORE_INFO_PUBKEY);
     return (s->uri.type == HK_URI_ANY || s->uri.type == HK_URI_PRIVATE) &&
            (s->expect == 0 || s->expect == OSSL_STORE_INFO_PKEY);
+}
+
+/* Yields certificate i as DER. */
+static int hk_store_load_cert(hk_store_ctx *s, size_t i, OSSL_CALLBACK *cb,
+                              void *cbarg)
+{
+    const hk_ks_obj *o = &s->objs[s->certs[i]];
+    const hk_ks_attr *v = hk_store_attr(o, CKA_VALUE);
+    const hk_ks_attr *l = hk_store_attr(o, CKA_LABEL);
+    int type = OSSL_OBJECT_CERT, ok;
+    char desc[96];
+    OSSL_PARAM p[5];
+
+    snprintf(desc, sizeof(desc), "halfkey certificate '%.*s'",
+             l != NULL && l->len < 64 ? (int)l->len : 0,
+             l != NULL ? (const char *)l->val : "");
+    p[0] = OSSL_PARAM_construct_int(OSSL_OBJECT_PARAM_TYPE, &type);
+    p[1] = OSSL_PARAM_construct_utf8_string(OSSL_OBJECT_PARAM_DATA_TYPE,
+                                            (char *)"Certificate", 0);
+    p[2] = OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_DATA,
+                                             (void *)v->val, v->len);
+    p[3] = OSSL_PARAM_construct_utf8_string(OSSL_OBJECT_PARAM_DESC, desc, 0);
+    p[4] = OSSL_PARAM_construct_end();
+    if (!(ok = cb(p, cbarg)))
+        s->failed = 1;
+    return ok;
 }
 
 static int hk_store_load(void *ctx, OSSL_CALLBACK *object_cb,
@@ -286,10 +398,13 @@ static int hk_store_load(void *ctx, OSSL_CALLBACK *object_cb,
     char desc[HK_KS_LABEL_MAX + 48];
     OSSL_PARAM p[5];
 
-    while (s->next < 2 * s->n && !hk_store_wanted(s, (int)(s->next & 1)))
+    while (s->next < 2 * s->n + s->ncerts && !hk_store_wanted(s, s->next))
         s->next++;
-    if (s->failed || s->next >= 2 * s->n)
+    if (s->failed || s->next >= 2 * s->n + s->ncerts)
         return 0;
+    if (s->next >= 2 * s->n)
+        return hk_store_load_cert(s, s->next++ - 2 * s->n, object_cb,
+                                  object_cbarg);
     info = &s->list[s->next / 2];
     pub = (int)(s->next & 1);
     s->next++;
@@ -325,9 +440,9 @@ static int hk_store_eof(void *ctx)
     hk_store_ctx *s = ctx;
     size_t i = s->next;
 
-    while (i < 2 * s->n && !hk_store_wanted(s, (int)(i & 1)))
+    while (i < 2 * s->n + s->ncerts && !hk_store_wanted(s, i))
         i++;
-    return s->failed || i >= 2 * s->n;
+    return s->failed || i >= 2 * s->n + s->ncerts;
 }
 
 static int hk_store_close(void *ctx)

@@ -5,7 +5,7 @@
  *   token=<label>          the token's label (halfkey init --label), if set
  *   object=<label>         the key's label
  *   id=<bytes>             the key id (16 bytes, %-encoded)
- *   type=private|public    the object class (cert, data, secret-key: none)
+ *   type=private|public|cert  the object class (data, secret-key: none)
  *   ?pin-value=<PIN>       the user PIN
  *   ?pin-source=<file>     a file holding the PIN (or file:<path>)
  *   ?halfkey-dir=<path>    the token directory (vendor query attribute)
@@ -91,6 +91,10 @@ static void hk_uri_set_id(hk_prov_uri *u, const unsigned char *v, size_t n)
     int hi, lo;
 
     u->has_id = 1;
+    if (n <= HK_URI_ID_MAX) {
+        memcpy(u->raw_id, v, n);
+        u->raw_id_len = n;
+    }
     if (n == HK_ID_LEN) {
         memcpy(u->id, v, n);
         return;
@@ -114,8 +118,9 @@ static int hk_uri_type(const char *v)
         return HK_URI_PRIVATE;
     if (strcmp(v, "public") == 0)
         return HK_URI_PUBLIC;
-    if (strcmp(v, "cert") == 0 || strcmp(v, "data") == 0 ||
-        strcmp(v, "secret-key") == 0)
+    if (strcmp(v, "cert") == 0)
+        return HK_URI_CERT;
+    if (strcmp(v, "data") == 0 || strcmp(v, "secret-key") == 0)
         return HK_URI_OTHER;
     return -1;
 }
@@ -249,9 +254,10 @@ static int hk_uri_parse_pkcs11(const char *s, hk_prov_uri *u, char *why)
     if ((a = p11_kit_uri_get_attribute(p, CKA_CLASS)) != NULL &&
         a->ulValueLen == sizeof(cls)) {
         memcpy(&cls, a->pValue, sizeof(cls));
-        u->type = cls == CKO_PRIVATE_KEY  ? HK_URI_PRIVATE
-                  : cls == CKO_PUBLIC_KEY ? HK_URI_PUBLIC
-                                          : HK_URI_OTHER;
+        u->type = cls == CKO_PRIVATE_KEY   ? HK_URI_PRIVATE
+                  : cls == CKO_PUBLIC_KEY  ? HK_URI_PUBLIC
+                  : cls == CKO_CERTIFICATE ? HK_URI_CERT
+                                           : HK_URI_OTHER;
     }
     if ((v = p11_kit_uri_get_pin_value(p)) != NULL &&
         (u->pin_value = hk_uri_dup(v)) == NULL)

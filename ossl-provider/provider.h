@@ -126,7 +126,15 @@ int hk_prov_key_spki(const hk_prov_key *k, unsigned char *out, size_t *len);
 
 /* --- URIs (provider-uri.c) --------------------------------------------- */
 
-enum { HK_URI_ANY = 0, HK_URI_PRIVATE, HK_URI_PUBLIC, HK_URI_OTHER };
+enum {
+    HK_URI_ANY = 0,
+    HK_URI_PRIVATE,
+    HK_URI_PUBLIC,
+    HK_URI_CERT,
+    HK_URI_OTHER
+};
+
+#define HK_URI_ID_MAX 64
 
 typedef struct {
     char *dir;    /* token directory, or NULL */
@@ -134,8 +142,10 @@ typedef struct {
     char *object; /* key label, or NULL */
     unsigned char id[HK_ID_LEN];
     int has_id;
-    int id_bad;      /* id= of another length: matches nothing */
-    int type;        /* HK_URI_* */
+    int id_bad; /* id= of another length: matches no key */
+    unsigned char raw_id[HK_URI_ID_MAX]; /* id= as given (certificates: */
+    size_t raw_id_len;                   /* any CKA_ID), if it fits */
+    int type;                            /* HK_URI_* */
     char *pin_value; /* secret: wiped by hk_prov_uri_clear */
     char *pin_source;
 } hk_prov_uri;

@@ -16,11 +16,6 @@ static CK_RV hk_p11_unsup(CK_RV rv)
 #define HK_UNSUP(name, args, rv)                                               \
     CK_RV name args { return hk_p11_unsup(rv); }
 
-HK_UNSUP(C_InitToken,
-         (CK_SLOT_ID a, CK_UTF8CHAR_PTR b, CK_ULONG c, CK_UTF8CHAR_PTR d),
-         CKR_FUNCTION_NOT_SUPPORTED)
-HK_UNSUP(C_InitPIN, (CK_SESSION_HANDLE a, CK_UTF8CHAR_PTR b, CK_ULONG c),
-         CKR_FUNCTION_NOT_SUPPORTED)
 HK_UNSUP(C_GetOperationState,
          (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG_PTR c),
          CKR_FUNCTION_NOT_SUPPORTED)

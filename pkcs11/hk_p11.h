@@ -19,6 +19,24 @@
 
 #pragma GCC visibility push(default)
 #include <p11-kit/pkcs11.h>
+
+/* PKCS#11 3.0 interfaces (C_GetInterfaceList, C_GetInterface): p11-kit's
+ * header before 0.25 lacks them; the definitions below are the standard's
+ * (pkcs11t.h, pkcs11f.h of PKCS#11 3.0), used only when it does. */
+#ifndef CKF_INTERFACE_FORK_SAFE
+#define CKF_INTERFACE_FORK_SAFE 0x00000001UL
+typedef struct CK_INTERFACE {
+    CK_CHAR *pInterfaceName;
+    CK_VOID_PTR pFunctionList;
+    CK_FLAGS flags;
+} CK_INTERFACE;
+typedef CK_INTERFACE *CK_INTERFACE_PTR;
+typedef CK_INTERFACE_PTR *CK_INTERFACE_PTR_PTR;
+CK_RV C_GetInterfaceList(CK_INTERFACE_PTR pInterfacesList,
+                         CK_ULONG_PTR pulCount);
+CK_RV C_GetInterface(CK_UTF8CHAR_PTR pInterfaceName, CK_VERSION_PTR pVersion,
+                     CK_INTERFACE_PTR_PTR ppInterface, CK_FLAGS flags);
+#endif
 #pragma GCC visibility pop
 
 #include <openssl/evp.h>
@@ -44,6 +62,8 @@ typedef struct {
     unsigned char id[HK_P11_ID_MAX]; /* CKA_ID: the key id, or the one */
     size_t idlen;                    /* the keygen template gave */
     int present;
+    int orphan; /* deleted through this context: only its public key
+                 * object is left, until destroyed (C_DestroyObject) */
 } hk_p11_key;
 
 /* A stored object (store.c): its attributes, values in the record. */
@@ -53,7 +73,17 @@ typedef struct {
     CK_ATTRIBUTE a[64];
 } hk_p11_obj;
 
-#define HK_P11_OBJ_BIT (1ul << 23) /* handle bit of stored objects */
+#define HK_P11_OBJ_BIT (1ul << 23)  /* handle bit of stored objects */
+#define HK_P11_SOBJ_BIT (1ul << 22) /* with it: a session object */
+
+/* A session object (sessobj.c): o's values point into buf. */
+typedef struct {
+    CK_SESSION_HANDLE owner;
+    int priv; /* CKA_PRIVATE: visible logged in only */
+    unsigned char *buf;
+    size_t len;
+    hk_p11_obj o;
+} hk_p11_sobj;
 /* A hidden stored object: the CKA_ID a keygen template gave key CKA_LABEL
  * whose key id is CKA_VALUE. */
 #define HK_CKO_KEY_ID (CKO_VENDOR_DEFINED | 0x484b0001UL)
@@ -62,11 +92,15 @@ typedef struct {
     char dir[1024];
     hk_client *cli; /* NULL: no usable token in dir */
     int logged_in;
+    int so_logged_in;
     hk_p11_key *keys; /* append-only for the life of the context */
     size_t nkeys, cap;
     unsigned char *objrec; /* the stored objects' record */
     hk_p11_obj *objs;
     size_t nobjs;
+    hk_p11_sobj **sobjs; /* session objects */
+    size_t nsobjs, sobj_cap;
+    uint32_t next_sobj;
 } hk_p11_slot;
 
 /* A sign or verify operation: the mechanism, the key and the input. */
@@ -134,6 +168,10 @@ int hk_p11_pin_path(void);
 CK_RV hk_p11_pin_read(char **out);
 
 /* session.c */
+/* Logs the slot out (user and SO). */
+void hk_p11_logout_all(hk_p11_slot *sl);
+/* A PIN as a NUL-terminated string (OPENSSL_clear_free it). */
+CK_RV hk_p11_pin(const CK_UTF8CHAR *pin, CK_ULONG len, char **out);
 CK_RV hk_p11_session_get(CK_SESSION_HANDLE h, hk_p11_session **out);
 void hk_p11_session_free(hk_p11_session *s);
 void hk_p11_op_reset(hk_p11_op *op);
@@ -150,6 +188,8 @@ CK_OBJECT_HANDLE hk_p11_handle(CK_SLOT_ID slot, size_t idx, int priv);
  * *priv gets the class. CKR_OBJECT_HANDLE_INVALID otherwise. */
 CK_RV hk_p11_object_get(hk_p11_session *s, CK_OBJECT_HANDLE h, hk_p11_key **key,
                         int *priv);
+/* 1 if the key's private (priv) or public object is visible now. */
+int hk_p11_key_visible(const hk_p11_slot *sl, const hk_p11_key *k, int priv);
 /* Re-reads the slot's key list; returns the index of `label` or -1. */
 long hk_p11_keys_refresh(hk_p11_slot *sl, const char *label);
 
@@ -163,12 +203,41 @@ void hk_p11_store_key_ids(hk_p11_slot *sl);
 /* Stores (or replaces) the hidden key-id object of key k. */
 hk_err hk_p11_store_key_id(hk_p11_slot *sl, const hk_p11_key *k, const void *id,
                            size_t idlen);
+/* One object in the record form (*buf: OPENSSL_malloc'd), and back (o's
+ * values then point into buf). */
+hk_err hk_p11_obj_pack(const hk_p11_obj *o, unsigned char **buf, size_t *len);
+hk_err hk_p11_obj_unpack(const unsigned char *buf, size_t len, hk_p11_obj *o);
+/* Removes the hidden key-id object of key k, if any. */
+hk_err hk_p11_store_key_id_drop(hk_p11_slot *sl, const hk_p11_key *k);
 /* Removes object `del` (0: none) and appends o (if not NULL; id 0: a new
  * id, set here), under the token lock; then reloads the slot's objects. */
 hk_err hk_p11_store_edit(hk_p11_slot *sl, hk_p11_obj *o, uint32_t del,
                          int *found);
 
+/* sessobj.c */
+/* Adds a copy of o as a session object of session `owner`. */
+CK_RV hk_p11_sobj_add(hk_p11_slot *sl, CK_SESSION_HANDLE owner, int priv,
+                      const hk_p11_obj *o, CK_OBJECT_HANDLE *h);
+CK_OBJECT_HANDLE hk_p11_sobj_handle(const hk_p11_slot *sl,
+                                    const hk_p11_sobj *so);
+int hk_p11_sobj_visible(const hk_p11_slot *sl, const hk_p11_sobj *so);
+/* The visible session object behind h, or NULL. */
+hk_p11_sobj *hk_p11_sobj_get(hk_p11_slot *sl, CK_OBJECT_HANDLE h);
+CK_RV hk_p11_sobj_destroy(hk_p11_slot *sl, CK_OBJECT_HANDLE h);
+/* Replaces so's attributes by (a copy of) o's. */
+CK_RV hk_p11_sobj_replace(hk_p11_slot *sl, hk_p11_sobj *so,
+                          const hk_p11_obj *o);
+/* Frees the session objects of `owner` (0: all of the slot). */
+void hk_p11_sobj_drop(hk_p11_slot *sl, CK_SESSION_HANDLE owner);
+
 /* objcreate.c */
+/* The stored or session object behind h visible to s, or NULL; *so is
+ * set for a session object (NULL for a stored one). */
+hk_p11_obj *hk_p11_obj_lookup(hk_p11_session *s, CK_OBJECT_HANDLE h,
+                              hk_p11_sobj **so);
+/* CKR_OK if session s may change or destroy the object (so: its session
+ * object, NULL for a stored one). */
+CK_RV hk_p11_obj_may_change(hk_p11_session *s, const hk_p11_sobj *so);
 CK_RV hk_p11_obj_get_attrs(hk_p11_obj *o, CK_ATTRIBUTE *tpl, CK_ULONG n);
 int hk_p11_obj_match(hk_p11_obj *o, const CK_ATTRIBUTE *tpl, CK_ULONG n);
 

@@ -1,6 +1,7 @@
 /* The PKCS#11 library context: C_Initialize / C_Finalize (locking modes,
- * fork safety), C_GetInfo, C_GetFunctionList, the module mutex, and the
- * mapping of client-core errors to CKR_ codes. */
+ * fork safety), C_GetInfo, C_GetFunctionList, the PKCS#11 3.0 interface
+ * entry points (C_GetInterfaceList, C_GetInterface), the module mutex, and
+ * the mapping of client-core errors to CKR_ codes. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,12 @@
 #include "pkcs11/hk_p11.h"
 
 hk_p11_ctx hk_p11;
+
+/* Serialises C_Initialize and C_Finalize: threads racing to initialise
+ * (pkcs11-tool --test-threads does) must see one of them win and the
+ * others get CKR_CRYPTOKI_ALREADY_INITIALIZED, never a half-built
+ * context. */
+static pthread_mutex_t hk_p11_init_mu = PTHREAD_MUTEX_INITIALIZER;
 
 extern CK_FUNCTION_LIST hk_p11_functions;
 
@@ -103,10 +110,8 @@ static CK_RV hk_p11_locking(const CK_C_INITIALIZE_ARGS *a)
     return pthread_mutex_init(&hk_p11.mu, NULL) == 0 ? CKR_OK : CKR_CANT_LOCK;
 }
 
-CK_RV C_Initialize(CK_VOID_PTR pInitArgs)
+static CK_RV hk_p11_initialize(const CK_C_INITIALIZE_ARGS *a)
 {
-    static const CK_C_INITIALIZE_ARGS none;
-    const CK_C_INITIALIZE_ARGS *a = pInitArgs != NULL ? pInitArgs : &none;
     CK_RV rv;
 
     if (hk_p11.init && hk_p11.pid == getpid())
@@ -121,12 +126,21 @@ CK_RV C_Initialize(CK_VOID_PTR pInitArgs)
     return CKR_OK;
 }
 
-CK_RV C_Finalize(CK_VOID_PTR pReserved)
+CK_RV C_Initialize(CK_VOID_PTR pInitArgs)
+{
+    static const CK_C_INITIALIZE_ARGS none;
+    CK_RV rv;
+
+    pthread_mutex_lock(&hk_p11_init_mu);
+    rv = hk_p11_initialize(pInitArgs != NULL ? pInitArgs : &none);
+    pthread_mutex_unlock(&hk_p11_init_mu);
+    return rv;
+}
+
+static CK_RV hk_p11_finalize(void)
 {
     size_t i;
 
-    if (pReserved != NULL)
-        return CKR_ARGUMENTS_BAD;
     if (hk_p11_enter() != CKR_OK)
         return CKR_CRYPTOKI_NOT_INITIALIZED;
     for (i = 0; i < hk_p11.nsess; i++)
@@ -142,6 +156,18 @@ CK_RV C_Finalize(CK_VOID_PTR pReserved)
         pthread_mutex_destroy(&hk_p11.mu);
     memset(&hk_p11, 0, sizeof(hk_p11));
     return CKR_OK;
+}
+
+CK_RV C_Finalize(CK_VOID_PTR pReserved)
+{
+    CK_RV rv;
+
+    if (pReserved != NULL)
+        return CKR_ARGUMENTS_BAD;
+    pthread_mutex_lock(&hk_p11_init_mu);
+    rv = hk_p11_finalize();
+    pthread_mutex_unlock(&hk_p11_init_mu);
+    return rv;
 }
 
 CK_RV C_GetInfo(CK_INFO_PTR pInfo)
@@ -169,4 +195,61 @@ CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR ppFunctionList)
         return CKR_ARGUMENTS_BAD;
     *ppFunctionList = &hk_p11_functions;
     return CKR_OK;
+}
+
+/* One interface: "PKCS 11" with the v2.40 function list. Its flags are 0:
+ * the module is NOT fork-safe in PKCS#11 3.0's sense (a child keeps no
+ * session, login or operation state; it must call C_Initialize again),
+ * so a request with CKF_INTERFACE_FORK_SAFE (NSS asks for that first)
+ * finds no interface and the caller falls back to the plain one. */
+static CK_INTERFACE hk_p11_interfaces[] = {
+    {(CK_CHAR *)"PKCS 11", &hk_p11_functions, 0},
+};
+#define HK_P11_NIFACES                                                         \
+    (sizeof(hk_p11_interfaces) / sizeof(hk_p11_interfaces[0]))
+
+CK_RV C_GetInterfaceList(CK_INTERFACE_PTR pInterfacesList,
+                         CK_ULONG_PTR pulCount)
+{
+    CK_RV rv = CKR_OK;
+    size_t i;
+
+    if (pulCount == NULL)
+        return CKR_ARGUMENTS_BAD;
+    if (pInterfacesList != NULL && *pulCount < HK_P11_NIFACES)
+        rv = CKR_BUFFER_TOO_SMALL;
+    else if (pInterfacesList != NULL)
+        for (i = 0; i < HK_P11_NIFACES; i++)
+            pInterfacesList[i] = hk_p11_interfaces[i];
+    *pulCount = HK_P11_NIFACES;
+    return rv;
+}
+
+/* Name NULL: the default interface; version NULL: any; flags: all of
+ * them must be the interface's. CKR_ARGUMENTS_BAD when none matches (as
+ * OpenSC and SoftHSM answer). */
+CK_RV C_GetInterface(CK_UTF8CHAR_PTR pInterfaceName, CK_VERSION_PTR pVersion,
+                     CK_INTERFACE_PTR_PTR ppInterface, CK_FLAGS flags)
+{
+    const CK_INTERFACE *it;
+    const CK_VERSION *v;
+    size_t i;
+
+    if (ppInterface == NULL)
+        return CKR_ARGUMENTS_BAD;
+    *ppInterface = NULL;
+    for (i = 0; i < HK_P11_NIFACES; i++) {
+        it = &hk_p11_interfaces[i];
+        v = &((const CK_FUNCTION_LIST *)it->pFunctionList)->version;
+        if ((pInterfaceName == NULL ||
+             strcmp((const char *)pInterfaceName,
+                    (const char *)it->pInterfaceName) == 0) &&
+            (pVersion == NULL ||
+             (pVersion->major == v->major && pVersion->minor == v->minor)) &&
+            (it->flags & flags) == flags) {
+            *ppInterface = &hk_p11_interfaces[i];
+            return CKR_OK;
+        }
+    }
+    return CKR_ARGUMENTS_BAD;
 }

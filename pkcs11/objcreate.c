@@ -1,8 +1,10 @@
 /* C_CreateObject and C_DestroyObject: X.509 certificates (CKC_X_509) and
- * data objects, always token objects, public (CKA_PRIVATE false), in a
- * logged-in R/W session. Keys cannot be created or destroyed here (keygen:
- * C_GenerateKeyPair; deleting a split key needs both parties). Reading and
- * matching the attributes of stored objects. */
+ * data objects; token objects (the default) are public (CKA_PRIVATE false)
+ * and need a logged-in R/W session; session objects (CKA_TOKEN false,
+ * sessobj.c) may be private. Keys cannot be created here (keygen:
+ * C_GenerateKeyPair); destroying a private key deletes the split key on
+ * both sides. Reading and matching the attributes of stored objects. */
+#include <stdio.h>
 #include <string.h>
 
 #include <openssl/x509.h>
@@ -46,6 +48,14 @@ static int hk_p11_ulong_is(const CK_ATTRIBUTE *a, CK_ULONG v)
     if (a->ulValueLen == sizeof(x))
         memcpy(&x, a->pValue, sizeof(x));
     return a->ulValueLen == sizeof(x) && x == v;
+}
+
+/* The boolean attribute t of o, `dflt` if absent. */
+static int hk_p11_obj_flag(hk_p11_obj *o, CK_ATTRIBUTE_TYPE t, int dflt)
+{
+    const CK_ATTRIBUTE *a = hk_p11_obj_attr(o, t);
+
+    return a == NULL ? dflt : hk_p11_bool_is(a, CK_TRUE);
 }
 
 /* CKA_SUBJECT, CKA_ISSUER, CKA_SERIAL_NUMBER from the DER certificate;
@@ -130,10 +140,13 @@ static CK_RV hk_p11_obj_from(const CK_ATTRIBUTE *t, CK_ULONG n, hk_p11_obj *o,
     if (!hk_p11_ulong_is(a, CKO_CERTIFICATE) && !hk_p11_ulong_is(a, CKO_DATA))
         return CKR_ATTRIBUTE_VALUE_INVALID;
     if (((a = hk_p11_obj_attr(o, CKA_TOKEN)) != NULL &&
-         !hk_p11_bool_is(a, CK_TRUE)) ||
+         !hk_p11_bool_is(a, CK_TRUE) && !hk_p11_bool_is(a, CK_FALSE)) ||
         ((a = hk_p11_obj_attr(o, CKA_PRIVATE)) != NULL &&
-         !hk_p11_bool_is(a, CK_FALSE)))
-        return CKR_TEMPLATE_INCONSISTENT; /* token, public objects only */
+         !hk_p11_bool_is(a, CK_FALSE) && !hk_p11_bool_is(a, CK_TRUE)))
+        return CKR_ATTRIBUTE_VALUE_INVALID;
+    /* token objects are stored in clear: public ones only */
+    if (hk_p11_obj_flag(o, CKA_TOKEN, 1) && hk_p11_obj_flag(o, CKA_PRIVATE, 0))
+        return CKR_TEMPLATE_INCONSISTENT;
     if ((rv = hk_p11_obj_class(o, der)) != CKR_OK ||
         (rv = hk_p11_obj_default(o, CKA_TOKEN, &hk_yes, 1)) != CKR_OK ||
         (rv = hk_p11_obj_default(o, CKA_PRIVATE, &hk_no, 1)) != CKR_OK ||
@@ -150,26 +163,68 @@ static CK_RV hk_p11_writable(const hk_p11_session *s)
     return hk_p11.slots[s->slot].logged_in ? CKR_OK : CKR_USER_NOT_LOGGED_IN;
 }
 
-static CK_RV hk_p11_create(hk_p11_session *s, const CK_ATTRIBUTE *t, CK_ULONG n,
+/* Who may create or change object o: a token object needs a logged-in
+ * R/W session; a session object only login if private (PKCS#11's R/O
+ * sessions may make session objects). */
+static CK_RV hk_p11_obj_access(const hk_p11_session *s, int token, int priv)
+{
+    if (token)
+        return hk_p11_writable(s);
+    return !priv || hk_p11.slots[s->slot].logged_in ? CKR_OK
+                                                    : CKR_USER_NOT_LOGGED_IN;
+}
+
+static CK_RV hk_p11_create(hk_p11_session *s, CK_SESSION_HANDLE hs,
+                           const CK_ATTRIBUTE *t, CK_ULONG n,
                            CK_OBJECT_HANDLE *h)
 {
     hk_p11_slot *sl = &hk_p11.slots[s->slot];
     unsigned char *der[3] = {NULL, NULL, NULL};
     hk_p11_obj o;
+    int token, priv;
     CK_RV rv;
 
     memset(&o, 0, sizeof(o));
     if (h == NULL)
         return CKR_ARGUMENTS_BAD;
-    if ((rv = hk_p11_obj_from(t, n, &o, der)) == CKR_OK &&
-        (rv = hk_p11_writable(s)) == CKR_OK &&
-        (rv = hk_p11_err(hk_p11_store_edit(sl, &o, 0, NULL), "store object",
+    if ((rv = hk_p11_obj_from(t, n, &o, der)) != CKR_OK)
+        goto done;
+    token = hk_p11_obj_flag(&o, CKA_TOKEN, 1);
+    priv = hk_p11_obj_flag(&o, CKA_PRIVATE, 0);
+    if ((rv = hk_p11_obj_access(s, token, priv)) != CKR_OK)
+        goto done;
+    if (!token) {
+        rv = hk_p11_sobj_add(sl, hs, priv, &o, h);
+        goto done;
+    }
+    if ((rv = hk_p11_err(hk_p11_store_edit(sl, &o, 0, NULL), "store object",
                          NULL)) == CKR_OK)
         *h = hk_p11_handle(s->slot, 0, 0) | HK_P11_OBJ_BIT | o.id;
+done:
     OPENSSL_free(der[0]);
     OPENSSL_free(der[1]);
     OPENSSL_free(der[2]);
     return rv;
+}
+
+hk_p11_obj *hk_p11_obj_lookup(hk_p11_session *s, CK_OBJECT_HANDLE h,
+                              hk_p11_sobj **so)
+{
+    hk_p11_slot *sl = &hk_p11.slots[s->slot];
+
+    *so = NULL;
+    if ((h >> 24) != s->slot + 1 || !(h & HK_P11_OBJ_BIT))
+        return NULL;
+    if (!(h & HK_P11_SOBJ_BIT))
+        return hk_p11_store_get(sl, h);
+    if ((*so = hk_p11_sobj_get(sl, h)) == NULL)
+        return NULL;
+    return &(*so)->o;
+}
+
+CK_RV hk_p11_obj_may_change(hk_p11_session *s, const hk_p11_sobj *so)
+{
+    return so != NULL ? hk_p11_obj_access(s, 0, so->priv) : hk_p11_writable(s);
 }
 
 CK_RV C_CreateObject(CK_SESSION_HANDLE hSession, CK_ATTRIBUTE_PTR pTemplate,
@@ -181,9 +236,48 @@ CK_RV C_CreateObject(CK_SESSION_HANDLE hSession, CK_ATTRIBUTE_PTR pTemplate,
     if ((rv = hk_p11_enter()) != CKR_OK)
         return rv;
     if ((rv = hk_p11_session_get(hSession, &s)) == CKR_OK)
-        rv = hk_p11_create(s, pTemplate, ulCount, phObject);
+        rv = hk_p11_create(s, hSession, pTemplate, ulCount, phObject);
     hk_p11_leave();
     return rv;
+}
+
+/* Destroying a private key deletes the split key on both sides
+ * (hk_client_delete; mutex dropped). Its public key object stays, in this
+ * context only, until it is destroyed too (pkcs11-tool --test-ec destroys
+ * both). The public key object of a live key cannot be destroyed alone:
+ * it is the key's own. */
+static CK_RV hk_p11_destroy_key(hk_p11_session *s, hk_p11_key *k, int priv)
+{
+    hk_p11_slot *sl = &hk_p11.slots[s->slot];
+    size_t idx = (size_t)(k - sl->keys); /* stable: entries only append */
+    char label[HK_KS_LABEL_MAX + 1];
+    hk_err e;
+    CK_RV rv;
+
+    if ((rv = hk_p11_writable(s)) != CKR_OK)
+        return rv;
+    if (!priv && k->orphan) {
+        k->orphan = k->present = 0;
+        return CKR_OK;
+    }
+    if (!priv)
+        return CKR_ACTION_PROHIBITED;
+    snprintf(label, sizeof(label), "%s", k->info.label);
+    hk_p11_leave();
+    e = hk_client_delete(sl->cli, label);
+    (void)hk_p11_enter();
+    if (e == HK_ERR_BUSY)
+        fprintf(stderr,
+                "halfkey-pkcs11: delete %s: a signing session is "
+                "using the key\n",
+                label);
+    if ((rv = hk_p11_err(e, "delete", label)) != CKR_OK)
+        return rv;
+    k = &sl->keys[idx]; /* the table may have moved meanwhile */
+    k->orphan = 1;
+    (void)hk_p11_store_key_id_drop(sl, k);
+    (void)hk_p11_keys_refresh(sl, NULL);
+    return CKR_OK;
 }
 
 static CK_RV hk_p11_destroy(hk_p11_session *s, CK_OBJECT_HANDLE h)
@@ -191,16 +285,18 @@ static CK_RV hk_p11_destroy(hk_p11_session *s, CK_OBJECT_HANDLE h)
     hk_p11_slot *sl = &hk_p11.slots[s->slot];
     hk_p11_key *k;
     hk_p11_obj *o;
+    hk_p11_sobj *so;
     int priv, found = 0;
     CK_RV rv;
 
     if (hk_p11_object_get(s, h, &k, &priv) == CKR_OK)
-        return CKR_ACTION_PROHIBITED; /* a split key: halfkey CLI/server */
-    if ((h >> 24) != s->slot + 1 || !(h & HK_P11_OBJ_BIT) ||
-        (o = hk_p11_store_get(sl, h)) == NULL)
+        return hk_p11_destroy_key(s, k, priv);
+    if ((o = hk_p11_obj_lookup(s, h, &so)) == NULL)
         return CKR_OBJECT_HANDLE_INVALID;
-    if ((rv = hk_p11_writable(s)) != CKR_OK)
+    if ((rv = hk_p11_obj_may_change(s, so)) != CKR_OK)
         return rv;
+    if (so != NULL)
+        return hk_p11_sobj_destroy(sl, h);
     rv = hk_p11_err(hk_p11_store_edit(sl, NULL, o->id, &found),
                     "destroy object", NULL);
     return rv == CKR_OK && !found ? CKR_OBJECT_HANDLE_INVALID : rv;

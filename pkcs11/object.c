@@ -21,11 +21,16 @@ CK_RV hk_p11_object_get(hk_p11_session *s, CK_OBJECT_HANDLE h, hk_p11_key **key,
     size_t idx = (h & ((1ul << HK_H_SLOT_SHIFT) - 1)) >> 1;
 
     if ((h >> HK_H_SLOT_SHIFT) != s->slot + 1 || idx >= sl->nkeys ||
-        !sl->keys[idx].present || ((h & 1) && !sl->logged_in))
+        !hk_p11_key_visible(sl, &sl->keys[idx], (int)(h & 1)))
         return CKR_OBJECT_HANDLE_INVALID;
     *key = &sl->keys[idx];
     *priv = (int)(h & 1);
     return CKR_OK;
+}
+
+int hk_p11_key_visible(const hk_p11_slot *sl, const hk_p11_key *k, int priv)
+{
+    return k->present && (!priv || (sl->logged_in && !k->orphan));
 }
 
 static long hk_p11_key_find(hk_p11_slot *sl, const hk_ks_keyinfo *ki)
@@ -81,14 +86,15 @@ long hk_p11_keys_refresh(hk_p11_slot *sl, const char *label)
         hk_ks_list(hk_client_keystore(sl->cli), &list, &n) != HK_OK)
         return -1;
     for (i = 0; i < sl->nkeys; i++)
-        sl->keys[i].present = 0;
+        sl->keys[i].present = sl->keys[i].orphan;
     for (i = 0; i < n; i++)
         if (list[i].err == HK_OK)
             hk_p11_key_put(sl, &list[i]);
     hk_p11_store_reload(sl);
     hk_p11_store_key_ids(sl);
     for (i = 0; label != NULL && i < sl->nkeys; i++)
-        if (sl->keys[i].present && strcmp(sl->keys[i].info.label, label) == 0)
+        if (sl->keys[i].present && !sl->keys[i].orphan &&
+            strcmp(sl->keys[i].info.label, label) == 0)
             found = (long)i;
     hk_ks_list_free(list);
     return found;
@@ -107,7 +113,8 @@ static CK_RV hk_p11_find_init(hk_p11_session *s, CK_ATTRIBUTE *tpl, CK_ULONG n)
     hk_p11_keys_refresh(sl, NULL);
     free(s->found);
     s->nfound = s->pos = 0;
-    s->found = calloc(2 * sl->nkeys + sl->nobjs + 1, sizeof(*s->found));
+    s->found =
+        calloc(2 * sl->nkeys + sl->nobjs + sl->nsobjs + 1, sizeof(*s->found));
     if (s->found == NULL)
         return CKR_HOST_MEMORY;
     for (i = 0; i < sl->nobjs; i++)
@@ -115,9 +122,13 @@ static CK_RV hk_p11_find_init(hk_p11_session *s, CK_ATTRIBUTE *tpl, CK_ULONG n)
             hk_p11_obj_match(&sl->objs[i], tpl, n))
             s->found[s->nfound++] =
                 hk_p11_handle(s->slot, 0, 0) | HK_P11_OBJ_BIT | sl->objs[i].id;
+    for (i = 0; i < sl->nsobjs; i++)
+        if (hk_p11_sobj_visible(sl, sl->sobjs[i]) &&
+            hk_p11_obj_match(&sl->sobjs[i]->o, tpl, n))
+            s->found[s->nfound++] = hk_p11_sobj_handle(sl, sl->sobjs[i]);
     for (i = 0; i < sl->nkeys; i++)
         for (priv = 0; priv < 2; priv++)
-            if (sl->keys[i].present && (!priv || sl->logged_in) &&
+            if (hk_p11_key_visible(sl, &sl->keys[i], priv) &&
                 hk_p11_match(&sl->keys[i], priv, tpl, n))
                 s->found[s->nfound++] = hk_p11_handle(s->slot, i, priv);
     s->finding = 1;
@@ -187,6 +198,7 @@ CK_RV C_GetAttributeValue(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
 {
     hk_p11_session *s;
     hk_p11_obj *o = NULL;
+    hk_p11_sobj *so;
     hk_p11_key *k;
     int priv;
     CK_RV rv;
@@ -195,9 +207,7 @@ CK_RV C_GetAttributeValue(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
         return rv;
     if ((rv = hk_p11_session_get(hSession, &s)) != CKR_OK)
         goto done;
-    if ((hObject >> 24) == s->slot + 1 && (hObject & HK_P11_OBJ_BIT))
-        o = hk_p11_store_get(&hk_p11.slots[s->slot], hObject);
-    if (o == NULL)
+    if ((o = hk_p11_obj_lookup(s, hObject, &so)) == NULL)
         rv = hk_p11_object_get(s, hObject, &k, &priv);
     if (rv == CKR_OK && pTemplate == NULL && ulCount > 0)
         rv = CKR_ARGUMENTS_BAD;

@@ -1,7 +1,8 @@
 /* Sessions and login: C_OpenSession, C_CloseSession, C_CloseAllSessions,
- * C_GetSessionInfo, C_Login, C_Logout, C_SetPIN, C_GenerateRandom. The
- * login state belongs to the slot (the keystore handle), as PKCS#11 says;
- * closing a slot's last session logs it out. */
+ * C_GetSessionInfo, C_Login (user and SO), C_Logout, C_SetPIN,
+ * C_GenerateRandom. The login state belongs to the slot (the keystore
+ * handle), as PKCS#11 says; closing a slot's last session logs it out.
+ * The SO's token functions are in token.c. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,6 +75,8 @@ CK_RV C_OpenSession(CK_SLOT_ID slotID, CK_FLAGS flags, CK_VOID_PTR pApplication,
         rv = CKR_SESSION_PARALLEL_NOT_SUPPORTED;
     else if (sl->cli == NULL)
         rv = CKR_TOKEN_NOT_RECOGNIZED;
+    else if (sl->so_logged_in && !(flags & CKF_RW_SESSION))
+        rv = CKR_SESSION_READ_WRITE_SO_EXISTS;
     else
         rv = hk_p11_session_new(slotID, flags, phSession);
 done:
@@ -88,6 +91,7 @@ static void hk_p11_session_close(CK_SESSION_HANDLE h)
     hk_p11_slot *sl = &hk_p11.slots[s->slot];
     size_t i;
 
+    hk_p11_sobj_drop(sl, h);
     if (s->sign.busy)
         s->closed = 1; /* the signing thread frees it */
     else {
@@ -98,9 +102,16 @@ static void hk_p11_session_close(CK_SESSION_HANDLE h)
         if (hk_p11.sess[i] != NULL && !hk_p11.sess[i]->closed &&
             hk_p11.sess[i]->slot == (CK_SLOT_ID)(sl - hk_p11.slots))
             return;
-    if (sl->logged_in)
+    hk_p11_logout_all(sl);
+}
+
+void hk_p11_logout_all(hk_p11_slot *sl)
+{
+    if (sl->cli != NULL) {
         hk_ks_logout(hk_client_keystore(sl->cli));
-    sl->logged_in = 0;
+        hk_ks_so_logout(hk_client_keystore(sl->cli));
+    }
+    sl->logged_in = sl->so_logged_in = 0;
 }
 
 CK_RV C_CloseSession(CK_SESSION_HANDLE hSession)
@@ -152,13 +163,15 @@ CK_RV C_GetSessionInfo(CK_SESSION_HANDLE hSession, CK_SESSION_INFO_PTR pInfo)
         pInfo->state =
             rw ? (user ? CKS_RW_USER_FUNCTIONS : CKS_RW_PUBLIC_SESSION)
                : (user ? CKS_RO_USER_FUNCTIONS : CKS_RO_PUBLIC_SESSION);
+        if (hk_p11.slots[s->slot].so_logged_in)
+            pInfo->state = CKS_RW_SO_FUNCTIONS;
     }
     hk_p11_leave();
     return rv;
 }
 
 /* A PIN as a NUL-terminated string (freed with OPENSSL_clear_free). */
-static CK_RV hk_p11_pin(const CK_UTF8CHAR *pin, CK_ULONG len, char **out)
+CK_RV hk_p11_pin(const CK_UTF8CHAR *pin, CK_ULONG len, char **out)
 {
     if (pin == NULL)
         return CKR_ARGUMENTS_BAD;
@@ -171,12 +184,48 @@ static CK_RV hk_p11_pin(const CK_UTF8CHAR *pin, CK_ULONG len, char **out)
     return CKR_OK;
 }
 
+/* 1 if the slot has a read-only session (an SO may not log in then). */
+static int hk_p11_slot_has_ro(CK_SLOT_ID slot)
+{
+    size_t i;
+
+    for (i = 0; i < hk_p11.nsess; i++)
+        if (hk_p11.sess[i] != NULL && !hk_p11.sess[i]->closed &&
+            hk_p11.sess[i]->slot == slot &&
+            !(hk_p11.sess[i]->flags & CKF_RW_SESSION))
+            return 1;
+    return 0;
+}
+
+/* The login-state checks of C_Login for userType on slot sl. */
+static CK_RV hk_p11_login_check(const hk_p11_session *s, hk_p11_slot *sl,
+                                CK_USER_TYPE userType)
+{
+    hk_ks_tokeninfo ti;
+
+    if (userType != CKU_USER && userType != CKU_SO)
+        return CKR_USER_TYPE_INVALID; /* no context-specific login */
+    if (userType == CKU_SO &&
+        (hk_ks_token_info(hk_client_keystore(sl->cli), &ti) != HK_OK ||
+         !ti.so_set))
+        return CKR_USER_TYPE_INVALID; /* no SO PIN: C_InitToken sets one */
+    if ((userType == CKU_USER && sl->logged_in) ||
+        (userType == CKU_SO && sl->so_logged_in))
+        return CKR_USER_ALREADY_LOGGED_IN;
+    if (sl->logged_in || sl->so_logged_in)
+        return CKR_USER_ANOTHER_ALREADY_LOGGED_IN;
+    if (userType == CKU_SO && hk_p11_slot_has_ro(s->slot))
+        return CKR_SESSION_READ_ONLY_EXISTS;
+    return CKR_OK;
+}
+
 CK_RV C_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType,
               CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen)
 {
     hk_p11_session *s;
     hk_p11_slot *sl;
     char *pin = NULL;
+    hk_ks *ks;
     CK_RV rv;
 
     if ((rv = hk_p11_enter()) != CKR_OK)
@@ -184,18 +233,19 @@ CK_RV C_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType,
     if ((rv = hk_p11_session_get(hSession, &s)) != CKR_OK)
         goto done;
     sl = &hk_p11.slots[s->slot];
-    if (userType != CKU_USER)
-        rv = CKR_USER_TYPE_INVALID; /* no SO PIN, no context-specific login */
-    if (rv == CKR_OK && sl->logged_in)
-        rv = CKR_USER_ALREADY_LOGGED_IN;
-    if (rv == CKR_OK)
-        rv = pPin == NULL && hk_p11_pin_path()
-                 ? hk_p11_pin_read(&pin)
-                 : hk_p11_pin(pPin, ulPinLen, &pin);
-    if (rv == CKR_OK)
-        rv = hk_p11_err(hk_ks_login(hk_client_keystore(sl->cli), pin), "login",
-                        NULL);
-    if (rv == CKR_OK)
+    ks = hk_client_keystore(sl->cli);
+    if ((rv = hk_p11_login_check(s, sl, userType)) != CKR_OK)
+        goto done;
+    rv = pPin == NULL && userType == CKU_USER && hk_p11_pin_path()
+             ? hk_p11_pin_read(&pin)
+             : hk_p11_pin(pPin, ulPinLen, &pin);
+    if (rv == CKR_OK && userType == CKU_SO)
+        rv = hk_p11_err(hk_ks_so_login(ks, pin), "SO login", NULL);
+    else if (rv == CKR_OK)
+        rv = hk_p11_err(hk_ks_login(ks, pin), "login", NULL);
+    if (rv == CKR_OK && userType == CKU_SO)
+        sl->so_logged_in = 1;
+    else if (rv == CKR_OK)
         sl->logged_in = 1;
 done:
     if (pin != NULL)
@@ -214,10 +264,9 @@ CK_RV C_Logout(CK_SESSION_HANDLE hSession)
         return rv;
     if ((rv = hk_p11_session_get(hSession, &s)) == CKR_OK) {
         sl = &hk_p11.slots[s->slot];
-        if (!sl->logged_in)
+        if (!sl->logged_in && !sl->so_logged_in)
             rv = CKR_USER_NOT_LOGGED_IN;
-        hk_ks_logout(hk_client_keystore(sl->cli));
-        sl->logged_in = 0;
+        hk_p11_logout_all(sl);
     }
     hk_p11_leave();
     return rv;
@@ -242,9 +291,15 @@ CK_RV C_SetPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pOldPin,
         rv = CKR_SESSION_READ_ONLY;
     if (rv == CKR_OK && (rv = hk_p11_pin(pOldPin, ulOldLen, &oldp)) == CKR_OK &&
         (rv = hk_p11_pin(pNewPin, ulNewLen, &newp)) == CKR_OK)
-        rv = hk_p11_err(hk_ks_change_pin(ks, oldp, newp), "set PIN", NULL);
+        rv =
+            sl->so_logged_in /* the SO's own PIN */
+                ? hk_p11_err(hk_ks_so_change_pin(ks, oldp, newp), "set SO PIN",
+                             NULL)
+                : hk_p11_err(hk_ks_change_pin(ks, oldp, newp), "set PIN", NULL);
     /* the keystore ends logged in after a change, out after a failure */
-    if (rv == CKR_OK && !sl->logged_in)
+    if (sl->so_logged_in)
+        sl->so_logged_in = rv == CKR_OK || oldp == NULL || newp == NULL;
+    else if (rv == CKR_OK && !sl->logged_in)
         hk_ks_logout(ks);
     else if (rv != CKR_OK && oldp != NULL && newp != NULL)
         sl->logged_in = 0;

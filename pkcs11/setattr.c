@@ -34,7 +34,7 @@ static CK_RV hk_p11_set_check(const CK_ATTRIBUTE *t, CK_ULONG n, int label)
 }
 
 static CK_RV hk_p11_set_obj(hk_p11_slot *sl, const hk_p11_obj *o,
-                            const CK_ATTRIBUTE *t, CK_ULONG n)
+                            hk_p11_sobj *so, const CK_ATTRIBUTE *t, CK_ULONG n)
 {
     hk_p11_obj c = *o;
     CK_ULONG i;
@@ -51,6 +51,8 @@ static CK_RV hk_p11_set_obj(hk_p11_slot *sl, const hk_p11_obj *o,
         c.a[j] = t[i];
         c.n += j == c.n;
     }
+    if (so != NULL)
+        return hk_p11_sobj_replace(sl, so, &c);
     return hk_p11_err(hk_p11_store_edit(sl, &c, c.id, NULL), "set attribute",
                       NULL);
 }
@@ -75,23 +77,25 @@ static CK_RV hk_p11_set(hk_p11_session *s, CK_OBJECT_HANDLE h,
                         const CK_ATTRIBUTE *t, CK_ULONG n)
 {
     hk_p11_slot *sl = &hk_p11.slots[s->slot];
-    hk_p11_obj *o = NULL;
+    hk_p11_obj *o;
+    hk_p11_sobj *so;
     hk_p11_key *k;
     int priv;
     CK_RV rv;
 
-    if ((h >> 24) == s->slot + 1 && (h & HK_P11_OBJ_BIT))
-        o = hk_p11_store_get(sl, h);
+    o = hk_p11_obj_lookup(s, h, &so);
     if (o == NULL && (rv = hk_p11_object_get(s, h, &k, &priv)) != CKR_OK)
         return rv;
     if (t == NULL || n == 0)
         return CKR_ARGUMENTS_BAD;
+    if (o != NULL)
+        return (rv = hk_p11_obj_may_change(s, so)) != CKR_OK
+                   ? rv
+                   : hk_p11_set_obj(sl, o, so, t, n);
     if (!(s->flags & CKF_RW_SESSION))
         return CKR_SESSION_READ_ONLY;
     if (!sl->logged_in)
         return CKR_USER_NOT_LOGGED_IN;
-    if (o != NULL)
-        return hk_p11_set_obj(sl, o, t, n);
     if (hk_p11_has(t, n, HK_CKA_REFRESH))
         return hk_p11_refresh(s, k, priv, t, n);
     return hk_p11_set_key(sl, k, t, n);

@@ -1,5 +1,6 @@
 /* Slots and tokens: one slot per token directory, C_GetSlotList,
- * C_GetSlotInfo, C_GetTokenInfo (flags from the keystore's PIN counter). */
+ * C_GetSlotInfo, C_GetTokenInfo (flags from the keystore's user and SO PIN
+ * counters). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,7 @@ void hk_p11_slots_free(void)
 
     for (i = 0; i < hk_p11.nslots; i++) {
         hk_p11_store_free(&hk_p11.slots[i]);
+        hk_p11_sobj_drop(&hk_p11.slots[i], 0);
         hk_client_close(hk_p11.slots[i].cli);
         free(hk_p11.slots[i].keys);
     }
@@ -148,6 +150,12 @@ static CK_FLAGS hk_p11_token_flags(const hk_ks_tokeninfo *ti)
         f |= CKF_USER_PIN_FINAL_TRY;
     if (ti->pin_locked)
         f |= CKF_USER_PIN_LOCKED;
+    if (ti->so_fails > 0)
+        f |= CKF_SO_PIN_COUNT_LOW;
+    if (ti->so_set && ti->so_fails + 1 == ti->so_max_fails)
+        f |= CKF_SO_PIN_FINAL_TRY;
+    if (ti->so_locked)
+        f |= CKF_SO_PIN_LOCKED;
     if (hk_p11_pin_path())
         f |= CKF_PROTECTED_AUTHENTICATION_PATH;
     return f;

@@ -1,8 +1,8 @@
 /* Stored objects: X.509 certificates and data objects (C_CreateObject,
  * C_DestroyObject), kept as token objects in the keystore's public object
- * record (hk_ks_objects_*). Each object is its attribute list as given,
- * completed with defaults (and, for a certificate, CKA_SUBJECT, CKA_ISSUER
- * and CKA_SERIAL_NUMBER from CKA_VALUE when absent).
+ * record (hk_ks_objects_*, which also parses it). Each object is its attribute
+ * list as given, completed with defaults (and, for a certificate, CKA_SUBJECT,
+ * CKA_ISSUER and CKA_SERIAL_NUMBER from CKA_VALUE when absent).
  *
  * Record: "HKO1" | u32 next id | u32 count | per object: u32 id | u32
  * attribute count | per attribute: u64 type | u32 length | value (all
@@ -15,7 +15,6 @@
 #include "pkcs11/hk_p11.h"
 
 #define HK_OBJ_MAGIC "HKO1"
-#define HK_OBJ_ATTRS_MAX 64
 
 typedef struct {
     unsigned char *buf;
@@ -48,69 +47,38 @@ static int hk_p11_put_u(hk_p11_wbuf *w, uint64_t v, int bytes)
     return hk_p11_put(w, b, (size_t)bytes);
 }
 
-static int hk_p11_get_u(const unsigned char **p, const unsigned char *end,
-                        int bytes, uint64_t *v)
+/* An object of the keystore's record form as PKCS#11 attributes. */
+static void hk_p11_obj_from_ks(const hk_ks_obj *k, hk_p11_obj *o)
 {
-    int i;
-
-    if (end - *p < bytes)
-        return 0;
-    for (*v = 0, i = 0; i < bytes; i++)
-        *v = (*v << 8) | (*p)[i];
-    *p += bytes;
-    return 1;
-}
-
-/* Parses one object at *p into o (values point into the record). */
-static int hk_p11_obj_parse(const unsigned char **p, const unsigned char *end,
-                            hk_p11_obj *o)
-{
-    uint64_t id, n, t, l;
     size_t i;
 
-    if (!hk_p11_get_u(p, end, 4, &id) || !hk_p11_get_u(p, end, 4, &n) ||
-        n > HK_OBJ_ATTRS_MAX)
-        return 0;
-    o->id = (uint32_t)id;
-    o->n = (size_t)n;
-    for (i = 0; i < o->n; i++) {
-        if (!hk_p11_get_u(p, end, 8, &t) || !hk_p11_get_u(p, end, 4, &l) ||
-            (uint64_t)(end - *p) < l)
-            return 0;
-        o->a[i].type = (CK_ATTRIBUTE_TYPE)t;
-        o->a[i].pValue = (void *)*p;
-        o->a[i].ulValueLen = (CK_ULONG)l;
-        *p += l;
+    o->id = k->id;
+    o->n = k->n;
+    for (i = 0; i < k->n; i++) {
+        o->a[i].type = (CK_ATTRIBUTE_TYPE)k->a[i].type;
+        o->a[i].pValue = (void *)k->a[i].val;
+        o->a[i].ulValueLen = (CK_ULONG)k->a[i].len;
     }
-    return 1;
 }
 
-/* Parses a record: header values, objects into a new array. */
+/* Parses a record (hk_ks_objects_parse): objects into a new array. */
 static int hk_p11_rec_parse(const unsigned char *rec, size_t len,
                             uint32_t *next, hk_p11_obj **objs, size_t *n)
 {
-    const unsigned char *p = rec + 4, *end = rec + len;
-    uint64_t nx, cnt;
+    hk_ks_obj *ko = NULL;
     size_t i;
 
     *objs = NULL;
-    *n = 0;
-    *next = 1;
-    if (len == 0)
-        return 1;
-    if (len < 12 || memcmp(rec, HK_OBJ_MAGIC, 4) != 0 ||
-        !hk_p11_get_u(&p, end, 4, &nx) || !hk_p11_get_u(&p, end, 4, &cnt) ||
-        cnt > len / 8 ||
-        (cnt > 0 && (*objs = calloc(cnt, sizeof(**objs))) == NULL))
+    if (hk_ks_objects_parse(rec, len, next, &ko, n) != HK_OK)
         return 0;
-    for (i = 0; i < cnt; i++)
-        if (!hk_p11_obj_parse(&p, end, &(*objs)[i])) {
-            free(*objs);
-            *objs = NULL;
-            return 0;
-        }
-    *next = (uint32_t)nx;
-    *n = (size_t)cnt;
+    if (*n > 0 && (*objs = calloc(*n, sizeof(**objs))) == NULL) {
+        OPENSSL_free(ko);
+        *n = 0;
+        return 0;
+    }
+    for (i = 0; i < *n; i++)
+        hk_p11_obj_from_ks(&ko[i], &(*objs)[i]);
+    OPENSSL_free(ko);
     return 1;
 }
 
@@ -147,6 +115,10 @@ static hk_err hk_p11_rec_edit(const unsigned char *in, size_t inlen,
     for (i = 0; i < n; i++)
         keep += objs[i].id != ed->del;
     ed->found = keep != n;
+    if (ed->add != NULL && ed->add->id == 0 && next >= HK_P11_SOBJ_BIT) {
+        free(objs);
+        return HK_ERR_TOO_BIG; /* ids share handle bits with session objs */
+    }
     if (ed->add != NULL && ed->add->id == 0)
         ed->add->id = next++; /* else it replaces object ed->del */
     ok = hk_p11_put(&w, HK_OBJ_MAGIC, 4) && hk_p11_put_u(&w, next, 4) &&
@@ -218,7 +190,7 @@ hk_p11_obj *hk_p11_store_get(hk_p11_slot *sl, CK_OBJECT_HANDLE h)
 {
     size_t i;
 
-    for (i = 0; i < sl->nobjs; i++)
+    for (i = 0; !(h & HK_P11_SOBJ_BIT) && i < sl->nobjs; i++)
         if (sl->objs[i].id == (h & (HK_P11_OBJ_BIT - 1)) &&
             !hk_p11_obj_hidden(&sl->objs[i]))
             return &sl->objs[i];
@@ -297,4 +269,42 @@ hk_err hk_p11_store_key_id(hk_p11_slot *sl, const hk_p11_key *k, const void *id,
     o.a[2] = (CK_ATTRIBUTE){CKA_VALUE, (void *)k->info.kid, HK_ID_LEN};
     o.a[3] = (CK_ATTRIBUTE){CKA_ID, (void *)id, idlen};
     return hk_p11_store_edit(sl, &o, o.id, NULL);
+}
+
+hk_err hk_p11_store_key_id_drop(hk_p11_slot *sl, const hk_p11_key *k)
+{
+    uint32_t id = hk_p11_key_id_obj(sl, k);
+
+    return id == 0 ? HK_OK : hk_p11_store_edit(sl, NULL, id, NULL);
+}
+
+hk_err hk_p11_obj_pack(const hk_p11_obj *o, unsigned char **buf, size_t *len)
+{
+    hk_p11_wbuf w = {NULL, 0, 0};
+
+    *buf = NULL;
+    if (!hk_p11_obj_write(&w, o)) {
+        free(w.buf);
+        return HK_ERR_NOMEM;
+    }
+    if ((*buf = OPENSSL_memdup(w.buf, w.len)) != NULL)
+        *len = w.len;
+    OPENSSL_cleanse(w.buf, w.len);
+    free(w.buf);
+    return *buf != NULL ? HK_OK : HK_ERR_NOMEM;
+}
+
+hk_err hk_p11_obj_unpack(const unsigned char *buf, size_t len, hk_p11_obj *o)
+{
+    const unsigned char *p = buf;
+    hk_ks_obj ko;
+    hk_err e;
+
+    memset(o, 0, sizeof(*o));
+    if ((e = hk_ks_object_parse(&p, buf + len, &ko)) != HK_OK)
+        return e;
+    if (p != buf + len)
+        return HK_ERR_DECODE;
+    hk_p11_obj_from_ks(&ko, o);
+    return HK_OK;
 }

@@ -2,7 +2,7 @@
  *
  *   halfkey [--dir D] init --url URL (--server-pin HEX | --server-ca FILE)
  *           (--token-file F | --token-command CMD) [--label L]
- *           [--paillier-bits 2048|3072]
+ *           [--paillier-bits 2048|3072] [--so-pin-file F]
  *   halfkey [--dir D] keygen --curve secp256k1|p256 --label L
  *   halfkey [--dir D] sign --key L (--digest HEX | --in FILE
  *           [--hash sha256|sha384|sha512]) [--format der|raw] [--out FILE]
@@ -13,6 +13,10 @@
  *   halfkey [--dir D] list | status
  *   halfkey [--dir D] unlock --key L
  *   halfkey [--dir D] [--pin-file F] doctor   (tools/doctor.h)
+ *   halfkey [--dir D] delete --key L|KEYID   (on the server, then here)
+ *   halfkey [--dir D] set-so-pin --so-pin-file F
+ *           (sets the SO PIN if the token has none, and escrows the user
+ *           PIN's master key for the SO: both PINs are needed once)
  *
  * The PIN comes from $HALFKEY_PIN, from --pin-file, or from a prompt. Every
  * error is one line on stderr and a non-zero exit. */
@@ -51,7 +55,8 @@ static int hk_usage(void)
 {
     fputs("usage: halfkey [--dir D] [--pin-file F] COMMAND [options]\n"
           "commands: init, keygen, sign, refresh, pubkey, list, status, "
-          "unlock, doctor\n(see halfkey(1) for the options of each)\n",
+          "unlock, doctor, delete, set-so-pin\n(see halfkey(1) for the "
+          "options of each)\n",
           stderr);
     return 2;
 }
@@ -136,11 +141,42 @@ static int hk_get_pin(const hk_args *a, char *pin, size_t cap)
     return pin[0] != 0;
 }
 
+/* The first line of file f (the SO PIN). */
+static int hk_read_line(const char *f, char *out, size_t cap)
+{
+    FILE *fp = fopen(f, "r");
+    int ok = fp != NULL && fgets(out, (int)cap, fp) != NULL;
+
+    if (fp != NULL)
+        fclose(fp);
+    out[ok ? strcspn(out, "\r\n") : 0] = 0;
+    return out[0] != 0;
+}
+
+/* Sets the SO PIN from file f if the token has none, logs in as SO and
+ * escrows the (logged-in) user's master key. */
+static hk_err hk_so_escrow(hk_ks *ks, const char *f)
+{
+    char so[HK_KS_PIN_MAX + 2];
+    hk_ks_tokeninfo ti;
+    hk_err e;
+
+    if (!hk_read_line(f, so, sizeof(so)))
+        return HK_ERR_CONFIG;
+    if ((e = hk_ks_token_info(ks, &ti)) == HK_OK && !ti.so_set)
+        e = hk_ks_so_set(ks, so, NULL);
+    if (e == HK_OK && (e = hk_ks_so_login(ks, so)) == HK_OK)
+        e = hk_ks_so_endorse(ks);
+    hk_ks_so_logout(ks);
+    OPENSSL_cleanse(so, sizeof(so));
+    return e;
+}
+
 static int hk_cmd_init(const hk_args *a)
 {
     static const char *const allowed[] = {
-        "url",           "server-pin", "server-ca",     "token-file",
-        "token-command", "label",      "paillier-bits", NULL};
+        "url",   "server-pin",    "server-ca",   "token-file", "token-command",
+        "label", "paillier-bits", "so-pin-file", NULL};
     hk_client_config cfg;
     char pin[HK_KS_PIN_MAX + 2];
     const char *v;
@@ -171,6 +207,11 @@ static int hk_cmd_init(const hk_args *a)
         return hk_die("init", e, "creating the token");
     e = hk_client_config_write(hk_ks_dir(ks), &cfg);
     printf("token = %s\n", hk_ks_dir(ks));
+    if (e == HK_OK && (v = hk_opt(a, "so-pin-file")) != NULL &&
+        (e = hk_so_escrow(ks, v)) != HK_OK) {
+        hk_ks_close(ks);
+        return hk_die("init", e, "setting the SO PIN");
+    }
     hk_ks_close(ks);
     return e == HK_OK ? 0 : hk_die("init", e, "writing halfkey.conf");
 }
@@ -195,6 +236,25 @@ static int hk_open(const hk_args *a, hk_client **c, int login)
         hk_client_close(*c);
         return hk_die("login", e, NULL);
     }
+    return 0;
+}
+
+static int hk_cmd_set_so_pin(const hk_args *a)
+{
+    static const char *const allowed[] = {"so-pin-file", NULL};
+    hk_client *c;
+    hk_err e;
+
+    if (!hk_only(a, allowed) || hk_opt(a, "so-pin-file") == NULL)
+        return hk_usage();
+    if (hk_open(a, &c, 1) != 0)
+        return 1;
+    e = hk_so_escrow(hk_client_keystore(c), hk_opt(a, "so-pin-file"));
+    hk_client_close(c);
+    if (e != HK_OK)
+        return hk_die("set-so-pin", e,
+                      e == HK_ERR_PIN ? "the token's SO PIN differs" : "");
+    printf("so_pin = set\nescrow = yes\n");
     return 0;
 }
 
@@ -538,6 +598,60 @@ static int hk_cmd_doctor(const hk_args *a)
     return fails == 0 ? 0 : 1;
 }
 
+/* The label of key `key`: a label, or else a key id (32 hex digits). */
+static hk_err hk_key_label(hk_client *c, const char *key, char *out)
+{
+    unsigned char kid[HK_ID_LEN];
+    hk_ks_keyinfo *list = NULL, info;
+    size_t n = 0, i;
+    hk_err e;
+
+    if (hk_ks_label_ok(key) &&
+        (e = hk_ks_key_info(hk_client_keystore(c), key, &info)) !=
+            HK_ERR_NOT_FOUND) {
+        snprintf(out, HK_KS_LABEL_MAX + 1, "%s", key);
+        return e;
+    }
+    if (strlen(key) != 2 * HK_ID_LEN ||
+        !hk_unhex(key, strlen(key), kid, HK_ID_LEN))
+        return HK_ERR_NOT_FOUND;
+    if ((e = hk_ks_list(hk_client_keystore(c), &list, &n)) != HK_OK)
+        return e;
+    for (i = 0, e = HK_ERR_NOT_FOUND; i < n && e != HK_OK; i++)
+        if (list[i].err == HK_OK && memcmp(list[i].kid, kid, HK_ID_LEN) == 0) {
+            snprintf(out, HK_KS_LABEL_MAX + 1, "%s", list[i].label);
+            e = HK_OK;
+        }
+    hk_ks_list_free(list);
+    return e;
+}
+
+static int hk_cmd_delete(const hk_args *a)
+{
+    static const char *const allowed[] = {"key", NULL};
+    char label[HK_KS_LABEL_MAX + 1];
+    hk_client *c;
+    hk_err e;
+
+    if (!hk_only(a, allowed) || hk_opt(a, "key") == NULL)
+        return hk_usage();
+    if (hk_open(a, &c, 1) != 0)
+        return 1;
+    if ((e = hk_key_label(c, hk_opt(a, "key"), label)) == HK_OK)
+        e = hk_client_delete(c, label);
+    if (e != HK_OK) {
+        int r = hk_die("delete", e,
+                       e == HK_ERR_NOT_FOUND ? hk_opt(a, "key")
+                                             : hk_client_last_error(c));
+
+        hk_client_close(c);
+        return r;
+    }
+    hk_client_close(c);
+    printf("deleted = %s\n", label);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     hk_args a;
@@ -562,5 +676,9 @@ int main(int argc, char **argv)
         return hk_cmd_unlock(&a);
     if (strcmp(a.cmd, "doctor") == 0)
         return hk_cmd_doctor(&a);
+    if (strcmp(a.cmd, "delete") == 0)
+        return hk_cmd_delete(&a);
+    if (strcmp(a.cmd, "set-so-pin") == 0)
+        return hk_cmd_set_so_pin(&a);
     return hk_usage();
 }

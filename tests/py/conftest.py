@@ -359,6 +359,9 @@ class Token:
     def conf_path(self):
         return self.dir / "halfkey.conf"
 
+    def server_jwt_file(self):
+        return self.token_file
+
 
 @pytest.fixture
 def make_token(tmp_path, halfkey_bin):

@@ -8,9 +8,12 @@ is per process)."""
 import datetime
 import hashlib
 import os
+import pathlib
+import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 
 import pkcs11
@@ -476,8 +479,10 @@ def test_certificate_and_data_objects(lib, tok):
         d.destroy()
         assert list(session.get_objects({Attribute.LABEL: "note"})) == []
         priv = session.get_key(ObjectClass.PRIVATE_KEY, label="web")
+        # the public key of a live key is the key's own: not destroyed
         with pytest.raises(pkcs11.PKCS11Error):  # CKR_ACTION_PROHIBITED
-            priv.destroy()
+            pub.destroy()
+        assert pub[Attribute.LABEL] == "web"
         assert len(list(session.get_objects(
             {Attribute.CLASS: ObjectClass.CERTIFICATE}))) == 1
         # C_SetAttributeValue: label and id of a certificate, id of a key
@@ -494,6 +499,64 @@ def test_certificate_and_data_objects(lib, tok):
         assert len(found) == 3
         assert priv[Attribute.LABEL] == "web"
     assert "web" in tok.list()  # the CLI reads the token as before
+
+
+def test_session_objects(lib, tok):
+    """CKA_TOKEN false: certificates and data objects that live in the
+    session that made them, seen by the application's other sessions (the
+    private ones only logged in), gone at C_CloseSession, never stored."""
+    tok.keygen("p256", "web")
+    token = token_of(lib)
+    other = token.open()  # another session of the application
+    with token.open() as ro:  # R/O, public: public session objects only
+        d = ro.create_object({Attribute.CLASS: ObjectClass.DATA,
+                              Attribute.TOKEN: False, Attribute.LABEL: "tmp",
+                              Attribute.VALUE: b"scratch"})
+        assert d[Attribute.TOKEN] is False and d[Attribute.VALUE] == b"scratch"
+        with pytest.raises(pkcs11.UserNotLoggedIn):
+            ro.create_object({Attribute.CLASS: ObjectClass.DATA,
+                              Attribute.TOKEN: False, Attribute.PRIVATE: True,
+                              Attribute.VALUE: b"x"})
+        (seen,) = other.get_objects({Attribute.LABEL: "tmp"})
+        assert seen[Attribute.VALUE] == b"scratch"
+        d[Attribute.LABEL] = "tmp2"  # a session object is writable here
+        assert [o[Attribute.LABEL] for o in ro.get_objects(
+            {Attribute.CLASS: ObjectClass.DATA})] == ["tmp2"]
+    # closed: gone for everyone
+    assert list(other.get_objects({Attribute.CLASS: ObjectClass.DATA})) == []
+    other.close()
+    with token.open(user_pin=PIN) as session:
+        pub = session.get_key(ObjectClass.PUBLIC_KEY, label="web")
+        _, der = make_cert(public_key(pub, "p256"), "web")
+        c = session.create_object({
+            Attribute.CLASS: ObjectClass.CERTIFICATE,
+            Attribute.CERTIFICATE_TYPE: pkcs11.CertificateType.X_509,
+            Attribute.VALUE: der, Attribute.ID: pub[Attribute.ID],
+            Attribute.TOKEN: False})
+        p = session.create_object({Attribute.CLASS: ObjectClass.DATA,
+                                   Attribute.TOKEN: False,
+                                   Attribute.PRIVATE: True,
+                                   Attribute.LABEL: "secret-note",
+                                   Attribute.VALUE: b"s"})
+        assert c[Attribute.SERIAL_NUMBER] == bytes([2, 2, 0x12, 0x67])
+        found = list(session.get_objects({Attribute.ID: pub[Attribute.ID]}))
+        assert sorted(o.object_class for o in found) == sorted(
+            [ObjectClass.CERTIFICATE, ObjectClass.PUBLIC_KEY,
+             ObjectClass.PRIVATE_KEY])
+        with token.open() as second:  # same login state: sees both
+            assert len(list(second.get_objects(
+                {Attribute.LABEL: "secret-note"}))) == 1
+            assert len(list(second.get_objects(
+                {Attribute.CLASS: ObjectClass.CERTIFICATE}))) == 1
+        p.destroy()
+        assert list(session.get_objects(
+            {Attribute.LABEL: "secret-note"})) == []
+    assert not (tok.dir / "objects.bin").exists()  # never stored
+    with token.open(user_pin=PIN) as session:
+        assert list(session.get_objects(
+            {Attribute.CLASS: ObjectClass.CERTIFICATE})) == []
+        assert list(session.get_objects(
+            {Attribute.CLASS: ObjectClass.DATA})) == []
 
 
 # --- raw argument checks (ctypes, in a child process) -----------------------
@@ -524,6 +587,35 @@ check("slotlist-not-init", m.C_GetSlotList(0, None, byref(U())), NI)
 check("finalize-not-init", m.C_Finalize(None), NI)
 check("sign-not-init", m.C_SignInit(U(1), None, U(1)), NI)
 check("unsupported-not-init", m.C_EncryptInit(U(1), None, U(1)), NI)
+# PKCS#11 3.0 interfaces: "PKCS 11" with the v2.40 list, not fork-safe
+class Iface(Structure):
+    _fields_ = [("name", c_char_p), ("fl", c_void_p), ("flags", U)]
+n = U(0)
+check("iflist-null", m.C_GetInterfaceList(None, None), 0x7)
+check("iflist-size", m.C_GetInterfaceList(None, byref(n)), 0)
+assert n.value == 1
+il = (Iface * 1)()
+small = U(0)
+check("iflist-small", m.C_GetInterfaceList(il, byref(small)), 0x150)
+check("iflist", m.C_GetInterfaceList(il, byref(n)), 0)
+assert il[0].name == b"PKCS 11" and il[0].flags == 0
+fl = c_void_p()
+check("getfunctionlist", m.C_GetFunctionList(byref(fl)), 0)
+assert il[0].fl == fl.value
+ip = POINTER(Iface)()
+P11 = c_char_p(b"PKCS 11")
+check("iface-forksafe", m.C_GetInterface(P11, None, byref(ip), U(1)), 0x7)
+check("iface-null-out", m.C_GetInterface(P11, None, None, U(0)), 0x7)
+check("iface", m.C_GetInterface(P11, None, byref(ip), U(0)), 0)
+assert ip.contents.fl == fl.value
+check("iface-default", m.C_GetInterface(None, None, byref(ip), U(0)), 0)
+assert ip.contents.name == b"PKCS 11"
+v = (ctypes.c_ubyte * 2)(2, 40)
+check("iface-v240", m.C_GetInterface(P11, v, byref(ip), U(0)), 0)
+v = (ctypes.c_ubyte * 2)(3, 0)
+check("iface-v30", m.C_GetInterface(P11, v, byref(ip), U(0)), 0x7)
+check("iface-other", m.C_GetInterface(c_char_p(b"Vendor"), None, byref(ip),
+                                      U(0)), 0x7)
 a = Args(flags=0, res=1)
 check("bad-reserved", m.C_Initialize(byref(a)), 0x7)
 a = Args(flags=0x2, res=None)
@@ -765,3 +857,173 @@ def test_nss_lists_token_and_key(tok, tmp_path, module_path):
         "halfkey:nsscert", "-t", ",,", "-i", tmp_path / "c.der")
     out = run("certutil", "-L", "-d", db, "-h", "halfkey", "-f", pin)
     assert "halfkey:nsscert" in out, out
+
+
+def test_pkcs11_tool_test_suites(p11tool, tok):
+    """OpenSC's own tests against the module: --test-ec (keygen in an R/W
+    session, CKA_ID changes, sign, then destroying both keys: on the server
+    too), --test-threads (threads racing C_Initialize, C_GetInfo,
+    C_GetSlotList, C_GetTokenInfo) and --list-objects."""
+    tok.keygen("p256", "cli-key")
+    p = p11tool("--login", "--pin", PIN, "--session-rw", "--test-ec",
+                "--id", "e1", "--key-type", "EC:prime256v1")
+    out = p.stdout.decode()
+    assert "Doing a signature" in out and "Aborting" not in out, out
+    assert list(tok.list()) == ["cli-key"]  # the test key is gone
+    out = p11tool("--test-threads", "ILGISLT0", "--test-threads",
+                  "INGISLT0GI", "--test-threads", "ILSLT0GI", "-L"
+                  ).stdout.decode()
+    assert "all threads have ended with no errors" in out or \
+        "some errors" not in out, out
+    assert out.count("Slot 0 (0x0)") >= 1 and "Slot 1" not in out, out
+    out = p11tool("--login", "--pin", PIN, "--list-objects").stdout.decode()
+    assert out.count("Private Key Object; EC") == 1, out
+    assert out.count("Public Key Object; EC") == 1, out
+    assert "label:      cli-key" in out, out
+
+
+SO_PIN = "so-secret-1"
+
+
+def token_flags(p11tool):
+    out = p11tool("-L").stdout.decode()
+    (line,) = [x for x in out.splitlines() if "token flags" in x]
+    return line
+
+
+def test_so_pin_init_token_init_pin(p11tool, tok, tmp_path):
+    """C_InitToken sets the SO PIN (no SO yet), C_InitPIN by the SO resets
+    a locked user PIN once the user escrowed for the SO (`halfkey
+    set-so-pin`), C_SetPIN as SO changes the SO PIN, C_InitToken with the
+    SO PIN re-initialises the token (its keys deleted locally), all driven
+    by pkcs11-tool."""
+    tok.keygen("p256", "k1")
+    p11tool("--init-token", "--so-pin", SO_PIN, "--label", "so-token")
+    out = p11tool("-L").stdout.decode()
+    assert "so-token" in out
+    # keys sealed under a user PIN the SO cannot open yet: refused
+    p = p11tool("--init-pin", "--so-pin", SO_PIN, "--pin", "new-pin-1",
+                check=False)
+    assert p.returncode != 0 and b"not escrowed" in p.stderr
+    so_file = tmp_path / "so-pin"
+    so_file.write_text(SO_PIN + "\n")
+    out = tok.run("set-so-pin", "--so-pin-file", so_file).stdout
+    assert "escrow = yes" in out
+    # the user forgets the PIN: locked out
+    for _ in range(10):
+        p11tool("--login", "--pin", "wrong-pin", "--list-objects",
+                check=False)
+    assert "user PIN locked" in token_flags(p11tool)
+    # a wrong SO PIN is counted
+    p = p11tool("--init-pin", "--so-pin", "wrong-so", "--pin", "new-pin-1",
+                check=False)
+    assert p.returncode != 0
+    assert "SO PIN count low" in token_flags(p11tool)
+    p11tool("--init-pin", "--so-pin", SO_PIN, "--pin", "new-pin-1")
+    flags = token_flags(p11tool)
+    assert "locked" not in flags and "count low" not in flags, flags
+    out = p11tool("--login", "--pin", "new-pin-1",
+                  "--list-objects").stdout.decode()
+    assert "Private Key Object; EC" in out and "k1" in out
+    tok.env["HALFKEY_PIN"] = "new-pin-1"  # the key signs with the new PIN
+    tok.run("sign", "--key", "k1", "--digest", "11" * 32)
+    # C_SetPIN as the SO
+    p11tool("--login", "--login-type", "so", "--so-pin", SO_PIN,
+            "--change-pin", "--new-pin", "so-secret-2")
+    p = p11tool("--init-token", "--so-pin", SO_PIN, "--label", "x",
+                check=False)
+    assert p.returncode != 0 and list(tok.list()) == ["k1"]
+    # re-initialisation: the keys are deleted here (orphaned on the server)
+    p11tool("--init-token", "--so-pin", "so-secret-2", "--label", "again")
+    assert tok.list() == {}
+    assert "again" in p11tool("-L").stdout.decode()
+    p11tool("--login", "--pin", "new-pin-1", "--list-objects")
+
+
+# --- p11-kit ----------------------------------------------------------------
+
+
+@pytest.fixture
+def p11kit_home(tok, build_dir):
+    """A private p11-kit user configuration registering the module (the
+    build's halfkey.module, its `module:` pointed at the build), and a copy
+    of the token, both usable by an unprivileged user. p11-kit has no
+    environment override for its configuration directories and, run as
+    root, ignores the user's (~/.config/pkcs11/modules); so as root the
+    p11-kit commands run as `nobody` (runuser) with HOME set here; as
+    another user they run as that user."""
+    for tool in ("p11-kit", "pkg-config"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed")
+    root = os.geteuid() == 0
+    if root and shutil.which("runuser") is None:
+        pytest.skip("runuser is needed to drop root for p11-kit")
+    base = pathlib.Path(tempfile.mkdtemp(prefix="hk-p11kit-", dir="/tmp"))
+    base.chmod(0o755)
+    mods = base / "home" / ".config" / "pkcs11" / "modules"
+    mods.mkdir(parents=True)
+    conf = (build_dir / "pkcs11" / "halfkey.module").read_text()
+    assert re.search(r"^module: /.*/libhalfkey-pkcs11\.so$", conf, re.M)
+    assert "critical: no" in conf
+    lib = build_dir / "pkcs11" / "libhalfkey-pkcs11.so"
+    (mods / "halfkey.module").write_text(
+        re.sub(r"^module: .*$", f"module: {lib}", conf, flags=re.M))
+    tdir = base / "tok"
+    shutil.copytree(tok.dir, tdir)
+    jwt = base / "token.jwt"
+    shutil.copy(tok.server_jwt_file(), jwt)
+    hconf = tdir / "halfkey.conf"
+    hconf.write_text(re.sub(r"^token_file = .*$", f"token_file = {jwt}",
+                            hconf.read_text(), flags=re.M))
+    if root:
+        subprocess.run(["chown", "-R", "nobody", str(base)], check=True)
+    env = {"HOME": str(base / "home"), "PATH": os.environ["PATH"],
+           "HALFKEY_PKCS11_TOKENS": str(tdir)}
+    prefix = ["runuser", "-u", "nobody", "--"] if root else []
+
+    def run(*cmd):
+        p = subprocess.run([*prefix, "env", *[f"{k}={v}" for k, v in
+                                              env.items()], *map(str, cmd)],
+                           capture_output=True, timeout=120)
+        assert p.returncode == 0, p.stdout.decode() + p.stderr.decode()
+        return p.stdout.decode()
+
+    run.base = base
+    yield run
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def test_p11kit_lists_module_and_proxy_signs(tok, p11kit_home):
+    if shutil.which("pkcs11-tool") is None:
+        pytest.skip("pkcs11-tool (Debian package opensc) is not installed")
+    kid = tok.keygen("p256", "px")
+    shutil.copy(tok.dir / "keys" / "px.json",
+                p11kit_home.base / "tok" / "keys" / "px.json")
+    if os.geteuid() == 0:
+        subprocess.run(["chown", "-R", "nobody", str(p11kit_home.base)],
+                       check=True)
+    out = p11kit_home("p11-kit", "list-modules")
+    block = out[out.index("halfkey: "):].splitlines()
+    end = next((i for i, x in enumerate(block[1:], 1)
+                if not x.startswith(" ")), len(block))
+    block = "\n".join(block[:end])  # the halfkey module's lines only
+    assert "library-manufacturer: halfkey" in block, out
+    assert "token: halfkey" in block, out
+    proxy = subprocess.run(["pkg-config", "--variable=proxy_module",
+                            "p11-kit-1"], capture_output=True, text=True,
+                           check=True).stdout.strip()
+    out = p11kit_home("pkcs11-tool", "--module", proxy, "-L")
+    assert "token label        : halfkey" in out, out
+    data = p11kit_home.base / "data.bin"
+    data.write_bytes(os.urandom(100))
+    sig = p11kit_home.base / "sig.bin"
+    if os.geteuid() == 0:
+        subprocess.run(["chown", "nobody", str(data), str(p11kit_home.base)],
+                       check=True)
+    p11kit_home("pkcs11-tool", "--module", proxy, "--token-label", "halfkey",
+                "--login", "--pin", PIN, "--sign", "--mechanism",
+                "ECDSA-SHA256", "--id", kid, "--input-file", data,
+                "--output-file", sig)
+    key = serialization.load_pem_public_key(tok.pubkey_pem("px"))
+    check_sig(key, "p256", sig.read_bytes(), data=data.read_bytes(),
+              hash_cls=hashes.SHA256)

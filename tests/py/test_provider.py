@@ -543,3 +543,68 @@ def test_example_scripts(ossl, provider_dir, tmp_path):
     assert f"{tmp_path}/c.crt: OK" in run(
         "self-signed.sh", "halfkey:object=p", "/CN=127.0.0.1",
         tmp_path / "c.crt", 3)
+
+
+# --- certificates stored on the token ---------------------------------------
+
+
+def import_cert(ossl, build_dir, der, label, cka_id):
+    """Stores a certificate on the token through the PKCS#11 module
+    (C_CreateObject, python-pkcs11)."""
+    import pkcs11
+    from pkcs11 import Attribute, ObjectClass
+
+    os.environ["HALFKEY_PKCS11_TOKENS"] = str(ossl.tok.dir)
+    try:
+        lib = pkcs11.lib(str(build_dir / "pkcs11" /
+                             "libhalfkey-pkcs11.so"))
+        lib.reinitialize()
+        (slot,) = lib.get_slots(token_present=True)
+        with slot.get_token().open(user_pin=PIN, rw=True) as session:
+            session.create_object({
+                Attribute.CLASS: ObjectClass.CERTIFICATE,
+                Attribute.CERTIFICATE_TYPE: pkcs11.CertificateType.X_509,
+                Attribute.VALUE: der, Attribute.LABEL: label,
+                Attribute.ID: cka_id})
+        lib.finalize()
+    finally:
+        del os.environ["HALFKEY_PKCS11_TOKENS"]
+
+
+def test_store_yields_token_certificates(ossl, build_dir, tmp_path):
+    crt = self_signed(ossl, tmp_path, "p", "127.0.0.1")
+    der = x509.load_pem_x509_certificate(crt.read_bytes()).public_bytes(
+        serialization.Encoding.DER)
+    kid = bytes.fromhex(ossl.tok.list()["p"][1])
+    import_cert(ossl, build_dir, der, "p", kid)
+    import_cert(ossl, build_dir, der, "other", b"\x01\x02")
+    # by label, by id, and all certificates of the token
+    for uri, count in (("pkcs11:object=p;type=cert", 1),
+                       ("pkcs11:id=%01%02;type=cert", 1),
+                       ("pkcs11:type=cert", 2),
+                       ("halfkey:object=p;type=cert", 1)):
+        out = ossl.run("storeutl", "-certs", uri).stdout.decode()
+        assert out.count("-----BEGIN CERTIFICATE-----") == count, (uri, out)
+        assert f"Total found: {count}" in out, out
+    out = ossl.run("storeutl", "-certs", "-text",
+                   "pkcs11:object=p;type=cert").stdout.decode()
+    assert "Subject: CN=127.0.0.1" in out.replace(" = ", "="), out
+    # no key material under type=cert, no certificate under type=private
+    out = ossl.run("storeutl", "pkcs11:object=p").stdout.decode()
+    assert "Total found: 3" in out, out  # private, public, certificate
+    ossl.fails("storeutl", "-certs", "pkcs11:object=nothing;type=cert")
+    pem = ossl.run("storeutl", "-certs", "pkcs11:object=p;type=cert"
+                   ).stdout.decode()
+    got = x509.load_pem_x509_certificate(
+        pem[pem.index("-----BEGIN"):].encode())
+    assert got.public_bytes(serialization.Encoding.DER) == der
+    # s_server takes both the key and the certificate from the token
+    srv = SServer(ossl.args("s_server", "-key", "pkcs11:object=p;type=private",
+                            "-cert", "pkcs11:object=p;type=cert", "-tls1_3",
+                            "-naccept", "1"), ossl.env)
+    try:
+        rc, out = s_client(ossl, srv.port, "-CAfile", crt,
+                           "-verify_return_error", "-verify_ip", "127.0.0.1")
+        assert rc == 0 and "Verify return code: 0 (ok)" in out, out
+    finally:
+        srv.stop()

@@ -874,6 +874,157 @@ static void test_delete(hk_ks *ks, const shares *sh)
     load_same(ks, "beta", sh->p1);
 }
 
+/* --- SO PIN, escrow, user PIN reset ---------------------------------- */
+
+#define SO1 "so-pin-first"
+#define SO2 "so-pin-second"
+
+static hk_ks_tokeninfo so_info(hk_ks *ks)
+{
+    hk_ks_tokeninfo ti;
+
+    CHECK_OK(hk_ks_token_info(ks, &ti));
+    return ti;
+}
+
+/* SO set, login and counter; no reset without the user's endorsement. */
+static void so_set_and_login(hk_ks *ks)
+{
+    CHECK(!so_info(ks).so_set);
+    CHECK_ERR(hk_ks_so_login(ks, SO1), HK_ERR_NOT_FOUND);
+    CHECK_ERR(hk_ks_so_init_pin(ks, PIN2), HK_ERR_STATE);
+    CHECK_ERR(hk_ks_so_set(ks, "12", NULL), HK_ERR_ARG);
+    CHECK_OK(hk_ks_so_set(ks, SO1, "so token"));
+    CHECK_ERR(hk_ks_so_set(ks, SO2, NULL), HK_ERR_EXISTS);
+    CHECK(mode_of(at("so.json")) == 0600);
+    CHECK(strcmp(so_info(ks).label, "so token") == 0);
+    CHECK(so_info(ks).so_set && !so_info(ks).escrowed);
+    CHECK_ERR(hk_ks_so_login(ks, SO2), HK_ERR_PIN);
+    CHECK(so_info(ks).so_fails == 1 && !so_info(ks).so_logged_in);
+    CHECK_OK(hk_ks_so_login(ks, SO1));
+    CHECK(so_info(ks).so_fails == 0 && so_info(ks).so_logged_in);
+    /* keys sealed under a PIN the SO cannot open: no reset */
+    CHECK_ERR(hk_ks_so_init_pin(ks, PIN2), HK_ERR_STATE);
+    CHECK_ERR(hk_ks_so_endorse(ks), HK_ERR_STATE); /* user not logged in */
+    CHECK_OK(hk_ks_login(ks, PIN1));
+    CHECK_OK(hk_ks_so_endorse(ks));
+    CHECK(so_info(ks).escrowed && mode_of(at("escrow.json")) == 0600);
+}
+
+/* The user changes the PIN (escrow kept), forgets it, gets locked out;
+ * the SO sets a new one; the SO changes the SO PIN. */
+static void so_reset_user_pin(hk_ks *ks, const shares *sh)
+{
+    int i;
+
+    hk_ks_so_logout(ks);
+    CHECK_OK(hk_ks_change_pin(ks, PIN1, PIN2));
+    CHECK(so_info(ks).escrowed);
+    hk_ks_logout(ks);
+    for (i = 0; i < HK_KS_MAX_FAILS; i++)
+        CHECK_ERR(hk_ks_login(ks, PIN3), HK_ERR_PIN);
+    CHECK_ERR(hk_ks_login(ks, PIN2), HK_ERR_PIN_LOCKED);
+    CHECK_ERR(hk_ks_so_init_pin(ks, PIN3), HK_ERR_STATE); /* SO logged out */
+    CHECK_OK(hk_ks_so_login(ks, SO1));
+    CHECK_ERR(hk_ks_so_init_pin(ks, "12"), HK_ERR_ARG);
+    CHECK_OK(hk_ks_so_init_pin(ks, PIN3));
+    CHECK(!so_info(ks).pin_locked && !so_info(ks).logged_in);
+    CHECK(so_info(ks).escrowed);
+    CHECK_ERR(hk_ks_login(ks, PIN2), HK_ERR_PIN);
+    CHECK_OK(hk_ks_login(ks, PIN3));
+    load_same(ks, "a", sh->k1);
+    /* the SO PIN changes; RK, and so the escrow, stay */
+    CHECK_ERR(hk_ks_so_change_pin(ks, SO2, SO2), HK_ERR_PIN);
+    CHECK_OK(hk_ks_so_change_pin(ks, SO1, SO2));
+    hk_ks_so_logout(ks);
+    CHECK_ERR(hk_ks_so_login(ks, SO1), HK_ERR_PIN);
+    CHECK_OK(hk_ks_so_login(ks, SO2));
+    CHECK_OK(hk_ks_so_init_pin(ks, PIN1));
+    CHECK_OK(hk_ks_login(ks, PIN1));
+    load_same(ks, "a", sh->k1);
+}
+
+/* A damaged escrow: the reset fails and changes nothing. */
+static void so_tampered_escrow(hk_ks *ks, const shares *sh)
+{
+    size_t len;
+    unsigned char *keep = slurp(at("escrow.json"), &len);
+
+    flip(at("escrow.json"), "\"mk0\":\"", 40);
+    CHECK(hk_ks_so_init_pin(ks, PIN2) != HK_OK);
+    spill(at("escrow.json"), keep, len);
+    free(keep);
+    CHECK_OK(hk_ks_login(ks, PIN1));
+    load_same(ks, "a", sh->k1);
+}
+
+/* C_InitToken on a token with an SO PIN: wipe, all keys or none. */
+static void so_reinit(hk_ks *ks)
+{
+    hk_ks_keyinfo *list = NULL;
+    hk_ks_hold *h = NULL;
+    size_t n = 0;
+
+    spill(at("objects.bin"), "x", 1);
+    CHECK_ERR(hk_ks_so_reinit(ks, SO1, "fresh"), HK_ERR_PIN);
+    CHECK_OK(hk_ks_key_acquire(ks, "b", &h));
+    CHECK_ERR(hk_ks_so_reinit(ks, SO2, "fresh"), HK_ERR_BUSY);
+    CHECK(access(at("keys/a.json"), F_OK) == 0); /* none deleted */
+    hk_ks_key_release(h);
+    CHECK_OK(hk_ks_so_reinit(ks, SO2, "fresh"));
+    CHECK_OK(hk_ks_list(ks, &list, &n));
+    CHECK(n == 0 && access(at("objects.bin"), F_OK) != 0);
+    CHECK(strcmp(so_info(ks).label, "fresh") == 0);
+    CHECK_OK(hk_ks_login(ks, PIN1)); /* the PINs stay */
+}
+
+/* An SO PIN on a token without keys and without escrow: the SO may set
+ * the user PIN (nothing sealed under the old one); then the SO lockout. */
+static void so_fresh_token(const shares *sh)
+{
+    hk_ks *ks = NULL;
+    int i;
+
+    CHECK_OK(hk_ks_init(tok, PIN1, "fresh", &ks));
+    CHECK_OK(hk_ks_so_set(ks, SO1, NULL));
+    CHECK_OK(hk_ks_so_login(ks, SO1));
+    CHECK_OK(hk_ks_so_init_pin(ks, PIN2));
+    CHECK(so_info(ks).escrowed);
+    CHECK_ERR(hk_ks_login(ks, PIN1), HK_ERR_PIN);
+    CHECK_OK(hk_ks_login(ks, PIN2));
+    CHECK_OK(hk_ks_store_share(ks, "k", sh->p1));
+    CHECK_OK(hk_ks_so_init_pin(ks, PIN3)); /* now through the escrow */
+    CHECK_OK(hk_ks_login(ks, PIN3));
+    load_same(ks, "k", sh->p1);
+    hk_ks_so_logout(ks);
+    for (i = 0; i < HK_KS_MAX_FAILS; i++)
+        CHECK_ERR(hk_ks_so_login(ks, SO2), HK_ERR_PIN);
+    CHECK(so_info(ks).so_locked);
+    CHECK_ERR(hk_ks_so_login(ks, SO1), HK_ERR_PIN_LOCKED);
+    CHECK_ERR(hk_ks_so_reinit(ks, SO1, "x"), HK_ERR_PIN_LOCKED);
+    hk_ks_close(ks);
+}
+
+static void test_so(const shares *sh)
+{
+    char keep[sizeof(tok)];
+    hk_ks *ks = NULL;
+
+    memcpy(keep, tok, sizeof(tok));
+    snprintf(tok, sizeof(tok), "%s/so-tok", root);
+    CHECK_OK(hk_ks_init(tok, PIN1, "so", &ks));
+    CHECK_OK(hk_ks_store_share(ks, "a", sh->k1));
+    CHECK_OK(hk_ks_store_share(ks, "b", sh->p1));
+    so_set_and_login(ks);
+    so_reset_user_pin(ks, sh);
+    so_tampered_escrow(ks, sh);
+    so_reinit(ks);
+    hk_ks_close(ks);
+    snprintf(tok, sizeof(tok), "%s/so-fresh", root);
+    so_fresh_token(sh);
+    memcpy(tok, keep, sizeof(tok));
+}
+
 static void test_setup_cache(hk_ks *ks)
 {
     unsigned char *rec = NULL, fa[HK_HASH_LEN], fb[HK_HASH_LEN];
@@ -961,6 +1112,7 @@ int main(void)
     hk_ks_close(ks);
     test_modes();
     test_reinit_over_keys();
+    test_so(&sh);
 
     hk_share_free(sh.k1);
     hk_share_free(sh.k2);

@@ -399,10 +399,13 @@ static hk_err hk_client_keyop(hk_client *c, const char *label, const char *path,
     hk_ks_keyinfo info;
     hk_err e;
 
+    int refresh = strcmp(path, "/refresh") == 0;
+
     if ((e = hk_ks_key_acquire(c->ks, label, hold)) != HK_OK ||
         (e = hk_ks_key_info(c->ks, label, &info)) != HK_OK)
         return e;
-    if (info.locked)
+    /* a locked key never signs; a refresh is its way out (DESIGN.md §2) */
+    if (info.locked && !refresh)
         return HK_ERR_KEY_LOCKED;
     hk_hex(info.kid, HK_ID_LEN, kh);
     if ((e = hk_client_open_session(c, path, json_pack("{s:s}", "key_id", kh),
@@ -410,7 +413,9 @@ static hk_err hk_client_keyop(hk_client *c, const char *label, const char *path,
         return e;
     if (memcmp(kid, info.kid, HK_ID_LEN) != 0)
         return HK_ERR_SERVER;
-    if ((e = hk_ks_load_share(c->ks, label, share)) != HK_OK)
+    e = refresh ? hk_ks_load_share_for_refresh(c->ks, label, share)
+                : hk_ks_load_share(c->ks, label, share);
+    if (e != HK_OK)
         return e;
     if (memcmp((*share)->kid, info.kid, HK_ID_LEN) != 0)
         return HK_ERR_SHARE;

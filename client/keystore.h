@@ -199,8 +199,11 @@ HK_WUR hk_err hk_ks_so_init_pin(hk_ks *ks, const char *new_pin);
 HK_WUR hk_err hk_ks_store_share(hk_ks *ks, const char *label,
                                 const hk_share *s);
 /* Replaces a key's share after a refresh (needs login): same key id, curve
- * and public key, greater epoch (else HK_ERR_EPOCH), key not locked. The old
- * file is authenticated first; the replacement is one atomic rename. */
+ * and public key, greater epoch (else HK_ERR_EPOCH). The old file is
+ * authenticated first; the replacement is one atomic rename. The new file
+ * is unlocked: a refresh is one of the two ways out of the abort lock
+ * (DESIGN.md §2; the other is hk_ks_unlock_key), since the server's view of
+ * the old share, whatever an abort taught it, is worthless after it. */
 HK_WUR hk_err hk_ks_replace_share(hk_ks *ks, const char *label,
                                   const hk_share *s);
 /* Unseals and decodes a key's share (needs login: HK_ERR_STATE otherwise).
@@ -208,6 +211,10 @@ HK_WUR hk_err hk_ks_replace_share(hk_ks *ks, const char *label,
  * HK_ERR_STATE if another handle changed the PIN since this login. Free the
  * share with hk_share_free. */
 HK_WUR hk_err hk_ks_load_share(hk_ks *ks, const char *label, hk_share **out);
+/* As hk_ks_load_share, and a locked key's share too: only to refresh it
+ * (the caller is hk_client_refresh). */
+HK_WUR hk_err hk_ks_load_share_for_refresh(hk_ks *ks, const char *label,
+                                           hk_share **out);
 /* A key's public metadata without unsealing the share. Logged out it is
  * read from the clear text (verified = 0); logged in the file is also
  * authenticated (verified = 1, or HK_ERR_SEAL). */

@@ -459,9 +459,8 @@ static hk_err hk_ks_replace_op(hk_ks *ks, const char *label, const void *arg)
     if ((e = hk_ks_kf_read(ks->kfd, label, &f)) != HK_OK ||
         (e = hk_ks_kf_open(&f, &mk, &pt, &n)) != HK_OK) /* authenticate */
         goto done;
-    e = HK_ERR_KEY_LOCKED;
-    if (f.info.locked)
-        goto done;
+    /* a locked key may be replaced: its refresh is what clears the lock
+     * (DESIGN.md §2), and the new file is written unlocked */
     if ((e = hk_ks_successor_ok(&f.info, s)) != HK_OK ||
         (e = hk_ks_kf_from_share(label, s, &mk, &nf)) != HK_OK)
         goto done;
@@ -577,7 +576,8 @@ static hk_err hk_ks_share_matches(const hk_share *s, const hk_ks_keyinfo *i)
     return HK_OK;
 }
 
-static hk_err hk_ks_load_locked(hk_ks *ks, const char *label, hk_share **out)
+static hk_err hk_ks_load_locked(hk_ks *ks, const char *label, int allow_locked,
+                                hk_share **out)
 {
     unsigned char *pt = NULL;
     size_t n = 0;
@@ -591,7 +591,7 @@ static hk_err hk_ks_load_locked(hk_ks *ks, const char *label, hk_share **out)
         (e = hk_ks_kf_open(&f, &mk, &pt, &n)) != HK_OK)
         goto done;
     e = HK_ERR_KEY_LOCKED;
-    if (f.info.locked)
+    if (f.info.locked && !allow_locked)
         goto done;
     if ((e = hk_share_decode(pt, n, &s)) != HK_OK ||
         (e = hk_ks_share_matches(s, &f.info)) != HK_OK)
@@ -606,7 +606,8 @@ done:
     return e;
 }
 
-hk_err hk_ks_load_share(hk_ks *ks, const char *label, hk_share **out)
+static hk_err hk_ks_load(hk_ks *ks, const char *label, int allow_locked,
+                         hk_share **out)
 {
     hk_err e = HK_ERR_STATE;
 
@@ -615,9 +616,20 @@ hk_err hk_ks_load_share(hk_ks *ks, const char *label, hk_share **out)
     *out = NULL;
     pthread_mutex_lock(&ks->mu);
     if (ks->logged_in)
-        e = hk_ks_load_locked(ks, label, out);
+        e = hk_ks_load_locked(ks, label, allow_locked, out);
     pthread_mutex_unlock(&ks->mu);
     return e;
+}
+
+hk_err hk_ks_load_share(hk_ks *ks, const char *label, hk_share **out)
+{
+    return hk_ks_load(ks, label, 0, out);
+}
+
+hk_err hk_ks_load_share_for_refresh(hk_ks *ks, const char *label,
+                                    hk_share **out)
+{
+    return hk_ks_load(ks, label, 1, out);
 }
 
 /* Metadata of one key; authenticated when logged in. */

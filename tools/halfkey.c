@@ -444,6 +444,8 @@ static int hk_cmd_refresh(const hk_args *a)
 {
     static const char *const allowed[] = {"key", NULL};
     const char *key = hk_opt(a, "key");
+    hk_ks_keyinfo info;
+    int was_locked;
     hk_client *c;
     hk_err e;
 
@@ -451,8 +453,15 @@ static int hk_cmd_refresh(const hk_args *a)
         return hk_usage();
     if (hk_open(a, &c, 1) != 0)
         return 1;
+    was_locked = hk_ks_key_info(hk_client_keystore(c), key, &info) == HK_OK &&
+                 info.locked;
     fprintf(stderr, "halfkey: refreshing the key shares...\n");
     e = hk_client_refresh(c, key);
+    if (e == HK_OK && was_locked)
+        fprintf(stderr,
+                "halfkey: the abort lock of %s (%s) is cleared by this "
+                "refresh: the shares the server saw are replaced\n",
+                key, info.lock_reason);
     if (e != HK_OK) {
         int r = hk_die("refresh", e, hk_client_last_error(c));
 

@@ -3,6 +3,7 @@ passes every check; each broken part (certificate pin, server down, expired
 or near-expiry JWT, locked key, wrong PIN, loose permissions) is a FAIL or
 WARN line naming it, followed by a fix."""
 import base64
+import hashlib
 import json
 import os
 import re
@@ -12,6 +13,8 @@ import time
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
+
+from test_server import verify_raw
 
 CHECKS = ("token-dir", "config", "server", "pin", "jwt", "auth", "token",
           "login", "key", "version")
@@ -224,3 +227,23 @@ def test_not_a_tls_server(tok):
     lv, msg = lines["server"][0]
     assert lv == "FAIL" and "no TLS 1.3 handshake" in msg, p.stdout
     assert "server_url" in fix_after(p.stdout, "server")
+
+
+def test_refresh_clears_the_abort_lock(tok, build_dir):
+    """DESIGN.md §2: a locked key never signs; a refresh (or `halfkey
+    unlock`) is the way out, and the refreshed key signs again."""
+    tok.keygen("p256", "locky")
+    pem = tok.pubkey_pem("locky")
+    subprocess.run([str(build_dir / "ossl-provider" / "hk-lock-key"),
+                    str(tok.dir), "locky"], check=True, env=tok.env,
+                   timeout=60)
+    p = tok.run("sign", "--key", "locky", "--digest", "ab" * 32,
+                check=False)
+    assert p.returncode != 0 and "locked" in p.stderr.lower(), p.stderr
+    p = tok.run("refresh", "--key", "locky")
+    assert "abort lock of locky" in p.stderr and "cleared" in p.stderr
+    assert tok.list()["locky"][2] == 2 and not tok.list()["locky"][3]
+    digest = hashlib.sha256(b"after the lock").digest()
+    sig = tok.run("sign", "--key", "locky", "--digest", digest.hex(),
+                  "--format", "raw").stdout.strip()
+    verify_raw(pem, sig, digest)

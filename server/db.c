@@ -526,6 +526,15 @@ hk_err hk_db_session_set_state(hk_db *db, const unsigned char *sid,
     return db->ops->session_set_state(db, sid, state, now, idle);
 }
 
+hk_err hk_db_session_others(hk_db *db, const unsigned char *sid, int64_t now,
+                            int64_t idle, int64_t *n)
+{
+    if (db == NULL || sid == NULL || !hk_time_ok(now, idle) || n == NULL)
+        return HK_ERR_ARG;
+    db->err[0] = '\0';
+    return db->ops->session_others(db, sid, now, idle, n);
+}
+
 hk_err hk_db_session_sweep(hk_db *db, int64_t now, int64_t idle,
                            size_t *deleted)
 {

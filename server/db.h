@@ -68,10 +68,7 @@
  *    treated as absent by every call (HK_ERR_SESSION) and deleted by
  *    hk_db_session_sweep. States move open -> running -> done | failed, or
  *    open -> failed; open -> running is the atomic claim of a session, so
- *    at most one WebSocket (on any node) runs it, and a refresh session is
- *    not claimed while another refresh of the same key runs (HK_ERR_STATE):
- *    two refreshes at once would both store a pending share of the same
- *    epoch.
+ *    at most one WebSocket (on any node) runs it.
  *  - Every call is atomic: a failed call leaves the database unchanged.
  *  - Every value read is type- and length-checked; a row that breaks the
  *    bounds above gives HK_ERR_DECODE, a blob that fails authentication
@@ -306,6 +303,12 @@ HK_WUR hk_err hk_db_session_get_owned(hk_db *db, const unsigned char *sid,
 HK_WUR hk_err hk_db_session_set_state(hk_db *db, const unsigned char *sid,
                                       hk_db_sess_state state, int64_t now,
                                       int64_t idle);
+/* *n = the number of other live sessions in state running for the same
+ * key and operation as sid (0 if sid has no key). A refresh stores its
+ * pending share only when it is alone: two at once would both store a
+ * share of the same epoch (the caller, server/session.c). */
+HK_WUR hk_err hk_db_session_others(hk_db *db, const unsigned char *sid,
+                                   int64_t now, int64_t idle, int64_t *n);
 /* Deletes the expired sessions; *deleted (may be NULL) their number. */
 HK_WUR hk_err hk_db_session_sweep(hk_db *db, int64_t now, int64_t idle,
                                   size_t *deleted);

@@ -58,6 +58,8 @@ typedef struct {
                                 int64_t idle);
     hk_err (*session_sweep)(hk_db *db, int64_t now, int64_t idle,
                             size_t *deleted);
+    hk_err (*session_others)(hk_db *db, const unsigned char *sid, int64_t now,
+                             int64_t idle, int64_t *n);
     hk_err (*setup_put)(hk_db *db, const unsigned char *sealed, size_t slen,
                         const unsigned char *pub, size_t plen, int64_t now);
     hk_err (*setup_get)(hk_db *db, unsigned char **sealed, size_t *slen,

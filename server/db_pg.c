@@ -984,7 +984,7 @@ static hk_err hk_pg_session_set_state(hk_db *db, const unsigned char *sid,
     hk_pg *d = (hk_pg *)db;
     hk_db_sess_state from[2] = {0, 0};
     hk_db_session s;
-    hk_pgp p = {0}, q = {0};
+    hk_pgp p = {0};
     int changes = 0;
     hk_err e;
 
@@ -993,32 +993,41 @@ static hk_err hk_pg_session_set_state(hk_db *db, const unsigned char *sid,
     hk_pgp_text(&p, hk_db_sess_state_name(state));
     hk_pgp_text(&p, hk_db_sess_state_name(from[0]));
     hk_pgp_text(&p, hk_db_sess_state_name(from[1]));
-    hk_pgp_blob(&q, sid, HK_ID_LEN);
-    if ((e = hk_pg_begin(d)) != HK_OK)
-        return e;
-    /* the session's key row, locked: claims of refreshes of one key run
-     * one at a time on every node, so the check below cannot race */
+    hk_pg_revive(d);
+    /* one statement: the row lock makes the claim atomic across nodes */
     e = hk_pg_run(d,
-                  "SELECT 1 FROM keys k JOIN sessions s ON s.kid = k.kid "
-                  "WHERE s.sid = $1 FOR UPDATE OF k",
-                  &q, NULL);
-    if (e == HK_OK)
-        e = hk_pg_run(
-            d,
-            "UPDATE sessions SET state = $4, last_seen = greatest(last_seen, "
-            "$3) WHERE sid = $1 AND last_seen > $2 AND state IN ($5, $6) "
-            "AND NOT ($4 = 'running' AND op = 'refresh' AND EXISTS (SELECT "
-            "1 FROM sessions o WHERE o.kid = sessions.kid AND o.op = "
-            "'refresh' AND o.state = 'running' AND o.last_seen > $2 AND "
-            "o.sid <> sessions.sid))",
-            &p, &changes);
+                  "UPDATE sessions SET state = $4, last_seen = "
+                  "greatest(last_seen, $3) WHERE sid = $1 AND last_seen > $2 "
+                  "AND state IN ($5, $6)",
+                  &p, &changes);
     if (e == HK_OK && changes == 0) {
         /* Not moved: tell a dead session from a forbidden move. */
         e = hk_pg_session_get(db, sid, now, idle, &s);
         if (e == HK_OK)
             e = HK_ERR_STATE;
     }
-    return hk_pg_end(d, e);
+    return e;
+}
+
+static hk_err hk_pg_session_others(hk_db *db, const unsigned char *sid,
+                                   int64_t now, int64_t idle, int64_t *n)
+{
+    PGresult *r = NULL;
+    hk_pgp p = {0};
+    hk_err e;
+
+    hk_pgp_blob(&p, sid, HK_ID_LEN);
+    hk_pgp_i64(&p, now - idle);
+    e = hk_pg_once((hk_pg *)db,
+                   "SELECT count(*) FROM sessions o JOIN sessions s ON o.kid "
+                   "= s.kid AND o.op = s.op AND o.sid <> s.sid WHERE s.sid = "
+                   "$1 AND o.state = 'running' AND o.last_seen > $2",
+                   &p, &r);
+    if (e == HK_OK)
+        e = PQntuples(r) == 1 ? hk_pgc_int(r, 0, 0, 0, INT64_MAX, n)
+                              : HK_ERR_DECODE;
+    PQclear(r);
+    return e;
 }
 
 static hk_err hk_pg_session_sweep(hk_db *db, int64_t now, int64_t idle,
@@ -1343,6 +1352,7 @@ static const hk_db_ops hk_pg_ops = {
     hk_pg_session_get,
     hk_pg_session_set_state,
     hk_pg_session_sweep,
+    hk_pg_session_others,
     hk_pg_setup_put,
     hk_pg_setup_get,
     hk_pg_audit_append,

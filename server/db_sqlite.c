@@ -1030,11 +1030,7 @@ static hk_err hk_sq_session_move(hk_sq *d, const unsigned char *sid,
     if ((e = hk_sq_prep(d,
                         "UPDATE sessions SET state = ?4, last_seen = "
                         "max(last_seen, ?3) WHERE sid = ?1 AND last_seen > "
-                        "?2 AND state IN (?5, ?6) AND NOT (?4 = 'running' "
-                        "AND op = 'refresh' AND EXISTS (SELECT 1 FROM "
-                        "sessions o WHERE o.kid = sessions.kid AND o.op = "
-                        "'refresh' AND o.state = 'running' AND o.last_seen "
-                        "> ?2 AND o.sid <> sessions.sid))",
+                        "?2 AND state IN (?5, ?6)",
                         &st)) != HK_OK)
         return e;
     rc = hk_sq_bind_live(st, sid, now, idle, 1);
@@ -1086,6 +1082,29 @@ static hk_err hk_sq_session_sweep(hk_db *db, int64_t now, int64_t idle,
         e = hk_sq_run(d, st, &changes);
     sqlite3_finalize(st);
     *deleted = e == HK_OK ? (size_t)changes : 0;
+    return e;
+}
+
+static hk_err hk_sq_session_others(hk_db *db, const unsigned char *sid,
+                                   int64_t now, int64_t idle, int64_t *n)
+{
+    hk_sq *d = (hk_sq *)db;
+    sqlite3_stmt *st = NULL;
+    hk_dbp p = {0};
+    int row = 0;
+    hk_err e;
+
+    hk_dbp_blob(&p, sid, HK_ID_LEN);
+    hk_dbp_int(&p, now - idle);
+    if ((e = hk_sq_prep_p(d,
+                          "SELECT count(*) FROM sessions o JOIN sessions s "
+                          "ON o.kid = s.kid AND o.op = s.op AND o.sid <> "
+                          "s.sid WHERE s.sid = ?1 AND o.state = 'running' "
+                          "AND o.last_seen > ?2",
+                          &p, &st)) == HK_OK &&
+        (e = hk_sq_step(d, st, &row)) == HK_OK)
+        e = row ? hk_col_int(st, 0, 0, INT64_MAX, n) : HK_ERR_DECODE;
+    sqlite3_finalize(st);
     return e;
 }
 
@@ -1498,6 +1517,7 @@ static const hk_db_ops hk_sq_ops = {
     hk_sq_session_get,
     hk_sq_session_set_state,
     hk_sq_session_sweep,
+    hk_sq_session_others,
     hk_sq_setup_put,
     hk_sq_setup_get,
     hk_sq_audit_append,

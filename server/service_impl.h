@@ -78,7 +78,8 @@ struct hk_rsess {
     hk_sign *sg;
     hk_refresh *rf;
     hk_share *share;
-    int finished;
+    int finished; /* no more messages are handled */
+    int ended;    /* the end (done or failed) is recorded */
     /* queue */
     hk_rmsg *head, *tail;
     int scheduled, dead;

@@ -13,6 +13,17 @@
 #include "server/log.h"
 #include "server/service_impl.h"
 
+static void hk_db_state(hk_rsess *s, hk_db_sess_state st);
+
+/* A claimed session whose connection went before it ended: failed, so the
+ * key is free for the next one at once (a refresh excludes others while
+ * it runs) and the audit log says how it ended. */
+static void hk_abandoned(hk_rsess *s)
+{
+    hk_db_state(s, HK_DB_SESS_FAILED);
+    hk_rsess_record_end(s, HK_OUT_FAILED, "connection closed mid-session");
+}
+
 void hk_rsess_unref(hk_rsess *s)
 {
     int last;
@@ -25,6 +36,8 @@ void hk_rsess_unref(hk_rsess *s)
     pthread_mutex_unlock(&s->mu);
     if (!last)
         return;
+    if (!s->ended && s->op != 0)
+        hk_abandoned(s);
     while ((m = s->head) != NULL) {
         s->head = m->next;
         free(m);
@@ -120,7 +133,7 @@ static void hk_fail(hk_rsess *s, hk_err e, const char *where)
         hk_send(s, (unsigned char *)txt, strlen(txt));
     free(txt);
     hk_db_state(s, HK_DB_SESS_FAILED);
-    s->finished = 1;
+    s->finished = s->ended = 1;
     hk_tconn_close(s->conn);
 }
 
@@ -209,6 +222,7 @@ static void hk_done(hk_rsess *s)
 {
     hk_db_state(s, HK_DB_SESS_DONE);
     hk_rsess_record_end(s, HK_OUT_OK, NULL);
+    s->ended = 1;
     if (!s->channel || s->svc->draining) {
         s->finished = 1;
         hk_tconn_close(s->conn);
@@ -502,6 +516,7 @@ static void hk_refresh_step(hk_rsess *s, const hk_rmsg *m)
     unsigned long epoch;
     size_t outlen = 0;
     hk_share *fresh = NULL;
+    int64_t others = 0;
     hk_err e;
 
     if (s->rf == NULL &&
@@ -513,9 +528,16 @@ static void hk_refresh_step(hk_rsess *s, const hk_rmsg *m)
     if ((e = hk_refresh_recv(s->rf, m->buf, m->len, &out, &outlen)) != HK_OK)
         return hk_fail(s, e, "refresh");
     if (hk_refresh_take_share(s->rf, &fresh) == HK_OK) {
-        /* durable before refresh.4 tells the client to switch */
+        /* durable before refresh.4 tells the client to switch; alone, or
+         * another refresh of the key could replace this pending share
+         * with one of the same epoch */
         pthread_mutex_lock(&svc->dbmu);
-        e = hk_store_share(svc->db, svc->kek, s->sub, fresh, 1);
+        e = hk_db_session_others(svc->db, s->sid, hk_now(),
+                                 svc->cfg.session_idle, &others);
+        if (e == HK_OK && others > 0)
+            e = HK_ERR_BUSY;
+        if (e == HK_OK)
+            e = hk_store_share(svc->db, svc->kek, s->sub, fresh, 1);
         pthread_mutex_unlock(&svc->dbmu);
         epoch = fresh->epoch;
         hk_share_free(fresh);
@@ -621,6 +643,7 @@ static void hk_channel_open(hk_rsess *s, const hk_rmsg *m)
         pthread_mutex_unlock(&s->mu);
     }
     s->op = op;
+    s->ended = 0;
     s->touched = hk_now();
     hk_hex(s->sid, HK_ID_LEN, sh);
     hk_hex(s->kid, HK_ID_LEN, kh);

@@ -847,28 +847,34 @@ static void test_limits_delete(hk_db *db)
     CHECK_ERR(hk_db_key_set_limits(db, k1, 1, 1), HK_ERR_NOT_FOUND);
 }
 
-/* Two refreshes of one key cannot run at once; signs are not limited. */
+/* hk_db_session_others counts the other running sessions of the same key
+ * and operation (the refresh guard of server/session.c). */
 static void test_refresh_guard(hk_db *db)
 {
     unsigned char kid[HK_ID_LEN], r1[HK_ID_LEN], r2[HK_ID_LEN];
-    unsigned char s1[HK_ID_LEN], s2[HK_ID_LEN];
+    unsigned char s1[HK_ID_LEN];
     hk_point p = rand_point(HK_CURVE_P256);
+    int64_t n = -1;
 
     CHECK(RAND_bytes(kid, HK_ID_LEN) == 1 && RAND_bytes(r1, HK_ID_LEN) == 1);
     CHECK(RAND_bytes(r2, HK_ID_LEN) == 1 && RAND_bytes(s1, HK_ID_LEN) == 1);
-    CHECK(RAND_bytes(s2, HK_ID_LEN) == 1);
     CHECK_OK(hk_db_key_create(db, kid, "hank", HK_CURVE_P256, &p, NULL, T0));
     CHECK_OK(hk_db_session_create(db, r1, "hank", HK_DB_OP_REFRESH, kid, T0));
     CHECK_OK(hk_db_session_create(db, r2, "hank", HK_DB_OP_REFRESH, kid, T0));
     CHECK_OK(hk_db_session_create(db, s1, "hank", HK_DB_OP_SIGN, kid, T0));
-    CHECK_OK(hk_db_session_create(db, s2, "hank", HK_DB_OP_SIGN, kid, T0));
     CHECK_OK(hk_db_session_set_state(db, r1, HK_DB_SESS_RUNNING, T0, IDLE));
-    CHECK_ERR(hk_db_session_set_state(db, r2, HK_DB_SESS_RUNNING, T0, IDLE),
-              HK_ERR_STATE);
     CHECK_OK(hk_db_session_set_state(db, s1, HK_DB_SESS_RUNNING, T0, IDLE));
-    CHECK_OK(hk_db_session_set_state(db, s2, HK_DB_SESS_RUNNING, T0, IDLE));
-    CHECK_OK(hk_db_session_set_state(db, r1, HK_DB_SESS_DONE, T0 + 1, IDLE));
-    CHECK_OK(hk_db_session_set_state(db, r2, HK_DB_SESS_RUNNING, T0 + 1, IDLE));
+    CHECK_OK(hk_db_session_others(db, r1, T0, IDLE, &n));
+    CHECK(n == 0); /* r2 is open, s1 signs */
+    CHECK_OK(hk_db_session_set_state(db, r2, HK_DB_SESS_RUNNING, T0, IDLE));
+    CHECK_OK(hk_db_session_others(db, r1, T0, IDLE, &n));
+    CHECK(n == 1);
+    CHECK_OK(hk_db_session_others(db, r1, T0 + IDLE, IDLE, &n));
+    CHECK(n == 0); /* r2 expired */
+    CHECK_OK(hk_db_session_set_state(db, r2, HK_DB_SESS_FAILED, T0 + 1, IDLE));
+    CHECK_OK(hk_db_session_others(db, r1, T0 + 1, IDLE, &n));
+    CHECK(n == 0);
+    CHECK_ERR(hk_db_session_others(db, r1, T0, 0, &n), HK_ERR_ARG);
 }
 
 typedef struct {

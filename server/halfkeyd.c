@@ -518,19 +518,40 @@ static int hk_cmd_new_kek(int argc, char **argv)
 typedef struct {
     sigset_t set;
     hk_service *svc;
+    const char *conf;
 } hk_sigctx;
 
+/* SIGHUP: the sealing keys are read again from the configuration. */
+static void hk_reload(hk_sigctx *sc)
+{
+    char why[256] = "";
+    hk_srv_config c;
+    hk_err e;
+
+    if ((e = hk_srv_config_load(sc->conf, &c, why)) == HK_OK)
+        e = hk_service_reload_seal(sc->svc, &c, why);
+    if (e == HK_OK)
+        hk_log("info", "event=reloaded what=seal");
+    else
+        hk_log("error", "event=reload_refused error=\"%s\" reason=\"%s\"",
+               hk_strerror(e), why);
+}
+
 /* The first SIGTERM/SIGINT drains (running sessions finish); a second
- * one stops at once. */
+ * one stops at once. SIGHUP reloads the sealing keys. */
 static void *hk_signal_thread(void *p)
 {
     hk_sigctx *sc = p;
-    int sig = 0, n;
+    int sig = 0, n = 0;
 
-    for (n = 0; n < 2 && sigwait(&sc->set, &sig) == 0; n++) {
+    while (n < 2 && sigwait(&sc->set, &sig) == 0) {
+        if (sig == SIGHUP) {
+            hk_reload(sc);
+            continue;
+        }
         hk_log("info", "event=shutdown signal=%d mode=%s", sig,
                n == 0 ? "drain" : "now");
-        hk_service_stop(sc->svc, n > 0);
+        hk_service_stop(sc->svc, n++ > 0);
     }
     return NULL;
 }
@@ -552,7 +573,9 @@ static int hk_cmd_run(int argc, char **argv)
     sigemptyset(&sc.set);
     sigaddset(&sc.set, SIGINT);
     sigaddset(&sc.set, SIGTERM);
+    sigaddset(&sc.set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sc.set, NULL);
+    sc.conf = argv[3];
     signal(SIGPIPE, SIG_IGN);
     if ((e = hk_service_new(&c, &svc, why)) != HK_OK)
         return hk_fail("start", e, why);

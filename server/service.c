@@ -348,13 +348,19 @@ static json_t *hk_seal_status(hk_service *svc, int *ok)
     unsigned char id[HK_KEK_ID_LEN];
     char hex[17], why[256] = "";
 
+    json_t *o;
+
+    /* the ring may be swapped by a reload: read it under the lock */
+    pthread_mutex_lock(&svc->dbmu);
     *ok = hk_kek_health(svc->kek, why, sizeof(why)) == HK_OK;
-    if (!*ok)
-        hk_log("error", "event=seal_unhealthy reason=\"%s\"", why);
     hk_kek_id(svc->kek, id);
     hk_kek_id_hex(id, hex);
-    return json_pack("{s:s,s:s,s:s}", "backend", hk_kek_name(svc->kek),
-                     "kek_id", hex, "status", *ok ? "ok" : "error");
+    o = json_pack("{s:s,s:s,s:s}", "backend", hk_kek_name(svc->kek), "kek_id",
+                  hex, "status", *ok ? "ok" : "error");
+    pthread_mutex_unlock(&svc->dbmu);
+    if (!*ok)
+        hk_log("error", "event=seal_unhealthy reason=\"%s\"", why);
+    return o;
 }
 
 static void hk_ep_status(hk_service *svc, hk_http_resp *r)
@@ -762,6 +768,39 @@ hk_err hk_service_run(hk_service *svc)
         fclose(f);
     }
     return hk_tsrv_run(svc->tsrv);
+}
+
+hk_err hk_service_reload_seal(hk_service *svc, const hk_srv_config *fresh,
+                              char *why)
+{
+    hk_rped_secret *check = NULL;
+    hk_kek *ring = NULL, *old;
+    hk_err e;
+
+    if (svc == NULL || fresh == NULL || why == NULL)
+        return HK_ERR_ARG;
+    why[0] = 0;
+    if ((e = hk_keyring_load(fresh, &ring, why)) != HK_OK)
+        return e;
+    /* the new ring must open what is stored (the setup, at least) */
+    pthread_mutex_lock(&svc->dbmu);
+    e = hk_load_setup(svc->db, ring, &check);
+    if (e == HK_OK) {
+        old = svc->kek;
+        svc->kek = ring;
+        svc->cfg.seal = fresh->seal;
+        memcpy(svc->cfg.kek_file, fresh->kek_file, sizeof(fresh->kek_file));
+        ring = old;
+    }
+    pthread_mutex_unlock(&svc->dbmu);
+    hk_rped_secret_free(check);
+    if (e != HK_OK)
+        snprintf(why, 256, "the new keys cannot open the stored setup: %s",
+                 hk_strerror(e));
+    else
+        hk_service_log_seal(svc->kek);
+    hk_kek_free(ring); /* the old ring, or the refused new one */
+    return e;
 }
 
 void hk_service_stop(hk_service *svc, int now)

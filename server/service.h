@@ -36,6 +36,13 @@ HK_WUR hk_err hk_service_run(hk_service *svc);
  * running sessions end or after shutdown_grace seconds; now != 0 stops at
  * once. */
 void hk_service_stop(hk_service *svc, int now);
+/* Replaces the sealing keys (primary and previous KEKs) with those of
+ * `fresh`, from any thread, without stopping (SIGHUP: a KEK rotation
+ * needs no restart): the new ring is loaded and must open the stored
+ * setup, else nothing changes and why[256] says why. Other settings of
+ * `fresh` are ignored until a restart. */
+HK_WUR hk_err hk_service_reload_seal(hk_service *svc,
+                                     const hk_srv_config *fresh, char *why);
 /* Opens the configured database (db: SQLite, db_url: PostgreSQL). */
 HK_WUR hk_err hk_srv_open_db(const hk_srv_config *cfg, hk_db **out, char *why);
 void hk_service_free(hk_service *svc);

@@ -7,10 +7,12 @@ import concurrent.futures
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 
 import websocket
 
@@ -186,27 +188,39 @@ def test_two_nodes_concurrent_clients(make_server, make_token, postgres,
     assert "chain intact" in out
 
 
+def _reload(node):
+    """SIGHUP: the node reads its sealing keys again, without a restart."""
+    mark = node.log_text().count("event=reload")
+    node.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while node.log_text().count("event=reload") == mark:
+        assert time.monotonic() < deadline, node.log_text()[-2000:]
+        time.sleep(0.05)
+    return node.log_text().rsplit("event=reload", 1)[1].split("\n")[0]
+
+
 def test_key_file_rotation_with_reseal_on_postgresql(make_server, make_token,
                                                      postgres, pg_template):
     """KEK rotation (new key file, reseal) on a PostgreSQL database that
-    two nodes share; both keep signing throughout."""
+    two nodes share, without restarting them (SIGHUP reloads the keys);
+    both keep signing throughout."""
     a, b = _pair(make_server, postgres, pg_template)
     tok = make_token(a, "dora")
     tok.keygen("p256", "k")
     pem = tok.pubkey_pem("k")
     new = a.admin("new-kek", "--file", str(a.dir / "kek2.bin")).stdout
     assert "kek_id" in new
+    (b.dir / "kek2.bin").write_bytes((a.dir / "kek2.bin").read_bytes())
+    (b.dir / "kek2.bin").chmod(0o600)
+
+    # a reload whose keys cannot open the stored data is refused
+    b.set_conf(kek_file="kek2.bin")
+    assert "reload_refused" in "event=reload" + _reload(b)
+    sign_and_verify(tok, "k", pem, b"after a refused reload")
+
     for n in (a, b):
-        n.stop()
         n.set_conf(kek_file="kek2.bin", seal_previous_key_file="kek.bin")
-        if n is b:
-            (b.dir / "kek2.bin").write_bytes((a.dir / "kek2.bin").read_bytes())
-            (b.dir / "kek2.bin").chmod(0o600)
-        n.set_conf(port=0)
-        n.start()
-    conf = tok.conf_path()
-    text = conf.read_text()
-    conf.write_text(re.sub(r"https://127\.0\.0\.1:\d+", a.url, text))
+        assert _reload(n).startswith("ed what=seal")
     sign_and_verify(tok, "k", pem, b"before reseal")
     out = a.admin("reseal").stdout
     assert re.search(r"resealed = [1-9]", out) and "failed = 0" in out, out
@@ -216,12 +230,18 @@ def test_key_file_rotation_with_reseal_on_postgresql(make_server, make_token,
     assert "resealed = 0" in again, again
     # the old key file is no longer needed
     for n in (a, b):
-        n.stop()
         n.unset_conf("seal_previous_key_file")
-        n.start()
+        assert _reload(n).startswith("ed what=seal")
+    conf = tok.conf_path()
     conf.write_text(re.sub(r"https://127\.0\.0\.1:\d+", b.url,
                            conf.read_text()))
     sign_and_verify(tok, "k", pem, b"after reseal, old KEK gone")
+    # and a restart with the new configuration works too
+    a.stop()
+    a.start()
+    conf.write_text(re.sub(r"https://127\.0\.0\.1:\d+", a.url,
+                           conf.read_text()))
+    sign_and_verify(tok, "k", pem, b"after restart")
 
 
 def test_nodes_benchmark_runs(build_dir):

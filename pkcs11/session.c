@@ -58,6 +58,10 @@ static CK_RV hk_p11_session_new(CK_SLOT_ID slot, CK_FLAGS flags,
     return CKR_OK;
 }
 
+/* Logs slot sl in with pin (NULL: from the PIN file when one is set). */
+static CK_RV hk_p11_slot_login(hk_p11_slot *sl, const CK_UTF8CHAR *pPin,
+                               CK_ULONG ulPinLen);
+
 CK_RV C_OpenSession(CK_SLOT_ID slotID, CK_FLAGS flags, CK_VOID_PTR pApplication,
                     CK_NOTIFY Notify, CK_SESSION_HANDLE_PTR phSession)
 {
@@ -74,7 +78,9 @@ CK_RV C_OpenSession(CK_SLOT_ID slotID, CK_FLAGS flags, CK_VOID_PTR pApplication,
         rv = CKR_SESSION_PARALLEL_NOT_SUPPORTED;
     else if (sl->cli == NULL)
         rv = CKR_TOKEN_NOT_RECOGNIZED;
-    else
+    else if (hk_p11_auto_login() && !sl->logged_in)
+        rv = hk_p11_slot_login(sl, NULL, 0);
+    if (rv == CKR_OK)
         rv = hk_p11_session_new(slotID, flags, phSession);
 done:
     hk_p11_leave();
@@ -171,12 +177,29 @@ static CK_RV hk_p11_pin(const CK_UTF8CHAR *pin, CK_ULONG len, char **out)
     return CKR_OK;
 }
 
+static CK_RV hk_p11_slot_login(hk_p11_slot *sl, const CK_UTF8CHAR *pPin,
+                               CK_ULONG ulPinLen)
+{
+    char *pin = NULL;
+    CK_RV rv;
+
+    rv = pPin == NULL && hk_p11_pin_path() ? hk_p11_pin_read(&pin)
+                                           : hk_p11_pin(pPin, ulPinLen, &pin);
+    if (rv == CKR_OK)
+        rv = hk_p11_err(hk_ks_login(hk_client_keystore(sl->cli), pin), "login",
+                        NULL);
+    if (rv == CKR_OK)
+        sl->logged_in = 1;
+    if (pin != NULL)
+        OPENSSL_clear_free(pin, strlen(pin) + 1);
+    return rv;
+}
+
 CK_RV C_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType,
               CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen)
 {
     hk_p11_session *s;
     hk_p11_slot *sl;
-    char *pin = NULL;
     CK_RV rv;
 
     if ((rv = hk_p11_enter()) != CKR_OK)
@@ -189,17 +212,8 @@ CK_RV C_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType,
     if (rv == CKR_OK && sl->logged_in)
         rv = CKR_USER_ALREADY_LOGGED_IN;
     if (rv == CKR_OK)
-        rv = pPin == NULL && hk_p11_pin_path()
-                 ? hk_p11_pin_read(&pin)
-                 : hk_p11_pin(pPin, ulPinLen, &pin);
-    if (rv == CKR_OK)
-        rv = hk_p11_err(hk_ks_login(hk_client_keystore(sl->cli), pin), "login",
-                        NULL);
-    if (rv == CKR_OK)
-        sl->logged_in = 1;
+        rv = hk_p11_slot_login(sl, pPin, ulPinLen);
 done:
-    if (pin != NULL)
-        OPENSSL_clear_free(pin, strlen(pin) + 1);
     hk_p11_leave();
     return rv;
 }

@@ -12,7 +12,9 @@ Steps (each a subcommand; `run.sh` chains them against a fresh halfkeyd):
            by enterprise policy (SecurityDevices), automatic certificate
            selection; opens the page through Marionette, saves a screenshot,
            prints the page's `Subject:` line
-  chromium the same with Debian's Chromium (NSS database + policy)
+  chromium the same with Debian's Chromium (NSS database, the content
+           setting behind AutoSelectCertificateForUrls; needs
+           HALFKEY_PKCS11_AUTO_LOGIN=1, see chromium_login)
 
 Environment: HALFKEY_PKCS11_TOKENS (the token directory), HALFKEY_PIN (its
 PIN, for the pki step), HALFKEY_PKCS11_PIN_FILE (the PIN in a 0600 file: the
@@ -487,12 +489,58 @@ def firefox_login(work, module, ca_pem, url, shot):
         ff.stop()
 
 
+# --- Chromium -----------------------------------------------------------------
+
+
+def chromium_login(work, module, ca_pem, url, shot, timeout=60):
+    """Opens `url` in headless Chromium; returns the DOM (--dump-dom) and
+    saves a screenshot (a second run: each is a new handshake).
+
+    Per run, nothing system-wide: Chromium's NSS database is
+    $HOME/.pki/nssdb, so HOME is a fresh directory whose database has the
+    module (modutil -add) and trusts the CA (certutil); the
+    AutoSelectCertificateForUrls policy (/etc/chromium/policies/managed/)
+    sets a content setting that a profile can hold itself, so the fresh
+    --user-data-dir starts with it. Chromium asks for a token's PIN in a
+    dialog even on a protected authentication path, so the module must
+    run with HALFKEY_PKCS11_AUTO_LOGIN=1 (and HALFKEY_PKCS11_PIN_FILE)."""
+    work = pathlib.Path(work)
+    home, data = work / "home", work / "user-data"
+    db = f"sql:{home / '.pki' / 'nssdb'}"
+    (home / ".pki" / "nssdb").mkdir(parents=True)
+    run(["certutil", "-N", "-d", db, "--empty-password"])
+    run(["certutil", "-A", "-d", db, "-n", "halfkey test CA", "-t", "C,,",
+         "-i", ca_pem])
+    run(["modutil", "-add", "halfkey", "-libfile", module, "-dbdir", db,
+         "-force"], input="\n")
+    origin = url.rstrip("/")
+    prefs = {"profile": {"content_settings": {"exceptions": {
+        "auto_select_certificate": {f"{origin},*": {"setting": {
+            "filters": [{"ISSUER": {"CN": SUBJECT + " CA"}}]}}}}}}}
+    (data / "Default").mkdir(parents=True)
+    (data / "Default" / "Preferences").write_text(json.dumps(prefs))
+    base = ["chromium", "--headless", "--no-sandbox", "--disable-gpu",
+            "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--no-default-browser-check",
+            f"--user-data-dir={data}"]
+    env = dict(os.environ, HOME=str(home))
+    with open(work / "chromium.log", "ab") as log:
+        dom = subprocess.run(base + ["--dump-dom", url], env=env,
+                             stdout=subprocess.PIPE, stderr=log,
+                             stdin=subprocess.DEVNULL, timeout=timeout)
+        subprocess.run(base + [f"--screenshot={shot}",
+                               "--window-size=1280,2200", url], env=env,
+                       stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                       timeout=timeout, check=True)
+    return dom.stdout.decode(errors="replace")
+
+
 # --- command line ------------------------------------------------------------
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("step", choices=("pki", "serve", "firefox"))
+    ap.add_argument("step", choices=("pki", "serve", "firefox", "chromium"))
     ap.add_argument("--work", type=pathlib.Path, required=True,
                     help="directory for keys, certificates, profiles, logs")
     ap.add_argument("--module", type=pathlib.Path,
@@ -501,9 +549,9 @@ def main(argv=None):
                     default=ROOT / "build/ossl-provider")
     ap.add_argument("--label", default="browser", help="key label")
     ap.add_argument("--port", type=int, help="serve: port on 127.0.0.1")
-    ap.add_argument("--url", help="firefox: the page to open")
+    ap.add_argument("--url", help="firefox, chromium: the page to open")
     ap.add_argument("--screenshot", type=pathlib.Path,
-                    help="firefox: PNG to write (default WORK/firefox.png)")
+                    help="PNG to write (default WORK/BROWSER.png)")
     a = ap.parse_args(argv)
     try:
         if a.step == "pki":
@@ -522,9 +570,10 @@ def main(argv=None):
             finally:
                 srv.stop()
         else:
-            shot = a.screenshot or a.work / "firefox.png"
-            page = firefox_login(a.work / f"firefox-{os.getpid()}",
-                                 a.module, a.work / "ca.pem", a.url, shot)
+            shot = a.screenshot or a.work / f"{a.step}.png"
+            login = firefox_login if a.step == "firefox" else chromium_login
+            page = login(a.work / f"{a.step}-{os.getpid()}", a.module,
+                         a.work / "ca.pem", a.url, shot)
             subject = page_subject(page)
             print(f"screenshot = {shot}\nsubject = {subject}")
             if subject is None:

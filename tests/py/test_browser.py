@@ -13,6 +13,7 @@ and halfkeyd's audit log has the signature, verified here with the
 certificate's public key. The screenshot is kept in
 $HALFKEY_BUILD/test-artefacts/. The example's code is
 examples/browser/hkbrowser.py."""
+import hashlib
 import json
 import pathlib
 import re
@@ -134,3 +135,54 @@ def test_firefox_client_certificate_login(login, build_dir, tmp_path):
     # nothing system-wide was touched: the policy lived in our app copy
     assert not (hkbrowser.FIREFOX_DIR / "distribution" /
                 "policies.json").exists()
+
+
+def test_auto_login_token_needs_no_login(login, monkeypatch):
+    """HALFKEY_PKCS11_AUTO_LOGIN=1 (with the PIN file): no
+    CKF_LOGIN_REQUIRED, the private key is usable in a session that never
+    called C_Login; without the PIN file the variable does nothing."""
+    import pkcs11
+    from pkcs11 import Attribute, Mechanism, ObjectClass, TokenFlag
+    monkeypatch.setenv("HALFKEY_PKCS11_AUTO_LOGIN", "1")
+    lib = pkcs11.lib(str(login["module"]))
+    lib.reinitialize()
+    try:
+        (slot,) = lib.get_slots(token_present=True)
+        token = slot.get_token()
+        assert not token.flags & TokenFlag.LOGIN_REQUIRED
+        assert token.flags & TokenFlag.PROTECTED_AUTHENTICATION_PATH
+        with token.open() as s:
+            key = s.get_key(object_class=ObjectClass.PRIVATE_KEY,
+                            label=LABEL)
+            digest = hashlib.sha256(b"auto login").digest()
+            sig = key.sign(digest, mechanism=Mechanism.ECDSA)
+        der = utils.encode_dss_signature(int.from_bytes(sig[:32], "big"),
+                                         int.from_bytes(sig[32:], "big"))
+        login["cert"].public_key().verify(
+            der, digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+        monkeypatch.delenv("HALFKEY_PKCS11_PIN_FILE")
+        lib.reinitialize()
+        (slot,) = lib.get_slots(token_present=True)
+        assert slot.get_token().flags & TokenFlag.LOGIN_REQUIRED
+        with slot.get_token().open() as s:
+            assert not list(s.get_objects(
+                {Attribute.CLASS: ObjectClass.PRIVATE_KEY}))
+    finally:
+        lib.finalize()
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None,
+                    reason="chromium is not installed (scripts/setup)")
+def test_chromium_client_certificate_login(login, build_dir, tmp_path,
+                                           monkeypatch):
+    # Chromium prompts for a PIN even on a protected authentication path
+    monkeypatch.setenv("HALFKEY_PKCS11_AUTO_LOGIN", "1")
+    before = sign_records(login["srv"])
+    shot = tmp_path / "chromium.png"
+    dom = hkbrowser.chromium_login(tmp_path / "chromium", login["module"],
+                                   login["work"] / "ca.pem",
+                                   login["web"].url, shot)
+    check_page(dom, login["cert"])
+    check_new_signs(login, before)
+    check_png(shot)
+    keep_artefact(build_dir, shot, "chromium-client-cert.png")

@@ -164,6 +164,9 @@ CK_RV hk_p11_refresh(hk_p11_session *s, hk_p11_key *k, int priv,
 
 /* pinsrc.c */
 int hk_p11_pin_path(void);
+/* 1 if $HALFKEY_PKCS11_AUTO_LOGIN is "1" and a PIN file is set: tokens
+ * need no login (the PIN file logs the slot in at C_OpenSession). */
+int hk_p11_auto_login(void);
 /* The PIN from the PIN file (OPENSSL_clear_free'd by the caller). */
 CK_RV hk_p11_pin_read(char **out);
 

@@ -2,7 +2,11 @@
  * regular file of mode 0600 or stricter holding the PIN on its first
  * line), tokens report CKF_PROTECTED_AUTHENTICATION_PATH and C_Login with
  * a NULL PIN reads the PIN from that file (browsers, daemons and headless
- * tests cannot answer a PIN prompt). */
+ * tests cannot answer a PIN prompt). With $HALFKEY_PKCS11_AUTO_LOGIN=1 as
+ * well, tokens do not even report CKF_LOGIN_REQUIRED: C_OpenSession logs
+ * the slot in from the file, for applications that can only prompt
+ * (Chromium shows a PIN dialog even for a protected authentication path,
+ * which a headless browser cannot answer). */
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,12 +19,20 @@
 #include "pkcs11/hk_p11.h"
 
 #define HK_PIN_FILE_ENV "HALFKEY_PKCS11_PIN_FILE"
+#define HK_AUTO_LOGIN_ENV "HALFKEY_PKCS11_AUTO_LOGIN"
 
 int hk_p11_pin_path(void)
 {
     const char *f = getenv(HK_PIN_FILE_ENV);
 
     return f != NULL && f[0] != 0;
+}
+
+int hk_p11_auto_login(void)
+{
+    const char *v = getenv(HK_AUTO_LOGIN_ENV);
+
+    return hk_p11_pin_path() && v != NULL && strcmp(v, "1") == 0;
 }
 
 static CK_RV hk_p11_pin_fail(const char *f, const char *why)

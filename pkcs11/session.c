@@ -59,6 +59,11 @@ static CK_RV hk_p11_session_new(CK_SLOT_ID slot, CK_FLAGS flags,
     return CKR_OK;
 }
 
+/* Logs slot sl in as user (CKU_USER or CKU_SO) with pin (NULL: the user
+ * PIN from the PIN file when one is set). */
+static CK_RV hk_p11_slot_login(hk_p11_slot *sl, CK_USER_TYPE user,
+                               const CK_UTF8CHAR *pPin, CK_ULONG ulPinLen);
+
 CK_RV C_OpenSession(CK_SLOT_ID slotID, CK_FLAGS flags, CK_VOID_PTR pApplication,
                     CK_NOTIFY Notify, CK_SESSION_HANDLE_PTR phSession)
 {
@@ -77,7 +82,9 @@ CK_RV C_OpenSession(CK_SLOT_ID slotID, CK_FLAGS flags, CK_VOID_PTR pApplication,
         rv = CKR_TOKEN_NOT_RECOGNIZED;
     else if (sl->so_logged_in && !(flags & CKF_RW_SESSION))
         rv = CKR_SESSION_READ_WRITE_SO_EXISTS;
-    else
+    else if (hk_p11_auto_login() && !sl->logged_in && !sl->so_logged_in)
+        rv = hk_p11_slot_login(sl, CKU_USER, NULL, 0);
+    if (rv == CKR_OK)
         rv = hk_p11_session_new(slotID, flags, phSession);
 done:
     hk_p11_leave();
@@ -219,13 +226,34 @@ static CK_RV hk_p11_login_check(const hk_p11_session *s, hk_p11_slot *sl,
     return CKR_OK;
 }
 
+static CK_RV hk_p11_slot_login(hk_p11_slot *sl, CK_USER_TYPE user,
+                               const CK_UTF8CHAR *pPin, CK_ULONG ulPinLen)
+{
+    hk_ks *ks = hk_client_keystore(sl->cli);
+    char *pin = NULL;
+    CK_RV rv;
+
+    rv = pPin == NULL && user == CKU_USER && hk_p11_pin_path()
+             ? hk_p11_pin_read(&pin)
+             : hk_p11_pin(pPin, ulPinLen, &pin);
+    if (rv == CKR_OK && user == CKU_SO)
+        rv = hk_p11_err(hk_ks_so_login(ks, pin), "SO login", NULL);
+    else if (rv == CKR_OK)
+        rv = hk_p11_err(hk_ks_login(ks, pin), "login", NULL);
+    if (rv == CKR_OK && user == CKU_SO)
+        sl->so_logged_in = 1;
+    else if (rv == CKR_OK)
+        sl->logged_in = 1;
+    if (pin != NULL)
+        OPENSSL_clear_free(pin, strlen(pin) + 1);
+    return rv;
+}
+
 CK_RV C_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType,
               CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen)
 {
     hk_p11_session *s;
     hk_p11_slot *sl;
-    char *pin = NULL;
-    hk_ks *ks;
     CK_RV rv;
 
     if ((rv = hk_p11_enter()) != CKR_OK)
@@ -233,23 +261,9 @@ CK_RV C_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType,
     if ((rv = hk_p11_session_get(hSession, &s)) != CKR_OK)
         goto done;
     sl = &hk_p11.slots[s->slot];
-    ks = hk_client_keystore(sl->cli);
-    if ((rv = hk_p11_login_check(s, sl, userType)) != CKR_OK)
-        goto done;
-    rv = pPin == NULL && userType == CKU_USER && hk_p11_pin_path()
-             ? hk_p11_pin_read(&pin)
-             : hk_p11_pin(pPin, ulPinLen, &pin);
-    if (rv == CKR_OK && userType == CKU_SO)
-        rv = hk_p11_err(hk_ks_so_login(ks, pin), "SO login", NULL);
-    else if (rv == CKR_OK)
-        rv = hk_p11_err(hk_ks_login(ks, pin), "login", NULL);
-    if (rv == CKR_OK && userType == CKU_SO)
-        sl->so_logged_in = 1;
-    else if (rv == CKR_OK)
-        sl->logged_in = 1;
+    if ((rv = hk_p11_login_check(s, sl, userType)) == CKR_OK)
+        rv = hk_p11_slot_login(sl, userType, pPin, ulPinLen);
 done:
-    if (pin != NULL)
-        OPENSSL_clear_free(pin, strlen(pin) + 1);
     hk_p11_leave();
     return rv;
 }

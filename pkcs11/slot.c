@@ -141,8 +141,10 @@ static CK_ULONG hk_p11_slot_sessions(CK_SLOT_ID id, int rw)
 
 static CK_FLAGS hk_p11_token_flags(const hk_ks_tokeninfo *ti)
 {
-    CK_FLAGS f = CKF_RNG | CKF_LOGIN_REQUIRED | CKF_USER_PIN_INITIALIZED |
-                 CKF_TOKEN_INITIALIZED;
+    CK_FLAGS f = CKF_RNG | CKF_USER_PIN_INITIALIZED | CKF_TOKEN_INITIALIZED;
+
+    if (!hk_p11_auto_login())
+        f |= CKF_LOGIN_REQUIRED;
 
     if (ti->pin_fails > 0)
         f |= CKF_USER_PIN_COUNT_LOW;

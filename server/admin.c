@@ -16,7 +16,7 @@
 
 /* Options of one command: --name value pairs after argv[first]. */
 typedef struct {
-    const char *config, *sub, *key, *from, *per_hour, *per_day;
+    const char *config, *sub, *key, *from, *per_hour, *per_day, *anchor;
 } hk_admin_opts;
 
 static int hk_admin_usage(const char *what)
@@ -36,17 +36,18 @@ static int hk_admin_fail(const char *what, hk_err e, const char *why)
 static int hk_admin_parse(int argc, char **argv, int first, hk_admin_opts *o)
 {
     static const char *const names[] = {"--config", "--sub",      "--key",
-                                        "--from",   "--per-hour", "--per-day"};
-    const char **slots[] = {&o->config, &o->sub,      &o->key,
-                            &o->from,   &o->per_hour, &o->per_day};
-    size_t k;
+                                        "--from",   "--per-hour", "--per-day",
+                                        "--anchor"};
+    const char **slots[] = {&o->config,   &o->sub,     &o->key,   &o->from,
+                            &o->per_hour, &o->per_day, &o->anchor};
+    size_t k, n = sizeof(names) / sizeof(names[0]);
     int i;
 
     memset(o, 0, sizeof(*o));
     for (i = first; i < argc; i += 2) {
-        for (k = 0; k < 6 && strcmp(argv[i], names[k]) != 0; k++)
+        for (k = 0; k < n && strcmp(argv[i], names[k]) != 0; k++)
             ;
-        if (k == 6 || i + 1 >= argc || *slots[k] != NULL)
+        if (k == n || i + 1 >= argc || *slots[k] != NULL)
             return 0;
         *slots[k] = argv[i + 1];
     }
@@ -95,7 +96,8 @@ int hk_cmd_initdb(int argc, char **argv)
     hk_err e;
     int rc;
 
-    if (!hk_admin_parse(argc, argv, 2, &o) || o.sub || o.key || o.from)
+    if (!hk_admin_parse(argc, argv, 2, &o) || o.sub || o.key || o.from ||
+        o.per_hour || o.per_day || o.anchor)
         return hk_admin_usage("initdb --config FILE");
     if ((rc = hk_admin_open(o.config, &c, &db)) != 0)
         return rc;
@@ -140,7 +142,9 @@ static int hk_admin_list(hk_db *db, const char *sub)
     return 0;
 }
 
-/* A limit argument: 0..HK_DB_LIMIT_MAX. */
+/* A limit argument: 0..HK_DB_LIMIT_MAX (0: the server's default), or
+ * "unlimited" (HK_DB_LIMIT_MAX: beyond any real signing rate, so a key can
+ * be exempt from a server-wide default). */
 static int hk_admin_limit(const char *s, unsigned *out)
 {
     char *end;
@@ -148,6 +152,10 @@ static int hk_admin_limit(const char *s, unsigned *out)
 
     if (s == NULL)
         return 0;
+    if (strcmp(s, "unlimited") == 0) {
+        *out = HK_DB_LIMIT_MAX;
+        return 1;
+    }
     v = strtol(s, &end, 10);
     if (*s == '\0' || *end != '\0' || v < 0 || v > HK_DB_LIMIT_MAX)
         return 0;
@@ -228,7 +236,7 @@ int hk_cmd_keys(int argc, char **argv)
 
     if ((!list && !limit && strcmp(verb, "disable") &&
          strcmp(verb, "enable")) ||
-        !hk_admin_parse(argc, argv, 3, &o) || o.from != NULL ||
+        !hk_admin_parse(argc, argv, 3, &o) || o.from != NULL || o.anchor ||
         (list && o.key != NULL) ||
         (!list && (o.sub == NULL) == (o.key == NULL)) ||
         (limit && o.sub != NULL) || (!limit && (o.per_hour || o.per_day)))
@@ -245,7 +253,59 @@ int hk_cmd_keys(int argc, char **argv)
     return rc;
 }
 
-static int hk_admin_verify(hk_db *db)
+/* The record an anchor names: its hash, found by the scan. */
+typedef struct {
+    int64_t seq;
+    int found;
+    unsigned char hash[HK_AUDIT_HASH_LEN];
+} hk_anchor;
+
+static hk_err hk_anchor_find(void *ctx, const hk_audit_rec *r)
+{
+    hk_anchor *a = ctx;
+
+    if (r->seq == a->seq) {
+        a->found = 1;
+        memcpy(a->hash, r->hash, HK_AUDIT_HASH_LEN);
+    }
+    return HK_ERR_STATE; /* the first record from seq is enough */
+}
+
+/* An anchor "SEQ:HASH" from an earlier verify, kept off the database
+ * host: the chain alone cannot show records rewritten with new hashes
+ * from some point on, or cut off at the end; the anchor can. 0 if the
+ * log still holds that record with that hash. */
+static int hk_admin_anchor(hk_db *db, const char *arg)
+{
+    unsigned char want[HK_AUDIT_HASH_LEN];
+    const char *colon = strchr(arg, ':');
+    hk_anchor a = {0, 0, {0}};
+    char *end = NULL;
+    hk_err e;
+
+    if (colon == NULL || (a.seq = strtoll(arg, &end, 10)) < 1 || end != colon ||
+        !hk_unhex(colon + 1, strlen(colon + 1), want, sizeof(want)))
+        return hk_admin_usage("audit verify --anchor SEQ:HASH");
+    e = hk_db_audit_scan(db, a.seq, hk_anchor_find, &a);
+    if (e != HK_OK && e != HK_ERR_STATE)
+        return hk_admin_fail("audit verify", e, hk_db_errmsg(db));
+    if (!a.found) {
+        printf("audit: anchor record %lld is missing (the log was cut "
+               "short)\n",
+               (long long)a.seq);
+        return 1;
+    }
+    if (CRYPTO_memcmp(a.hash, want, sizeof(want)) != 0) {
+        printf("audit: anchor record %lld has another hash (the log was "
+               "rewritten)\n",
+               (long long)a.seq);
+        return 1;
+    }
+    printf("audit: anchor record %lld matches\n", (long long)a.seq);
+    return 0;
+}
+
+static int hk_admin_verify(hk_db *db, const char *anchor)
 {
     char head[2 * HK_AUDIT_HASH_LEN + 1];
     hk_audit_report rep;
@@ -262,7 +322,9 @@ static int hk_admin_verify(hk_db *db)
     hk_hex(rep.head, HK_AUDIT_HASH_LEN, head);
     printf("audit: %lld records, chain intact, head %s\n", (long long)rep.count,
            rep.count > 0 ? head : "(empty)");
-    return 0;
+    if (rep.count > 0)
+        printf("anchor = %lld:%s\n", (long long)rep.count, head);
+    return anchor != NULL ? hk_admin_anchor(db, anchor) : 0;
 }
 
 int hk_cmd_audit(int argc, char **argv)
@@ -278,7 +340,8 @@ int hk_cmd_audit(int argc, char **argv)
 
     if ((strcmp(verb, "verify") && strcmp(verb, "export")) ||
         !hk_admin_parse(argc, argv, 3, &o) || o.sub || o.key || o.per_hour ||
-        o.per_day || (o.from != NULL && strcmp(verb, "export") != 0))
+        o.per_day || (o.from != NULL && strcmp(verb, "export") != 0) ||
+        (o.anchor != NULL && strcmp(verb, "verify") != 0))
         return hk_admin_usage("audit verify|export --config FILE");
     if (o.from != NULL &&
         ((from = strtoll(o.from, &end, 10)) < 1 || *end != '\0'))
@@ -286,7 +349,7 @@ int hk_cmd_audit(int argc, char **argv)
     if ((rc = hk_admin_open(o.config, &c, &db)) != 0)
         return rc;
     if (strcmp(verb, "verify") == 0) {
-        rc = hk_admin_verify(db);
+        rc = hk_admin_verify(db, o.anchor);
     } else if ((e = hk_audit_export(db, from, stdout)) != HK_OK) {
         rc = hk_admin_fail("audit export", e, hk_db_errmsg(db));
     }

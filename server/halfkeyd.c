@@ -9,6 +9,8 @@
  *                                      move sealed blobs to the primary KEK
  *   halfkeyd new-kek --config FILE (--file PATH | --hsm-key-label LABEL)
  *                                      make a KEK to rotate to
+ *   halfkeyd initdb | keys ... | audit ...   operator commands on the
+ *                                      configured database (server/admin.h)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -52,8 +54,8 @@ static int hk_usage(void)
             "       halfkeyd keys disable|enable --config FILE "
             "(--key KEYID | --sub NAME)\n"
             "       halfkeyd keys limit --config FILE --key KEYID "
-            "--per-hour N --per-day N\n"
-            "       halfkeyd audit verify --config FILE\n"
+            "--per-hour N|unlimited --per-day N|unlimited\n"
+            "       halfkeyd audit verify --config FILE [--anchor SEQ:HASH]\n"
             "       halfkeyd audit export --config FILE [--from SEQ]\n"
 
             "       halfkeyd reseal --config FILE [--check]\n"

@@ -158,8 +158,10 @@ static void hk_open_session(hk_service *svc, hk_http_resp *r, const char *sub,
     hk_refusal why;
     hk_err e;
 
-    if (svc->draining)
+    if (svc->draining) {
+        hk_metrics_refusal(svc->metrics, "draining");
         return hk_respond_err(r, 503, "draining", "server shutting down");
+    }
     if (RAND_bytes(sid, sizeof(sid)) != 1)
         return hk_respond_err(r, 500, "internal", "random failure");
     pthread_mutex_lock(&svc->dbmu);

@@ -120,7 +120,7 @@ static void hk_fail(hk_rsess *s, hk_err e, const char *where)
            "error=\"%s\"",
            hk_db_op_name(s->op), s->sub, kid, where, hk_strerror(e));
     if (s->op != 0) {
-        char detail[96];
+        char detail[HK_AUDIT_DETAIL_MAX + 1];
 
         snprintf(detail, sizeof(detail), "%s: %s", where, hk_strerror(e));
         hk_rsess_record_end(s, HK_OUT_FAILED, detail);
@@ -453,11 +453,10 @@ static void hk_log_signature(hk_rsess *s)
 }
 
 /* The deployment's digest hook (policy.h), if any, on sign.1's digest. */
-static hk_err hk_digest_check(hk_rsess *s)
+static hk_err hk_digest_check(hk_rsess *s, char reason[128])
 {
     hk_service *svc = s->svc;
     const unsigned char *dig;
-    char reason[128] = "";
     size_t dlen;
     hk_err e;
 
@@ -466,7 +465,8 @@ static hk_err hk_digest_check(hk_rsess *s)
     if ((e = hk_sign_digest(s->sg, &dig, &dlen)) != HK_OK)
         return e;
     e = svc->digest_hook(svc->digest_hook_ctx, s->sub, s->kid, dig, dlen,
-                         reason, sizeof(reason));
+                         reason, 128);
+    reason[127] = '\0';
     if (e != HK_OK) {
         hk_metrics_refusal(svc->metrics, "digest_refused");
         hk_log("warn", "event=digest_refused sub=%s reason=\"%.100s\"", s->sub,
@@ -478,6 +478,7 @@ static hk_err hk_digest_check(hk_rsess *s)
 static void hk_sign_step(hk_rsess *s, const hk_rmsg *m, int first)
 {
     unsigned char *out = NULL, fp[HK_HASH_LEN];
+    char reason[128] = "", where[160];
     unsigned long epoch;
     size_t outlen = 0;
     hk_err e;
@@ -497,9 +498,11 @@ static void hk_sign_step(hk_rsess *s, const hk_rmsg *m, int first)
     }
     if ((e = hk_sign_recv(s->sg, m->buf, m->len, &out, &outlen)) != HK_OK)
         return hk_fail(s, e, "sign");
-    if (first && (e = hk_digest_check(s)) != HK_OK) {
+    if (first && (e = hk_digest_check(s, reason)) != HK_OK) {
+        /* the hook's reason goes into the audit record of the failure */
+        snprintf(where, sizeof(where), "sign.1 digest refused: %s", reason);
         OPENSSL_free(out);
-        return hk_fail(s, e, "sign.1 digest refused");
+        return hk_fail(s, e, where);
     }
     hk_send(s, out, outlen);
     OPENSSL_free(out);

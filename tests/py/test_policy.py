@@ -268,6 +268,19 @@ def test_audit_verify_finds_tampering(server, make_token):
     db_exec(server, "UPDATE audit SET subject = 'alice' WHERE seq = 4")
     assert server.admin("audit", "verify").returncode == 0
 
+    # a log cut short at the end still chains: the anchor of an earlier
+    # verify, kept elsewhere, shows it
+    out = server.admin("audit", "verify").stdout
+    anchor = re.search(r"^anchor = (\d+:[0-9a-f]{64})$", out, re.M).group(1)
+    assert server.admin("audit", "verify", "--anchor", anchor).returncode == 0
+    db_exec(server, f"DELETE FROM audit WHERE seq = {n}")
+    assert server.admin("audit", "verify").returncode == 0
+    p = server.admin("audit", "verify", "--anchor", anchor, check=False)
+    assert p.returncode == 1 and "cut short" in p.stdout, p.stdout
+    p = server.admin("audit", "verify", "--anchor", anchor[:-1] + "0",
+                     check=False)
+    assert p.returncode in (1, 2)
+
     # a removed record
     db_exec(server, "DELETE FROM audit WHERE seq = 3")
     p = server.admin("audit", "verify", check=False)

@@ -510,10 +510,12 @@ static void hk_pg_quiet(void *arg, const char *message)
 }
 
 /* One integer from a statement without parameters. */
-static hk_err hk_pg_int(hk_pg *d, const char *sql, int64_t *out)
+/* One integer from a query (p may be NULL: no parameters). */
+static hk_err hk_pg_int(hk_pg *d, const char *sql, const hk_pgp *p,
+                        int64_t *out)
 {
     PGresult *r = NULL;
-    hk_err e = hk_pg_exec(d, sql, NULL, &r);
+    hk_err e = hk_pg_exec(d, sql, p, &r);
 
     if (e == HK_OK)
         e = PQntuples(r) == 1 ? hk_pgc_int(r, 0, 0, INT64_MIN, INT64_MAX, out)
@@ -531,7 +533,7 @@ static hk_err hk_pg_check_foreign(hk_pg *d)
                          "WHERE table_schema = current_schema() AND "
                          "table_name IN ('keys', 'shares', 'sessions', "
                          "'setup', 'audit', 'buckets')",
-                         &n);
+                         NULL, &n);
 
     if (e == HK_OK && n != 0) {
         hk_db_set_err(&d->base, "not a halfkey database (foreign tables)");
@@ -572,7 +574,7 @@ static hk_err hk_pg_migrate(hk_pg *d)
                        "SELECT count(*) FROM information_schema.tables "
                        "WHERE table_schema = current_schema() AND "
                        "table_name = 'schema_version'",
-                       &v)) != HK_OK)
+                       NULL, &v)) != HK_OK)
         return hk_pg_end(d, e);
     if (v == 0 && (e = hk_pg_run(d,
                                  "CREATE TABLE schema_version (version "
@@ -582,7 +584,7 @@ static hk_err hk_pg_migrate(hk_pg *d)
     if ((e = hk_pg_int(d,
                        "SELECT coalesce(max(version), 0)::bigint FROM "
                        "schema_version",
-                       &v)) != HK_OK)
+                       NULL, &v)) != HK_OK)
         return hk_pg_end(d, e);
     if (v < 0 || v > HK_PG_NMIGRATIONS) {
         hk_db_set_err(&d->base,
@@ -611,7 +613,7 @@ static hk_err hk_pg_schema_version(hk_db *db, int *version)
     e = hk_pg_int((hk_pg *)db,
                   "SELECT coalesce(max(version), 0)::bigint FROM "
                   "schema_version",
-                  &v);
+                  NULL, &v);
     *version = (int)v;
     return e;
 }
@@ -1012,22 +1014,16 @@ static hk_err hk_pg_session_set_state(hk_db *db, const unsigned char *sid,
 static hk_err hk_pg_session_others(hk_db *db, const unsigned char *sid,
                                    int64_t now, int64_t idle, int64_t *n)
 {
-    PGresult *r = NULL;
     hk_pgp p = {0};
-    hk_err e;
 
     hk_pgp_blob(&p, sid, HK_ID_LEN);
     hk_pgp_i64(&p, now - idle);
-    e = hk_pg_once((hk_pg *)db,
-                   "SELECT count(*) FROM sessions o JOIN sessions s ON o.kid "
-                   "= s.kid AND o.op = s.op AND o.sid <> s.sid WHERE s.sid = "
-                   "$1 AND o.state = 'running' AND o.last_seen > $2",
-                   &p, &r);
-    if (e == HK_OK)
-        e = PQntuples(r) == 1 ? hk_pgc_int(r, 0, 0, 0, INT64_MAX, n)
-                              : HK_ERR_DECODE;
-    PQclear(r);
-    return e;
+    hk_pg_revive((hk_pg *)db);
+    return hk_pg_int((hk_pg *)db,
+                     "SELECT count(*) FROM sessions o JOIN sessions s ON "
+                     "o.kid = s.kid AND o.op = s.op AND o.sid <> s.sid WHERE "
+                     "s.sid = $1 AND o.state = 'running' AND o.last_seen > $2",
+                     &p, n);
 }
 
 static hk_err hk_pg_session_sweep(hk_db *db, int64_t now, int64_t idle,
@@ -1163,23 +1159,17 @@ static hk_err hk_pg_audit_count(hk_db *db, const unsigned char *kid,
                                 const char *event, const char *outcome,
                                 int64_t since, int64_t *n)
 {
-    PGresult *r = NULL;
     hk_pgp p = {0};
-    hk_err e;
 
     hk_pgp_blob(&p, kid, HK_ID_LEN);
     hk_pgp_text(&p, event);
     hk_pgp_text(&p, outcome);
     hk_pgp_i64(&p, since);
-    e = hk_pg_once((hk_pg *)db,
-                   "SELECT count(*) FROM audit WHERE kid = $1 AND event = $2 "
-                   "AND outcome = $3 AND time >= $4",
-                   &p, &r);
-    if (e == HK_OK)
-        e = PQntuples(r) == 1 ? hk_pgc_int(r, 0, 0, 0, INT64_MAX, n)
-                              : HK_ERR_DECODE;
-    PQclear(r);
-    return e;
+    hk_pg_revive((hk_pg *)db);
+    return hk_pg_int((hk_pg *)db,
+                     "SELECT count(*) FROM audit WHERE kid = $1 AND event = "
+                     "$2 AND outcome = $3 AND time >= $4",
+                     &p, n);
 }
 
 /* --- rate buckets --------------------------------------------------------- */

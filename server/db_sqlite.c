@@ -430,18 +430,27 @@ static hk_err hk_sq_connect(hk_sq *d, const char *path)
     return hk_sq_err(d, rc);
 }
 
-/* Runs a query without parameters that returns one integer. */
-static hk_err hk_sq_int(hk_sq *d, const char *sql, int64_t *out)
+/* One integer from a query with parameters. */
+static hk_err hk_sq_int_p(hk_sq *d, const char *sql, const hk_dbp *p,
+                          int64_t *out)
 {
     sqlite3_stmt *st = NULL;
     int row = 0;
     hk_err e;
 
-    if ((e = hk_sq_prep(d, sql, &st)) == HK_OK &&
+    if ((e = hk_sq_prep_p(d, sql, p, &st)) == HK_OK &&
         (e = hk_sq_step(d, st, &row)) == HK_OK)
         e = row ? hk_col_int(st, 0, INT64_MIN, INT64_MAX, out) : HK_ERR_DECODE;
     sqlite3_finalize(st);
     return e;
+}
+
+/* Runs a query without parameters that returns one integer. */
+static hk_err hk_sq_int(hk_sq *d, const char *sql, int64_t *out)
+{
+    hk_dbp none = {0};
+
+    return hk_sq_int_p(d, sql, &none, out);
 }
 
 /* journal_mode=WAL answers the mode in effect: it must be "wal". */
@@ -1088,24 +1097,16 @@ static hk_err hk_sq_session_sweep(hk_db *db, int64_t now, int64_t idle,
 static hk_err hk_sq_session_others(hk_db *db, const unsigned char *sid,
                                    int64_t now, int64_t idle, int64_t *n)
 {
-    hk_sq *d = (hk_sq *)db;
-    sqlite3_stmt *st = NULL;
     hk_dbp p = {0};
-    int row = 0;
-    hk_err e;
 
     hk_dbp_blob(&p, sid, HK_ID_LEN);
     hk_dbp_int(&p, now - idle);
-    if ((e = hk_sq_prep_p(d,
-                          "SELECT count(*) FROM sessions o JOIN sessions s "
-                          "ON o.kid = s.kid AND o.op = s.op AND o.sid <> "
-                          "s.sid WHERE s.sid = ?1 AND o.state = 'running' "
-                          "AND o.last_seen > ?2",
-                          &p, &st)) == HK_OK &&
-        (e = hk_sq_step(d, st, &row)) == HK_OK)
-        e = row ? hk_col_int(st, 0, 0, INT64_MAX, n) : HK_ERR_DECODE;
-    sqlite3_finalize(st);
-    return e;
+    return hk_sq_int_p((hk_sq *)db,
+                       "SELECT count(*) FROM sessions o JOIN sessions s ON "
+                       "o.kid = s.kid AND o.op = s.op AND o.sid <> s.sid "
+                       "WHERE s.sid = ?1 AND o.state = 'running' AND "
+                       "o.last_seen > ?2",
+                       &p, n);
 }
 
 /* --- setup ---------------------------------------------------------------- */
@@ -1300,24 +1301,16 @@ static hk_err hk_sq_audit_count(hk_db *db, const unsigned char *kid,
                                 const char *event, const char *outcome,
                                 int64_t since, int64_t *n)
 {
-    hk_sq *d = (hk_sq *)db;
-    sqlite3_stmt *st = NULL;
     hk_dbp p = {0};
-    int row = 0;
-    hk_err e;
 
     hk_dbp_blob(&p, kid, HK_ID_LEN);
     hk_dbp_text(&p, event);
     hk_dbp_text(&p, outcome);
     hk_dbp_int(&p, since);
-    if ((e = hk_sq_prep_p(d,
-                          "SELECT count(*) FROM audit WHERE kid = ?1 AND "
-                          "event = ?2 AND outcome = ?3 AND time >= ?4",
-                          &p, &st)) == HK_OK &&
-        (e = hk_sq_step(d, st, &row)) == HK_OK)
-        e = row ? hk_col_int(st, 0, 0, INT64_MAX, n) : HK_ERR_DECODE;
-    sqlite3_finalize(st);
-    return e;
+    return hk_sq_int_p((hk_sq *)db,
+                       "SELECT count(*) FROM audit WHERE kid = ?1 AND event "
+                       "= ?2 AND outcome = ?3 AND time >= ?4",
+                       &p, n);
 }
 
 /* --- rate buckets --------------------------------------------------------- */

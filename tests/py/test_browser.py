@@ -21,6 +21,7 @@ import shutil
 import socket
 import ssl
 import sys
+import time
 
 import pytest
 from cryptography import x509
@@ -67,7 +68,12 @@ def check_new_signs(login, before):
     """halfkeyd's audit records of the signs the browser caused: this
     subject and key, and each signature verifies over its digest with the
     certificate's public key."""
-    new = sign_records(login["srv"])[len(before):]
+    # the server records a sign when it has checked the client's last
+    # message, a moment after the browser has its signature
+    deadline = time.monotonic() + 10
+    while not (new := sign_records(login["srv"])[len(before):]) and \
+            time.monotonic() < deadline:
+        time.sleep(0.1)
     assert new, "no sign in halfkeyd's audit log"
     pub = login["cert"].public_key()
     for r in new:

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import re
+import time
 
 import pytest
 import websocket
@@ -39,6 +40,12 @@ def test_batch_over_one_connection(server, make_token, tmp_path, curve):
                for h in ["sha256", "sha384", "sha512"] * 4]
     for d, sig in zip(digests, batch(tok, "k", digests, tmp_path)):
         verify_raw(pem, sig, d)
+    # the server ends a session when it has checked the client's last
+    # message, a moment after the client has its signature
+    deadline = time.monotonic() + 10
+    while server.log_text().count("event=sign_done") < len(digests) and \
+            time.monotonic() < deadline:
+        time.sleep(0.05)
     log = server.log_text()
     assert len(re.findall(r"event=session_open op=sign .*channel=1",
                           log)) == len(digests)

@@ -58,9 +58,28 @@ def unlock_audit(server):
         db_exec(server, "ALTER TABLE audit DISABLE TRIGGER audit_no_change")
 
 
-def audit_records(server):
-    out = server.admin("audit", "export").stdout
-    return [json.loads(line) for line in out.splitlines()]
+def audit_records(server, until=None, timeout=10):
+    """The exported records; with until=(event, outcome), waits for one
+    (the server records a session's end when it has checked the client's
+    last message, a moment after the client is done)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        out = server.admin("audit", "export").stdout
+        recs = [json.loads(line) for line in out.splitlines()]
+        if until is None or time.monotonic() > deadline or any(
+                (r["event"], r["outcome"]) == until for r in recs):
+            return recs
+        time.sleep(0.05)
+
+
+def wait_metric(server, count, name, **labels):
+    """The metric once it reaches count (or its value after 10 s)."""
+    deadline = time.monotonic() + 10
+    while True:
+        value = metric(get_metrics(server), name, **labels)
+        if value >= count or time.monotonic() > deadline:
+            return value
+        time.sleep(0.05)
 
 
 def metric(text, name, **labels):
@@ -223,7 +242,7 @@ def test_audit_records_and_chain(server, make_token):
     verify_raw(pem, sig, digest)
     alice.run("refresh", "--key", "k")
 
-    recs = audit_records(server)
+    recs = audit_records(server, until=("refresh", "ok"))
     assert [r["seq"] for r in recs] == list(range(1, len(recs) + 1))
     kinds = [(r["event"], r["outcome"]) for r in recs]
     for want in [("keygen", "granted"), ("keygen", "ok"),
@@ -297,6 +316,8 @@ def test_metrics_and_status(make_server, make_token):
     alice.keygen("p256", "k")
     for _ in range(3):
         sign_and_verify(alice, "k", alice.pubkey_pem("k"))
+    assert wait_metric(server, 3, "halfkey_operations_total", op="sign",
+                       outcome="ok") == 3
     status, ans = server.request("GET", "/status")
     assert status == 200 and ans["status"] == "ok" and ans["node"] == "node-a"
     assert ans["database"]["status"] == "ok"

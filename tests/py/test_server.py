@@ -259,8 +259,7 @@ def test_keygen_sign_refresh_sign(server, make_token, tmp_path, curve):
     assert server_pubkey(server, token, kid)["pubkey"] == uncompressed(pem)
     wait_log(server, r"event=refresh_done sub=alice epoch=2")
     sign_all(b"after")
-    assert re.search(rf"event=sign_done sub=alice key={kid} epoch=2 ",
-                     server.log_text())
+    wait_log(server, rf"event=sign_done sub=alice key={kid} epoch=2 ")
 
 
 # --- 2. hostile JWTs -------------------------------------------------------

@@ -521,15 +521,11 @@ static hk_err hk_sq_check_foreign(hk_sq *d)
 
 static hk_err hk_sq_record_version(hk_sq *d, int version)
 {
-    sqlite3_stmt *st = NULL;
-    hk_err e;
+    hk_dbp p = {0};
 
-    if ((e = hk_sq_prep(d, "INSERT INTO schema_version (version) VALUES (?1)",
-                        &st)) == HK_OK &&
-        (e = hk_sq_err(d, sqlite3_bind_int(st, 1, version))) == HK_OK)
-        e = hk_sq_run(d, st, NULL);
-    sqlite3_finalize(st);
-    return e;
+    hk_dbp_int(&p, version);
+    return hk_sq_run_p(d, "INSERT INTO schema_version (version) VALUES (?1)",
+                       &p, NULL);
 }
 
 /* Applies migrations from..HK_SQ_NMIGRATIONS-1 (inside the open
@@ -602,55 +598,33 @@ static hk_err hk_sq_share_insert(hk_sq *d, const unsigned char *kid,
                                  unsigned long epoch, hk_db_share_state state,
                                  const unsigned char *sealed, size_t len)
 {
-    sqlite3_stmt *st = NULL;
-    int rc;
-    hk_err e;
+    hk_dbp p = {0};
 
-    if ((e = hk_sq_prep(d,
-                        "INSERT INTO shares (kid, epoch, state, sealed) "
-                        "VALUES (?1, ?2, ?3, ?4)",
-                        &st)) != HK_OK)
-        return e;
-    rc = hk_sq_bind_blob(st, 1, kid, HK_ID_LEN);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_bind_int64(st, 2, (sqlite3_int64)epoch);
-    if (rc == SQLITE_OK)
-        rc = hk_sq_bind_text(st, 3, hk_db_share_state_name(state));
-    if (rc == SQLITE_OK)
-        rc = hk_sq_bind_blob(st, 4, sealed, len);
-    if ((e = hk_sq_err(d, rc)) == HK_OK)
-        e = hk_sq_run(d, st, NULL);
-    sqlite3_finalize(st);
-    return e;
+    hk_dbp_blob(&p, kid, HK_ID_LEN);
+    hk_dbp_int(&p, (int64_t)epoch);
+    hk_dbp_text(&p, hk_db_share_state_name(state));
+    hk_dbp_blob(&p, sealed, len);
+    return hk_sq_run_p(d,
+                       "INSERT INTO shares (kid, epoch, state, sealed) "
+                       "VALUES (?1, ?2, ?3, ?4)",
+                       &p, NULL);
 }
 
 static hk_err hk_sq_key_insert(hk_sq *d, const hk_db_key *k)
 {
-    sqlite3_stmt *st = NULL;
-    int rc;
-    hk_err e;
+    hk_dbp p = {0};
 
-    if ((e = hk_sq_prep(d,
-                        "INSERT INTO keys (kid, owner, curve, pubkey, "
-                        "created, disabled, label) VALUES (?1, ?2, ?3, ?4, "
-                        "?5, 0, ?6)",
-                        &st)) != HK_OK)
-        return e;
-    rc = hk_sq_bind_blob(st, 1, k->kid, HK_ID_LEN);
-    if (rc == SQLITE_OK)
-        rc = hk_sq_bind_text(st, 2, k->owner);
-    if (rc == SQLITE_OK)
-        rc = hk_sq_bind_text(st, 3, hk_curve_name(k->curve));
-    if (rc == SQLITE_OK)
-        rc = hk_sq_bind_blob(st, 4, k->pub.b, HK_POINT_LEN);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_bind_int64(st, 5, k->created);
-    if (rc == SQLITE_OK && k->label[0] != '\0')
-        rc = hk_sq_bind_text(st, 6, k->label);
-    if ((e = hk_sq_err(d, rc)) == HK_OK)
-        e = hk_sq_run(d, st, NULL);
-    sqlite3_finalize(st);
-    return e;
+    hk_dbp_blob(&p, k->kid, HK_ID_LEN);
+    hk_dbp_text(&p, k->owner);
+    hk_dbp_text(&p, hk_curve_name(k->curve));
+    hk_dbp_blob(&p, k->pub.b, HK_POINT_LEN);
+    hk_dbp_int(&p, k->created);
+    hk_dbp_text(&p, k->label[0] != '\0' ? k->label : NULL);
+    return hk_sq_run_p(d,
+                       "INSERT INTO keys (kid, owner, curve, pubkey, "
+                       "created, disabled, label) VALUES (?1, ?2, ?3, ?4, "
+                       "?5, 0, ?6)",
+                       &p, NULL);
 }
 
 static hk_err hk_sq_key_create(hk_db *db, const hk_db_key *k,
@@ -836,19 +810,12 @@ done:
 static hk_err hk_sq_kid_stmt(hk_sq *d, const char *sql,
                              const unsigned char *kid, unsigned long epoch)
 {
-    sqlite3_stmt *st = NULL;
-    int rc;
-    hk_err e;
+    hk_dbp p = {0};
 
-    if ((e = hk_sq_prep(d, sql, &st)) != HK_OK)
-        return e;
-    rc = hk_sq_bind_blob(st, 1, kid, HK_ID_LEN);
-    if (rc == SQLITE_OK && epoch != 0)
-        rc = sqlite3_bind_int64(st, 2, (sqlite3_int64)epoch);
-    if ((e = hk_sq_err(d, rc)) == HK_OK)
-        e = hk_sq_run(d, st, NULL);
-    sqlite3_finalize(st);
-    return e;
+    hk_dbp_blob(&p, kid, HK_ID_LEN);
+    if (epoch != 0) /* statements without ?2 take one parameter */
+        hk_dbp_int(&p, (int64_t)epoch);
+    return hk_sq_run_p(d, sql, &p, NULL);
 }
 
 /* 1 if the key exists (in *yes). */
@@ -940,33 +907,19 @@ static hk_err hk_sq_share_get(hk_db *db, const unsigned char *kid,
 
 static hk_err hk_sq_session_create(hk_db *db, const hk_db_session *s)
 {
-    hk_sq *d = (hk_sq *)db;
-    sqlite3_stmt *st = NULL;
-    int rc;
-    hk_err e;
+    hk_dbp p = {0};
 
-    if ((e = hk_sq_prep(d,
-                        "INSERT INTO sessions (" HK_SQ_SESSION_COLS ") "
-                        "VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7)",
-                        &st)) != HK_OK)
-        return e;
-    rc = hk_sq_bind_blob(st, 1, s->sid, HK_ID_LEN);
-    if (rc == SQLITE_OK)
-        rc = hk_sq_bind_text(st, 2, s->owner);
-    if (rc == SQLITE_OK)
-        rc = hk_sq_bind_text(st, 3, hk_db_op_name(s->op));
-    if (rc == SQLITE_OK && s->has_kid)
-        rc = hk_sq_bind_blob(st, 4, s->kid, HK_ID_LEN);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_bind_int64(st, 5, s->created);
-    if (rc == SQLITE_OK)
-        rc = hk_sq_bind_text(st, 6, hk_db_sess_state_name(s->state));
-    if (rc == SQLITE_OK && s->curve != 0)
-        rc = hk_sq_bind_text(st, 7, hk_curve_name(s->curve));
-    if ((e = hk_sq_err(d, rc)) == HK_OK)
-        e = hk_sq_run(d, st, NULL);
-    sqlite3_finalize(st);
-    return e;
+    hk_dbp_blob(&p, s->sid, HK_ID_LEN);
+    hk_dbp_text(&p, s->owner);
+    hk_dbp_text(&p, hk_db_op_name(s->op));
+    hk_dbp_opt_id(&p, s->has_kid, s->kid);
+    hk_dbp_int(&p, s->created);
+    hk_dbp_text(&p, hk_db_sess_state_name(s->state));
+    hk_dbp_text(&p, s->curve != 0 ? hk_curve_name(s->curve) : NULL);
+    return hk_sq_run_p((hk_sq *)db,
+                       "INSERT INTO sessions (" HK_SQ_SESSION_COLS ") "
+                       "VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7)",
+                       &p, NULL);
 }
 
 /* Binds ?1 = sid, ?2 = the expiry cutoff now - idle (a session is alive
@@ -1115,25 +1068,15 @@ static hk_err hk_sq_setup_put(hk_db *db, const unsigned char *sealed,
                               size_t slen, const unsigned char *pub,
                               size_t plen, int64_t now)
 {
-    hk_sq *d = (hk_sq *)db;
-    sqlite3_stmt *st = NULL;
-    int rc;
-    hk_err e;
+    hk_dbp p = {0};
 
-    if ((e = hk_sq_prep(d,
-                        "INSERT INTO setup (id, sealed, public, created) "
-                        "VALUES (1, ?1, ?2, ?3)",
-                        &st)) != HK_OK)
-        return e;
-    rc = hk_sq_bind_blob(st, 1, sealed, slen);
-    if (rc == SQLITE_OK)
-        rc = hk_sq_bind_blob(st, 2, pub, plen);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_bind_int64(st, 3, now);
-    if ((e = hk_sq_err(d, rc)) == HK_OK)
-        e = hk_sq_run(d, st, NULL);
-    sqlite3_finalize(st);
-    return e;
+    hk_dbp_blob(&p, sealed, slen);
+    hk_dbp_blob(&p, pub, plen);
+    hk_dbp_int(&p, now);
+    return hk_sq_run_p((hk_sq *)db,
+                       "INSERT INTO setup (id, sealed, public, created) "
+                       "VALUES (1, ?1, ?2, ?3)",
+                       &p, NULL);
 }
 
 static hk_err hk_sq_setup_get(hk_db *db, unsigned char **sealed, size_t *slen,

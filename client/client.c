@@ -338,6 +338,29 @@ static hk_err hk_client_setup(hk_client *c, hk_rped **rp)
     return e;
 }
 
+/* Sends keygen.5 / refresh.5 (freed) and waits for the server's "done":
+ * the key or the new share is then active on the server. Without it the
+ * share is stored here all the same and the pair still works: the server
+ * makes it active at the first signature that verifies with it. */
+static void hk_client_confirm(hk_client *c, hk_tws *ws, unsigned char *msg,
+                              size_t len)
+{
+    unsigned char *in = NULL;
+    size_t inlen = 0;
+    json_t *o = NULL;
+    const char *t;
+
+    if (hk_client_roundtrip(c, ws, msg, len, &in, &inlen) == HK_OK)
+        o = json_loadb((const char *)in, inlen, 0, NULL);
+    t = json_string_value(json_object_get(o, "t"));
+    if (t == NULL || strcmp(t, "done") != 0)
+        snprintf(c->last_error, sizeof(c->last_error),
+                 "stored; the server did not confirm: it switches at the "
+                 "first signature with this key");
+    json_decref(o);
+    free(in);
+}
+
 hk_err hk_client_keygen(hk_client *c, hk_curve_id curve, const char *label,
                         hk_ks_keyinfo *info)
 {
@@ -375,9 +398,13 @@ hk_err hk_client_keygen(hk_client *c, hk_curve_id curve, const char *label,
         in = NULL;
     }
     OPENSSL_free(msg);
+    msg = NULL;
+    /* durable first, then keygen.5 proves it to the server */
     if (e != HK_OK || (e = hk_keygen_take_share(kg, &share)) != HK_OK ||
-        (e = hk_ks_store_share(c->ks, label, share)) != HK_OK)
+        (e = hk_ks_store_share(c->ks, label, share)) != HK_OK ||
+        (e = hk_keygen_confirm(kg, &msg, &len)) != HK_OK)
         goto done;
+    hk_client_confirm(c, ws, msg, len);
     if (info != NULL)
         e = hk_ks_key_info(c->ks, label, info);
 done:
@@ -386,6 +413,13 @@ done:
     hk_tws_close(ws);
     hk_rped_free(rp);
     return e;
+}
+
+/* HK_ERR_KEY_LOCKED, with the lock's reason as the last error. */
+static hk_err hk_client_locked(hk_client *c, const hk_ks_keyinfo *info)
+{
+    snprintf(c->last_error, sizeof(c->last_error), "%s", info->lock_reason);
+    return HK_ERR_KEY_LOCKED;
 }
 
 /* Takes the key's session hold and opens a session for it on the server;
@@ -399,53 +433,103 @@ static hk_err hk_client_keyop(hk_client *c, const char *label, const char *path,
     hk_ks_keyinfo info;
     hk_err e;
 
-    int refresh = strcmp(path, "/refresh") == 0;
-
     if ((e = hk_ks_key_acquire(c->ks, label, hold)) != HK_OK ||
         (e = hk_ks_key_info(c->ks, label, &info)) != HK_OK)
         return e;
-    /* a locked key never signs; a refresh is its way out (DESIGN.md §2) */
-    if (info.locked && !refresh)
-        return HK_ERR_KEY_LOCKED;
+    /* a locked key neither signs nor refreshes: a refresh would carry what
+     * the server learned over to the new share (DESIGN.md section 2) */
+    if (info.locked)
+        return hk_client_locked(c, &info);
     hk_hex(info.kid, HK_ID_LEN, kh);
     if ((e = hk_client_open_session(c, path, json_pack("{s:s}", "key_id", kh),
                                     sid, kid, wspath)) != HK_OK)
         return e;
     if (memcmp(kid, info.kid, HK_ID_LEN) != 0)
         return HK_ERR_SERVER;
-    e = refresh ? hk_ks_load_share_for_refresh(c->ks, label, share)
-                : hk_ks_load_share(c->ks, label, share);
-    if (e != HK_OK)
+    if ((e = hk_ks_load_share(c->ks, label, share)) != HK_OK)
         return e;
     if (memcmp((*share)->kid, info.kid, HK_ID_LEN) != 0)
         return HK_ERR_SHARE;
     return hk_client_ws(c, wspath, ws);
 }
 
+/* The abort rule (DESIGN.md section 2), fail-closed: the key's record says
+ * "aborted" (durable even when the key file cannot be rewritten), then the
+ * sealed lock is set. */
+static void hk_client_abort_lock(hk_client *c, const char *label,
+                                 hk_ks_hold *hold)
+{
+    if (hk_ks_hold_mark(hold, HK_KS_SIG_ABORTED) != HK_OK ||
+        hk_ks_lock_key(c->ks, label,
+                       "invalid signature from the server: "
+                       "possible abort attack") != HK_OK)
+        snprintf(c->last_error, sizeof(c->last_error),
+                 "could not record the lock of key %s: it stays locked as "
+                 "an interrupted signature",
+                 label);
+}
+
+/* A clear that fails leaves the record: the key reads as an interrupted
+ * signature (fail-closed), which `halfkey unlock` clears. */
+static void hk_client_sig_clear(hk_ks_hold *hold)
+{
+    if (hk_ks_hold_mark(hold, HK_KS_SIG_IDLE) != HK_OK)
+        return;
+}
+
+/* sign.3 -> sign.4 under the signing-session record: marked in flight
+ * durably before sign.3 (which lets the server answer with c3) goes out,
+ * cleared once the signature verified, or when no c3 came back at all (a
+ * server error or a broken connection: nothing was decrypted, so nothing
+ * about x1 can have leaked). Anything else leaves it: locked. */
+static hk_err hk_client_sign_c3(hk_client *c, const char *label,
+                                hk_ks_hold *hold, hk_sign *sg, hk_tws *ws,
+                                unsigned char **msg, size_t *len)
+{
+    unsigned char *in = NULL;
+    size_t inlen = 0;
+    hk_err e;
+
+    if ((e = hk_ks_hold_mark(hold, HK_KS_SIG_INFLIGHT)) != HK_OK) {
+        OPENSSL_free(*msg);
+        *msg = NULL;
+        snprintf(c->last_error, sizeof(c->last_error),
+                 "cannot record the signature in flight in the token "
+                 "directory: not signing");
+        return e;
+    }
+    e = hk_client_roundtrip(c, ws, *msg, *len, &in, &inlen);
+    *msg = NULL;
+    if (e != HK_OK) { /* no c3 received */
+        hk_client_sig_clear(hold);
+        return e;
+    }
+    e = hk_sign_recv(sg, in, inlen, msg, len);
+    free(in);
+    if (e == HK_OK)
+        hk_client_sig_clear(hold);
+    else if (e == HK_ERR_SIG_ABORT)
+        hk_client_abort_lock(c, label, hold);
+    return e;
+}
+
 /* sign.1 .. sign.4; the abort rule on a bad signature. */
-static hk_err hk_client_sign_run(hk_client *c, const char *label, hk_sign *sg,
-                                 hk_tws *ws)
+static hk_err hk_client_sign_run(hk_client *c, const char *label,
+                                 hk_ks_hold *hold, hk_sign *sg, hk_tws *ws)
 {
     unsigned char *msg = NULL, *in = NULL;
     size_t len = 0, inlen = 0;
     hk_err e;
-    int i;
 
     if ((e = hk_sign_start(sg, &msg, &len)) != HK_OK)
         return e;
-    for (i = 0; i < 2 && e == HK_OK; i++) {
-        e = hk_client_roundtrip(c, ws, msg, len, &in, &inlen);
-        msg = NULL;
-        if (e == HK_OK)
-            e = hk_sign_recv(sg, in, inlen, &msg, &len);
-        free(in);
-        in = NULL;
-    }
-    if (e == HK_ERR_SIG_ABORT &&
-        hk_ks_lock_key(c->ks, label,
-                       "invalid signature from the server: "
-                       "possible abort attack") != HK_OK)
-        fprintf(stderr, "halfkey: could not lock key %s\n", label);
+    e = hk_client_roundtrip(c, ws, msg, len, &in, &inlen);
+    msg = NULL;
+    if (e == HK_OK)
+        e = hk_sign_recv(sg, in, inlen, &msg, &len);
+    free(in);
+    if (e == HK_OK)
+        e = hk_client_sign_c3(c, label, hold, sg, ws, &msg, &len);
     /* sign.5 is the server's audit copy: its loss does not fail the sign */
     if (e == HK_OK && msg != NULL && hk_tws_send(ws, msg, len) != HK_OK)
         snprintf(c->last_error, sizeof(c->last_error),
@@ -470,7 +554,7 @@ hk_err hk_client_sign(hk_client *c, const char *label, const unsigned char *dig,
     if ((e = hk_client_keyop(c, label, "/sign", &hold, &share, sid, &ws)) !=
             HK_OK ||
         (e = hk_sign_p1_new(share, sid, dig, dlen, &sg)) != HK_OK ||
-        (e = hk_client_sign_run(c, label, sg, ws)) != HK_OK)
+        (e = hk_client_sign_run(c, label, hold, sg, ws)) != HK_OK)
         goto done;
     e = hk_sign_signature(sg, sig);
 done:
@@ -508,7 +592,8 @@ static hk_err hk_client_refresh_run(hk_client *c, const char *label,
         (e = hk_ks_replace_share(c->ks, label, fresh)) != HK_OK ||
         (e = hk_refresh_confirm(rf, &msg, &len)) != HK_OK)
         goto done;
-    e = hk_tws_send(ws, msg, len);
+    hk_client_confirm(c, ws, msg, len);
+    msg = NULL;
 done:
     OPENSSL_free(msg);
     hk_share_free(fresh);
@@ -614,7 +699,7 @@ static hk_err hk_channel_session(hk_client *c, hk_channel *ch,
     if ((e = hk_ks_key_info(c->ks, label, &info)) != HK_OK)
         return e;
     if (info.locked)
-        return HK_ERR_KEY_LOCKED;
+        return hk_client_locked(c, &info);
     hk_hex(info.kid, HK_ID_LEN, kh);
     o = json_pack("{s:i,s:s,s:s,s:s}", "v", 1, "t", "open", "op", "sign",
                   "key_id", kh);
@@ -661,7 +746,7 @@ hk_err hk_client_channel_sign(hk_client *c, hk_channel *ch, const char *label,
     if ((e = hk_ks_key_acquire(c->ks, label, &hold)) != HK_OK ||
         (e = hk_channel_session(c, ch, label, &share, sid)) != HK_OK ||
         (e = hk_sign_p1_new(share, sid, dig, dlen, &sg)) != HK_OK ||
-        (e = hk_client_sign_run(c, label, sg, ch->ws)) != HK_OK)
+        (e = hk_client_sign_run(c, label, hold, sg, ch->ws)) != HK_OK)
         goto done;
     e = hk_sign_signature(sg, sig);
 done:
@@ -730,6 +815,32 @@ static hk_err hk_client_delete_answer(hk_client *c, int status, const char *ans,
     if (e == HK_ERR_NOT_FOUND) /* the endpoint, not the key */
         e = HK_ERR_SERVER;
     return e;
+}
+
+hk_err hk_client_unlock(hk_client *c, const char *label, int force)
+{
+    char kh[2 * HK_ID_LEN + 1];
+    hk_ks_keyinfo info;
+    json_t *r = NULL;
+    hk_err e;
+
+    if (c == NULL || label == NULL || !hk_ks_label_ok(label))
+        return HK_ERR_ARG;
+    if ((e = hk_ks_key_info(c->ks, label, &info)) != HK_OK)
+        return e;
+    if (!info.verified)
+        return HK_ERR_STATE;
+    if (force && info.locked) {
+        hk_hex(info.kid, HK_ID_LEN, kh);
+        e = hk_client_post(
+            c, "/unlock",
+            json_pack("{s:s,s:s}", "key_id", kh, "reason", info.lock_reason),
+            &r);
+        json_decref(r);
+        if (e != HK_OK)
+            return e;
+    }
+    return hk_ks_unlock_key(c->ks, label, force);
 }
 
 hk_err hk_client_delete(hk_client *c, const char *label)

@@ -15,8 +15,11 @@
  * Signing: one session per key at a time across threads and processes
  * (HK_ERR_BUSY otherwise); the final signature is verified before it is
  * returned; a signature that does not verify locks the key persistently
- * (HK_ERR_SIG_ABORT now, HK_ERR_KEY_LOCKED afterwards) until the explicit,
- * logged operator action `halfkey unlock` (hk_ks_unlock_key). */
+ * (HK_ERR_SIG_ABORT now, HK_ERR_KEY_LOCKED afterwards) for good: neither a
+ * refresh nor a plain unlock clears it, only `halfkey unlock --force`,
+ * audited by the server (hk_client_unlock). A signature in flight is
+ * recorded durably first (keystore.h, "Signing-session record"), so a
+ * crash mid-sign locks the key too ("interrupted signature"). */
 #ifndef HK_CLIENT_H
 #define HK_CLIENT_H
 
@@ -60,6 +63,12 @@ HK_WUR hk_err hk_client_refresh(hk_client *c, const char *label);
  * subject) still deletes locally; any other failure keeps the local key
  * and returns the error (HK_ERR_BUSY while a session uses the key). */
 HK_WUR hk_err hk_client_delete(hk_client *c, const char *label);
+/* Clears a key's lock (needs login). Without `force` only an interrupted
+ * signature (HK_ERR_KEY_LOCKED for an abort lock). With `force`, an abort
+ * lock too, after the server has audited the override (POST /unlock,
+ * with the lock's reason): if the server cannot be told, nothing
+ * changes. */
+HK_WUR hk_err hk_client_unlock(hk_client *c, const char *label, int force);
 /* A kept-open connection to the server: sessions are opened on it one
  * after the other (no TLS handshake per signature). Use a channel from
  * one thread at a time; it closes after the server's idle timeout, or

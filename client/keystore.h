@@ -11,7 +11,7 @@
  *   <dir>/.lock              token write lock (see "Concurrency")
  *   <dir>/keys/<label>.json  one key: public metadata in clear, the share
  *                            sealed under the PIN
- *   <dir>/keys/<label>.lock  the key's signing-session lock
+ *   <dir>/keys/<label>.lock  the key's signing-session lock and record
  *
  * The directory is mode 0700, every file 0600. Records use the strict codec
  * of mpc/codec.h; every read is bounded (HK_KS_FILE_MAX) and a damaged or
@@ -70,6 +70,19 @@
  * Without an escrow the SO can set a user PIN only on a token without
  * keys. Whoever knows the SO PIN can thus read every share, like the user.
  *
+ * Signing-session record (the fail-closed abort lock, DESIGN.md section
+ * 2). keys/<label>.lock also holds, in clear so it is readable without
+ * the PIN, the state of the key's signing session: empty when idle, else
+ * "HKSIG1 inflight|aborted <unix time>". The holder of the key's session
+ * lock marks it inflight durably (write + fdatasync) BEFORE sending the
+ * message that lets the server answer with c3, and empties it only after
+ * the signature verified (or when it is certain no c3 was received). A
+ * record left behind by a crash, a failed lock write after an abort, or
+ * a damaged record: the key counts as locked (hk_ks_key_info says so and
+ * hk_ks_load_share refuses it) until hk_ks_unlock_key. An interrupted
+ * signature is cleared by a plain unlock; an abort (the sealed flag, or an
+ * "aborted" or damaged record) only by a forced one.
+ *
  * Not covered: a local attacker who can write the directory can delete
  * files or restore an older copy of a key file (e.g. one from before a
  * lock); sealing authenticates each file, not the set or its freshness. */
@@ -94,6 +107,14 @@
 typedef struct hk_ks hk_ks;
 typedef struct hk_ks_hold hk_ks_hold;
 
+/* The signing-session record of a key (see above). */
+typedef enum {
+    HK_KS_SIG_IDLE = 0,
+    HK_KS_SIG_INFLIGHT = 1, /* a signature was in flight: interrupted */
+    HK_KS_SIG_ABORTED = 2,  /* the server's c3 gave an invalid signature */
+    HK_KS_SIG_DAMAGED = 3   /* unreadable record: treated as aborted */
+} hk_ks_sig;
+
 typedef struct {
     char label[HK_KS_TOKEN_LABEL_MAX + 1];
     unsigned long pin_fails;     /* consecutive wrong PINs */
@@ -116,7 +137,9 @@ typedef struct {
     hk_curve_id curve;
     hk_point pub; /* Q, compressed */
     unsigned long epoch;
-    int locked; /* after an invalid-signature abort */
+    int locked;    /* after an invalid-signature abort, or while the
+                    * signing-session record is not idle */
+    int sig_state; /* the signing-session record: HK_KS_SIG_* */
     char lock_reason[HK_KS_REASON_MAX + 1];
     uint64_t lock_time; /* seconds since 1970; 0 when unlocked */
     int verified;       /* 1: authenticated under the PIN (handle logged in);
@@ -200,10 +223,10 @@ HK_WUR hk_err hk_ks_store_share(hk_ks *ks, const char *label,
                                 const hk_share *s);
 /* Replaces a key's share after a refresh (needs login): same key id, curve
  * and public key, greater epoch (else HK_ERR_EPOCH). The old file is
- * authenticated first; the replacement is one atomic rename. The new file
- * is unlocked: a refresh is one of the two ways out of the abort lock
- * (DESIGN.md §2; the other is hk_ks_unlock_key), since the server's view of
- * the old share, whatever an abort taught it, is worthless after it. */
+ * authenticated first; the replacement is one atomic rename. A lock is
+ * carried over: a refresh is NOT a way out of the abort lock (DESIGN.md
+ * section 2: the server sees the refresh's coin toss, so what it learned
+ * from aborts applies to the new share too). */
 HK_WUR hk_err hk_ks_replace_share(hk_ks *ks, const char *label,
                                   const hk_share *s);
 /* Unseals and decodes a key's share (needs login: HK_ERR_STATE otherwise).
@@ -211,10 +234,6 @@ HK_WUR hk_err hk_ks_replace_share(hk_ks *ks, const char *label,
  * HK_ERR_STATE if another handle changed the PIN since this login. Free the
  * share with hk_share_free. */
 HK_WUR hk_err hk_ks_load_share(hk_ks *ks, const char *label, hk_share **out);
-/* As hk_ks_load_share, and a locked key's share too: only to refresh it
- * (the caller is hk_client_refresh). */
-HK_WUR hk_err hk_ks_load_share_for_refresh(hk_ks *ks, const char *label,
-                                           hk_share **out);
 /* A key's public metadata without unsealing the share. Logged out it is
  * read from the clear text (verified = 0); logged in the file is also
  * authenticated (verified = 1, or HK_ERR_SEAL). */
@@ -237,9 +256,12 @@ HK_WUR hk_err hk_ks_delete_held(hk_ks *ks, const char *label,
  * HK_KS_REASON_MAX, non-printable bytes replaced by '?'). Locking a locked
  * key keeps the first reason and time. */
 HK_WUR hk_err hk_ks_lock_key(hk_ks *ks, const char *label, const char *reason);
-/* Clears the lock: an explicit operator action (needs login; the caller
- * logs it). Unlocking an unlocked key is a no-op. */
-HK_WUR hk_err hk_ks_unlock_key(hk_ks *ks, const char *label);
+/* Clears the lock and the signing-session record: an explicit operator
+ * action (needs login; the caller logs it). Without `force` only an
+ * interrupted signature is cleared: an abort lock (sealed flag, aborted or
+ * damaged record) gives HK_ERR_KEY_LOCKED. HK_ERR_BUSY while a session
+ * holds the key. Unlocking an unlocked key is a no-op. */
+HK_WUR hk_err hk_ks_unlock_key(hk_ks *ks, const char *label, int force);
 
 /* Takes the key's signing-session lock without waiting: HK_ERR_BUSY if any
  * thread or process holds it, HK_ERR_NOT_FOUND if there is no such key. No
@@ -247,6 +269,11 @@ HK_WUR hk_err hk_ks_unlock_key(hk_ks *ks, const char *label);
  * inherited by fork() but not by exec(). */
 HK_WUR hk_err hk_ks_key_acquire(hk_ks *ks, const char *label, hk_ks_hold **out);
 void hk_ks_key_release(hk_ks_hold *h);
+/* Writes the held key's signing-session record: INFLIGHT and ABORTED are
+ * durable (written and fdatasync'ed) before this returns HK_OK (HK_ERR_IO
+ * otherwise: do not send); IDLE empties it (not synced: a clear lost in a
+ * power cut leaves a false "interrupted" lock, never a missing one). */
+HK_WUR hk_err hk_ks_hold_mark(hk_ks_hold *h, hk_ks_sig state);
 
 /* Caches the server's public setup record. The record is decoded and its
  * proof verified first (HK_ERR_PARAMS etc.); the verified parameters are

@@ -4,7 +4,9 @@
  * metadata in clear and "sealed" = nonce || AES-256-GCM(share record) || tag
  * under HKDF(MK of generation "gen", key id), with every public field in
  * the AAD (hk_ks_kf_aad). */
+#include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -31,6 +33,8 @@ struct hk_ks_hold {
 };
 
 static int hk_ks_same_file(int kfd, const char *name, int fd);
+static hk_ks_sig hk_ks_sig_read(int kfd, const char *label, uint64_t *t);
+static void hk_ks_sig_merge(int kfd, hk_ks_keyinfo *i);
 
 static void hk_ks_kf_clear(hk_ks_kf *f)
 {
@@ -459,10 +463,13 @@ static hk_err hk_ks_replace_op(hk_ks *ks, const char *label, const void *arg)
     if ((e = hk_ks_kf_read(ks->kfd, label, &f)) != HK_OK ||
         (e = hk_ks_kf_open(&f, &mk, &pt, &n)) != HK_OK) /* authenticate */
         goto done;
-    /* a locked key may be replaced: its refresh is what clears the lock
-     * (DESIGN.md §2), and the new file is written unlocked */
     if ((e = hk_ks_successor_ok(&f.info, s)) != HK_OK ||
         (e = hk_ks_kf_from_share(label, s, &mk, &nf)) != HK_OK)
+        goto done;
+    /* a lock survives a refresh (DESIGN.md section 2): re-seal the new
+     * file with the old lock fields */
+    if (f.info.locked &&
+        (e = hk_ks_kf_reseal(ks->kfd, &nf, &mk, &mk, &f.info)) != HK_OK)
         goto done;
     e = hk_ks_kf_write(ks->kfd, &nf);
 done:
@@ -512,12 +519,40 @@ hk_err hk_ks_lock_key(hk_ks *ks, const char *label, const char *reason)
     return hk_ks_write_op(ks, label, hk_ks_set_lock_op, &lock);
 }
 
-hk_err hk_ks_unlock_key(hk_ks *ks, const char *label)
+/* Unlock under the key's session lock and the token lock: refuses an
+ * abort lock without force, then clears the sealed flag, then the record
+ * (so a crash in between leaves it locked). */
+static hk_err hk_ks_unlock_op(hk_ks *ks, const char *label, const void *arg)
 {
-    hk_ks_keyinfo lock;
+    const int *force = arg;
+    hk_ks_keyinfo none;
+    hk_ks_hold *h = NULL;
+    hk_ks_sig sig;
+    hk_ks_kf f;
+    hk_err e;
 
-    memset(&lock, 0, sizeof(lock));
-    return hk_ks_write_op(ks, label, hk_ks_set_lock_op, &lock);
+    memset(&none, 0, sizeof(none));
+    if ((e = hk_ks_key_acquire(ks, label, &h)) != HK_OK)
+        return e;
+    if ((e = hk_ks_kf_read(ks->kfd, label, &f)) != HK_OK)
+        goto done;
+    sig = hk_ks_sig_read(ks->kfd, label, NULL);
+    e = HK_ERR_KEY_LOCKED;
+    if (!*force &&
+        (f.info.locked || sig == HK_KS_SIG_ABORTED || sig == HK_KS_SIG_DAMAGED))
+        goto done;
+    if ((e = hk_ks_set_lock_op(ks, label, &none)) == HK_OK &&
+        sig != HK_KS_SIG_IDLE)
+        e = hk_ks_hold_mark(h, HK_KS_SIG_IDLE);
+done:
+    hk_ks_kf_clear(&f);
+    hk_ks_key_release(h);
+    return e;
+}
+
+hk_err hk_ks_unlock_key(hk_ks *ks, const char *label, int force)
+{
+    return hk_ks_write_op(ks, label, hk_ks_unlock_op, &force);
 }
 
 /* Removes the key file (and its lock file) while `h` holds the key's
@@ -576,8 +611,7 @@ static hk_err hk_ks_share_matches(const hk_share *s, const hk_ks_keyinfo *i)
     return HK_OK;
 }
 
-static hk_err hk_ks_load_locked(hk_ks *ks, const char *label, int allow_locked,
-                                hk_share **out)
+static hk_err hk_ks_load_locked(hk_ks *ks, const char *label, hk_share **out)
 {
     unsigned char *pt = NULL;
     size_t n = 0;
@@ -591,7 +625,7 @@ static hk_err hk_ks_load_locked(hk_ks *ks, const char *label, int allow_locked,
         (e = hk_ks_kf_open(&f, &mk, &pt, &n)) != HK_OK)
         goto done;
     e = HK_ERR_KEY_LOCKED;
-    if (f.info.locked && !allow_locked)
+    if (f.info.locked || hk_ks_sig_read(ks->kfd, label, NULL) != HK_KS_SIG_IDLE)
         goto done;
     if ((e = hk_share_decode(pt, n, &s)) != HK_OK ||
         (e = hk_ks_share_matches(s, &f.info)) != HK_OK)
@@ -606,8 +640,7 @@ done:
     return e;
 }
 
-static hk_err hk_ks_load(hk_ks *ks, const char *label, int allow_locked,
-                         hk_share **out)
+hk_err hk_ks_load_share(hk_ks *ks, const char *label, hk_share **out)
 {
     hk_err e = HK_ERR_STATE;
 
@@ -616,20 +649,9 @@ static hk_err hk_ks_load(hk_ks *ks, const char *label, int allow_locked,
     *out = NULL;
     pthread_mutex_lock(&ks->mu);
     if (ks->logged_in)
-        e = hk_ks_load_locked(ks, label, allow_locked, out);
+        e = hk_ks_load_locked(ks, label, out);
     pthread_mutex_unlock(&ks->mu);
     return e;
-}
-
-hk_err hk_ks_load_share(hk_ks *ks, const char *label, hk_share **out)
-{
-    return hk_ks_load(ks, label, 0, out);
-}
-
-hk_err hk_ks_load_share_for_refresh(hk_ks *ks, const char *label,
-                                    hk_share **out)
-{
-    return hk_ks_load(ks, label, 1, out);
 }
 
 /* Metadata of one key; authenticated when logged in. */
@@ -651,8 +673,10 @@ static hk_err hk_ks_info_locked(hk_ks *ks, const char *label,
         OPENSSL_cleanse(&mk, sizeof(mk));
         f.info.verified = e == HK_OK;
     }
-    if (e == HK_OK)
+    if (e == HK_OK) {
         *out = f.info;
+        hk_ks_sig_merge(ks->kfd, out);
+    }
     hk_ks_kf_clear(&f);
     return e;
 }
@@ -770,6 +794,84 @@ void hk_ks_key_release(hk_ks_hold *h)
         return;
     close(h->fd); /* closing the last descriptor drops the OFD lock */
     OPENSSL_free(h);
+}
+
+/* --- signing-session records (keystore.h) -------------------------------- */
+
+#define HK_KS_SIG_MAGIC "HKSIG1 "
+/* "HKSIG1 " + an 8-character state + " " + 20 digits + "\n" */
+#define HK_KS_SIG_REC 37
+
+static const char *const hk_ks_sig_names[] = {NULL, "inflight", "aborted "};
+
+hk_err hk_ks_hold_mark(hk_ks_hold *h, hk_ks_sig state)
+{
+    char rec[HK_KS_SIG_REC + 1];
+    int n;
+
+    if (h == NULL || state < HK_KS_SIG_IDLE || state > HK_KS_SIG_ABORTED)
+        return HK_ERR_ARG;
+    if (state == HK_KS_SIG_IDLE)
+        return ftruncate(h->fd, 0) == 0 ? HK_OK : HK_ERR_IO;
+    n = snprintf(rec, sizeof(rec), HK_KS_SIG_MAGIC "%s %020llu\n",
+                 hk_ks_sig_names[state], (unsigned long long)time(NULL));
+    if (n != HK_KS_SIG_REC ||
+        pwrite(h->fd, rec, HK_KS_SIG_REC, 0) != HK_KS_SIG_REC ||
+        ftruncate(h->fd, HK_KS_SIG_REC) != 0 || fdatasync(h->fd) != 0)
+        return HK_ERR_IO;
+    return HK_OK;
+}
+
+/* The record of keys/<label>.lock; a missing file is idle, anything but an
+ * exact record is damaged. *t (may be NULL): its time. */
+static hk_ks_sig hk_ks_sig_read(int kfd, const char *label, uint64_t *t)
+{
+    char name[HK_KS_NAME_MAX], rec[HK_KS_SIG_REC + 1], *end;
+    unsigned long long v;
+    hk_ks_sig st = HK_KS_SIG_DAMAGED;
+    ssize_t n;
+    int fd, i;
+
+    hk_ks_name(label, ".lock", name);
+    fd = openat(kfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? HK_KS_SIG_IDLE : HK_KS_SIG_DAMAGED;
+    n = pread(fd, rec, sizeof(rec), 0);
+    close(fd);
+    if (n == 0)
+        return HK_KS_SIG_IDLE;
+    if (n != HK_KS_SIG_REC || rec[HK_KS_SIG_REC - 1] != '\n' ||
+        memcmp(rec, HK_KS_SIG_MAGIC, 7) != 0)
+        return HK_KS_SIG_DAMAGED;
+    rec[HK_KS_SIG_REC - 1] = 0;
+    for (i = HK_KS_SIG_INFLIGHT; i <= HK_KS_SIG_ABORTED; i++)
+        if (memcmp(rec + 7, hk_ks_sig_names[i], 8) == 0)
+            st = (hk_ks_sig)i;
+    errno = 0;
+    v = strtoull(rec + 16, &end, 10);
+    if (rec[15] != ' ' || *end != 0 || errno != 0)
+        return HK_KS_SIG_DAMAGED;
+    if (t != NULL)
+        *t = (uint64_t)v;
+    return st;
+}
+
+/* Adds the record's state to a key's metadata: a record that is not idle
+ * locks the key (the sealed flag's reason, if set, is kept). */
+static void hk_ks_sig_merge(int kfd, hk_ks_keyinfo *i)
+{
+    static const char *const why[] = {
+        NULL, "interrupted signature: a signature was in flight",
+        "invalid signature from the server: possible abort attack",
+        "signing-session record damaged"};
+    uint64_t t = 0;
+
+    i->sig_state = hk_ks_sig_read(kfd, i->label, &t);
+    if (i->sig_state == HK_KS_SIG_IDLE || i->locked)
+        return;
+    i->locked = 1;
+    i->lock_time = t;
+    snprintf(i->lock_reason, sizeof(i->lock_reason), "%s", why[i->sig_state]);
 }
 
 /* --- server setup cache -------------------------------------------------- */

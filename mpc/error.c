@@ -31,8 +31,8 @@ static const char *const hk_error_msgs[HK_ERR__COUNT] = {
     [HK_ERR_NOT_FOUND] = "not found",
     [HK_ERR_EXISTS] = "already exists",
     [HK_ERR_BUSY] = "key busy: another signing session is running",
-    [HK_ERR_KEY_LOCKED] =
-        "key locked after an invalid signature from the server",
+    [HK_ERR_KEY_LOCKED] = "key locked (an invalid signature from the server, "
+                          "or an interrupted one)",
     [HK_ERR_SEAL] = "sealed record failed authentication",
     [HK_ERR_AUTH] = "authentication refused",
     [HK_ERR_FORBIDDEN] = "forbidden",

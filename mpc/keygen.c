@@ -25,11 +25,15 @@ struct hk_keygen {
     unsigned char com[HK_HASH_LEN];    /* P1: own; P2: received */
     hk_ppkg pkg;                       /* P1 */
     hk_share *share;
+    unsigned char fp[HK_HASH_LEN]; /* the agreed share's fingerprint */
+    hk_point Q1;                   /* P2: P1's public share */
+    int confirmed; /* P1: keygen.5 made; P2: keygen.5 verified */
 };
 
 static const char *const hk_kg_lbl_x1 = "keygen/schnorr-x1";
 static const char *const hk_kg_lbl_x2 = "keygen/schnorr-x2";
 static const char *const hk_kg_lbl_com = "keygen/commit-Q1";
+static const char *const hk_kg_lbl_stored = "keygen/stored-x1";
 
 static hk_err hk_keygen_new(hk_role role, hk_curve_id curve,
                             const unsigned char *sid, const unsigned char *kid,
@@ -92,6 +96,26 @@ void hk_keygen_free(hk_keygen *kg)
 int hk_keygen_done(const hk_keygen *kg)
 {
     return kg != NULL && kg->state == KG_DONE;
+}
+
+int hk_keygen_confirmed(const hk_keygen *kg)
+{
+    return kg != NULL && kg->state == KG_DONE && kg->confirmed;
+}
+
+hk_err hk_keygen_confirm(hk_keygen *kg, unsigned char **out, size_t *outlen)
+{
+    hk_err e;
+
+    if (kg == NULL || out == NULL || outlen == NULL)
+        return HK_ERR_ARG;
+    if (kg->role != HK_ROLE_P1 || kg->state != KG_DONE || kg->confirmed)
+        return HK_ERR_STATE;
+    if ((e = hk_stored_msg("keygen.5", kg->c, &kg->b, hk_kg_lbl_stored, &kg->x,
+                           &kg->X, kg->fp, out, outlen)) != HK_OK)
+        return e;
+    kg->confirmed = 1;
+    return HK_OK;
 }
 
 hk_err hk_keygen_take_share(hk_keygen *kg, hk_share **out)
@@ -328,6 +352,8 @@ static hk_err hk_kg_p2_msg3(hk_keygen *kg, hk_msg *in, unsigned char **out,
     if (e != HK_OK)
         goto fail;
     kg->share = s;
+    memcpy(kg->fp, fp, HK_HASH_LEN);
+    kg->Q1 = Q1;
     kg->state = KG_DONE;
     return HK_OK;
 fail:
@@ -350,7 +376,20 @@ static hk_err hk_kg_p1_msg4(hk_keygen *kg, hk_msg *in)
         return e;
     if (CRYPTO_memcmp(got, fp, HK_HASH_LEN) != 0)
         return HK_ERR_KEY_MISMATCH;
+    memcpy(kg->fp, fp, HK_HASH_LEN);
     kg->state = KG_DONE;
+    return HK_OK;
+}
+
+/* Step 7 (P2): P1 has stored its share and proves it holds x1. */
+static hk_err hk_kg_p2_msg5(hk_keygen *kg, hk_msg *in)
+{
+    hk_err e;
+
+    if ((e = hk_stored_check(in, kg->c, &kg->b, hk_kg_lbl_stored, &kg->Q1,
+                             kg->fp)) != HK_OK)
+        return e;
+    kg->confirmed = 1;
     return HK_OK;
 }
 
@@ -358,7 +397,8 @@ hk_err hk_keygen_recv(hk_keygen *kg, const unsigned char *in, size_t inlen,
                       unsigned char **out, size_t *outlen)
 {
     static const char *const p1_expect[] = {NULL, "keygen.2", NULL, "keygen.4"};
-    static const char *const p2_expect[] = {"keygen.1", NULL, "keygen.3"};
+    static const char *const p2_expect[] = {"keygen.1", NULL, "keygen.3", NULL,
+                                            "keygen.5"};
     const char *want;
     hk_msg *m = NULL;
     hk_err e;
@@ -370,13 +410,15 @@ hk_err hk_keygen_recv(hk_keygen *kg, const unsigned char *in, size_t inlen,
     if (kg->role == HK_ROLE_P1)
         want = kg->state <= KG_WAIT4 ? p1_expect[kg->state] : NULL;
     else
-        want = kg->state <= KG_WAIT3 ? p2_expect[kg->state] : NULL;
+        want = kg->confirmed ? NULL : p2_expect[kg->state];
     if (want == NULL)
         return HK_ERR_STATE;
     if ((e = hk_msg_parse(in, inlen, HK_MSG_MAX, want, kg->b.sid, kg->b.kid,
                           &m)) != HK_OK)
         return e;
-    if (kg->role == HK_ROLE_P2)
+    if (kg->role == HK_ROLE_P2 && kg->state == KG_DONE)
+        e = hk_kg_p2_msg5(kg, m);
+    else if (kg->role == HK_ROLE_P2)
         e = kg->state == KG_INIT ? hk_kg_p2_msg1(kg, m, out, outlen)
                                  : hk_kg_p2_msg3(kg, m, out, outlen);
     else

@@ -8,7 +8,15 @@
  *   P1 recv keygen.2  -> keygen.3  opening, N, ckey, modulus and range
  *                                  proofs, Q (P1 confirms Q to P2)
  *   P2 recv keygen.3  -> keygen.4  fingerprint of the agreed share; P2 done
- *   P1 recv keygen.4  -> (none)    P1 done
+ *                                  (its share is taken and stored PENDING)
+ *   P1 recv keygen.4  -> (none)    P1 done: store the share durably, then
+ *   P1 confirm        -> keygen.5  fingerprint + proof of possession of x1
+ *   P2 recv keygen.5  -> (none)    P2 confirmed: the key becomes active
+ *
+ * Two-phase like refresh (DESIGN.md section 2): a client that dies after
+ * keygen.3 leaves the server a pending key that expires, not a key no one
+ * can use or delete. keygen.5 is a proof bound to the session, never a
+ * claim.
  *
  * A message that fails any check is rejected with its error code and leaves
  * the state machine exactly as it was (the caller normally aborts the
@@ -41,6 +49,11 @@ HK_WUR hk_err hk_keygen_start(hk_keygen *kg, unsigned char **out,
 HK_WUR hk_err hk_keygen_recv(hk_keygen *kg, const unsigned char *in,
                              size_t inlen, unsigned char **out, size_t *outlen);
 int hk_keygen_done(const hk_keygen *kg);
+/* P1, once done and the share stored: keygen.5. */
+HK_WUR hk_err hk_keygen_confirm(hk_keygen *kg, unsigned char **out,
+                                size_t *outlen);
+/* P1: keygen.5 made; P2: keygen.5 received and verified. */
+int hk_keygen_confirmed(const hk_keygen *kg);
 /* Hands over the finished share (once; the caller frees it). */
 HK_WUR hk_err hk_keygen_take_share(hk_keygen *kg, hk_share **out);
 /* The curve a keygen.1 message asks for (so the server can create its

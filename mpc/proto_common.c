@@ -69,6 +69,64 @@ hk_err hk_get_schnorr(hk_msg *m, hk_curve *c, hk_schnorr *pf)
     return hk_msg_get_scalar(m, c, "pz", &pf->z);
 }
 
+hk_err hk_put_possession(hk_msg *m, hk_curve *c, const hk_binding *b,
+                         const char *label, const hk_scalar *x1,
+                         const hk_point *Q1)
+{
+    hk_schnorr pf;
+    hk_err e;
+
+    if ((e = hk_schnorr_prove(c, b, HK_ROLE_P1, label, x1, Q1, &pf)) != HK_OK)
+        return e;
+    return hk_put_schnorr(m, &pf);
+}
+
+hk_err hk_check_possession(hk_msg *in, hk_curve *c, const hk_binding *b,
+                           const char *label, const hk_point *Q1)
+{
+    hk_schnorr pf;
+    hk_err e;
+
+    if ((e = hk_get_schnorr(in, c, &pf)) != HK_OK)
+        return e;
+    return hk_schnorr_verify(c, b, HK_ROLE_P1, label, Q1, &pf);
+}
+
+hk_err hk_stored_msg(const char *type, hk_curve *c, const hk_binding *b,
+                     const char *label, const hk_scalar *x1, const hk_point *Q1,
+                     const unsigned char fp[HK_HASH_LEN], unsigned char **out,
+                     size_t *outlen)
+{
+    hk_msg *m = NULL;
+    hk_err e;
+
+    if ((e = hk_msg_new(type, b->sid, b->kid, &m)) != HK_OK)
+        return e;
+    if ((e = hk_msg_put_bytes(m, "conf", fp, HK_HASH_LEN)) != HK_OK ||
+        (e = hk_put_possession(m, c, b, label, x1, Q1)) != HK_OK) {
+        hk_msg_free(m);
+        return e;
+    }
+    return hk_msg_out(m, out, outlen);
+}
+
+hk_err hk_stored_check(hk_msg *in, hk_curve *c, const hk_binding *b,
+                       const char *label, const hk_point *Q1,
+                       const unsigned char fp[HK_HASH_LEN])
+{
+    unsigned char got[HK_HASH_LEN];
+    hk_schnorr pf;
+    hk_err e;
+
+    if ((e = hk_msg_get_bytes(in, "conf", got, HK_HASH_LEN)) != HK_OK ||
+        (e = hk_get_schnorr(in, c, &pf)) != HK_OK ||
+        (e = hk_msg_finish(in)) != HK_OK)
+        return e;
+    if (CRYPTO_memcmp(got, fp, HK_HASH_LEN) != 0)
+        return HK_ERR_KEY_MISMATCH;
+    return hk_schnorr_verify(c, b, HK_ROLE_P1, label, Q1, &pf);
+}
+
 void hk_ppkg_free(hk_ppkg *p)
 {
     if (p == NULL)

@@ -32,6 +32,32 @@ HK_WUR hk_err hk_ppkg_take(hk_msg *m, hk_curve *c, const hk_binding *b,
 HK_WUR hk_err hk_put_schnorr(hk_msg *m, const hk_schnorr *pf);
 HK_WUR hk_err hk_get_schnorr(hk_msg *m, hk_curve *c, hk_schnorr *pf);
 
+/* Proof of possession of P1's share (DESIGN.md section 2, "promotion
+ * needs proof, never a claim"): a Schnorr proof of x1 for Q1 under
+ * `label`, bound by the transcript to the session, key and role, so it
+ * cannot be made without x1 nor replayed from another session. Fields
+ * "pa", "pz". Used by refresh.1 (P1 holds the share it names), keygen.5
+ * and refresh.5 (P1 has stored the new share). */
+HK_WUR hk_err hk_put_possession(hk_msg *m, hk_curve *c, const hk_binding *b,
+                                const char *label, const hk_scalar *x1,
+                                const hk_point *Q1);
+/* HK_ERR_PROOF if the proof does not verify for Q1. */
+HK_WUR hk_err hk_check_possession(hk_msg *in, hk_curve *c, const hk_binding *b,
+                                  const char *label, const hk_point *Q1);
+/* keygen.5 / refresh.5: the stored share's fingerprint ("conf") and the
+ * proof of possession of its x1; the whole message (type `type`). */
+HK_WUR hk_err hk_stored_msg(const char *type, hk_curve *c, const hk_binding *b,
+                            const char *label, const hk_scalar *x1,
+                            const hk_point *Q1,
+                            const unsigned char fp[HK_HASH_LEN],
+                            unsigned char **out, size_t *outlen);
+/* Checks keygen.5 / refresh.5 (parsed) against the share P2 holds:
+ * HK_ERR_KEY_MISMATCH for another share's fingerprint, HK_ERR_PROOF for a
+ * proof that does not verify. */
+HK_WUR hk_err hk_stored_check(hk_msg *in, hk_curve *c, const hk_binding *b,
+                              const char *label, const hk_point *Q1,
+                              const unsigned char fp[HK_HASH_LEN]);
+
 /* Encodes m into (*out, *len) and frees m in every case. */
 HK_WUR hk_err hk_msg_out(hk_msg *m, unsigned char **out, size_t *len);
 

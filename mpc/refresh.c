@@ -25,9 +25,13 @@ struct hk_refresh {
     unsigned char com[HK_HASH_LEN];
     hk_share *fresh; /* the new share until taken */
     int taken;
+    hk_scalar nx; /* P1: its new secret x1' (for refresh.5's proof) */
+    hk_point nQ1; /* both: the new Q1' */
 };
 
 static const char *const hk_rf_lbl_com = "refresh/commit-r1";
+static const char *const hk_rf_lbl_holds = "refresh/holds-x1";
+static const char *const hk_rf_lbl_stored = "refresh/stored-x1";
 
 static hk_err hk_refresh_new(hk_role role, const hk_share *share,
                              const unsigned char *sid, int pbits,
@@ -134,6 +138,8 @@ hk_err hk_refresh_start(hk_refresh *rf, unsigned char **out, size_t *outlen)
         (e = hk_msg_new("refresh.1", rf->b.sid, rf->b.kid, &m)) != HK_OK)
         return e;
     if ((e = hk_put_share_ref(m, rf->old, rf->old_fp)) != HK_OK ||
+        (e = hk_put_possession(m, rf->c, &rf->b, hk_rf_lbl_holds, &rf->old->x,
+                               &rf->old->Q1)) != HK_OK ||
         (e = hk_msg_put_bytes(m, "com", rf->com, HK_HASH_LEN)) != HK_OK ||
         (e = hk_msg_put_u32(m, "pbits", (unsigned long)rf->pbits)) != HK_OK ||
         (e = hk_msg_put_bytes(m, "setup", rf->setup_fp, HK_HASH_LEN)) !=
@@ -158,6 +164,8 @@ static hk_err hk_rf_p2_msg1(hk_refresh *rf, hk_msg *in, unsigned char **out,
     hk_err e;
 
     if ((e = hk_check_share_ref(in, rf->old, rf->old_fp)) != HK_OK ||
+        (e = hk_check_possession(in, rf->c, &rf->b, hk_rf_lbl_holds,
+                                 &rf->old->Q1)) != HK_OK ||
         (e = hk_msg_get_bytes(in, "com", com, HK_HASH_LEN)) != HK_OK ||
         (e = hk_msg_get_u32(in, "pbits", &pbits)) != HK_OK ||
         (e = hk_msg_get_bytes(in, "setup", fp, HK_HASH_LEN)) != HK_OK ||
@@ -277,6 +285,8 @@ static hk_err hk_rf_p1_msg2(hk_refresh *rf, hk_msg *in, unsigned char **out,
     pkg.sk = NULL;
     if ((e = hk_share_fingerprint(s, rf->new_fp)) != HK_OK)
         goto done;
+    rf->nx = s->x;
+    rf->nQ1 = s->Q1;
     rf->fresh = s;
     s = NULL;
     rf->state = RF_WAIT4;
@@ -337,6 +347,7 @@ static hk_err hk_rf_p2_msg3(hk_refresh *rf, hk_msg *in, unsigned char **out,
     m = NULL;
     if (e != HK_OK)
         goto done;
+    rf->nQ1 = s->Q1;
     rf->fresh = s;
     s = NULL;
     rf->state = RF_WAIT5;
@@ -349,8 +360,8 @@ done:
     return e;
 }
 
-/* Step 5 (P1) and 7 (P2): the peer names the same new share. */
-static hk_err hk_rf_check_conf(hk_refresh *rf, hk_msg *in, int next)
+/* Step 5 (P1): P2 names the same new share. */
+static hk_err hk_rf_p1_msg4(hk_refresh *rf, hk_msg *in)
 {
     unsigned char got[HK_HASH_LEN];
     hk_err e;
@@ -360,27 +371,36 @@ static hk_err hk_rf_check_conf(hk_refresh *rf, hk_msg *in, int next)
         return e;
     if (CRYPTO_memcmp(got, rf->new_fp, HK_HASH_LEN) != 0)
         return HK_ERR_KEY_MISMATCH;
-    rf->state = next;
+    rf->state = RF_STORE;
+    return HK_OK;
+}
+
+/* Step 7 (P2): P1 stored the new share and proves it holds x1'; only
+ * this lets P2 promote the pending share (DESIGN.md section 2). */
+static hk_err hk_rf_p2_msg5(hk_refresh *rf, hk_msg *in)
+{
+    hk_err e;
+
+    if ((e = hk_stored_check(in, rf->c, &rf->b, hk_rf_lbl_stored, &rf->nQ1,
+                             rf->new_fp)) != HK_OK)
+        return e;
+    rf->state = RF_DONE;
     return HK_OK;
 }
 
 hk_err hk_refresh_confirm(hk_refresh *rf, unsigned char **out, size_t *outlen)
 {
-    hk_msg *m = NULL;
     hk_err e;
 
     if (rf == NULL || out == NULL || outlen == NULL)
         return HK_ERR_ARG;
     if (rf->role != HK_ROLE_P1 || rf->state != RF_STORE)
         return HK_ERR_STATE;
-    if ((e = hk_msg_new("refresh.5", rf->b.sid, rf->b.kid, &m)) != HK_OK)
+    if ((e = hk_stored_msg("refresh.5", rf->c, &rf->b, hk_rf_lbl_stored,
+                           &rf->nx, &rf->nQ1, rf->new_fp, out, outlen)) !=
+        HK_OK)
         return e;
-    if ((e = hk_msg_put_bytes(m, "conf", rf->new_fp, HK_HASH_LEN)) != HK_OK) {
-        hk_msg_free(m);
-        return e;
-    }
-    if ((e = hk_msg_out(m, out, outlen)) != HK_OK)
-        return e;
+    OPENSSL_cleanse(&rf->nx, sizeof(rf->nx));
     rf->state = RF_DONE;
     return HK_OK;
 }
@@ -416,10 +436,10 @@ hk_err hk_refresh_recv(hk_refresh *rf, const unsigned char *in, size_t inlen,
         e = hk_rf_p2_msg3(rf, m, out, outlen);
         break;
     case RF_WAIT4:
-        e = hk_rf_check_conf(rf, m, RF_STORE);
+        e = hk_rf_p1_msg4(rf, m);
         break;
     default:
-        e = hk_rf_check_conf(rf, m, RF_DONE);
+        e = hk_rf_p2_msg5(rf, m);
     }
     hk_msg_free(m);
     return e;

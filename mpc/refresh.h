@@ -2,21 +2,26 @@
  * x2' = x2*r^-1 for a coin-tossed r, a fresh Paillier key and ckey' with
  * the keygen proofs; Q is unchanged.
  *
- *   P1 start            -> refresh.1  share ref, commitment to r1
+ *   P1 start            -> refresh.1  share ref, proof of possession of
+ *                                     its x1, commitment to r1
  *   P2 recv refresh.1   -> refresh.2  r2
  *   P1 recv refresh.2   -> refresh.3  r1 + opening, N', ckey', proofs
  *   P2 recv refresh.3   -> refresh.4  fingerprint of the new share; P2 now
  *                                     holds the new share as PENDING
  *   P1 recv refresh.4   -> (none)     P1's new share ready: store it
  *                                     durably, then hk_refresh_confirm
- *   P1 confirm          -> refresh.5
+ *   P1 confirm          -> refresh.5  fingerprint + proof of possession
+ *                                     of x1' (bound to this session)
  *   P2 recv refresh.5   -> (none)     P2 promotes the pending share
  *
  * Interrupted anywhere, the pair keeps a working key: until refresh.5 the
  * server keeps the old share beside the pending one, and a sign or refresh
  * names the share it uses by epoch and fingerprint (hk_msg_peek_share), so
- * the server uses whichever the client has. Rejected messages leave the
- * state machine as it was. The old share passed in is borrowed. */
+ * the server uses whichever the client has. Naming a share is a claim, not
+ * a proof: the server promotes a pending share only on a proof that the
+ * client holds it (refresh.5, the proof in refresh.1, or a signature made
+ * with it that verifies), never because a message names it. Rejected messages
+ * leave the state machine as it was. The old share passed in is borrowed. */
 #ifndef HK_REFRESH_H
 #define HK_REFRESH_H
 

@@ -260,8 +260,9 @@ int hk_prov_key_sign(hk_prov_key *k, const unsigned char *dig, size_t dlen,
     if (e == HK_ERR_KEY_LOCKED || e == HK_ERR_SIG_ABORT)
         hk_prov_raise(k->pc,
                       e == HK_ERR_KEY_LOCKED ? HK_R_KEY_LOCKED : HK_R_SIG_ABORT,
-                      "key '%s': signing refused until an operator runs "
-                      "`halfkey unlock --key %s`",
+                      "key '%s': signing refused: an interrupted signature "
+                      "is cleared by `halfkey unlock --key %s`, an abort "
+                      "only by a new key or `--force` (halfkey(1))",
                       k->label, k->label);
     else
         hk_prov_raise(k->pc, e == HK_ERR_BUSY ? HK_R_BUSY : HK_R_SERVER,

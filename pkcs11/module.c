@@ -66,9 +66,10 @@ CK_RV hk_p11_err(hk_err e, const char *what, const char *label)
     case HK_ERR_KEY_LOCKED:
     case HK_ERR_SIG_ABORT:
         fprintf(stderr,
-                "halfkey-pkcs11: %s: key %s is locked after an "
-                "invalid-signature abort (%s); run `halfkey unlock --key "
-                "%s` after investigating\n",
+                "halfkey-pkcs11: %s: key %s is locked (%s): an "
+                "interrupted signature is cleared by `halfkey unlock --key "
+                "%s`; an invalid-signature abort only by a new key or "
+                "`--force` (halfkey(1), ABORT LOCKOUT)\n",
                 what, label, hk_strerror(e), label);
         return CKR_KEY_FUNCTION_NOT_PERMITTED;
     default:

@@ -122,8 +122,10 @@ static void hk_admin_print_key(const hk_db_key *k)
     hk_hex(k->kid, HK_ID_LEN, kh);
     printf("%s\t%s\t%s\t%lld\t%s\t%u/h\t%u/d\t%s\n", kh,
            hk_curve_name(k->curve), k->owner, (long long)k->created,
-           k->disabled ? "disabled" : "enabled", k->max_hour, k->max_day,
-           k->label);
+           k->disabled  ? "disabled"
+           : k->pending ? "pending"
+                        : "enabled",
+           k->max_hour, k->max_day, k->label);
 }
 
 static int hk_admin_list(hk_db *db, const char *sub)

@@ -25,6 +25,7 @@ static const hk_kv_field hk_cfg_fields[] = {
     HK_KV_S(T, "jwt_aud", jwt_aud),
     HK_KV_I(T, "jwt_skew", jwt_skew, 0, 300),
     HK_KV_I(T, "session_idle", session_idle, 1, 86400),
+    HK_KV_I(T, "pending_key_ttl", pending_key_ttl, 1, 7 * 86400),
     HK_KV_I(T, "workers", workers, 1, 64),
     HK_KV_I(T, "min_paillier_bits", min_paillier_bits, 2048, 3072),
     HK_KV_P(T, "port_file", port_file),
@@ -59,6 +60,7 @@ void hk_srv_config_defaults(hk_srv_config *c)
     strcpy(c->jwt_aud, "halfkey");
     c->jwt_skew = 30;
     c->session_idle = 300;
+    c->pending_key_ttl = 3600;
     c->workers = 2;
     c->min_paillier_bits = 2048;
     strcpy(c->node, "halfkeyd");

@@ -50,7 +50,10 @@ typedef struct {
     char jwt_aud[HK_CFG_VAL_MAX];
     int jwt_skew;     /* seconds */
     int session_idle; /* seconds without traffic */
-    int workers;      /* protocol worker threads */
+    /* seconds a keygen's key may stay unconfirmed (client died after
+     * keygen.3) before it is swept */
+    int pending_key_ttl;
+    int workers; /* protocol worker threads */
     int min_paillier_bits;
     char port_file[HK_CFG_PATH_MAX]; /* optional: bound port written here */
     /* policies (server/policy.h) */

@@ -316,7 +316,7 @@ hk_err hk_db_key_list(hk_db *db, const char *sub, hk_db_key **keys, size_t *n)
     *keys = NULL;
     *n = 0;
     db->err[0] = '\0';
-    if ((e = db->ops->key_list(db, sub, keys, n)) != HK_OK)
+    if ((e = db->ops->key_list(db, sub, -1, keys, n)) != HK_OK)
         return e;
     for (i = 0; i < *n && e == HK_OK; i++)
         e = hk_key_check(&(*keys)[i]);
@@ -352,7 +352,45 @@ hk_err hk_db_key_delete(hk_db *db, const unsigned char *kid, const char *sub)
         (sub != NULL && !hk_db_text_ok(sub, HK_SUB_MAX)))
         return HK_ERR_ARG;
     db->err[0] = '\0';
-    return db->ops->key_delete(db, kid, sub);
+    return db->ops->key_delete(db, kid, sub, 0);
+}
+
+hk_err hk_db_key_confirm(hk_db *db, const unsigned char *kid)
+{
+    if (db == NULL || kid == NULL)
+        return HK_ERR_ARG;
+    db->err[0] = '\0';
+    return db->ops->key_confirm(db, kid);
+}
+
+hk_err hk_db_key_sweep_pending(hk_db *db, int64_t before, hk_db_key **gone,
+                               size_t *n)
+{
+    hk_db_key *keys = NULL;
+    size_t cnt = 0, i;
+    hk_err e;
+
+    if (db == NULL || before < 0 || gone == NULL || n == NULL)
+        return HK_ERR_ARG;
+    *gone = NULL;
+    *n = 0;
+    db->err[0] = '\0';
+    if ((e = db->ops->key_list(db, NULL, before, &keys, &cnt)) != HK_OK)
+        return e;
+    /* one conditional delete each: a key confirmed since the listing stays
+     * (HK_ERR_NOT_FOUND) and is dropped from the list */
+    for (i = 0; i < cnt && e == HK_OK; i++) {
+        e = db->ops->key_delete(db, keys[i].kid, NULL, 1);
+        if (e == HK_OK)
+            keys[(*n)++] = keys[i];
+        else if (e == HK_ERR_NOT_FOUND)
+            e = HK_OK;
+    }
+    if (*n > 0)
+        *gone = keys;
+    else
+        OPENSSL_free(keys);
+    return e;
 }
 
 /* --- shares --------------------------------------------------------------- */
@@ -622,6 +660,7 @@ hk_err hk_store_new_key(hk_db *db, const hk_kek *kek, const char *sub,
             HK_OK ||
         (e = hk_seal_share(kek, sub, s, &sealed, &slen)) != HK_OK)
         return e;
+    k.pending = 1; /* until keygen.5 (hk_db_key_confirm) */
     db->err[0] = '\0';
     e = db->ops->key_create(db, &k, s->epoch, sealed, slen);
     OPENSSL_free(sealed);

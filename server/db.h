@@ -6,9 +6,9 @@
  * Owns the schema, its migrations, the rules below, and the combination of
  * sealing (server/seal.h) with storage for server shares and the setup.
  *
- * Schema, version 2 (HK_DB_SCHEMA_VERSION; version 1 lacked the columns
- * and tables marked v2). Times are seconds since the epoch, passed in by
- * the caller. Ids are 16 raw bytes.
+ * Schema, version 3 (HK_DB_SCHEMA_VERSION; version 1 lacked the columns
+ * and tables marked v2, version 2 those marked v3). Times are seconds since the
+ * epoch, passed in by the caller. Ids are 16 raw bytes.
  *
  *   schema_version  version INTEGER PK        one row per applied migration
  *   keys            kid BLOB(16) PK
@@ -21,6 +21,10 @@
  *                   max_hour INTEGER          v2: signs per hour, 0: the
  *                   max_day INTEGER           v2: ... per day; server's
  *                                             default (policy.h)
+ *                   pending INTEGER           v3: 1 from keygen.4 until the
+ *                                             client proves it stored its
+ *                                             share (keygen.5, or a sign
+ *                                             that verifies); 0 after
  *                   INDEX (owner, created)
  *   shares          kid BLOB(16) -> keys(kid) ON DELETE CASCADE
  *                   epoch INTEGER             1..2^32-1
@@ -59,6 +63,10 @@
  *                   subject TEXT PK, tokens REAL, updated REAL (seconds)
  *
  * Rules every back end enforces:
+ *  - Keys: keygen stores a pending key (with its active share); it
+ *    becomes active on the client's proof (hk_db_key_confirm) or is swept
+ *    (hk_db_key_sweep_pending). A pending key signs like any other: a
+ *    signature that verifies is such a proof too.
  *  - Shares: at most one active and one pending share per key (the UNIQUE
  *    constraint), and a pending share's epoch is above the active one's.
  *    Keygen stores the active share; a refresh stores a pending one
@@ -93,7 +101,7 @@
 #include "mpc/zk.h"
 #include "server/seal.h"
 
-#define HK_DB_SCHEMA_VERSION 2
+#define HK_DB_SCHEMA_VERSION 3
 #define HK_LABEL_MAX 128           /* bytes */
 #define HK_DB_IDLE_DEFAULT 300     /* session idle timeout, seconds */
 #define HK_DB_IDLE_MAX (7 * 86400) /* the longest accepted idle timeout */
@@ -136,6 +144,7 @@ typedef struct {
     int disabled;
     char label[HK_LABEL_MAX + 1]; /* "" when none */
     unsigned max_hour, max_day;   /* 0: the server's default */
+    int pending; /* keygen not confirmed by the client yet (db.h rules) */
 } hk_db_key;
 
 typedef struct {
@@ -241,6 +250,16 @@ HK_WUR hk_err hk_db_key_set_limits(hk_db *db, const unsigned char *kid,
  * if sub owns it). HK_ERR_NOT_FOUND if absent or another subject's. */
 HK_WUR hk_err hk_db_key_delete(hk_db *db, const unsigned char *kid,
                                const char *sub);
+/* Keygen's second phase: a pending key becomes active (HK_OK also if it
+ * already is). HK_ERR_NOT_FOUND if absent. Only on a proof that the
+ * client holds its share (server/session.c), never on a claim. */
+HK_WUR hk_err hk_db_key_confirm(hk_db *db, const unsigned char *kid);
+/* Deletes the keys still pending that were created before `before` (a
+ * client that died after keygen.3 never stored its share) and returns
+ * them (*gone OPENSSL_malloc'd, NULL when *n is 0) for the audit log. A
+ * key confirmed meanwhile is kept. */
+HK_WUR hk_err hk_db_key_sweep_pending(hk_db *db, int64_t before,
+                                      hk_db_key **gone, size_t *n);
 
 /* --- shares (sealed blobs; see hk_store_share for the sealing) ---------- */
 
@@ -365,8 +384,9 @@ HK_WUR hk_err hk_db_bucket_take(hk_db *db, const char *sub, double rate,
  * A server share is sealed with associated data hk_share_aad(kid, owner,
  * epoch): a blob moved to another key, owner or epoch fails to open. */
 
-/* Keygen commit: creates the key row (curve and Q from the share) and its
- * active share in one transaction. s: the P2 share. */
+/* Keygen's first phase: creates the key row (curve and Q from the share),
+ * pending, and its active share in one transaction. s: the P2 share. The
+ * key becomes active with hk_db_key_confirm. */
 HK_WUR hk_err hk_store_new_key(hk_db *db, const hk_kek *kek, const char *sub,
                                const hk_share *s, const char *label,
                                int64_t now);

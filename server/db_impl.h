@@ -28,14 +28,17 @@ typedef struct {
     /* owner NULL: any owner. */
     hk_err (*key_get)(hk_db *db, const unsigned char *kid, const char *owner,
                       hk_db_key *out);
-    /* owner NULL: every key. */
-    hk_err (*key_list)(hk_db *db, const char *owner, hk_db_key **keys,
-                       size_t *n);
+    /* owner NULL: every key. pending_before >= 0: only pending keys created
+     * before it. */
+    hk_err (*key_list)(hk_db *db, const char *owner, int64_t pending_before,
+                       hk_db_key **keys, size_t *n);
+    /* The key becomes active (its client proved it stored its share). */
+    hk_err (*key_confirm)(hk_db *db, const unsigned char *kid);
     hk_err (*key_set_limits)(hk_db *db, const unsigned char *kid,
                              unsigned max_hour, unsigned max_day);
-    /* owner NULL: any owner. */
-    hk_err (*key_delete)(hk_db *db, const unsigned char *kid,
-                         const char *owner);
+    /* owner NULL: any owner; only_pending: only a pending key. */
+    hk_err (*key_delete)(hk_db *db, const unsigned char *kid, const char *owner,
+                         int only_pending);
     hk_err (*key_set_disabled)(hk_db *db, const unsigned char *kid,
                                int disabled);
     hk_err (*share_put)(hk_db *db, const unsigned char *kid,

@@ -112,6 +112,10 @@ static const char *const hk_pg_migrations[] = {
     " subject TEXT PRIMARY KEY,"
     " tokens DOUBLE PRECISION NOT NULL,"
     " updated DOUBLE PRECISION NOT NULL);",
+    /* 3: two-phase keygen (db.h) */
+    "ALTER TABLE keys ADD COLUMN pending BIGINT NOT NULL DEFAULT 0"
+    " CHECK (pending IN (0, 1));"
+    "CREATE INDEX keys_pending ON keys (pending, created);",
 };
 
 #define HK_PG_NMIGRATIONS                                                      \
@@ -121,7 +125,8 @@ _Static_assert(HK_PG_NMIGRATIONS == HK_DB_SCHEMA_VERSION,
                "one migration per schema version");
 
 #define HK_PG_KEY_COLS                                                         \
-    "kid, owner, curve, pubkey, created, disabled, label, max_hour, max_day"
+    "kid, owner, curve, pubkey, created, disabled, label, max_hour, "          \
+    "max_day, pending"
 #define HK_PG_SESSION_COLS                                                     \
     "sid, owner, op, kid, created, last_seen, state, curve"
 #define HK_PG_AUDIT_COLS                                                       \
@@ -428,11 +433,12 @@ static hk_err hk_pgc_opt_id(const PGresult *r, int row, int col, int *has,
 static hk_err hk_pg_read_key(const PGresult *r, int row, hk_db_key *k)
 {
     char curve[HK_PG_NAME_MAX + 1];
-    int64_t disabled = 0, mh = 0, md = 0;
+    int64_t disabled = 0, mh = 0, md = 0, pending = 0;
     hk_err e;
 
     memset(k, 0, sizeof(*k));
-    if ((e = hk_pgc_fixed(r, row, 0, k->kid, HK_ID_LEN)) != HK_OK ||
+    if ((e = hk_pgc_int(r, row, 9, 0, 1, &pending)) != HK_OK ||
+        (e = hk_pgc_fixed(r, row, 0, k->kid, HK_ID_LEN)) != HK_OK ||
         (e = hk_pgc_text(r, row, 1, k->owner, HK_SUB_MAX)) != HK_OK ||
         (e = hk_pgc_text(r, row, 2, curve, HK_PG_NAME_MAX)) != HK_OK ||
         (e = hk_pgc_fixed(r, row, 3, k->pub.b, HK_POINT_LEN)) != HK_OK ||
@@ -444,6 +450,7 @@ static hk_err hk_pg_read_key(const PGresult *r, int row, hk_db_key *k)
     if (hk_curve_from_name(curve, &k->curve) != HK_OK)
         return HK_ERR_DECODE;
     k->disabled = (int)disabled;
+    k->pending = (int)pending;
     k->max_hour = (unsigned)mh;
     k->max_day = (unsigned)md;
     if (PQgetisnull(r, row, 6))
@@ -650,11 +657,13 @@ static hk_err hk_pg_key_create(hk_db *db, const hk_db_key *k,
     hk_pgp_blob(&p, k->pub.b, HK_POINT_LEN);
     hk_pgp_i64(&p, k->created);
     hk_pgp_text(&p, k->label[0] != '\0' ? k->label : NULL);
+    hk_pgp_i64(&p, k->pending != 0);
     if ((e = hk_pg_begin(d)) != HK_OK)
         return e;
     e = hk_pg_run(d,
                   "INSERT INTO keys (kid, owner, curve, pubkey, created, "
-                  "disabled, label) VALUES ($1, $2, $3, $4, $5, 0, $6)",
+                  "disabled, label, pending) VALUES ($1, $2, $3, $4, $5, 0, "
+                  "$6, $7)",
                   &p, NULL);
     if (e == HK_OK && first != NULL)
         e = hk_pg_share_insert(d, k->kid, epoch, HK_DB_SHARE_ACTIVE, first,
@@ -682,7 +691,8 @@ static hk_err hk_pg_key_get(hk_db *db, const unsigned char *kid,
     return e;
 }
 
-static hk_err hk_pg_key_list(hk_db *db, const char *owner, hk_db_key **keys,
+static hk_err hk_pg_key_list(hk_db *db, const char *owner,
+                             int64_t pending_before, hk_db_key **keys,
                              size_t *n)
 {
     hk_pg *d = (hk_pg *)db;
@@ -692,9 +702,11 @@ static hk_err hk_pg_key_list(hk_db *db, const char *owner, hk_db_key **keys,
     hk_err e;
 
     hk_pgp_text(&p, owner);
+    hk_pgp_i64(&p, pending_before);
     if ((e = hk_pg_once(d,
                         "SELECT " HK_PG_KEY_COLS " FROM keys WHERE "
-                        "$1::text IS NULL OR owner = $1 ORDER BY created, "
+                        "($1::text IS NULL OR owner = $1) AND ($2::bigint < 0 "
+                        "OR (pending = 1 AND created < $2)) ORDER BY created, "
                         "kid",
                         &p, &r)) != HK_OK)
         return e;
@@ -741,16 +753,26 @@ static hk_err hk_pg_key_set_limits(hk_db *db, const unsigned char *kid,
 }
 
 static hk_err hk_pg_key_delete(hk_db *db, const unsigned char *kid,
-                               const char *owner)
+                               const char *owner, int only_pending)
 {
     hk_pgp p = {0};
 
     hk_pgp_blob(&p, kid, HK_ID_LEN);
     hk_pgp_text(&p, owner);
+    hk_pgp_i64(&p, only_pending != 0);
     return hk_pg_key_change((hk_pg *)db,
                             "DELETE FROM keys WHERE kid = $1 AND ($2::text "
-                            "IS NULL OR owner = $2)",
+                            "IS NULL OR owner = $2) AND pending >= $3",
                             &p);
+}
+
+static hk_err hk_pg_key_confirm(hk_db *db, const unsigned char *kid)
+{
+    hk_pgp p = {0};
+
+    hk_pgp_blob(&p, kid, HK_ID_LEN);
+    return hk_pg_key_change((hk_pg *)db,
+                            "UPDATE keys SET pending = 0 WHERE kid = $1", &p);
 }
 
 static hk_err hk_pg_key_set_disabled(hk_db *db, const unsigned char *kid,
@@ -1331,6 +1353,7 @@ static const hk_db_ops hk_pg_ops = {
     hk_pg_key_create,
     hk_pg_key_get,
     hk_pg_key_list,
+    hk_pg_key_confirm,
     hk_pg_key_set_limits,
     hk_pg_key_delete,
     hk_pg_key_set_disabled,

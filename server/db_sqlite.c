@@ -99,6 +99,10 @@ static const char *const hk_sq_migrations[] = {
     " tokens REAL NOT NULL,"
     " updated REAL NOT NULL"
     ") STRICT;",
+    /* 3: two-phase keygen (db.h) */
+    "ALTER TABLE keys ADD COLUMN pending INTEGER NOT NULL DEFAULT 0"
+    " CHECK (pending IN (0, 1));"
+    "CREATE INDEX keys_pending ON keys (pending, created);",
 };
 
 #define HK_SQ_NMIGRATIONS                                                      \
@@ -108,7 +112,8 @@ _Static_assert(HK_SQ_NMIGRATIONS == HK_DB_SCHEMA_VERSION,
                "one migration per schema version");
 
 #define HK_SQ_KEY_COLS                                                         \
-    "kid, owner, curve, pubkey, created, disabled, label, max_hour, max_day"
+    "kid, owner, curve, pubkey, created, disabled, label, max_hour, "          \
+    "max_day, pending"
 #define HK_SQ_SESSION_COLS                                                     \
     "sid, owner, op, kid, created, last_seen, state, curve"
 #define HK_SQ_AUDIT_COLS                                                       \
@@ -347,11 +352,12 @@ static hk_err hk_col_name(sqlite3_stmt *st, int i, char out[HK_SQ_NAME_MAX + 1])
 static hk_err hk_sq_read_key(sqlite3_stmt *st, hk_db_key *k)
 {
     char curve[HK_SQ_NAME_MAX + 1];
-    int64_t disabled = 0, mh = 0, md = 0;
+    int64_t disabled = 0, mh = 0, md = 0, pending = 0;
     hk_err e;
 
     memset(k, 0, sizeof(*k));
-    if ((e = hk_col_fixed(st, 0, k->kid, HK_ID_LEN)) != HK_OK ||
+    if ((e = hk_col_int(st, 9, 0, 1, &pending)) != HK_OK ||
+        (e = hk_col_fixed(st, 0, k->kid, HK_ID_LEN)) != HK_OK ||
         (e = hk_col_text(st, 1, k->owner, HK_SUB_MAX)) != HK_OK ||
         (e = hk_col_name(st, 2, curve)) != HK_OK ||
         (e = hk_col_fixed(st, 3, k->pub.b, HK_POINT_LEN)) != HK_OK ||
@@ -363,6 +369,7 @@ static hk_err hk_sq_read_key(sqlite3_stmt *st, hk_db_key *k)
     if (hk_curve_from_name(curve, &k->curve) != HK_OK)
         return HK_ERR_DECODE;
     k->disabled = (int)disabled;
+    k->pending = (int)pending;
     k->max_hour = (unsigned)mh;
     k->max_day = (unsigned)md;
     if (sqlite3_column_type(st, 6) == SQLITE_NULL)
@@ -620,10 +627,11 @@ static hk_err hk_sq_key_insert(hk_sq *d, const hk_db_key *k)
     hk_dbp_blob(&p, k->pub.b, HK_POINT_LEN);
     hk_dbp_int(&p, k->created);
     hk_dbp_text(&p, k->label[0] != '\0' ? k->label : NULL);
+    hk_dbp_int(&p, k->pending != 0);
     return hk_sq_run_p(d,
                        "INSERT INTO keys (kid, owner, curve, pubkey, "
-                       "created, disabled, label) VALUES (?1, ?2, ?3, ?4, "
-                       "?5, 0, ?6)",
+                       "created, disabled, label, pending) VALUES (?1, ?2, "
+                       "?3, ?4, ?5, 0, ?6, ?7)",
                        &p, NULL);
 }
 
@@ -685,7 +693,8 @@ static hk_err hk_sq_list_push(sqlite3_stmt *st, hk_db_key **keys, size_t *n,
     return hk_sq_read_key(st, &(*keys)[(*n)++]);
 }
 
-static hk_err hk_sq_key_list(hk_db *db, const char *owner, hk_db_key **keys,
+static hk_err hk_sq_key_list(hk_db *db, const char *owner,
+                             int64_t pending_before, hk_db_key **keys,
                              size_t *n)
 {
     hk_sq *d = (hk_sq *)db;
@@ -695,12 +704,15 @@ static hk_err hk_sq_key_list(hk_db *db, const char *owner, hk_db_key **keys,
     hk_err e;
 
     if ((e = hk_sq_prep(d,
-                        "SELECT " HK_SQ_KEY_COLS " FROM keys WHERE ?1 IS "
-                        "NULL OR owner = ?1 ORDER BY created, kid",
+                        "SELECT " HK_SQ_KEY_COLS " FROM keys WHERE (?1 IS "
+                        "NULL OR owner = ?1) AND (?2 IS NULL OR (pending = 1 "
+                        "AND created < ?2)) ORDER BY created, kid",
                         &st)) != HK_OK)
         return e;
     if (owner != NULL)
         e = hk_sq_err(d, hk_sq_bind_text(st, 1, owner));
+    if (e == HK_OK && pending_before >= 0)
+        e = hk_sq_err(d, sqlite3_bind_int64(st, 2, pending_before));
     while (e == HK_OK && (e = hk_sq_step(d, st, &row)) == HK_OK && row)
         e = hk_sq_list_push(st, keys, n, &cap);
     sqlite3_finalize(st);
@@ -738,16 +750,26 @@ static hk_err hk_sq_key_set_limits(hk_db *db, const unsigned char *kid,
 }
 
 static hk_err hk_sq_key_delete(hk_db *db, const unsigned char *kid,
-                               const char *owner)
+                               const char *owner, int only_pending)
 {
     hk_dbp p = {0};
 
     hk_dbp_blob(&p, kid, HK_ID_LEN);
     hk_dbp_text(&p, owner);
+    hk_dbp_int(&p, only_pending != 0);
     return hk_sq_key_change((hk_sq *)db,
                             "DELETE FROM keys WHERE kid = ?1 AND (?2 IS NULL "
-                            "OR owner = ?2)",
+                            "OR owner = ?2) AND pending >= ?3",
                             &p);
+}
+
+static hk_err hk_sq_key_confirm(hk_db *db, const unsigned char *kid)
+{
+    hk_dbp p = {0};
+
+    hk_dbp_blob(&p, kid, HK_ID_LEN);
+    return hk_sq_key_change((hk_sq *)db,
+                            "UPDATE keys SET pending = 0 WHERE kid = ?1", &p);
 }
 
 /* --- shares --------------------------------------------------------------- */
@@ -1442,6 +1464,7 @@ static const hk_db_ops hk_sq_ops = {
     hk_sq_key_create,
     hk_sq_key_get,
     hk_sq_key_list,
+    hk_sq_key_confirm,
     hk_sq_key_set_limits,
     hk_sq_key_delete,
     hk_sq_key_set_disabled,

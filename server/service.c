@@ -281,6 +281,53 @@ static void hk_ep_delete(hk_service *svc, const hk_http_req *req,
     hk_respond(r, 200, json_pack("{s:s,s:b}", "key_id", kh, "deleted", 1));
 }
 
+/* POST /unlock {"key_id", "reason"}: the owner overrides the abort lock
+ * of a key on its device (`halfkey unlock --force`). Nothing changes
+ * here: the override is audited and logged, so the operator sees that a
+ * key which caught the server cheating is in use again. */
+static void hk_ep_unlock(hk_service *svc, const hk_http_req *req,
+                         const char *sub, hk_http_resp *r)
+{
+    static const char *const allowed[] = {"key_id", "reason", NULL};
+    unsigned char kid[HK_ID_LEN];
+    char kh[2 * HK_ID_LEN + 1], detail[HK_AUDIT_DETAIL_MAX + 1];
+    json_t *o = hk_body_object(req, allowed);
+    const char *hex = json_string_value(json_object_get(o, "key_id"));
+    const char *why = json_string_value(json_object_get(o, "reason"));
+    hk_db_key key;
+    hk_audit_ev ev;
+    size_t i;
+    hk_err e = HK_ERR_NOT_FOUND;
+
+    if (hex == NULL || why == NULL) {
+        json_decref(o);
+        return hk_respond_err(r, 400, "bad_request",
+                              "body must be {\"key_id\", \"reason\"}");
+    }
+    snprintf(detail, sizeof(detail), "abort lock overridden by the owner: %s",
+             why);
+    for (i = 0; detail[i] != 0; i++) /* audit text: printable ASCII */
+        if (detail[i] < 0x20 || detail[i] > 0x7e)
+            detail[i] = '?';
+    memset(&ev, 0, sizeof(ev));
+    ev.event = "unlock";
+    ev.outcome = "forced";
+    ev.sub = sub;
+    ev.kid = kid;
+    ev.detail = detail;
+    pthread_mutex_lock(&svc->dbmu);
+    if (hk_parse_kid(hex, kid) &&
+        (e = hk_db_key_get_owned(svc->db, kid, sub, &key)) == HK_OK)
+        e = hk_audit_write(svc->db, svc->cfg.node, &ev, hk_now());
+    pthread_mutex_unlock(&svc->dbmu);
+    json_decref(o); /* hex and why point into it */
+    if (e != HK_OK)
+        return hk_respond_hk(r, e);
+    hk_hex(kid, HK_ID_LEN, kh);
+    hk_log("warn", "event=abort_lock_overridden sub=%s key=%s", sub, kh);
+    hk_respond(r, 200, json_pack("{s:s,s:b}", "key_id", kh, "audited", 1));
+}
+
 /* Value of `name` in a query string "a=b&c=d" (bounded copy). */
 static int hk_query_get(const char *q, const char *name, char *out, size_t cap)
 {
@@ -414,7 +461,7 @@ static void hk_on_http(void *ctx, const hk_http_req *req, hk_http_resp *r)
     }
     if (strcmp(req->path, "/keygen") && strcmp(req->path, "/sign") &&
         strcmp(req->path, "/refresh") && strcmp(req->path, "/pubkey") &&
-        strcmp(req->path, "/delete"))
+        strcmp(req->path, "/delete") && strcmp(req->path, "/unlock"))
         return hk_respond_err(r, 404, "not_found", "no such endpoint");
     if (post == (strcmp(req->path, "/pubkey") == 0))
         return hk_respond_err(r, 405, "method", "method not allowed");
@@ -431,6 +478,8 @@ static void hk_on_http(void *ctx, const hk_http_req *req, hk_http_resp *r)
         return hk_ep_keyop(svc, req, sub, HK_DB_OP_REFRESH, r);
     if (strcmp(req->path, "/delete") == 0)
         return hk_ep_delete(svc, req, sub, r);
+    if (strcmp(req->path, "/unlock") == 0)
+        return hk_ep_unlock(svc, req, sub, r);
     hk_ep_pubkey(svc, req, sub, r);
 }
 
@@ -583,6 +632,37 @@ static void hk_on_ws_close(void *ctx, hk_tconn *conn)
 
 /* While draining: kept-open connections between sessions close; the
  * service stops when no session runs or the grace period is over. */
+/* Keys whose keygen the client never confirmed (it died after keygen.3)
+ * are removed after pending_key_ttl; each removal is audited. */
+static void hk_sweep_pending_keys(hk_service *svc, int64_t now)
+{
+    hk_db_key *gone = NULL;
+    hk_audit_ev ev;
+    size_t n = 0, i;
+    hk_err e;
+
+    pthread_mutex_lock(&svc->dbmu);
+    e = hk_db_key_sweep_pending(svc->db, now - svc->cfg.pending_key_ttl, &gone,
+                                &n);
+    for (i = 0; i < n; i++) {
+        memset(&ev, 0, sizeof(ev));
+        ev.event = "keygen";
+        ev.outcome = "expired";
+        ev.sub = gone[i].owner;
+        ev.kid = gone[i].kid;
+        ev.detail = "never confirmed by the client: pending key removed";
+        if (hk_audit_write(svc->db, svc->cfg.node, &ev, now) != HK_OK)
+            hk_log("error", "event=audit_write_failed");
+    }
+    pthread_mutex_unlock(&svc->dbmu);
+    if (e != HK_OK)
+        hk_log("warn", "event=pending_sweep_failed error=\"%s\"",
+               hk_strerror(e));
+    else if (n > 0)
+        hk_log("info", "event=pending_keys_expired count=%zu", n);
+    OPENSSL_free(gone);
+}
+
 static void hk_drain_tick(hk_service *svc, int64_t now)
 {
     int n;
@@ -629,6 +709,7 @@ static void hk_on_tick(void *ctx)
         return;
     svc->last_sweep = now;
     hk_presign_expire(svc, now);
+    hk_sweep_pending_keys(svc, now);
     pthread_mutex_lock(&svc->dbmu);
     if (hk_db_session_sweep(svc->db, now, svc->cfg.session_idle, &swept) ==
             HK_OK &&

@@ -28,6 +28,7 @@ typedef struct hk_presign {
     unsigned char sid[HK_ID_LEN];
     int64_t created;
     hk_share *share;
+    int unproven; /* as hk_rsess's */
     hk_sign *sg;
 } hk_presign;
 
@@ -78,6 +79,9 @@ struct hk_rsess {
     hk_sign *sg;
     hk_refresh *rf;
     hk_share *share;
+    /* the loaded share, or its key, is pending: it is used but promoted
+     * only on a proof that the client holds it (hk_proven) */
+    int unproven;
     int finished; /* no more messages are handled */
     int ended;    /* the end (done or failed) is recorded */
     /* queue */

@@ -1,7 +1,15 @@
 /* Protocol sessions of halfkeyd, run on the worker pool: one job at a time
  * per session, messages in arrival order. Shares are stored before the
  * message that lets the client rely on them is sent (keygen.4 after the
- * new key is stored, refresh.4 after the pending share is stored). */
+ * new key is stored, refresh.4 after the pending share is stored).
+ *
+ * Nothing a message merely names changes what is stored (DESIGN.md section
+ * 2, "promotion needs proof"): a pending share or a key whose keygen was
+ * not confirmed is used when the client names it, and made active only
+ * on a proof that the client holds it: keygen.5 and refresh.5 (a Schnorr
+ * proof of x1 bound to the session), the proof in refresh.1, or a
+ * signature made with it that verifies under Q (sign.5: only the holder of
+ * the share's Paillier key can turn c3 into a valid signature). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -245,35 +253,81 @@ static void hk_done(hk_rsess *s)
     hk_rn_start(s);
 }
 
-/* Loads the share of `epoch`; a pending one named by the client is
- * promoted first (the client holds it: the refresh is confirmed). */
+/* Loads the share of (kid, epoch) for sub; *unproven: it is pending, or
+ * its key is (keygen not confirmed). Call with svc->dbmu held. */
+static hk_err hk_share_load(hk_service *svc, const char *sub,
+                            const unsigned char *kid, unsigned long epoch,
+                            hk_share **out, int *unproven)
+{
+    hk_db_key key;
+    int pending = 0;
+    hk_err e;
+
+    if ((e = hk_load_share(svc->db, svc->kek, sub, kid, epoch, out,
+                           &pending)) != HK_OK)
+        return e;
+    if ((e = hk_db_key_get_owned(svc->db, kid, sub, &key)) != HK_OK) {
+        hk_share_free(*out);
+        *out = NULL;
+        return e;
+    }
+    *unproven = pending || key.pending;
+    return HK_OK;
+}
+
+/* Loads the share of `epoch`, active or pending: naming a share is a
+ * claim, so a pending one is used but not promoted here (hk_proven). */
 static hk_err hk_use_share(hk_rsess *s, unsigned long epoch)
 {
     hk_service *svc = s->svc;
     hk_share *sh = NULL;
-    int pending = 0;
+    int unproven = 0;
     hk_err e;
 
     if (s->share != NULL && s->share->epoch == epoch)
         return HK_OK;
     pthread_mutex_lock(&svc->dbmu);
-    e = hk_load_share(svc->db, svc->kek, s->sub, s->kid, epoch, &sh, &pending);
-    if (e == HK_OK && pending)
-        e = hk_db_share_promote(svc->db, s->kid, epoch);
+    e = hk_share_load(svc, s->sub, s->kid, epoch, &sh, &unproven);
     pthread_mutex_unlock(&svc->dbmu);
-    if (e != HK_OK) {
-        hk_share_free(sh);
+    if (e != HK_OK)
         return e == HK_ERR_NOT_FOUND ? HK_ERR_EPOCH : e;
-    }
-    if (pending)
-        hk_log("info", "event=refresh_promoted_by_use epoch=%lu", epoch);
     hk_sign_free(s->sg);
     s->sg = NULL;
     hk_rn_drop(s); /* made for the old share's N */
     pthread_mutex_lock(&s->mu);
     hk_share_free(s->share);
     s->share = sh;
+    s->unproven = unproven;
     pthread_mutex_unlock(&s->mu);
+    return HK_OK;
+}
+
+/* The client proved it holds the session's share: a pending share of
+ * that epoch becomes active (the old one goes) and a pending key is
+ * confirmed. Both steps are idempotent, so another node doing the same
+ * meanwhile is harmless. */
+static hk_err hk_proven(hk_rsess *s, const char *how)
+{
+    hk_service *svc = s->svc;
+    char kh[2 * HK_ID_LEN + 1];
+    hk_err e;
+
+    if (!s->unproven)
+        return HK_OK;
+    pthread_mutex_lock(&svc->dbmu);
+    e = hk_db_share_promote(svc->db, s->kid, s->share->epoch);
+    if (e == HK_OK)
+        e = hk_db_key_confirm(svc->db, s->kid);
+    pthread_mutex_unlock(&svc->dbmu);
+    hk_hex(s->kid, HK_ID_LEN, kh);
+    if (e != HK_OK) {
+        hk_log("error", "event=promote_failed key=%s epoch=%lu error=\"%s\"",
+               kh, s->share->epoch, hk_strerror(e));
+        return e;
+    }
+    s->unproven = 0;
+    hk_log("info", "event=share_proven key=%s epoch=%lu by=%s", kh,
+           s->share->epoch, how);
     return HK_OK;
 }
 
@@ -315,8 +369,8 @@ void hk_presign_run(void *arg)
     pthread_mutex_lock(&svc->dbmu);
     e = hk_db_share_get_active(svc->db, j->kid, &epoch, &sealed, &len);
     if (e == HK_OK)
-        e = hk_load_share(svc->db, svc->kek, j->sub, j->kid, epoch,
-                          &j->ps->share, NULL);
+        e = hk_share_load(svc, j->sub, j->kid, epoch, &j->ps->share,
+                          &j->ps->unproven);
     pthread_mutex_unlock(&svc->dbmu);
     OPENSSL_free(sealed);
     if (e == HK_OK &&
@@ -376,6 +430,7 @@ void hk_rsess_prepare_job(void *arg)
     if (s->op == HK_DB_OP_SIGN) {
         if ((ps = hk_presign_take(s->svc, s->sid)) != NULL) {
             s->share = ps->share;
+            s->unproven = ps->unproven;
             s->sg = ps->sg;
             ps->share = NULL;
             ps->sg = NULL;
@@ -388,6 +443,35 @@ void hk_rsess_prepare_job(void *arg)
         }
     }
     hk_rsess_job(s);
+}
+
+/* keygen.5 or refresh.5 verified: the key, or the refreshed share, is
+ * made active; the client gets {"t":"done"} once that is durable. */
+static void hk_confirmed(hk_rsess *s, const char *what)
+{
+    static const char done[] = "{\"v\":1,\"t\":\"done\"}";
+    hk_service *svc = s->svc;
+    char kh[2 * HK_ID_LEN + 1];
+    unsigned long epoch = 1;
+    hk_err e;
+
+    pthread_mutex_lock(&svc->dbmu);
+    if (s->op == HK_DB_OP_REFRESH) {
+        epoch = s->share->epoch + 1;
+        e = hk_db_share_promote(svc->db, s->kid, epoch);
+    } else {
+        e = hk_db_key_confirm(svc->db, s->kid);
+    }
+    pthread_mutex_unlock(&svc->dbmu);
+    if (e != HK_OK)
+        return hk_fail(s, e,
+                       s->op == HK_DB_OP_REFRESH ? "refresh promote"
+                                                 : "keygen confirm");
+    hk_hex(s->kid, HK_ID_LEN, kh);
+    hk_log("info", "event=%s_done sub=%s epoch=%lu key=%s", what, s->sub, epoch,
+           kh);
+    hk_send(s, (const unsigned char *)done, sizeof(done) - 1);
+    hk_done(s);
 }
 
 static void hk_keygen_step(hk_rsess *s, const hk_rmsg *m)
@@ -409,6 +493,8 @@ static void hk_keygen_step(hk_rsess *s, const hk_rmsg *m)
         return hk_fail(s, e, "keygen.1");
     if ((e = hk_keygen_recv(s->kg, m->buf, m->len, &out, &outlen)) != HK_OK)
         return hk_fail(s, e, "keygen");
+    if (hk_keygen_confirmed(s->kg)) /* keygen.5: the client stored it */
+        return hk_confirmed(s, "keygen");
     if (hk_keygen_done(s->kg)) {
         if ((e = hk_keygen_take_share(s->kg, &sh)) == HK_OK) {
             pthread_mutex_lock(&svc->dbmu);
@@ -419,8 +505,8 @@ static void hk_keygen_step(hk_rsess *s, const hk_rmsg *m)
             char kh[2 * HK_ID_LEN + 1];
 
             hk_hex(s->kid, HK_ID_LEN, kh);
-            hk_log("info", "event=keygen_done sub=%s key=%s curve=%s", s->sub,
-                   kh, hk_curve_name(sh->curve));
+            hk_log("info", "event=keygen_pending sub=%s key=%s curve=%s",
+                   s->sub, kh, hk_curve_name(sh->curve));
         }
         hk_share_free(sh);
         if (e != HK_OK) {
@@ -430,8 +516,6 @@ static void hk_keygen_step(hk_rsess *s, const hk_rmsg *m)
     }
     hk_send(s, out, outlen);
     OPENSSL_free(out);
-    if (hk_keygen_done(s->kg))
-        hk_done(s);
 }
 
 static void hk_log_signature(hk_rsess *s)
@@ -508,6 +592,9 @@ static void hk_sign_step(hk_rsess *s, const hk_rmsg *m, int first)
     OPENSSL_free(out);
     if (hk_sign_signature(s->sg, (unsigned char[HK_SIG_LEN]){0}) == HK_OK) {
         hk_log_signature(s);
+        /* a signature that verifies under Q, made with a pending share or
+         * key, proves the client holds it */
+        (void)hk_proven(s, "signature");
         hk_done(s);
     }
 }
@@ -530,6 +617,15 @@ static void hk_refresh_step(hk_rsess *s, const hk_rmsg *m)
         return hk_fail(s, e, "refresh.1");
     if ((e = hk_refresh_recv(s->rf, m->buf, m->len, &out, &outlen)) != HK_OK)
         return hk_fail(s, e, "refresh");
+    /* refresh.1 carried a verified proof that the client holds the share
+     * it named: a pending one is made active before a newer one is
+     * stored */
+    if (s->unproven && (e = hk_proven(s, "refresh.1")) != HK_OK) {
+        OPENSSL_free(out);
+        return hk_fail(s, e, "refresh.1 promote");
+    }
+    if (hk_refresh_confirmed(s->rf))
+        return hk_confirmed(s, "refresh");
     if (hk_refresh_take_share(s->rf, &fresh) == HK_OK) {
         /* durable before refresh.4 tells the client to switch; alone, or
          * another refresh of the key could replace this pending share
@@ -552,16 +648,6 @@ static void hk_refresh_step(hk_rsess *s, const hk_rmsg *m)
     }
     hk_send(s, out, outlen);
     OPENSSL_free(out);
-    if (hk_refresh_confirmed(s->rf)) {
-        pthread_mutex_lock(&svc->dbmu);
-        e = hk_db_share_promote(svc->db, s->kid, s->share->epoch + 1);
-        pthread_mutex_unlock(&svc->dbmu);
-        if (e != HK_OK)
-            return hk_fail(s, e, "refresh promote");
-        hk_log("info", "event=refresh_done sub=%s epoch=%lu", s->sub,
-               s->share->epoch + 1);
-        hk_done(s);
-    }
 }
 
 /* {"v":1,"t":"open","op":"sign"|"refresh","key_id":hex} on a kept-open

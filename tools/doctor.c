@@ -632,12 +632,20 @@ static void hk_dr_key(hk_dr *d, const hk_ks_keyinfo *k)
             strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
         hk_dr_say(d, HK_DR_FAIL, "key", "%s: LOCKED since %s: %s", k->label,
                   when, k->lock_reason);
-        hk_dr_fix(d,
-                  "a signature from the server failed verification "
-                  "(the abort attack, halfkey(1) ABORT LOCKOUT): investigate "
-                  "the server, then clear the lock with "
-                  "`halfkey unlock --key %s`",
-                  k->label);
+        if (k->sig_state == HK_KS_SIG_INFLIGHT)
+            hk_dr_fix(d,
+                      "a signature was interrupted (crash or lost connection "
+                      "while the server's answer was due): clear it with "
+                      "`halfkey unlock --key %s`",
+                      k->label);
+        else
+            hk_dr_fix(d,
+                      "a signature from the server failed verification "
+                      "(the abort attack, halfkey(1) ABORT LOCKOUT): make a "
+                      "new key and move the assets, or override with "
+                      "`halfkey unlock --key %s --force` (audited; a refresh "
+                      "does not clear it)",
+                      k->label);
         return;
     }
     if (d->authed && !hk_dr_key_server(d, k, kh))

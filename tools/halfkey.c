@@ -71,7 +71,10 @@ static const char *hk_opt(const hk_args *a, const char *name)
     return NULL;
 }
 
-/* Parses [--dir D] [--pin-file F] CMD then --name value pairs. */
+/* Options that take no value (given: "1"). */
+static int hk_is_flag(const char *arg) { return strcmp(arg, "--force") == 0; }
+
+/* Parses [--dir D] [--pin-file F] CMD then --name value pairs and flags. */
 static int hk_parse(int argc, char **argv, hk_args *a)
 {
     int i = 1;
@@ -89,10 +92,16 @@ static int hk_parse(int argc, char **argv, hk_args *a)
         return 0;
     a->cmd = argv[i++];
     for (; i < argc; i += 2) {
-        if (strncmp(argv[i], "--", 2) != 0 || i + 1 >= argc ||
-            a->n == HK_MAX_OPTS)
+        if (strncmp(argv[i], "--", 2) != 0 || a->n == HK_MAX_OPTS)
             return 0;
         a->names[a->n] = argv[i] + 2;
+        if (hk_is_flag(argv[i])) {
+            a->values[a->n++] = "1";
+            i--;
+            continue;
+        }
+        if (i + 1 >= argc)
+            return 0;
         a->values[a->n++] = argv[i + 1];
     }
     return 1;
@@ -445,7 +454,6 @@ static int hk_cmd_refresh(const hk_args *a)
     static const char *const allowed[] = {"key", NULL};
     const char *key = hk_opt(a, "key");
     hk_ks_keyinfo info;
-    int was_locked;
     hk_client *c;
     hk_err e;
 
@@ -453,15 +461,18 @@ static int hk_cmd_refresh(const hk_args *a)
         return hk_usage();
     if (hk_open(a, &c, 1) != 0)
         return 1;
-    was_locked = hk_ks_key_info(hk_client_keystore(c), key, &info) == HK_OK &&
-                 info.locked;
+    if (hk_ks_key_info(hk_client_keystore(c), key, &info) == HK_OK &&
+        info.locked) {
+        fprintf(stderr,
+                "halfkey: refresh: key %s is locked (%s): a refresh does "
+                "not clear the lock (the server sees the refresh, so what it "
+                "may have learned carries over); see `halfkey unlock`\n",
+                key, info.lock_reason);
+        hk_client_close(c);
+        return 1;
+    }
     fprintf(stderr, "halfkey: refreshing the key shares...\n");
     e = hk_client_refresh(c, key);
-    if (e == HK_OK && was_locked)
-        fprintf(stderr,
-                "halfkey: the abort lock of %s (%s) is cleared by this "
-                "refresh: the shares the server saw are replaced\n",
-                key, info.lock_reason);
     if (e != HK_OK) {
         int r = hk_die("refresh", e, hk_client_last_error(c));
 
@@ -565,22 +576,46 @@ static int hk_cmd_status(const hk_args *a)
     return st == 200 ? 0 : 1;
 }
 
+/* Clears an interrupted signature; an abort lock only with --force, after
+ * the server audited the override (DESIGN.md section 2). */
 static int hk_cmd_unlock(const hk_args *a)
 {
-    static const char *const allowed[] = {"key", NULL};
+    static const char *const allowed[] = {"key", "force", NULL};
+    const char *key = hk_opt(a, "key");
+    int force = hk_opt(a, "force") != NULL;
     hk_client *c;
     hk_err e;
 
-    if (!hk_only(a, allowed) || hk_opt(a, "key") == NULL)
+    if (!hk_only(a, allowed) || key == NULL)
         return hk_usage();
     if (hk_open(a, &c, 1) != 0)
         return 1;
-    e = hk_ks_unlock_key(hk_client_keystore(c), hk_opt(a, "key"));
+    if (force)
+        fprintf(stderr,
+                "halfkey: WARNING: overriding the abort lock of %s. An "
+                "invalid signature from the server means it may be "
+                "malicious; every further signature can leak about one "
+                "bit of your share to it, and a refresh does not undo "
+                "that. Recommended instead: make a new key and move the "
+                "assets. The override is audited by the server.\n",
+                key);
+    e = hk_client_unlock(c, key, force);
+    if (e == HK_ERR_KEY_LOCKED)
+        fprintf(stderr,
+                "halfkey: unlock: %s was locked by an invalid signature "
+                "from the server (possible abort attack): a plain unlock "
+                "does not clear that. Make a new key, or override with "
+                "`halfkey unlock --key %s --force` (audited)\n",
+                key, key);
+    if (e != HK_OK) {
+        int r = hk_die("unlock", e, hk_client_last_error(c));
+
+        hk_client_close(c);
+        return r;
+    }
     hk_client_close(c);
-    if (e != HK_OK)
-        return hk_die("unlock", e, hk_opt(a, "key"));
-    fprintf(stderr, "halfkey: key %s unlocked by operator action\n",
-            hk_opt(a, "key"));
+    fprintf(stderr, "halfkey: key %s unlocked by operator action%s\n", key,
+            force ? " (forced, audited by the server)" : "");
     return 0;
 }
 

@@ -152,6 +152,10 @@ static void keygen(hk_curve_id curve, const hk_rped_secret *sec, hk_share **s1,
             msgs_add(m, out, len);
     }
     CHECK(m->n == 4);
+    CHECK_OK(hk_keygen_confirm(a, &out, &len));
+    msgs_add(m, out, len);
+    CHECK_OK(hk_keygen_recv(b, out, len, &out, &len));
+    CHECK(out == NULL && m->n == 5 && hk_keygen_confirmed(b));
     CHECK_OK(hk_keygen_take_share(a, s1));
     CHECK_OK(hk_keygen_take_share(b, s2));
     hk_keygen_free(a);
@@ -327,12 +331,12 @@ static void protocol(hk_curve_id curve, const hk_rped_secret *sec)
     /* P2 fresh: keygen.1 then keygen.3 (the big one: one curve only). */
     snprintf(name, sizeof(name), "corpus/fuzz_keygen/p2-%s", cn);
     put_msgs(name, &m,
-             curve == HK_CURVE_SECP256K1 ? (const int[]){0, 2, -1}
+             curve == HK_CURVE_SECP256K1 ? (const int[]){0, 2, 4, -1}
                                          : (const int[]){0, -1});
     /* P1 after start: keygen.2 then keygen.4. */
     snprintf(name, sizeof(name), "corpus/fuzz_keygen/p1-%s", cn);
     put_msgs(name, &m, (const int[]){1, 3, -1});
-    for (i = 0; i < 4; i++)
+    for (i = 0; i < 5; i++)
         if (i != 2 && curve == HK_CURVE_SECP256K1) {
             snprintf(name, sizeof(name), "corpus/fuzz_codec/keygen.%d", i + 1);
             put_msgs(name, &m, (const int[]){i, -1});

@@ -17,7 +17,7 @@ from pgcluster import PgCluster
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 # These modules run every test against SQLite and against PostgreSQL.
-BOTH_BACKENDS = {"test_server", "test_channel", "test_policy"}
+BOTH_BACKENDS = {"test_server", "test_channel", "test_policy", "test_custody"}
 PIN = "2468-test-pin"  # the client tokens' PIN ($HALFKEY_PIN)
 
 
@@ -88,6 +88,22 @@ class Server:
         return subprocess.run(
             [str(self.bin), *args, "--config", str(self.conf)], check=check,
             capture_output=True, text=True, timeout=timeout)
+
+    def audit(self):
+        out = self.admin("audit", "export").stdout
+        return [json.loads(line) for line in out.splitlines()]
+
+    def wait_audit(self, pred, timeout=10):
+        """The first audit record matching pred; fails after timeout (the
+        server records a session's end a moment after the client is
+        done)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            recs = [r for r in self.audit() if pred(r)]
+            if recs:
+                return recs[0]
+            assert time.monotonic() < deadline, "no such audit record"
+            time.sleep(0.05)
 
     @property
     def url(self):

@@ -155,8 +155,8 @@ def test_locked_key(tok, build_dir):
     assert keys["web"][0] == "OK"
     lv, msg = keys["wallet"]
     assert lv == "FAIL" and "LOCKED" in msg and "simulated abort" in msg
-    assert "halfkey unlock --key wallet" in fix_after(p.stdout, "key")
-    tok.run("unlock", "--key", "wallet")
+    assert "halfkey unlock --key wallet --force" in fix_after(p.stdout, "key")
+    tok.run("unlock", "--key", "wallet", "--force")
     p, lines = doctor(tok)
     assert p.returncode == 0, p.stdout
 
@@ -229,9 +229,10 @@ def test_not_a_tls_server(tok):
     assert "server_url" in fix_after(p.stdout, "server")
 
 
-def test_refresh_clears_the_abort_lock(tok, build_dir):
-    """DESIGN.md §2: a locked key never signs; a refresh (or `halfkey
-    unlock`) is the way out, and the refreshed key signs again."""
+def test_refresh_keeps_the_abort_lock(tok, build_dir):
+    """DESIGN.md §2: the abort lock holds for good: neither a refresh nor
+    a plain unlock clears it; `unlock --force` does, audited by the
+    server."""
     tok.keygen("p256", "locky")
     pem = tok.pubkey_pem("locky")
     subprocess.run([str(build_dir / "ossl-provider" / "hk-lock-key"),
@@ -240,9 +241,17 @@ def test_refresh_clears_the_abort_lock(tok, build_dir):
     p = tok.run("sign", "--key", "locky", "--digest", "ab" * 32,
                 check=False)
     assert p.returncode != 0 and "locked" in p.stderr.lower(), p.stderr
-    p = tok.run("refresh", "--key", "locky")
-    assert "abort lock of locky" in p.stderr and "cleared" in p.stderr
-    assert tok.list()["locky"][2] == 2 and not tok.list()["locky"][3]
+    p = tok.run("refresh", "--key", "locky", check=False)
+    assert p.returncode != 0 and "does not clear the lock" in p.stderr
+    assert tok.list()["locky"][2] == 1 and tok.list()["locky"][3]
+    p = tok.run("unlock", "--key", "locky", check=False)
+    assert p.returncode != 0 and "--force" in p.stderr, p.stderr
+    assert tok.list()["locky"][3]
+    p = tok.run("unlock", "--key", "locky", "--force")
+    assert "WARNING" in p.stderr and "audited" in p.stderr
+    assert not tok.list()["locky"][3]
+    tok.server.wait_audit(lambda r: r["event"] == "unlock"
+                          and r["outcome"] == "forced")
     digest = hashlib.sha256(b"after the lock").digest()
     sig = tok.run("sign", "--key", "locky", "--digest", digest.hex(),
                   "--format", "raw").stdout.strip()

@@ -705,6 +705,9 @@ import subprocess
 subprocess.run([sys.argv[3], sys.argv[4], "raw"], check=True,
                env=dict(os.environ, HALFKEY_PIN=sys.argv[2]))
 check("signinit-locked", m.C_SignInit(h, byref(mech), key), 0x68)
+# ... and it is not refreshed either: a refresh does not clear the abort
+# lock (DESIGN.md section 2)
+check("refresh-locked", m.C_SetAttributeValue(h2, key, rt, U(1)), 0x68)
 # fork: the child must initialise again
 pid = os.fork()
 if pid == 0:

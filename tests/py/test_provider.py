@@ -495,7 +495,7 @@ def test_locked_key(ossl, build_dir, tmp_path):
     ossl.run("pkeyutl", "-sign", "-inkey", "halfkey:object=k", "-in", dig,
              "-out", tmp_path / "ok.sig")
     # after the operator's unlock it signs again
-    ossl.tok.run("unlock", "--key", "p")
+    ossl.tok.run("unlock", "--key", "p", "--force")
     ossl.run("pkeyutl", "-sign", "-inkey", "halfkey:object=p", "-in", dig,
              "-out", tmp_path / "ok2.sig")
 

@@ -97,6 +97,16 @@ hk_err hk_drive_keygen(hk_curve_id curve, int pbits, const hk_rped_secret *rs,
         e = HK_ERR_STATE;
         goto done;
     }
+    /* keygen.5: P1 (having stored its share) proves it holds x1 */
+    t0 = hk_drive_cpu_ms();
+    e = hk_keygen_confirm(a, &msg, &len);
+    st->p1_ms += hk_drive_cpu_ms() - t0;
+    if (e == HK_OK)
+        e = hk_drive_step(hk_kg_recv_fn, b, 2, &msg, &len, 0, st);
+    if (e == HK_OK && !hk_keygen_confirmed(b))
+        e = HK_ERR_STATE;
+    if (e != HK_OK)
+        goto done;
     if ((e = hk_keygen_take_share(a, s1)) == HK_OK &&
         (e = hk_keygen_take_share(b, s2)) != HK_OK)
         hk_share_free(*s1);

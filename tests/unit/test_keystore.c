@@ -513,11 +513,6 @@ static void test_lock(hk_ks *ks, const shares *sh)
     CHECK_OK(hk_ks_key_info(ks2, "alpha", &ki));
     CHECK(ki.locked && ki.verified);
     CHECK_ERR(hk_ks_load_share(ks2, "alpha", &s), HK_ERR_KEY_LOCKED);
-    /* only a refresh loads a locked key */
-    CHECK_OK(hk_ks_load_share_for_refresh(ks2, "alpha", &s));
-    same_share(s, sh->k1);
-    hk_share_free(s);
-    s = NULL;
 
     /* clearing the flag by editing the file: the AAD refuses it */
     snprintf(p, sizeof(p), "%s", at("keys/alpha.json"));
@@ -542,14 +537,69 @@ static void test_lock(hk_ks *ks, const shares *sh)
     free(b);
 
     hk_ks_logout(ks2);
-    CHECK_ERR(hk_ks_unlock_key(ks2, "alpha"), HK_ERR_STATE);
+    CHECK_ERR(hk_ks_unlock_key(ks2, "alpha", 1), HK_ERR_STATE);
     CHECK_OK(hk_ks_login(ks2, PIN1));
-    CHECK_OK(hk_ks_unlock_key(ks2, "alpha"));
-    CHECK_OK(hk_ks_unlock_key(ks2, "alpha")); /* no-op */
+    /* an abort lock holds against a plain unlock (DESIGN.md section 2) */
+    CHECK_ERR(hk_ks_unlock_key(ks2, "alpha", 0), HK_ERR_KEY_LOCKED);
+    CHECK_ERR(hk_ks_load_share(ks2, "alpha", &s), HK_ERR_KEY_LOCKED);
+    CHECK_OK(hk_ks_unlock_key(ks2, "alpha", 1));
+    CHECK_OK(hk_ks_unlock_key(ks2, "alpha", 0)); /* no-op */
     hk_ks_close(ks2);
     load_same(ks, "alpha", sh->k1);
     CHECK_OK(hk_ks_key_info(ks, "alpha", &ki));
     CHECK(!ki.locked && ki.lock_reason[0] == 0 && ki.lock_time == 0);
+}
+
+/* The signing-session record: fail-closed (keystore.h). */
+static void test_sig_record(hk_ks *ks, const shares *sh)
+{
+    hk_ks_keyinfo ki;
+    hk_ks_hold *h = NULL;
+    hk_share *s = NULL;
+    hk_ks *ks2 = NULL;
+    char p[512];
+
+    CHECK_OK(hk_ks_key_acquire(ks, "alpha", &h));
+    CHECK_ERR(hk_ks_hold_mark(h, HK_KS_SIG_DAMAGED), HK_ERR_ARG);
+    CHECK_OK(hk_ks_hold_mark(h, HK_KS_SIG_INFLIGHT));
+    /* readable without the PIN, by another handle */
+    CHECK_OK(hk_ks_open(tok, &ks2));
+    CHECK_OK(hk_ks_key_info(ks2, "alpha", &ki));
+    CHECK(ki.locked && ki.sig_state == HK_KS_SIG_INFLIGHT && ki.lock_time > 0);
+    CHECK(strstr(ki.lock_reason, "interrupted signature") != NULL);
+    CHECK_ERR(hk_ks_load_share(ks, "alpha", &s), HK_ERR_KEY_LOCKED);
+    /* the holder's session runs: no unlock meanwhile */
+    CHECK_OK(hk_ks_login(ks2, PIN1));
+    CHECK_ERR(hk_ks_unlock_key(ks2, "alpha", 0), HK_ERR_BUSY);
+    CHECK_OK(hk_ks_hold_mark(h, HK_KS_SIG_IDLE));
+    load_same(ks, "alpha", sh->k1);
+    /* left behind (a crash): locked until a plain unlock */
+    CHECK_OK(hk_ks_hold_mark(h, HK_KS_SIG_INFLIGHT));
+    hk_ks_key_release(h);
+    CHECK_ERR(hk_ks_load_share(ks, "alpha", &s), HK_ERR_KEY_LOCKED);
+    CHECK_OK(hk_ks_unlock_key(ks2, "alpha", 0));
+    load_same(ks, "alpha", sh->k1);
+    /* an aborted record needs force */
+    CHECK_OK(hk_ks_key_acquire(ks, "alpha", &h));
+    CHECK_OK(hk_ks_hold_mark(h, HK_KS_SIG_ABORTED));
+    hk_ks_key_release(h);
+    CHECK_OK(hk_ks_key_info(ks2, "alpha", &ki));
+    CHECK(ki.locked && ki.sig_state == HK_KS_SIG_ABORTED);
+    CHECK(strstr(ki.lock_reason, "abort attack") != NULL);
+    CHECK_ERR(hk_ks_unlock_key(ks2, "alpha", 0), HK_ERR_KEY_LOCKED);
+    CHECK_ERR(hk_ks_load_share(ks, "alpha", &s), HK_ERR_KEY_LOCKED);
+    CHECK_OK(hk_ks_unlock_key(ks2, "alpha", 1));
+    load_same(ks, "alpha", sh->k1);
+    /* a damaged record counts as an abort */
+    snprintf(p, sizeof(p), "%s", at("keys/alpha.lock"));
+    spill(p, (const unsigned char *)"garbage", 7);
+    CHECK_OK(hk_ks_key_info(ks2, "alpha", &ki));
+    CHECK(ki.locked && ki.sig_state == HK_KS_SIG_DAMAGED);
+    CHECK_ERR(hk_ks_load_share(ks, "alpha", &s), HK_ERR_KEY_LOCKED);
+    CHECK_ERR(hk_ks_unlock_key(ks2, "alpha", 0), HK_ERR_KEY_LOCKED);
+    CHECK_OK(hk_ks_unlock_key(ks2, "alpha", 1));
+    load_same(ks, "alpha", sh->k1);
+    hk_ks_close(ks2);
 }
 
 static void test_replace(hk_ks *ks, const shares *sh)
@@ -559,13 +609,18 @@ static void test_replace(hk_ks *ks, const shares *sh)
     CHECK_ERR(hk_ks_replace_share(ks, "alpha", sh->p1), HK_ERR_BINDING);
     CHECK_ERR(hk_ks_replace_share(ks, "alpha", sh->k1), HK_ERR_EPOCH);
     CHECK_ERR(hk_ks_replace_share(ks, "gamma", sh->k1r), HK_ERR_NOT_FOUND);
-    /* the refresh of a locked key clears the lock */
+    /* a lock survives a replaced share: a refresh is no way out of it */
     CHECK_OK(hk_ks_lock_key(ks, "alpha", "abort"));
     CHECK_OK(hk_ks_replace_share(ks, "alpha", sh->k1r));
-    load_same(ks, "alpha", sh->k1r);
     CHECK_OK(hk_ks_key_info(ks, "alpha", &ki));
-    CHECK(!ki.locked && ki.lock_reason[0] == 0 && ki.lock_time == 0);
+    CHECK(ki.locked && strcmp(ki.lock_reason, "abort") == 0);
     CHECK(ki.epoch == 2);
+    {
+        hk_share *s = NULL;
+
+        CHECK_ERR(hk_ks_load_share(ks, "alpha", &s), HK_ERR_KEY_LOCKED);
+    }
+    CHECK_OK(hk_ks_unlock_key(ks, "alpha", 1));
     CHECK_ERR(hk_ks_replace_share(ks, "alpha", sh->k1r), HK_ERR_EPOCH);
     CHECK_ERR(hk_ks_replace_share(ks, "alpha", sh->k1), HK_ERR_EPOCH);
     load_same(ks, "alpha", sh->k1r);
@@ -1104,6 +1159,7 @@ int main(void)
     test_other_pin();
     test_tamper(ks, &sh);
     test_lock(ks, &sh);
+    test_sig_record(ks, &sh);
     test_replace(ks, &sh);
     test_change_pin(ks, &sh);
     hk_ks_close(ks);

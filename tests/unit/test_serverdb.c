@@ -496,6 +496,37 @@ static void test_share_sequence(hk_db *db, const hk_kek *kek, const shares *sh)
     OPENSSL_free(blob);
 }
 
+/* Two-phase keygen (db.h): a stored key is pending until confirmed; the
+ * sweep removes only keys still pending and created before the cut-off. */
+static void test_pending_keys(hk_db *db, const hk_kek *kek, const shares *sh)
+{
+    hk_share a = *sh->p2[1], b = *sh->p2[1];
+    hk_db_key k, *gone = NULL;
+    size_t n = 0;
+
+    CHECK(RAND_bytes(a.kid, HK_ID_LEN) == 1);
+    CHECK(RAND_bytes(b.kid, HK_ID_LEN) == 1);
+    /* older than every other key of the test database */
+    CHECK_OK(hk_store_new_key(db, kek, "carol", &a, NULL, T0 - 100));
+    CHECK_OK(hk_store_new_key(db, kek, "carol", &b, NULL, T0 - 90));
+    CHECK_OK(hk_db_key_get(db, a.kid, &k));
+    CHECK(k.pending);
+    CHECK_OK(hk_db_key_sweep_pending(db, T0 - 100, &gone, &n)); /* before */
+    CHECK(n == 0 && gone == NULL);
+    CHECK_OK(hk_db_key_confirm(db, b.kid));
+    CHECK_OK(hk_db_key_confirm(db, b.kid)); /* idempotent */
+    CHECK_OK(hk_db_key_get(db, b.kid, &k));
+    CHECK(!k.pending);
+    CHECK_OK(hk_db_key_sweep_pending(db, T0 - 50, &gone, &n));
+    CHECK(n == 1 && memcmp(gone[0].kid, a.kid, HK_ID_LEN) == 0);
+    CHECK(strcmp(gone[0].owner, "carol") == 0);
+    OPENSSL_free(gone);
+    CHECK_ERR(hk_db_key_get(db, a.kid, &k), HK_ERR_NOT_FOUND);
+    CHECK_ERR(hk_db_key_confirm(db, a.kid), HK_ERR_NOT_FOUND);
+    CHECK_ERR(hk_db_key_sweep_pending(db, -1, &gone, &n), HK_ERR_ARG);
+    CHECK_OK(hk_db_key_delete(db, b.kid, NULL));
+}
+
 static void test_share_rules(hk_db *db, const hk_kek *kek, const shares *sh)
 {
     unsigned char nokid[HK_ID_LEN], *blob = NULL;
@@ -985,6 +1016,7 @@ static void test_backend(const char *conninfo, const hk_kek *kek,
     CHECK(v == HK_DB_SCHEMA_VERSION);
     test_keys(db);
     test_share_sequence(db, kek, sh);
+    test_pending_keys(db, kek, sh);
     test_share_rules(db, kek, sh);
     test_sessions(db, sid2);
     test_setup_store(db, kek, kek2);
@@ -1062,6 +1094,7 @@ int main(void)
     test_keys(db);
     test_corrupt_keys(db, path);
     test_share_sequence(db, kek, &sh);
+    test_pending_keys(db, kek, &sh);
     test_share_rules(db, kek, &sh);
     test_share_binding(db, kek, kek2, path, &sh);
     test_atomicity(db, kek, path, &sh);

@@ -52,6 +52,7 @@ enum {
     KG2,
     KG3,
     KG4,
+    KG5,
     SG1,
     SG2,
     SG3,
@@ -66,9 +67,9 @@ enum {
 };
 
 static const char *const type_names[NTYPES] = {
-    "keygen.1",  "keygen.2",  "keygen.3",  "keygen.4", "sign.1",
-    "sign.2",    "sign.3",    "sign.4",    "sign.5",   "refresh.1",
-    "refresh.2", "refresh.3", "refresh.4", "refresh.5"};
+    "keygen.1",  "keygen.2",  "keygen.3",  "keygen.4",  "keygen.5",
+    "sign.1",    "sign.2",    "sign.3",    "sign.4",    "sign.5",
+    "refresh.1", "refresh.2", "refresh.3", "refresh.4", "refresh.5"};
 
 /* One message of each type, from sessions parallel to the tested ones. */
 typedef struct {
@@ -842,6 +843,10 @@ static void record_keygen(hk_curve_id curve, const unsigned char *kid,
                                &tr->m[i], type_names[i]);
     end = deliver(kg_recv, a, &tr->m[KG4], "keygen.4");
     CHECK(end.b == NULL);
+    CHECK_OK(hk_keygen_confirm(a, &out, &len));
+    tr->m[KG5] = buf_take(out, len);
+    end = deliver(kg_recv, b, &tr->m[KG5], "keygen.5");
+    CHECK(end.b == NULL && hk_keygen_confirmed(b));
     if (s1 != NULL) {
         CHECK_OK(hk_keygen_take_share(a, s1));
         CHECK_OK(hk_keygen_take_share(b, s2));
@@ -1094,7 +1099,7 @@ static void test_keygen(hk_curve_id curve, const unsigned char *kid,
     unsigned char sid[HK_ID_LEN], dummy[HK_ID_LEN], *out = NULL;
     unsigned char dig[32] = {7}, sig[HK_SIG_LEN];
     hk_keygen *p1 = NULL, *p2 = NULL;
-    buf m[5];
+    buf m[6];
     hk_point Q1;
     hk_drive_stats ds;
     kg_defer d;
@@ -1137,9 +1142,22 @@ static void test_keygen(hk_curve_id curve, const unsigned char *kid,
     m[4] = deliver(kg_recv, p1, &m[3], "keygen.4");
     CHECK(m[4].b == NULL);
     CHECK(hk_keygen_done(p1) && hk_keygen_done(p2));
+    CHECK(!hk_keygen_confirmed(p1) && !hk_keygen_confirmed(p2));
+    CHECK_ERR(hk_keygen_confirm(p2, &out, &len), HK_ERR_STATE);
+    /* P1 stores its share, then proves it holds x1 (keygen.5). */
+    CHECK_OK(hk_keygen_confirm(p1, &out, &len));
+    m[4] = buf_take(out, len);
+    CHECK_ERR(hk_keygen_confirm(p1, &out, &len), HK_ERR_STATE);
+    st = mkstep("keygen.5 -> P2", kg_recv, p2, KG5, sid, par, m,
+                HK_ERR_KEY_MISMATCH);
+    attack(&st, &m[4]);
+    CHECK(!hk_keygen_confirmed(p2));
+    m[5] = deliver(kg_recv, p2, &m[4], "keygen.5");
+    CHECK(m[5].b == NULL && hk_keygen_confirmed(p2));
     /* Finished machines take nothing more. */
     refuse_with(kg_recv, p1, &m[3], HK_ERR_STATE, "keygen.4 again");
     refuse_with(kg_recv, p2, &m[2], HK_ERR_STATE, "keygen.3 again");
+    refuse_with(kg_recv, p2, &m[4], HK_ERR_STATE, "keygen.5 again");
 
     CHECK_OK(hk_keygen_take_share(p1, o1));
     CHECK_OK(hk_keygen_take_share(p2, o2));
@@ -1148,7 +1166,7 @@ static void test_keygen(hk_curve_id curve, const unsigned char *kid,
     CHECK(hk_test_verify_evp(curve, &(*o1)->Q, dig, sizeof(dig), sig));
     hk_keygen_free(p1);
     hk_keygen_free(p2);
-    for (i = 0; i < 4; i++)
+    for (i = 0; i < 5; i++)
         buf_free(&m[i]);
 }
 
@@ -1599,8 +1617,11 @@ static void test_refresh(const hk_share *s1, const hk_share *s2,
     d.s1 = s1;
     d.s2 = s2;
     d.sid = sid;
-    st = mkstep("refresh.1 -> P2", rf_recv, p2, RF1, sid, par, m, HK_OK);
+    st = mkstep("refresh.1 -> P2", rf_recv, p2, RF1, sid, par, m, HK_ERR_PROOF);
     divert(&st, op1, 1, rf_divert1, &d);
+    /* the proof of possession is bound to the session: another session's
+     * refresh.1 is refused even with this sid */
+    st.divert_foreign = 0;
     attack(&st, &m[0]);
     m[1] = deliver(rf_recv, p2, &m[0], "refresh.1");
 
@@ -1669,7 +1690,7 @@ int main(void)
     record_sign(b1, b2, &g_other);
     record_refresh(b1, b2, &g_other);
     /* Keygen under attack, with a parallel keygen of the same key id. */
-    for (i = KG1; i <= KG4; i++)
+    for (i = KG1; i <= KG5; i++)
         par.m[i] = buf_dup(g_other.m[i].b, g_other.m[i].len);
     test_keygen(HK_CURVE_SECP256K1, kid, &par, &s1, &s2);
     /* Sign and refresh, with parallel sessions on the same shares. */

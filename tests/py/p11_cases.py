@@ -638,6 +638,51 @@ def _(c):
            KEY_FUNCTION_NOT_PERMITTED)
 
 
+@rule("signinit-not-logged-in", "ro", False)
+def _(c):
+    expect("C_SignInit", c.m.C_SignInit(c.h, byref(Mech(CKM_ECDSA, None, 0)),
+                                        U(1)), USER_NOT_LOGGED_IN)
+
+
+@rule("sign-data-len-range", "ro", True)
+def _(c):
+    k, mech, sl = c.key(CKO_PRIVATE_KEY), Mech(CKM_ECDSA, None, 0), U(0)
+    expect("C_SignInit", c.m.C_SignInit(c.h, byref(mech), k), OK)
+    expect("C_SignUpdate", c.m.C_SignUpdate(c.h, c_char_p(b"x" * 1025),
+                                            U(1025)), 0x21)  # DATA_LEN_RANGE
+    expect("C_SignInit", c.m.C_SignInit(c.h, byref(mech), k), OK)
+    expect("C_SignFinal empty", c.m.C_SignFinal(
+        c.h, create_string_buffer(64), byref(U(64))), 0x21)
+
+
+@rule("verify-signature-checks", "ro", False)
+def _(c):
+    k, mech = c.key(CKO_PUBLIC_KEY), Mech(CKM_ECDSA_SHA256, None, 0)
+    for sig, n, want in ((None, 64, ARGUMENTS_BAD),
+                         (create_string_buffer(63), 63, 0xC1),  # LEN_RANGE
+                         (create_string_buffer(b"\x01" * 64, 64), 64,
+                          0xC0)):  # SIGNATURE_INVALID
+        expect("C_VerifyInit", c.m.C_VerifyInit(c.h, byref(mech), k), OK)
+        expect("C_Verify", c.m.C_Verify(c.h, c_char_p(b"m"), U(1), sig,
+                                        U(n)), want)
+
+
+@rule("mechanism-list-and-info", None, False)
+def _(c):
+    n, one = U(0), (U * 1)()
+    expect("C_GetMechanismList size", c.m.C_GetMechanismList(
+        U(0), None, byref(n)), OK)
+    small = U(1)
+    expect("C_GetMechanismList small", c.m.C_GetMechanismList(
+        U(0), one, byref(small)), BUFFER_TOO_SMALL)
+    assert small.value == n.value == 7
+    expect("C_GetMechanismInfo", c.m.C_GetMechanismInfo(
+        U(0), U(0x1), byref((U * 3)())), MECHANISM_INVALID)
+    expect("C_GetMechanismList slot", c.m.C_GetMechanismList(
+        U(9), None, byref(n)), 0x3)  # SLOT_ID_INVALID
+    expect("C_CloseAllSessions slot", c.m.C_CloseAllSessions(U(9)), 0x3)
+
+
 # --- every function: bad session handles, NULL outputs ------------------------
 
 @rule("session-handle-invalid", "ro", False)

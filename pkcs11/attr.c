@@ -59,9 +59,10 @@ static size_t hk_p11_key_attrs(const hk_p11_key *k, hk_p11_attr *out)
     size_t n = 0;
 
     HK_A(CKA_KEY_TYPE, &hk_ktype, sizeof(hk_ktype));
-    HK_B(CKA_TOKEN, 1);
-    HK_B(CKA_MODIFIABLE, 0);
+    HK_B(CKA_TOKEN, k->sess == 0);
+    HK_B(CKA_MODIFIABLE, 1); /* CKA_ID (setattr.c) */
     HK_B(CKA_COPYABLE, 0);
+    HK_B(CKA_DESTROYABLE, 1);
     HK_B(CKA_LOCAL, 1);
     HK_B(CKA_DERIVE, 0);
     HK_A(CKA_LABEL, k->info.label, strlen(k->info.label));

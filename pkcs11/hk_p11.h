@@ -39,6 +39,11 @@ CK_RV C_GetInterface(CK_UTF8CHAR_PTR pInterfaceName, CK_VERSION_PTR pVersion,
 #endif
 #pragma GCC visibility pop
 
+/* PKCS#11 3.0 attributes p11-kit's header before 0.25 lacks. */
+#ifndef CKA_UNIQUE_ID
+#define CKA_UNIQUE_ID 0x4UL
+#endif
+
 #include <openssl/evp.h>
 
 #include "client/client.h"
@@ -62,8 +67,10 @@ typedef struct {
     unsigned char id[HK_P11_ID_MAX]; /* CKA_ID: the key id, or the one */
     size_t idlen;                    /* the keygen template gave */
     int present;
-    int orphan; /* deleted through this context: only its public key
-                 * object is left, until destroyed (C_DestroyObject) */
+    int orphan;             /* deleted through this context: only its public key
+                             * object is left, until destroyed (C_DestroyObject) */
+    CK_SESSION_HANDLE sess; /* a session key (CKA_TOKEN false): the session
+                             * that made it, which deletes it; 0: token key */
 } hk_p11_key;
 
 /* A stored object (store.c): its attributes, values in the record. */
@@ -106,7 +113,8 @@ typedef struct {
 /* A sign or verify operation: the mechanism, the key and the input. */
 typedef struct {
     int active;
-    int busy; /* a network signing call is running without the mutex */
+    int busy;  /* a network signing call is running without the mutex */
+    int multi; /* C_*Update was called: only C_*Final may finish it */
     CK_MECHANISM_TYPE mech;
     CK_OBJECT_HANDLE key;
     EVP_MD_CTX *md; /* CKM_ECDSA_SHA*: running hash */
@@ -157,6 +165,29 @@ hk_err hk_p11_retry_busy(hk_client *cli, const char *label,
                          hk_err (*f)(hk_client *, const char *, void *),
                          void *arg);
 
+/* keygen.c */
+typedef struct {
+    hk_curve_id curve;
+    char label[HK_KS_LABEL_MAX + 1];
+    unsigned char id[HK_P11_ID_MAX];
+    size_t idlen; /* 0: the key id */
+    int token;    /* a token key (else a session key) */
+} hk_p11_genreq;
+/* C_GenerateKeyPair's mechanism and templates as a request (no network;
+ * the fuzz target tests/fuzz/fuzz_p11_tpl.c calls it). */
+CK_RV hk_p11_genreq_parse(const CK_MECHANISM *m, const CK_ATTRIBUTE *pub,
+                          CK_ULONG npub, const CK_ATTRIBUTE *prv, CK_ULONG nprv,
+                          hk_p11_genreq *r);
+/* Deletes the session keys of session `owner` (0: every session key of
+ * the slot) on both sides, or, at logout, only their private halves
+ * (`priv_only`; the public key objects stay until the session closes).
+ * Mutex held, dropped for the network. */
+void hk_p11_session_keys_drop(hk_p11_slot *sl, CK_SESSION_HANDLE owner,
+                              int priv_only);
+/* Deletes key sl->keys[idx] on both sides (hk_client_delete; the mutex is
+ * dropped meanwhile). */
+CK_RV hk_p11_key_delete(hk_p11_slot *sl, size_t idx);
+
 /* refresh.c */
 /* HK_CKA_REFRESH = CK_TRUE on private key k (mutex held, dropped). */
 CK_RV hk_p11_refresh(hk_p11_session *s, hk_p11_key *k, int priv,
@@ -181,7 +212,10 @@ void hk_p11_op_reset(hk_p11_op *op);
 
 /* op.c */
 CK_RV hk_p11_op_init(hk_p11_op *op, const CK_MECHANISM *m, CK_OBJECT_HANDLE h);
-CK_RV hk_p11_op_update(hk_p11_op *op, const unsigned char *data, CK_ULONG len);
+/* Input of C_Sign / C_Verify (multi 0: the whole input, refused after an
+ * update) or of C_SignUpdate / C_VerifyUpdate (multi 1). */
+CK_RV hk_p11_op_update(hk_p11_op *op, const unsigned char *data, CK_ULONG len,
+                       int multi);
 CK_RV hk_p11_op_digest(hk_p11_op *op, unsigned char dig[EVP_MAX_MD_SIZE],
                        size_t *dlen);
 
@@ -232,6 +266,8 @@ CK_RV hk_p11_sobj_replace(hk_p11_slot *sl, hk_p11_sobj *so,
                           const hk_p11_obj *o);
 /* Frees the session objects of `owner` (0: all of the slot). */
 void hk_p11_sobj_drop(hk_p11_slot *sl, CK_SESSION_HANDLE owner);
+/* Frees the private session objects of every session (C_Logout). */
+void hk_p11_sobj_drop_private(hk_p11_slot *sl);
 
 /* objcreate.c */
 /* The stored or session object behind h visible to s, or NULL; *so is
@@ -243,6 +279,38 @@ hk_p11_obj *hk_p11_obj_lookup(hk_p11_session *s, CK_OBJECT_HANDLE h,
 CK_RV hk_p11_obj_may_change(hk_p11_session *s, const hk_p11_sobj *so);
 CK_RV hk_p11_obj_get_attrs(hk_p11_obj *o, CK_ATTRIBUTE *tpl, CK_ULONG n);
 int hk_p11_obj_match(hk_p11_obj *o, const CK_ATTRIBUTE *tpl, CK_ULONG n);
+
+/* tpl.c */
+#define HK_P11_TPL_MAX 1024 /* entries of one template */
+/* One attribute value (a certificate's DER is far smaller; the token's
+ * whole object record is at most HK_KS_OBJ_MAX). */
+#define HK_P11_VALUE_MAX (256u * 1024u)
+typedef enum {
+    HK_P11_AK_UNKNOWN, /* not an attribute of this module */
+    HK_P11_AK_BYTES,
+    HK_P11_AK_BOOL,   /* CK_BBOOL: 1 byte, CK_TRUE or CK_FALSE */
+    HK_P11_AK_ULONG,  /* CK_ULONG */
+    HK_P11_AK_ULONGS, /* CK_ULONG array (CKA_ALLOWED_MECHANISMS) */
+    HK_P11_AK_DATE,   /* CK_DATE, or empty */
+} hk_p11_akind;
+hk_p11_akind hk_p11_attr_kind(CK_ATTRIBUTE_TYPE t);
+/* The template argument itself: CKR_ARGUMENTS_BAD for a count above
+ * HK_P11_TPL_MAX or a NULL array with a count (output templates). */
+CK_RV hk_p11_tpl_args(const CK_ATTRIBUTE *t, CK_ULONG n);
+/* An input template: the argument, then every value against its
+ * attribute's kind (CKR_ARGUMENTS_BAD: NULL value with a length;
+ * CKR_ATTRIBUTE_TYPE_INVALID: unknown type; CKR_ATTRIBUTE_VALUE_INVALID:
+ * wrong length or a boolean other than CK_TRUE/CK_FALSE), no type twice
+ * (CKR_TEMPLATE_INCONSISTENT). */
+CK_RV hk_p11_tpl_check(const CK_ATTRIBUTE *t, CK_ULONG n);
+const CK_ATTRIBUTE *hk_p11_tpl_find(const CK_ATTRIBUTE *t, CK_ULONG n,
+                                    CK_ATTRIBUTE_TYPE type);
+/* Boolean `type` of a checked template (or object), dflt if absent. */
+int hk_p11_tpl_bool(const CK_ATTRIBUTE *t, CK_ULONG n, CK_ATTRIBUTE_TYPE type,
+                    int dflt);
+/* CK_ULONG `type` into *out: 1, or 0 if absent or not a CK_ULONG. */
+int hk_p11_tpl_ulong(const CK_ATTRIBUTE *t, CK_ULONG n, CK_ATTRIBUTE_TYPE type,
+                     CK_ULONG *out);
 
 /* attr.c */
 CK_RV hk_p11_get_attrs(const hk_p11_key *k, int priv, CK_ATTRIBUTE *tpl,

@@ -2,7 +2,8 @@
  * two-party keygen of the client core. The curve is CKA_EC_PARAMS (the
  * named-curve OID of secp256k1 or P-256); the key's keystore label is
  * CKA_LABEL (private template first), else "id-<hex CKA_ID>", else a
- * random "key-<hex>". Keys are always token objects. CKA_ID is the
+ * random "key-<hex>". CKA_TOKEN false makes a session key (sesskey.c).
+ * CKA_ID is the
  * template's (kept in a hidden stored object, store.c), else the key id
  * the server assigns.
  * Capability attributes of the templates (CKA_SIGN, CKA_DERIVE, ...) are
@@ -14,57 +15,73 @@
 
 #include "pkcs11/hk_p11.h"
 
-typedef struct {
-    hk_curve_id curve;
-    char label[HK_KS_LABEL_MAX + 1];
-    unsigned char id[HK_P11_ID_MAX];
-    size_t idlen; /* 0: the key id */
-    int token;    /* CKA_TOKEN true was asked for */
-} hk_p11_genreq;
+/* Attributes the token sets itself (PKCS#11 v3.0 4.7, 4.8: "must not be
+ * specified"), and CKA_TRUSTED, which only the SO may set and keys here
+ * never have. */
+static const CK_ATTRIBUTE_TYPE hk_p11_gen_ro[] = {
+    CKA_LOCAL,
+    CKA_ALWAYS_SENSITIVE,
+    CKA_NEVER_EXTRACTABLE,
+    CKA_KEY_GEN_MECHANISM,
+    CKA_UNIQUE_ID,
+    CKA_EC_POINT,
+    CKA_TRUSTED,
+    HK_CKA_EPOCH,
+    HK_CKA_REFRESH,
+};
 
-static const CK_ATTRIBUTE *hk_p11_tpl_get(const CK_ATTRIBUTE *t, CK_ULONG n,
-                                          CK_ATTRIBUTE_TYPE type)
+/* One template: checked (tpl.c); CKA_CLASS and CKA_KEY_TYPE, if given,
+ * must fit; nothing the key cannot be (extractable, not sensitive). */
+static CK_RV hk_p11_tpl_key(const CK_ATTRIBUTE *t, CK_ULONG n,
+                            CK_OBJECT_CLASS cls)
 {
-    CK_ULONG i;
+    CK_ULONG v, i, j;
+    CK_RV rv;
 
+    if ((rv = hk_p11_tpl_check(t, n)) != CKR_OK)
+        return rv;
     for (i = 0; i < n; i++)
-        if (t[i].type == type)
-            return t[i].pValue != NULL || t[i].ulValueLen == 0 ? &t[i] : NULL;
-    return NULL;
+        for (j = 0; j < sizeof(hk_p11_gen_ro) / sizeof(hk_p11_gen_ro[0]); j++)
+            if (t[i].type == hk_p11_gen_ro[j])
+                return CKR_ATTRIBUTE_READ_ONLY;
+    if ((hk_p11_tpl_ulong(t, n, CKA_CLASS, &v) && v != cls) ||
+        (hk_p11_tpl_ulong(t, n, CKA_KEY_TYPE, &v) && v != CKK_EC))
+        return CKR_TEMPLATE_INCONSISTENT;
+    if (cls == CKO_PRIVATE_KEY &&
+        (hk_p11_tpl_bool(t, n, CKA_EXTRACTABLE, 0) ||
+         !hk_p11_tpl_bool(t, n, CKA_SENSITIVE, 1) ||
+         hk_p11_tpl_bool(t, n, CKA_ALWAYS_AUTHENTICATE, 0)))
+        return CKR_ATTRIBUTE_VALUE_INVALID;
+    return CKR_OK;
 }
 
-/* CKA_CLASS and CKA_KEY_TYPE, if given, must fit; CKA_TOKEN noted. */
-static CK_RV hk_p11_tpl_check(const CK_ATTRIBUTE *t, CK_ULONG n,
-                              CK_OBJECT_CLASS cls, hk_p11_genreq *r)
+/* Token or session key: the private key's CKA_TOKEN (which is what is
+ * kept), else the public key's, else a token key (the module's default,
+ * as for C_CreateObject). Both given and different: one half would
+ * outlive the other. */
+static CK_RV hk_p11_gen_token(const CK_ATTRIBUTE *pub, CK_ULONG npub,
+                              const CK_ATTRIBUTE *prv, CK_ULONG nprv,
+                              int *token)
 {
-    const CK_ATTRIBUTE *a;
+    int p = hk_p11_tpl_bool(pub, npub, CKA_TOKEN, -1);
+    int q = hk_p11_tpl_bool(prv, nprv, CKA_TOKEN, -1);
 
-    if (t == NULL && n > 0)
-        return CKR_ARGUMENTS_BAD;
-    if ((a = hk_p11_tpl_get(t, n, CKA_CLASS)) != NULL &&
-        (a->ulValueLen != sizeof(CK_OBJECT_CLASS) ||
-         *(CK_OBJECT_CLASS *)a->pValue != cls))
+    if (p >= 0 && q >= 0 && p != q)
         return CKR_TEMPLATE_INCONSISTENT;
-    if ((a = hk_p11_tpl_get(t, n, CKA_KEY_TYPE)) != NULL &&
-        (a->ulValueLen != sizeof(CK_KEY_TYPE) ||
-         *(CK_KEY_TYPE *)a->pValue != CKK_EC))
-        return CKR_TEMPLATE_INCONSISTENT;
-    if ((a = hk_p11_tpl_get(t, n, CKA_TOKEN)) != NULL &&
-        a->ulValueLen == sizeof(CK_BBOOL) && *(CK_BBOOL *)a->pValue)
-        r->token = 1;
+    *token = q >= 0 ? q : p >= 0 ? p : 1;
     return CKR_OK;
 }
 
 static CK_RV hk_p11_label(const CK_ATTRIBUTE *pub, CK_ULONG npub,
                           const CK_ATTRIBUTE *prv, CK_ULONG nprv, char *out)
 {
-    const CK_ATTRIBUTE *a = hk_p11_tpl_get(prv, nprv, CKA_LABEL);
+    const CK_ATTRIBUTE *a = hk_p11_tpl_find(prv, nprv, CKA_LABEL);
     unsigned char rnd[8];
     const unsigned char *b;
     CK_ULONG i;
 
     if (a == NULL)
-        a = hk_p11_tpl_get(pub, npub, CKA_LABEL);
+        a = hk_p11_tpl_find(pub, npub, CKA_LABEL);
     if (a != NULL && a->ulValueLen > 0) {
         if (a->ulValueLen > HK_KS_LABEL_MAX)
             return CKR_ATTRIBUTE_VALUE_INVALID;
@@ -72,8 +89,8 @@ static CK_RV hk_p11_label(const CK_ATTRIBUTE *pub, CK_ULONG npub,
         out[a->ulValueLen] = 0;
         return hk_ks_label_ok(out) ? CKR_OK : CKR_ATTRIBUTE_VALUE_INVALID;
     }
-    if ((a = hk_p11_tpl_get(prv, nprv, CKA_ID)) == NULL)
-        a = hk_p11_tpl_get(pub, npub, CKA_ID);
+    if ((a = hk_p11_tpl_find(prv, nprv, CKA_ID)) == NULL)
+        a = hk_p11_tpl_find(pub, npub, CKA_ID);
     if (a != NULL && a->ulValueLen > 0 && a->ulValueLen <= 30) {
         b = a->pValue;
         strcpy(out, "id-");
@@ -89,29 +106,31 @@ static CK_RV hk_p11_label(const CK_ATTRIBUTE *pub, CK_ULONG npub,
     return CKR_OK;
 }
 
-static CK_RV hk_p11_genreq_parse(const CK_MECHANISM *m, const CK_ATTRIBUTE *pub,
-                                 CK_ULONG npub, const CK_ATTRIBUTE *prv,
-                                 CK_ULONG nprv, hk_p11_genreq *r)
+CK_RV hk_p11_genreq_parse(const CK_MECHANISM *m, const CK_ATTRIBUTE *pub,
+                          CK_ULONG npub, const CK_ATTRIBUTE *prv, CK_ULONG nprv,
+                          hk_p11_genreq *r)
 {
     const CK_ATTRIBUTE *a;
     CK_RV rv;
 
+    memset(r, 0, sizeof(*r));
     if (m == NULL)
         return CKR_ARGUMENTS_BAD;
     if (m->mechanism != CKM_EC_KEY_PAIR_GEN)
         return CKR_MECHANISM_INVALID;
     if (m->pParameter != NULL || m->ulParameterLen != 0)
         return CKR_MECHANISM_PARAM_INVALID;
-    if ((rv = hk_p11_tpl_check(pub, npub, CKO_PUBLIC_KEY, r)) != CKR_OK ||
-        (rv = hk_p11_tpl_check(prv, nprv, CKO_PRIVATE_KEY, r)) != CKR_OK)
+    if ((rv = hk_p11_tpl_key(pub, npub, CKO_PUBLIC_KEY)) != CKR_OK ||
+        (rv = hk_p11_tpl_key(prv, nprv, CKO_PRIVATE_KEY)) != CKR_OK ||
+        (rv = hk_p11_gen_token(pub, npub, prv, nprv, &r->token)) != CKR_OK)
         return rv;
-    if ((a = hk_p11_tpl_get(pub, npub, CKA_EC_PARAMS)) == NULL &&
-        (a = hk_p11_tpl_get(prv, nprv, CKA_EC_PARAMS)) == NULL)
+    if ((a = hk_p11_tpl_find(pub, npub, CKA_EC_PARAMS)) == NULL &&
+        (a = hk_p11_tpl_find(prv, nprv, CKA_EC_PARAMS)) == NULL)
         return CKR_TEMPLATE_INCOMPLETE;
     if (!hk_p11_curve_from_oid(a->pValue, a->ulValueLen, &r->curve))
         return CKR_CURVE_NOT_SUPPORTED;
-    if ((a = hk_p11_tpl_get(prv, nprv, CKA_ID)) == NULL)
-        a = hk_p11_tpl_get(pub, npub, CKA_ID);
+    if ((a = hk_p11_tpl_find(prv, nprv, CKA_ID)) == NULL)
+        a = hk_p11_tpl_find(pub, npub, CKA_ID);
     if (a != NULL && a->ulValueLen > HK_P11_ID_MAX)
         return CKR_ATTRIBUTE_VALUE_INVALID;
     if (a != NULL && a->ulValueLen > 0) {
@@ -122,10 +141,12 @@ static CK_RV hk_p11_genreq_parse(const CK_MECHANISM *m, const CK_ATTRIBUTE *pub,
 }
 
 /* With the mutex held; dropped for the network run. */
-static CK_RV hk_p11_generate(hk_p11_session *s, const hk_p11_genreq *r,
-                             CK_OBJECT_HANDLE *hpub, CK_OBJECT_HANDLE *hprv)
+static CK_RV hk_p11_generate(hk_p11_session *s, CK_SESSION_HANDLE hs,
+                             const hk_p11_genreq *r, CK_OBJECT_HANDLE *hpub,
+                             CK_OBJECT_HANDLE *hprv)
 {
     CK_SLOT_ID slot = s->slot;
+    hk_p11_session *now;
     hk_p11_slot *sl = &hk_p11.slots[slot];
     hk_ks_keyinfo ki;
     long idx;
@@ -139,6 +160,14 @@ static CK_RV hk_p11_generate(hk_p11_session *s, const hk_p11_genreq *r,
         return rv;
     if ((idx = hk_p11_keys_refresh(sl, r->label)) < 0)
         return CKR_FUNCTION_FAILED;
+    if (!r->token) {
+        sl->keys[idx].sess = hs;
+        /* the session closed during the keygen: nothing owns the key */
+        if (hk_p11_session_get(hs, &now) != CKR_OK || now != s) {
+            hk_p11_session_keys_drop(sl, hs, 0);
+            return CKR_SESSION_CLOSED;
+        }
+    }
     /* the template's CKA_ID; the key is made even if this fails */
     if (r->idlen > 0) {
         if (hk_p11_store_key_id(sl, &sl->keys[idx], r->id, r->idlen) != HK_OK)
@@ -181,7 +210,7 @@ CK_RV C_GenerateKeyPair(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
     if (rv == CKR_OK && !hk_p11.slots[s->slot].logged_in)
         rv = CKR_USER_NOT_LOGGED_IN;
     if (rv == CKR_OK)
-        rv = hk_p11_generate(s, &req, phPublicKey, phPrivateKey);
+        rv = hk_p11_generate(s, hSession, &req, phPublicKey, phPrivateKey);
 done:
     hk_p11_leave();
     return rv;

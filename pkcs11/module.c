@@ -16,6 +16,22 @@ hk_p11_ctx hk_p11;
  * others get CKR_CRYPTOKI_ALREADY_INITIALIZED, never a half-built
  * context. */
 static pthread_mutex_t hk_p11_init_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t hk_p11_atfork_once = PTHREAD_ONCE_INIT;
+
+/* A fork while another thread holds hk_p11_init_mu (inside C_Initialize or
+ * C_Finalize) leaves the child a locked mutex that no thread of it will
+ * ever unlock: the child's C_Initialize would wait for good. The child
+ * re-arms it (it has one thread then). glibc drops the handler when the
+ * module is unloaded (dlclose). */
+static void hk_p11_atfork_child(void)
+{
+    pthread_mutex_init(&hk_p11_init_mu, NULL);
+}
+
+static void hk_p11_atfork_register(void)
+{
+    (void)pthread_atfork(NULL, NULL, hk_p11_atfork_child);
+}
 
 extern CK_FUNCTION_LIST hk_p11_functions;
 
@@ -132,6 +148,7 @@ CK_RV C_Initialize(CK_VOID_PTR pInitArgs)
     static const CK_C_INITIALIZE_ARGS none;
     CK_RV rv;
 
+    (void)pthread_once(&hk_p11_atfork_once, hk_p11_atfork_register);
     pthread_mutex_lock(&hk_p11_init_mu);
     rv = hk_p11_initialize(pInitArgs != NULL ? pInitArgs : &none);
     pthread_mutex_unlock(&hk_p11_init_mu);
@@ -144,6 +161,10 @@ static CK_RV hk_p11_finalize(void)
 
     if (hk_p11_enter() != CKR_OK)
         return CKR_CRYPTOKI_NOT_INITIALIZED;
+    /* session keys end with the sessions (their slots are still logged
+     * in here; the mutex is dropped for each deletion) */
+    for (i = 0; i < hk_p11.nslots; i++)
+        hk_p11_session_keys_drop(&hk_p11.slots[i], 0, 0);
     for (i = 0; i < hk_p11.nsess; i++)
         if (hk_p11.sess[i] != NULL && !hk_p11.sess[i]->sign.busy)
             hk_p11_session_free(hk_p11.sess[i]);

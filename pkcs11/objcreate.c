@@ -36,26 +36,78 @@ static CK_RV hk_p11_obj_default(hk_p11_obj *o, CK_ATTRIBUTE_TYPE t,
     return CKR_OK;
 }
 
-static int hk_p11_bool_is(const CK_ATTRIBUTE *a, CK_BBOOL v)
-{
-    return a->ulValueLen == sizeof(CK_BBOOL) && *(CK_BBOOL *)a->pValue == v;
-}
-
-static int hk_p11_ulong_is(const CK_ATTRIBUTE *a, CK_ULONG v)
-{
-    CK_ULONG x = 0;
-
-    if (a->ulValueLen == sizeof(x))
-        memcpy(&x, a->pValue, sizeof(x));
-    return a->ulValueLen == sizeof(x) && x == v;
-}
-
 /* The boolean attribute t of o, `dflt` if absent. */
 static int hk_p11_obj_flag(hk_p11_obj *o, CK_ATTRIBUTE_TYPE t, int dflt)
 {
-    const CK_ATTRIBUTE *a = hk_p11_obj_attr(o, t);
+    return hk_p11_tpl_bool(o->a, o->n, t, dflt);
+}
 
-    return a == NULL ? dflt : hk_p11_bool_is(a, CK_TRUE);
+static int hk_p11_obj_class_is(hk_p11_obj *o, CK_OBJECT_CLASS c)
+{
+    CK_ULONG v;
+
+    return hk_p11_tpl_ulong(o->a, o->n, CKA_CLASS, &v) && v == c;
+}
+
+/* The attributes a caller may give each class (PKCS#11 v3.0 4.4, 4.5, 4.6:
+ * the common object and storage attributes, then the class's own); any
+ * other standard attribute is CKR_ATTRIBUTE_TYPE_INVALID, vendor ones are
+ * kept as they are. */
+static const CK_ATTRIBUTE_TYPE hk_p11_storage_attrs[] = {
+    CKA_CLASS,    CKA_TOKEN,       CKA_PRIVATE, CKA_MODIFIABLE,
+    CKA_COPYABLE, CKA_DESTROYABLE, CKA_LABEL,
+};
+static const CK_ATTRIBUTE_TYPE hk_p11_data_attrs[] = {CKA_APPLICATION,
+                                                      CKA_OBJECT_ID, CKA_VALUE};
+static const CK_ATTRIBUTE_TYPE hk_p11_cert_attrs[] = {
+    CKA_CERTIFICATE_TYPE,
+    CKA_TRUSTED,
+    CKA_CERTIFICATE_CATEGORY,
+    CKA_CHECK_VALUE,
+    CKA_START_DATE,
+    CKA_END_DATE,
+    CKA_PUBLIC_KEY_INFO,
+    CKA_SUBJECT,
+    CKA_ID,
+    CKA_ISSUER,
+    CKA_SERIAL_NUMBER,
+    CKA_VALUE,
+    CKA_URL,
+    CKA_HASH_OF_SUBJECT_PUBLIC_KEY,
+    CKA_HASH_OF_ISSUER_PUBLIC_KEY,
+    CKA_JAVA_MIDP_SECURITY_DOMAIN,
+    CKA_NAME_HASH_ALGORITHM,
+};
+#define HK_IN(t, list)                                                         \
+    hk_p11_type_in((t), (list), sizeof(list) / sizeof(list[0]))
+
+static int hk_p11_type_in(CK_ATTRIBUTE_TYPE t, const CK_ATTRIBUTE_TYPE *list,
+                          size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        if (list[i] == t)
+            return 1;
+    return 0;
+}
+
+/* Every attribute of o belongs to its class; CKA_UNIQUE_ID is the
+ * token's to set (CKR_ATTRIBUTE_READ_ONLY). */
+static CK_RV hk_p11_obj_types(hk_p11_obj *o, int cert)
+{
+    CK_ATTRIBUTE_TYPE t;
+    size_t i;
+
+    for (i = 0; i < o->n; i++) {
+        t = o->a[i].type;
+        if (t == CKA_UNIQUE_ID)
+            return CKR_ATTRIBUTE_READ_ONLY;
+        if (!(t & CKA_VENDOR_DEFINED) && !HK_IN(t, hk_p11_storage_attrs) &&
+            !(cert ? HK_IN(t, hk_p11_cert_attrs) : HK_IN(t, hk_p11_data_attrs)))
+            return CKR_ATTRIBUTE_TYPE_INVALID;
+    }
+    return CKR_OK;
 }
 
 /* CKA_SUBJECT, CKA_ISSUER, CKA_SERIAL_NUMBER from the DER certificate;
@@ -84,39 +136,41 @@ static CK_RV hk_p11_cert_fields(hk_p11_obj *o, unsigned char *der[3])
     return rv;
 }
 
-/* Copies the template: no NULL values, no attribute twice. */
+/* Copies the checked template (tpl.c); room is kept for the defaults. */
 static CK_RV hk_p11_obj_copy(const CK_ATTRIBUTE *t, CK_ULONG n, hk_p11_obj *o)
 {
-    CK_ULONG i;
+    CK_RV rv;
 
     if (t == NULL || n == 0)
-        return CKR_ARGUMENTS_BAD;
+        return CKR_TEMPLATE_INCOMPLETE; /* no CKA_CLASS */
+    if ((rv = hk_p11_tpl_check(t, n)) != CKR_OK)
+        return rv;
     if (n > sizeof(o->a) / sizeof(o->a[0]) - 12)
         return CKR_TEMPLATE_INCONSISTENT;
-    for (i = 0; i < n; i++) {
-        if (t[i].pValue == NULL && t[i].ulValueLen > 0)
-            return CKR_ARGUMENTS_BAD;
-        if (hk_p11_obj_attr(o, t[i].type) != NULL)
-            return CKR_TEMPLATE_INCONSISTENT;
-        o->a[o->n++] = t[i];
-    }
+    memcpy(o->a, t, n * sizeof(*t));
+    o->n = n;
     return CKR_OK;
 }
 
 /* The attributes of a certificate or a data object. */
 static CK_RV hk_p11_obj_class(hk_p11_obj *o, unsigned char *der[3])
 {
-    const CK_ATTRIBUTE *a;
     CK_RV rv;
 
-    if (!hk_p11_ulong_is(hk_p11_obj_attr(o, CKA_CLASS), CKO_CERTIFICATE)) {
+    CK_ULONG v;
+
+    if (!hk_p11_obj_class_is(o, CKO_CERTIFICATE)) {
         if ((rv = hk_p11_obj_default(o, CKA_APPLICATION, "", 0)) != CKR_OK)
             return rv;
         return hk_p11_obj_default(o, CKA_VALUE, "", 0);
     }
-    if ((a = hk_p11_obj_attr(o, CKA_CERTIFICATE_TYPE)) == NULL)
+    if (hk_p11_obj_attr(o, CKA_CERTIFICATE_TYPE) == NULL)
         return CKR_TEMPLATE_INCOMPLETE;
-    if (!hk_p11_ulong_is(a, CKC_X_509))
+    if (!hk_p11_tpl_ulong(o->a, o->n, CKA_CERTIFICATE_TYPE, &v) ||
+        v != CKC_X_509)
+        return CKR_ATTRIBUTE_VALUE_INVALID;
+    /* 0 unspecified, 1 token user, 2 authority, 3 other entity */
+    if (hk_p11_tpl_ulong(o->a, o->n, CKA_CERTIFICATE_CATEGORY, &v) && v > 3)
         return CKR_ATTRIBUTE_VALUE_INVALID;
     if ((rv = hk_p11_cert_fields(o, der)) != CKR_OK ||
         (rv = hk_p11_obj_default(o, CKA_ID, "", 0)) != CKR_OK ||
@@ -126,41 +180,47 @@ static CK_RV hk_p11_obj_class(hk_p11_obj *o, unsigned char *der[3])
                               sizeof(hk_zero));
 }
 
-/* The template as an object, checked and completed with defaults. */
-static CK_RV hk_p11_obj_from(const CK_ATTRIBUTE *t, CK_ULONG n, hk_p11_obj *o,
-                             unsigned char *der[3])
+/* The template as an object, checked and completed with defaults. `so`:
+ * the SO is logged in (only the SO may make a trusted certificate). */
+static CK_RV hk_p11_obj_from(const CK_ATTRIBUTE *t, CK_ULONG n, int so,
+                             hk_p11_obj *o, unsigned char *der[3])
 {
-    const CK_ATTRIBUTE *a;
+    int cert;
     CK_RV rv;
 
     if ((rv = hk_p11_obj_copy(t, n, o)) != CKR_OK)
         return rv;
-    if ((a = hk_p11_obj_attr(o, CKA_CLASS)) == NULL)
+    if (hk_p11_obj_attr(o, CKA_CLASS) == NULL)
         return CKR_TEMPLATE_INCOMPLETE;
-    if (!hk_p11_ulong_is(a, CKO_CERTIFICATE) && !hk_p11_ulong_is(a, CKO_DATA))
+    cert = hk_p11_obj_class_is(o, CKO_CERTIFICATE);
+    if (!cert && !hk_p11_obj_class_is(o, CKO_DATA))
         return CKR_ATTRIBUTE_VALUE_INVALID;
-    if (((a = hk_p11_obj_attr(o, CKA_TOKEN)) != NULL &&
-         !hk_p11_bool_is(a, CK_TRUE) && !hk_p11_bool_is(a, CK_FALSE)) ||
-        ((a = hk_p11_obj_attr(o, CKA_PRIVATE)) != NULL &&
-         !hk_p11_bool_is(a, CK_FALSE) && !hk_p11_bool_is(a, CK_TRUE)))
-        return CKR_ATTRIBUTE_VALUE_INVALID;
+    if ((rv = hk_p11_obj_types(o, cert)) != CKR_OK)
+        return rv;
+    if (hk_p11_obj_flag(o, CKA_TRUSTED, 0) && !so)
+        return CKR_ATTRIBUTE_READ_ONLY;
     /* token objects are stored in clear: public ones only */
     if (hk_p11_obj_flag(o, CKA_TOKEN, 1) && hk_p11_obj_flag(o, CKA_PRIVATE, 0))
         return CKR_TEMPLATE_INCONSISTENT;
     if ((rv = hk_p11_obj_class(o, der)) != CKR_OK ||
         (rv = hk_p11_obj_default(o, CKA_TOKEN, &hk_yes, 1)) != CKR_OK ||
         (rv = hk_p11_obj_default(o, CKA_PRIVATE, &hk_no, 1)) != CKR_OK ||
-        (rv = hk_p11_obj_default(o, CKA_MODIFIABLE, &hk_no, 1)) != CKR_OK)
+        (rv = hk_p11_obj_default(o, CKA_MODIFIABLE, &hk_yes, 1)) != CKR_OK ||
+        (rv = hk_p11_obj_default(o, CKA_COPYABLE, &hk_yes, 1)) != CKR_OK ||
+        (rv = hk_p11_obj_default(o, CKA_DESTROYABLE, &hk_yes, 1)) != CKR_OK)
         return rv;
     return hk_p11_obj_default(o, CKA_LABEL, "", 0);
 }
 
-/* Logged in, R/W session. */
+/* Token objects: an R/W session, logged in (as the user, or as the SO,
+ * whose are the public objects too). */
 static CK_RV hk_p11_writable(const hk_p11_session *s)
 {
+    const hk_p11_slot *sl = &hk_p11.slots[s->slot];
+
     if (!(s->flags & CKF_RW_SESSION))
         return CKR_SESSION_READ_ONLY;
-    return hk_p11.slots[s->slot].logged_in ? CKR_OK : CKR_USER_NOT_LOGGED_IN;
+    return sl->logged_in || sl->so_logged_in ? CKR_OK : CKR_USER_NOT_LOGGED_IN;
 }
 
 /* Who may create or change object o: a token object needs a logged-in
@@ -187,7 +247,7 @@ static CK_RV hk_p11_create(hk_p11_session *s, CK_SESSION_HANDLE hs,
     memset(&o, 0, sizeof(o));
     if (h == NULL)
         return CKR_ARGUMENTS_BAD;
-    if ((rv = hk_p11_obj_from(t, n, &o, der)) != CKR_OK)
+    if ((rv = hk_p11_obj_from(t, n, sl->so_logged_in, &o, der)) != CKR_OK)
         goto done;
     token = hk_p11_obj_flag(&o, CKA_TOKEN, 1);
     priv = hk_p11_obj_flag(&o, CKA_PRIVATE, 0);
@@ -249,12 +309,10 @@ CK_RV C_CreateObject(CK_SESSION_HANDLE hSession, CK_ATTRIBUTE_PTR pTemplate,
 static CK_RV hk_p11_destroy_key(hk_p11_session *s, hk_p11_key *k, int priv)
 {
     hk_p11_slot *sl = &hk_p11.slots[s->slot];
-    size_t idx = (size_t)(k - sl->keys); /* stable: entries only append */
-    char label[HK_KS_LABEL_MAX + 1];
-    hk_err e;
     CK_RV rv;
 
-    if ((rv = hk_p11_writable(s)) != CKR_OK)
+    /* a session key is a session object: R/O sessions may destroy it */
+    if (k->sess == 0 && (rv = hk_p11_writable(s)) != CKR_OK)
         return rv;
     if (!priv && k->orphan) {
         k->orphan = k->present = 0;
@@ -262,22 +320,7 @@ static CK_RV hk_p11_destroy_key(hk_p11_session *s, hk_p11_key *k, int priv)
     }
     if (!priv)
         return CKR_ACTION_PROHIBITED;
-    snprintf(label, sizeof(label), "%s", k->info.label);
-    hk_p11_leave();
-    e = hk_client_delete(sl->cli, label);
-    (void)hk_p11_enter();
-    if (e == HK_ERR_BUSY)
-        fprintf(stderr,
-                "halfkey-pkcs11: delete %s: a signing session is "
-                "using the key\n",
-                label);
-    if ((rv = hk_p11_err(e, "delete", label)) != CKR_OK)
-        return rv;
-    k = &sl->keys[idx]; /* the table may have moved meanwhile */
-    k->orphan = 1;
-    (void)hk_p11_store_key_id_drop(sl, k);
-    (void)hk_p11_keys_refresh(sl, NULL);
-    return CKR_OK;
+    return hk_p11_key_delete(sl, (size_t)(k - sl->keys));
 }
 
 static CK_RV hk_p11_destroy(hk_p11_session *s, CK_OBJECT_HANDLE h)
@@ -295,6 +338,8 @@ static CK_RV hk_p11_destroy(hk_p11_session *s, CK_OBJECT_HANDLE h)
         return CKR_OBJECT_HANDLE_INVALID;
     if ((rv = hk_p11_obj_may_change(s, so)) != CKR_OK)
         return rv;
+    if (!hk_p11_obj_flag(o, CKA_DESTROYABLE, 1))
+        return CKR_ACTION_PROHIBITED;
     if (so != NULL)
         return hk_p11_sobj_destroy(sl, h);
     rv = hk_p11_err(hk_p11_store_edit(sl, NULL, o->id, &found),

@@ -105,11 +105,16 @@ static CK_RV hk_p11_find_init(hk_p11_session *s, CK_ATTRIBUTE *tpl, CK_ULONG n)
     hk_p11_slot *sl = &hk_p11.slots[s->slot];
     size_t i;
     int priv;
+    CK_RV rv;
 
     if (s->finding)
         return CKR_OPERATION_ACTIVE;
-    if (tpl == NULL && n > 0)
-        return CKR_ARGUMENTS_BAD;
+    /* no kind check: a value no object has just matches nothing */
+    if ((rv = hk_p11_tpl_args(tpl, n)) != CKR_OK)
+        return rv;
+    for (i = 0; i < n; i++)
+        if (tpl[i].pValue == NULL && tpl[i].ulValueLen > 0)
+            return CKR_ARGUMENTS_BAD;
     hk_p11_keys_refresh(sl, NULL);
     free(s->found);
     s->nfound = s->pos = 0;
@@ -209,9 +214,7 @@ CK_RV C_GetAttributeValue(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
         goto done;
     if ((o = hk_p11_obj_lookup(s, hObject, &so)) == NULL)
         rv = hk_p11_object_get(s, hObject, &k, &priv);
-    if (rv == CKR_OK && pTemplate == NULL && ulCount > 0)
-        rv = CKR_ARGUMENTS_BAD;
-    else if (rv == CKR_OK)
+    if (rv == CKR_OK && (rv = hk_p11_tpl_args(pTemplate, ulCount)) == CKR_OK)
         rv = o != NULL ? hk_p11_obj_get_attrs(o, pTemplate, ulCount)
                        : hk_p11_get_attrs(k, priv, pTemplate, ulCount);
 done:

@@ -51,10 +51,16 @@ CK_RV hk_p11_op_init(hk_p11_op *op, const CK_MECHANISM *m, CK_OBJECT_HANDLE h)
     return CKR_OK;
 }
 
-CK_RV hk_p11_op_update(hk_p11_op *op, const unsigned char *data, CK_ULONG len)
+CK_RV hk_p11_op_update(hk_p11_op *op, const unsigned char *data, CK_ULONG len,
+                       int multi)
 {
     if (data == NULL && len > 0)
         return CKR_ARGUMENTS_BAD;
+    /* PKCS#11 v3.0 5.13: C_Sign (C_Verify) cannot finish a multi-part
+     * operation; SoftHSM answers CKR_OPERATION_ACTIVE as well */
+    if (!multi && op->multi)
+        return CKR_OPERATION_ACTIVE;
+    op->multi |= multi;
     if (op->md != NULL)
         return len == 0 || EVP_DigestUpdate(op->md, data, len) == 1
                    ? CKR_OK

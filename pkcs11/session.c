@@ -98,6 +98,11 @@ static void hk_p11_session_close(CK_SESSION_HANDLE h)
     hk_p11_slot *sl = &hk_p11.slots[s->slot];
     size_t i;
 
+    /* first, while the slot is logged in (deleting needs it); the mutex
+     * is dropped meanwhile, so the session is looked up again */
+    hk_p11_session_keys_drop(sl, h, 0);
+    if (hk_p11_session_get(h, &s) != CKR_OK)
+        return;
     hk_p11_sobj_drop(sl, h);
     if (s->sign.busy)
         s->closed = 1; /* the signing thread frees it */
@@ -280,6 +285,9 @@ CK_RV C_Logout(CK_SESSION_HANDLE hSession)
         sl = &hk_p11.slots[s->slot];
         if (!sl->logged_in && !sl->so_logged_in)
             rv = CKR_USER_NOT_LOGGED_IN;
+        /* PKCS#11 v3.0 5.6: the private session objects are destroyed */
+        hk_p11_session_keys_drop(sl, 0, 1);
+        hk_p11_sobj_drop_private(sl);
         hk_p11_logout_all(sl);
     }
     hk_p11_leave();

@@ -147,3 +147,14 @@ void hk_p11_sobj_drop(hk_p11_slot *sl, CK_SESSION_HANDLE owner)
         sl->sobj_cap = 0;
     }
 }
+
+void hk_p11_sobj_drop_private(hk_p11_slot *sl)
+{
+    size_t i = 0;
+
+    while (i < sl->nsobjs)
+        if (sl->sobjs[i]->priv)
+            hk_p11_sobj_remove(sl, i);
+        else
+            i++;
+}

@@ -17,7 +17,8 @@ static int hk_p11_has(const CK_ATTRIBUTE *t, CK_ULONG n, CK_ATTRIBUTE_TYPE a)
     return 0;
 }
 
-/* Only CKA_LABEL / CKA_ID (ids: 1..HK_P11_ID_MAX bytes), values given. */
+/* Only CKA_LABEL / CKA_ID (ids: 1..HK_P11_ID_MAX bytes) in a template
+ * already checked against the attribute kinds (tpl.c). */
 static CK_RV hk_p11_set_check(const CK_ATTRIBUTE *t, CK_ULONG n, int label)
 {
     CK_ULONG i;
@@ -25,8 +26,6 @@ static CK_RV hk_p11_set_check(const CK_ATTRIBUTE *t, CK_ULONG n, int label)
     for (i = 0; i < n; i++) {
         if (t[i].type != CKA_ID && (t[i].type != CKA_LABEL || !label))
             return CKR_ATTRIBUTE_READ_ONLY;
-        if (t[i].pValue == NULL && t[i].ulValueLen > 0)
-            return CKR_ARGUMENTS_BAD;
         if (t[i].type == CKA_ID && t[i].ulValueLen > HK_P11_ID_MAX)
             return CKR_ATTRIBUTE_VALUE_INVALID;
     }
@@ -41,6 +40,9 @@ static CK_RV hk_p11_set_obj(hk_p11_slot *sl, const hk_p11_obj *o,
     size_t j;
     CK_RV rv;
 
+    /* CKA_MODIFIABLE false: read-only for good (PKCS#11 v3.0 4.4) */
+    if (!hk_p11_tpl_bool(o->a, o->n, CKA_MODIFIABLE, 1))
+        return CKR_ACTION_PROHIBITED;
     if ((rv = hk_p11_set_check(t, n, 1)) != CKR_OK)
         return rv;
     for (i = 0; i < n; i++) {
@@ -88,11 +90,13 @@ static CK_RV hk_p11_set(hk_p11_session *s, CK_OBJECT_HANDLE h,
         return rv;
     if (t == NULL || n == 0)
         return CKR_ARGUMENTS_BAD;
+    if ((rv = hk_p11_tpl_check(t, n)) != CKR_OK)
+        return rv;
     if (o != NULL)
         return (rv = hk_p11_obj_may_change(s, so)) != CKR_OK
                    ? rv
                    : hk_p11_set_obj(sl, o, so, t, n);
-    if (!(s->flags & CKF_RW_SESSION))
+    if (!(s->flags & CKF_RW_SESSION) && k->sess == 0)
         return CKR_SESSION_READ_ONLY;
     if (!sl->logged_in)
         return CKR_USER_NOT_LOGGED_IN;

@@ -23,6 +23,8 @@ static CK_RV hk_p11_sign_init(hk_p11_session *s, const CK_MECHANISM *m,
     int priv;
     CK_RV rv;
 
+    if (m == NULL)
+        return CKR_ARGUMENTS_BAD;
     if (!sl->logged_in)
         return CKR_USER_NOT_LOGGED_IN;
     if (hk_p11_object_get(s, h, &k, &priv) != CKR_OK)
@@ -152,13 +154,20 @@ CK_RV C_Sign(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG ulDataLen,
 
     if ((rv = hk_p11_enter()) != CKR_OK)
         return rv;
-    if ((rv = hk_p11_sign_active(hSession, &s)) != CKR_OK ||
-        !hk_p11_sig_room(pSignature, pulSignatureLen, &rv))
+    if ((rv = hk_p11_sign_active(hSession, &s)) != CKR_OK)
         goto done;
-    if ((rv = hk_p11_op_update(&s->sign, pData, ulDataLen)) != CKR_OK)
-        hk_p11_op_reset(&s->sign);
-    else
+    if (s->sign.multi) /* checked before the size step too */
+        rv = CKR_OPERATION_ACTIVE;
+    else if (!hk_p11_sig_room(pSignature, pulSignatureLen, &rv)) {
+        if (rv == CKR_OK || rv == CKR_BUFFER_TOO_SMALL)
+            goto done; /* the two-call convention keeps the operation */
+    } else if ((rv = hk_p11_op_update(&s->sign, pData, ulDataLen, 0)) ==
+               CKR_OK) {
         rv = hk_p11_sign_finish(s, pSignature);
+        goto done;
+    }
+    /* any other answer ends the operation (PKCS#11 v3.0 5.13) */
+    hk_p11_op_reset(&s->sign);
 done:
     hk_p11_leave();
     return rv;
@@ -173,7 +182,7 @@ CK_RV C_SignUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
     if ((rv = hk_p11_enter()) != CKR_OK)
         return rv;
     if ((rv = hk_p11_sign_active(hSession, &s)) == CKR_OK &&
-        (rv = hk_p11_op_update(&s->sign, pPart, ulPartLen)) != CKR_OK)
+        (rv = hk_p11_op_update(&s->sign, pPart, ulPartLen, 1)) != CKR_OK)
         hk_p11_op_reset(&s->sign);
     hk_p11_leave();
     return rv;
@@ -187,9 +196,13 @@ CK_RV C_SignFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSignature,
 
     if ((rv = hk_p11_enter()) != CKR_OK)
         return rv;
-    if ((rv = hk_p11_sign_active(hSession, &s)) == CKR_OK &&
-        hk_p11_sig_room(pSignature, pulSignatureLen, &rv))
+    if ((rv = hk_p11_sign_active(hSession, &s)) != CKR_OK)
+        goto done;
+    if (hk_p11_sig_room(pSignature, pulSignatureLen, &rv))
         rv = hk_p11_sign_finish(s, pSignature);
+    else if (rv != CKR_OK && rv != CKR_BUFFER_TOO_SMALL)
+        hk_p11_op_reset(&s->sign);
+done:
     hk_p11_leave();
     return rv;
 }

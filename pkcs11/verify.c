@@ -86,8 +86,9 @@ CK_RV C_VerifyInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
 
     if ((rv = hk_p11_enter()) != CKR_OK)
         return rv;
-    if ((rv = hk_p11_session_get(hSession, &s)) == CKR_OK &&
-        hk_p11_object_get(s, hKey, &k, &priv) != CKR_OK)
+    if ((rv = hk_p11_session_get(hSession, &s)) == CKR_OK && pMechanism == NULL)
+        rv = CKR_ARGUMENTS_BAD;
+    else if (rv == CKR_OK && hk_p11_object_get(s, hKey, &k, &priv) != CKR_OK)
         rv = CKR_KEY_HANDLE_INVALID;
     if (rv == CKR_OK)
         rv = hk_p11_op_init(&s->verify, pMechanism, hKey);
@@ -115,7 +116,7 @@ CK_RV C_Verify(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData,
         return rv;
     if ((rv = hk_p11_verify_active(hSession, &s)) != CKR_OK)
         goto done;
-    if ((rv = hk_p11_op_update(&s->verify, pData, ulDataLen)) != CKR_OK)
+    if ((rv = hk_p11_op_update(&s->verify, pData, ulDataLen, 0)) != CKR_OK)
         hk_p11_op_reset(&s->verify);
     else
         rv = hk_p11_verify_finish(s, pSignature, ulSignatureLen);
@@ -133,7 +134,7 @@ CK_RV C_VerifyUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
     if ((rv = hk_p11_enter()) != CKR_OK)
         return rv;
     if ((rv = hk_p11_verify_active(hSession, &s)) == CKR_OK &&
-        (rv = hk_p11_op_update(&s->verify, pPart, ulPartLen)) != CKR_OK)
+        (rv = hk_p11_op_update(&s->verify, pPart, ulPartLen, 1)) != CKR_OK)
         hk_p11_op_reset(&s->verify);
     hk_p11_leave();
     return rv;

@@ -1,6 +1,7 @@
 /* halfkeyd service: endpoints, WebSocket glue, lifecycle. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include <jansson.h>
@@ -14,7 +15,8 @@
 #include "server/service_impl.h"
 
 #define HK_VERSION "0.1.0"
-#define HK_DRAIN_IDLE 5 /* seconds */
+#define HK_DRAIN_IDLE 5  /* seconds */
+#define HK_FD_RESERVE 64 /* fds kept from connections, plus 4 per worker */
 
 int64_t hk_now(void) { return (int64_t)time(NULL); }
 
@@ -391,10 +393,21 @@ static void hk_ep_metrics(hk_service *svc, hk_http_resp *r)
 {
     if (!svc->cfg.metrics)
         return hk_respond_err(r, 404, "not_found", "metrics are off");
+    hk_metrics_gauges g;
+    hk_tsrv_stats ts;
+
+    hk_tsrv_stats_get(svc->tsrv, &ts);
+    memset(&g, 0, sizeof(g));
+    g.sessions = hk_active_sessions(svc);
+    g.draining = (int)svc->draining;
+    g.conns = ts.conns;
+    g.refused_cap = ts.refused_cap;
+    g.refused_peer = ts.refused_peer;
+    g.max_conns = svc->max_conns;
+    g.max_per_peer = svc->cfg.max_conns_per_peer;
     r->status = 200;
     r->content_type = "text/plain; version=0.0.4";
-    r->body = hk_metrics_render(svc->metrics, hk_active_sessions(svc),
-                                (int)svc->draining, svc->cfg.node);
+    r->body = hk_metrics_render(svc->metrics, &g, svc->cfg.node);
 }
 
 static void hk_on_http(void *ctx, const hk_http_req *req, hk_http_resp *r)
@@ -716,6 +729,39 @@ done:
     return e;
 }
 
+/* The connection cap: max_connections, or by default the open-file limit
+ * less a reserve for everything else the process opens (database files or
+ * connections per worker, the KEK or HSM, logs, lws's own pipe): past the
+ * fd limit accept() fails and lws stops serving everyone, so a connection
+ * over the cap must be refused while fds are left. */
+static hk_err hk_conn_cap(const hk_srv_config *cfg, int *cap, char *why)
+{
+    struct rlimit rl;
+    long nofile = 1024, reserve, room;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        nofile = rl.rlim_cur > 1000000 ? 1000000 : (long)rl.rlim_cur;
+    reserve = HK_FD_RESERVE + 4L * cfg->workers;
+    room = nofile - reserve;
+    if (room < 16) {
+        snprintf(why, 256,
+                 "the open-file limit (RLIMIT_NOFILE %ld) leaves no room for "
+                 "connections: %ld fds are reserved; raise LimitNOFILE",
+                 nofile, reserve);
+        return HK_ERR_CONFIG;
+    }
+    if (cfg->max_connections > room) {
+        snprintf(why, 256,
+                 "max_connections = %d is above the open-file limit "
+                 "(RLIMIT_NOFILE %ld) less %ld reserved: raise LimitNOFILE or "
+                 "lower max_connections",
+                 cfg->max_connections, nofile, reserve);
+        return HK_ERR_CONFIG;
+    }
+    *cap = cfg->max_connections > 0 ? cfg->max_connections : (int)room;
+    return HK_OK;
+}
+
 hk_err hk_service_new(const hk_srv_config *cfg, hk_service **out, char *why)
 {
     hk_tsrv_handlers h = {NULL,           hk_on_http,
@@ -736,7 +782,8 @@ hk_err hk_service_new(const hk_srv_config *cfg, hk_service **out, char *why)
     if ((e = hk_metrics_new(&svc->metrics)) != HK_OK ||
         (e = hk_service_keys(svc, why)) != HK_OK)
         goto fail;
-    if ((e = hk_workers_new(cfg->workers, &svc->workers)) != HK_OK)
+    if ((e = hk_conn_cap(cfg, &svc->max_conns, why)) != HK_OK ||
+        (e = hk_workers_new(cfg->workers, &svc->workers)) != HK_OK)
         goto fail;
     h.ctx = svc;
     memset(&tc, 0, sizeof(tc));
@@ -744,9 +791,12 @@ hk_err hk_service_new(const hk_srv_config *cfg, hk_service **out, char *why)
     tc.port = cfg->port;
     tc.cert_file = cfg->tls_cert;
     tc.key_file = cfg->tls_key;
-    if ((e = hk_tsrv_new(&tc, &h, &svc->tsrv)) != HK_OK) {
-        snprintf(why, 256, "cannot listen on %.64s:%d with %.120s", cfg->listen,
-                 cfg->port, cfg->tls_cert);
+    tc.max_conns = svc->max_conns;
+    tc.max_per_peer = cfg->max_conns_per_peer;
+    if ((e = hk_tsrv_new(&tc, &h, &svc->tsrv, why)) != HK_OK) {
+        if (why[0] == 0)
+            snprintf(why, 256, "cannot listen on %.64s:%d with %.120s",
+                     cfg->listen, cfg->port, cfg->tls_cert);
         goto fail;
     }
     *out = svc;
@@ -762,8 +812,12 @@ hk_err hk_service_run(hk_service *svc)
 
     if (svc == NULL)
         return HK_ERR_ARG;
-    hk_log("info", "event=listening address=%s port=%d version=%s",
-           svc->cfg.listen, hk_tsrv_port(svc->tsrv), HK_VERSION);
+    /* the address as read back from the socket, not as configured */
+    hk_log("info",
+           "event=listening address=%s port=%d version=%s max_connections=%d "
+           "max_connections_per_peer=%d",
+           hk_tsrv_address(svc->tsrv), hk_tsrv_port(svc->tsrv), HK_VERSION,
+           svc->max_conns, svc->cfg.max_conns_per_peer);
     if (svc->cfg.port_file[0] != 0 &&
         (f = fopen(svc->cfg.port_file, "w")) != NULL) {
         fprintf(f, "%d\n", hk_tsrv_port(svc->tsrv));

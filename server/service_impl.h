@@ -48,6 +48,7 @@ struct hk_service {
     hk_presign *presigns;
     int64_t last_sweep;
     hk_metrics *metrics;
+    int max_conns; /* the connection cap in force (hk_conn_cap) */
     /* Set by hk_service_stop (any thread): no new sessions; the service
      * stops once the running ones end or shutdown_grace has passed. */
     _Atomic int draining;

@@ -16,6 +16,7 @@
 
 #define HK_VERSION "0.1.0"
 #define HK_DRAIN_IDLE 5  /* seconds */
+#define HK_PROBE_EVERY 1 /* seconds between database write probes */
 #define HK_FD_RESERVE 64 /* fds kept from connections, plus 4 per worker */
 
 int64_t hk_now(void) { return (int64_t)time(NULL); }
@@ -367,26 +368,51 @@ static json_t *hk_seal_status(hk_service *svc, int *ok)
     return o;
 }
 
+/* Whether the database takes writes: a read (the schema version) passes
+ * on a full or read-only disk, where every operation fails. Probed at
+ * most once per HK_PROBE_EVERY seconds (health checks poll often; each
+ * probe is a committed write); *why gets the failure. */
+static hk_err hk_db_health(hk_service *svc, int *version, char *why, size_t cap)
+{
+    int64_t now = hk_now();
+    hk_err e;
+
+    pthread_mutex_lock(&svc->dbmu);
+    e = hk_db_schema_version(svc->db, version);
+    if (e == HK_OK && now - svc->probe_time >= HK_PROBE_EVERY) {
+        svc->probe_err = hk_db_write_probe(svc->db, now);
+        svc->probe_time = now;
+        snprintf(svc->probe_why, sizeof(svc->probe_why), "%s",
+                 svc->probe_err != HK_OK ? hk_db_errmsg(svc->db) : "");
+    }
+    if (e == HK_OK)
+        e = svc->probe_err;
+    snprintf(why, cap, "%s", e == HK_OK ? "" : svc->probe_why);
+    pthread_mutex_unlock(&svc->dbmu);
+    if (e != HK_OK)
+        hk_log("error", "event=database_unhealthy reason=\"%s\"", why);
+    return e;
+}
+
 static void hk_ep_status(hk_service *svc, hk_http_resp *r)
 {
     int v = 0, ok, seal_ok = 0;
     json_t *seal = hk_seal_status(svc, &seal_ok);
-    hk_err e;
+    char dbwhy[160];
+    hk_err e = hk_db_health(svc, &v, dbwhy, sizeof(dbwhy));
 
-    pthread_mutex_lock(&svc->dbmu);
-    e = hk_db_schema_version(svc->db, &v);
-    pthread_mutex_unlock(&svc->dbmu);
     ok = e == HK_OK && seal_ok && !svc->draining;
     hk_respond(
         r, ok ? 200 : 503,
-        json_pack("{s:s,s:s,s:i,s:s,s:{s:s,s:s,s:i},s:o,s:i,s:b}", "status",
-                  svc->draining ? "draining"
-                                : (e == HK_OK && seal_ok ? "ok" : "degraded"),
-                  "version", HK_VERSION, "protocol", HK_PROTOCOL_VERSION,
-                  "node", svc->cfg.node, "database", "backend",
-                  hk_db_backend(svc->db), "status", e == HK_OK ? "ok" : "error",
-                  "schema", v, "seal", seal, "sessions",
-                  hk_active_sessions(svc), "draining", (int)svc->draining));
+        json_pack(
+            "{s:s,s:s,s:i,s:s,s:{s:s,s:s,s:i,s:b,s:s},s:o,s:i,s:b}", "status",
+            svc->draining ? "draining"
+                          : (e == HK_OK && seal_ok ? "ok" : "degraded"),
+            "version", HK_VERSION, "protocol", HK_PROTOCOL_VERSION, "node",
+            svc->cfg.node, "database", "backend", hk_db_backend(svc->db),
+            "status", e == HK_OK ? "ok" : "error", "schema", v, "writable",
+            e == HK_OK, "error", dbwhy, "seal", seal, "sessions",
+            hk_active_sessions(svc), "draining", (int)svc->draining));
 }
 
 static void hk_ep_metrics(hk_service *svc, hk_http_resp *r)
@@ -531,15 +557,53 @@ static int hk_on_ws_open(void *ctx, hk_tconn *conn, const hk_http_req *req)
     return 0;
 }
 
+/* Past the queue cap: the session ends with an error the client can show
+ * (its end is recorded when the connection goes: hk_rsess_unref). */
+static void hk_queue_overflow(hk_rsess *s, hk_tconn *conn)
+{
+    char kid[2 * HK_ID_LEN + 1], *txt;
+    json_t *o;
+
+    hk_hex(s->kid, HK_ID_LEN, kid);
+    hk_log("warn",
+           "event=session_queue_full op=%s sub=%s key=%s limit=%d bytes=%u",
+           s->op != 0 ? hk_db_op_name(s->op) : "channel", s->sub, kid,
+           HK_RSESS_QUEUE_MAX, HK_RSESS_QUEUE_BYTES);
+    o = json_pack("{s:i,s:s,s:i,s:s}", "v", 1, "t", "error", "code",
+                  (int)HK_ERR_TOO_BIG, "message",
+                  "too many messages queued: send one message and wait for "
+                  "the answer");
+    txt = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (txt != NULL && hk_tconn_send(conn, txt, strlen(txt)) != HK_OK)
+        hk_log("warn", "event=session_queue_full_unsent");
+    free(txt);
+    hk_tconn_close(conn);
+}
+
 static void hk_on_ws_message(void *ctx, hk_tconn *conn,
                              const unsigned char *msg, size_t len)
 {
     hk_rsess *s = hk_tconn_user(conn);
-    hk_rmsg *m;
-    int submit = 0;
+    hk_rmsg *m = NULL;
+    int submit = 0, over = 0, was_over;
 
     (void)ctx;
-    if (s == NULL || (m = malloc(sizeof(*m) + len)) == NULL) {
+    if (s == NULL) {
+        hk_tconn_close(conn);
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    was_over = s->overflow;
+    if (!was_over && (s->qlen >= HK_RSESS_QUEUE_MAX ||
+                      s->qbytes + len > HK_RSESS_QUEUE_BYTES))
+        s->overflow = over = 1;
+    pthread_mutex_unlock(&s->mu);
+    if (over)
+        hk_queue_overflow(s, conn);
+    if (over || was_over)
+        return; /* dropped: the connection is closing */
+    if ((m = malloc(sizeof(*m) + len)) == NULL) {
         hk_tconn_close(conn);
         return;
     }
@@ -553,6 +617,8 @@ static void hk_on_ws_message(void *ctx, hk_tconn *conn,
     else
         s->head = m;
     s->tail = m;
+    s->qlen++;
+    s->qbytes += len;
     if (!s->scheduled) {
         s->scheduled = 1;
         s->refs++;
@@ -694,6 +760,26 @@ static void hk_service_log_seal(const hk_kek *kek)
            hk_kek_name(kek), hex, hk_kek_count(kek) - 1);
 }
 
+/* Sessions this node left running when it was killed are failed now: no
+ * process runs them any more, and a refresh of their key would otherwise
+ * be refused as busy until they expire. */
+static hk_err hk_service_orphans(hk_service *svc, char *why)
+{
+    size_t n = 0;
+    hk_err e;
+
+    if ((e = hk_db_set_node(svc->db, svc->cfg.node)) == HK_OK &&
+        (e = hk_db_session_fail_node(svc->db, svc->cfg.node, &n)) != HK_OK)
+        snprintf(why, 256,
+                 "%s database: cannot fail the sessions left "
+                 "running: %.120s",
+                 hk_db_backend(svc->db), hk_db_errmsg(svc->db));
+    if (e == HK_OK && n > 0)
+        hk_log("warn", "event=sessions_orphaned count=%zu node=%s", n,
+               svc->cfg.node);
+    return e;
+}
+
 static hk_err hk_service_keys(hk_service *svc, char *why)
 {
     unsigned char *jk = NULL, *sealed = NULL;
@@ -704,6 +790,8 @@ static hk_err hk_service_keys(hk_service *svc, char *why)
         return e;
     hk_service_log_seal(svc->kek);
     if ((e = hk_srv_open_db(&svc->cfg, &svc->db, why)) != HK_OK)
+        return e;
+    if ((e = hk_service_orphans(svc, why)) != HK_OK)
         return e;
     if ((e = hk_load_setup(svc->db, svc->kek, &svc->setup)) != HK_OK ||
         (e = hk_db_setup_get(svc->db, &sealed, &slen, &svc->setup_pub,

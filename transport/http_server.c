@@ -17,7 +17,8 @@
 #include "transport/http_server.h"
 #include "transport/jwt.h"
 
-#define HK_AUTH_MAX (HK_JWT_MAX + 16)
+/* "Bearer " and the largest token: a longer value is refused (431) */
+#define HK_AUTH_MAX (HK_JWT_MAX + sizeof("Bearer ") - 1)
 #define HK_STR_(x) #x
 #define HK_STR(x) HK_STR_(x)
 
@@ -455,7 +456,7 @@ static int hk_http_read_head(struct lws *wsi, hk_pss *p, const char *path)
     if ((p->auth = calloc(1, HK_AUTH_MAX + 1)) == NULL)
         return 500;
     n = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
-    if (n > HK_AUTH_MAX)
+    if (n > (int)HK_AUTH_MAX)
         return 431;
     if (n > 0 && lws_hdr_copy(wsi, p->auth, HK_AUTH_MAX + 1,
                               WSI_TOKEN_HTTP_AUTHORIZATION) < 0)

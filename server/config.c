@@ -1,5 +1,6 @@
 /* halfkeyd configuration: fields, defaults and checks (the file format is
  * transport/kvfile.h's). */
+#include <arpa/inet.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -36,6 +37,8 @@ static const hk_kv_field hk_cfg_fields[] = {
     HK_KV_S(T, "curves", curves),
     HK_KV_I(T, "metrics", metrics, 0, 1),
     HK_KV_I(T, "shutdown_grace", shutdown_grace, 0, 3600),
+    HK_KV_I(T, "max_connections", max_connections, 0, 1000000),
+    HK_KV_I(T, "max_connections_per_peer", max_conns_per_peer, 0, 1000000),
     /* sealing */
     HK_KV_S(T, "seal", seal.backend),
     HK_KV_P(T, "hsm_module", seal.hsm_module),
@@ -69,6 +72,7 @@ void hk_srv_config_defaults(hk_srv_config *c)
     strcpy(c->curves, "secp256k1,p256");
     c->metrics = 1;
     c->shutdown_grace = 30;
+    c->max_conns_per_peer = 64;
     strcpy(c->seal.backend, "file");
 }
 
@@ -94,6 +98,15 @@ static int hk_cfg_curves_ok(const char *list)
         seen |= bit;
     }
     return seen != 0;
+}
+
+/* 1 if s is an IP address literal: halfkeyd binds exactly that address
+ * (a host or interface name could stand for several, or none). */
+static int hk_cfg_ip_ok(const char *s)
+{
+    unsigned char buf[16];
+
+    return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
 }
 
 /* Reports a bad value of `key` at its line ("file:line: key: msg"), or
@@ -141,6 +154,10 @@ static hk_err hk_cfg_check(const hk_srv_config *c, const char *path,
                           "must be 2048 or 3072");
     if (c->node[0] == 0)
         return hk_cfg_bad(why, path, lines, "node", "must not be empty");
+    if (!hk_cfg_ip_ok(c->listen))
+        return hk_cfg_bad(why, path, lines, "listen",
+                          "must be an IPv4 or IPv6 address (bound exactly, "
+                          "e.g. 127.0.0.1 or ::1), not a name");
     return HK_OK;
 }
 

@@ -35,7 +35,7 @@ typedef struct {
 } hk_seal_config;
 
 typedef struct {
-    char listen[64]; /* address to bind, e.g. 127.0.0.1 */
+    char listen[64]; /* IP address to bind exactly, e.g. 127.0.0.1, ::1 */
     int port;        /* 0: any free port */
     char tls_cert[HK_CFG_PATH_MAX];
     char tls_key[HK_CFG_PATH_MAX];
@@ -64,6 +64,9 @@ typedef struct {
     char curves[64];     /* allowed curves, comma-separated */
     int metrics;         /* 1: serve GET /metrics */
     int shutdown_grace;  /* seconds running sessions get at shutdown */
+    /* connection caps (transport/http_server.h) */
+    int max_connections;    /* 0: the open-file limit less a reserve */
+    int max_conns_per_peer; /* per peer address (IPv6: /64), 0: no cap */
     hk_seal_config seal;
 } hk_srv_config;
 

@@ -573,6 +573,32 @@ hk_err hk_db_session_others(hk_db *db, const unsigned char *sid, int64_t now,
     return db->ops->session_others(db, sid, now, idle, n);
 }
 
+hk_err hk_db_set_node(hk_db *db, const char *node)
+{
+    if (db == NULL || !hk_db_text_ok(node, HK_NODE_MAX))
+        return HK_ERR_ARG;
+    memcpy(db->node, node, strlen(node) + 1);
+    return HK_OK;
+}
+
+hk_err hk_db_session_fail_node(hk_db *db, const char *node, size_t *n)
+{
+    size_t dummy;
+
+    if (db == NULL || !hk_db_text_ok(node, HK_NODE_MAX))
+        return HK_ERR_ARG;
+    db->err[0] = '\0';
+    return db->ops->session_fail_node(db, node, n != NULL ? n : &dummy);
+}
+
+hk_err hk_db_write_probe(hk_db *db, int64_t now)
+{
+    if (db == NULL || now < 0)
+        return HK_ERR_ARG;
+    db->err[0] = '\0';
+    return db->ops->write_probe(db, now);
+}
+
 hk_err hk_db_session_sweep(hk_db *db, int64_t now, int64_t idle,
                            size_t *deleted)
 {

@@ -40,6 +40,8 @@
  *                   state TEXT                'open' | 'running' | 'done'
  *                                             | 'failed'
  *                   curve TEXT NULL           v2: a keygen's curve
+ *                   node TEXT NULL            v3: the node that claimed it
+ *                                             (hk_db_set_node)
  *                   INDEX (last_seen)
  *   setup           id INTEGER PK = 1         at most one row
  *                   sealed BLOB               hk_seal blob of the secret
@@ -59,6 +61,7 @@
  *                   signature BLOB NULL       0..72 B (r || s or DER)
  *                   prev BLOB(32), hash BLOB(32)   the chain
  *                   INDEX (kid, event, time)
+ *   health          v3: node TEXT PK, probed INTEGER (hk_db_write_probe)
  *   buckets         v2: per-subject token buckets (rate limits)
  *                   subject TEXT PK, tokens REAL, updated REAL (seconds)
  *
@@ -328,6 +331,21 @@ HK_WUR hk_err hk_db_session_set_state(hk_db *db, const unsigned char *sid,
  * share of the same epoch (the caller, server/session.c). */
 HK_WUR hk_err hk_db_session_others(hk_db *db, const unsigned char *sid,
                                    int64_t now, int64_t idle, int64_t *n);
+/* This process's node name (hk_srv_config.node, unique per node): a
+ * session this handle moves to running records it, so that node's next
+ * start can fail the sessions it left running (hk_db_session_fail_node). */
+HK_WUR hk_err hk_db_set_node(hk_db *db, const char *node);
+/* At a node's start: its sessions still in state running were cut off by
+ * a crash or kill (a running session lives in one process) and become
+ * failed, so the key is free at once for the next refresh rather than
+ * "busy" until the idle timeout. Other nodes' sessions are untouched.
+ * *n (may be NULL) their number. */
+HK_WUR hk_err hk_db_session_fail_node(hk_db *db, const char *node, size_t *n);
+/* Commits a small write (this node's row of the health table, time now:
+ * a changed value, as SQLite writes nothing for an unchanged row), so a
+ * database that cannot write (full disk, read-only, lost) fails here
+ * (HK_ERR_IO) rather than only when a client's operation does. */
+HK_WUR hk_err hk_db_write_probe(hk_db *db, int64_t now);
 /* Deletes the expired sessions; *deleted (may be NULL) their number. */
 HK_WUR hk_err hk_db_session_sweep(hk_db *db, int64_t now, int64_t idle,
                                   size_t *deleted);

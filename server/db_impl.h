@@ -92,13 +92,17 @@ typedef struct {
     hk_err (*setup_replace_sealed)(hk_db *db, const unsigned char *old,
                                    size_t oldlen, const unsigned char *nblob,
                                    size_t nlen);
+    /* v3: sessions.node (db.h) */
+    hk_err (*session_fail_node)(hk_db *db, const char *node, size_t *n);
+    hk_err (*write_probe)(hk_db *db, int64_t now);
 } hk_db_ops;
 
 #define HK_DB_ERR_LEN 256
 
 struct hk_db {
     const hk_db_ops *ops;
-    char err[HK_DB_ERR_LEN]; /* last failure's message */
+    char err[HK_DB_ERR_LEN];    /* last failure's message */
+    char node[HK_NODE_MAX + 1]; /* hk_db_set_node, "" if none */
 };
 
 /* Parameters of one statement, in order (?1.. in SQLite, $1.. in

@@ -112,10 +112,15 @@ static const char *const hk_pg_migrations[] = {
     " subject TEXT PRIMARY KEY,"
     " tokens DOUBLE PRECISION NOT NULL,"
     " updated DOUBLE PRECISION NOT NULL);",
-    /* 3: two-phase keygen (db.h) */
+    /* 3: two-phase keygen; the node that claimed a session; health
+     * probes (db.h) */
     "ALTER TABLE keys ADD COLUMN pending BIGINT NOT NULL DEFAULT 0"
     " CHECK (pending IN (0, 1));"
-    "CREATE INDEX keys_pending ON keys (pending, created);",
+    "CREATE INDEX keys_pending ON keys (pending, created);"
+    "ALTER TABLE sessions ADD COLUMN node TEXT;"
+    "CREATE TABLE health ("
+    " node TEXT PRIMARY KEY,"
+    " probed BIGINT NOT NULL);",
 };
 
 #define HK_PG_NMIGRATIONS                                                      \
@@ -1017,12 +1022,15 @@ static hk_err hk_pg_session_set_state(hk_db *db, const unsigned char *sid,
     hk_pgp_text(&p, hk_db_sess_state_name(state));
     hk_pgp_text(&p, hk_db_sess_state_name(from[0]));
     hk_pgp_text(&p, hk_db_sess_state_name(from[1]));
+    hk_pgp_text(&p, db->node[0] != 0 ? db->node : NULL);
     hk_pg_revive(d);
-    /* one statement: the row lock makes the claim atomic across nodes */
+    /* one statement: the row lock makes the claim atomic across nodes; a
+     * claim records the claiming node (NULL if none was set) */
     e = hk_pg_run(d,
                   "UPDATE sessions SET state = $4, last_seen = "
-                  "greatest(last_seen, $3) WHERE sid = $1 AND last_seen > $2 "
-                  "AND state IN ($5, $6)",
+                  "greatest(last_seen, $3), node = CASE WHEN $4 = 'running' "
+                  "THEN NULLIF($7, '') ELSE node END WHERE sid = $1 AND "
+                  "last_seen > $2 AND state IN ($5, $6)",
                   &p, &changes);
     if (e == HK_OK && changes == 0) {
         /* Not moved: tell a dead session from a forbidden move. */
@@ -1346,6 +1354,37 @@ static hk_err hk_pg_setup_replace_sealed(hk_db *db, const unsigned char *old,
                      &p, "SELECT 1 FROM setup WHERE id = 1", NULL);
 }
 
+static hk_err hk_pg_session_fail_node(hk_db *db, const char *node, size_t *n)
+{
+    hk_pg *d = (hk_pg *)db;
+    hk_pgp p = {0};
+    int changes = 0;
+    hk_err e;
+
+    hk_pgp_text(&p, node);
+    hk_pg_revive(d);
+    e = hk_pg_run(d,
+                  "UPDATE sessions SET state = 'failed' WHERE state = "
+                  "'running' AND node = $1",
+                  &p, &changes);
+    *n = e == HK_OK ? (size_t)changes : 0;
+    return e;
+}
+
+static hk_err hk_pg_write_probe(hk_db *db, int64_t now)
+{
+    hk_pg *d = (hk_pg *)db;
+    hk_pgp p = {0};
+
+    hk_pgp_text(&p, db->node[0] != 0 ? db->node : "-");
+    hk_pgp_i64(&p, now);
+    hk_pg_revive(d);
+    return hk_pg_run(d,
+                     "INSERT INTO health (node, probed) VALUES ($1, $2) ON "
+                     "CONFLICT (node) DO UPDATE SET probed = excluded.probed",
+                     &p, NULL);
+}
+
 static const hk_db_ops hk_pg_ops = {
     "postgresql",
     hk_pg_close,
@@ -1375,6 +1414,8 @@ static const hk_db_ops hk_pg_ops = {
     hk_pg_share_list_all,
     hk_pg_share_replace_sealed,
     hk_pg_setup_replace_sealed,
+    hk_pg_session_fail_node,
+    hk_pg_write_probe,
 };
 
 hk_err hk_db_open_pg(const char *conninfo, hk_db **out, char *why,

@@ -99,10 +99,16 @@ static const char *const hk_sq_migrations[] = {
     " tokens REAL NOT NULL,"
     " updated REAL NOT NULL"
     ") STRICT;",
-    /* 3: two-phase keygen (db.h) */
+    /* 3: two-phase keygen; the node that claimed a session; health
+     * probes (db.h) */
     "ALTER TABLE keys ADD COLUMN pending INTEGER NOT NULL DEFAULT 0"
     " CHECK (pending IN (0, 1));"
-    "CREATE INDEX keys_pending ON keys (pending, created);",
+    "CREATE INDEX keys_pending ON keys (pending, created);"
+    "ALTER TABLE sessions ADD COLUMN node TEXT;"
+    "CREATE TABLE health ("
+    " node TEXT PRIMARY KEY NOT NULL,"
+    " probed INTEGER NOT NULL"
+    ") STRICT;",
 };
 
 #define HK_SQ_NMIGRATIONS                                                      \
@@ -1048,7 +1054,42 @@ static hk_err hk_sq_session_set_state(hk_db *db, const unsigned char *sid,
         if (e == HK_OK)
             e = HK_ERR_STATE;
     }
+    if (e == HK_OK && state == HK_DB_SESS_RUNNING && db->node[0] != 0) {
+        hk_dbp p = {0};
+
+        hk_dbp_blob(&p, sid, HK_ID_LEN);
+        hk_dbp_text(&p, db->node);
+        e = hk_sq_run_p(d, "UPDATE sessions SET node = ?2 WHERE sid = ?1", &p,
+                        NULL);
+    }
     return hk_sq_end(d, e);
+}
+
+static hk_err hk_sq_session_fail_node(hk_db *db, const char *node, size_t *n)
+{
+    hk_dbp p = {0};
+    int changes = 0;
+    hk_err e;
+
+    hk_dbp_text(&p, node);
+    e = hk_sq_run_p((hk_sq *)db,
+                    "UPDATE sessions SET state = 'failed' WHERE state = "
+                    "'running' AND node = ?1",
+                    &p, &changes);
+    *n = e == HK_OK ? (size_t)changes : 0;
+    return e;
+}
+
+static hk_err hk_sq_write_probe(hk_db *db, int64_t now)
+{
+    hk_dbp p = {0};
+
+    hk_dbp_text(&p, db->node[0] != 0 ? db->node : "-");
+    hk_dbp_int(&p, now);
+    return hk_sq_run_p((hk_sq *)db,
+                       "INSERT INTO health (node, probed) VALUES (?1, ?2) ON "
+                       "CONFLICT (node) DO UPDATE SET probed = excluded.probed",
+                       &p, NULL);
 }
 
 static hk_err hk_sq_session_sweep(hk_db *db, int64_t now, int64_t idle,
@@ -1486,6 +1527,8 @@ static const hk_db_ops hk_sq_ops = {
     hk_sq_share_list_all,
     hk_sq_share_replace_sealed,
     hk_sq_setup_replace_sealed,
+    hk_sq_session_fail_node,
+    hk_sq_write_probe,
 };
 
 hk_err hk_db_open_sqlite(const char *path, hk_db **out, char *why,

@@ -151,13 +151,33 @@ static void hk_render_ops(hk_buf *b, const hk_metrics *m)
     }
 }
 
-char *hk_metrics_render(hk_metrics *m, int sessions, int draining,
+/* The connection figures: a refused connection never reaches HTTP, so
+ * this is where an operator sees the caps at work. */
+static void hk_render_conns(hk_buf *b, const hk_metrics_gauges *g)
+{
+    hk_put(b,
+           "# HELP halfkey_connections Open TCP connections.\n# TYPE "
+           "halfkey_connections gauge\nhalfkey_connections %d\n"
+           "# HELP halfkey_connections_max The caps: max_connections and "
+           "max_connections_per_peer.\n# TYPE halfkey_connections_max "
+           "gauge\nhalfkey_connections_max{scope=\"total\"} %d\n"
+           "halfkey_connections_max{scope=\"peer\"} %d\n",
+           g->conns, g->max_conns, g->max_per_peer);
+    hk_put(b,
+           "# HELP halfkey_connections_refused_total Connections closed at "
+           "accept by a cap.\n# TYPE halfkey_connections_refused_total "
+           "counter\nhalfkey_connections_refused_total{cap=\"total\"} "
+           "%lu\nhalfkey_connections_refused_total{cap=\"peer\"} %lu\n",
+           g->refused_cap, g->refused_peer);
+}
+
+char *hk_metrics_render(hk_metrics *m, const hk_metrics_gauges *g,
                         const char *node)
 {
     hk_buf b = {malloc(4096), 0, 4096};
     int i;
 
-    if (m == NULL || b.p == NULL) {
+    if (m == NULL || g == NULL || b.p == NULL) {
         free(b.p);
         return NULL;
     }
@@ -170,11 +190,12 @@ char *hk_metrics_render(hk_metrics *m, int sessions, int draining,
            "# HELP halfkey_sessions_active Protocol sessions running "
            "on this node.\n# TYPE halfkey_sessions_active gauge\n"
            "halfkey_sessions_active %d\n",
-           sessions);
+           g->sessions);
     hk_put(&b,
            "# HELP halfkey_draining 1 while shutting down.\n# TYPE "
            "halfkey_draining gauge\nhalfkey_draining %d\n",
-           draining);
+           g->draining);
+    hk_render_conns(&b, g);
     hk_render_ops(&b, m);
     hk_put(&b, "# HELP halfkey_policy_refusals_total Sessions refused by "
                "policy, by reason.\n# TYPE halfkey_policy_refusals_total "

@@ -23,8 +23,18 @@ void hk_metrics_free(hk_metrics *m);
 void hk_metrics_op(hk_metrics *m, hk_db_op op, hk_outcome out, double seconds);
 /* One refusal of reason `code` (one of HK_REFUSAL_CODES in policy.h). */
 void hk_metrics_refusal(hk_metrics *m, const char *code);
+/* Gauges and counters kept elsewhere, passed in at render time. */
+typedef struct {
+    int sessions; /* protocol sessions running on this node */
+    int draining; /* 1 while shutting down */
+    int conns;    /* open connections (transport) */
+    int max_conns, max_per_peer;
+    unsigned long refused_cap;  /* connections refused: max_connections */
+    unsigned long refused_peer; /* ... max_connections_per_peer */
+} hk_metrics_gauges;
+
 /* The text page, malloc'd (free), or NULL without memory. */
-char *hk_metrics_render(hk_metrics *m, int sessions, int draining,
+char *hk_metrics_render(hk_metrics *m, const hk_metrics_gauges *g,
                         const char *node);
 
 #endif

@@ -1,6 +1,7 @@
 /* halfkeyd service: endpoints, WebSocket glue, lifecycle. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include <jansson.h>
@@ -14,7 +15,9 @@
 #include "server/service_impl.h"
 
 #define HK_VERSION "0.1.0"
-#define HK_DRAIN_IDLE 5 /* seconds */
+#define HK_DRAIN_IDLE 5  /* seconds */
+#define HK_PROBE_EVERY 1 /* seconds between database write probes */
+#define HK_FD_RESERVE 64 /* fds kept from connections, plus 4 per worker */
 
 int64_t hk_now(void) { return (int64_t)time(NULL); }
 
@@ -412,36 +415,72 @@ static json_t *hk_seal_status(hk_service *svc, int *ok)
     return o;
 }
 
+/* Whether the database takes writes: a read (the schema version) passes
+ * on a full or read-only disk, where every operation fails. Probed at
+ * most once per HK_PROBE_EVERY seconds (health checks poll often; each
+ * probe is a committed write); *why gets the failure. */
+static hk_err hk_db_health(hk_service *svc, int *version, char *why, size_t cap)
+{
+    int64_t now = hk_now();
+    hk_err e;
+
+    pthread_mutex_lock(&svc->dbmu);
+    e = hk_db_schema_version(svc->db, version);
+    if (e == HK_OK && now - svc->probe_time >= HK_PROBE_EVERY) {
+        svc->probe_err = hk_db_write_probe(svc->db, now);
+        svc->probe_time = now;
+        snprintf(svc->probe_why, sizeof(svc->probe_why), "%s",
+                 svc->probe_err != HK_OK ? hk_db_errmsg(svc->db) : "");
+    }
+    if (e == HK_OK)
+        e = svc->probe_err;
+    snprintf(why, cap, "%s", e == HK_OK ? "" : svc->probe_why);
+    pthread_mutex_unlock(&svc->dbmu);
+    if (e != HK_OK)
+        hk_log("error", "event=database_unhealthy reason=\"%s\"", why);
+    return e;
+}
+
 static void hk_ep_status(hk_service *svc, hk_http_resp *r)
 {
     int v = 0, ok, seal_ok = 0;
     json_t *seal = hk_seal_status(svc, &seal_ok);
-    hk_err e;
+    char dbwhy[160];
+    hk_err e = hk_db_health(svc, &v, dbwhy, sizeof(dbwhy));
 
-    pthread_mutex_lock(&svc->dbmu);
-    e = hk_db_schema_version(svc->db, &v);
-    pthread_mutex_unlock(&svc->dbmu);
     ok = e == HK_OK && seal_ok && !svc->draining;
     hk_respond(
         r, ok ? 200 : 503,
-        json_pack("{s:s,s:s,s:i,s:s,s:{s:s,s:s,s:i},s:o,s:i,s:b}", "status",
-                  svc->draining ? "draining"
-                                : (e == HK_OK && seal_ok ? "ok" : "degraded"),
-                  "version", HK_VERSION, "protocol", HK_PROTOCOL_VERSION,
-                  "node", svc->cfg.node, "database", "backend",
-                  hk_db_backend(svc->db), "status", e == HK_OK ? "ok" : "error",
-                  "schema", v, "seal", seal, "sessions",
-                  hk_active_sessions(svc), "draining", (int)svc->draining));
+        json_pack(
+            "{s:s,s:s,s:i,s:s,s:{s:s,s:s,s:i,s:b,s:s},s:o,s:i,s:b}", "status",
+            svc->draining ? "draining"
+                          : (e == HK_OK && seal_ok ? "ok" : "degraded"),
+            "version", HK_VERSION, "protocol", HK_PROTOCOL_VERSION, "node",
+            svc->cfg.node, "database", "backend", hk_db_backend(svc->db),
+            "status", e == HK_OK ? "ok" : "error", "schema", v, "writable",
+            e == HK_OK, "error", dbwhy, "seal", seal, "sessions",
+            hk_active_sessions(svc), "draining", (int)svc->draining));
 }
 
 static void hk_ep_metrics(hk_service *svc, hk_http_resp *r)
 {
     if (!svc->cfg.metrics)
         return hk_respond_err(r, 404, "not_found", "metrics are off");
+    hk_metrics_gauges g;
+    hk_tsrv_stats ts;
+
+    hk_tsrv_stats_get(svc->tsrv, &ts);
+    memset(&g, 0, sizeof(g));
+    g.sessions = hk_active_sessions(svc);
+    g.draining = (int)svc->draining;
+    g.conns = ts.conns;
+    g.refused_cap = ts.refused_cap;
+    g.refused_peer = ts.refused_peer;
+    g.max_conns = svc->max_conns;
+    g.max_per_peer = svc->cfg.max_conns_per_peer;
     r->status = 200;
     r->content_type = "text/plain; version=0.0.4";
-    r->body = hk_metrics_render(svc->metrics, hk_active_sessions(svc),
-                                (int)svc->draining, svc->cfg.node);
+    r->body = hk_metrics_render(svc->metrics, &g, svc->cfg.node);
 }
 
 static void hk_on_http(void *ctx, const hk_http_req *req, hk_http_resp *r)
@@ -567,15 +606,53 @@ static int hk_on_ws_open(void *ctx, hk_tconn *conn, const hk_http_req *req)
     return 0;
 }
 
+/* Past the queue cap: the session ends with an error the client can show
+ * (its end is recorded when the connection goes: hk_rsess_unref). */
+static void hk_queue_overflow(hk_rsess *s, hk_tconn *conn)
+{
+    char kid[2 * HK_ID_LEN + 1], *txt;
+    json_t *o;
+
+    hk_hex(s->kid, HK_ID_LEN, kid);
+    hk_log("warn",
+           "event=session_queue_full op=%s sub=%s key=%s limit=%d bytes=%u",
+           s->op != 0 ? hk_db_op_name(s->op) : "channel", s->sub, kid,
+           HK_RSESS_QUEUE_MAX, HK_RSESS_QUEUE_BYTES);
+    o = json_pack("{s:i,s:s,s:i,s:s}", "v", 1, "t", "error", "code",
+                  (int)HK_ERR_TOO_BIG, "message",
+                  "too many messages queued: send one message and wait for "
+                  "the answer");
+    txt = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (txt != NULL && hk_tconn_send(conn, txt, strlen(txt)) != HK_OK)
+        hk_log("warn", "event=session_queue_full_unsent");
+    free(txt);
+    hk_tconn_close(conn);
+}
+
 static void hk_on_ws_message(void *ctx, hk_tconn *conn,
                              const unsigned char *msg, size_t len)
 {
     hk_rsess *s = hk_tconn_user(conn);
-    hk_rmsg *m;
-    int submit = 0;
+    hk_rmsg *m = NULL;
+    int submit = 0, over = 0, was_over;
 
     (void)ctx;
-    if (s == NULL || (m = malloc(sizeof(*m) + len)) == NULL) {
+    if (s == NULL) {
+        hk_tconn_close(conn);
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    was_over = s->overflow;
+    if (!was_over && (s->qlen >= HK_RSESS_QUEUE_MAX ||
+                      s->qbytes + len > HK_RSESS_QUEUE_BYTES))
+        s->overflow = over = 1;
+    pthread_mutex_unlock(&s->mu);
+    if (over)
+        hk_queue_overflow(s, conn);
+    if (over || was_over)
+        return; /* dropped: the connection is closing */
+    if ((m = malloc(sizeof(*m) + len)) == NULL) {
         hk_tconn_close(conn);
         return;
     }
@@ -589,6 +666,8 @@ static void hk_on_ws_message(void *ctx, hk_tconn *conn,
     else
         s->head = m;
     s->tail = m;
+    s->qlen++;
+    s->qbytes += len;
     if (!s->scheduled) {
         s->scheduled = 1;
         s->refs++;
@@ -762,6 +841,26 @@ static void hk_service_log_seal(const hk_kek *kek)
            hk_kek_name(kek), hex, hk_kek_count(kek) - 1);
 }
 
+/* Sessions this node left running when it was killed are failed now: no
+ * process runs them any more, and a refresh of their key would otherwise
+ * be refused as busy until they expire. */
+static hk_err hk_service_orphans(hk_service *svc, char *why)
+{
+    size_t n = 0;
+    hk_err e;
+
+    if ((e = hk_db_set_node(svc->db, svc->cfg.node)) == HK_OK &&
+        (e = hk_db_session_fail_node(svc->db, svc->cfg.node, &n)) != HK_OK)
+        snprintf(why, 256,
+                 "%s database: cannot fail the sessions left "
+                 "running: %.120s",
+                 hk_db_backend(svc->db), hk_db_errmsg(svc->db));
+    if (e == HK_OK && n > 0)
+        hk_log("warn", "event=sessions_orphaned count=%zu node=%s", n,
+               svc->cfg.node);
+    return e;
+}
+
 static hk_err hk_service_keys(hk_service *svc, char *why)
 {
     unsigned char *jk = NULL, *sealed = NULL;
@@ -772,6 +871,8 @@ static hk_err hk_service_keys(hk_service *svc, char *why)
         return e;
     hk_service_log_seal(svc->kek);
     if ((e = hk_srv_open_db(&svc->cfg, &svc->db, why)) != HK_OK)
+        return e;
+    if ((e = hk_service_orphans(svc, why)) != HK_OK)
         return e;
     if ((e = hk_load_setup(svc->db, svc->kek, &svc->setup)) != HK_OK ||
         (e = hk_db_setup_get(svc->db, &sealed, &slen, &svc->setup_pub,
@@ -797,6 +898,39 @@ done:
     return e;
 }
 
+/* The connection cap: max_connections, or by default the open-file limit
+ * less a reserve for everything else the process opens (database files or
+ * connections per worker, the KEK or HSM, logs, lws's own pipe): past the
+ * fd limit accept() fails and lws stops serving everyone, so a connection
+ * over the cap must be refused while fds are left. */
+static hk_err hk_conn_cap(const hk_srv_config *cfg, int *cap, char *why)
+{
+    struct rlimit rl;
+    long nofile = 1024, reserve, room;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        nofile = rl.rlim_cur > 1000000 ? 1000000 : (long)rl.rlim_cur;
+    reserve = HK_FD_RESERVE + 4L * cfg->workers;
+    room = nofile - reserve;
+    if (room < 16) {
+        snprintf(why, 256,
+                 "the open-file limit (RLIMIT_NOFILE %ld) leaves no room for "
+                 "connections: %ld fds are reserved; raise LimitNOFILE",
+                 nofile, reserve);
+        return HK_ERR_CONFIG;
+    }
+    if (cfg->max_connections > room) {
+        snprintf(why, 256,
+                 "max_connections = %d is above the open-file limit "
+                 "(RLIMIT_NOFILE %ld) less %ld reserved: raise LimitNOFILE or "
+                 "lower max_connections",
+                 cfg->max_connections, nofile, reserve);
+        return HK_ERR_CONFIG;
+    }
+    *cap = cfg->max_connections > 0 ? cfg->max_connections : (int)room;
+    return HK_OK;
+}
+
 hk_err hk_service_new(const hk_srv_config *cfg, hk_service **out, char *why)
 {
     hk_tsrv_handlers h = {NULL,           hk_on_http,
@@ -817,7 +951,8 @@ hk_err hk_service_new(const hk_srv_config *cfg, hk_service **out, char *why)
     if ((e = hk_metrics_new(&svc->metrics)) != HK_OK ||
         (e = hk_service_keys(svc, why)) != HK_OK)
         goto fail;
-    if ((e = hk_workers_new(cfg->workers, &svc->workers)) != HK_OK)
+    if ((e = hk_conn_cap(cfg, &svc->max_conns, why)) != HK_OK ||
+        (e = hk_workers_new(cfg->workers, &svc->workers)) != HK_OK)
         goto fail;
     h.ctx = svc;
     memset(&tc, 0, sizeof(tc));
@@ -825,9 +960,12 @@ hk_err hk_service_new(const hk_srv_config *cfg, hk_service **out, char *why)
     tc.port = cfg->port;
     tc.cert_file = cfg->tls_cert;
     tc.key_file = cfg->tls_key;
-    if ((e = hk_tsrv_new(&tc, &h, &svc->tsrv)) != HK_OK) {
-        snprintf(why, 256, "cannot listen on %.64s:%d with %.120s", cfg->listen,
-                 cfg->port, cfg->tls_cert);
+    tc.max_conns = svc->max_conns;
+    tc.max_per_peer = cfg->max_conns_per_peer;
+    if ((e = hk_tsrv_new(&tc, &h, &svc->tsrv, why)) != HK_OK) {
+        if (why[0] == 0)
+            snprintf(why, 256, "cannot listen on %.64s:%d with %.120s",
+                     cfg->listen, cfg->port, cfg->tls_cert);
         goto fail;
     }
     *out = svc;
@@ -843,8 +981,12 @@ hk_err hk_service_run(hk_service *svc)
 
     if (svc == NULL)
         return HK_ERR_ARG;
-    hk_log("info", "event=listening address=%s port=%d version=%s",
-           svc->cfg.listen, hk_tsrv_port(svc->tsrv), HK_VERSION);
+    /* the address as read back from the socket, not as configured */
+    hk_log("info",
+           "event=listening address=%s port=%d version=%s max_connections=%d "
+           "max_connections_per_peer=%d",
+           hk_tsrv_address(svc->tsrv), hk_tsrv_port(svc->tsrv), HK_VERSION,
+           svc->max_conns, svc->cfg.max_conns_per_peer);
     if (svc->cfg.port_file[0] != 0 &&
         (f = fopen(svc->cfg.port_file, "w")) != NULL) {
         fprintf(f, "%d\n", hk_tsrv_port(svc->tsrv));

@@ -49,6 +49,11 @@ struct hk_service {
     hk_presign *presigns;
     int64_t last_sweep;
     hk_metrics *metrics;
+    int max_conns; /* the connection cap in force (hk_conn_cap) */
+    /* the last database write probe (/status), guarded by dbmu */
+    int64_t probe_time;
+    hk_err probe_err;
+    char probe_why[128];
     /* Set by hk_service_stop (any thread): no new sessions; the service
      * stops once the running ones end or shutdown_grace has passed. */
     _Atomic int draining;
@@ -57,6 +62,13 @@ struct hk_service {
     hk_digest_hook digest_hook;
     void *digest_hook_ctx;
 };
+
+/* A client sends one message and waits for the answer (every protocol
+ * alternates), so more than a few queued messages is abuse; each may be
+ * HK_WS_MSG_MAX bytes, and an authenticated client could otherwise queue
+ * memory without limit while the workers are busy. */
+#define HK_RSESS_QUEUE_MAX 8
+#define HK_RSESS_QUEUE_BYTES (1024u * 1024u)
 
 typedef struct hk_rmsg {
     struct hk_rmsg *next;
@@ -84,8 +96,10 @@ struct hk_rsess {
     int unproven;
     int finished; /* no more messages are handled */
     int ended;    /* the end (done or failed) is recorded */
-    /* queue */
+    /* queue (bounded: HK_RSESS_QUEUE_MAX, HK_RSESS_QUEUE_BYTES) */
     hk_rmsg *head, *tail;
+    size_t qlen, qbytes;
+    int overflow; /* the cap was passed: the connection is closing */
     int scheduled, dead;
     int64_t last, touched;
     int channel; /* a kept-open connection running session after session */

@@ -115,10 +115,24 @@ static void hk_send(hk_rsess *s, const unsigned char *msg, size_t len)
         s->finished = 1;
 }
 
+/* The text the client shows for e. HK_ERR_BUSY's generic text names the
+ * client's own signing lock; on the server it means another refresh of
+ * the key, or a server shutting down (where says which). */
+static const char *hk_fail_text(const hk_rsess *s, hk_err e, const char *where,
+                                char *buf, size_t cap)
+{
+    if (e != HK_ERR_BUSY)
+        return hk_strerror(e);
+    if (s->op == HK_DB_OP_REFRESH)
+        return "key busy: another refresh of this key is running";
+    snprintf(buf, cap, "busy: %s", where);
+    return buf;
+}
+
 /* Ends the session with an error message the client can show. */
 static void hk_fail(hk_rsess *s, hk_err e, const char *where)
 {
-    char kid[2 * HK_ID_LEN + 1];
+    char kid[2 * HK_ID_LEN + 1], text[128];
     json_t *o;
     char *txt;
 
@@ -134,7 +148,7 @@ static void hk_fail(hk_rsess *s, hk_err e, const char *where)
         hk_rsess_record_end(s, HK_OUT_FAILED, detail);
     }
     o = json_pack("{s:i,s:s,s:i,s:s}", "v", 1, "t", "error", "code", (int)e,
-                  "message", hk_strerror(e));
+                  "message", hk_fail_text(s, e, where, text, sizeof(text)));
     txt = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (txt != NULL)
@@ -788,6 +802,8 @@ void hk_rsess_job(void *arg)
             s->head = m->next;
             if (s->head == NULL)
                 s->tail = NULL;
+            s->qlen--;
+            s->qbytes -= m->len;
         } else {
             s->scheduled = 0;
         }

@@ -1,8 +1,14 @@
 /* TLS 1.3 HTTP + WebSocket server on libwebsockets 4.1. */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <malloc.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <libwebsockets.h>
 #include <openssl/crypto.h>
@@ -11,7 +17,15 @@
 #include "transport/http_server.h"
 #include "transport/jwt.h"
 
-#define HK_AUTH_MAX (HK_JWT_MAX + 16)
+/* "Bearer " and the largest token: a longer value is refused (431) */
+#define HK_AUTH_MAX (HK_JWT_MAX + sizeof("Bearer ") - 1)
+#define HK_STR_(x) #x
+#define HK_STR(x) HK_STR_(x)
+
+_Static_assert(HK_HTTP_HEADER_MAX >= HK_AUTH_MAX + 4096 &&
+                   HK_HTTP_HEADER_MAX <= 65535,
+               "headers hold the largest token; lws keeps the limit in a "
+               "short");
 
 typedef struct hk_txq {
     struct hk_txq *next;
@@ -32,6 +46,20 @@ struct hk_tconn {
     size_t rxlen;
 };
 
+/* Open connections of one peer address. */
+typedef struct hk_peer {
+    struct hk_peer *next;
+    unsigned char addr[16]; /* IPv4 v4-mapped; IPv6 cut to its /64 */
+    int n;
+} hk_peer;
+
+/* What the transport keeps on an accepted connection's wsi (its opaque
+ * user data) from accept to destroy. */
+typedef struct {
+    hk_peer *peer;     /* counted against the caps until the wsi goes */
+    hk_tconn *upgrade; /* an accepted upgrade, until ESTABLISHED */
+} hk_wsi_data;
+
 struct hk_tsrv {
     struct lws_context *ctx;
     hk_tsrv_handlers h;
@@ -39,7 +67,21 @@ struct hk_tsrv {
     hk_tconn *ready;
     atomic_int stop;
     int port;
+    char address[INET6_ADDRSTRLEN];
     lws_sorted_usec_list_t tick;
+    /* admission, service thread only (stats also atomically) */
+    int max_conns, max_per_peer;
+    hk_peer **peers; /* hash buckets */
+    size_t npeers;   /* bucket count, a power of 2 */
+    /* admitted by hk_admit, not yet on its wsi: lws sets a new wsi's
+     * opaque pointer after LWS_CALLBACK_WSI_CREATE, so the data goes on at
+     * LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED (or is freed at
+     * LWS_CALLBACK_WSI_DESTROY if the TLS setup fails before that) */
+    hk_wsi_data *adopting;
+    struct lws *adopting_wsi;
+    int trim_peak; /* most connections since the last trim */
+    atomic_int conns;
+    atomic_ulong refused_cap, refused_peer;
 };
 
 /* Per-connection data: an HTTP transaction or a WebSocket. */
@@ -191,6 +233,116 @@ static void hk_srv_drain_ready(hk_tsrv *srv)
     }
 }
 
+/* --- admission ----------------------------------------------------------- */
+
+/* The peer's key: an IPv4 address v4-mapped, an IPv6 address's /64 (one
+ * host is usually given a whole /64, so counting single addresses would
+ * let it open connections without limit). */
+static void hk_peer_key(const struct sockaddr_storage *sa, unsigned char k[16])
+{
+    memset(k, 0, 16);
+    if (sa->ss_family == AF_INET) {
+        k[10] = k[11] = 0xff;
+        memcpy(k + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+    } else if (sa->ss_family == AF_INET6) {
+        memcpy(k, &((const struct sockaddr_in6 *)sa)->sin6_addr, 8);
+    }
+}
+
+static hk_peer **hk_peer_slot(hk_tsrv *srv, const unsigned char k[16])
+{
+    uint32_t hsh = 2166136261u; /* FNV-1a: peers are not secret */
+    hk_peer **pp;
+    int i;
+
+    for (i = 0; i < 16; i++)
+        hsh = (hsh ^ k[i]) * 16777619u;
+    for (pp = &srv->peers[hsh & (srv->npeers - 1)]; *pp != NULL;
+         pp = &(*pp)->next)
+        if (memcmp((*pp)->addr, k, 16) == 0)
+            break;
+    return pp;
+}
+
+static void hk_peer_release(hk_tsrv *srv, hk_peer *p)
+{
+    hk_peer **pp;
+
+    atomic_fetch_sub(&srv->conns, 1);
+    if (--p->n > 0)
+        return;
+    pp = hk_peer_slot(srv, p->addr);
+    *pp = p->next;
+    free(p);
+}
+
+static void hk_wsi_data_free(hk_tsrv *srv, hk_wsi_data *d)
+{
+    if (d == NULL)
+        return;
+    hk_tconn_unref(d->upgrade);
+    hk_peer_release(srv, d->peer);
+    free(d);
+}
+
+/* LWS_CALLBACK_FILTER_NETWORK_CONNECTION: 0 admits the connection (lws
+ * then creates its wsi at once: LWS_CALLBACK_WSI_CREATE takes
+ * srv->adopting), nonzero closes it before any TLS work. */
+static int hk_admit(hk_tsrv *srv, const struct lws_filter_network_conn_args *a)
+{
+    unsigned char k[16];
+    hk_wsi_data *d;
+    hk_peer **pp;
+
+    /* an admitted connection lws failed to adopt (no wsi was made) */
+    hk_wsi_data_free(srv, srv->adopting);
+    srv->adopting = NULL;
+    srv->adopting_wsi = NULL;
+    if (atomic_load(&srv->conns) >= srv->max_conns) {
+        atomic_fetch_add(&srv->refused_cap, 1);
+        return 1;
+    }
+    hk_peer_key(&a->cli_addr, k);
+    pp = hk_peer_slot(srv, k);
+    if (*pp != NULL && srv->max_per_peer > 0 && (*pp)->n >= srv->max_per_peer) {
+        atomic_fetch_add(&srv->refused_peer, 1);
+        return 1;
+    }
+    if ((d = calloc(1, sizeof(*d))) == NULL)
+        return 1;
+    if (*pp == NULL && (*pp = calloc(1, sizeof(**pp))) == NULL) {
+        free(d);
+        return 1;
+    }
+    memcpy((*pp)->addr, k, 16);
+    (*pp)->n++;
+    d->peer = *pp;
+    srv->adopting = d;
+    if (atomic_fetch_add(&srv->conns, 1) + 1 > srv->trim_peak)
+        srv->trim_peak = atomic_load(&srv->conns);
+    return 0;
+}
+
+/* After a wave of connections has gone, gives the freed heap back to the
+ * OS: glibc keeps it otherwise, and a burst of thousands of half-open
+ * TLS connections would hold hundreds of MB for good. */
+static void hk_trim_heap(hk_tsrv *srv)
+{
+    int n = atomic_load(&srv->conns);
+
+    if (srv->trim_peak >= 64 && n <= srv->trim_peak / 2) {
+        malloc_trim(0);
+        srv->trim_peak = n;
+    }
+}
+
+void hk_tsrv_stats_get(const hk_tsrv *srv, hk_tsrv_stats *out)
+{
+    out->conns = atomic_load(&srv->conns);
+    out->refused_cap = atomic_load(&srv->refused_cap);
+    out->refused_peer = atomic_load(&srv->refused_peer);
+}
+
 /* --- WebSocket ----------------------------------------------------------- */
 
 static int hk_ws_writeable(hk_tconn *c)
@@ -304,12 +456,33 @@ static int hk_http_read_head(struct lws *wsi, hk_pss *p, const char *path)
     if ((p->auth = calloc(1, HK_AUTH_MAX + 1)) == NULL)
         return 500;
     n = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
-    if (n > HK_AUTH_MAX)
+    if (n > (int)HK_AUTH_MAX)
         return 431;
     if (n > 0 && lws_hdr_copy(wsi, p->auth, HK_AUTH_MAX + 1,
                               WSI_TOKEN_HTTP_AUTHORIZATION) < 0)
         return 400;
     return 0;
+}
+
+/* The error code and reason of a refusal by hk_http_read_head. */
+static const char *hk_http_status_code(int st)
+{
+    return st == 431 ? "header_too_large" : "bad_request";
+}
+
+static const char *hk_http_status_why(int st)
+{
+    switch (st) {
+    case 431:
+        return "Authorization header too large (tokens are limited to " HK_STR(
+            HK_JWT_MAX) " bytes)";
+    case 414:
+        return "path or query too long";
+    case 405:
+        return "method not allowed";
+    default:
+        return "malformed request";
+    }
 }
 
 static char *hk_json_error(const char *code, const char *msg)
@@ -383,7 +556,8 @@ static int hk_http_start(hk_tsrv *srv, struct lws *wsi, hk_pss *p,
 
     hk_pss_clear(p);
     if ((st = hk_http_read_head(wsi, p, path)) != 0)
-        return hk_http_error(wsi, p, st, "bad_request", "malformed request");
+        return hk_http_error(wsi, p, st, hk_http_status_code(st),
+                             hk_http_status_why(st));
     if (strcmp(p->method, "GET") == 0)
         return hk_http_dispatch(srv, wsi, p);
     if (lws_hdr_copy(wsi, cl, sizeof(cl), WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0)
@@ -433,9 +607,10 @@ static int hk_http_writeable(struct lws *wsi, hk_pss *p)
 
 /* WebSocket upgrade: the handler decides, with a proper HTTP status. The
  * per-connection data does not exist yet: the new connection handle rides
- * on the wsi's opaque pointer until LWS_CALLBACK_ESTABLISHED. */
+ * on the wsi's hk_wsi_data until LWS_CALLBACK_ESTABLISHED. */
 static int hk_ws_confirm(hk_tsrv *srv, struct lws *wsi)
 {
+    hk_wsi_data *d = lws_get_opaque_user_data(wsi);
     hk_http_req req;
     hk_pss tmp;
     hk_tconn *c;
@@ -444,11 +619,12 @@ static int hk_ws_confirm(hk_tsrv *srv, struct lws *wsi)
 
     memset(&req, 0, sizeof(req));
     memset(&tmp, 0, sizeof(tmp));
-    if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) <= 0)
+    if (d == NULL || d->upgrade != NULL ||
+        lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) <= 0)
         return -1;
     if ((st = hk_http_read_head(wsi, &tmp, path)) != 0) {
         hk_pss_clear(&tmp);
-        lws_return_http_status(wsi, (unsigned)st, NULL);
+        lws_return_http_status(wsi, (unsigned)st, hk_http_status_why(st));
         return 1;
     }
     if ((c = hk_tconn_new(srv, wsi)) == NULL) {
@@ -468,7 +644,7 @@ static int hk_ws_confirm(hk_tsrv *srv, struct lws *wsi)
         lws_return_http_status(wsi, (unsigned)st, NULL);
         return 1;
     }
-    lws_set_opaque_user_data(wsi, c);
+    d->upgrade = c;
     return 0;
 }
 
@@ -503,10 +679,14 @@ static int hk_srv_callback(struct lws *wsi, enum lws_callback_reasons reason,
         return hk_http_writeable(wsi, p);
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
         return hk_ws_confirm(srv, wsi);
-    case LWS_CALLBACK_ESTABLISHED:
-        p->conn = lws_get_opaque_user_data(wsi);
-        lws_set_opaque_user_data(wsi, NULL);
+    case LWS_CALLBACK_ESTABLISHED: {
+        hk_wsi_data *d = lws_get_opaque_user_data(wsi);
+
+        p->conn = d != NULL ? d->upgrade : NULL;
+        if (d != NULL)
+            d->upgrade = NULL;
         return p->conn == NULL ? -1 : 0;
+    }
     case LWS_CALLBACK_RECEIVE:
         return p->conn == NULL ? -1 : hk_ws_receive(srv, wsi, p->conn, in, len);
     case LWS_CALLBACK_SERVER_WRITEABLE:
@@ -516,9 +696,29 @@ static int hk_srv_callback(struct lws *wsi, enum lws_callback_reasons reason,
             hk_ws_closed(srv, p->conn);
         p->conn = NULL;
         return 0;
+    case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+        return hk_admit(srv, user);
+    case LWS_CALLBACK_WSI_CREATE:
+        /* the wsi of the connection hk_admit just let in */
+        if (srv != NULL && srv->adopting != NULL && srv->adopting_wsi == NULL)
+            srv->adopting_wsi = wsi;
+        return 0;
+    case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
+        if (srv != NULL && wsi == srv->adopting_wsi) {
+            lws_set_opaque_user_data(wsi, srv->adopting);
+            srv->adopting = NULL;
+            srv->adopting_wsi = NULL;
+        }
+        return 0;
     case LWS_CALLBACK_WSI_DESTROY:
-        /* an upgrade accepted but never established */
-        hk_tconn_unref(lws_get_opaque_user_data(wsi));
+        /* also drops an upgrade accepted but never established */
+        if (srv != NULL && wsi == srv->adopting_wsi) {
+            hk_wsi_data_free(srv, srv->adopting);
+            srv->adopting = NULL;
+            srv->adopting_wsi = NULL;
+        } else if (srv != NULL) {
+            hk_wsi_data_free(srv, lws_get_opaque_user_data(wsi));
+        }
         lws_set_opaque_user_data(wsi, NULL);
         return 0;
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
@@ -541,49 +741,194 @@ static void hk_srv_tick(lws_sorted_usec_list_t *sul)
 
     if (srv->h.on_tick != NULL)
         srv->h.on_tick(srv->h.ctx);
+    hk_trim_heap(srv);
     lws_sul_schedule(srv->ctx, 0, &srv->tick, hk_srv_tick, LWS_US_PER_SEC);
 }
 
+/* The bind options for an address literal: libwebsockets 4.1 with IPv6
+ * support puts every listener on an AF_INET6 socket, and an IPv4 address
+ * there is lost (it binds the IPv6 wildcard with v6only off: every
+ * interface). So an IPv4 address turns IPv6 off for the vhost, and an
+ * IPv6 one asks for v6only. -1 if addr is not an IP literal. */
+static int hk_bind_options(const char *addr, uint64_t *opts,
+                           struct sockaddr_storage *want)
+{
+    struct sockaddr_in *a4 = (struct sockaddr_in *)want;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)want;
+
+    memset(want, 0, sizeof(*want));
+    if (addr != NULL && inet_pton(AF_INET, addr, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        *opts |= LWS_SERVER_OPTION_DISABLE_IPV6;
+        return 0;
+    }
+    if (addr != NULL && inet_pton(AF_INET6, addr, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        *opts |= LWS_SERVER_OPTION_IPV6_V6ONLY_MODIFY |
+                 LWS_SERVER_OPTION_IPV6_V6ONLY_VALUE;
+        return 0;
+    }
+    return -1;
+}
+
+/* 1 if the listening socket fd is bound to want's address and port (and an
+ * IPv6 one is v6only); its address is written to text. */
+static int hk_listen_matches(int fd, const struct sockaddr_storage *want,
+                             int port, char *text, size_t cap)
+{
+    struct sockaddr_storage got;
+    socklen_t len = sizeof(got);
+    int v6only = 0;
+    socklen_t olen = sizeof(v6only);
+
+    if (getsockname(fd, (struct sockaddr *)&got, &len) != 0)
+        return 0;
+    if (got.ss_family == AF_INET) {
+        const struct sockaddr_in *g = (const struct sockaddr_in *)&got;
+
+        inet_ntop(AF_INET, &g->sin_addr, text, (socklen_t)cap);
+        return want->ss_family == AF_INET && ntohs(g->sin_port) == port &&
+               memcmp(&g->sin_addr,
+                      &((const struct sockaddr_in *)want)->sin_addr,
+                      sizeof(g->sin_addr)) == 0;
+    }
+    if (got.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *g = (const struct sockaddr_in6 *)&got;
+
+        inet_ntop(AF_INET6, &g->sin6_addr, text, (socklen_t)cap);
+        if (getsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &olen) != 0)
+            v6only = 0;
+        return want->ss_family == AF_INET6 && ntohs(g->sin6_port) == port &&
+               v6only &&
+               memcmp(&g->sin6_addr,
+                      &((const struct sockaddr_in6 *)want)->sin6_addr,
+                      sizeof(g->sin6_addr)) == 0;
+    }
+    snprintf(text, cap, "family %d", got.ss_family);
+    return 0;
+}
+
+/* Reads back what was bound: libwebsockets 4.1 does not expose its listen
+ * socket, so every listening TCP socket of this process on our port is
+ * looked at (/proc/self/fd: the service has just started, there is one).
+ * Exactly one, bound as configured, or why[256] says what was found. */
+static hk_err hk_listen_verify(hk_tsrv *srv,
+                               const struct sockaddr_storage *want, char *why)
+{
+    char name[INET6_ADDRSTRLEN + 16] = "";
+    struct sockaddr_storage sa;
+    struct dirent *de;
+    int fd, acc, found = 0, ok = 0;
+    socklen_t len, olen;
+    DIR *dir = opendir("/proc/self/fd");
+    hk_err e = HK_ERR_NETWORK;
+
+    if (dir == NULL) {
+        snprintf(why, 256, "cannot read /proc/self/fd to check the bind");
+        return e;
+    }
+    while ((de = readdir(dir)) != NULL) {
+        fd = atoi(de->d_name);
+        len = sizeof(sa);
+        olen = sizeof(acc);
+        if (de->d_name[0] < '0' || de->d_name[0] > '9' || fd == dirfd(dir) ||
+            getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &olen) != 0 ||
+            !acc || getsockname(fd, (struct sockaddr *)&sa, &len) != 0 ||
+            (sa.ss_family != AF_INET && sa.ss_family != AF_INET6) ||
+            ntohs(((struct sockaddr_in *)&sa)->sin_port) != srv->port)
+            continue;
+        found++;
+        ok = hk_listen_matches(fd, want, srv->port, name, sizeof(name));
+    }
+    closedir(dir);
+    if (found == 1 && ok) {
+        snprintf(srv->address, sizeof(srv->address), "%s", name);
+        e = HK_OK;
+    } else if (found == 0) {
+        snprintf(why, 256, "no listening socket on port %d", srv->port);
+    } else {
+        snprintf(why, 256,
+                 "bound %s%s on port %d (%d listening sockets), not exactly "
+                 "the configured address",
+                 name, found == 1 && !ok ? " (or not v6only)" : "", srv->port,
+                 found);
+    }
+    return e;
+}
+
 hk_err hk_tsrv_new(const hk_tsrv_config *cfg, const hk_tsrv_handlers *h,
-                   hk_tsrv **out)
+                   hk_tsrv **out, char *why)
 {
     struct lws_context_creation_info info;
-    hk_tsrv *srv;
+    struct sockaddr_storage want;
+    char whybuf[256] = "";
+    uint64_t opts = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
+                    LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS |
+                    LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND;
+    hk_tsrv *srv = NULL;
+    hk_err e = HK_ERR_ARG;
 
+    if (why == NULL)
+        why = whybuf;
+    why[0] = 0;
     if (cfg == NULL || h == NULL || out == NULL || cfg->cert_file == NULL ||
         cfg->key_file == NULL || h->on_http == NULL || h->on_ws_open == NULL ||
-        h->on_ws_message == NULL || h->on_ws_close == NULL)
+        h->on_ws_message == NULL || h->on_ws_close == NULL ||
+        cfg->max_conns < 0 || cfg->max_per_peer < 0)
         return HK_ERR_ARG;
+    if (hk_bind_options(cfg->iface, &opts, &want) != 0) {
+        snprintf(why, 256, "listen address %.64s is not an IP address",
+                 cfg->iface != NULL ? cfg->iface : "(none)");
+        return HK_ERR_CONFIG;
+    }
     if ((srv = calloc(1, sizeof(*srv))) == NULL)
         return HK_ERR_NOMEM;
     pthread_mutex_init(&srv->mu, NULL);
     srv->h = *h;
+    srv->max_conns =
+        cfg->max_conns > 0 ? cfg->max_conns : HK_TSRV_CONNS_DEFAULT;
+    srv->max_per_peer = cfg->max_per_peer;
+    /* about two connections per bucket at the cap */
+    for (srv->npeers = 16; srv->npeers < (size_t)srv->max_conns / 2;)
+        srv->npeers *= 2;
+    e = HK_ERR_NOMEM;
+    if ((srv->peers = calloc(srv->npeers, sizeof(*srv->peers))) == NULL)
+        goto fail;
     memset(&info, 0, sizeof(info));
     info.port = cfg->port > 0 ? cfg->port : 0;
     info.iface = cfg->iface;
     info.protocols = hk_protocols;
     info.user = srv;
     /* The server trusts no client certificate: no OS CA store. */
-    info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
-                   LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
+    info.options = opts;
     info.ssl_cert_filepath = cfg->cert_file;
     info.ssl_private_key_filepath = cfg->key_file;
     info.ssl_options_set = SSL_OP_NO_SSLv3 | SSL_OP_NO_TLSv1 |
                            SSL_OP_NO_TLSv1_1 | SSL_OP_NO_TLSv1_2;
     info.alpn = "http/1.1";
     info.timeout_secs = 30;
+    /* the default (4096) drops tokens above ~4 KB without an answer */
+    info.max_http_header_data = (unsigned short)HK_HTTP_HEADER_MAX;
+    e = HK_ERR_NETWORK;
     srv->ctx = lws_create_context(&info);
     if (srv->ctx == NULL) {
-        pthread_mutex_destroy(&srv->mu);
-        free(srv);
-        return HK_ERR_NETWORK;
+        snprintf(why, 256, "cannot listen on %.64s port %d", cfg->iface,
+                 cfg->port);
+        goto fail;
     }
     srv->port =
         lws_get_vhost_listen_port(lws_get_vhost_by_name(srv->ctx, "default"));
+    if ((e = hk_listen_verify(srv, &want, why)) != HK_OK)
+        goto fail;
     lws_sul_schedule(srv->ctx, 0, &srv->tick, hk_srv_tick, LWS_US_PER_SEC);
     *out = srv;
     return HK_OK;
+fail:
+    hk_tsrv_free(srv);
+    return e;
 }
+
+const char *hk_tsrv_address(const hk_tsrv *srv) { return srv->address; }
 
 int hk_tsrv_port(const hk_tsrv *srv) { return srv->port; }
 
@@ -607,7 +952,11 @@ void hk_tsrv_free(hk_tsrv *srv)
 {
     if (srv == NULL)
         return;
-    lws_context_destroy(srv->ctx);
+    if (srv->ctx != NULL)
+        lws_context_destroy(srv->ctx); /* every wsi's data goes here */
+    if (srv->adopting != NULL)
+        hk_wsi_data_free(srv, srv->adopting);
+    free(srv->peers);
     pthread_mutex_destroy(&srv->mu);
     free(srv);
 }

@@ -15,6 +15,12 @@
 
 #define HK_HTTP_BODY_MAX (64u * 1024u)
 #define HK_WS_MSG_MAX (256u * 1024u)
+/* Room for the request line and every header: the Authorization header
+ * of the largest token (HK_JWT_MAX) plus 4 KB for the others. An
+ * Authorization value above the token limit is answered 431 with a
+ * reason; a request whose headers exceed this in total is closed by
+ * libwebsockets without an answer (its parser has no error reply). */
+#define HK_HTTP_HEADER_MAX (8192u + 16u + 4096u)
 
 typedef struct hk_tsrv hk_tsrv;
 typedef struct hk_tconn hk_tconn;
@@ -53,16 +59,37 @@ typedef struct {
 } hk_tsrv_handlers;
 
 typedef struct {
+    /* An IP address literal, bound exactly: an IPv4 address gives an
+     * IPv4-only socket, an IPv6 one an IPv6-only socket (v6only on). */
     const char *iface;     /* "127.0.0.1", "::1", ... */
     int port;              /* 0: let the OS choose (see hk_tsrv_port) */
     const char *cert_file; /* PEM certificate chain */
     const char *key_file;  /* PEM private key */
+    /* Connection caps, checked as a connection is accepted (before TLS):
+     * one over a cap is closed at once and counted in hk_tsrv_stats. */
+    int max_conns;    /* concurrent connections; 0: HK_TSRV_CONNS_DEFAULT */
+    int max_per_peer; /* per peer address (IPv6: per /64); 0: no cap */
 } hk_tsrv_config;
 
+#define HK_TSRV_CONNS_DEFAULT 1024
+
+typedef struct {
+    int conns;                  /* open now */
+    unsigned long refused_cap;  /* refused: max_conns reached */
+    unsigned long refused_peer; /* refused: the peer's cap reached */
+} hk_tsrv_stats;
+
+/* Binds and listens; then reads the bound address back (getsockname) and
+ * fails (HK_ERR_NETWORK) unless it is exactly cfg->iface. why[256] (may
+ * be NULL) gets the reason of a failure. */
 HK_WUR hk_err hk_tsrv_new(const hk_tsrv_config *cfg, const hk_tsrv_handlers *h,
-                          hk_tsrv **out);
+                          hk_tsrv **out, char *why);
 /* The bound port (useful with port 0). */
 int hk_tsrv_port(const hk_tsrv *srv);
+/* The bound address as read back, e.g. "127.0.0.1" or "::1". */
+const char *hk_tsrv_address(const hk_tsrv *srv);
+/* Thread-safe. */
+void hk_tsrv_stats_get(const hk_tsrv *srv, hk_tsrv_stats *out);
 /* Runs the service loop until hk_tsrv_stop. */
 HK_WUR hk_err hk_tsrv_run(hk_tsrv *srv);
 /* Thread-safe and async-signal-safe apart from the wake-up. */

@@ -4,6 +4,7 @@
 
 #include <jansson.h>
 #include <jwt.h>
+#include <openssl/bn.h>
 #include <openssl/crypto.h>
 
 #include "transport/jwt.h"
@@ -113,6 +114,123 @@ static int hk_jwt_shape_ok(const char *t)
     return dots == 2;
 }
 
+/* --- ES256 low-S -----------------------------------------------------------
+ * An ECDSA signature (r, s) has a twin (r, n - s) that verifies too, so a
+ * token has two valid encodings: a replay or revocation list keyed on the
+ * token text can be bypassed. Only the low-S form (s <= n/2) is accepted,
+ * and `halfkeyd token` mints that form. */
+
+#define HK_ES256_SIG_LEN 64
+
+/* The P-256 order n, big-endian. */
+static const unsigned char hk_p256_n[32] = {
+    0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17,
+    0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51};
+
+static int hk_b64url_val(char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    return c == '-' ? 62 : c == '_' ? 63 : -1;
+}
+
+/* Unpadded base64url of exactly `len` bytes; 0 if it is not. */
+static int hk_b64url_decode(const char *in, size_t n, unsigned char *out,
+                            size_t len)
+{
+    unsigned long acc = 0;
+    size_t i, o = 0;
+    int bits = 0, v;
+
+    if (n != (len * 4 + 2) / 3)
+        return 0;
+    for (i = 0; i < n; i++) {
+        if ((v = hk_b64url_val(in[i])) < 0)
+            return 0;
+        acc = (acc << 6) | (unsigned long)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (unsigned char)(acc >> bits);
+        }
+    }
+    /* the unused low bits of the last character must be zero */
+    return o == len && (acc & ((1ul << bits) - 1)) == 0;
+}
+
+static void hk_b64url_encode(const unsigned char *in, size_t len, char *out)
+{
+    static const char al[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    unsigned long acc = 0;
+    size_t i;
+    int bits = 0;
+
+    for (i = 0; i < len; i++) {
+        acc = (acc << 8) | in[i];
+        bits += 8;
+        while (bits >= 6) {
+            bits -= 6;
+            *out++ = al[(acc >> bits) & 63];
+        }
+    }
+    if (bits > 0)
+        *out++ = al[(acc << (6 - bits)) & 63];
+    *out = 0;
+}
+
+/* The r || s of an ES256 token's signature part; 0 if malformed. */
+static int hk_es256_sig(const char *token, unsigned char sig[64])
+{
+    const char *p = strrchr(token, '.');
+
+    return p != NULL &&
+           hk_b64url_decode(p + 1, strlen(p + 1), sig, HK_ES256_SIG_LEN);
+}
+
+/* 1 if s (32 bytes, big-endian) is above n/2: 2s > n, compared as 2s
+ * against n without overflow (s < n: the top bit of 2s is a carry). */
+static int hk_es256_high_s(const unsigned char s[32])
+{
+    unsigned char twice[32];
+    int i, carry = 0, top = s[0] >> 7;
+
+    for (i = 31; i >= 0; i--) {
+        twice[i] = (unsigned char)((s[i] << 1) | carry);
+        carry = s[i] >> 7;
+    }
+    return top || memcmp(twice, hk_p256_n, 32) > 0;
+}
+
+/* Rewrites a freshly minted ES256 token's signature to its low-S twin
+ * (n - s) if needed; the token keeps its length. */
+static hk_err hk_es256_low_s(char *token)
+{
+    unsigned char sig[HK_ES256_SIG_LEN];
+    BIGNUM *n = NULL, *s = NULL;
+    hk_err e = HK_ERR_CRYPTO;
+
+    if (!hk_es256_sig(token, sig))
+        return HK_ERR_CRYPTO;
+    if (!hk_es256_high_s(sig + 32))
+        return HK_OK;
+    if ((n = BN_bin2bn(hk_p256_n, 32, NULL)) == NULL ||
+        (s = BN_bin2bn(sig + 32, 32, NULL)) == NULL || !BN_sub(s, n, s) ||
+        BN_bn2binpad(s, sig + 32, 32) != 32)
+        goto done;
+    hk_b64url_encode(sig, sizeof(sig), strrchr(token, '.') + 1);
+    e = HK_OK;
+done:
+    BN_free(n);
+    BN_free(s);
+    return e;
+}
+
 /* "aud" is a string or an array of strings that must contain ours. */
 static int hk_jwt_aud_ok(jwt_t *jwt, const char *aud)
 {
@@ -186,6 +304,13 @@ hk_err hk_jwt_verify(const hk_jwt_verifier *v, const char *token, long now,
         return HK_ERR_ARG;
     if (!hk_jwt_shape_ok(token))
         return HK_ERR_AUTH;
+    if (v->alg == JWT_ALG_ES256) {
+        unsigned char sig[HK_ES256_SIG_LEN];
+
+        /* malleable twin or malformed: before any signature work */
+        if (!hk_es256_sig(token, sig) || hk_es256_high_s(sig + 32))
+            return HK_ERR_AUTH;
+    }
     /* Always with the configured key: NULL would accept any signature. */
     if (jwt_decode(&jwt, token, v->key, (int)v->keylen) != 0 || jwt == NULL)
         return HK_ERR_AUTH;
@@ -214,7 +339,11 @@ hk_err hk_jwt_mint(const char *alg, const void *key, size_t keylen,
         jwt_set_alg(jwt, a, key, (int)keylen))
         goto done;
     if ((*out = jwt_encode_str(jwt)) != NULL)
-        e = HK_OK;
+        e = a == JWT_ALG_ES256 ? hk_es256_low_s(*out) : HK_OK;
+    if (e != HK_OK && *out != NULL) {
+        free(*out);
+        *out = NULL;
+    }
 done:
     jwt_free(jwt);
     return e;

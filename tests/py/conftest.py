@@ -5,6 +5,7 @@ import json
 import os
 import pathlib
 import re
+import resource
 import shutil
 import signal
 import ssl
@@ -63,6 +64,8 @@ class Server:
         self.proc = None
         self.port = None
         self._logf = None
+        self.host = "127.0.0.1"  # where the tests reach it: loopback only
+        self.nofile = None  # RLIMIT_NOFILE for the process, if set
 
     # configuration: `key = value` lines, each key once
     def set_conf(self, **values):
@@ -107,16 +110,23 @@ class Server:
 
     @property
     def url(self):
-        return f"https://127.0.0.1:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"https://{host}:{self.port}"
 
     def start(self, timeout=20):
         assert self.proc is None, "already running"
         if self.port_file.exists():
             self.port_file.unlink()
         self._logf = open(self.log, "ab")
+        limit = None
+        if self.nofile is not None:
+            def limit():
+                resource.setrlimit(resource.RLIMIT_NOFILE,
+                                   (self.nofile, self.nofile))
         self.proc = subprocess.Popen(
             [str(self.bin), "run", "--config", str(self.conf)],
-            stdin=subprocess.DEVNULL, stdout=self._logf, stderr=self._logf)
+            stdin=subprocess.DEVNULL, stdout=self._logf, stderr=self._logf,
+            preexec_fn=limit)
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
@@ -187,7 +197,7 @@ class Server:
                 context=None):
         """(status, parsed JSON body or raw text)."""
         conn = http.client.HTTPSConnection(
-            "127.0.0.1", self.port, context=context or self.ssl_context(),
+            self.host, self.port, context=context or self.ssl_context(),
             timeout=15)
         hdrs = dict(headers or {})
         if token is not None:

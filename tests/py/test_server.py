@@ -105,9 +105,13 @@ def jwt_claims(sub="alice", **over):
     return claims
 
 
-def es256_sig(key, signing_input):
+def es256_sig(key, signing_input, high_s=False):
+    """r || s in the low-S form halfkeyd requires (or its high-S twin)."""
     r, s = utils.decode_dss_signature(
         key.sign(signing_input, ec.ECDSA(hashes.SHA256())))
+    n = ORDER["p256"]
+    if (s > n // 2) != high_s:
+        s = n - s
     return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
 

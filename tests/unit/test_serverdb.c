@@ -266,7 +266,7 @@ static void test_schema(const char *path)
           HK_DB_SCHEMA_VERSION); /* not re-run */
     CHECK(raw_int(r, "PRAGMA application_id") == 0x686b6462);
     CHECK(raw_int(r, "SELECT count(*) FROM sqlite_schema WHERE type = "
-                     "'table'") == 7);
+                     "'table'") == 8); /* v3: health */
     sqlite3_close(r);
     hk_db_close(db);
 }

@@ -155,7 +155,7 @@ int main(void)
     cfg.iface = "127.0.0.1";
     cfg.cert_file = cert;
     cfg.key_file = key;
-    CHECK_OK(hk_tsrv_new(&cfg, &h, &srv));
+    CHECK_OK(hk_tsrv_new(&cfg, &h, &srv, NULL));
     CHECK(hk_tsrv_port(srv) > 0);
     CHECK(pthread_create(&th, NULL, serve, srv) == 0);
 

@@ -214,7 +214,7 @@ const char *hk_db_errmsg(const hk_db *db)
 void hk_db_close(hk_db *db)
 {
     if (db != NULL)
-        db->ops->close(db);
+        db->x->close(db);
 }
 
 hk_err hk_db_schema_version(hk_db *db, int *version)
@@ -829,75 +829,6 @@ done:
     return e;
 }
 
-/* --- statement parameters ------------------------------------------------- */
-
-/* The next slot; when full, the list is marked to be refused at binding. */
-static int hk_dbp_next(hk_dbp *p)
-{
-    if (p->n < HK_DBP_MAX - 1)
-        return p->n++;
-    p->n = HK_DBP_MAX;
-    return HK_DBP_MAX - 1;
-}
-
-void hk_dbp_blob(hk_dbp *p, const void *b, size_t n)
-{
-    int i = hk_dbp_next(p);
-
-    p->v[i].t = HK_DBP_BLOB;
-    p->v[i].p = b != NULL ? b : (const void *)"";
-    p->v[i].len = n;
-}
-
-void hk_dbp_text(hk_dbp *p, const char *s)
-{
-    int i = hk_dbp_next(p);
-
-    p->v[i].t = s != NULL ? HK_DBP_TEXT : HK_DBP_NULL;
-    p->v[i].p = s;
-}
-
-void hk_dbp_int(hk_dbp *p, int64_t v)
-{
-    int i = hk_dbp_next(p);
-
-    p->v[i].t = HK_DBP_INT;
-    p->v[i].i = v;
-}
-
-void hk_dbp_real(hk_dbp *p, double v)
-{
-    int i = hk_dbp_next(p);
-
-    p->v[i].t = HK_DBP_REAL;
-    p->v[i].f = v;
-}
-
-void hk_dbp_opt_id(hk_dbp *p, int has, const unsigned char *id)
-{
-    if (has)
-        hk_dbp_blob(p, id, HK_ID_LEN);
-    else
-        hk_dbp_text(p, NULL);
-}
-
-void hk_dbp_audit(hk_dbp *p, const hk_audit_rec *r)
-{
-    hk_dbp_int(p, r->seq);
-    hk_dbp_int(p, r->time);
-    hk_dbp_text(p, r->node);
-    hk_dbp_text(p, r->subject);
-    hk_dbp_opt_id(p, r->has_kid, r->kid);
-    hk_dbp_opt_id(p, r->has_sid, r->sid);
-    hk_dbp_text(p, r->event);
-    hk_dbp_text(p, r->outcome);
-    hk_dbp_text(p, r->detail);
-    hk_dbp_blob(p, r->digest, r->digest_len);
-    hk_dbp_blob(p, r->sig, r->sig_len);
-    hk_dbp_blob(p, r->prev, HK_AUDIT_HASH_LEN);
-    hk_dbp_blob(p, r->hash, HK_AUDIT_HASH_LEN);
-}
-
 /* --- audit log ------------------------------------------------------------ */
 
 int hk_audit_name_ok(const char *name)
@@ -1048,7 +979,7 @@ hk_err hk_db_bucket_take(hk_db *db, const char *sub, double rate, double burst,
 
 const char *hk_db_backend(const hk_db *db)
 {
-    return db != NULL ? db->ops->name : "none";
+    return db != NULL ? db->x->name : "none";
 }
 
 /* --- re-sealing ----------------------------------------------------------- */

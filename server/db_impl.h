@@ -1,25 +1,127 @@
-/* Private to server/db*.c: the storage back-end interface.
+/* Private to server/db*.c: the layers under the public storage API.
  *
- * A back end (db_sqlite.c; db_pg.c in issue 4) allocates a struct that
- * starts with `struct hk_db` and fills in `ops`. db.c checks every public
- * argument (ids non-NULL, subjects and labels valid text, epochs in
- * 1..HK_DB_EPOCH_MAX, blob sizes, now >= 0, idle in 1..HK_DB_IDLE_MAX), so
- * back ends may assume valid arguments. A back end:
- *  - runs each operation in one transaction and leaves the database
- *    unchanged when it fails;
- *  - type- and length-checks every value it reads (HK_ERR_DECODE), and
- *    converts stored names with the hk_db_*_from_name functions;
- *  - returns the codes documented in db.h for the public function of the
- *    same name, and HK_ERR_IO for a database failure after writing its
- *    message to db->err with hk_db_set_err. */
+ *   db.c        the public API (db.h): checks every argument (ids non-NULL,
+ *               subjects and labels valid text, epochs in 1..HK_DB_EPOCH_MAX,
+ *               blob sizes, now >= 0, idle in 1..HK_DB_IDLE_MAX), then
+ *               calls an operation of hk_db_ops;
+ *   db_store.c  every operation, written once in SQL over the executor;
+ *   db_schema.c the schema and its migrations, written once;
+ *   db_sql.c    rendering SQL for a dialect, running it, typed columns;
+ *   db_sqlite.c, db_pg.c  the two executors (hk_sql_ops): connect, bind,
+ *               step, read typed columns, transactions and locks.
+ *
+ * An operation runs in one transaction and leaves the database unchanged
+ * when it fails; it type- and length-checks every value it reads
+ * (HK_ERR_DECODE), converts stored names with the hk_db_*_from_name
+ * functions, and returns the codes documented in db.h for the public
+ * function of the same name, HK_ERR_IO for a database failure after
+ * writing its message to db->err with hk_db_set_err.
+ *
+ * SQL is written once with ?N placeholders and these dialect tokens,
+ * rendered by hk_sql_render:
+ *   {GREATEST}       max (SQLite) | greatest (PostgreSQL), two arguments
+ *   {FOR_UPDATE}     "" | " FOR UPDATE": a row lock (SQLite's write
+ *                    transaction already excludes other writers)
+ *   {BLOB} {INT} {REAL} {STRICT} {OCTETS:col}   in the schema: column
+ *                    types, STRICT tables, the byte length of a text
+ * and, for what the two cannot say alike (the audit log's append-only
+ * guard), a statement per dialect (hk_sql_dialect_sql). */
 #ifndef HK_DB_IMPL_H
 #define HK_DB_IMPL_H
 
 #include "server/db.h"
 
+/* Parameters of one statement, in order (?1..), built with hk_dbp_* and
+ * bound by the executor. A list that overflows HK_DBP_MAX is refused when
+ * bound (n == HK_DBP_MAX). */
+#define HK_DBP_MAX 16
+
+typedef struct {
+    int n;
+    struct {
+        enum {
+            HK_DBP_NULL,
+            HK_DBP_BLOB,
+            HK_DBP_TEXT,
+            HK_DBP_INT,
+            HK_DBP_REAL
+        } t;
+        int null;      /* SQL NULL of type t (PostgreSQL binds the type) */
+        const void *p; /* BLOB, TEXT (NUL-terminated) */
+        size_t len;    /* BLOB */
+        int64_t i;
+        double f;
+    } v[HK_DBP_MAX];
+} hk_dbp;
+
+/* A BLOB (never SQL NULL, also for 0 bytes). */
+void hk_dbp_blob(hk_dbp *p, const void *b, size_t n);
+/* TEXT, or a text SQL NULL for s NULL. */
+void hk_dbp_text(hk_dbp *p, const char *s);
+void hk_dbp_int(hk_dbp *p, int64_t v);
+/* An integer, or an integer SQL NULL when v < 0. */
+void hk_dbp_opt_int(hk_dbp *p, int64_t v);
+void hk_dbp_real(hk_dbp *p, double v);
+/* An optional 16-byte id: the BLOB or a blob SQL NULL. */
+void hk_dbp_opt_id(hk_dbp *p, int has, const unsigned char *id);
+/* The 13 columns of an audit record, in HK_AUDIT_COLS order. */
+void hk_dbp_audit(hk_dbp *p, const hk_audit_rec *r);
+
+/* --- the executor ----------------------------------------------------------
+ */
+
+typedef enum {
+    HK_SQL_NULL,
+    HK_SQL_INT,
+    HK_SQL_REAL,
+    HK_SQL_TEXT,
+    HK_SQL_BLOB,
+    HK_SQL_OTHER
+} hk_sql_type;
+
+typedef enum { HK_SQL_SQLITE, HK_SQL_PG } hk_sql_dialect;
+
+/* Serialisation points of the operations that read before they write
+ * across rows (PostgreSQL: transaction-scoped advisory locks). */
+typedef enum { HK_SQL_LOCK_MIGRATE, HK_SQL_LOCK_AUDIT } hk_sql_lock;
+
+/* One statement's results, read row by row. */
+typedef struct {
+    hk_db *db;
+    void *st;    /* sqlite3_stmt, or PGresult */
+    int row;     /* PostgreSQL: the current row, -1 before the first */
+    int nrows;   /* PostgreSQL */
+    int changes; /* rows changed (after the last hk_sql_next) */
+    int stepped; /* SQLite: stepped once */
+} hk_sql_cur;
+
 typedef struct {
     const char *name; /* "sqlite", "postgresql" */
+    hk_sql_dialect dialect;
     void (*close)(hk_db *db);
+    hk_err (*begin)(hk_db *db);
+    /* Commits if e is HK_OK, else rolls back; the outcome. */
+    hk_err (*end)(hk_db *db, hk_err e);
+    hk_err (*lock)(hk_db *db, hk_sql_lock which);
+    /* Several rendered statements without parameters (the schema). */
+    hk_err (*script)(hk_db *db, const char *sql);
+    /* One rendered statement with p bound: results in *c. */
+    hk_err (*query)(hk_db *db, const char *sql, const hk_dbp *p, hk_sql_cur *c);
+    /* *row = 1 for the next row, 0 when done (then c->changes is set). */
+    hk_err (*next)(hk_sql_cur *c, int *row);
+    void (*finish)(hk_sql_cur *c);
+    hk_sql_type (*col_type)(const hk_sql_cur *c, int i);
+    hk_err (*col_int)(const hk_sql_cur *c, int i, int64_t *v);
+    hk_err (*col_real)(const hk_sql_cur *c, int i, double *v);
+    /* TEXT or BLOB bytes (not NUL-terminated) and their length. */
+    const unsigned char *(*col_bytes)(const hk_sql_cur *c, int i, size_t *n);
+    /* Before the first migration: no foreign tables in the database (else
+     * HK_ERR_CONFIG) and the database marked as ours. */
+    hk_err (*claim)(hk_db *db);
+} hk_sql_ops;
+
+/* The operations (db_store.c), each once, over db->x. */
+typedef struct {
     hk_err (*schema_version)(hk_db *db, int *version);
     /* first: NULL, or a sealed share stored as the key's active share in
      * the same transaction (hk_store_new_key). */
@@ -100,43 +202,74 @@ typedef struct {
 #define HK_DB_ERR_LEN 256
 
 struct hk_db {
-    const hk_db_ops *ops;
+    const hk_db_ops *ops;       /* hk_store_ops */
+    const hk_sql_ops *x;        /* the back end's executor */
     char err[HK_DB_ERR_LEN];    /* last failure's message */
     char node[HK_NODE_MAX + 1]; /* hk_db_set_node, "" if none */
 };
 
-/* Parameters of one statement, in order (?1.. in SQLite, $1.. in
- * PostgreSQL), built with hk_dbp_* and bound by each back end. A list
- * that overflows HK_DBP_MAX is refused when bound (n == HK_DBP_MAX). */
-#define HK_DBP_MAX 16
+extern const hk_db_ops hk_store_ops;
 
-typedef struct {
-    int n;
-    struct {
-        enum {
-            HK_DBP_NULL,
-            HK_DBP_BLOB,
-            HK_DBP_TEXT,
-            HK_DBP_INT,
-            HK_DBP_REAL
-        } t;
-        const void *p; /* BLOB, TEXT (NUL-terminated) */
-        size_t len;    /* BLOB */
-        int64_t i;
-        double f;
-    } v[HK_DBP_MAX];
-} hk_dbp;
+/* --- running SQL (db_sql.c) ------------------------------------------------
+ */
 
-/* A BLOB (never SQL NULL, also for 0 bytes). */
-void hk_dbp_blob(hk_dbp *p, const void *b, size_t n);
-/* TEXT, or SQL NULL for s NULL. */
-void hk_dbp_text(hk_dbp *p, const char *s);
-void hk_dbp_int(hk_dbp *p, int64_t v);
-void hk_dbp_real(hk_dbp *p, double v);
-/* An optional 16-byte id: the BLOB or SQL NULL. */
-void hk_dbp_opt_id(hk_dbp *p, int has, const unsigned char *id);
-/* The 13 columns of an audit record, in HK_*_AUDIT_COLS order. */
-void hk_dbp_audit(hk_dbp *p, const hk_audit_rec *r);
+/* Renders sql (placeholders, tokens) for db's dialect into out[cap]:
+ * HK_ERR_TOO_BIG if it does not fit. */
+HK_WUR hk_err hk_sql_render(const hk_db *db, const char *sql, char *out,
+                            size_t cap);
+/* Renders and runs sql with p: results in *c (hk_sql_done it). */
+HK_WUR hk_err hk_sql_query(hk_db *db, const char *sql, const hk_dbp *p,
+                           hk_sql_cur *c);
+HK_WUR hk_err hk_sql_next(hk_sql_cur *c, int *row);
+void hk_sql_done(hk_sql_cur *c);
+/* A statement without result rows; *changes (may be NULL) its count. */
+HK_WUR hk_err hk_sql_run(hk_db *db, const char *sql, const hk_dbp *p,
+                         int *changes);
+/* As hk_sql_run, HK_ERR_NOT_FOUND if it changed no row. */
+HK_WUR hk_err hk_sql_change(hk_db *db, const char *sql, const hk_dbp *p);
+/* One integer (the first column of exactly one row). */
+HK_WUR hk_err hk_sql_int(hk_db *db, const char *sql, const hk_dbp *p,
+                         int64_t *out);
+/* *yes = 1 if the query returns a row. */
+HK_WUR hk_err hk_sql_exists(hk_db *db, const char *sql, const hk_dbp *p,
+                            int *yes);
+HK_WUR hk_err hk_sql_begin(hk_db *db);
+HK_WUR hk_err hk_sql_end(hk_db *db, hk_err e);
+/* Several statements (rendered) without parameters. */
+HK_WUR hk_err hk_sql_script(hk_db *db, const char *sql);
+
+/* Typed columns of the current row; HK_ERR_DECODE for a value of another
+ * type or outside its bounds. */
+HK_WUR hk_err hk_col_fixed(const hk_sql_cur *c, int i, unsigned char *out,
+                           size_t n);
+/* A BLOB of min..max bytes, copied to a new buffer (OPENSSL_free). */
+HK_WUR hk_err hk_col_dup(const hk_sql_cur *c, int i, size_t min, size_t max,
+                         unsigned char **out, size_t *len);
+/* A BLOB of 0..max bytes into out. */
+HK_WUR hk_err hk_col_var(const hk_sql_cur *c, int i, unsigned char *out,
+                         size_t max, size_t *len);
+/* Valid text (hk_db_text_ok) of 1..max bytes into out[max + 1]. */
+HK_WUR hk_err hk_col_text(const hk_sql_cur *c, int i, char *out, size_t max);
+/* As hk_col_text, or "" for an empty text. */
+HK_WUR hk_err hk_col_opt_text(const hk_sql_cur *c, int i, char *out,
+                              size_t max);
+/* TEXT of max bytes or NULL: *is_null. */
+HK_WUR hk_err hk_col_null_text(const hk_sql_cur *c, int i, char *out,
+                               size_t max, int *is_null);
+HK_WUR hk_err hk_col_int(const hk_sql_cur *c, int i, int64_t lo, int64_t hi,
+                         int64_t *out);
+HK_WUR hk_err hk_col_real(const hk_sql_cur *c, int i, double *out);
+HK_WUR hk_err hk_col_epoch(const hk_sql_cur *c, int i, unsigned long *out);
+/* An optional 16-byte id. */
+HK_WUR hk_err hk_col_opt_id(const hk_sql_cur *c, int i, int *has,
+                            unsigned char *out);
+
+/* --- the schema (db_schema.c) ----------------------------------------------
+ */
+
+/* Runs the pending migrations in one transaction (serialised between
+ * nodes): HK_ERR_VERSION for a database of a newer schema. */
+HK_WUR hk_err hk_schema_migrate(hk_db *db);
 
 /* Records a failure message on db (see hk_db_errmsg). */
 void hk_db_set_err(hk_db *db, const char *fmt, ...)

@@ -1,0 +1,161 @@
+/* The storage schema (db.h) and its migrations, written once for both
+ * back ends in the dialect tokens of db_impl.h. Migration i brings the
+ * schema from version i to i + 1; never edit one that has shipped: append
+ * a new one. */
+#include <string.h>
+
+#include "server/db_impl.h"
+
+/* The audit log's append-only guard: triggers are the one thing the two
+ * dialects cannot say alike. */
+static const char hk_guard_sqlite[] =
+    "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit"
+    " BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;"
+    "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit"
+    " BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;";
+static const char hk_guard_pg[] =
+    "CREATE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql"
+    " AS $$ BEGIN RAISE EXCEPTION 'audit log is append-only'; END $$;"
+    "CREATE TRIGGER audit_no_change BEFORE UPDATE OR DELETE OR TRUNCATE"
+    " ON audit FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();";
+
+typedef struct {
+    const char *sql;   /* both dialects */
+    int audit_guard;   /* then the dialect's append-only guard */
+    const char *after; /* both dialects, after the guard */
+} hk_migration;
+
+static const hk_migration hk_migrations[] = {
+    /* 1: initial schema */
+    {"CREATE TABLE keys ("
+     " kid {BLOB} PRIMARY KEY NOT NULL CHECK (length(kid) = 16),"
+     " owner TEXT NOT NULL CHECK ({OCTETS:owner} BETWEEN 1 AND 255),"
+     " curve TEXT NOT NULL CHECK (curve IN ('secp256k1', 'p256')),"
+     " pubkey {BLOB} NOT NULL CHECK (length(pubkey) = 33),"
+     " created {INT} NOT NULL,"
+     " disabled {INT} NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1)),"
+     " label TEXT CHECK (label IS NULL OR"
+     "  {OCTETS:label} BETWEEN 1 AND 128)"
+     "){STRICT};"
+     "CREATE INDEX keys_owner ON keys (owner, created);"
+     "CREATE TABLE shares ("
+     " kid {BLOB} NOT NULL REFERENCES keys (kid) ON DELETE CASCADE,"
+     " epoch {INT} NOT NULL CHECK (epoch BETWEEN 1 AND 4294967295),"
+     " state TEXT NOT NULL CHECK (state IN ('active', 'pending')),"
+     " sealed {BLOB} NOT NULL,"
+     " PRIMARY KEY (kid, epoch),"
+     " UNIQUE (kid, state)"
+     "){STRICT};"
+     "CREATE TABLE sessions ("
+     " sid {BLOB} PRIMARY KEY NOT NULL CHECK (length(sid) = 16),"
+     " owner TEXT NOT NULL CHECK ({OCTETS:owner} BETWEEN 1 AND 255),"
+     " op TEXT NOT NULL CHECK (op IN ('keygen', 'sign', 'refresh')),"
+     " kid {BLOB} CHECK (kid IS NULL OR length(kid) = 16),"
+     " created {INT} NOT NULL,"
+     " last_seen {INT} NOT NULL,"
+     " state TEXT NOT NULL"
+     "  CHECK (state IN ('open', 'running', 'done', 'failed'))"
+     "){STRICT};"
+     "CREATE INDEX sessions_last_seen ON sessions (last_seen);"
+     "CREATE TABLE setup ("
+     " id {INT} PRIMARY KEY CHECK (id = 1),"
+     " sealed {BLOB} NOT NULL,"
+     " public {BLOB} NOT NULL,"
+     " created {INT} NOT NULL"
+     "){STRICT};",
+     0, NULL},
+    /* 2: per-key limits, keygen curve, audit log, rate buckets */
+    {"ALTER TABLE keys ADD COLUMN max_hour {INT} NOT NULL DEFAULT 0"
+     " CHECK (max_hour BETWEEN 0 AND 1000000);"
+     "ALTER TABLE keys ADD COLUMN max_day {INT} NOT NULL DEFAULT 0"
+     " CHECK (max_day BETWEEN 0 AND 1000000);"
+     "ALTER TABLE sessions ADD COLUMN curve TEXT"
+     " CHECK (curve IS NULL OR curve IN ('secp256k1', 'p256'));"
+     "CREATE TABLE audit ("
+     " seq {INT} PRIMARY KEY NOT NULL CHECK (seq >= 1),"
+     " time {INT} NOT NULL,"
+     " node TEXT NOT NULL,"
+     " subject TEXT NOT NULL,"
+     " kid {BLOB} CHECK (kid IS NULL OR length(kid) = 16),"
+     " sid {BLOB} CHECK (sid IS NULL OR length(sid) = 16),"
+     " event TEXT NOT NULL,"
+     " outcome TEXT NOT NULL,"
+     " detail TEXT NOT NULL,"
+     " digest {BLOB} NOT NULL CHECK (length(digest) <= 64),"
+     " signature {BLOB} NOT NULL CHECK (length(signature) <= 72),"
+     " prev {BLOB} NOT NULL CHECK (length(prev) = 32),"
+     " hash {BLOB} NOT NULL CHECK (length(hash) = 32)"
+     "){STRICT};"
+     "CREATE INDEX audit_kid ON audit (kid, event, time);",
+     1,
+     "CREATE TABLE buckets ("
+     " subject TEXT PRIMARY KEY NOT NULL,"
+     " tokens {REAL} NOT NULL,"
+     " updated {REAL} NOT NULL"
+     "){STRICT};"},
+    /* 3: two-phase keygen; the node that claimed a session; health
+     * probes */
+    {"ALTER TABLE keys ADD COLUMN pending {INT} NOT NULL DEFAULT 0"
+     " CHECK (pending IN (0, 1));"
+     "CREATE INDEX keys_pending ON keys (pending, created);"
+     "ALTER TABLE sessions ADD COLUMN node TEXT;"
+     "CREATE TABLE health ("
+     " node TEXT PRIMARY KEY NOT NULL,"
+     " probed {INT} NOT NULL"
+     "){STRICT};",
+     0, NULL},
+};
+
+#define HK_NMIGRATIONS ((int)(sizeof(hk_migrations) / sizeof(hk_migrations[0])))
+
+_Static_assert(HK_NMIGRATIONS == HK_DB_SCHEMA_VERSION,
+               "one migration per schema version");
+
+static hk_err hk_schema_apply_one(hk_db *db, int i)
+{
+    const hk_migration *m = &hk_migrations[i];
+    hk_dbp p = {0};
+    hk_err e;
+
+    if ((e = hk_sql_script(db, m->sql)) != HK_OK ||
+        (m->audit_guard &&
+         (e = db->x->script(db, db->x->dialect == HK_SQL_PG
+                                    ? hk_guard_pg
+                                    : hk_guard_sqlite)) != HK_OK) ||
+        (m->after != NULL && (e = hk_sql_script(db, m->after)) != HK_OK))
+        return e;
+    hk_dbp_int(&p, i + 1);
+    return hk_sql_run(db, "INSERT INTO schema_version (version) VALUES (?1)",
+                      &p, NULL);
+}
+
+hk_err hk_schema_migrate(hk_db *db)
+{
+    int64_t v = 0;
+    int i;
+    hk_err e;
+
+    if ((e = hk_sql_begin(db)) != HK_OK)
+        return e;
+    if ((e = db->x->lock(db, HK_SQL_LOCK_MIGRATE)) != HK_OK ||
+        (e = hk_sql_script(db, "CREATE TABLE IF NOT EXISTS schema_version "
+                               "(version {INT} PRIMARY KEY NOT NULL)"
+                               "{STRICT}")) != HK_OK ||
+        (e = hk_sql_int(db,
+                        "SELECT coalesce(max(version), 0) FROM "
+                        "schema_version",
+                        NULL, &v)) != HK_OK)
+        return hk_sql_end(db, e);
+    if (v < 0 || v > HK_NMIGRATIONS) {
+        hk_db_set_err(db,
+                      "database schema version %lld is not one this server "
+                      "knows (up to %d)",
+                      (long long)v, HK_NMIGRATIONS);
+        return hk_sql_end(db, HK_ERR_VERSION);
+    }
+    if (v == 0)
+        e = db->x->claim(db);
+    for (i = (int)v; i < HK_NMIGRATIONS && e == HK_OK; i++)
+        e = hk_schema_apply_one(db, i);
+    return hk_sql_end(db, e);
+}

@@ -13,7 +13,7 @@
 #include "mpc/refresh.h"
 #include "transport/http_client.h"
 #include "transport/jwt.h"
-#include "transport/kvfile.h"
+#include "common/kvfile.h"
 
 #define HK_CLIENT_CONF "halfkey.conf"
 

@@ -238,6 +238,13 @@ HK_WUR hk_err hk_ks_load_share(hk_ks *ks, const char *label, hk_share **out);
  * read from the clear text (verified = 0); logged in the file is also
  * authenticated (verified = 1, or HK_ERR_SEAL). */
 HK_WUR hk_err hk_ks_key_info(hk_ks *ks, const char *label, hk_ks_keyinfo *out);
+/* A public key on `curve`, compressed (33 bytes) or uncompressed (65:
+ * 0x04 || x || y), checked and written uncompressed to out: the one way
+ * the faces get a key's point encodings. HK_ERR_POINT if it is not a
+ * point of the curve or y does not belong to x. */
+HK_WUR hk_err
+hk_ks_pub_uncompressed(hk_curve_id curve, const unsigned char *pt, size_t len,
+                       unsigned char out[HK_POINT_UNCOMPRESSED_LEN]);
 /* Every key, sorted by label, as hk_ks_key_info would give it; an
  * unreadable file is listed with its error in `err`. Free the array with
  * hk_ks_list_free (*out is NULL when *n is 0). */

@@ -694,6 +694,34 @@ hk_err hk_ks_key_info(hk_ks *ks, const char *label, hk_ks_keyinfo *out)
     return e;
 }
 
+hk_err hk_ks_pub_uncompressed(hk_curve_id curve, const unsigned char *pt,
+                              size_t len,
+                              unsigned char out[HK_POINT_UNCOMPRESSED_LEN])
+{
+    unsigned char comp[HK_POINT_LEN];
+    hk_curve *c = NULL;
+    hk_point p;
+    hk_err e;
+
+    if (pt == NULL || out == NULL)
+        return HK_ERR_ARG;
+    if (len == HK_POINT_UNCOMPRESSED_LEN && pt[0] == 0x04) {
+        comp[0] = (unsigned char)(0x02 | (pt[64] & 1));
+        memcpy(comp + 1, pt + 1, 32);
+    } else if (len == HK_POINT_LEN) {
+        memcpy(comp, pt, HK_POINT_LEN);
+    } else {
+        return HK_ERR_POINT;
+    }
+    if ((e = hk_curve_new(curve, &c)) == HK_OK &&
+        (e = hk_point_parse(c, comp, HK_POINT_LEN, &p)) == HK_OK &&
+        (e = hk_point_uncompressed(c, &p, out)) == HK_OK &&
+        len == HK_POINT_UNCOMPRESSED_LEN && memcmp(out, pt, len) != 0)
+        e = HK_ERR_POINT; /* y does not belong to x */
+    hk_curve_free(c);
+    return e;
+}
+
 static hk_err hk_ks_list_locked(hk_ks *ks, hk_ks_keyinfo **out, size_t *n)
 {
     char **names = NULL;

@@ -4,7 +4,7 @@
 
 #include <openssl/bn.h>
 
-#include "mpc/error.h"
+#include "common/error.h"
 
 /* New BIGNUM for a secret: secure heap when available, constant-time flag. */
 BIGNUM *hk_bn_secret(void);

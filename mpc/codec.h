@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <openssl/bn.h>
 
+#include "common/hex.h"
 #include "mpc/curve.h"
 #include "mpc/transcript.h"
 
@@ -80,11 +81,6 @@ HK_WUR hk_err hk_msg_get_scalar(hk_msg *m, hk_curve *c, const char *key,
                                 hk_scalar *s);
 HK_WUR hk_err hk_msg_get_points(hk_msg *m, hk_curve *c, const char *key,
                                 hk_point *p, size_t n);
-
-/* Lowercase hex of len bytes into out[2*len + 1]. */
-void hk_hex(const unsigned char *in, size_t len, char *out);
-/* Strict: exactly 2*len lowercase hex digits; 1 on success. */
-int hk_unhex(const char *in, size_t inlen, unsigned char *out, size_t len);
 
 /* Byte width of a BIGNUM field bounded by 2^bits. */
 size_t hk_width(int bits);

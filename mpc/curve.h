@@ -19,7 +19,7 @@
 #include <stdint.h>
 #include <openssl/bn.h>
 
-#include "mpc/error.h"
+#include "common/error.h"
 
 #define HK_SCALAR_LEN 32
 #define HK_POINT_LEN 33

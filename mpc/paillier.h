@@ -11,7 +11,7 @@
 
 #include <openssl/bn.h>
 
-#include "mpc/error.h"
+#include "common/error.h"
 
 #define HK_PAILLIER_BITS_DEFAULT 2048
 #define HK_PAILLIER_BITS_MAX 3072

@@ -135,32 +135,14 @@ hk_curve_id hk_prov_group_id(const char *name)
 hk_err hk_prov_key_set_pub(hk_prov_key *k, hk_curve_id curve,
                            const unsigned char *pt, size_t len)
 {
-    unsigned char comp[HK_POINT_LEN], full[HK_POINT_UNCOMPRESSED_LEN];
-    hk_curve *c = NULL;
-    hk_point p;
+    unsigned char full[HK_POINT_UNCOMPRESSED_LEN];
     hk_err e;
 
-    if (len == HK_POINT_UNCOMPRESSED_LEN && pt[0] == 0x04) {
-        comp[0] = (unsigned char)(0x02 | (pt[64] & 1));
-        memcpy(comp + 1, pt + 1, 32);
-    } else if (len == HK_POINT_LEN) {
-        memcpy(comp, pt, HK_POINT_LEN);
-    } else {
-        return HK_ERR_POINT;
-    }
-    if ((e = hk_curve_new(curve, &c)) != HK_OK ||
-        (e = hk_point_parse(c, comp, HK_POINT_LEN, &p)) != HK_OK ||
-        (e = hk_point_uncompressed(c, &p, full)) != HK_OK)
-        goto done;
-    if (len == HK_POINT_UNCOMPRESSED_LEN && memcmp(full, pt, len) != 0) {
-        e = HK_ERR_POINT; /* y does not belong to x */
-        goto done;
-    }
+    if ((e = hk_ks_pub_uncompressed(curve, pt, len, full)) != HK_OK)
+        return e;
     k->curve = curve;
     memcpy(k->pub, full, sizeof(full));
-done:
-    hk_curve_free(c);
-    return e;
+    return HK_OK;
 }
 
 hk_prov_key *hk_prov_key_from_info(hk_prov_ctx *pc, const hk_ks_keyinfo *info,

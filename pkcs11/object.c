@@ -49,7 +49,6 @@ static void hk_p11_key_put(hk_p11_slot *sl, const hk_ks_keyinfo *ki)
 {
     long i = hk_p11_key_find(sl, ki);
     hk_p11_key *k, *grown;
-    hk_curve *c = NULL;
 
     if (i < 0) {
         if (sl->nkeys == sl->cap) {
@@ -61,12 +60,9 @@ static void hk_p11_key_put(hk_p11_slot *sl, const hk_ks_keyinfo *ki)
         }
         i = (long)sl->nkeys;
         memset(&sl->keys[i], 0, sizeof(sl->keys[i]));
-        if (hk_curve_new(ki->curve, &c) != HK_OK ||
-            hk_point_uncompressed(c, &ki->pub, sl->keys[i].point) != HK_OK) {
-            hk_curve_free(c);
+        if (hk_ks_pub_uncompressed(ki->curve, ki->pub.b, HK_POINT_LEN,
+                                   sl->keys[i].point) != HK_OK)
             return;
-        }
-        hk_curve_free(c);
         sl->nkeys++;
     }
     k = &sl->keys[i];

@@ -7,7 +7,7 @@
 
 #include "server/config.h"
 #include "server/seal.h"
-#include "transport/kvfile.h"
+#include "common/kvfile.h"
 
 #define T hk_srv_config
 static const hk_kv_field hk_cfg_fields[] = {

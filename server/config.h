@@ -7,7 +7,7 @@
 #ifndef HK_SERVER_CONFIG_H
 #define HK_SERVER_CONFIG_H
 
-#include "mpc/error.h"
+#include "common/error.h"
 
 #define HK_CFG_PATH_MAX 512
 #define HK_CFG_VAL_MAX 256

@@ -12,6 +12,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "common/aead.h"
 #include "server/log.h"
 #include "server/seal.h"
 #include "server/why.h"
@@ -156,71 +157,32 @@ static void hk_file_free(void *impl)
     OPENSSL_secure_clear_free(impl, sizeof(hk_kek_file));
 }
 
-/* AES-256-GCM encryption under a random nonce. */
+/* The one AEAD (common/aead.h): the blob's nonce || ct || tag, with
+ * out right after nonce (hk_seal's layout). */
 static hk_err hk_file_encrypt(void *impl, const unsigned char *aad,
                               size_t aadlen, const unsigned char *in,
                               size_t len, unsigned char *nonce,
                               unsigned char *out)
 {
     const hk_kek_file *f = impl;
-    EVP_CIPHER_CTX *ctx;
-    int n = 0, m = 0;
-    hk_err e = HK_ERR_CRYPTO;
 
-    if (len > INT_MAX || aadlen > INT_MAX)
-        return HK_ERR_TOO_BIG;
-    if (RAND_bytes(nonce, HK_SEAL_NONCE_LEN) != 1)
-        return HK_ERR_RAND;
-    if ((ctx = EVP_CIPHER_CTX_new()) == NULL)
-        return HK_ERR_NOMEM;
-    if (EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, f->key, nonce) != 1 ||
-        (aadlen > 0 &&
-         EVP_EncryptUpdate(ctx, NULL, &n, aad, (int)aadlen) != 1) ||
-        EVP_EncryptUpdate(ctx, out, &n, in, (int)len) != 1 ||
-        EVP_EncryptFinal_ex(ctx, out + n, &m) != 1 ||
-        (size_t)n + (size_t)m != len ||
-        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, HK_SEAL_TAG_LEN,
-                            out + len) != 1)
-        goto done;
-    e = HK_OK;
-done:
-    EVP_CIPHER_CTX_free(ctx);
-    return e;
+    if (out != nonce + HK_AEAD_NONCE_LEN)
+        return HK_ERR_ARG;
+    return hk_aead_seal(f->key, aad, aadlen, in, len, nonce);
 }
 
-/* AES-256-GCM decryption; HK_ERR_SEAL if the tag does not verify. */
+/* HK_ERR_SEAL if the tag does not verify (in right after nonce). */
 static hk_err hk_file_decrypt(void *impl, const unsigned char *nonce,
                               const unsigned char *aad, size_t aadlen,
                               const unsigned char *in, size_t len,
                               unsigned char *out)
 {
     const hk_kek_file *f = impl;
-    unsigned char tag[HK_SEAL_TAG_LEN];
-    size_t ctlen = len - HK_SEAL_TAG_LEN;
-    EVP_CIPHER_CTX *ctx;
-    int n = 0, m = 0;
-    hk_err e = HK_ERR_CRYPTO;
 
-    if (len > INT_MAX || aadlen > INT_MAX)
-        return HK_ERR_TOO_BIG;
-    memcpy(tag, in + ctlen, HK_SEAL_TAG_LEN);
-    if ((ctx = EVP_CIPHER_CTX_new()) == NULL)
-        return HK_ERR_NOMEM;
-    if (EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, f->key, nonce) != 1 ||
-        (aadlen > 0 &&
-         EVP_DecryptUpdate(ctx, NULL, &n, aad, (int)aadlen) != 1) ||
-        EVP_DecryptUpdate(ctx, out, &n, in, (int)ctlen) != 1 ||
-        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, HK_SEAL_TAG_LEN, tag) !=
-            1)
-        goto done;
-    e = HK_ERR_SEAL;
-    if (EVP_DecryptFinal_ex(ctx, out + n, &m) != 1 ||
-        (size_t)n + (size_t)m != ctlen)
-        goto done;
-    e = HK_OK;
-done:
-    EVP_CIPHER_CTX_free(ctx);
-    return e;
+    if (in != nonce + HK_AEAD_NONCE_LEN || len < HK_AEAD_TAG_LEN)
+        return HK_ERR_ARG;
+    return hk_aead_open(f->key, aad, aadlen, nonce, HK_AEAD_NONCE_LEN + len,
+                        out);
 }
 
 /* SHA-256("halfkey kek id v1" || key), first HK_KEK_ID_LEN bytes. */

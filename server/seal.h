@@ -44,7 +44,7 @@
 
 #include <stddef.h>
 
-#include "mpc/error.h"
+#include "common/error.h"
 #include "mpc/transcript.h"
 
 #define HK_KEK_LEN 32 /* AES-256 */

@@ -4,7 +4,7 @@
 #ifndef HK_WORKERS_H
 #define HK_WORKERS_H
 
-#include "mpc/error.h"
+#include "common/error.h"
 
 typedef struct hk_workers hk_workers;
 typedef void (*hk_job_fn)(void *arg);

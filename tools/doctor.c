@@ -582,7 +582,6 @@ static int hk_dr_key_server(hk_dr *d, const hk_ks_keyinfo *k, const char *kh)
     unsigned char unc[65];
     char path[64], hex[131], *body = NULL;
     const char *pub = NULL;
-    hk_curve *cv = NULL;
     json_t *o = NULL;
     int st = 0, ok = 0;
     hk_err e;
@@ -591,8 +590,8 @@ static int hk_dr_key_server(hk_dr *d, const hk_ks_keyinfo *k, const char *kh)
     e = hk_client_get(d->c, path, 1, &st, &body);
     if (e == HK_OK && st == 200 && (o = json_loads(body, 0, NULL)) != NULL)
         pub = json_string_value(json_object_get(o, "pubkey"));
-    if (pub != NULL && hk_curve_new(k->curve, &cv) == HK_OK &&
-        hk_point_uncompressed(cv, &k->pub, unc) == HK_OK) {
+    if (pub != NULL && hk_ks_pub_uncompressed(k->curve, k->pub.b, HK_POINT_LEN,
+                                              unc) == HK_OK) {
         hk_hex(unc, sizeof(unc), hex);
         ok = strcmp(pub, hex) == 0 ? 1 : -1;
     }
@@ -608,7 +607,6 @@ static int hk_dr_key_server(hk_dr *d, const hk_ks_keyinfo *k, const char *kh)
         hk_dr_fix(d, "the key works only with the server (and JWT subject) "
                      "that made it: check server_url and the token's sub");
     }
-    hk_curve_free(cv);
     json_decref(o);
     free(body);
     return ok == 1;

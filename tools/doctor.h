@@ -8,7 +8,7 @@
 
 #include <stdio.h>
 
-#include "mpc/error.h"
+#include "common/error.h"
 
 /* Runs every check on the token at `dir` (NULL: the default directory,
  * see hk_ks_dir_resolve) and prints the report to `out`. `pin` (or NULL)

@@ -12,7 +12,7 @@
 
 #include <stddef.h>
 
-#include "mpc/error.h"
+#include "common/error.h"
 
 #define HK_PIN_LEN 32
 #define HK_HTTP_RESP_MAX (1024u * 1024u)

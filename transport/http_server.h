@@ -11,7 +11,7 @@
 
 #include <stddef.h>
 
-#include "mpc/error.h"
+#include "common/error.h"
 
 #define HK_HTTP_BODY_MAX (64u * 1024u)
 #define HK_WS_MSG_MAX (256u * 1024u)

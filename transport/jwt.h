@@ -14,7 +14,7 @@
 
 #include <stddef.h>
 
-#include "mpc/error.h"
+#include "common/error.h"
 
 #define HK_JWT_MAX 8192    /* bytes of a compact token */
 #define HK_JWT_SUB_MAX 128 /* bytes of a subject, NUL excluded */

@@ -3,7 +3,7 @@
 #ifndef HK_TLS_CERT_H
 #define HK_TLS_CERT_H
 
-#include "mpc/error.h"
+#include "common/error.h"
 
 /* Writes a new key (mode 0600) and certificate valid for `days`. */
 HK_WUR hk_err hk_tls_make_selfsigned(const char *cert_path,

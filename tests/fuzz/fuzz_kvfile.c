@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "tests/fuzz/fuzz_common.h"
-#include "transport/kvfile.h"
+#include "common/kvfile.h"
 
 typedef struct {
     char listen[64];

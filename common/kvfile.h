@@ -7,7 +7,7 @@
 
 #include <stddef.h>
 
-#include "mpc/error.h"
+#include "common/error.h"
 
 typedef enum { HK_KV_STR, HK_KV_PATH, HK_KV_INT } hk_kv_type;
 

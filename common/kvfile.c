@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "transport/kvfile.h"
+#include "common/kvfile.h"
 
 #define HK_KV_LINE_MAX 1024
 #define HK_KV_FILE_MAX (64 * 1024)

@@ -1,5 +1,5 @@
 /* Messages for hk_err. */
-#include "mpc/error.h"
+#include "common/error.h"
 
 static const char *const hk_error_msgs[HK_ERR__COUNT] = {
     [HK_OK] = "success",

@@ -2,7 +2,7 @@
  * sealed as nonce || ciphertext || tag, under caller-given associated data.
  * Used by the client keystore (keys derived from the PIN) and by the
  * server's key-file KEK; the blobs' versions and key ids are framed by
- * their owners (client/ks_keys.c, server/seal.c) and bound through the
+ * their owners (client/ks_keys.c, server/seal/seal.c) and bound through the
  * associated data. A nonce is never reused under a key: it is random per
  * seal, and each key seals far fewer than 2^32 blobs. */
 #ifndef HK_AEAD_H

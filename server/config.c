@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "server/config.h"
-#include "server/seal.h"
+#include "server/seal/seal.h"
 #include "common/kvfile.h"
 
 #define T hk_srv_config

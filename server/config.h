@@ -56,7 +56,7 @@ typedef struct {
     int workers; /* protocol worker threads */
     int min_paillier_bits;
     char port_file[HK_CFG_PATH_MAX]; /* optional: bound port written here */
-    /* policies (server/policy.h) */
+    /* policies (server/policy/policy.h) */
     int rate_per_minute; /* per-subject requests per minute, 0: off */
     int rate_burst;      /* bucket size */
     int max_signs_hour;  /* per-key default, 0: unlimited */

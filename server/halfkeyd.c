@@ -10,7 +10,7 @@
  *   halfkeyd new-kek --config FILE (--file PATH | --hsm-key-label LABEL)
  *                                      make a KEK to rotate to
  *   halfkeyd initdb | keys ... | audit ...   operator commands on the
- *                                      configured database (server/admin.h)
+ *                                      configured database (server/commands.h)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,14 +28,14 @@
 
 #include "mpc/codec.h"
 #include "mpc/setup.h"
-#include "server/admin.h"
+#include "server/commands.h"
 #include "server/config.h"
-#include "server/db.h"
-#include "server/keyring.h"
+#include "server/store/db.h"
+#include "server/seal/keyring.h"
 #include "server/log.h"
-#include "server/reseal.h"
-#include "server/seal.h"
-#include "server/service.h"
+#include "server/seal/reseal.h"
+#include "server/seal/seal.h"
+#include "server/http/service.h"
 #include "transport/http_client.h"
 #include "transport/jwt.h"
 #include "transport/tls_cert.h"

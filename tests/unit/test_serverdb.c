@@ -15,8 +15,8 @@
 #include <sqlite3.h>
 
 #include "mpc/setup.h"
-#include "server/db.h"
-#include "server/seal.h"
+#include "server/store/db.h"
+#include "server/seal/seal.h"
 #include "tests/unit/check.h"
 #include "tests/unit/driver.h"
 #include "tests/unit/verify.h"

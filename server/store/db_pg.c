@@ -16,8 +16,8 @@
 #include <libpq-fe.h>
 #include <openssl/crypto.h>
 
-#include "server/db_impl.h"
-#include "server/why.h"
+#include "server/store/db_impl.h"
+#include "common/why.h"
 
 /* Type OIDs (pg_type.h is server-side only). */
 #define HK_PG_BYTEA 17

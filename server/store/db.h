@@ -1,10 +1,10 @@
 /* The commitment server's storage: keys, sealed server shares, sessions and
  * the server's setup record, behind one back-end interface (hk_db_ops in
- * server/db_impl.h): SQLite now, PostgreSQL (issue 4) with the same schema
+ * server/store/db_impl.h): SQLite or PostgreSQL, with the same schema
  * and the same tests.
  *
  * Owns the schema, its migrations, the rules below, and the combination of
- * sealing (server/seal.h) with storage for server shares and the setup.
+ * sealing (server/seal/seal.h) with storage for server shares and the setup.
  *
  * Schema, version 3 (HK_DB_SCHEMA_VERSION; version 1 lacked the columns
  * and tables marked v2, version 2 those marked v3). Times are seconds since the
@@ -102,7 +102,7 @@
 
 #include "mpc/share.h"
 #include "mpc/zk.h"
-#include "server/seal.h"
+#include "server/seal/seal.h"
 
 #define HK_DB_SCHEMA_VERSION 3
 #define HK_LABEL_MAX 128           /* bytes */
@@ -255,7 +255,7 @@ HK_WUR hk_err hk_db_key_delete(hk_db *db, const unsigned char *kid,
                                const char *sub);
 /* Keygen's second phase: a pending key becomes active (HK_OK also if it
  * already is). HK_ERR_NOT_FOUND if absent. Only on a proof that the
- * client holds its share (server/session.c), never on a claim. */
+ * client holds its share (server/http/sessions.c), never on a claim. */
 HK_WUR hk_err hk_db_key_confirm(hk_db *db, const unsigned char *kid);
 /* Deletes the keys still pending that were created before `before` (a
  * client that died after keygen.3 never stored its share) and returns
@@ -328,7 +328,7 @@ HK_WUR hk_err hk_db_session_set_state(hk_db *db, const unsigned char *sid,
 /* *n = the number of other live sessions in state running for the same
  * key and operation as sid (0 if sid has no key). A refresh stores its
  * pending share only when it is alone: two at once would both store a
- * share of the same epoch (the caller, server/session.c). */
+ * share of the same epoch (the caller, server/http/sessions.c). */
 HK_WUR hk_err hk_db_session_others(hk_db *db, const unsigned char *sid,
                                    int64_t now, int64_t idle, int64_t *n);
 /* This process's node name (hk_srv_config.node, unique per node): a

@@ -4,7 +4,7 @@
  * a new one. */
 #include <string.h>
 
-#include "server/db_impl.h"
+#include "server/store/db_impl.h"
 
 /* The audit log's append-only guard: triggers are the one thing the two
  * dialects cannot say alike. */

@@ -6,7 +6,7 @@
 
 #include <openssl/crypto.h>
 
-#include "server/db_impl.h"
+#include "server/store/db_impl.h"
 
 #define HK_SQL_MAX 4096 /* the longest rendered statement */
 

@@ -29,7 +29,7 @@
 #ifndef HK_DB_IMPL_H
 #define HK_DB_IMPL_H
 
-#include "server/db.h"
+#include "server/store/db.h"
 
 /* Parameters of one statement, in order (?1..), built with hk_dbp_* and
  * bound by the executor. A list that overflows HK_DBP_MAX is refused when

@@ -4,8 +4,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "server/audit.h"
-#include "server/policy.h"
+#include "server/policy/audit.h"
+#include "server/policy/policy.h"
 
 #define HK_HOUR 3600
 #define HK_DAY 86400

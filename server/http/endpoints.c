@@ -10,9 +10,9 @@
 
 #include "mpc/codec.h"
 #include "mpc/setup.h"
-#include "server/keyring.h"
+#include "server/seal/keyring.h"
 #include "server/log.h"
-#include "server/service_impl.h"
+#include "server/http/service_impl.h"
 
 #define HK_VERSION "0.1.0"
 #define HK_DRAIN_IDLE 5  /* seconds */

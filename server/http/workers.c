@@ -2,7 +2,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 
-#include "server/workers.h"
+#include "server/http/workers.h"
 
 typedef struct hk_job {
     struct hk_job *next;

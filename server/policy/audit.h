@@ -14,7 +14,7 @@
 
 #include <stdio.h>
 
-#include "server/db.h"
+#include "server/store/db.h"
 
 /* One event; NULL / 0 for fields that do not apply. */
 typedef struct {

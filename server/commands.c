@@ -1,4 +1,4 @@
-/* Operator commands of halfkeyd (see admin.h). */
+/* Operator commands of halfkeyd (see commands.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,11 +8,11 @@
 
 #include "mpc/codec.h"
 #include "mpc/setup.h"
-#include "server/admin.h"
-#include "server/audit.h"
+#include "server/commands.h"
+#include "server/policy/audit.h"
 #include "server/config.h"
-#include "server/keyring.h"
-#include "server/service.h"
+#include "server/seal/keyring.h"
+#include "server/http/service.h"
 
 /* Options of one command: --name value pairs after argv[first]. */
 typedef struct {

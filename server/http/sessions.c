@@ -19,7 +19,7 @@
 
 #include "mpc/codec.h"
 #include "server/log.h"
-#include "server/service_impl.h"
+#include "server/http/service_impl.h"
 
 static void hk_db_state(hk_rsess *s, hk_db_sess_state st);
 

@@ -2,7 +2,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-#include "server/why.h"
+#include "common/why.h"
 
 void hk_why(char *why, size_t len, const char *fmt, ...)
 {

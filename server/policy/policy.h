@@ -18,7 +18,7 @@
 #define HK_SERVER_POLICY_H
 
 #include "server/config.h"
-#include "server/db.h"
+#include "server/store/db.h"
 
 /* A refusal a client can show. */
 typedef struct {

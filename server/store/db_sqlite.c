@@ -16,8 +16,8 @@
 #include <openssl/crypto.h>
 #include <sqlite3.h>
 
-#include "server/db_impl.h"
-#include "server/why.h"
+#include "server/store/db_impl.h"
+#include "common/why.h"
 
 #define HK_SQ_APP_ID 0x686b6462 /* "hkdb" */
 

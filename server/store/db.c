@@ -10,7 +10,7 @@
 #include <openssl/evp.h>
 
 #include "mpc/setup.h"
-#include "server/db_impl.h"
+#include "server/store/db_impl.h"
 
 /* hk_seal associated data of the secret setup record: its label with a
  * 4-byte big-endian length, like hk_share_aad's items. */

@@ -7,7 +7,7 @@
 #ifndef HK_SERVER_METRICS_H
 #define HK_SERVER_METRICS_H
 
-#include "server/db.h"
+#include "server/store/db.h"
 
 typedef struct hk_metrics hk_metrics;
 

@@ -7,8 +7,8 @@
 #ifndef HK_SERVER_ADMIN_H
 #define HK_SERVER_ADMIN_H
 
-#include "server/db.h"
-#include "server/seal.h"
+#include "server/store/db.h"
+#include "server/seal/seal.h"
 
 /* Makes the server's ring-Pedersen setup (two safe primes: seconds) and
  * stores it sealed; HK_ERR_EXISTS if one is stored already. */

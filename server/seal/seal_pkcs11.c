@@ -19,8 +19,8 @@
 #include <openssl/rand.h>
 #include <p11-kit/pkcs11.h>
 
-#include "server/seal.h"
-#include "server/why.h"
+#include "server/seal/seal.h"
+#include "common/why.h"
 
 #define HK_P11_POOL 8 /* idle sessions kept open for reuse */
 #define HK_P11_SLOTS_MAX 256

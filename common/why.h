@@ -1,8 +1,8 @@
-/* Private to server/: the optional one-line failure reason ("why" buffer)
+/* The optional one-line failure reason ("why" buffer)
  * that functions reading files, configuration or a database fill in for
  * the operator. */
-#ifndef HK_SERVER_WHY_H
-#define HK_SERVER_WHY_H
+#ifndef HK_WHY_H
+#define HK_WHY_H
 
 #include <stddef.h>
 

@@ -22,7 +22,7 @@
 #define HK_SERVICE_H
 
 #include "server/config.h"
-#include "server/db.h"
+#include "server/store/db.h"
 
 typedef struct hk_service hk_service;
 

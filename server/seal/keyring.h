@@ -6,7 +6,7 @@
 #define HK_SERVER_KEYRING_H
 
 #include "server/config.h"
-#include "server/seal.h"
+#include "server/seal/seal.h"
 
 /* Loads every KEK the configuration names into one ring (the HSM PIN is
  * read from its source once and wiped after login). On failure why[256]

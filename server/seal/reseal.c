@@ -5,7 +5,7 @@
 
 #include "mpc/codec.h"
 #include "server/log.h"
-#include "server/reseal.h"
+#include "server/seal/reseal.h"
 
 /* Adds an outcome to the counts. */
 static void hk_reseal_tally(hk_reseal_counts *c, hk_reseal_outcome o)

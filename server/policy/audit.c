@@ -5,7 +5,7 @@
 #include <jansson.h>
 
 #include "mpc/codec.h"
-#include "server/audit.h"
+#include "server/policy/audit.h"
 
 /* Copies s into out[cap] (cut at cap - 1 bytes on a UTF-8 boundary);
  * control characters become '?', so any reason fits the record's rules. */

@@ -14,8 +14,8 @@
 
 #include "common/aead.h"
 #include "server/log.h"
-#include "server/seal.h"
-#include "server/why.h"
+#include "server/seal/seal.h"
+#include "common/why.h"
 
 /* One KEK of a ring. */
 typedef struct {

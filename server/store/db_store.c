@@ -12,7 +12,7 @@
 #include <openssl/crypto.h>
 
 #include "mpc/codec.h"
-#include "server/db_impl.h"
+#include "server/store/db_impl.h"
 
 #define HK_NAME_MAX 15 /* stored enum names and curves */
 #define HK_KEY_COLS                                                            \

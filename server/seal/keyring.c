@@ -4,7 +4,7 @@
 
 #include <openssl/crypto.h>
 
-#include "server/keyring.h"
+#include "server/seal/keyring.h"
 
 hk_err hk_keyring_hsm_params(const hk_srv_config *c, const char *label,
                              char *pin, hk_p11_params *p, char *why)

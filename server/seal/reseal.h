@@ -10,7 +10,7 @@
 
 #include <stddef.h>
 
-#include "server/db.h"
+#include "server/store/db.h"
 
 #define HK_RESEAL_IDS_MAX 16
 

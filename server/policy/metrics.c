@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/metrics.h"
-#include "server/policy.h"
+#include "server/policy/metrics.h"
+#include "server/policy/policy.h"
 
 #define HK_NOPS 4 /* index = hk_db_op; 0 unused */
 #define HK_NOUT 3

@@ -51,7 +51,8 @@ static double now_ns(void)
 {
     struct timespec ts;
 
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID,
+                  &ts); /* CPU time: other processes add no noise */
     return ts.tv_sec * 1e9 + ts.tv_nsec;
 }
 
@@ -237,9 +238,18 @@ static void log_setup(log_arg *a)
         hk_logstar_prove(a->c, &a->b, HK_ROLE_P1, a->sk, &a->sec->pub, &x, r,
                          a->C, &a->X, &a->pf) != HK_OK)
         die("Pi^log* setup");
-    if (hk_logstar_verify(a->c, &a->b, HK_ROLE_P1, hk_paillier_sk_pk(a->sk),
-                          &a->sec->pub, a->sec, a->C, &a->X, &a->pf) != HK_OK)
-        die("the genuine proof's check");
+    for (i = 0; i < 5; i++) { /* also the figure of a whole check */
+        double t0 = now_ns();
+
+        if (hk_logstar_verify(a->c, &a->b, HK_ROLE_P1, hk_paillier_sk_pk(a->sk),
+                              &a->sec->pub, a->sec, a->C, &a->X,
+                              &a->pf) != HK_OK)
+            die("the genuine proof's check");
+        if (i == 4)
+            printf("logstar  a genuine proof's whole check (server, CRT): "
+                   "%.3f ms\n",
+                   (now_ns() - t0) / 1e6);
+    }
     /* z3 < 2^(alpha + |N~| + 1); class 0: k*phi + small below that. */
     bits = HK_LOG_ALPHA_BITS + BN_num_bits(a->sec->pub.n) - 8;
     for (i = 0; i < POOL; i++) {

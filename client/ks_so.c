@@ -404,7 +404,7 @@ static hk_err hk_ks_so_set_op(hk_ks *ks, const void *arg)
     if (hk_ks_exists(ks->dfd, HK_KS_SO_FILE))
         return HK_ERR_EXISTS;
     memset(&so, 0, sizeof(so));
-    so.kdf = (hk_ks_kdf){15, 8, 1};
+    hk_ks_kdf_default(&so.kdf);
     so.max_fails = HK_KS_MAX_FAILS;
     if (RAND_bytes(rk, sizeof(rk)) != 1)
         return HK_ERR_RAND;

@@ -70,14 +70,24 @@ int hk_ks_token_label_ok(const char *label)
     return 1;
 }
 
-int hk_ks_pin_ok(const char *pin)
+static int hk_ks_pin_len_ok(const char *pin, size_t min)
 {
     size_t n;
 
     if (pin == NULL)
         return 0;
     n = strnlen(pin, HK_KS_PIN_MAX + 1);
-    return n >= HK_KS_PIN_MIN && n <= HK_KS_PIN_MAX;
+    return n >= min && n <= HK_KS_PIN_MAX;
+}
+
+int hk_ks_pin_ok(const char *pin)
+{
+    return hk_ks_pin_len_ok(pin, HK_KS_PIN_MIN);
+}
+
+int hk_ks_pin_given_ok(const char *pin)
+{
+    return hk_ks_pin_len_ok(pin, HK_KS_PIN_MIN_OLD);
 }
 
 /* *out = a + b as a new string. */
@@ -478,7 +488,7 @@ hk_err hk_ks_login(hk_ks *ks, const char *pin)
 
     if (ks == NULL || pin == NULL)
         return HK_ERR_ARG;
-    if (!hk_ks_pin_ok(pin))
+    if (!hk_ks_pin_given_ok(pin))
         return HK_ERR_ARG;
     pthread_mutex_lock(&ks->mu);
     hk_ks_logout_locked(ks);
@@ -655,7 +665,7 @@ hk_err hk_ks_change_pin(hk_ks *ks, const char *old_pin, const char *new_pin)
 
     if (ks == NULL || old_pin == NULL || new_pin == NULL)
         return HK_ERR_ARG;
-    if (!hk_ks_pin_ok(old_pin) || !hk_ks_pin_ok(new_pin))
+    if (!hk_ks_pin_given_ok(old_pin) || !hk_ks_pin_ok(new_pin))
         return HK_ERR_ARG;
     memset(&neu, 0, sizeof(neu));
     memset(&old, 0, sizeof(old));

@@ -87,7 +87,12 @@
 
 #define HK_KS_LABEL_MAX 64       /* key labels: [A-Za-z0-9._-], no '.' first */
 #define HK_KS_TOKEN_LABEL_MAX 32 /* token label: printable ASCII */
-#define HK_KS_PIN_MIN 6          /* with scrypt N = 2^17: see ks_impl.h */
+/* New PINs have at least HK_KS_PIN_MIN characters (with scrypt N = 2^17,
+ * see ks_impl.h); a token made by an earlier version may have a PIN of
+ * HK_KS_PIN_MIN_OLD or more, which still logs in (and can be changed) so
+ * that no token is locked out by the upgrade. */
+#define HK_KS_PIN_MIN 6
+#define HK_KS_PIN_MIN_OLD 4
 #define HK_KS_PIN_MAX 256
 #define HK_KS_REASON_MAX 128 /* lock reason, printable ASCII */
 #define HK_KS_MAX_FAILS 10   /* failed PINs before HK_ERR_PIN_LOCKED */

@@ -136,6 +136,9 @@ HK_WUR hk_err hk_ks_gen_check(hk_ks *ks);
 /* --- keystore.c: used by ks_so.c ----------------------------------------- */
 
 int hk_ks_pin_ok(const char *pin);
+/* A PIN given to be checked (login, the old PIN of a change): also the
+ * shorter PINs of earlier versions (HK_KS_PIN_MIN_OLD). */
+int hk_ks_pin_given_ok(const char *pin);
 int hk_ks_token_label_ok(const char *label);
 /* Sets the token label in token.json (caller holds the token lock). */
 HK_WUR hk_err hk_ks_label_write(hk_ks *ks, const char *label);

@@ -1109,7 +1109,7 @@ static unsigned long token_log2n(const char *dir)
 /* New tokens get N = 2^17 (unless the test-only variable lowers it); a
  * token made at a lower cost (as by earlier versions, 2^15) is moved to
  * 2^17 at its next login, through the PIN change machinery, and its keys
- * still open; the variable never lowers an existing slot. PINs of 5
+ * still open; the variable never lowers an existing slot. New PINs of 5
  * characters are refused. */
 static void test_kdf(const shares *sh)
 {
@@ -1125,8 +1125,11 @@ static void test_kdf(const shares *sh)
     hk_ks_close(ks);
     CHECK(token_log2n(d1) == 17);
     CHECK_OK(hk_ks_open(d1, &ks));
-    CHECK_ERR(hk_ks_login(ks, "12345"), HK_ERR_ARG);
+    /* a 5-character PIN may be a token's old PIN: checked (and counted) */
+    CHECK_ERR(hk_ks_login(ks, "12345"), HK_ERR_PIN);
+    CHECK_ERR(hk_ks_login(ks, "123"), HK_ERR_ARG);
     CHECK_OK(hk_ks_login(ks, "123456"));
+    CHECK_ERR(hk_ks_change_pin(ks, "123456", "12345"), HK_ERR_ARG);
     hk_ks_close(ks);
 
     setenv(KDF_ENV, "12", 1); /* the old, cheaper token */

@@ -18,9 +18,10 @@
 #define HK_KS_FAILS_LIMIT_MAX 1000 /* bound on the limit read from disk */
 #define HK_KS_GEN_MAX 0xfffffffful
 
-/* One PIN generation: its scrypt salt and check value. */
+/* One PIN generation: its scrypt parameters, salt and check value. */
 typedef struct {
     unsigned long gen;
+    hk_ks_kdf kdf;
     unsigned char salt[HK_KS_SALT_LEN];
     unsigned char check[HK_KS_CHECK_LEN];
 } hk_ks_slot;
@@ -29,7 +30,6 @@ typedef struct {
  * the old one, and each master key is sealed under the other. */
 typedef struct {
     char label[HK_KS_TOKEN_LABEL_MAX + 1];
-    hk_ks_kdf kdf;
     unsigned long fails, max_fails;
     hk_ks_slot cur;
     int pending;
@@ -70,14 +70,24 @@ int hk_ks_token_label_ok(const char *label)
     return 1;
 }
 
-int hk_ks_pin_ok(const char *pin)
+static int hk_ks_pin_len_ok(const char *pin, size_t min)
 {
     size_t n;
 
     if (pin == NULL)
         return 0;
     n = strnlen(pin, HK_KS_PIN_MAX + 1);
-    return n >= HK_KS_PIN_MIN && n <= HK_KS_PIN_MAX;
+    return n >= min && n <= HK_KS_PIN_MAX;
+}
+
+int hk_ks_pin_ok(const char *pin)
+{
+    return hk_ks_pin_len_ok(pin, HK_KS_PIN_MIN);
+}
+
+int hk_ks_pin_given_ok(const char *pin)
+{
+    return hk_ks_pin_len_ok(pin, HK_KS_PIN_MIN_OLD);
 }
 
 /* *out = a + b as a new string. */
@@ -113,34 +123,56 @@ hk_err hk_ks_dir_resolve(const char *dir, char **out)
 
 /* --- the token record ------------------------------------------------- */
 
+/* The slot's field names: gen, salt, check, scrypt_log2n, scrypt_r,
+ * scrypt_p, after the prefix ("" or "prev_"). */
+static void hk_ks_slot_keys(const char *pfx, char k[6][24])
+{
+    static const char *const names[6] = {
+        "gen", "salt", "check", "scrypt_log2n", "scrypt_r", "scrypt_p"};
+    int i;
+
+    for (i = 0; i < 6; i++)
+        snprintf(k[i], 24, "%s%s", pfx, names[i]);
+}
+
 static hk_err hk_ks_slot_put(hk_msg *m, const char *pfx, const hk_ks_slot *s)
 {
-    char k[3][16];
+    char k[6][24];
     hk_err e;
 
-    snprintf(k[0], sizeof(k[0]), "%sgen", pfx);
-    snprintf(k[1], sizeof(k[1]), "%ssalt", pfx);
-    snprintf(k[2], sizeof(k[2]), "%scheck", pfx);
-    if ((e = hk_msg_put_u32(m, k[0], s->gen)) != HK_OK ||
+    hk_ks_slot_keys(pfx, k);
+    if ((e = hk_msg_put_u32(m, k[3], s->kdf.log2n)) != HK_OK ||
+        (e = hk_msg_put_u32(m, k[4], s->kdf.r)) != HK_OK ||
+        (e = hk_msg_put_u32(m, k[5], s->kdf.p)) != HK_OK ||
+        (e = hk_msg_put_u32(m, k[0], s->gen)) != HK_OK ||
         (e = hk_msg_put_bytes(m, k[1], s->salt, HK_KS_SALT_LEN)) != HK_OK ||
         (e = hk_msg_put_bytes(m, k[2], s->check, HK_KS_CHECK_LEN)) != HK_OK)
         return e;
     return HK_OK;
 }
 
-static hk_err hk_ks_slot_get(hk_msg *m, const char *pfx, hk_ks_slot *s)
+/* Reads a slot. A pending token written before slots had their own
+ * scrypt parameters has no prev_scrypt_*: its old slot then has the
+ * parameters of the new one (`dflt`), as they were shared then. */
+static hk_err hk_ks_slot_get(hk_msg *m, const char *pfx, const hk_ks_kdf *dflt,
+                             hk_ks_slot *s)
 {
-    char k[3][16];
+    char k[6][24];
     hk_err e;
 
-    snprintf(k[0], sizeof(k[0]), "%sgen", pfx);
-    snprintf(k[1], sizeof(k[1]), "%ssalt", pfx);
-    snprintf(k[2], sizeof(k[2]), "%scheck", pfx);
+    hk_ks_slot_keys(pfx, k);
+    if (hk_msg_get_u32(m, k[3], &s->kdf.log2n) != HK_OK) {
+        if (dflt == NULL)
+            return HK_ERR_DECODE;
+        s->kdf = *dflt;
+    } else if ((e = hk_msg_get_u32(m, k[4], &s->kdf.r)) != HK_OK ||
+               (e = hk_msg_get_u32(m, k[5], &s->kdf.p)) != HK_OK)
+        return e;
     if ((e = hk_msg_get_u32(m, k[0], &s->gen)) != HK_OK ||
         (e = hk_msg_get_bytes(m, k[1], s->salt, HK_KS_SALT_LEN)) != HK_OK ||
         (e = hk_msg_get_bytes(m, k[2], s->check, HK_KS_CHECK_LEN)) != HK_OK)
         return e;
-    return s->gen >= 1 ? HK_OK : HK_ERR_DECODE;
+    return s->gen >= 1 && hk_ks_kdf_ok(&s->kdf) ? HK_OK : HK_ERR_DECODE;
 }
 
 static hk_err hk_ks_token_put(hk_msg *m, const hk_ks_token *t)
@@ -149,9 +181,6 @@ static hk_err hk_ks_token_put(hk_msg *m, const hk_ks_token *t)
 
     if ((e = hk_msg_put_u32(m, "ver", HK_KS_TOKEN_VERSION)) != HK_OK ||
         (e = hk_msg_put_str(m, "label", t->label)) != HK_OK ||
-        (e = hk_msg_put_u32(m, "scrypt_log2n", t->kdf.log2n)) != HK_OK ||
-        (e = hk_msg_put_u32(m, "scrypt_r", t->kdf.r)) != HK_OK ||
-        (e = hk_msg_put_u32(m, "scrypt_p", t->kdf.p)) != HK_OK ||
         (e = hk_msg_put_u32(m, "pin_fails", t->fails)) != HK_OK ||
         (e = hk_msg_put_u32(m, "pin_max_fails", t->max_fails)) != HK_OK ||
         (e = hk_ks_slot_put(m, "", &t->cur)) != HK_OK)
@@ -198,15 +227,12 @@ static hk_err hk_ks_token_get_head(hk_msg *m, hk_ks_token *t)
     if (ver != HK_KS_TOKEN_VERSION)
         return HK_ERR_VERSION;
     if ((e = hk_msg_get_str(m, "label", t->label, sizeof(t->label))) != HK_OK ||
-        (e = hk_msg_get_u32(m, "scrypt_log2n", &t->kdf.log2n)) != HK_OK ||
-        (e = hk_msg_get_u32(m, "scrypt_r", &t->kdf.r)) != HK_OK ||
-        (e = hk_msg_get_u32(m, "scrypt_p", &t->kdf.p)) != HK_OK ||
         (e = hk_msg_get_u32(m, "pin_fails", &t->fails)) != HK_OK ||
         (e = hk_msg_get_u32(m, "pin_max_fails", &t->max_fails)) != HK_OK ||
-        (e = hk_ks_slot_get(m, "", &t->cur)) != HK_OK)
+        (e = hk_ks_slot_get(m, "", NULL, &t->cur)) != HK_OK)
         return e;
-    if (!hk_ks_token_label_ok(t->label) || !hk_ks_kdf_ok(&t->kdf) ||
-        t->max_fails < 1 || t->max_fails > HK_KS_FAILS_LIMIT_MAX)
+    if (!hk_ks_token_label_ok(t->label) || t->max_fails < 1 ||
+        t->max_fails > HK_KS_FAILS_LIMIT_MAX)
         return HK_ERR_DECODE;
     return HK_OK;
 }
@@ -215,7 +241,7 @@ static hk_err hk_ks_token_get_pending(hk_msg *m, hk_ks_token *t)
 {
     hk_err e;
 
-    if ((e = hk_ks_slot_get(m, "prev_", &t->prev)) != HK_OK ||
+    if ((e = hk_ks_slot_get(m, "prev_", &t->cur.kdf, &t->prev)) != HK_OK ||
         (e = hk_msg_get_bytes(m, "wrap_prev", t->wrap_prev, HK_KS_WRAP_LEN)) !=
             HK_OK ||
         (e = hk_msg_get_bytes(m, "wrap_cur", t->wrap_cur, HK_KS_WRAP_LEN)) !=
@@ -266,26 +292,25 @@ static hk_err hk_ks_token_read(int dfd, hk_ks_token *t)
 
 /* --- PIN check and key wrapping ---------------------------------------- */
 
-static void hk_ks_check_aad(hk_ks_aad *a, const hk_ks_token *t,
-                            const hk_ks_slot *s)
+static void hk_ks_check_aad(hk_ks_aad *a, const hk_ks_slot *s)
 {
     hk_ks_aad_init(a, "halfkey/pin-check/1");
     hk_ks_aad_u64(a, s->gen);
     hk_ks_aad_add(a, s->salt, HK_KS_SALT_LEN);
-    hk_ks_aad_u64(a, t->kdf.log2n);
-    hk_ks_aad_u64(a, t->kdf.r);
-    hk_ks_aad_u64(a, t->kdf.p);
+    hk_ks_aad_u64(a, s->kdf.log2n);
+    hk_ks_aad_u64(a, s->kdf.r);
+    hk_ks_aad_u64(a, s->kdf.p);
 }
 
 /* s->check = Seal(HKDF(mk, "pin-check"), fixed text). */
-static hk_err hk_ks_check_make(const hk_ks_token *t, hk_ks_slot *s,
+static hk_err hk_ks_check_make(hk_ks_slot *s,
                                const unsigned char mk[HK_KS_KEY_LEN])
 {
     unsigned char key[HK_KS_KEY_LEN];
     hk_ks_aad a;
     hk_err e;
 
-    hk_ks_check_aad(&a, t, s);
+    hk_ks_check_aad(&a, s);
     if ((e = hk_ks_hkdf(mk, "halfkey/pin-check/1", NULL, 0, key)) == HK_OK)
         e = hk_ks_seal(key, a.b, a.len, (const unsigned char *)HK_KS_CHECK_TEXT,
                        HK_KS_CHECK_LEN - HK_KS_SEAL_OVERHEAD, s->check);
@@ -294,7 +319,7 @@ static hk_err hk_ks_check_make(const hk_ks_token *t, hk_ks_slot *s,
 }
 
 /* HK_OK if mk opens s->check, HK_ERR_PIN if not. */
-static hk_err hk_ks_check_verify(const hk_ks_token *t, const hk_ks_slot *s,
+static hk_err hk_ks_check_verify(const hk_ks_slot *s,
                                  const unsigned char mk[HK_KS_KEY_LEN])
 {
     unsigned char key[HK_KS_KEY_LEN];
@@ -302,7 +327,7 @@ static hk_err hk_ks_check_verify(const hk_ks_token *t, const hk_ks_slot *s,
     hk_ks_aad a;
     hk_err e;
 
-    hk_ks_check_aad(&a, t, s);
+    hk_ks_check_aad(&a, s);
     if ((e = hk_ks_hkdf(mk, "halfkey/pin-check/1", NULL, 0, key)) != HK_OK)
         goto done;
     e = hk_ks_unseal(key, a.b, a.len, s->check, HK_KS_CHECK_LEN, pt);
@@ -315,14 +340,13 @@ done:
 }
 
 /* Derives the slot's master key from pin and checks it: HK_ERR_PIN. */
-static hk_err hk_ks_slot_try(const hk_ks_token *t, const hk_ks_slot *s,
-                             const char *pin, hk_ks_mk *mk)
+static hk_err hk_ks_slot_try(const hk_ks_slot *s, const char *pin, hk_ks_mk *mk)
 {
     hk_err e;
 
     mk->gen = s->gen;
-    if ((e = hk_ks_scrypt(pin, s->salt, &t->kdf, mk->k)) == HK_OK)
-        e = hk_ks_check_verify(t, s, mk->k);
+    if ((e = hk_ks_scrypt(pin, s->salt, &s->kdf, mk->k)) == HK_OK)
+        e = hk_ks_check_verify(s, mk->k);
     if (e != HK_OK)
         OPENSSL_cleanse(mk, sizeof(*mk));
     return e;
@@ -397,10 +421,10 @@ done:
 /* Tries pin on the current slot, then (pending change) the previous one. */
 static hk_err hk_ks_try_pin(const hk_ks_token *t, const char *pin, hk_ks_mk *mk)
 {
-    hk_err e = hk_ks_slot_try(t, &t->cur, pin, mk);
+    hk_err e = hk_ks_slot_try(&t->cur, pin, mk);
 
     if (e == HK_ERR_PIN && t->pending)
-        e = hk_ks_slot_try(t, &t->prev, pin, mk);
+        e = hk_ks_slot_try(&t->prev, pin, mk);
     return e;
 }
 
@@ -452,6 +476,9 @@ static void hk_ks_login_set(hk_ks *ks, const hk_ks_mk *mk)
     ks->logged_in = 1;
 }
 
+static hk_err hk_ks_upgrade_kdf(hk_ks *ks, hk_ks_token *t, const char *pin,
+                                hk_ks_mk *mk);
+
 hk_err hk_ks_login(hk_ks *ks, const char *pin)
 {
     hk_ks_token t;
@@ -461,14 +488,15 @@ hk_err hk_ks_login(hk_ks *ks, const char *pin)
 
     if (ks == NULL || pin == NULL)
         return HK_ERR_ARG;
-    if (!hk_ks_pin_ok(pin))
+    if (!hk_ks_pin_given_ok(pin))
         return HK_ERR_ARG;
     pthread_mutex_lock(&ks->mu);
     hk_ks_logout_locked(ks);
-    if ((e = hk_ks_tlock(ks, &lfd)) != HK_OK)
+    if ((e = hk_ks_tlock(ks, &lfd)) != HK_OK ||
+        (e = hk_ks_auth(ks, pin, &t, &mk)) != HK_OK ||
+        (e = hk_ks_upgrade_kdf(ks, &t, pin, &mk)) != HK_OK)
         goto done;
-    if ((e = hk_ks_auth(ks, pin, &t, &mk)) == HK_OK)
-        hk_ks_login_set(ks, &mk);
+    hk_ks_login_set(ks, &mk);
 done:
     if (lfd >= 0)
         close(lfd);
@@ -566,8 +594,8 @@ static hk_err hk_ks_escrow_next(hk_ks *ks, const unsigned char *rk,
     return e;
 }
 
-/* The new slot of a PIN change from generation `gen` to pin: fresh salt,
- * check value; *neu its master key. */
+/* The new slot of a PIN change from generation `gen` to pin: today's
+ * scrypt cost, fresh salt, check value; *neu its master key. */
 static hk_err hk_ks_slot_new(hk_ks_token *t, unsigned long gen, const char *pin,
                              hk_ks_mk *neu)
 {
@@ -576,11 +604,12 @@ static hk_err hk_ks_slot_new(hk_ks_token *t, unsigned long gen, const char *pin,
     if (gen >= HK_KS_GEN_MAX)
         return HK_ERR_STATE;
     t->cur.gen = neu->gen = gen + 1;
+    hk_ks_kdf_default(&t->cur.kdf);
     if (RAND_bytes(t->cur.salt, HK_KS_SALT_LEN) != 1)
         return HK_ERR_RAND;
-    if ((e = hk_ks_scrypt(pin, t->cur.salt, &t->kdf, neu->k)) != HK_OK)
+    if ((e = hk_ks_scrypt(pin, t->cur.salt, &t->cur.kdf, neu->k)) != HK_OK)
         return e;
-    return hk_ks_check_make(t, &t->cur, neu->k);
+    return hk_ks_check_make(&t->cur, neu->k);
 }
 
 /* Moves the token from old's generation to a new one under pin: escrow
@@ -636,7 +665,7 @@ hk_err hk_ks_change_pin(hk_ks *ks, const char *old_pin, const char *new_pin)
 
     if (ks == NULL || old_pin == NULL || new_pin == NULL)
         return HK_ERR_ARG;
-    if (!hk_ks_pin_ok(old_pin) || !hk_ks_pin_ok(new_pin))
+    if (!hk_ks_pin_given_ok(old_pin) || !hk_ks_pin_ok(new_pin))
         return HK_ERR_ARG;
     memset(&neu, 0, sizeof(neu));
     memset(&old, 0, sizeof(old));
@@ -658,6 +687,41 @@ done:
     OPENSSL_cleanse(&old, sizeof(old));
     OPENSSL_cleanse(&neu, sizeof(neu));
     OPENSSL_cleanse(&t, sizeof(t));
+    return e;
+}
+
+/* A token whose PIN slot was made at a lower scrypt cost than today's
+ * (hk_ks_kdf_default: tokens of earlier versions) is moved, at its first
+ * successful login, to a new slot for the same PIN at today's cost: a PIN
+ * change from pin to pin, so the crash safety of hk_ks_repin holds (a
+ * crash leaves a pending token that the next login settles). *mk becomes
+ * the new master key. If the upgrade fails before anything was committed
+ * (e.g. the directory is read-only), the login still succeeds with the old
+ * key and the next login tries again; once the token is pending, the error
+ * is returned and the next login settles it. */
+static hk_err hk_ks_upgrade_kdf(hk_ks *ks, hk_ks_token *t, const char *pin,
+                                hk_ks_mk *mk)
+{
+    unsigned char rk[HK_KS_KEY_LEN];
+    hk_ks_kdf want;
+    hk_ks_mk neu;
+    hk_ks_token now;
+    hk_err e;
+
+    hk_ks_kdf_default(&want);
+    if (!hk_ks_kdf_weaker(&t->cur.kdf, &want))
+        return HK_OK;
+    memset(&neu, 0, sizeof(neu));
+    e = hk_ks_repin(ks, t, mk, pin, hk_ks_user_rk(ks, mk, rk) ? rk : NULL,
+                    &neu);
+    if (e == HK_OK)
+        *mk = neu;
+    else if (hk_ks_token_read(ks->dfd, &now) == HK_OK && !now.pending &&
+             now.cur.gen == mk->gen)
+        e = HK_OK; /* nothing committed: keep the old slot for now */
+    OPENSSL_cleanse(rk, sizeof(rk));
+    OPENSSL_cleanse(&neu, sizeof(neu));
+    OPENSSL_cleanse(&now, sizeof(now));
     return e;
 }
 
@@ -692,7 +756,7 @@ static hk_err hk_ks_so_user_mk(hk_ks *ks, const hk_ks_token *t, hk_ks_mk *mk)
     for (i = 0, e = HK_ERR_NOT_FOUND; i < 2 && e != HK_OK; i++)
         if (s[i] != NULL &&
             (e = hk_ks_esc_mk(&esc, ks->so_rk, s[i]->gen, mk)) == HK_OK &&
-            (e = hk_ks_check_verify(t, s[i], mk->k)) != HK_OK)
+            (e = hk_ks_check_verify(s[i], mk->k)) != HK_OK)
             e = HK_ERR_SEAL;
     OPENSSL_cleanse(&esc, sizeof(esc));
     return e;
@@ -847,16 +911,14 @@ static hk_err hk_ks_token_make(const char *label, const char *pin,
 
     memset(t, 0, sizeof(*t));
     memcpy(t->label, label, strlen(label) + 1);
-    t->kdf.log2n = 15;
-    t->kdf.r = 8;
-    t->kdf.p = 1;
+    hk_ks_kdf_default(&t->cur.kdf);
     t->max_fails = HK_KS_MAX_FAILS;
     t->cur.gen = mk->gen = 1;
     if (RAND_bytes(t->cur.salt, HK_KS_SALT_LEN) != 1)
         return HK_ERR_RAND;
-    if ((e = hk_ks_scrypt(pin, t->cur.salt, &t->kdf, mk->k)) != HK_OK)
+    if ((e = hk_ks_scrypt(pin, t->cur.salt, &t->cur.kdf, mk->k)) != HK_OK)
         return e;
-    return hk_ks_check_make(t, &t->cur, mk->k);
+    return hk_ks_check_make(&t->cur, mk->k);
 }
 
 /* Creates keys/ (0700): HK_ERR_EXISTS if it already holds key files. */

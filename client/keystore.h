@@ -19,13 +19,16 @@
  * write is atomic: temp file in the same directory, fsync, rename, fsync of
  * the directory.
  *
- * Keys. The PIN gives a master key MK = scrypt(PIN, salt; N=2^15, r=8, p=1)
- * that is never stored. token.json holds an AES-256-GCM encryption of a fixed
- * string under HKDF(MK) (the PIN check). A key file seals hk_share_encode's
- * bytes with AES-256-GCM under HKDF(MK, key id), fresh 12-byte nonce; the
- * AAD binds every public field of the file (label, key id, curve, public
- * key, epoch, PIN generation, locked flag, lock reason and time), so none of
- * them can be changed without the PIN.
+ * Keys. The PIN gives a master key MK = scrypt(PIN, salt; N=2^17, r=8, p=1)
+ * that is never stored (each PIN slot records its own parameters: a slot
+ * of a lower cost, from an earlier version, is replaced at the next
+ * successful login by a slot at today's cost for the same PIN, through the
+ * crash-safe PIN change below; see HK_KS_SCRYPT_LOG2N). token.json holds an
+ * AES-256-GCM encryption of a fixed string under HKDF(MK) (the PIN check). A
+ * key file seals hk_share_encode's bytes with AES-256-GCM under HKDF(MK, key
+ * id), fresh 12-byte nonce; the AAD binds every public field of the file
+ * (label, key id, curve, public key, epoch, PIN generation, locked flag, lock
+ * reason and time), so none of them can be changed without the PIN.
  *
  * Failed PINs. Each login first increments the counter on disk, then checks
  * the PIN, then resets it on success, so killing the process during the
@@ -97,7 +100,12 @@
 
 #define HK_KS_LABEL_MAX 64       /* key labels: [A-Za-z0-9._-], no '.' first */
 #define HK_KS_TOKEN_LABEL_MAX 32 /* token label: printable ASCII */
-#define HK_KS_PIN_MIN 4
+/* New PINs have at least HK_KS_PIN_MIN characters (with scrypt N = 2^17,
+ * see ks_impl.h); a token made by an earlier version may have a PIN of
+ * HK_KS_PIN_MIN_OLD or more, which still logs in (and can be changed) so
+ * that no token is locked out by the upgrade. */
+#define HK_KS_PIN_MIN 6
+#define HK_KS_PIN_MIN_OLD 4
 #define HK_KS_PIN_MAX 256
 #define HK_KS_REASON_MAX 128 /* lock reason, printable ASCII */
 #define HK_KS_MAX_FAILS 10   /* failed PINs before HK_ERR_PIN_LOCKED */

@@ -82,6 +82,16 @@ typedef struct {
     unsigned long log2n, r, p;
 } hk_ks_kdf;
 
+/* The cost of new PIN slots: scrypt N = 2^17, r = 8, p = 1 (128 MiB,
+ * about 0.4 s here): a 6-digit PIN then costs an attacker with a copy of
+ * the token about 4 CPU-days to exhaust, against minutes at the 2^15 of
+ * earlier versions. HALFKEY_INSECURE_SCRYPT_LOG2N=<10..16> lowers N for
+ * new slots (test suites only: it makes stolen tokens cheap to crack); it
+ * never lowers an existing slot's cost. */
+#define HK_KS_SCRYPT_LOG2N 17
+void hk_ks_kdf_default(hk_ks_kdf *out);
+/* 1 if a costs less than b (a slot to re-derive at login). */
+int hk_ks_kdf_weaker(const hk_ks_kdf *a, const hk_ks_kdf *b);
 /* Bounds on scrypt parameters read from a file (memory <= 256 MiB). */
 int hk_ks_kdf_ok(const hk_ks_kdf *p);
 HK_WUR hk_err hk_ks_scrypt(const char *pin, const unsigned char *salt,
@@ -126,6 +136,9 @@ HK_WUR hk_err hk_ks_gen_check(hk_ks *ks);
 /* --- keystore.c: used by ks_so.c ----------------------------------------- */
 
 int hk_ks_pin_ok(const char *pin);
+/* A PIN given to be checked (login, the old PIN of a change): also the
+ * shorter PINs of earlier versions (HK_KS_PIN_MIN_OLD). */
+int hk_ks_pin_given_ok(const char *pin);
 int hk_ks_token_label_ok(const char *label);
 /* Sets the token label in token.json (caller holds the token lock). */
 HK_WUR hk_err hk_ks_label_write(hk_ks *ks, const char *label);

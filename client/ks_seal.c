@@ -1,4 +1,5 @@
 /* Keystore sealing: scrypt, HKDF-SHA256 and AES-256-GCM (OpenSSL 3). */
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/core_names.h>
@@ -16,6 +17,27 @@
 static uint64_t hk_ks_kdf_mem(const hk_ks_kdf *p)
 {
     return 128ull * p->r * ((1ull << p->log2n) + 2 + p->p);
+}
+
+void hk_ks_kdf_default(hk_ks_kdf *out)
+{
+    const char *v = secure_getenv("HALFKEY_INSECURE_SCRYPT_LOG2N");
+    char *end;
+    unsigned long n;
+
+    out->log2n = HK_KS_SCRYPT_LOG2N;
+    out->r = 8;
+    out->p = 1;
+    if (v == NULL || v[0] == 0)
+        return;
+    n = strtoul(v, &end, 10);
+    if (*end == 0 && n >= 10 && n < HK_KS_SCRYPT_LOG2N)
+        out->log2n = n;
+}
+
+int hk_ks_kdf_weaker(const hk_ks_kdf *a, const hk_ks_kdf *b)
+{
+    return (128ull << a->log2n) * a->r < (128ull << b->log2n) * b->r;
 }
 
 int hk_ks_kdf_ok(const hk_ks_kdf *p)

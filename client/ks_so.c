@@ -170,7 +170,7 @@ static hk_err hk_ks_so_auth(hk_ks *ks, const char *pin, hk_ks_so *so,
 {
     hk_err e;
 
-    if (!hk_ks_pin_ok(pin))
+    if (!hk_ks_pin_given_ok(pin))
         return HK_ERR_ARG;
     if ((e = hk_ks_so_read(ks->dfd, so)) != HK_OK)
         return e;
@@ -404,7 +404,7 @@ static hk_err hk_ks_so_set_op(hk_ks *ks, const void *arg)
     if (hk_ks_exists(ks->dfd, HK_KS_SO_FILE))
         return HK_ERR_EXISTS;
     memset(&so, 0, sizeof(so));
-    so.kdf = (hk_ks_kdf){15, 8, 1};
+    hk_ks_kdf_default(&so.kdf);
     so.max_fails = HK_KS_MAX_FAILS;
     if (RAND_bytes(rk, sizeof(rk)) != 1)
         return HK_ERR_RAND;
@@ -479,7 +479,7 @@ hk_err hk_ks_so_change_pin(hk_ks *ks, const char *old_pin, const char *new_pin)
 {
     hk_ks_so_req r = {old_pin, new_pin, NULL};
 
-    if (!hk_ks_pin_ok(old_pin) || !hk_ks_pin_ok(new_pin))
+    if (!hk_ks_pin_given_ok(old_pin) || !hk_ks_pin_ok(new_pin))
         return HK_ERR_ARG;
     return hk_ks_so_locked(ks, hk_ks_so_change_op, &r);
 }
@@ -537,7 +537,7 @@ hk_err hk_ks_so_reinit(hk_ks *ks, const char *so_pin, const char *label)
 {
     hk_ks_so_req r = {so_pin, NULL, label};
 
-    if (!hk_ks_pin_ok(so_pin) || !hk_ks_token_label_ok(label))
+    if (!hk_ks_pin_given_ok(so_pin) || !hk_ks_token_label_ok(label))
         return HK_ERR_ARG;
     return hk_ks_so_locked(ks, hk_ks_so_reinit_op, &r);
 }

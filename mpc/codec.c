@@ -81,22 +81,23 @@ const char *hk_msg_type(const hk_msg *m)
 
 hk_err hk_msg_encode(const hk_msg *m, unsigned char **out, size_t *len)
 {
-    char *s;
+    const size_t flags = JSON_COMPACT | JSON_SORT_KEYS;
     size_t n;
 
     if (m == NULL || out == NULL || len == NULL)
         return HK_ERR_ARG;
-    s = json_dumps(m->obj, JSON_COMPACT | JSON_SORT_KEYS);
-    if (s == NULL)
+    /* json_dumpb writes straight into our buffer: no copy of the text in
+     * jansson's memory (and no free() of a block that jansson's allocator,
+     * process-global and maybe replaced by the host, gave out) */
+    if ((n = json_dumpb(m->obj, NULL, 0, flags)) == 0)
         return HK_ERR_NOMEM;
-    n = strlen(s);
-    *out = OPENSSL_malloc(n);
-    if (*out != NULL)
-        memcpy(*out, s, n);
-    OPENSSL_cleanse(s, n);
-    free(s);
-    if (*out == NULL)
+    if ((*out = OPENSSL_malloc(n)) == NULL)
         return HK_ERR_NOMEM;
+    if (json_dumpb(m->obj, (char *)*out, n, flags) != n) {
+        OPENSSL_free(*out);
+        *out = NULL;
+        return HK_ERR_NOMEM;
+    }
     *len = n;
     return HK_OK;
 }

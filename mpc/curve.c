@@ -78,6 +78,7 @@ void hk_curve_free(hk_curve *c)
     if (c->k1 != NULL)
         secp256k1_context_destroy(c->k1);
     EC_GROUP_free(c->group);
+    hk_ct_mod_free(c->ct_q);
     OPENSSL_free(c);
 }
 

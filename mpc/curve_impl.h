@@ -7,6 +7,7 @@
 #include <openssl/ec.h>
 #include <secp256k1.h>
 
+#include "mpc/ct.h"
 #include "mpc/curve.h"
 
 struct hk_curve {
@@ -17,6 +18,7 @@ struct hk_curve {
     BN_CTX *bn;
     secp256k1_context *k1; /* secp256k1 only */
     EC_GROUP *group;       /* P-256 only */
+    hk_ct_mod *ct_q;       /* P-256 only: constant-time arithmetic mod q */
 };
 
 hk_err hk_k1_init(hk_curve *c);

@@ -17,51 +17,25 @@ hk_err hk_p256_init(hk_curve *c)
         return HK_ERR_CRYPTO;
     if (!EC_GROUP_get_order(c->group, c->q, c->bn))
         return HK_ERR_CRYPTO;
-    return HK_OK;
+    return hk_ct_mod_new(c->q, &c->ct_q);
 }
 
-/* op: 0 add, 1 mul; constant-time BN arithmetic mod q. */
-static hk_err hk_p256_scalar_op(hk_curve *c, int op, const hk_scalar *a,
-                                const hk_scalar *b, hk_scalar *out)
-{
-    BIGNUM *x, *y, *r;
-    hk_err e = HK_ERR_CRYPTO;
-
-    BN_CTX_start(c->bn);
-    x = BN_CTX_get(c->bn);
-    y = BN_CTX_get(c->bn);
-    r = BN_CTX_get(c->bn);
-    if (r == NULL)
-        goto done;
-    BN_set_flags(x, BN_FLG_CONSTTIME);
-    BN_set_flags(y, BN_FLG_CONSTTIME);
-    BN_set_flags(r, BN_FLG_CONSTTIME);
-    if (BN_bin2bn(a->b, 32, x) == NULL || BN_bin2bn(b->b, 32, y) == NULL)
-        goto done;
-    if (op == 0 ? !BN_mod_add(r, x, y, c->q, c->bn)
-                : !BN_mod_mul(r, x, y, c->q, c->bn))
-        goto done;
-    if (BN_bn2binpad(r, out->b, 32) != 32)
-        goto done;
-    e = HK_OK;
-done:
-    BN_clear(x);
-    BN_clear(y);
-    BN_clear(r);
-    BN_CTX_end(c->bn);
-    return e;
-}
-
+/* Scalar sums and products hold secrets (x1*r in a refresh, k^-1 * m in a
+ * signature, ...). BN_mod_add and BN_mod_mul are not constant time (a
+ * branch on the sign of a difference; value-dependent Karatsuba
+ * branches), so they run on fixed-width limbs in mpc/ct.c: a masked
+ * conditional subtraction for the sum, two Montgomery multiplications for
+ * the product. The back ends get scalars already below q. */
 hk_err hk_p256_scalar_add(hk_curve *c, const hk_scalar *a, const hk_scalar *b,
                           hk_scalar *out)
 {
-    return hk_p256_scalar_op(c, 0, a, b, out);
+    return hk_ct_mod_add_be(c->ct_q, a->b, b->b, out->b);
 }
 
 hk_err hk_p256_scalar_mul(hk_curve *c, const hk_scalar *a, const hk_scalar *b,
                           hk_scalar *out)
 {
-    return hk_p256_scalar_op(c, 1, a, b, out);
+    return hk_ct_mod_mul_be(c->ct_q, a->b, b->b, out->b);
 }
 
 static hk_err hk_p256_encode(hk_curve *c, const EC_POINT *pt, hk_point *out)

@@ -1,8 +1,18 @@
-/* Paillier with g = N + 1; CRT for the key owner. */
+/* Paillier with g = N + 1; CRT for the key owner.
+ *
+ * Constant time. Every operation of the key owner that involves p or q
+ * runs in time independent of their values and of the secret
+ * intermediate values, even on attacker-chosen input (a ciphertext from
+ * the server): exponentiations are BN_mod_exp_mont_consttime with
+ * BN_FLG_CONSTTIME operands; reductions modulo p, q, p^2, q^2, the L
+ * function's exact division by p, the products modulo p and the CRT
+ * recombination run on fixed-width limbs in mpc/ct.c (BN_nnmod, BN_div,
+ * BN_mod_mul and BN_mod_sub would branch on the values). */
 #include <string.h>
 
 #include <openssl/crypto.h>
 
+#include "mpc/ct.h"
 #include "mpc/paillier.h"
 
 struct hk_paillier_pk {
@@ -17,9 +27,10 @@ struct hk_paillier_sk {
     BIGNUM *pm1, *qm1; /* p - 1, q - 1 */
     BIGNUM *hp, *hq;   /* L_p((1+N)^(p-1) mod p^2)^-1 mod p, same for q */
     BIGNUM *qinv;      /* q^-1 mod p */
-    BIGNUM *q2inv;     /* q^-2 mod p^2 */
     BIGNUM *dp, *dq;   /* N^-1 mod (p-1), N^-1 mod (q-1) */
     BN_MONT_CTX *mont_p, *mont_q, *mont_p2, *mont_q2;
+    hk_ct_mod *ct_p, *ct_q, *ct_p2, *ct_q2;
+    hk_ct_crt *crt, *crt2; /* mod pq from p, q; mod (pq)^2 from p^2, q^2 */
 };
 
 int hk_paillier_bits_ok(int bits) { return bits == 2048 || bits == 3072; }
@@ -142,9 +153,9 @@ void hk_paillier_sk_free(hk_paillier_sk *sk)
     if (sk == NULL)
         return;
     {
-        BIGNUM **secrets[] = {&sk->p,    &sk->q,     &sk->p2, &sk->q2,
-                              &sk->pm1,  &sk->qm1,   &sk->hp, &sk->hq,
-                              &sk->qinv, &sk->q2inv, &sk->dp, &sk->dq};
+        BIGNUM **secrets[] = {&sk->p,    &sk->q,   &sk->p2, &sk->q2,
+                              &sk->pm1,  &sk->qm1, &sk->hp, &sk->hq,
+                              &sk->qinv, &sk->dp,  &sk->dq};
 
         for (i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++)
             BN_clear_free(*secrets[i]);
@@ -153,6 +164,12 @@ void hk_paillier_sk_free(hk_paillier_sk *sk)
     BN_MONT_CTX_free(sk->mont_q);
     BN_MONT_CTX_free(sk->mont_p2);
     BN_MONT_CTX_free(sk->mont_q2);
+    hk_ct_mod_free(sk->ct_p);
+    hk_ct_mod_free(sk->ct_q);
+    hk_ct_mod_free(sk->ct_p2);
+    hk_ct_mod_free(sk->ct_q2);
+    hk_ct_crt_free(sk->crt);
+    hk_ct_crt_free(sk->crt2);
     hk_paillier_pk_clear(&sk->pk);
     OPENSSL_clear_free(sk, sizeof(*sk));
 }
@@ -174,27 +191,6 @@ static int hk_crt_h(BIGNUM *h, const BIGNUM *inv, const BIGNUM *p)
     return !BN_is_zero(inv) && BN_sub(h, p, inv);
 }
 
-/* out = q^-2 mod p^2, from qinv = q^-1 mod p by one Hensel step:
- * y = x(2 - q x) mod p^2 is q^-1 mod p^2. */
-static int hk_inv_sq_lift(BIGNUM *out, const BIGNUM *qinv, const BIGNUM *q,
-                          const BIGNUM *p2, BN_CTX *ctx)
-{
-    BIGNUM *t;
-    int ok;
-
-    BN_CTX_start(ctx);
-    t = BN_CTX_get(ctx);
-    if (t != NULL)
-        BN_set_flags(t, BN_FLG_CONSTTIME);
-    ok = t != NULL && BN_mod_mul(t, q, qinv, p2, ctx) &&
-         BN_mod_sub(t, BN_value_one(), t, p2, ctx) &&
-         BN_mod_add(t, t, BN_value_one(), p2, ctx) &&
-         BN_mod_mul(t, t, qinv, p2, ctx) && BN_mod_sqr(out, t, p2, ctx);
-    BN_clear(t);
-    BN_CTX_end(ctx);
-    return ok;
-}
-
 /* The exponents of the N-th root (only a fresh key proves its modulus). */
 static hk_err hk_paillier_sk_roots(hk_paillier_sk *sk, BN_CTX *ctx)
 {
@@ -211,8 +207,8 @@ static hk_err hk_paillier_sk_roots(hk_paillier_sk *sk, BN_CTX *ctx)
 static hk_err hk_paillier_sk_derive(hk_paillier_sk *sk, int bits, BN_CTX *ctx)
 {
     BIGNUM *n = NULL, *pinv = NULL,
-           **all[] = {&sk->p2, &sk->q2, &sk->pm1,  &sk->qm1,
-                      &sk->hp, &sk->hq, &sk->qinv, &sk->q2inv};
+           **all[] = {&sk->p2, &sk->q2, &sk->pm1, &sk->qm1,
+                      &sk->hp, &sk->hq, &sk->qinv};
     hk_err e = HK_ERR_NOMEM;
     size_t i;
 
@@ -241,8 +237,14 @@ static hk_err hk_paillier_sk_derive(hk_paillier_sk *sk, int bits, BN_CTX *ctx)
     e = HK_ERR_PAILLIER; /* p, q not coprime */
     if (BN_mod_inverse(sk->qinv, sk->q, sk->p, ctx) == NULL ||
         BN_mod_inverse(pinv, sk->p, sk->q, ctx) == NULL ||
-        !hk_crt_h(sk->hp, sk->qinv, sk->p) || !hk_crt_h(sk->hq, pinv, sk->q) ||
-        !hk_inv_sq_lift(sk->q2inv, sk->qinv, sk->q, sk->p2, ctx))
+        !hk_crt_h(sk->hp, sk->qinv, sk->p) || !hk_crt_h(sk->hq, pinv, sk->q))
+        goto done;
+    if ((e = hk_ct_mod_new(sk->p, &sk->ct_p)) != HK_OK ||
+        (e = hk_ct_mod_new(sk->q, &sk->ct_q)) != HK_OK ||
+        (e = hk_ct_mod_new(sk->p2, &sk->ct_p2)) != HK_OK ||
+        (e = hk_ct_mod_new(sk->q2, &sk->ct_q2)) != HK_OK ||
+        (e = hk_ct_crt_new(sk->p, sk->q, &sk->crt)) != HK_OK ||
+        (e = hk_ct_crt_new(sk->p2, sk->q2, &sk->crt2)) != HK_OK)
         goto done;
     e = hk_paillier_pk_setup(&sk->pk, n, bits, ctx);
 done:
@@ -421,31 +423,27 @@ done:
     return e;
 }
 
-/* x = CRT(xp mod P, xq mod Q) = xq + Q*((xp - xq) * Qinv mod P). */
-static int hk_crt(BIGNUM *x, const BIGNUM *xp, const BIGNUM *xq,
-                  const BIGNUM *P, const BIGNUM *Q, const BIGNUM *Qinv,
-                  BN_CTX *ctx)
-{
-    BIGNUM *t;
-    int ok;
+/* One side of the CRT: a prime (or its square), its Montgomery context for
+ * the exponentiation and its constant-time context for the rest. */
+typedef struct {
+    const BIGNUM *m;
+    BN_MONT_CTX *mont;
+    const hk_ct_mod *ct;
+} hk_crt_side;
 
-    BN_CTX_start(ctx);
-    t = BN_CTX_get(ctx);
-    if (t != NULL)
-        BN_set_flags(t, BN_FLG_CONSTTIME);
-    ok = t != NULL && BN_mod_sub(t, xp, xq, P, ctx) &&
-         BN_mod_mul(t, t, Qinv, P, ctx) && BN_mul(t, t, Q, ctx) &&
-         BN_add(x, t, xq);
-    BN_clear(t);
-    BN_CTX_end(ctx);
-    return ok;
+/* out = x^e mod s->m, constant time (x below s->m times 2^(its width)). */
+static int hk_side_exp(BIGNUM *out, const BIGNUM *x, const BIGNUM *e,
+                       const hk_crt_side *s, BN_CTX *ctx)
+{
+    BN_set_flags(out, BN_FLG_CONSTTIME);
+    return hk_ct_mod_reduce(s->ct, x, out) == HK_OK &&
+           BN_mod_exp_mont_consttime(out, out, e, s->m, ctx, s->mont);
 }
 
 /* out = CRT(x^ep mod P, x^eq mod Q), secret exponents and moduli. */
 static int hk_crt_exp(BIGNUM *out, const BIGNUM *x, const BIGNUM *ep,
-                      const BIGNUM *P, BN_MONT_CTX *mp, const BIGNUM *eq,
-                      const BIGNUM *Q, BN_MONT_CTX *mq, const BIGNUM *Qinv,
-                      BN_CTX *ctx)
+                      const hk_crt_side *P, const BIGNUM *eq,
+                      const hk_crt_side *Q, const hk_ct_crt *crt, BN_CTX *ctx)
 {
     BIGNUM *a, *b;
     int ok;
@@ -453,14 +451,9 @@ static int hk_crt_exp(BIGNUM *out, const BIGNUM *x, const BIGNUM *ep,
     BN_CTX_start(ctx);
     a = BN_CTX_get(ctx);
     b = BN_CTX_get(ctx);
-    if (b != NULL) {
-        BN_set_flags(a, BN_FLG_CONSTTIME);
-        BN_set_flags(b, BN_FLG_CONSTTIME);
-    }
-    ok = b != NULL && BN_nnmod(a, x, P, ctx) && BN_nnmod(b, x, Q, ctx) &&
-         BN_mod_exp_mont_consttime(a, a, ep, P, ctx, mp) &&
-         BN_mod_exp_mont_consttime(b, b, eq, Q, ctx, mq) &&
-         hk_crt(out, a, b, P, Q, Qinv, ctx);
+    ok = b != NULL && hk_side_exp(a, x, ep, P, ctx) &&
+         hk_side_exp(b, x, eq, Q, ctx) &&
+         hk_ct_crt_combine(crt, a, b, out) == HK_OK;
     BN_clear(a);
     BN_clear(b);
     BN_CTX_end(ctx);
@@ -484,8 +477,10 @@ hk_err hk_paillier_enc_sk(const hk_paillier_sk *sk, const BIGNUM *m,
     rn = BN_CTX_get(ctx);
     /* r^N mod p^2 and mod q^2, recombined. */
     if (rn != NULL &&
-        hk_crt_exp(rn, r, sk->pk.n, sk->p2, sk->mont_p2, sk->pk.n, sk->q2,
-                   sk->mont_q2, sk->q2inv, ctx) &&
+        hk_crt_exp(rn, r, sk->pk.n,
+                   &(hk_crt_side){sk->p2, sk->mont_p2, sk->ct_p2}, sk->pk.n,
+                   &(hk_crt_side){sk->q2, sk->mont_q2, sk->ct_q2}, sk->crt2,
+                   ctx) &&
         hk_paillier_finish(&sk->pk, m, rn, c, ctx))
         e = HK_OK;
     BN_clear(rn);
@@ -495,21 +490,18 @@ hk_err hk_paillier_enc_sk(const hk_paillier_sk *sk, const BIGNUM *m,
 }
 
 /* mp = L_p(c^(p-1) mod p^2) * hp mod p. */
-static int hk_dec_half(BIGNUM *mp, const BIGNUM *c, const BIGNUM *p,
-                       const BIGNUM *p2, const BIGNUM *pm1, const BIGNUM *h,
-                       BN_MONT_CTX *mp2, BN_CTX *ctx)
+static int hk_dec_half(BIGNUM *mp, const BIGNUM *c, const BIGNUM *pm1,
+                       const BIGNUM *h, const hk_crt_side *p2,
+                       const hk_ct_mod *ct_p, BN_CTX *ctx)
 {
     BIGNUM *u;
     int ok;
 
     BN_CTX_start(ctx);
     u = BN_CTX_get(ctx);
-    if (u != NULL)
-        BN_set_flags(u, BN_FLG_CONSTTIME);
-    ok = u != NULL && BN_nnmod(u, c, p2, ctx) &&
-         BN_mod_exp_mont_consttime(u, u, pm1, p2, ctx, mp2) &&
-         BN_sub_word(u, 1) && BN_div(u, NULL, u, p, ctx) &&
-         BN_mod_mul(mp, u, h, p, ctx);
+    ok = u != NULL && hk_side_exp(u, c, pm1, p2, ctx) &&
+         hk_ct_mod_lfunc(ct_p, u, u) == HK_OK &&
+         hk_ct_mod_mul(ct_p, u, h, mp) == HK_OK;
     BN_clear(u);
     BN_CTX_end(ctx);
     return ok;
@@ -533,9 +525,13 @@ hk_err hk_paillier_dec(const hk_paillier_sk *sk, const BIGNUM *c, BIGNUM *m)
         goto done;
     BN_set_flags(mp, BN_FLG_CONSTTIME);
     BN_set_flags(mq, BN_FLG_CONSTTIME);
-    if (!hk_dec_half(mp, c, sk->p, sk->p2, sk->pm1, sk->hp, sk->mont_p2, ctx) ||
-        !hk_dec_half(mq, c, sk->q, sk->q2, sk->qm1, sk->hq, sk->mont_q2, ctx) ||
-        !hk_crt(m, mp, mq, sk->p, sk->q, sk->qinv, ctx))
+    if (!hk_dec_half(mp, c, sk->pm1, sk->hp,
+                     &(hk_crt_side){sk->p2, sk->mont_p2, sk->ct_p2}, sk->ct_p,
+                     ctx) ||
+        !hk_dec_half(mq, c, sk->qm1, sk->hq,
+                     &(hk_crt_side){sk->q2, sk->mont_q2, sk->ct_q2}, sk->ct_q,
+                     ctx) ||
+        hk_ct_crt_combine(sk->crt, mp, mq, m) != HK_OK)
         goto done;
     e = HK_OK;
 done:
@@ -631,8 +627,9 @@ hk_err hk_paillier_nth_root(const hk_paillier_sk *sk, const BIGNUM *x,
     ctx = BN_CTX_secure_new();
     if (ctx == NULL)
         return HK_ERR_NOMEM;
-    e = hk_crt_exp(out, x, sk->dp, sk->p, sk->mont_p, sk->dq, sk->q, sk->mont_q,
-                   sk->qinv, ctx)
+    e = hk_crt_exp(out, x, sk->dp, &(hk_crt_side){sk->p, sk->mont_p, sk->ct_p},
+                   sk->dq, &(hk_crt_side){sk->q, sk->mont_q, sk->ct_q}, sk->crt,
+                   ctx)
             ? HK_OK
             : HK_ERR_CRYPTO;
     BN_CTX_free(ctx);

@@ -1,4 +1,18 @@
-/* Key share records. */
+/* Key share records.
+ *
+ * Secrets stay out of jansson. A record is compact JSON with sorted keys,
+ * and the secret fields (x, and P1's Paillier primes p and q) are hex
+ * strings in it like the rest; but jansson never holds them: jansson
+ * frees its strings without wiping them, and its allocator is process
+ * global (json_set_alloc_funcs), so a wiping allocator would change it
+ * for a whole host process (a browser loading the PKCS#11 module) and
+ * could free blocks that another library allocated with the old one. So
+ * the encoder gives jansson zeros of the right length and writes the
+ * secret hex into the output buffer afterwards (hk_share_splice), and the
+ * decoder lifts the secret hex out of a copy of the input (wiping it
+ * there) before jansson parses the copy (hk_share_lift). The format is
+ * unchanged: records of earlier versions load, and decode then encode is
+ * byte-identical. The caller's buffers hold the secrets, as before. */
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -48,8 +62,75 @@ hk_err hk_share_fingerprint(const hk_share *s, unsigned char out[HK_HASH_LEN])
     return hk_ts_final(&t, out, HK_HASH_LEN);
 }
 
+#define HK_SHARE_SECRET_MAX 512 /* bytes of one secret field: p of 4096 */
+
+/* The position of the value of `key` ("key":" then hex then ") in the
+ * record, which must hold it exactly once; *hexlen its length. NULL if
+ * absent, repeated or unterminated. Hex strings contain no quote, so the
+ * pattern cannot occur inside another value. */
+static unsigned char *hk_share_find(unsigned char *rec, size_t len,
+                                    const char *key, size_t *hexlen)
+{
+    char pat[16];
+    size_t pl = (size_t)snprintf(pat, sizeof(pat), "\"%s\":\"", key), i;
+    unsigned char *at = NULL, *end;
+
+    for (i = 0; i + pl <= len; i++)
+        if (memcmp(rec + i, pat, pl) == 0) {
+            if (at != NULL)
+                return NULL;
+            at = rec + i + pl;
+        }
+    if (at == NULL || (end = memchr(at, '"', len - (size_t)(at - rec))) == NULL)
+        return NULL;
+    *hexlen = (size_t)(end - at);
+    return at;
+}
+
+/* Writes the hex of v (vlen bytes) over the zeros the encoder put as the
+ * value of `key`. */
+static hk_err hk_share_splice(unsigned char *rec, size_t len, const char *key,
+                              const unsigned char *v, size_t vlen)
+{
+    char hex[2 * HK_SHARE_SECRET_MAX + 1];
+    unsigned char *at;
+    size_t hl;
+
+    if (vlen > HK_SHARE_SECRET_MAX ||
+        (at = hk_share_find(rec, len, key, &hl)) == NULL || hl != 2 * vlen)
+        return HK_ERR_STATE;
+    hk_hex(v, vlen, hex);
+    memcpy(at, hex, hl);
+    OPENSSL_cleanse(hex, sizeof(hex));
+    return HK_OK;
+}
+
+/* Decodes the hex value of `key` into out (at most max bytes, *n of them)
+ * and overwrites it in rec with zeros of the same length. */
+static hk_err hk_share_lift(unsigned char *rec, size_t len, const char *key,
+                            unsigned char *out, size_t max, size_t *n)
+{
+    unsigned char *at;
+    size_t hl;
+
+    if ((at = hk_share_find(rec, len, key, &hl)) == NULL || hl % 2 != 0 ||
+        hl == 0 || hl / 2 > max || !hk_unhex((const char *)at, hl, out, hl / 2))
+        return HK_ERR_DECODE;
+    memset(at, '0', hl);
+    *n = hl / 2;
+    return HK_OK;
+}
+
+/* The secret fields, lifted out of (or to be spliced into) a record. */
+typedef struct {
+    unsigned char x[HK_SCALAR_LEN];
+    unsigned char p[HK_SHARE_SECRET_MAX], q[HK_SHARE_SECRET_MAX];
+    size_t xn, pn, qn;
+} hk_share_secrets;
+
 static hk_err hk_share_put(const hk_share *s, hk_msg *m)
 {
+    static const unsigned char zero[HK_SHARE_SECRET_MAX];
     size_t nb = hk_width(hk_paillier_bits(s->pk));
     hk_err e;
 
@@ -58,7 +139,7 @@ static hk_err hk_share_put(const hk_share *s, hk_msg *m)
         (e = hk_msg_put_u32(m, "epoch", s->epoch)) != HK_OK ||
         (e = hk_msg_put_u32(m, "pbits",
                             (unsigned long)hk_paillier_bits(s->pk))) != HK_OK ||
-        (e = hk_msg_put_scalar(m, "x", &s->x)) != HK_OK ||
+        (e = hk_msg_put_bytes(m, "x", zero, HK_SCALAR_LEN)) != HK_OK ||
         (e = hk_msg_put_point(m, "Q", &s->Q)) != HK_OK ||
         (e = hk_msg_put_point(m, "Q1", &s->Q1)) != HK_OK ||
         (e = hk_msg_put_point(m, "Q2", &s->Q2)) != HK_OK ||
@@ -66,12 +147,42 @@ static hk_err hk_share_put(const hk_share *s, hk_msg *m)
         (e = hk_msg_put_bn(m, "ckey", s->ckey, 2 * nb)) != HK_OK ||
         (e = hk_msg_put_bytes(m, "setup", s->rped_fp, HK_HASH_LEN)) != HK_OK)
         return e;
+    if (nb / 2 > HK_SHARE_SECRET_MAX)
+        return HK_ERR_ARG;
     if (s->role == HK_ROLE_P1 &&
-        ((e = hk_msg_put_bn(m, "p", hk_paillier_sk_p(s->sk), nb / 2)) !=
-             HK_OK ||
-         (e = hk_msg_put_bn(m, "q", hk_paillier_sk_q(s->sk), nb / 2)) != HK_OK))
+        ((e = hk_msg_put_bytes(m, "p", zero, nb / 2)) != HK_OK ||
+         (e = hk_msg_put_bytes(m, "q", zero, nb / 2)) != HK_OK))
         return e;
     return HK_OK;
+}
+
+/* The secret fields of s into the encoded record. */
+static hk_err hk_share_splice_all(const hk_share *s, unsigned char *rec,
+                                  size_t len)
+{
+    size_t half = hk_width(hk_paillier_bits(s->pk)) / 2;
+    hk_share_secrets *sec = OPENSSL_secure_zalloc(sizeof(*sec));
+    hk_err e = HK_ERR_NOMEM;
+
+    if (sec == NULL)
+        return e;
+    if ((e = hk_share_splice(rec, len, "x", s->x.b, HK_SCALAR_LEN)) != HK_OK)
+        goto done;
+    if (s->role == HK_ROLE_P1) {
+        e = HK_ERR_CRYPTO;
+        if (BN_bn2binpad(hk_paillier_sk_p(s->sk), sec->p, (int)half) !=
+                (int)half ||
+            BN_bn2binpad(hk_paillier_sk_q(s->sk), sec->q, (int)half) !=
+                (int)half)
+            goto done;
+        if ((e = hk_share_splice(rec, len, "p", sec->p, half)) != HK_OK ||
+            (e = hk_share_splice(rec, len, "q", sec->q, half)) != HK_OK)
+            goto done;
+    }
+    e = HK_OK;
+done:
+    OPENSSL_secure_clear_free(sec, sizeof(*sec));
+    return e;
 }
 
 hk_err hk_share_encode(const hk_share *s, unsigned char **out, size_t *len)
@@ -84,8 +195,12 @@ hk_err hk_share_encode(const hk_share *s, unsigned char **out, size_t *len)
         return HK_ERR_ARG;
     if ((e = hk_msg_new("share", NULL, s->kid, &m)) != HK_OK)
         return e;
-    if ((e = hk_share_put(s, m)) == HK_OK)
-        e = hk_msg_encode(m, out, len);
+    if ((e = hk_share_put(s, m)) == HK_OK &&
+        (e = hk_msg_encode(m, out, len)) == HK_OK &&
+        (e = hk_share_splice_all(s, *out, *len)) != HK_OK) {
+        OPENSSL_clear_free(*out, *len);
+        *out = NULL;
+    }
     hk_msg_free(m);
     return e;
 }
@@ -144,8 +259,10 @@ static hk_err hk_share_check_ckey(const hk_share *s)
     return e;
 }
 
-static hk_err hk_share_get_paillier(hk_msg *m, hk_share *s, int pbits)
+static hk_err hk_share_get_paillier(hk_msg *m, hk_share *s, int pbits,
+                                    const hk_share_secrets *sec)
 {
+    unsigned char zero[HK_SHARE_SECRET_MAX];
     size_t nb = hk_width(pbits);
     BIGNUM *n = NULL, *p = NULL, *q = NULL;
     hk_err e;
@@ -158,8 +275,18 @@ static hk_err hk_share_get_paillier(hk_msg *m, hk_share *s, int pbits)
         hk_paillier_ct_check(s->pk, s->ckey) != HK_OK)
         goto done;
     if (s->role == HK_ROLE_P1) {
-        if ((e = hk_msg_get_bn(m, "p", nb / 2, &p)) != HK_OK ||
-            (e = hk_msg_get_bn(m, "q", nb / 2, &q)) != HK_OK)
+        /* jansson holds zeros where p and q were (hk_share_decode) */
+        if (nb / 2 > sizeof(zero) || sec->pn != nb / 2 || sec->qn != nb / 2) {
+            e = HK_ERR_DECODE;
+            goto done;
+        }
+        if ((e = hk_msg_get_bytes(m, "p", zero, nb / 2)) != HK_OK ||
+            (e = hk_msg_get_bytes(m, "q", zero, nb / 2)) != HK_OK)
+            goto done;
+        e = HK_ERR_NOMEM;
+        if ((p = BN_secure_new()) == NULL || (q = BN_secure_new()) == NULL ||
+            BN_bin2bn(sec->p, (int)sec->pn, p) == NULL ||
+            BN_bin2bn(sec->q, (int)sec->qn, q) == NULL)
             goto done;
         e = HK_ERR_SHARE;
         if (hk_paillier_sk_from_primes(p, q, pbits, &s->sk) != HK_OK ||
@@ -175,8 +302,38 @@ done:
     return e;
 }
 
+/* Copies the record into secure memory and lifts its secret fields out
+ * of the copy (see the top of the file). */
+static hk_err hk_share_unsplice(const unsigned char *in, size_t len,
+                                unsigned char **copy, hk_share_secrets *sec)
+{
+    hk_err e;
+
+    if (len > HK_RECORD_MAX)
+        return HK_ERR_DECODE;
+    if ((*copy = OPENSSL_secure_malloc(len == 0 ? 1 : len)) == NULL)
+        return HK_ERR_NOMEM;
+    memcpy(*copy, in, len);
+    if ((e = hk_share_lift(*copy, len, "x", sec->x, sizeof(sec->x),
+                           &sec->xn)) != HK_OK)
+        return e;
+    if (sec->xn != HK_SCALAR_LEN)
+        return HK_ERR_DECODE;
+    /* p and q only in a P1 record; whether they must be there is checked
+     * once the role is known */
+    if (hk_share_lift(*copy, len, "p", sec->p, sizeof(sec->p), &sec->pn) !=
+        HK_OK)
+        sec->pn = 0;
+    if (hk_share_lift(*copy, len, "q", sec->q, sizeof(sec->q), &sec->qn) !=
+        HK_OK)
+        sec->qn = 0;
+    return HK_OK;
+}
+
 hk_err hk_share_decode(const unsigned char *in, size_t len, hk_share **out)
 {
+    unsigned char zero[HK_SCALAR_LEN], *copy = NULL;
+    hk_share_secrets *sec = NULL;
     hk_share *s = NULL;
     hk_curve *c = NULL;
     hk_msg *m = NULL;
@@ -186,21 +343,25 @@ hk_err hk_share_decode(const unsigned char *in, size_t len, hk_share **out)
     if (in == NULL || out == NULL)
         return HK_ERR_ARG;
     *out = NULL;
-    if ((e = hk_msg_parse(in, len, HK_RECORD_MAX, "share", NULL, NULL, &m)) !=
-        HK_OK)
-        return e;
+    if ((sec = OPENSSL_secure_zalloc(sizeof(*sec))) == NULL)
+        return HK_ERR_NOMEM;
+    if ((e = hk_share_unsplice(in, len, &copy, sec)) != HK_OK ||
+        (e = hk_msg_parse(copy, len, HK_RECORD_MAX, "share", NULL, NULL, &m)) !=
+            HK_OK)
+        goto done;
     e = HK_ERR_NOMEM;
     if ((s = OPENSSL_zalloc(sizeof(*s))) == NULL)
         goto done;
     if ((e = hk_msg_get_bytes(m, "kid", s->kid, HK_ID_LEN)) != HK_OK ||
         (e = hk_share_get_header(m, s, &pbits)) != HK_OK ||
         (e = hk_curve_new(s->curve, &c)) != HK_OK ||
-        (e = hk_msg_get_scalar(m, c, "x", &s->x)) != HK_OK ||
+        (e = hk_msg_get_bytes(m, "x", zero, HK_SCALAR_LEN)) != HK_OK ||
+        (e = hk_scalar_parse(c, sec->x, HK_SCALAR_LEN, &s->x)) != HK_OK ||
         (e = hk_msg_get_point(m, c, "Q", &s->Q)) != HK_OK ||
         (e = hk_msg_get_point(m, c, "Q1", &s->Q1)) != HK_OK ||
         (e = hk_msg_get_point(m, c, "Q2", &s->Q2)) != HK_OK ||
         (e = hk_msg_get_bytes(m, "setup", s->rped_fp, HK_HASH_LEN)) != HK_OK ||
-        (e = hk_share_get_paillier(m, s, pbits)) != HK_OK ||
+        (e = hk_share_get_paillier(m, s, pbits, sec)) != HK_OK ||
         (e = hk_msg_finish(m)) != HK_OK ||
         (e = hk_share_check_points(c, s)) != HK_OK)
         goto done;
@@ -212,5 +373,8 @@ done:
     hk_share_free(s);
     hk_curve_free(c);
     hk_msg_free(m);
+    if (copy != NULL)
+        OPENSSL_secure_clear_free(copy, len == 0 ? 1 : len);
+    OPENSSL_secure_clear_free(sec, sizeof(*sec));
     return e;
 }

@@ -91,9 +91,12 @@ typedef struct {
     BN_MONT_CTX *mont;
 } hk_rped;
 
+typedef struct hk_ped_crt hk_ped_crt; /* zk_logstar.c */
+
 typedef struct {
     hk_rped pub;
     BIGNUM *p, *q, *lambda, *phi; /* secret: safe primes, log_t(s), phi */
+    hk_ped_crt *crt; /* derived: the verifier's constant-time CRT values */
 } hk_rped_secret;
 
 typedef struct {
@@ -149,7 +152,8 @@ HK_WUR hk_err hk_logstar_prove(hk_curve *c, const hk_binding *b, hk_role role,
                                hk_logstar_proof *out);
 /* C must have passed hk_paillier_ct_check. sec: the verifier's own setup
  * secret when it has it (NULL otherwise): the same checks, computed by CRT
- * mod the primes of N~, about four times faster. HK_OK or HK_ERR_PROOF. */
+ * mod the primes of N~ in constant time (the exponents are the prover's),
+ * about three times faster. HK_OK or HK_ERR_PROOF. */
 HK_WUR hk_err hk_logstar_verify(hk_curve *c, const hk_binding *b, hk_role role,
                                 const hk_paillier_pk *pk, const hk_rped *rp,
                                 const hk_rped_secret *sec, const BIGNUM *C,

@@ -5,6 +5,7 @@
 #include <openssl/crypto.h>
 
 #include "mpc/bn_util.h"
+#include "mpc/ct.h"
 #include "mpc/zk_impl.h"
 
 #define HK_LOG_Z1_BITS (HK_LOG_ALPHA_BITS + 1)
@@ -251,24 +252,111 @@ done:
     return e;
 }
 
-/* s^z1 t^z3 mod pr, with exponents reduced mod pr - 1 (pr a prime factor
- * of N~; s and t are units, so Fermat applies). */
-static int hk_ped_half(BIGNUM *out, const hk_rped *rp, const BIGNUM *pr,
-                       const BIGNUM *z1, const BIGNUM *z3, BN_CTX *ctx)
+/* The verifier's check of s^z1 t^z3 mod N~ by CRT. z1 and z3 come from
+ * the prover, who may choose them to measure how long the check takes; p
+ * and q are the verifier's secret. So nothing here may take a time that
+ * depends on p or q:
+ *  - the exponents are NOT reduced mod p - 1 (the reduction's result, and
+ *    with it the variable-time exponentiation's run time, would depend on
+ *    p): each side computes (s mod p)^z1 and (t mod p)^z3 with the full
+ *    public exponents, by BN_mod_exp_mont_consttime (fixed window, the
+ *    table read by constant-time gather, the number of steps set by the
+ *    exponents' public lengths) with precomputed Montgomery contexts;
+ *  - the product mod p and the recombination run on fixed-width limbs
+ *    (mpc/ct.c) instead of BN_mod_mul, BN_mod_sub and BN_mod_inverse.
+ * The result s^z1 t^z3 mod N~ is public (anyone can compute it from N~),
+ * so comparing it with BN_cmp is fine. Cost: about 1.2 exponentiations of
+ * 2048-bit exponent mod each 1024-bit prime, about three times cheaper
+ * than the same exponentiation mod N~. */
+typedef struct {
+    BIGNUM *m, *s, *t; /* the prime, s mod m, t mod m */
+    BN_MONT_CTX *mont;
+    hk_ct_mod *ct;
+} hk_ped_side;
+
+struct hk_ped_crt {
+    hk_ped_side side[2]; /* the larger prime first (hk_ct_crt needs P > Q) */
+    hk_ct_crt *crt;
+};
+
+void hk_ped_crt_free(hk_ped_crt *c)
 {
-    BIGNUM *pm1, *a, *b, *bs, *bt;
+    size_t i;
+
+    if (c == NULL)
+        return;
+    for (i = 0; i < 2; i++) {
+        BN_clear_free(c->side[i].m);
+        BN_clear_free(c->side[i].s);
+        BN_clear_free(c->side[i].t);
+        BN_MONT_CTX_free(c->side[i].mont);
+        hk_ct_mod_free(c->side[i].ct);
+    }
+    hk_ct_crt_free(c->crt);
+    OPENSSL_clear_free(c, sizeof(*c));
+}
+
+static hk_err hk_ped_side_new(hk_ped_side *sd, const hk_rped_secret *sec,
+                              const BIGNUM *m, BN_CTX *ctx)
+{
+    if ((sd->m = hk_bn_secret()) == NULL || (sd->s = hk_bn_secret()) == NULL ||
+        (sd->t = hk_bn_secret()) == NULL ||
+        (sd->mont = BN_MONT_CTX_new()) == NULL)
+        return HK_ERR_NOMEM;
+    /* one-time setup on no attacker input: need not be constant time */
+    if (!BN_copy(sd->m, m) || !BN_nnmod(sd->s, sec->pub.s, m, ctx) ||
+        !BN_nnmod(sd->t, sec->pub.t, m, ctx) ||
+        !BN_MONT_CTX_set(sd->mont, m, ctx))
+        return HK_ERR_CRYPTO;
+    return hk_ct_mod_new(m, &sd->ct);
+}
+
+hk_err hk_ped_crt_new(const hk_rped_secret *sec, hk_ped_crt **out)
+{
+    const BIGNUM *big, *small;
+    hk_ped_crt *c;
+    BN_CTX *ctx;
+    hk_err e = HK_ERR_NOMEM;
+
+    *out = NULL;
+    big = BN_cmp(sec->p, sec->q) > 0 ? sec->p : sec->q;
+    small = big == sec->p ? sec->q : sec->p;
+    c = OPENSSL_zalloc(sizeof(*c));
+    ctx = BN_CTX_secure_new();
+    if (c == NULL || ctx == NULL)
+        goto done;
+    if ((e = hk_ped_side_new(&c->side[0], sec, big, ctx)) != HK_OK ||
+        (e = hk_ped_side_new(&c->side[1], sec, small, ctx)) != HK_OK ||
+        (e = hk_ct_crt_new(big, small, &c->crt)) != HK_OK)
+        goto done;
+    *out = c;
+    c = NULL;
+done:
+    hk_ped_crt_free(c);
+    BN_CTX_free(ctx);
+    return e;
+}
+
+/* out = s^z1 t^z3 mod sd->m. */
+static int hk_ped_half(BIGNUM *out, const hk_ped_side *sd, const BIGNUM *z1,
+                       const BIGNUM *z3, BN_CTX *ctx)
+{
+    BIGNUM *a, *b;
     int ok;
 
     BN_CTX_start(ctx);
-    pm1 = BN_CTX_get(ctx);
     a = BN_CTX_get(ctx);
     b = BN_CTX_get(ctx);
-    bs = BN_CTX_get(ctx);
-    bt = BN_CTX_get(ctx);
-    ok = bt != NULL && BN_sub(pm1, pr, BN_value_one()) &&
-         BN_nnmod(a, z1, pm1, ctx) && BN_nnmod(b, z3, pm1, ctx) &&
-         BN_nnmod(bs, rp->s, pr, ctx) && BN_nnmod(bt, rp->t, pr, ctx) &&
-         BN_mod_exp2_mont(out, bs, a, bt, b, pr, ctx, NULL);
+    if (b != NULL) {
+        BN_set_flags(a, BN_FLG_CONSTTIME);
+        BN_set_flags(b, BN_FLG_CONSTTIME);
+    }
+    ok = b != NULL &&
+         BN_mod_exp_mont_consttime(a, sd->s, z1, sd->m, ctx, sd->mont) &&
+         BN_mod_exp_mont_consttime(b, sd->t, z3, sd->m, ctx, sd->mont) &&
+         hk_ct_mod_mul(sd->ct, a, b, out) == HK_OK;
+    BN_clear(a);
+    BN_clear(b);
     BN_CTX_end(ctx);
     return ok;
 }
@@ -278,7 +366,7 @@ static hk_err hk_ped_lhs(BIGNUM *out, const hk_rped *rp,
                          const hk_rped_secret *sec, const hk_logstar_rep *rep,
                          BN_CTX *ctx)
 {
-    BIGNUM *xp, *xq, *qinv;
+    BIGNUM *xp, *xq;
     int ok;
 
     if (sec == NULL)
@@ -287,14 +375,12 @@ static hk_err hk_ped_lhs(BIGNUM *out, const hk_rped *rp,
     BN_CTX_start(ctx);
     xp = BN_CTX_get(ctx);
     xq = BN_CTX_get(ctx);
-    qinv = BN_CTX_get(ctx);
-    /* out = xq + q * ((xp - xq) * q^-1 mod p) */
-    ok = qinv != NULL && hk_ped_half(xp, rp, sec->p, rep->z1, rep->z3, ctx) &&
-         hk_ped_half(xq, rp, sec->q, rep->z1, rep->z3, ctx) &&
-         BN_mod_inverse(qinv, sec->q, sec->p, ctx) != NULL &&
-         BN_mod_sub(xp, xp, xq, sec->p, ctx) &&
-         BN_mod_mul(xp, xp, qinv, sec->p, ctx) && BN_mul(xp, xp, sec->q, ctx) &&
-         BN_add(out, xp, xq);
+    ok = xq != NULL &&
+         hk_ped_half(xp, &sec->crt->side[0], rep->z1, rep->z3, ctx) &&
+         hk_ped_half(xq, &sec->crt->side[1], rep->z1, rep->z3, ctx) &&
+         hk_ct_crt_combine(sec->crt->crt, xp, xq, out) == HK_OK;
+    BN_clear(xp);
+    BN_clear(xq);
     BN_CTX_end(ctx);
     return ok ? HK_OK : HK_ERR_CRYPTO;
 }

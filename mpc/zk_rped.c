@@ -4,6 +4,7 @@
 #include <openssl/crypto.h>
 
 #include "mpc/bn_util.h"
+#include "mpc/zk_impl.h"
 #include "mpc/zk.h"
 
 /* The setup is not tied to a session or key: an all-zero binding. */
@@ -112,6 +113,7 @@ void hk_rped_secret_free(hk_rped_secret *sec)
     BN_clear_free(sec->q);
     BN_clear_free(sec->lambda);
     BN_clear_free(sec->phi);
+    hk_ped_crt_free(sec->crt);
     OPENSSL_clear_free(sec, sizeof(*sec));
 }
 
@@ -144,6 +146,8 @@ static hk_err hk_rped_secret_derive(hk_rped_secret *sec, BN_CTX *ctx)
         !hk_rped_unit(sec->pub.s, sec->pub.n, ctx) ||
         !hk_rped_unit(sec->pub.t, sec->pub.n, ctx))
         e = HK_ERR_PARAMS;
+    else
+        e = hk_ped_crt_new(sec, &sec->crt);
 done:
     BN_CTX_end(ctx);
     return e;

@@ -206,6 +206,10 @@ CK_RV hk_p11_pin_read(char **out);
 void hk_p11_logout_all(hk_p11_slot *sl);
 /* A PIN as a NUL-terminated string (OPENSSL_clear_free it). */
 CK_RV hk_p11_pin(const CK_UTF8CHAR *pin, CK_ULONG len, char **out);
+/* The same for a PIN being set (C_SetPIN's new PIN, C_InitPIN): at least
+ * HK_KS_PIN_MIN characters, where hk_p11_pin also accepts the shorter
+ * PINs of tokens made by earlier versions (HK_KS_PIN_MIN_OLD). */
+CK_RV hk_p11_new_pin(const CK_UTF8CHAR *pin, CK_ULONG len, char **out);
 CK_RV hk_p11_session_get(CK_SESSION_HANDLE h, hk_p11_session **out);
 void hk_p11_session_free(hk_p11_session *s);
 void hk_p11_op_reset(hk_p11_op *op);

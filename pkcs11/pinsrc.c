@@ -67,7 +67,7 @@ CK_RV hk_p11_pin_read(char **out)
     buf[n > 0 ? n : 0] = 0;
     buf[strcspn(buf, "\r\n")] = 0;
     OPENSSL_cleanse(buf + strlen(buf), HK_KS_PIN_MAX + 2 - strlen(buf));
-    if (strlen(buf) < HK_KS_PIN_MIN || strlen(buf) > HK_KS_PIN_MAX) {
+    if (strlen(buf) < HK_KS_PIN_MIN_OLD || strlen(buf) > HK_KS_PIN_MAX) {
         OPENSSL_clear_free(buf, HK_KS_PIN_MAX + 2);
         return CKR_PIN_LEN_RANGE;
     }

@@ -183,17 +183,27 @@ CK_RV C_GetSessionInfo(CK_SESSION_HANDLE hSession, CK_SESSION_INFO_PTR pInfo)
 }
 
 /* A PIN as a NUL-terminated string (freed with OPENSSL_clear_free). */
-CK_RV hk_p11_pin(const CK_UTF8CHAR *pin, CK_ULONG len, char **out)
+static CK_RV hk_p11_pin_min(const CK_UTF8CHAR *pin, CK_ULONG len, CK_ULONG min,
+                            char **out)
 {
     if (pin == NULL)
         return CKR_ARGUMENTS_BAD;
-    if (len < HK_KS_PIN_MIN || len > HK_KS_PIN_MAX ||
-        memchr(pin, 0, len) != NULL)
+    if (len < min || len > HK_KS_PIN_MAX || memchr(pin, 0, len) != NULL)
         return CKR_PIN_LEN_RANGE;
     if ((*out = OPENSSL_zalloc(len + 1)) == NULL)
         return CKR_HOST_MEMORY;
     memcpy(*out, pin, len);
     return CKR_OK;
+}
+
+CK_RV hk_p11_pin(const CK_UTF8CHAR *pin, CK_ULONG len, char **out)
+{
+    return hk_p11_pin_min(pin, len, HK_KS_PIN_MIN_OLD, out);
+}
+
+CK_RV hk_p11_new_pin(const CK_UTF8CHAR *pin, CK_ULONG len, char **out)
+{
+    return hk_p11_pin_min(pin, len, HK_KS_PIN_MIN, out);
 }
 
 /* 1 if the slot has a read-only session (an SO may not log in then). */
@@ -312,7 +322,7 @@ CK_RV C_SetPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pOldPin,
     if (!(s->flags & CKF_RW_SESSION))
         rv = CKR_SESSION_READ_ONLY;
     if (rv == CKR_OK && (rv = hk_p11_pin(pOldPin, ulOldLen, &oldp)) == CKR_OK &&
-        (rv = hk_p11_pin(pNewPin, ulNewLen, &newp)) == CKR_OK)
+        (rv = hk_p11_new_pin(pNewPin, ulNewLen, &newp)) == CKR_OK)
         rv =
             sl->so_logged_in /* the SO's own PIN */
                 ? hk_p11_err(hk_ks_so_change_pin(ks, oldp, newp), "set SO PIN",

@@ -122,7 +122,7 @@ CK_RV C_InitPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pPin,
     if ((rv = hk_p11_enter()) != CKR_OK)
         return rv;
     if ((rv = hk_p11_session_get(hSession, &s)) == CKR_OK &&
-        (rv = hk_p11_pin(pPin, ulPinLen, &pin)) == CKR_OK)
+        (rv = hk_p11_new_pin(pPin, ulPinLen, &pin)) == CKR_OK)
         rv = hk_p11_init_pin(s, pin);
     if (pin != NULL)
         OPENSSL_clear_free(pin, strlen(pin) + 1);

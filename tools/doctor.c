@@ -8,6 +8,7 @@
  * no verification, so that a pin mismatch can show the key the server
  * really presents; nothing is sent on it. Every request that carries the
  * JWT goes through the client core, which verifies the pin first. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <arpa/inet.h>
@@ -97,6 +98,59 @@ static void hk_dr_span(long s, char out[32])
 
 /* --- token directory and configuration ----------------------------------- */
 
+/* One entry of the token directory: the sealed shares, the PIN check
+ * value and the SO records are what an offline PIN search needs, so every
+ * file must be the user's and mode 0600 (directories 0700), as the
+ * keystore makes them. 1 if it is. */
+static int hk_dr_entry(hk_dr *d, const char *path, const struct stat *st)
+{
+    unsigned want = S_ISDIR(st->st_mode) ? 0700 : 0600;
+
+    if (st->st_uid != geteuid()) {
+        hk_dr_say(d, HK_DR_FAIL, "token-dir", "%s belongs to uid %u, not %u",
+                  path, (unsigned)st->st_uid, (unsigned)geteuid());
+        hk_dr_fix(d, "chown %u %s && chmod %o %s", (unsigned)geteuid(), path,
+                  want, path);
+        return 0;
+    }
+    if ((st->st_mode & 077) != 0) {
+        hk_dr_say(d, HK_DR_FAIL, "token-dir", "%s has mode %04o: %s by others",
+                  path, (unsigned)(st->st_mode & 07777),
+                  (st->st_mode & 022) != 0 ? "writable" : "readable");
+        hk_dr_fix(d, "chmod %o %s", want, path);
+        return 0;
+    }
+    return 1;
+}
+
+/* Checks every file of dir and of its keys/ subdirectory (depth 0);
+ * returns the number of bad entries. Symbolic links are not followed (the
+ * keystore opens nothing through one). */
+static int hk_dr_tree(hk_dr *d, const char *dir, int depth)
+{
+    char path[HK_DR_PATH + 512];
+    struct dirent *de;
+    struct stat st;
+    DIR *dh = opendir(dir);
+    int bad = 0;
+
+    if (dh == NULL)
+        return 0; /* the keystore reports an unreadable directory itself */
+    while ((de = readdir(dh)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+        if (lstat(path, &st) != 0 || S_ISLNK(st.st_mode))
+            continue;
+        bad += !hk_dr_entry(d, path, &st);
+        if (S_ISDIR(st.st_mode) && depth == 0 &&
+            strcmp(de->d_name, "keys") == 0)
+            bad += hk_dr_tree(d, path, 1);
+    }
+    closedir(dh);
+    return bad;
+}
+
 static int hk_dr_tokdir(hk_dr *d, const char *dir)
 {
     char *path = NULL;
@@ -130,14 +184,18 @@ static int hk_dr_tokdir(hk_dr *d, const char *dir)
     if ((st.st_mode & 077) != 0) {
         int w = (st.st_mode & 022) != 0;
 
-        hk_dr_say(d, w ? HK_DR_FAIL : HK_DR_WARN, "token-dir",
-                  "%s has mode %04o: %s by others", d->dir,
-                  (unsigned)(st.st_mode & 07777),
-                  w ? "writable (the keystore refuses it)" : "readable");
+        hk_dr_say(d, HK_DR_FAIL, "token-dir", "%s has mode %04o: %s by others",
+                  d->dir, (unsigned)(st.st_mode & 07777),
+                  w ? "writable (the keystore refuses it)"
+                    : "readable (a copy of the token allows an offline PIN "
+                      "search)");
         hk_dr_fix(d, "chmod 700 %s", d->dir);
+        hk_dr_tree(d, d->dir, 0);
         return !w;
     }
-    hk_dr_say(d, HK_DR_OK, "token-dir", "%s (mode 0700)", d->dir);
+    if (hk_dr_tree(d, d->dir, 0) == 0)
+        hk_dr_say(d, HK_DR_OK, "token-dir", "%s (mode 0700, files 0600)",
+                  d->dir);
     return 1;
 }
 

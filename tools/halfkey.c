@@ -209,6 +209,11 @@ static int hk_cmd_init(const hk_args *a)
     cfg.timeout_ms = 30000;
     if (!hk_get_pin(a, pin, sizeof(pin)))
         return hk_die("init", HK_ERR_PIN, "no PIN given");
+    if (strlen(pin) < HK_KS_PIN_MIN || strlen(pin) > HK_KS_PIN_MAX) {
+        OPENSSL_cleanse(pin, sizeof(pin));
+        return hk_die("init", HK_ERR_ARG,
+                      "the PIN must have 6 to 256 characters");
+    }
     v = hk_opt(a, "label");
     e = hk_ks_init(a->dir, pin, v != NULL ? v : "halfkey", &ks);
     OPENSSL_cleanse(pin, sizeof(pin));

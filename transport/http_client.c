@@ -290,10 +290,12 @@ static hk_err hk_cli_start(hk_cst *st, const hk_tcli_config *cfg,
     info.port = CONTEXT_PORT_NO_LISTEN;
     info.protocols = hk_cli_protocols;
     info.user = st;
-    info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-    if (st->has_pin)
-        info.options |= LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
-    else
+    /* Never the OS trust store: with a pin the pin decides, and with a CA
+     * file (server_ca) only that CA may vouch for the server, or any CA
+     * the system trusts could issue a certificate for its name. */
+    info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
+                   LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
+    if (!st->has_pin)
         info.client_ssl_ca_filepath = cfg->ca_file;
     info.ssl_client_options_set =
         SSL_OP_NO_TLSv1_2 | SSL_OP_NO_TLSv1_1 | SSL_OP_NO_TLSv1;

@@ -174,9 +174,9 @@ def test_wrong_pin_and_counter(tok):
 
 
 def test_token_dir_permissions(tok):
-    os.chmod(tok.dir, 0o755)
+    os.chmod(tok.dir, 0o755)  # readable: a copy allows a PIN search
     p, lines = doctor(tok)
-    assert lines["token-dir"][0][0] == "WARN"
+    assert p.returncode == 1 and lines["token-dir"][0][0] == "FAIL"
     assert f"chmod 700 {tok.dir}" in fix_after(p.stdout, "token-dir")
     os.chmod(tok.dir, 0o777)
     p, lines = doctor(tok)

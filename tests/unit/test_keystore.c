@@ -1137,11 +1137,89 @@ static void test_reinit_over_keys(void)
     CHECK(rename(saved, at("token.json")) == 0);
 }
 
+/* --- scrypt cost and its upgrade ------------------------------------------ */
+
+#define KDF_ENV "HALFKEY_INSECURE_SCRYPT_LOG2N"
+
+/* The scrypt log2(N) that dir/token.json names for its (only) slot. */
+static unsigned long token_log2n(const char *dir)
+{
+    char p[200];
+    unsigned char *b;
+    const char *f;
+    size_t len;
+    unsigned long n;
+
+    snprintf(p, sizeof(p), "%s/token.json", dir);
+    b = slurp(p, &len);
+    b[len] = 0;
+    CHECK(strstr((char *)b, "prev_") == NULL); /* no change pending */
+    CHECK((f = strstr((char *)b, "\"scrypt_log2n\":")) != NULL);
+    n = strtoul(f + strlen("\"scrypt_log2n\":"), NULL, 10);
+    CHECK(strstr(f + 1, "\"scrypt_log2n\":") == NULL); /* one slot */
+    free(b);
+    return n;
+}
+
+/* New tokens get N = 2^17 (unless the test-only variable lowers it); a
+ * token made at a lower cost (as by earlier versions, 2^15) is moved to
+ * 2^17 at its next login, through the PIN change machinery, and its keys
+ * still open; the variable never lowers an existing slot. New PINs of 5
+ * characters are refused. */
+static void test_kdf(const shares *sh)
+{
+    hk_ks *ks = NULL;
+    char d1[160], d2[160];
+
+    snprintf(d1, sizeof(d1), "%s/kdf-new", root);
+    snprintf(d2, sizeof(d2), "%s/kdf-old", root);
+    CHECK(HK_KS_PIN_MIN == 6);
+    CHECK_ERR(hk_ks_init(d1, "12345", "t", &ks), HK_ERR_ARG);
+    unsetenv(KDF_ENV);
+    CHECK_OK(hk_ks_init(d1, "123456", "t", &ks));
+    hk_ks_close(ks);
+    CHECK(token_log2n(d1) == 17);
+    CHECK_OK(hk_ks_open(d1, &ks));
+    /* a 5-character PIN may be a token's old PIN: checked (and counted) */
+    CHECK_ERR(hk_ks_login(ks, "12345"), HK_ERR_PIN);
+    CHECK_ERR(hk_ks_login(ks, "123"), HK_ERR_ARG);
+    CHECK_OK(hk_ks_login(ks, "123456"));
+    CHECK_ERR(hk_ks_change_pin(ks, "123456", "12345"), HK_ERR_ARG);
+    hk_ks_close(ks);
+
+    setenv(KDF_ENV, "12", 1); /* the old, cheaper token */
+    CHECK_OK(hk_ks_init(d2, PIN1, "old", &ks));
+    CHECK_OK(hk_ks_store_share(ks, "alpha", sh->k1));
+    hk_ks_close(ks);
+    CHECK(token_log2n(d2) == 12);
+    CHECK_OK(hk_ks_open(d2, &ks)); /* still cheap: nothing to upgrade */
+    CHECK_OK(hk_ks_login(ks, PIN1));
+    hk_ks_close(ks);
+    CHECK(token_log2n(d2) == 12);
+    unsetenv(KDF_ENV);
+    CHECK_OK(hk_ks_open(d2, &ks));
+    CHECK_ERR(hk_ks_login(ks, PIN2), HK_ERR_PIN); /* a wrong PIN: no change */
+    CHECK(token_log2n(d2) == 12);
+    CHECK_OK(hk_ks_login(ks, PIN1));
+    CHECK(token_log2n(d2) == 17);
+    load_same(ks, "alpha", sh->k1); /* under the new master key */
+    hk_ks_close(ks);
+    setenv(KDF_ENV, "12", 1);
+    CHECK_OK(hk_ks_open(d2, &ks));
+    CHECK_OK(hk_ks_login(ks, PIN1));
+    load_same(ks, "alpha", sh->k1);
+    hk_ks_close(ks);
+    CHECK(token_log2n(d2) == 17); /* never lowered */
+}
+
 int main(void)
 {
     shares sh;
     hk_ks *ks = NULL;
 
+    /* Tokens at scrypt N = 2^12 (test-only variable) keep this test fast;
+     * test_kdf checks the default cost and the upgrade. */
+    setenv(KDF_ENV, "12", 1);
     umask(022);
     CHECK(snprintf(root, sizeof(root), "/tmp/hk-ks-XXXXXX") > 0);
     CHECK(mkdtemp(root) != NULL);
@@ -1176,6 +1254,7 @@ int main(void)
     test_modes();
     test_reinit_over_keys();
     test_so(&sh);
+    test_kdf(&sh);
 
     hk_share_free(sh.k1);
     hk_share_free(sh.k2);

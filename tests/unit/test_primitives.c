@@ -8,6 +8,9 @@
  *    a non-square-free modulus with a cheating prover), Pi^log* (every
  *    field of a repetition altered, false statements, other bindings), and
  *    the ring-Pedersen Pi^prm proof;
+ *  - constant-time arithmetic (mpc/ct.c): products, sums, reductions,
+ *    the L function and CRT recombination against BIGNUM, on random and
+ *    edge values (0, m - 1) for moduli of 256 to 3072 bits;
  *  - codec: every strict-parsing rule and every getter's checks;
  *  - share records: every field altered, truncation, extra and missing
  *    keys rejected; decode then encode is byte-identical. (P2 cannot
@@ -21,6 +24,7 @@
 #include <openssl/rand.h>
 
 #include "mpc/codec.h"
+#include "mpc/ct.h"
 #include "mpc/curve.h"
 #include "mpc/paillier.h"
 #include "mpc/share.h"
@@ -1385,11 +1389,141 @@ static void test_shares(void)
     hk_share_free(s2);
 }
 
+/* --- constant-time arithmetic --------------------------------------------- */
+
+/* A random odd modulus of `bits` bits (top bit set). */
+static BIGNUM *ct_modulus(int bits)
+{
+    BIGNUM *m = BN_new();
+
+    CHECK(m != NULL && BN_rand(m, bits, BN_RAND_TOP_ONE, BN_RAND_BOTTOM_ODD));
+    return m;
+}
+
+/* Value number i below m: 0, m - 1, then random. */
+static void ct_value(BIGNUM *v, const BIGNUM *m, int i)
+{
+    if (i == 0)
+        BN_zero(v);
+    else if (i == 1)
+        CHECK(BN_sub(v, m, BN_value_one()));
+    else
+        CHECK(BN_rand_range(v, m));
+}
+
+static void test_ct_mod(int bits, BN_CTX *ctx)
+{
+    BIGNUM *m = ct_modulus(bits), *a = BN_new(), *b = BN_new(), *r = BN_new(),
+           *want = BN_new();
+    unsigned char ab[512], bb[512], rb[512], wb[512];
+    hk_ct_mod *md = NULL;
+    size_t len;
+    int i;
+
+    CHECK(want != NULL);
+    CHECK_OK(hk_ct_mod_new(m, &md));
+    len = hk_ct_mod_bytes(md);
+    CHECK(len == (size_t)BN_num_bytes(m));
+    for (i = 0; i < 40; i++) {
+        ct_value(a, m, i % 3 == 2 ? 2 : i % 3);
+        ct_value(b, m, i % 5 == 1 ? 1 : 2);
+        CHECK_OK(hk_ct_mod_mul(md, a, b, r));
+        CHECK(BN_mod_mul(want, a, b, m, ctx) && BN_cmp(r, want) == 0);
+        CHECK_OK(hk_ct_mod_add(md, a, b, r));
+        CHECK(BN_mod_add(want, a, b, m, ctx) && BN_cmp(r, want) == 0);
+        CHECK(BN_bn2binpad(a, ab, (int)len) == (int)len &&
+              BN_bn2binpad(b, bb, (int)len) == (int)len);
+        CHECK_OK(hk_ct_mod_mul_be(md, ab, bb, rb));
+        CHECK(BN_mod_mul(want, a, b, m, ctx) &&
+              BN_bn2binpad(want, wb, (int)len) == (int)len &&
+              memcmp(rb, wb, len) == 0);
+        CHECK_OK(hk_ct_mod_add_be(md, ab, bb, rb));
+        CHECK(BN_mod_add(want, a, b, m, ctx) &&
+              BN_bn2binpad(want, wb, (int)len) == (int)len &&
+              memcmp(rb, wb, len) == 0);
+        /* reduce a*b + a (below m^2 + m) and the L function of
+         * u = 1 + a m mod m^2 */
+        CHECK(BN_mul(r, a, b, ctx) && BN_add(r, r, a));
+        CHECK_OK(hk_ct_mod_reduce(md, r, want));
+        CHECK(BN_mod(r, r, m, ctx) && BN_cmp(r, want) == 0);
+        CHECK(BN_mul(r, a, m, ctx) && BN_add_word(r, 1));
+        CHECK_OK(hk_ct_mod_lfunc(md, r, want));
+        CHECK(BN_cmp(want, a) == 0);
+    }
+    /* operands not below m are refused */
+    CHECK_ERR(hk_ct_mod_mul(md, m, a, r), HK_ERR_ARG);
+    CHECK_ERR(hk_ct_mod_add(md, a, m, r), HK_ERR_ARG);
+    CHECK(BN_bn2binpad(m, ab, (int)len) == (int)len);
+    CHECK_ERR(hk_ct_mod_mul_be(md, ab, bb, rb), HK_ERR_ARG);
+    hk_ct_mod_free(md);
+    CHECK_ERR(hk_ct_mod_new(BN_value_one(), &md), HK_ERR_ARG);
+    CHECK(BN_add_word(m, 1));
+    CHECK_ERR(hk_ct_mod_new(m, &md), HK_ERR_ARG); /* even */
+    BN_free(m);
+    BN_free(a);
+    BN_free(b);
+    BN_free(r);
+    BN_free(want);
+}
+
+static void test_ct_crt(int pbits, int qbits, BN_CTX *ctx)
+{
+    BIGNUM *p = ct_modulus(pbits), *q = ct_modulus(qbits), *n = BN_new(),
+           *x = BN_new(), *xp = BN_new(), *xq = BN_new(), *r = BN_new();
+    hk_ct_crt *c = NULL;
+    int i;
+
+    CHECK(r != NULL);
+    if (BN_cmp(p, q) < 0)
+        BN_swap(p, q);
+    for (;;) { /* coprime */
+        CHECK(BN_gcd(n, p, q, ctx));
+        if (BN_is_one(n))
+            break;
+        CHECK(BN_add_word(q, 2));
+    }
+    CHECK(BN_mul(n, p, q, ctx));
+    CHECK_OK(hk_ct_crt_new(p, q, &c));
+    for (i = 0; i < 40; i++) {
+        ct_value(x, n, i < 2 ? i : 2);
+        CHECK(BN_mod(xp, x, p, ctx) && BN_mod(xq, x, q, ctx));
+        CHECK_OK(hk_ct_crt_combine(c, xp, xq, r));
+        CHECK(BN_cmp(r, x) == 0);
+    }
+    CHECK_ERR(hk_ct_crt_combine(c, p, xq, r), HK_ERR_ARG);
+    hk_ct_crt_free(c);
+    CHECK_ERR(hk_ct_crt_new(q, p, &c), HK_ERR_ARG); /* needs P > Q */
+    BN_free(p);
+    BN_free(q);
+    BN_free(n);
+    BN_free(x);
+    BN_free(xp);
+    BN_free(xq);
+    BN_free(r);
+}
+
+static void test_ct(void)
+{
+    static const int bits[] = {33, 256, 1024, 1031, 2048, 3072};
+    BN_CTX *ctx = BN_CTX_new();
+    size_t i;
+
+    CHECK(ctx != NULL);
+    for (i = 0; i < sizeof(bits) / sizeof(bits[0]); i++)
+        test_ct_mod(bits[i], ctx);
+    test_ct_crt(1024, 1024, ctx);
+    test_ct_crt(1536, 1000, ctx);
+    test_ct_crt(2048, 2048, ctx);
+    BN_CTX_free(ctx);
+}
+
 int main(void)
 {
     hk_paillier_sk *sk = NULL;
     size_t i;
 
+    test_ct();
+    printf("constant-time arithmetic: ok\n");
     test_curve_names();
     for (i = 0; i < sizeof(curves) / sizeof(curves[0]); i++)
         test_curve(curves[i]);

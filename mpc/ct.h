@@ -27,7 +27,7 @@
 
 #include <openssl/bn.h>
 
-#include "mpc/error.h"
+#include "common/error.h"
 
 #define HK_CT_MAX_BITS 4096 /* largest modulus: p^2 of a 4096-bit N */
 

@@ -8,7 +8,9 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/ec.h>
 #include <openssl/kdf.h>
+#include <openssl/obj_mac.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/rsa.h>
@@ -41,6 +43,8 @@
 #define OFF_FP 33
 #define OFF_Q1 65
 #define OFF_BODY_LEN 98
+#define OFF_CHAL HK_PVE_HDR_LEN                 /* the challenge digest */
+#define PVE_ROWS (HK_PVE_HDR_LEN + HK_HASH_LEN) /* the first row */
 
 struct hk_pve_pub {
     hk_pve_type type;
@@ -84,8 +88,7 @@ static size_t pve_ct_len(hk_pve_type type)
 
 static size_t pve_row_len(hk_pve_type type, unsigned k)
 {
-    return HK_POINT_LEN + k * (2 + pve_ct_len(type)) + HK_SCALAR_LEN +
-           HK_PVE_SEED_LEN;
+    return k * (2 + pve_ct_len(type)) + HK_SCALAR_LEN + HK_PVE_SEED_LEN;
 }
 
 static int pve_params_ok(const hk_pve_params *p)
@@ -450,18 +453,22 @@ hk_err hk_pve_priv_to_pem(const hk_pve_priv *k, const char *passphrase,
 
 typedef struct {
     const hk_pve_pub *bk;
-    hk_curve *ec;                   /* ECIES: P-256 */
-    EVP_KDF_CTX *kdf;               /* ECIES: HKDF */
-    EVP_CIPHER_CTX *gcm;            /* ECIES */
-    EVP_PKEY_CTX *rsa;              /* RSA: the raw permutation */
-    EVP_MD *sha256;                 /* RSA: OAEP and MGF1 */
-    EVP_MD_CTX *md;                 /* RSA */
+    EC_GROUP *grp;       /* ECIES: P-256 */
+    EC_POINT *B;         /* ECIES: the backup key, decoded once */
+    BN_CTX *bn;          /* ECIES */
+    EVP_KDF_CTX *kdf;    /* ECIES: HKDF */
+    EVP_CIPHER_CTX *gcm; /* ECIES */
+    EVP_PKEY_CTX *rsa;   /* RSA: the raw permutation */
+    EVP_MD *sha256;      /* RSA: OAEP and MGF1 */
+    EVP_MD_CTX *md;
     unsigned char ctx[HK_HASH_LEN]; /* the context hash of the labels */
 } pve_eng;
 
 static void pve_eng_free(pve_eng *g)
 {
-    hk_curve_free(g->ec);
+    EC_POINT_free(g->B);
+    EC_GROUP_free(g->grp);
+    BN_CTX_free(g->bn);
     EVP_KDF_CTX_free(g->kdf);
     EVP_CIPHER_CTX_free(g->gcm);
     EVP_PKEY_CTX_free(g->rsa);
@@ -473,13 +480,20 @@ static void pve_eng_free(pve_eng *g)
 static hk_err pve_eng_init(pve_eng *g, const hk_pve_pub *bk)
 {
     EVP_KDF *kdf;
-    hk_err e;
 
     memset(g, 0, sizeof(*g));
     g->bk = bk;
+    g->md = EVP_MD_CTX_new();
+    if (g->md == NULL)
+        return HK_ERR_NOMEM;
     if (bk->type == HK_PVE_ECIES_P256) {
-        if ((e = hk_curve_new(HK_CURVE_P256, &g->ec)) != HK_OK)
-            return e;
+        g->grp = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1);
+        g->bn = BN_CTX_secure_new();
+        if (g->grp == NULL || g->bn == NULL ||
+            (g->B = EC_POINT_new(g->grp)) == NULL)
+            return HK_ERR_NOMEM;
+        if (!EC_POINT_oct2point(g->grp, g->B, bk->ec.b, HK_POINT_LEN, g->bn))
+            return HK_ERR_POINT;
         kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
         if (kdf == NULL)
             return HK_ERR_CRYPTO;
@@ -491,9 +505,8 @@ static hk_err pve_eng_init(pve_eng *g, const hk_pve_pub *bk)
         return HK_OK;
     }
     g->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
-    g->md = EVP_MD_CTX_new();
     g->rsa = EVP_PKEY_CTX_new_from_pkey(NULL, bk->pkey, NULL);
-    if (g->sha256 == NULL || g->md == NULL || g->rsa == NULL)
+    if (g->sha256 == NULL || g->rsa == NULL)
         return HK_ERR_NOMEM;
     if (EVP_PKEY_encrypt_init(g->rsa) <= 0 ||
         EVP_PKEY_CTX_set_rsa_padding(g->rsa, RSA_NO_PADDING) <= 0)
@@ -509,7 +522,7 @@ static void pve_label(const pve_eng *g, unsigned i, unsigned j,
     out[HK_HASH_LEN + 2] = (unsigned char)j;
 }
 
-static hk_err pve_ecies_kdf(pve_eng *g, const hk_point *E,
+static hk_err pve_ecies_kdf(pve_eng *g, const unsigned char *E,
                             const unsigned char z[32],
                             const unsigned char label[PVE_LABEL_LEN],
                             unsigned char okm[PVE_KDF_LEN])
@@ -519,7 +532,7 @@ static hk_err pve_ecies_kdf(pve_eng *g, const hk_point *E,
     char digest[] = "SHA256";
     OSSL_PARAM prm[5];
 
-    memcpy(salt, E->b, HK_POINT_LEN);
+    memcpy(salt, E, HK_POINT_LEN);
     memcpy(salt + HK_POINT_LEN, g->bk->ec.b, HK_POINT_LEN);
     memcpy(info, PVE_ECIES_INFO, sizeof(PVE_ECIES_INFO) - 1);
     memcpy(info + sizeof(PVE_ECIES_INFO) - 1, label, PVE_LABEL_LEN);
@@ -536,59 +549,104 @@ static hk_err pve_ecies_kdf(pve_eng *g, const hk_point *E,
     return HK_OK;
 }
 
+/* z = x(k*P) (32 bytes). k is secret: a BN_FLG_CONSTTIME BIGNUM, and
+ * EC_POINT_mul with one point runs OpenSSL's constant-time P-256 code. */
+static hk_err pve_ecies_dh(pve_eng *g, const BIGNUM *k, const EC_POINT *P,
+                           unsigned char z[32])
+{
+    EC_POINT *S = EC_POINT_new(g->grp);
+    BIGNUM *x;
+    hk_err e = HK_ERR_CRYPTO;
+
+    if (S == NULL)
+        return HK_ERR_NOMEM;
+    BN_CTX_start(g->bn);
+    x = BN_CTX_get(g->bn);
+    if (x != NULL && EC_POINT_mul(g->grp, S, NULL, P, k, g->bn) &&
+        !EC_POINT_is_at_infinity(g->grp, S) &&
+        EC_POINT_get_affine_coordinates(g->grp, S, x, NULL, g->bn) &&
+        BN_bn2binpad(x, z, 32) == 32)
+        e = HK_OK;
+    BN_clear(x);
+    BN_CTX_end(g->bn);
+    EC_POINT_clear_free(S);
+    return e;
+}
+
+/* AES-256-GCM of the 32-byte pt (dir 1) or ct (dir 0) under okm. */
+static hk_err pve_gcm(pve_eng *g, int dir, const unsigned char *okm,
+                      const unsigned char *label, const unsigned char *in,
+                      unsigned char *out, unsigned char tag[PVE_TAG_LEN])
+{
+    unsigned char fin[16];
+    int n;
+
+    if (!EVP_CipherInit_ex(g->gcm, EVP_aes_256_gcm(), NULL, okm, okm + 32,
+                           dir) ||
+        !EVP_CipherUpdate(g->gcm, NULL, &n, label, PVE_LABEL_LEN) ||
+        !EVP_CipherUpdate(g->gcm, out, &n, in, HK_SCALAR_LEN) ||
+        n != HK_SCALAR_LEN)
+        return HK_ERR_CRYPTO;
+    if (dir == 1)
+        return EVP_CipherFinal_ex(g->gcm, fin, &n) &&
+                       EVP_CIPHER_CTX_ctrl(g->gcm, EVP_CTRL_GCM_GET_TAG,
+                                           PVE_TAG_LEN, tag)
+                   ? HK_OK
+                   : HK_ERR_CRYPTO;
+    if (!EVP_CIPHER_CTX_ctrl(g->gcm, EVP_CTRL_GCM_SET_TAG, PVE_TAG_LEN, tag) ||
+        EVP_CipherFinal_ex(g->gcm, fin, &n) <= 0) {
+        OPENSSL_cleanse(out, HK_SCALAR_LEN);
+        return HK_ERR_PROOF;
+    }
+    return HK_OK;
+}
+
 /* ECIES: E = e*G, Z = x(e*B), AES-256-GCM under HKDF(Z); e from the seed. */
 static hk_err pve_ecies_enc(pve_eng *g, const unsigned char *label,
                             const unsigned char pt[HK_SCALAR_LEN],
                             const unsigned char seed[HK_PVE_SEED_LEN],
                             unsigned char *out)
 {
-    unsigned char wide[64], okm[PVE_KDF_LEN];
-    hk_scalar eph;
-    hk_point E, S;
-    BIGNUM *bn = NULL;
-    EVP_MD_CTX *md = NULL;
-    int n;
+    unsigned char wide[64], okm[PVE_KDF_LEN], z[32];
+    BIGNUM *w, *eph;
+    EC_POINT *E = NULL;
     hk_err e = HK_ERR_CRYPTO;
 
-    md = EVP_MD_CTX_new();
-    if (md == NULL)
-        return HK_ERR_NOMEM;
-    if (!EVP_DigestInit_ex(md, EVP_sha512(), NULL) ||
-        !EVP_DigestUpdate(md, PVE_ECIES_EPH, sizeof(PVE_ECIES_EPH) - 1) ||
-        !EVP_DigestUpdate(md, seed, HK_PVE_SEED_LEN) ||
-        !EVP_DigestFinal_ex(md, wide, NULL))
+    BN_CTX_start(g->bn);
+    w = BN_CTX_get(g->bn);
+    eph = BN_CTX_get(g->bn);
+    if (eph == NULL || (E = EC_POINT_new(g->grp)) == NULL) {
+        e = HK_ERR_NOMEM;
         goto done;
-    bn = BN_secure_new();
-    if (bn == NULL || BN_bin2bn(wide, sizeof(wide), bn) == NULL)
+    }
+    BN_set_flags(w, BN_FLG_CONSTTIME);
+    BN_set_flags(eph, BN_FLG_CONSTTIME);
+    if (!EVP_DigestInit_ex(g->md, EVP_sha512(), NULL) ||
+        !EVP_DigestUpdate(g->md, PVE_ECIES_EPH, sizeof(PVE_ECIES_EPH) - 1) ||
+        !EVP_DigestUpdate(g->md, seed, HK_PVE_SEED_LEN) ||
+        !EVP_DigestFinal_ex(g->md, wide, NULL) ||
+        BN_bin2bn(wide, sizeof(wide), w) == NULL ||
+        !BN_nnmod(eph, w, EC_GROUP_get0_order(g->grp), g->bn))
         goto done;
-    BN_set_flags(bn, BN_FLG_CONSTTIME);
-    if ((e = hk_scalar_from_bn(g->ec, bn, &eph)) != HK_OK)
+    if (BN_is_zero(eph)) /* probability 2^-256 */
         goto done;
-    e = HK_ERR_CRYPTO; /* a zero scalar: probability 2^-256 */
-    if (hk_scalar_is_zero(&eph))
+    if (!EC_POINT_mul(g->grp, E, eph, NULL, NULL, g->bn) ||
+        EC_POINT_point2oct(g->grp, E, POINT_CONVERSION_COMPRESSED, out,
+                           HK_POINT_LEN, g->bn) != HK_POINT_LEN)
         goto done;
-    if ((e = hk_point_mul_gen(g->ec, &eph, &E)) != HK_OK ||
-        (e = hk_point_mul(g->ec, &g->bk->ec, &eph, &S)) != HK_OK ||
-        (e = pve_ecies_kdf(g, &E, S.b + 1, label, okm)) != HK_OK)
+    if ((e = pve_ecies_dh(g, eph, g->B, z)) != HK_OK ||
+        (e = pve_ecies_kdf(g, out, z, label, okm)) != HK_OK)
         goto done;
-    e = HK_ERR_CRYPTO;
-    memcpy(out, E.b, HK_POINT_LEN);
-    if (!EVP_EncryptInit_ex(g->gcm, EVP_aes_256_gcm(), NULL, okm, okm + 32) ||
-        !EVP_EncryptUpdate(g->gcm, NULL, &n, label, PVE_LABEL_LEN) ||
-        !EVP_EncryptUpdate(g->gcm, out + HK_POINT_LEN, &n, pt, HK_SCALAR_LEN) ||
-        n != HK_SCALAR_LEN ||
-        !EVP_EncryptFinal_ex(g->gcm, out + HK_POINT_LEN + HK_SCALAR_LEN, &n) ||
-        !EVP_CIPHER_CTX_ctrl(g->gcm, EVP_CTRL_GCM_GET_TAG, PVE_TAG_LEN,
-                             out + HK_POINT_LEN + HK_SCALAR_LEN))
-        goto done;
-    e = HK_OK;
+    e = pve_gcm(g, 1, okm, label, pt, out + HK_POINT_LEN,
+                out + HK_POINT_LEN + HK_SCALAR_LEN);
 done:
-    EVP_MD_CTX_free(md);
-    BN_clear_free(bn);
+    BN_clear(w);
+    BN_clear(eph);
+    BN_CTX_end(g->bn);
+    EC_POINT_clear_free(E);
     OPENSSL_cleanse(wide, sizeof(wide));
     OPENSSL_cleanse(okm, sizeof(okm));
-    OPENSSL_cleanse(&eph, sizeof(eph));
-    OPENSSL_cleanse(&S, sizeof(S));
+    OPENSSL_cleanse(z, sizeof(z));
     return e;
 }
 
@@ -596,30 +654,28 @@ static hk_err pve_ecies_dec(pve_eng *g, const hk_scalar *d,
                             const unsigned char *label, const unsigned char *ct,
                             unsigned char pt[HK_SCALAR_LEN])
 {
-    unsigned char okm[PVE_KDF_LEN], tag[PVE_TAG_LEN], fin[16];
-    hk_point E, S;
-    int n;
-    hk_err e;
+    unsigned char okm[PVE_KDF_LEN], z[32], tag[PVE_TAG_LEN];
+    EC_POINT *E = EC_POINT_new(g->grp);
+    BIGNUM *k = NULL;
+    hk_err e = HK_ERR_PROOF;
 
-    if ((e = hk_point_parse(g->ec, ct, HK_POINT_LEN, &E)) != HK_OK ||
-        (e = hk_point_mul(g->ec, &E, d, &S)) != HK_OK ||
-        (e = pve_ecies_kdf(g, &E, S.b + 1, label, okm)) != HK_OK)
+    if (E == NULL)
+        return HK_ERR_NOMEM;
+    if (!EC_POINT_oct2point(g->grp, E, ct, HK_POINT_LEN, g->bn) ||
+        EC_POINT_is_at_infinity(g->grp, E) ||
+        EC_POINT_is_on_curve(g->grp, E, g->bn) != 1)
         goto done;
-    e = HK_ERR_PROOF;
+    if ((e = hk_scalar_to_bn(d, &k)) != HK_OK ||
+        (e = pve_ecies_dh(g, k, E, z)) != HK_OK ||
+        (e = pve_ecies_kdf(g, ct, z, label, okm)) != HK_OK)
+        goto done;
     memcpy(tag, ct + HK_POINT_LEN + HK_SCALAR_LEN, PVE_TAG_LEN);
-    if (!EVP_DecryptInit_ex(g->gcm, EVP_aes_256_gcm(), NULL, okm, okm + 32) ||
-        !EVP_DecryptUpdate(g->gcm, NULL, &n, label, PVE_LABEL_LEN) ||
-        !EVP_DecryptUpdate(g->gcm, pt, &n, ct + HK_POINT_LEN, HK_SCALAR_LEN) ||
-        n != HK_SCALAR_LEN ||
-        !EVP_CIPHER_CTX_ctrl(g->gcm, EVP_CTRL_GCM_SET_TAG, PVE_TAG_LEN, tag) ||
-        EVP_DecryptFinal_ex(g->gcm, fin, &n) <= 0) {
-        OPENSSL_cleanse(pt, HK_SCALAR_LEN);
-        goto done;
-    }
-    e = HK_OK;
+    e = pve_gcm(g, 0, okm, label, ct + HK_POINT_LEN, pt, tag);
 done:
+    EC_POINT_free(E);
+    BN_clear_free(k);
     OPENSSL_cleanse(okm, sizeof(okm));
-    OPENSSL_cleanse(&S, sizeof(S));
+    OPENSSL_cleanse(z, sizeof(z));
     ERR_clear_error();
     return e;
 }
@@ -787,11 +843,12 @@ hk_err hk_pve_peek(const unsigned char *blob, size_t len, hk_pve_info *out)
     memcpy(out->q1.b, blob + OFF_Q1, HK_POINT_LEN);
     row = pve_row_len(out->type, p.k);
     clen = pve_ct_len(out->type);
-    if (pve_get_be(blob + OFF_BODY_LEN, 4) != (unsigned long long)p.t * row ||
-        len - HK_PVE_HDR_LEN != (size_t)p.t * row)
+    if (pve_get_be(blob + OFF_BODY_LEN, 4) !=
+            HK_HASH_LEN + (unsigned long long)p.t * row ||
+        len - HK_PVE_HDR_LEN != HK_HASH_LEN + (size_t)p.t * row)
         return HK_ERR_DECODE;
     for (i = 0; i < p.t; i++) {
-        off = HK_PVE_HDR_LEN + i * row + HK_POINT_LEN;
+        off = PVE_ROWS + i * row;
         for (j = 0; j < p.k; j++, off += 2 + clen)
             if (pve_get_be(blob + off, 2) != clen)
                 return HK_ERR_DECODE;
@@ -800,19 +857,19 @@ hk_err hk_pve_peek(const unsigned char *blob, size_t len, hk_pve_info *out)
 }
 
 /* Offsets inside row i. */
-static size_t pve_off_r(const hk_pve_info *in, unsigned i)
+static size_t pve_off_row(const hk_pve_info *in, unsigned i)
 {
-    return HK_PVE_HDR_LEN + i * pve_row_len(in->type, in->k);
+    return PVE_ROWS + i * pve_row_len(in->type, in->k);
 }
 
 static size_t pve_off_ct(const hk_pve_info *in, unsigned i, unsigned j)
 {
-    return pve_off_r(in, i) + HK_POINT_LEN + j * (2 + pve_ct_len(in->type)) + 2;
+    return pve_off_row(in, i) + j * (2 + pve_ct_len(in->type)) + 2;
 }
 
 static size_t pve_off_open(const hk_pve_info *in, unsigned i)
 {
-    return pve_off_r(in, i) + HK_POINT_LEN + in->k * (2 + pve_ct_len(in->type));
+    return pve_off_row(in, i) + in->k * (2 + pve_ct_len(in->type));
 }
 
 /* The items every hash of a blob starts with: transcript label `label`,
@@ -837,14 +894,24 @@ static hk_err pve_ts_start(hk_ts *ts, const char *label,
     return e;
 }
 
-/* The labels' context hash and the Fiat-Shamir challenge of a blob whose
- * header and rows R_i, c_ij are written. */
-static hk_err pve_hashes(const hk_pve_info *in, const unsigned char *blob,
-                         unsigned char ctx[HK_HASH_LEN],
-                         unsigned char chal[HK_PVE_T_MAX])
+/* The challenges of the rows from the digest h: in->t * log2(K) <= 256
+ * bits, the 32 bytes of h. */
+static void pve_chals(const hk_pve_info *in, const unsigned char *h,
+                      unsigned char chal[HK_PVE_T_MAX])
 {
-    unsigned char h[HK_HASH_LEN];
-    unsigned i, j, b = pve_log2(in->k);
+    unsigned i, b = pve_log2(in->k);
+
+    for (i = 0; i < in->t; i++)
+        chal[i] = (unsigned char)pve_chal(h, i, b);
+}
+
+/* The labels' context hash (ctx) and the Fiat-Shamir digest (h) over the
+ * header, the points R (in->t) and the ciphertexts c_ij of the blob. */
+static hk_err pve_hashes(const hk_pve_info *in, const unsigned char *blob,
+                         const hk_point *R, unsigned char ctx[HK_HASH_LEN],
+                         unsigned char h[HK_HASH_LEN])
+{
+    unsigned i, j;
     size_t clen = pve_ct_len(in->type);
     hk_ts ts;
     hk_err e;
@@ -854,25 +921,19 @@ static hk_err pve_hashes(const hk_pve_info *in, const unsigned char *blob,
             (e = hk_ts_final(&ts, ctx, HK_HASH_LEN)) != HK_OK)
             return e;
     }
-    if (chal == NULL)
+    if (h == NULL)
         return HK_OK;
     if ((e = pve_ts_start(&ts, "pve", blob)) != HK_OK)
         return e;
     for (i = 0; i < in->t; i++) {
-        if ((e = hk_ts_add(&ts, "R", blob + pve_off_r(in, i), HK_POINT_LEN)) !=
-            HK_OK)
+        if ((e = hk_ts_add_point(&ts, "R", &R[i])) != HK_OK)
             goto fail;
         for (j = 0; j < in->k; j++)
             if ((e = hk_ts_add(&ts, "c", blob + pve_off_ct(in, i, j), clen)) !=
                 HK_OK)
                 goto fail;
     }
-    /* in->t * b <= 64 * 4 bits = the 32 bytes of h */
-    if ((e = hk_ts_final(&ts, h, sizeof(h))) != HK_OK)
-        return e;
-    for (i = 0; i < in->t; i++)
-        chal[i] = (unsigned char)pve_chal(h, i, b);
-    return HK_OK;
+    return hk_ts_final(&ts, h, HK_HASH_LEN);
 fail:
     hk_ts_free(&ts);
     return e;
@@ -888,7 +949,7 @@ hk_err hk_pve_encrypt_ex(const hk_pve_params *p, const unsigned char *cheat,
     pve_eng g;
     hk_pve_info in;
     hk_scalar x, r, *v = NULL, junk;
-    hk_point Q1, R;
+    hk_point Q1, R[HK_PVE_T_MAX];
     unsigned char *buf = NULL, *seeds = NULL, chal[HK_PVE_T_MAX];
     size_t total = 0, nv = 0, clen;
     unsigned i, j;
@@ -915,7 +976,7 @@ hk_err hk_pve_encrypt_ex(const hk_pve_params *p, const unsigned char *cheat,
     in.k = p->k;
     in.t = p->t;
     clen = pve_ct_len(in.type);
-    total = HK_PVE_HDR_LEN + (size_t)p->t * pve_row_len(in.type, p->k);
+    total = PVE_ROWS + (size_t)p->t * pve_row_len(in.type, p->k);
     nv = (size_t)p->t * p->k;
     e = HK_ERR_NOMEM;
     buf = OPENSSL_zalloc(total);
@@ -940,7 +1001,7 @@ hk_err hk_pve_encrypt_ex(const hk_pve_params *p, const unsigned char *cheat,
             pve_be(buf + pve_off_ct(&in, i, j) - 2, clen, 2);
 
     if ((e = pve_eng_init(&g, bk)) != HK_OK ||
-        (e = pve_hashes(&in, buf, g.ctx, NULL)) != HK_OK)
+        (e = pve_hashes(&in, buf, NULL, g.ctx, NULL)) != HK_OK)
         goto done;
     for (i = 0; i < p->t; i++) {
         hk_scalar *vi = v + (size_t)i * p->k;
@@ -957,9 +1018,8 @@ hk_err hk_pve_encrypt_ex(const hk_pve_params *p, const unsigned char *cheat,
                 retry |= hk_scalar_is_zero(&vi[j]);
             }
         } while (retry);
-        if ((e = hk_point_mul_gen(c, &r, &R)) != HK_OK)
+        if ((e = hk_point_mul_gen(c, &r, &R[i])) != HK_OK)
             goto done;
-        memcpy(buf + pve_off_r(&in, i), R.b, HK_POINT_LEN);
         for (j = 0; j < p->k; j++) {
             unsigned char *sd =
                 seeds + ((size_t)i * p->k + j) * HK_PVE_SEED_LEN;
@@ -979,8 +1039,9 @@ hk_err hk_pve_encrypt_ex(const hk_pve_params *p, const unsigned char *cheat,
                 goto done;
         }
     }
-    if ((e = pve_hashes(&in, buf, NULL, chal)) != HK_OK)
+    if ((e = pve_hashes(&in, buf, R, NULL, buf + OFF_CHAL)) != HK_OK)
         goto done;
+    pve_chals(&in, buf + OFF_CHAL, chal);
     for (i = 0; i < p->t; i++) {
         size_t o = pve_off_open(&in, i), idx = (size_t)i * p->k + chal[i];
 
@@ -1034,9 +1095,9 @@ hk_err hk_pve_verify_ex(const hk_pve_params *p, const hk_pve_pub *bk,
     hk_curve *c = NULL;
     pve_eng g;
     hk_pve_info in;
-    hk_point q1, jq[16], R, V, W;
+    hk_point q1, njq[16], R[HK_PVE_T_MAX];
     hk_scalar v;
-    unsigned char chal[HK_PVE_T_MAX], ct[PVE_CT_MAX];
+    unsigned char chal[HK_PVE_T_MAX], h[HK_HASH_LEN], ct[PVE_CT_MAX];
     size_t clen;
     unsigned i, j;
     hk_err e;
@@ -1051,35 +1112,38 @@ hk_err hk_pve_verify_ex(const hk_pve_params *p, const hk_pve_pub *bk,
         (e = pve_check_header(p, bk, curve, kid, epoch, &q1, blob, len, &in)) !=
             HK_OK)
         goto done;
-    /* jq[j] = j*Q1 */
-    jq[1] = q1;
+    /* njq[j] = -j*Q1 (negating a compressed point flips its parity byte) */
+    njq[1] = q1;
     for (j = 2; j < p->k; j++)
-        if ((e = hk_point_add(c, &jq[j - 1], &q1, &jq[j])) != HK_OK)
+        if ((e = hk_point_add(c, &njq[j - 1], &q1, &njq[j])) != HK_OK)
             goto done;
+    for (j = 1; j < p->k; j++)
+        njq[j].b[0] ^= 1;
+    /* R_i = v_i*G - e_i*Q1, then the digest must match */
+    pve_chals(&in, blob + OFF_CHAL, chal);
+    for (i = 0; i < p->t; i++) {
+        if ((e = hk_scalar_parse(c, blob + pve_off_open(&in, i), HK_SCALAR_LEN,
+                                 &v)) != HK_OK ||
+            (e = hk_point_mul_gen(c, &v, &R[i])) != HK_OK)
+            goto done;
+        if (chal[i] != 0 &&
+            hk_point_add(c, &R[i], &njq[chal[i]], &R[i]) != HK_OK) {
+            e = HK_ERR_PROOF; /* R_i at infinity: never honest */
+            goto done;
+        }
+    }
     if ((e = pve_eng_init(&g, bk)) != HK_OK ||
-        (e = pve_hashes(&in, blob, g.ctx, chal)) != HK_OK)
+        (e = pve_hashes(&in, blob, R, g.ctx, h)) != HK_OK)
         goto done;
+    e = HK_ERR_PROOF;
+    if (CRYPTO_memcmp(h, blob + OFF_CHAL, HK_HASH_LEN) != 0)
+        goto done;
+    /* the opened ciphertexts are Enc(v; seed) byte for byte */
     clen = pve_ct_len(in.type);
     for (i = 0; i < p->t; i++) {
         const unsigned char *o = blob + pve_off_open(&in, i);
 
-        if ((e = hk_point_parse(c, blob + pve_off_r(&in, i), HK_POINT_LEN,
-                                &R)) != HK_OK ||
-            (e = hk_scalar_parse(c, o, HK_SCALAR_LEN, &v)) != HK_OK ||
-            (e = hk_point_mul_gen(c, &v, &V)) != HK_OK)
-            goto done;
-        /* v*G = R_i + e_i*Q1 */
-        if (chal[i] == 0) {
-            W = R;
-        } else if (hk_point_add(c, &R, &jq[chal[i]], &W) != HK_OK) {
-            e = HK_ERR_PROOF;
-            goto done;
-        }
-        e = HK_ERR_PROOF;
-        if (!hk_point_eq(&V, &W))
-            goto done;
-        /* the opened ciphertext is Enc(v; seed) byte for byte */
-        if ((e = pve_enc(&g, i, chal[i], v.b, o + HK_SCALAR_LEN, ct)) != HK_OK)
+        if ((e = pve_enc(&g, i, chal[i], o, o + HK_SCALAR_LEN, ct)) != HK_OK)
             goto done;
         if (CRYPTO_memcmp(ct, blob + pve_off_ct(&in, i, chal[i]), clen) != 0) {
             e = HK_ERR_PROOF;
@@ -1134,7 +1198,7 @@ hk_err hk_pve_decrypt_ex(const hk_pve_params *p, const hk_pve_priv *bk,
         (e = hk_curve_new(curve, &c)) != HK_OK)
         return e;
     if ((e = pve_eng_init(&g, bk->pub)) != HK_OK ||
-        (e = pve_hashes(&in, blob, g.ctx, NULL)) != HK_OK)
+        (e = pve_hashes(&in, blob, NULL, g.ctx, NULL)) != HK_OK)
         goto done;
     e = HK_ERR_PROOF;
     for (i = 0; i < p->t; i++) {

@@ -44,24 +44,30 @@
  *     key id, all-zero session id) holds the version, backup key type,
  *     curve, K, T, epoch, the backup key's fingerprint, Q1, every R_i and
  *     every c_ij in order;
- *   response: per row, the opening (v_i,e_i, seed_i,e_i).
- *   verifier: per row, v in [1, q), v*G = R_i + e_i*Q1, and re-encrypting
- *     v with the seed gives c_i,e_i byte for byte.
+ *   response: per row, the opening (v_i,e_i, seed_i,e_i). The blob carries
+ *     the digest h instead of the R_i (the compact form of Fiat-Shamir,
+ *     as in a Schnorr signature (e, s)): R_i is a function of the opening
+ *     and the challenge, R_i = v*G - e_i*Q1.
+ *   verifier: per row, v in [1, q) and R_i = v*G - e_i*Q1 with e_i read
+ *     from h; the transcript over the recomputed R_i and the c_ij must
+ *     hash to h; re-encrypting v with the seed gives c_i,e_i byte for
+ *     byte.
  *   decryptor: decrypts a closed c_ij (j != e_i) to u and takes
  *     x1 = (u - v_i,e_i) / (j - e_i) mod q; returns it only if x1*G = Q1.
  *
- * Soundness (>= 128 bits). Fix everything hashed before the challenge. Call
+ * Soundness (>= 128 bits). Fix a hash query (header, R_i, c_ij). Call
  * column j of row i good if c_ij decrypts (under the backup key) to a u
- * with u*G = R_i + j*Q1. A blob that verifies has its opened column good
- * in every row (the verifier re-encrypted it; encryption is perfectly
- * correct). Decryption fails only if no closed column of any row is good;
- * then every row has exactly one good column and the challenge must hit it
- * in all rows: probability 4^-64 = 2^-128 per hash query (random oracle).
- * And any good closed column yields x1: u - v = (j - e_i)*x1 with
- * j - e_i in {-3..3} \ {0} invertible mod q. Compared with the binary
- * choice of cb-mpc (kappa = 128 rows of 2), this is the same 256
- * encryptions for the prover but half the openings for the verifier
- * (64 re-encryptions instead of 128).
+ * with u*G = R_i + j*Q1. A blob that verifies answers a query whose
+ * output is h, and has its opened column good in every row (R_i + e_i*Q1
+ * = v*G by the recomputation, and the verifier re-encrypted v; encryption
+ * is perfectly correct). Decryption fails only if no closed column of any row
+ * is good; then every row has exactly one good column and the challenge must
+ * hit it in all rows: probability 4^-64 = 2^-128 per hash query (random
+ * oracle). And any good closed column yields x1: u - v = (j - e_i)*x1 with j -
+ * e_i in {-3..3} \ {0} invertible mod q. Compared with the binary choice of
+ * cb-mpc (kappa = 128 rows of 2), this is the same 256 encryptions for the
+ * prover but half the openings for the verifier (64 re-encryptions instead of
+ * 128).
  *
  * What a verifier (the server) learns from a blob: nothing about x1 beyond
  * Q1, under the IND-CPA security of the backup key's encryption
@@ -77,13 +83,16 @@
  *   "HKPV" | version (1) | backup key type (1) | curve (1) | K (1) | T (1)
  *   | key id (16) | epoch (8) | backup key fingerprint (32) | Q1 (33)
  *   | body length (4)
- *   body: T rows of  R_i (33) | K x (length (2) | c_ij) | v (32) | seed (32)
+ *   body: h (32), then T rows of
+ *         K x (length (2) | c_ij) | v (32) | seed (32)
  * where the length of every ciphertext must be the key type's (81 or 384).
- * Sizes: ECIES 27,558 bytes, RSA 105,126 bytes.
+ * Sizes: ECIES 25,478 bytes, RSA 103,046 bytes.
  *
  * Cost: encrypt 256 encryptions + 64 fixed-base multiplications; verify 64
- * re-encryptions + 64 fixed-base multiplications + 64 additions; decrypt =
- * verify + (normally) one decryption. Nothing in this file does I/O.
+ * re-encryptions + 64 fixed-base multiplications + 48 additions (on
+ * average); decrypt = verify + (normally) one decryption. The ECIES
+ * backup point is decoded once per call (OpenSSL EC_POINT), not per
+ * ciphertext. Nothing in this file does I/O.
  *
  * Errors: HK_ERR_ARG (bad arguments), HK_ERR_DECODE (malformed PEM or blob),
  * HK_ERR_VERSION (blob version), HK_ERR_TOO_BIG (size bound), HK_ERR_CURVE

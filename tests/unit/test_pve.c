@@ -6,11 +6,11 @@
  *  - honest round trip on secp256k1 and P-256 with ECIES-P256 and
  *    RSA-OAEP-3072;
  *  - refusals: every header byte altered; every field of every row
- *    altered (R, each ciphertext and its length, the opened value and
- *    seed); truncation and extension; rows, ciphertexts and opening fields
- *    reordered; another key id, epoch, curve, Q1 or backup key, also with
- *    the header relabelled to match; a blob encrypting another value;
- *    decryption with the wrong private key;
+ *    altered (the challenge digest; each ciphertext and its length,
+ *    the opened value and seed of every row); truncation and extension; rows,
+ * ciphertexts and opening fields reordered; another key id, epoch, curve, Q1 or
+ * backup key, also with the header relabelled to match; a blob encrypting
+ * another value; decryption with the wrong private key;
  *  - soundness: a cheating prover that encrypts the right value in one
  *    column per row and garbage in the others passes a T = 2 verifier in
  *    about 1/16 of the runs (4^-T), and every blob that passes then fails
@@ -207,7 +207,7 @@ static void test_round_trip(hk_pve_priv *const keys[2])
 
             ctx_new(&c, curves[k]);
             b = encrypt(pub, &c, &n);
-            CHECK(n == (types[t] == HK_PVE_ECIES_P256 ? 27558u : 105126u));
+            CHECK(n == (types[t] == HK_PVE_ECIES_P256 ? 25478u : 103046u));
             CHECK_OK(hk_pve_peek(b, n, &in));
             hk_pve_pub_fingerprint(pub, fp);
             CHECK(in.version == 1 && in.type == types[t] &&
@@ -263,15 +263,16 @@ static void test_round_trip(hk_pve_priv *const keys[2])
 
 /* ---- refusals ------------------------------------------------------------ */
 
+/* The challenge digest, then the rows. */
+#define CHAL HK_PVE_HDR_LEN
+#define ROWS (HK_PVE_HDR_LEN + 32)
+
 static size_t ct_len(hk_pve_type t)
 {
     return t == HK_PVE_ECIES_P256 ? 81 : 384;
 }
 
-static size_t row_len(hk_pve_type t)
-{
-    return 33 + HK_PVE_K * (2 + ct_len(t)) + 64;
-}
+static size_t row_len(hk_pve_type t) { return HK_PVE_K * (2 + ct_len(t)) + 64; }
 
 /* A copy of b with byte `off` xored by `x`: refused with a non-OK code. */
 static hk_err flip(const hk_pve_pub *bk, const ctx_t *c, const unsigned char *b,
@@ -329,15 +330,18 @@ static void test_tamper(hk_pve_priv *const keys[2])
             CHECK_ERR(flip(bk, &c, b, n, 70, 0x01), HK_ERR_BINDING); /* Q1 */
             CHECK_ERR(flip(bk, &c, b, n, 8, 0x01), HK_ERR_DECODE);   /* T */
 
+            /* every byte of the challenge digest */
+            for (off = CHAL; off < ROWS; off++, checks++)
+                CHECK_ERR(flip(bk, &c, b, n, off, 0x01), HK_ERR_PROOF);
+
             /* every field of every row (the full set on one combination,
              * rows 0, 1 and the last on the others) */
             for (i = 0; i < HK_PVE_T; i++) {
                 if (!(t == 0 && k == 0) && i > 1 && i != HK_PVE_T - 1)
                     continue;
-                off = HK_PVE_HDR_LEN + i * rl;
-                CHECK(flip(bk, &c, b, n, off + 5, 0x01) != HK_OK); /* R */
+                off = ROWS + i * rl;
                 for (j = 0; j < HK_PVE_K; j++) {
-                    size_t co = off + 33 + j * (2 + cl);
+                    size_t co = off + j * (2 + cl);
 
                     CHECK_ERR(flip(bk, &c, b, n, co, 0x01), HK_ERR_DECODE);
                     CHECK_ERR(flip(bk, &c, b, n, co + 1, 0x01), HK_ERR_DECODE);
@@ -347,16 +351,16 @@ static void test_tamper(hk_pve_priv *const keys[2])
                     CHECK(flip(bk, &c, b, n, co + 1 + cl, 0x80) != HK_OK);
                     checks += 5;
                 }
-                off += 33 + HK_PVE_K * (2 + cl);
+                off += HK_PVE_K * (2 + cl);
                 CHECK(flip(bk, &c, b, n, off, 0x01) != HK_OK); /* v */
                 CHECK(flip(bk, &c, b, n, off + 31, 0x01) != HK_OK);
                 CHECK(flip(bk, &c, b, n, off + 32, 0x01) != HK_OK); /* seed */
                 CHECK(flip(bk, &c, b, n, off + 63, 0x80) != HK_OK);
-                checks += 5;
+                checks += 4;
             }
             /* the opened value replaced by zero and by q - 1 + ... */
             m = OPENSSL_memdup(b, n);
-            off = HK_PVE_HDR_LEN + 33 + HK_PVE_K * (2 + cl);
+            off = ROWS + HK_PVE_K * (2 + cl);
             memset(m + off, 0, 32);
             CHECK_ERR(verify(bk, &c, m, n), HK_ERR_SCALAR);
             memset(m + off, 0xff, 32);
@@ -377,13 +381,13 @@ static void test_tamper(hk_pve_priv *const keys[2])
 
             /* reordered: two rows, two ciphertexts of a row, v and seed */
             m = OPENSSL_memdup(b, n);
-            swap(m, HK_PVE_HDR_LEN, HK_PVE_HDR_LEN + rl, rl);
+            swap(m, ROWS, ROWS + rl, rl);
             CHECK_ERR(verify(bk, &c, m, n), HK_ERR_PROOF);
             memcpy(m, b, n);
-            swap(m, HK_PVE_HDR_LEN + 33, HK_PVE_HDR_LEN + 33 + 2 + cl, 2 + cl);
+            swap(m, ROWS, ROWS + 2 + cl, 2 + cl);
             CHECK_ERR(verify(bk, &c, m, n), HK_ERR_PROOF);
             memcpy(m, b, n);
-            off = HK_PVE_HDR_LEN + 33 + HK_PVE_K * (2 + cl);
+            off = ROWS + HK_PVE_K * (2 + cl);
             swap(m, off, off + 32, 32);
             CHECK(verify(bk, &c, m, n) != HK_OK);
             OPENSSL_free(m);

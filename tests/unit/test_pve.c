@@ -126,11 +126,12 @@ static void test_keys(hk_pve_priv *const keys[2])
         hk_pve_pub_fingerprint(p, fp2);
         CHECK(memcmp(fp1, fp2, HK_HASH_LEN) == 0);
         CHECK(hk_pve_pub_type(p) == types[t]);
+        hk_pve_pub_free(p);
         /* a private PEM is not a public key, and the reverse */
         CHECK_OK(hk_pve_priv_to_pem(keys[t], NULL, &ppem, &plen));
         CHECK_ERR(hk_pve_pub_from_pem(ppem, plen, &p), HK_ERR_DECODE);
         CHECK_ERR(hk_pve_priv_from_pem(pem, len, NULL, &s), HK_ERR_DECODE);
-        hk_pve_pub_free(p);
+        CHECK(p == NULL && s == NULL);
         OPENSSL_free(pem);
         /* plain PKCS#8 */
         CHECK(strncmp(ppem, "-----BEGIN PRIVATE KEY-----", 27) == 0);

@@ -305,10 +305,21 @@ static void hk_pg_close(hk_db *db)
 }
 
 static const hk_sql_ops hk_pg_ops = {
-    "postgresql",   HK_SQL_PG,       hk_pg_close,    hk_pg_begin,
-    hk_pg_end,      hk_pg_lock,      hk_pg_script,   hk_pg_query,
-    hk_pg_next,     hk_pg_finish,    hk_pg_col_type, hk_pg_col_int,
-    hk_pg_col_real, hk_pg_col_bytes, hk_pg_claim,
+    .name = "postgresql",
+    .dialect = HK_SQL_PG,
+    .close = hk_pg_close,
+    .begin = hk_pg_begin,
+    .end = hk_pg_end,
+    .lock = hk_pg_lock,
+    .script = hk_pg_script,
+    .query = hk_pg_query,
+    .next = hk_pg_next,
+    .finish = hk_pg_finish,
+    .col_type = hk_pg_col_type,
+    .col_int = hk_pg_col_int,
+    .col_real = hk_pg_col_real,
+    .col_bytes = hk_pg_col_bytes,
+    .claim = hk_pg_claim,
 };
 
 /* --- opening -------------------------------------------------------------- */

@@ -211,10 +211,21 @@ static void hk_sq_close(hk_db *db)
 }
 
 static const hk_sql_ops hk_sq_ops = {
-    "sqlite",       HK_SQL_SQLITE,   hk_sq_close,    hk_sq_begin,
-    hk_sq_end,      hk_sq_lock,      hk_sq_script,   hk_sq_query,
-    hk_sq_next,     hk_sq_finish,    hk_sq_col_type, hk_sq_col_int,
-    hk_sq_col_real, hk_sq_col_bytes, hk_sq_claim,
+    .name = "sqlite",
+    .dialect = HK_SQL_SQLITE,
+    .close = hk_sq_close,
+    .begin = hk_sq_begin,
+    .end = hk_sq_end,
+    .lock = hk_sq_lock,
+    .script = hk_sq_script,
+    .query = hk_sq_query,
+    .next = hk_sq_next,
+    .finish = hk_sq_finish,
+    .col_type = hk_sq_col_type,
+    .col_int = hk_sq_col_int,
+    .col_real = hk_sq_col_real,
+    .col_bytes = hk_sq_col_bytes,
+    .claim = hk_sq_claim,
 };
 
 /* --- opening -------------------------------------------------------------- */

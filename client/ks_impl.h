@@ -125,7 +125,37 @@ void hk_ks_aad_add(hk_ks_aad *a, const void *data, size_t len);
 void hk_ks_aad_str(hk_ks_aad *a, const char *s);
 void hk_ks_aad_u64(hk_ks_aad *a, uint64_t v);
 
-/* --- keystore.c: shared with ks_keys.c --------------------------------- */
+/* --- ks_token.c: the token record ---------------------------------------- */
+
+#define HK_KS_TOKEN_VERSION 1
+#define HK_KS_FAILS_LIMIT_MAX 1000 /* bound on the limit read from disk */
+#define HK_KS_GEN_MAX 0xfffffffful
+
+/* One PIN generation: its scrypt parameters, salt and check value. */
+typedef struct {
+    unsigned long gen;
+    hk_ks_kdf kdf;
+    unsigned char salt[HK_KS_SALT_LEN];
+    unsigned char check[HK_KS_CHECK_LEN];
+} hk_ks_slot;
+
+/* token.json. While a PIN change is pending, cur is the new PIN and prev
+ * the old one, and each master key is sealed under the other. */
+typedef struct {
+    char label[HK_KS_TOKEN_LABEL_MAX + 1];
+    unsigned long fails, max_fails;
+    hk_ks_slot cur;
+    int pending;
+    hk_ks_slot prev;
+    unsigned char wrap_prev[HK_KS_WRAP_LEN]; /* prev's MK under cur's */
+    unsigned char wrap_cur[HK_KS_WRAP_LEN];  /* cur's MK under prev's */
+} hk_ks_token;
+
+/* token.json, read strictly (HK_ERR_DECODE) and written atomically. */
+HK_WUR hk_err hk_ks_token_read(int dfd, hk_ks_token *t);
+HK_WUR hk_err hk_ks_token_write(int dfd, const hk_ks_token *t);
+
+/* --- ks_token.c: the token lock and PIN generation ------------------- */
 
 /* Takes the token write lock, waiting for it; close *fd to release. */
 HK_WUR hk_err hk_ks_tlock(hk_ks *ks, int *fd);
@@ -133,7 +163,7 @@ HK_WUR hk_err hk_ks_tlock(hk_ks *ks, int *fd);
  * HK_ERR_STATE if logged out or another handle changed the PIN since. */
 HK_WUR hk_err hk_ks_gen_check(hk_ks *ks);
 
-/* --- keystore.c: used by ks_so.c ----------------------------------------- */
+/* --- ks_token.c: PIN and label rules, the token label ----------------- */
 
 int hk_ks_pin_ok(const char *pin);
 /* A PIN given to be checked (login, the old PIN of a change): also the

@@ -54,6 +54,8 @@ typedef enum {
     HK_ERR_TIMEOUT,    /* no answer in time */
     HK_ERR_SERVER,     /* the server reported an error */
     HK_ERR_RATE,       /* refused by a rate limit or policy */
+    /* a transaction kind or feature the parsers (txparse/) do not sign */
+    HK_ERR_TX_UNSUPPORTED,
     HK_ERR__COUNT
 } hk_err;
 

@@ -39,8 +39,9 @@ static hk_err hk_ks_check_make(hk_ks_slot *s,
 
     hk_ks_check_aad(&a, s);
     if ((e = hk_ks_hkdf(mk, "halfkey/pin-check/1", NULL, 0, key)) == HK_OK)
-        e = hk_ks_seal(key, a.b, a.len, (const unsigned char *)HK_KS_CHECK_TEXT,
-                       HK_KS_CHECK_LEN - HK_KS_SEAL_OVERHEAD, s->check);
+        e = hk_aead_seal(key, a.b, a.len,
+                         (const unsigned char *)HK_KS_CHECK_TEXT,
+                         HK_KS_CHECK_LEN - HK_KS_SEAL_OVERHEAD, s->check);
     OPENSSL_cleanse(key, sizeof(key));
     return e;
 }
@@ -57,7 +58,7 @@ static hk_err hk_ks_check_verify(const hk_ks_slot *s,
     hk_ks_check_aad(&a, s);
     if ((e = hk_ks_hkdf(mk, "halfkey/pin-check/1", NULL, 0, key)) != HK_OK)
         goto done;
-    e = hk_ks_unseal(key, a.b, a.len, s->check, HK_KS_CHECK_LEN, pt);
+    e = hk_aead_open(key, a.b, a.len, s->check, HK_KS_CHECK_LEN, pt);
     if (e == HK_ERR_SEAL ||
         (e == HK_OK && CRYPTO_memcmp(pt, HK_KS_CHECK_TEXT, sizeof(pt)) != 0))
         e = HK_ERR_PIN;
@@ -97,7 +98,7 @@ static hk_err hk_ks_wrap(const hk_ks_mk *under, const hk_ks_mk *what,
 
     hk_ks_wrap_aad(&a, under->gen, what->gen);
     if ((e = hk_ks_hkdf(under->k, "halfkey/wrap/1", NULL, 0, key)) == HK_OK)
-        e = hk_ks_seal(key, a.b, a.len, what->k, HK_KS_KEY_LEN, out);
+        e = hk_aead_seal(key, a.b, a.len, what->k, HK_KS_KEY_LEN, out);
     OPENSSL_cleanse(key, sizeof(key));
     return e;
 }
@@ -113,7 +114,7 @@ static hk_err hk_ks_unwrap(const hk_ks_mk *under, unsigned long gen,
     out->gen = gen;
     hk_ks_wrap_aad(&a, under->gen, gen);
     if ((e = hk_ks_hkdf(under->k, "halfkey/wrap/1", NULL, 0, key)) == HK_OK)
-        e = hk_ks_unseal(key, a.b, a.len, in, HK_KS_WRAP_LEN, out->k);
+        e = hk_aead_open(key, a.b, a.len, in, HK_KS_WRAP_LEN, out->k);
     OPENSSL_cleanse(key, sizeof(key));
     return e;
 }

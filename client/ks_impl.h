@@ -7,12 +7,11 @@
 #include <pthread.h>
 
 #include "client/keystore.h"
+#include "common/aead.h"
 
 #define HK_KS_KEY_LEN 32 /* master and derived keys */
 #define HK_KS_SALT_LEN 32
-#define HK_KS_NONCE_LEN 12
-#define HK_KS_TAG_LEN 16
-#define HK_KS_SEAL_OVERHEAD (HK_KS_NONCE_LEN + HK_KS_TAG_LEN)
+#define HK_KS_SEAL_OVERHEAD HK_AEAD_OVERHEAD
 #define HK_KS_CHECK_TEXT "halfkey PIN ok.1" /* 16 bytes, the PIN check */
 #define HK_KS_CHECK_LEN (HK_KS_SEAL_OVERHEAD + 16)
 #define HK_KS_WRAP_LEN (HK_KS_SEAL_OVERHEAD + HK_KS_KEY_LEN)
@@ -100,18 +99,7 @@ HK_WUR hk_err hk_ks_scrypt(const char *pin, const unsigned char *salt,
 HK_WUR hk_err hk_ks_hkdf(const unsigned char mk[HK_KS_KEY_LEN],
                          const char *label, const unsigned char *ctx,
                          size_t ctxlen, unsigned char out[HK_KS_KEY_LEN]);
-/* out (ptlen + HK_KS_SEAL_OVERHEAD bytes) = nonce || ct || tag with a fresh
- * random nonce. */
-HK_WUR hk_err hk_ks_seal(const unsigned char key[HK_KS_KEY_LEN],
-                         const unsigned char *aad, size_t aadlen,
-                         const unsigned char *pt, size_t ptlen,
-                         unsigned char *out);
-/* Inverse of hk_ks_seal into pt (inlen - HK_KS_SEAL_OVERHEAD bytes).
- * HK_ERR_SEAL if authentication fails (pt is then wiped). */
-HK_WUR hk_err hk_ks_unseal(const unsigned char key[HK_KS_KEY_LEN],
-                           const unsigned char *aad, size_t aadlen,
-                           const unsigned char *in, size_t inlen,
-                           unsigned char *pt);
+/* Sealing: the one AEAD (common/aead.h), hk_aead_seal / hk_aead_open. */
 
 /* AAD builder: items, each with a 4-byte big-endian length prefix. */
 typedef struct {

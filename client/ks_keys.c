@@ -254,7 +254,7 @@ static hk_err hk_ks_kf_open(const hk_ks_kf *f, const hk_ks_mk *mk,
     if ((buf = OPENSSL_malloc(n)) == NULL)
         return HK_ERR_NOMEM;
     if ((e = hk_ks_kf_key(mk, f, key)) == HK_OK)
-        e = hk_ks_unseal(key, a.b, a.len, f->sealed, f->sealed_len, buf);
+        e = hk_aead_open(key, a.b, a.len, f->sealed, f->sealed_len, buf);
     OPENSSL_cleanse(key, sizeof(key));
     if (e != HK_OK) {
         OPENSSL_clear_free(buf, n);
@@ -285,7 +285,7 @@ static hk_err hk_ks_kf_seal(hk_ks_kf *f, const hk_ks_mk *mk,
     if ((buf = OPENSSL_malloc(n)) == NULL)
         return HK_ERR_NOMEM;
     if ((e = hk_ks_kf_key(mk, f, key)) == HK_OK)
-        e = hk_ks_seal(key, a.b, a.len, pt, ptlen, buf);
+        e = hk_aead_seal(key, a.b, a.len, pt, ptlen, buf);
     OPENSSL_cleanse(key, sizeof(key));
     if (e != HK_OK) {
         OPENSSL_free(buf);

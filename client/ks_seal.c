@@ -99,28 +99,6 @@ done:
     return e;
 }
 
-/* The keystore's files are sealed by the one AEAD (common/aead.h); the
- * keystore's own bound is the file size. */
-hk_err hk_ks_seal(const unsigned char key[HK_KS_KEY_LEN],
-                  const unsigned char *aad, size_t aadlen,
-                  const unsigned char *pt, size_t ptlen, unsigned char *out)
-{
-    if (ptlen > HK_KS_FILE_MAX)
-        return HK_ERR_ARG;
-    return hk_aead_seal(key, aad, aadlen, pt, ptlen, out);
-}
-
-hk_err hk_ks_unseal(const unsigned char key[HK_KS_KEY_LEN],
-                    const unsigned char *aad, size_t aadlen,
-                    const unsigned char *in, size_t inlen, unsigned char *pt)
-{
-    if (key == NULL || in == NULL || pt == NULL || (aad == NULL && aadlen > 0))
-        return HK_ERR_ARG;
-    if (inlen < HK_KS_SEAL_OVERHEAD || inlen > HK_KS_FILE_MAX)
-        return HK_ERR_SEAL;
-    return hk_aead_open(key, aad, aadlen, in, inlen, pt);
-}
-
 void hk_ks_aad_init(hk_ks_aad *a, const char *tag)
 {
     a->len = 0;

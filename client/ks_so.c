@@ -143,7 +143,7 @@ static hk_err hk_ks_so_seal(hk_ks_so *so, const char *pin,
         return HK_ERR_RAND;
     hk_ks_so_aad(&a, so);
     if ((e = hk_ks_so_key(so, pin, key)) == HK_OK)
-        e = hk_ks_seal(key, a.b, a.len, rk, HK_KS_KEY_LEN, so->rk);
+        e = hk_aead_seal(key, a.b, a.len, rk, HK_KS_KEY_LEN, so->rk);
     OPENSSL_cleanse(key, sizeof(key));
     return e;
 }
@@ -158,7 +158,7 @@ static hk_err hk_ks_so_open(const hk_ks_so *so, const char *pin,
 
     hk_ks_so_aad(&a, so);
     if ((e = hk_ks_so_key(so, pin, key)) == HK_OK)
-        e = hk_ks_unseal(key, a.b, a.len, so->rk, HK_KS_WRAP_LEN, rk);
+        e = hk_aead_open(key, a.b, a.len, so->rk, HK_KS_WRAP_LEN, rk);
     OPENSSL_cleanse(key, sizeof(key));
     return e == HK_ERR_SEAL ? HK_ERR_PIN : e;
 }
@@ -311,7 +311,7 @@ hk_err hk_ks_esc_rk(const hk_ks_esc *esc, const hk_ks_mk *mk,
         return HK_ERR_NOT_FOUND;
     hk_ks_esc_aad(&a, "halfkey/escrow-rk/1", en->gen);
     if ((e = hk_ks_hkdf(mk->k, "halfkey/escrow-rk/1", NULL, 0, key)) == HK_OK)
-        e = hk_ks_unseal(key, a.b, a.len, en->rk, HK_KS_WRAP_LEN, rk);
+        e = hk_aead_open(key, a.b, a.len, en->rk, HK_KS_WRAP_LEN, rk);
     OPENSSL_cleanse(key, sizeof(key));
     return e;
 }
@@ -329,7 +329,7 @@ hk_err hk_ks_esc_mk(const hk_ks_esc *esc, const unsigned char rk[HK_KS_KEY_LEN],
     mk->gen = gen;
     hk_ks_esc_aad(&a, "halfkey/escrow-mk/1", gen);
     if ((e = hk_ks_hkdf(rk, "halfkey/escrow-mk/1", NULL, 0, key)) == HK_OK)
-        e = hk_ks_unseal(key, a.b, a.len, en->mk, HK_KS_WRAP_LEN, mk->k);
+        e = hk_aead_open(key, a.b, a.len, en->mk, HK_KS_WRAP_LEN, mk->k);
     OPENSSL_cleanse(key, sizeof(key));
     return e;
 }
@@ -349,9 +349,9 @@ hk_err hk_ks_esc_put(hk_ks_esc *esc, const unsigned char rk[HK_KS_KEY_LEN],
     if ((e = hk_ks_hkdf(mk->k, "halfkey/escrow-rk/1", NULL, 0, key[0])) !=
             HK_OK ||
         (e = hk_ks_hkdf(rk, "halfkey/escrow-mk/1", NULL, 0, key[1])) != HK_OK ||
-        (e = hk_ks_seal(key[0], a.b, a.len, rk, HK_KS_KEY_LEN, en.rk)) !=
+        (e = hk_aead_seal(key[0], a.b, a.len, rk, HK_KS_KEY_LEN, en.rk)) !=
             HK_OK ||
-        (e = hk_ks_seal(key[1], b.b, b.len, mk->k, HK_KS_KEY_LEN, en.mk)) !=
+        (e = hk_aead_seal(key[1], b.b, b.len, mk->k, HK_KS_KEY_LEN, en.mk)) !=
             HK_OK)
         goto done;
     for (i = 0; i < esc->n; i++) /* keep `keep` only; mk's is replaced */

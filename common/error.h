@@ -54,6 +54,7 @@ typedef enum {
     HK_ERR_TIMEOUT,    /* no answer in time */
     HK_ERR_SERVER,     /* the server reported an error */
     HK_ERR_RATE,       /* refused by a rate limit or policy */
+    HK_ERR_BACKUP,     /* the key's backup is missing or older than its share */
     HK_ERR__COUNT
 } hk_err;
 

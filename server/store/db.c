@@ -510,6 +510,16 @@ hk_err hk_db_backup_newest(hk_db *db, const unsigned char *kid,
     return db->ops->backup_newest(db, kid, epoch);
 }
 
+hk_err hk_db_backup_counts(hk_db *db, int64_t *none, int64_t *stale,
+                           int64_t *waiting)
+{
+    if (db == NULL || none == NULL || stale == NULL || waiting == NULL)
+        return HK_ERR_ARG;
+    *none = *stale = *waiting = 0;
+    db->err[0] = '\0';
+    return db->ops->backup_counts(db, none, stale, waiting);
+}
+
 /* --- sessions ------------------------------------------------------------- */
 
 static hk_err hk_session_create(hk_db *db, const unsigned char *sid,

@@ -336,6 +336,12 @@ HK_WUR hk_err hk_db_backup_get(hk_db *db, const unsigned char *kid,
 /* *epoch = the highest epoch with a backup, 0 if the key has none. */
 HK_WUR hk_err hk_db_backup_newest(hk_db *db, const unsigned char *kid,
                                   unsigned long *epoch);
+/* Over every key: *none = keys without any backup; *stale = keys with a
+ * backup, none of them of the active share's epoch or later; *waiting =
+ * keys with a backup and a pending share whose backup is missing (its
+ * promotion waits, hk_backup_gate). */
+HK_WUR hk_err hk_db_backup_counts(hk_db *db, int64_t *none, int64_t *stale,
+                                  int64_t *waiting);
 
 /* --- sessions --------------------------------------------------------------
  * idle: the idle timeout in seconds, 1..HK_DB_IDLE_MAX (HK_DB_IDLE_DEFAULT

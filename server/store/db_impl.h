@@ -205,6 +205,8 @@ typedef struct {
                          unsigned long epoch, hk_db_backup *out);
     hk_err (*backup_newest)(hk_db *db, const unsigned char *kid,
                             unsigned long *epoch);
+    hk_err (*backup_counts)(hk_db *db, int64_t *none, int64_t *stale,
+                            int64_t *waiting);
 } hk_db_ops;
 
 #define HK_DB_ERR_LEN 256

@@ -937,6 +937,31 @@ static hk_err hk_st_backup_newest(hk_db *db, const unsigned char *kid,
     return e;
 }
 
+static hk_err hk_st_backup_counts(hk_db *db, int64_t *none, int64_t *stale,
+                                  int64_t *waiting)
+{
+    hk_err e;
+
+    if ((e = hk_sql_int(db,
+                        "SELECT count(*) FROM keys k WHERE NOT EXISTS "
+                        "(SELECT 1 FROM backups b WHERE b.kid = k.kid)",
+                        NULL, none)) != HK_OK ||
+        (e = hk_sql_int(db,
+                        "SELECT count(*) FROM shares s WHERE s.state = "
+                        "'active' AND EXISTS (SELECT 1 FROM backups b WHERE "
+                        "b.kid = s.kid) AND NOT EXISTS (SELECT 1 FROM "
+                        "backups b WHERE b.kid = s.kid AND b.epoch >= "
+                        "s.epoch)",
+                        NULL, stale)) != HK_OK)
+        return e;
+    return hk_sql_int(db,
+                      "SELECT count(*) FROM shares s WHERE s.state = "
+                      "'pending' AND EXISTS (SELECT 1 FROM backups b WHERE "
+                      "b.kid = s.kid) AND NOT EXISTS (SELECT 1 FROM backups "
+                      "b WHERE b.kid = s.kid AND b.epoch = s.epoch)",
+                      NULL, waiting);
+}
+
 const hk_db_ops hk_store_ops = {
     hk_st_schema_version,
     hk_st_key_create,
@@ -969,4 +994,5 @@ const hk_db_ops hk_store_ops = {
     hk_st_backup_put,
     hk_st_backup_get,
     hk_st_backup_newest,
+    hk_st_backup_counts,
 };

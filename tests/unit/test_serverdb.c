@@ -504,6 +504,7 @@ static void test_backups(hk_db *db, const hk_kek *kek, const shares *sh)
     hk_share k = *sh->p2[1];
     unsigned char fp[HK_HASH_LEN], blob[300];
     unsigned long ep = 9;
+    int64_t none = 0, none2 = 0, stale = 0, waiting = 0;
     hk_db_backup b;
 
     memset(fp, 0xab, sizeof(fp));
@@ -523,7 +524,11 @@ static void test_backups(hk_db *db, const hk_kek *kek, const shares *sh)
         hk_db_backup_put(db, k.kid, 1, fp, blob, HK_DB_BACKUP_MAX + 1, T0),
         HK_ERR_ARG);
     CHECK_ERR(hk_db_backup_put(db, k.kid, 0, fp, blob, 10, T0), HK_ERR_ARG);
+    CHECK_OK(hk_db_backup_counts(db, &none, &stale, &waiting));
+    CHECK(none >= 1 && stale == 0 && waiting == 0);
     CHECK_OK(hk_db_backup_put(db, k.kid, 1, fp, blob, 10, T0));
+    CHECK_OK(hk_db_backup_counts(db, &none2, &stale, &waiting));
+    CHECK(none2 == none - 1 && stale == 0 && waiting == 0);
     blob[0] = 1; /* the same epoch again: replaced */
     CHECK_OK(hk_db_backup_put(db, k.kid, 1, fp, blob, 20, T0 + 1));
     CHECK_OK(hk_db_backup_get(db, k.kid, 0, &b));
@@ -537,6 +542,8 @@ static void test_backups(hk_db *db, const hk_kek *kek, const shares *sh)
         memcpy(k2.kid, k.kid, HK_ID_LEN);
         CHECK_OK(hk_store_share(db, kek, "dave", &k2, 1));
     }
+    CHECK_OK(hk_db_backup_counts(db, &none2, &stale, &waiting));
+    CHECK(stale == 0 && waiting == 1); /* epoch 2 waits for its backup */
     fp[0] = 1;
     CHECK_OK(hk_db_backup_put(db, k.kid, 2, fp, blob, 30, T0 + 2));
     CHECK_OK(hk_db_backup_newest(db, k.kid, &ep));
@@ -551,6 +558,8 @@ static void test_backups(hk_db *db, const hk_kek *kek, const shares *sh)
     CHECK_OK(hk_db_share_promote(db, k.kid, 2));
     CHECK_ERR(hk_db_backup_get(db, k.kid, 1, &b),
               HK_ERR_NOT_FOUND); /* its share is gone */
+    CHECK_OK(hk_db_backup_counts(db, &none2, &stale, &waiting));
+    CHECK(stale == 0 && waiting == 0);
     CHECK_OK(hk_db_backup_put(db, k.kid, 2, fp, blob, 31, T0 + 3));
     CHECK_OK(hk_db_backup_get(db, k.kid, 0, &b));
     CHECK(b.epoch == 2 && b.len == 31);

@@ -371,6 +371,9 @@ static void hk_ep_pubkey(hk_service *svc, const hk_http_req *req,
 {
     unsigned char kid[HK_ID_LEN], unc[HK_POINT_UNCOMPRESSED_LEN];
     char hex[2 * HK_POINT_UNCOMPRESSED_LEN + 1], khex[64];
+    unsigned long epoch = 0, backup = 0;
+    unsigned char *sealed = NULL;
+    size_t len = 0;
     hk_curve *c = NULL;
     hk_db_key key;
     hk_err e;
@@ -392,10 +395,20 @@ static void hk_ep_pubkey(hk_service *svc, const hk_http_req *req,
     }
     hk_curve_free(c);
     hk_hex(unc, sizeof(unc), hex);
+    /* the share versions: a client compares its key file with them
+     * (halfkey doctor), and sees whether its backup is current */
+    pthread_mutex_lock(&svc->dbmu);
+    if (hk_db_share_get_active(svc->db, kid, &epoch, &sealed, &len) != HK_OK)
+        epoch = 0;
+    if (hk_db_backup_newest(svc->db, kid, &backup) != HK_OK)
+        backup = 0;
+    pthread_mutex_unlock(&svc->dbmu);
+    OPENSSL_free(sealed);
     hk_respond(r, 200,
-               json_pack("{s:s,s:s,s:s,s:b}", "key_id", khex, "curve",
+               json_pack("{s:s,s:s,s:s,s:b,s:I,s:I}", "key_id", khex, "curve",
                          hk_curve_name(key.curve), "pubkey", hex, "disabled",
-                         key.disabled));
+                         key.disabled, "epoch", (json_int_t)epoch,
+                         "backup_epoch", (json_int_t)backup));
 }
 
 /* --- backups (issue 18) ---------------------------------------------------

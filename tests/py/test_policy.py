@@ -217,7 +217,8 @@ def test_delete_key(server, make_token):
     assert status == 404, ans  # not bob's
     status, ans = server.request("POST", "/delete", {"key_id": kid},
                                  token=ta)
-    assert status == 200 and ans == {"key_id": kid, "deleted": True}, ans
+    assert status == 200 and ans == {"key_id": kid, "deleted": True,
+                                    "had_backup": False}, ans
     status, _ = server.request("GET", f"/pubkey?key_id={kid}", token=ta)
     assert status == 404
     status, _ = server.request("POST", "/sign", {"key_id": kid}, token=ta)

@@ -10,6 +10,7 @@
 #include "client/client.h"
 #include "mpc/codec.h"
 #include "mpc/keygen.h"
+#include "mpc/pve.h"
 #include "mpc/refresh.h"
 #include "transport/http_client.h"
 #include "transport/jwt.h"
@@ -36,6 +37,7 @@ static const hk_kv_field hk_ccfg_fields[] = {
     HK_KV_S(T, "token_command", token_command),
     HK_KV_I(T, "paillier_bits", paillier_bits, 2048, 3072),
     HK_KV_I(T, "timeout_ms", timeout_ms, 100, 600000),
+    HK_KV_P(T, "backup_pub", backup_pub),
 };
 #undef T
 #define HK_NCFIELDS (sizeof(hk_ccfg_fields) / sizeof(hk_ccfg_fields[0]))
@@ -342,23 +344,153 @@ static hk_err hk_client_setup(hk_client *c, hk_rped **rp)
  * the key or the new share is then active on the server. Without it the
  * share is stored here all the same and the pair still works: the server
  * makes it active at the first signature that verifies with it. */
-static void hk_client_confirm(hk_client *c, hk_tws *ws, unsigned char *msg,
-                              size_t len)
+static hk_err hk_client_confirm(hk_client *c, hk_tws *ws, unsigned char *msg,
+                                size_t len)
 {
     unsigned char *in = NULL;
     size_t inlen = 0;
     json_t *o = NULL;
     const char *t;
+    hk_err e;
 
-    if (hk_client_roundtrip(c, ws, msg, len, &in, &inlen) == HK_OK)
+    if ((e = hk_client_roundtrip(c, ws, msg, len, &in, &inlen)) == HK_OK)
         o = json_loadb((const char *)in, inlen, 0, NULL);
     t = json_string_value(json_object_get(o, "t"));
-    if (t == NULL || strcmp(t, "done") != 0)
+    /* the server holds a backup of the key and this epoch's is missing:
+     * the share stays pending there (it works; the old one stays active)
+     * until the backup is uploaded (last_error has the server's words) */
+    if (e != HK_ERR_BACKUP && (t == NULL || strcmp(t, "done") != 0))
         snprintf(c->last_error, sizeof(c->last_error),
                  "stored; the server did not confirm: it switches at the "
                  "first signature with this key");
     json_decref(o);
     free(in);
+    return e == HK_ERR_BACKUP ? e : HK_OK;
+}
+
+/* --- backups (issue 18) --------------------------------------------------- */
+
+/* A whole small file (a PEM key), NUL-terminated: OPENSSL_clear_free. */
+static hk_err hk_client_slurp(const char *path, char **out, size_t *len)
+{
+    FILE *f = fopen(path, "r");
+    char *buf;
+    size_t n;
+
+    if (f == NULL)
+        return HK_ERR_CONFIG;
+    if ((buf = OPENSSL_zalloc(65537)) == NULL) {
+        fclose(f);
+        return HK_ERR_NOMEM;
+    }
+    n = fread(buf, 1, 65536, f);
+    fclose(f);
+    if (n == 0 || n == 65536) {
+        OPENSSL_clear_free(buf, 65537);
+        return HK_ERR_CONFIG;
+    }
+    *out = buf;
+    *len = n;
+    return HK_OK;
+}
+
+static hk_err hk_client_load_bk(const char *path, hk_pve_pub **bk)
+{
+    char *pem = NULL;
+    size_t len = 0;
+    hk_err e;
+
+    if ((e = hk_client_slurp(path, &pem, &len)) != HK_OK)
+        return e;
+    e = hk_pve_pub_from_pem(pem, len, bk);
+    OPENSSL_clear_free(pem, 65537);
+    return e;
+}
+
+/* Encrypts the share's x1 under bk and POSTs it (POST /backup). */
+static hk_err hk_client_send_backup(hk_client *c, const hk_share *s,
+                                    const hk_pve_pub *bk)
+{
+    unsigned char *blob = NULL;
+    char kh[2 * HK_ID_LEN + 1], *b64 = NULL, *pem = NULL;
+    size_t len = 0, plen = 0;
+    json_t *r = NULL;
+    hk_err e;
+
+    if ((e = hk_pve_encrypt(bk, s->curve, s->kid, s->epoch, &s->x, &blob,
+                            &len)) != HK_OK ||
+        (e = hk_pve_pub_to_pem(bk, &pem, &plen)) != HK_OK)
+        goto done;
+    e = HK_ERR_NOMEM;
+    if ((b64 = hk_b64_encode(blob, len)) == NULL)
+        goto done;
+    hk_hex(s->kid, HK_ID_LEN, kh);
+    e = hk_client_post(c, "/backup",
+                       json_pack("{s:s,s:I,s:s,s:s}", "key_id", kh, "epoch",
+                                 (json_int_t)s->epoch, "blob", b64,
+                                 "backup_pub", pem),
+                       &r);
+    json_decref(r);
+done:
+    OPENSSL_free(blob);
+    OPENSSL_free(b64);
+    OPENSSL_free(pem);
+    return e;
+}
+
+/* The configured backup after a keygen or refresh ("never stale"): a
+ * failure is reported in last_error; the share is stored all the same. */
+static hk_err hk_client_auto_backup(hk_client *c, const hk_share *s)
+{
+    hk_pve_pub *bk = NULL;
+    hk_err e;
+
+    if (c->cfg.backup_pub[0] == '\0')
+        return HK_OK;
+    if ((e = hk_client_load_bk(c->cfg.backup_pub, &bk)) == HK_OK)
+        e = hk_client_send_backup(c, s, bk);
+    hk_pve_pub_free(bk);
+    if (e != HK_OK && e != HK_ERR_SERVER)
+        snprintf(c->last_error, sizeof(c->last_error),
+                 "backup of epoch %lu not made: %s", s->epoch, hk_strerror(e));
+    else if (e != HK_OK) {
+        char was[sizeof(c->last_error)];
+
+        snprintf(was, sizeof(was), "%s", c->last_error);
+        snprintf(c->last_error, sizeof(c->last_error),
+                 "backup of epoch %lu refused: %.200s", s->epoch, was);
+    }
+    return e;
+}
+
+hk_err hk_client_backup(hk_client *c, const char *label, const char *pub_file,
+                        unsigned long *epoch)
+{
+    hk_pve_pub *bk = NULL;
+    hk_share *s = NULL;
+    hk_err e;
+
+    if (c == NULL || label == NULL)
+        return HK_ERR_ARG;
+    if (pub_file == NULL)
+        pub_file = c->cfg.backup_pub;
+    if (pub_file[0] == '\0') {
+        snprintf(c->last_error, sizeof(c->last_error),
+                 "no backup public key: --backup-pub FILE or backup_pub in "
+                 "halfkey.conf");
+        return HK_ERR_CONFIG;
+    }
+    if ((e = hk_client_load_bk(pub_file, &bk)) != HK_OK) {
+        snprintf(c->last_error, sizeof(c->last_error),
+                 "%.200s: not a P-256 or RSA-3072 public key in PEM", pub_file);
+        return e;
+    }
+    if ((e = hk_ks_load_share(c->ks, label, &s)) == HK_OK &&
+        (e = hk_client_send_backup(c, s, bk)) == HK_OK && epoch != NULL)
+        *epoch = s->epoch;
+    hk_share_free(s);
+    hk_pve_pub_free(bk);
+    return e;
 }
 
 hk_err hk_client_keygen(hk_client *c, hk_curve_id curve, const char *label,
@@ -404,7 +536,9 @@ hk_err hk_client_keygen(hk_client *c, hk_curve_id curve, const char *label,
         (e = hk_ks_store_share(c->ks, label, share)) != HK_OK ||
         (e = hk_keygen_confirm(kg, &msg, &len)) != HK_OK)
         goto done;
-    hk_client_confirm(c, ws, msg, len);
+    (void)hk_client_confirm(c, ws, msg, len);
+    /* a backup failure leaves a working key: last_error says so */
+    (void)hk_client_auto_backup(c, share);
     if (info != NULL)
         e = hk_ks_key_info(c->ks, label, info);
 done:
@@ -565,9 +699,12 @@ done:
     return e;
 }
 
-/* refresh.1 .. refresh.4, store, refresh.5. */
+/* refresh.1 .. refresh.4, store (a new key file when `fresh_key`, the
+ * restore; else the replacement), the new epoch's backup under bk (if
+ * any) before refresh.5, refresh.5. */
 static hk_err hk_client_refresh_run(hk_client *c, const char *label,
-                                    hk_refresh *rf, hk_tws *ws)
+                                    hk_refresh *rf, hk_tws *ws, int fresh_key,
+                                    const hk_pve_pub *bk)
 {
     unsigned char *msg = NULL, *in = NULL;
     size_t len = 0, inlen = 0;
@@ -589,10 +726,18 @@ static hk_err hk_client_refresh_run(hk_client *c, const char *label,
     msg = NULL;
     /* Durable first: then the server may drop the old share. */
     if (e != HK_OK || (e = hk_refresh_take_share(rf, &fresh)) != HK_OK ||
-        (e = hk_ks_replace_share(c->ks, label, fresh)) != HK_OK ||
-        (e = hk_refresh_confirm(rf, &msg, &len)) != HK_OK)
+        (e = fresh_key ? hk_ks_store_share(c->ks, label, fresh)
+                       : hk_ks_replace_share(c->ks, label, fresh)) != HK_OK)
         goto done;
-    hk_client_confirm(c, ws, msg, len);
+    /* the new epoch's backup before refresh.5: a server holding a backup
+     * of the key promotes the new share only once it has this one */
+    if (bk != NULL)
+        (void)hk_client_send_backup(c, fresh, bk);
+    else
+        (void)hk_client_auto_backup(c, fresh);
+    if ((e = hk_refresh_confirm(rf, &msg, &len)) != HK_OK)
+        goto done;
+    e = hk_client_confirm(c, ws, msg, len);
     msg = NULL;
 done:
     OPENSSL_free(msg);
@@ -618,7 +763,7 @@ hk_err hk_client_refresh(hk_client *c, const char *label)
         (e = hk_refresh_p1_new(share, sid, c->cfg.paillier_bits, rp, &rf)) !=
             HK_OK)
         goto done;
-    e = hk_client_refresh_run(c, label, rf, ws);
+    e = hk_client_refresh_run(c, label, rf, ws, 0, NULL);
 done:
     hk_refresh_free(rf);
     hk_tws_close(ws);
@@ -804,10 +949,15 @@ static hk_err hk_client_delete_answer(hk_client *c, int status, const char *ans,
     hk_err e = HK_ERR_SERVER;
 
     if (status == 200 && k != NULL && strcmp(k, kh) == 0 &&
-        json_is_true(json_object_get(o, "deleted")))
+        json_is_true(json_object_get(o, "deleted"))) {
         e = HK_OK;
-    else if (status == 404 && err != NULL && strcmp(err, "not_found") == 0 &&
-             (msg == NULL || strcmp(msg, "no such endpoint") != 0))
+        if (json_is_true(json_object_get(o, "had_backup")))
+            snprintf(c->last_error, sizeof(c->last_error),
+                     "the key had a backup on the server: it was deleted "
+                     "with the key (a backup restores nothing without the "
+                     "server's share)");
+    } else if (status == 404 && err != NULL && strcmp(err, "not_found") == 0 &&
+               (msg == NULL || strcmp(msg, "no such endpoint") != 0))
         e = HK_OK;
     json_decref(o);
     if (e != HK_OK)
@@ -861,6 +1011,7 @@ hk_err hk_client_delete(hk_client *c, const char *label)
     if (!info.verified) /* logged out: nothing is deleted anywhere */
         goto done;
     hk_hex(info.kid, HK_ID_LEN, kh);
+    c->last_error[0] = '\0';
     if ((e = hk_client_send(c, "/delete", json_pack("{s:s}", "key_id", kh),
                             &status, &ans)) != HK_OK ||
         (e = hk_client_delete_answer(c, status, ans, kh)) != HK_OK)
@@ -869,5 +1020,152 @@ hk_err hk_client_delete(hk_client *c, const char *label)
 done:
     free(ans);
     hk_ks_key_release(hold);
+    return e;
+}
+
+/* GET /backup: the newest usable backup and the public view of the share
+ * of its epoch; *blob and the view decoded and bound to kid. */
+static hk_err hk_client_fetch_backup(hk_client *c, const unsigned char *kid,
+                                     const char *kh, hk_share **view,
+                                     unsigned char **blob, size_t *blen)
+{
+    char path[96], *body = NULL;
+    unsigned char *rec = NULL;
+    size_t rlen = 0;
+    int status = 0;
+    json_t *o = NULL;
+    const char *b64, *v64;
+    json_int_t ep;
+    hk_err e;
+
+    snprintf(path, sizeof(path), "/backup?key_id=%s", kh);
+    if ((e = hk_client_get(c, path, 1, &status, &body)) != HK_OK)
+        return e;
+    if (status != 200) {
+        e = hk_http_err(c, status, body);
+        goto done;
+    }
+    o = json_loads(body, 0, NULL);
+    b64 = json_string_value(json_object_get(o, "blob"));
+    v64 = json_string_value(json_object_get(o, "share"));
+    ep = json_integer_value(json_object_get(o, "epoch"));
+    e = HK_ERR_SERVER;
+    if (b64 == NULL || v64 == NULL ||
+        !hk_b64_decode(b64, strlen(b64), HK_PVE_MAX_BLOB, blob, blen) ||
+        !hk_b64_decode(v64, strlen(v64), HK_RECORD_MAX, &rec, &rlen))
+        goto done;
+    if ((e = hk_share_public_decode(rec, rlen, view)) != HK_OK)
+        goto done;
+    if (memcmp((*view)->kid, kid, HK_ID_LEN) != 0 ||
+        (unsigned long)ep != (*view)->epoch)
+        e = HK_ERR_BINDING;
+done:
+    if (e != HK_OK) {
+        hk_share_free(*view);
+        *view = NULL;
+        OPENSSL_free(*blob);
+        *blob = NULL;
+    }
+    OPENSSL_free(rec);
+    json_decref(o);
+    free(body);
+    return e;
+}
+
+/* HK_ERR_EXISTS if the token already holds key kid. */
+static hk_err hk_client_kid_free(hk_client *c, const unsigned char *kid)
+{
+    hk_ks_keyinfo *list = NULL;
+    size_t n = 0, i;
+    hk_err e;
+
+    if ((e = hk_ks_list(c->ks, &list, &n)) != HK_OK)
+        return e;
+    for (i = 0; i < n; i++)
+        if (list[i].err == HK_OK && memcmp(list[i].kid, kid, HK_ID_LEN) == 0)
+            e = HK_ERR_EXISTS;
+    hk_ks_list_free(list);
+    return e;
+}
+
+hk_err hk_client_restore(hk_client *c, const char *kid_hex,
+                         const char *priv_file, const char *passphrase,
+                         const char *label, hk_ks_keyinfo *info)
+{
+    unsigned char kid[HK_ID_LEN], sid[HK_ID_LEN], got[HK_ID_LEN];
+    unsigned char *blob = NULL;
+    char kh[2 * HK_ID_LEN + 1], wspath[128], *pem = NULL;
+    size_t blen = 0, plen = 0;
+    hk_ks_keyinfo probe;
+    hk_pve_priv *priv = NULL;
+    hk_share *view = NULL;
+    hk_refresh *rf = NULL;
+    hk_rped *rp = NULL;
+    hk_tws *ws = NULL;
+    hk_scalar x1;
+    hk_err e;
+
+    memset(&x1, 0, sizeof(x1));
+    if (c == NULL || kid_hex == NULL || priv_file == NULL || label == NULL ||
+        !hk_ks_label_ok(label) || strlen(kid_hex) != 2 * HK_ID_LEN ||
+        !hk_unhex(kid_hex, strlen(kid_hex), kid, HK_ID_LEN))
+        return HK_ERR_ARG;
+    hk_hex(kid, HK_ID_LEN, kh);
+    /* nothing is fetched for a label or key the token already has */
+    if ((e = hk_ks_key_info(c->ks, label, &probe)) != HK_ERR_NOT_FOUND)
+        return e == HK_OK ? HK_ERR_EXISTS : e;
+    if ((e = hk_client_kid_free(c, kid)) != HK_OK)
+        return e;
+    if ((e = hk_client_slurp(priv_file, &pem, &plen)) != HK_OK) {
+        snprintf(c->last_error, sizeof(c->last_error), "cannot read %.200s",
+                 priv_file);
+        goto done;
+    }
+    if ((e = hk_pve_priv_from_pem(pem, plen, passphrase, &priv)) != HK_OK) {
+        snprintf(c->last_error, sizeof(c->last_error),
+                 "%.200s: not a backup private key, or a wrong passphrase",
+                 priv_file);
+        goto done;
+    }
+    if ((e = hk_client_fetch_backup(c, kid, kh, &view, &blob, &blen)) != HK_OK)
+        goto done;
+    /* verifies the blob, decrypts, checks x1*G = Q1 (the server's Q1) */
+    if ((e = hk_pve_decrypt(priv, view->curve, kid, view->epoch, &view->Q1,
+                            blob, blen, &x1)) != HK_OK) {
+        snprintf(c->last_error, sizeof(c->last_error),
+                 "the backup does not decrypt to this key's share with this "
+                 "backup key");
+        goto done;
+    }
+    if ((e = hk_share_p1_restore(view, &x1)) != HK_OK)
+        goto done;
+    /* a refresh at once: new x1' and Paillier key; only they are stored */
+    if ((e = hk_client_setup(c, &rp)) != HK_OK ||
+        (e = hk_client_open_session(c, "/refresh",
+                                    json_pack("{s:s}", "key_id", kh), sid, got,
+                                    wspath)) != HK_OK)
+        goto done;
+    if (memcmp(got, kid, HK_ID_LEN) != 0) {
+        e = HK_ERR_SERVER;
+        goto done;
+    }
+    if ((e = hk_client_ws(c, wspath, &ws)) != HK_OK ||
+        (e = hk_refresh_p1_new(view, sid, c->cfg.paillier_bits, rp, &rf)) !=
+            HK_OK)
+        goto done;
+    e = hk_client_refresh_run(c, label, rf, ws, 1, hk_pve_priv_pub(priv));
+    if ((e == HK_OK || e == HK_ERR_BACKUP) && info != NULL &&
+        hk_ks_key_info(c->ks, label, info) != HK_OK)
+        e = HK_ERR_IO;
+done:
+    OPENSSL_cleanse(&x1, sizeof(x1));
+    hk_refresh_free(rf);
+    hk_tws_close(ws);
+    hk_rped_free(rp);
+    hk_share_free(view);
+    OPENSSL_free(blob);
+    hk_pve_priv_free(priv);
+    if (pem != NULL)
+        OPENSSL_clear_free(pem, 65537);
     return e;
 }

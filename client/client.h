@@ -11,6 +11,15 @@
  *   token_command = <command printing a fresh JWT>
  *   paillier_bits = 2048 | 3072
  *   timeout_ms    = 30000
+ *   backup_pub    = <PEM backup public key>  (optional: "never stale")
+ *
+ * Backup (issue 18). With backup_pub set, a backup of the client share
+ * (mpc/pve.h, verified by the server before it keeps it) is made after
+ * every keygen and every refresh: after a refresh it is uploaded before
+ * refresh.5, and a server that holds a backup of the key promotes the new
+ * share only once the new epoch's backup is stored (HK_ERR_BACKUP
+ * otherwise: the new share is stored here and works, the old one stays
+ * active on the server until the backup arrives).
  *
  * Signing: one session per key at a time across threads and processes
  * (HK_ERR_BUSY otherwise); the final signature is verified before it is
@@ -34,6 +43,7 @@ typedef struct {
     char token_command[512];
     int paillier_bits;
     int timeout_ms;
+    char backup_pub[512];
 } hk_client_config;
 
 typedef struct hk_client hk_client;
@@ -69,6 +79,22 @@ HK_WUR hk_err hk_client_delete(hk_client *c, const char *label);
  * with the lock's reason): if the server cannot be told, nothing
  * changes. */
 HK_WUR hk_err hk_client_unlock(hk_client *c, const char *label, int force);
+/* Makes a backup of the key's current share under the backup public key in
+ * PEM file `pub_file` (NULL: the configured backup_pub) and sends it (POST
+ * /backup); needs login. *epoch (may be NULL) the epoch backed up. */
+HK_WUR hk_err hk_client_backup(hk_client *c, const char *label,
+                               const char *pub_file, unsigned long *epoch);
+/* Restores key `kid` (32 hex digits) into this token under `label`: GET
+ * /backup gives the newest backup and the public values of the server's
+ * share of that epoch; x1 is decrypted with the backup private key (PEM
+ * file `priv_file`, passphrase may be NULL) and checked (x1*G = Q1 and Q =
+ * x1*Q2), then a refresh runs at once with a fresh Paillier key: only the
+ * refreshed share is stored, its backup uploaded, and refresh.5 makes the
+ * recovered x1 useless on both sides. Needs login. HK_ERR_EXISTS if the
+ * label or key is already in the token. info (may be NULL) the new key. */
+HK_WUR hk_err hk_client_restore(hk_client *c, const char *kid_hex,
+                                const char *priv_file, const char *passphrase,
+                                const char *label, hk_ks_keyinfo *info);
 /* A kept-open connection to the server: sessions are opened on it one
  * after the other (no TLS handshake per signature). Use a channel from
  * one thread at a time; it closes after the server's idle timeout, or

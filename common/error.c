@@ -43,6 +43,7 @@ static const char *const hk_error_msgs[HK_ERR__COUNT] = {
     [HK_ERR_SERVER] = "server error",
     [HK_ERR_RATE] = "refused by rate limit or policy",
     [HK_ERR_TX_UNSUPPORTED] = "transaction kind or feature not supported",
+    [HK_ERR_BACKUP] = "key backup missing for the new share",
 };
 
 const char *hk_strerror(hk_err e)

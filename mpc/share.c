@@ -378,3 +378,112 @@ done:
     OPENSSL_secure_clear_free(sec, sizeof(*sec));
     return e;
 }
+
+/* --- public views (backup and recovery) ---------------------------------- */
+
+hk_err hk_share_public_encode(const hk_share *s, unsigned char **out,
+                              size_t *len)
+{
+    size_t nb;
+    hk_msg *m = NULL;
+    hk_err e;
+
+    if (s == NULL || out == NULL || len == NULL || s->pk == NULL ||
+        s->ckey == NULL)
+        return HK_ERR_ARG;
+    nb = hk_width(hk_paillier_bits(s->pk));
+    if ((e = hk_msg_new("share-public", NULL, s->kid, &m)) != HK_OK)
+        return e;
+    if ((e = hk_msg_put_str(m, "curve", hk_curve_name(s->curve))) == HK_OK &&
+        (e = hk_msg_put_u32(m, "epoch", s->epoch)) == HK_OK &&
+        (e = hk_msg_put_u32(m, "pbits",
+                            (unsigned long)hk_paillier_bits(s->pk))) == HK_OK &&
+        (e = hk_msg_put_point(m, "Q", &s->Q)) == HK_OK &&
+        (e = hk_msg_put_point(m, "Q1", &s->Q1)) == HK_OK &&
+        (e = hk_msg_put_point(m, "Q2", &s->Q2)) == HK_OK &&
+        (e = hk_msg_put_bn(m, "N", hk_paillier_n(s->pk), nb)) == HK_OK &&
+        (e = hk_msg_put_bn(m, "ckey", s->ckey, 2 * nb)) == HK_OK &&
+        (e = hk_msg_put_bytes(m, "setup", s->rped_fp, HK_HASH_LEN)) == HK_OK)
+        e = hk_msg_encode(m, out, len);
+    hk_msg_free(m);
+    return e;
+}
+
+hk_err hk_share_public_decode(const unsigned char *in, size_t len,
+                              hk_share **out)
+{
+    char cname[16];
+    unsigned long bits;
+    hk_share *s = NULL;
+    hk_curve *c = NULL;
+    hk_msg *m = NULL;
+    BIGNUM *n = NULL;
+    hk_err e;
+
+    if (in == NULL || out == NULL)
+        return HK_ERR_ARG;
+    *out = NULL;
+    if ((e = hk_msg_parse(in, len, HK_RECORD_MAX, "share-public", NULL, NULL,
+                          &m)) != HK_OK)
+        return e;
+    e = HK_ERR_NOMEM;
+    if ((s = OPENSSL_zalloc(sizeof(*s))) == NULL)
+        goto done;
+    s->role = HK_ROLE_P1;
+    if ((e = hk_msg_get_bytes(m, "kid", s->kid, HK_ID_LEN)) != HK_OK ||
+        (e = hk_msg_get_str(m, "curve", cname, sizeof(cname))) != HK_OK ||
+        (e = hk_msg_get_u32(m, "epoch", &s->epoch)) != HK_OK ||
+        (e = hk_msg_get_u32(m, "pbits", &bits)) != HK_OK)
+        goto done;
+    e = HK_ERR_SHARE;
+    if (hk_curve_from_name(cname, &s->curve) != HK_OK || s->epoch == 0 ||
+        !hk_paillier_bits_ok((int)bits))
+        goto done;
+    if ((e = hk_curve_new(s->curve, &c)) != HK_OK ||
+        (e = hk_msg_get_point(m, c, "Q", &s->Q)) != HK_OK ||
+        (e = hk_msg_get_point(m, c, "Q1", &s->Q1)) != HK_OK ||
+        (e = hk_msg_get_point(m, c, "Q2", &s->Q2)) != HK_OK ||
+        (e = hk_msg_get_bn(m, "N", hk_width((int)bits), &n)) != HK_OK ||
+        (e = hk_msg_get_bn(m, "ckey", 2 * hk_width((int)bits), &s->ckey)) !=
+            HK_OK ||
+        (e = hk_msg_get_bytes(m, "setup", s->rped_fp, HK_HASH_LEN)) != HK_OK ||
+        (e = hk_msg_finish(m)) != HK_OK)
+        goto done;
+    e = HK_ERR_SHARE;
+    if (hk_paillier_pk_new(n, (int)bits, &s->pk) != HK_OK ||
+        hk_paillier_ct_check(s->pk, s->ckey) != HK_OK)
+        goto done;
+    *out = s;
+    s = NULL;
+    e = HK_OK;
+done:
+    if (e == HK_ERR_POINT || e == HK_ERR_SCALAR || e == HK_ERR_CURVE)
+        e = HK_ERR_SHARE;
+    BN_free(n);
+    hk_share_free(s);
+    hk_curve_free(c);
+    hk_msg_free(m);
+    return e;
+}
+
+hk_err hk_share_p1_restore(hk_share *view, const hk_scalar *x1)
+{
+    hk_curve *c = NULL;
+    hk_share t;
+    hk_err e;
+
+    if (view == NULL || x1 == NULL || view->role != HK_ROLE_P1 ||
+        view->sk != NULL)
+        return HK_ERR_ARG;
+    if ((e = hk_curve_new(view->curve, &c)) != HK_OK)
+        return e;
+    t = *view;
+    t.x = *x1;
+    /* x1*G = Q1 and Q = x1*Q2: the same checks as a decoded record */
+    e = hk_share_check_points(c, &t) == HK_OK ? HK_OK : HK_ERR_KEY_MISMATCH;
+    if (e == HK_OK)
+        view->x = *x1;
+    OPENSSL_cleanse(&t, sizeof(t));
+    hk_curve_free(c);
+    return e;
+}

@@ -42,6 +42,26 @@ HK_WUR hk_err hk_share_encode(const hk_share *s, unsigned char **out,
  * or HK_ERR_DECODE on failure. */
 HK_WUR hk_err hk_share_decode(const unsigned char *in, size_t len,
                               hk_share **out);
+/* The public view of a share: curve, key id, epoch, Q, Q1, Q2, N, ckey and
+ * the setup fingerprint, no secret (both parties hold these values). The
+ * server gives it to a client that restores its share from a backup
+ * (GET /backup): with x1 decrypted from the backup it is enough to run a
+ * refresh (hk_refresh_p1_new), whose share reference (epoch and
+ * hk_share_fingerprint) covers exactly these values. OPENSSL_free the
+ * output. */
+HK_WUR hk_err hk_share_public_encode(const hk_share *s, unsigned char **out,
+                                     size_t *len);
+/* Strict decode of a public view: points on the curve, N a valid Paillier
+ * modulus of its size, ckey in Z*_{N^2}, Q = x2*Q1 not checkable here.
+ * The result has role P1, x = 0 and no Paillier secret: it is only the
+ * input of hk_share_p1_restore. HK_ERR_SHARE / HK_ERR_DECODE on failure. */
+HK_WUR hk_err hk_share_public_decode(const unsigned char *in, size_t len,
+                                     hk_share **out);
+/* Completes a decoded public view with a recovered x1: HK_ERR_KEY_MISMATCH
+ * unless x1*G = Q1 and x1*Q2 = Q (nothing set then). The share has no
+ * Paillier secret: it can run a refresh (which makes a new Paillier key)
+ * but neither sign nor be stored (hk_share_encode refuses it). */
+HK_WUR hk_err hk_share_p1_restore(hk_share *view, const hk_scalar *x1);
 /* Compressed public key Q. */
 const hk_point *hk_share_pubkey(const hk_share *s);
 

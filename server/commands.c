@@ -115,17 +115,42 @@ int hk_cmd_initdb(int argc, char **argv)
     return 0;
 }
 
-static void hk_admin_print_key(const hk_db_key *k)
+/* The key's backup state (issue 18): "none", "ok:E" (a backup of the
+ * active share's epoch E or later), "stale:B<E" (the newest backup, of
+ * epoch B, is older than the active share), "?" when unreadable. */
+static void hk_admin_backup_state(hk_db *db, const unsigned char *kid,
+                                  char *out, size_t cap)
 {
-    char kh[2 * HK_ID_LEN + 1];
+    unsigned long newest = 0, active = 0;
+    unsigned char *sealed = NULL;
+    size_t len = 0;
+
+    snprintf(out, cap, "?");
+    if (db == NULL || hk_db_backup_newest(db, kid, &newest) != HK_OK)
+        return;
+    if (hk_db_share_get_active(db, kid, &active, &sealed, &len) != HK_OK)
+        active = 0;
+    OPENSSL_free(sealed);
+    if (newest == 0)
+        snprintf(out, cap, "none");
+    else if (newest >= active)
+        snprintf(out, cap, "ok:%lu", newest);
+    else
+        snprintf(out, cap, "stale:%lu<%lu", newest, active);
+}
+
+static void hk_admin_print_key(hk_db *db, const hk_db_key *k)
+{
+    char kh[2 * HK_ID_LEN + 1], bk[48];
 
     hk_hex(k->kid, HK_ID_LEN, kh);
-    printf("%s\t%s\t%s\t%lld\t%s\t%u/h\t%u/d\t%s\n", kh,
+    hk_admin_backup_state(db, k->kid, bk, sizeof(bk));
+    printf("%s\t%s\t%s\t%lld\t%s\t%u/h\t%u/d\t%s\tbackup=%s\n", kh,
            hk_curve_name(k->curve), k->owner, (long long)k->created,
            k->disabled  ? "disabled"
            : k->pending ? "pending"
                         : "enabled",
-           k->max_hour, k->max_day, k->label);
+           k->max_hour, k->max_day, k->label, bk);
 }
 
 static int hk_admin_list(hk_db *db, const char *sub)
@@ -137,9 +162,9 @@ static int hk_admin_list(hk_db *db, const char *sub)
     if ((e = hk_db_key_list(db, sub, &keys, &n)) != HK_OK)
         return hk_admin_fail("keys list", e, hk_db_errmsg(db));
     printf("key_id\tcurve\tsubject\tcreated\tstate\tmax_hour\tmax_day\t"
-           "label\n");
+           "label\tbackup\n");
     for (i = 0; i < n; i++)
-        hk_admin_print_key(&keys[i]);
+        hk_admin_print_key(db, &keys[i]);
     OPENSSL_free(keys);
     return 0;
 }
@@ -198,7 +223,52 @@ static int hk_admin_change(hk_db *db, const hk_srv_config *c, const char *verb,
     if (e != HK_OK)
         return hk_admin_fail(
             verb, e, e == HK_ERR_NOT_FOUND ? "no such key" : hk_db_errmsg(db));
-    hk_admin_print_key(&k);
+    hk_admin_print_key(db, &k);
+    return 0;
+}
+
+/* keys delete --key K: removes a key (its share, and its backup with it)
+ * whose client is gone, as an audited operator action. A key with a
+ * backup could still have been restored: that is said, and audited. */
+static int hk_admin_delete(hk_db *db, const hk_srv_config *c,
+                           const hk_admin_opts *o)
+{
+    unsigned char kid[HK_ID_LEN];
+    unsigned long newest = 0;
+    char detail[160];
+    hk_audit_ev ev;
+    hk_db_key k;
+    hk_err e;
+
+    if (o->key == NULL || !hk_unhex(o->key, strlen(o->key), kid, HK_ID_LEN))
+        return hk_admin_usage("keys delete --key KEYID");
+    if ((e = hk_db_key_get(db, kid, &k)) != HK_OK ||
+        (e = hk_db_backup_newest(db, kid, &newest)) != HK_OK ||
+        (e = hk_db_key_delete(db, kid, NULL)) != HK_OK)
+        return hk_admin_fail("keys delete", e,
+                             e == HK_ERR_NOT_FOUND ? "no such key"
+                                                   : hk_db_errmsg(db));
+    if (newest > 0)
+        snprintf(detail, sizeof(detail),
+                 "by operator: client gone; the key had a backup (epoch "
+                 "%lu), deleted with it",
+                 newest);
+    else
+        snprintf(detail, sizeof(detail), "by operator: client gone");
+    memset(&ev, 0, sizeof(ev));
+    ev.event = "delete";
+    ev.outcome = "ok";
+    ev.sub = k.owner;
+    ev.kid = kid;
+    ev.detail = detail;
+    if ((e = hk_audit_write(db, c->node, &ev, (int64_t)time(NULL))) != HK_OK)
+        return hk_admin_fail("keys delete: audit", e, hk_db_errmsg(db));
+    if (newest > 0)
+        fprintf(stderr,
+                "halfkeyd: key %s had a backup (epoch %lu): it can no longer "
+                "be restored (the server's share and the backup are gone)\n",
+                o->key, newest);
+    printf("%s\tdeleted\n", o->key);
     return 0;
 }
 
@@ -234,18 +304,22 @@ int hk_cmd_keys(int argc, char **argv)
     hk_db *db = NULL;
     int rc, list = strcmp(verb, "list") == 0;
 
-    int limit = strcmp(verb, "limit") == 0;
+    int limit = strcmp(verb, "limit") == 0, del = strcmp(verb, "delete") == 0;
 
-    if ((!list && !limit && strcmp(verb, "disable") &&
+    if ((!list && !limit && !del && strcmp(verb, "disable") &&
          strcmp(verb, "enable")) ||
         !hk_admin_parse(argc, argv, 3, &o) || o.from != NULL || o.anchor ||
         (list && o.key != NULL) ||
         (!list && (o.sub == NULL) == (o.key == NULL)) ||
-        (limit && o.sub != NULL) || (!limit && (o.per_hour || o.per_day)))
-        return hk_admin_usage("keys list|disable|enable|limit --config FILE");
+        ((limit || del) && o.sub != NULL) ||
+        (!limit && (o.per_hour || o.per_day)))
+        return hk_admin_usage(
+            "keys list|disable|enable|limit|delete --config FILE");
     if ((rc = hk_admin_open(o.config, &c, &db)) != 0)
         return rc;
-    if (list)
+    if (del)
+        rc = hk_admin_delete(db, &c, &o);
+    else if (list)
         rc = hk_admin_list(db, o.sub);
     else if (o.sub != NULL)
         rc = hk_admin_change_sub(db, &c, verb, &o);

@@ -55,6 +55,7 @@ static int hk_usage(void)
             "(--key KEYID | --sub NAME)\n"
             "       halfkeyd keys limit --config FILE --key KEYID "
             "--per-hour N|unlimited --per-day N|unlimited\n"
+            "       halfkeyd keys delete --config FILE --key KEYID\n"
             "       halfkeyd audit verify --config FILE [--anchor SEQ:HASH]\n"
             "       halfkeyd audit export --config FILE [--from SEQ]\n"
 

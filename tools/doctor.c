@@ -634,6 +634,54 @@ static void hk_dr_login(hk_dr *d, const hk_ks_keyinfo *keys, size_t n)
                   "unseals");
 }
 
+/* The key file's epoch against the server's active share, and the key's
+ * backup (issue 18), from GET /pubkey's answer o. 1 if the key can sign. */
+static int hk_dr_key_epochs(hk_dr *d, const hk_ks_keyinfo *k, const char *kh,
+                            json_t *o)
+{
+    unsigned long srv = (unsigned long)json_integer_value(
+                      json_object_get(o, "epoch")),
+                  bk = (unsigned long)json_integer_value(
+                      json_object_get(o, "backup_epoch"));
+
+    if (srv > k->epoch) {
+        hk_dr_say(d, HK_DR_FAIL, "key",
+                  "%s: the key file is of an older epoch (%lu) than the "
+                  "server's share (%lu): this token directory (or the key "
+                  "file) was put back from an older copy, and cannot sign",
+                  k->label, k->epoch, srv);
+        hk_dr_fix(d,
+                  "restore the key from its backup on a new token directory: "
+                  "`halfkey restore --key-id %s --backup-priv FILE --label %s`",
+                  kh, k->label);
+        return 0;
+    }
+    if (bk == 0) {
+        hk_dr_say(d, HK_DR_WARN, "backup",
+                  "%s: no backup on the server: losing this device loses "
+                  "the key",
+                  k->label);
+        hk_dr_fix(d,
+                  "`halfkey backup-key new --out FILE` (keep it offline), "
+                  "then `halfkey backup --key %s --backup-pub FILE.pub`, "
+                  "and backup_pub = FILE.pub in halfkey.conf",
+                  k->label);
+    } else if (bk < k->epoch) {
+        hk_dr_say(d, HK_DR_WARN, "backup",
+                  "%s: the server's backup (epoch %lu) is older than this "
+                  "share (epoch %lu)%s",
+                  k->label, bk, k->epoch,
+                  srv < k->epoch ? ": the server keeps the old share active "
+                                   "until the backup of the new one arrives"
+                                 : "");
+        hk_dr_fix(d, "`halfkey backup --key %s --backup-pub FILE`", k->label);
+    } else {
+        hk_dr_say(d, HK_DR_OK, "backup", "%s: backup of epoch %lu is current",
+                  k->label, bk);
+    }
+    return 1;
+}
+
 /* 1 if the server holds key k (same public key); reports otherwise. */
 static int hk_dr_key_server(hk_dr *d, const hk_ks_keyinfo *k, const char *kh)
 {
@@ -665,6 +713,8 @@ static int hk_dr_key_server(hk_dr *d, const hk_ks_keyinfo *k, const char *kh)
         hk_dr_fix(d, "the key works only with the server (and JWT subject) "
                      "that made it: check server_url and the token's sub");
     }
+    if (ok == 1)
+        ok = hk_dr_key_epochs(d, k, kh, o);
     json_decref(o);
     free(body);
     return ok == 1;

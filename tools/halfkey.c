@@ -13,7 +13,13 @@
  *   halfkey [--dir D] list | status
  *   halfkey [--dir D] unlock --key L
  *   halfkey [--dir D] [--pin-file F] doctor   (tools/doctor.h)
- *   halfkey [--dir D] delete --key L|KEYID   (on the server, then here)
+ *   halfkey [--dir D] delete --key L|KEYID [--yes]  (on the server, then
+ *           here; asks to type the label unless --yes)
+ *   halfkey backup-key new --out FILE [--type p256|rsa3072]
+ *           [--passphrase-file F]   (FILE: private key, FILE.pub: public)
+ *   halfkey [--dir D] backup --key L [--backup-pub FILE]
+ *   halfkey [--dir D] restore --key-id KEYID --backup-priv FILE --label L
+ *           [--passphrase-file F]
  *   halfkey [--dir D] set-so-pin --so-pin-file F
  *           (sets the SO PIN if the token has none, and escrows the user
  *           PIN's master key for the SO: both PINs are needed once)
@@ -23,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <openssl/core_names.h>
@@ -32,12 +39,13 @@
 
 #include "client/client.h"
 #include "mpc/codec.h"
+#include "mpc/pve.h"
 #include "tools/doctor.h"
 
 #define HK_MAX_OPTS 16
 
 typedef struct {
-    const char *dir, *cmd, *pin_file;
+    const char *dir, *cmd, *verb, *pin_file;
     const char *names[HK_MAX_OPTS], *values[HK_MAX_OPTS];
     int n;
 } hk_args;
@@ -55,7 +63,8 @@ static int hk_usage(void)
 {
     fputs("usage: halfkey [--dir D] [--pin-file F] COMMAND [options]\n"
           "commands: init, keygen, sign, refresh, pubkey, list, status, "
-          "unlock, doctor, delete, set-so-pin\n(see halfkey(1) for the "
+          "unlock, doctor, delete, set-so-pin, backup-key, backup, "
+          "restore\n(see halfkey(1) for the "
           "options of each)\n",
           stderr);
     return 2;
@@ -72,7 +81,10 @@ static const char *hk_opt(const hk_args *a, const char *name)
 }
 
 /* Options that take no value (given: "1"). */
-static int hk_is_flag(const char *arg) { return strcmp(arg, "--force") == 0; }
+static int hk_is_flag(const char *arg)
+{
+    return strcmp(arg, "--force") == 0 || strcmp(arg, "--yes") == 0;
+}
 
 /* Parses [--dir D] [--pin-file F] CMD then --name value pairs and flags. */
 static int hk_parse(int argc, char **argv, hk_args *a)
@@ -91,6 +103,10 @@ static int hk_parse(int argc, char **argv, hk_args *a)
     if (i >= argc)
         return 0;
     a->cmd = argv[i++];
+    /* a command with a verb: `backup-key new` */
+    if (i < argc && strcmp(a->cmd, "backup-key") == 0 &&
+        strncmp(argv[i], "--", 2) != 0)
+        a->verb = argv[i++];
     for (; i < argc; i += 2) {
         if (strncmp(argv[i], "--", 2) != 0 || a->n == HK_MAX_OPTS)
             return 0;
@@ -478,6 +494,16 @@ static int hk_cmd_refresh(const hk_args *a)
     }
     fprintf(stderr, "halfkey: refreshing the key shares...\n");
     e = hk_client_refresh(c, key);
+    if (e == HK_ERR_BACKUP) {
+        fprintf(stderr,
+                "halfkey: refresh: the new share is stored and signs, but "
+                "the server keeps the old one active until the backup of "
+                "the new epoch is stored (%s): run `halfkey backup --key %s "
+                "--backup-pub FILE`\n",
+                hk_client_last_error(c), key);
+        hk_client_close(c);
+        return 1;
+    }
     if (e != HK_OK) {
         int r = hk_die("refresh", e, hk_client_last_error(c));
 
@@ -675,9 +701,29 @@ static hk_err hk_key_label(hk_client *c, const char *key, char *out)
     return e;
 }
 
+/* Deleting is for good: the label typed back (from the terminal, else
+ * the first line of standard input) unless --yes. */
+static int hk_confirm_delete(const hk_args *a, const char *label)
+{
+    char line[HK_KS_LABEL_MAX + 8];
+    FILE *in = stdin;
+
+    if (hk_opt(a, "yes") != NULL)
+        return 1;
+    fprintf(stderr,
+            "halfkey: deleting key %s removes its share here and on the "
+            "server for good (a backup of it on the server goes too).\n"
+            "Type the label to confirm: ",
+            label);
+    if (fgets(line, sizeof(line), in) == NULL)
+        return 0;
+    line[strcspn(line, "\r\n")] = 0;
+    return strcmp(line, label) == 0;
+}
+
 static int hk_cmd_delete(const hk_args *a)
 {
-    static const char *const allowed[] = {"key", NULL};
+    static const char *const allowed[] = {"key", "yes", NULL};
     char label[HK_KS_LABEL_MAX + 1];
     hk_client *c;
     hk_err e;
@@ -686,7 +732,14 @@ static int hk_cmd_delete(const hk_args *a)
         return hk_usage();
     if (hk_open(a, &c, 1) != 0)
         return 1;
-    if ((e = hk_key_label(c, hk_opt(a, "key"), label)) == HK_OK)
+    if ((e = hk_key_label(c, hk_opt(a, "key"), label)) == HK_OK &&
+        !hk_confirm_delete(a, label)) {
+        hk_client_close(c);
+        fprintf(stderr, "halfkey: delete: not confirmed: nothing deleted "
+                        "(type the label, or pass --yes)\n");
+        return 1;
+    }
+    if (e == HK_OK)
         e = hk_client_delete(c, label);
     if (e != HK_OK) {
         int r = hk_die("delete", e,
@@ -696,9 +749,190 @@ static int hk_cmd_delete(const hk_args *a)
         hk_client_close(c);
         return r;
     }
+    if (hk_client_last_error(c)[0] != '\0')
+        printf("backup = deleted (%s)\n", hk_client_last_error(c));
     hk_client_close(c);
     printf("deleted = %s\n", label);
     return 0;
+}
+
+/* A backup key's passphrase: the first line of --passphrase-file, else
+ * typed twice at the terminal (`twice`: a new key), else none. 0 when a
+ * file cannot be read or the two entries differ. */
+static int hk_passphrase(const hk_args *a, int twice, char *out, size_t cap,
+                         int *have)
+{
+    const char *f = hk_opt(a, "passphrase-file");
+    char *p, again[256];
+
+    *have = 0;
+    if (f != NULL) {
+        if (!hk_read_line(f, out, cap))
+            return 0;
+        *have = 1;
+        return 1;
+    }
+    if (!isatty(STDIN_FILENO))
+        return !twice; /* a new key needs one; an old one may have none */
+    if ((p = getpass("Backup key passphrase: ")) == NULL)
+        return 0;
+    snprintf(out, cap, "%s", p);
+    OPENSSL_cleanse(p, strlen(p));
+    if (twice) {
+        if ((p = getpass("Again: ")) == NULL)
+            return 0;
+        snprintf(again, sizeof(again), "%s", p);
+        OPENSSL_cleanse(p, strlen(p));
+        if (strcmp(again, out) != 0) {
+            OPENSSL_cleanse(again, sizeof(again));
+            return 0;
+        }
+        OPENSSL_cleanse(again, sizeof(again));
+    }
+    *have = out[0] != 0;
+    return 1;
+}
+
+/* Writes len bytes to path, mode `mode`, refusing to overwrite. */
+static int hk_write_new(const char *path, const char *buf, size_t len,
+                        mode_t mode)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, mode);
+    int ok = fd >= 0 && write(fd, buf, len) == (ssize_t)len && fsync(fd) == 0;
+
+    if (fd >= 0 && close(fd) != 0)
+        ok = 0;
+    return ok;
+}
+
+static int hk_cmd_backup_key(const hk_args *a, const char *verb)
+{
+    static const char *const allowed[] = {"out", "type", "passphrase-file",
+                                          NULL};
+    const char *out = hk_opt(a, "out"), *type = hk_opt(a, "type");
+    char pass[256], pubpath[1024], *pem = NULL, *pub = NULL;
+    unsigned char fp[HK_HASH_LEN];
+    char fh[2 * HK_HASH_LEN + 1];
+    size_t len = 0, plen = 0;
+    hk_pve_priv *k = NULL;
+    hk_pve_type t = HK_PVE_ECIES_P256;
+    int have = 0, rc = 1;
+    hk_err e;
+
+    if (verb == NULL || strcmp(verb, "new") != 0 || !hk_only(a, allowed) ||
+        out == NULL)
+        return hk_usage();
+    if (type != NULL && strcmp(type, "rsa3072") == 0)
+        t = HK_PVE_RSA_OAEP_3072;
+    else if (type != NULL && strcmp(type, "p256") != 0)
+        return hk_die("backup-key", HK_ERR_ARG, "--type p256 or rsa3072");
+    if (snprintf(pubpath, sizeof(pubpath), "%s.pub", out) >=
+        (int)sizeof(pubpath))
+        return hk_die("backup-key", HK_ERR_ARG, "path too long");
+    if (!hk_passphrase(a, 1, pass, sizeof(pass), &have) || !have ||
+        strlen(pass) < 8) {
+        OPENSSL_cleanse(pass, sizeof(pass));
+        return hk_die("backup-key", HK_ERR_PIN,
+                      "a passphrase of 8 characters or more, typed twice "
+                      "alike (or --passphrase-file)");
+    }
+    if ((e = hk_pve_keygen(t, &k)) != HK_OK ||
+        (e = hk_pve_priv_to_pem(k, pass, &pem, &len)) != HK_OK ||
+        (e = hk_pve_pub_to_pem(hk_pve_priv_pub(k), &pub, &plen)) != HK_OK) {
+        rc = hk_die("backup-key", e, NULL);
+        goto done;
+    }
+    if (!hk_write_new(out, pem, len, 0600) ||
+        !hk_write_new(pubpath, pub, plen, 0644)) {
+        rc = hk_die("backup-key", HK_ERR_IO,
+                    "cannot create the files (they must not exist)");
+        goto done;
+    }
+    hk_pve_pub_fingerprint(hk_pve_priv_pub(k), fp);
+    hk_hex(fp, sizeof(fp), fh);
+    printf("backup_priv = %s\nbackup_pub = %s\nfingerprint = %s\n%s", out,
+           pubpath, fh, pub);
+    fprintf(stderr,
+            "halfkey: keep %s offline (and its passphrase apart): whoever "
+            "holds both can read the client share of every key backed up "
+            "under it\n",
+            out);
+    rc = 0;
+done:
+    OPENSSL_cleanse(pass, sizeof(pass));
+    if (pem != NULL)
+        OPENSSL_clear_free(pem, len);
+    OPENSSL_free(pub);
+    hk_pve_priv_free(k);
+    return rc;
+}
+
+static int hk_cmd_backup(const hk_args *a)
+{
+    static const char *const allowed[] = {"key", "backup-pub", NULL};
+    char label[HK_KS_LABEL_MAX + 1];
+    unsigned long epoch = 0;
+    hk_client *c;
+    hk_err e;
+
+    if (!hk_only(a, allowed) || hk_opt(a, "key") == NULL)
+        return hk_usage();
+    if (hk_open(a, &c, 1) != 0)
+        return 1;
+    if ((e = hk_key_label(c, hk_opt(a, "key"), label)) == HK_OK)
+        e = hk_client_backup(c, label, hk_opt(a, "backup-pub"), &epoch);
+    if (e != HK_OK) {
+        int r = hk_die("backup", e, hk_client_last_error(c));
+
+        hk_client_close(c);
+        return r;
+    }
+    hk_client_close(c);
+    printf("backup = %s\nepoch = %lu\n", label, epoch);
+    return 0;
+}
+
+static int hk_cmd_restore(const hk_args *a)
+{
+    static const char *const allowed[] = {"key-id", "backup-priv", "label",
+                                          "passphrase-file", NULL};
+    char pass[256], hex[2 * HK_ID_LEN + 1];
+    hk_ks_keyinfo info;
+    hk_client *c;
+    int have = 0;
+    hk_err e;
+
+    if (!hk_only(a, allowed) || hk_opt(a, "key-id") == NULL ||
+        hk_opt(a, "backup-priv") == NULL || hk_opt(a, "label") == NULL)
+        return hk_usage();
+    if (!hk_passphrase(a, 0, pass, sizeof(pass), &have))
+        return hk_die("restore", HK_ERR_PIN, "reading the passphrase");
+    if (hk_open(a, &c, 1) != 0) {
+        OPENSSL_cleanse(pass, sizeof(pass));
+        return 1;
+    }
+    fprintf(stderr, "halfkey: restoring the key from its backup, then "
+                    "refreshing its shares...\n");
+    e = hk_client_restore(c, hk_opt(a, "key-id"), hk_opt(a, "backup-priv"),
+                          have ? pass : NULL, hk_opt(a, "label"), &info);
+    OPENSSL_cleanse(pass, sizeof(pass));
+    if (e == HK_ERR_BACKUP)
+        fprintf(stderr,
+                "halfkey: restore: the key is restored and signs, but the "
+                "server did not store the new share's backup (%s): run "
+                "`halfkey backup --key %s --backup-pub FILE`\n",
+                hk_client_last_error(c), hk_opt(a, "label"));
+    else if (e != HK_OK) {
+        int r = hk_die("restore", e, hk_client_last_error(c));
+
+        hk_client_close(c);
+        return r;
+    }
+    hk_client_close(c);
+    hk_hex(info.kid, HK_ID_LEN, hex);
+    printf("restored = %s\nkey_id = %s\nepoch = %lu\n", info.label, hex,
+           info.epoch);
+    return hk_print_pubkey(&info) && e == HK_OK ? 0 : 1;
 }
 
 int main(int argc, char **argv)
@@ -729,5 +963,11 @@ int main(int argc, char **argv)
         return hk_cmd_delete(&a);
     if (strcmp(a.cmd, "set-so-pin") == 0)
         return hk_cmd_set_so_pin(&a);
+    if (strcmp(a.cmd, "backup") == 0)
+        return hk_cmd_backup(&a);
+    if (strcmp(a.cmd, "backup-key") == 0)
+        return hk_cmd_backup_key(&a, a.verb);
+    if (strcmp(a.cmd, "restore") == 0)
+        return hk_cmd_restore(&a);
     return hk_usage();
 }

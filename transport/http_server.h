@@ -13,7 +13,7 @@
 
 #include "common/error.h"
 
-#define HK_HTTP_BODY_MAX (64u * 1024u)
+#define HK_HTTP_BODY_MAX (192u * 1024u) /* a PVE backup (RSA key): 137 KB */
 #define HK_WS_MSG_MAX (256u * 1024u)
 /* Room for the request line and every header: the Authorization header
  * of the largest token (HK_JWT_MAX) plus 4 KB for the others. An

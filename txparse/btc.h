@@ -31,11 +31,6 @@ void hk_hash160(const unsigned char *in, size_t len, unsigned char out[20]);
 hk_err hk_btc_address(const unsigned char *spk, size_t spk_len, hk_btc_net net,
                       char out[HK_BTC_ADDR_MAX]) HK_WUR;
 
-/* Strict base64 (RFC 4648, padded, no whitespace, zero pad bits) of
- * in[0..len) into a new *out (free()). HK_ERR_DECODE. */
-hk_err hk_b64_decode(const char *in, size_t len, unsigned char **out,
-                     size_t *out_len) HK_WUR;
-/* base64 of in[0..len) into a new NUL-terminated *out (free()). */
-hk_err hk_b64_encode(const unsigned char *in, size_t len, char **out) HK_WUR;
+/* base64: common/hex.h (hk_b64_encode, hk_b64_decode). */
 
 #endif

@@ -4,8 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
 #include <secp256k1.h>
 
+#include "common/hex.h"
 #include "common/why.h"
 #include "txparse/psbt.h"
 
@@ -756,12 +758,12 @@ hk_err hk_psbt_parse_base64(const char *b64, size_t len, hk_btc_net net,
         hk_why(why, why_len, "PSBT larger than %d bytes", HK_PSBT_MAX);
         return HK_ERR_TOO_BIG;
     }
-    if ((e = hk_b64_decode(b64, len, &raw, &n)) != HK_OK) {
+    if (!hk_b64_decode(b64, len, HK_PSBT_MAX, &raw, &n)) {
         hk_why(why, why_len, "PSBT: not strict base64");
-        return e;
+        return HK_ERR_DECODE;
     }
     e = hk_psbt_parse(raw, n, net, out, why, why_len);
-    free(raw);
+    OPENSSL_free(raw);
     return e;
 }
 
@@ -939,7 +941,7 @@ hk_err hk_psbt_serialize_base64(const hk_psbt *ps, char **out)
         *out = NULL;
     if ((e = hk_psbt_serialize(ps, &raw, &n)) != HK_OK)
         return e;
-    e = hk_b64_encode(raw, n, out);
+    e = (*out = hk_b64_encode(raw, n)) != NULL ? HK_OK : HK_ERR_NOMEM;
     free(raw);
     return e;
 }

@@ -129,6 +129,7 @@ hk_err hk_psbt_add_partial_sig(hk_psbt *psbt, size_t index,
  * signatures after an input's pairs) into a new *out (free()). */
 hk_err hk_psbt_serialize(const hk_psbt *psbt, unsigned char **out,
                          size_t *out_len) HK_WUR;
+/* The same in base64 (*out: OPENSSL_free). */
 hk_err hk_psbt_serialize_base64(const hk_psbt *psbt, char **out) HK_WUR;
 
 #endif

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include <jansson.h>
+#include <openssl/crypto.h>
 
 #include "common/hex.h"
 #include "txparse/eth.h"
@@ -303,7 +304,7 @@ done:
     free(raw);
     free(a);
     free(b);
-    free(b64);
+    OPENSSL_free(b64);
     free(signed_tx);
     return rc;
 }

@@ -9,6 +9,7 @@
 #include <openssl/rand.h>
 
 #include "mpc/codec.h"
+#include "mpc/pve.h"
 #include "mpc/setup.h"
 #include "server/seal/keyring.h"
 #include "server/log.h"
@@ -257,6 +258,8 @@ static void hk_ep_delete(hk_service *svc, const hk_http_req *req,
     char kh[2 * HK_ID_LEN + 1];
     json_t *o = hk_body_object(req, allowed);
     const char *hex = json_string_value(json_object_get(o, "key_id"));
+    char detail[128];
+    unsigned long backup = 0;
     hk_audit_ev ev;
     hk_err e = HK_ERR_NOT_FOUND;
 
@@ -271,8 +274,16 @@ static void hk_ep_delete(hk_service *svc, const hk_http_req *req,
     ev.kid = kid;
     pthread_mutex_lock(&svc->dbmu);
     if (hk_parse_kid(hex, kid) &&
+        (e = hk_db_backup_newest(svc->db, kid, &backup)) == HK_OK &&
         (e = hk_db_key_delete(svc->db, kid, sub)) == HK_OK) {
         ev.outcome = "ok";
+        /* the backup goes with the key: it restores nothing without the
+         * server's share */
+        snprintf(detail, sizeof(detail),
+                 "by the owner; the key had a backup (epoch %lu), deleted "
+                 "with it",
+                 backup);
+        ev.detail = backup > 0 ? detail : NULL;
         e = hk_audit_write(svc->db, svc->cfg.node, &ev, hk_now());
     }
     pthread_mutex_unlock(&svc->dbmu);
@@ -280,8 +291,11 @@ static void hk_ep_delete(hk_service *svc, const hk_http_req *req,
     if (e != HK_OK)
         return hk_respond_hk(r, e);
     hk_hex(kid, HK_ID_LEN, kh);
-    hk_log("info", "event=key_deleted sub=%s key=%s", sub, kh);
-    hk_respond(r, 200, json_pack("{s:s,s:b}", "key_id", kh, "deleted", 1));
+    hk_log("info", "event=key_deleted sub=%s key=%s backup_epoch=%lu", sub, kh,
+           backup);
+    hk_respond(r, 200,
+               json_pack("{s:s,s:b,s:b}", "key_id", kh, "deleted", 1,
+                         "had_backup", backup > 0));
 }
 
 /* POST /unlock {"key_id", "reason"}: the owner overrides the abort lock
@@ -357,6 +371,9 @@ static void hk_ep_pubkey(hk_service *svc, const hk_http_req *req,
 {
     unsigned char kid[HK_ID_LEN], unc[HK_POINT_UNCOMPRESSED_LEN];
     char hex[2 * HK_POINT_UNCOMPRESSED_LEN + 1], khex[64];
+    unsigned long epoch = 0, backup = 0;
+    unsigned char *sealed = NULL;
+    size_t len = 0;
     hk_curve *c = NULL;
     hk_db_key key;
     hk_err e;
@@ -378,10 +395,209 @@ static void hk_ep_pubkey(hk_service *svc, const hk_http_req *req,
     }
     hk_curve_free(c);
     hk_hex(unc, sizeof(unc), hex);
+    /* the share versions: a client compares its key file with them
+     * (halfkey doctor), and sees whether its backup is current */
+    pthread_mutex_lock(&svc->dbmu);
+    if (hk_db_share_get_active(svc->db, kid, &epoch, &sealed, &len) != HK_OK)
+        epoch = 0;
+    if (hk_db_backup_newest(svc->db, kid, &backup) != HK_OK)
+        backup = 0;
+    pthread_mutex_unlock(&svc->dbmu);
+    OPENSSL_free(sealed);
     hk_respond(r, 200,
-               json_pack("{s:s,s:s,s:s,s:b}", "key_id", khex, "curve",
+               json_pack("{s:s,s:s,s:s,s:b,s:I,s:I}", "key_id", khex, "curve",
                          hk_curve_name(key.curve), "pubkey", hex, "disabled",
-                         key.disabled));
+                         key.disabled, "epoch", (json_int_t)epoch,
+                         "backup_epoch", (json_int_t)backup));
+}
+
+/* --- backups (issue 18) ---------------------------------------------------
+ * POST /backup {"key_id", "epoch", "blob", "backup_pub"}: the owner's
+ * client share of that epoch encrypted under its offline backup key
+ * (mpc/pve.h, base64) and that key's public half (PEM). The blob is
+ * verified against the Q1 of the share the server holds for that epoch
+ * (active or pending) and its binding to key id, epoch and backup key
+ * before anything is stored; a refusal names the reason. */
+
+/* Why a blob was refused: status 400 with a reason, or another status. */
+static const char *hk_backup_reason(hk_err e)
+{
+    switch (e) {
+    case HK_ERR_BINDING:
+        return "backup blob is for another key, epoch, curve, share or "
+               "backup key";
+    case HK_ERR_PROOF:
+        return "backup blob does not verify: it does not encrypt this "
+               "key's client share";
+    case HK_ERR_DECODE:
+    case HK_ERR_POINT:
+    case HK_ERR_SCALAR:
+    case HK_ERR_TOO_BIG:
+        return "malformed backup blob";
+    case HK_ERR_VERSION:
+        return "unknown backup blob version";
+    case HK_ERR_CONFIG:
+        return "backup_pub must be a P-256 or RSA-3072 (e = 65537) public "
+               "key in PEM";
+    case HK_ERR_EPOCH:
+        return "the key has no share of that epoch (any more)";
+    default:
+        return NULL;
+    }
+}
+
+/* Checks the blob against the share of (kid, epoch) and stores it; the
+ * backup key's fingerprint in fp. Call with svc->dbmu held. */
+static hk_err hk_backup_check_store(hk_service *svc, const char *sub,
+                                    const unsigned char *kid,
+                                    unsigned long epoch, const char *pem,
+                                    const unsigned char *blob, size_t len,
+                                    unsigned char fp[HK_HASH_LEN])
+{
+    hk_pve_pub *bk = NULL;
+    hk_share *sh = NULL;
+    hk_err e;
+
+    if ((e = hk_pve_pub_from_pem(pem, strlen(pem), &bk)) != HK_OK) {
+        if (e != HK_ERR_NOMEM)
+            e = HK_ERR_CONFIG;
+        goto done;
+    }
+    hk_pve_pub_fingerprint(bk, fp);
+    e = hk_load_share(svc->db, svc->kek, sub, kid, epoch, &sh, NULL);
+    if (e == HK_ERR_NOT_FOUND &&
+        hk_db_key_get_owned(svc->db, kid, sub, &(hk_db_key){0}) == HK_OK)
+        e = HK_ERR_EPOCH; /* the key is there, the share is not */
+    if (e != HK_OK)
+        goto done;
+    if ((e = hk_pve_verify(bk, sh->curve, kid, epoch, &sh->Q1, blob, len)) ==
+        HK_OK)
+        e = hk_db_backup_put(svc->db, kid, epoch, fp, blob, len, hk_now());
+done:
+    hk_share_free(sh);
+    hk_pve_pub_free(bk);
+    return e;
+}
+
+static void hk_ep_backup_post(hk_service *svc, const hk_http_req *req,
+                              const char *sub, hk_http_resp *r)
+{
+    static const char *const allowed[] = {"key_id", "epoch", "blob",
+                                          "backup_pub", NULL};
+    unsigned char kid[HK_ID_LEN], fp[HK_HASH_LEN], *blob = NULL;
+    char kh[2 * HK_ID_LEN + 1], fh[2 * HK_HASH_LEN + 1], detail[160];
+    json_t *o = hk_body_object(req, allowed);
+    const char *hex = json_string_value(json_object_get(o, "key_id"));
+    const char *b64 = json_string_value(json_object_get(o, "blob"));
+    const char *pem = json_string_value(json_object_get(o, "backup_pub"));
+    json_t *ej = json_object_get(o, "epoch");
+    json_int_t epoch = json_integer_value(ej);
+    const char *why;
+    hk_audit_ev ev;
+    size_t len = 0;
+    hk_err e;
+
+    if (hex == NULL || b64 == NULL || pem == NULL || !json_is_integer(ej) ||
+        epoch < 1 || epoch > (json_int_t)HK_DB_EPOCH_MAX ||
+        !hk_parse_kid(hex, kid)) {
+        json_decref(o);
+        return hk_respond_err(r, 400, "bad_request",
+                              "body must be {\"key_id\", \"epoch\", \"blob\" "
+                              "(base64), \"backup_pub\" (PEM)}");
+    }
+    memset(fp, 0, sizeof(fp));
+    if (!hk_b64_decode(b64, strlen(b64), HK_PVE_MAX_BLOB, &blob, &len))
+        e = HK_ERR_DECODE;
+    else {
+        pthread_mutex_lock(&svc->dbmu);
+        e = hk_backup_check_store(svc, sub, kid, (unsigned long)epoch, pem,
+                                  blob, len, fp);
+        pthread_mutex_unlock(&svc->dbmu);
+    }
+    json_decref(o);
+    OPENSSL_free(blob);
+    hk_hex(kid, HK_ID_LEN, kh);
+    hk_hex(fp, HK_HASH_LEN, fh);
+    why = hk_backup_reason(e);
+    if (e == HK_ERR_NOT_FOUND || e == HK_ERR_FORBIDDEN ||
+        (e != HK_OK && why == NULL)) {
+        hk_log("warn", "event=backup_failed sub=%s key=%s error=\"%s\"", sub,
+               kh, hk_strerror(e));
+        return hk_respond_hk(r, e);
+    }
+    memset(&ev, 0, sizeof(ev));
+    ev.event = "backup";
+    ev.outcome = e == HK_OK ? "ok" : "refused";
+    ev.sub = sub;
+    ev.kid = kid;
+    snprintf(detail, sizeof(detail), "epoch %lld, backup key %.16s%s%s",
+             (long long)epoch, fh, why != NULL ? ": " : "",
+             why != NULL ? why : "");
+    ev.detail = detail;
+    pthread_mutex_lock(&svc->dbmu);
+    if (hk_audit_write(svc->db, svc->cfg.node, &ev, hk_now()) != HK_OK)
+        hk_log("error", "event=audit_write_failed what=backup");
+    pthread_mutex_unlock(&svc->dbmu);
+    hk_log(e == HK_OK ? "info" : "warn",
+           "event=backup_%s sub=%s key=%s epoch=%lld reason=\"%s\"",
+           e == HK_OK ? "stored" : "refused", sub, kh, (long long)epoch,
+           why != NULL ? why : "");
+    if (e != HK_OK)
+        return hk_respond_err(r, 400, "backup_refused", why);
+    hk_respond(r, 200,
+               json_pack("{s:s,s:I,s:b,s:s}", "key_id", kh, "epoch",
+                         (json_int_t)epoch, "stored", 1, "backup_key", fh));
+}
+
+/* GET /backup?key_id=: the newest backup whose share the server still
+ * holds, with the public values of that share (mpc/share.h public view):
+ * what a client restoring on a new device needs besides its backup
+ * private key. Owner only; 404 when the key has no usable backup. */
+static void hk_ep_backup_get(hk_service *svc, const hk_http_req *req,
+                             const char *sub, hk_http_resp *r)
+{
+    unsigned char kid[HK_ID_LEN], *view = NULL;
+    char khex[64], fh[2 * HK_HASH_LEN + 1], *b64 = NULL, *v64 = NULL;
+    hk_db_backup b;
+    hk_share *sh = NULL;
+    hk_db_key key;
+    size_t vlen = 0;
+    int pending = 0;
+    hk_err e;
+
+    memset(&b, 0, sizeof(b));
+    if (!hk_query_get(req->query, "key_id", khex, sizeof(khex)))
+        return hk_respond_err(r, 400, "bad_request", "key_id required");
+    if ((e = hk_owned_key(svc, khex, sub, kid, &key)) != HK_OK)
+        return hk_respond_hk(r, e);
+    pthread_mutex_lock(&svc->dbmu);
+    e = hk_db_backup_get(svc->db, kid, 0, &b);
+    if (e == HK_OK)
+        e = hk_load_share(svc->db, svc->kek, sub, kid, b.epoch, &sh, &pending);
+    pthread_mutex_unlock(&svc->dbmu);
+    if (e == HK_OK && (e = hk_share_public_encode(sh, &view, &vlen)) == HK_OK &&
+        ((b64 = hk_b64_encode(b.blob, b.len)) == NULL ||
+         (v64 = hk_b64_encode(view, vlen)) == NULL))
+        e = HK_ERR_NOMEM;
+    if (e == HK_ERR_NOT_FOUND)
+        hk_respond_err(r, 404, "not_found", "no backup of this key");
+    else if (e != HK_OK)
+        hk_respond_hk(r, e);
+    else {
+        hk_hex(b.bk_fp, HK_HASH_LEN, fh);
+        hk_respond(r, 200,
+                   json_pack("{s:s,s:s,s:I,s:s,s:s,s:s,s:s,s:I}", "key_id",
+                             khex, "curve", hk_curve_name(key.curve), "epoch",
+                             (json_int_t)b.epoch, "state",
+                             pending ? "pending" : "active", "backup_key", fh,
+                             "blob", b64, "share", v64, "created",
+                             (json_int_t)b.created));
+    }
+    OPENSSL_free(b.blob);
+    OPENSSL_free(view);
+    OPENSSL_free(b64);
+    OPENSSL_free(v64);
+    hk_share_free(sh);
 }
 
 static int hk_active_sessions(hk_service *svc)
@@ -478,6 +694,11 @@ static void hk_ep_metrics(hk_service *svc, hk_http_resp *r)
     g.refused_peer = ts.refused_peer;
     g.max_conns = svc->max_conns;
     g.max_per_peer = svc->cfg.max_conns_per_peer;
+    pthread_mutex_lock(&svc->dbmu);
+    if (hk_db_backup_counts(svc->db, &g.backup_none, &g.backup_stale,
+                            &g.backup_waiting) != HK_OK)
+        g.backup_none = g.backup_stale = g.backup_waiting = -1;
+    pthread_mutex_unlock(&svc->dbmu);
     r->status = 200;
     r->content_type = "text/plain; version=0.0.4";
     r->body = hk_metrics_render(svc->metrics, &g, svc->cfg.node);
@@ -500,9 +721,12 @@ static void hk_on_http(void *ctx, const hk_http_req *req, hk_http_resp *r)
     }
     if (strcmp(req->path, "/keygen") && strcmp(req->path, "/sign") &&
         strcmp(req->path, "/refresh") && strcmp(req->path, "/pubkey") &&
-        strcmp(req->path, "/delete") && strcmp(req->path, "/unlock"))
+        strcmp(req->path, "/delete") && strcmp(req->path, "/unlock") &&
+        strcmp(req->path, "/backup"))
         return hk_respond_err(r, 404, "not_found", "no such endpoint");
-    if (post == (strcmp(req->path, "/pubkey") == 0))
+    if (strcmp(req->path, "/backup") == 0
+            ? !post && strcmp(req->method, "GET") != 0
+            : post == (strcmp(req->path, "/pubkey") == 0))
         return hk_respond_err(r, 405, "method", "method not allowed");
     if (hk_authenticate(svc, req->auth, sub, NULL) != HK_OK) {
         hk_log("warn", "event=auth_refused path=%s", req->path);
@@ -519,6 +743,9 @@ static void hk_on_http(void *ctx, const hk_http_req *req, hk_http_resp *r)
         return hk_ep_delete(svc, req, sub, r);
     if (strcmp(req->path, "/unlock") == 0)
         return hk_ep_unlock(svc, req, sub, r);
+    if (strcmp(req->path, "/backup") == 0)
+        return post ? hk_ep_backup_post(svc, req, sub, r)
+                    : hk_ep_backup_get(svc, req, sub, r);
     hk_ep_pubkey(svc, req, sub, r);
 }
 

@@ -121,6 +121,10 @@ static void hk_send(hk_rsess *s, const unsigned char *msg, size_t len)
 static const char *hk_fail_text(const hk_rsess *s, hk_err e, const char *where,
                                 char *buf, size_t cap)
 {
+    if (e == HK_ERR_BACKUP) {
+        snprintf(buf, cap, "%s: %s", hk_strerror(e), where);
+        return buf;
+    }
     if (e != HK_ERR_BUSY)
         return hk_strerror(e);
     if (s->op == HK_DB_OP_REFRESH)
@@ -132,7 +136,7 @@ static const char *hk_fail_text(const hk_rsess *s, hk_err e, const char *where,
 /* Ends the session with an error message the client can show. */
 static void hk_fail(hk_rsess *s, hk_err e, const char *where)
 {
-    char kid[2 * HK_ID_LEN + 1], text[128];
+    char kid[2 * HK_ID_LEN + 1], text[256];
     json_t *o;
     char *txt;
 
@@ -316,24 +320,54 @@ static hk_err hk_use_share(hk_rsess *s, unsigned long epoch)
     return HK_OK;
 }
 
+/* The backup rule (db.h, "backups"): a key that has a backup gets a share
+ * of `epoch` promoted only once that epoch's backup is stored, so the
+ * server never drops the share that the stored backup restores (the old
+ * active share stays until then). HK_ERR_BACKUP when it must wait. Call
+ * with svc->dbmu held. */
+static hk_err hk_backup_gate(hk_service *svc, const unsigned char *kid,
+                             unsigned long epoch)
+{
+    unsigned long newest = 0;
+    hk_db_backup b;
+    hk_err e;
+
+    if ((e = hk_db_backup_newest(svc->db, kid, &newest)) != HK_OK ||
+        newest == 0)
+        return e;
+    e = hk_db_backup_get(svc->db, kid, epoch, &b);
+    OPENSSL_free(b.blob);
+    return e == HK_ERR_NOT_FOUND ? HK_ERR_BACKUP : e;
+}
+
 /* The client proved it holds the session's share: a pending share of
  * that epoch becomes active (the old one goes) and a pending key is
  * confirmed. Both steps are idempotent, so another node doing the same
- * meanwhile is harmless. */
+ * meanwhile is harmless. A share whose backup is missing (hk_backup_gate)
+ * stays pending: s->unproven is kept and HK_OK returned. */
 static hk_err hk_proven(hk_rsess *s, const char *how)
 {
     hk_service *svc = s->svc;
     char kh[2 * HK_ID_LEN + 1];
-    hk_err e;
+    hk_err e, c;
 
     if (!s->unproven)
         return HK_OK;
     pthread_mutex_lock(&svc->dbmu);
-    e = hk_db_share_promote(svc->db, s->kid, s->share->epoch);
+    e = hk_backup_gate(svc, s->kid, s->share->epoch);
     if (e == HK_OK)
-        e = hk_db_key_confirm(svc->db, s->kid);
+        e = hk_db_share_promote(svc->db, s->kid, s->share->epoch);
+    if ((e == HK_OK || e == HK_ERR_BACKUP) &&
+        (c = hk_db_key_confirm(svc->db, s->kid)) != HK_OK)
+        e = c;
     pthread_mutex_unlock(&svc->dbmu);
     hk_hex(s->kid, HK_ID_LEN, kh);
+    if (e == HK_ERR_BACKUP) {
+        hk_log("warn",
+               "event=promotion_waits_for_backup key=%s epoch=%lu by=%s", kh,
+               s->share->epoch, how);
+        return HK_OK;
+    }
     if (e != HK_OK) {
         hk_log("error", "event=promote_failed key=%s epoch=%lu error=\"%s\"",
                kh, s->share->epoch, hk_strerror(e));
@@ -472,11 +506,21 @@ static void hk_confirmed(hk_rsess *s, const char *what)
     pthread_mutex_lock(&svc->dbmu);
     if (s->op == HK_DB_OP_REFRESH) {
         epoch = s->share->epoch + 1;
-        e = hk_db_share_promote(svc->db, s->kid, epoch);
+        /* the client has stored the new share: if the key has a backup
+         * and this epoch's is missing, the share stays pending (the old
+         * one active) and the client is told to upload it */
+        e = hk_backup_gate(svc, s->kid, epoch);
+        if (e == HK_OK)
+            e = hk_db_share_promote(svc->db, s->kid, epoch);
     } else {
         e = hk_db_key_confirm(svc->db, s->kid);
     }
     pthread_mutex_unlock(&svc->dbmu);
+    if (e == HK_ERR_BACKUP)
+        return hk_fail(s, e,
+                       "refresh.5: the key has a backup and the new share's "
+                       "is missing: upload it (POST /backup); the new share "
+                       "stays pending until then");
     if (e != HK_OK)
         return hk_fail(s, e,
                        s->op == HK_DB_OP_REFRESH ? "refresh promote"
@@ -637,6 +681,15 @@ static void hk_refresh_step(hk_rsess *s, const hk_rmsg *m)
     if (s->unproven && (e = hk_proven(s, "refresh.1")) != HK_OK) {
         OPENSSL_free(out);
         return hk_fail(s, e, "refresh.1 promote");
+    }
+    /* still pending: its backup is missing (hk_backup_gate). A new
+     * pending share would replace it while the client may keep using it
+     * (a refresh cut before the client stores the new one): refused */
+    if (s->unproven) {
+        OPENSSL_free(out);
+        return hk_fail(s, HK_ERR_BACKUP,
+                       "refresh.1: the named share waits for its backup: "
+                       "upload it first (POST /backup)");
     }
     if (hk_refresh_confirmed(s->rf))
         return hk_confirmed(s, "refresh");

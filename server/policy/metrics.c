@@ -169,6 +169,18 @@ static void hk_render_conns(hk_buf *b, const hk_metrics_gauges *g)
            "counter\nhalfkey_connections_refused_total{cap=\"total\"} "
            "%lu\nhalfkey_connections_refused_total{cap=\"peer\"} %lu\n",
            g->refused_cap, g->refused_peer);
+    if (g->backup_none < 0)
+        return;
+    /* issue 18: keys that cannot be restored from a current backup */
+    hk_put(b,
+           "# HELP halfkey_keys_backup Keys by backup state: none (no "
+           "backup), stale (older than the active share), waiting (a "
+           "refreshed share waits for its backup).\n# TYPE "
+           "halfkey_keys_backup gauge\nhalfkey_keys_backup{state=\"none\"} "
+           "%lld\nhalfkey_keys_backup{state=\"stale\"} %lld\n"
+           "halfkey_keys_backup{state=\"waiting\"} %lld\n",
+           (long long)g->backup_none, (long long)g->backup_stale,
+           (long long)g->backup_waiting);
 }
 
 char *hk_metrics_render(hk_metrics *m, const hk_metrics_gauges *g,

@@ -7,6 +7,8 @@
 #ifndef HK_SERVER_METRICS_H
 #define HK_SERVER_METRICS_H
 
+#include <stdint.h>
+
 #include "server/store/db.h"
 
 typedef struct hk_metrics hk_metrics;
@@ -31,6 +33,8 @@ typedef struct {
     int max_conns, max_per_peer;
     unsigned long refused_cap;  /* connections refused: max_connections */
     unsigned long refused_peer; /* ... max_connections_per_peer */
+    /* keys by backup state (hk_db_backup_counts); -1: not read */
+    int64_t backup_none, backup_stale, backup_waiting;
 } hk_metrics_gauges;
 
 /* The text page, malloc'd (free), or NULL without memory. */

@@ -473,6 +473,53 @@ hk_err hk_db_share_get_active(hk_db *db, const unsigned char *kid,
     return db->ops->share_get(db, kid, 0, epoch, &st, sealed, len);
 }
 
+/* --- backups (v4) -------------------------------------------------------- */
+
+hk_err hk_db_backup_put(hk_db *db, const unsigned char *kid,
+                        unsigned long epoch,
+                        const unsigned char bk_fp[HK_HASH_LEN],
+                        const unsigned char *blob, size_t len, int64_t now)
+{
+    if (db == NULL || kid == NULL || bk_fp == NULL || blob == NULL ||
+        !hk_epoch_ok(epoch) || len == 0 || len > HK_DB_BACKUP_MAX || now < 0)
+        return HK_ERR_ARG;
+    db->err[0] = '\0';
+    return db->ops->backup_put(db, kid, epoch, bk_fp, blob, len, now);
+}
+
+hk_err hk_db_backup_get(hk_db *db, const unsigned char *kid,
+                        unsigned long epoch, hk_db_backup *out)
+{
+    if (out != NULL)
+        memset(out, 0, sizeof(*out));
+    if (db == NULL || kid == NULL || out == NULL ||
+        (epoch != 0 && !hk_epoch_ok(epoch)))
+        return HK_ERR_ARG;
+    db->err[0] = '\0';
+    return db->ops->backup_get(db, kid, epoch, out);
+}
+
+hk_err hk_db_backup_newest(hk_db *db, const unsigned char *kid,
+                           unsigned long *epoch)
+{
+    if (epoch != NULL)
+        *epoch = 0;
+    if (db == NULL || kid == NULL || epoch == NULL)
+        return HK_ERR_ARG;
+    db->err[0] = '\0';
+    return db->ops->backup_newest(db, kid, epoch);
+}
+
+hk_err hk_db_backup_counts(hk_db *db, int64_t *none, int64_t *stale,
+                           int64_t *waiting)
+{
+    if (db == NULL || none == NULL || stale == NULL || waiting == NULL)
+        return HK_ERR_ARG;
+    *none = *stale = *waiting = 0;
+    db->err[0] = '\0';
+    return db->ops->backup_counts(db, none, stale, waiting);
+}
+
 /* --- sessions ------------------------------------------------------------- */
 
 static hk_err hk_session_create(hk_db *db, const unsigned char *sid,

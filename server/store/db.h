@@ -6,8 +6,9 @@
  * Owns the schema, its migrations, the rules below, and the combination of
  * sealing (server/seal/seal.h) with storage for server shares and the setup.
  *
- * Schema, version 3 (HK_DB_SCHEMA_VERSION; version 1 lacked the columns
- * and tables marked v2, version 2 those marked v3). Times are seconds since the
+ * Schema, version 4 (HK_DB_SCHEMA_VERSION; version 1 lacked the columns
+ * and tables marked v2, version 2 those marked v3, version 3 those marked
+ * v4). Times are seconds since the
  * epoch, passed in by the caller. Ids are 16 raw bytes.
  *
  *   schema_version  version INTEGER PK        one row per applied migration
@@ -62,6 +63,13 @@
  *                   prev BLOB(32), hash BLOB(32)   the chain
  *                   INDEX (kid, event, time)
  *   health          v3: node TEXT PK, probed INTEGER (hk_db_write_probe)
+ *   backups         v4: kid BLOB(16) -> keys(kid) ON DELETE CASCADE
+ *                   epoch INTEGER             the share version it backs up
+ *                   bk_fp BLOB(32)            backup key fingerprint
+ *                   pve BLOB                  1..HK_PVE_MAX_BLOB, a verified
+ *                                             PVE blob (mpc/pve.h)
+ *                   created INTEGER
+ *                   PK (kid, epoch)
  *   buckets         v2: per-subject token buckets (rate limits)
  *                   subject TEXT PK, tokens REAL, updated REAL (seconds)
  *
@@ -104,7 +112,7 @@
 #include "mpc/zk.h"
 #include "server/seal/seal.h"
 
-#define HK_DB_SCHEMA_VERSION 3
+#define HK_DB_SCHEMA_VERSION 4
 #define HK_LABEL_MAX 128           /* bytes */
 #define HK_DB_IDLE_DEFAULT 300     /* session idle timeout, seconds */
 #define HK_DB_IDLE_MAX (7 * 86400) /* the longest accepted idle timeout */
@@ -291,6 +299,49 @@ HK_WUR hk_err hk_db_share_get(hk_db *db, const unsigned char *kid,
 HK_WUR hk_err hk_db_share_get_active(hk_db *db, const unsigned char *kid,
                                      unsigned long *epoch,
                                      unsigned char **sealed, size_t *len);
+
+/* --- backups (v4) ----------------------------------------------------------
+ * A backup is the client share of one epoch encrypted under the owner's
+ * offline backup key (mpc/pve.h). The caller (server/http/endpoints.c)
+ * verifies the blob against the Q1 of that epoch's share before storing
+ * it; storage only keeps it. Rule: a key that has a backup has its share
+ * promoted (refresh) only once the new epoch's backup is stored
+ * (server/http/sessions.c, hk_backup_gate), so the backup of the active
+ * share is always there. */
+
+#define HK_DB_BACKUP_MAX 131072 /* = HK_PVE_MAX_BLOB */
+
+typedef struct {
+    unsigned long epoch;
+    unsigned char bk_fp[HK_HASH_LEN];
+    unsigned char *blob; /* OPENSSL_malloc'd: OPENSSL_free */
+    size_t len;
+    int64_t created;
+} hk_db_backup;
+
+/* Stores (or replaces) the backup of (kid, epoch) and deletes the key's
+ * backups of epochs below its active share's, in one transaction.
+ * HK_ERR_NOT_FOUND if the key is absent, HK_ERR_EPOCH if it has no share
+ * (active or pending) of that epoch. */
+HK_WUR hk_err hk_db_backup_put(hk_db *db, const unsigned char *kid,
+                               unsigned long epoch,
+                               const unsigned char bk_fp[HK_HASH_LEN],
+                               const unsigned char *blob, size_t len,
+                               int64_t now);
+/* The backup of (kid, epoch), or for epoch 0 the newest backup whose
+ * epoch still has a stored share (active or pending): the one a restore
+ * can use. HK_ERR_NOT_FOUND if none. Free out->blob. */
+HK_WUR hk_err hk_db_backup_get(hk_db *db, const unsigned char *kid,
+                               unsigned long epoch, hk_db_backup *out);
+/* *epoch = the highest epoch with a backup, 0 if the key has none. */
+HK_WUR hk_err hk_db_backup_newest(hk_db *db, const unsigned char *kid,
+                                  unsigned long *epoch);
+/* Over every key: *none = keys without any backup; *stale = keys with a
+ * backup, none of them of the active share's epoch or later; *waiting =
+ * keys with a backup and a pending share whose backup is missing (its
+ * promotion waits, hk_backup_gate). */
+HK_WUR hk_err hk_db_backup_counts(hk_db *db, int64_t *none, int64_t *stale,
+                                  int64_t *waiting);
 
 /* --- sessions --------------------------------------------------------------
  * idle: the idle timeout in seconds, 1..HK_DB_IDLE_MAX (HK_DB_IDLE_DEFAULT

@@ -197,6 +197,16 @@ typedef struct {
     /* v3: sessions.node (db.h) */
     hk_err (*session_fail_node)(hk_db *db, const char *node, size_t *n);
     hk_err (*write_probe)(hk_db *db, int64_t now);
+    /* v4: backups (db.h) */
+    hk_err (*backup_put)(hk_db *db, const unsigned char *kid,
+                         unsigned long epoch, const unsigned char *bk_fp,
+                         const unsigned char *blob, size_t len, int64_t now);
+    hk_err (*backup_get)(hk_db *db, const unsigned char *kid,
+                         unsigned long epoch, hk_db_backup *out);
+    hk_err (*backup_newest)(hk_db *db, const unsigned char *kid,
+                            unsigned long *epoch);
+    hk_err (*backup_counts)(hk_db *db, int64_t *none, int64_t *stale,
+                            int64_t *waiting);
 } hk_db_ops;
 
 #define HK_DB_ERR_LEN 256

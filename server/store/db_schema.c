@@ -104,6 +104,18 @@ static const hk_migration hk_migrations[] = {
      " probed {INT} NOT NULL"
      "){STRICT};",
      0, NULL},
+    /* 4: key backups (issue 18): the client share x1 encrypted under the
+     * owner's offline backup key with a publicly verifiable encryption
+     * (mpc/pve.h), verified before it is stored; one per key and epoch */
+    {"CREATE TABLE backups ("
+     " kid {BLOB} NOT NULL REFERENCES keys (kid) ON DELETE CASCADE,"
+     " epoch {INT} NOT NULL CHECK (epoch BETWEEN 1 AND 4294967295),"
+     " bk_fp {BLOB} NOT NULL CHECK (length(bk_fp) = 32),"
+     " pve {BLOB} NOT NULL CHECK (length(pve) BETWEEN 1 AND 131072),"
+     " created {INT} NOT NULL,"
+     " PRIMARY KEY (kid, epoch)"
+     "){STRICT};",
+     0, NULL},
 };
 
 #define HK_NMIGRATIONS ((int)(sizeof(hk_migrations) / sizeof(hk_migrations[0])))

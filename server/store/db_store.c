@@ -840,6 +840,128 @@ static hk_err hk_st_setup_replace_sealed(hk_db *db, const unsigned char *old,
         "SELECT 1 FROM setup WHERE id = 1", &none, old, oldlen, nblob, nlen);
 }
 
+/* --- backups (v4) -------------------------------------------------------- */
+
+static hk_err hk_st_backup_put(hk_db *db, const unsigned char *kid,
+                               unsigned long epoch, const unsigned char *bk_fp,
+                               const unsigned char *blob, size_t len,
+                               int64_t now)
+{
+    hk_db_share_state st;
+    unsigned long ep = 0;
+    hk_dbp p = {0};
+    hk_err e;
+
+    hk_dbp_blob(&p, kid, HK_ID_LEN);
+    hk_dbp_int(&p, (int64_t)epoch);
+    hk_dbp_blob(&p, bk_fp, HK_HASH_LEN);
+    hk_dbp_blob(&p, blob, len);
+    hk_dbp_int(&p, now);
+    if ((e = hk_sql_begin(db)) != HK_OK)
+        return e;
+    if ((e = hk_lock_key(db, kid)) == HK_OK &&
+        (e = hk_share_row(db, kid, epoch, &ep, &st, NULL, NULL)) ==
+            HK_ERR_NOT_FOUND)
+        e = HK_ERR_EPOCH;
+    if (e == HK_OK)
+        e = hk_sql_run(db,
+                       "INSERT INTO backups (kid, epoch, bk_fp, pve, created) "
+                       "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (kid, epoch) "
+                       "DO UPDATE SET bk_fp = excluded.bk_fp, pve = "
+                       "excluded.pve, created = excluded.created",
+                       &p, NULL);
+    /* a backup of an epoch below the active share's restores nothing */
+    if (e == HK_OK)
+        e = hk_kid_stmt(db,
+                        "DELETE FROM backups WHERE kid = ?1 AND ?2 > 0 AND "
+                        "epoch < (SELECT epoch FROM shares WHERE kid = ?1 "
+                        "AND state = 'active')",
+                        kid, epoch);
+    return hk_sql_end(db, e);
+}
+
+static hk_err hk_st_backup_get(hk_db *db, const unsigned char *kid,
+                               unsigned long epoch, hk_db_backup *out)
+{
+    hk_sql_cur c;
+    hk_dbp p = {0};
+    int row = 0;
+    hk_err e;
+
+    hk_dbp_blob(&p, kid, HK_ID_LEN);
+    hk_dbp_int(&p, (int64_t)epoch);
+    if ((e = hk_sql_query(db,
+                          "SELECT b.epoch, b.bk_fp, b.pve, b.created FROM "
+                          "backups b JOIN shares s ON s.kid = b.kid AND "
+                          "s.epoch = b.epoch WHERE b.kid = ?1 AND (?2 = 0 OR "
+                          "b.epoch = ?2) ORDER BY b.epoch DESC LIMIT 1",
+                          &p, &c)) != HK_OK ||
+        (e = hk_sql_next(&c, &row)) != HK_OK)
+        goto done;
+    e = HK_ERR_NOT_FOUND;
+    if (!row)
+        goto done;
+    if ((e = hk_col_epoch(&c, 0, &out->epoch)) != HK_OK ||
+        (e = hk_col_fixed(&c, 1, out->bk_fp, HK_HASH_LEN)) != HK_OK ||
+        (e = hk_col_dup(&c, 2, 1, HK_DB_BACKUP_MAX, &out->blob, &out->len)) !=
+            HK_OK ||
+        (e = hk_col_int(&c, 3, 0, INT64_MAX, &out->created)) != HK_OK)
+        goto done;
+    if (epoch != 0 && out->epoch != epoch)
+        e = HK_ERR_DECODE;
+done:
+    hk_sql_done(&c);
+    if (e != HK_OK) {
+        OPENSSL_free(out->blob);
+        out->blob = NULL;
+        out->len = 0;
+    }
+    return e;
+}
+
+static hk_err hk_st_backup_newest(hk_db *db, const unsigned char *kid,
+                                  unsigned long *epoch)
+{
+    hk_dbp p = {0};
+    int64_t v = 0;
+    hk_err e;
+
+    hk_dbp_blob(&p, kid, HK_ID_LEN);
+    e = hk_sql_int(db,
+                   "SELECT coalesce(max(epoch), 0) FROM backups WHERE "
+                   "kid = ?1",
+                   &p, &v);
+    if (e == HK_OK && (v < 0 || v > (int64_t)HK_DB_EPOCH_MAX))
+        e = HK_ERR_DECODE;
+    *epoch = e == HK_OK ? (unsigned long)v : 0;
+    return e;
+}
+
+static hk_err hk_st_backup_counts(hk_db *db, int64_t *none, int64_t *stale,
+                                  int64_t *waiting)
+{
+    hk_err e;
+
+    if ((e = hk_sql_int(db,
+                        "SELECT count(*) FROM keys k WHERE NOT EXISTS "
+                        "(SELECT 1 FROM backups b WHERE b.kid = k.kid)",
+                        NULL, none)) != HK_OK ||
+        (e = hk_sql_int(db,
+                        "SELECT count(*) FROM shares s WHERE s.state = "
+                        "'active' AND EXISTS (SELECT 1 FROM backups b WHERE "
+                        "b.kid = s.kid) AND NOT EXISTS (SELECT 1 FROM "
+                        "backups b WHERE b.kid = s.kid AND b.epoch >= "
+                        "s.epoch)",
+                        NULL, stale)) != HK_OK)
+        return e;
+    return hk_sql_int(db,
+                      "SELECT count(*) FROM shares s WHERE s.state = "
+                      "'pending' AND EXISTS (SELECT 1 FROM backups b WHERE "
+                      "b.kid = s.kid) AND NOT EXISTS (SELECT 1 FROM backups "
+                      "b WHERE b.kid = s.kid AND b.epoch = s.epoch)",
+                      NULL, waiting);
+}
+
 const hk_db_ops hk_store_ops = {
     hk_st_schema_version,
     hk_st_key_create,
@@ -869,4 +991,8 @@ const hk_db_ops hk_store_ops = {
     hk_st_setup_replace_sealed,
     hk_st_session_fail_node,
     hk_st_write_probe,
+    hk_st_backup_put,
+    hk_st_backup_get,
+    hk_st_backup_newest,
+    hk_st_backup_counts,
 };

@@ -18,7 +18,8 @@ from pgcluster import PgCluster
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 # These modules run every test against SQLite and against PostgreSQL.
-BOTH_BACKENDS = {"test_server", "test_channel", "test_policy", "test_custody"}
+BOTH_BACKENDS = {"test_server", "test_channel", "test_policy", "test_custody",
+                 "test_backup"}
 PIN = "2468-test-pin"  # the client tokens' PIN ($HALFKEY_PIN)
 # Tokens made by the suite use scrypt N = 2^12 instead of the default 2^17
 # (0.4 s and 128 MiB per login, and the suite logs in hundreds of times).

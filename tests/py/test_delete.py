@@ -25,14 +25,14 @@ def test_cli_delete_by_label_and_key_id(server, make_token):
     a = tok.keygen("p256", "a")
     b = tok.keygen("secp256k1", "b")
     assert server_has(server, "alice", a) and server_has(server, "alice", b)
-    out = tok.run("delete", "--key", "a").stdout
+    out = tok.run("delete", "--key", "a", "--yes").stdout
     assert "deleted = a" in out
     assert not server_has(server, "alice", a)
     assert "a" not in tok.list()
-    out = tok.run("delete", "--key", b).stdout  # by key id
+    out = tok.run("delete", "--key", b, "--yes").stdout  # by key id
     assert "deleted = b" in out
     assert not server_has(server, "alice", b) and tok.list() == {}
-    p = tok.run("delete", "--key", "a", check=False)
+    p = tok.run("delete", "--key", "a", "--yes", check=False)
     assert p.returncode != 0 and "delete" in p.stderr
 
 
@@ -40,7 +40,7 @@ def test_cli_delete_needs_the_pin(server, make_token):
     tok = make_token(server, "alice")
     kid = tok.keygen("p256", "k")
     tok.env["HALFKEY_PIN"] = "wrong-pin"
-    p = tok.run("delete", "--key", "k", check=False)
+    p = tok.run("delete", "--key", "k", "--yes", check=False)
     assert p.returncode != 0 and "login" in p.stderr
     assert server_has(server, "alice", kid) and "k" in tok.list()
 
@@ -53,8 +53,8 @@ def test_cli_delete_server_already_gone_and_server_down(server, make_token):
     # local key is removed too
     status, ans = server.request("POST", "/delete", {"key_id": gone},
                                  token=server.token("alice"))
-    assert status == 200 and ans == {"key_id": gone, "deleted": True}
-    assert "deleted = gone" in tok.run("delete", "--key", "gone").stdout
+    assert status == 200 and ans == {"key_id": gone, "deleted": True, "had_backup": False}
+    assert "deleted = gone" in tok.run("delete", "--key", "gone", "--yes").stdout
     assert "gone" not in tok.list()
     # another subject does not own the key: 404, nothing deleted there
     status, ans = server.request("POST", "/delete", {"key_id": kept},
@@ -63,14 +63,14 @@ def test_cli_delete_server_already_gone_and_server_down(server, make_token):
     assert server_has(server, "alice", kept)
     # server down: the local key stays, the error is reported
     assert server.stop() == 0
-    p = tok.run("delete", "--key", "kept", check=False)
+    p = tok.run("delete", "--key", "kept", "--yes", check=False)
     assert p.returncode != 0 and "delete" in p.stderr
     assert "kept" in tok.list()
     server.start()  # on a new port: the token follows it
     conf = tok.conf_path()
     conf.write_text(re.sub(r"^server_url = .*$", f"server_url = {server.url}",
                            conf.read_text(), flags=re.M))
-    assert "deleted = kept" in tok.run("delete", "--key", "kept").stdout
+    assert "deleted = kept" in tok.run("delete", "--key", "kept", "--yes").stdout
     assert not server_has(server, "alice", kept)
 
 

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, utils
 from test_server import verify_raw
 
 CHECKS = ("token-dir", "config", "server", "pin", "jwt", "auth", "token",
-          "login", "key", "version")
+          "login", "key", "backup", "version")
 
 
 def doctor(tok, pin=True):
@@ -76,8 +76,12 @@ def test_healthy(tok):
     assert p.returncode == 0, p.stdout + p.stderr
     assert set(lines) == set(CHECKS), p.stdout
     for check, results in lines.items():
-        assert all(lv == "OK" for lv, _ in results), p.stdout
-    assert "fix:" not in p.stdout
+        if check != "backup":
+            assert all(lv == "OK" for lv, _ in results), p.stdout
+    # a key without a backup is a warning (with its fix), not a failure
+    assert lines["backup"][0][0] == "WARN", p.stdout
+    assert "no backup on the server" in lines["backup"][0][1]
+    assert p.stdout.count("fix:") == 1
     assert "wallet: secp256k1" in lines["key"][0][1]
     assert "the server holds its other share" in lines["key"][0][1]
     assert "subject alice" in lines["jwt"][0][1]

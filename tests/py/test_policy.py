@@ -217,7 +217,8 @@ def test_delete_key(server, make_token):
     assert status == 404, ans  # not bob's
     status, ans = server.request("POST", "/delete", {"key_id": kid},
                                  token=ta)
-    assert status == 200 and ans == {"key_id": kid, "deleted": True}, ans
+    assert status == 200 and ans == {"key_id": kid, "deleted": True,
+                                    "had_backup": False}, ans
     status, _ = server.request("GET", f"/pubkey?key_id={kid}", token=ta)
     assert status == 404
     status, _ = server.request("POST", "/sign", {"key_id": kid}, token=ta)
@@ -322,7 +323,7 @@ def test_metrics_and_status(make_server, make_token):
     assert status == 200 and ans["status"] == "ok" and ans["node"] == "node-a"
     assert ans["database"]["status"] == "ok"
     assert ans["database"]["backend"] in ("sqlite", "postgresql")
-    assert ans["database"]["schema"] == 3 and ans["draining"] is False
+    assert ans["database"]["schema"] == 4 and ans["draining"] is False
 
     import http.client
     conn = http.client.HTTPSConnection("127.0.0.1", server.port,

@@ -3,6 +3,8 @@
  * wrong associated data, bounds) and the strict hex codec. */
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include <openssl/rand.h>
 
 #include "common/aead.h"
@@ -78,11 +80,37 @@ static void test_hex(void)
     CHECK(!hk_unhex("009fa0ff00", 10, out, 4));
 }
 
+static void test_b64(void)
+{
+    static const unsigned char b[] = {0x00, 0x9f, 0xa0, 0xff, 0x41};
+    unsigned char *out = NULL;
+    size_t n = 0, i;
+    char *e;
+
+    for (i = 0; i <= sizeof(b); i++) {
+        CHECK((e = hk_b64_encode(b, i)) != NULL &&
+              strlen(e) == 4 * ((i + 2) / 3));
+        if (i > 0) {
+            CHECK(hk_b64_decode(e, strlen(e), i, &out, &n) && n == i &&
+                  memcmp(out, b, i) == 0);
+            OPENSSL_free(out);
+            CHECK(!hk_b64_decode(e, strlen(e), i - 1, &out, &n)); /* max */
+        }
+        OPENSSL_free(e);
+    }
+    CHECK(!hk_b64_decode("AJ+g/w=", 7, 9, &out, &n));  /* length */
+    CHECK(!hk_b64_decode("AJ+g/x==", 8, 9, &out, &n)); /* pad bits */
+    CHECK(!hk_b64_decode("AJ+g /w=", 8, 9, &out, &n)); /* whitespace */
+    CHECK(!hk_b64_decode("AJ-g_w==", 8, 9, &out, &n)); /* base64url */
+    CHECK(!hk_b64_decode("", 0, 9, &out, &n));
+}
+
 int main(void)
 {
     test_aead_round_trip();
     test_aead_edges();
     test_hex();
+    test_b64();
     printf("test_common: ok\n");
     return 0;
 }

@@ -266,7 +266,7 @@ static void test_schema(const char *path)
           HK_DB_SCHEMA_VERSION); /* not re-run */
     CHECK(raw_int(r, "PRAGMA application_id") == 0x686b6462);
     CHECK(raw_int(r, "SELECT count(*) FROM sqlite_schema WHERE type = "
-                     "'table'") == 8); /* v3: health */
+                     "'table'") == 9); /* v4: backups */
     sqlite3_close(r);
     hk_db_close(db);
 }
@@ -494,6 +494,81 @@ static void test_share_sequence(hk_db *db, const hk_kek *kek, const shares *sh)
     CHECK_OK(hk_db_share_get_active(db, kid, &ep, &blob, &len));
     CHECK(ep == 3);
     OPENSSL_free(blob);
+}
+
+/* Backups (v4): one per key and epoch, only of an epoch with a stored
+ * share; older than the active share pruned; epoch 0 reads the newest
+ * that still has its share; gone with the key. */
+static void test_backups(hk_db *db, const hk_kek *kek, const shares *sh)
+{
+    hk_share k = *sh->p2[1];
+    unsigned char fp[HK_HASH_LEN], blob[300];
+    unsigned long ep = 9;
+    int64_t none = 0, none2 = 0, stale = 0, waiting = 0;
+    hk_db_backup b;
+
+    memset(fp, 0xab, sizeof(fp));
+    memset(blob, 0x5a, sizeof(blob));
+    CHECK(RAND_bytes(k.kid, HK_ID_LEN) == 1);
+    CHECK_ERR(hk_db_backup_put(db, k.kid, 1, fp, blob, 10, T0),
+              HK_ERR_NOT_FOUND); /* no key */
+    CHECK_OK(hk_store_new_key(db, kek, "dave", &k, NULL, T0));
+    CHECK_OK(hk_db_backup_newest(db, k.kid, &ep));
+    CHECK(ep == 0);
+    CHECK_ERR(hk_db_backup_get(db, k.kid, 0, &b), HK_ERR_NOT_FOUND);
+    CHECK(b.blob == NULL);
+    CHECK_ERR(hk_db_backup_put(db, k.kid, 2, fp, blob, 10, T0),
+              HK_ERR_EPOCH); /* no share of epoch 2 */
+    CHECK_ERR(hk_db_backup_put(db, k.kid, 1, fp, blob, 0, T0), HK_ERR_ARG);
+    CHECK_ERR(
+        hk_db_backup_put(db, k.kid, 1, fp, blob, HK_DB_BACKUP_MAX + 1, T0),
+        HK_ERR_ARG);
+    CHECK_ERR(hk_db_backup_put(db, k.kid, 0, fp, blob, 10, T0), HK_ERR_ARG);
+    CHECK_OK(hk_db_backup_counts(db, &none, &stale, &waiting));
+    CHECK(none >= 1 && stale == 0 && waiting == 0);
+    CHECK_OK(hk_db_backup_put(db, k.kid, 1, fp, blob, 10, T0));
+    CHECK_OK(hk_db_backup_counts(db, &none2, &stale, &waiting));
+    CHECK(none2 == none - 1 && stale == 0 && waiting == 0);
+    blob[0] = 1; /* the same epoch again: replaced */
+    CHECK_OK(hk_db_backup_put(db, k.kid, 1, fp, blob, 20, T0 + 1));
+    CHECK_OK(hk_db_backup_get(db, k.kid, 0, &b));
+    CHECK(b.epoch == 1 && b.len == 20 && b.blob[0] == 1 &&
+          b.created == T0 + 1 && memcmp(b.bk_fp, fp, HK_HASH_LEN) == 0);
+    OPENSSL_free(b.blob);
+    /* a pending share of epoch 2 and its backup: the newest */
+    {
+        hk_share k2 = *sh->p2[2];
+
+        memcpy(k2.kid, k.kid, HK_ID_LEN);
+        CHECK_OK(hk_store_share(db, kek, "dave", &k2, 1));
+    }
+    CHECK_OK(hk_db_backup_counts(db, &none2, &stale, &waiting));
+    CHECK(stale == 0 && waiting == 1); /* epoch 2 waits for its backup */
+    fp[0] = 1;
+    CHECK_OK(hk_db_backup_put(db, k.kid, 2, fp, blob, 30, T0 + 2));
+    CHECK_OK(hk_db_backup_newest(db, k.kid, &ep));
+    CHECK(ep == 2);
+    CHECK_OK(hk_db_backup_get(db, k.kid, 0, &b));
+    CHECK(b.epoch == 2 && b.len == 30 && b.bk_fp[0] == 1);
+    OPENSSL_free(b.blob);
+    CHECK_OK(hk_db_backup_get(db, k.kid, 1, &b));
+    CHECK(b.epoch == 1 && b.len == 20);
+    OPENSSL_free(b.blob);
+    /* promoted: epoch 1's backup is pruned at the next put */
+    CHECK_OK(hk_db_share_promote(db, k.kid, 2));
+    CHECK_ERR(hk_db_backup_get(db, k.kid, 1, &b),
+              HK_ERR_NOT_FOUND); /* its share is gone */
+    CHECK_OK(hk_db_backup_counts(db, &none2, &stale, &waiting));
+    CHECK(stale == 0 && waiting == 0);
+    CHECK_OK(hk_db_backup_put(db, k.kid, 2, fp, blob, 31, T0 + 3));
+    CHECK_OK(hk_db_backup_get(db, k.kid, 0, &b));
+    CHECK(b.epoch == 2 && b.len == 31);
+    OPENSSL_free(b.blob);
+    CHECK_OK(hk_db_key_delete(db, k.kid, NULL)); /* cascades */
+    CHECK_OK(hk_db_backup_newest(db, k.kid, &ep));
+    CHECK(ep == 0);
+    CHECK_ERR(hk_db_backup_get(db, NULL, 0, &b), HK_ERR_ARG);
+    CHECK_ERR(hk_db_backup_newest(db, k.kid, NULL), HK_ERR_ARG);
 }
 
 /* Two-phase keygen (db.h): a stored key is pending until confirmed; the
@@ -1017,6 +1092,7 @@ static void test_backend(const char *conninfo, const hk_kek *kek,
     test_keys(db);
     test_share_sequence(db, kek, sh);
     test_pending_keys(db, kek, sh);
+    test_backups(db, kek, sh);
     test_share_rules(db, kek, sh);
     test_sessions(db, sid2);
     test_setup_store(db, kek, kek2);
@@ -1095,6 +1171,7 @@ int main(void)
     test_corrupt_keys(db, path);
     test_share_sequence(db, kek, &sh);
     test_pending_keys(db, kek, &sh);
+    test_backups(db, kek, &sh);
     test_share_rules(db, kek, &sh);
     test_share_binding(db, kek, kek2, path, &sh);
     test_atomicity(db, kek, path, &sh);

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "common/hex.h"
 #include "tests/unit/bip174_vectors.h"
 #include "tests/unit/check.h"
@@ -411,7 +413,7 @@ static void test_bip143_p2wpkh(void)
     CHECK_ERR(hk_psbt_parse_base64(b64, strlen(b64), HK_BTC_MAINNET, &ps2, why,
                                    sizeof(why)),
               HK_ERR_DECODE);
-    free(b64);
+    OPENSSL_free(b64);
     free(out);
     free(pub);
     free(der);

@@ -56,7 +56,7 @@ typedef enum {
     HK_ERR_RATE,       /* refused by a rate limit or policy */
     /* a transaction kind or feature the parsers (txparse/) do not sign */
     HK_ERR_TX_UNSUPPORTED,
-    HK_ERR_BACKUP,     /* the key's backup is missing or older than its share */
+    HK_ERR_BACKUP, /* the key's backup is missing or older than its share */
     HK_ERR__COUNT
 } hk_err;
 

@@ -11,6 +11,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "mpc/libctx.h"
 #include "client/ks_impl.h"
 #include "mpc/codec.h"
 
@@ -576,7 +577,7 @@ static hk_err hk_ks_slot_new(hk_ks_token *t, unsigned long gen, const char *pin,
     if (gen >= HK_KS_GEN_MAX)
         return HK_ERR_STATE;
     t->cur.gen = neu->gen = gen + 1;
-    if (RAND_bytes(t->cur.salt, HK_KS_SALT_LEN) != 1)
+    if (!hk_rand_bytes(t->cur.salt, HK_KS_SALT_LEN))
         return HK_ERR_RAND;
     if ((e = hk_ks_scrypt(pin, t->cur.salt, &t->kdf, neu->k)) != HK_OK)
         return e;
@@ -852,7 +853,7 @@ static hk_err hk_ks_token_make(const char *label, const char *pin,
     t->kdf.p = 1;
     t->max_fails = HK_KS_MAX_FAILS;
     t->cur.gen = mk->gen = 1;
-    if (RAND_bytes(t->cur.salt, HK_KS_SALT_LEN) != 1)
+    if (!hk_rand_bytes(t->cur.salt, HK_KS_SALT_LEN))
         return HK_ERR_RAND;
     if ((e = hk_ks_scrypt(pin, t->cur.salt, &t->kdf, mk->k)) != HK_OK)
         return e;

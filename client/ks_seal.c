@@ -7,6 +7,7 @@
 #include <openssl/kdf.h>
 #include <openssl/rand.h>
 
+#include "mpc/libctx.h"
 #include "client/ks_impl.h"
 
 #define HK_KS_SCRYPT_MEM_MAX (256ull * 1024 * 1024)
@@ -29,9 +30,10 @@ hk_err hk_ks_scrypt(const char *pin, const unsigned char *salt,
 {
     if (pin == NULL || salt == NULL || mk == NULL || !hk_ks_kdf_ok(p))
         return HK_ERR_ARG;
-    if (EVP_PBE_scrypt(pin, strlen(pin), salt, HK_KS_SALT_LEN,
-                       (uint64_t)1 << p->log2n, p->r, p->p,
-                       hk_ks_kdf_mem(p) + 4096, mk, HK_KS_KEY_LEN) != 1)
+    if (EVP_PBE_scrypt_ex(pin, strlen(pin), salt, HK_KS_SALT_LEN,
+                          (uint64_t)1 << p->log2n, p->r, p->p,
+                          hk_ks_kdf_mem(p) + 4096, mk, HK_KS_KEY_LEN,
+                          hk_libctx(), NULL) != 1)
         return HK_ERR_CRYPTO;
     return HK_OK;
 }
@@ -65,7 +67,7 @@ hk_err hk_ks_hkdf(const unsigned char mk[HK_KS_KEY_LEN], const char *label,
         OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info, ilen);
     params[3] = OSSL_PARAM_construct_end();
     e = HK_ERR_CRYPTO;
-    if ((kdf = EVP_KDF_fetch(NULL, "HKDF", NULL)) == NULL ||
+    if ((kdf = EVP_KDF_fetch(hk_libctx(), "HKDF", NULL)) == NULL ||
         (kctx = EVP_KDF_CTX_new(kdf)) == NULL ||
         EVP_KDF_derive(kctx, out, HK_KS_KEY_LEN, params) != 1)
         goto done;
@@ -84,7 +86,8 @@ static hk_err hk_ks_gcm_start(EVP_CIPHER_CTX *c, int enc,
 {
     int n;
 
-    if (EVP_CipherInit_ex(c, EVP_aes_256_gcm(), NULL, NULL, NULL, enc) != 1 ||
+    if (EVP_CipherInit_ex(c, hk_cipher_aes256gcm(), NULL, NULL, NULL, enc) !=
+            1 ||
         EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, HK_KS_NONCE_LEN, NULL) !=
             1 ||
         EVP_CipherInit_ex(c, NULL, NULL, key, nonce, enc) != 1)
@@ -106,7 +109,7 @@ hk_err hk_ks_seal(const unsigned char key[HK_KS_KEY_LEN],
     if (key == NULL || out == NULL || (pt == NULL && ptlen > 0) ||
         (aad == NULL && aadlen > 0) || ptlen > HK_KS_FILE_MAX)
         return HK_ERR_ARG;
-    if (RAND_bytes(out, HK_KS_NONCE_LEN) != 1)
+    if (!hk_rand_bytes(out, HK_KS_NONCE_LEN))
         return HK_ERR_RAND;
     if ((c = EVP_CIPHER_CTX_new()) == NULL)
         return HK_ERR_NOMEM;

@@ -209,6 +209,11 @@ CK_RV hk_p11_pin(const CK_UTF8CHAR *pin, CK_ULONG len, char **out);
 CK_RV hk_p11_session_get(CK_SESSION_HANDLE h, hk_p11_session **out);
 void hk_p11_session_free(hk_p11_session *s);
 void hk_p11_op_reset(hk_p11_op *op);
+/* The hash of a CKM_ECDSA_SHA* (sign != 0) or CKM_SHA* mechanism by its
+ * OpenSSL name, NULL for others; a context for it in the client core's own
+ * library context (NULL: out of memory). */
+const char *hk_p11_mech_md_name(CK_MECHANISM_TYPE m, int sign);
+EVP_MD_CTX *hk_p11_md_new(const char *name);
 
 /* op.c */
 CK_RV hk_p11_op_init(hk_p11_op *op, const CK_MECHANISM *m, CK_OBJECT_HANDLE h);

@@ -4,6 +4,7 @@
 #include <openssl/ecdsa.h>
 #include <openssl/param_build.h>
 
+#include "mpc/libctx.h"
 #include "pkcs11/hk_p11.h"
 
 static EVP_PKEY *hk_p11_pubkey(const hk_p11_key *k)
@@ -11,7 +12,7 @@ static EVP_PKEY *hk_p11_pubkey(const hk_p11_key *k)
     const char *group =
         k->info.curve == HK_CURVE_P256 ? "prime256v1" : "secp256k1";
     OSSL_PARAM params[3];
-    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(hk_libctx(), "EC", NULL);
     EVP_PKEY *pk = NULL;
 
     params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME,
@@ -63,7 +64,7 @@ static CK_RV hk_p11_verify_finish(hk_p11_session *s, const CK_BYTE *sig,
         rv = CKR_FUNCTION_FAILED;
         if ((pk = hk_p11_pubkey(k)) != NULL &&
             (dlen_der = hk_p11_sig_der(sig, &der)) > 0 &&
-            (ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pk, NULL)) != NULL &&
+            (ctx = EVP_PKEY_CTX_new_from_pkey(hk_libctx(), pk, NULL)) != NULL &&
             EVP_PKEY_verify_init(ctx) == 1) {
             ok = EVP_PKEY_verify(ctx, der, (size_t)dlen_der, dig, dlen);
             rv = ok == 1 ? CKR_OK : CKR_SIGNATURE_INVALID;

@@ -11,6 +11,8 @@
  *   token_command = <command printing a fresh JWT>
  *   paillier_bits = 2048 | 3072
  *   timeout_ms    = 30000
+ *   pkcs11_curves = p256,secp256k1       (keys the PKCS#11 module shows:
+ *   pkcs11_keys   = label1,label2         unset or empty, all of them)
  *
  * Signing: one session per key at a time across threads and processes
  * (HK_ERR_BUSY otherwise); the final signature is verified before it is
@@ -34,6 +36,8 @@ typedef struct {
     char token_command[512];
     int paillier_bits;
     int timeout_ms;
+    char pkcs11_curves[64]; /* comma-separated curve names, "" = all */
+    char pkcs11_keys[512];  /* comma-separated key labels, "" = all */
 } hk_client_config;
 
 typedef struct hk_client hk_client;

@@ -130,6 +130,8 @@ typedef struct {
     CK_OBJECT_HANDLE *found;
     size_t nfound, pos;
     hk_p11_op sign, verify;
+    EVP_MD_CTX *digest; /* C_DigestInit..C_Digest(Final); NULL: none */
+    int digest_multi;   /* C_DigestUpdate was called */
 } hk_p11_session;
 
 typedef struct {
@@ -330,6 +332,19 @@ typedef struct {
 size_t hk_p11_attrs(const hk_p11_key *k, int priv, hk_p11_attr *out);
 int hk_p11_match(const hk_p11_key *k, int priv, const CK_ATTRIBUTE *tpl,
                  CK_ULONG n);
+/* verify.c: CKA_EC_POINT (DER OCTET STRING or bare) to the uncompressed
+ * point; an EVP_PKEY for a point checked on the curve (NULL if not); a
+ * public key object with CKA_VERIFY. */
+int hk_p11_ec_point(const unsigned char *v, CK_ULONG len,
+                    unsigned char pt[HK_POINT_UNCOMPRESSED_LEN]);
+EVP_PKEY *hk_p11_ec_pkey(hk_curve_id curve,
+                         const unsigned char pt[HK_POINT_UNCOMPRESSED_LEN]);
+int hk_p11_obj_is_verify_key(hk_p11_obj *o);
+
+/* object.c: keys of this curve are shown to the application (the
+ * HALFKEY_PKCS11_CURVES / pkcs11_curves view). */
+int hk_p11_curve_shown(const hk_p11_slot *sl, hk_curve_id curve);
+
 /* The DER OID of the key's curve, or NULL. */
 const unsigned char *hk_p11_curve_oid(hk_curve_id c, CK_ULONG *len);
 int hk_p11_curve_from_oid(const unsigned char *der, CK_ULONG len,

@@ -154,6 +154,9 @@ static CK_RV hk_p11_generate(hk_p11_session *s, CK_SESSION_HANDLE hs,
     hk_err e;
     CK_RV rv;
 
+    /* a curve this application is not shown (HALFKEY_PKCS11_CURVES) */
+    if (!hk_p11_curve_shown(sl, r->curve))
+        return CKR_CURVE_NOT_SUPPORTED;
     hk_p11_leave();
     e = hk_client_keygen(sl->cli, r->curve, r->label, &ki);
     (void)hk_p11_enter();

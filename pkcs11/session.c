@@ -22,6 +22,7 @@ void hk_p11_session_free(hk_p11_session *s)
 {
     hk_p11_op_reset(&s->sign);
     hk_p11_op_reset(&s->verify);
+    EVP_MD_CTX_free(s->digest);
     free(s->found);
     free(s);
 }

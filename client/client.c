@@ -38,6 +38,8 @@ static const hk_kv_field hk_ccfg_fields[] = {
     HK_KV_I(T, "paillier_bits", paillier_bits, 2048, 3072),
     HK_KV_I(T, "timeout_ms", timeout_ms, 100, 600000),
     HK_KV_P(T, "backup_pub", backup_pub),
+    HK_KV_S(T, "pkcs11_curves", pkcs11_curves),
+    HK_KV_S(T, "pkcs11_keys", pkcs11_keys),
 };
 #undef T
 #define HK_NCFIELDS (sizeof(hk_ccfg_fields) / sizeof(hk_ccfg_fields[0]))

@@ -20,6 +20,8 @@
  * share only once the new epoch's backup is stored (HK_ERR_BACKUP
  * otherwise: the new share is stored here and works, the old one stays
  * active on the server until the backup arrives).
+ *   pkcs11_curves = p256,secp256k1       (keys the PKCS#11 module shows:
+ *   pkcs11_keys   = label1,label2         unset or empty, all of them)
  *
  * Signing: one session per key at a time across threads and processes
  * (HK_ERR_BUSY otherwise); the final signature is verified before it is
@@ -44,6 +46,8 @@ typedef struct {
     int paillier_bits;
     int timeout_ms;
     char backup_pub[512];
+    char pkcs11_curves[64]; /* comma-separated curve names, "" = all */
+    char pkcs11_keys[512];  /* comma-separated key labels, "" = all */
 } hk_client_config;
 
 typedef struct hk_client hk_client;

@@ -14,6 +14,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "common/libctx.h"
 #include "client/ks_impl.h"
 #include "mpc/codec.h"
 
@@ -314,7 +315,7 @@ static hk_err hk_ks_slot_new(hk_ks_token *t, unsigned long gen, const char *pin,
         return HK_ERR_STATE;
     t->cur.gen = neu->gen = gen + 1;
     hk_ks_kdf_default(&t->cur.kdf);
-    if (RAND_bytes(t->cur.salt, HK_KS_SALT_LEN) != 1)
+    if (!hk_rand_bytes(t->cur.salt, HK_KS_SALT_LEN))
         return HK_ERR_RAND;
     if ((e = hk_ks_scrypt(pin, t->cur.salt, &t->cur.kdf, neu->k)) != HK_OK)
         return e;
@@ -608,7 +609,7 @@ static hk_err hk_ks_token_make(const char *label, const char *pin,
     hk_ks_kdf_default(&t->cur.kdf);
     t->max_fails = HK_KS_MAX_FAILS;
     t->cur.gen = mk->gen = 1;
-    if (RAND_bytes(t->cur.salt, HK_KS_SALT_LEN) != 1)
+    if (!hk_rand_bytes(t->cur.salt, HK_KS_SALT_LEN))
         return HK_ERR_RAND;
     if ((e = hk_ks_scrypt(pin, t->cur.salt, &t->cur.kdf, mk->k)) != HK_OK)
         return e;

@@ -11,6 +11,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "common/libctx.h"
 #include "client/ks_impl.h"
 
 #define HK_KS_TMP_SUFFIX ".tmp"
@@ -103,7 +104,7 @@ static hk_err hk_ks_tmp_name(const char *name, char *out, size_t max)
     size_t i;
     int n;
 
-    if (RAND_bytes(r, sizeof(r)) != 1)
+    if (!hk_rand_bytes(r, sizeof(r)))
         return HK_ERR_RAND;
     for (i = 0; i < sizeof(r); i++)
         snprintf(hex + 2 * i, 3, "%02x", r[i]);

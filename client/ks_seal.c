@@ -8,6 +8,7 @@
 #include <openssl/kdf.h>
 #include <openssl/rand.h>
 
+#include "common/libctx.h"
 #include "client/ks_impl.h"
 #include "common/aead.h"
 
@@ -52,9 +53,10 @@ hk_err hk_ks_scrypt(const char *pin, const unsigned char *salt,
 {
     if (pin == NULL || salt == NULL || mk == NULL || !hk_ks_kdf_ok(p))
         return HK_ERR_ARG;
-    if (EVP_PBE_scrypt(pin, strlen(pin), salt, HK_KS_SALT_LEN,
-                       (uint64_t)1 << p->log2n, p->r, p->p,
-                       hk_ks_kdf_mem(p) + 4096, mk, HK_KS_KEY_LEN) != 1)
+    if (EVP_PBE_scrypt_ex(pin, strlen(pin), salt, HK_KS_SALT_LEN,
+                          (uint64_t)1 << p->log2n, p->r, p->p,
+                          hk_ks_kdf_mem(p) + 4096, mk, HK_KS_KEY_LEN,
+                          hk_libctx(), NULL) != 1)
         return HK_ERR_CRYPTO;
     return HK_OK;
 }
@@ -88,7 +90,7 @@ hk_err hk_ks_hkdf(const unsigned char mk[HK_KS_KEY_LEN], const char *label,
         OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info, ilen);
     params[3] = OSSL_PARAM_construct_end();
     e = HK_ERR_CRYPTO;
-    if ((kdf = EVP_KDF_fetch(NULL, "HKDF", NULL)) == NULL ||
+    if ((kdf = EVP_KDF_fetch(hk_libctx(), "HKDF", NULL)) == NULL ||
         (kctx = EVP_KDF_CTX_new(kdf)) == NULL ||
         EVP_KDF_derive(kctx, out, HK_KS_KEY_LEN, params) != 1)
         goto done;

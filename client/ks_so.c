@@ -19,6 +19,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "common/libctx.h"
 #include "client/ks_impl.h"
 #include "mpc/codec.h"
 
@@ -139,7 +140,7 @@ static hk_err hk_ks_so_seal(hk_ks_so *so, const char *pin,
     hk_ks_aad a;
     hk_err e;
 
-    if (RAND_bytes(so->salt, HK_KS_SALT_LEN) != 1)
+    if (!hk_rand_bytes(so->salt, HK_KS_SALT_LEN))
         return HK_ERR_RAND;
     hk_ks_so_aad(&a, so);
     if ((e = hk_ks_so_key(so, pin, key)) == HK_OK)
@@ -406,7 +407,7 @@ static hk_err hk_ks_so_set_op(hk_ks *ks, const void *arg)
     memset(&so, 0, sizeof(so));
     hk_ks_kdf_default(&so.kdf);
     so.max_fails = HK_KS_MAX_FAILS;
-    if (RAND_bytes(rk, sizeof(rk)) != 1)
+    if (!hk_rand_bytes(rk, sizeof(rk)))
         return HK_ERR_RAND;
     if ((e = hk_ks_so_seal(&so, r->pin, rk)) == HK_OK &&
         (r->label == NULL || (e = hk_ks_label_write(ks, r->label)) == HK_OK))

@@ -1,4 +1,5 @@
-/* AES-256-GCM sealing (aead.h), on OpenSSL's EVP interface. */
+/* AES-256-GCM sealing (aead.h), on OpenSSL's EVP interface in halfkey's
+ * own library context (libctx.h): a host's providers never see the keys. */
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -6,6 +7,7 @@
 #include <openssl/rand.h>
 
 #include "common/aead.h"
+#include "common/libctx.h"
 
 /* An AES-256-GCM context for key and nonce, with the associated data. */
 static hk_err hk_aead_start(EVP_CIPHER_CTX *c, int enc,
@@ -15,7 +17,9 @@ static hk_err hk_aead_start(EVP_CIPHER_CTX *c, int enc,
 {
     int n;
 
-    if (EVP_CipherInit_ex(c, EVP_aes_256_gcm(), NULL, NULL, NULL, enc) != 1 ||
+    if (hk_cipher_aes256gcm() == NULL ||
+        EVP_CipherInit_ex(c, hk_cipher_aes256gcm(), NULL, NULL, NULL, enc) !=
+            1 ||
         EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, HK_AEAD_NONCE_LEN,
                             NULL) != 1 ||
         EVP_CipherInit_ex(c, NULL, NULL, key, nonce, enc) != 1)
@@ -39,7 +43,7 @@ hk_err hk_aead_seal(const unsigned char key[HK_AEAD_KEY_LEN],
         return HK_ERR_ARG;
     if (ptlen > HK_AEAD_MAX || aadlen > HK_AEAD_MAX)
         return HK_ERR_TOO_BIG;
-    if (RAND_bytes(out, HK_AEAD_NONCE_LEN) != 1)
+    if (!hk_rand_bytes(out, HK_AEAD_NONCE_LEN))
         return HK_ERR_RAND;
     if ((c = EVP_CIPHER_CTX_new()) == NULL)
         return HK_ERR_NOMEM;

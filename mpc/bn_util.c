@@ -1,4 +1,5 @@
 /* BIGNUM helpers. */
+#include "common/libctx.h"
 #include "mpc/bn_util.h"
 
 BIGNUM *hk_bn_secret(void)
@@ -14,7 +15,7 @@ hk_err hk_bn_rand_bits(BIGNUM *r, int bits)
 {
     if (r == NULL || bits <= 0)
         return HK_ERR_ARG;
-    if (!BN_priv_rand(r, bits, BN_RAND_TOP_ANY, BN_RAND_BOTTOM_ANY))
+    if (!hk_bn_priv_rand(r, bits, BN_RAND_TOP_ANY, BN_RAND_BOTTOM_ANY))
         return HK_ERR_RAND;
     return HK_OK;
 }
@@ -29,7 +30,7 @@ hk_err hk_bn_rand_times(BIGNUM *r, const BIGNUM *n, int extra)
     lim = BN_new();
     if (lim == NULL)
         return HK_ERR_NOMEM;
-    if (BN_lshift(lim, n, extra) && BN_priv_rand_range(r, lim))
+    if (BN_lshift(lim, n, extra) && hk_bn_priv_rand_range(r, lim))
         e = HK_OK;
     BN_free(lim);
     return e;

@@ -4,6 +4,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "common/libctx.h"
 #include "mpc/curve_impl.h"
 
 hk_err hk_curve_from_name(const char *name, hk_curve_id *out)
@@ -44,7 +45,7 @@ hk_err hk_curve_new(hk_curve_id id, hk_curve **out)
     if (c == NULL)
         return HK_ERR_NOMEM;
     c->id = id;
-    c->bn = BN_CTX_new();
+    c->bn = BN_CTX_new_ex(hk_libctx());
     c->q = BN_new();
     c->q_minus_2 = BN_new();
     c->mont = BN_MONT_CTX_new();
@@ -186,7 +187,7 @@ hk_err hk_scalar_random(hk_curve *c, hk_scalar *out)
     if (t == NULL)
         goto done;
     do {
-        if (!BN_priv_rand_range(t, c->q))
+        if (!hk_bn_priv_rand_range(t, c->q))
             goto done;
     } while (BN_is_zero(t));
     e = BN_bn2binpad(t, out->b, HK_SCALAR_LEN) == HK_SCALAR_LEN ? HK_OK

@@ -11,6 +11,7 @@
 #include <openssl/rand.h>
 #include <secp256k1_ecdh.h>
 
+#include "common/libctx.h"
 #include "mpc/curve_impl.h"
 
 static const unsigned char hk_k1_order[32] = {
@@ -26,7 +27,7 @@ hk_err hk_k1_init(hk_curve *c)
     c->k1 = secp256k1_context_create(SECP256K1_CONTEXT_NONE);
     if (c->k1 == NULL)
         return HK_ERR_NOMEM;
-    if (RAND_priv_bytes(seed, sizeof(seed)) != 1) {
+    if (!hk_rand_priv_bytes(seed, sizeof(seed))) {
         e = HK_ERR_RAND;
         goto done;
     }

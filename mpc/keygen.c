@@ -4,6 +4,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "common/libctx.h"
 #include "mpc/keygen.h"
 #include "mpc/proto_impl.h"
 
@@ -158,7 +159,7 @@ hk_err hk_keygen_start(hk_keygen *kg, unsigned char **out, size_t *outlen)
                               &kg->X, &kg->pi)) != HK_OK)
         goto fail;
     e = HK_ERR_RAND;
-    if (RAND_priv_bytes(kg->nonce, HK_NONCE_LEN) != 1)
+    if (!hk_rand_priv_bytes(kg->nonce, HK_NONCE_LEN))
         goto fail;
     if ((e = hk_kg_commitment(kg, &kg->X, &kg->pi, kg->pbits, kg->nonce,
                               kg->com)) != HK_OK ||

@@ -12,6 +12,7 @@
 
 #include <openssl/crypto.h>
 
+#include "common/libctx.h"
 #include "mpc/ct.h"
 #include "mpc/paillier.h"
 
@@ -113,7 +114,7 @@ hk_err hk_paillier_pk_new(const BIGNUM *n, int bits, hk_paillier_pk **out)
         BN_num_bits(n) != bits || !BN_is_odd(n) || hk_has_small_factor(n))
         return HK_ERR_PAILLIER;
     pk = OPENSSL_zalloc(sizeof(*pk));
-    ctx = BN_CTX_new();
+    ctx = BN_CTX_new_ex(hk_libctx());
     e = HK_ERR_NOMEM;
     if (pk == NULL || ctx == NULL)
         goto done;
@@ -261,7 +262,7 @@ static hk_err hk_paillier_sk_build(BIGNUM *p, BIGNUM *q, int bits, int roots,
     hk_err e;
 
     sk = OPENSSL_zalloc(sizeof(*sk));
-    ctx = BN_CTX_secure_new();
+    ctx = BN_CTX_secure_new_ex(hk_libctx());
     if (sk == NULL || ctx == NULL) {
         OPENSSL_free(sk);
         BN_CTX_free(ctx);
@@ -302,7 +303,7 @@ hk_err hk_paillier_keygen(int bits, hk_paillier_sk **out)
     *out = NULL;
     p = hk_secret_bn();
     q = hk_secret_bn();
-    ctx = BN_CTX_secure_new();
+    ctx = BN_CTX_secure_new_ex(hk_libctx());
     if (p == NULL || q == NULL || ctx == NULL)
         goto done;
     e = HK_ERR_CRYPTO;
@@ -352,7 +353,7 @@ hk_err hk_paillier_rand_unit(const hk_paillier_pk *pk, BIGNUM *r)
 
     if (pk == NULL || r == NULL)
         return HK_ERR_ARG;
-    ctx = BN_CTX_new();
+    ctx = BN_CTX_new_ex(hk_libctx());
     if (ctx == NULL)
         return HK_ERR_NOMEM;
     BN_CTX_start(ctx);
@@ -360,7 +361,7 @@ hk_err hk_paillier_rand_unit(const hk_paillier_pk *pk, BIGNUM *r)
     if (g == NULL)
         goto done;
     do {
-        if (!BN_priv_rand_range(r, pk->n) || !BN_gcd(g, r, pk->n, ctx))
+        if (!hk_bn_priv_rand_range(r, pk->n) || !BN_gcd(g, r, pk->n, ctx))
             goto done;
     } while (BN_is_zero(r) || !BN_is_one(g));
     e = HK_OK;
@@ -400,7 +401,7 @@ hk_err hk_paillier_enc(const hk_paillier_pk *pk, const BIGNUM *m,
 
     if (pk == NULL || m == NULL || c == NULL || !hk_plain_ok(pk, m))
         return HK_ERR_ARG;
-    ctx = BN_CTX_new();
+    ctx = BN_CTX_new_ex(hk_libctx());
     if (ctx == NULL)
         return HK_ERR_NOMEM;
     BN_CTX_start(ctx);
@@ -470,7 +471,7 @@ hk_err hk_paillier_enc_sk(const hk_paillier_sk *sk, const BIGNUM *m,
     if (sk == NULL || m == NULL || r == NULL || c == NULL ||
         !hk_plain_ok(&sk->pk, m))
         return HK_ERR_ARG;
-    ctx = BN_CTX_secure_new();
+    ctx = BN_CTX_secure_new_ex(hk_libctx());
     if (ctx == NULL)
         return HK_ERR_NOMEM;
     BN_CTX_start(ctx);
@@ -515,7 +516,7 @@ hk_err hk_paillier_dec(const hk_paillier_sk *sk, const BIGNUM *c, BIGNUM *m)
 
     if (sk == NULL || c == NULL || m == NULL)
         return HK_ERR_ARG;
-    ctx = BN_CTX_secure_new();
+    ctx = BN_CTX_secure_new_ex(hk_libctx());
     if (ctx == NULL)
         return HK_ERR_NOMEM;
     BN_CTX_start(ctx);
@@ -550,7 +551,7 @@ hk_err hk_paillier_add(const hk_paillier_pk *pk, const BIGNUM *a,
 
     if (pk == NULL || a == NULL || b == NULL || out == NULL)
         return HK_ERR_ARG;
-    ctx = BN_CTX_new();
+    ctx = BN_CTX_new_ex(hk_libctx());
     if (ctx == NULL)
         return HK_ERR_NOMEM;
     ok = BN_mod_mul_montgomery(out, a, b, pk->mont_n2, ctx) &&
@@ -568,7 +569,7 @@ hk_err hk_paillier_mul(const hk_paillier_pk *pk, const BIGNUM *c,
     if (pk == NULL || c == NULL || k == NULL || out == NULL ||
         BN_is_negative(k))
         return HK_ERR_ARG;
-    ctx = BN_CTX_new();
+    ctx = BN_CTX_new_ex(hk_libctx());
     if (ctx == NULL)
         return HK_ERR_NOMEM;
     ok = BN_mod_exp_mont_consttime(out, c, k, pk->n2, ctx, pk->mont_n2);
@@ -588,7 +589,7 @@ static hk_err hk_unit_in(const hk_paillier_pk *pk, const BIGNUM *v,
         return HK_ERR_ARG;
     if (BN_is_negative(v) || BN_is_zero(v) || BN_cmp(v, mod) >= 0)
         return HK_ERR_PAILLIER;
-    ctx = BN_CTX_new();
+    ctx = BN_CTX_new_ex(hk_libctx());
     if (ctx == NULL)
         return HK_ERR_NOMEM;
     BN_CTX_start(ctx);
@@ -624,7 +625,7 @@ hk_err hk_paillier_nth_root(const hk_paillier_sk *sk, const BIGNUM *x,
         return HK_ERR_ARG;
     if (sk->dp == NULL || sk->dq == NULL)
         return HK_ERR_STATE;
-    ctx = BN_CTX_secure_new();
+    ctx = BN_CTX_secure_new_ex(hk_libctx());
     if (ctx == NULL)
         return HK_ERR_NOMEM;
     e = hk_crt_exp(out, x, sk->dp, &(hk_crt_side){sk->p, sk->mont_p, sk->ct_p},

@@ -4,6 +4,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "common/libctx.h"
 #include "mpc/proto_impl.h"
 #include "mpc/refresh.h"
 
@@ -131,7 +132,7 @@ hk_err hk_refresh_start(hk_refresh *rf, unsigned char **out, size_t *outlen)
         return HK_ERR_STATE;
     if ((e = hk_scalar_random(rf->c, &rf->r1)) != HK_OK)
         return e;
-    if (RAND_priv_bytes(rf->nonce, HK_NONCE_LEN) != 1)
+    if (!hk_rand_priv_bytes(rf->nonce, HK_NONCE_LEN))
         return HK_ERR_RAND;
     if ((e = hk_rf_commitment(rf, &rf->r1, rf->pbits, rf->nonce, rf->com)) !=
             HK_OK ||

@@ -4,6 +4,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "common/libctx.h"
 #include "mpc/bn_util.h"
 #include "mpc/proto_impl.h"
 #include "mpc/sign.h"
@@ -196,7 +197,7 @@ hk_err hk_sign_start(hk_sign *sg, unsigned char **out, size_t *outlen)
         (e = hk_schnorr_prove(sg->c, &sg->b, HK_ROLE_P1, hk_sg_lbl_k1, &sg->k,
                               &sg->R, &sg->pi)) != HK_OK)
         return e;
-    if (RAND_priv_bytes(sg->nonce, HK_NONCE_LEN) != 1)
+    if (!hk_rand_priv_bytes(sg->nonce, HK_NONCE_LEN))
         return HK_ERR_RAND;
     if ((e = hk_sg_commitment(sg, &sg->R, &sg->pi, sg->nonce, sg->com)) !=
             HK_OK ||
@@ -316,8 +317,8 @@ static hk_err hk_sg_c3(hk_sign *sg, const hk_scalar *r, BIGNUM *c3)
         (e = hk_scalar_mul(sg->c, &w, &sg->share->x, &w)) != HK_OK)
         goto done;
     e = HK_ERR_NOMEM;
-    if ((ctx = BN_CTX_secure_new()) == NULL || (v = hk_bn_secret()) == NULL ||
-        (t = hk_bn_secret()) == NULL)
+    if ((ctx = BN_CTX_secure_new_ex(hk_libctx())) == NULL ||
+        (v = hk_bn_secret()) == NULL || (t = hk_bn_secret()) == NULL)
         goto done;
     if ((e = hk_bn_rand_bits(v, HK_SIGN_RHO_BITS)) != HK_OK ||
         (e = hk_scalar_to_bn(&a, &wb)) != HK_OK)

@@ -3,6 +3,7 @@
 
 #include <openssl/crypto.h>
 
+#include "common/libctx.h"
 #include "mpc/transcript.h"
 
 static void hk_be32(unsigned char out[4], size_t v)
@@ -43,7 +44,7 @@ hk_err hk_ts_init(hk_ts *t, const char *label, const hk_binding *b,
     t->md = EVP_MD_CTX_new();
     if (t->md == NULL)
         return HK_ERR_NOMEM;
-    if (!EVP_DigestInit_ex(t->md, EVP_sha256(), NULL)) {
+    if (!EVP_DigestInit_ex(t->md, hk_md_sha256(), NULL)) {
         hk_ts_free(t);
         return HK_ERR_CRYPTO;
     }
@@ -106,7 +107,7 @@ hk_err hk_ts_final(hk_ts *t, unsigned char *out, size_t n)
     /* Expand: block i = SHA-256(seed || be32(i)). */
     for (off = 0; off < n; off += take) {
         hk_be32(ctr, off / HK_HASH_LEN);
-        if (!EVP_DigestInit_ex(t->md, EVP_sha256(), NULL) ||
+        if (!EVP_DigestInit_ex(t->md, hk_md_sha256(), NULL) ||
             !EVP_DigestUpdate(t->md, seed, sizeof(seed)) ||
             !EVP_DigestUpdate(t->md, ctr, 4) ||
             !EVP_DigestFinal_ex(t->md, blk, NULL))

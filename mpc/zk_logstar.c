@@ -4,6 +4,7 @@
 
 #include <openssl/crypto.h>
 
+#include "common/libctx.h"
 #include "mpc/bn_util.h"
 #include "mpc/ct.h"
 #include "mpc/zk_impl.h"
@@ -180,7 +181,7 @@ hk_err hk_logstar_prove(hk_curve *c, const hk_binding *b, hk_role role,
     if (c == NULL || b == NULL || sk == NULL || rp == NULL || x == NULL ||
         r == NULL || C == NULL || X == NULL || out == NULL)
         return HK_ERR_ARG;
-    ctx = BN_CTX_secure_new();
+    ctx = BN_CTX_secure_new_ex(hk_libctx());
     if ((e = hk_logstar_secrets_new(&s)) != HK_OK ||
         (e = hk_logstar_alloc(out)) != HK_OK || ctx == NULL) {
         e = HK_ERR_NOMEM;
@@ -448,7 +449,7 @@ hk_err hk_logstar_verify(hk_curve *c, const hk_binding *b, hk_role role,
             return HK_ERR_PROOF;
     if ((e = hk_logstar_challenge(b, role, pk, rp, C, X, pf, ch)) != HK_OK)
         return e;
-    if ((ctx = BN_CTX_new()) == NULL)
+    if ((ctx = BN_CTX_new_ex(hk_libctx())) == NULL)
         return HK_ERR_NOMEM;
     for (i = 0; i < HK_LOG_REPS && e == HK_OK; i++) {
         if ((e = hk_logstar_check_dl(c, X, &pf->rep[i], ch[i])) != HK_OK ||

@@ -2,6 +2,7 @@
  * for the soundness argument). */
 #include <openssl/crypto.h>
 
+#include "common/libctx.h"
 #include "mpc/bn_util.h"
 #include "mpc/zk.h"
 
@@ -36,7 +37,7 @@ static hk_err hk_nthroot_challenges(const hk_paillier_pk *pk,
     if ((e = hk_ts_final(&t, buf, each * HK_NTH_ROOTS)) != HK_OK)
         goto done;
     e = HK_ERR_NOMEM;
-    if ((ctx = BN_CTX_new()) == NULL)
+    if ((ctx = BN_CTX_new_ex(hk_libctx())) == NULL)
         goto done;
     for (i = 0; i < HK_NTH_ROOTS; i++) {
         e = HK_ERR_CRYPTO;
@@ -92,7 +93,7 @@ hk_err hk_nthroot_verify(const hk_paillier_pk *pk, const hk_binding *b,
     if ((e = hk_bn_new_array(rho, HK_NTH_ROOTS)) != HK_OK)
         goto done;
     e = HK_ERR_NOMEM;
-    if ((ctx = BN_CTX_new()) == NULL || (v = BN_new()) == NULL)
+    if ((ctx = BN_CTX_new_ex(hk_libctx())) == NULL || (v = BN_new()) == NULL)
         goto done;
     if ((e = hk_nthroot_challenges(pk, b, role, rho)) != HK_OK)
         goto done;

@@ -3,6 +3,7 @@
 
 #include <openssl/crypto.h>
 
+#include "common/libctx.h"
 #include "mpc/bn_util.h"
 #include "mpc/zk_impl.h"
 #include "mpc/zk.h"
@@ -51,7 +52,7 @@ hk_err hk_rped_new(const BIGNUM *n, const BIGNUM *s, const BIGNUM *t,
     if (n == NULL || s == NULL || t == NULL || out == NULL)
         return HK_ERR_ARG;
     *out = NULL;
-    if ((ctx = BN_CTX_new()) == NULL)
+    if ((ctx = BN_CTX_new_ex(hk_libctx())) == NULL)
         return HK_ERR_NOMEM;
     if (BN_num_bits(n) != HK_RPED_BITS || !BN_is_odd(n) ||
         !hk_rped_unit(s, n, ctx) || !hk_rped_unit(t, n, ctx)) {
@@ -164,7 +165,7 @@ hk_err hk_rped_secret_from(const BIGNUM *p, const BIGNUM *q, const BIGNUM *t,
         return HK_ERR_ARG;
     *out = NULL;
     sec = OPENSSL_zalloc(sizeof(*sec));
-    ctx = BN_CTX_secure_new();
+    ctx = BN_CTX_secure_new_ex(hk_libctx());
     if (sec == NULL || ctx == NULL)
         goto done;
     if ((sec->p = hk_bn_secret()) == NULL || !BN_copy(sec->p, p) ||
@@ -190,7 +191,7 @@ hk_err hk_rped_generate(hk_rped_secret **out)
 
     if (out == NULL)
         return HK_ERR_ARG;
-    ctx = BN_CTX_secure_new();
+    ctx = BN_CTX_secure_new_ex(hk_libctx());
     p = hk_bn_secret();
     q = hk_bn_secret();
     t = BN_new();
@@ -209,11 +210,11 @@ hk_err hk_rped_generate(hk_rped_secret **out)
     } while (BN_cmp(p, q) == 0);
     /* t = tau^2 mod N~ for a random tau (phi holds N~ for this step);
      * lambda uniform in [0, phi(N~)). */
-    if (!BN_mul(phi, p, q, ctx) || !BN_priv_rand_range(t, phi) ||
+    if (!BN_mul(phi, p, q, ctx) || !hk_bn_priv_rand_range(t, phi) ||
         !BN_mod_sqr(t, t, phi, ctx))
         goto done;
     if (!BN_sub(phi, p, BN_value_one()) || !BN_sub(lambda, q, BN_value_one()) ||
-        !BN_mul(phi, phi, lambda, ctx) || !BN_priv_rand_range(lambda, phi))
+        !BN_mul(phi, phi, lambda, ctx) || !hk_bn_priv_rand_range(lambda, phi))
         goto done;
     e = hk_rped_secret_from(p, q, t, lambda, out);
 done:
@@ -273,7 +274,7 @@ hk_err hk_prm_prove(const hk_rped_secret *sec, hk_prm_proof *out)
     if (sec == NULL || out == NULL)
         return HK_ERR_ARG;
     memset(out, 0, sizeof(*out));
-    if ((ctx = BN_CTX_secure_new()) == NULL)
+    if ((ctx = BN_CTX_secure_new_ex(hk_libctx())) == NULL)
         return HK_ERR_NOMEM;
     if ((e = hk_bn_new_array(out->a, HK_PRM_ROUNDS)) != HK_OK ||
         (e = hk_bn_new_array(out->z, HK_PRM_ROUNDS)) != HK_OK)
@@ -282,7 +283,7 @@ hk_err hk_prm_prove(const hk_rped_secret *sec, hk_prm_proof *out)
     for (i = 0; i < HK_PRM_ROUNDS; i++) {
         BN_set_flags(out->z[i], BN_FLG_CONSTTIME);
         /* z[i] holds the secret a_i until the challenge is known. */
-        if (!BN_priv_rand_range(out->z[i], sec->phi) ||
+        if (!hk_bn_priv_rand_range(out->z[i], sec->phi) ||
             !BN_mod_exp_mont_consttime(out->a[i], sec->pub.t, out->z[i],
                                        sec->pub.n, ctx, sec->pub.mont))
             goto done;
@@ -312,7 +313,7 @@ hk_err hk_prm_verify(const hk_rped *rp, const hk_prm_proof *pf)
 
     if (rp == NULL || pf == NULL)
         return HK_ERR_ARG;
-    if ((ctx = BN_CTX_new()) == NULL)
+    if ((ctx = BN_CTX_new_ex(hk_libctx())) == NULL)
         return HK_ERR_NOMEM;
     BN_CTX_start(ctx);
     lhs = BN_CTX_get(ctx);

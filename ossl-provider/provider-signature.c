@@ -16,7 +16,7 @@
 
 #include "ossl-provider/provider.h"
 
-#define HK_SIG_OTHERS "provider!=halfkey"
+#define HK_SIG_OTHERS HK_PROV_NOT_OURS
 
 typedef struct {
     hk_prov_ctx *pc;

@@ -5,6 +5,8 @@
 
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/opensslv.h>
 #include <openssl/params.h>
 #include <openssl/provider.h>
@@ -164,14 +166,55 @@ static const OSSL_ALGORITHM hk_prov_encoder[] = {
      hk_prov_text_encoder_functions, "text: label, key id, public key"},
     {NULL, NULL, NULL, NULL}};
 
+/* Provider order. With no property query OpenSSL takes the first
+ * implementation of an algorithm it stored, in the order the providers
+ * were loaded: loaded before `default`, our "EC" key management would
+ * answer every plain EC fetch, and libssl, which keeps a TLS group only if
+ * the provider that announces it also answers its key management fetch,
+ * would drop P-256 and the other EC groups (and ECDSA verification of other
+ * keys would come here). So before our EC key management or ECDSA is
+ * stored in the application's library context, the other providers' are
+ * fetched (stored first): plain fetches get them, fetches from this
+ * provider (a key loaded by our store, its signing) get ours. While that
+ * fetch runs, we answer nothing and let it not be cached. */
+static __thread int hk_prov_in_order_fetch;
+
+static int hk_prov_put_others_first(hk_prov_ctx *pc, int op)
+{
+    int *done =
+        op == OSSL_OP_KEYMGMT ? &pc->ordered_keymgmt : &pc->ordered_signature;
+
+    if (__atomic_load_n(done, __ATOMIC_ACQUIRE) || !pc->has_core_libctx)
+        return 1;
+    if (hk_prov_in_order_fetch)
+        return 0;
+    hk_prov_in_order_fetch = 1;
+    ERR_set_mark();
+    if (op == OSSL_OP_KEYMGMT)
+        EVP_KEYMGMT_free(
+            EVP_KEYMGMT_fetch(pc->core_libctx, "EC", HK_PROV_NOT_OURS));
+    else
+        EVP_SIGNATURE_free(
+            EVP_SIGNATURE_fetch(pc->core_libctx, "ECDSA", HK_PROV_NOT_OURS));
+    ERR_pop_to_mark(); /* none there (no default provider): not an error */
+    hk_prov_in_order_fetch = 0;
+    __atomic_store_n(done, 1, __ATOMIC_RELEASE);
+    return 1;
+}
+
 static const OSSL_ALGORITHM *hk_prov_query(void *provctx, int op, int *no_cache)
 {
+    hk_prov_ctx *pc = provctx;
+
     *no_cache = 0;
     switch (op) {
     case OSSL_OP_KEYMGMT:
-        return hk_prov_keymgmt;
     case OSSL_OP_SIGNATURE:
-        return hk_prov_signature;
+        if (!hk_prov_put_others_first(pc, op)) {
+            *no_cache = 1;
+            return NULL;
+        }
+        return op == OSSL_OP_KEYMGMT ? hk_prov_keymgmt : hk_prov_signature;
     case OSSL_OP_STORE:
         return hk_prov_store;
     case OSSL_OP_ENCODER:
@@ -232,6 +275,7 @@ OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
                    const OSSL_DISPATCH **out, void **provctx)
 {
     OSSL_FUNC_core_get_params_fn *gp = NULL;
+    OSSL_FUNC_core_get_libctx_fn *get_libctx = NULL;
     const OSSL_DISPATCH *f;
     hk_prov_ctx *pc;
     int ok = 0;
@@ -243,6 +287,9 @@ OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
         switch (f->function_id) {
         case OSSL_FUNC_CORE_GET_PARAMS:
             gp = OSSL_FUNC_core_get_params(f);
+            break;
+        case OSSL_FUNC_CORE_GET_LIBCTX:
+            get_libctx = OSSL_FUNC_core_get_libctx(f);
             break;
         case OSSL_FUNC_CORE_NEW_ERROR:
             pc->new_error = OSSL_FUNC_core_new_error(f);
@@ -259,6 +306,13 @@ OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
     }
     if (pc->set_error_debug == NULL || pc->vset_error == NULL)
         pc->new_error = NULL; /* no error reporting without all three */
+    /* The application's library context: this provider shares libcrypto
+     * with it, so the core's context is an OSSL_LIB_CTX (provider order,
+     * hk_prov_put_others_first); NULL is OpenSSL's default context. */
+    if (get_libctx != NULL) {
+        pc->core_libctx = (OSSL_LIB_CTX *)get_libctx(handle);
+        pc->has_core_libctx = 1;
+    }
     /* A child library context: digests and the default provider's EC code
      * of the application, and BIOs over the core's. */
     if ((pc->libctx = OSSL_LIB_CTX_new_child(handle, in)) == NULL ||

@@ -32,6 +32,7 @@
 
 #define HK_PROV_NAME "halfkey"
 #define HK_PROV_PROPS "provider=halfkey"
+#define HK_PROV_NOT_OURS "provider!=halfkey"
 /* The names the default provider gives EC keys: libssl and the X.509 code
  * recognise a key by them. */
 #define HK_PROV_EC_NAMES "EC:id-ecPublicKey:1.2.840.10045.2.1"
@@ -61,9 +62,13 @@ enum {
 
 typedef struct {
     const OSSL_CORE_HANDLE *handle;
-    OSSL_LIB_CTX *libctx; /* child of the application's library context */
-    char *dir;            /* openssl.cnf halfkey-dir, or NULL */
-    char *pin_file;       /* openssl.cnf halfkey-pin-file, or NULL */
+    OSSL_LIB_CTX *libctx;      /* child of the application's library context */
+    OSSL_LIB_CTX *core_libctx; /* the application's (not ours to free; */
+    int has_core_libctx;       /* NULL is OpenSSL's default context) */
+    int ordered_keymgmt;       /* others' EC key management stored first */
+    int ordered_signature;     /* others' ECDSA stored first */
+    char *dir;                 /* openssl.cnf halfkey-dir, or NULL */
+    char *pin_file;            /* openssl.cnf halfkey-pin-file, or NULL */
     OSSL_FUNC_core_new_error_fn *new_error;
     OSSL_FUNC_core_set_error_debug_fn *set_error_debug;
     OSSL_FUNC_core_vset_error_fn *vset_error;

@@ -130,6 +130,8 @@ typedef struct {
     CK_OBJECT_HANDLE *found;
     size_t nfound, pos;
     hk_p11_op sign, verify;
+    EVP_MD_CTX *digest; /* C_DigestInit..C_Digest(Final); NULL: none */
+    int digest_multi;   /* C_DigestUpdate was called */
 } hk_p11_session;
 
 typedef struct {
@@ -213,6 +215,11 @@ CK_RV hk_p11_new_pin(const CK_UTF8CHAR *pin, CK_ULONG len, char **out);
 CK_RV hk_p11_session_get(CK_SESSION_HANDLE h, hk_p11_session **out);
 void hk_p11_session_free(hk_p11_session *s);
 void hk_p11_op_reset(hk_p11_op *op);
+/* The hash of a CKM_ECDSA_SHA* (sign != 0) or CKM_SHA* mechanism by its
+ * OpenSSL name, NULL for others; a context for it in the client core's own
+ * library context (NULL: out of memory). */
+const char *hk_p11_mech_md_name(CK_MECHANISM_TYPE m, int sign);
+EVP_MD_CTX *hk_p11_md_new(const char *name);
 
 /* op.c */
 CK_RV hk_p11_op_init(hk_p11_op *op, const CK_MECHANISM *m, CK_OBJECT_HANDLE h);
@@ -329,6 +336,19 @@ typedef struct {
 size_t hk_p11_attrs(const hk_p11_key *k, int priv, hk_p11_attr *out);
 int hk_p11_match(const hk_p11_key *k, int priv, const CK_ATTRIBUTE *tpl,
                  CK_ULONG n);
+/* verify.c: CKA_EC_POINT (DER OCTET STRING or bare) to the uncompressed
+ * point; an EVP_PKEY for a point checked on the curve (NULL if not); a
+ * public key object with CKA_VERIFY. */
+int hk_p11_ec_point(const unsigned char *v, CK_ULONG len,
+                    unsigned char pt[HK_POINT_UNCOMPRESSED_LEN]);
+EVP_PKEY *hk_p11_ec_pkey(hk_curve_id curve,
+                         const unsigned char pt[HK_POINT_UNCOMPRESSED_LEN]);
+int hk_p11_obj_is_verify_key(hk_p11_obj *o);
+
+/* object.c: keys of this curve are shown to the application (the
+ * HALFKEY_PKCS11_CURVES / pkcs11_curves view). */
+int hk_p11_curve_shown(const hk_p11_slot *sl, hk_curve_id curve);
+
 /* The DER OID of the key's curve, or NULL. */
 const unsigned char *hk_p11_curve_oid(hk_curve_id c, CK_ULONG *len);
 int hk_p11_curve_from_oid(const unsigned char *der, CK_ULONG len,

@@ -13,6 +13,7 @@
 
 #include <openssl/rand.h>
 
+#include "common/libctx.h"
 #include "pkcs11/hk_p11.h"
 
 /* Attributes the token sets itself (PKCS#11 v3.0 4.7, 4.8: "must not be
@@ -98,7 +99,7 @@ static CK_RV hk_p11_label(const CK_ATTRIBUTE *pub, CK_ULONG npub,
             snprintf(out + 3 + 2 * i, 3, "%02x", b[i]);
         return CKR_OK;
     }
-    if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+    if (!hk_rand_bytes(rnd, sizeof(rnd)))
         return CKR_FUNCTION_FAILED;
     strcpy(out, "key-");
     for (i = 0; i < sizeof(rnd); i++)
@@ -153,6 +154,9 @@ static CK_RV hk_p11_generate(hk_p11_session *s, CK_SESSION_HANDLE hs,
     hk_err e;
     CK_RV rv;
 
+    /* a curve this application is not shown (HALFKEY_PKCS11_CURVES) */
+    if (!hk_p11_curve_shown(sl, r->curve))
+        return CKR_CURVE_NOT_SUPPORTED;
     hk_p11_leave();
     e = hk_client_keygen(sl->cli, r->curve, r->label, &ki);
     (void)hk_p11_enter();

@@ -1,5 +1,6 @@
 /* Mechanisms: C_GetMechanismList and C_GetMechanismInfo. Keys are 256-bit
- * (secp256k1 and P-256), named curves, uncompressed points. */
+ * (secp256k1 and P-256), named curves, uncompressed points; the SHA
+ * digests (digest.c) have no key. */
 #include "pkcs11/hk_p11.h"
 
 #define HK_EC_FLAGS (CKF_EC_F_P | CKF_EC_NAMEDCURVE | CKF_EC_UNCOMPRESS)
@@ -15,6 +16,11 @@ static const struct {
     {CKM_ECDSA_SHA256, CKF_SIGN | CKF_VERIFY | HK_EC_FLAGS},
     {CKM_ECDSA_SHA384, CKF_SIGN | CKF_VERIFY | HK_EC_FLAGS},
     {CKM_ECDSA_SHA512, CKF_SIGN | CKF_VERIFY | HK_EC_FLAGS},
+    {CKM_SHA_1, CKF_DIGEST},
+    {CKM_SHA224, CKF_DIGEST},
+    {CKM_SHA256, CKF_DIGEST},
+    {CKM_SHA384, CKF_DIGEST},
+    {CKM_SHA512, CKF_DIGEST},
 };
 
 #define HK_NMECHS (sizeof(hk_p11_mechs) / sizeof(hk_p11_mechs[0]))
@@ -59,8 +65,9 @@ CK_RV C_GetMechanismInfo(CK_SLOT_ID slotID, CK_MECHANISM_TYPE type,
     if (rv == CKR_OK && i == HK_NMECHS)
         rv = CKR_MECHANISM_INVALID;
     if (rv == CKR_OK) {
-        pInfo->ulMinKeySize = 256;
-        pInfo->ulMaxKeySize = 256;
+        /* key sizes in bits; none for a digest */
+        pInfo->ulMinKeySize = hk_p11_mechs[i].flags & CKF_DIGEST ? 0 : 256;
+        pInfo->ulMaxKeySize = pInfo->ulMinKeySize;
         pInfo->flags = hk_p11_mechs[i].flags;
     }
     hk_p11_leave();

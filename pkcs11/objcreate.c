@@ -1,9 +1,10 @@
-/* C_CreateObject and C_DestroyObject: X.509 certificates (CKC_X_509) and
- * data objects; token objects (the default) are public (CKA_PRIVATE false)
- * and need a logged-in R/W session; session objects (CKA_TOKEN false,
- * sessobj.c) may be private. Keys cannot be created here (keygen:
- * C_GenerateKeyPair); destroying a private key deletes the split key on
- * both sides. Reading and matching the attributes of stored objects. */
+/* C_CreateObject and C_DestroyObject: X.509 certificates (CKC_X_509), data
+ * objects and EC public keys (CKO_PUBLIC_KEY, CKK_EC on P-256 or
+ * secp256k1: C_Verify uses them; verify.c); token objects (the default) are
+ * public (CKA_PRIVATE false) and need a logged-in R/W session; session objects
+ * (CKA_TOKEN false, sessobj.c) may be private. Keys cannot be created here
+ * (keygen: C_GenerateKeyPair); destroying a private key deletes the split key
+ * on both sides. Reading and matching the attributes of stored objects. */
 #include <stdio.h>
 #include <string.h>
 
@@ -13,6 +14,7 @@
 
 static const CK_BBOOL hk_yes = CK_TRUE, hk_no = CK_FALSE;
 static const CK_ULONG hk_zero = 0;
+static const CK_ULONG hk_unavailable = CK_UNAVAILABLE_INFORMATION;
 
 static CK_ATTRIBUTE *hk_p11_obj_attr(hk_p11_obj *o, CK_ATTRIBUTE_TYPE t)
 {
@@ -78,6 +80,18 @@ static const CK_ATTRIBUTE_TYPE hk_p11_cert_attrs[] = {
     CKA_JAVA_MIDP_SECURITY_DOMAIN,
     CKA_NAME_HASH_ALGORITHM,
 };
+/* PKCS#11 v3.0 4.7-4.8 (common key, public key) and 6.3.3 (EC public
+ * key); CKA_LOCAL and CKA_KEY_GEN_MECHANISM are the token's to set. */
+static const CK_ATTRIBUTE_TYPE hk_p11_pubkey_attrs[] = {
+    CKA_KEY_TYPE,      CKA_ID,
+    CKA_START_DATE,    CKA_END_DATE,
+    CKA_DERIVE,        CKA_ALLOWED_MECHANISMS,
+    CKA_SUBJECT,       CKA_ENCRYPT,
+    CKA_VERIFY,        CKA_VERIFY_RECOVER,
+    CKA_WRAP,          CKA_TRUSTED,
+    CKA_WRAP_TEMPLATE, CKA_PUBLIC_KEY_INFO,
+    CKA_EC_PARAMS,     CKA_EC_POINT,
+};
 #define HK_IN(t, list)                                                         \
     hk_p11_type_in((t), (list), sizeof(list) / sizeof(list[0]))
 
@@ -92,21 +106,75 @@ static int hk_p11_type_in(CK_ATTRIBUTE_TYPE t, const CK_ATTRIBUTE_TYPE *list,
     return 0;
 }
 
-/* Every attribute of o belongs to its class; CKA_UNIQUE_ID is the
- * token's to set (CKR_ATTRIBUTE_READ_ONLY). */
-static CK_RV hk_p11_obj_types(hk_p11_obj *o, int cert)
+/* Every attribute of o belongs to its class (CKO_*); CKA_UNIQUE_ID,
+ * CKA_LOCAL and CKA_KEY_GEN_MECHANISM are the token's to set
+ * (CKR_ATTRIBUTE_READ_ONLY). */
+static CK_RV hk_p11_obj_types(hk_p11_obj *o, CK_OBJECT_CLASS cls)
 {
     CK_ATTRIBUTE_TYPE t;
+    int ok;
     size_t i;
 
     for (i = 0; i < o->n; i++) {
         t = o->a[i].type;
-        if (t == CKA_UNIQUE_ID)
+        if (t == CKA_UNIQUE_ID ||
+            (cls == CKO_PUBLIC_KEY &&
+             (t == CKA_LOCAL || t == CKA_KEY_GEN_MECHANISM)))
             return CKR_ATTRIBUTE_READ_ONLY;
-        if (!(t & CKA_VENDOR_DEFINED) && !HK_IN(t, hk_p11_storage_attrs) &&
-            !(cert ? HK_IN(t, hk_p11_cert_attrs) : HK_IN(t, hk_p11_data_attrs)))
+        ok = cls == CKO_CERTIFICATE  ? HK_IN(t, hk_p11_cert_attrs)
+             : cls == CKO_PUBLIC_KEY ? HK_IN(t, hk_p11_pubkey_attrs)
+                                     : HK_IN(t, hk_p11_data_attrs);
+        if (!(t & CKA_VENDOR_DEFINED) && !HK_IN(t, hk_p11_storage_attrs) && !ok)
             return CKR_ATTRIBUTE_TYPE_INVALID;
     }
+    return CKR_OK;
+}
+
+/* An EC public key: CKA_KEY_TYPE CKK_EC, CKA_EC_PARAMS a named curve the
+ * module knows, CKA_EC_POINT a point on it (DER OCTET STRING, as PKCS#11
+ * says, or the bare uncompressed point). */
+static CK_RV hk_p11_pubkey_check(hk_p11_obj *o)
+{
+    CK_ATTRIBUTE *p = hk_p11_obj_attr(o, CKA_EC_PARAMS),
+                 *q = hk_p11_obj_attr(o, CKA_EC_POINT);
+    unsigned char pt[HK_POINT_UNCOMPRESSED_LEN];
+    hk_curve_id curve = 0;
+    CK_ULONG kt;
+    EVP_PKEY *pk;
+
+    if (hk_p11_obj_attr(o, CKA_KEY_TYPE) == NULL || p == NULL || q == NULL)
+        return CKR_TEMPLATE_INCOMPLETE;
+    if (!hk_p11_tpl_ulong(o->a, o->n, CKA_KEY_TYPE, &kt) || kt != CKK_EC)
+        return CKR_ATTRIBUTE_VALUE_INVALID;
+    if (!hk_p11_curve_from_oid(p->pValue, p->ulValueLen, &curve))
+        return CKR_CURVE_NOT_SUPPORTED;
+    if (!hk_p11_ec_point(q->pValue, q->ulValueLen, pt))
+        return CKR_ATTRIBUTE_VALUE_INVALID;
+    if ((pk = hk_p11_ec_pkey(curve, pt)) == NULL)
+        return CKR_ATTRIBUTE_VALUE_INVALID; /* not on the curve */
+    EVP_PKEY_free(pk);
+    return CKR_OK;
+}
+
+/* The defaults of an EC public key (PKCS#11 v3.0 4.7, 4.8). */
+static CK_RV hk_p11_pubkey_defaults(hk_p11_obj *o)
+{
+    static const CK_ATTRIBUTE_TYPE no[] = {CKA_ENCRYPT, CKA_VERIFY_RECOVER,
+                                           CKA_WRAP,    CKA_DERIVE,
+                                           CKA_TRUSTED, CKA_LOCAL};
+    CK_RV rv;
+    size_t i;
+
+    if ((rv = hk_p11_pubkey_check(o)) != CKR_OK ||
+        (rv = hk_p11_obj_default(o, CKA_ID, "", 0)) != CKR_OK ||
+        (rv = hk_p11_obj_default(o, CKA_SUBJECT, "", 0)) != CKR_OK ||
+        (rv = hk_p11_obj_default(o, CKA_VERIFY, &hk_yes, 1)) != CKR_OK ||
+        (rv = hk_p11_obj_default(o, CKA_KEY_GEN_MECHANISM, &hk_unavailable,
+                                 sizeof(hk_unavailable))) != CKR_OK)
+        return rv;
+    for (i = 0; i < sizeof(no) / sizeof(no[0]); i++)
+        if ((rv = hk_p11_obj_default(o, no[i], &hk_no, 1)) != CKR_OK)
+            return rv;
     return CKR_OK;
 }
 
@@ -145,20 +213,22 @@ static CK_RV hk_p11_obj_copy(const CK_ATTRIBUTE *t, CK_ULONG n, hk_p11_obj *o)
         return CKR_TEMPLATE_INCOMPLETE; /* no CKA_CLASS */
     if ((rv = hk_p11_tpl_check(t, n)) != CKR_OK)
         return rv;
-    if (n > sizeof(o->a) / sizeof(o->a[0]) - 12)
+    if (n > sizeof(o->a) / sizeof(o->a[0]) - 20)
         return CKR_TEMPLATE_INCONSISTENT;
     memcpy(o->a, t, n * sizeof(*t));
     o->n = n;
     return CKR_OK;
 }
 
-/* The attributes of a certificate or a data object. */
+/* The attributes of a certificate, a public key or a data object. */
 static CK_RV hk_p11_obj_class(hk_p11_obj *o, unsigned char *der[3])
 {
     CK_RV rv;
 
     CK_ULONG v;
 
+    if (hk_p11_obj_class_is(o, CKO_PUBLIC_KEY))
+        return hk_p11_pubkey_defaults(o);
     if (!hk_p11_obj_class_is(o, CKO_CERTIFICATE)) {
         if ((rv = hk_p11_obj_default(o, CKA_APPLICATION, "", 0)) != CKR_OK)
             return rv;
@@ -185,17 +255,17 @@ static CK_RV hk_p11_obj_class(hk_p11_obj *o, unsigned char *der[3])
 static CK_RV hk_p11_obj_from(const CK_ATTRIBUTE *t, CK_ULONG n, int so,
                              hk_p11_obj *o, unsigned char *der[3])
 {
-    int cert;
+    CK_OBJECT_CLASS cls;
     CK_RV rv;
 
     if ((rv = hk_p11_obj_copy(t, n, o)) != CKR_OK)
         return rv;
     if (hk_p11_obj_attr(o, CKA_CLASS) == NULL)
         return CKR_TEMPLATE_INCOMPLETE;
-    cert = hk_p11_obj_class_is(o, CKO_CERTIFICATE);
-    if (!cert && !hk_p11_obj_class_is(o, CKO_DATA))
+    if (!hk_p11_tpl_ulong(o->a, o->n, CKA_CLASS, &cls) ||
+        (cls != CKO_CERTIFICATE && cls != CKO_DATA && cls != CKO_PUBLIC_KEY))
         return CKR_ATTRIBUTE_VALUE_INVALID;
-    if ((rv = hk_p11_obj_types(o, cert)) != CKR_OK)
+    if ((rv = hk_p11_obj_types(o, cls)) != CKR_OK)
         return rv;
     if (hk_p11_obj_flag(o, CKA_TRUSTED, 0) && !so)
         return CKR_ATTRIBUTE_READ_ONLY;

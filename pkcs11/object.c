@@ -3,6 +3,7 @@
  * C_GetAttributeValue. Private key objects are visible only logged in. */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "pkcs11/hk_p11.h"
 
@@ -72,6 +73,61 @@ static void hk_p11_key_put(hk_p11_slot *sl, const hk_ks_keyinfo *ki)
     k->present = 1;
 }
 
+/* Is `item` in the comma-separated `list` (spaces around items ignored;
+ * for curves, P-256's other names too)? */
+static int hk_p11_listed(const char *list, const char *item, int curve)
+{
+    const char *p = list, *e;
+    size_t n;
+
+    while (*p != 0) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        if ((e = strchr(p, ',')) == NULL)
+            e = p + strlen(p);
+        for (n = (size_t)(e - p); n > 0 && p[n - 1] == ' '; n--)
+            ;
+        if (n > 0 && ((strlen(item) == n && strncmp(p, item, n) == 0) ||
+                      (curve && strcmp(item, "p256") == 0 &&
+                       ((n == 5 && strncasecmp(p, "P-256", 5) == 0) ||
+                        (n == 10 && strncmp(p, "prime256v1", 10) == 0) ||
+                        (n == 9 && strncmp(p, "secp256r1", 9) == 0)))))
+            return 1;
+        p = e;
+    }
+    return 0;
+}
+
+/* The view an application gets of the token's keys: the curves and
+ * labels of $HALFKEY_PKCS11_CURVES and $HALFKEY_PKCS11_KEYS (per
+ * process, e.g. an ssh-agent given P-256 keys only), else of halfkey.conf's
+ * pkcs11_curves and pkcs11_keys; unset or empty: every key. */
+static const char *hk_p11_view(const hk_p11_slot *sl, const char *env, int keys)
+{
+    const char *v = getenv(env);
+    const hk_client_config *c;
+
+    if (v != NULL)
+        return v;
+    c = sl->cli != NULL ? hk_client_config_get(sl->cli) : NULL;
+    return c == NULL ? "" : keys ? c->pkcs11_keys : c->pkcs11_curves;
+}
+
+int hk_p11_curve_shown(const hk_p11_slot *sl, hk_curve_id curve)
+{
+    const char *l = hk_p11_view(sl, "HALFKEY_PKCS11_CURVES", 0);
+
+    return *l == 0 || hk_p11_listed(l, hk_curve_name(curve), 1);
+}
+
+static int hk_p11_key_shown(const hk_p11_slot *sl, const hk_ks_keyinfo *ki)
+{
+    const char *l = hk_p11_view(sl, "HALFKEY_PKCS11_KEYS", 1);
+
+    return hk_p11_curve_shown(sl, ki->curve) &&
+           (*l == 0 || hk_p11_listed(l, ki->label, 0));
+}
+
 long hk_p11_keys_refresh(hk_p11_slot *sl, const char *label)
 {
     hk_ks_keyinfo *list = NULL;
@@ -84,7 +140,7 @@ long hk_p11_keys_refresh(hk_p11_slot *sl, const char *label)
     for (i = 0; i < sl->nkeys; i++)
         sl->keys[i].present = sl->keys[i].orphan;
     for (i = 0; i < n; i++)
-        if (list[i].err == HK_OK)
+        if (list[i].err == HK_OK && hk_p11_key_shown(sl, &list[i]))
             hk_p11_key_put(sl, &list[i]);
     hk_p11_store_reload(sl);
     hk_p11_store_key_ids(sl);

@@ -5,43 +5,60 @@
  * X9.62); the client core applies the same rule to hash outputs. */
 #include <string.h>
 
+#include "common/libctx.h"
 #include "pkcs11/hk_p11.h"
 
-static const EVP_MD *hk_p11_mech_md(CK_MECHANISM_TYPE m)
+/* The hash of a CKM_ECDSA_SHA* mechanism (sign != 0) or of a CKM_SHA*
+ * digest mechanism, by OpenSSL name; NULL for others. */
+const char *hk_p11_mech_md_name(CK_MECHANISM_TYPE m, int sign)
 {
-    switch (m) {
-    case CKM_ECDSA_SHA1:
-        return EVP_sha1();
-    case CKM_ECDSA_SHA224:
-        return EVP_sha224();
-    case CKM_ECDSA_SHA256:
-        return EVP_sha256();
-    case CKM_ECDSA_SHA384:
-        return EVP_sha384();
-    case CKM_ECDSA_SHA512:
-        return EVP_sha512();
-    default:
-        return NULL;
+    static const struct {
+        CK_MECHANISM_TYPE sig, dig;
+        const char *name;
+    } t[] = {{CKM_ECDSA_SHA1, CKM_SHA_1, "SHA1"},
+             {CKM_ECDSA_SHA224, CKM_SHA224, "SHA224"},
+             {CKM_ECDSA_SHA256, CKM_SHA256, "SHA256"},
+             {CKM_ECDSA_SHA384, CKM_SHA384, "SHA384"},
+             {CKM_ECDSA_SHA512, CKM_SHA512, "SHA512"}};
+    size_t i;
+
+    for (i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+        if ((sign ? t[i].sig : t[i].dig) == m)
+            return t[i].name;
+    return NULL;
+}
+
+/* A digest context for the named hash, from the client core's own library
+ * context (mpc/libctx.h); NULL when out of memory. */
+EVP_MD_CTX *hk_p11_md_new(const char *name)
+{
+    EVP_MD *md = EVP_MD_fetch(hk_libctx(), name, NULL);
+    EVP_MD_CTX *c = md != NULL ? EVP_MD_CTX_new() : NULL;
+
+    if (c != NULL && EVP_DigestInit_ex(c, md, NULL) != 1) {
+        EVP_MD_CTX_free(c);
+        c = NULL;
     }
+    EVP_MD_free(md);
+    return c;
 }
 
 /* Starts op with mechanism m on key handle h (already checked). */
 CK_RV hk_p11_op_init(hk_p11_op *op, const CK_MECHANISM *m, CK_OBJECT_HANDLE h)
 {
-    const EVP_MD *md;
+    const char *md;
 
     if (m == NULL)
         return CKR_ARGUMENTS_BAD;
     if (op->active)
         return CKR_OPERATION_ACTIVE;
-    md = hk_p11_mech_md(m->mechanism);
+    md = hk_p11_mech_md_name(m->mechanism, 1);
     if (md == NULL && m->mechanism != CKM_ECDSA)
         return CKR_MECHANISM_INVALID;
     if (m->pParameter != NULL || m->ulParameterLen != 0)
         return CKR_MECHANISM_PARAM_INVALID;
     hk_p11_op_reset(op);
-    if (md != NULL && ((op->md = EVP_MD_CTX_new()) == NULL ||
-                       EVP_DigestInit_ex(op->md, md, NULL) != 1)) {
+    if (md != NULL && (op->md = hk_p11_md_new(md)) == NULL) {
         hk_p11_op_reset(op);
         return CKR_HOST_MEMORY;
     }

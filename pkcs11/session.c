@@ -9,6 +9,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "common/libctx.h"
 #include "pkcs11/hk_p11.h"
 
 void hk_p11_op_reset(hk_p11_op *op)
@@ -21,6 +22,7 @@ void hk_p11_session_free(hk_p11_session *s)
 {
     hk_p11_op_reset(&s->sign);
     hk_p11_op_reset(&s->verify);
+    EVP_MD_CTX_free(s->digest);
     free(s->found);
     free(s);
 }
@@ -356,7 +358,7 @@ CK_RV C_GenerateRandom(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pRandomData,
         rv = CKR_ARGUMENTS_BAD;
     for (; rv == CKR_OK && ulRandomLen > 0; ulRandomLen -= n) {
         n = ulRandomLen > 65536 ? 65536 : ulRandomLen;
-        if (RAND_bytes(pRandomData, (int)n) != 1)
+        if (!hk_rand_bytes(pRandomData, (size_t)n))
             rv = CKR_FUNCTION_FAILED;
         pRandomData += n;
     }

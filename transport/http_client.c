@@ -9,6 +9,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include "common/libctx.h"
 #include "transport/http_client.h"
 #include "transport/http_server.h"
 #include "transport/jwt.h"
@@ -39,6 +40,7 @@ typedef struct {
     size_t txlen;
     int tx_done;
     struct lws_context *ctx;
+    SSL_CTX *ssl_ctx; /* ours, in the client core's library context */
     struct lws *wsi;
 } hk_cst;
 
@@ -51,7 +53,7 @@ static int hk_spki_hash(X509 *cert, unsigned char out[HK_PIN_LEN])
     unsigned char *der = NULL;
     int len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert), &der);
     int ok = len > 0 &&
-             EVP_Digest(der, (size_t)len, out, NULL, EVP_sha256(), NULL) == 1;
+             EVP_Digest(der, (size_t)len, out, NULL, hk_md_sha256(), NULL) == 1;
 
     OPENSSL_free(der);
     return ok;
@@ -84,13 +86,44 @@ static int hk_ca_verify(X509_STORE_CTX *x, void *arg)
     return ok;
 }
 
-static int hk_cli_ssl_setup(hk_cst *st, SSL_CTX *ctx)
+/* TLS 1.3 with the usual suites, groups and signature schemes, set here
+ * so that the host's openssl.cnf (ssl_conf system_default, applied to every
+ * new SSL_CTX) cannot narrow them. */
+#define HK_TLS_SUITES                                                          \
+    "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:"                     \
+    "TLS_AES_128_GCM_SHA256"
+#define HK_TLS_GROUPS "X25519:P-256:X448:P-384:P-521"
+#define HK_TLS_SIGALGS                                                         \
+    "ECDSA+SHA256:ECDSA+SHA384:ECDSA+SHA512:ed25519:ed448:"                    \
+    "rsa_pss_pss_sha256:rsa_pss_pss_sha384:rsa_pss_pss_sha512:"                \
+    "rsa_pss_rsae_sha256:rsa_pss_rsae_sha384:rsa_pss_rsae_sha512"
+
+/* The connection's SSL_CTX, made here rather than by libwebsockets: in the
+ * client core's own library context (mpc/libctx.h), so that the host
+ * process's providers (e.g. a pkcs11-provider loaded before default) and
+ * openssl.cnf take no part in the handshake or its verification. */
+static SSL_CTX *hk_cli_ssl_ctx(hk_cst *st)
 {
-    if (SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) != 1)
-        return 1;
+    OSSL_LIB_CTX *lc = hk_libctx();
+    SSL_CTX *ctx;
+
+    if (lc == NULL ||
+        (ctx = SSL_CTX_new_ex(lc, NULL, TLS_client_method())) == NULL)
+        return NULL;
+    if (SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) != 1 ||
+        SSL_CTX_set_max_proto_version(ctx, 0) != 1 ||
+        SSL_CTX_set_ciphersuites(ctx, HK_TLS_SUITES) != 1 ||
+        SSL_CTX_set1_groups_list(ctx, HK_TLS_GROUPS) != 1 ||
+        SSL_CTX_set1_sigalgs_list(ctx, HK_TLS_SIGALGS) != 1 ||
+        (!st->has_pin && (SSL_CTX_load_verify_file(ctx, st->cfg.ca_file) != 1 ||
+                          SSL_CTX_set_default_verify_paths(ctx) != 1))) {
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
     SSL_CTX_set_cert_verify_callback(
         ctx, st->has_pin ? hk_pin_verify : hk_ca_verify, st);
-    return 0;
+    return ctx;
 }
 
 static int hk_cli_headers(hk_cst *st, struct lws *wsi, void *in, size_t len)
@@ -203,8 +236,6 @@ static int hk_cli_callback(struct lws *wsi, enum lws_callback_reasons reason,
 
     (void)user;
     switch (reason) {
-    case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_CLIENT_VERIFY_CERTS:
-        return hk_cli_ssl_setup(st, user);
     case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
         return hk_cli_headers(st, wsi, in, len);
     case LWS_CALLBACK_CLIENT_HTTP_WRITEABLE:
@@ -291,14 +322,14 @@ static hk_err hk_cli_start(hk_cst *st, const hk_tcli_config *cfg,
     info.protocols = hk_cli_protocols;
     info.user = st;
     /* Never the OS trust store: with a pin the pin decides, and with a CA
-     * file (server_ca) only that CA may vouch for the server, or any CA
-     * the system trusts could issue a certificate for its name. */
+     * file (server_ca) only that CA may vouch for the server; our own
+     * SSL_CTX (hk_cli_ssl_ctx, in the private library context) loads only
+     * that file. */
     info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
                    LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
-    if (!st->has_pin)
-        info.client_ssl_ca_filepath = cfg->ca_file;
-    info.ssl_client_options_set =
-        SSL_OP_NO_TLSv1_2 | SSL_OP_NO_TLSv1_1 | SSL_OP_NO_TLSv1;
+    if ((st->ssl_ctx = hk_cli_ssl_ctx(st)) == NULL)
+        return st->has_pin ? HK_ERR_CRYPTO : HK_ERR_TLS;
+    info.provided_client_ssl_ctx = st->ssl_ctx;
     if ((st->ctx = lws_create_context(&info)) == NULL)
         return HK_ERR_NETWORK;
     memset(&ci, 0, sizeof(ci));
@@ -327,6 +358,8 @@ static void hk_cli_cleanup(hk_cst *st)
     if (st->ctx != NULL)
         lws_context_destroy(st->ctx);
     st->ctx = NULL;
+    SSL_CTX_free(st->ssl_ctx); /* lws leaves a provided SSL_CTX to us */
+    st->ssl_ctx = NULL;
     free(st->rx);
     free(st->tx);
     while (st->inbox != NULL) {

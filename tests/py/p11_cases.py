@@ -675,12 +675,138 @@ def _(c):
     small = U(1)
     expect("C_GetMechanismList small", c.m.C_GetMechanismList(
         U(0), one, byref(small)), BUFFER_TOO_SMALL)
-    assert small.value == n.value == 7
+    assert small.value == n.value == 12  # 7 EC, 5 digests
     expect("C_GetMechanismInfo", c.m.C_GetMechanismInfo(
         U(0), U(0x1), byref((U * 3)())), MECHANISM_INVALID)
     expect("C_GetMechanismList slot", c.m.C_GetMechanismList(
         U(9), None, byref(n)), 0x3)  # SLOT_ID_INVALID
     expect("C_CloseAllSessions slot", c.m.C_CloseAllSessions(U(9)), 0x3)
+
+
+# --- digests (C_DigestInit, C_Digest, C_DigestUpdate, C_DigestFinal) --------
+
+CKM_SHA256, CKM_SHA512, MECHANISM_PARAM_INVALID = 0x250, 0x270, 0x71
+
+
+def digest_init(c, mech=CKM_SHA256, want=OK):
+    m = Mech(mech, None, 0)
+    expect("C_DigestInit", c.m.C_DigestInit(c.h, byref(m)), want)
+
+
+@rule("digest-init", "ro", False)
+def _(c):
+    expect("C_DigestInit NULL", c.m.C_DigestInit(c.h, None), ARGUMENTS_BAD)
+    digest_init(c, CKM_ECDSA_SHA256, MECHANISM_INVALID)
+    p = c_ulong(1)
+    m = Mech(CKM_SHA256, cast(byref(p), c_void_p), sizeof(p))
+    expect("C_DigestInit param", c.m.C_DigestInit(c.h, byref(m)),
+           MECHANISM_PARAM_INVALID)
+    digest_init(c)
+    digest_init(c, want=OPERATION_ACTIVE)
+
+
+@rule("digest-output", "ro", False)
+def _(c):
+    import hashlib
+    n, out = U(), create_string_buffer(64)
+    expect("C_Digest not initialised", c.m.C_Digest(
+        c.h, b"abc", U(3), out, byref(n)), OPERATION_NOT_INITIALIZED)
+    expect("C_DigestFinal not initialised", c.m.C_DigestFinal(
+        c.h, out, byref(n)), OPERATION_NOT_INITIALIZED)
+    digest_init(c, CKM_SHA512)
+    # a length query and a short buffer keep the operation
+    expect("C_Digest length", c.m.C_Digest(c.h, b"abc", U(3), None,
+                                           byref(n)), OK)
+    assert n.value == 64
+    n.value = 10
+    expect("C_Digest short", c.m.C_Digest(c.h, b"abc", U(3), out,
+                                          byref(n)), BUFFER_TOO_SMALL)
+    assert n.value == 64
+    expect("C_Digest", c.m.C_Digest(c.h, b"abc", U(3), out, byref(n)), OK)
+    assert out.raw[:n.value] == hashlib.sha512(b"abc").digest()
+    expect("C_Digest ended", c.m.C_Digest(c.h, b"abc", U(3), out, byref(n)),
+           OPERATION_NOT_INITIALIZED)
+    # NULL length pointer: CKR_ARGUMENTS_BAD, which ends the operation
+    digest_init(c)
+    expect("C_Digest NULL length", c.m.C_Digest(c.h, b"abc", U(3), out,
+                                                None), ARGUMENTS_BAD)
+    expect("C_DigestFinal ended", c.m.C_DigestFinal(c.h, out, byref(n)),
+           OPERATION_NOT_INITIALIZED)
+    # multi-part: only C_DigestFinal finishes it
+    digest_init(c)
+    expect("C_DigestUpdate", c.m.C_DigestUpdate(c.h, b"ab", U(2)), OK)
+    expect("C_DigestUpdate NULL", c.m.C_DigestUpdate(c.h, None, U(0)), OK)
+    n.value = 64
+    expect("C_Digest after update", c.m.C_Digest(c.h, b"c", U(1), out,
+                                                 byref(n)), OPERATION_ACTIVE)
+    expect("C_DigestUpdate", c.m.C_DigestUpdate(c.h, b"c", U(1)), OK)
+    expect("C_DigestFinal", c.m.C_DigestFinal(c.h, out, byref(n)), OK)
+    assert out.raw[:n.value] == hashlib.sha256(b"abc").digest()
+    digest_init(c)
+    expect("C_DigestUpdate NULL data", c.m.C_DigestUpdate(c.h, None, U(4)),
+           ARGUMENTS_BAD)
+    expect("C_DigestFinal ended", c.m.C_DigestFinal(c.h, out, byref(n)),
+           OPERATION_NOT_INITIALIZED)
+
+
+# --- EC public key objects (C_CreateObject, C_VerifyInit) -------------------
+
+CKA_VERIFY, CKK_EC = 0x10A, 3
+SECP384R1 = bytes.fromhex("06052b81040022")
+# P-256's generator: a point on the curve
+P256_G = bytes.fromhex(
+    "046b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296"
+    "4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5")
+
+
+def pub_tpl(*extra, params=P256, point=b"\x04\x41" + P256_G, token=False):
+    return Tpl((CKA_CLASS, CKO_PUBLIC_KEY), (CKA_KEY_TYPE, CKK_EC),
+               (CKA_TOKEN, token), (CKA_EC_PARAMS, params),
+               (CKA_EC_POINT, point), *extra)
+
+
+@rule("pubkey-object-create", "rw", True)
+def _(c):
+    c.create(pub_tpl(params=SECP384R1), want=CURVE_NOT_SUPPORTED)
+    c.create(pub_tpl(point=b"\x04\x41" + P256_G[:-1] + b"\x00"),
+             want=ATTRIBUTE_VALUE_INVALID)  # not on the curve
+    c.create(pub_tpl(point=P256_G[:33]), want=ATTRIBUTE_VALUE_INVALID)
+    c.create(Tpl((CKA_CLASS, CKO_PUBLIC_KEY), (CKA_KEY_TYPE, CKK_EC),
+                 (CKA_EC_PARAMS, P256)), want=TEMPLATE_INCOMPLETE)
+    c.create(Tpl((CKA_CLASS, CKO_PUBLIC_KEY), (CKA_KEY_TYPE, 0),
+                 (CKA_EC_PARAMS, P256), (CKA_EC_POINT, P256_G)),
+             want=ATTRIBUTE_VALUE_INVALID)  # CKK_RSA
+    c.create(pub_tpl((CKA_LOCAL, True)), want=ATTRIBUTE_READ_ONLY)
+    c.create(pub_tpl((CKA_SENSITIVE, True)), want=ATTRIBUTE_TYPE_INVALID)
+    ro = c.open(rw=False)
+    c.create(pub_tpl(token=True), h=ro, want=SESSION_READ_ONLY)
+    o = c.create(pub_tpl(point=P256_G))  # the bare point is taken too
+    assert c.get(o, CKA_EC_POINT) == P256_G
+    assert c.get(o, CKA_VERIFY) == b"\x01"
+    assert c.get(o, CKA_LOCAL) == b"\x00"
+    t = c.create(pub_tpl(token=True))
+    expect("C_DestroyObject", c.m.C_DestroyObject(c.h, t), OK)
+
+
+@rule("pubkey-object-verify", "rw", True)
+def _(c):
+    m = Mech(CKM_ECDSA, None, 0)
+    o = c.create(pub_tpl((CKA_VERIFY, False)))
+    expect("C_VerifyInit no CKA_VERIFY",
+           c.m.C_VerifyInit(c.h, byref(m), o), KEY_FUNCTION_NOT_PERMITTED)
+    d = c.create(c.data())
+    expect("C_VerifyInit data object", c.m.C_VerifyInit(c.h, byref(m), d),
+           KEY_HANDLE_INVALID)
+    o = c.create(pub_tpl())
+    expect("C_VerifyInit", c.m.C_VerifyInit(c.h, byref(m), o), OK)
+    expect("C_Verify wrong", c.m.C_Verify(c.h, bytes(32), U(32),
+                                          b"\x01" * 64, U(64)), 0xC0)
+    # the key destroyed between C_VerifyInit and C_Verify
+    expect("C_VerifyInit", c.m.C_VerifyInit(c.h, byref(m), o), OK)
+    expect("C_DestroyObject", c.m.C_DestroyObject(c.h, o), OK)
+    expect("C_Verify destroyed", c.m.C_Verify(c.h, bytes(32), U(32),
+                                              b"\x01" * 64, U(64)),
+           KEY_HANDLE_INVALID)
 
 
 # --- every function: bad session handles, NULL outputs ------------------------

@@ -115,9 +115,11 @@ def test_slot_and_token_info(lib, tok):
     assert not token.flags & TokenFlag.USER_PIN_LOCKED
     assert token.manufacturer_id == "halfkey"
     mechs = slot.get_mechanisms()
+    digests = {Mechanism.SHA_1, Mechanism.SHA224, Mechanism.SHA256,
+               Mechanism.SHA384, Mechanism.SHA512}
     assert mechs == {Mechanism.EC_KEY_PAIR_GEN, Mechanism.ECDSA,
-                     *HASHES.keys()}
-    for m in mechs:
+                     *HASHES.keys(), *digests}
+    for m in mechs - digests:  # digests: test_digest_mechanisms
         info = slot.get_mechanism_info(m)
         assert (info.min_key_length, info.max_key_length) == (256, 256)
         for f in ("EC_F_P", "EC_NAMEDCURVE", "EC_UNCOMPRESS"):
@@ -1030,3 +1032,172 @@ def test_p11kit_lists_module_and_proxy_signs(tok, p11kit_home):
     key = serialization.load_pem_public_key(tok.pubkey_pem("px"))
     check_sig(key, "p256", sig.read_bytes(), data=data.read_bytes(),
               hash_cls=hashes.SHA256)
+
+
+# --- digests, public key objects, the application's view (issue 21) --------
+
+DIGESTS = {Mechanism.SHA_1: "sha1", Mechanism.SHA224: "sha224",
+           Mechanism.SHA256: "sha256", Mechanism.SHA384: "sha384",
+           Mechanism.SHA512: "sha512"}
+
+
+def test_digest_mechanisms(lib):
+    token = token_of(lib)
+    slot = lib.get_slots(token_present=True)[0]
+    mechs = slot.get_mechanisms()
+    data = os.urandom(5000)
+    with token.open() as s:  # no login: digests need none
+        for mech, name in DIGESTS.items():
+            assert mech in mechs
+            info = slot.get_mechanism_info(mech)
+            assert info.flags & pkcs11.MechanismFlag.DIGEST
+            assert not info.flags & (pkcs11.MechanismFlag.SIGN |
+                                     pkcs11.MechanismFlag.VERIFY)
+            want = hashlib.new(name, data).digest()
+            assert s.digest(data, mechanism=mech) == want
+            # multi-part: C_DigestUpdate per chunk, C_DigestFinal
+            parts = (data[i:i + 777] for i in range(0, len(data), 777))
+            assert s.digest(parts, mechanism=mech) == want
+            assert s.digest(b"", mechanism=mech) == hashlib.new(
+                name, b"").digest()
+    # ECDSA mechanisms do not digest
+    with token.open() as s, pytest.raises(pkcs11.MechanismInvalid):
+        s.digest(b"x", mechanism=Mechanism.ECDSA_SHA256)
+
+
+def ec_point_der(pub):
+    pt = pub.public_bytes(serialization.Encoding.X962,
+                          serialization.PublicFormat.UncompressedPoint)
+    return b"\x04" + bytes([len(pt)]) + pt
+
+
+def pub_template(curve, point_der, token, label="imported"):
+    return {Attribute.CLASS: ObjectClass.PUBLIC_KEY,
+            Attribute.KEY_TYPE: KeyType.EC,
+            Attribute.EC_PARAMS: encode_named_curve_parameters(
+                CURVES[curve][1]),
+            Attribute.EC_POINT: point_der, Attribute.TOKEN: token,
+            Attribute.LABEL: label}
+
+
+@pytest.mark.parametrize("curve", sorted(CURVES))
+def test_public_key_objects_verify(lib, tok, curve):
+    """C_CreateObject of EC public keys (session and token objects) and
+    C_Verify with them: a foreign key's signatures, and the halfkey key's
+    own signature through a copy of its public key."""
+    tok.keygen(curve, "hk")
+    token = token_of(lib)
+    other = ec.generate_private_key(CURVES[curve][0]())
+    data = b"verify with an imported key"
+    der = other.sign(data, ec.ECDSA(hashes.SHA256()))
+    r, s_ = utils.decode_dss_signature(der)
+    raw = r.to_bytes(32, "big") + s_.to_bytes(32, "big")
+    with token.open(user_pin=PIN, rw=True) as s:
+        for is_token in (False, True):
+            pub = s.create_object(pub_template(
+                curve, ec_point_der(other.public_key()), is_token,
+                f"imported-{is_token}"))
+            assert pub[Attribute.TOKEN] == is_token
+            assert pub[Attribute.VERIFY] is True
+            assert pub[Attribute.LOCAL] is False
+            assert pub.verify(data, raw, mechanism=Mechanism.ECDSA_SHA256)
+            bad = raw[:-1] + bytes([raw[-1] ^ 1])
+            assert not pub.verify(data, bad,
+                                  mechanism=Mechanism.ECDSA_SHA256)
+            digest = hashlib.sha256(data).digest()
+            assert pub.verify(digest, raw, mechanism=Mechanism.ECDSA)
+        # the halfkey key's signature, checked with an imported copy
+        priv = s.get_key(ObjectClass.PRIVATE_KEY, KeyType.EC, label="hk")
+        kpub = s.get_key(ObjectClass.PUBLIC_KEY, KeyType.EC, label="hk")
+        sig = priv.sign(data, mechanism=Mechanism.ECDSA_SHA256)
+        copy = s.create_object(pub_template(
+            curve, kpub[Attribute.EC_POINT], False, "copy"))
+        assert copy.verify(data, sig, mechanism=Mechanism.ECDSA_SHA256)
+        # the token object outlives the session, the session one does not
+    with token.open() as s:
+        labels = {o[Attribute.LABEL] for o in s.get_objects(
+            {Attribute.CLASS: ObjectClass.PUBLIC_KEY})}
+        assert "imported-True" in labels and "imported-False" not in labels
+        pub = s.get_key(ObjectClass.PUBLIC_KEY, KeyType.EC,
+                        label="imported-True")
+        assert pub.verify(data, raw, mechanism=Mechanism.ECDSA_SHA256)
+
+
+def test_public_key_object_checks(lib):
+    token = token_of(lib)
+    pt = ec_point_der(ec.generate_private_key(ec.SECP256R1()).public_key())
+    with token.open(user_pin=PIN, rw=True) as s:
+        off_curve = pt[:-1] + bytes([pt[-1] ^ 1])
+        with pytest.raises(pkcs11.AttributeValueInvalid):
+            s.create_object(pub_template("p256", off_curve, False))
+        with pytest.raises(pkcs11.AttributeValueInvalid):
+            s.create_object(pub_template("p256", pt[:-1], False))
+        t = pub_template("p256", pt, False)
+        t[Attribute.EC_PARAMS] = encode_named_curve_parameters("secp384r1")
+        with pytest.raises(pkcs11.PKCS11Error):  # CKR_CURVE_NOT_SUPPORTED
+            s.create_object(t)
+        t = pub_template("p256", pt, False)
+        del t[Attribute.EC_POINT]
+        with pytest.raises(pkcs11.TemplateIncomplete):
+            s.create_object(t)
+        t = pub_template("p256", pt, False)
+        t[Attribute.LOCAL] = True
+        with pytest.raises(pkcs11.exceptions.AttributeReadOnly):
+            s.create_object(t)
+        # a public key that may not verify (C_VerifyInit's
+        # CKR_KEY_FUNCTION_NOT_PERMITTED: conf:pubkey-object-verify)
+        t = pub_template("p256", pt, False)
+        t[Attribute.VERIFY] = False
+        assert s.create_object(t)[Attribute.VERIFY] is False
+
+
+def visible_labels(module_path, tok, **env):
+    """The private key labels an application with env sees (a child
+    process: the module reads the view at each refresh)."""
+    code = ("import sys, pkcs11\n"
+            "from pkcs11 import ObjectClass, Attribute\n"
+            "lib = pkcs11.lib(sys.argv[1])\n"
+            "(slot,) = lib.get_slots(token_present=True)\n"
+            "with slot.get_token().open(user_pin=sys.argv[2]) as s:\n"
+            "    print(','.join(sorted(o[Attribute.LABEL] for o in "
+            "s.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY}))))\n")
+    e = dict(os.environ, HALFKEY_PKCS11_TOKENS=str(tok.dir))
+    for k in ("HALFKEY_HOME", "HALFKEY_PKCS11_CURVES", "HALFKEY_PKCS11_KEYS"):
+        e.pop(k, None)
+    e.update(env)
+    p = subprocess.run([sys.executable, "-c", code, module_path, PIN],
+                       capture_output=True, text=True, env=e, timeout=60)
+    assert p.returncode == 0, p.stderr
+    return p.stdout.strip()
+
+
+def test_application_view_of_keys(module_path, tok, lib):
+    tok.keygen("p256", "p")
+    tok.keygen("secp256k1", "k")
+    tok.keygen("p256", "q")
+    assert visible_labels(module_path, tok) == "k,p,q"
+    assert visible_labels(module_path, tok,
+                          HALFKEY_PKCS11_CURVES="p256") == "p,q"
+    assert visible_labels(module_path, tok,
+                          HALFKEY_PKCS11_CURVES="P-256, secp256k1") == "k,p,q"
+    assert visible_labels(module_path, tok, HALFKEY_PKCS11_KEYS="k,q") == "k,q"
+    assert visible_labels(module_path, tok, HALFKEY_PKCS11_KEYS="k",
+                          HALFKEY_PKCS11_CURVES="p256") == ""
+    # halfkey.conf: the token's default view; the environment overrides it
+    with open(tok.conf_path(), "a") as f:
+        f.write("pkcs11_curves = secp256k1\n")
+    assert visible_labels(module_path, tok) == "k"
+    assert visible_labels(module_path, tok,
+                          HALFKEY_PKCS11_CURVES="") == "k,p,q"
+    # keygen on a curve the application is not shown
+    with open(tok.conf_path(), "a") as f:
+        f.write("pkcs11_keys = k, p\n")
+    assert visible_labels(module_path, tok) == "k"
+    lib.reinitialize()
+    with token_of(lib).open(user_pin=PIN, rw=True) as s:
+        with pytest.raises(pkcs11.PKCS11Error):  # CKR_CURVE_NOT_SUPPORTED
+            s.generate_keypair(KeyType.EC, 256, store=True, label="new",
+                               public_template={
+                                   Attribute.EC_PARAMS:
+                                   encode_named_curve_parameters(
+                                       "secp256r1")})

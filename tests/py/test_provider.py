@@ -438,6 +438,80 @@ def test_tls_client_key(ossl, tmp_path):
     assert "verify error" not in log, log
 
 
+# --- provider order ---------------------------------------------------------
+#
+# Loaded before `default` (on the command line or first in an openssl.cnf),
+# the provider must not take over plain EC: TLS keeps its EC groups (ECDHE
+# on P-256, TLS 1.2 with an ECDSA peer) whether or not a halfkey key is in
+# use.
+
+ORDERS = ["cli-halfkey-first", "cli-default-first", "cnf-halfkey-first",
+          "cnf-default-first"]
+
+
+def order_setup(ossl, provider_dir, tmp_path, order):
+    """(provider options, environment) loading both providers in order."""
+    first, second = (("halfkey", "default") if order.endswith("halfkey-first")
+                     else ("default", "halfkey"))
+    if order.startswith("cli"):
+        return (["-provider-path", str(provider_dir), "-provider", first,
+                 "-provider", second], ossl.env)
+    sect = {"default": "[default_sect]\nactivate = 1\n",
+            "halfkey": f"[halfkey_sect]\nmodule = {provider_dir}/halfkey.so\n"
+                       f"activate = 1\nhalfkey-dir = {ossl.tok.dir}\n"}
+    cnf = write(tmp_path / f"{order}.cnf", (
+        "openssl_conf = openssl_init\n[openssl_init]\n"
+        "providers = provider_sect\n[provider_sect]\n"
+        f"{first} = {first}_sect\n{second} = {second}_sect\n"
+        + sect[first] + sect[second]).encode())
+    env = dict(ossl.env, OPENSSL_CONF=str(cnf))
+    env.pop("HALFKEY_HOME")
+    return [], env
+
+
+def order_handshake(ossl, server_args, client_args, version, server_env,
+                    client_env):
+    srv = SServer(["openssl", "s_server", *map(str, server_args), version,
+                   "-groups", "P-256", "-naccept", "1"], server_env)
+    try:
+        p = subprocess.run(
+            ["openssl", "s_client", "-connect", f"127.0.0.1:{srv.port}",
+             version, "-groups", "P-256", "-ign_eof",
+             *map(str, client_args)], input=b"GET / HTTP/1.0\r\n\r\n",
+            capture_output=True, env=client_env, timeout=60)
+    finally:
+        log = srv.stop()
+    out = (p.stdout + p.stderr).decode(errors="replace")
+    name = {"-tls1_2": "TLSv1.2", "-tls1_3": "TLSv1.3"}[version]
+    assert p.returncode == 0, out + "\n--- s_server:\n" + log
+    assert re.search(rf"New, {name}, Cipher is (ECDHE-ECDSA|TLS_)", out), out
+    assert "Server Temp Key: ECDH, prime256v1" in out, out
+    assert "1 server accepts that finished" in log, log
+    return out
+
+
+@pytest.mark.parametrize("version", ["-tls1_2", "-tls1_3"])
+@pytest.mark.parametrize("order", ORDERS)
+def test_provider_order_tls(ossl, provider_dir, tmp_path, order, version):
+    opts, env = order_setup(ossl, provider_dir, tmp_path, order)
+    plain_env = {k: v for k, v in ossl.env.items() if k != "OPENSSL_CONF"}
+    skey, scrt = tmp_path / "srv.key", tmp_path / "srv.crt"
+    ossl.plain("req", "-x509", "-newkey", "ec", "-pkeyopt",
+               "ec_paramgen_curve:P-256", "-nodes", "-keyout", skey, "-out",
+               scrt, "-subj", "/CN=127.0.0.1", "-days", "2")
+    # no halfkey key: a client with both providers, a default-key server
+    order_handshake(ossl, ["-key", skey, "-cert", scrt], [*opts, "-CAfile",
+                    scrt, "-verify_return_error"], version, plain_env, env)
+    # a halfkey server key (the provider signs), a plain client
+    crt = self_signed(ossl, tmp_path, "p", "127.0.0.1")
+    out = order_handshake(ossl, [*opts, "-key", "halfkey:object=p", "-cert",
+                                 crt], ["-CAfile", crt,
+                                        "-verify_return_error"],
+                          version, env, plain_env)
+    assert "Peer signature type: ECDSA" in out, out
+    assert "Verify return code: 0 (ok)" in out, out
+
+
 # --- errors -----------------------------------------------------------------
 
 

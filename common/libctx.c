@@ -1,0 +1,80 @@
+/* halfkey's own OpenSSL library context (libctx.h). */
+#include <pthread.h>
+
+#include <openssl/provider.h>
+#include <openssl/rand.h>
+
+#include "common/libctx.h"
+
+static pthread_once_t hk_libctx_once = PTHREAD_ONCE_INIT;
+static OSSL_LIB_CTX *hk_libctx_ctx;
+static EVP_MD *hk_libctx_sha256;
+static EVP_CIPHER *hk_libctx_gcm;
+
+static void hk_libctx_init(void)
+{
+    OSSL_LIB_CTX *ctx = OSSL_LIB_CTX_new(); /* reads no openssl.cnf */
+
+    if (ctx == NULL)
+        return;
+    /* The built-in default provider only; it stays loaded for the life of
+     * the process, like the context. */
+    if (OSSL_PROVIDER_load(ctx, "default") == NULL) {
+        OSSL_LIB_CTX_free(ctx);
+        return;
+    }
+    hk_libctx_sha256 = EVP_MD_fetch(ctx, "SHA256", NULL);
+    hk_libctx_gcm = EVP_CIPHER_fetch(ctx, "AES-256-GCM", NULL);
+    hk_libctx_ctx = ctx;
+}
+
+OSSL_LIB_CTX *hk_libctx(void)
+{
+    if (pthread_once(&hk_libctx_once, hk_libctx_init) != 0)
+        return NULL;
+    return hk_libctx_ctx;
+}
+
+const EVP_MD *hk_md_sha256(void)
+{
+    return hk_libctx() != NULL ? hk_libctx_sha256 : NULL;
+}
+
+const EVP_CIPHER *hk_cipher_aes256gcm(void)
+{
+    return hk_libctx() != NULL ? hk_libctx_gcm : NULL;
+}
+
+int hk_rand_bytes(unsigned char *buf, size_t len)
+{
+    OSSL_LIB_CTX *ctx = hk_libctx();
+
+    return ctx != NULL && RAND_bytes_ex(ctx, buf, len, 0) == 1;
+}
+
+int hk_rand_priv_bytes(unsigned char *buf, size_t len)
+{
+    OSSL_LIB_CTX *ctx = hk_libctx();
+
+    return ctx != NULL && RAND_priv_bytes_ex(ctx, buf, len, 0) == 1;
+}
+
+int hk_bn_priv_rand(BIGNUM *r, int bits, int top, int bottom)
+{
+    OSSL_LIB_CTX *lc = hk_libctx();
+    BN_CTX *ctx = lc != NULL ? BN_CTX_new_ex(lc) : NULL;
+    int ok = ctx != NULL && BN_priv_rand_ex(r, bits, top, bottom, 0, ctx);
+
+    BN_CTX_free(ctx);
+    return ok;
+}
+
+int hk_bn_priv_rand_range(BIGNUM *r, const BIGNUM *range)
+{
+    OSSL_LIB_CTX *lc = hk_libctx();
+    BN_CTX *ctx = lc != NULL ? BN_CTX_new_ex(lc) : NULL;
+    int ok = ctx != NULL && BN_priv_rand_range_ex(r, range, 0, ctx);
+
+    BN_CTX_free(ctx);
+    return ok;
+}

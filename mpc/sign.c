@@ -159,6 +159,12 @@ hk_err hk_sign_p2_use_randomness(hk_sign *sg, BIGNUM *rn)
     return HK_OK;
 }
 
+int hk_sign_p2_wants_randomness(const hk_sign *sg)
+{
+    return sg != NULL && sg->role == HK_ROLE_P2 && sg->state <= SG_WAIT3 &&
+           sg->rn == NULL;
+}
+
 hk_err hk_sign_p2_precompute(hk_sign *sg)
 {
     if (sg == NULL || sg->role != HK_ROLE_P2)

@@ -203,6 +203,20 @@ void hk_rn_fill(hk_service *svc, const hk_paillier_pk *pk)
     pthread_mutex_unlock(&p->mu);
 }
 
+void hk_rn_pool_stats(hk_rn_pool *p, int *keys, int *ready, int *busy)
+{
+    hk_rn_entry *en;
+
+    *keys = *ready = *busy = 0;
+    pthread_mutex_lock(&p->mu);
+    for (en = p->head; en != NULL; en = en->next) {
+        ++*keys;
+        *ready += en->avail;
+        *busy += en->queued + en->running;
+    }
+    pthread_mutex_unlock(&p->mu);
+}
+
 hk_err hk_rn_take(hk_service *svc, const hk_paillier_pk *pk, int wait,
                   BIGNUM **rn)
 {
@@ -221,6 +235,8 @@ hk_err hk_rn_take(hk_service *svc, const hk_paillier_pk *pk, int wait,
         while (en != NULL && en->avail == 0 && en->running > 0 && wait &&
                pthread_cond_timedwait(&p->cv, &p->mu, &until) == 0)
             en = hk_rn_find(p, hk_paillier_n(pk), 1);
+        /* after a timeout too: the entry may have gone meanwhile */
+        en = hk_rn_find(p, hk_paillier_n(pk), 1);
         if (en != NULL) {
             en->used = hk_mono();
             if (en->avail > 0) {

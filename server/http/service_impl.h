@@ -156,6 +156,8 @@ void hk_rn_fill(hk_service *svc, const hk_paillier_pk *pk);
  * running job of that modulus, or (none running) computes it now. */
 HK_WUR hk_err hk_rn_take(hk_service *svc, const hk_paillier_pk *pk, int wait,
                          BIGNUM **rn);
+/* Moduli held, values ready, jobs queued or running (tests). */
+void hk_rn_pool_stats(hk_rn_pool *p, int *keys, int *ready, int *busy);
 /* Takes the presign work of sid if it is ready, waiting while its job
  * runs (NULL: none, failed, or not started: the caller does the work). */
 hk_presign *hk_presign_take(hk_service *svc, const unsigned char *sid);

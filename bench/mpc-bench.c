@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -246,6 +247,101 @@ static void hk_bench_one(const hk_bench_opts *o, const hk_rped_secret *rp,
     hk_share_free(s2);
 }
 
+static double hk_clock_ms(clockid_t id)
+{
+    struct timespec ts;
+
+    clock_gettime(id, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* Old beside new for the Paillier steps of issue 20 items 4-5: the key's
+ * two primes on one thread vs two (wall clock and all threads' CPU: the
+ * keygen row's CPU columns count the calling thread only), and P1's
+ * decryption of c3 by CRT vs mod p only. */
+static void hk_bench_paillier(const hk_bench_opts *o, int pbits)
+{
+    int slow = o->runs / 4 > 3 ? o->runs / 4 : 3, n = slow * 2, t, i;
+    size_t cap = (size_t)(n > o->runs ? n : o->runs);
+    double *wall = calloc(cap, sizeof(double)),
+           *cpu = calloc(cap, sizeof(double)), w[2], c[2], d[2], x[2];
+    hk_paillier_sk *sk = NULL;
+    BIGNUM *m = BN_new(), *ct = BN_new(), *out = BN_new(), *zero = BN_new();
+    hk_err e;
+
+    if (wall == NULL || cpu == NULL || m == NULL || ct == NULL || out == NULL ||
+        zero == NULL)
+        abort();
+    BN_zero(zero);
+    for (t = 1; t <= 2; t++) {
+        for (i = 0; i < n; i++) {
+            double w0 = hk_clock_ms(CLOCK_MONOTONIC),
+                   c0 = hk_clock_ms(CLOCK_PROCESS_CPUTIME_ID);
+
+            hk_paillier_sk_free(sk);
+            if ((e = hk_paillier_keygen_threads(pbits, t, &sk)) != HK_OK)
+                hk_die("paillier keygen", e);
+            wall[i] = hk_clock_ms(CLOCK_MONOTONIC) - w0;
+            cpu[i] = hk_clock_ms(CLOCK_PROCESS_CPUTIME_ID) - c0;
+        }
+        w[t - 1] = hk_pct(wall, n, 0.5);
+        c[t - 1] = hk_pct(cpu, n, 0.5);
+    }
+    /* a plaintext of the honest c3's size (mpc/sign.c: below 2^801) */
+    if (!BN_rand(m, 800, BN_RAND_TOP_ANY, BN_RAND_BOTTOM_ANY) ||
+        hk_paillier_enc(hk_paillier_sk_pk(sk), m, NULL, ct) != HK_OK)
+        abort();
+    for (t = 0; t < 2; t++) {
+        for (i = 0; i < o->runs; i++) {
+            double c0 = hk_drive_cpu_ms();
+
+            e = t == 0 ? hk_paillier_dec(sk, ct, out)
+                       : hk_paillier_dec_small(sk, ct, 801, out);
+            if (e != HK_OK || BN_cmp(out, m) != 0)
+                hk_die("paillier decryption", e);
+            cpu[i] = hk_drive_cpu_ms() - c0;
+        }
+        d[t] = hk_pct(cpu, o->runs, 0.5);
+    }
+    /* the server's two exponentiations per sign: r^N mod N^2 (public
+     * exponent N) and ckey^w, w a 256-bit secret (constant time) */
+    for (t = 0; t < 2; t++) {
+        for (i = 0; i < o->runs; i++) {
+            double c0 = hk_drive_cpu_ms();
+
+            if (!BN_rand(m, 256, BN_RAND_TOP_ONE, BN_RAND_BOTTOM_ANY))
+                abort();
+            e = t == 0 ? hk_paillier_enc(hk_paillier_sk_pk(sk), zero, NULL, out)
+                       : hk_paillier_mul(hk_paillier_sk_pk(sk), ct, m, out);
+            if (e != HK_OK)
+                hk_die("paillier encryption", e);
+            cpu[i] = hk_drive_cpu_ms() - c0;
+        }
+        x[t] = hk_pct(cpu, o->runs, 0.5);
+    }
+    if (!o->json_only)
+        printf("paillier-%d: server per sign: r^N mod N^2 %.3f ms, ckey^w "
+               "%.3f ms\n",
+               pbits, x[0], x[1]);
+    if (!o->json_only)
+        printf("paillier-%d: primes p50 wall %.1f ms (1 thread) vs %.1f ms "
+               "(2 threads), CPU %.1f vs %.1f ms; P1 decryption of c3 CRT "
+               "%.3f ms vs mod p %.3f ms\n",
+               pbits, w[0], w[1], c[0], c[1], d[0], d[1]);
+    printf("{\"bench\":\"paillier\",\"pbits\":%d,\"primes_wall_1t_ms\":%.2f,"
+           "\"primes_wall_2t_ms\":%.2f,\"primes_cpu_1t_ms\":%.2f,"
+           "\"primes_cpu_2t_ms\":%.2f,\"dec_crt_ms\":%.3f,"
+           "\"dec_modp_ms\":%.3f,\"enc_rn_ms\":%.3f,\"mul_ckey_ms\":%.3f}\n",
+           pbits, w[0], w[1], c[0], c[1], d[0], d[1], x[0], x[1]);
+    hk_paillier_sk_free(sk);
+    BN_free(m);
+    BN_free(ct);
+    BN_free(out);
+    BN_free(zero);
+    free(wall);
+    free(cpu);
+}
+
 static void hk_usage(void)
 {
     fprintf(stderr, "usage: mpc-bench [--runs N] [--curve secp256k1|p256|all]"
@@ -335,6 +431,8 @@ int main(int argc, char **argv)
     for (i = 0; i < o.ncurves; i++)
         for (j = 0; j < o.npbits; j++)
             hk_bench_one(&o, sec, (hk_curve_id)o.curves[i], o.pbits[j]);
+    for (j = 0; j < o.npbits; j++)
+        hk_bench_paillier(&o, o.pbits[j]);
     hk_rped_secret_free(sec);
     return 0;
 }

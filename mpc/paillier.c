@@ -8,6 +8,7 @@
  * function's exact division by p, the products modulo p and the CRT
  * recombination run on fixed-width limbs in mpc/ct.c (BN_nnmod, BN_div,
  * BN_mod_mul and BN_mod_sub would branch on the values). */
+#include <pthread.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -292,35 +293,67 @@ static hk_err hk_paillier_sk_build(BIGNUM *p, BIGNUM *q, int bits, int roots,
     return HK_OK;
 }
 
-hk_err hk_paillier_keygen(int bits, hk_paillier_sk **out)
+/* One prime of `bits` bits (OpenSSL sets its top two bits). */
+typedef struct {
+    BIGNUM *p;
+    int bits, ok;
+} hk_prime_job;
+
+static void *hk_prime_run(void *arg)
 {
-    BIGNUM *p = NULL, *q = NULL;
-    BN_CTX *ctx = NULL;
+    hk_prime_job *j = arg;
+    BN_CTX *ctx = BN_CTX_secure_new_ex(hk_libctx());
+
+    j->ok = ctx != NULL &&
+            BN_generate_prime_ex2(j->p, j->bits, 0, NULL, NULL, NULL, ctx);
+    BN_CTX_free(ctx);
+    return NULL;
+}
+
+hk_err hk_paillier_keygen_threads(int bits, int threads, hk_paillier_sk **out)
+{
+    hk_prime_job jp = {0}, jq = {0};
+    pthread_t th;
+    int spawned;
     hk_err e = HK_ERR_NOMEM;
 
-    if (out == NULL || !hk_paillier_bits_ok(bits))
+    if (out == NULL || !hk_paillier_bits_ok(bits) || threads < 1 || threads > 2)
         return HK_ERR_ARG;
     *out = NULL;
-    p = hk_secret_bn();
-    q = hk_secret_bn();
-    ctx = BN_CTX_secure_new_ex(hk_libctx());
-    if (p == NULL || q == NULL || ctx == NULL)
+    jp.p = hk_secret_bn();
+    jq.p = hk_secret_bn();
+    jp.bits = jq.bits = bits / 2;
+    if (jp.p == NULL || jq.p == NULL)
         goto done;
     e = HK_ERR_CRYPTO;
     /* OpenSSL sets the top two bits of each prime, so N has exactly
-     * `bits` bits; equal-size primes give gcd(N, phi(N)) = 1. */
+     * `bits` bits; equal-size primes give gcd(N, phi(N)) = 1. The two
+     * searches are independent: with two threads q is searched on a
+     * second thread, joined before this returns (no state outlives the
+     * call, so mpc/ keeps no threads or globals). If the thread cannot be
+     * started, q is searched here after p. */
     do {
-        if (!BN_generate_prime_ex2(p, bits / 2, 0, NULL, NULL, NULL, ctx) ||
-            !BN_generate_prime_ex2(q, bits / 2, 0, NULL, NULL, NULL, ctx))
+        spawned =
+            threads == 2 && pthread_create(&th, NULL, hk_prime_run, &jq) == 0;
+        hk_prime_run(&jp);
+        if (spawned)
+            pthread_join(th, NULL);
+        else
+            hk_prime_run(&jq);
+        if (!jp.ok || !jq.ok)
             goto done;
-    } while (BN_cmp(p, q) == 0);
-    e = hk_paillier_sk_build(p, q, bits, 1, out);
-    p = q = NULL;
+    } while (BN_cmp(jp.p, jq.p) == 0);
+    e = hk_paillier_sk_build(jp.p, jq.p, bits, 1, out);
+    jp.p = jq.p = NULL;
 done:
-    BN_clear_free(p);
-    BN_clear_free(q);
-    BN_CTX_free(ctx);
+    BN_clear_free(jp.p);
+    BN_clear_free(jq.p);
     return e;
+}
+
+hk_err hk_paillier_keygen(int bits, hk_paillier_sk **out)
+{
+    return hk_paillier_keygen_threads(bits, 2, out);
 }
 
 hk_err hk_paillier_sk_from_primes(const BIGNUM *p, const BIGNUM *q, int bits,
@@ -540,6 +573,62 @@ done:
     BN_clear(mq);
     BN_CTX_end(ctx);
     BN_CTX_free(ctx);
+    return e;
+}
+
+/* Half the work of hk_paillier_dec: the plaintext mod p only, which is
+ * the plaintext itself when it is below p. Whether it lies below
+ * 2^bound_bits is decided without a branch or a length on the secret
+ * value (a fixed-width big-endian image whose top bytes are ORed); only
+ * the verdict is revealed, and it is the caller's to reveal anyway. */
+hk_err hk_paillier_dec_small(const hk_paillier_sk *sk, const BIGNUM *c,
+                             int bound_bits, BIGNUM *m)
+{
+    BN_CTX *ctx;
+    BIGNUM *mp;
+    unsigned char *img = NULL, high = 0;
+    int len, i, full;
+    hk_err e = HK_ERR_CRYPTO;
+
+    if (sk == NULL || c == NULL || m == NULL || bound_bits < 8 ||
+        bound_bits > sk->pk.bits / 2 - 1)
+        return HK_ERR_ARG;
+    len = (sk->pk.bits / 2 + 7) / 8;
+    full = bound_bits / 8; /* whole low bytes allowed */
+    ctx = BN_CTX_secure_new();
+    img = OPENSSL_secure_zalloc((size_t)len);
+    if (ctx == NULL || img == NULL) {
+        BN_CTX_free(ctx);
+        OPENSSL_secure_free(img);
+        return HK_ERR_NOMEM;
+    }
+    BN_CTX_start(ctx);
+    mp = BN_CTX_get(ctx);
+    if (mp == NULL)
+        goto done;
+    BN_set_flags(mp, BN_FLG_CONSTTIME);
+    /* bn2binpad is constant time for a value below 2^(8 len) */
+    if (!hk_dec_half(mp, c, sk->pm1, sk->hp,
+                     &(hk_crt_side){sk->p2, sk->mont_p2, sk->ct_p2}, sk->ct_p,
+                     ctx) ||
+        BN_bn2binpad(mp, img, len) != len)
+        goto done;
+    for (i = 0; i < len - full - 1; i++)
+        high |= img[i];
+    /* the partial byte: bits at and above bound_bits % 8 */
+    high |= (unsigned char)(img[len - full - 1] >> (bound_bits % 8));
+    if (high != 0) {
+        e = HK_ERR_PAILLIER;
+        goto done;
+    }
+    e = BN_copy(m, mp) != NULL ? HK_OK : HK_ERR_CRYPTO;
+    if (e == HK_OK)
+        BN_set_flags(m, BN_FLG_CONSTTIME);
+done:
+    BN_clear(mp);
+    BN_CTX_end(ctx);
+    BN_CTX_free(ctx);
+    OPENSSL_secure_clear_free(img, (size_t)len);
     return e;
 }
 

@@ -1,6 +1,7 @@
 /* Paillier encryption with g = N + 1, on OpenSSL BN.
  *
- * Owns: key generation (2048-bit default, 3072 option), encryption (public
+ * Owns: key generation (2048-bit default, 3072 option; the two primes on
+ * two threads), encryption (public
  * and, for the key owner, CRT-accelerated), CRT decryption, homomorphic
  * addition and scalar multiplication, the N-th root used by the modulus
  * proof, and the validity checks a receiver applies to a peer's modulus and
@@ -29,6 +30,12 @@ int hk_paillier_bits_ok(int bits);
 /* New key pair: N = p*q with exactly `bits` bits, p, q distinct primes of
  * bits/2 bits each. HK_ERR_ARG for an unsupported size. */
 HK_WUR hk_err hk_paillier_keygen(int bits, hk_paillier_sk **out);
+/* The same with the prime searches on `threads` (1 or 2) threads: with 2,
+ * q is searched on a thread created and joined inside the call (the only
+ * thread mpc/ starts; it shares nothing but its own BIGNUM), halving the
+ * wall time on two free cores. hk_paillier_keygen uses 2. */
+HK_WUR hk_err hk_paillier_keygen_threads(int bits, int threads,
+                                         hk_paillier_sk **out);
 /* Rebuilds a key pair from its primes (stored share); checks structure
  * (odd, distinct, sizes) but not primality. Copies p and q. */
 HK_WUR hk_err hk_paillier_sk_from_primes(const BIGNUM *p, const BIGNUM *q,
@@ -60,6 +67,14 @@ HK_WUR hk_err hk_paillier_enc_sk(const hk_paillier_sk *sk, const BIGNUM *m,
 /* m = Dec(c) in [0, N). c must have passed hk_paillier_ct_check. */
 HK_WUR hk_err hk_paillier_dec(const hk_paillier_sk *sk, const BIGNUM *c,
                               BIGNUM *m);
+/* m = Dec(c) for a plaintext known to lie below 2^bound_bits, at half
+ * the cost: decrypts modulo p only (the larger prime, above
+ * 2^(bits/2 - 1)), which equals Dec(c) when Dec(c) < p. 8 <= bound_bits
+ * <= bits/2 - 1, else HK_ERR_ARG. HK_ERR_PAILLIER if the value mod p is
+ * not below 2^bound_bits (Dec(c) is out of the bound: the sender did not
+ * follow the protocol). Constant time but for that verdict. */
+HK_WUR hk_err hk_paillier_dec_small(const hk_paillier_sk *sk, const BIGNUM *c,
+                                    int bound_bits, BIGNUM *m);
 /* out = a (+) b = a*b mod N^2. */
 HK_WUR hk_err hk_paillier_add(const hk_paillier_pk *pk, const BIGNUM *a,
                               const BIGNUM *b, BIGNUM *out);

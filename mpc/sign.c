@@ -160,6 +160,12 @@ hk_err hk_sign_p2_use_randomness(hk_sign *sg, BIGNUM *rn)
     return HK_OK;
 }
 
+int hk_sign_p2_wants_randomness(const hk_sign *sg)
+{
+    return sg != NULL && sg->role == HK_ROLE_P2 && sg->state <= SG_WAIT3 &&
+           sg->rn == NULL;
+}
+
 hk_err hk_sign_p2_precompute(hk_sign *sg)
 {
     if (sg == NULL || sg->role != HK_ROLE_P2)
@@ -398,7 +404,25 @@ done:
     return e;
 }
 
-/* s = k1^-1 * (Dec(c3) mod q), low-S. */
+/* The bound on c3's plaintext from an honest P2 (issue 20 item 4):
+ *   Dec(c3) = rho*q + a + w*x1,  rho < 2^HK_SIGN_RHO_BITS, a = k2^-1*m'
+ *   mod q < q, w = k2^-1*r*x2 mod q < q, x1 < q (P1's own ckey encrypts
+ *   its share exactly), q < 2^256 on both curves,
+ * so Dec(c3) < (2^RHO + 1 + q)*q < 2^(RHO+1) * 2^256 = 2^801, far below
+ * the smaller prime of the Paillier key (> 2^1023 for 2048 bits, > 2^1535
+ * for 3072): no wrap-around mod N, and the plaintext mod p is the
+ * plaintext. P1 decrypts mod p only (half of CRT's two exponentiations)
+ * and refuses a value mod p at or above 2^801 as an abort. The verdict
+ * the server sees is then a function of the plaintext it chose (below the
+ * bound or not) as with a full decryption, unless it found a plaintext M
+ * >= p with M mod p < 2^801 without knowing p (density 2^-222 for the
+ * 2048-bit key); doc/performance.md gives the argument. */
+#define HK_SIGN_DEC_BITS (HK_SIGN_RHO_BITS + 1 + 256)
+_Static_assert(HK_SIGN_DEC_BITS <= HK_PAILLIER_BITS_DEFAULT / 2 - 1,
+               "the honest plaintext bound must lie below p");
+
+/* s = k1^-1 * (Dec(c3) mod q), low-S; HK_ERR_SIG_ABORT if Dec(c3) is
+ * not below HK_SIGN_DEC_BITS (P2 cheated). */
 static hk_err hk_sg_finish_s(hk_sign *sg, const BIGNUM *c3, hk_scalar *s)
 {
     hk_scalar sp, kinv;
@@ -408,8 +432,10 @@ static hk_err hk_sg_finish_s(hk_sign *sg, const BIGNUM *c3, hk_scalar *s)
     if ((d = hk_bn_secret()) == NULL)
         return HK_ERR_NOMEM;
     /* Dec lies in [0, N): reduce it mod q as a non-negative integer. */
-    if ((e = hk_paillier_dec(sg->share->sk, c3, d)) != HK_OK ||
-        (e = hk_scalar_from_bn(sg->c, d, &sp)) != HK_OK ||
+    e = hk_paillier_dec_small(sg->share->sk, c3, HK_SIGN_DEC_BITS, d);
+    if (e == HK_ERR_PAILLIER)
+        e = HK_ERR_SIG_ABORT;
+    if (e != HK_OK || (e = hk_scalar_from_bn(sg->c, d, &sp)) != HK_OK ||
         (e = hk_scalar_inv(sg->c, &sg->k, &kinv)) != HK_OK ||
         (e = hk_scalar_mul(sg->c, &kinv, &sp, s)) != HK_OK ||
         (e = hk_scalar_low_s(sg->c, s, s)) != HK_OK)
@@ -435,11 +461,15 @@ static hk_err hk_sg_p1_msg4(hk_sign *sg, hk_msg *in, unsigned char **out,
         (e = hk_msg_finish(in)) != HK_OK ||
         (e = hk_paillier_ct_check(sg->share->pk, c3)) != HK_OK)
         goto done;
-    if ((e = hk_sg_finish_s(sg, c3, &s)) != HK_OK)
+    e = hk_sg_finish_s(sg, c3, &s);
+    if (e != HK_OK && e != HK_ERR_SIG_ABORT)
         goto done;
-    e = hk_ecdsa_verify(sg->c, &sg->share->Q, sg->dig, sg->dlen, &sg->r, &s);
+    if (e == HK_OK)
+        e = hk_ecdsa_verify(sg->c, &sg->share->Q, sg->dig, sg->dlen, &sg->r,
+                            &s);
     if (e != HK_OK) {
-        /* A well-formed c3 that gives no valid signature: P2 cheated. */
+        /* A well-formed c3 that gives no valid signature, or a plaintext
+         * out of the honest bound: P2 cheated. */
         sg->state = SG_DEAD;
         OPENSSL_cleanse(&sg->k, sizeof(sg->k));
         e = HK_ERR_SIG_ABORT;

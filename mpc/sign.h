@@ -43,6 +43,8 @@ HK_WUR hk_err hk_sign_randomness(const hk_share *share, BIGNUM **rn);
 /* ... and handed to a P2 state machine of that share before sign.3 (takes
  * ownership of rn on success; single use). */
 HK_WUR hk_err hk_sign_p2_use_randomness(hk_sign *sg, BIGNUM *rn);
+/* 1 if sg is P2's, before c3, and has no randomness yet. */
+int hk_sign_p2_wants_randomness(const hk_sign *sg);
 
 HK_WUR hk_err hk_sign_start(hk_sign *sg, unsigned char **out, size_t *outlen);
 HK_WUR hk_err hk_sign_recv(hk_sign *sg, const unsigned char *in, size_t inlen,

@@ -144,8 +144,17 @@ static void hk_presign_start(hk_service *svc, const unsigned char *sid,
     j->ps->created = hk_now();
     snprintf(j->sub, sizeof(j->sub), "%s", sub);
     memcpy(j->kid, kid, HK_ID_LEN);
+    /* listed at once (queued): a WebSocket that arrives while the job
+     * runs waits for it instead of doing the same work (hk_presign_take) */
+    pthread_mutex_lock(&svc->mu);
+    j->ps->next = svc->presigns;
+    svc->presigns = j->ps;
+    pthread_mutex_unlock(&svc->mu);
     if (hk_workers_submit(svc->workers, hk_presign_run, j) != HK_OK) {
-        free(j->ps);
+        pthread_mutex_lock(&svc->mu);
+        j->ps->state = HK_PS_FAILED; /* hk_presign_take frees it */
+        pthread_mutex_unlock(&svc->mu);
+        (void)hk_presign_take(svc, sid);
         free(j);
     }
 }
@@ -1175,7 +1184,9 @@ hk_err hk_service_new(const hk_srv_config *cfg, hk_service **out, char *why)
     svc->cfg = *cfg;
     pthread_mutex_init(&svc->dbmu, NULL);
     pthread_mutex_init(&svc->mu, NULL);
+    pthread_cond_init(&svc->pscv, NULL);
     if ((e = hk_metrics_new(&svc->metrics)) != HK_OK ||
+        (e = hk_rn_pool_new(&svc->rnpool)) != HK_OK ||
         (e = hk_service_keys(svc, why)) != HK_OK)
         goto fail;
     if ((e = hk_conn_cap(cfg, &svc->max_conns, why)) != HK_OK ||
@@ -1283,6 +1294,8 @@ void hk_service_free(hk_service *svc)
     hk_db_close(svc->db);
     hk_kek_free(svc->kek);
     hk_metrics_free(svc->metrics);
+    hk_rn_pool_free(svc->rnpool);
+    pthread_cond_destroy(&svc->pscv);
     pthread_mutex_destroy(&svc->dbmu);
     pthread_mutex_destroy(&svc->mu);
     free(svc);

@@ -23,6 +23,19 @@ typedef struct hk_rsess hk_rsess;
 
 /* Work done for a sign session between its POST and its WebSocket: the
  * active share loaded and the encryption randomness precomputed. */
+/* The pool of precomputed Paillier randomness r^N mod N^2 (rnpool.c). */
+#define HK_RN_PER_KEY 2 /* per Paillier modulus (per share) */
+#define HK_RN_KEYS 64   /* moduli kept, least recently used out */
+typedef struct hk_rn_pool hk_rn_pool;
+
+typedef enum {
+    HK_PS_QUEUED,    /* its job has not started */
+    HK_PS_RUNNING,   /* its job runs: a taker waits for it */
+    HK_PS_READY,     /* share, state machine and randomness ready */
+    HK_PS_FAILED,    /* nothing ready: the session does the work */
+    HK_PS_ABANDONED, /* taken while queued: the job frees it */
+} hk_presign_state;
+
 typedef struct hk_presign {
     struct hk_presign *next;
     unsigned char sid[HK_ID_LEN];
@@ -30,6 +43,7 @@ typedef struct hk_presign {
     hk_share *share;
     int unproven; /* as hk_rsess's */
     hk_sign *sg;
+    hk_presign_state state; /* guarded by the service's mu */
 } hk_presign;
 
 struct hk_service {
@@ -43,10 +57,12 @@ struct hk_service {
     hk_jwt_verifier *jwt;
     hk_workers *workers;
     hk_tsrv *tsrv;
-    pthread_mutex_t mu; /* guards the session and presign lists */
+    pthread_mutex_t mu;  /* guards the session and presign lists */
+    pthread_cond_t pscv; /* a presign job ended (with mu) */
     hk_rsess *sessions;
     int nsessions; /* on the list, guarded by mu */
     hk_presign *presigns;
+    hk_rn_pool *rnpool;
     int64_t last_sweep;
     hk_metrics *metrics;
     int max_conns; /* the connection cap in force (hk_conn_cap) */
@@ -106,12 +122,8 @@ struct hk_rsess {
     long exp;    /* its token's expiry */
     hk_curve_id curve; /* a keygen's curve, as the client asked at POST */
     double started;    /* monotonic seconds at the claim of the session */
-    /* Randomness for the loaded share's next sign, made by a separate job
-     * (hk_rn_job) so the next request does not wait for it; guarded by mu
-     * with rn_epoch naming the share it was made for. */
-    BIGNUM *next_rn;
-    unsigned long rn_epoch;
-    int rn_pending;
+    /* the sign's encryption randomness was handed to sg (rnpool.c) */
+    int rn_given;
     hk_rsess *next;
 };
 
@@ -125,8 +137,8 @@ void hk_rsess_unref(hk_rsess *s);
 void hk_rsess_job(void *arg);
 /* Worker job run once at WebSocket open: prepares the state machine. */
 void hk_rsess_prepare_job(void *arg);
-/* Worker job run at POST /sign (arg: an hk_presign with sid set, owned by
- * the job until it is put on the service's list). */
+/* Worker job run at POST /sign (arg: an hk_presign with sid set, already
+ * on the service's list, queued; the job frees it if it was abandoned). */
 typedef struct {
     hk_service *svc;
     hk_presign *ps;
@@ -134,7 +146,20 @@ typedef struct {
     unsigned char kid[HK_ID_LEN];
 } hk_presign_job;
 void hk_presign_run(void *arg);
-/* Takes the presign work of sid, if any (NULL otherwise). */
+HK_WUR hk_err hk_rn_pool_new(hk_rn_pool **out);
+void hk_rn_pool_free(hk_rn_pool *p);
+/* Queues jobs until pk's modulus has HK_RN_PER_KEY values made or in the
+ * making (idle time: after a sign, at POST /sign). */
+void hk_rn_fill(hk_service *svc, const hk_paillier_pk *pk);
+/* Takes one r^N mod N^2 for pk (single use, the caller owns it) and tops
+ * the pool up. None ready: !wait gives HK_ERR_NOT_FOUND; wait waits for a
+ * running job of that modulus, or (none running) computes it now. */
+HK_WUR hk_err hk_rn_take(hk_service *svc, const hk_paillier_pk *pk, int wait,
+                         BIGNUM **rn);
+/* Moduli held, values ready, jobs queued or running (tests). */
+void hk_rn_pool_stats(hk_rn_pool *p, int *keys, int *ready, int *busy);
+/* Takes the presign work of sid if it is ready, waiting while its job
+ * runs (NULL: none, failed, or not started: the caller does the work). */
 hk_presign *hk_presign_take(hk_service *svc, const unsigned char *sid);
 void hk_presign_free(hk_presign *ps);
 /* Drops presign work older than the idle timeout. */

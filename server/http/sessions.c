@@ -12,6 +12,7 @@
  * the share's Paillier key can turn c3 into a valid signature). */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 #include <openssl/crypto.h>
@@ -22,6 +23,7 @@
 #include "server/http/service_impl.h"
 
 static void hk_db_state(hk_rsess *s, hk_db_sess_state st);
+static void hk_sign_rn(hk_rsess *s, int wait);
 
 /* A claimed session whose connection went before it ended: failed, so the
  * key is free for the next one at once (a refresh excludes others while
@@ -54,7 +56,6 @@ void hk_rsess_unref(hk_rsess *s)
     hk_sign_free(s->sg);
     hk_refresh_free(s->rf);
     hk_share_free(s->share);
-    BN_clear_free(s->next_rn);
     hk_tconn_unref(s->conn);
     pthread_mutex_destroy(&s->mu);
     OPENSSL_clear_free(s, sizeof(*s));
@@ -163,87 +164,9 @@ static void hk_fail(hk_rsess *s, hk_err e, const char *where)
     hk_tconn_close(s->conn);
 }
 
-typedef struct {
-    hk_rsess *s;
-    BIGNUM *n; /* the share's Paillier modulus */
-    unsigned char kid[HK_ID_LEN];
-    unsigned long epoch;
-} hk_rn_work;
-
-/* r^N mod N^2 for the next sign, on another worker. */
-static void hk_rn_job(void *arg)
-{
-    hk_rn_work *w = arg;
-    hk_rsess *s = w->s;
-    BIGNUM *r = BN_new(), *n2 = BN_new(), *rn = BN_new();
-    BN_CTX *ctx = BN_CTX_new();
-    int ok;
-
-    ok = r != NULL && n2 != NULL && rn != NULL && ctx != NULL &&
-         BN_sqr(n2, w->n, ctx) && BN_priv_rand_range(r, w->n) &&
-         !BN_is_zero(r) && BN_mod_exp(rn, r, w->n, n2, ctx);
-    pthread_mutex_lock(&s->mu);
-    /* only if the session still holds that share (a unit r: a non-unit
-     * would reveal a factor of N, probability ~2^-1023, and fails c3's
-     * check on the client) */
-    if (ok && s->next_rn == NULL && s->share != NULL &&
-        s->share->epoch == w->epoch &&
-        memcmp(s->share->kid, w->kid, HK_ID_LEN) == 0) {
-        s->next_rn = rn;
-        s->rn_epoch = w->epoch;
-        rn = NULL;
-    }
-    s->rn_pending = 0;
-    pthread_mutex_unlock(&s->mu);
-    BN_clear_free(r);
-    BN_clear_free(rn);
-    BN_free(n2);
-    BN_CTX_free(ctx);
-    BN_free(w->n);
-    free(w);
-    hk_rsess_unref(s);
-}
-
-static void hk_rn_start(hk_rsess *s)
-{
-    hk_rn_work *w;
-
-    if (s->share == NULL || s->next_rn != NULL || s->rn_pending)
-        return;
-    if ((w = calloc(1, sizeof(*w))) == NULL ||
-        (w->n = BN_dup(hk_paillier_n(s->share->pk))) == NULL) {
-        free(w);
-        return;
-    }
-    w->s = s;
-    memcpy(w->kid, s->share->kid, HK_ID_LEN);
-    w->epoch = s->share->epoch;
-    pthread_mutex_lock(&s->mu);
-    s->refs++;
-    s->rn_pending = 1;
-    pthread_mutex_unlock(&s->mu);
-    if (hk_workers_submit(s->svc->workers, hk_rn_job, w) != HK_OK) {
-        pthread_mutex_lock(&s->mu);
-        s->rn_pending = 0;
-        pthread_mutex_unlock(&s->mu);
-        BN_free(w->n);
-        free(w);
-        hk_rsess_unref(s);
-    }
-}
-
-/* Drops prepared randomness (the share is about to change). */
-static void hk_rn_drop(hk_rsess *s)
-{
-    pthread_mutex_lock(&s->mu);
-    BN_clear_free(s->next_rn);
-    s->next_rn = NULL;
-    pthread_mutex_unlock(&s->mu);
-}
-
 /* The session is over. A kept-open connection waits for the next one,
- * keeping the share and preparing the next sign's randomness now, off the
- * client's path. */
+ * keeping the share and preparing the next signs' randomness now, off the
+ * client's path (rnpool.c). */
 static void hk_done(hk_rsess *s)
 {
     hk_db_state(s, HK_DB_SESS_DONE);
@@ -260,15 +183,16 @@ static void hk_done(hk_rsess *s)
     s->kg = NULL;
     s->sg = NULL;
     s->rf = NULL;
+    s->rn_given = 0;
     if (s->op == HK_DB_OP_REFRESH) { /* the share changed */
-        hk_rn_drop(s);
         pthread_mutex_lock(&s->mu);
         hk_share_free(s->share);
         s->share = NULL;
         pthread_mutex_unlock(&s->mu);
     }
     s->op = 0;
-    hk_rn_start(s);
+    if (s->share != NULL)
+        hk_rn_fill(s->svc, s->share->pk);
 }
 
 /* Loads the share of (kid, epoch) for sub; *unproven: it is pending, or
@@ -311,7 +235,7 @@ static hk_err hk_use_share(hk_rsess *s, unsigned long epoch)
         return e == HK_ERR_NOT_FOUND ? HK_ERR_EPOCH : e;
     hk_sign_free(s->sg);
     s->sg = NULL;
-    hk_rn_drop(s); /* made for the old share's N */
+    s->rn_given = 0;
     pthread_mutex_lock(&s->mu);
     hk_share_free(s->share);
     s->share = sh;
@@ -404,34 +328,45 @@ void hk_presign_free(hk_presign *ps)
 
 /* At POST /sign: the active share and the encryption randomness, ready
  * before the client's WebSocket arrives (it loads its own share and
- * connects meanwhile). */
+ * connects meanwhile). The randomness comes from the pool (rnpool.c),
+ * which this tops up for the key's next sign. */
 void hk_presign_run(void *arg)
 {
     hk_presign_job *j = arg;
     hk_service *svc = j->svc;
+    hk_presign *ps = j->ps;
     unsigned char *sealed = NULL;
     unsigned long epoch = 0;
+    BIGNUM *rn = NULL;
     size_t len = 0;
     hk_err e;
 
+    pthread_mutex_lock(&svc->mu);
+    if (ps->state == HK_PS_ABANDONED) {
+        pthread_mutex_unlock(&svc->mu);
+        hk_presign_free(ps);
+        goto done;
+    }
+    ps->state = HK_PS_RUNNING;
+    pthread_mutex_unlock(&svc->mu);
     pthread_mutex_lock(&svc->dbmu);
     e = hk_db_share_get_active(svc->db, j->kid, &epoch, &sealed, &len);
     if (e == HK_OK)
-        e = hk_share_load(svc, j->sub, j->kid, epoch, &j->ps->share,
-                          &j->ps->unproven);
+        e = hk_share_load(svc, j->sub, j->kid, epoch, &ps->share,
+                          &ps->unproven);
     pthread_mutex_unlock(&svc->dbmu);
     OPENSSL_free(sealed);
     if (e == HK_OK &&
-        (e = hk_sign_p2_new(j->ps->share, j->ps->sid, &j->ps->sg)) == HK_OK)
-        e = hk_sign_p2_precompute(j->ps->sg);
-    if (e != HK_OK) {
-        hk_presign_free(j->ps);
-    } else {
-        pthread_mutex_lock(&svc->mu);
-        j->ps->next = svc->presigns;
-        svc->presigns = j->ps;
-        pthread_mutex_unlock(&svc->mu);
-    }
+        (e = hk_sign_p2_new(ps->share, ps->sid, &ps->sg)) == HK_OK &&
+        (e = hk_rn_take(svc, ps->share->pk, 1, &rn)) == HK_OK &&
+        (e = hk_sign_p2_use_randomness(ps->sg, rn)) == HK_OK)
+        rn = NULL;
+    BN_clear_free(rn);
+    pthread_mutex_lock(&svc->mu);
+    ps->state = e == HK_OK ? HK_PS_READY : HK_PS_FAILED;
+    pthread_cond_broadcast(&svc->pscv);
+    pthread_mutex_unlock(&svc->mu);
+done:
     OPENSSL_cleanse(j, sizeof(*j));
     free(j);
 }
@@ -439,14 +374,31 @@ void hk_presign_run(void *arg)
 hk_presign *hk_presign_take(hk_service *svc, const unsigned char *sid)
 {
     hk_presign **pp, *ps = NULL;
+    struct timespec until;
 
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 5; /* a bound only: the job takes milliseconds */
     pthread_mutex_lock(&svc->mu);
-    for (pp = &svc->presigns; *pp != NULL; pp = &(*pp)->next)
-        if (memcmp((*pp)->sid, sid, HK_ID_LEN) == 0) {
-            ps = *pp;
-            *pp = ps->next;
+    for (;;) {
+        for (pp = &svc->presigns; *pp != NULL; pp = &(*pp)->next)
+            if (memcmp((*pp)->sid, sid, HK_ID_LEN) == 0)
+                break;
+        if (*pp == NULL || (*pp)->state != HK_PS_RUNNING ||
+            pthread_cond_timedwait(&svc->pscv, &svc->mu, &until) != 0)
             break;
+    }
+    if (*pp != NULL && (*pp)->state != HK_PS_RUNNING) {
+        ps = *pp;
+        *pp = ps->next;
+        ps->next = NULL;
+        if (ps->state == HK_PS_QUEUED) {
+            ps->state = HK_PS_ABANDONED; /* its job frees it */
+            ps = NULL;
+        } else if (ps->state == HK_PS_FAILED) {
+            hk_presign_free(ps);
+            ps = NULL;
         }
+    }
     pthread_mutex_unlock(&svc->mu);
     return ps;
 }
@@ -457,10 +409,14 @@ void hk_presign_expire(hk_service *svc, int64_t now)
 
     pthread_mutex_lock(&svc->mu);
     while (*pp != NULL) {
-        if (now - (*pp)->created >= svc->cfg.session_idle) {
+        if (now - (*pp)->created >= svc->cfg.session_idle &&
+            (*pp)->state != HK_PS_RUNNING) {
             old = *pp;
             *pp = old->next;
-            hk_presign_free(old);
+            if (old->state == HK_PS_QUEUED)
+                old->state = HK_PS_ABANDONED; /* its job frees it */
+            else
+                hk_presign_free(old);
         } else {
             pp = &(*pp)->next;
         }
@@ -483,11 +439,10 @@ void hk_rsess_prepare_job(void *arg)
             ps->share = NULL;
             ps->sg = NULL;
             hk_presign_free(ps);
+            s->rn_given = 1;
         } else if (hk_active_share(s) == HK_OK &&
-                   hk_sign_p2_new(s->share, s->sid, &s->sg) == HK_OK &&
-                   hk_sign_p2_precompute(s->sg) != HK_OK) {
-            hk_sign_free(s->sg);
-            s->sg = NULL;
+                   hk_sign_p2_new(s->share, s->sid, &s->sg) == HK_OK) {
+            hk_sign_rn(s, 0); /* none ready: waited for at sign.3 */
         }
     }
     hk_rsess_job(s);
@@ -617,6 +572,21 @@ static hk_err hk_digest_check(hk_rsess *s, char reason[128])
     return e == HK_OK ? HK_OK : HK_ERR_FORBIDDEN;
 }
 
+/* Hands the session's sign its encryption randomness from the pool
+ * (rnpool.c); without it (an error), c3's computation makes its own. */
+static void hk_sign_rn(hk_rsess *s, int wait)
+{
+    BIGNUM *rn = NULL;
+
+    if (s->rn_given || !hk_sign_p2_wants_randomness(s->sg) ||
+        hk_rn_take(s->svc, s->share->pk, wait, &rn) != HK_OK)
+        return;
+    if (hk_sign_p2_use_randomness(s->sg, rn) == HK_OK)
+        s->rn_given = 1;
+    else
+        BN_clear_free(rn);
+}
+
 static void hk_sign_step(hk_rsess *s, const hk_rmsg *m, int first)
 {
     unsigned char *out = NULL, fp[HK_HASH_LEN];
@@ -632,11 +602,10 @@ static void hk_sign_step(hk_rsess *s, const hk_rmsg *m, int first)
         if (s->sg == NULL &&
             (e = hk_sign_p2_new(s->share, s->sid, &s->sg)) != HK_OK)
             return hk_fail(s, e, "sign.1");
-        pthread_mutex_lock(&s->mu);
-        if (s->next_rn != NULL && s->rn_epoch == s->share->epoch &&
-            hk_sign_p2_use_randomness(s->sg, s->next_rn) == HK_OK)
-            s->next_rn = NULL;
-        pthread_mutex_unlock(&s->mu);
+        /* ready randomness now; none: it is waited for at sign.3 */
+        hk_sign_rn(s, 0);
+    } else if (hk_sign_p2_wants_randomness(s->sg)) {
+        hk_sign_rn(s, 1); /* sign.3: wait for a running job, or make it */
     }
     if ((e = hk_sign_recv(s->sg, m->buf, m->len, &out, &outlen)) != HK_OK)
         return hk_fail(s, e, "sign");
@@ -792,7 +761,6 @@ static void hk_channel_open(hk_rsess *s, const hk_rmsg *m)
         return hk_fail(s, e, "open");
     s->started = hk_mono();
     if (memcmp(old, s->kid, HK_ID_LEN) != 0 && s->share != NULL) {
-        hk_rn_drop(s);
         pthread_mutex_lock(&s->mu);
         hk_share_free(s->share); /* another key */
         s->share = NULL;

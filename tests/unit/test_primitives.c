@@ -618,6 +618,89 @@ static void test_paillier_primes(const hk_paillier_sk *sk)
     BN_CTX_free(ctx);
 }
 
+/* Decryption mod p (hk_paillier_dec_small) equals CRT decryption on
+ * random plaintexts within the bound, at the bound's edges, and refuses
+ * plaintexts at or above it, including ones at or above p. */
+static void test_paillier_dec_small(const hk_paillier_sk *sk)
+{
+    const hk_paillier_pk *pk = hk_paillier_sk_pk(sk);
+    const BIGNUM *p = hk_paillier_sk_p(sk), *n = hk_paillier_n(pk);
+    static const int bounds[] = {801, 8, 13, 1023};
+    BIGNUM *m = BN_new(), *c = BN_new(), *d = BN_new(), *d2 = BN_new();
+    size_t b;
+    int i;
+
+    CHECK(m != NULL && c != NULL && d != NULL && d2 != NULL);
+    CHECK(BN_cmp(p, hk_paillier_sk_q(sk)) > 0 && BN_num_bits(p) == 1024);
+    for (b = 0; b < sizeof(bounds) / sizeof(bounds[0]); b++) {
+        for (i = 0; i < 6; i++) {
+            if (i == 0)
+                BN_zero(m);
+            else if (i == 1) /* the largest allowed */
+                CHECK(BN_set_word(m, 0) && BN_set_bit(m, bounds[b]) &&
+                      BN_sub_word(m, 1));
+            else
+                CHECK(
+                    BN_rand(m, bounds[b], BN_RAND_TOP_ANY, BN_RAND_BOTTOM_ANY));
+            CHECK_OK(hk_paillier_enc(pk, m, NULL, c));
+            CHECK_OK(hk_paillier_dec(sk, c, d));
+            CHECK_OK(hk_paillier_dec_small(sk, c, bounds[b], d2));
+            CHECK(BN_cmp(d, m) == 0 && BN_cmp(d2, d) == 0);
+        }
+        /* 2^bound, N - 1 and random values above the bound: refused
+         * (random ones only where 2^bound / p is negligible) */
+        for (i = 0; i < 6; i++) {
+            if (i == 0)
+                CHECK(BN_set_word(m, 0) && BN_set_bit(m, bounds[b]));
+            else if (i == 1)
+                CHECK(BN_copy(m, n) && BN_sub_word(m, 1));
+            else if (bounds[b] > 801)
+                break;
+            else
+                do
+                    CHECK(BN_rand_range(m, n));
+                while (BN_num_bits(m) <= bounds[b]);
+            CHECK_OK(hk_paillier_enc(pk, m, NULL, c));
+            CHECK_ERR(hk_paillier_dec_small(sk, c, bounds[b], d2),
+                      HK_ERR_PAILLIER);
+        }
+        /* The limit, written down: a plaintext within 2^bound above a
+         * multiple of p passes as its residue. Only a sender who knows p
+         * can aim there (doc/performance.md). */
+        for (i = 0; i < 2; i++) {
+            CHECK(BN_copy(m, p) && BN_add_word(m, (BN_ULONG)i));
+            CHECK_OK(hk_paillier_enc(pk, m, NULL, c));
+            CHECK_OK(hk_paillier_dec_small(sk, c, bounds[b], d2));
+            CHECK(BN_is_word(d2, (BN_ULONG)i));
+        }
+    }
+    CHECK_ERR(hk_paillier_dec_small(sk, c, 7, d2), HK_ERR_ARG);
+    CHECK_ERR(hk_paillier_dec_small(sk, c, 1024, d2), HK_ERR_ARG);
+    CHECK_ERR(hk_paillier_dec_small(NULL, c, 801, d2), HK_ERR_ARG);
+    BN_free(m);
+    BN_free(c);
+    BN_free(d);
+    BN_free(d2);
+}
+
+/* Keygen with one and two prime threads gives well-formed keys. */
+static void test_paillier_keygen_threads(void)
+{
+    hk_paillier_sk *k = NULL;
+    int t;
+
+    for (t = 1; t <= 2; t++) {
+        CHECK_OK(hk_paillier_keygen_threads(2048, t, &k));
+        CHECK(BN_num_bits(hk_paillier_n(hk_paillier_sk_pk(k))) == 2048);
+        CHECK(BN_num_bits(hk_paillier_sk_p(k)) == 1024 &&
+              BN_num_bits(hk_paillier_sk_q(k)) == 1024);
+        hk_paillier_sk_free(k);
+        k = NULL;
+    }
+    CHECK_ERR(hk_paillier_keygen_threads(2048, 0, &k), HK_ERR_ARG);
+    CHECK_ERR(hk_paillier_keygen_threads(2048, 3, &k), HK_ERR_ARG);
+}
+
 static void test_paillier(const hk_paillier_sk *sk)
 {
     hk_paillier_sk *tmp = NULL;
@@ -632,6 +715,8 @@ static void test_paillier(const hk_paillier_sk *sk)
     test_paillier_ct_check(sk);
     test_paillier_modulus(sk);
     test_paillier_primes(sk);
+    test_paillier_dec_small(sk);
+    test_paillier_keygen_threads();
 }
 
 /* ---- Schnorr ------------------------------------------------------------ */

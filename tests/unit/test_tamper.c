@@ -1302,18 +1302,27 @@ static void s4_divert(void *ctx, const mut *m, const buf *unused)
 }
 
 /* A malicious P2's c3 in a fresh session: c3 (+) Enc(1), Enc(0; 1),
- * c3 (+) c3. */
+ * c3 (+) c3, and c3 (+) Enc(q * 2^546): the same value mod q, so a full
+ * decryption signs with it, but out of the honest bound 2^801 that P1's
+ * decryption mod p checks (mpc/sign.c), so it is the abort. */
 static void s4_wrong_c3(const s4_ctx *sc)
 {
     const hk_paillier_pk *pk = sc->s1->pk;
-    BIGNUM *c3, *one = BN_new(), *e1 = BN_new();
+    BIGNUM *c3, *one = BN_new(), *e1 = BN_new(), *big = BN_new(),
+                *ebig = BN_new();
+    hk_curve *c = NULL;
     sign4 t;
     buf bad;
     int i;
 
-    CHECK(one != NULL && e1 != NULL && BN_one(one));
+    CHECK(one != NULL && e1 != NULL && big != NULL && ebig != NULL &&
+          BN_one(one));
     CHECK_OK(hk_paillier_enc(pk, one, NULL, e1));
-    for (i = 0; i < 3; i++) {
+    CHECK_OK(hk_curve_new(sc->s1->curve, &c));
+    CHECK(BN_lshift(big, hk_curve_order(c), 546));
+    CHECK_OK(hk_paillier_enc(pk, big, NULL, ebig));
+    hk_curve_free(c);
+    for (i = 0; i < 4; i++) {
         sign_to_4(sc->s1, sc->s2, sc->dig, 32, &t);
         c3 = field_bn(&t.m4, "c3");
         CHECK(c3 != NULL);
@@ -1321,19 +1330,24 @@ static void s4_wrong_c3(const s4_ctx *sc)
             CHECK_OK(hk_paillier_add(pk, c3, e1, c3));
         else if (i == 1)
             CHECK(BN_one(c3));
-        else
+        else if (i == 2)
             CHECK_OK(hk_paillier_add(pk, c3, c3, c3));
+        else
+            CHECK_OK(hk_paillier_add(pk, c3, ebig, c3));
         bad = with_bn(&t.m4, "c3", c3, 2 * NB);
         s4_abort(&t, &bad,
                  i == 0   ? "c3 (+) Enc(1)"
                  : i == 1 ? "c3 = 1"
-                          : "c3 (+) c3");
+                 : i == 2 ? "c3 (+) c3"
+                          : "c3 (+) Enc(q 2^546): out of the bound");
         buf_free(&bad);
         BN_free(c3);
         sign4_free(&t);
     }
     BN_free(one);
     BN_free(e1);
+    BN_free(big);
+    BN_free(ebig);
 }
 
 /* c3 not in Z*_{N^2}: refused, the session is still usable. */

@@ -56,6 +56,8 @@ typedef enum {
     HK_ERR_RATE,       /* refused by a rate limit or policy */
     /* a transaction kind or feature the parsers (txparse/) do not sign */
     HK_ERR_TX_UNSUPPORTED,
+    HK_ERR_TPM,         /* TPM unreachable, or a TPM command failed */
+    HK_ERR_TPM_FOREIGN, /* sealed to another TPM (or the TPM was cleared) */
     HK_ERR__COUNT
 } hk_err;
 

@@ -83,7 +83,9 @@
  * file counter above still applies too). The object loads only under that
  * TPM's storage root key: a copy of the directory gives HK_ERR_TPM_FOREIGN
  * elsewhere, and no offline guessing. A PIN change seals a new random
- * master key under the new PIN as the pending slot, exactly as above. The
+ * master key under the new PIN as the pending slot, exactly as above
+ * (a login with the old PIN then tries the new slot first: one failure
+ * the TPM counts per roll-back). The
  * SO's escrow is refused on such a token (HK_ERR_STATE): it would open the
  * master key without the TPM. The keys, PKCS#11 objects and the sealing
  * of each file are the same as in a file token.

@@ -306,13 +306,15 @@ def tiny_fs(tmp_path):
 
 
 def fill(path):
-    with open(path, "wb") as f:
-        try:
+    """Fills the file system (it may be full already: the database and
+    its WAL can take the whole of it)."""
+    try:
+        with open(path, "wb") as f:
             while True:
                 f.write(b"\0" * 65536)
                 f.flush()
-        except OSError:
-            pass
+    except OSError:
+        pass
 
 
 def test_status_unhealthy_when_database_cannot_write(make_server, tiny_fs):

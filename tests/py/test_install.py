@@ -127,8 +127,10 @@ def test_man_pages_complete(stage):
     # accepts (its `allowed` lists and the global ones)
     text = man_text(staged(dest, exp["man1"]))
     src = (ROOT / "tools" / "halfkey.c").read_text()
-    cmds = re.search(r'"commands: ([a-z, -]+)"\s*"([a-z, -]*)\\n', src)
-    for cmd in re.findall(r"[a-z][a-z-]*", cmds.group(1) + cmds.group(2)):
+    # the usage text's adjacent string literals joined
+    joined = re.sub(r'"\s*\n\s*"', "", src)
+    cmds = re.search(r'"commands: ([a-z, -]+)\\n', joined)
+    for cmd in re.findall(r"[a-z][a-z-]*", cmds.group(1)):
         assert re.search(rf"^\s+halfkey {cmd}\b", text, re.M), cmd
     opts_src = set(re.findall(r'"([a-z-]+)"', " ".join(
         re.findall(r"allowed\[\] = \{([^}]*)\}", src))))

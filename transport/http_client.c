@@ -115,8 +115,8 @@ static SSL_CTX *hk_cli_ssl_ctx(hk_cst *st)
         SSL_CTX_set_ciphersuites(ctx, HK_TLS_SUITES) != 1 ||
         SSL_CTX_set1_groups_list(ctx, HK_TLS_GROUPS) != 1 ||
         SSL_CTX_set1_sigalgs_list(ctx, HK_TLS_SIGALGS) != 1 ||
-        (!st->has_pin && (SSL_CTX_load_verify_file(ctx, st->cfg.ca_file) != 1 ||
-                          SSL_CTX_set_default_verify_paths(ctx) != 1))) {
+        /* only the configured CA: never the OS store or SSL_CERT_FILE */
+        (!st->has_pin && SSL_CTX_load_verify_file(ctx, st->cfg.ca_file) != 1)) {
         SSL_CTX_free(ctx);
         return NULL;
     }

@@ -6,7 +6,9 @@
 
 #include "common/libctx.h"
 
-static pthread_once_t hk_libctx_once = PTHREAD_ONCE_INIT;
+/* Made on first use, freed by hk_libctx_release (a PKCS#11 C_Finalize, so
+ * a host that loads and unloads the module leaks nothing). */
+static pthread_mutex_t hk_libctx_mu = PTHREAD_MUTEX_INITIALIZER;
 static OSSL_LIB_CTX *hk_libctx_ctx;
 static EVP_MD *hk_libctx_sha256;
 static EVP_CIPHER *hk_libctx_gcm;
@@ -30,9 +32,26 @@ static void hk_libctx_init(void)
 
 OSSL_LIB_CTX *hk_libctx(void)
 {
-    if (pthread_once(&hk_libctx_once, hk_libctx_init) != 0)
-        return NULL;
-    return hk_libctx_ctx;
+    OSSL_LIB_CTX *ctx;
+
+    pthread_mutex_lock(&hk_libctx_mu);
+    if (hk_libctx_ctx == NULL)
+        hk_libctx_init();
+    ctx = hk_libctx_ctx;
+    pthread_mutex_unlock(&hk_libctx_mu);
+    return ctx;
+}
+
+void hk_libctx_release(void)
+{
+    pthread_mutex_lock(&hk_libctx_mu);
+    EVP_MD_free(hk_libctx_sha256);
+    EVP_CIPHER_free(hk_libctx_gcm);
+    OSSL_LIB_CTX_free(hk_libctx_ctx); /* unloads its providers too */
+    hk_libctx_sha256 = NULL;
+    hk_libctx_gcm = NULL;
+    hk_libctx_ctx = NULL;
+    pthread_mutex_unlock(&hk_libctx_mu);
 }
 
 const EVP_MD *hk_md_sha256(void)

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/libctx.h"
 #include "pkcs11/hk_p11.h"
 
 hk_p11_ctx hk_p11;
@@ -188,6 +189,10 @@ CK_RV C_Finalize(CK_VOID_PTR pReserved)
         return CKR_ARGUMENTS_BAD;
     pthread_mutex_lock(&hk_p11_init_mu);
     rv = hk_p11_finalize();
+    /* the module's private OpenSSL context goes with it: a host that
+     * unloads the module after C_Finalize leaks nothing */
+    if (rv == CKR_OK)
+        hk_libctx_release();
     pthread_mutex_unlock(&hk_p11_init_mu);
     return rv;
 }

@@ -10,6 +10,7 @@
  * a host that loads and unloads the module leaks nothing). */
 static pthread_mutex_t hk_libctx_mu = PTHREAD_MUTEX_INITIALIZER;
 static OSSL_LIB_CTX *hk_libctx_ctx;
+static OSSL_PROVIDER *hk_libctx_prov;
 static EVP_MD *hk_libctx_sha256;
 static EVP_CIPHER *hk_libctx_gcm;
 
@@ -21,7 +22,7 @@ static void hk_libctx_init(void)
         return;
     /* The built-in default provider only; it stays loaded for the life of
      * the process, like the context. */
-    if (OSSL_PROVIDER_load(ctx, "default") == NULL) {
+    if ((hk_libctx_prov = OSSL_PROVIDER_load(ctx, "default")) == NULL) {
         OSSL_LIB_CTX_free(ctx);
         return;
     }
@@ -47,7 +48,10 @@ void hk_libctx_release(void)
     pthread_mutex_lock(&hk_libctx_mu);
     EVP_MD_free(hk_libctx_sha256);
     EVP_CIPHER_free(hk_libctx_gcm);
-    OSSL_LIB_CTX_free(hk_libctx_ctx); /* unloads its providers too */
+    if (hk_libctx_prov != NULL)
+        OSSL_PROVIDER_unload(hk_libctx_prov);
+    OSSL_LIB_CTX_free(hk_libctx_ctx);
+    hk_libctx_prov = NULL;
     hk_libctx_sha256 = NULL;
     hk_libctx_gcm = NULL;
     hk_libctx_ctx = NULL;

@@ -231,6 +231,10 @@ HK_WUR hk_err hk_sql_render(const hk_db *db, const char *sql, char *out,
 HK_WUR hk_err hk_sql_query(hk_db *db, const char *sql, const hk_dbp *p,
                            hk_sql_cur *c);
 HK_WUR hk_err hk_sql_next(hk_sql_cur *c, int *row);
+/* As hk_sql_query, positioned on the first row (read it with hk_col_*,
+ * then hk_sql_done): HK_ERR_NOT_FOUND if there is none. */
+HK_WUR hk_err hk_sql_first(hk_db *db, const char *sql, const hk_dbp *p,
+                           hk_sql_cur *c);
 void hk_sql_done(hk_sql_cur *c);
 /* A statement without result rows; *changes (may be NULL) its count. */
 HK_WUR hk_err hk_sql_run(hk_db *db, const char *sql, const hk_dbp *p,

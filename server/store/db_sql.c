@@ -118,6 +118,17 @@ hk_err hk_sql_query(hk_db *db, const char *sql, const hk_dbp *p, hk_sql_cur *c)
     return db->x->query(db, buf, p != NULL ? p : &none, c);
 }
 
+hk_err hk_sql_first(hk_db *db, const char *sql, const hk_dbp *p, hk_sql_cur *c)
+{
+    int row = 0;
+    hk_err e;
+
+    if ((e = hk_sql_query(db, sql, p, c)) == HK_OK &&
+        (e = hk_sql_next(c, &row)) == HK_OK && !row)
+        e = HK_ERR_NOT_FOUND;
+    return e;
+}
+
 hk_err hk_sql_next(hk_sql_cur *c, int *row) { return c->db->x->next(c, row); }
 
 void hk_sql_done(hk_sql_cur *c)

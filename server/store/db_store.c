@@ -312,20 +312,15 @@ static hk_err hk_share_row(hk_db *db, const unsigned char *kid,
     size_t blen = 0;
     hk_sql_cur c;
     hk_dbp p = {0};
-    int row = 0;
     hk_err e;
 
     hk_dbp_blob(&p, kid, HK_ID_LEN);
     hk_dbp_int(&p, (int64_t)epoch);
-    if ((e = hk_sql_query(db,
+    if ((e = hk_sql_first(db,
                           "SELECT epoch, state, sealed FROM shares WHERE kid "
                           "= ?1 AND ((?2 = 0 AND state = 'active') OR epoch "
                           "= ?2)",
-                          &p, &c)) != HK_OK ||
-        (e = hk_sql_next(&c, &row)) != HK_OK)
-        goto done;
-    e = HK_ERR_NOT_FOUND;
-    if (!row)
+                          &p, &c)) != HK_OK)
         goto done;
     if ((e = hk_col_epoch(&c, 0, epoch_out)) != HK_OK ||
         (e = hk_col_text(&c, 1, name, HK_NAME_MAX)) != HK_OK ||
@@ -605,15 +600,10 @@ static hk_err hk_st_setup_get(hk_db *db, unsigned char **sealed, size_t *slen,
                               unsigned char **pub, size_t *plen)
 {
     hk_sql_cur c;
-    int row = 0;
     hk_err e;
 
-    if ((e = hk_sql_query(db, "SELECT sealed, public FROM setup WHERE id = 1",
-                          NULL, &c)) != HK_OK ||
-        (e = hk_sql_next(&c, &row)) != HK_OK)
-        goto done;
-    e = HK_ERR_NOT_FOUND;
-    if (!row)
+    if ((e = hk_sql_first(db, "SELECT sealed, public FROM setup WHERE id = 1",
+                          NULL, &c)) != HK_OK)
         goto done;
     if ((e = hk_col_dup(&c, 0, HK_SEAL_OVERHEAD + 1, HK_SEAL_MAX, sealed,
                         slen)) != HK_OK ||
@@ -885,21 +875,16 @@ static hk_err hk_st_backup_get(hk_db *db, const unsigned char *kid,
 {
     hk_sql_cur c;
     hk_dbp p = {0};
-    int row = 0;
     hk_err e;
 
     hk_dbp_blob(&p, kid, HK_ID_LEN);
     hk_dbp_int(&p, (int64_t)epoch);
-    if ((e = hk_sql_query(db,
+    if ((e = hk_sql_first(db,
                           "SELECT b.epoch, b.bk_fp, b.pve, b.created FROM "
                           "backups b JOIN shares s ON s.kid = b.kid AND "
                           "s.epoch = b.epoch WHERE b.kid = ?1 AND (?2 = 0 OR "
                           "b.epoch = ?2) ORDER BY b.epoch DESC LIMIT 1",
-                          &p, &c)) != HK_OK ||
-        (e = hk_sql_next(&c, &row)) != HK_OK)
-        goto done;
-    e = HK_ERR_NOT_FOUND;
-    if (!row)
+                          &p, &c)) != HK_OK)
         goto done;
     if ((e = hk_col_epoch(&c, 0, &out->epoch)) != HK_OK ||
         (e = hk_col_fixed(&c, 1, out->bk_fp, HK_HASH_LEN)) != HK_OK ||

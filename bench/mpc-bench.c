@@ -34,26 +34,6 @@ typedef struct {
     double offline;
 } hk_series;
 
-static int hk_cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-
-    return x < y ? -1 : x > y;
-}
-
-static double hk_pct(double *v, int n, double p)
-{
-    int i;
-
-    qsort(v, (size_t)n, sizeof(double), hk_cmp_double);
-    i = (int)(p * n + 0.999999) - 1;
-    if (i < 0)
-        i = 0;
-    if (i >= n)
-        i = n - 1;
-    return v[i];
-}
-
 static void hk_series_init(hk_series *s, int n)
 {
     memset(s, 0, sizeof(*s));
@@ -110,7 +90,7 @@ static double hk_baseline_evp(hk_curve_id curve, int runs)
         v[i] = hk_drive_cpu_ms() - t0;
         EVP_PKEY_CTX_free(ctx);
     }
-    r = hk_pct(v, runs, 0.5);
+    r = hk_drive_pct(v, runs, 0.5);
     free(v);
     EVP_PKEY_free(key);
     return r;
@@ -133,7 +113,7 @@ static double hk_baseline_k1(int runs)
             abort();
         v[i] = hk_drive_cpu_ms() - t0;
     }
-    r = hk_pct(v, runs, 0.5);
+    r = hk_drive_pct(v, runs, 0.5);
     free(v);
     secp256k1_context_destroy(ctx);
     return r;
@@ -142,8 +122,10 @@ static double hk_baseline_k1(int runs)
 static void hk_report(const hk_bench_opts *o, const char *op, hk_curve_id curve,
                       int pbits, hk_series *s, double base_evp, double base_k1)
 {
-    double c50 = hk_pct(s->crit, s->n, 0.5), c99 = hk_pct(s->crit, s->n, 0.99);
-    double a50 = hk_pct(s->p1, s->n, 0.5), b50 = hk_pct(s->p2, s->n, 0.5);
+    double c50 = hk_drive_pct(s->crit, s->n, 0.5),
+           c99 = hk_drive_pct(s->crit, s->n, 0.99);
+    double a50 = hk_drive_pct(s->p1, s->n, 0.5),
+           b50 = hk_drive_pct(s->p2, s->n, 0.5);
     char bytes[128] = "", *p = bytes;
     int i;
 
@@ -284,8 +266,8 @@ static void hk_bench_paillier(const hk_bench_opts *o, int pbits)
             wall[i] = hk_clock_ms(CLOCK_MONOTONIC) - w0;
             cpu[i] = hk_clock_ms(CLOCK_PROCESS_CPUTIME_ID) - c0;
         }
-        w[t - 1] = hk_pct(wall, n, 0.5);
-        c[t - 1] = hk_pct(cpu, n, 0.5);
+        w[t - 1] = hk_drive_pct(wall, n, 0.5);
+        c[t - 1] = hk_drive_pct(cpu, n, 0.5);
     }
     /* a plaintext of the honest c3's size (mpc/sign.c: below 2^801) */
     if (!BN_rand(m, 800, BN_RAND_TOP_ANY, BN_RAND_BOTTOM_ANY) ||
@@ -301,7 +283,7 @@ static void hk_bench_paillier(const hk_bench_opts *o, int pbits)
                 hk_die("paillier decryption", e);
             cpu[i] = hk_drive_cpu_ms() - c0;
         }
-        d[t] = hk_pct(cpu, o->runs, 0.5);
+        d[t] = hk_drive_pct(cpu, o->runs, 0.5);
     }
     /* the server's two exponentiations per sign: r^N mod N^2 (public
      * exponent N) and ckey^w, w a 256-bit secret (constant time) */
@@ -317,7 +299,7 @@ static void hk_bench_paillier(const hk_bench_opts *o, int pbits)
                 hk_die("paillier encryption", e);
             cpu[i] = hk_drive_cpu_ms() - c0;
         }
-        x[t] = hk_pct(cpu, o->runs, 0.5);
+        x[t] = hk_drive_pct(cpu, o->runs, 0.5);
     }
     if (!o->json_only)
         printf("paillier-%d: server per sign: r^N mod N^2 %.3f ms, ckey^w "

@@ -18,6 +18,7 @@
 #include <openssl/rand.h>
 
 #include "mpc/pve.h"
+#include "tests/unit/driver.h"
 
 #define TARGET_ENC_MS 10.0
 #define TARGET_VER_MS 5.0
@@ -34,26 +35,6 @@ static double clock_ms(clockid_t id)
 
 static double now_ms(void) { return clock_ms(CLOCK_THREAD_CPUTIME_ID); }
 static double wall_ms(void) { return clock_ms(CLOCK_MONOTONIC); }
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-
-    return x < y ? -1 : x > y;
-}
-
-static double pct(double *v, int n, double p)
-{
-    int i;
-
-    qsort(v, (size_t)n, sizeof(double), cmp_double);
-    i = (int)(p * n + 0.999999) - 1;
-    if (i < 0)
-        i = 0;
-    if (i >= n)
-        i = n - 1;
-    return v[i];
-}
 
 static void die(const char *what, hk_err e)
 {
@@ -146,12 +127,15 @@ int main(int argc, char **argv)
             }
             OPENSSL_free(blob);
             {
-                double e50 = pct(enc, runs, .5), e99 = pct(enc, runs, .99);
-                double v50 = pct(ver, runs, .5), v99 = pct(ver, runs, .99);
-                double d50 = pct(dec, runs, .5), d99 = pct(dec, runs, .99);
-                double we = pct(wall, runs, .5);
-                double wv = pct(wall + runs, runs, .5);
-                double wd = pct(wall + 2 * runs, runs, .5);
+                double e50 = hk_drive_pct(enc, runs, .5),
+                       e99 = hk_drive_pct(enc, runs, .99);
+                double v50 = hk_drive_pct(ver, runs, .5),
+                       v99 = hk_drive_pct(ver, runs, .99);
+                double d50 = hk_drive_pct(dec, runs, .5),
+                       d99 = hk_drive_pct(dec, runs, .99);
+                double we = hk_drive_pct(wall, runs, .5);
+                double wv = hk_drive_pct(wall + runs, runs, .5);
+                double wd = hk_drive_pct(wall + 2 * runs, runs, .5);
 
                 if (!json_only)
                     printf("%-14s %-10s %8.2f %8.2f %8.2f %8.2f %8.2f %8.2f "

@@ -1,4 +1,5 @@
 /* In-process protocol driver (see driver.h). */
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -13,6 +14,26 @@ double hk_drive_cpu_ms(void)
 
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static int hk_drive_cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+double hk_drive_pct(double *v, int n, double p)
+{
+    int i;
+
+    qsort(v, (size_t)n, sizeof(double), hk_drive_cmp);
+    i = (int)(p * n + 0.999999) - 1;
+    if (i < 0)
+        i = 0;
+    if (i >= n)
+        i = n - 1;
+    return v[i];
 }
 
 void hk_drive_ids(unsigned char *sid, unsigned char *kid)

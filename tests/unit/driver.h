@@ -33,6 +33,8 @@ hk_err hk_drive_refresh(const hk_share *s1, const hk_share *s2, int pbits,
                         const hk_rped_secret *rs, hk_share **n1, hk_share **n2,
                         hk_drive_stats *st);
 
+/* The p-quantile (0..1) of v[0..n), n >= 1 (sorts v). */
+double hk_drive_pct(double *v, int n, double p);
 double hk_drive_cpu_ms(void);
 
 #endif

@@ -40,7 +40,8 @@ pids+=($!)
 for _ in $(seq 100); do grep -q '^url' "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
 url=$(sed -n 's/^url = //p' "$work/serve.out")
 echo "== Firefox ESR -> $url"
-timeout 120 "$py" examples/browser/hkbrowser.py firefox --work "$work/pki" --url "$url"
+HALFKEY_PKCS11_AUTO_LOGIN=1 timeout 120 \
+    "$py" examples/browser/hkbrowser.py firefox --work "$work/pki" --url "$url"
 if command -v chromium >/dev/null; then
     echo "== Chromium -> $url"
     HALFKEY_PKCS11_AUTO_LOGIN=1 timeout 180 \

@@ -68,13 +68,41 @@ done:
     return e;
 }
 
-/* Derives the slot's master key from pin and checks it: HK_ERR_PIN. */
-static hk_err hk_ks_slot_try(const hk_ks_slot *s, const char *pin, hk_ks_mk *mk)
+/* The authorisation value of a TPM slot's sealed object: HKDF(salt; PIN).
+ * A cheap derivation on purpose: the object loads on its TPM only, whose
+ * dictionary-attack protection limits the guesses. */
+static hk_err hk_ks_tpm_auth(const hk_ks_slot *s, const char *pin,
+                             unsigned char auth[HK_KS_TPM_AUTH_LEN])
+{
+    return hk_ks_hkdf(s->salt, "halfkey/tpm-auth/1", (const unsigned char *)pin,
+                      strlen(pin), auth);
+}
+
+/* The slot's master key from pin: derived (scrypt), or unsealed by the
+ * token's TPM (tcti). */
+static hk_err hk_ks_slot_mk(const hk_ks_slot *s, const char *tcti,
+                            const char *pin, unsigned char mk[HK_KS_KEY_LEN])
+{
+    unsigned char auth[HK_KS_TPM_AUTH_LEN];
+    hk_err e;
+
+    if (!s->is_tpm)
+        return hk_ks_scrypt(pin, s->salt, &s->kdf, mk);
+    if ((e = hk_ks_tpm_auth(s, pin, auth)) == HK_OK)
+        e = hk_ks_tpm_unseal(tcti, auth, &s->tpm, mk);
+    OPENSSL_cleanse(auth, sizeof(auth));
+    return e;
+}
+
+/* Derives (or unseals) the slot's master key from pin and checks it:
+ * HK_ERR_PIN. */
+static hk_err hk_ks_slot_try(const hk_ks_slot *s, const char *tcti,
+                             const char *pin, hk_ks_mk *mk)
 {
     hk_err e;
 
     mk->gen = s->gen;
-    if ((e = hk_ks_scrypt(pin, s->salt, &s->kdf, mk->k)) == HK_OK)
+    if ((e = hk_ks_slot_mk(s, tcti, pin, mk->k)) == HK_OK)
         e = hk_ks_check_verify(s, mk->k);
     if (e != HK_OK)
         OPENSSL_cleanse(mk, sizeof(*mk));
@@ -150,10 +178,10 @@ done:
 /* Tries pin on the current slot, then (pending change) the previous one. */
 static hk_err hk_ks_try_pin(const hk_ks_token *t, const char *pin, hk_ks_mk *mk)
 {
-    hk_err e = hk_ks_slot_try(&t->cur, pin, mk);
+    hk_err e = hk_ks_slot_try(&t->cur, t->tcti, pin, mk);
 
     if (e == HK_ERR_PIN && t->pending)
-        e = hk_ks_slot_try(&t->prev, pin, mk);
+        e = hk_ks_slot_try(&t->prev, t->tcti, pin, mk);
     return e;
 }
 
@@ -255,6 +283,8 @@ hk_err hk_ks_token_info(hk_ks *ks, hk_ks_tokeninfo *out)
         out->pin_locked = t.fails >= t.max_fails;
         out->pin_change_pending = t.pending;
         out->logged_in = ks->logged_in;
+        out->tpm = t.tcti[0] != 0;
+        memcpy(out->tpm_tcti, t.tcti, sizeof(out->tpm_tcti));
         hk_ks_so_info(ks, t.cur.gen, out);
     }
     pthread_mutex_unlock(&ks->mu);
@@ -304,22 +334,44 @@ static hk_err hk_ks_escrow_next(hk_ks *ks, const unsigned char *rk,
     return e;
 }
 
-/* The new slot of a PIN change from generation `gen` to pin: today's
- * scrypt cost, fresh salt, check value; *neu its master key. */
+/* Fills slot s (gen set) for pin: a fresh salt, then the master key
+ * *mk derived from pin at today's scrypt cost, or (TPM-backed token: tcti
+ * set) a random one sealed by the TPM under the PIN's authorisation; the
+ * check value last. */
+static hk_err hk_ks_slot_fill(hk_ks_slot *s, const char *tcti, const char *pin,
+                              hk_ks_mk *mk)
+{
+    unsigned char auth[HK_KS_TPM_AUTH_LEN];
+    hk_err e;
+
+    mk->gen = s->gen;
+    hk_ks_kdf_default(&s->kdf);
+    s->is_tpm = tcti != NULL && tcti[0] != 0;
+    memset(&s->tpm, 0, sizeof(s->tpm));
+    if (!hk_rand_bytes(s->salt, HK_KS_SALT_LEN))
+        return HK_ERR_RAND;
+    if (!s->is_tpm) {
+        e = hk_ks_scrypt(pin, s->salt, &s->kdf, mk->k);
+    } else if (!hk_rand_priv_bytes(mk->k, HK_KS_KEY_LEN)) {
+        e = HK_ERR_RAND;
+    } else if ((e = hk_ks_tpm_auth(s, pin, auth)) == HK_OK) {
+        e = hk_ks_tpm_seal(tcti, auth, mk->k, &s->tpm);
+    }
+    OPENSSL_cleanse(auth, sizeof(auth));
+    if (e != HK_OK)
+        return e;
+    return hk_ks_check_make(s, mk->k);
+}
+
+/* The new slot of a PIN change from generation `gen` to pin (see
+ * hk_ks_slot_fill); *neu its master key. */
 static hk_err hk_ks_slot_new(hk_ks_token *t, unsigned long gen, const char *pin,
                              hk_ks_mk *neu)
 {
-    hk_err e;
-
     if (gen >= HK_KS_GEN_MAX)
         return HK_ERR_STATE;
-    t->cur.gen = neu->gen = gen + 1;
-    hk_ks_kdf_default(&t->cur.kdf);
-    if (!hk_rand_bytes(t->cur.salt, HK_KS_SALT_LEN))
-        return HK_ERR_RAND;
-    if ((e = hk_ks_scrypt(pin, t->cur.salt, &t->cur.kdf, neu->k)) != HK_OK)
-        return e;
-    return hk_ks_check_make(&t->cur, neu->k);
+    t->cur.gen = gen + 1;
+    return hk_ks_slot_fill(&t->cur, t->tcti, pin, neu);
 }
 
 /* Moves the token from old's generation to a new one under pin: escrow
@@ -598,22 +650,18 @@ done:
     return e;
 }
 
-/* The fresh token record of a new token, and its master key. */
+/* The fresh token record of a new token (tcti: TPM-backed), and its
+ * master key. */
 static hk_err hk_ks_token_make(const char *label, const char *pin,
-                               hk_ks_token *t, hk_ks_mk *mk)
+                               const char *tcti, hk_ks_token *t, hk_ks_mk *mk)
 {
-    hk_err e;
-
     memset(t, 0, sizeof(*t));
     memcpy(t->label, label, strlen(label) + 1);
-    hk_ks_kdf_default(&t->cur.kdf);
+    if (tcti != NULL)
+        memcpy(t->tcti, tcti, strlen(tcti) + 1);
     t->max_fails = HK_KS_MAX_FAILS;
-    t->cur.gen = mk->gen = 1;
-    if (!hk_rand_bytes(t->cur.salt, HK_KS_SALT_LEN))
-        return HK_ERR_RAND;
-    if ((e = hk_ks_scrypt(pin, t->cur.salt, &t->cur.kdf, mk->k)) != HK_OK)
-        return e;
-    return hk_ks_check_make(&t->cur, mk->k);
+    t->cur.gen = 1;
+    return hk_ks_slot_fill(&t->cur, t->tcti, pin, mk);
 }
 
 /* Creates keys/ (0700): HK_ERR_EXISTS if it already holds key files. */
@@ -632,8 +680,21 @@ static hk_err hk_ks_make_keys_dir(hk_ks *ks)
     return n == 0 ? HK_OK : HK_ERR_EXISTS;
 }
 
-hk_err hk_ks_init(const char *dir, const char *pin, const char *label,
-                  hk_ks **out)
+/* A TCTI spec as stored in token.json: printable ASCII, no blanks. */
+static int hk_ks_tcti_ok(const char *tcti)
+{
+    size_t i;
+
+    if (tcti == NULL || tcti[0] == 0)
+        return 0;
+    for (i = 0; tcti[i] != 0; i++)
+        if (i >= HK_KS_TCTI_MAX || tcti[i] <= 0x20 || tcti[i] > 0x7e)
+            return 0;
+    return 1;
+}
+
+static hk_err hk_ks_init_any(const char *dir, const char *pin,
+                             const char *label, const char *tcti, hk_ks **out)
 {
     hk_ks_token t;
     hk_ks_mk mk;
@@ -657,7 +718,7 @@ hk_err hk_ks_init(const char *dir, const char *pin, const char *label,
     if (hk_ks_exists(ks->dfd, HK_KS_TOKEN_FILE))
         goto done;
     if ((e = hk_ks_make_keys_dir(ks)) != HK_OK ||
-        (e = hk_ks_token_make(label, pin, &t, &mk)) != HK_OK ||
+        (e = hk_ks_token_make(label, pin, tcti, &t, &mk)) != HK_OK ||
         (e = hk_ks_token_write(ks->dfd, &t)) != HK_OK)
         goto done;
     hk_ks_login_set(ks, &mk);
@@ -668,5 +729,54 @@ done:
         close(lfd);
     hk_ks_close(ks);
     OPENSSL_cleanse(&mk, sizeof(mk));
+    return e;
+}
+
+hk_err hk_ks_init(const char *dir, const char *pin, const char *label,
+                  hk_ks **out)
+{
+    return hk_ks_init_any(dir, pin, label, NULL, out);
+}
+
+hk_err hk_ks_init_tpm(const char *dir, const char *pin, const char *label,
+                      const char *tcti, hk_ks **out)
+{
+    if (out != NULL)
+        *out = NULL;
+    if (tcti == NULL || tcti[0] == 0)
+        tcti = HK_KS_TCTI_DEFAULT;
+    if (!hk_ks_tcti_ok(tcti))
+        return HK_ERR_ARG;
+    if (!hk_ks_tpm_built())
+        return HK_ERR_TPM;
+    return hk_ks_init_any(dir, pin, label, tcti, out);
+}
+
+int hk_ks_tpm_supported(void) { return hk_ks_tpm_built(); }
+
+hk_err hk_ks_tpm_status(hk_ks *ks, hk_ks_tpminfo *out)
+{
+    hk_ks_tpm_state st;
+    hk_ks_token t;
+    hk_err e;
+
+    if (ks == NULL || out == NULL)
+        return HK_ERR_ARG;
+    memset(out, 0, sizeof(*out));
+    pthread_mutex_lock(&ks->mu);
+    e = hk_ks_token_read(ks->dfd, &t);
+    pthread_mutex_unlock(&ks->mu);
+    if (e != HK_OK)
+        return e;
+    if (t.tcti[0] == 0)
+        e = HK_ERR_NOT_FOUND;
+    else if ((e = hk_ks_tpm_probe(t.tcti, &st)) == HK_OK) {
+        memcpy(out->manufacturer, st.manufacturer, sizeof(st.manufacturer));
+        out->lockout_counter = st.lockout_counter;
+        out->max_auth_fail = st.max_auth_fail;
+        out->lockout_interval = st.lockout_interval;
+        out->in_lockout = st.in_lockout;
+    }
+    OPENSSL_cleanse(&t, sizeof(t));
     return e;
 }

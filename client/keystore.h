@@ -73,6 +73,23 @@
  * Without an escrow the SO can set a user PIN only on a token without
  * keys. Whoever knows the SO PIN can thus read every share, like the user.
  *
+ * TPM-backed tokens (hk_ks_init_tpm; ks_tpm.h). The master key of each
+ * PIN slot is then a random key sealed by the TPM: a sealed-data object
+ * under the TPM's storage root key whose authorisation is HKDF(salt; PIN),
+ * stored in token.json as its marshalled public and private parts with the
+ * TCTI that reaches the TPM. Login unseals it; the TPM answers a wrong PIN
+ * with an authorisation failure that its dictionary-attack protection
+ * counts (HK_ERR_PIN; HK_ERR_PIN_LOCKED while the TPM is locked out, the
+ * file counter above still applies too). The object loads only under that
+ * TPM's storage root key: a copy of the directory gives HK_ERR_TPM_FOREIGN
+ * elsewhere, and no offline guessing. A PIN change seals a new random
+ * master key under the new PIN as the pending slot, exactly as above
+ * (a login with the old PIN then tries the new slot first: one failure
+ * the TPM counts per roll-back). The
+ * SO's escrow is refused on such a token (HK_ERR_STATE): it would open the
+ * master key without the TPM. The keys, PKCS#11 objects and the sealing
+ * of each file are the same as in a file token.
+ *
  * Signing-session record (the fail-closed abort lock, DESIGN.md section
  * 2). keys/<label>.lock also holds, in clear so it is readable without
  * the PIN, the state of the key's signing session: empty when idle, else
@@ -133,9 +150,20 @@ typedef struct {
     int so_set;             /* the token has an SO PIN */
     unsigned long so_fails, so_max_fails;
     int so_locked;
-    int so_logged_in; /* this handle */
-    int escrowed;     /* the SO can recover the user PIN's master key */
+    int so_logged_in;   /* this handle */
+    int escrowed;       /* the SO can recover the user PIN's master key */
+    int tpm;            /* TPM-backed (hk_ks_init_tpm) */
+    char tpm_tcti[256]; /* its TPM's TCTI spec; "" for a file token */
 } hk_ks_tokeninfo;
+
+/* The TPM of a TPM-backed token as hk_ks_tpm_status reads it. */
+typedef struct {
+    char manufacturer[5]; /* TPM2_PT_MANUFACTURER, e.g. "IBM ", "INTC" */
+    unsigned long lockout_counter;  /* the TPM's failed authorisations */
+    unsigned long max_auth_fail;    /* lockout when the counter reaches it */
+    unsigned long lockout_interval; /* seconds to forget one failure */
+    int in_lockout;
+} hk_ks_tpminfo;
 
 typedef struct {
     char label[HK_KS_LABEL_MAX + 1];
@@ -168,6 +196,19 @@ int hk_ks_label_ok(const char *label);
  * directory already holds a token or key files. */
 HK_WUR hk_err hk_ks_init(const char *dir, const char *pin, const char *label,
                          hk_ks **out);
+/* As hk_ks_init, for a TPM-backed token (see "TPM-backed tokens" above):
+ * the master key is random and sealed by the TPM reached through `tcti` (a
+ * tpm2-tss TCTI spec, recorded in token.json; NULL or "": the default
+ * "device:/dev/tpmrm0"). HK_ERR_TPM if this build has no TPM support or
+ * the TPM is unreachable; HK_ERR_ARG for a TCTI spec with blanks or
+ * longer than 255 characters. */
+HK_WUR hk_err hk_ks_init_tpm(const char *dir, const char *pin,
+                             const char *label, const char *tcti, hk_ks **out);
+/* 1 if this build can make and open TPM-backed tokens. */
+int hk_ks_tpm_supported(void);
+/* Reaches the token's TPM (HK_ERR_TPM if unreachable; HK_ERR_NOT_FOUND for
+ * a file token) and reads its dictionary-attack state. No login needed. */
+HK_WUR hk_err hk_ks_tpm_status(hk_ks *ks, hk_ks_tpminfo *out);
 /* Opens an existing token, logged out: public data (token info, key list
  * and metadata, setup) is readable. HK_ERR_NOT_FOUND if there is no token;
  * HK_ERR_CONFIG if the directory is not ours or is writable by others. */

@@ -8,6 +8,7 @@
 
 #include "client/keystore.h"
 #include "common/aead.h"
+#include "client/ks_tpm.h"
 
 #define HK_KS_KEY_LEN 32 /* master and derived keys */
 #define HK_KS_SALT_LEN 32
@@ -116,22 +117,31 @@ void hk_ks_aad_u64(hk_ks_aad *a, uint64_t v);
 /* --- ks_token.c: the token record ---------------------------------------- */
 
 #define HK_KS_TOKEN_VERSION 1
+#define HK_KS_TOKEN_VERSION_TPM 2  /* a TPM-backed token (tpm_tcti set) */
 #define HK_KS_FAILS_LIMIT_MAX 1000 /* bound on the limit read from disk */
 #define HK_KS_GEN_MAX 0xfffffffful
 
-/* One PIN generation: its scrypt parameters, salt and check value. */
+/* One PIN generation: its scrypt parameters, salt and check value. In a
+ * TPM-backed token the master key is not derived from the PIN: it is a
+ * random key sealed in `tpm` (the TPM object's authorisation is
+ * HKDF(salt; PIN), see ks_tpm.h), and kdf is unused (today's default). */
 typedef struct {
     unsigned long gen;
     hk_ks_kdf kdf;
     unsigned char salt[HK_KS_SALT_LEN];
     unsigned char check[HK_KS_CHECK_LEN];
+    int is_tpm;
+    hk_ks_tpm_blob tpm;
 } hk_ks_slot;
 
 /* token.json. While a PIN change is pending, cur is the new PIN and prev
- * the old one, and each master key is sealed under the other. */
+ * the old one, and each master key is sealed under the other. A TPM-backed
+ * token (version 2: tcti set, every slot a TPM slot) is refused by earlier
+ * versions as an unknown version; a version-1 token reads as before. */
 typedef struct {
     char label[HK_KS_TOKEN_LABEL_MAX + 1];
     unsigned long fails, max_fails;
+    char tcti[HK_KS_TCTI_MAX + 1]; /* TPM-backed token: its TCTI; else "" */
     hk_ks_slot cur;
     int pending;
     hk_ks_slot prev;

@@ -549,8 +549,16 @@ static hk_err hk_ks_so_endorse_op(hk_ks *ks, const void *arg)
     hk_ks_mk mk;
     hk_err e;
 
+    hk_ks_token t;
+
     (void)arg;
     if (!ks->so_logged_in || (e = hk_ks_gen_check(ks)) != HK_OK)
+        return HK_ERR_STATE;
+    /* A TPM-backed token's master key never leaves the TPM's seal: an
+     * escrow under the SO PIN would open it anywhere, at scrypt's cost. */
+    if ((e = hk_ks_token_read(ks->dfd, &t)) != HK_OK)
+        return e;
+    if (t.tcti[0] != 0)
         return HK_ERR_STATE;
     mk.gen = ks->gen;
     memcpy(mk.k, ks->mk, HK_KS_KEY_LEN);

@@ -112,17 +112,43 @@ static void hk_ks_slot_keys(const char *pfx, char k[6][24])
 
 static hk_err hk_ks_slot_put(hk_msg *m, const char *pfx, const hk_ks_slot *s)
 {
-    char k[6][24];
+    char k[6][24], kp[24], kq[24];
     hk_err e;
 
     hk_ks_slot_keys(pfx, k);
-    if ((e = hk_msg_put_u32(m, k[3], s->kdf.log2n)) != HK_OK ||
-        (e = hk_msg_put_u32(m, k[4], s->kdf.r)) != HK_OK ||
-        (e = hk_msg_put_u32(m, k[5], s->kdf.p)) != HK_OK ||
-        (e = hk_msg_put_u32(m, k[0], s->gen)) != HK_OK ||
+    if (s->is_tpm) {
+        snprintf(kp, sizeof(kp), "%stpm_pub", pfx);
+        snprintf(kq, sizeof(kq), "%stpm_priv", pfx);
+        if ((e = hk_msg_put_bytes(m, kp, s->tpm.pub, s->tpm.publen)) != HK_OK ||
+            (e = hk_msg_put_bytes(m, kq, s->tpm.priv, s->tpm.privlen)) != HK_OK)
+            return e;
+    } else if ((e = hk_msg_put_u32(m, k[3], s->kdf.log2n)) != HK_OK ||
+               (e = hk_msg_put_u32(m, k[4], s->kdf.r)) != HK_OK ||
+               (e = hk_msg_put_u32(m, k[5], s->kdf.p)) != HK_OK) {
+        return e;
+    }
+    if ((e = hk_msg_put_u32(m, k[0], s->gen)) != HK_OK ||
         (e = hk_msg_put_bytes(m, k[1], s->salt, HK_KS_SALT_LEN)) != HK_OK ||
         (e = hk_msg_put_bytes(m, k[2], s->check, HK_KS_CHECK_LEN)) != HK_OK)
         return e;
+    return HK_OK;
+}
+
+/* A TPM slot's sealed object (in a TPM-backed token every slot is one). */
+static hk_err hk_ks_slot_get_tpm(hk_msg *m, const char *pfx, hk_ks_slot *s)
+{
+    char kp[24], kq[24];
+    hk_err e;
+
+    snprintf(kp, sizeof(kp), "%stpm_pub", pfx);
+    snprintf(kq, sizeof(kq), "%stpm_priv", pfx);
+    if ((e = hk_msg_get_var(m, kp, s->tpm.pub, HK_KS_TPM_BLOB_MAX,
+                            &s->tpm.publen)) != HK_OK ||
+        (e = hk_msg_get_var(m, kq, s->tpm.priv, HK_KS_TPM_BLOB_MAX,
+                            &s->tpm.privlen)) != HK_OK)
+        return e;
+    s->is_tpm = 1;
+    hk_ks_kdf_default(&s->kdf);
     return HK_OK;
 }
 
@@ -130,13 +156,16 @@ static hk_err hk_ks_slot_put(hk_msg *m, const char *pfx, const hk_ks_slot *s)
  * scrypt parameters has no prev_scrypt_*: its old slot then has the
  * parameters of the new one (`dflt`), as they were shared then. */
 static hk_err hk_ks_slot_get(hk_msg *m, const char *pfx, const hk_ks_kdf *dflt,
-                             hk_ks_slot *s)
+                             int tpm, hk_ks_slot *s)
 {
     char k[6][24];
     hk_err e;
 
     hk_ks_slot_keys(pfx, k);
-    if (hk_msg_get_u32(m, k[3], &s->kdf.log2n) != HK_OK) {
+    if (tpm) {
+        if ((e = hk_ks_slot_get_tpm(m, pfx, s)) != HK_OK)
+            return e;
+    } else if (hk_msg_get_u32(m, k[3], &s->kdf.log2n) != HK_OK) {
         if (dflt == NULL)
             return HK_ERR_DECODE;
         s->kdf = *dflt;
@@ -154,7 +183,10 @@ static hk_err hk_ks_token_put(hk_msg *m, const hk_ks_token *t)
 {
     hk_err e;
 
-    if ((e = hk_msg_put_u32(m, "ver", HK_KS_TOKEN_VERSION)) != HK_OK ||
+    if ((e = hk_msg_put_u32(m, "ver",
+                            t->tcti[0] ? HK_KS_TOKEN_VERSION_TPM
+                                       : HK_KS_TOKEN_VERSION)) != HK_OK ||
+        (t->tcti[0] && (e = hk_msg_put_str(m, "tpm_tcti", t->tcti)) != HK_OK) ||
         (e = hk_msg_put_str(m, "label", t->label)) != HK_OK ||
         (e = hk_msg_put_u32(m, "pin_fails", t->fails)) != HK_OK ||
         (e = hk_msg_put_u32(m, "pin_max_fails", t->max_fails)) != HK_OK ||
@@ -199,12 +231,17 @@ static hk_err hk_ks_token_get_head(hk_msg *m, hk_ks_token *t)
 
     if ((e = hk_msg_get_u32(m, "ver", &ver)) != HK_OK)
         return e;
-    if (ver != HK_KS_TOKEN_VERSION)
+    if (ver != HK_KS_TOKEN_VERSION && ver != HK_KS_TOKEN_VERSION_TPM)
         return HK_ERR_VERSION;
+    if (ver == HK_KS_TOKEN_VERSION_TPM &&
+        ((e = hk_msg_get_str(m, "tpm_tcti", t->tcti, sizeof(t->tcti))) !=
+             HK_OK ||
+         t->tcti[0] == 0))
+        return HK_ERR_DECODE;
     if ((e = hk_msg_get_str(m, "label", t->label, sizeof(t->label))) != HK_OK ||
         (e = hk_msg_get_u32(m, "pin_fails", &t->fails)) != HK_OK ||
         (e = hk_msg_get_u32(m, "pin_max_fails", &t->max_fails)) != HK_OK ||
-        (e = hk_ks_slot_get(m, "", NULL, &t->cur)) != HK_OK)
+        (e = hk_ks_slot_get(m, "", NULL, t->tcti[0] != 0, &t->cur)) != HK_OK)
         return e;
     if (!hk_ks_token_label_ok(t->label) || t->max_fails < 1 ||
         t->max_fails > HK_KS_FAILS_LIMIT_MAX)
@@ -216,7 +253,8 @@ static hk_err hk_ks_token_get_pending(hk_msg *m, hk_ks_token *t)
 {
     hk_err e;
 
-    if ((e = hk_ks_slot_get(m, "prev_", &t->cur.kdf, &t->prev)) != HK_OK ||
+    if ((e = hk_ks_slot_get(m, "prev_", &t->cur.kdf, t->tcti[0] != 0,
+                            &t->prev)) != HK_OK ||
         (e = hk_msg_get_bytes(m, "wrap_prev", t->wrap_prev, HK_KS_WRAP_LEN)) !=
             HK_OK ||
         (e = hk_msg_get_bytes(m, "wrap_cur", t->wrap_cur, HK_KS_WRAP_LEN)) !=

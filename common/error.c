@@ -44,6 +44,9 @@ static const char *const hk_error_msgs[HK_ERR__COUNT] = {
     [HK_ERR_RATE] = "refused by rate limit or policy",
     [HK_ERR_TX_UNSUPPORTED] = "transaction kind or feature not supported",
     [HK_ERR_BACKUP] = "key backup missing for the new share",
+    [HK_ERR_TPM] = "TPM unreachable or TPM command failed",
+    [HK_ERR_TPM_FOREIGN] =
+        "token sealed to another TPM (or this TPM was cleared)",
 };
 
 const char *hk_strerror(hk_err e)

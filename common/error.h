@@ -57,6 +57,8 @@ typedef enum {
     /* a transaction kind or feature the parsers (txparse/) do not sign */
     HK_ERR_TX_UNSUPPORTED,
     HK_ERR_BACKUP, /* the key's backup is missing or older than its share */
+    HK_ERR_TPM,    /* TPM unreachable, or a TPM command failed */
+    HK_ERR_TPM_FOREIGN, /* sealed to another TPM (or the TPM was cleared) */
     HK_ERR__COUNT
 } hk_err;
 

@@ -178,7 +178,9 @@ static CK_RV hk_p11_token_info(CK_SLOT_ID id, const hk_p11_slot *sl,
     memset(t, 0, sizeof(*t));
     hk_p11_copy_pad(t->label, sizeof(t->label), ti.label);
     hk_p11_copy_pad(t->manufacturerID, sizeof(t->manufacturerID), "halfkey");
-    hk_p11_copy_pad(t->model, sizeof(t->model), "two-party ECDSA");
+    /* A TPM-backed token says so in its model (16 chars). */
+    hk_p11_copy_pad(t->model, sizeof(t->model),
+                    ti.tpm ? "2P-ECDSA TPM" : "two-party ECDSA");
     SHA256((const unsigned char *)sl->dir, strlen(sl->dir), h);
     for (i = 0; i < 8; i++)
         snprintf(serial + 2 * i, 3, "%02x", h[i]);

@@ -596,6 +596,54 @@ static void hk_dr_token(hk_dr *d, size_t nkeys)
     }
 }
 
+/* A TPM-backed token: its TPM answers, and its lockout state. */
+static void hk_dr_tpm(hk_dr *d)
+{
+    hk_ks *ks = hk_client_keystore(d->c);
+    hk_ks_tokeninfo ti;
+    hk_ks_tpminfo tp;
+    hk_err e;
+
+    if (hk_ks_token_info(ks, &ti) != HK_OK)
+        return; /* reported under "token" */
+    if (!ti.tpm) {
+        hk_dr_say(d, HK_DR_OK, "tpm",
+                  "file token (master key from the PIN by scrypt; not "
+                  "TPM-backed)");
+        return;
+    }
+    if ((e = hk_ks_tpm_status(ks, &tp)) != HK_OK) {
+        hk_dr_say(d, HK_DR_FAIL, "tpm", "TPM-backed token, TPM %s: %s",
+                  ti.tpm_tcti, hk_strerror(e));
+        hk_dr_fix(d, hk_ks_tpm_supported()
+                         ? "start the TPM (or swtpm), or check the TCTI and "
+                           "its permissions (tss group for /dev/tpmrm0)"
+                         : "this halfkey was built without TPM support: "
+                           "rebuild with libtss2-dev");
+    } else if (tp.in_lockout) {
+        hk_dr_say(d, HK_DR_FAIL, "tpm",
+                  "TPM-backed token, TPM %s (%s): in dictionary-attack "
+                  "lockout (%lu failures, limit %lu)",
+                  ti.tpm_tcti, tp.manufacturer, tp.lockout_counter,
+                  tp.max_auth_fail);
+        hk_dr_fix(d,
+                  "wait %lu s per failure to be forgotten, or have the "
+                  "owner run tpm2_dictionarylockout --clear-lockout",
+                  tp.lockout_interval);
+    } else {
+        hk_dr_say(d, tp.lockout_counter > 0 ? HK_DR_WARN : HK_DR_OK, "tpm",
+                  "TPM-backed token, TPM %s (%s) reachable, %lu of %lu "
+                  "failed authorisations before its lockout",
+                  ti.tpm_tcti, tp.manufacturer, tp.lockout_counter,
+                  tp.max_auth_fail);
+        if (tp.lockout_counter > 0)
+            hk_dr_fix(d,
+                      "failed authorisations are forgotten one per %lu s; "
+                      "if they were not yours, someone is guessing",
+                      tp.lockout_interval);
+    }
+}
+
 /* With a PIN: logs in and unseals every unlocked key. */
 static void hk_dr_login(hk_dr *d, const hk_ks_keyinfo *keys, size_t n)
 {
@@ -822,6 +870,7 @@ static void hk_dr_rest(hk_dr *d)
     e = hk_ks_list(hk_client_keystore(d->c), &keys, &n);
     hk_dr_auth(d, jwt_ok, n > 0 && keys[0].err == HK_OK ? &keys[0] : NULL);
     hk_dr_token(d, n);
+    hk_dr_tpm(d);
     hk_dr_login(d, keys, n);
     if (e != HK_OK) {
         hk_dr_say(d, HK_DR_FAIL, "key", "cannot list %s/keys: %s", d->dir,
@@ -850,7 +899,7 @@ hk_err hk_doctor_run(const char *dir, const char *pin, FILE *out, int *failures)
         hk_dr_rest(&d);
     else
         hk_dr_say(&d, HK_DR_SKIP, "others",
-                  "server, pin, jwt, auth, token, login, key, version: "
+                  "server, pin, jwt, auth, token, tpm, login, key, version: "
                   "need the token and its configuration");
     hk_client_close(d.c);
     *failures = d.fails;

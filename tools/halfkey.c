@@ -3,6 +3,8 @@
  *   halfkey [--dir D] init --url URL (--server-pin HEX | --server-ca FILE)
  *           (--token-file F | --token-command CMD) [--label L]
  *           [--paillier-bits 2048|3072] [--so-pin-file F]
+ *           [--tpm [--tcti SPEC]]   (TPM-backed token, keystore.h)
+ *   halfkey [--dir D] change-pin --new-pin-file F
  *   halfkey [--dir D] keygen --curve secp256k1|p256 --label L
  *   halfkey [--dir D] sign --key L (--digest HEX | --in FILE
  *           [--hash sha256|sha384|sha512]) [--format der|raw] [--out FILE]
@@ -63,8 +65,8 @@ static int hk_usage(void)
 {
     fputs("usage: halfkey [--dir D] [--pin-file F] COMMAND [options]\n"
           "commands: init, keygen, sign, refresh, pubkey, list, status, "
-          "unlock, doctor, delete, set-so-pin, backup-key, backup, "
-          "restore\n(see halfkey(1) for the "
+          "unlock, doctor, delete, set-so-pin, change-pin, backup-key, "
+          "backup, restore\n(see halfkey(1) for the "
           "options of each)\n",
           stderr);
     return 2;
@@ -83,7 +85,8 @@ static const char *hk_opt(const hk_args *a, const char *name)
 /* Options that take no value (given: "1"). */
 static int hk_is_flag(const char *arg)
 {
-    return strcmp(arg, "--force") == 0 || strcmp(arg, "--yes") == 0;
+    return strcmp(arg, "--force") == 0 || strcmp(arg, "--yes") == 0 ||
+           strcmp(arg, "--tpm") == 0;
 }
 
 /* Parses [--dir D] [--pin-file F] CMD then --name value pairs and flags. */
@@ -201,15 +204,23 @@ static int hk_cmd_init(const hk_args *a)
 {
     static const char *const allowed[] = {
         "url",   "server-pin",    "server-ca",   "token-file", "token-command",
-        "label", "paillier-bits", "so-pin-file", NULL};
+        "label", "paillier-bits", "so-pin-file", "tpm",        "tcti",
+        NULL};
     hk_client_config cfg;
     char pin[HK_KS_PIN_MAX + 2];
     const char *v;
     hk_ks *ks = NULL;
     hk_err e;
 
-    if (!hk_only(a, allowed) || hk_opt(a, "url") == NULL)
+    if (!hk_only(a, allowed) || hk_opt(a, "url") == NULL ||
+        (hk_opt(a, "tcti") != NULL && hk_opt(a, "tpm") == NULL))
         return hk_usage();
+    if (hk_opt(a, "tpm") != NULL && !hk_ks_tpm_supported())
+        return hk_die("init", HK_ERR_TPM,
+                      "this halfkey was built without TPM support (tpm2-tss)");
+    if (hk_opt(a, "tpm") != NULL && hk_opt(a, "so-pin-file") != NULL)
+        return hk_die("init", HK_ERR_ARG,
+                      "a TPM-backed token has no SO escrow (--so-pin-file)");
     memset(&cfg, 0, sizeof(cfg));
     snprintf(cfg.server_url, sizeof(cfg.server_url), "%s", hk_opt(a, "url"));
     if ((v = hk_opt(a, "server-pin")) != NULL)
@@ -231,10 +242,21 @@ static int hk_cmd_init(const hk_args *a)
                       "the PIN must have 6 to 256 characters");
     }
     v = hk_opt(a, "label");
-    e = hk_ks_init(a->dir, pin, v != NULL ? v : "halfkey", &ks);
+    if (hk_opt(a, "tpm") != NULL)
+        e = hk_ks_init_tpm(a->dir, pin, v != NULL ? v : "halfkey",
+                           hk_opt(a, "tcti"), &ks);
+    else
+        e = hk_ks_init(a->dir, pin, v != NULL ? v : "halfkey", &ks);
     OPENSSL_cleanse(pin, sizeof(pin));
     if (e != HK_OK)
-        return hk_die("init", e, "creating the token");
+        return hk_die("init", e,
+                      e == HK_ERR_TPM ? "sealing the master key in the TPM "
+                                        "(is the TCTI right and the TPM "
+                                        "reachable?)"
+                                      : "creating the token");
+    if (hk_opt(a, "tpm") != NULL)
+        printf("tpm = %s\n", hk_opt(a, "tcti") != NULL ? hk_opt(a, "tcti")
+                                                       : "device:/dev/tpmrm0");
     e = hk_client_config_write(hk_ks_dir(ks), &cfg);
     printf("token = %s\n", hk_ks_dir(ks));
     if (e == HK_OK && (v = hk_opt(a, "so-pin-file")) != NULL &&
@@ -244,6 +266,29 @@ static int hk_cmd_init(const hk_args *a)
     }
     hk_ks_close(ks);
     return e == HK_OK ? 0 : hk_die("init", e, "writing halfkey.conf");
+}
+
+/* What a failed login of a TPM-backed token means (NULL: nothing to add). */
+static const char *hk_login_hint(hk_ks *ks, hk_err e)
+{
+    hk_ks_tpminfo tp;
+    hk_ks_tokeninfo ti;
+
+    if (e == HK_ERR_TPM_FOREIGN)
+        return "this token directory was made on another machine's TPM: "
+               "it cannot be used here (make a new token and keys)";
+    if (e == HK_ERR_TPM)
+        return "the token's TPM does not answer: check its TCTI "
+               "(halfkey doctor)";
+    if (e != HK_ERR_PIN_LOCKED || hk_ks_token_info(ks, &ti) != HK_OK ||
+        !ti.tpm || ti.pin_locked)
+        return NULL;
+    if (hk_ks_tpm_status(ks, &tp) == HK_OK && tp.in_lockout)
+        return "the TPM's dictionary-attack lockout is active after too "
+               "many wrong PINs: wait for it to forget failures "
+               "(lockout interval), or have the TPM owner reset it "
+               "(tpm2_dictionarylockout --clear-lockout)";
+    return "the TPM refuses authorisations (dictionary-attack lockout)";
 }
 
 /* Opens the token and logs in. */
@@ -263,8 +308,10 @@ static int hk_open(const hk_args *a, hk_client **c, int login)
     e = hk_ks_login(hk_client_keystore(*c), pin);
     OPENSSL_cleanse(pin, sizeof(pin));
     if (e != HK_OK) {
+        int r = hk_die("login", e, hk_login_hint(hk_client_keystore(*c), e));
+
         hk_client_close(*c);
-        return hk_die("login", e, NULL);
+        return r;
     }
     return 0;
 }
@@ -285,6 +332,43 @@ static int hk_cmd_set_so_pin(const hk_args *a)
         return hk_die("set-so-pin", e,
                       e == HK_ERR_PIN ? "the token's SO PIN differs" : "");
     printf("so_pin = set\nescrow = yes\n");
+    return 0;
+}
+
+/* Changes the user PIN (crash-safe, keystore.h): the old PIN as for any
+ * login, the new one from a file. */
+static int hk_cmd_change_pin(const hk_args *a)
+{
+    static const char *const allowed[] = {"new-pin-file", NULL};
+    char old[HK_KS_PIN_MAX + 2], neu[HK_KS_PIN_MAX + 2];
+    hk_client *c;
+    char why[256];
+    hk_err e;
+
+    if (!hk_only(a, allowed) || hk_opt(a, "new-pin-file") == NULL)
+        return hk_usage();
+    if (!hk_read_line(hk_opt(a, "new-pin-file"), neu, sizeof(neu)))
+        return hk_die("change-pin", HK_ERR_PIN, "unreadable --new-pin-file");
+    if ((e = hk_client_open(a->dir, &c, why)) != HK_OK)
+        return hk_die("open", e, why);
+    if (!hk_get_pin(a, old, sizeof(old))) {
+        hk_client_close(c);
+        return hk_die("change-pin", HK_ERR_PIN, "no PIN given");
+    }
+    e = hk_ks_change_pin(hk_client_keystore(c), old, neu);
+    OPENSSL_cleanse(old, sizeof(old));
+    OPENSSL_cleanse(neu, sizeof(neu));
+    if (e != HK_OK) {
+        int r =
+            hk_die("change-pin", e,
+                   e == HK_ERR_ARG ? "the new PIN must have 6 to 256 characters"
+                                   : hk_login_hint(hk_client_keystore(c), e));
+
+        hk_client_close(c);
+        return r;
+    }
+    hk_client_close(c);
+    printf("pin = changed\n");
     return 0;
 }
 
@@ -939,6 +1023,9 @@ int main(int argc, char **argv)
 {
     hk_args a;
 
+    /* tpm2-tss logs every TPM error on stderr (a wrong PIN too); the
+     * errors that matter reach the user as one line of ours. */
+    setenv("TSS2_LOG", "all+none", 0);
     if (!hk_parse(argc, argv, &a))
         return hk_usage();
     if (strcmp(a.cmd, "init") == 0)
@@ -969,5 +1056,7 @@ int main(int argc, char **argv)
         return hk_cmd_backup_key(&a, a.verb);
     if (strcmp(a.cmd, "restore") == 0)
         return hk_cmd_restore(&a);
+    if (strcmp(a.cmd, "change-pin") == 0)
+        return hk_cmd_change_pin(&a);
     return hk_usage();
 }

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, utils
 from test_server import verify_raw
 
 CHECKS = ("token-dir", "config", "server", "pin", "jwt", "auth", "token",
-          "login", "key", "backup", "version")
+          "tpm", "login", "key", "backup", "version")
 
 
 def doctor(tok, pin=True):

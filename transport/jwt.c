@@ -1,5 +1,6 @@
 /* JWT policy on libjwt (see jwt.h for the traps it avoids). */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
@@ -267,6 +268,41 @@ static int hk_jwt_time(jwt_t *jwt, const char *name, long *v, int *present)
     return errno == 0;
 }
 
+/* The HK_SCOPE_* bits of the "scope" claim (jwt.h); 0 for a claim that
+ * is not a string of at most HK_JWT_SCOPE_MAX bytes. */
+static unsigned hk_jwt_scopes(jwt_t *jwt)
+{
+    static const struct {
+        const char *word;
+        unsigned bit;
+    } words[] = {{"sign", HK_SCOPE_OWNER},
+                 {"request", HK_SCOPE_REQUEST},
+                 {"approve", HK_SCOPE_APPROVE}};
+    const char *s = jwt_get_grant(jwt, "scope"), *end;
+    unsigned bits = 0;
+    size_t i, n;
+
+    if (s == NULL) {
+        char *any = jwt_get_grants_json(jwt, "scope");
+
+        /* absent: an owner's token; present but not a string: refused */
+        free(any);
+        return any == NULL ? HK_SCOPE_OWNER : 0;
+    }
+    if (strlen(s) > HK_JWT_SCOPE_MAX)
+        return 0;
+    for (; *s != 0; s = *end != 0 ? end + 1 : end) {
+        end = strchr(s, ' ');
+        if (end == NULL)
+            end = s + strlen(s);
+        n = (size_t)(end - s);
+        for (i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+            if (strlen(words[i].word) == n && strncmp(words[i].word, s, n) == 0)
+                bits |= words[i].bit;
+    }
+    return bits;
+}
+
 static hk_err hk_jwt_claims(const hk_jwt_verifier *v, jwt_t *jwt, long now,
                             char *sub, long *exp_out)
 {
@@ -297,10 +333,21 @@ static hk_err hk_jwt_claims(const hk_jwt_verifier *v, jwt_t *jwt, long now,
 hk_err hk_jwt_verify(const hk_jwt_verifier *v, const char *token, long now,
                      char *sub, long *exp)
 {
+    unsigned scopes = 0;
+    hk_err e = hk_jwt_verify_scoped(v, token, now, sub, exp, &scopes);
+
+    if (e == HK_OK && !(scopes & HK_SCOPE_OWNER))
+        e = HK_ERR_AUTH;
+    return e;
+}
+
+hk_err hk_jwt_verify_scoped(const hk_jwt_verifier *v, const char *token,
+                            long now, char *sub, long *exp, unsigned *scopes)
+{
     jwt_t *jwt = NULL;
     hk_err e;
 
-    if (v == NULL || token == NULL || sub == NULL)
+    if (v == NULL || token == NULL || sub == NULL || scopes == NULL)
         return HK_ERR_ARG;
     if (!hk_jwt_shape_ok(token))
         return HK_ERR_AUTH;
@@ -315,6 +362,8 @@ hk_err hk_jwt_verify(const hk_jwt_verifier *v, const char *token, long now,
     if (jwt_decode(&jwt, token, v->key, (int)v->keylen) != 0 || jwt == NULL)
         return HK_ERR_AUTH;
     e = hk_jwt_claims(v, jwt, now, sub, exp);
+    if (e == HK_OK && (*scopes = hk_jwt_scopes(jwt)) == 0)
+        e = HK_ERR_AUTH;
     jwt_free(jwt);
     return e;
 }
@@ -322,6 +371,14 @@ hk_err hk_jwt_verify(const hk_jwt_verifier *v, const char *token, long now,
 hk_err hk_jwt_mint(const char *alg, const void *key, size_t keylen,
                    const char *iss, const char *aud, const char *sub, long now,
                    long ttl, char **out)
+{
+    return hk_jwt_mint_scoped(alg, key, keylen, iss, aud, sub, NULL, now, ttl,
+                              out);
+}
+
+hk_err hk_jwt_mint_scoped(const char *alg, const void *key, size_t keylen,
+                          const char *iss, const char *aud, const char *sub,
+                          const char *scope, long now, long ttl, char **out)
 {
     jwt_alg_t a = hk_jwt_alg(alg);
     jwt_t *jwt = NULL;
@@ -336,6 +393,7 @@ hk_err hk_jwt_mint(const char *alg, const void *key, size_t keylen,
         jwt_add_grant(jwt, "sub", sub) || jwt_add_grant_int(jwt, "iat", now) ||
         jwt_add_grant_int(jwt, "nbf", now) ||
         jwt_add_grant_int(jwt, "exp", now + ttl) ||
+        (scope != NULL && jwt_add_grant(jwt, "scope", scope)) ||
         jwt_set_alg(jwt, a, key, (int)keylen))
         goto done;
     if ((*out = jwt_encode_str(jwt)) != NULL)

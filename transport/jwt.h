@@ -27,15 +27,39 @@ HK_WUR hk_err hk_jwt_verifier_new(const char *alg, const void *key,
                                   const char *aud, long skew,
                                   hk_jwt_verifier **out);
 void hk_jwt_verifier_free(hk_jwt_verifier *v);
+/* What a token may do: its "scope" claim (space-separated words, RFC
+ * 8693). A token without the claim is the key owner's (HK_SCOPE_OWNER, as
+ * every token before scopes); with it, only the words it lists count:
+ * "sign" the owner's rights, "request" ask for signatures
+ * (POST /requests), "approve" approve requests of other owners. Other
+ * words are ignored. */
+#define HK_SCOPE_OWNER 1u
+#define HK_SCOPE_REQUEST 2u
+#define HK_SCOPE_APPROVE 4u
+#define HK_JWT_SCOPE_MAX 256 /* bytes of a scope claim */
+
 /* Verifies at time `now` (seconds); writes the subject (NUL-terminated)
- * into sub[HK_JWT_SUB_MAX + 1] and, if exp is not NULL, the expiry. */
+ * into sub[HK_JWT_SUB_MAX + 1] and, if exp is not NULL, the expiry. A
+ * token without the owner's scope is refused (HK_ERR_AUTH): this is the
+ * check of every endpoint but the requests'. */
 HK_WUR hk_err hk_jwt_verify(const hk_jwt_verifier *v, const char *token,
                             long now, char *sub, long *exp);
+/* The same for any scope: *scopes receives the HK_SCOPE_* bits (at least
+ * one; a token granting none is refused). */
+HK_WUR hk_err hk_jwt_verify_scoped(const hk_jwt_verifier *v, const char *token,
+                                   long now, char *sub, long *exp,
+                                   unsigned *scopes);
 /* Mints a token (for `halfkeyd token` and tests): key is the PEM private
  * key (ES256/RS256) or the secret (HS256). *out: free with free(). */
 HK_WUR hk_err hk_jwt_mint(const char *alg, const void *key, size_t keylen,
                           const char *iss, const char *aud, const char *sub,
                           long now, long ttl, char **out);
+/* The same with a "scope" claim (NULL: none, an owner's token). */
+HK_WUR hk_err hk_jwt_mint_scoped(const char *alg, const void *key,
+                                 size_t keylen, const char *iss,
+                                 const char *aud, const char *sub,
+                                 const char *scope, long now, long ttl,
+                                 char **out);
 /* 1 if s is a valid subject: 1..HK_JWT_SUB_MAX of [A-Za-z0-9._@:+-]. */
 int hk_sub_valid(const char *s);
 

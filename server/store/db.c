@@ -24,6 +24,10 @@ static const char *const hk_share_state_names[] = {NULL, "active", "pending"};
 static const char *const hk_op_names[] = {NULL, "keygen", "sign", "refresh"};
 static const char *const hk_sess_state_names[] = {NULL, "open", "running",
                                                   "done", "failed"};
+static const char *const hk_req_kind_names[] = {NULL, "digest", "btc-psbt",
+                                                "eth-tx"};
+static const char *const hk_req_state_names[] = {
+    NULL, "pending", "signed", "rejected", "expired", "failed"};
 
 #define HK_NNAMES(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -94,6 +98,39 @@ hk_err hk_db_sess_state_from_name(const char *name, hk_db_sess_state *out)
 
     if (e == HK_OK)
         *out = (hk_db_sess_state)v;
+    return e;
+}
+
+const char *hk_db_req_kind_name(hk_db_req_kind k)
+{
+    return hk_name_of(hk_req_kind_names, HK_NNAMES(hk_req_kind_names), (int)k);
+}
+
+const char *hk_db_req_state_name(hk_db_req_state st)
+{
+    return hk_name_of(hk_req_state_names, HK_NNAMES(hk_req_state_names),
+                      (int)st);
+}
+
+hk_err hk_db_req_kind_from_name(const char *name, hk_db_req_kind *out)
+{
+    int v = 0;
+    hk_err e =
+        hk_name_find(hk_req_kind_names, HK_NNAMES(hk_req_kind_names), name, &v);
+
+    if (e == HK_OK)
+        *out = (hk_db_req_kind)v;
+    return e;
+}
+
+hk_err hk_db_req_state_from_name(const char *name, hk_db_req_state *out)
+{
+    int v = 0;
+    hk_err e = hk_name_find(hk_req_state_names, HK_NNAMES(hk_req_state_names),
+                            name, &v);
+
+    if (e == HK_OK)
+        *out = (hk_db_req_state)v;
     return e;
 }
 
@@ -471,6 +508,138 @@ hk_err hk_db_share_get_active(hk_db *db, const unsigned char *kid,
     *len = 0;
     db->err[0] = '\0';
     return db->ops->share_get(db, kid, 0, epoch, &st, sealed, len);
+}
+
+/* --- requests (v5) ------------------------------------------------------- */
+
+void hk_db_request_clear(hk_db_request *r)
+{
+    if (r == NULL)
+        return;
+    OPENSSL_free(r->payload);
+    OPENSSL_free(r->digests);
+    OPENSSL_free(r->result);
+    OPENSSL_free(r->sigs);
+    OPENSSL_free(r->have);
+    memset(r, 0, sizeof(*r));
+}
+
+void hk_db_request_list_free(hk_db_request *list, size_t n)
+{
+    size_t i;
+
+    for (i = 0; list != NULL && i < n; i++)
+        hk_db_request_clear(&list[i]);
+    OPENSSL_free(list);
+}
+
+/* The stored fields of a new request are within the schema's bounds. */
+static int hk_request_ok(const hk_db_request *r)
+{
+    return r->payload != NULL && r->payload_len > 0 &&
+           r->payload_len <= HK_DB_REQ_PAYLOAD_MAX && r->digests != NULL &&
+           r->dlen >= 1 && r->dlen <= 64 && r->ndigests >= 1 &&
+           r->ndigests <= HK_DB_REQ_DIGESTS_MAX &&
+           hk_db_req_kind_name(r->kind) != NULL &&
+           hk_db_text_ok(r->owner, HK_SUB_MAX) &&
+           hk_db_text_ok(r->requester, HK_SUB_MAX) &&
+           hk_db_text_ok(r->metadata, HK_DB_REQ_META_MAX) &&
+           strlen(r->metadata) >= 2 &&
+           (r->network[0] == 0 ||
+            hk_db_text_ok(r->network, sizeof(r->network) - 1)) &&
+           (r->callback_url[0] == 0 ||
+            hk_db_text_ok(r->callback_url, HK_DB_REQ_URL_MAX)) &&
+           r->created >= 0 && r->expires > r->created;
+}
+
+hk_err hk_db_request_put(hk_db *db, const hk_db_request *r)
+{
+    if (db == NULL || r == NULL || !hk_request_ok(r))
+        return HK_ERR_ARG;
+    db->err[0] = '\0';
+    return db->ops->request_put(db, r);
+}
+
+hk_err hk_db_request_get(hk_db *db, const unsigned char *rid,
+                         hk_db_request *out)
+{
+    if (out != NULL)
+        memset(out, 0, sizeof(*out));
+    if (db == NULL || rid == NULL || out == NULL)
+        return HK_ERR_ARG;
+    db->err[0] = '\0';
+    return db->ops->request_get(db, rid, out);
+}
+
+hk_err hk_db_request_list(hk_db *db, const char *owner, hk_db_req_state state,
+                          int64_t after, size_t max, hk_db_request **out,
+                          size_t *n)
+{
+    if (out != NULL)
+        *out = NULL;
+    if (n != NULL)
+        *n = 0;
+    if (db == NULL || out == NULL || n == NULL ||
+        !hk_db_text_ok(owner, HK_SUB_MAX) ||
+        hk_db_req_state_name(state) == NULL || after < 0 || max < 1 ||
+        max > HK_DB_REQ_LIST_MAX)
+        return HK_ERR_ARG;
+    db->err[0] = '\0';
+    return db->ops->request_list(db, owner, state, after, max, out, n);
+}
+
+hk_err hk_db_request_sig_put(hk_db *db, const unsigned char *rid, size_t idx,
+                             const unsigned char sig[64], int64_t now,
+                             size_t *nsigs)
+{
+    if (nsigs != NULL)
+        *nsigs = 0;
+    if (db == NULL || rid == NULL || sig == NULL || nsigs == NULL ||
+        idx >= HK_DB_REQ_DIGESTS_MAX || now < 0)
+        return HK_ERR_ARG;
+    db->err[0] = '\0';
+    return db->ops->request_sig_put(db, rid, idx, sig, now, nsigs);
+}
+
+hk_err hk_db_request_finish(hk_db *db, const unsigned char *rid,
+                            hk_db_req_state to, const char *reason,
+                            const unsigned char *result, size_t result_len,
+                            int64_t now)
+{
+    if (db == NULL || rid == NULL || to == HK_REQ_PENDING ||
+        hk_db_req_state_name(to) == NULL || reason == NULL ||
+        (reason[0] != 0 && !hk_db_text_ok(reason, HK_DB_REQ_REASON_MAX)) ||
+        (to == HK_REQ_SIGNED) != (result != NULL) ||
+        (result != NULL &&
+         (result_len == 0 || result_len > HK_DB_REQ_RESULT_MAX)) ||
+        now < 0)
+        return HK_ERR_ARG;
+    db->err[0] = '\0';
+    return db->ops->request_finish(db, rid, to, reason, result, result_len,
+                                   now);
+}
+
+hk_err hk_db_request_sweep(hk_db *db, int64_t now, hk_db_request **out,
+                           size_t *n)
+{
+    if (out != NULL)
+        *out = NULL;
+    if (n != NULL)
+        *n = 0;
+    if (db == NULL || out == NULL || n == NULL || now < 0)
+        return HK_ERR_ARG;
+    db->err[0] = '\0';
+    return db->ops->request_sweep(db, now, out, n);
+}
+
+hk_err hk_db_session_bind_request(hk_db *db, const unsigned char *sid,
+                                  const unsigned char *rid, unsigned idx)
+{
+    if (db == NULL || sid == NULL || rid == NULL ||
+        idx >= HK_DB_REQ_DIGESTS_MAX)
+        return HK_ERR_ARG;
+    db->err[0] = '\0';
+    return db->ops->session_bind_request(db, sid, rid, idx);
 }
 
 /* --- backups (v4) -------------------------------------------------------- */

@@ -6,9 +6,9 @@
  * Owns the schema, its migrations, the rules below, and the combination of
  * sealing (server/seal/seal.h) with storage for server shares and the setup.
  *
- * Schema, version 4 (HK_DB_SCHEMA_VERSION; version 1 lacked the columns
+ * Schema, version 5 (HK_DB_SCHEMA_VERSION; version 1 lacked the columns
  * and tables marked v2, version 2 those marked v3, version 3 those marked
- * v4). Times are seconds since the
+ * v4, version 4 those marked v5). Times are seconds since the
  * epoch, passed in by the caller. Ids are 16 raw bytes.
  *
  *   schema_version  version INTEGER PK        one row per applied migration
@@ -71,6 +71,18 @@
  *                   created INTEGER
  *                   PK (kid, epoch)
  *   buckets         v2: per-subject token buckets (rate limits)
+ *   requests        v5: signing requests that wait for the owner (see
+ *                   "requests" below): rid BLOB(16) PK, kid -> keys
+ *                   ON DELETE CASCADE, owner, requester, kind, network,
+ *                   payload, digests (n x dlen bytes the server computed),
+ *                   state, reason, metadata (JSON text), callback_url,
+ *                   created, expires, updated, result; cb_* the callback
+ *                   queue (state, attempts, next try)
+ *   request_sigs    v5: (rid, idx) PK -> requests ON DELETE CASCADE, sig
+ *                   BLOB(64): the signature of digest idx
+ *   request_approvals v5: (rid, approver) PK, time (quorum rules)
+ *   sessions        v5 adds rid BLOB(16) NULL, ridx INTEGER NULL: a sign
+ *                   session that co-signs digest ridx of request rid
  *                   subject TEXT PK, tokens REAL, updated REAL (seconds)
  *
  * Rules every back end enforces:
@@ -112,7 +124,7 @@
 #include "mpc/zk.h"
 #include "server/seal/seal.h"
 
-#define HK_DB_SCHEMA_VERSION 4
+#define HK_DB_SCHEMA_VERSION 5
 #define HK_LABEL_MAX 128           /* bytes */
 #define HK_DB_IDLE_DEFAULT 300     /* session idle timeout, seconds */
 #define HK_DB_IDLE_MAX (7 * 86400) /* the longest accepted idle timeout */
@@ -167,6 +179,9 @@ typedef struct {
     int64_t created, last_seen;
     hk_db_sess_state state;
     hk_curve_id curve; /* a keygen session's curve; 0 for other ops */
+    int has_rid;       /* v5: a sign session bound to a request */
+    unsigned char rid[HK_ID_LEN];
+    unsigned ridx; /* the request's digest this session signs */
 } hk_db_session;
 
 /* One audit record. The text fields are valid text (hk_db_text_ok) or ""
@@ -342,6 +357,98 @@ HK_WUR hk_err hk_db_backup_newest(hk_db *db, const unsigned char *kid,
  * promotion waits, hk_backup_gate). */
 HK_WUR hk_err hk_db_backup_counts(hk_db *db, int64_t *none, int64_t *stale,
                                   int64_t *waiting);
+
+/* --- requests (v5) ---------------------------------------------------------
+ * A signing request waits for the key's owner: made by a requester (its
+ * own JWT scope), it holds what to sign and the digests the server
+ * computed from it (server/http/requests.c); the owner approves by signing
+ * each digest in a session bound to (rid, idx) or rejects it. States move
+ * pending -> signed | rejected | expired | failed, each move once. */
+
+#define HK_DB_REQ_PAYLOAD_MAX (1024 * 1024) /* = HK_PSBT_MAX */
+#define HK_DB_REQ_DIGESTS_MAX 256           /* = HK_PSBT_MAX_INPUTS */
+#define HK_DB_REQ_META_MAX 4096             /* bytes of the JSON text */
+#define HK_DB_REQ_URL_MAX 512
+#define HK_DB_REQ_REASON_MAX 256
+#define HK_DB_REQ_RESULT_MAX (2 * 1024 * 1024)
+#define HK_DB_REQ_LIST_MAX 100
+
+typedef enum {
+    HK_REQ_DIGEST = 1,
+    HK_REQ_BTC_PSBT = 2,
+    HK_REQ_ETH_TX = 3
+} hk_db_req_kind;
+
+typedef enum {
+    HK_REQ_PENDING = 1,
+    HK_REQ_SIGNED = 2,
+    HK_REQ_REJECTED = 3,
+    HK_REQ_EXPIRED = 4,
+    HK_REQ_FAILED = 5
+} hk_db_req_state;
+
+typedef struct {
+    unsigned char rid[HK_ID_LEN], kid[HK_ID_LEN];
+    char owner[HK_SUB_MAX + 1], requester[HK_SUB_MAX + 1];
+    hk_db_req_kind kind;
+    char network[16];       /* Bitcoin network name; "" for other kinds */
+    unsigned char *payload; /* OPENSSL_malloc'd (hk_db_request_clear) */
+    size_t payload_len;
+    unsigned char *digests; /* ndigests x dlen bytes, same */
+    size_t ndigests, dlen;
+    hk_db_req_state state;
+    char reason[HK_DB_REQ_REASON_MAX + 1];    /* "" when none */
+    char metadata[HK_DB_REQ_META_MAX + 1];    /* JSON object text */
+    char callback_url[HK_DB_REQ_URL_MAX + 1]; /* "" when none */
+    int64_t created, expires, updated;
+    unsigned char *result; /* NULL until signed (hk_db_request_finish) */
+    size_t result_len;
+    /* read only: signatures so far (sigs[64 i] valid when have[i]) */
+    unsigned char *sigs, *have;
+    size_t nsigs;
+} hk_db_request;
+
+/* Frees the buffers of r and zeroes it. */
+void hk_db_request_clear(hk_db_request *r);
+const char *hk_db_req_kind_name(hk_db_req_kind k);
+HK_WUR hk_err hk_db_req_kind_from_name(const char *name, hk_db_req_kind *k);
+const char *hk_db_req_state_name(hk_db_req_state s);
+HK_WUR hk_err hk_db_req_state_from_name(const char *name, hk_db_req_state *s);
+/* Stores a new pending request (every field but result, sigs, have).
+ * HK_ERR_NOT_FOUND if its key is absent, HK_ERR_EXISTS if rid is. */
+HK_WUR hk_err hk_db_request_put(hk_db *db, const hk_db_request *r);
+/* The request rid with its signatures so far; HK_ERR_NOT_FOUND. Clear
+ * *out after use. */
+HK_WUR hk_err hk_db_request_get(hk_db *db, const unsigned char *rid,
+                                hk_db_request *out);
+/* Up to max (1..HK_DB_REQ_LIST_MAX) requests of owner in `state`, oldest
+ * first, created after `after` (0: all): a new array in *out (free with
+ * hk_db_request_list_free) of *n. */
+HK_WUR hk_err hk_db_request_list(hk_db *db, const char *owner,
+                                 hk_db_req_state state, int64_t after,
+                                 size_t max, hk_db_request **out, size_t *n);
+void hk_db_request_list_free(hk_db_request *list, size_t n);
+/* Records the signature of digest idx of a pending, unexpired request.
+ * *nsigs = its signatures after this one. HK_ERR_STATE if the request is
+ * not pending (or expired at now), HK_ERR_EXISTS if idx is signed. */
+HK_WUR hk_err hk_db_request_sig_put(hk_db *db, const unsigned char *rid,
+                                    size_t idx, const unsigned char sig[64],
+                                    int64_t now, size_t *nsigs);
+/* Moves a pending request to `to` (signed, rejected, expired, failed) with
+ * a reason and, for signed, the result; a callback_url queues its
+ * delivery. HK_ERR_STATE if it is not pending any more. */
+HK_WUR hk_err hk_db_request_finish(hk_db *db, const unsigned char *rid,
+                                   hk_db_req_state to, const char *reason,
+                                   const unsigned char *result,
+                                   size_t result_len, int64_t now);
+/* Moves every pending request whose expiry is <= now to expired; the
+ * moved ones (rid, kid, owner, requester) in a new array *out of *n. */
+HK_WUR hk_err hk_db_request_sweep(hk_db *db, int64_t now, hk_db_request **out,
+                                  size_t *n);
+/* Binds a sign session (open, not yet claimed) to digest idx of rid. */
+HK_WUR hk_err hk_db_session_bind_request(hk_db *db, const unsigned char *sid,
+                                         const unsigned char *rid,
+                                         unsigned idx);
 
 /* --- sessions --------------------------------------------------------------
  * idle: the idle timeout in seconds, 1..HK_DB_IDLE_MAX (HK_DB_IDLE_DEFAULT

@@ -207,6 +207,23 @@ typedef struct {
                             unsigned long *epoch);
     hk_err (*backup_counts)(hk_db *db, int64_t *none, int64_t *stale,
                             int64_t *waiting);
+    hk_err (*request_put)(hk_db *db, const hk_db_request *r);
+    hk_err (*request_get)(hk_db *db, const unsigned char *rid,
+                          hk_db_request *out);
+    hk_err (*request_list)(hk_db *db, const char *owner, hk_db_req_state state,
+                           int64_t after, size_t max, hk_db_request **out,
+                           size_t *n);
+    hk_err (*request_sig_put)(hk_db *db, const unsigned char *rid, size_t idx,
+                              const unsigned char *sig, int64_t now,
+                              size_t *nsigs);
+    hk_err (*request_finish)(hk_db *db, const unsigned char *rid,
+                             hk_db_req_state to, const char *reason,
+                             const unsigned char *result, size_t result_len,
+                             int64_t now);
+    hk_err (*request_sweep)(hk_db *db, int64_t now, hk_db_request **out,
+                            size_t *n);
+    hk_err (*session_bind_request)(hk_db *db, const unsigned char *sid,
+                                   const unsigned char *rid, unsigned idx);
 } hk_db_ops;
 
 #define HK_DB_ERR_LEN 256

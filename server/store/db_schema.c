@@ -116,6 +116,53 @@ static const hk_migration hk_migrations[] = {
      " PRIMARY KEY (kid, epoch)"
      "){STRICT};",
      0, NULL},
+    /* 5: signing requests that wait for the owner (issue 19), their
+     * signatures, approvals and callback queue; sessions bound to one */
+    {"CREATE TABLE requests ("
+     " rid {BLOB} PRIMARY KEY NOT NULL CHECK (length(rid) = 16),"
+     " kid {BLOB} NOT NULL REFERENCES keys (kid) ON DELETE CASCADE,"
+     " owner TEXT NOT NULL CHECK ({OCTETS:owner} BETWEEN 1 AND 255),"
+     " requester TEXT NOT NULL CHECK ({OCTETS:requester} BETWEEN 1 AND 255),"
+     " kind TEXT NOT NULL CHECK (kind IN ('digest', 'btc-psbt', 'eth-tx')),"
+     " network TEXT NOT NULL,"
+     " payload {BLOB} NOT NULL CHECK (length(payload) BETWEEN 1 AND 1048576),"
+     " digests {BLOB} NOT NULL CHECK (length(digests) BETWEEN 1 AND 16384),"
+     " dlen {INT} NOT NULL CHECK (dlen BETWEEN 1 AND 64),"
+     " state TEXT NOT NULL CHECK (state IN ('pending', 'signed', 'rejected',"
+     "  'expired', 'failed')),"
+     " reason TEXT NOT NULL,"
+     " metadata TEXT NOT NULL CHECK ({OCTETS:metadata} BETWEEN 2 AND 4096),"
+     " callback_url TEXT NOT NULL,"
+     " created {INT} NOT NULL,"
+     " expires {INT} NOT NULL,"
+     " updated {INT} NOT NULL,"
+     " result {BLOB},"
+     " cb_state TEXT NOT NULL DEFAULT 'none' CHECK (cb_state IN ('none',"
+     "  'queued', 'delivered', 'failed')),"
+     " cb_attempts {INT} NOT NULL DEFAULT 0,"
+     " cb_next {INT} NOT NULL DEFAULT 0"
+     "){STRICT};"
+     "CREATE INDEX requests_owner ON requests (owner, state, created);"
+     "CREATE INDEX requests_expiry ON requests (state, expires);"
+     "CREATE INDEX requests_callbacks ON requests (cb_state, cb_next);"
+     "CREATE TABLE request_sigs ("
+     " rid {BLOB} NOT NULL REFERENCES requests (rid) ON DELETE CASCADE,"
+     " idx {INT} NOT NULL CHECK (idx BETWEEN 0 AND 255),"
+     " sig {BLOB} NOT NULL CHECK (length(sig) = 64),"
+     " created {INT} NOT NULL,"
+     " PRIMARY KEY (rid, idx)"
+     "){STRICT};"
+     "CREATE TABLE request_approvals ("
+     " rid {BLOB} NOT NULL REFERENCES requests (rid) ON DELETE CASCADE,"
+     " approver TEXT NOT NULL CHECK ({OCTETS:approver} BETWEEN 1 AND 255),"
+     " created {INT} NOT NULL,"
+     " PRIMARY KEY (rid, approver)"
+     "){STRICT};"
+     "ALTER TABLE sessions ADD COLUMN rid {BLOB}"
+     " CHECK (rid IS NULL OR length(rid) = 16);"
+     "ALTER TABLE sessions ADD COLUMN ridx {INT}"
+     " CHECK (ridx IS NULL OR ridx BETWEEN 0 AND 255);",
+     0, NULL},
 };
 
 #define HK_NMIGRATIONS ((int)(sizeof(hk_migrations) / sizeof(hk_migrations[0])))

@@ -19,6 +19,14 @@
     "kid, owner, curve, pubkey, created, disabled, label, max_hour, "          \
     "max_day, pending"
 #define HK_SESSION_COLS "sid, owner, op, kid, created, last_seen, state, curve"
+/* v5: the request a sign session co-signs (NULL ridx read as 0) */
+#define HK_SESSION_READ                                                        \
+    HK_SESSION_COLS ", rid, CASE WHEN ridx IS NULL THEN 0 ELSE ridx END"
+#define HK_REQ_COLS                                                            \
+    "rid, kid, owner, requester, kind, network, payload, digests, dlen, "      \
+    "state, reason, metadata, callback_url, created, expires, updated"
+#define HK_REQ_READ                                                            \
+    HK_REQ_COLS ", CASE WHEN result IS NULL THEN 0 ELSE 1 END, result"
 #define HK_AUDIT_COLS                                                          \
     "seq, time, node, subject, kid, sid, event, outcome, detail, digest, "     \
     "signature, prev, hash"
@@ -57,6 +65,7 @@ static hk_err hk_read_key(const hk_sql_cur *c, hk_db_key *k)
 static hk_err hk_read_session(const hk_sql_cur *c, hk_db_session *s)
 {
     char op[HK_NAME_MAX + 1], state[HK_NAME_MAX + 1], curve[HK_NAME_MAX + 1];
+    int64_t ridx = 0;
     int no_curve = 0;
     hk_err e;
 
@@ -70,8 +79,11 @@ static hk_err hk_read_session(const hk_sql_cur *c, hk_db_session *s)
         (e = hk_col_text(c, 6, state, HK_NAME_MAX)) != HK_OK ||
         (e = hk_col_null_text(c, 7, curve, HK_NAME_MAX, &no_curve)) != HK_OK ||
         (e = hk_db_op_from_name(op, &s->op)) != HK_OK ||
-        (e = hk_db_sess_state_from_name(state, &s->state)) != HK_OK)
+        (e = hk_db_sess_state_from_name(state, &s->state)) != HK_OK ||
+        (e = hk_col_opt_id(c, 8, &s->has_rid, s->rid)) != HK_OK ||
+        (e = hk_col_int(c, 9, 0, HK_DB_REQ_DIGESTS_MAX - 1, &ridx)) != HK_OK)
         return e;
+    s->ridx = (unsigned)ridx;
     if (!no_curve && hk_curve_from_name(curve, &s->curve) != HK_OK)
         return HK_ERR_DECODE;
     return HK_OK;
@@ -479,7 +491,7 @@ static hk_err hk_st_session_get(hk_db *db, const unsigned char *sid,
     hk_dbp_blob(&p, sid, HK_ID_LEN);
     hk_dbp_int(&p, now - idle);
     if ((e = hk_sql_query(db,
-                          "SELECT " HK_SESSION_COLS " FROM sessions WHERE sid "
+                          "SELECT " HK_SESSION_READ " FROM sessions WHERE sid "
                           "= ?1 AND last_seen > ?2",
                           &p, &c)) == HK_OK &&
         (e = hk_sql_next(&c, &row)) == HK_OK)
@@ -947,6 +959,301 @@ static hk_err hk_st_backup_counts(hk_db *db, int64_t *none, int64_t *stale,
                       NULL, waiting);
 }
 
+/* --- requests (v5) ------------------------------------------------------- */
+
+/* The light columns (rid, kid, owner, requester, kind, network) of a
+ * request row: what a sweep reports. */
+static hk_err hk_read_request_head(const hk_sql_cur *c, hk_db_request *r)
+{
+    char kind[HK_NAME_MAX + 1];
+    hk_err e;
+
+    if ((e = hk_col_fixed(c, 0, r->rid, HK_ID_LEN)) != HK_OK ||
+        (e = hk_col_fixed(c, 1, r->kid, HK_ID_LEN)) != HK_OK ||
+        (e = hk_col_text(c, 2, r->owner, HK_SUB_MAX)) != HK_OK ||
+        (e = hk_col_text(c, 3, r->requester, HK_SUB_MAX)) != HK_OK ||
+        (e = hk_col_text(c, 4, kind, HK_NAME_MAX)) != HK_OK ||
+        (e = hk_col_opt_text(c, 5, r->network, sizeof(r->network) - 1)) !=
+            HK_OK)
+        return e;
+    return hk_db_req_kind_from_name(kind, &r->kind);
+}
+
+/* A whole request row (HK_REQ_READ) into r (zeroed first). */
+static hk_err hk_read_request(const hk_sql_cur *c, hk_db_request *r)
+{
+    char state[HK_NAME_MAX + 1];
+    int64_t dlen = 0, has_result = 0;
+    size_t dig_len = 0;
+    hk_err e;
+
+    memset(r, 0, sizeof(*r));
+    if ((e = hk_read_request_head(c, r)) != HK_OK ||
+        (e = hk_col_dup(c, 6, 1, HK_DB_REQ_PAYLOAD_MAX, &r->payload,
+                        &r->payload_len)) != HK_OK ||
+        (e = hk_col_dup(c, 7, 1, HK_DB_REQ_DIGESTS_MAX * 64, &r->digests,
+                        &dig_len)) != HK_OK ||
+        (e = hk_col_int(c, 8, 1, 64, &dlen)) != HK_OK ||
+        (e = hk_col_text(c, 9, state, HK_NAME_MAX)) != HK_OK ||
+        (e = hk_col_opt_text(c, 10, r->reason, HK_DB_REQ_REASON_MAX)) !=
+            HK_OK ||
+        (e = hk_col_text(c, 11, r->metadata, HK_DB_REQ_META_MAX)) != HK_OK ||
+        (e = hk_col_opt_text(c, 12, r->callback_url, HK_DB_REQ_URL_MAX)) !=
+            HK_OK ||
+        (e = hk_col_int(c, 13, 0, INT64_MAX, &r->created)) != HK_OK ||
+        (e = hk_col_int(c, 14, 0, INT64_MAX, &r->expires)) != HK_OK ||
+        (e = hk_col_int(c, 15, 0, INT64_MAX, &r->updated)) != HK_OK ||
+        (e = hk_col_int(c, 16, 0, 1, &has_result)) != HK_OK ||
+        (has_result && (e = hk_col_dup(c, 17, 1, HK_DB_REQ_RESULT_MAX,
+                                       &r->result, &r->result_len)) != HK_OK) ||
+        (e = hk_db_req_state_from_name(state, &r->state)) != HK_OK)
+        goto done;
+    r->dlen = (size_t)dlen;
+    r->ndigests = dig_len / r->dlen;
+    if (dig_len % r->dlen != 0 || r->ndigests > HK_DB_REQ_DIGESTS_MAX)
+        e = HK_ERR_DECODE;
+done:
+    if (e != HK_OK)
+        hk_db_request_clear(r);
+    return e;
+}
+
+static hk_err hk_st_request_put(hk_db *db, const hk_db_request *r)
+{
+    hk_dbp p = {0};
+
+    hk_dbp_blob(&p, r->rid, HK_ID_LEN);
+    hk_dbp_blob(&p, r->kid, HK_ID_LEN);
+    hk_dbp_text(&p, r->owner);
+    hk_dbp_text(&p, r->requester);
+    hk_dbp_text(&p, hk_db_req_kind_name(r->kind));
+    hk_dbp_text(&p, r->network);
+    hk_dbp_blob(&p, r->payload, r->payload_len);
+    hk_dbp_blob(&p, r->digests, r->ndigests * r->dlen);
+    hk_dbp_int(&p, (int64_t)r->dlen);
+    hk_dbp_text(&p, r->metadata);
+    hk_dbp_text(&p, r->callback_url);
+    hk_dbp_int(&p, r->created);
+    hk_dbp_int(&p, r->expires);
+    return hk_sql_run(db,
+                      "INSERT INTO requests (" HK_REQ_COLS ") VALUES (?1, ?2, "
+                      "?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending', '', ?10, ?11, "
+                      "?12, ?13, ?12)",
+                      &p, NULL);
+}
+
+/* The signatures of r (already read) into r->sigs / r->have. */
+static hk_err hk_request_sigs(hk_db *db, hk_db_request *r)
+{
+    hk_sql_cur c;
+    hk_dbp p = {0};
+    int64_t idx;
+    int row = 1;
+    hk_err e;
+
+    r->sigs = OPENSSL_zalloc(r->ndigests * 64 + 1);
+    r->have = OPENSSL_zalloc(r->ndigests + 1);
+    if (r->sigs == NULL || r->have == NULL)
+        return HK_ERR_NOMEM;
+    hk_dbp_blob(&p, r->rid, HK_ID_LEN);
+    if ((e = hk_sql_query(db,
+                          "SELECT idx, sig FROM request_sigs WHERE rid = ?1",
+                          &p, &c)) != HK_OK)
+        goto done;
+    while ((e = hk_sql_next(&c, &row)) == HK_OK && row) {
+        if ((e = hk_col_int(&c, 0, 0, (int64_t)r->ndigests - 1, &idx)) !=
+                HK_OK ||
+            (e = hk_col_fixed(&c, 1, r->sigs + 64 * idx, 64)) != HK_OK)
+            break;
+        r->nsigs += !r->have[idx];
+        r->have[idx] = 1;
+    }
+done:
+    hk_sql_done(&c);
+    return e;
+}
+
+static hk_err hk_st_request_get(hk_db *db, const unsigned char *rid,
+                                hk_db_request *out)
+{
+    hk_sql_cur c;
+    hk_dbp p = {0};
+    hk_err e;
+
+    memset(out, 0, sizeof(*out));
+    hk_dbp_blob(&p, rid, HK_ID_LEN);
+    if ((e = hk_sql_first(db,
+                          "SELECT " HK_REQ_READ " FROM requests WHERE rid = ?1",
+                          &p, &c)) == HK_OK)
+        e = hk_read_request(&c, out);
+    hk_sql_done(&c);
+    if (e == HK_OK && (e = hk_request_sigs(db, out)) != HK_OK)
+        hk_db_request_clear(out);
+    return e;
+}
+
+/* Rows of sql into a new array (read with `read`). */
+static hk_err hk_request_rows(hk_db *db, const char *sql, const hk_dbp *p,
+                              hk_err (*read)(const hk_sql_cur *,
+                                             hk_db_request *),
+                              hk_db_request **out, size_t *n)
+{
+    hk_db_request *list;
+    hk_sql_cur c;
+    int row = 1;
+    hk_err e;
+
+    *n = 0;
+    if ((*out = list = OPENSSL_zalloc(HK_DB_REQ_LIST_MAX * sizeof(*list))) ==
+        NULL)
+        return HK_ERR_NOMEM;
+    if ((e = hk_sql_query(db, sql, p, &c)) != HK_OK)
+        goto done;
+    while (*n < HK_DB_REQ_LIST_MAX && (e = hk_sql_next(&c, &row)) == HK_OK &&
+           row) {
+        if ((e = read(&c, &list[*n])) != HK_OK)
+            break;
+        (*n)++;
+    }
+done:
+    hk_sql_done(&c);
+    if (e != HK_OK) {
+        hk_db_request_list_free(list, *n);
+        *out = NULL;
+        *n = 0;
+    }
+    return e;
+}
+
+static hk_err hk_st_request_list(hk_db *db, const char *owner,
+                                 hk_db_req_state state, int64_t after,
+                                 size_t max, hk_db_request **out, size_t *n)
+{
+    hk_dbp p = {0};
+
+    hk_dbp_text(&p, owner);
+    hk_dbp_text(&p, hk_db_req_state_name(state));
+    hk_dbp_int(&p, after);
+    hk_dbp_int(&p, (int64_t)max);
+    return hk_request_rows(db,
+                           "SELECT " HK_REQ_READ " FROM requests WHERE owner "
+                           "= ?1 AND state = ?2 AND created > ?3 ORDER BY "
+                           "created, rid LIMIT ?4",
+                           &p, hk_read_request, out, n);
+}
+
+static hk_err hk_st_request_sig_put(hk_db *db, const unsigned char *rid,
+                                    size_t idx, const unsigned char *sig,
+                                    int64_t now, size_t *nsigs)
+{
+    hk_dbp q = {0}, ins = {0}, one = {0};
+    int64_t ok = 0, count = 0;
+    int changes = 0;
+    hk_err e;
+
+    hk_dbp_blob(&q, rid, HK_ID_LEN);
+    hk_dbp_int(&q, (int64_t)idx);
+    hk_dbp_int(&q, now);
+    hk_dbp_blob(&ins, rid, HK_ID_LEN);
+    hk_dbp_int(&ins, (int64_t)idx);
+    hk_dbp_blob(&ins, sig, 64);
+    hk_dbp_int(&ins, now);
+    hk_dbp_blob(&one, rid, HK_ID_LEN);
+    if ((e = hk_sql_begin(db)) != HK_OK)
+        return e;
+    /* the request row is locked: two nodes recording the last two
+     * signatures count each other's */
+    e = hk_sql_int(db,
+                   "SELECT CASE WHEN state = 'pending' AND expires > ?3 AND "
+                   "?2 < length(digests) / dlen THEN 1 ELSE 0 END FROM "
+                   "requests WHERE rid = ?1{FOR_UPDATE}",
+                   &q, &ok);
+    if (e == HK_OK && !ok)
+        e = HK_ERR_STATE;
+    if (e == HK_OK)
+        e = hk_sql_run(db,
+                       "INSERT INTO request_sigs (rid, idx, sig, created) "
+                       "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (rid, idx) DO "
+                       "NOTHING",
+                       &ins, &changes);
+    if (e == HK_OK && changes == 0)
+        e = HK_ERR_EXISTS;
+    if (e == HK_OK)
+        e = hk_sql_int(db, "SELECT count(*) FROM request_sigs WHERE rid = ?1",
+                       &one, &count);
+    *nsigs = e == HK_OK ? (size_t)count : 0;
+    return hk_sql_end(db, e);
+}
+
+static hk_err hk_st_request_finish(hk_db *db, const unsigned char *rid,
+                                   hk_db_req_state to, const char *reason,
+                                   const unsigned char *result,
+                                   size_t result_len, int64_t now)
+{
+    hk_dbp p = {0};
+    hk_err e;
+
+    hk_dbp_blob(&p, rid, HK_ID_LEN);
+    hk_dbp_text(&p, hk_db_req_state_name(to));
+    hk_dbp_text(&p, reason);
+    hk_dbp_int(&p, now);
+    if (result != NULL)
+        hk_dbp_blob(&p, result, result_len);
+    e = hk_sql_change(db,
+                      result != NULL
+                          ? "UPDATE requests SET state = ?2, reason = ?3, "
+                            "updated = ?4, result = ?5, cb_state = CASE WHEN "
+                            "callback_url = '' THEN 'none' ELSE 'queued' END, "
+                            "cb_next = ?4 WHERE rid = ?1 AND state = 'pending'"
+                          : "UPDATE requests SET state = ?2, reason = ?3, "
+                            "updated = ?4, cb_state = CASE WHEN callback_url "
+                            "= '' THEN 'none' ELSE 'queued' END, cb_next = ?4 "
+                            "WHERE rid = ?1 AND state = 'pending'",
+                      &p);
+    return e == HK_ERR_NOT_FOUND ? HK_ERR_STATE : e;
+}
+
+static hk_err hk_st_request_sweep(hk_db *db, int64_t now, hk_db_request **out,
+                                  size_t *n)
+{
+    hk_dbp p = {0};
+    hk_err e;
+    size_t i;
+
+    hk_dbp_int(&p, now);
+    if ((e = hk_sql_begin(db)) != HK_OK)
+        return e;
+    e = hk_request_rows(db,
+                        "SELECT " HK_REQ_COLS " FROM requests WHERE state = "
+                        "'pending' AND expires <= ?1 ORDER BY expires, rid "
+                        "LIMIT 100{FOR_UPDATE}",
+                        &p, hk_read_request_head, out, n);
+    for (i = 0; e == HK_OK && i < *n; i++)
+        e = hk_st_request_finish(db, (*out)[i].rid, HK_REQ_EXPIRED,
+                                 "expired before the owner signed", NULL, 0,
+                                 now);
+    if (e != HK_OK) {
+        hk_db_request_list_free(*out, *n);
+        *out = NULL;
+        *n = 0;
+    }
+    return hk_sql_end(db, e);
+}
+
+static hk_err hk_st_session_bind_request(hk_db *db, const unsigned char *sid,
+                                         const unsigned char *rid, unsigned idx)
+{
+    hk_dbp p = {0};
+
+    hk_dbp_blob(&p, sid, HK_ID_LEN);
+    hk_dbp_blob(&p, rid, HK_ID_LEN);
+    hk_dbp_int(&p, idx);
+    return hk_sql_change(db,
+                         "UPDATE sessions SET rid = ?2, ridx = ?3 WHERE sid = "
+                         "?1 AND op = 'sign' AND rid IS NULL",
+                         &p);
+}
+
 const hk_db_ops hk_store_ops = {
     hk_st_schema_version,
     hk_st_key_create,
@@ -980,4 +1287,11 @@ const hk_db_ops hk_store_ops = {
     hk_st_backup_get,
     hk_st_backup_newest,
     hk_st_backup_counts,
+    hk_st_request_put,
+    hk_st_request_get,
+    hk_st_request_list,
+    hk_st_request_sig_put,
+    hk_st_request_finish,
+    hk_st_request_sweep,
+    hk_st_session_bind_request,
 };

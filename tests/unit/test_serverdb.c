@@ -266,7 +266,7 @@ static void test_schema(const char *path)
           HK_DB_SCHEMA_VERSION); /* not re-run */
     CHECK(raw_int(r, "PRAGMA application_id") == 0x686b6462);
     CHECK(raw_int(r, "SELECT count(*) FROM sqlite_schema WHERE type = "
-                     "'table'") == 9); /* v4: backups */
+                     "'table'") == 12); /* v5: requests */
     sqlite3_close(r);
     hk_db_close(db);
 }
@@ -499,6 +499,109 @@ static void test_share_sequence(hk_db *db, const hk_kek *kek, const shares *sh)
 /* Backups (v4): one per key and epoch, only of an epoch with a stored
  * share; older than the active share pruned; epoch 0 reads the newest
  * that still has its share; gone with the key. */
+/* Requests (v5): stored pending, signatures one per digest, states move
+ * once, expiry, sessions bound to a digest. */
+static void test_requests(hk_db *db, const hk_kek *kek, const shares *sh)
+{
+    hk_share k = *sh->p2[1];
+    unsigned char rid[HK_ID_LEN], sid[HK_ID_LEN], sig[64], dig[64],
+        pay[] = "payload";
+    hk_db_request r, got, *list = NULL;
+    hk_db_session s;
+    size_t n = 0, nsigs = 0;
+
+    memset(sig, 0x11, sizeof(sig));
+    memset(dig, 0x22, sizeof(dig));
+    CHECK(RAND_bytes(k.kid, HK_ID_LEN) == 1);
+    CHECK(RAND_bytes(rid, HK_ID_LEN) == 1);
+    CHECK(RAND_bytes(sid, HK_ID_LEN) == 1);
+    memset(&r, 0, sizeof(r));
+    memcpy(r.rid, rid, HK_ID_LEN);
+    memcpy(r.kid, k.kid, HK_ID_LEN);
+    strcpy(r.owner, "erin");
+    strcpy(r.requester, "shop");
+    r.kind = HK_REQ_BTC_PSBT;
+    strcpy(r.network, "regtest");
+    r.payload = pay;
+    r.payload_len = sizeof(pay);
+    r.digests = dig;
+    r.dlen = 32;
+    r.ndigests = 2;
+    strcpy(r.metadata, "{\"order\":7}");
+    r.created = T0;
+    r.expires = T0 + 100;
+    CHECK_ERR(hk_db_request_put(db, &r), HK_ERR_NOT_FOUND); /* no key */
+    CHECK_OK(hk_store_new_key(db, kek, "erin", &k, NULL, T0));
+    r.ndigests = 0;
+    CHECK_ERR(hk_db_request_put(db, &r), HK_ERR_ARG);
+    r.ndigests = 2;
+    CHECK_OK(hk_db_request_put(db, &r));
+    CHECK_ERR(hk_db_request_put(db, &r), HK_ERR_EXISTS);
+    CHECK_OK(hk_db_request_get(db, rid, &got));
+    CHECK(got.state == HK_REQ_PENDING && got.kind == HK_REQ_BTC_PSBT &&
+          got.ndigests == 2 && got.dlen == 32 && got.nsigs == 0 &&
+          memcmp(got.digests, dig, 64) == 0 &&
+          strcmp(got.metadata, r.metadata) == 0 &&
+          strcmp(got.network, "regtest") == 0 && got.result == NULL &&
+          got.payload_len == sizeof(pay));
+    hk_db_request_clear(&got);
+    CHECK_OK(hk_db_request_list(db, "erin", HK_REQ_PENDING, 0, 10, &list, &n));
+    CHECK(n == 1 && memcmp(list[0].rid, rid, HK_ID_LEN) == 0);
+    hk_db_request_list_free(list, n);
+    CHECK_OK(hk_db_request_list(db, "shop", HK_REQ_PENDING, 0, 10, &list, &n));
+    CHECK(n == 0);
+    hk_db_request_list_free(list, n);
+    /* a sign session bound to digest 1 */
+    /* (later than the session sweep test_sessions counts) */
+    CHECK_OK(
+        hk_db_session_create(db, sid, "erin", HK_DB_OP_SIGN, k.kid, T0 + 5000));
+    CHECK_OK(hk_db_session_bind_request(db, sid, rid, 1));
+    CHECK_ERR(hk_db_session_bind_request(db, sid, rid, 0), HK_ERR_NOT_FOUND);
+    CHECK_OK(hk_db_session_get(db, sid, T0 + 5001, IDLE, &s));
+    CHECK(s.has_rid && s.ridx == 1 && memcmp(s.rid, rid, HK_ID_LEN) == 0);
+    /* signatures: once per digest, within bounds, before expiry */
+    CHECK_ERR(hk_db_request_sig_put(db, rid, 2, sig, T0 + 1, &nsigs),
+              HK_ERR_STATE);
+    CHECK_OK(hk_db_request_sig_put(db, rid, 1, sig, T0 + 1, &nsigs));
+    CHECK(nsigs == 1);
+    CHECK_ERR(hk_db_request_sig_put(db, rid, 1, sig, T0 + 1, &nsigs),
+              HK_ERR_EXISTS);
+    CHECK_ERR(hk_db_request_sig_put(db, rid, 0, sig, T0 + 100, &nsigs),
+              HK_ERR_STATE); /* expired */
+    CHECK_OK(hk_db_request_sig_put(db, rid, 0, sig, T0 + 2, &nsigs));
+    CHECK(nsigs == 2);
+    CHECK_ERR(hk_db_request_finish(db, rid, HK_REQ_SIGNED, "", NULL, 0, T0),
+              HK_ERR_ARG); /* signed needs its result */
+    CHECK_OK(hk_db_request_finish(db, rid, HK_REQ_SIGNED, "", pay, 3, T0 + 3));
+    CHECK_ERR(
+        hk_db_request_finish(db, rid, HK_REQ_REJECTED, "no", NULL, 0, T0 + 4),
+        HK_ERR_STATE); /* once */
+    CHECK_OK(hk_db_request_get(db, rid, &got));
+    CHECK(got.state == HK_REQ_SIGNED && got.nsigs == 2 && got.have[0] &&
+          got.have[1] && got.result_len == 3 && got.updated == T0 + 3);
+    hk_db_request_clear(&got);
+    /* a second request expires in the sweep, once */
+    rid[0] ^= 1;
+    memcpy(r.rid, rid, HK_ID_LEN);
+    CHECK_OK(hk_db_request_put(db, &r));
+    CHECK_OK(hk_db_request_sweep(db, T0 + 99, &list, &n));
+    CHECK(n == 0);
+    hk_db_request_list_free(list, n);
+    CHECK_OK(hk_db_request_sweep(db, T0 + 100, &list, &n));
+    CHECK(n == 1 && memcmp(list[0].rid, rid, HK_ID_LEN) == 0 &&
+          strcmp(list[0].requester, "shop") == 0);
+    hk_db_request_list_free(list, n);
+    CHECK_OK(hk_db_request_sweep(db, T0 + 101, &list, &n));
+    CHECK(n == 0);
+    hk_db_request_list_free(list, n);
+    CHECK_OK(hk_db_request_get(db, rid, &got));
+    CHECK(got.state == HK_REQ_EXPIRED && got.reason[0] != 0);
+    hk_db_request_clear(&got);
+    /* deleting the key deletes its requests */
+    CHECK_OK(hk_db_key_delete(db, k.kid, "erin"));
+    CHECK_ERR(hk_db_request_get(db, rid, &got), HK_ERR_NOT_FOUND);
+}
+
 static void test_backups(hk_db *db, const hk_kek *kek, const shares *sh)
 {
     hk_share k = *sh->p2[1];
@@ -1093,6 +1196,7 @@ static void test_backend(const char *conninfo, const hk_kek *kek,
     test_share_sequence(db, kek, sh);
     test_pending_keys(db, kek, sh);
     test_backups(db, kek, sh);
+    test_requests(db, kek, sh);
     test_share_rules(db, kek, sh);
     test_sessions(db, sid2);
     test_setup_store(db, kek, kek2);
@@ -1172,6 +1276,7 @@ int main(void)
     test_share_sequence(db, kek, &sh);
     test_pending_keys(db, kek, &sh);
     test_backups(db, kek, &sh);
+    test_requests(db, kek, &sh);
     test_share_rules(db, kek, &sh);
     test_share_binding(db, kek, kek2, path, &sh);
     test_atomicity(db, kek, path, &sh);

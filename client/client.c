@@ -241,6 +241,17 @@ static hk_err hk_client_send(hk_client *c, const char *path, json_t *body,
     return e;
 }
 
+hk_err hk_client_send_json(hk_client *c, const char *path, json_t *body,
+                           int *http_status, char **resp)
+{
+    if (c == NULL || path == NULL || body == NULL || http_status == NULL ||
+        resp == NULL) {
+        json_decref(body);
+        return HK_ERR_ARG;
+    }
+    return hk_client_send(c, path, body, http_status, resp);
+}
+
 /* POST a JSON body; the parsed 200 answer in *resp. */
 static hk_err hk_client_post(hk_client *c, const char *path, json_t *body,
                              json_t **resp)
@@ -558,27 +569,35 @@ static hk_err hk_client_locked(hk_client *c, const hk_ks_keyinfo *info)
     return HK_ERR_KEY_LOCKED;
 }
 
-/* Takes the key's session hold and opens a session for it on the server;
- * then loads the share while the server prepares its side. */
+/* Takes the key's session hold and opens a session for it on the server
+ * (the body {"key_id"} and the fields of `extra`, NULL or an object it
+ * takes); then loads the share while the server prepares its side. */
 static hk_err hk_client_keyop(hk_client *c, const char *label, const char *path,
-                              hk_ks_hold **hold, hk_share **share,
-                              unsigned char sid[HK_ID_LEN], hk_tws **ws)
+                              json_t *extra, hk_ks_hold **hold,
+                              hk_share **share, unsigned char sid[HK_ID_LEN],
+                              hk_tws **ws)
 {
+    json_t *body;
     unsigned char kid[HK_ID_LEN];
     char kh[2 * HK_ID_LEN + 1], wspath[128];
     hk_ks_keyinfo info;
     hk_err e;
 
     if ((e = hk_ks_key_acquire(c->ks, label, hold)) != HK_OK ||
-        (e = hk_ks_key_info(c->ks, label, &info)) != HK_OK)
+        (e = hk_ks_key_info(c->ks, label, &info)) != HK_OK) {
+        json_decref(extra);
         return e;
+    }
     /* a locked key neither signs nor refreshes: a refresh would carry what
      * the server learned over to the new share (DESIGN.md section 2) */
-    if (info.locked)
+    if (info.locked) {
+        json_decref(extra);
         return hk_client_locked(c, &info);
+    }
     hk_hex(info.kid, HK_ID_LEN, kh);
-    if ((e = hk_client_open_session(c, path, json_pack("{s:s}", "key_id", kh),
-                                    sid, kid, wspath)) != HK_OK)
+    body = extra != NULL ? extra : json_object();
+    json_object_set_new(body, "key_id", json_string(kh));
+    if ((e = hk_client_open_session(c, path, body, sid, kid, wspath)) != HK_OK)
         return e;
     if (memcmp(kid, info.kid, HK_ID_LEN) != 0)
         return HK_ERR_SERVER;
@@ -674,8 +693,10 @@ static hk_err hk_client_sign_run(hk_client *c, const char *label,
     return e;
 }
 
-hk_err hk_client_sign(hk_client *c, const char *label, const unsigned char *dig,
-                      size_t dlen, unsigned char sig[HK_SIG_LEN])
+/* A sign whose session body carries `extra` (NULL, or taken). */
+static hk_err hk_client_sign_with(hk_client *c, const char *label,
+                                  json_t *extra, const unsigned char *dig,
+                                  size_t dlen, unsigned char sig[HK_SIG_LEN])
 {
     unsigned char sid[HK_ID_LEN];
     hk_ks_hold *hold = NULL;
@@ -684,11 +705,8 @@ hk_err hk_client_sign(hk_client *c, const char *label, const unsigned char *dig,
     hk_tws *ws = NULL;
     hk_err e;
 
-    if (c == NULL || label == NULL || dig == NULL || sig == NULL || dlen < 1 ||
-        dlen > HK_DIGEST_MAX)
-        return HK_ERR_ARG;
-    if ((e = hk_client_keyop(c, label, "/sign", &hold, &share, sid, &ws)) !=
-            HK_OK ||
+    if ((e = hk_client_keyop(c, label, "/sign", extra, &hold, &share, sid,
+                             &ws)) != HK_OK ||
         (e = hk_sign_p1_new(share, sid, dig, dlen, &sg)) != HK_OK ||
         (e = hk_client_sign_run(c, label, hold, sg, ws)) != HK_OK)
         goto done;
@@ -699,6 +717,29 @@ done:
     hk_share_free(share);
     hk_ks_key_release(hold);
     return e;
+}
+
+hk_err hk_client_sign(hk_client *c, const char *label, const unsigned char *dig,
+                      size_t dlen, unsigned char sig[HK_SIG_LEN])
+{
+    if (c == NULL || label == NULL || dig == NULL || sig == NULL || dlen < 1 ||
+        dlen > HK_DIGEST_MAX)
+        return HK_ERR_ARG;
+    return hk_client_sign_with(c, label, NULL, dig, dlen, sig);
+}
+
+hk_err hk_client_sign_request(hk_client *c, const char *label,
+                              const char *request_id, unsigned index,
+                              const unsigned char *dig, size_t dlen,
+                              unsigned char sig[HK_SIG_LEN])
+{
+    if (c == NULL || label == NULL || request_id == NULL || dig == NULL ||
+        sig == NULL || dlen < 1 || dlen > HK_DIGEST_MAX)
+        return HK_ERR_ARG;
+    return hk_client_sign_with(c, label,
+                               json_pack("{s:s,s:I}", "request_id", request_id,
+                                         "index", (json_int_t)index),
+                               dig, dlen, sig);
 }
 
 /* refresh.1 .. refresh.4, store (a new key file when `fresh_key`, the
@@ -760,8 +801,8 @@ hk_err hk_client_refresh(hk_client *c, const char *label)
     if (c == NULL || label == NULL)
         return HK_ERR_ARG;
     if ((e = hk_client_setup(c, &rp)) != HK_OK ||
-        (e = hk_client_keyop(c, label, "/refresh", &hold, &share, sid, &ws)) !=
-            HK_OK ||
+        (e = hk_client_keyop(c, label, "/refresh", NULL, &hold, &share, sid,
+                             &ws)) != HK_OK ||
         (e = hk_refresh_p1_new(share, sid, c->cfg.paillier_bits, rp, &rf)) !=
             HK_OK)
         goto done;

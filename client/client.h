@@ -34,6 +34,8 @@
 #ifndef HK_CLIENT_H
 #define HK_CLIENT_H
 
+#include <jansson.h>
+
 #include "client/keystore.h"
 #include "mpc/sign.h"
 
@@ -69,6 +71,18 @@ HK_WUR hk_err hk_client_keygen(hk_client *c, hk_curve_id curve,
 HK_WUR hk_err hk_client_sign(hk_client *c, const char *label,
                              const unsigned char *dig, size_t dlen,
                              unsigned char sig[HK_SIG_LEN]);
+/* As hk_client_sign, co-signing digest `index` of signing request
+ * `request_id` ("req_..."): the server signs only if dig is the digest it
+ * computed for that index (the caller computes it from the request's
+ * payload itself and compares, txparse/). */
+HK_WUR hk_err hk_client_sign_request(hk_client *c, const char *label,
+                                     const char *request_id, unsigned index,
+                                     const unsigned char *dig, size_t dlen,
+                                     unsigned char sig[HK_SIG_LEN]);
+/* POST `path` with the token's JWT and the JSON body (taken); the
+ * answer's status and body (malloc'd) as hk_client_get. */
+HK_WUR hk_err hk_client_send_json(hk_client *c, const char *path, json_t *body,
+                                  int *http_status, char **resp);
 /* Rotates the key's shares (the public key is unchanged). */
 HK_WUR hk_err hk_client_refresh(hk_client *c, const char *label);
 /* Deletes a key on both sides (needs login: HK_ERR_STATE otherwise):

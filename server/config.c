@@ -8,6 +8,7 @@
 #include "server/config.h"
 #include "server/seal/seal.h"
 #include "common/kvfile.h"
+#include "transport/jwt.h"
 
 #define T hk_srv_config
 static const hk_kv_field hk_cfg_fields[] = {
@@ -39,6 +40,8 @@ static const hk_kv_field hk_cfg_fields[] = {
     HK_KV_I(T, "shutdown_grace", shutdown_grace, 0, 3600),
     HK_KV_I(T, "max_connections", max_connections, 0, 1000000),
     HK_KV_I(T, "max_connections_per_peer", max_conns_per_peer, 0, 1000000),
+    HK_KV_S(T, "requesters", requesters),
+    HK_KV_I(T, "request_ttl_max", request_ttl_max, 60, 30 * 86400),
     /* sealing */
     HK_KV_S(T, "seal", seal.backend),
     HK_KV_P(T, "hsm_module", seal.hsm_module),
@@ -73,6 +76,7 @@ void hk_srv_config_defaults(hk_srv_config *c)
     c->metrics = 1;
     c->shutdown_grace = 30;
     c->max_conns_per_peer = 64;
+    c->request_ttl_max = 7 * 86400;
     strcpy(c->seal.backend, "file");
 }
 
@@ -126,6 +130,88 @@ static hk_err hk_cfg_bad(char *why, const char *path, const unsigned *lines,
     return HK_ERR_CONFIG;
 }
 
+/* Calls fn on each "REQUESTER=TARGET" entry of a grant list (commas or
+ * spaces between entries) until it returns nonzero; 0 for an entry that
+ * is not of that shape (the list is then malformed). */
+static int hk_cfg_grants(const char *list,
+                         int (*fn)(const char *req, size_t rlen,
+                                   const char *target, size_t tlen, void *ctx),
+                         void *ctx)
+{
+    const char *p = list, *end, *eq;
+    int r;
+
+    while (*p != 0) {
+        p += strspn(p, ", ");
+        if (*p == 0)
+            break;
+        end = p + strcspn(p, ", ");
+        eq = memchr(p, '=', (size_t)(end - p));
+        if (eq == NULL || eq == p || eq + 1 == end)
+            return -1;
+        if ((r = fn(p, (size_t)(eq - p), eq + 1, (size_t)(end - eq - 1),
+                    ctx)) != 0)
+            return r;
+        p = end;
+    }
+    return 0;
+}
+
+/* An entry is well formed: a subject, and a subject, "*" or "key:HEX". */
+static int hk_cfg_grant_bad(const char *req, size_t rlen, const char *target,
+                            size_t tlen, void *ctx)
+{
+    char a[HK_CFG_VAL_MAX], b[HK_CFG_VAL_MAX];
+    size_t i;
+
+    (void)ctx;
+    if (rlen >= sizeof(a) || tlen >= sizeof(b))
+        return 1;
+    memcpy(a, req, rlen);
+    a[rlen] = 0;
+    memcpy(b, target, tlen);
+    b[tlen] = 0;
+    if (!hk_sub_valid(a))
+        return 1;
+    if (strcmp(b, "*") == 0)
+        return 0;
+    if (strncmp(b, "key:", 4) == 0) {
+        for (i = 4; b[i] != 0 && strchr("0123456789abcdef", b[i]); i++)
+            ;
+        return !(b[i] == 0 && i == 4 + 32);
+    }
+    return !hk_sub_valid(b);
+}
+
+typedef struct {
+    const char *requester, *owner, *kidhex;
+} hk_grant_q;
+
+static int hk_cfg_grant_match(const char *req, size_t rlen, const char *target,
+                              size_t tlen, void *ctx)
+{
+    const hk_grant_q *q = ctx;
+
+    if (strlen(q->requester) != rlen || strncmp(req, q->requester, rlen) != 0)
+        return 0;
+    if (tlen == 1 && target[0] == '*')
+        return 1;
+    if (tlen == 4 + strlen(q->kidhex) && strncmp(target, "key:", 4) == 0 &&
+        strncmp(target + 4, q->kidhex, tlen - 4) == 0)
+        return 1;
+    return strlen(q->owner) == tlen && strncmp(target, q->owner, tlen) == 0;
+}
+
+int hk_srv_config_requester_may(const hk_srv_config *c, const char *requester,
+                                const char *owner, const char *kidhex)
+{
+    hk_grant_q q = {requester, owner, kidhex};
+
+    if (c == NULL || requester == NULL || owner == NULL || kidhex == NULL)
+        return 0;
+    return hk_cfg_grants(c->requesters, hk_cfg_grant_match, &q) == 1;
+}
+
 static hk_err hk_cfg_check(const hk_srv_config *c, const char *path,
                            const unsigned *lines, char *why)
 {
@@ -154,6 +240,11 @@ static hk_err hk_cfg_check(const hk_srv_config *c, const char *path,
                           "must be 2048 or 3072");
     if (c->node[0] == 0)
         return hk_cfg_bad(why, path, lines, "node", "must not be empty");
+    if (hk_cfg_grants(c->requesters, hk_cfg_grant_bad, NULL) != 0)
+        return hk_cfg_bad(why, path, lines, "requesters",
+                          "entries are REQUESTER=OWNER, REQUESTER=* or "
+                          "REQUESTER=key:<32 hex digits>, separated by commas "
+                          "or spaces");
     if (!hk_cfg_ip_ok(c->listen))
         return hk_cfg_bad(why, path, lines, "listen",
                           "must be an IPv4 or IPv6 address (bound exactly, "

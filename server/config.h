@@ -67,6 +67,11 @@ typedef struct {
     /* connection caps (transport/http_server.h) */
     int max_connections;    /* 0: the open-file limit less a reserve */
     int max_conns_per_peer; /* per peer address (IPv6: /64), 0: no cap */
+    /* signing requests (server/http/requests.c): who may ask for whose
+     * signatures, "REQUESTER=OWNER" entries separated by commas or spaces;
+     * OWNER a subject, "*" (any owner) or "key:" and a key id in hex */
+    char requesters[HK_CFG_LIST_MAX + 1];
+    int request_ttl_max; /* seconds a request may wait at most */
     hk_seal_config seal;
 } hk_srv_config;
 
@@ -75,6 +80,10 @@ void hk_srv_config_defaults(hk_srv_config *c);
 /* Parses `path`; on error writes "file:line: reason" into why[256]. */
 HK_WUR hk_err hk_srv_config_load(const char *path, hk_srv_config *out,
                                  char *why);
+/* 1 if the `requesters` grants of c let `requester` ask for signatures
+ * by key kidhex (hex) of owner. */
+int hk_srv_config_requester_may(const hk_srv_config *c, const char *requester,
+                                const char *owner, const char *kidhex);
 /* Writes a configuration file (for `halfkeyd init`), mode 0600. */
 HK_WUR hk_err hk_srv_config_write(const char *path, const hk_srv_config *c);
 

@@ -3,7 +3,7 @@
  *   halfkeyd init DIR [--port N] [--hsm HSM-OPTIONS]
  *                                      make a ready-to-run server directory
  *   halfkeyd run --config FILE         serve
- *   halfkeyd token --config FILE --sub NAME [--ttl SECONDS]
+ *   halfkeyd token --config FILE --sub NAME [--ttl SECONDS] [--scope S]
  *                                      mint a JWT from the embedded issuer
  *   halfkeyd reseal --config FILE [--check]
  *                                      move sealed blobs to the primary KEK
@@ -48,7 +48,8 @@ static int hk_usage(void)
             "                     --hsm-key-label LABEL (--hsm-pin-file F | "
             "--hsm-pin-env VAR)]\n"
             "       halfkeyd run --config FILE\n"
-            "       halfkeyd token --config FILE --sub NAME [--ttl SECONDS]\n"
+            "       halfkeyd token --config FILE --sub NAME [--ttl SECONDS] "
+            "[--scope \"sign request approve\"]\n"
             "       halfkeyd initdb --config FILE\n"
             "       halfkeyd keys list --config FILE [--sub NAME]\n"
             "       halfkeyd keys disable|enable --config FILE "
@@ -336,7 +337,7 @@ static hk_err hk_read_small(const char *path, unsigned char **out, size_t *len)
 
 static int hk_cmd_token(int argc, char **argv)
 {
-    const char *conf = NULL, *sub = NULL, *key;
+    const char *conf = NULL, *sub = NULL, *key, *scope = NULL;
     char why[256], *tok = NULL;
     unsigned char *k = NULL;
     size_t klen = 0;
@@ -352,6 +353,8 @@ static int hk_cmd_token(int argc, char **argv)
             sub = argv[i + 1];
         else if (strcmp(argv[i], "--ttl") == 0)
             ttl = strtol(argv[i + 1], NULL, 10);
+        else if (strcmp(argv[i], "--scope") == 0)
+            scope = argv[i + 1];
         else
             return hk_usage();
     }
@@ -364,8 +367,8 @@ static int hk_cmd_token(int argc, char **argv)
     if (key[0] == 0 || (e = hk_read_small(key, &k, &klen)) != HK_OK)
         return hk_fail("issuer key", HK_ERR_CONFIG,
                        "no jwt_issuer_key configured or unreadable");
-    e = hk_jwt_mint(c.jwt_alg, k, klen, c.jwt_iss, c.jwt_aud, sub,
-                    (long)time(NULL), ttl, &tok);
+    e = hk_jwt_mint_scoped(c.jwt_alg, k, klen, c.jwt_iss, c.jwt_aud, sub, scope,
+                           (long)time(NULL), ttl, &tok);
     OPENSSL_cleanse(k, klen);
     free(k);
     if (e != HK_OK)

@@ -43,6 +43,7 @@
 #include "mpc/codec.h"
 #include "mpc/pve.h"
 #include "tools/doctor.h"
+#include "tools/requests.h"
 
 #define HK_MAX_OPTS 16
 
@@ -66,7 +67,8 @@ static int hk_usage(void)
     fputs("usage: halfkey [--dir D] [--pin-file F] COMMAND [options]\n"
           "commands: init, keygen, sign, refresh, pubkey, list, status, "
           "unlock, doctor, delete, set-so-pin, change-pin, backup-key, "
-          "backup, restore\n(see halfkey(1) for the "
+          "backup, restore, requests, approve, reject\n(see halfkey(1) for "
+          "the "
           "options of each)\n",
           stderr);
     return 2;
@@ -86,7 +88,8 @@ static const char *hk_opt(const hk_args *a, const char *name)
 static int hk_is_flag(const char *arg)
 {
     return strcmp(arg, "--force") == 0 || strcmp(arg, "--yes") == 0 ||
-           strcmp(arg, "--tpm") == 0;
+           strcmp(arg, "--tpm") == 0 || strcmp(arg, "--json") == 0 ||
+           strcmp(arg, "--watch") == 0;
 }
 
 /* Parses [--dir D] [--pin-file F] CMD then --name value pairs and flags. */
@@ -107,7 +110,9 @@ static int hk_parse(int argc, char **argv, hk_args *a)
         return 0;
     a->cmd = argv[i++];
     /* a command with a verb: `backup-key new` */
-    if (i < argc && strcmp(a->cmd, "backup-key") == 0 &&
+    if (i < argc &&
+        (strcmp(a->cmd, "backup-key") == 0 || strcmp(a->cmd, "approve") == 0 ||
+         strcmp(a->cmd, "reject") == 0) &&
         strncmp(argv[i], "--", 2) != 0)
         a->verb = argv[i++];
     for (; i < argc; i += 2) {
@@ -515,19 +520,25 @@ static int hk_sign_batch(const hk_args *a, hk_client *c, const char *key)
 static int hk_cmd_sign(const hk_args *a)
 {
     static const char *const allowed[] = {
-        "key", "digest", "in", "hash", "format", "out", "digest-file", NULL};
+        "key", "digest",      "in",      "hash",  "format",
+        "out", "digest-file", "request", "index", NULL};
     unsigned char dig[HK_DIGEST_MAX], sig[HK_SIG_LEN];
-    const char *key = hk_opt(a, "key");
+    const char *key = hk_opt(a, "key"), *rq = hk_opt(a, "request");
+    const char *ix = hk_opt(a, "index");
     size_t dlen = 0;
     hk_client *c;
     hk_err e;
 
     if (!hk_only(a, allowed) || key == NULL)
         return hk_usage();
+    if ((ix != NULL && (rq == NULL || strspn(ix, "0123456789") != strlen(ix) ||
+                        strlen(ix) > 3)))
+        return hk_usage();
     if (hk_opt(a, "digest-file") != NULL) {
         int r;
 
-        if (hk_opt(a, "digest") || hk_opt(a, "in") || hk_opt(a, "out"))
+        if (hk_opt(a, "digest") || hk_opt(a, "in") || hk_opt(a, "out") ||
+            rq != NULL)
             return hk_usage();
         if (hk_open(a, &c, 1) != 0)
             return 1;
@@ -541,7 +552,12 @@ static int hk_cmd_sign(const hk_args *a)
                       "FILE with --hash sha256|sha384|sha512");
     if (hk_open(a, &c, 1) != 0)
         return 1;
-    e = hk_client_sign(c, key, dig, dlen, sig);
+    /* --request: co-sign a digest of a signing request (the server signs
+     * only the digest it computed for that index) */
+    e = rq != NULL ? hk_client_sign_request(c, key, rq,
+                                            ix != NULL ? (unsigned)atoi(ix) : 0,
+                                            dig, dlen, sig)
+                   : hk_client_sign(c, key, dig, dlen, sig);
     if (e != HK_OK) {
         int r = hk_die("sign", e, hk_client_last_error(c));
 
@@ -693,6 +709,37 @@ static int hk_cmd_status(const hk_args *a)
 
 /* Clears an interrupted signature; an abort lock only with --force, after
  * the server audited the override (DESIGN.md section 2). */
+/* requests [--json] [--watch] | approve ID | reject ID [--reason R]
+ * (tools/requests.c); logged in: approve signs, and the list names the
+ * local key of each request. */
+static int hk_cmd_requests(const hk_args *a)
+{
+    static const char *const list_opts[] = {"json", "watch", NULL};
+    static const char *const rej_opts[] = {"reason", NULL};
+    static const char *const none[] = {NULL};
+    int list = strcmp(a->cmd, "requests") == 0;
+    int rej = strcmp(a->cmd, "reject") == 0;
+    hk_client *c;
+    hk_err e;
+
+    if (!hk_only(a, list  ? list_opts
+                    : rej ? rej_opts
+                          : none) ||
+        (list ? a->verb != NULL : a->verb == NULL))
+        return hk_usage();
+    if (hk_open(a, &c, 1) != 0)
+        return 1;
+    if (list)
+        e = hk_requests_list(c, hk_opt(a, "json") != NULL,
+                             hk_opt(a, "watch") != NULL, stdout);
+    else if (rej)
+        e = hk_requests_reject(c, a->verb, hk_opt(a, "reason"), stdout);
+    else
+        e = hk_requests_approve(c, a->verb, stdout);
+    hk_client_close(c);
+    return e == HK_OK ? 0 : hk_die(a->cmd, e, "");
+}
+
 static int hk_cmd_unlock(const hk_args *a)
 {
     static const char *const allowed[] = {"key", "force", NULL};
@@ -1058,5 +1105,8 @@ int main(int argc, char **argv)
         return hk_cmd_restore(&a);
     if (strcmp(a.cmd, "change-pin") == 0)
         return hk_cmd_change_pin(&a);
+    if (strcmp(a.cmd, "requests") == 0 || strcmp(a.cmd, "approve") == 0 ||
+        strcmp(a.cmd, "reject") == 0)
+        return hk_cmd_requests(&a);
     return hk_usage();
 }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <libwebsockets.h>
 #include <openssl/crypto.h>
@@ -82,6 +83,8 @@ struct hk_tsrv {
     int trim_peak; /* most connections since the last trim */
     atomic_int conns;
     atomic_ulong refused_cap, refused_peer;
+    void *parked; /* hk_pss of waiting long polls, service thread only */
+    int nparked;
 };
 
 /* Per-connection data: an HTTP transaction or a WebSocket. */
@@ -93,6 +96,11 @@ typedef struct {
     size_t body_len, body_cap;
     hk_http_resp resp;
     int responded;
+    /* a long poll waiting for its answer (hk_http_park) */
+    struct lws *wsi;
+    int parked;
+    time_t parked_at;
+    void *pnext, *pprev; /* hk_pss, on hk_tsrv.parked */
 } hk_pss;
 
 static hk_tsrv *hk_srv_of(struct lws *wsi)
@@ -434,6 +442,30 @@ static void hk_pss_clear(hk_pss *p)
     memset(p, 0, sizeof(*p));
 }
 
+/* The query's arguments joined by '&' into p->query: libwebsockets keeps
+ * each "a=b" as a fragment of its own (lws_hdr_copy would run them
+ * together). */
+static int hk_http_read_query(struct lws *wsi, hk_pss *p)
+{
+    size_t used = 0;
+    int i, n;
+
+    for (i = 0;; i++) {
+        n = lws_hdr_copy_fragment(wsi, p->query + used + (used > 0),
+                                  (int)(sizeof(p->query) - used - (used > 0)),
+                                  WSI_TOKEN_HTTP_URI_ARGS, i);
+        if (n < 0)
+            return lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i) > 0
+                       ? 414
+                       : 0;
+        if (used > 0)
+            p->query[used++] = '&';
+        used += (size_t)n;
+        if (used >= sizeof(p->query) - 1)
+            return 414;
+    }
+}
+
 /* Reads method, path, query and Authorization into p. */
 static int hk_http_read_head(struct lws *wsi, hk_pss *p, const char *path)
 {
@@ -447,12 +479,8 @@ static int hk_http_read_head(struct lws *wsi, hk_pss *p, const char *path)
     if (path == NULL || strlen(path) >= sizeof(p->path))
         return 414;
     strcpy(p->path, path);
-    n = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS);
-    if (n >= (int)sizeof(p->query))
-        return 414;
-    if (n > 0 && lws_hdr_copy(wsi, p->query, sizeof(p->query),
-                              WSI_TOKEN_HTTP_URI_ARGS) < 0)
-        return 400;
+    if ((n = hk_http_read_query(wsi, p)) != 0)
+        return n;
     if ((p->auth = calloc(1, HK_AUTH_MAX + 1)) == NULL)
         return 500;
     n = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
@@ -538,13 +566,64 @@ static int hk_http_error(struct lws *wsi, hk_pss *p, int status,
     return hk_http_respond(wsi, p);
 }
 
+static void hk_http_unpark(hk_tsrv *srv, hk_pss *p)
+{
+    hk_pss *n = p->pnext, *v = p->pprev;
+
+    if (!p->parked)
+        return;
+    if (n != NULL)
+        n->pprev = v;
+    if (v != NULL)
+        v->pnext = n;
+    else
+        srv->parked = n;
+    p->pnext = p->pprev = NULL;
+    p->parked = 0;
+    srv->nparked--;
+}
+
+/* Calls the handler; a deferred answer parks the request (hk_srv_tick
+ * calls again), unless may_wait is 0. */
 static int hk_http_dispatch(hk_tsrv *srv, struct lws *wsi, hk_pss *p)
 {
-    hk_http_req req = {p->method, p->path, p->query,
-                       p->auth,   p->body, p->body_len};
+    hk_http_req req = {p->method, p->path,     p->query, p->auth,
+                       p->body,   p->body_len, 0,        0};
+    hk_pss *head = srv->parked;
 
+    req.may_wait = p->parked || srv->nparked < HK_HTTP_PARKED_MAX;
+    req.waited = p->parked ? (int)(time(NULL) - p->parked_at) : 0;
+    free(p->resp.body);
+    memset(&p->resp, 0, sizeof(p->resp));
     srv->h.on_http(srv->h.ctx, &req, &p->resp);
+    if (p->resp.defer && req.may_wait) {
+        if (!p->parked) {
+            p->wsi = wsi;
+            p->parked = 1;
+            p->parked_at = time(NULL);
+            p->pnext = head;
+            if (head != NULL)
+                head->pprev = p;
+            srv->parked = p;
+            srv->nparked++;
+        }
+        return 0;
+    }
+    hk_http_unpark(srv, p);
     return hk_http_respond(wsi, p);
+}
+
+/* Once a second: each waiting long poll asks its handler again. */
+static void hk_http_poll_parked(hk_tsrv *srv)
+{
+    hk_pss *p = srv->parked, *next;
+
+    for (; p != NULL; p = next) {
+        next = p->pnext;
+        if (hk_http_dispatch(srv, p->wsi, p) != 0)
+            lws_set_timeout(p->wsi, PENDING_TIMEOUT_CLOSE_SEND,
+                            LWS_TO_KILL_ASYNC);
+    }
 }
 
 static int hk_http_start(hk_tsrv *srv, struct lws *wsi, hk_pss *p,
@@ -554,6 +633,7 @@ static int hk_http_start(hk_tsrv *srv, struct lws *wsi, hk_pss *p,
     long n;
     int st;
 
+    hk_http_unpark(srv, p);
     hk_pss_clear(p);
     if ((st = hk_http_read_head(wsi, p, path)) != 0)
         return hk_http_error(wsi, p, st, hk_http_status_code(st),
@@ -723,8 +803,11 @@ static int hk_srv_callback(struct lws *wsi, enum lws_callback_reasons reason,
         return 0;
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
     case LWS_CALLBACK_CLOSED_HTTP:
-        if (p != NULL && p->conn == NULL)
+        if (p != NULL && p->conn == NULL) {
+            if (srv != NULL)
+                hk_http_unpark(srv, p);
             hk_pss_clear(p);
+        }
         return 0;
     default:
         return 0;
@@ -741,6 +824,7 @@ static void hk_srv_tick(lws_sorted_usec_list_t *sul)
 
     if (srv->h.on_tick != NULL)
         srv->h.on_tick(srv->h.ctx);
+    hk_http_poll_parked(srv);
     hk_trim_heap(srv);
     lws_sul_schedule(srv->ctx, 0, &srv->tick, hk_srv_tick, LWS_US_PER_SEC);
 }

@@ -13,6 +13,7 @@
 
 #include "common/error.h"
 
+#define HK_HTTP_PARKED_MAX 256          /* long polls waiting at once */
 #define HK_HTTP_BODY_MAX (192u * 1024u) /* a PVE backup (RSA key): 137 KB */
 #define HK_WS_MSG_MAX (256u * 1024u)
 /* Room for the request line and every header: the Authorization header
@@ -32,6 +33,13 @@ typedef struct {
     const char *auth;   /* Authorization header value or "" */
     const unsigned char *body;
     size_t body_len;
+    /* Long polls: may_wait is 1 when the handler may answer "later" (set
+     * resp->defer); the transport then calls it again about once a second
+     * with `waited` the seconds since the first call, until it answers.
+     * With may_wait 0 (HK_HTTP_PARKED_MAX requests are waiting, or the
+     * server stops) it must answer now. */
+    int may_wait;
+    int waited;
 } hk_http_req;
 
 typedef struct {
@@ -39,6 +47,7 @@ typedef struct {
     char *body;               /* JSON text, malloc'd; the transport frees it */
     const char *content_type; /* static string; NULL: application/json */
     int retry_after;          /* > 0: a Retry-After header, seconds */
+    int defer;                /* 1: no answer yet (see hk_http_req) */
 } hk_http_resp;
 
 typedef struct {

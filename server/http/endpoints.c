@@ -13,6 +13,7 @@
 #include "mpc/setup.h"
 #include "server/seal/keyring.h"
 #include "server/log.h"
+#include "server/http/requests.h"
 #include "server/http/service_impl.h"
 
 #define HK_VERSION "0.1.0"
@@ -31,20 +32,6 @@ double hk_mono(void)
 }
 
 /* --- responses ------------------------------------------------------------ */
-
-static void hk_respond(hk_http_resp *r, int status, json_t *body)
-{
-    r->status = status;
-    r->body = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
-    json_decref(body);
-}
-
-static void hk_respond_err(hk_http_resp *r, int status, const char *code,
-                           const char *msg)
-{
-    hk_respond(r, status,
-               json_pack("{s:s,s:s}", "error", code, "message", msg));
-}
 
 /* HTTP status and error code for an hk_err from storage or policy. */
 static void hk_respond_hk(hk_http_resp *r, hk_err e)
@@ -82,37 +69,6 @@ static hk_err hk_authenticate(hk_service *svc, const char *auth, char *sub,
     if (auth == NULL || strncmp(auth, "Bearer ", 7) != 0)
         return HK_ERR_AUTH;
     return hk_jwt_verify(svc->jwt, auth + 7, (long)hk_now(), sub, exp);
-}
-
-/* Strict JSON object body with only the `allowed` keys. */
-static json_t *hk_body_object(const hk_http_req *req,
-                              const char *const *allowed)
-{
-    json_t *o, *v;
-    const char *k;
-    size_t i;
-
-    o = json_loadb((const char *)req->body, req->body_len,
-                   JSON_REJECT_DUPLICATES, NULL);
-    if (!json_is_object(o)) {
-        json_decref(o);
-        return NULL;
-    }
-    json_object_foreach(o, k, v)
-    {
-        for (i = 0; allowed[i] != NULL && strcmp(allowed[i], k) != 0; i++)
-            ;
-        if (allowed[i] == NULL) {
-            json_decref(o);
-            return NULL;
-        }
-    }
-    return o;
-}
-
-static int hk_parse_kid(const char *hex, unsigned char kid[HK_ID_LEN])
-{
-    return hex != NULL && hk_unhex(hex, strlen(hex), kid, HK_ID_LEN);
 }
 
 /* key_id from a JSON body or query value, owned by sub. */
@@ -162,10 +118,18 @@ static void hk_presign_start(hk_service *svc, const unsigned char *sid,
 /* Admits (policy.h) and opens a session in the database, then answers
  * its id. key: the key of a sign or refresh, NULL for a keygen of `curve`
  * whose new key id is kid. */
+/* A sign session's request binding (requests.h): digest idx of rid. */
+typedef struct {
+    unsigned char rid[HK_ID_LEN];
+    unsigned idx;
+} hk_req_bind;
+
 static void hk_open_session(hk_service *svc, hk_http_resp *r, const char *sub,
                             hk_db_op op, const hk_db_key *key,
-                            const unsigned char *kid, hk_curve_id curve)
+                            const unsigned char *kid, hk_curve_id curve,
+                            const hk_req_bind *rb)
 {
+    const char *rwhy = NULL;
     unsigned char sid[HK_ID_LEN];
     char sidhex[2 * HK_ID_LEN + 1], kidhex[2 * HK_ID_LEN + 1], idbuf[64];
     hk_refusal why;
@@ -178,12 +142,23 @@ static void hk_open_session(hk_service *svc, hk_http_resp *r, const char *sub,
     if (RAND_bytes(sid, sizeof(sid)) != 1)
         return hk_respond_err(r, 500, "internal", "random failure");
     pthread_mutex_lock(&svc->dbmu);
+    e = rb != NULL ? hk_req_signable(svc->db, sub, kid, rb->rid, rb->idx,
+                                     hk_now(), &rwhy)
+                   : HK_OK;
+    if (e != HK_OK) {
+        pthread_mutex_unlock(&svc->dbmu);
+        return hk_respond_err(
+            r, e == HK_ERR_NOT_FOUND ? 404 : 409,
+            e == HK_ERR_NOT_FOUND ? "not_found" : "request_not_signable", rwhy);
+    }
     e = hk_policy_admit(svc->db, &svc->cfg, sub, op, key, curve, sid, &why);
     if (e == HK_OK && op == HK_DB_OP_KEYGEN)
         e = hk_db_session_create_keygen(svc->db, sid, sub, kid, curve,
                                         hk_now());
     else if (e == HK_OK)
         e = hk_db_session_create(svc->db, sid, sub, op, kid, hk_now());
+    if (e == HK_OK && rb != NULL)
+        e = hk_db_session_bind_request(svc->db, sid, rb->rid, rb->idx);
     pthread_mutex_unlock(&svc->dbmu);
     if (e == HK_ERR_RATE || e == HK_ERR_FORBIDDEN) {
         hk_metrics_op(svc->metrics, op, HK_OUT_REFUSED, -1);
@@ -231,21 +206,49 @@ static void hk_ep_keygen(hk_service *svc, const hk_http_req *req,
         hk_respond_err(r, 500, "internal", "random failure");
         return;
     }
-    hk_open_session(svc, r, sub, HK_DB_OP_KEYGEN, NULL, kid, curve);
+    hk_open_session(svc, r, sub, HK_DB_OP_KEYGEN, NULL, kid, curve, NULL);
+}
+
+/* A sign's optional "request_id" and "index" (0 when absent) into *rb;
+ * 0 if malformed. */
+static int hk_parse_req_bind(json_t *o, hk_req_bind *rb, int *bound)
+{
+    json_t *id = json_object_get(o, "request_id");
+    json_t *ix = json_object_get(o, "index");
+
+    *bound = id != NULL;
+    if (id == NULL)
+        return ix == NULL;
+    rb->idx = 0;
+    if (ix != NULL) {
+        if (!json_is_integer(ix) || json_integer_value(ix) < 0 ||
+            json_integer_value(ix) >= HK_DB_REQ_DIGESTS_MAX)
+            return 0;
+        rb->idx = (unsigned)json_integer_value(ix);
+    }
+    return hk_req_parse_id(json_string_value(id), rb->rid);
 }
 
 static void hk_ep_keyop(hk_service *svc, const hk_http_req *req,
                         const char *sub, hk_db_op op, hk_http_resp *r)
 {
-    static const char *const allowed[] = {"key_id", NULL};
+    static const char *const allowed[] = {"key_id", "request_id", "index",
+                                          NULL};
     unsigned char kid[HK_ID_LEN];
+    hk_req_bind rb;
     hk_db_key key;
     json_t *o = hk_body_object(req, allowed);
+    int bound = 0;
     hk_err e;
 
-    if (o == NULL || !json_is_string(json_object_get(o, "key_id"))) {
+    if (o == NULL || !json_is_string(json_object_get(o, "key_id")) ||
+        !hk_parse_req_bind(o, &rb, &bound) || (bound && op != HK_DB_OP_SIGN)) {
         json_decref(o);
-        hk_respond_err(r, 400, "bad_request", "body must be {\"key_id\"}");
+        hk_respond_err(r, 400, "bad_request",
+                       op == HK_DB_OP_SIGN
+                           ? "body must be {\"key_id\"[, \"request_id\", "
+                             "\"index\"]}"
+                           : "body must be {\"key_id\"}");
         return;
     }
     e = hk_owned_key(svc, json_string_value(json_object_get(o, "key_id")), sub,
@@ -255,7 +258,7 @@ static void hk_ep_keyop(hk_service *svc, const hk_http_req *req,
         hk_respond_hk(r, e);
         return;
     }
-    hk_open_session(svc, r, sub, op, &key, kid, 0);
+    hk_open_session(svc, r, sub, op, &key, kid, 0, bound ? &rb : NULL);
 }
 
 /* POST /delete {"key_id"}: the key and its server shares, for good. */
@@ -352,27 +355,6 @@ static void hk_ep_unlock(hk_service *svc, const hk_http_req *req,
     hk_hex(kid, HK_ID_LEN, kh);
     hk_log("warn", "event=abort_lock_overridden sub=%s key=%s", sub, kh);
     hk_respond(r, 200, json_pack("{s:s,s:b}", "key_id", kh, "audited", 1));
-}
-
-/* Value of `name` in a query string "a=b&c=d" (bounded copy). */
-static int hk_query_get(const char *q, const char *name, char *out, size_t cap)
-{
-    size_t n = strlen(name), len;
-    const char *p = q, *end;
-
-    while (p != NULL && *p) {
-        end = strchr(p, '&');
-        len = end != NULL ? (size_t)(end - p) : strlen(p);
-        if (len > n && strncmp(p, name, n) == 0 && p[n] == '=') {
-            if (len - n - 1 >= cap)
-                return 0;
-            memcpy(out, p + n + 1, len - n - 1);
-            out[len - n - 1] = 0;
-            return 1;
-        }
-        p = end != NULL ? end + 1 : NULL;
-    }
-    return 0;
 }
 
 static void hk_ep_pubkey(hk_service *svc, const hk_http_req *req,
@@ -728,6 +710,9 @@ static void hk_on_http(void *ctx, const hk_http_req *req, hk_http_resp *r)
         r->body = strndup((const char *)svc->setup_pub, svc->setup_pub_len);
         return;
     }
+    if (strcmp(req->path, "/requests") == 0 ||
+        strncmp(req->path, "/requests/", 10) == 0)
+        return hk_ep_requests(svc, req, r);
     if (strcmp(req->path, "/keygen") && strcmp(req->path, "/sign") &&
         strcmp(req->path, "/refresh") && strcmp(req->path, "/pubkey") &&
         strcmp(req->path, "/delete") && strcmp(req->path, "/unlock") &&
@@ -800,6 +785,9 @@ static int hk_claim_session(hk_service *svc, const hk_http_req *req,
         return e == HK_ERR_STATE ? 409 : 404;
     s->op = ds.op;
     s->curve = ds.curve;
+    s->has_rid = ds.has_rid;
+    memcpy(s->rid, ds.rid, HK_ID_LEN);
+    s->ridx = ds.ridx;
     s->started = hk_mono();
     memcpy(s->kid, ds.kid, HK_ID_LEN);
     return 0;
@@ -1025,6 +1013,7 @@ static void hk_on_tick(void *ctx)
     svc->last_sweep = now;
     hk_presign_expire(svc, now);
     hk_sweep_pending_keys(svc, now);
+    hk_req_sweep(svc, now);
     pthread_mutex_lock(&svc->dbmu);
     if (hk_db_session_sweep(svc->db, now, svc->cfg.session_idle, &swept) ==
             HK_OK &&

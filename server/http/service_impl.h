@@ -6,6 +6,8 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "mpc/keygen.h"
 #include "mpc/refresh.h"
 #include "mpc/sign.h"
@@ -124,8 +126,26 @@ struct hk_rsess {
     double started;    /* monotonic seconds at the claim of the session */
     /* the sign's encryption randomness was handed to sg (rnpool.c) */
     int rn_given;
+    /* a sign bound to digest ridx of request rid (requests.h) */
+    int has_rid;
+    unsigned char rid[HK_ID_LEN];
+    unsigned ridx;
     hk_rsess *next;
 };
+
+/* --- HTTP helpers (respond.c) --- */
+/* r's status and body (json_dumps of body, which is released). */
+void hk_respond(hk_http_resp *r, int status, json_t *body);
+/* {"error": code, "message": msg} with status. */
+void hk_respond_err(hk_http_resp *r, int status, const char *code,
+                    const char *msg);
+/* The body as a JSON object with only the `allowed` keys (NULL-ended),
+ * duplicates refused; NULL otherwise. */
+json_t *hk_body_object(const hk_http_req *req, const char *const *allowed);
+/* 1 and out[cap] = the value of `name` in query q "a=b&c=d". */
+int hk_query_get(const char *q, const char *name, char *out, size_t cap);
+/* 1 if hex is a key (or request) id: 32 hex digits into kid. */
+int hk_parse_kid(const char *hex, unsigned char kid[HK_ID_LEN]);
 
 int64_t hk_now(void);
 /* Monotonic seconds (durations). */

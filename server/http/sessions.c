@@ -20,6 +20,7 @@
 
 #include "mpc/codec.h"
 #include "server/log.h"
+#include "server/http/requests.h"
 #include "server/http/service_impl.h"
 
 static void hk_db_state(hk_rsess *s, hk_db_sess_state st);
@@ -122,7 +123,10 @@ static void hk_send(hk_rsess *s, const unsigned char *msg, size_t len)
 static const char *hk_fail_text(const hk_rsess *s, hk_err e, const char *where,
                                 char *buf, size_t cap)
 {
-    if (e == HK_ERR_BACKUP) {
+    /* refusals whose step says why (a missing backup, a digest hook or a
+     * request's rules) */
+    if (e == HK_ERR_BACKUP || e == HK_ERR_FORBIDDEN || e == HK_ERR_STATE ||
+        e == HK_ERR_EXISTS) {
         snprintf(buf, cap, "%s: %s", hk_strerror(e), where);
         return buf;
     }
@@ -587,9 +591,29 @@ static void hk_sign_rn(hk_rsess *s, int wait)
         BN_clear_free(rn);
 }
 
+/* A sign bound to a request (requests.h): sign.1's digest must be the one
+ * the server computed for it, and the request still signable. */
+static hk_err hk_request_digest(hk_rsess *s, char where[160])
+{
+    const unsigned char *dig;
+    const char *why = "";
+    size_t dlen;
+    hk_err e;
+
+    if ((e = hk_sign_digest(s->sg, &dig, &dlen)) == HK_OK)
+        e = hk_req_digest_check(s->svc, s->sub, s->kid, s->rid, s->ridx, dig,
+                                dlen, &why);
+    if (e != HK_OK) {
+        snprintf(where, 160, "sign.1 under a request: %s", why);
+        if (e == HK_ERR_FORBIDDEN)
+            hk_metrics_refusal(s->svc->metrics, "digest_refused");
+    }
+    return e;
+}
+
 static void hk_sign_step(hk_rsess *s, const hk_rmsg *m, int first)
 {
-    unsigned char *out = NULL, fp[HK_HASH_LEN];
+    unsigned char *out = NULL, fp[HK_HASH_LEN], sig[HK_SIG_LEN];
     char reason[128] = "", where[160];
     unsigned long epoch;
     size_t outlen = 0;
@@ -615,10 +639,16 @@ static void hk_sign_step(hk_rsess *s, const hk_rmsg *m, int first)
         OPENSSL_free(out);
         return hk_fail(s, e, where);
     }
+    if (first && s->has_rid && (e = hk_request_digest(s, where)) != HK_OK) {
+        OPENSSL_free(out);
+        return hk_fail(s, e, where);
+    }
     hk_send(s, out, outlen);
     OPENSSL_free(out);
-    if (hk_sign_signature(s->sg, (unsigned char[HK_SIG_LEN]){0}) == HK_OK) {
+    if (hk_sign_signature(s->sg, sig) == HK_OK) {
         hk_log_signature(s);
+        if (s->has_rid)
+            hk_req_record(s->svc, s->sub, s->rid, s->ridx, sig);
         /* a signature that verifies under Q, made with a pending share or
          * key, proves the client holds it */
         (void)hk_proven(s, "signature");
@@ -687,17 +717,22 @@ static void hk_refresh_step(hk_rsess *s, const hk_rmsg *m)
 }
 
 /* {"v":1,"t":"open","op":"sign"|"refresh","key_id":hex} on a kept-open
- * connection: a new session for a key of the connection's subject. */
+ * connection: a new session for a key of the connection's subject; a sign
+ * may add "request_id" and "index" (requests.h). */
 static hk_err hk_channel_parse(hk_rsess *s, const hk_rmsg *m, hk_db_op *op)
 {
     static const char *const keys[] = {"v", "t", "op", "key_id"};
     const char *t, *o, *k;
-    json_t *j;
-    size_t i;
+    json_t *j, *rid, *idx;
+    size_t i, extra;
     hk_err e = HK_ERR_DECODE;
 
     j = json_loadb((const char *)m->buf, m->len, JSON_REJECT_DUPLICATES, NULL);
-    if (!json_is_object(j) || json_object_size(j) != 4)
+    rid = json_object_get(j, "request_id");
+    idx = json_object_get(j, "index");
+    extra = (rid != NULL) + (idx != NULL);
+    if (!json_is_object(j) || json_object_size(j) != 4 + extra ||
+        (idx != NULL && rid == NULL))
         goto done;
     for (i = 0; i < 4; i++)
         if (json_object_get(j, keys[i]) == NULL)
@@ -709,21 +744,34 @@ static hk_err hk_channel_parse(hk_rsess *s, const hk_rmsg *m, hk_db_op *op)
         strcmp(t, "open") != 0 || o == NULL || k == NULL ||
         !hk_unhex(k, strlen(k), s->kid, HK_ID_LEN))
         goto done;
+    s->has_rid = rid != NULL;
+    s->ridx = 0;
+    if (rid != NULL &&
+        (!hk_req_parse_id(json_string_value(rid), s->rid) ||
+         (idx != NULL &&
+          (!json_is_integer(idx) || json_integer_value(idx) < 0 ||
+           json_integer_value(idx) >= HK_DB_REQ_DIGESTS_MAX))))
+        goto done;
+    if (idx != NULL)
+        s->ridx = (unsigned)json_integer_value(idx);
     e = HK_ERR_MSG_TYPE;
     if (strcmp(o, "sign") == 0)
         *op = HK_DB_OP_SIGN;
-    else if (strcmp(o, "refresh") == 0)
+    else if (strcmp(o, "refresh") == 0 && !s->has_rid)
         *op = HK_DB_OP_REFRESH;
     else
         goto done;
     e = HK_OK;
 done:
+    if (e != HK_OK)
+        s->has_rid = 0;
     json_decref(j);
     return e;
 }
 
 static void hk_channel_open(hk_rsess *s, const hk_rmsg *m)
 {
+    const char *rwhy = "";
     hk_service *svc = s->svc;
     unsigned char old[HK_ID_LEN];
     char sh[2 * HK_ID_LEN + 1], kh[2 * HK_ID_LEN + 1], buf[160];
@@ -743,11 +791,20 @@ static void hk_channel_open(hk_rsess *s, const hk_rmsg *m)
         return hk_fail(s, HK_ERR_BUSY, "open: server shutting down");
     pthread_mutex_lock(&svc->dbmu);
     e = hk_db_key_get_owned(svc->db, s->kid, s->sub, &key);
+    if (e == HK_OK && s->has_rid &&
+        (e = hk_req_signable(svc->db, s->sub, s->kid, s->rid, s->ridx, hk_now(),
+                             &rwhy)) != HK_OK) {
+        pthread_mutex_unlock(&svc->dbmu);
+        snprintf(buf, sizeof(buf), "open: %s", rwhy);
+        return hk_fail(s, e, buf);
+    }
     if (e == HK_OK)
         e = hk_policy_admit(svc->db, &svc->cfg, s->sub, op, &key, 0, s->sid,
                             &why);
     if (e == HK_OK)
         e = hk_db_session_create(svc->db, s->sid, s->sub, op, s->kid, hk_now());
+    if (e == HK_OK && s->has_rid)
+        e = hk_db_session_bind_request(svc->db, s->sid, s->rid, s->ridx);
     if (e == HK_OK)
         e = hk_db_session_set_state(svc->db, s->sid, HK_DB_SESS_RUNNING,
                                     hk_now(), svc->cfg.session_idle);

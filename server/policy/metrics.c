@@ -23,6 +23,8 @@ struct hk_metrics {
     unsigned long long hist[HK_NOPS][HK_NBUCKETS + 1]; /* last: +Inf */
     double sum[HK_NOPS];
     unsigned long long refused[HK_REFUSAL_NCODES];
+    /* requests by the state they entered (index = hk_db_req_state) */
+    unsigned long long requests[HK_REQ_FAILED + 1];
 };
 
 hk_err hk_metrics_new(hk_metrics **out)
@@ -73,6 +75,15 @@ void hk_metrics_refusal(hk_metrics *m, const char *code)
     for (i = 0; i < HK_REFUSAL_NCODES; i++)
         if (strcmp(hk_refusals[i], code) == 0)
             m->refused[i]++;
+    pthread_mutex_unlock(&m->mu);
+}
+
+void hk_metrics_request(hk_metrics *m, hk_db_req_state st)
+{
+    if (m == NULL || hk_db_req_state_name(st) == NULL)
+        return;
+    pthread_mutex_lock(&m->mu);
+    m->requests[st]++;
     pthread_mutex_unlock(&m->mu);
 }
 
@@ -215,6 +226,12 @@ char *hk_metrics_render(hk_metrics *m, const hk_metrics_gauges *g,
     for (i = 0; i < HK_REFUSAL_NCODES; i++)
         hk_put(&b, "halfkey_policy_refusals_total{reason=\"%s\"} %llu\n",
                hk_refusals[i], m->refused[i]);
+    hk_put(&b, "# HELP halfkey_requests_total Signing requests by the state "
+               "they entered on this node.\n# TYPE halfkey_requests_total "
+               "counter\n");
+    for (i = HK_REQ_PENDING; i <= HK_REQ_FAILED; i++)
+        hk_put(&b, "halfkey_requests_total{state=\"%s\"} %llu\n",
+               hk_db_req_state_name((hk_db_req_state)i), m->requests[i]);
     pthread_mutex_unlock(&m->mu);
     return b.p;
 }

@@ -25,6 +25,8 @@ void hk_metrics_free(hk_metrics *m);
 void hk_metrics_op(hk_metrics *m, hk_db_op op, hk_outcome out, double seconds);
 /* One refusal of reason `code` (one of HK_REFUSAL_CODES in policy.h). */
 void hk_metrics_refusal(hk_metrics *m, const char *code);
+/* A signing request entered state st (pending when made). */
+void hk_metrics_request(hk_metrics *m, hk_db_req_state st);
 /* Gauges and counters kept elsewhere, passed in at render time. */
 typedef struct {
     int sessions; /* protocol sessions running on this node */

@@ -19,7 +19,7 @@ from pgcluster import PgCluster
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 # These modules run every test against SQLite and against PostgreSQL.
 BOTH_BACKENDS = {"test_server", "test_channel", "test_policy", "test_custody",
-                 "test_backup"}
+                 "test_backup", "test_requests"}
 PIN = "2468-test-pin"  # the client tokens' PIN ($HALFKEY_PIN)
 # Tokens made by the suite use scrypt N = 2^12 instead of the default 2^17
 # (0.4 s and 128 MiB per login, and the suite logs in hundreds of times).
@@ -186,11 +186,13 @@ class Server:
         return self.log.read_text(errors="replace") if self.log.exists() \
             else ""
 
-    def token(self, sub, ttl=None):
+    def token(self, sub, ttl=None, scope=None):
         cmd = [str(self.bin), "token", "--config", str(self.conf),
                "--sub", sub]
         if ttl is not None:
             cmd += ["--ttl", str(ttl)]
+        if scope is not None:
+            cmd += ["--scope", scope]
         out = subprocess.run(cmd, check=True, capture_output=True,
                              text=True, timeout=30).stdout
         return out.strip()

@@ -1,0 +1,695 @@
+/* halfkeyd's signing requests (issue 19, DESIGN.md section 3): a
+ * requester's request waits in the database (any node serves it) until
+ * the key's owner signs the digests the server computed from it, or
+ * rejects it.
+ *
+ * Owns the /requests endpoints, the digests of a request (a raw digest, a
+ * PSBT's P2WPKH inputs of the key, an EIP-1559 transaction), the binding of
+ * a sign session to one of them (POST /sign and channel "open" with
+ * request_id and index), the sign.1 check that the client signs exactly
+ * that digest, the recording of each signature, the result once all are
+ * there (the PSBT with partial signatures, the signed Ethereum
+ * transaction) and expiry. Every transition is audited (event "request")
+ * and counted (halfkey_requests_total). */
+#include <stdio.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <openssl/crypto.h>
+
+#include "common/hex.h"
+#include "common/libctx.h"
+#include "server/http/requests.h"
+#include "server/log.h"
+#include "txparse/render.h"
+#include "txparse/request.h"
+
+#define HK_REQ_PREFIX "req_"
+#define HK_REQ_ID_STR (4 + 2 * HK_ID_LEN + 1)
+#define HK_REQ_TTL_DEFAULT 3600
+#define HK_REQ_WAIT_MAX 60 /* seconds a list may wait for a new request */
+
+/* --- ids and views -------------------------------------------------------- */
+
+int hk_req_parse_id(const char *s, unsigned char rid[HK_ID_LEN])
+{
+    return s != NULL && strncmp(s, HK_REQ_PREFIX, 4) == 0 &&
+           hk_parse_kid(s + 4, rid);
+}
+
+static void hk_req_id_str(const unsigned char rid[HK_ID_LEN],
+                          char out[HK_REQ_ID_STR])
+{
+    memcpy(out, HK_REQ_PREFIX, 4);
+    hk_hex(rid, HK_ID_LEN, out + 4);
+}
+
+static json_t *hk_jhex(const unsigned char *b, size_t n)
+{
+    char *s = OPENSSL_malloc(2 * n + 1);
+    json_t *j;
+
+    if (s == NULL)
+        return NULL;
+    hk_hex(b, n, s);
+    j = json_string(s);
+    OPENSSL_free(s);
+    return j;
+}
+
+static json_t *hk_jb64(const unsigned char *b, size_t n)
+{
+    char *s = hk_b64_encode(b, n);
+    json_t *j = s != NULL ? json_string(s) : NULL;
+
+    OPENSSL_free(s);
+    return j;
+}
+
+/* The payload as the requester sent it (base64 PSBT, hex otherwise) and
+ * its parsed summary (txparse/render.h) when it is a transaction. */
+static void hk_req_payload_view(const hk_db_request *r, json_t *o)
+{
+    hk_psbt *ps = NULL;
+    hk_eth_tx *tx = NULL;
+    hk_btc_net net;
+
+    if (r->kind == HK_REQ_BTC_PSBT) {
+        json_object_set_new(o, "payload", hk_jb64(r->payload, r->payload_len));
+        if (hk_btc_net_parse(r->network, &net) == HK_OK &&
+            hk_psbt_parse(r->payload, r->payload_len, net, &ps, NULL, 0) ==
+                HK_OK)
+            json_object_set_new(o, "summary", hk_psbt_json(ps));
+    } else {
+        json_object_set_new(o, "payload", hk_jhex(r->payload, r->payload_len));
+        if (r->kind == HK_REQ_ETH_TX &&
+            hk_eth_tx_parse(r->payload, r->payload_len, &tx, NULL, 0) == HK_OK)
+            json_object_set_new(o, "summary", hk_eth_tx_json(tx));
+    }
+    hk_psbt_free(ps);
+    hk_eth_tx_free(tx);
+}
+
+/* The result of a signed request: the PSBT (base64), the signed raw
+ * Ethereum transaction (0x hex) or the signature (hex r || s). */
+static json_t *hk_req_result_view(const hk_db_request *r)
+{
+    char *hex;
+    json_t *j;
+
+    if (r->kind == HK_REQ_BTC_PSBT)
+        return hk_jb64(r->result, r->result_len);
+    if (r->kind == HK_REQ_DIGEST)
+        return hk_jhex(r->result, r->result_len);
+    if ((hex = OPENSSL_malloc(2 * r->result_len + 3)) == NULL)
+        return NULL;
+    memcpy(hex, "0x", 2);
+    hk_hex(r->result, r->result_len, hex + 2);
+    j = json_string(hex);
+    OPENSSL_free(hex);
+    return j;
+}
+
+json_t *hk_req_view(const hk_db_request *r)
+{
+    char id[HK_REQ_ID_STR], kh[2 * HK_ID_LEN + 1];
+    json_t *o = json_object(), *digs = json_array(), *sigs = json_array();
+    size_t i;
+
+    hk_req_id_str(r->rid, id);
+    hk_hex(r->kid, HK_ID_LEN, kh);
+    for (i = 0; i < r->ndigests; i++) {
+        json_array_append_new(digs, hk_jhex(r->digests + i * r->dlen, r->dlen));
+        json_array_append_new(sigs, r->have != NULL && r->have[i]
+                                        ? hk_jhex(r->sigs + 64 * i, 64)
+                                        : json_null());
+    }
+    json_object_set_new(o, "request_id", json_string(id));
+    json_object_set_new(o, "key_id", json_string(kh));
+    json_object_set_new(o, "owner", json_string(r->owner));
+    json_object_set_new(o, "requester", json_string(r->requester));
+    json_object_set_new(o, "kind", json_string(hk_db_req_kind_name(r->kind)));
+    if (r->network[0] != 0)
+        json_object_set_new(o, "network", json_string(r->network));
+    json_object_set_new(o, "state",
+                        json_string(hk_db_req_state_name(r->state)));
+    json_object_set_new(o, "reason", json_string(r->reason));
+    json_object_set_new(o, "created", json_integer(r->created));
+    json_object_set_new(o, "expires", json_integer(r->expires));
+    json_object_set_new(o, "updated", json_integer(r->updated));
+    json_object_set_new(o, "metadata", json_loads(r->metadata, 0, NULL));
+    if (r->callback_url[0] != 0)
+        json_object_set_new(o, "callback_url", json_string(r->callback_url));
+    json_object_set_new(o, "digests", digs);
+    json_object_set_new(o, "signatures", sigs);
+    hk_req_payload_view(r, o);
+    if (r->result != NULL)
+        json_object_set_new(o, "result", hk_req_result_view(r));
+    return o;
+}
+
+/* --- digests -------------------------------------------------------------- */
+
+/* Hex of at most max bytes (an optional "0x" first) into a new buffer. */
+static hk_err hk_req_unhex(const char *text, size_t max, unsigned char **out,
+                           size_t *len)
+{
+    size_t n;
+
+    if (strncmp(text, "0x", 2) == 0)
+        text += 2;
+    n = strlen(text);
+    if (n == 0 || n % 2 != 0)
+        return HK_ERR_DECODE;
+    if (n / 2 > max)
+        return HK_ERR_TOO_BIG;
+    if ((*out = OPENSSL_malloc(n / 2)) == NULL)
+        return HK_ERR_NOMEM;
+    *len = n / 2;
+    return hk_unhex(text, n, *out, n / 2) ? HK_OK : HK_ERR_DECODE;
+}
+
+/* The txparse kind of a stored kind (the same values, request.h). */
+static hk_tx_kind hk_req_tx_kind(hk_db_req_kind k)
+{
+    _Static_assert((int)HK_REQ_DIGEST == (int)HK_TX_DIGEST &&
+                       (int)HK_REQ_BTC_PSBT == (int)HK_TX_BTC_PSBT &&
+                       (int)HK_REQ_ETH_TX == (int)HK_TX_ETH,
+                   "request kinds are txparse's");
+    return (hk_tx_kind)k;
+}
+
+/* r->payload and the digests from the request's text for key; why says
+ * what is wrong with a refused one. */
+static hk_err hk_req_digests(const hk_db_key *key, const char *text,
+                             const char *netname, hk_db_request *r, char *why,
+                             size_t cap)
+{
+    hk_btc_net net = HK_BTC_MAINNET;
+    hk_err e;
+
+    if (r->kind != HK_REQ_DIGEST && key->curve != HK_CURVE_SECP256K1) {
+        snprintf(why, cap, "%s requests need a secp256k1 key",
+                 hk_db_req_kind_name(r->kind));
+        return HK_ERR_CURVE;
+    }
+    if (r->kind == HK_REQ_BTC_PSBT) {
+        if (hk_btc_net_parse(netname != NULL ? netname : "mainnet", &net) !=
+            HK_OK) {
+            snprintf(why, cap, "network must be mainnet, testnet or regtest");
+            return HK_ERR_DECODE;
+        }
+        snprintf(r->network, sizeof(r->network), "%s", hk_btc_net_name(net));
+        e = hk_b64_decode(text, strlen(text), HK_DB_REQ_PAYLOAD_MAX,
+                          &r->payload, &r->payload_len)
+                ? HK_OK
+                : HK_ERR_DECODE;
+    } else {
+        e = hk_req_unhex(text, HK_DB_REQ_PAYLOAD_MAX, &r->payload,
+                         &r->payload_len);
+    }
+    if (e != HK_OK) {
+        snprintf(why, cap, "payload must be %s",
+                 r->kind == HK_REQ_BTC_PSBT ? "base64" : "hex");
+        return e;
+    }
+    e = hk_tx_request_digests(hk_req_tx_kind(r->kind), r->payload,
+                              r->payload_len, net, key->pub.b, &r->digests,
+                              &r->ndigests, &r->dlen, why, cap);
+    if (e != HK_OK && r->kind != HK_REQ_DIGEST) { /* say which parser */
+        char inner[160];
+
+        snprintf(inner, sizeof(inner), "%s", why);
+        snprintf(why, cap, "%s: %s",
+                 r->kind == HK_REQ_BTC_PSBT ? "PSBT" : "transaction", inner);
+    }
+    return e;
+}
+
+/* --- audit ---------------------------------------------------------------- */
+
+/* Audits a transition of r (event "request", outcome the state entered
+ * or "created"), counts it and logs it. Call with svc->dbmu held. */
+static void hk_req_audit(hk_service *svc, const hk_db_request *r,
+                         const char *sub, hk_db_req_state st, const char *what)
+{
+    char id[HK_REQ_ID_STR], detail[HK_AUDIT_DETAIL_MAX + 1];
+    hk_audit_ev ev;
+
+    hk_req_id_str(r->rid, id);
+    snprintf(detail, sizeof(detail),
+             "%s %s (%s, %zu digest%s, requester %.64s)%s%.80s", id,
+             st == HK_REQ_PENDING ? "created" : hk_db_req_state_name(st),
+             hk_db_req_kind_name(r->kind), r->ndigests,
+             r->ndigests == 1 ? "" : "s", r->requester, what[0] ? ": " : "",
+             what);
+    memset(&ev, 0, sizeof(ev));
+    ev.event = "request";
+    ev.outcome = st == HK_REQ_PENDING ? "created" : hk_db_req_state_name(st);
+    ev.sub = sub;
+    ev.kid = r->kid;
+    ev.detail = detail;
+    if (hk_audit_write(svc->db, svc->cfg.node, &ev, hk_now()) != HK_OK)
+        hk_log("error", "event=audit_write_failed what=request");
+    hk_metrics_request(svc->metrics, st);
+    hk_log("info", "event=request_%s request=%s sub=%s requester=%s",
+           ev.outcome, id, sub, r->requester);
+}
+
+/* --- POST /requests ------------------------------------------------------- */
+
+typedef struct {
+    const char *key_id, *kind, *payload, *network, *callback_url;
+    json_t *expires_in, *metadata;
+} hk_req_body;
+
+/* Fields of a POST /requests body; why says what is wrong. */
+static hk_err hk_req_body_parse(const hk_service *svc, json_t *o,
+                                hk_req_body *b, hk_db_request *r, char *why,
+                                size_t cap)
+{
+    json_int_t ttl = HK_REQ_TTL_DEFAULT;
+    char *meta;
+
+    b->key_id = json_string_value(json_object_get(o, "key_id"));
+    b->kind = json_string_value(json_object_get(o, "kind"));
+    b->payload = json_string_value(json_object_get(o, "payload"));
+    b->network = json_string_value(json_object_get(o, "network"));
+    b->callback_url = json_string_value(json_object_get(o, "callback_url"));
+    b->expires_in = json_object_get(o, "expires_in");
+    b->metadata = json_object_get(o, "metadata");
+    if (b->key_id == NULL || b->kind == NULL || b->payload == NULL ||
+        !hk_parse_kid(b->key_id, r->kid) ||
+        hk_db_req_kind_from_name(b->kind, &r->kind) != HK_OK) {
+        snprintf(why, cap,
+                 "body must be {\"key_id\", \"kind\": \"digest\" | "
+                 "\"btc-psbt\" | \"eth-tx\", \"payload\", "
+                 "[\"network\", \"expires_in\", \"metadata\", "
+                 "\"callback_url\"]}");
+        return HK_ERR_DECODE;
+    }
+    if (b->expires_in != NULL)
+        ttl = json_is_integer(b->expires_in) ? json_integer_value(b->expires_in)
+                                             : -1;
+    if (ttl < 1 || ttl > svc->cfg.request_ttl_max) {
+        snprintf(why, cap, "expires_in must be 1 to %d seconds",
+                 svc->cfg.request_ttl_max);
+        return HK_ERR_DECODE;
+    }
+    if ((b->network != NULL && r->kind != HK_REQ_BTC_PSBT) ||
+        (b->metadata != NULL && !json_is_object(b->metadata)) ||
+        (json_object_get(o, "network") != NULL && b->network == NULL) ||
+        (json_object_get(o, "callback_url") != NULL &&
+         b->callback_url == NULL)) {
+        snprintf(why, cap,
+                 "metadata must be an object; network only for "
+                 "btc-psbt; strings where strings are due");
+        return HK_ERR_DECODE;
+    }
+    if (b->callback_url != NULL &&
+        (strncmp(b->callback_url, "https://", 8) != 0 ||
+         strlen(b->callback_url) > HK_DB_REQ_URL_MAX ||
+         !hk_db_text_ok(b->callback_url, HK_DB_REQ_URL_MAX))) {
+        snprintf(why, cap,
+                 "callback_url must be an https:// URL of at most "
+                 "512 bytes");
+        return HK_ERR_DECODE;
+    }
+    meta = json_dumps(b->metadata != NULL ? b->metadata : json_object(),
+                      JSON_COMPACT | JSON_SORT_KEYS);
+    if (meta == NULL || strlen(meta) > HK_DB_REQ_META_MAX ||
+        !hk_db_text_ok(meta, HK_DB_REQ_META_MAX)) {
+        free(meta);
+        snprintf(why, cap,
+                 "metadata must be a JSON object of at most 4096 "
+                 "bytes");
+        return HK_ERR_TOO_BIG;
+    }
+    snprintf(r->metadata, sizeof(r->metadata), "%s", meta);
+    free(meta);
+    if (b->callback_url != NULL)
+        snprintf(r->callback_url, sizeof(r->callback_url), "%s",
+                 b->callback_url);
+    r->created = r->updated = hk_now();
+    r->expires = r->created + ttl;
+    r->state = HK_REQ_PENDING;
+    return HK_OK;
+}
+
+/* The key the requester may ask for (404 when absent or not granted,
+ * so a requester learns nothing of other keys). */
+static hk_err hk_req_key(hk_service *svc, const char *sub,
+                         const unsigned char *kid, hk_db_key *key)
+{
+    char kh[2 * HK_ID_LEN + 1];
+    hk_err e;
+
+    hk_hex(kid, HK_ID_LEN, kh);
+    pthread_mutex_lock(&svc->dbmu);
+    e = hk_db_key_get(svc->db, kid, key);
+    pthread_mutex_unlock(&svc->dbmu);
+    if (e == HK_OK &&
+        !hk_srv_config_requester_may(&svc->cfg, sub, key->owner, kh))
+        e = HK_ERR_NOT_FOUND;
+    if (e == HK_OK && key->disabled)
+        e = HK_ERR_FORBIDDEN;
+    return e;
+}
+
+static void hk_req_create(hk_service *svc, const hk_http_req *req,
+                          const char *sub, hk_http_resp *resp)
+{
+    static const char *const allowed[] = {
+        "key_id",     "kind",     "payload",      "network",
+        "expires_in", "metadata", "callback_url", NULL};
+    json_t *o = hk_body_object(req, allowed);
+    hk_db_request r;
+    hk_req_body b;
+    hk_db_key key;
+    char why[200] = "";
+    hk_err e;
+
+    memset(&r, 0, sizeof(r));
+    snprintf(r.requester, sizeof(r.requester), "%s", sub);
+    if (o == NULL)
+        e = HK_ERR_DECODE;
+    else
+        e = hk_req_body_parse(svc, o, &b, &r, why, sizeof(why));
+    if (e == HK_OK && (e = hk_req_key(svc, sub, r.kid, &key)) != HK_OK) {
+        json_decref(o);
+        hk_db_request_clear(&r);
+        if (e == HK_ERR_FORBIDDEN) {
+            hk_metrics_refusal(svc->metrics, "key_disabled");
+            return hk_respond_err(resp, 403, "key_disabled",
+                                  "the key is disabled");
+        }
+        return hk_respond_err(resp, e == HK_ERR_NOT_FOUND ? 404 : 500,
+                              e == HK_ERR_NOT_FOUND ? "not_found" : "internal",
+                              e == HK_ERR_NOT_FOUND
+                                  ? "no such key, or this requester may not "
+                                    "ask for its signatures"
+                                  : hk_strerror(e));
+    }
+    if (e == HK_OK) {
+        snprintf(r.owner, sizeof(r.owner), "%s", key.owner);
+        e = hk_req_digests(&key, b.payload, b.network, &r, why, sizeof(why));
+    }
+    json_decref(o); /* b's strings point into it */
+    if (e == HK_OK && !hk_rand_bytes(r.rid, HK_ID_LEN))
+        e = HK_ERR_RAND;
+    if (e == HK_OK) {
+        pthread_mutex_lock(&svc->dbmu);
+        if ((e = hk_db_request_put(svc->db, &r)) == HK_OK)
+            hk_req_audit(svc, &r, sub, HK_REQ_PENDING, "");
+        pthread_mutex_unlock(&svc->dbmu);
+    }
+    if (e == HK_OK)
+        hk_respond(resp, 201, hk_req_view(&r));
+    else if (why[0] != 0)
+        hk_respond_err(resp, e == HK_ERR_TOO_BIG ? 413 : 400,
+                       e == HK_ERR_TX_UNSUPPORTED || e == HK_ERR_CURVE
+                           ? "unsupported_transaction"
+                           : "bad_request",
+                       why);
+    else
+        hk_respond_err(resp, 500, "internal", hk_strerror(e));
+    hk_db_request_clear(&r);
+}
+
+/* --- GET, list, reject ---------------------------------------------------- */
+
+/* The request if sub may see it: its requester (request scope) or the
+ * key's owner (owner scope); HK_ERR_NOT_FOUND otherwise. */
+static hk_err hk_req_visible(hk_service *svc, const unsigned char *rid,
+                             const char *sub, unsigned scopes, hk_db_request *r)
+{
+    hk_err e;
+
+    pthread_mutex_lock(&svc->dbmu);
+    e = hk_db_request_get(svc->db, rid, r);
+    pthread_mutex_unlock(&svc->dbmu);
+    if (e == HK_OK &&
+        !((scopes & HK_SCOPE_OWNER) && strcmp(r->owner, sub) == 0) &&
+        !((scopes & HK_SCOPE_REQUEST) && strcmp(r->requester, sub) == 0)) {
+        hk_db_request_clear(r);
+        e = HK_ERR_NOT_FOUND;
+    }
+    return e;
+}
+
+static void hk_req_list(hk_service *svc, const hk_http_req *req,
+                        const char *sub, hk_http_resp *resp)
+{
+    char val[32] = "pending";
+    hk_db_req_state st;
+    hk_db_request *list = NULL;
+    json_t *arr;
+    long long after = 0, wait = 0;
+    size_t n = 0, i;
+    hk_err e;
+
+    (void)hk_query_get(req->query, "state", val, sizeof(val));
+    if (hk_db_req_state_from_name(val, &st) != HK_OK)
+        return hk_respond_err(resp, 400, "bad_request",
+                              "state must be pending, signed, rejected, "
+                              "expired or failed");
+    if (hk_query_get(req->query, "after", val, sizeof(val)) &&
+        (sscanf(val, "%lld", &after) != 1 || after < 0))
+        return hk_respond_err(resp, 400, "bad_request",
+                              "after must be a time in seconds");
+    if (hk_query_get(req->query, "wait", val, sizeof(val)) &&
+        (sscanf(val, "%lld", &wait) != 1 || wait < 0 || wait > HK_REQ_WAIT_MAX))
+        return hk_respond_err(resp, 400, "bad_request",
+                              "wait must be 0 to 60 seconds");
+    pthread_mutex_lock(&svc->dbmu);
+    e = hk_db_request_list(svc->db, sub, st, (int64_t)after, HK_DB_REQ_LIST_MAX,
+                           &list, &n);
+    pthread_mutex_unlock(&svc->dbmu);
+    if (e != HK_OK)
+        return hk_respond_err(resp, 500, "internal", hk_strerror(e));
+    /* a long poll (halfkey requests --watch): nothing new yet, so the
+     * transport asks again in a second (any node's new request shows) */
+    if (n == 0 && req->may_wait && req->waited < wait && !svc->draining) {
+        hk_db_request_list_free(list, n);
+        resp->defer = 1;
+        return;
+    }
+    arr = json_array();
+    for (i = 0; i < n; i++)
+        json_array_append_new(arr, hk_req_view(&list[i]));
+    hk_db_request_list_free(list, n);
+    hk_respond(resp, 200, json_pack("{s:o}", "requests", arr));
+}
+
+static void hk_req_reject(hk_service *svc, const hk_http_req *req,
+                          const unsigned char *rid, const char *sub,
+                          hk_http_resp *resp)
+{
+    static const char *const allowed[] = {"reason", NULL};
+    json_t *o = hk_body_object(req, allowed);
+    const char *why = json_string_value(json_object_get(o, "reason"));
+    char reason[HK_DB_REQ_REASON_MAX + 1];
+    hk_db_request r;
+    size_t i;
+    hk_err e;
+
+    snprintf(reason, sizeof(reason), "rejected by the owner%s%s",
+             why != NULL && why[0] ? ": " : "", why != NULL ? why : "");
+    json_decref(o);
+    for (i = 0; reason[i] != 0; i++) /* stored text: printable ASCII */
+        if (reason[i] < 0x20 || reason[i] > 0x7e)
+            reason[i] = '?';
+    if ((e = hk_req_visible(svc, rid, sub, HK_SCOPE_OWNER, &r)) != HK_OK)
+        return hk_respond_err(resp, e == HK_ERR_NOT_FOUND ? 404 : 500,
+                              e == HK_ERR_NOT_FOUND ? "not_found" : "internal",
+                              e == HK_ERR_NOT_FOUND ? "no such request"
+                                                    : hk_strerror(e));
+    pthread_mutex_lock(&svc->dbmu);
+    e = hk_db_request_finish(svc->db, rid, HK_REQ_REJECTED, reason, NULL, 0,
+                             hk_now());
+    if (e == HK_OK)
+        hk_req_audit(svc, &r, sub, HK_REQ_REJECTED, reason);
+    pthread_mutex_unlock(&svc->dbmu);
+    if (e == HK_ERR_STATE)
+        hk_respond_err(resp, 409, "not_pending",
+                       "the request is not pending any more");
+    else if (e != HK_OK)
+        hk_respond_err(resp, 500, "internal", hk_strerror(e));
+    else
+        hk_respond(
+            resp, 200,
+            json_pack("{s:s,s:s}", "state", "rejected", "reason", reason));
+    hk_db_request_clear(&r);
+}
+
+void hk_ep_requests(hk_service *svc, const hk_http_req *req, hk_http_resp *resp)
+{
+    char sub[HK_JWT_SUB_MAX + 1];
+    const char *rest = req->path + strlen("/requests");
+    const char *slash;
+    unsigned char rid[HK_ID_LEN];
+    char idbuf[HK_REQ_ID_STR];
+    unsigned scopes = 0;
+    int post = strcmp(req->method, "POST") == 0;
+    hk_db_request r;
+    hk_err e;
+
+    if (req->auth == NULL || strncmp(req->auth, "Bearer ", 7) != 0 ||
+        hk_jwt_verify_scoped(svc->jwt, req->auth + 7, (long)hk_now(), sub, NULL,
+                             &scopes) != HK_OK) {
+        hk_log("warn", "event=auth_refused path=/requests");
+        return hk_respond_err(resp, 401, "unauthorized",
+                              "missing, invalid or expired token");
+    }
+    if (*rest == 0) {
+        if (post && (scopes & HK_SCOPE_REQUEST))
+            return hk_req_create(svc, req, sub, resp);
+        if (!post && (scopes & HK_SCOPE_OWNER))
+            return hk_req_list(svc, req, sub, resp);
+        return hk_respond_err(resp, 403, "forbidden",
+                              post ? "making a request needs a token with "
+                                     "the \"request\" scope"
+                                   : "listing requests needs the owner's "
+                                     "token");
+    }
+    slash = strchr(rest + 1, '/');
+    if (*rest != '/' || (slash != NULL ? (size_t)(slash - rest - 1)
+                                       : strlen(rest + 1)) >= sizeof(idbuf))
+        return hk_respond_err(resp, 404, "not_found", "no such request");
+    snprintf(idbuf, sizeof(idbuf), "%.*s",
+             (int)(slash != NULL ? slash - rest - 1 : (long)strlen(rest + 1)),
+             rest + 1);
+    if (!hk_req_parse_id(idbuf, rid))
+        return hk_respond_err(resp, 404, "not_found", "no such request");
+    if (slash != NULL && post && strcmp(slash, "/reject") == 0)
+        return hk_req_reject(svc, req, rid, sub, resp);
+    if (slash != NULL || post)
+        return hk_respond_err(resp, 404, "not_found", "no such endpoint");
+    if ((e = hk_req_visible(svc, rid, sub, scopes, &r)) != HK_OK)
+        return hk_respond_err(resp, e == HK_ERR_NOT_FOUND ? 404 : 500,
+                              e == HK_ERR_NOT_FOUND ? "not_found" : "internal",
+                              e == HK_ERR_NOT_FOUND ? "no such request"
+                                                    : hk_strerror(e));
+    hk_respond(resp, 200, hk_req_view(&r));
+    hk_db_request_clear(&r);
+}
+
+/* --- signing a request ---------------------------------------------------- */
+
+hk_err hk_req_signable(hk_db *db, const char *sub, const unsigned char *kid,
+                       const unsigned char *rid, unsigned idx, int64_t now,
+                       const char **why)
+{
+    hk_db_request r;
+    hk_err e;
+
+    *why = "no such request";
+    if ((e = hk_db_request_get(db, rid, &r)) != HK_OK)
+        return e;
+    if (strcmp(r.owner, sub) != 0)
+        e = HK_ERR_NOT_FOUND;
+    else if (memcmp(r.kid, kid, HK_ID_LEN) != 0)
+        e = HK_ERR_BINDING, *why = "the request is for another key";
+    else if (r.state != HK_REQ_PENDING || r.expires <= now)
+        e = HK_ERR_STATE, *why = "the request is not pending any more";
+    else if (idx >= r.ndigests)
+        e = HK_ERR_ARG, *why = "the request has no digest of that index";
+    else if (r.have[idx])
+        e = HK_ERR_EXISTS, *why = "that digest of the request is signed";
+    hk_db_request_clear(&r);
+    return e;
+}
+
+hk_err hk_req_digest_check(hk_service *svc, const char *sub,
+                           const unsigned char *kid, const unsigned char *rid,
+                           unsigned idx, const unsigned char *dig, size_t dlen,
+                           const char **why)
+{
+    hk_db_request r;
+    hk_err e;
+
+    pthread_mutex_lock(&svc->dbmu);
+    e = hk_req_signable(svc->db, sub, kid, rid, idx, hk_now(), why);
+    if (e == HK_OK)
+        e = hk_db_request_get(svc->db, rid, &r);
+    pthread_mutex_unlock(&svc->dbmu);
+    if (e != HK_OK)
+        return e;
+    /* the digest the server computed, never the client's own */
+    if (dlen != r.dlen || memcmp(r.digests + idx * r.dlen, dig, dlen) != 0) {
+        *why = "a sign under a request signs the digest the server "
+               "computed from it, not this one";
+        e = HK_ERR_FORBIDDEN;
+    }
+    hk_db_request_clear(&r);
+    return e;
+}
+
+static hk_err hk_req_result(hk_db *db, const hk_db_request *r,
+                            unsigned char **out, size_t *len)
+{
+    hk_btc_net net = HK_BTC_MAINNET;
+    hk_db_key key;
+    hk_err e;
+
+    if ((e = hk_db_key_get(db, r->kid, &key)) != HK_OK ||
+        (r->kind == HK_REQ_BTC_PSBT &&
+         (e = hk_btc_net_parse(r->network, &net)) != HK_OK))
+        return e;
+    return hk_tx_request_result(hk_req_tx_kind(r->kind), r->payload,
+                                r->payload_len, net, key.pub.b, r->sigs,
+                                r->ndigests, out, len);
+}
+
+void hk_req_record(hk_service *svc, const char *sub, const unsigned char *rid,
+                   unsigned idx, const unsigned char sig[64])
+{
+    unsigned char *res = NULL;
+    char id[HK_REQ_ID_STR];
+    size_t nsigs = 0, len = 0;
+    hk_db_request r;
+    hk_err e;
+
+    memset(&r, 0, sizeof(r));
+    hk_req_id_str(rid, id);
+    pthread_mutex_lock(&svc->dbmu);
+    e = hk_db_request_sig_put(svc->db, rid, idx, sig, hk_now(), &nsigs);
+    if (e == HK_OK)
+        e = hk_db_request_get(svc->db, rid, &r);
+    if (e == HK_OK && nsigs == r.ndigests) {
+        if ((e = hk_req_result(svc->db, &r, &res, &len)) == HK_OK &&
+            (e = hk_db_request_finish(svc->db, rid, HK_REQ_SIGNED, "", res, len,
+                                      hk_now())) == HK_OK)
+            hk_req_audit(svc, &r, sub, HK_REQ_SIGNED, "");
+        else if (e != HK_ERR_STATE &&
+                 hk_db_request_finish(svc->db, rid, HK_REQ_FAILED,
+                                      "the signed result could not be made",
+                                      NULL, 0, hk_now()) == HK_OK)
+            hk_req_audit(svc, &r, sub, HK_REQ_FAILED, hk_strerror(e));
+    }
+    pthread_mutex_unlock(&svc->dbmu);
+    if (e != HK_OK)
+        hk_log("warn",
+               "event=request_record_failed request=%s index=%u "
+               "error=\"%s\"",
+               id, idx, hk_strerror(e));
+    OPENSSL_free(res);
+    hk_db_request_clear(&r);
+}
+
+void hk_req_sweep(hk_service *svc, int64_t now)
+{
+    hk_db_request *gone = NULL;
+    size_t n = 0, i;
+    hk_err e;
+
+    pthread_mutex_lock(&svc->dbmu);
+    e = hk_db_request_sweep(svc->db, now, &gone, &n);
+    for (i = 0; i < n; i++)
+        hk_req_audit(svc, &gone[i], gone[i].owner, HK_REQ_EXPIRED, "");
+    pthread_mutex_unlock(&svc->dbmu);
+    if (e != HK_OK)
+        hk_log("warn", "event=request_sweep_failed error=\"%s\"",
+               hk_strerror(e));
+    hk_db_request_list_free(gone, n);
+}

@@ -1,0 +1,40 @@
+/* Signing requests that wait for the owner (server/http/requests.c): the
+ * endpoints and what the sign path needs of them. Private to
+ * server/http/. */
+#ifndef HK_SERVER_REQUESTS_H
+#define HK_SERVER_REQUESTS_H
+
+#include "server/http/service_impl.h"
+
+/* 1 if s is a request id "req_" + 32 hex digits, into rid. */
+int hk_req_parse_id(const char *s, unsigned char rid[HK_ID_LEN]);
+/* POST /requests, GET /requests[?state=&after=], GET /requests/{id},
+ * POST /requests/{id}/reject: authenticates (token scopes) and answers. */
+void hk_ep_requests(hk_service *svc, const hk_http_req *req,
+                    hk_http_resp *resp);
+/* The JSON view of a request (GET /requests/{id}). */
+json_t *hk_req_view(const hk_db_request *r);
+/* HK_OK if sub may co-sign digest idx of request rid with key kid now:
+ * its owner, the same key, pending and unexpired, idx in range and not
+ * signed yet; why a refusal's reason otherwise. The caller holds the
+ * database. */
+HK_WUR hk_err hk_req_signable(hk_db *db, const char *sub,
+                              const unsigned char *kid,
+                              const unsigned char *rid, unsigned idx,
+                              int64_t now, const char **why);
+/* At sign.1 of a session bound to (rid, idx): the request is still
+ * signable and dig is exactly the digest the server computed for idx
+ * (HK_ERR_FORBIDDEN otherwise, with why). Takes the database lock. */
+HK_WUR hk_err hk_req_digest_check(hk_service *svc, const char *sub,
+                                  const unsigned char *kid,
+                                  const unsigned char *rid, unsigned idx,
+                                  const unsigned char *dig, size_t dlen,
+                                  const char **why);
+/* Records the verified signature of digest idx; the last one makes the
+ * result and moves the request to signed (audited). Takes the lock. */
+void hk_req_record(hk_service *svc, const char *sub, const unsigned char *rid,
+                   unsigned idx, const unsigned char sig[64]);
+/* Expires pending requests past their time (audited). */
+void hk_req_sweep(hk_service *svc, int64_t now);
+
+#endif

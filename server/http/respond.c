@@ -1,0 +1,73 @@
+/* halfkeyd's HTTP helpers shared by the endpoint files: JSON responses,
+ * strict request bodies, query values, key ids. */
+#include <string.h>
+
+#include <jansson.h>
+
+#include "common/hex.h"
+#include "server/http/service_impl.h"
+
+void hk_respond(hk_http_resp *r, int status, json_t *body)
+{
+    r->status = status;
+    r->body = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+}
+
+void hk_respond_err(hk_http_resp *r, int status, const char *code,
+                    const char *msg)
+{
+    hk_respond(r, status,
+               json_pack("{s:s,s:s}", "error", code, "message", msg));
+}
+
+/* Strict JSON object body with only the `allowed` keys. */
+json_t *hk_body_object(const hk_http_req *req, const char *const *allowed)
+{
+    json_t *o, *v;
+    const char *k;
+    size_t i;
+
+    o = json_loadb((const char *)req->body, req->body_len,
+                   JSON_REJECT_DUPLICATES, NULL);
+    if (!json_is_object(o)) {
+        json_decref(o);
+        return NULL;
+    }
+    json_object_foreach(o, k, v)
+    {
+        for (i = 0; allowed[i] != NULL && strcmp(allowed[i], k) != 0; i++)
+            ;
+        if (allowed[i] == NULL) {
+            json_decref(o);
+            return NULL;
+        }
+    }
+    return o;
+}
+
+int hk_parse_kid(const char *hex, unsigned char kid[HK_ID_LEN])
+{
+    return hex != NULL && hk_unhex(hex, strlen(hex), kid, HK_ID_LEN);
+}
+
+/* Value of `name` in a query string "a=b&c=d" (bounded copy). */
+int hk_query_get(const char *q, const char *name, char *out, size_t cap)
+{
+    size_t n = strlen(name), len;
+    const char *p = q, *end;
+
+    while (p != NULL && *p) {
+        end = strchr(p, '&');
+        len = end != NULL ? (size_t)(end - p) : strlen(p);
+        if (len > n && strncmp(p, name, n) == 0 && p[n] == '=') {
+            if (len - n - 1 >= cap)
+                return 0;
+            memcpy(out, p + n + 1, len - n - 1);
+            out[len - n - 1] = 0;
+            return 1;
+        }
+        p = end != NULL ? end + 1 : NULL;
+    }
+    return 0;
+}

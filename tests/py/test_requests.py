@@ -1,0 +1,389 @@
+"""Signing requests that wait for an offline client (issue 19): a requester
+with its own JWT scope posts what to sign; it waits in halfkeyd's database
+while no client runs; the owner's CLI lists it, recomputes the digests
+itself, approves by signing exactly the server-computed digests, or
+rejects. Every signature here is checked with an independent
+implementation: `cryptography` (P-256 digests), coincurve against the
+BIP143 sighashes examples/wallet computes (PSBT), and the Ethereum sender
+recovered from the signed raw transaction (coincurve + pycryptodome's
+Keccak-256)."""
+import base64
+import hashlib
+import json
+import random
+import subprocess
+import sys
+import time
+
+import coincurve
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, utils
+
+from conftest import ROOT
+from test_txparse import kv, make, p2wpkh, psbt, tx_bytes, witness_utxo
+
+sys.path.insert(0, str(ROOT / "examples" / "wallet"))
+import wallet  # noqa: E402
+
+@pytest.fixture
+def setup(make_server, make_token):
+    """A server that lets requester "shop" ask alice's keys, alice's
+    token, and the requester's JWT (scope "request")."""
+    srv = make_server(requesters="shop=alice other=key:" + "0" * 32)
+    tok = make_token(srv, "alice")
+    return srv, tok, srv.token("shop", scope="request")
+
+
+def post_request(srv, jwt, **body):
+    return srv.request("POST", "/requests", body, token=jwt)
+
+
+def get_request(srv, jwt, rid):
+    return srv.request("GET", f"/requests/{rid}", token=jwt)
+
+
+def pub_point(tok, label):
+    pem = tok.pubkey_pem(label)
+    return serialization.load_pem_public_key(pem)
+
+
+def compressed(pub):
+    return pub.public_bytes(serialization.Encoding.X962,
+                            serialization.PublicFormat.CompressedPoint)
+
+
+def audit_request(srv, rid):
+    return [r["outcome"] for r in srv.audit()
+            if r["event"] == "request" and rid in r["detail"]]
+
+
+def test_digest_request_waits_then_approved(setup):
+    srv, tok, shop = setup
+    kid = tok.keygen("p256", "pay")
+    digest = hashlib.sha256(b"invoice 7").digest()
+    # made while no client runs: it waits, pending
+    st, req = post_request(srv, shop, key_id=kid, kind="digest",
+                           payload=digest.hex(), metadata={"order": 7})
+    assert st == 201, req
+    rid = req["request_id"]
+    assert req["state"] == "pending" and req["digests"] == [digest.hex()]
+    assert req["metadata"] == {"order": 7} and req["requester"] == "shop"
+    st, got = get_request(srv, shop, rid)
+    assert st == 200 and got["state"] == "pending" and "result" not in got
+    # the client comes online: lists (digests recomputed locally), approves
+    listed = json.loads(tok.run("requests", "--json").stdout)["requests"]
+    assert [r["request_id"] for r in listed] == [rid]
+    assert listed[0]["digests_verified"] and listed[0]["label"] == "pay"
+    human = tok.run("requests").stdout
+    assert rid in human and "from shop" in human and digest.hex() in human
+    out = tok.run("approve", rid).stdout
+    assert f"{rid}: signed" in out
+    st, done = get_request(srv, shop, rid)
+    assert st == 200 and done["state"] == "signed"
+    sig = bytes.fromhex(done["result"])
+    assert done["signatures"] == [sig.hex()]
+    der = utils.encode_dss_signature(int.from_bytes(sig[:32], "big"),
+                                     int.from_bytes(sig[32:], "big"))
+    pub_point(tok, "pay").verify(der, digest,
+                                 ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+    assert audit_request(srv, rid) == ["created", "signed"]
+    assert json.loads(tok.run("requests", "--json").stdout)["requests"] == []
+    metrics = srv.request("GET", "/metrics")[1]
+    assert 'halfkey_requests_total{state="signed"} 1' in metrics
+
+
+def psbt_for(pub, rng, other_input=True):
+    """A PSBT with two P2WPKH inputs of pub (and one of another key):
+    (psbt bytes, inputs, outputs, amounts, index of pub's inputs)."""
+    keys, pubs, ins, amounts, outs, utx, maps = make(rng, 3)
+    pubs[0] = pubs[2] = pub
+    if not other_input:
+        pubs[1] = pub
+    maps = [[witness_utxo(a, p2wpkh(p)),
+             (b"\x06" + p, b"\x01\x02\x03\x04" + b"\x00\x00\x00\x80")]
+            for a, p in zip(amounts, pubs)]
+    mine = [i for i, p in enumerate(pubs) if p == pub]
+    return psbt(utx, maps, 4), ins, outs, amounts, mine
+
+
+def partial_sigs(raw_psbt):
+    """input index -> (pubkey, DER signature with the sighash byte)."""
+    b = raw_psbt
+    pos = 5
+
+    def cs_read(pos):
+        n = b[pos]
+        if n < 0xfd:
+            return n, pos + 1
+        if n == 0xfd:
+            return int.from_bytes(b[pos + 1:pos + 3], "little"), pos + 3
+        return int.from_bytes(b[pos + 1:pos + 5], "little"), pos + 5
+
+    def read_map(pos):
+        pairs = []
+        while True:
+            klen, pos = cs_read(pos)
+            if klen == 0:
+                return pairs, pos
+            key = b[pos:pos + klen]
+            pos += klen
+            vlen, pos = cs_read(pos)
+            pairs.append((key, b[pos:pos + vlen]))
+            pos += vlen
+
+    glob, pos = read_map(pos)
+    utx = dict(glob)[b"\x00"]
+    n_in = utx[4]  # fewer than 0xfd inputs here
+    sigs = {}
+    for i in range(n_in):
+        pairs, pos = read_map(pos)
+        for k, v in pairs:
+            if k[0] == 2:
+                sigs[i] = (k[1:], v)
+    return sigs
+
+
+def test_btc_psbt_request_signs_the_server_computed_sighashes(setup):
+    srv, tok, shop = setup
+    kid = tok.keygen("secp256k1", "btc")
+    pub = compressed(pub_point(tok, "btc"))
+    raw, ins, outs, amounts, mine = psbt_for(pub, random.Random(7))
+    st, req = post_request(srv, shop, key_id=kid, kind="btc-psbt",
+                           payload=base64.b64encode(raw).decode(),
+                           network="regtest")
+    assert st == 201, req
+    rid = req["request_id"]
+    want = [wallet.bip143_sighash(2, ins, outs, 800000, i,
+                                  wallet.p2wpkh_script_code(
+                                      wallet.hash160(pub)), amounts[i])
+            for i in mine]
+    assert req["digests"] == [d.hex() for d in want]  # BIP143, inputs 0, 2
+    assert req["summary"]["fee"] == sum(amounts) - sum(a for a, _ in outs)
+    human = tok.run("requests").stdout
+    assert "Bitcoin regtest transaction" in human and "fee:" in human
+    assert "bcrt1" in human
+    tok.run("approve", rid)
+    st, done = get_request(srv, shop, rid)
+    assert done["state"] == "signed"
+    sigs = partial_sigs(base64.b64decode(done["result"]))
+    assert sorted(sigs) == mine
+    for i, d in zip(mine, want):
+        spub, der = sigs[i]
+        assert spub == pub and der[-1] == 1  # SIGHASH_ALL
+        assert coincurve.PublicKey(pub).verify(der[:-1], d, hasher=None)
+        r, s = utils.decode_dss_signature(der[:-1])
+        assert s <= wallet.N // 2  # low S
+
+
+def rlp_decode(b):
+    """The items of one RLP list (strings and nested lists), canonical
+    input assumed (it was checked by whoever made it)."""
+    def item(pos):
+        t = b[pos]
+        if t < 0x80:
+            return b[pos:pos + 1], pos + 1
+        if t < 0xb8:
+            return b[pos + 1:pos + 1 + t - 0x80], pos + 1 + t - 0x80
+        if t < 0xc0:
+            n = t - 0xb7
+            ln = int.from_bytes(b[pos + 1:pos + 1 + n], "big")
+            return b[pos + 1 + n:pos + 1 + n + ln], pos + 1 + n + ln
+        if t < 0xf8:
+            start, ln = pos + 1, t - 0xc0
+        else:
+            n = t - 0xf7
+            start = pos + 1 + n
+            ln = int.from_bytes(b[pos + 1:start], "big")
+        out, p = [], start
+        while p < start + ln:
+            x, p = item(p)
+            out.append(x)
+        return out, start + ln
+    return item(0)[0]
+
+
+def test_eth_request_gives_a_signed_transaction_from_the_key(setup):
+    srv, tok, shop = setup
+    kid = tok.keygen("secp256k1", "eth")
+    pub = pub_point(tok, "eth")
+    unc = pub.public_bytes(serialization.Encoding.X962,
+                           serialization.PublicFormat.UncompressedPoint)
+    fields = [11155111, 3, 2 * 10**9, 30 * 10**9, 21000,
+              bytes.fromhex("d8da6bf26964af9d7eed9e03e53415d37aa96045"),
+              10**17, b"", []]
+    raw = b"\x02" + wallet.rlp(fields)
+    st, req = post_request(srv, shop, key_id=kid, kind="eth-tx",
+                           payload="0x" + raw.hex())
+    assert st == 201, req
+    assert req["digests"] == [wallet.keccak256(raw).hex()]
+    assert req["summary"]["chain_id"] == 11155111
+    human = tok.run("requests").stdout
+    assert "chain 11155111" in human and "value: 100000000000000000 wei" in human
+    tok.run("approve", req["request_id"])
+    st, done = get_request(srv, shop, req["request_id"])
+    assert done["state"] == "signed"
+    signed = bytes.fromhex(done["result"][2:])
+    assert signed[0] == 2
+    items = rlp_decode(signed[1:])
+    assert items[:9] == rlp_decode(raw[1:])
+    y, r, s = (int.from_bytes(x, "big") for x in items[9:])
+    assert s <= wallet.N // 2
+    rec = coincurve.PublicKey.from_signature_and_message(
+        r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes([y]),
+        wallet.keccak256(raw), hasher=None)
+    assert wallet.eth_address(rec.format(False)) == wallet.eth_address(unc)
+
+
+def test_client_digest_under_a_request_is_refused(setup):
+    srv, tok, shop = setup
+    kid = tok.keygen("p256", "k")
+    good = hashlib.sha256(b"pay 1").digest()
+    st, req = post_request(srv, shop, key_id=kid, kind="digest",
+                           payload=good.hex())
+    rid = req["request_id"]
+    bad = hashlib.sha256(b"pay 1000").digest()
+    p = tok.run("sign", "--key", "k", "--digest", bad.hex(), "--request", rid,
+                check=False)
+    assert p.returncode != 0 and "not this one" in p.stderr, p.stderr
+    assert get_request(srv, shop, rid)[1]["state"] == "pending"
+    # the same path with the server's digest works
+    tok.run("sign", "--key", "k", "--digest", good.hex(), "--request", rid)
+    assert get_request(srv, shop, rid)[1]["state"] == "signed"
+    # and once signed, the request signs nothing more
+    p = tok.run("sign", "--key", "k", "--digest", good.hex(), "--request",
+                rid, check=False)
+    assert p.returncode != 0 and "not pending" in p.stderr, p.stderr
+
+
+def test_reject_and_expire(setup):
+    srv, tok, shop = setup
+    kid = tok.keygen("p256", "k")
+    d = hashlib.sha256(b"x").hexdigest()
+    rid = post_request(srv, shop, key_id=kid, kind="digest",
+                       payload=d)[1]["request_id"]
+    out = tok.run("reject", rid, "--reason", "not mine").stdout
+    assert f"{rid}: rejected" in out
+    st, got = get_request(srv, shop, rid)
+    assert got["state"] == "rejected" and "not mine" in got["reason"]
+    p = tok.run("approve", rid, check=False)
+    assert p.returncode != 0
+    assert audit_request(srv, rid) == ["created", "rejected"]
+    # expiry: refused at sign time at once, swept to expired after
+    rid2 = post_request(srv, shop, key_id=kid, kind="digest", payload=d,
+                        expires_in=1)[1]["request_id"]
+    time.sleep(2.2)
+    p = tok.run("sign", "--key", "k", "--digest", d, "--request", rid2,
+                check=False)
+    assert p.returncode != 0 and "not pending" in p.stderr, p.stderr
+    deadline = time.monotonic() + 15
+    while get_request(srv, shop, rid2)[1]["state"] != "expired":
+        assert time.monotonic() < deadline, "never expired"
+        time.sleep(0.5)
+    assert audit_request(srv, rid2) == ["created", "expired"]
+
+
+def test_scopes_and_grants(setup):
+    srv, tok, shop = setup
+    kid = tok.keygen("p256", "k")
+    d = hashlib.sha256(b"x").hexdigest()
+    owner = srv.token("alice")
+    # an owner's token does not make requests; a requester's does not sign
+    assert post_request(srv, owner, key_id=kid, kind="digest",
+                        payload=d)[0] == 403
+    assert srv.request("POST", "/sign", {"key_id": kid}, token=shop)[0] == 401
+    assert srv.request("GET", "/requests", token=shop)[0] == 403
+    # a requester without a grant for this owner sees no key
+    other = srv.token("other", scope="request")
+    st, body = post_request(srv, other, key_id=kid, kind="digest", payload=d)
+    assert st == 404, body
+    rid = post_request(srv, shop, key_id=kid, kind="digest",
+                       payload=d)[1]["request_id"]
+    assert get_request(srv, other, rid)[0] == 404
+    assert get_request(srv, owner, rid)[0] == 200
+    assert get_request(srv, srv.token("mallory"), rid)[0] == 404
+    # a scope claim that is not a string is refused outright
+    assert srv.request("GET", "/requests", token=srv.token(
+        "alice", scope="")) [0] == 401
+
+
+@pytest.mark.parametrize("kind,payload,why", [
+    ("btc-psbt", base64.b64encode(b"psbt\xff\x00").decode(), "PSBT"),
+    ("btc-psbt", "not base64!", "base64"),
+    ("eth-tx", "02c90100010280808080c0", "transaction: "),
+    ("eth-tx", "zz", "hex"),
+    ("digest", "00" * 8, "16 to 64"),
+    ("nonsense", "00", "kind"),
+])
+def test_malformed_requests_refused_with_nothing_stored(setup, kind, payload,
+                                                        why):
+    srv, tok, shop = setup
+    kid = tok.keygen("secp256k1", "k")
+    st, body = post_request(srv, shop, key_id=kid, kind=kind,
+                            payload=payload)
+    assert st == 400, body
+    assert why.lower() in body["message"].lower(), body
+    owner = srv.token("alice")
+    assert srv.request("GET", "/requests", token=owner)[1]["requests"] == []
+    assert not [r for r in srv.audit() if r["event"] == "request"]
+
+
+def test_psbt_of_another_key_is_refused(setup):
+    srv, tok, shop = setup
+    kid = tok.keygen("secp256k1", "k")
+    stranger = coincurve.PrivateKey(bytes(range(1, 33))).public_key
+    raw, *_ = psbt_for(stranger.format(True), random.Random(3))
+    st, body = post_request(srv, shop, key_id=kid, kind="btc-psbt",
+                            payload=base64.b64encode(raw).decode(),
+                            network="regtest")
+    assert st == 400 and "spends from the key" in body["message"], body
+
+
+def conf_value(srv, key):
+    for line in srv.conf.read_text().splitlines():
+        k, _, v = line.partition("=")
+        if k.strip() == key:
+            return v.strip()
+    return None
+
+
+def test_request_on_one_node_approved_through_another(make_server,
+                                                      make_token, db_backend):
+    if db_backend != "postgresql":
+        pytest.skip("two nodes share one PostgreSQL database")
+    a = make_server("a", node="a", requesters="shop=alice")
+    b = make_server("b", node="b", requesters="shop=alice",
+                    db_url=conf_value(a, "db_url"))
+    tok = make_token(b, "alice")
+    kid = tok.keygen("p256", "k")
+    d = hashlib.sha256(b"two nodes").digest()
+    rid = post_request(a, a.token("shop", scope="request"), key_id=kid,
+                       kind="digest", payload=d.hex())[1]["request_id"]
+    tok.run("approve", rid)  # lists and signs through node b
+    st, done = get_request(a, a.token("shop", scope="request"), rid)
+    assert st == 200 and done["state"] == "signed"
+    sig = bytes.fromhex(done["result"])
+    der = utils.encode_dss_signature(int.from_bytes(sig[:32], "big"),
+                                     int.from_bytes(sig[32:], "big"))
+    pub_point(tok, "k").verify(der, d,
+                               ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+    nodes = {r["node"] for r in a.audit() if r["event"] == "request"}
+    assert nodes == {"a", "b"}
+
+
+def test_watch_shows_a_new_request_at_once(setup):
+    srv, tok, shop = setup
+    kid = tok.keygen("p256", "k")
+    watch = tok.popen("requests", "--watch")
+    try:
+        time.sleep(1.5)  # the watch waits on the server's long poll
+        d = hashlib.sha256(b"watch").hexdigest()
+        t0 = time.monotonic()
+        rid = post_request(srv, shop, key_id=kid, kind="digest",
+                           payload=d)[1]["request_id"]
+        line = watch.stdout.readline()
+        assert rid in line, line
+        assert time.monotonic() - t0 < 5
+    finally:
+        watch.kill()
+        watch.communicate(timeout=10)

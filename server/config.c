@@ -42,6 +42,9 @@ static const hk_kv_field hk_cfg_fields[] = {
     HK_KV_I(T, "max_connections_per_peer", max_conns_per_peer, 0, 1000000),
     HK_KV_S(T, "requesters", requesters),
     HK_KV_I(T, "request_ttl_max", request_ttl_max, 60, 30 * 86400),
+    HK_KV_P(T, "callback_ca_file", callback_ca_file),
+    HK_KV_P(T, "callback_key_file", callback_key_file),
+    HK_KV_S(T, "callback_hosts", callback_hosts),
     /* sealing */
     HK_KV_S(T, "seal", seal.backend),
     HK_KV_P(T, "hsm_module", seal.hsm_module),
@@ -240,6 +243,12 @@ static hk_err hk_cfg_check(const hk_srv_config *c, const char *path,
                           "must be 2048 or 3072");
     if (c->node[0] == 0)
         return hk_cfg_bad(why, path, lines, "node", "must not be empty");
+    if ((c->callback_ca_file[0] == 0) != (c->callback_key_file[0] == 0))
+        return hk_cfg_bad(why, path, lines,
+                          c->callback_ca_file[0] == 0 ? "callback_ca_file"
+                                                      : "callback_key_file",
+                          "callbacks need both callback_ca_file and "
+                          "callback_key_file");
     if (hk_cfg_grants(c->requesters, hk_cfg_grant_bad, NULL) != 0)
         return hk_cfg_bad(why, path, lines, "requesters",
                           "entries are REQUESTER=OWNER, REQUESTER=* or "

@@ -72,6 +72,10 @@ typedef struct {
      * OWNER a subject, "*" (any owner) or "key:" and a key id in hex */
     char requesters[HK_CFG_LIST_MAX + 1];
     int request_ttl_max; /* seconds a request may wait at most */
+    /* request callbacks (server/http/callbacks.c): off unless both set */
+    char callback_ca_file[HK_CFG_PATH_MAX];  /* trusted CAs of receivers */
+    char callback_key_file[HK_CFG_PATH_MAX]; /* HMAC key, >= 32 bytes */
+    char callback_hosts[HK_CFG_VAL_MAX];     /* allowed hosts; "": any host */
     hk_seal_config seal;
 } hk_srv_config;
 

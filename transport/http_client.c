@@ -139,6 +139,17 @@ static int hk_cli_headers(hk_cst *st, struct lws *wsi, void *in, size_t len)
                                          (unsigned char *)auth, n, p, end))
             return -1;
     }
+    if (st->cfg.header_name != NULL && st->cfg.header_value != NULL) {
+        char name[64];
+        int n = snprintf(name, sizeof(name), "%s:", st->cfg.header_name);
+
+        if (n < 0 || n >= (int)sizeof(name) ||
+            lws_add_http_header_by_name(
+                wsi, (unsigned char *)name,
+                (const unsigned char *)st->cfg.header_value,
+                (int)strlen(st->cfg.header_value), p, end))
+            return -1;
+    }
     if (st->ws || st->body == NULL)
         return 0;
     snprintf(cl, sizeof(cl), "%zu", strlen(st->body));

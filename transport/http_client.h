@@ -23,6 +23,9 @@ typedef struct {
     const char *ca_file;      /* PEM CA bundle, or NULL with a pin */
     const unsigned char *pin; /* HK_PIN_LEN bytes, or NULL with a CA file */
     int timeout_ms;           /* per operation; 0: 30 s */
+    /* one more request header (NULL: none), name without the colon, e.g.
+     * a callback's "x-halfkey-signature" */
+    const char *header_name, *header_value;
 } hk_tcli_config;
 
 /* One request. bearer: the JWT or NULL; body: JSON for POST or NULL.

@@ -13,6 +13,7 @@
 #include "mpc/setup.h"
 #include "server/seal/keyring.h"
 #include "server/log.h"
+#include "server/http/callbacks.h"
 #include "server/http/requests.h"
 #include "server/http/service_impl.h"
 
@@ -1006,6 +1007,7 @@ static void hk_on_tick(void *ctx)
         pthread_mutex_unlock(&s->mu);
     }
     pthread_mutex_unlock(&svc->mu);
+    hk_cb_tick(svc, now);
     if (svc->draining)
         hk_drain_tick(svc, now);
     if (now - svc->last_sweep < 10)
@@ -1023,29 +1025,6 @@ static void hk_on_tick(void *ctx)
 }
 
 /* --- lifecycle ------------------------------------------------------------ */
-
-static hk_err hk_load_file(const char *path, unsigned char **out, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    unsigned char *buf;
-    size_t n;
-
-    if (f == NULL)
-        return HK_ERR_CONFIG;
-    if ((buf = malloc(65537)) == NULL) {
-        fclose(f);
-        return HK_ERR_NOMEM;
-    }
-    n = fread(buf, 1, 65537, f);
-    fclose(f);
-    if (n == 0 || n > 65536) {
-        free(buf);
-        return HK_ERR_CONFIG;
-    }
-    *out = buf;
-    *len = n;
-    return HK_OK;
-}
 
 hk_err hk_srv_open_db(const hk_srv_config *cfg, hk_db **out, char *why)
 {
@@ -1179,7 +1158,8 @@ hk_err hk_service_new(const hk_srv_config *cfg, hk_service **out, char *why)
         (e = hk_service_keys(svc, why)) != HK_OK)
         goto fail;
     if ((e = hk_conn_cap(cfg, &svc->max_conns, why)) != HK_OK ||
-        (e = hk_workers_new(cfg->workers, &svc->workers)) != HK_OK)
+        (e = hk_workers_new(cfg->workers, &svc->workers)) != HK_OK ||
+        (e = hk_cb_new(cfg, &svc->cb, why)) != HK_OK)
         goto fail;
     h.ctx = svc;
     memset(&tc, 0, sizeof(tc));
@@ -1270,6 +1250,7 @@ void hk_service_free(hk_service *svc)
         return;
     /* Workers first: running sessions finish before the transport goes. */
     hk_workers_free(svc->workers);
+    hk_cb_free(svc->cb); /* a delivery in progress finishes */
     hk_tsrv_free(svc->tsrv);
     while (svc->presigns != NULL) {
         hk_presign *n = svc->presigns->next;

@@ -19,6 +19,7 @@
 
 #include "common/hex.h"
 #include "common/libctx.h"
+#include "server/http/callbacks.h"
 #include "server/http/requests.h"
 #include "server/log.h"
 #include "txparse/render.h"
@@ -307,12 +308,11 @@ static hk_err hk_req_body_parse(const hk_service *svc, json_t *o,
         return HK_ERR_DECODE;
     }
     if (b->callback_url != NULL &&
-        (strncmp(b->callback_url, "https://", 8) != 0 ||
-         strlen(b->callback_url) > HK_DB_REQ_URL_MAX ||
-         !hk_db_text_ok(b->callback_url, HK_DB_REQ_URL_MAX))) {
-        snprintf(why, cap,
-                 "callback_url must be an https:// URL of at most "
-                 "512 bytes");
+        (strlen(b->callback_url) > HK_DB_REQ_URL_MAX ||
+         !hk_db_text_ok(b->callback_url, HK_DB_REQ_URL_MAX) ||
+         !hk_cb_url_ok(svc, b->callback_url, why, cap))) {
+        if (why[0] == 0)
+            snprintf(why, cap, "callback_url: at most 512 bytes of text");
         return HK_ERR_DECODE;
     }
     meta = json_dumps(b->metadata != NULL ? b->metadata : json_object(),

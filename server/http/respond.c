@@ -1,5 +1,8 @@
 /* halfkeyd's HTTP helpers shared by the endpoint files: JSON responses,
- * strict request bodies, query values, key ids. */
+ * strict request bodies, query values, key ids; and the small-file reader
+ * of the keys the service loads. */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
@@ -70,4 +73,27 @@ int hk_query_get(const char *q, const char *name, char *out, size_t cap)
         p = end != NULL ? end + 1 : NULL;
     }
     return 0;
+}
+
+hk_err hk_load_file(const char *path, unsigned char **out, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    unsigned char *buf;
+    size_t n;
+
+    if (f == NULL)
+        return HK_ERR_CONFIG;
+    if ((buf = malloc(65537)) == NULL) {
+        fclose(f);
+        return HK_ERR_NOMEM;
+    }
+    n = fread(buf, 1, 65537, f);
+    fclose(f);
+    if (n == 0 || n > 65536) {
+        free(buf);
+        return HK_ERR_CONFIG;
+    }
+    *out = buf;
+    *len = n;
+    return HK_OK;
 }

@@ -29,6 +29,8 @@ typedef struct hk_rsess hk_rsess;
 #define HK_RN_PER_KEY 2 /* per Paillier modulus (per share) */
 #define HK_RN_KEYS 64   /* moduli kept, least recently used out */
 typedef struct hk_rn_pool hk_rn_pool;
+/* Request callbacks' delivery state (callbacks.c). */
+typedef struct hk_cb hk_cb;
 
 typedef enum {
     HK_PS_QUEUED,    /* its job has not started */
@@ -79,6 +81,7 @@ struct hk_service {
     /* policy.h: NULL, or a deployment's check of each sign's digest */
     hk_digest_hook digest_hook;
     void *digest_hook_ctx;
+    hk_cb *cb; /* NULL: callbacks off */
 };
 
 /* A client sends one message and waits for the answer (every protocol
@@ -146,6 +149,9 @@ json_t *hk_body_object(const hk_http_req *req, const char *const *allowed);
 int hk_query_get(const char *q, const char *name, char *out, size_t cap);
 /* 1 if hex is a key (or request) id: 32 hex digits into kid. */
 int hk_parse_kid(const char *hex, unsigned char kid[HK_ID_LEN]);
+/* A file of 1..65536 bytes into a new malloc'd buffer (HK_ERR_CONFIG if
+ * missing, empty or larger). */
+HK_WUR hk_err hk_load_file(const char *path, unsigned char **out, size_t *len);
 
 int64_t hk_now(void);
 /* Monotonic seconds (durations). */

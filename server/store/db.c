@@ -642,6 +642,29 @@ hk_err hk_db_session_bind_request(hk_db *db, const unsigned char *sid,
     return db->ops->session_bind_request(db, sid, rid, idx);
 }
 
+hk_err hk_db_callback_claim(hk_db *db, int64_t now, int64_t lease, size_t max,
+                            hk_db_request **out, size_t *n)
+{
+    if (out != NULL)
+        *out = NULL;
+    if (n != NULL)
+        *n = 0;
+    if (db == NULL || out == NULL || n == NULL || now < 0 || lease < 1 ||
+        max < 1 || max > HK_DB_CB_CLAIM_MAX)
+        return HK_ERR_ARG;
+    db->err[0] = '\0';
+    return db->ops->callback_claim(db, now, lease, max, out, n);
+}
+
+hk_err hk_db_callback_result(hk_db *db, const unsigned char *rid, int ok,
+                             int64_t next, int max_attempts, int64_t *attempts)
+{
+    if (db == NULL || rid == NULL || next < 0 || max_attempts < 1)
+        return HK_ERR_ARG;
+    db->err[0] = '\0';
+    return db->ops->callback_result(db, rid, ok, next, max_attempts, attempts);
+}
+
 /* --- backups (v4) -------------------------------------------------------- */
 
 hk_err hk_db_backup_put(hk_db *db, const unsigned char *kid,

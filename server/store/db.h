@@ -406,6 +406,7 @@ typedef struct {
     /* read only: signatures so far (sigs[64 i] valid when have[i]) */
     unsigned char *sigs, *have;
     size_t nsigs;
+    int64_t cb_attempts; /* read by hk_db_callback_claim only */
 } hk_db_request;
 
 /* Frees the buffers of r and zeroes it. */
@@ -445,6 +446,21 @@ HK_WUR hk_err hk_db_request_finish(hk_db *db, const unsigned char *rid,
  * moved ones (rid, kid, owner, requester) in a new array *out of *n. */
 HK_WUR hk_err hk_db_request_sweep(hk_db *db, int64_t now, hk_db_request **out,
                                   size_t *n);
+/* The callback queue (a request's final state POSTed to its
+ * callback_url): a finished request with a callback_url is queued
+ * (hk_db_request_finish). Claiming takes up to max due entries (cb_next
+ * <= now, oldest first) and moves their next try to now + lease, so no
+ * other node takes them while this one delivers: a new array *out of *n
+ * (rid and callback_url set; clear each). */
+#define HK_DB_CB_CLAIM_MAX 16
+HK_WUR hk_err hk_db_callback_claim(hk_db *db, int64_t now, int64_t lease,
+                                   size_t max, hk_db_request **out, size_t *n);
+/* The outcome of one delivery attempt: delivered, or (ok 0) attempts + 1
+ * and the next try at `next`, or failed for good once attempts reaches
+ * max_attempts. *attempts (may be NULL) the attempts so far. */
+HK_WUR hk_err hk_db_callback_result(hk_db *db, const unsigned char *rid, int ok,
+                                    int64_t next, int max_attempts,
+                                    int64_t *attempts);
 /* Binds a sign session (open, not yet claimed) to digest idx of rid. */
 HK_WUR hk_err hk_db_session_bind_request(hk_db *db, const unsigned char *sid,
                                          const unsigned char *rid,

@@ -1254,6 +1254,84 @@ static hk_err hk_st_session_bind_request(hk_db *db, const unsigned char *sid,
                          &p);
 }
 
+/* rid and callback_url of a claimed callback. */
+static hk_err hk_read_callback(const hk_sql_cur *c, hk_db_request *r)
+{
+    hk_err e;
+
+    memset(r, 0, sizeof(*r));
+    if ((e = hk_col_fixed(c, 0, r->rid, HK_ID_LEN)) != HK_OK ||
+        (e = hk_col_text(c, 1, r->callback_url, HK_DB_REQ_URL_MAX)) != HK_OK)
+        return e;
+    return hk_col_int(c, 2, 0, INT32_MAX, &r->cb_attempts);
+}
+
+static hk_err hk_st_callback_claim(hk_db *db, int64_t now, int64_t lease,
+                                   size_t max, hk_db_request **out, size_t *n)
+{
+    hk_dbp p = {0}, u = {0};
+    hk_err e;
+    size_t i;
+
+    hk_dbp_int(&p, now);
+    hk_dbp_int(&p, (int64_t)max);
+    if ((e = hk_sql_begin(db)) != HK_OK)
+        return e;
+    e = hk_request_rows(
+        db,
+        "SELECT rid, callback_url, cb_attempts FROM requests WHERE "
+        "cb_state = 'queued' AND cb_next <= ?1 ORDER BY "
+        "cb_next, rid LIMIT ?2{FOR_UPDATE}",
+        &p, hk_read_callback, out, n);
+    for (i = 0; e == HK_OK && i < *n; i++) {
+        memset(&u, 0, sizeof(u));
+        hk_dbp_blob(&u, (*out)[i].rid, HK_ID_LEN);
+        hk_dbp_int(&u, now + lease);
+        e = hk_sql_run(db, "UPDATE requests SET cb_next = ?2 WHERE rid = ?1",
+                       &u, NULL);
+    }
+    if (e != HK_OK) {
+        hk_db_request_list_free(*out, *n);
+        *out = NULL;
+        *n = 0;
+    }
+    return hk_sql_end(db, e);
+}
+
+static hk_err hk_st_callback_result(hk_db *db, const unsigned char *rid, int ok,
+                                    int64_t next, int max_attempts,
+                                    int64_t *attempts)
+{
+    hk_dbp p = {0}, one = {0};
+    int64_t a = 0;
+    hk_err e;
+
+    hk_dbp_blob(&p, rid, HK_ID_LEN);
+    if (!ok) {
+        hk_dbp_int(&p, next);
+        hk_dbp_int(&p, max_attempts);
+    }
+    hk_dbp_blob(&one, rid, HK_ID_LEN);
+    if ((e = hk_sql_begin(db)) != HK_OK)
+        return e;
+    e = hk_sql_change(db,
+                      ok ? "UPDATE requests SET cb_state = 'delivered', "
+                           "cb_attempts = cb_attempts + 1 WHERE rid = ?1 AND "
+                           "cb_state = 'queued'"
+                         : "UPDATE requests SET cb_attempts = cb_attempts + "
+                           "1, cb_next = ?2, cb_state = CASE WHEN "
+                           "cb_attempts + 1 >= ?3 THEN 'failed' ELSE "
+                           "'queued' END WHERE rid = ?1 AND cb_state = "
+                           "'queued'",
+                      &p);
+    if (e == HK_OK)
+        e = hk_sql_int(db, "SELECT cb_attempts FROM requests WHERE rid = ?1",
+                       &one, &a);
+    if (attempts != NULL)
+        *attempts = e == HK_OK ? a : 0;
+    return hk_sql_end(db, e);
+}
+
 const hk_db_ops hk_store_ops = {
     hk_st_schema_version,
     hk_st_key_create,
@@ -1294,4 +1372,6 @@ const hk_db_ops hk_store_ops = {
     hk_st_request_finish,
     hk_st_request_sweep,
     hk_st_session_bind_request,
+    hk_st_callback_claim,
+    hk_st_callback_result,
 };

@@ -387,3 +387,157 @@ def test_watch_shows_a_new_request_at_once(setup):
     finally:
         watch.kill()
         watch.communicate(timeout=10)
+
+
+# --- callbacks ---------------------------------------------------------------
+
+
+class Receiver:
+    """An HTTPS receiver on 127.0.0.1 (TLS 1.3, a certificate for the IP
+    made here) that records each POST (headers, body) and answers 200."""
+
+    def __init__(self, tmp_path):
+        import datetime
+        from cryptography import x509
+        from cryptography.x509.oid import NameOID
+        import ipaddress
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME,
+                                             "callback receiver")])
+        now = datetime.datetime.now(datetime.timezone.utc)
+        cert = (x509.CertificateBuilder().subject_name(name)
+                .issuer_name(name).public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(minutes=5))
+                .not_valid_after(now + datetime.timedelta(days=1))
+                .add_extension(x509.SubjectAlternativeName(
+                    [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                    critical=False)
+                .add_extension(x509.BasicConstraints(ca=True, path_length=None),
+                               critical=True)
+                .sign(key, hashes.SHA256()))
+        self.cert = tmp_path / "receiver.pem"
+        self.key = tmp_path / "receiver.key"
+        self.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        self.key.write_bytes(key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()))
+        import socket
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.got = []
+        self.httpd = None
+
+    def start(self):
+        import http.server
+        import ssl
+        import threading
+        got = self.got
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length", "0"))
+                got.append((dict(self.headers), self.rfile.read(n)))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = http.server.HTTPServer(("127.0.0.1", self.port), H)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        ctx.load_cert_chain(self.cert, self.key)
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket,
+                                            server_side=True)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self):
+        if self.httpd is not None:
+            self.httpd.shutdown()
+            self.httpd.server_close()
+
+
+def check_hmac(key, headers, body):
+    import hmac
+    sig = headers.get("x-halfkey-signature") or \
+        headers.get("X-Halfkey-Signature")
+    t, v1 = (part.split("=", 1)[1] for part in sig.split(","))
+    want = hmac.new(key, t.encode() + b"." + body, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(v1, want)
+    assert abs(int(t) - time.time()) < 120
+
+
+def test_callback_delivered_once_after_a_restart(make_server, make_token,
+                                                 tmp_path):
+    rcv = Receiver(tmp_path)
+    cbkey = tmp_path / "callback.key"
+    cbkey.write_bytes(bytes(range(48)))
+    srv = make_server(requesters="shop=alice",
+                      callback_ca_file=rcv.cert, callback_key_file=cbkey,
+                      callback_hosts="127.0.0.1")
+    tok = make_token(srv, "alice")
+    kid = tok.keygen("p256", "k")
+    shop = srv.token("shop", scope="request")
+    d = hashlib.sha256(b"callback").digest()
+    url = f"https://127.0.0.1:{rcv.port}/hook?x=1"
+    st, req = post_request(srv, shop, key_id=kid, kind="digest",
+                           payload=d.hex(), callback_url=url,
+                           metadata={"order": 9})
+    assert st == 201, req
+    rid = req["request_id"]
+    # the receiver is down: the first attempt fails, it stays queued
+    tok.run("approve", rid)
+    deadline = time.monotonic() + 15
+    while "event=callback_failed" not in srv.log_text():
+        assert time.monotonic() < deadline, srv.log_text()[-2000:]
+        time.sleep(0.2)
+    assert srv.stop() == 0
+    rcv.start()
+    try:
+        srv.start()
+        deadline = time.monotonic() + 20
+        while not rcv.got:
+            assert time.monotonic() < deadline, srv.log_text()[-2000:]
+            time.sleep(0.2)
+        time.sleep(4)  # a second delivery would come by now
+        assert len(rcv.got) == 1
+        headers, body = rcv.got[0]
+        check_hmac(cbkey.read_bytes(), headers, body)
+        sent = json.loads(body)
+        done = get_request(srv, shop, rid)[1]
+        assert sent["request_id"] == rid and sent["state"] == "signed"
+        assert sent["result"] == done["result"]
+        assert sent["metadata"] == {"order": 9} and "payload" not in sent
+    finally:
+        rcv.stop()
+
+
+def test_callback_urls_checked_at_request_time(make_server, make_token,
+                                               tmp_path):
+    srv = make_server(requesters="shop=alice")
+    tok = make_token(srv, "alice")
+    kid = tok.keygen("p256", "k")
+    shop = srv.token("shop", scope="request")
+    d = hashlib.sha256(b"x").hexdigest()
+    st, body = post_request(srv, shop, key_id=kid, kind="digest", payload=d,
+                            callback_url="https://127.0.0.1:9/x")
+    assert st == 400 and "delivers no callbacks" in body["message"], body
+    rcv = Receiver(tmp_path)
+    cbkey = tmp_path / "cb.key"
+    cbkey.write_bytes(b"k" * 32)
+    srv2 = make_server("srv2", requesters="shop=alice",
+                       callback_ca_file=rcv.cert, callback_key_file=cbkey,
+                       callback_hosts="127.0.0.1")
+    tok2 = make_token(srv2, "alice", name="t2")
+    kid2 = tok2.keygen("p256", "k")
+    shop2 = srv2.token("shop", scope="request")
+    for url, why in [("http://127.0.0.1/x", "https://"),
+                     ("https://10.1.2.3/x", "not in callback_hosts"),
+                     ("https://user@127.0.0.1/x", "https://")]:
+        st, body = post_request(srv2, shop2, key_id=kid2, kind="digest",
+                                payload=d, callback_url=url)
+        assert st == 400 and why in body["message"], (url, body)

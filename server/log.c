@@ -3,17 +3,15 @@
 #include <stdio.h>
 #include <time.h>
 
+#include "common/isotime.h"
 #include "server/log.h"
 
 void hk_log(const char *level, const char *fmt, ...)
 {
-    char ts[32], line[1024];
-    struct tm tm;
-    time_t now = time(NULL);
+    char ts[HK_ISO_LEN], line[1024];
     va_list ap;
 
-    gmtime_r(&now, &tm);
-    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    hk_iso_time((int64_t)time(NULL), ts);
     va_start(ap, fmt);
     vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);

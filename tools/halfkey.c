@@ -1,30 +1,9 @@
 /* halfkey: the command-line client of a halfkey token.
  *
- *   halfkey [--dir D] init --url URL (--server-pin HEX | --server-ca FILE)
- *           (--token-file F | --token-command CMD) [--label L]
- *           [--paillier-bits 2048|3072] [--so-pin-file F]
- *           [--tpm [--tcti SPEC]]   (TPM-backed token, keystore.h)
- *   halfkey [--dir D] change-pin --new-pin-file F
- *   halfkey [--dir D] keygen --curve secp256k1|p256 --label L
- *   halfkey [--dir D] sign --key L (--digest HEX | --in FILE
- *           [--hash sha256|sha384|sha512]) [--format der|raw] [--out FILE]
- *   halfkey [--dir D] sign --key L --digest-file F [--format der|raw]
- *           (one hex digest a line; one connection kept open for all)
- *   halfkey [--dir D] refresh --key L
- *   halfkey [--dir D] pubkey --key L
- *   halfkey [--dir D] list | status
- *   halfkey [--dir D] unlock --key L
- *   halfkey [--dir D] [--pin-file F] doctor   (tools/doctor.h)
- *   halfkey [--dir D] delete --key L|KEYID [--yes]  (on the server, then
- *           here; asks to type the label unless --yes)
- *   halfkey backup-key new --out FILE [--type p256|rsa3072]
- *           [--passphrase-file F]   (FILE: private key, FILE.pub: public)
- *   halfkey [--dir D] backup --key L [--backup-pub FILE]
- *   halfkey [--dir D] restore --key-id KEYID --backup-priv FILE --label L
- *           [--passphrase-file F]
- *   halfkey [--dir D] set-so-pin --so-pin-file F
- *           (sets the SO PIN if the token has none, and escrows the user
- *           PIN's master key for the SO: both PINs are needed once)
+ * Owns the command line: parsing, each command's usage (hk_usages, what
+ * `halfkey CMD --help` prints and halfkey(1) expands on), output and exit
+ * codes (0 done, 1 failed, 2 usage). The commands call the client core
+ * (client/client.h, client/keystore.h); `doctor` is tools/doctor.h.
  *
  * The PIN comes from $HALFKEY_PIN, from --pin-file, or from a prompt. Every
  * error is one line on stderr and a non-zero exit. */
@@ -39,9 +18,13 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
+#include <jansson.h>
+
 #include "client/client.h"
+#include "common/isotime.h"
 #include "mpc/codec.h"
 #include "mpc/pve.h"
+#include "mpc/transcript.h"
 #include "tools/doctor.h"
 
 #define HK_MAX_OPTS 16
@@ -61,15 +44,120 @@ static int hk_die(const char *what, hk_err e, const char *detail)
     return 1;
 }
 
-static int hk_usage(void)
+/* One command's synopsis: `halfkey CMD --help` prints it (exit 0), a
+ * usage error of CMD prints it on stderr (exit 2), `halfkey --help` lists
+ * the names. A new command adds its row here and one dispatch line in
+ * main. */
+typedef struct {
+    const char *cmd, *usage;
+} hk_usage_row;
+
+static const hk_usage_row hk_usages[] = {
+    {"init", "init --url https://HOST:PORT (--server-pin HEX | --server-ca "
+             "FILE)\n"
+             "        (--token-file F | --token-command CMD) [--label L]\n"
+             "        [--paillier-bits 2048|3072] [--so-pin-file F] "
+             "[--tpm [--tcti SPEC]]\n"
+             "  Makes a token directory pinned to the server; everything is "
+             "checked\n  before the new PIN is asked for (twice at a "
+             "terminal)."},
+    {"keygen", "keygen --curve secp256k1|p256 --label L\n"
+               "  Makes a split key with the server."},
+    {"sign", "sign --key L (--digest HEX | --in FILE [--hash "
+             "sha256|sha384|sha512])\n"
+             "        [--format der|raw] [--out FILE]\n"
+             "     sign --key L --digest-file F [--format der|raw]\n"
+             "  Signs a digest (or a file's hash) with the server; "
+             "--digest-file signs\n  one hex digest a line over one "
+             "connection."},
+    {"refresh", "refresh --key L\n"
+                "  New shares on both sides, same public key."},
+    {"pubkey", "pubkey --key L\n  Prints the public key (PEM)."},
+    {"list", "list [--json]\n"
+             "  The token's keys: label, curve, key id, epoch, lock."},
+    {"status", "status [--json]\n  The server's status (GET /status)."},
+    {"unlock", "unlock --key L [--force]\n"
+               "  Clears an interrupted signature (--force: an abort lock, "
+               "audited)."},
+    {"doctor", "doctor\n"
+               "  Checks the token, its configuration, the server, the JWT "
+               "and the keys;\n  with $HALFKEY_PIN or --pin-file also the "
+               "PIN (without counting a wrong\n  one)."},
+    {"delete", "delete --key L|KEYID [--yes]\n"
+               "  Deletes a key on the server, then here (type the label "
+               "unless --yes)."},
+    {"passwd", "passwd [--new-pin-file F]\n"
+               "     passwd --so-pin-file F [--new-pin-file F]\n"
+               "  Changes the PIN (the old one as for any login, the new one "
+               "from the file\n  or typed twice); with --so-pin-file the "
+               "security officer sets a new\n  PIN (a forgotten or locked "
+               "one). Also spelt change-pin."},
+    {"set-so-pin", "set-so-pin --so-pin-file F\n"
+                   "  Sets the SO PIN (if none) and escrows the user PIN's "
+                   "master key for it."},
+    {"backup-key", "backup-key new --out FILE [--type p256|rsa3072] "
+                   "[--passphrase-file F]\n"
+                   "  Makes an offline backup key pair (FILE private, "
+                   "FILE.pub public)."},
+    {"backup", "backup --key L [--backup-pub FILE]\n"
+               "  Stores the key's share on the server encrypted to the "
+               "backup key."},
+    {"restore", "restore --key-id KEYID --backup-priv FILE --label L "
+                "[--passphrase-file F]\n"
+                "  Restores a key from its backup into this token, then "
+                "refreshes it."},
+};
+
+#define HK_NUSAGES (sizeof(hk_usages) / sizeof(hk_usages[0]))
+
+static const hk_usage_row *hk_usage_of(const char *cmd)
 {
+    size_t i;
+
+    if (cmd != NULL && strcmp(cmd, "change-pin") == 0)
+        cmd = "passwd";
+    for (i = 0; cmd != NULL && i < HK_NUSAGES; i++)
+        if (strcmp(hk_usages[i].cmd, cmd) == 0)
+            return &hk_usages[i];
+    return NULL;
+}
+
+/* The synopsis of cmd, or (NULL or unknown) the list of commands. */
+static void hk_print_usage(FILE *f, const char *cmd)
+{
+    const hk_usage_row *u = hk_usage_of(cmd);
+    size_t i;
+
+    if (u != NULL) {
+        fprintf(f, "usage: halfkey [--dir D] [--pin-file F] %s\n", u->usage);
+        return;
+    }
     fputs("usage: halfkey [--dir D] [--pin-file F] COMMAND [options]\n"
-          "commands: init, keygen, sign, refresh, pubkey, list, status, "
-          "unlock, doctor, delete, set-so-pin, change-pin, backup-key, "
-          "backup, restore\n(see halfkey(1) for the "
-          "options of each)\n",
-          stderr);
+          "       halfkey COMMAND --help | --help | --version\ncommands:",
+          f);
+    for (i = 0; i < HK_NUSAGES; i++)
+        fprintf(f, " %s", hk_usages[i].cmd);
+    fputs("\n(halfkey COMMAND --help, and halfkey(1), give each command's "
+          "options)\n",
+          f);
+}
+
+/* A usage error: the command's synopsis on stderr, exit 2. */
+static int hk_usage(const char *cmd)
+{
+    hk_print_usage(stderr, cmd);
     return 2;
+}
+
+/* --help: on stdout, exit 0 (2 for an unknown command). */
+static int hk_help(const char *cmd)
+{
+    if (cmd != NULL && hk_usage_of(cmd) == NULL) {
+        fprintf(stderr, "halfkey: unknown command %s\n", cmd);
+        return hk_usage(NULL);
+    }
+    hk_print_usage(stdout, cmd);
+    return 0;
 }
 
 static const char *hk_opt(const hk_args *a, const char *name)
@@ -86,7 +174,8 @@ static const char *hk_opt(const hk_args *a, const char *name)
 static int hk_is_flag(const char *arg)
 {
     return strcmp(arg, "--force") == 0 || strcmp(arg, "--yes") == 0 ||
-           strcmp(arg, "--tpm") == 0;
+           strcmp(arg, "--tpm") == 0 || strcmp(arg, "--json") == 0 ||
+           strcmp(arg, "--help") == 0;
 }
 
 /* Parses [--dir D] [--pin-file F] CMD then --name value pairs and flags. */
@@ -214,7 +303,7 @@ static int hk_cmd_init(const hk_args *a)
 
     if (!hk_only(a, allowed) || hk_opt(a, "url") == NULL ||
         (hk_opt(a, "tcti") != NULL && hk_opt(a, "tpm") == NULL))
-        return hk_usage();
+        return hk_usage(a->cmd);
     if (hk_opt(a, "tpm") != NULL && !hk_ks_tpm_supported())
         return hk_die("init", HK_ERR_TPM,
                       "this halfkey was built without TPM support (tpm2-tss)");
@@ -323,7 +412,7 @@ static int hk_cmd_set_so_pin(const hk_args *a)
     hk_err e;
 
     if (!hk_only(a, allowed) || hk_opt(a, "so-pin-file") == NULL)
-        return hk_usage();
+        return hk_usage(a->cmd);
     if (hk_open(a, &c, 1) != 0)
         return 1;
     e = hk_so_escrow(hk_client_keystore(c), hk_opt(a, "so-pin-file"));
@@ -337,7 +426,7 @@ static int hk_cmd_set_so_pin(const hk_args *a)
 
 /* Changes the user PIN (crash-safe, keystore.h): the old PIN as for any
  * login, the new one from a file. */
-static int hk_cmd_change_pin(const hk_args *a)
+static int hk_cmd_passwd(const hk_args *a)
 {
     static const char *const allowed[] = {"new-pin-file", NULL};
     char old[HK_KS_PIN_MAX + 2], neu[HK_KS_PIN_MAX + 2];
@@ -346,7 +435,7 @@ static int hk_cmd_change_pin(const hk_args *a)
     hk_err e;
 
     if (!hk_only(a, allowed) || hk_opt(a, "new-pin-file") == NULL)
-        return hk_usage();
+        return hk_usage(a->cmd);
     if (!hk_read_line(hk_opt(a, "new-pin-file"), neu, sizeof(neu)))
         return hk_die("change-pin", HK_ERR_PIN, "unreadable --new-pin-file");
     if ((e = hk_client_open(a->dir, &c, why)) != HK_OK)
@@ -383,7 +472,7 @@ static int hk_cmd_keygen(const hk_args *a)
     hk_err e;
 
     if (!hk_only(a, allowed) || curve == NULL || label == NULL)
-        return hk_usage();
+        return hk_usage(a->cmd);
     if (hk_curve_from_name(curve, &id) != HK_OK)
         return hk_die("keygen", HK_ERR_CURVE, "use secp256k1 or p256");
     if (hk_open(a, &c, 1) != 0)
@@ -523,12 +612,12 @@ static int hk_cmd_sign(const hk_args *a)
     hk_err e;
 
     if (!hk_only(a, allowed) || key == NULL)
-        return hk_usage();
+        return hk_usage(a->cmd);
     if (hk_opt(a, "digest-file") != NULL) {
         int r;
 
         if (hk_opt(a, "digest") || hk_opt(a, "in") || hk_opt(a, "out"))
-            return hk_usage();
+            return hk_usage(a->cmd);
         if (hk_open(a, &c, 1) != 0)
             return 1;
         r = hk_sign_batch(a, c, key);
@@ -563,7 +652,7 @@ static int hk_cmd_refresh(const hk_args *a)
     hk_err e;
 
     if (!hk_only(a, allowed) || key == NULL)
-        return hk_usage();
+        return hk_usage(a->cmd);
     if (hk_open(a, &c, 1) != 0)
         return 1;
     if (hk_ks_key_info(hk_client_keystore(c), key, &info) == HK_OK &&
@@ -630,7 +719,7 @@ static int hk_cmd_pubkey(const hk_args *a)
     hk_err e;
 
     if (!hk_only(a, allowed) || hk_opt(a, "key") == NULL)
-        return hk_usage();
+        return hk_usage(a->cmd);
     if (hk_open(a, &c, 0) != 0)
         return 1;
     e = hk_ks_key_info(hk_client_keystore(c), hk_opt(a, "key"), &info);
@@ -640,23 +729,75 @@ static int hk_cmd_pubkey(const hk_args *a)
     return hk_print_pubkey(&info) ? 0 : hk_die("pubkey", HK_ERR_CRYPTO, "");
 }
 
+/* One key of `list --json`: every field always present (null when it
+ * does not apply), times in ISO 8601. */
+static json_t *hk_key_json(const hk_ks_keyinfo *k)
+{
+    static const char *const states[] = {"idle", "inflight", "aborted",
+                                         "damaged"};
+    char hex[2 * HK_ID_LEN + 1], when[HK_ISO_LEN];
+
+    if (k->err != HK_OK)
+        return json_pack("{s:s,s:s}", "label", k->label, "error",
+                         hk_strerror(k->err));
+    hk_hex(k->kid, HK_ID_LEN, hex);
+    hk_iso_time((int64_t)k->lock_time, when);
+    return json_pack(
+        "{s:s,s:s,s:s,s:I,s:b,s:s,s:s?,s:s?}", "label", k->label, "curve",
+        hk_curve_name(k->curve), "key_id", hex, "epoch", (json_int_t)k->epoch,
+        "locked", k->locked, "signing_session",
+        k->sig_state >= 0 && k->sig_state <= HK_KS_SIG_DAMAGED
+            ? states[k->sig_state]
+            : "damaged",
+        "lock_reason", k->locked ? k->lock_reason : NULL, "locked_since",
+        k->locked && k->lock_time != 0 ? when : NULL);
+}
+
+/* Prints o (consumed) as one line of JSON; 0 if it could not be made. */
+static int hk_print_json(json_t *o)
+{
+    char *txt = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+    int ok = txt != NULL && printf("%s\n", txt) > 0;
+
+    free(txt);
+    json_decref(o);
+    return ok;
+}
+
+static int hk_list_json(const hk_ks_keyinfo *list, size_t n)
+{
+    json_t *arr = json_array();
+    size_t i;
+
+    for (i = 0; arr != NULL && i < n; i++)
+        if (json_array_append_new(arr, hk_key_json(&list[i])) != 0) {
+            json_decref(arr);
+            arr = NULL;
+        }
+    return hk_print_json(arr) ? 0 : hk_die("list", HK_ERR_NOMEM, NULL);
+}
+
 static int hk_cmd_list(const hk_args *a)
 {
+    static const char *const allowed[] = {"json", NULL};
     hk_ks_keyinfo *list = NULL;
     char hex[2 * HK_ID_LEN + 1];
     hk_client *c;
     size_t n = 0, i;
+    int rc = 0;
     hk_err e;
 
-    if (a->n != 0)
-        return hk_usage();
+    if (!hk_only(a, allowed))
+        return hk_usage(a->cmd);
     if (hk_open(a, &c, 0) != 0)
         return 1;
     e = hk_ks_list(hk_client_keystore(c), &list, &n);
     hk_client_close(c);
     if (e != HK_OK)
         return hk_die("list", e, NULL);
-    for (i = 0; i < n; i++) {
+    if (hk_opt(a, "json") != NULL)
+        rc = hk_list_json(list, n);
+    for (i = 0; hk_opt(a, "json") == NULL && i < n; i++) {
         if (list[i].err != HK_OK) {
             printf("%s\tunreadable: %s\n", list[i].label,
                    hk_strerror(list[i].err));
@@ -668,26 +809,62 @@ static int hk_cmd_list(const hk_args *a)
                list[i].locked ? "\tLOCKED" : "");
     }
     hk_ks_list_free(list);
-    return 0;
+    return rc;
+}
+
+/* The server's /status as `key = value` lines (nested objects as
+ * prefix.key), after the server's URL. */
+static void hk_print_kv(const char *prefix, json_t *o)
+{
+    char name[128];
+    const char *k;
+    json_t *v;
+
+    json_object_foreach(o, k, v)
+    {
+        snprintf(name, sizeof(name), "%s%s%s", prefix, prefix[0] ? "." : "", k);
+        if (json_is_object(v))
+            hk_print_kv(name, v);
+        else if (json_is_string(v))
+            printf("%s = %s\n", name, json_string_value(v));
+        else if (json_is_integer(v))
+            printf("%s = %lld\n", name, (long long)json_integer_value(v));
+        else if (json_is_boolean(v))
+            printf("%s = %s\n", name, json_is_true(v) ? "yes" : "no");
+    }
 }
 
 static int hk_cmd_status(const hk_args *a)
 {
+    static const char *const allowed[] = {"json", NULL};
     hk_client *c;
-    char *body = NULL;
+    char *body = NULL, url[sizeof(((hk_client_config *)0)->server_url)];
+    json_t *o;
     int st = 0;
     hk_err e;
 
-    if (a->n != 0)
-        return hk_usage();
+    if (!hk_only(a, allowed))
+        return hk_usage(a->cmd);
     if (hk_open(a, &c, 0) != 0)
         return 1;
+    snprintf(url, sizeof(url), "%s", hk_client_config_get(c)->server_url);
     e = hk_client_status(c, &st, &body);
     hk_client_close(c);
     if (e != HK_OK)
         return hk_die("status", e, "server unreachable");
-    printf("%s\n", body);
+    o = json_loads(body, 0, NULL);
     free(body);
+    if (!json_is_object(o)) {
+        json_decref(o);
+        return hk_die("status", HK_ERR_SERVER, "not a JSON answer");
+    }
+    json_object_set_new(o, "server", json_string(url));
+    json_object_set_new(o, "http_status", json_integer(st));
+    if (hk_opt(a, "json") != NULL)
+        hk_print_json(json_incref(o));
+    else
+        hk_print_kv("", o);
+    json_decref(o);
     return st == 200 ? 0 : 1;
 }
 
@@ -702,7 +879,7 @@ static int hk_cmd_unlock(const hk_args *a)
     hk_err e;
 
     if (!hk_only(a, allowed) || key == NULL)
-        return hk_usage();
+        return hk_usage(a->cmd);
     if (hk_open(a, &c, 1) != 0)
         return 1;
     if (force)
@@ -742,7 +919,7 @@ static int hk_cmd_doctor(const hk_args *a)
     hk_err e;
 
     if (a->n != 0)
-        return hk_usage();
+        return hk_usage(a->cmd);
     if (a->pin_file != NULL || getenv("HALFKEY_PIN") != NULL) {
         if (!hk_get_pin(a, pin, sizeof(pin)))
             return hk_die("doctor", HK_ERR_PIN, "unreadable --pin-file");
@@ -813,7 +990,7 @@ static int hk_cmd_delete(const hk_args *a)
     hk_err e;
 
     if (!hk_only(a, allowed) || hk_opt(a, "key") == NULL)
-        return hk_usage();
+        return hk_usage(a->cmd);
     if (hk_open(a, &c, 1) != 0)
         return 1;
     if ((e = hk_key_label(c, hk_opt(a, "key"), label)) == HK_OK &&
@@ -905,7 +1082,7 @@ static int hk_cmd_backup_key(const hk_args *a, const char *verb)
 
     if (verb == NULL || strcmp(verb, "new") != 0 || !hk_only(a, allowed) ||
         out == NULL)
-        return hk_usage();
+        return hk_usage(a->cmd);
     if (type != NULL && strcmp(type, "rsa3072") == 0)
         t = HK_PVE_RSA_OAEP_3072;
     else if (type != NULL && strcmp(type, "p256") != 0)
@@ -960,7 +1137,7 @@ static int hk_cmd_backup(const hk_args *a)
     hk_err e;
 
     if (!hk_only(a, allowed) || hk_opt(a, "key") == NULL)
-        return hk_usage();
+        return hk_usage(a->cmd);
     if (hk_open(a, &c, 1) != 0)
         return 1;
     if ((e = hk_key_label(c, hk_opt(a, "key"), label)) == HK_OK)
@@ -988,7 +1165,7 @@ static int hk_cmd_restore(const hk_args *a)
 
     if (!hk_only(a, allowed) || hk_opt(a, "key-id") == NULL ||
         hk_opt(a, "backup-priv") == NULL || hk_opt(a, "label") == NULL)
-        return hk_usage();
+        return hk_usage(a->cmd);
     if (!hk_passphrase(a, 0, pass, sizeof(pass), &have))
         return hk_die("restore", HK_ERR_PIN, "reading the passphrase");
     if (hk_open(a, &c, 1) != 0) {
@@ -1026,8 +1203,18 @@ int main(int argc, char **argv)
     /* tpm2-tss logs every TPM error on stderr (a wrong PIN too); the
      * errors that matter reach the user as one line of ours. */
     setenv("TSS2_LOG", "all+none", 0);
+    if (argc == 2 && strcmp(argv[1], "--version") == 0) {
+        printf("halfkey %s (protocol %d)\n", HK_VERSION, HK_PROTOCOL_VERSION);
+        return 0;
+    }
+    if (argc >= 2 &&
+        (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+         strcmp(argv[1], "help") == 0))
+        return argc > 3 ? hk_usage(NULL) : hk_help(argc == 3 ? argv[2] : NULL);
     if (!hk_parse(argc, argv, &a))
-        return hk_usage();
+        return hk_usage(a.cmd);
+    if (hk_opt(&a, "help") != NULL)
+        return hk_help(a.cmd);
     if (strcmp(a.cmd, "init") == 0)
         return hk_cmd_init(&a);
     if (strcmp(a.cmd, "keygen") == 0)
@@ -1056,7 +1243,8 @@ int main(int argc, char **argv)
         return hk_cmd_backup_key(&a, a.verb);
     if (strcmp(a.cmd, "restore") == 0)
         return hk_cmd_restore(&a);
-    if (strcmp(a.cmd, "change-pin") == 0)
-        return hk_cmd_change_pin(&a);
-    return hk_usage();
+    if (strcmp(a.cmd, "passwd") == 0 || strcmp(a.cmd, "change-pin") == 0)
+        return hk_cmd_passwd(&a);
+    fprintf(stderr, "halfkey: unknown command %s\n", a.cmd);
+    return hk_usage(NULL);
 }

@@ -15,7 +15,6 @@
 #include "server/log.h"
 #include "server/http/service_impl.h"
 
-#define HK_VERSION "0.1.0"
 #define HK_DRAIN_IDLE 5  /* seconds */
 #define HK_PROBE_EVERY 1 /* seconds between database write probes */
 #define HK_FD_RESERVE 64 /* fds kept from connections, plus 4 per worker */

@@ -87,6 +87,53 @@ static int hk_parse_url(const char *url, char *host, size_t cap, int *port)
     return 1;
 }
 
+/* The checks of a configuration (hk_client_config_check), `where` naming
+ * it in the reason; host, port and pin filled from it. */
+static hk_err hk_config_check(const hk_client_config *cfg, const char *where,
+                              char host[256], int *port,
+                              unsigned char pin[HK_PIN_LEN], char *why)
+{
+    if (!hk_parse_url(cfg->server_url, host, 256, port)) {
+        snprintf(why, 256,
+                 "%.120s: server_url must be https://HOST:PORT, not "
+                 "\"%.60s\"",
+                 where, cfg->server_url);
+        return HK_ERR_CONFIG;
+    }
+    if ((cfg->server_pin[0] != 0) == (cfg->server_ca[0] != 0) ||
+        (cfg->server_pin[0] != 0 &&
+         !hk_unhex(cfg->server_pin, strlen(cfg->server_pin), pin,
+                   HK_PIN_LEN))) {
+        snprintf(why, 256,
+                 "%.120s: exactly one of server_pin (64 hex digits, the pin "
+                 "halfkeyd init printed) or server_ca",
+                 where);
+        return HK_ERR_CONFIG;
+    }
+    if ((cfg->token_file[0] != 0) == (cfg->token_command[0] != 0)) {
+        snprintf(why, 256, "%.160s: exactly one of token_file or token_command",
+                 where);
+        return HK_ERR_CONFIG;
+    }
+    if (cfg->paillier_bits != 2048 && cfg->paillier_bits != 3072) {
+        snprintf(why, 256, "%.160s: paillier_bits must be 2048 or 3072", where);
+        return HK_ERR_CONFIG;
+    }
+    return HK_OK;
+}
+
+hk_err hk_client_config_check(const hk_client_config *cfg, const char *where,
+                              char *why)
+{
+    unsigned char pin[HK_PIN_LEN];
+    char host[256];
+    int port;
+
+    if (cfg == NULL || where == NULL || why == NULL)
+        return HK_ERR_ARG;
+    return hk_config_check(cfg, where, host, &port, pin, why);
+}
+
 static hk_err hk_client_configure(hk_client *c, const char *dir, char *why)
 {
     char path[1024];
@@ -97,30 +144,10 @@ static hk_err hk_client_configure(hk_client *c, const char *dir, char *why)
     c->cfg.timeout_ms = 30000;
     snprintf(path, sizeof(path), "%.900s/%s", dir, HK_CLIENT_CONF);
     if ((e = hk_kv_load(path, hk_ccfg_fields, HK_NCFIELDS, &c->cfg, why)) !=
-        HK_OK)
+            HK_OK ||
+        (e = hk_config_check(&c->cfg, path, c->host, &c->port, c->pin, why)) !=
+            HK_OK)
         return e;
-    if (!hk_parse_url(c->cfg.server_url, c->host, sizeof(c->host), &c->port)) {
-        snprintf(why, 256, "%.200s: server_url must be https://host:port",
-                 path);
-        return HK_ERR_CONFIG;
-    }
-    if ((c->cfg.server_pin[0] != 0) == (c->cfg.server_ca[0] != 0) ||
-        (c->cfg.server_pin[0] != 0 &&
-         !hk_unhex(c->cfg.server_pin, strlen(c->cfg.server_pin), c->pin,
-                   HK_PIN_LEN))) {
-        snprintf(why, 256,
-                 "%.160s: exactly one of server_pin (64 hex digits)"
-                 " or server_ca",
-                 path);
-        return HK_ERR_CONFIG;
-    }
-    if ((c->cfg.token_file[0] != 0) == (c->cfg.token_command[0] != 0)) {
-        snprintf(why, 256,
-                 "%.160s: exactly one of token_file or "
-                 "token_command",
-                 path);
-        return HK_ERR_CONFIG;
-    }
     c->tc.host = c->host;
     c->tc.port = c->port;
     c->tc.pin = c->cfg.server_pin[0] ? c->pin : NULL;

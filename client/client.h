@@ -55,6 +55,13 @@ typedef struct hk_client hk_client;
 /* Writes a token's halfkey.conf (for `halfkey init`). */
 HK_WUR hk_err hk_client_config_write(const char *dir,
                                      const hk_client_config *c);
+/* Checks a configuration as hk_client_open would (server_url
+ * https://HOST:PORT, one of server_pin of 64 hex digits or server_ca, one of
+ * token_file or token_command, paillier_bits 2048 or 3072); why[256] gets
+ * the reason, starting with `where`, on HK_ERR_CONFIG. Files are not
+ * opened. */
+HK_WUR hk_err hk_client_config_check(const hk_client_config *cfg,
+                                     const char *where, char *why);
 /* Opens the token at dir (see hk_ks_dir_resolve) and reads its config;
  * why[256] gets a reason on HK_ERR_CONFIG. */
 HK_WUR hk_err hk_client_open(const char *dir, hk_client **out, char *why);

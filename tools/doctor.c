@@ -566,6 +566,22 @@ static void hk_dr_auth(hk_dr *d, int jwt_ok, const hk_ks_keyinfo *k0)
 
 /* --- token, PIN, keys ---------------------------------------------------- */
 
+const char *hk_doctor_locked_pin_fix(const hk_ks_tokeninfo *ti)
+{
+    if (ti->so_set && ti->escrowed)
+        return "the security officer sets a new PIN: `halfkey passwd "
+               "--so-pin-file FILE` (or C_InitPIN from a PKCS#11 application "
+               "logged in as SO)";
+    if (ti->so_set)
+        return "the SO PIN can set a new PIN only on a token without keys "
+               "(no escrow: set-so-pin was never run with both PINs): "
+               "restore the token directory from a backup made before the "
+               "lockout, or make a new token and keys";
+    return "the token has no SO PIN to reset it: restore the token "
+           "directory from a backup made before the lockout, or make a new "
+           "token and keys";
+}
+
 static void hk_dr_token(hk_dr *d, size_t nkeys)
 {
     hk_ks_tokeninfo ti;
@@ -578,8 +594,7 @@ static void hk_dr_token(hk_dr *d, size_t nkeys)
         hk_dr_say(d, HK_DR_FAIL, "token",
                   "%s: PIN locked after %lu wrong PINs: no login possible",
                   ti.label, ti.pin_fails);
-        hk_dr_fix(d, "restore the token directory from a backup made "
-                     "before the lockout, or make a new token and keys");
+        hk_dr_fix(d, "%s", hk_doctor_locked_pin_fix(&ti));
     } else if (ti.pin_fails > 0) {
         hk_dr_say(d, HK_DR_WARN, "token",
                   "%s: %lu wrong PIN(s) since the last login (locks at %lu), "

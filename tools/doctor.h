@@ -8,6 +8,7 @@
 
 #include <stdio.h>
 
+#include "client/keystore.h"
 #include "common/error.h"
 
 /* Runs every check on the token at `dir` (NULL: the default directory,
@@ -16,5 +17,10 @@
  * FAIL lines. HK_ERR_ARG on a bad argument, else HK_OK. */
 HK_WUR hk_err hk_doctor_run(const char *dir, const char *pin, FILE *out,
                             int *failures);
+
+/* How to get past a locked user PIN on this token: the SO's reset
+ * (`halfkey passwd --so-pin-file`, PKCS#11 C_InitPIN) when the token has
+ * what it needs, else a backup or a new token. A static string. */
+const char *hk_doctor_locked_pin_fix(const hk_ks_tokeninfo *ti);
 
 #endif

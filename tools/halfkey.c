@@ -7,6 +7,7 @@
  *
  * The PIN comes from $HALFKEY_PIN, from --pin-file, or from a prompt. Every
  * error is one line on stderr and a non-zero exit. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,14 @@ typedef struct {
     const char *names[HK_MAX_OPTS], *values[HK_MAX_OPTS];
     int n;
 } hk_args;
+
+/* An error that no error code words well (a missing PIN is not a wrong
+ * one): the message alone. */
+static int hk_fail(const char *what, const char *msg)
+{
+    fprintf(stderr, "halfkey: %s: %s\n", what, msg);
+    return 1;
+}
 
 static int hk_die(const char *what, hk_err e, const char *detail)
 {
@@ -232,11 +241,42 @@ static int hk_only(const hk_args *a, const char *const *allowed)
     return 1;
 }
 
-static int hk_get_pin(const hk_args *a, char *pin, size_t cap)
+/* A secret typed at the terminal into out; with `twice`, typed again
+ * and compared. 0 if there is no terminal, or the two differ. */
+static int hk_prompt(const char *prompt, int twice, char *out, size_t cap)
+{
+    char again[HK_KS_PIN_MAX + 2], *p;
+    int ok;
+
+    if (!isatty(STDIN_FILENO) || (p = getpass(prompt)) == NULL)
+        return 0;
+    snprintf(out, cap, "%s", p);
+    OPENSSL_cleanse(p, strlen(p));
+    if (!twice)
+        return 1;
+    if ((p = getpass("Again: ")) == NULL)
+        return 0;
+    snprintf(again, sizeof(again), "%s", p);
+    OPENSSL_cleanse(p, strlen(p));
+    ok = strcmp(again, out) == 0;
+    OPENSSL_cleanse(again, sizeof(again));
+    if (!ok)
+        fprintf(stderr, "halfkey: the two entries differ\n");
+    return ok;
+}
+
+/* Where the PIN comes from, for messages about a missing one. */
+#define HK_PIN_SOURCES                                                         \
+    "no PIN given: set HALFKEY_PIN, pass --pin-file FILE (before the "         \
+    "command), or run at a terminal"
+
+/* The PIN: --pin-file, else $HALFKEY_PIN, else typed (`twice` for a new
+ * PIN). 0 if none. */
+static int hk_pin_from(const hk_args *a, int twice, const char *prompt,
+                       char *pin, size_t cap)
 {
     const char *env = getenv("HALFKEY_PIN");
     FILE *f;
-    char *p;
 
     if (a->pin_file != NULL) {
         if ((f = fopen(a->pin_file, "r")) == NULL ||
@@ -248,14 +288,16 @@ static int hk_get_pin(const hk_args *a, char *pin, size_t cap)
         fclose(f);
     } else if (env != NULL) {
         snprintf(pin, cap, "%s", env);
-    } else if (isatty(STDIN_FILENO) && (p = getpass("PIN: ")) != NULL) {
-        snprintf(pin, cap, "%s", p);
-        OPENSSL_cleanse(p, strlen(p));
-    } else {
+    } else if (!hk_prompt(prompt, twice, pin, cap)) {
         return 0;
     }
     pin[strcspn(pin, "\r\n")] = 0;
     return pin[0] != 0;
+}
+
+static int hk_get_pin(const hk_args *a, char *pin, size_t cap)
+{
+    return hk_pin_from(a, 0, "PIN: ", pin, cap);
 }
 
 /* The first line of file f (the SO PIN). */
@@ -289,6 +331,97 @@ static hk_err hk_so_escrow(hk_ks *ks, const char *f)
     return e;
 }
 
+/* The options of init as a configuration; 0 on a malformed number. */
+static int hk_init_config(const hk_args *a, hk_client_config *cfg)
+{
+    const char *v;
+    char *end;
+    size_t i;
+
+    memset(cfg, 0, sizeof(*cfg));
+    snprintf(cfg->server_url, sizeof(cfg->server_url), "%s", hk_opt(a, "url"));
+    if ((v = hk_opt(a, "server-pin")) != NULL)
+        snprintf(cfg->server_pin, sizeof(cfg->server_pin), "%s", v);
+    for (i = 0; cfg->server_pin[i]; i++) /* as people copy it: any case */
+        if (cfg->server_pin[i] >= 'A' && cfg->server_pin[i] <= 'F')
+            cfg->server_pin[i] += 'a' - 'A';
+    if ((v = hk_opt(a, "server-ca")) != NULL)
+        snprintf(cfg->server_ca, sizeof(cfg->server_ca), "%s", v);
+    if ((v = hk_opt(a, "token-file")) != NULL)
+        snprintf(cfg->token_file, sizeof(cfg->token_file), "%s", v);
+    if ((v = hk_opt(a, "token-command")) != NULL)
+        snprintf(cfg->token_command, sizeof(cfg->token_command), "%s", v);
+    v = hk_opt(a, "paillier-bits");
+    cfg->paillier_bits = v != NULL ? (int)strtol(v, &end, 10) : 2048;
+    cfg->timeout_ms = 30000;
+    return v == NULL || (*v != 0 && *end == 0);
+}
+
+/* 1 if `path` (option --name) is a readable file; says why not. */
+static int hk_readable(const char *name, const char *path)
+{
+    FILE *f = path != NULL ? fopen(path, "r") : NULL;
+
+    if (path == NULL)
+        return 1;
+    if (f == NULL) {
+        fprintf(stderr, "halfkey: init: --%s %s: %s\n", name, path,
+                strerror(errno));
+        return 0;
+    }
+    fclose(f);
+    return 1;
+}
+
+/* Everything init can check before it asks for the PIN: the options, the
+ * files they name, and that the directory holds no token yet. */
+static int hk_init_check(const hk_args *a, hk_client_config *cfg)
+{
+    const char *label = hk_opt(a, "label");
+    char why[256], *dir = NULL, path[1100];
+    size_t i;
+    hk_err e;
+
+    if (!hk_init_config(a, cfg))
+        return hk_die("init", HK_ERR_ARG, "--paillier-bits 2048 or 3072");
+    if ((e = hk_client_config_check(cfg, "halfkey init", why)) != HK_OK)
+        return hk_die("init", e, why);
+    if (!hk_readable("token-file", hk_opt(a, "token-file")) ||
+        !hk_readable("server-ca", hk_opt(a, "server-ca")) ||
+        !hk_readable("so-pin-file", hk_opt(a, "so-pin-file")))
+        return 1;
+    for (i = 0; label != NULL && label[i] >= ' ' && label[i] <= '~'; i++)
+        ;
+    if (label != NULL && (i == 0 || label[i] || i > HK_KS_TOKEN_LABEL_MAX))
+        return hk_die("init", HK_ERR_ARG,
+                      "--label: 1 to 32 printable ASCII characters");
+    if (hk_ks_dir_resolve(a->dir, &dir) != HK_OK)
+        return hk_die("init", HK_ERR_CONFIG,
+                      "no token directory: give --dir DIR, or set "
+                      "HALFKEY_HOME or XDG_DATA_HOME");
+    snprintf(path, sizeof(path), "%.1000s/token.json", dir);
+    if (access(path, F_OK) == 0) {
+        snprintf(why, sizeof(why), "%.200s already holds a token", dir);
+        OPENSSL_free(dir);
+        return hk_die("init", HK_ERR_EXISTS, why);
+    }
+    OPENSSL_free(dir);
+    return 0;
+}
+
+/* The new PIN of init: checked, with its length rule. */
+static int hk_init_pin(const hk_args *a, char *pin, size_t cap)
+{
+    if (!hk_pin_from(a, 1, "New PIN: ", pin, cap))
+        return hk_fail("init", HK_PIN_SOURCES);
+    if (strlen(pin) < HK_KS_PIN_MIN || strlen(pin) > HK_KS_PIN_MAX) {
+        OPENSSL_cleanse(pin, cap);
+        return hk_die("init", HK_ERR_ARG,
+                      "the PIN must have 6 to 256 characters");
+    }
+    return 0;
+}
+
 static int hk_cmd_init(const hk_args *a)
 {
     static const char *const allowed[] = {
@@ -310,26 +443,8 @@ static int hk_cmd_init(const hk_args *a)
     if (hk_opt(a, "tpm") != NULL && hk_opt(a, "so-pin-file") != NULL)
         return hk_die("init", HK_ERR_ARG,
                       "a TPM-backed token has no SO escrow (--so-pin-file)");
-    memset(&cfg, 0, sizeof(cfg));
-    snprintf(cfg.server_url, sizeof(cfg.server_url), "%s", hk_opt(a, "url"));
-    if ((v = hk_opt(a, "server-pin")) != NULL)
-        snprintf(cfg.server_pin, sizeof(cfg.server_pin), "%s", v);
-    if ((v = hk_opt(a, "server-ca")) != NULL)
-        snprintf(cfg.server_ca, sizeof(cfg.server_ca), "%s", v);
-    if ((v = hk_opt(a, "token-file")) != NULL)
-        snprintf(cfg.token_file, sizeof(cfg.token_file), "%s", v);
-    if ((v = hk_opt(a, "token-command")) != NULL)
-        snprintf(cfg.token_command, sizeof(cfg.token_command), "%s", v);
-    v = hk_opt(a, "paillier-bits");
-    cfg.paillier_bits = v != NULL ? atoi(v) : 2048;
-    cfg.timeout_ms = 30000;
-    if (!hk_get_pin(a, pin, sizeof(pin)))
-        return hk_die("init", HK_ERR_PIN, "no PIN given");
-    if (strlen(pin) < HK_KS_PIN_MIN || strlen(pin) > HK_KS_PIN_MAX) {
-        OPENSSL_cleanse(pin, sizeof(pin));
-        return hk_die("init", HK_ERR_ARG,
-                      "the PIN must have 6 to 256 characters");
-    }
+    if (hk_init_check(a, &cfg) != 0 || hk_init_pin(a, pin, sizeof(pin)) != 0)
+        return 1;
     v = hk_opt(a, "label");
     if (hk_opt(a, "tpm") != NULL)
         e = hk_ks_init_tpm(a->dir, pin, v != NULL ? v : "halfkey",
@@ -369,9 +484,10 @@ static const char *hk_login_hint(hk_ks *ks, hk_err e)
     if (e == HK_ERR_TPM)
         return "the token's TPM does not answer: check its TCTI "
                "(halfkey doctor)";
-    if (e != HK_ERR_PIN_LOCKED || hk_ks_token_info(ks, &ti) != HK_OK ||
-        !ti.tpm || ti.pin_locked)
+    if (e != HK_ERR_PIN_LOCKED || hk_ks_token_info(ks, &ti) != HK_OK)
         return NULL;
+    if (!ti.tpm || ti.pin_locked)
+        return ti.pin_locked ? hk_doctor_locked_pin_fix(&ti) : NULL;
     if (hk_ks_tpm_status(ks, &tp) == HK_OK && tp.in_lockout)
         return "the TPM's dictionary-attack lockout is active after too "
                "many wrong PINs: wait for it to forget failures "
@@ -392,7 +508,7 @@ static int hk_open(const hk_args *a, hk_client **c, int login)
         return 0;
     if (!hk_get_pin(a, pin, sizeof(pin))) {
         hk_client_close(*c);
-        return hk_die("login", HK_ERR_PIN, "no PIN given");
+        return hk_fail("login", HK_PIN_SOURCES);
     }
     e = hk_ks_login(hk_client_keystore(*c), pin);
     OPENSSL_cleanse(pin, sizeof(pin));
@@ -424,41 +540,89 @@ static int hk_cmd_set_so_pin(const hk_args *a)
     return 0;
 }
 
-/* Changes the user PIN (crash-safe, keystore.h): the old PIN as for any
- * login, the new one from a file. */
-static int hk_cmd_passwd(const hk_args *a)
+/* The new PIN of passwd: --new-pin-file, else typed twice. */
+static int hk_new_pin(const hk_args *a, char *pin, size_t cap)
 {
-    static const char *const allowed[] = {"new-pin-file", NULL};
-    char old[HK_KS_PIN_MAX + 2], neu[HK_KS_PIN_MAX + 2];
-    hk_client *c;
-    char why[256];
+    const char *f = hk_opt(a, "new-pin-file");
+
+    if (f != NULL ? hk_read_line(f, pin, cap)
+                  : hk_prompt("New PIN: ", 1, pin, cap))
+        return 0;
+    return hk_fail("passwd", f != NULL ? "unreadable --new-pin-file"
+                                       : "no new PIN: pass --new-pin-file "
+                                         "FILE, or run at a terminal");
+}
+
+/* The security officer sets a new user PIN (a forgotten or locked one):
+ * keystore.h "SO PIN", as PKCS#11 C_InitPIN does. */
+static hk_err hk_so_reset(hk_ks *ks, const char *so_file, const char *pin)
+{
+    char so[HK_KS_PIN_MAX + 2];
     hk_err e;
 
-    if (!hk_only(a, allowed) || hk_opt(a, "new-pin-file") == NULL)
+    if (!hk_read_line(so_file, so, sizeof(so)))
+        return HK_ERR_CONFIG;
+    if ((e = hk_ks_so_login(ks, so)) == HK_OK)
+        e = hk_ks_so_init_pin(ks, pin);
+    hk_ks_so_logout(ks);
+    OPENSSL_cleanse(so, sizeof(so));
+    return e;
+}
+
+/* What a failed passwd means. */
+static const char *hk_passwd_hint(hk_ks *ks, hk_err e, int so)
+{
+    if (e == HK_ERR_ARG)
+        return "the new PIN must have 6 to 256 characters";
+    if (so && e == HK_ERR_CONFIG)
+        return "unreadable --so-pin-file";
+    if (so && e == HK_ERR_NOT_FOUND)
+        return "the token has no SO PIN (halfkey set-so-pin)";
+    if (so && e == HK_ERR_STATE)
+        return "the SO has no escrow of this token's keys (set-so-pin "
+               "needs both PINs once): the keys cannot be re-sealed";
+    if (so && e == HK_ERR_PIN)
+        return "wrong SO PIN";
+    return hk_login_hint(ks, e);
+}
+
+/* Changes the user PIN (crash-safe, keystore.h): the old PIN as for any
+ * login, or with --so-pin-file the SO's reset; the new one from
+ * --new-pin-file or typed twice. Also spelt change-pin. */
+static int hk_cmd_passwd(const hk_args *a)
+{
+    static const char *const allowed[] = {"new-pin-file", "so-pin-file", NULL};
+    char old[HK_KS_PIN_MAX + 2], neu[HK_KS_PIN_MAX + 2];
+    const char *so = hk_opt(a, "so-pin-file");
+    hk_client *c;
+    char why[256];
+    int rc = 1;
+    hk_err e;
+
+    if (!hk_only(a, allowed))
         return hk_usage(a->cmd);
-    if (!hk_read_line(hk_opt(a, "new-pin-file"), neu, sizeof(neu)))
-        return hk_die("change-pin", HK_ERR_PIN, "unreadable --new-pin-file");
     if ((e = hk_client_open(a->dir, &c, why)) != HK_OK)
         return hk_die("open", e, why);
-    if (!hk_get_pin(a, old, sizeof(old))) {
-        hk_client_close(c);
-        return hk_die("change-pin", HK_ERR_PIN, "no PIN given");
+    if (so == NULL && !hk_get_pin(a, old, sizeof(old))) {
+        hk_fail("passwd", HK_PIN_SOURCES);
+        goto done;
     }
-    e = hk_ks_change_pin(hk_client_keystore(c), old, neu);
+    if (hk_new_pin(a, neu, sizeof(neu)) != 0)
+        goto done;
+    e = so != NULL ? hk_so_reset(hk_client_keystore(c), so, neu)
+                   : hk_ks_change_pin(hk_client_keystore(c), old, neu);
+    if (e != HK_OK) {
+        hk_die("passwd", e,
+               hk_passwd_hint(hk_client_keystore(c), e, so != NULL));
+        goto done;
+    }
+    printf("pin = changed%s\n", so != NULL ? " (by the SO)" : "");
+    rc = 0;
+done:
     OPENSSL_cleanse(old, sizeof(old));
     OPENSSL_cleanse(neu, sizeof(neu));
-    if (e != HK_OK) {
-        int r =
-            hk_die("change-pin", e,
-                   e == HK_ERR_ARG ? "the new PIN must have 6 to 256 characters"
-                                   : hk_login_hint(hk_client_keystore(c), e));
-
-        hk_client_close(c);
-        return r;
-    }
     hk_client_close(c);
-    printf("pin = changed\n");
-    return 0;
+    return rc;
 }
 
 static int hk_cmd_keygen(const hk_args *a)
@@ -922,7 +1086,8 @@ static int hk_cmd_doctor(const hk_args *a)
         return hk_usage(a->cmd);
     if (a->pin_file != NULL || getenv("HALFKEY_PIN") != NULL) {
         if (!hk_get_pin(a, pin, sizeof(pin)))
-            return hk_die("doctor", HK_ERR_PIN, "unreadable --pin-file");
+            return hk_fail("doctor", "unreadable --pin-file, or an empty "
+                                     "HALFKEY_PIN");
         have_pin = 1;
     }
     e = hk_doctor_run(a->dir, have_pin ? pin : NULL, stdout, &fails);
@@ -1024,7 +1189,6 @@ static int hk_passphrase(const hk_args *a, int twice, char *out, size_t cap,
                          int *have)
 {
     const char *f = hk_opt(a, "passphrase-file");
-    char *p, again[256];
 
     *have = 0;
     if (f != NULL) {
@@ -1035,21 +1199,8 @@ static int hk_passphrase(const hk_args *a, int twice, char *out, size_t cap,
     }
     if (!isatty(STDIN_FILENO))
         return !twice; /* a new key needs one; an old one may have none */
-    if ((p = getpass("Backup key passphrase: ")) == NULL)
+    if (!hk_prompt("Backup key passphrase: ", twice, out, cap))
         return 0;
-    snprintf(out, cap, "%s", p);
-    OPENSSL_cleanse(p, strlen(p));
-    if (twice) {
-        if ((p = getpass("Again: ")) == NULL)
-            return 0;
-        snprintf(again, sizeof(again), "%s", p);
-        OPENSSL_cleanse(p, strlen(p));
-        if (strcmp(again, out) != 0) {
-            OPENSSL_cleanse(again, sizeof(again));
-            return 0;
-        }
-        OPENSSL_cleanse(again, sizeof(again));
-    }
     *have = out[0] != 0;
     return 1;
 }

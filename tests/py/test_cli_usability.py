@@ -114,3 +114,193 @@ def test_halfkeyd_keys_and_audit_json(server, make_token):
     assert v["broken_seq"] is None
     recs = server.audit()
     assert all(iso(r["at"]) for r in recs)
+
+
+# --- item 5: init checks before the PIN; the PIN twice; passwd ---------------
+
+
+def no_pin_env():
+    return {k: v for k, v in os.environ.items()
+            if k not in ("HALFKEY_PIN", "HALFKEY_HOME")}
+
+
+def init_args(server, token_file, **over):
+    args = {"url": server.url, "server-pin": server.pin,
+            "token-file": token_file}
+    args.update(over)
+    out = ["init"]
+    for k, v in args.items():
+        if v is not None:
+            out += [f"--{k}", v]
+    return out
+
+
+@pytest.mark.parametrize("over,words", [
+    ({"server-pin": "ab" * 31}, "server_pin (64 hex digits"),
+    ({"server-pin": "zz" * 32}, "server_pin (64 hex digits"),
+    ({"url": "http://127.0.0.1:1"}, "must be https://HOST:PORT"),
+    ({"url": "https://127.0.0.1"}, "must be https://HOST:PORT"),
+    ({"paillier-bits": "1024"}, "2048 or 3072"),
+    ({"paillier-bits": "lots"}, "2048 or 3072"),
+    ({"token-file": "/nonexistent/alice.jwt"}, "No such file"),
+    ({"server-ca": "/nonexistent/ca.pem", "server-pin": None},
+     "No such file"),
+    ({"label": "x" * 40}, "--label"),
+])
+def test_init_refuses_bad_input_before_the_pin(server, halfkey_bin, tmp_path,
+                                               over, words):
+    jwt = tmp_path / "alice.jwt"
+    jwt.write_text(server.token("alice") + "\n")
+    d = tmp_path / "tok"
+    # no PIN anywhere and no terminal: a check that ran after the PIN
+    # prompt would say "no PIN given" instead
+    p = run(halfkey_bin, "--dir", d, *init_args(server, jwt, **over),
+            env=no_pin_env())
+    assert p.returncode == 1, p
+    assert words in p.stderr and "PIN" not in p.stderr.replace(
+        "server_pin", "").replace("halfkeyd init printed", ""), p.stderr
+    assert not d.exists()
+
+
+def test_init_refuses_an_existing_token_before_the_pin(server, make_token,
+                                                       halfkey_bin):
+    tok = make_token(server, "alice")
+    p = run(halfkey_bin, "--dir", tok.dir,
+            *init_args(server, tok.token_file), env=no_pin_env())
+    assert p.returncode == 1 and "already holds a token" in p.stderr, p.stderr
+    p = run(halfkey_bin, "--dir", tok.dir, "list", env=no_pin_env())
+    assert p.returncode == 0
+
+
+def pty_run(cmd, answers, env, timeout=60):
+    """Runs cmd on a new pseudo-terminal (its controlling terminal, as for
+    a person), typing each answer after its prompt appears; (exit code,
+    everything the terminal showed)."""
+    import fcntl
+    import pty
+    import select
+    import termios
+    import time
+    master, slave = pty.openpty()
+
+    def ctty():
+        os.setsid()
+        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+
+    proc = subprocess.Popen([str(c) for c in cmd], stdin=slave, stdout=slave,
+                            stderr=slave, env=env, preexec_fn=ctty,
+                            close_fds=True)
+    os.close(slave)
+    seen, pending = b"", list(answers)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r, _, _ = select.select([master], [], [], 0.2)
+        if r:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+            while pending and pending[0][0].encode() in seen.split(b"\n")[-1]:
+                os.write(master, pending.pop(0)[1].encode() + b"\n")
+                seen += b"\n"
+        elif proc.poll() is not None:
+            break
+    proc.wait(timeout=timeout)
+    os.close(master)
+    return proc.returncode, seen.decode(errors="replace")
+
+
+def test_init_asks_for_the_new_pin_twice(server, halfkey_bin, tmp_path):
+    jwt = tmp_path / "alice.jwt"
+    jwt.write_text(server.token("alice") + "\n")
+    env = no_pin_env()
+    cmd = [halfkey_bin, "--dir", tmp_path / "t1", *init_args(server, jwt)]
+    rc, out = pty_run(cmd, [("New PIN:", "123456"), ("Again:", "654321")],
+                      env)
+    assert rc == 1 and "differ" in out, out
+    assert not (tmp_path / "t1" / "token.json").exists()
+    rc, out = pty_run(cmd, [("New PIN:", "123456"), ("Again:", "123456")],
+                      env)
+    assert rc == 0 and "token = " in out, out
+    env["HALFKEY_PIN"] = "123456"
+    p = run(halfkey_bin, "--dir", tmp_path / "t1", "keygen", "--curve",
+            "p256", "--label", "k", env=env)
+    assert p.returncode == 0, p.stderr
+
+
+def sign_verify(tok, label, pem, env=None):
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: F401
+    digest = hashlib.sha256(label.encode() + os.urandom(8)).digest()
+    p = subprocess.run(tok.cmd("sign", "--key", label, "--digest",
+                               digest.hex(), "--format", "raw"),
+                       capture_output=True, text=True, env=env or tok.env,
+                       timeout=120)
+    assert p.returncode == 0, p.stderr
+    verify_raw(pem, p.stdout.strip(), digest)
+
+
+def test_passwd(server, make_token, tmp_path):
+    tok = make_token(server, "alice")
+    tok.keygen("secp256k1", "wallet")
+    pem = tok.pubkey_pem("wallet")
+    new = tmp_path / "new-pin"
+    new.write_text("a-new-pin-42\n")
+    p = tok.run("passwd", "--new-pin-file", new)
+    assert p.stdout.strip() == "pin = changed"
+    # the old PIN fails (without a terminal, without a prompt) ...
+    p = tok.run("sign", "--key", "wallet", "--digest", "11" * 32,
+                check=False)
+    assert p.returncode == 1 and "wrong PIN" in p.stderr, p.stderr
+    # ... the new one works, and the key still signs
+    env = dict(tok.env, HALFKEY_PIN="a-new-pin-42")
+    sign_verify(tok, "wallet", pem, env)
+    # change-pin stays as the old name of the same command
+    new.write_text("third-pin-99\n")
+    p = subprocess.run(tok.cmd("change-pin", "--new-pin-file", new),
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert p.returncode == 0, p.stderr
+    env["HALFKEY_PIN"] = "third-pin-99"
+    sign_verify(tok, "wallet", pem, env)
+    # a new PIN too short is refused, the PIN stays
+    new.write_text("123\n")
+    p = subprocess.run(tok.cmd("passwd", "--new-pin-file", new),
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert p.returncode == 1 and "6 to 256" in p.stderr
+    sign_verify(tok, "wallet", pem, env)
+
+
+def test_passwd_by_the_so_after_a_lockout(server, halfkey_bin, tmp_path):
+    jwt = tmp_path / "alice.jwt"
+    jwt.write_text(server.token("alice") + "\n")
+    so = tmp_path / "so-pin"
+    so.write_text("so-secret-77\n")
+    d = tmp_path / "tok"
+    env = dict(no_pin_env(), HALFKEY_PIN="first-pin-1")
+    p = run(halfkey_bin, "--dir", d, *init_args(server, jwt,
+                                                **{"so-pin-file": so}),
+            env=env)
+    assert p.returncode == 0, p.stderr
+    p = run(halfkey_bin, "--dir", d, "keygen", "--curve", "p256", "--label",
+            "k", env=env)
+    assert p.returncode == 0, p.stderr
+    pem = run(halfkey_bin, "--dir", d, "pubkey", "--key", "k",
+              env=env).stdout.encode()
+    bad = dict(env, HALFKEY_PIN="wrong-pin-0")
+    for _ in range(10):
+        run(halfkey_bin, "--dir", d, "unlock", "--key", "k", env=bad)
+    p = run(halfkey_bin, "--dir", d, "unlock", "--key", "k", env=env)
+    assert p.returncode == 1 and "locked" in p.stderr.lower(), p.stderr
+    assert "halfkey passwd --so-pin-file" in p.stderr, p.stderr
+    new = tmp_path / "new-pin"
+    new.write_text("after-reset-2\n")
+    p = run(halfkey_bin, "--dir", d, "passwd", "--so-pin-file", so,
+            "--new-pin-file", new, env=no_pin_env())
+    assert p.returncode == 0 and "changed (by the SO)" in p.stdout, p.stderr
+
+    class T:
+        def cmd(self, *a):
+            return [str(halfkey_bin), "--dir", str(d), *map(str, a)]
+    sign_verify(T(), "k", pem, dict(env, HALFKEY_PIN="after-reset-2"))

@@ -36,6 +36,7 @@
 
 #include "client/keystore.h"
 #include "mpc/sign.h"
+#include "transport/jwt.h"
 
 typedef struct {
     char server_url[256];
@@ -131,6 +132,11 @@ HK_WUR hk_err hk_client_get(hk_client *c, const char *path, int auth,
  * NUL-terminated: wipe and free() it. HK_ERR_CONFIG if the file or command
  * cannot be opened, HK_ERR_AUTH if it fails or gives nothing usable. */
 HK_WUR hk_err hk_client_jwt(hk_client *c, char **out);
+/* The claims of that JWT that explain a refusal, read without verifying
+ * it (the server does): subject, exp, nbf (0 if absent). HK_ERR_DECODE if
+ * it is not a JWT with a JSON payload holding sub and exp. */
+HK_WUR hk_err hk_client_jwt_claims(hk_client *c, char sub[HK_JWT_SUB_MAX + 1],
+                                   long *exp, long *nbf);
 /* The server's host name or address (owned by c) and port, from
  * server_url; NULL on a bad argument. */
 const char *hk_client_server(const hk_client *c, int *port);

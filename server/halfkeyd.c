@@ -632,7 +632,7 @@ static int hk_cmd_run(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-    lws_set_log_level(LLL_ERR, NULL);
+    lws_set_log_level(LLL_ERR, hk_log_lws);
     if (argc < 2)
         return hk_usage();
     if (argc == 2 && strcmp(argv[1], "--version") == 0) {

@@ -4,6 +4,8 @@
 #include <time.h>
 
 #include "common/isotime.h"
+#include <libwebsockets.h>
+
 #include "server/log.h"
 
 void hk_log(const char *level, const char *fmt, ...)
@@ -17,4 +19,22 @@ void hk_log(const char *level, const char *fmt, ...)
     va_end(ap);
     /* one write per line, so concurrent threads do not interleave */
     fprintf(stderr, "%s %s %s\n", ts, level, line);
+}
+
+void hk_log_lws(int level, const char *line)
+{
+    char msg[512];
+    size_t i, n = 0;
+
+    /* one k=v field: quotes and control characters (the trailing
+     * newline) replaced, so a line stays one parseable event */
+    for (i = 0; line[i] && n + 1 < sizeof(msg); i++)
+        if ((unsigned char)line[i] >= ' ' && line[i] != '"')
+            msg[n++] = line[i];
+        else if (line[i] == '"')
+            msg[n++] = '\'';
+    while (n > 0 && msg[n - 1] == ' ')
+        n--;
+    msg[n] = 0;
+    hk_log(level == LLL_ERR ? "error" : "warn", "event=lws msg=\"%s\"", msg);
 }

@@ -40,6 +40,12 @@
 #define HK_DR_PATH 1024
 #define HK_DR_PROBE_MS 10000 /* longest wait for the connection check */
 #define HK_DR_DAY 86400L
+/* A JWT with less left than this is a warning: the README mints tokens
+ * for an hour (--ttl 3600), which must pass. */
+#define HK_DR_JWT_WARN 300L
+/* A JWT expired less than this long ago may still pass a server's clock
+ * skew (jwt_skew, 30 s by default): the server's answer decides. */
+#define HK_DR_SKEW_MAX 300L
 
 typedef enum { HK_DR_OK, HK_DR_WARN, HK_DR_FAIL, HK_DR_SKIP } hk_dr_level;
 
@@ -437,38 +443,6 @@ static void hk_dr_cert(hk_dr *d)
 
 /* --- JWT ----------------------------------------------------------------- */
 
-/* The JSON payload of a compact JWT (not verified: the server does that). */
-static json_t *hk_dr_jwt_payload(const char *tok)
-{
-    const char *p = strchr(tok, '.'),
-               *q = p != NULL ? strchr(p + 1, '.') : NULL;
-    size_t n, i, pad;
-    unsigned char *raw = NULL;
-    char *b64 = NULL;
-    json_t *o = NULL;
-    int len;
-
-    if (q == NULL || strchr(q + 1, '.') != NULL || (n = q - p - 1) == 0 ||
-        n > HK_JWT_MAX || n % 4 == 1)
-        return NULL;
-    pad = (4 - n % 4) % 4;
-    if ((b64 = malloc(n + pad + 1)) == NULL || (raw = malloc(n + pad)) == NULL)
-        goto done;
-    for (i = 0; i < n; i++)
-        b64[i] = p[1 + i] == '-' ? '+' : p[1 + i] == '_' ? '/' : p[1 + i];
-    memset(b64 + n, '=', pad);
-    b64[n + pad] = 0;
-    if ((len = EVP_DecodeBlock(raw, (unsigned char *)b64, (int)(n + pad))) <
-        (int)pad)
-        goto done;
-    o = json_loadb((char *)raw, (size_t)len - pad, JSON_REJECT_DUPLICATES,
-                   NULL);
-done:
-    free(b64);
-    free(raw);
-    return o;
-}
-
 static void hk_dr_jwt_mint_hint(hk_dr *d, const char *sub)
 {
     const hk_client_config *cfg = hk_client_config_get(d->c);
@@ -488,46 +462,37 @@ static void hk_dr_jwt_mint_hint(hk_dr *d, const char *sub)
 /* Checks the JWT locally; 1 if it is worth showing to the server. */
 static int hk_dr_jwt(hk_dr *d)
 {
-    char *tok = NULL, left[32];
-    json_t *o = NULL, *jexp;
-    const char *sub;
-    long now = (long)time(NULL), t;
-    hk_err e = hk_client_jwt(d->c, &tok);
-    int ok = 0;
+    char sub[HK_JWT_SUB_MAX + 1], left[32];
+    long t, exp = 0, nbf = 0;
+    hk_err e = hk_client_jwt_claims(d->c, sub, &exp, &nbf);
 
     if (e != HK_OK) {
-        hk_dr_say(d, HK_DR_FAIL, "jwt", "no token: %s", hk_strerror(e));
+        hk_dr_say(d, HK_DR_FAIL, "jwt", "%s",
+                  e == HK_ERR_DECODE ? "not a JWT with sub and exp (three "
+                                       "base64url parts, a JSON payload)"
+                                     : "no token");
         hk_dr_jwt_mint_hint(d, "NAME");
         return 0;
     }
-    o = hk_dr_jwt_payload(tok);
-    OPENSSL_cleanse(tok, strlen(tok));
-    free(tok);
-    sub = json_string_value(json_object_get(o, "sub"));
-    jexp = json_object_get(o, "exp");
-    if (o == NULL || sub == NULL || !json_is_integer(jexp)) {
-        hk_dr_say(d, HK_DR_FAIL, "jwt",
-                  "not a JWT with sub and exp (three base64url parts, a JSON "
-                  "payload)");
-        hk_dr_jwt_mint_hint(d, "NAME");
-        goto done;
-    }
-    t = (long)json_integer_value(jexp) - now;
+    t = exp - (long)time(NULL);
     hk_dr_span(t < 0 ? -t : t, left);
-    if (t <= 0) {
+    if (t <= -HK_DR_SKEW_MAX) {
         hk_dr_say(d, HK_DR_FAIL, "jwt", "subject %s, expired %s ago", sub,
                   left);
         hk_dr_jwt_mint_hint(d, sub);
-        goto done;
+        return 0;
     }
-    ok = 1;
-    hk_dr_say(d, t < HK_DR_DAY ? HK_DR_WARN : HK_DR_OK, "jwt",
-              "subject %s, expires in %s", sub, left);
-    if (t < HK_DR_DAY)
+    if (t <= 0)
+        hk_dr_say(d, HK_DR_WARN, "jwt",
+                  "subject %s, expired %s ago: the server accepts it only "
+                  "within its clock skew (auth below)",
+                  sub, left);
+    else
+        hk_dr_say(d, t < HK_DR_JWT_WARN ? HK_DR_WARN : HK_DR_OK, "jwt",
+                  "subject %s, expires in %s", sub, left);
+    if (t < HK_DR_JWT_WARN)
         hk_dr_jwt_mint_hint(d, sub);
-done:
-    json_decref(o);
-    return ok;
+    return 1;
 }
 
 /* GET /pubkey of a key (or of an id no key has): 401 means the server

@@ -44,13 +44,42 @@ static int hk_fail(const char *what, const char *msg)
     return 1;
 }
 
+/* Errors whose cause `halfkey doctor` finds (server, certificate, JWT,
+ * configuration, token state). */
+static int hk_doctor_knows(hk_err e)
+{
+    return e == HK_ERR_NETWORK || e == HK_ERR_TLS || e == HK_ERR_TIMEOUT ||
+           e == HK_ERR_AUTH || e == HK_ERR_CONFIG || e == HK_ERR_KEY_LOCKED ||
+           e == HK_ERR_EPOCH || e == HK_ERR_TPM;
+}
+
 static int hk_die(const char *what, hk_err e, const char *detail)
 {
+    const char *doc = hk_doctor_knows(e) ? "; `halfkey doctor` checks the "
+                                           "token, server and JWT"
+                                         : "";
+
     if (detail != NULL && detail[0])
-        fprintf(stderr, "halfkey: %s: %s (%s)\n", what, hk_strerror(e), detail);
+        fprintf(stderr, "halfkey: %s: %s (%s)%s\n", what, hk_strerror(e),
+                detail, doc);
     else
-        fprintf(stderr, "halfkey: %s: %s\n", what, hk_strerror(e));
+        fprintf(stderr, "halfkey: %s: %s%s\n", what, hk_strerror(e), doc);
     return 1;
+}
+
+/* A failed operation on key `key`: the server's or the core's words, or
+ * that this token has no such key. */
+static int hk_key_die(const char *what, hk_client *c, const char *key, hk_err e)
+{
+    char why[HK_KS_LABEL_MAX + 1100];
+
+    if (e != HK_ERR_NOT_FOUND || hk_client_last_error(c)[0] != 0)
+        return hk_die(what, e, hk_client_last_error(c));
+    snprintf(why, sizeof(why),
+             "no key %.100s in the token %.900s (`halfkey list` shows its "
+             "keys)",
+             key, hk_ks_dir(hk_client_keystore(c)));
+    return hk_fail(what, why);
 }
 
 /* One command's synopsis: `halfkey CMD --help` prints it (exit 0), a
@@ -757,11 +786,12 @@ static int hk_sign_batch(const hk_args *a, hk_client *c, const char *key)
     }
     fclose(f);
     hk_client_channel_close(ch);
-    if (e != HK_OK)
+    if (e == HK_ERR_ARG)
         return hk_die("sign", e,
-                      e == HK_ERR_ARG ? "digest-file: one hex digest (1..64 "
-                                        "bytes) a line, at most 10000"
-                                      : hk_client_last_error(c));
+                      "digest-file: one hex digest (1..64 bytes) a line, at "
+                      "most 10000");
+    if (e != HK_OK)
+        return hk_key_die("sign", c, key, e);
     return 0;
 }
 
@@ -796,7 +826,7 @@ static int hk_cmd_sign(const hk_args *a)
         return 1;
     e = hk_client_sign(c, key, dig, dlen, sig);
     if (e != HK_OK) {
-        int r = hk_die("sign", e, hk_client_last_error(c));
+        int r = hk_key_die("sign", c, key, e);
 
         hk_client_close(c);
         return r;
@@ -842,7 +872,7 @@ static int hk_cmd_refresh(const hk_args *a)
         return 1;
     }
     if (e != HK_OK) {
-        int r = hk_die("refresh", e, hk_client_last_error(c));
+        int r = hk_key_die("refresh", c, key, e);
 
         hk_client_close(c);
         return r;
@@ -887,9 +917,13 @@ static int hk_cmd_pubkey(const hk_args *a)
     if (hk_open(a, &c, 0) != 0)
         return 1;
     e = hk_ks_key_info(hk_client_keystore(c), hk_opt(a, "key"), &info);
+    if (e != HK_OK) {
+        int r = hk_key_die("pubkey", c, hk_opt(a, "key"), e);
+
+        hk_client_close(c);
+        return r;
+    }
     hk_client_close(c);
-    if (e != HK_OK)
-        return hk_die("pubkey", e, hk_opt(a, "key"));
     return hk_print_pubkey(&info) ? 0 : hk_die("pubkey", HK_ERR_CRYPTO, "");
 }
 
@@ -1064,7 +1098,7 @@ static int hk_cmd_unlock(const hk_args *a)
                 "`halfkey unlock --key %s --force` (audited)\n",
                 key, key);
     if (e != HK_OK) {
-        int r = hk_die("unlock", e, hk_client_last_error(c));
+        int r = hk_key_die("unlock", c, key, e);
 
         hk_client_close(c);
         return r;
@@ -1294,7 +1328,7 @@ static int hk_cmd_backup(const hk_args *a)
     if ((e = hk_key_label(c, hk_opt(a, "key"), label)) == HK_OK)
         e = hk_client_backup(c, label, hk_opt(a, "backup-pub"), &epoch);
     if (e != HK_OK) {
-        int r = hk_die("backup", e, hk_client_last_error(c));
+        int r = hk_key_die("backup", c, hk_opt(a, "key"), e);
 
         hk_client_close(c);
         return r;

@@ -32,6 +32,7 @@ typedef struct {
     const char *auth;   /* Authorization header value or "" */
     const unsigned char *body;
     size_t body_len;
+    const char *peer; /* the client's address, e.g. "127.0.0.1" (logs) */
 } hk_http_req;
 
 typedef struct {

@@ -304,3 +304,112 @@ def test_passwd_by_the_so_after_a_lockout(server, halfkey_bin, tmp_path):
         def cmd(self, *a):
             return [str(halfkey_bin), "--dir", str(d), *map(str, a)]
     sign_verify(T(), "k", pem, dict(env, HALFKEY_PIN="after-reset-2"))
+
+
+# --- item 6: errors say what is wrong, and the fix ---------------------------
+
+
+def test_expired_jwt_is_said_so(server, make_token, tmp_path):
+    from test_doctor import mint
+    import time
+    tok = make_token(server, "alice")
+    tok.keygen("secp256k1", "wallet")
+    tok.token_file.write_text(mint(server, "alice", int(time.time()) - 600)
+                              + "\n")
+    # the HTTP request (POST /sign) and the WebSocket upgrade (a kept-open
+    # channel for --digest-file) say the same
+    digests = tmp_path / "digests"
+    digests.write_text("11" * 32 + "\n")
+    for args in (("sign", "--key", "wallet", "--digest", "11" * 32),
+                 ("sign", "--key", "wallet", "--digest-file", digests)):
+        p = tok.run(*args, check=False)
+        assert p.returncode == 1, p
+        assert "server refused the token: expired" in p.stderr, p.stderr
+        assert "network error" not in p.stderr
+        assert str(tok.token_file) in p.stderr
+        assert "halfkey doctor" in p.stderr
+    # halfkeyd's log says which check failed, for whom, from where
+    log = server.log_text()
+    for path in ("/sign", "/ws"):
+        assert re.search(rf"warn event=auth_refused path={path} "
+                         r"reason=expired sub=alice peer=127\.0\.0\.1", log), log
+    # a token from another issuer: its subject is not believed
+    tok.token_file.write_text("e30.e30.AAAA\n")
+    p = tok.run("sign", "--key", "wallet", "--digest", "11" * 32,
+                check=False)
+    assert "server refused the token" in p.stderr, p.stderr
+    assert re.search(r"auth_refused path=/sign reason=\w+ sub=- peer=",
+                     server.log_text())
+
+
+def test_token_directory_messages(server, make_token, tmp_path, halfkey_bin):
+    tok = make_token(server, "alice")
+    os.chmod(tok.dir, 0o777)
+    try:
+        p = tok.run("list", check=False)
+    finally:
+        os.chmod(tok.dir, 0o700)
+    assert p.returncode == 1
+    assert f"{tok.dir} has mode 0777: writable by others" in p.stderr
+    assert f"chmod 700 {tok.dir}" in p.stderr
+    # $HALFKEY_HOME: the directory named is the one used
+    home = tmp_path / "elsewhere"
+    env = dict(no_pin_env(), HALFKEY_HOME=str(home))
+    p = run(halfkey_bin, "list", env=env)
+    assert p.returncode == 1 and f"no token at {home}" in p.stderr, p.stderr
+
+
+def test_pin_and_key_wording(server, make_token):
+    tok = make_token(server, "alice")
+    tok.keygen("p256", "k")
+    env = dict(tok.env)
+    del env["HALFKEY_PIN"]
+    p = subprocess.run(tok.cmd("sign", "--key", "k", "--digest", "11" * 32),
+                       capture_output=True, text=True, env=env, timeout=60,
+                       stdin=subprocess.DEVNULL)
+    assert p.returncode == 1
+    assert "no PIN given: set HALFKEY_PIN" in p.stderr, p.stderr
+    assert "wrong PIN" not in p.stderr
+    for cmd in (("sign", "--key", "nosuch", "--digest", "11" * 32),
+                ("pubkey", "--key", "nosuch"), ("refresh", "--key", "nosuch")):
+        p = tok.run(*cmd, check=False)
+        assert p.returncode == 1
+        assert f"no key nosuch in the token {tok.dir}" in p.stderr, p.stderr
+        assert "halfkey list" in p.stderr
+
+
+def test_busy_port_and_lws_lines(make_server):
+    import socket
+    srv = make_server(start=False)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        srv.set_conf(port=s.getsockname()[1])
+        p = subprocess.run([str(srv.bin), "run", "--config", str(srv.conf)],
+                           capture_output=True, text=True, timeout=30)
+    assert p.returncode == 1
+    assert "the port is in use" in p.stderr, p.stderr
+    # libwebsockets' own lines carry the log's format
+    for line in p.stderr.splitlines():
+        if "lws" in line:
+            assert re.match(r"\d{4}-\d\d-\d\dT\S+Z (error|warn) event=lws "
+                            r'msg="[^"]*"$', line), line
+
+
+def test_retry_after(server, make_token):
+    tok = make_token(server, "alice")
+    kid = tok.keygen("p256", "k")
+    server.admin("keys", "limit", "--key", kid, "--per-hour", "1",
+                 "--per-day", "unlimited")
+    tok.run("sign", "--key", "k", "--digest", "11" * 32)
+    p = tok.run("sign", "--key", "k", "--digest", "22" * 32, check=False)
+    assert p.returncode == 1
+    assert re.search(r"retry after \d+ s", p.stderr), p.stderr
+
+
+def test_network_errors_suggest_doctor(server, make_token):
+    tok = make_token(server, "alice")
+    tok.keygen("p256", "k")
+    assert server.stop() == 0
+    p = tok.run("sign", "--key", "k", "--digest", "11" * 32, check=False)
+    assert p.returncode == 1 and "halfkey doctor" in p.stderr, p.stderr

@@ -59,6 +59,9 @@ def mint(server, sub, exp, key=None):
                               "exp": exp}).encode())
     der = key.sign(f"{head}.{body}".encode(), ec.ECDSA(hashes.SHA256()))
     r, s = utils.decode_dss_signature(der)
+    # low S: halfkeyd refuses the malleable high-S twin
+    n = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+    s = min(s, n - s)
     return f"{head}.{body}.{b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
 
 
@@ -128,12 +131,32 @@ def test_expired_and_expiring_jwt(tok, server):
     assert f"halfkeyd token --config SERVER.conf --sub alice > " \
         f"{tok.token_file}" in fix_after(p.stdout, "jwt")
     assert lines["auth"][0][0] == "SKIP"
-    # Less than a day left: a warning, and the server still accepts it.
+    # An hour, as the README mints it: no warning.
     tok.token_file.write_text(server.token("alice", ttl=3600) + "\n")
+    p, lines = doctor(tok)
+    assert p.returncode == 0, p.stdout
+    assert lines["jwt"][0][0] == "OK" and "expires in" in lines["jwt"][0][1]
+    # Under five minutes left: a warning, and the server still accepts it.
+    tok.token_file.write_text(server.token("alice", ttl=120) + "\n")
     p, lines = doctor(tok)
     assert p.returncode == 0, p.stdout
     assert lines["jwt"][0][0] == "WARN" and "expires in" in lines["jwt"][0][1]
     assert lines["auth"][0][0] == "OK"
+    # Expired a moment ago, inside the server's clock skew (jwt_skew 30 s):
+    # not a failure while the server accepts it.
+    tok.token_file.write_text(mint(server, "alice", int(time.time()) - 5)
+                              + "\n")
+    p, lines = doctor(tok)
+    assert p.returncode == 0, p.stdout
+    lv, msg = lines["jwt"][0]
+    assert lv == "WARN" and "clock skew" in msg, p.stdout
+    assert lines["auth"][0][0] == "OK"
+    # ... and beyond the skew the server refuses it: auth fails
+    tok.token_file.write_text(mint(server, "alice", int(time.time()) - 200)
+                              + "\n")
+    p, lines = doctor(tok)
+    assert p.returncode == 1
+    assert lines["jwt"][0][0] == "WARN" and lines["auth"][0][0] == "FAIL"
 
 
 def test_jwt_from_another_issuer(tok, server):

@@ -628,6 +628,7 @@ static void hk_dr_tpm(hk_dr *d)
 static void hk_dr_login(hk_dr *d, const hk_ks_keyinfo *keys, size_t n)
 {
     hk_ks *ks = hk_client_keystore(d->c);
+    hk_ks_tokeninfo ti;
     hk_share *s = NULL;
     size_t i, bad = 0;
     hk_err e;
@@ -637,10 +638,21 @@ static void hk_dr_login(hk_dr *d, const hk_ks_keyinfo *keys, size_t n)
                   "no PIN ($HALFKEY_PIN or --pin-file): keys not unsealed");
         return;
     }
-    if ((e = hk_ks_login(ks, d->pin)) != HK_OK) {
-        hk_dr_say(d, HK_DR_FAIL, "login", "%s", hk_strerror(e));
-        hk_dr_fix(d, "give the PIN set at halfkey init (each wrong PIN "
-                     "counts towards the lockout)");
+    /* checked first without counting: a doctor run must not bring the
+     * token closer to its lockout */
+    if ((e = hk_ks_pin_check(ks, d->pin)) == HK_OK)
+        e = hk_ks_login(ks, d->pin);
+    if (e == HK_ERR_PIN_LOCKED && hk_ks_token_info(ks, &ti) == HK_OK &&
+        ti.pin_locked) {
+        hk_dr_say(d, HK_DR_FAIL, "login", "PIN locked");
+        hk_dr_fix(d, "%s", hk_doctor_locked_pin_fix(&ti));
+        return;
+    }
+    if (e != HK_OK) {
+        hk_dr_say(d, HK_DR_FAIL, "login", "%s%s", hk_strerror(e),
+                  e == HK_ERR_PIN ? " (not counted towards the lockout)" : "");
+        hk_dr_fix(d, "give the PIN set at halfkey init, or `halfkey passwd` "
+                     "set since");
         return;
     }
     for (i = 0; i < n; i++) {

@@ -1,8 +1,9 @@
 /* `halfkey doctor`: diagnoses a client token and its server, one line per
  * check (OK, WARN, FAIL, or SKIP when an earlier failure makes the check
  * meaningless), each problem followed by a `fix:` line saying how to
- * repair it. Reads only, with one exception: given a PIN it logs in, which
- * counts a wrong PIN towards the token's lockout like any login. */
+ * repair it. Reads only, with one exception: given the right PIN it logs
+ * in (resetting the wrong-PIN counter, as any login does); a wrong PIN is
+ * checked without counting towards the lockout (hk_ks_pin_check). */
 #ifndef HK_DOCTOR_H
 #define HK_DOCTOR_H
 

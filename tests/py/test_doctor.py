@@ -192,12 +192,57 @@ def test_wrong_pin_and_counter(tok):
     tok.env["HALFKEY_PIN"] = "not-the-pin"
     p, lines = doctor(tok)
     assert p.returncode == 1
-    assert lines["login"][0][0] == "FAIL" and "PIN" in lines["login"][0][1]
-    # The failed try is now on the token's counter: a warning.
+    lv, msg = lines["login"][0]
+    assert lv == "FAIL" and "PIN" in msg and "not counted" in msg, p.stdout
+    # doctor's check used up no try of the lockout ...
+    p, lines = doctor(tok, pin=False)
+    assert p.returncode == 0
+    assert lines["token"][0][0] == "OK" and "no wrong PINs" in \
+        lines["token"][0][1], p.stdout
+    # ... a real login's wrong PIN counts, and shows as a warning
+    tok.run("unlock", "--key", "wallet", check=False)
     p, lines = doctor(tok, pin=False)
     assert p.returncode == 0
     lv, msg = lines["token"][0]
     assert lv == "WARN" and "1 wrong PIN" in msg
+
+
+def test_locked_pin_points_at_the_so_reset(tok, tmp_path):
+    tok.env["HALFKEY_PIN"] = "not-the-pin"
+    for _ in range(10):
+        tok.run("unlock", "--key", "wallet", check=False)
+    p, lines = doctor(tok, pin=False)
+    assert lines["token"][0][0] == "FAIL" and "PIN locked" in \
+        lines["token"][0][1]
+    # this token has no SO PIN: a backup or a new token
+    assert "no SO PIN" in fix_after(p.stdout, "token"), p.stdout
+    # with the right PIN too: locked (and the fix), no try used
+    tok.env["HALFKEY_PIN"] = "2468-test-pin"
+    p, lines = doctor(tok)
+    assert lines["login"][0] == ("FAIL", "PIN locked"), p.stdout
+
+
+def test_locked_pin_with_an_so(server, make_token, tmp_path):
+    tok = make_token(server, "bob")
+    so = tmp_path / "so"
+    so.write_text("so-pin-1234\n")
+    tok.run("set-so-pin", "--so-pin-file", so)
+    tok.keygen("p256", "k")
+    good = tok.env["HALFKEY_PIN"]
+    tok.env["HALFKEY_PIN"] = "not-the-pin"
+    for _ in range(10):
+        tok.run("unlock", "--key", "k", check=False)
+    tok.env["HALFKEY_PIN"] = good
+    p, lines = doctor(tok)
+    assert p.returncode == 1
+    fix = fix_after(p.stdout, "token")
+    assert "halfkey passwd --so-pin-file" in fix and "C_InitPIN" in fix
+    new = tmp_path / "new"
+    new.write_text("fresh-pin-77\n")
+    tok.run("passwd", "--so-pin-file", so, "--new-pin-file", new)
+    tok.env["HALFKEY_PIN"] = "fresh-pin-77"
+    p, lines = doctor(tok)
+    assert lines["login"][0][0] == "OK", p.stdout
 
 
 def test_token_dir_permissions(tok):

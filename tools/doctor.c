@@ -220,7 +220,7 @@ static int hk_dr_config(hk_dr *d)
             hk_dr_fix(d,
                       "edit %s: server_url = https://HOST:PORT, one of "
                       "server_pin or server_ca, one of token_file or "
-                      "token_command (README, \"halfkey.conf\")",
+                      "token_command (halfkey(1), FILES)",
                       d->conf);
         return 0;
     }

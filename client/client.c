@@ -2,10 +2,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <time.h>
 
 #include <jansson.h>
 #include <libwebsockets.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 #include "client/client.h"
 #include "mpc/codec.h"
@@ -25,7 +29,7 @@ struct hk_client {
     int port;
     unsigned char pin[HK_PIN_LEN];
     hk_tcli_config tc;
-    char last_error[256];
+    char last_error[512];
 };
 
 #define T hk_client_config
@@ -87,6 +91,53 @@ static int hk_parse_url(const char *url, char *host, size_t cap, int *port)
     return 1;
 }
 
+/* The checks of a configuration (hk_client_config_check), `where` naming
+ * it in the reason; host, port and pin filled from it. */
+static hk_err hk_config_check(const hk_client_config *cfg, const char *where,
+                              char host[256], int *port,
+                              unsigned char pin[HK_PIN_LEN], char *why)
+{
+    if (!hk_parse_url(cfg->server_url, host, 256, port)) {
+        snprintf(why, 256,
+                 "%.120s: server_url must be https://HOST:PORT, not "
+                 "\"%.60s\"",
+                 where, cfg->server_url);
+        return HK_ERR_CONFIG;
+    }
+    if ((cfg->server_pin[0] != 0) == (cfg->server_ca[0] != 0) ||
+        (cfg->server_pin[0] != 0 &&
+         !hk_unhex(cfg->server_pin, strlen(cfg->server_pin), pin,
+                   HK_PIN_LEN))) {
+        snprintf(why, 256,
+                 "%.120s: exactly one of server_pin (64 hex digits, the pin "
+                 "halfkeyd init printed) or server_ca",
+                 where);
+        return HK_ERR_CONFIG;
+    }
+    if ((cfg->token_file[0] != 0) == (cfg->token_command[0] != 0)) {
+        snprintf(why, 256, "%.160s: exactly one of token_file or token_command",
+                 where);
+        return HK_ERR_CONFIG;
+    }
+    if (cfg->paillier_bits != 2048 && cfg->paillier_bits != 3072) {
+        snprintf(why, 256, "%.160s: paillier_bits must be 2048 or 3072", where);
+        return HK_ERR_CONFIG;
+    }
+    return HK_OK;
+}
+
+hk_err hk_client_config_check(const hk_client_config *cfg, const char *where,
+                              char *why)
+{
+    unsigned char pin[HK_PIN_LEN];
+    char host[256];
+    int port;
+
+    if (cfg == NULL || where == NULL || why == NULL)
+        return HK_ERR_ARG;
+    return hk_config_check(cfg, where, host, &port, pin, why);
+}
+
 static hk_err hk_client_configure(hk_client *c, const char *dir, char *why)
 {
     char path[1024];
@@ -97,36 +148,49 @@ static hk_err hk_client_configure(hk_client *c, const char *dir, char *why)
     c->cfg.timeout_ms = 30000;
     snprintf(path, sizeof(path), "%.900s/%s", dir, HK_CLIENT_CONF);
     if ((e = hk_kv_load(path, hk_ccfg_fields, HK_NCFIELDS, &c->cfg, why)) !=
-        HK_OK)
+            HK_OK ||
+        (e = hk_config_check(&c->cfg, path, c->host, &c->port, c->pin, why)) !=
+            HK_OK)
         return e;
-    if (!hk_parse_url(c->cfg.server_url, c->host, sizeof(c->host), &c->port)) {
-        snprintf(why, 256, "%.200s: server_url must be https://host:port",
-                 path);
-        return HK_ERR_CONFIG;
-    }
-    if ((c->cfg.server_pin[0] != 0) == (c->cfg.server_ca[0] != 0) ||
-        (c->cfg.server_pin[0] != 0 &&
-         !hk_unhex(c->cfg.server_pin, strlen(c->cfg.server_pin), c->pin,
-                   HK_PIN_LEN))) {
-        snprintf(why, 256,
-                 "%.160s: exactly one of server_pin (64 hex digits)"
-                 " or server_ca",
-                 path);
-        return HK_ERR_CONFIG;
-    }
-    if ((c->cfg.token_file[0] != 0) == (c->cfg.token_command[0] != 0)) {
-        snprintf(why, 256,
-                 "%.160s: exactly one of token_file or "
-                 "token_command",
-                 path);
-        return HK_ERR_CONFIG;
-    }
     c->tc.host = c->host;
     c->tc.port = c->port;
     c->tc.pin = c->cfg.server_pin[0] ? c->pin : NULL;
     c->tc.ca_file = c->cfg.server_ca[0] ? c->cfg.server_ca : NULL;
     c->tc.timeout_ms = c->cfg.timeout_ms;
     return HK_OK;
+}
+
+/* Why the token directory did not open, naming the directory really
+ * used (dir, else $HALFKEY_HOME, else $XDG_DATA_HOME/halfkey ...). */
+static void hk_client_open_why(const char *dir, hk_err e, char *why)
+{
+    char *path = NULL;
+    struct stat st;
+
+    if (hk_ks_dir_resolve(dir, &path) != HK_OK) {
+        snprintf(why, 256,
+                 "no token directory: give --dir DIR, or set "
+                 "HALFKEY_HOME or XDG_DATA_HOME");
+        return;
+    }
+    if (e == HK_ERR_CONFIG && stat(path, &st) == 0 && st.st_uid != geteuid())
+        snprintf(why, 256,
+                 "the token directory %.180s belongs to uid %u, not you", path,
+                 (unsigned)st.st_uid);
+    else if (e == HK_ERR_CONFIG && stat(path, &st) == 0 &&
+             (st.st_mode & 022) != 0)
+        snprintf(why, 256,
+                 "the token directory %.90s has mode %04o: writable by "
+                 "others (chmod 700 %.90s)",
+                 path, (unsigned)(st.st_mode & 07777), path);
+    else if (e == HK_ERR_NOT_FOUND)
+        snprintf(why, 256,
+                 "no token at %.180s (halfkey init makes one; --dir or "
+                 "HALFKEY_HOME choose another)",
+                 path);
+    else
+        snprintf(why, 256, "token directory %.200s", path);
+    OPENSSL_free(path);
 }
 
 hk_err hk_client_open(const char *dir, hk_client **out, char *why)
@@ -144,7 +208,7 @@ hk_err hk_client_open(const char *dir, hk_client **out, char *why)
     if ((c = calloc(1, sizeof(*c))) == NULL)
         return HK_ERR_NOMEM;
     if ((e = hk_ks_open(dir, &c->ks)) != HK_OK) {
-        snprintf(why, 256, "no token at %.200s", dir != NULL ? dir : "");
+        hk_client_open_why(dir, e, why);
         free(c);
         return e;
     }
@@ -199,26 +263,119 @@ hk_err hk_client_jwt(hk_client *c, char **out)
     return HK_OK;
 }
 
+/* The JSON payload of a compact JWT (not verified: the server does that). */
+static json_t *hk_jwt_payload(const char *tok)
+{
+    const char *p = strchr(tok, '.'),
+               *q = p != NULL ? strchr(p + 1, '.') : NULL;
+    size_t n, i, pad;
+    unsigned char *raw = NULL;
+    char *b64 = NULL;
+    json_t *o = NULL;
+    int len;
+
+    if (q == NULL || strchr(q + 1, '.') != NULL || (n = q - p - 1) == 0 ||
+        n > HK_JWT_MAX || n % 4 == 1)
+        return NULL;
+    pad = (4 - n % 4) % 4;
+    if ((b64 = malloc(n + pad + 1)) == NULL || (raw = malloc(n + pad)) == NULL)
+        goto done;
+    for (i = 0; i < n; i++)
+        b64[i] = p[1 + i] == '-' ? '+' : p[1 + i] == '_' ? '/' : p[1 + i];
+    memset(b64 + n, '=', pad);
+    b64[n + pad] = 0;
+    if ((len = EVP_DecodeBlock(raw, (unsigned char *)b64, (int)(n + pad))) <
+        (int)pad)
+        goto done;
+    o = json_loadb((char *)raw, (size_t)len - pad, JSON_REJECT_DUPLICATES,
+                   NULL);
+done:
+    free(b64);
+    free(raw);
+    return o;
+}
+
+hk_err hk_client_jwt_claims(hk_client *c, char sub[HK_JWT_SUB_MAX + 1],
+                            long *exp, long *nbf)
+{
+    char *tok = NULL;
+    json_t *o, *je, *jn;
+    const char *s;
+    hk_err e;
+
+    if (c == NULL || sub == NULL || exp == NULL || nbf == NULL)
+        return HK_ERR_ARG;
+    if ((e = hk_client_jwt(c, &tok)) != HK_OK)
+        return e;
+    o = hk_jwt_payload(tok);
+    OPENSSL_cleanse(tok, strlen(tok));
+    free(tok);
+    s = json_string_value(json_object_get(o, "sub"));
+    je = json_object_get(o, "exp");
+    jn = json_object_get(o, "nbf");
+    e = HK_ERR_DECODE;
+    if (s != NULL && strlen(s) <= HK_JWT_SUB_MAX && json_is_integer(je)) {
+        snprintf(sub, HK_JWT_SUB_MAX + 1, "%s", s);
+        *exp = (long)json_integer_value(je);
+        *nbf = json_is_integer(jn) ? (long)json_integer_value(jn) : 0;
+        e = HK_OK;
+    }
+    json_decref(o);
+    return e;
+}
+
+/* The server refused the JWT (401): what the token's own claims say about
+ * it into last_error (the server does not say which check failed). */
+static void hk_client_refused(hk_client *c)
+{
+    char sub[HK_JWT_SUB_MAX + 1];
+    long exp = 0, nbf = 0, now = (long)time(NULL);
+    const char *src =
+        c->cfg.token_file[0] ? c->cfg.token_file : "token_command";
+
+    if (hk_client_jwt_claims(c, sub, &exp, &nbf) != HK_OK)
+        snprintf(c->last_error, sizeof(c->last_error),
+                 "HTTP 401: server refused the token: %.160s does not give a "
+                 "JWT with "
+                 "sub and exp",
+                 src);
+    else if (exp <= now)
+        snprintf(
+            c->last_error, sizeof(c->last_error),
+            "HTTP 401: server refused the token: expired %ld s ago (subject "
+            "%.64s): put a fresh one in %.100s",
+            now - exp, sub, src);
+    else if (nbf > now)
+        snprintf(
+            c->last_error, sizeof(c->last_error),
+            "HTTP 401: server refused the token: not valid for another %ld s "
+            "(nbf; is this clock right?)",
+            nbf - now);
+    else
+        snprintf(
+            c->last_error, sizeof(c->last_error),
+            "HTTP 401: server refused the token of subject %.64s: not from the "
+            "issuer it trusts (jwt_key, jwt_iss, jwt_aud)",
+            sub);
+}
+
 static hk_err hk_http_err(hk_client *c, int status, const char *body)
 {
     json_t *o = json_loads(body, 0, NULL);
     const char *m = json_string_value(json_object_get(o, "message"));
+    json_int_t retry = json_integer_value(json_object_get(o, "retry_after"));
 
-    snprintf(c->last_error, sizeof(c->last_error), "HTTP %d: %.200s", status,
-             m != NULL ? m : "no message");
+    if (retry > 0)
+        snprintf(c->last_error, sizeof(c->last_error),
+                 "HTTP %d: %.200s; retry after %lld s", status,
+                 m != NULL ? m : "no message", (long long)retry);
+    else
+        snprintf(c->last_error, sizeof(c->last_error), "HTTP %d: %.200s",
+                 status, m != NULL ? m : "no message");
     json_decref(o);
-    switch (status) {
-    case 401:
-        return HK_ERR_AUTH;
-    case 403:
-        return HK_ERR_FORBIDDEN;
-    case 404:
-        return HK_ERR_NOT_FOUND;
-    case 429:
-        return HK_ERR_RATE;
-    default:
-        return HK_ERR_SERVER;
-    }
+    if (status == 401)
+        hk_client_refused(c);
+    return hk_http_status_err(status);
 }
 
 /* POST a JSON body (consumed); the HTTP status and body (malloc'd). */
@@ -302,6 +459,12 @@ static hk_err hk_client_ws(hk_client *c, const char *wspath, hk_tws **ws)
     if (tok != NULL)
         OPENSSL_cleanse(tok, strlen(tok));
     free(tok);
+    if (e == HK_ERR_AUTH)
+        hk_client_refused(c);
+    else if (e != HK_OK && e != HK_ERR_NETWORK && e != HK_ERR_TLS &&
+             e != HK_ERR_TIMEOUT)
+        snprintf(c->last_error, sizeof(c->last_error),
+                 "the server refused the WebSocket (%s)", hk_strerror(e));
     return e;
 }
 

@@ -38,6 +38,7 @@
 
 #include "client/keystore.h"
 #include "mpc/sign.h"
+#include "transport/jwt.h"
 
 typedef struct {
     char server_url[256];
@@ -57,6 +58,13 @@ typedef struct hk_client hk_client;
 /* Writes a token's halfkey.conf (for `halfkey init`). */
 HK_WUR hk_err hk_client_config_write(const char *dir,
                                      const hk_client_config *c);
+/* Checks a configuration as hk_client_open would (server_url
+ * https://HOST:PORT, one of server_pin of 64 hex digits or server_ca, one of
+ * token_file or token_command, paillier_bits 2048 or 3072); why[256] gets
+ * the reason, starting with `where`, on HK_ERR_CONFIG. Files are not
+ * opened. */
+HK_WUR hk_err hk_client_config_check(const hk_client_config *cfg,
+                                     const char *where, char *why);
 /* Opens the token at dir (see hk_ks_dir_resolve) and reads its config;
  * why[256] gets a reason on HK_ERR_CONFIG. */
 HK_WUR hk_err hk_client_open(const char *dir, hk_client **out, char *why);
@@ -138,6 +146,11 @@ HK_WUR hk_err hk_client_get(hk_client *c, const char *path, int auth,
  * NUL-terminated: wipe and free() it. HK_ERR_CONFIG if the file or command
  * cannot be opened, HK_ERR_AUTH if it fails or gives nothing usable. */
 HK_WUR hk_err hk_client_jwt(hk_client *c, char **out);
+/* The claims of that JWT that explain a refusal, read without verifying
+ * it (the server does): subject, exp, nbf (0 if absent). HK_ERR_DECODE if
+ * it is not a JWT with a JSON payload holding sub and exp. */
+HK_WUR hk_err hk_client_jwt_claims(hk_client *c, char sub[HK_JWT_SUB_MAX + 1],
+                                   long *exp, long *nbf);
 /* The server's host name or address (owned by c) and port, from
  * server_url; NULL on a bad argument. */
 const char *hk_client_server(const hk_client *c, int *port);

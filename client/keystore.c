@@ -258,6 +258,26 @@ done:
     return e;
 }
 
+hk_err hk_ks_pin_check(hk_ks *ks, const char *pin)
+{
+    hk_ks_token t;
+    hk_ks_mk mk;
+    hk_err e;
+
+    if (ks == NULL || pin == NULL)
+        return HK_ERR_ARG;
+    if (!hk_ks_pin_given_ok(pin))
+        return HK_ERR_ARG;
+    pthread_mutex_lock(&ks->mu);
+    if ((e = hk_ks_token_read(ks->dfd, &t)) == HK_OK)
+        e = t.fails >= t.max_fails ? HK_ERR_PIN_LOCKED
+                                   : hk_ks_try_pin(&t, pin, &mk);
+    pthread_mutex_unlock(&ks->mu);
+    OPENSSL_cleanse(&mk, sizeof(mk));
+    OPENSSL_cleanse(&t, sizeof(t));
+    return e;
+}
+
 void hk_ks_logout(hk_ks *ks)
 {
     if (ks == NULL)

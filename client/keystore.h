@@ -223,6 +223,12 @@ const char *hk_ks_dir(const hk_ks *ks);
  * length no PIN can have (not counted). Finishes an interrupted PIN change
  * in the direction of the given PIN. Already logged in: checks again. */
 HK_WUR hk_err hk_ks_login(hk_ks *ks, const char *pin);
+/* Checks the PIN without logging in and WITHOUT counting a wrong one
+ * (for `halfkey doctor`): HK_OK, HK_ERR_PIN, HK_ERR_PIN_LOCKED at the
+ * limit. It offers nothing a reader of token.json lacks (see "Failed
+ * PINs": an offline guess costs the same scrypt); a TPM-backed token's
+ * TPM still counts a wrong PIN in its dictionary-attack protection. */
+HK_WUR hk_err hk_ks_pin_check(hk_ks *ks, const char *pin);
 /* Forgets the derived key. */
 void hk_ks_logout(hk_ks *ks);
 /* Token label, failed-PIN counter (read fresh from disk), login state. */

@@ -6,6 +6,9 @@
 
 #include <openssl/crypto.h>
 
+#include <jansson.h>
+
+#include "common/isotime.h"
 #include "mpc/codec.h"
 #include "mpc/setup.h"
 #include "server/commands.h"
@@ -17,6 +20,7 @@
 /* Options of one command: --name value pairs after argv[first]. */
 typedef struct {
     const char *config, *sub, *key, *from, *per_hour, *per_day, *anchor;
+    int json; /* --json: one JSON document instead of text */
 } hk_admin_opts;
 
 static int hk_admin_usage(const char *what)
@@ -45,6 +49,11 @@ static int hk_admin_parse(int argc, char **argv, int first, hk_admin_opts *o)
 
     memset(o, 0, sizeof(*o));
     for (i = first; i < argc; i += 2) {
+        if (strcmp(argv[i], "--json") == 0) {
+            o->json = 1;
+            i--;
+            continue;
+        }
         for (k = 0; k < n && strcmp(argv[i], names[k]) != 0; k++)
             ;
         if (k == n || i + 1 >= argc || *slots[k] != NULL)
@@ -139,33 +148,97 @@ static void hk_admin_backup_state(hk_db *db, const unsigned char *kid,
         snprintf(out, cap, "stale:%lu<%lu", newest, active);
 }
 
-static void hk_admin_print_key(hk_db *db, const hk_db_key *k)
+/* A per-key limit as people read it: 0 is the server's default. */
+static const char *hk_admin_limit_text(unsigned v, char *buf, size_t cap)
 {
-    char kh[2 * HK_ID_LEN + 1], bk[48];
+    if (v == 0)
+        return "default";
+    if (v >= HK_DB_LIMIT_MAX)
+        return "unlimited";
+    snprintf(buf, cap, "%u", v);
+    return buf;
+}
+
+static const char *hk_admin_state(const hk_db_key *k)
+{
+    return k->disabled ? "disabled" : k->pending ? "pending" : "enabled";
+}
+
+/* A limit in JSON: a number, "default" or "unlimited". */
+static json_t *hk_admin_limit_json(unsigned v)
+{
+    char buf[16];
+
+    return v == 0 || v >= HK_DB_LIMIT_MAX
+               ? json_string(hk_admin_limit_text(v, buf, sizeof(buf)))
+               : json_integer(v);
+}
+
+/* One key as a JSON object (keys list --json): created in ISO 8601. */
+static json_t *hk_admin_key_json(hk_db *db, const hk_db_key *k)
+{
+    char kh[2 * HK_ID_LEN + 1], bk[48], when[HK_ISO_LEN];
 
     hk_hex(k->kid, HK_ID_LEN, kh);
     hk_admin_backup_state(db, k->kid, bk, sizeof(bk));
-    printf("%s\t%s\t%s\t%lld\t%s\t%u/h\t%u/d\t%s\tbackup=%s\n", kh,
-           hk_curve_name(k->curve), k->owner, (long long)k->created,
-           k->disabled  ? "disabled"
-           : k->pending ? "pending"
-                        : "enabled",
-           k->max_hour, k->max_day, k->label, bk);
+    hk_iso_time(k->created, when);
+    return json_pack("{s:s,s:s,s:s,s:s,s:s,s:o,s:o,s:s?,s:s}", "key_id", kh,
+                     "curve", hk_curve_name(k->curve), "subject", k->owner,
+                     "created", when, "state", hk_admin_state(k),
+                     "max_per_hour", hk_admin_limit_json(k->max_hour),
+                     "max_per_day", hk_admin_limit_json(k->max_day), "label",
+                     k->label[0] ? k->label : NULL, "backup", bk);
 }
 
-static int hk_admin_list(hk_db *db, const char *sub)
+/* One key as a tab-separated line: limits spelt out, "-" for no label. */
+static void hk_admin_print_key(hk_db *db, const hk_db_key *k)
+{
+    char kh[2 * HK_ID_LEN + 1], bk[48], when[HK_ISO_LEN], h[16], d[16];
+
+    hk_hex(k->kid, HK_ID_LEN, kh);
+    hk_admin_backup_state(db, k->kid, bk, sizeof(bk));
+    hk_iso_time(k->created, when);
+    printf("%s\t%s\t%s\t%s\t%s\t%s/h\t%s/d\t%s\tbackup=%s\n", kh,
+           hk_curve_name(k->curve), k->owner, when, hk_admin_state(k),
+           hk_admin_limit_text(k->max_hour, h, sizeof(h)),
+           hk_admin_limit_text(k->max_day, d, sizeof(d)),
+           k->label[0] ? k->label : "-", bk);
+}
+
+/* Prints o (consumed) as one line; 1 on success. */
+static int hk_admin_print_json(json_t *o)
+{
+    char *txt = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+    int ok = txt != NULL && printf("%s\n", txt) > 0;
+
+    free(txt);
+    json_decref(o);
+    return ok;
+}
+
+static int hk_admin_list(hk_db *db, const char *sub, int json)
 {
     hk_db_key *keys = NULL;
+    json_t *arr = json ? json_array() : NULL;
     size_t n = 0, i;
     hk_err e;
 
-    if ((e = hk_db_key_list(db, sub, &keys, &n)) != HK_OK)
+    if ((e = hk_db_key_list(db, sub, &keys, &n)) != HK_OK) {
+        json_decref(arr);
         return hk_admin_fail("keys list", e, hk_db_errmsg(db));
-    printf("key_id\tcurve\tsubject\tcreated\tstate\tmax_hour\tmax_day\t"
-           "label\tbackup\n");
-    for (i = 0; i < n; i++)
-        hk_admin_print_key(db, &keys[i]);
+    }
+    if (!json)
+        printf("key_id\tcurve\tsubject\tcreated\tstate\tmax_hour\t"
+               "max_day\tlabel\tbackup\n");
+    for (i = 0; i < n; i++) {
+        if (json)
+            json_array_append_new(arr, hk_admin_key_json(db, &keys[i]));
+        else
+            hk_admin_print_key(db, &keys[i]);
+    }
     OPENSSL_free(keys);
+    if (json && !hk_admin_print_json(arr))
+        return hk_admin_fail("keys list", HK_ERR_NOMEM, NULL);
     return 0;
 }
 
@@ -309,7 +382,7 @@ int hk_cmd_keys(int argc, char **argv)
     if ((!list && !limit && !del && strcmp(verb, "disable") &&
          strcmp(verb, "enable")) ||
         !hk_admin_parse(argc, argv, 3, &o) || o.from != NULL || o.anchor ||
-        (list && o.key != NULL) ||
+        (list && o.key != NULL) || (!list && o.json) ||
         (!list && (o.sub == NULL) == (o.key == NULL)) ||
         ((limit || del) && o.sub != NULL) ||
         (!limit && (o.per_hour || o.per_day)))
@@ -320,7 +393,7 @@ int hk_cmd_keys(int argc, char **argv)
     if (del)
         rc = hk_admin_delete(db, &c, &o);
     else if (list)
-        rc = hk_admin_list(db, o.sub);
+        rc = hk_admin_list(db, o.sub, o.json);
     else if (o.sub != NULL)
         rc = hk_admin_change_sub(db, &c, verb, &o);
     else
@@ -381,7 +454,27 @@ static int hk_admin_anchor(hk_db *db, const char *arg)
     return 0;
 }
 
-static int hk_admin_verify(hk_db *db, const char *anchor)
+/* audit verify --json: {"records", "intact", "head", "anchor",
+ * "broken_seq", "why"} (null where they do not apply); the exit code as
+ * without --json, and no --anchor check (scripts compare "anchor"). */
+static int hk_admin_verify_json(const hk_audit_report *rep)
+{
+    char head[2 * HK_AUDIT_HASH_LEN + 1], anchor[2 * HK_AUDIT_HASH_LEN + 24];
+    int broken = rep->broken_seq != 0, some = !broken && rep->count > 0;
+
+    hk_hex(rep->head, HK_AUDIT_HASH_LEN, head);
+    snprintf(anchor, sizeof(anchor), "%lld:%s", (long long)rep->count, head);
+    if (!hk_admin_print_json(json_pack(
+            "{s:I,s:b,s:s?,s:s?,s:o,s:s?}", "records", (json_int_t)rep->count,
+            "intact", !broken, "head", some ? head : NULL, "anchor",
+            some ? anchor : NULL, "broken_seq",
+            broken ? json_integer(rep->broken_seq) : json_null(), "why",
+            broken ? rep->why : NULL)))
+        return hk_admin_fail("audit verify", HK_ERR_NOMEM, NULL);
+    return broken;
+}
+
+static int hk_admin_verify(hk_db *db, const char *anchor, int json)
 {
     char head[2 * HK_AUDIT_HASH_LEN + 1];
     hk_audit_report rep;
@@ -389,6 +482,8 @@ static int hk_admin_verify(hk_db *db, const char *anchor)
 
     if ((e = hk_audit_verify(db, &rep)) != HK_OK)
         return hk_admin_fail("audit verify", e, hk_db_errmsg(db));
+    if (json)
+        return hk_admin_verify_json(&rep);
     if (rep.broken_seq != 0) {
         printf("audit: chain broken at record %lld: %s (%lld records "
                "before it are intact)\n",
@@ -417,7 +512,8 @@ int hk_cmd_audit(int argc, char **argv)
     if ((strcmp(verb, "verify") && strcmp(verb, "export")) ||
         !hk_admin_parse(argc, argv, 3, &o) || o.sub || o.key || o.per_hour ||
         o.per_day || (o.from != NULL && strcmp(verb, "export") != 0) ||
-        (o.anchor != NULL && strcmp(verb, "verify") != 0))
+        (o.anchor != NULL && strcmp(verb, "verify") != 0) ||
+        (o.anchor != NULL && o.json))
         return hk_admin_usage("audit verify|export --config FILE");
     if (o.from != NULL &&
         ((from = strtoll(o.from, &end, 10)) < 1 || *end != '\0'))
@@ -425,7 +521,7 @@ int hk_cmd_audit(int argc, char **argv)
     if ((rc = hk_admin_open(o.config, &c, &db)) != 0)
         return rc;
     if (strcmp(verb, "verify") == 0) {
-        rc = hk_admin_verify(db, o.anchor);
+        rc = hk_admin_verify(db, o.anchor, o.json);
     } else if ((e = hk_audit_export(db, from, stdout)) != HK_OK) {
         rc = hk_admin_fail("audit export", e, hk_db_errmsg(db));
     }

@@ -383,6 +383,6 @@ hk_err hk_srv_config_load(const char *path, hk_srv_config *out, char *why)
 
 hk_err hk_srv_config_write(const char *path, const hk_srv_config *c)
 {
-    return hk_kv_write(path, "halfkeyd configuration (see README)",
+    return hk_kv_write(path, "halfkeyd configuration (see halfkeyd(8))",
                        hk_cfg_fields, HK_NFIELDS, c);
 }

@@ -40,30 +40,68 @@
 #include "transport/jwt.h"
 #include "transport/tls_cert.h"
 
+/* Each command's synopsis: `halfkeyd CMD --help` prints its row, a bare
+ * usage error all of them. A new command adds a row. */
+typedef struct {
+    const char *cmd, *usage;
+} hk_usage_row;
+
+static const hk_usage_row hk_usages[] = {
+    {"init", "halfkeyd init DIR [--port N] [--hsm --hsm-module PATH "
+             "--hsm-token LABEL\n"
+             "                     --hsm-key-label LABEL (--hsm-pin-file F | "
+             "--hsm-pin-env VAR)]\n"},
+    {"run", "halfkeyd run --config FILE\n"},
+    {"token", "halfkeyd token --config FILE --sub NAME [--ttl SECONDS] "
+              "[--scope \"sign request approve\"]\n"},
+    {"initdb", "halfkeyd initdb --config FILE\n"},
+    {"keys", "halfkeyd keys list --config FILE [--sub NAME] [--json]\n"
+             "halfkeyd keys disable|enable --config FILE "
+             "(--key KEYID | --sub NAME)\n"
+             "halfkeyd keys limit --config FILE --key KEYID "
+             "--per-hour N|unlimited --per-day N|unlimited\n"
+             "halfkeyd keys delete --config FILE --key KEYID\n"},
+    {"audit", "halfkeyd audit verify --config FILE [--anchor SEQ:HASH] "
+              "[--json]\n"
+              "halfkeyd audit export --config FILE [--from SEQ]  "
+              "(JSON lines)\n"},
+    {"reseal", "halfkeyd reseal --config FILE [--check]\n"},
+    {"new-kek", "halfkeyd new-kek --config FILE (--file PATH | "
+                "--hsm-key-label LABEL)\n"},
+};
+
+#define HK_NUSAGES (sizeof(hk_usages) / sizeof(hk_usages[0]))
+
+/* The rows of cmd (every row if cmd is NULL or unknown) on f. */
+static void hk_print_usage(FILE *f, const char *cmd)
+{
+    size_t i, hits = 0;
+
+    for (i = 0; cmd != NULL && i < HK_NUSAGES; i++)
+        if (strcmp(hk_usages[i].cmd, cmd) == 0)
+            hits += fprintf(f, "usage: %s", hk_usages[i].usage) > 0;
+    for (i = 0; hits == 0 && i < HK_NUSAGES; i++)
+        fprintf(f, "%s%s", i == 0 ? "usage: " : "       ", hk_usages[i].usage);
+    if (hits == 0)
+        fprintf(f, "       halfkeyd COMMAND --help | --version\n"
+                   "(halfkeyd(8) describes each)\n");
+}
+
 static int hk_usage(void)
 {
-    fprintf(stderr,
-            "usage: halfkeyd init DIR [--port N] [--hsm --hsm-module PATH "
-            "--hsm-token LABEL\n"
-            "                     --hsm-key-label LABEL (--hsm-pin-file F | "
-            "--hsm-pin-env VAR)]\n"
-            "       halfkeyd run --config FILE\n"
-            "       halfkeyd token --config FILE --sub NAME [--ttl SECONDS] "
-            "[--scope \"sign request approve\"]\n"
-            "       halfkeyd initdb --config FILE\n"
-            "       halfkeyd keys list --config FILE [--sub NAME]\n"
-            "       halfkeyd keys disable|enable --config FILE "
-            "(--key KEYID | --sub NAME)\n"
-            "       halfkeyd keys limit --config FILE --key KEYID "
-            "--per-hour N|unlimited --per-day N|unlimited\n"
-            "       halfkeyd keys delete --config FILE --key KEYID\n"
-            "       halfkeyd audit verify --config FILE [--anchor SEQ:HASH]\n"
-            "       halfkeyd audit export --config FILE [--from SEQ]\n"
-
-            "       halfkeyd reseal --config FILE [--check]\n"
-            "       halfkeyd new-kek --config FILE (--file PATH | "
-            "--hsm-key-label LABEL)\n");
+    hk_print_usage(stderr, NULL);
     return 2;
+}
+
+/* --help anywhere on the command line: that command's synopsis. */
+static int hk_wants_help(int argc, char **argv)
+{
+    int i;
+
+    for (i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            return 1;
+    return argc >= 2 && strcmp(argv[1], "help") == 0;
 }
 
 static int hk_fail(const char *what, hk_err e, const char *why)
@@ -597,9 +635,18 @@ static int hk_cmd_run(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-    lws_set_log_level(LLL_ERR, NULL);
+    lws_set_log_level(LLL_ERR, hk_log_lws);
     if (argc < 2)
         return hk_usage();
+    if (argc == 2 && strcmp(argv[1], "--version") == 0) {
+        printf("halfkeyd %s (protocol %d)\n", HK_VERSION, HK_PROTOCOL_VERSION);
+        return 0;
+    }
+    if (hk_wants_help(argc, argv)) {
+        hk_print_usage(stdout,
+                       strcmp(argv[1], "help") == 0 ? argv[2] : argv[1]);
+        return 0;
+    }
     if (strcmp(argv[1], "init") == 0)
         return hk_cmd_init(argc, argv);
     if (strcmp(argv[1], "run") == 0)

@@ -6,4 +6,8 @@
 void hk_log(const char *level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* libwebsockets' own log lines (lws_set_log_level's emitter) as events:
+ * "time level event=lws msg=..." like every other line. */
+void hk_log_lws(int level, const char *line);
+
 #endif

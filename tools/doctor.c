@@ -40,6 +40,12 @@
 #define HK_DR_PATH 1024
 #define HK_DR_PROBE_MS 10000 /* longest wait for the connection check */
 #define HK_DR_DAY 86400L
+/* A JWT with less left than this is a warning: the README mints tokens
+ * for an hour (--ttl 3600), which must pass. */
+#define HK_DR_JWT_WARN 300L
+/* A JWT expired less than this long ago may still pass a server's clock
+ * skew (jwt_skew, 30 s by default): the server's answer decides. */
+#define HK_DR_SKEW_MAX 300L
 
 typedef enum { HK_DR_OK, HK_DR_WARN, HK_DR_FAIL, HK_DR_SKIP } hk_dr_level;
 
@@ -214,7 +220,7 @@ static int hk_dr_config(hk_dr *d)
             hk_dr_fix(d,
                       "edit %s: server_url = https://HOST:PORT, one of "
                       "server_pin or server_ca, one of token_file or "
-                      "token_command (README, \"halfkey.conf\")",
+                      "token_command (halfkey(1), FILES)",
                       d->conf);
         return 0;
     }
@@ -437,38 +443,6 @@ static void hk_dr_cert(hk_dr *d)
 
 /* --- JWT ----------------------------------------------------------------- */
 
-/* The JSON payload of a compact JWT (not verified: the server does that). */
-static json_t *hk_dr_jwt_payload(const char *tok)
-{
-    const char *p = strchr(tok, '.'),
-               *q = p != NULL ? strchr(p + 1, '.') : NULL;
-    size_t n, i, pad;
-    unsigned char *raw = NULL;
-    char *b64 = NULL;
-    json_t *o = NULL;
-    int len;
-
-    if (q == NULL || strchr(q + 1, '.') != NULL || (n = q - p - 1) == 0 ||
-        n > HK_JWT_MAX || n % 4 == 1)
-        return NULL;
-    pad = (4 - n % 4) % 4;
-    if ((b64 = malloc(n + pad + 1)) == NULL || (raw = malloc(n + pad)) == NULL)
-        goto done;
-    for (i = 0; i < n; i++)
-        b64[i] = p[1 + i] == '-' ? '+' : p[1 + i] == '_' ? '/' : p[1 + i];
-    memset(b64 + n, '=', pad);
-    b64[n + pad] = 0;
-    if ((len = EVP_DecodeBlock(raw, (unsigned char *)b64, (int)(n + pad))) <
-        (int)pad)
-        goto done;
-    o = json_loadb((char *)raw, (size_t)len - pad, JSON_REJECT_DUPLICATES,
-                   NULL);
-done:
-    free(b64);
-    free(raw);
-    return o;
-}
-
 static void hk_dr_jwt_mint_hint(hk_dr *d, const char *sub)
 {
     const hk_client_config *cfg = hk_client_config_get(d->c);
@@ -488,46 +462,37 @@ static void hk_dr_jwt_mint_hint(hk_dr *d, const char *sub)
 /* Checks the JWT locally; 1 if it is worth showing to the server. */
 static int hk_dr_jwt(hk_dr *d)
 {
-    char *tok = NULL, left[32];
-    json_t *o = NULL, *jexp;
-    const char *sub;
-    long now = (long)time(NULL), t;
-    hk_err e = hk_client_jwt(d->c, &tok);
-    int ok = 0;
+    char sub[HK_JWT_SUB_MAX + 1], left[32];
+    long t, exp = 0, nbf = 0;
+    hk_err e = hk_client_jwt_claims(d->c, sub, &exp, &nbf);
 
     if (e != HK_OK) {
-        hk_dr_say(d, HK_DR_FAIL, "jwt", "no token: %s", hk_strerror(e));
+        hk_dr_say(d, HK_DR_FAIL, "jwt", "%s",
+                  e == HK_ERR_DECODE ? "not a JWT with sub and exp (three "
+                                       "base64url parts, a JSON payload)"
+                                     : "no token");
         hk_dr_jwt_mint_hint(d, "NAME");
         return 0;
     }
-    o = hk_dr_jwt_payload(tok);
-    OPENSSL_cleanse(tok, strlen(tok));
-    free(tok);
-    sub = json_string_value(json_object_get(o, "sub"));
-    jexp = json_object_get(o, "exp");
-    if (o == NULL || sub == NULL || !json_is_integer(jexp)) {
-        hk_dr_say(d, HK_DR_FAIL, "jwt",
-                  "not a JWT with sub and exp (three base64url parts, a JSON "
-                  "payload)");
-        hk_dr_jwt_mint_hint(d, "NAME");
-        goto done;
-    }
-    t = (long)json_integer_value(jexp) - now;
+    t = exp - (long)time(NULL);
     hk_dr_span(t < 0 ? -t : t, left);
-    if (t <= 0) {
+    if (t <= -HK_DR_SKEW_MAX) {
         hk_dr_say(d, HK_DR_FAIL, "jwt", "subject %s, expired %s ago", sub,
                   left);
         hk_dr_jwt_mint_hint(d, sub);
-        goto done;
+        return 0;
     }
-    ok = 1;
-    hk_dr_say(d, t < HK_DR_DAY ? HK_DR_WARN : HK_DR_OK, "jwt",
-              "subject %s, expires in %s", sub, left);
-    if (t < HK_DR_DAY)
+    if (t <= 0)
+        hk_dr_say(d, HK_DR_WARN, "jwt",
+                  "subject %s, expired %s ago: the server accepts it only "
+                  "within its clock skew (auth below)",
+                  sub, left);
+    else
+        hk_dr_say(d, t < HK_DR_JWT_WARN ? HK_DR_WARN : HK_DR_OK, "jwt",
+                  "subject %s, expires in %s", sub, left);
+    if (t < HK_DR_JWT_WARN)
         hk_dr_jwt_mint_hint(d, sub);
-done:
-    json_decref(o);
-    return ok;
+    return 1;
 }
 
 /* GET /pubkey of a key (or of an id no key has): 401 means the server
@@ -566,6 +531,22 @@ static void hk_dr_auth(hk_dr *d, int jwt_ok, const hk_ks_keyinfo *k0)
 
 /* --- token, PIN, keys ---------------------------------------------------- */
 
+const char *hk_doctor_locked_pin_fix(const hk_ks_tokeninfo *ti)
+{
+    if (ti->so_set && ti->escrowed)
+        return "the security officer sets a new PIN: `halfkey passwd "
+               "--so-pin-file FILE` (or C_InitPIN from a PKCS#11 application "
+               "logged in as SO)";
+    if (ti->so_set)
+        return "the SO PIN can set a new PIN only on a token without keys "
+               "(no escrow: set-so-pin was never run with both PINs): "
+               "restore the token directory from a backup made before the "
+               "lockout, or make a new token and keys";
+    return "the token has no SO PIN to reset it: restore the token "
+           "directory from a backup made before the lockout, or make a new "
+           "token and keys";
+}
+
 static void hk_dr_token(hk_dr *d, size_t nkeys)
 {
     hk_ks_tokeninfo ti;
@@ -578,8 +559,7 @@ static void hk_dr_token(hk_dr *d, size_t nkeys)
         hk_dr_say(d, HK_DR_FAIL, "token",
                   "%s: PIN locked after %lu wrong PINs: no login possible",
                   ti.label, ti.pin_fails);
-        hk_dr_fix(d, "restore the token directory from a backup made "
-                     "before the lockout, or make a new token and keys");
+        hk_dr_fix(d, "%s", hk_doctor_locked_pin_fix(&ti));
     } else if (ti.pin_fails > 0) {
         hk_dr_say(d, HK_DR_WARN, "token",
                   "%s: %lu wrong PIN(s) since the last login (locks at %lu), "
@@ -648,6 +628,7 @@ static void hk_dr_tpm(hk_dr *d)
 static void hk_dr_login(hk_dr *d, const hk_ks_keyinfo *keys, size_t n)
 {
     hk_ks *ks = hk_client_keystore(d->c);
+    hk_ks_tokeninfo ti;
     hk_share *s = NULL;
     size_t i, bad = 0;
     hk_err e;
@@ -657,10 +638,21 @@ static void hk_dr_login(hk_dr *d, const hk_ks_keyinfo *keys, size_t n)
                   "no PIN ($HALFKEY_PIN or --pin-file): keys not unsealed");
         return;
     }
-    if ((e = hk_ks_login(ks, d->pin)) != HK_OK) {
-        hk_dr_say(d, HK_DR_FAIL, "login", "%s", hk_strerror(e));
-        hk_dr_fix(d, "give the PIN set at halfkey init (each wrong PIN "
-                     "counts towards the lockout)");
+    /* checked first without counting: a doctor run must not bring the
+     * token closer to its lockout */
+    if ((e = hk_ks_pin_check(ks, d->pin)) == HK_OK)
+        e = hk_ks_login(ks, d->pin);
+    if (e == HK_ERR_PIN_LOCKED && hk_ks_token_info(ks, &ti) == HK_OK &&
+        ti.pin_locked) {
+        hk_dr_say(d, HK_DR_FAIL, "login", "PIN locked");
+        hk_dr_fix(d, "%s", hk_doctor_locked_pin_fix(&ti));
+        return;
+    }
+    if (e != HK_OK) {
+        hk_dr_say(d, HK_DR_FAIL, "login", "%s%s", hk_strerror(e),
+                  e == HK_ERR_PIN ? " (not counted towards the lockout)" : "");
+        hk_dr_fix(d, "give the PIN set at halfkey init, or `halfkey passwd` "
+                     "set since");
         return;
     }
     for (i = 0; i < n; i++) {

@@ -1,33 +1,13 @@
 /* halfkey: the command-line client of a halfkey token.
  *
- *   halfkey [--dir D] init --url URL (--server-pin HEX | --server-ca FILE)
- *           (--token-file F | --token-command CMD) [--label L]
- *           [--paillier-bits 2048|3072] [--so-pin-file F]
- *           [--tpm [--tcti SPEC]]   (TPM-backed token, keystore.h)
- *   halfkey [--dir D] change-pin --new-pin-file F
- *   halfkey [--dir D] keygen --curve secp256k1|p256 --label L
- *   halfkey [--dir D] sign --key L (--digest HEX | --in FILE
- *           [--hash sha256|sha384|sha512]) [--format der|raw] [--out FILE]
- *   halfkey [--dir D] sign --key L --digest-file F [--format der|raw]
- *           (one hex digest a line; one connection kept open for all)
- *   halfkey [--dir D] refresh --key L
- *   halfkey [--dir D] pubkey --key L
- *   halfkey [--dir D] list | status
- *   halfkey [--dir D] unlock --key L
- *   halfkey [--dir D] [--pin-file F] doctor   (tools/doctor.h)
- *   halfkey [--dir D] delete --key L|KEYID [--yes]  (on the server, then
- *           here; asks to type the label unless --yes)
- *   halfkey backup-key new --out FILE [--type p256|rsa3072]
- *           [--passphrase-file F]   (FILE: private key, FILE.pub: public)
- *   halfkey [--dir D] backup --key L [--backup-pub FILE]
- *   halfkey [--dir D] restore --key-id KEYID --backup-priv FILE --label L
- *           [--passphrase-file F]
- *   halfkey [--dir D] set-so-pin --so-pin-file F
- *           (sets the SO PIN if the token has none, and escrows the user
- *           PIN's master key for the SO: both PINs are needed once)
+ * Owns the command line: parsing, each command's usage (hk_usages, what
+ * `halfkey CMD --help` prints and halfkey(1) expands on), output and exit
+ * codes (0 done, 1 failed, 2 usage). The commands call the client core
+ * (client/client.h, client/keystore.h); `doctor` is tools/doctor.h.
  *
  * The PIN comes from $HALFKEY_PIN, from --pin-file, or from a prompt. Every
  * error is one line on stderr and a non-zero exit. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,9 +19,13 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
+#include <jansson.h>
+
 #include "client/client.h"
+#include "common/isotime.h"
 #include "mpc/codec.h"
 #include "mpc/pve.h"
+#include "mpc/transcript.h"
 #include "tools/doctor.h"
 #include "tools/requests.h"
 
@@ -53,25 +37,176 @@ typedef struct {
     int n;
 } hk_args;
 
-static int hk_die(const char *what, hk_err e, const char *detail)
+/* An error that no error code words well (a missing PIN is not a wrong
+ * one): the message alone. */
+static int hk_fail(const char *what, const char *msg)
 {
-    if (detail != NULL && detail[0])
-        fprintf(stderr, "halfkey: %s: %s (%s)\n", what, hk_strerror(e), detail);
-    else
-        fprintf(stderr, "halfkey: %s: %s\n", what, hk_strerror(e));
+    fprintf(stderr, "halfkey: %s: %s\n", what, msg);
     return 1;
 }
 
-static int hk_usage(void)
+/* Errors whose cause `halfkey doctor` finds (server, certificate, JWT,
+ * configuration, token state). */
+static int hk_doctor_knows(hk_err e)
 {
+    return e == HK_ERR_NETWORK || e == HK_ERR_TLS || e == HK_ERR_TIMEOUT ||
+           e == HK_ERR_AUTH || e == HK_ERR_CONFIG || e == HK_ERR_KEY_LOCKED ||
+           e == HK_ERR_EPOCH || e == HK_ERR_TPM;
+}
+
+static int hk_die(const char *what, hk_err e, const char *detail)
+{
+    const char *doc = hk_doctor_knows(e) ? "; `halfkey doctor` checks the "
+                                           "token, server and JWT"
+                                         : "";
+
+    if (detail != NULL && detail[0])
+        fprintf(stderr, "halfkey: %s: %s (%s)%s\n", what, hk_strerror(e),
+                detail, doc);
+    else
+        fprintf(stderr, "halfkey: %s: %s%s\n", what, hk_strerror(e), doc);
+    return 1;
+}
+
+/* A failed operation on key `key`: the server's or the core's words, or
+ * that this token has no such key. */
+static int hk_key_die(const char *what, hk_client *c, const char *key, hk_err e)
+{
+    char why[HK_KS_LABEL_MAX + 1100];
+
+    if (e != HK_ERR_NOT_FOUND || hk_client_last_error(c)[0] != 0)
+        return hk_die(what, e, hk_client_last_error(c));
+    snprintf(why, sizeof(why),
+             "no key %.100s in the token %.900s (`halfkey list` shows its "
+             "keys)",
+             key, hk_ks_dir(hk_client_keystore(c)));
+    return hk_fail(what, why);
+}
+
+/* One command's synopsis: `halfkey CMD --help` prints it (exit 0), a
+ * usage error of CMD prints it on stderr (exit 2), `halfkey --help` lists
+ * the names. A new command adds its row here and one dispatch line in
+ * main. */
+typedef struct {
+    const char *cmd, *usage;
+} hk_usage_row;
+
+static const hk_usage_row hk_usages[] = {
+    {"init", "init --url https://HOST:PORT (--server-pin HEX | --server-ca "
+             "FILE)\n"
+             "        (--token-file F | --token-command CMD) [--label L]\n"
+             "        [--paillier-bits 2048|3072] [--so-pin-file F] "
+             "[--tpm [--tcti SPEC]]\n"
+             "  Makes a token directory pinned to the server; everything is "
+             "checked\n  before the new PIN is asked for (twice at a "
+             "terminal)."},
+    {"keygen", "keygen --curve secp256k1|p256 --label L\n"
+               "  Makes a split key with the server."},
+    {"sign", "sign --key L (--digest HEX | --in FILE [--hash "
+             "sha256|sha384|sha512])\n"
+             "        [--format der|raw] [--out FILE] [--request ID "
+             "[--index N]]\n"
+             "     sign --key L --digest-file F [--format der|raw]\n"
+             "  Signs a digest (or a file's hash) with the server; "
+             "--digest-file signs\n  one hex digest a line over one "
+             "connection."},
+    {"refresh", "refresh --key L\n"
+                "  New shares on both sides, same public key."},
+    {"pubkey", "pubkey --key L\n  Prints the public key (PEM)."},
+    {"list", "list [--json]\n"
+             "  The token's keys: label, curve, key id, epoch, lock."},
+    {"status", "status [--json]\n  The server's status (GET /status)."},
+    {"unlock", "unlock --key L [--force]\n"
+               "  Clears an interrupted signature (--force: an abort lock, "
+               "audited)."},
+    {"doctor", "doctor\n"
+               "  Checks the token, its configuration, the server, the JWT "
+               "and the keys;\n  with $HALFKEY_PIN or --pin-file also the "
+               "PIN (without counting a wrong\n  one)."},
+    {"delete", "delete --key L|KEYID [--yes]\n"
+               "  Deletes a key on the server, then here (type the label "
+               "unless --yes)."},
+    {"passwd", "passwd [--new-pin-file F]\n"
+               "     passwd --so-pin-file F [--new-pin-file F]\n"
+               "  Changes the PIN (the old one as for any login, the new one "
+               "from the file\n  or typed twice); with --so-pin-file the "
+               "security officer sets a new\n  PIN (a forgotten or locked "
+               "one). Also spelt change-pin."},
+    {"set-so-pin", "set-so-pin --so-pin-file F\n"
+                   "  Sets the SO PIN (if none) and escrows the user PIN's "
+                   "master key for it."},
+    {"backup-key", "backup-key new --out FILE [--type p256|rsa3072] "
+                   "[--passphrase-file F]\n"
+                   "  Makes an offline backup key pair (FILE private, "
+                   "FILE.pub public)."},
+    {"backup", "backup --key L [--backup-pub FILE]\n"
+               "  Stores the key's share on the server encrypted to the "
+               "backup key."},
+    {"restore", "restore --key-id KEYID --backup-priv FILE --label L "
+                "[--passphrase-file F]\n"
+                "  Restores a key from its backup into this token, then "
+                "refreshes it."},
+    {"requests", "requests [--json] [--watch]\n"
+                 "  The signing requests waiting for this token's keys, "
+                 "each checked here\n  (its digests recomputed from what it "
+                 "signs); --watch waits for new ones."},
+    {"approve", "approve REQUEST_ID\n"
+                "  Checks the request and signs what it names with the local "
+                "key."},
+    {"reject", "reject REQUEST_ID [--reason R]\n"
+               "  Rejects a waiting request."},
+};
+
+#define HK_NUSAGES (sizeof(hk_usages) / sizeof(hk_usages[0]))
+
+static const hk_usage_row *hk_usage_of(const char *cmd)
+{
+    size_t i;
+
+    if (cmd != NULL && strcmp(cmd, "change-pin") == 0)
+        cmd = "passwd";
+    for (i = 0; cmd != NULL && i < HK_NUSAGES; i++)
+        if (strcmp(hk_usages[i].cmd, cmd) == 0)
+            return &hk_usages[i];
+    return NULL;
+}
+
+/* The synopsis of cmd, or (NULL or unknown) the list of commands. */
+static void hk_print_usage(FILE *f, const char *cmd)
+{
+    const hk_usage_row *u = hk_usage_of(cmd);
+    size_t i;
+
+    if (u != NULL) {
+        fprintf(f, "usage: halfkey [--dir D] [--pin-file F] %s\n", u->usage);
+        return;
+    }
     fputs("usage: halfkey [--dir D] [--pin-file F] COMMAND [options]\n"
-          "commands: init, keygen, sign, refresh, pubkey, list, status, "
-          "unlock, doctor, delete, set-so-pin, change-pin, backup-key, "
-          "backup, restore, requests, approve, reject\n(see halfkey(1) for "
-          "the "
-          "options of each)\n",
-          stderr);
+          "       halfkey COMMAND --help | --help | --version\ncommands:",
+          f);
+    for (i = 0; i < HK_NUSAGES; i++)
+        fprintf(f, " %s", hk_usages[i].cmd);
+    fputs("\n(halfkey COMMAND --help, and halfkey(1), give each command's "
+          "options)\n",
+          f);
+}
+
+/* A usage error: the command's synopsis on stderr, exit 2. */
+static int hk_usage(const char *cmd)
+{
+    hk_print_usage(stderr, cmd);
     return 2;
+}
+
+/* --help: on stdout, exit 0 (2 for an unknown command). */
+static int hk_help(const char *cmd)
+{
+    if (cmd != NULL && hk_usage_of(cmd) == NULL) {
+        fprintf(stderr, "halfkey: unknown command %s\n", cmd);
+        return hk_usage(NULL);
+    }
+    hk_print_usage(stdout, cmd);
+    return 0;
 }
 
 static const char *hk_opt(const hk_args *a, const char *name)
@@ -89,7 +224,7 @@ static int hk_is_flag(const char *arg)
 {
     return strcmp(arg, "--force") == 0 || strcmp(arg, "--yes") == 0 ||
            strcmp(arg, "--tpm") == 0 || strcmp(arg, "--json") == 0 ||
-           strcmp(arg, "--watch") == 0;
+           strcmp(arg, "--watch") == 0 || strcmp(arg, "--help") == 0;
 }
 
 /* Parses [--dir D] [--pin-file F] CMD then --name value pairs and flags. */
@@ -148,11 +283,42 @@ static int hk_only(const hk_args *a, const char *const *allowed)
     return 1;
 }
 
-static int hk_get_pin(const hk_args *a, char *pin, size_t cap)
+/* A secret typed at the terminal into out; with `twice`, typed again
+ * and compared. 0 if there is no terminal, or the two differ. */
+static int hk_prompt(const char *prompt, int twice, char *out, size_t cap)
+{
+    char again[HK_KS_PIN_MAX + 2], *p;
+    int ok;
+
+    if (!isatty(STDIN_FILENO) || (p = getpass(prompt)) == NULL)
+        return 0;
+    snprintf(out, cap, "%s", p);
+    OPENSSL_cleanse(p, strlen(p));
+    if (!twice)
+        return 1;
+    if ((p = getpass("Again: ")) == NULL)
+        return 0;
+    snprintf(again, sizeof(again), "%s", p);
+    OPENSSL_cleanse(p, strlen(p));
+    ok = strcmp(again, out) == 0;
+    OPENSSL_cleanse(again, sizeof(again));
+    if (!ok)
+        fprintf(stderr, "halfkey: the two entries differ\n");
+    return ok;
+}
+
+/* Where the PIN comes from, for messages about a missing one. */
+#define HK_PIN_SOURCES                                                         \
+    "no PIN given: set HALFKEY_PIN, pass --pin-file FILE (before the "         \
+    "command), or run at a terminal"
+
+/* The PIN: --pin-file, else $HALFKEY_PIN, else typed (`twice` for a new
+ * PIN). 0 if none. */
+static int hk_pin_from(const hk_args *a, int twice, const char *prompt,
+                       char *pin, size_t cap)
 {
     const char *env = getenv("HALFKEY_PIN");
     FILE *f;
-    char *p;
 
     if (a->pin_file != NULL) {
         if ((f = fopen(a->pin_file, "r")) == NULL ||
@@ -164,14 +330,16 @@ static int hk_get_pin(const hk_args *a, char *pin, size_t cap)
         fclose(f);
     } else if (env != NULL) {
         snprintf(pin, cap, "%s", env);
-    } else if (isatty(STDIN_FILENO) && (p = getpass("PIN: ")) != NULL) {
-        snprintf(pin, cap, "%s", p);
-        OPENSSL_cleanse(p, strlen(p));
-    } else {
+    } else if (!hk_prompt(prompt, twice, pin, cap)) {
         return 0;
     }
     pin[strcspn(pin, "\r\n")] = 0;
     return pin[0] != 0;
+}
+
+static int hk_get_pin(const hk_args *a, char *pin, size_t cap)
+{
+    return hk_pin_from(a, 0, "PIN: ", pin, cap);
 }
 
 /* The first line of file f (the SO PIN). */
@@ -205,6 +373,97 @@ static hk_err hk_so_escrow(hk_ks *ks, const char *f)
     return e;
 }
 
+/* The options of init as a configuration; 0 on a malformed number. */
+static int hk_init_config(const hk_args *a, hk_client_config *cfg)
+{
+    const char *v;
+    char *end;
+    size_t i;
+
+    memset(cfg, 0, sizeof(*cfg));
+    snprintf(cfg->server_url, sizeof(cfg->server_url), "%s", hk_opt(a, "url"));
+    if ((v = hk_opt(a, "server-pin")) != NULL)
+        snprintf(cfg->server_pin, sizeof(cfg->server_pin), "%s", v);
+    for (i = 0; cfg->server_pin[i]; i++) /* as people copy it: any case */
+        if (cfg->server_pin[i] >= 'A' && cfg->server_pin[i] <= 'F')
+            cfg->server_pin[i] += 'a' - 'A';
+    if ((v = hk_opt(a, "server-ca")) != NULL)
+        snprintf(cfg->server_ca, sizeof(cfg->server_ca), "%s", v);
+    if ((v = hk_opt(a, "token-file")) != NULL)
+        snprintf(cfg->token_file, sizeof(cfg->token_file), "%s", v);
+    if ((v = hk_opt(a, "token-command")) != NULL)
+        snprintf(cfg->token_command, sizeof(cfg->token_command), "%s", v);
+    v = hk_opt(a, "paillier-bits");
+    cfg->paillier_bits = v != NULL ? (int)strtol(v, &end, 10) : 2048;
+    cfg->timeout_ms = 30000;
+    return v == NULL || (*v != 0 && *end == 0);
+}
+
+/* 1 if `path` (option --name) is a readable file; says why not. */
+static int hk_readable(const char *name, const char *path)
+{
+    FILE *f = path != NULL ? fopen(path, "r") : NULL;
+
+    if (path == NULL)
+        return 1;
+    if (f == NULL) {
+        fprintf(stderr, "halfkey: init: --%s %s: %s\n", name, path,
+                strerror(errno));
+        return 0;
+    }
+    fclose(f);
+    return 1;
+}
+
+/* Everything init can check before it asks for the PIN: the options, the
+ * files they name, and that the directory holds no token yet. */
+static int hk_init_check(const hk_args *a, hk_client_config *cfg)
+{
+    const char *label = hk_opt(a, "label");
+    char why[256], *dir = NULL, path[1100];
+    size_t i;
+    hk_err e;
+
+    if (!hk_init_config(a, cfg))
+        return hk_die("init", HK_ERR_ARG, "--paillier-bits 2048 or 3072");
+    if ((e = hk_client_config_check(cfg, "halfkey init", why)) != HK_OK)
+        return hk_die("init", e, why);
+    if (!hk_readable("token-file", hk_opt(a, "token-file")) ||
+        !hk_readable("server-ca", hk_opt(a, "server-ca")) ||
+        !hk_readable("so-pin-file", hk_opt(a, "so-pin-file")))
+        return 1;
+    for (i = 0; label != NULL && label[i] >= ' ' && label[i] <= '~'; i++)
+        ;
+    if (label != NULL && (i == 0 || label[i] || i > HK_KS_TOKEN_LABEL_MAX))
+        return hk_die("init", HK_ERR_ARG,
+                      "--label: 1 to 32 printable ASCII characters");
+    if (hk_ks_dir_resolve(a->dir, &dir) != HK_OK)
+        return hk_die("init", HK_ERR_CONFIG,
+                      "no token directory: give --dir DIR, or set "
+                      "HALFKEY_HOME or XDG_DATA_HOME");
+    snprintf(path, sizeof(path), "%.1000s/token.json", dir);
+    if (access(path, F_OK) == 0) {
+        snprintf(why, sizeof(why), "%.200s already holds a token", dir);
+        OPENSSL_free(dir);
+        return hk_die("init", HK_ERR_EXISTS, why);
+    }
+    OPENSSL_free(dir);
+    return 0;
+}
+
+/* The new PIN of init: checked, with its length rule. */
+static int hk_init_pin(const hk_args *a, char *pin, size_t cap)
+{
+    if (!hk_pin_from(a, 1, "New PIN: ", pin, cap))
+        return hk_fail("init", HK_PIN_SOURCES);
+    if (strlen(pin) < HK_KS_PIN_MIN || strlen(pin) > HK_KS_PIN_MAX) {
+        OPENSSL_cleanse(pin, cap);
+        return hk_die("init", HK_ERR_ARG,
+                      "the PIN must have 6 to 256 characters");
+    }
+    return 0;
+}
+
 static int hk_cmd_init(const hk_args *a)
 {
     static const char *const allowed[] = {
@@ -219,33 +478,15 @@ static int hk_cmd_init(const hk_args *a)
 
     if (!hk_only(a, allowed) || hk_opt(a, "url") == NULL ||
         (hk_opt(a, "tcti") != NULL && hk_opt(a, "tpm") == NULL))
-        return hk_usage();
+        return hk_usage(a->cmd);
     if (hk_opt(a, "tpm") != NULL && !hk_ks_tpm_supported())
         return hk_die("init", HK_ERR_TPM,
                       "this halfkey was built without TPM support (tpm2-tss)");
     if (hk_opt(a, "tpm") != NULL && hk_opt(a, "so-pin-file") != NULL)
         return hk_die("init", HK_ERR_ARG,
                       "a TPM-backed token has no SO escrow (--so-pin-file)");
-    memset(&cfg, 0, sizeof(cfg));
-    snprintf(cfg.server_url, sizeof(cfg.server_url), "%s", hk_opt(a, "url"));
-    if ((v = hk_opt(a, "server-pin")) != NULL)
-        snprintf(cfg.server_pin, sizeof(cfg.server_pin), "%s", v);
-    if ((v = hk_opt(a, "server-ca")) != NULL)
-        snprintf(cfg.server_ca, sizeof(cfg.server_ca), "%s", v);
-    if ((v = hk_opt(a, "token-file")) != NULL)
-        snprintf(cfg.token_file, sizeof(cfg.token_file), "%s", v);
-    if ((v = hk_opt(a, "token-command")) != NULL)
-        snprintf(cfg.token_command, sizeof(cfg.token_command), "%s", v);
-    v = hk_opt(a, "paillier-bits");
-    cfg.paillier_bits = v != NULL ? atoi(v) : 2048;
-    cfg.timeout_ms = 30000;
-    if (!hk_get_pin(a, pin, sizeof(pin)))
-        return hk_die("init", HK_ERR_PIN, "no PIN given");
-    if (strlen(pin) < HK_KS_PIN_MIN || strlen(pin) > HK_KS_PIN_MAX) {
-        OPENSSL_cleanse(pin, sizeof(pin));
-        return hk_die("init", HK_ERR_ARG,
-                      "the PIN must have 6 to 256 characters");
-    }
+    if (hk_init_check(a, &cfg) != 0 || hk_init_pin(a, pin, sizeof(pin)) != 0)
+        return 1;
     v = hk_opt(a, "label");
     if (hk_opt(a, "tpm") != NULL)
         e = hk_ks_init_tpm(a->dir, pin, v != NULL ? v : "halfkey",
@@ -285,9 +526,10 @@ static const char *hk_login_hint(hk_ks *ks, hk_err e)
     if (e == HK_ERR_TPM)
         return "the token's TPM does not answer: check its TCTI "
                "(halfkey doctor)";
-    if (e != HK_ERR_PIN_LOCKED || hk_ks_token_info(ks, &ti) != HK_OK ||
-        !ti.tpm || ti.pin_locked)
+    if (e != HK_ERR_PIN_LOCKED || hk_ks_token_info(ks, &ti) != HK_OK)
         return NULL;
+    if (!ti.tpm || ti.pin_locked)
+        return ti.pin_locked ? hk_doctor_locked_pin_fix(&ti) : NULL;
     if (hk_ks_tpm_status(ks, &tp) == HK_OK && tp.in_lockout)
         return "the TPM's dictionary-attack lockout is active after too "
                "many wrong PINs: wait for it to forget failures "
@@ -308,7 +550,7 @@ static int hk_open(const hk_args *a, hk_client **c, int login)
         return 0;
     if (!hk_get_pin(a, pin, sizeof(pin))) {
         hk_client_close(*c);
-        return hk_die("login", HK_ERR_PIN, "no PIN given");
+        return hk_fail("login", HK_PIN_SOURCES);
     }
     e = hk_ks_login(hk_client_keystore(*c), pin);
     OPENSSL_cleanse(pin, sizeof(pin));
@@ -328,7 +570,7 @@ static int hk_cmd_set_so_pin(const hk_args *a)
     hk_err e;
 
     if (!hk_only(a, allowed) || hk_opt(a, "so-pin-file") == NULL)
-        return hk_usage();
+        return hk_usage(a->cmd);
     if (hk_open(a, &c, 1) != 0)
         return 1;
     e = hk_so_escrow(hk_client_keystore(c), hk_opt(a, "so-pin-file"));
@@ -340,41 +582,89 @@ static int hk_cmd_set_so_pin(const hk_args *a)
     return 0;
 }
 
-/* Changes the user PIN (crash-safe, keystore.h): the old PIN as for any
- * login, the new one from a file. */
-static int hk_cmd_change_pin(const hk_args *a)
+/* The new PIN of passwd: --new-pin-file, else typed twice. */
+static int hk_new_pin(const hk_args *a, char *pin, size_t cap)
 {
-    static const char *const allowed[] = {"new-pin-file", NULL};
-    char old[HK_KS_PIN_MAX + 2], neu[HK_KS_PIN_MAX + 2];
-    hk_client *c;
-    char why[256];
+    const char *f = hk_opt(a, "new-pin-file");
+
+    if (f != NULL ? hk_read_line(f, pin, cap)
+                  : hk_prompt("New PIN: ", 1, pin, cap))
+        return 0;
+    return hk_fail("passwd", f != NULL ? "unreadable --new-pin-file"
+                                       : "no new PIN: pass --new-pin-file "
+                                         "FILE, or run at a terminal");
+}
+
+/* The security officer sets a new user PIN (a forgotten or locked one):
+ * keystore.h "SO PIN", as PKCS#11 C_InitPIN does. */
+static hk_err hk_so_reset(hk_ks *ks, const char *so_file, const char *pin)
+{
+    char so[HK_KS_PIN_MAX + 2];
     hk_err e;
 
-    if (!hk_only(a, allowed) || hk_opt(a, "new-pin-file") == NULL)
-        return hk_usage();
-    if (!hk_read_line(hk_opt(a, "new-pin-file"), neu, sizeof(neu)))
-        return hk_die("change-pin", HK_ERR_PIN, "unreadable --new-pin-file");
+    if (!hk_read_line(so_file, so, sizeof(so)))
+        return HK_ERR_CONFIG;
+    if ((e = hk_ks_so_login(ks, so)) == HK_OK)
+        e = hk_ks_so_init_pin(ks, pin);
+    hk_ks_so_logout(ks);
+    OPENSSL_cleanse(so, sizeof(so));
+    return e;
+}
+
+/* What a failed passwd means. */
+static const char *hk_passwd_hint(hk_ks *ks, hk_err e, int so)
+{
+    if (e == HK_ERR_ARG)
+        return "the new PIN must have 6 to 256 characters";
+    if (so && e == HK_ERR_CONFIG)
+        return "unreadable --so-pin-file";
+    if (so && e == HK_ERR_NOT_FOUND)
+        return "the token has no SO PIN (halfkey set-so-pin)";
+    if (so && e == HK_ERR_STATE)
+        return "the SO has no escrow of this token's keys (set-so-pin "
+               "needs both PINs once): the keys cannot be re-sealed";
+    if (so && e == HK_ERR_PIN)
+        return "wrong SO PIN";
+    return hk_login_hint(ks, e);
+}
+
+/* Changes the user PIN (crash-safe, keystore.h): the old PIN as for any
+ * login, or with --so-pin-file the SO's reset; the new one from
+ * --new-pin-file or typed twice. Also spelt change-pin. */
+static int hk_cmd_passwd(const hk_args *a)
+{
+    static const char *const allowed[] = {"new-pin-file", "so-pin-file", NULL};
+    char old[HK_KS_PIN_MAX + 2], neu[HK_KS_PIN_MAX + 2];
+    const char *so = hk_opt(a, "so-pin-file");
+    hk_client *c;
+    char why[256];
+    int rc = 1;
+    hk_err e;
+
+    if (!hk_only(a, allowed))
+        return hk_usage(a->cmd);
     if ((e = hk_client_open(a->dir, &c, why)) != HK_OK)
         return hk_die("open", e, why);
-    if (!hk_get_pin(a, old, sizeof(old))) {
-        hk_client_close(c);
-        return hk_die("change-pin", HK_ERR_PIN, "no PIN given");
+    if (so == NULL && !hk_get_pin(a, old, sizeof(old))) {
+        hk_fail("passwd", HK_PIN_SOURCES);
+        goto done;
     }
-    e = hk_ks_change_pin(hk_client_keystore(c), old, neu);
+    if (hk_new_pin(a, neu, sizeof(neu)) != 0)
+        goto done;
+    e = so != NULL ? hk_so_reset(hk_client_keystore(c), so, neu)
+                   : hk_ks_change_pin(hk_client_keystore(c), old, neu);
+    if (e != HK_OK) {
+        hk_die("passwd", e,
+               hk_passwd_hint(hk_client_keystore(c), e, so != NULL));
+        goto done;
+    }
+    printf("pin = changed%s\n", so != NULL ? " (by the SO)" : "");
+    rc = 0;
+done:
     OPENSSL_cleanse(old, sizeof(old));
     OPENSSL_cleanse(neu, sizeof(neu));
-    if (e != HK_OK) {
-        int r =
-            hk_die("change-pin", e,
-                   e == HK_ERR_ARG ? "the new PIN must have 6 to 256 characters"
-                                   : hk_login_hint(hk_client_keystore(c), e));
-
-        hk_client_close(c);
-        return r;
-    }
     hk_client_close(c);
-    printf("pin = changed\n");
-    return 0;
+    return rc;
 }
 
 static int hk_cmd_keygen(const hk_args *a)
@@ -388,7 +678,7 @@ static int hk_cmd_keygen(const hk_args *a)
     hk_err e;
 
     if (!hk_only(a, allowed) || curve == NULL || label == NULL)
-        return hk_usage();
+        return hk_usage(a->cmd);
     if (hk_curve_from_name(curve, &id) != HK_OK)
         return hk_die("keygen", HK_ERR_CURVE, "use secp256k1 or p256");
     if (hk_open(a, &c, 1) != 0)
@@ -509,11 +799,12 @@ static int hk_sign_batch(const hk_args *a, hk_client *c, const char *key)
     }
     fclose(f);
     hk_client_channel_close(ch);
-    if (e != HK_OK)
+    if (e == HK_ERR_ARG)
         return hk_die("sign", e,
-                      e == HK_ERR_ARG ? "digest-file: one hex digest (1..64 "
-                                        "bytes) a line, at most 10000"
-                                      : hk_client_last_error(c));
+                      "digest-file: one hex digest (1..64 bytes) a line, at "
+                      "most 10000");
+    if (e != HK_OK)
+        return hk_key_die("sign", c, key, e);
     return 0;
 }
 
@@ -530,16 +821,16 @@ static int hk_cmd_sign(const hk_args *a)
     hk_err e;
 
     if (!hk_only(a, allowed) || key == NULL)
-        return hk_usage();
+        return hk_usage(a->cmd);
     if ((ix != NULL && (rq == NULL || strspn(ix, "0123456789") != strlen(ix) ||
                         strlen(ix) > 3)))
-        return hk_usage();
+        return hk_usage(a->cmd);
     if (hk_opt(a, "digest-file") != NULL) {
         int r;
 
         if (hk_opt(a, "digest") || hk_opt(a, "in") || hk_opt(a, "out") ||
             rq != NULL)
-            return hk_usage();
+            return hk_usage(a->cmd);
         if (hk_open(a, &c, 1) != 0)
             return 1;
         r = hk_sign_batch(a, c, key);
@@ -559,7 +850,7 @@ static int hk_cmd_sign(const hk_args *a)
                                             dig, dlen, sig)
                    : hk_client_sign(c, key, dig, dlen, sig);
     if (e != HK_OK) {
-        int r = hk_die("sign", e, hk_client_last_error(c));
+        int r = hk_key_die("sign", c, key, e);
 
         hk_client_close(c);
         return r;
@@ -579,7 +870,7 @@ static int hk_cmd_refresh(const hk_args *a)
     hk_err e;
 
     if (!hk_only(a, allowed) || key == NULL)
-        return hk_usage();
+        return hk_usage(a->cmd);
     if (hk_open(a, &c, 1) != 0)
         return 1;
     if (hk_ks_key_info(hk_client_keystore(c), key, &info) == HK_OK &&
@@ -605,7 +896,7 @@ static int hk_cmd_refresh(const hk_args *a)
         return 1;
     }
     if (e != HK_OK) {
-        int r = hk_die("refresh", e, hk_client_last_error(c));
+        int r = hk_key_die("refresh", c, key, e);
 
         hk_client_close(c);
         return r;
@@ -646,33 +937,89 @@ static int hk_cmd_pubkey(const hk_args *a)
     hk_err e;
 
     if (!hk_only(a, allowed) || hk_opt(a, "key") == NULL)
-        return hk_usage();
+        return hk_usage(a->cmd);
     if (hk_open(a, &c, 0) != 0)
         return 1;
     e = hk_ks_key_info(hk_client_keystore(c), hk_opt(a, "key"), &info);
+    if (e != HK_OK) {
+        int r = hk_key_die("pubkey", c, hk_opt(a, "key"), e);
+
+        hk_client_close(c);
+        return r;
+    }
     hk_client_close(c);
-    if (e != HK_OK)
-        return hk_die("pubkey", e, hk_opt(a, "key"));
     return hk_print_pubkey(&info) ? 0 : hk_die("pubkey", HK_ERR_CRYPTO, "");
+}
+
+/* One key of `list --json`: every field always present (null when it
+ * does not apply), times in ISO 8601. */
+static json_t *hk_key_json(const hk_ks_keyinfo *k)
+{
+    static const char *const states[] = {"idle", "inflight", "aborted",
+                                         "damaged"};
+    char hex[2 * HK_ID_LEN + 1], when[HK_ISO_LEN];
+
+    if (k->err != HK_OK)
+        return json_pack("{s:s,s:s}", "label", k->label, "error",
+                         hk_strerror(k->err));
+    hk_hex(k->kid, HK_ID_LEN, hex);
+    hk_iso_time((int64_t)k->lock_time, when);
+    return json_pack(
+        "{s:s,s:s,s:s,s:I,s:b,s:s,s:s?,s:s?}", "label", k->label, "curve",
+        hk_curve_name(k->curve), "key_id", hex, "epoch", (json_int_t)k->epoch,
+        "locked", k->locked, "signing_session",
+        k->sig_state >= 0 && k->sig_state <= HK_KS_SIG_DAMAGED
+            ? states[k->sig_state]
+            : "damaged",
+        "lock_reason", k->locked ? k->lock_reason : NULL, "locked_since",
+        k->locked && k->lock_time != 0 ? when : NULL);
+}
+
+/* Prints o (consumed) as one line of JSON; 0 if it could not be made. */
+static int hk_print_json(json_t *o)
+{
+    char *txt = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+    int ok = txt != NULL && printf("%s\n", txt) > 0;
+
+    free(txt);
+    json_decref(o);
+    return ok;
+}
+
+static int hk_list_json(const hk_ks_keyinfo *list, size_t n)
+{
+    json_t *arr = json_array();
+    size_t i;
+
+    for (i = 0; arr != NULL && i < n; i++)
+        if (json_array_append_new(arr, hk_key_json(&list[i])) != 0) {
+            json_decref(arr);
+            arr = NULL;
+        }
+    return hk_print_json(arr) ? 0 : hk_die("list", HK_ERR_NOMEM, NULL);
 }
 
 static int hk_cmd_list(const hk_args *a)
 {
+    static const char *const allowed[] = {"json", NULL};
     hk_ks_keyinfo *list = NULL;
     char hex[2 * HK_ID_LEN + 1];
     hk_client *c;
     size_t n = 0, i;
+    int rc = 0;
     hk_err e;
 
-    if (a->n != 0)
-        return hk_usage();
+    if (!hk_only(a, allowed))
+        return hk_usage(a->cmd);
     if (hk_open(a, &c, 0) != 0)
         return 1;
     e = hk_ks_list(hk_client_keystore(c), &list, &n);
     hk_client_close(c);
     if (e != HK_OK)
         return hk_die("list", e, NULL);
-    for (i = 0; i < n; i++) {
+    if (hk_opt(a, "json") != NULL)
+        rc = hk_list_json(list, n);
+    for (i = 0; hk_opt(a, "json") == NULL && i < n; i++) {
         if (list[i].err != HK_OK) {
             printf("%s\tunreadable: %s\n", list[i].label,
                    hk_strerror(list[i].err));
@@ -684,26 +1031,62 @@ static int hk_cmd_list(const hk_args *a)
                list[i].locked ? "\tLOCKED" : "");
     }
     hk_ks_list_free(list);
-    return 0;
+    return rc;
+}
+
+/* The server's /status as `key = value` lines (nested objects as
+ * prefix.key), after the server's URL. */
+static void hk_print_kv(const char *prefix, json_t *o)
+{
+    char name[128];
+    const char *k;
+    json_t *v;
+
+    json_object_foreach(o, k, v)
+    {
+        snprintf(name, sizeof(name), "%s%s%s", prefix, prefix[0] ? "." : "", k);
+        if (json_is_object(v))
+            hk_print_kv(name, v);
+        else if (json_is_string(v))
+            printf("%s = %s\n", name, json_string_value(v));
+        else if (json_is_integer(v))
+            printf("%s = %lld\n", name, (long long)json_integer_value(v));
+        else if (json_is_boolean(v))
+            printf("%s = %s\n", name, json_is_true(v) ? "yes" : "no");
+    }
 }
 
 static int hk_cmd_status(const hk_args *a)
 {
+    static const char *const allowed[] = {"json", NULL};
     hk_client *c;
-    char *body = NULL;
+    char *body = NULL, url[sizeof(((hk_client_config *)0)->server_url)];
+    json_t *o;
     int st = 0;
     hk_err e;
 
-    if (a->n != 0)
-        return hk_usage();
+    if (!hk_only(a, allowed))
+        return hk_usage(a->cmd);
     if (hk_open(a, &c, 0) != 0)
         return 1;
+    snprintf(url, sizeof(url), "%s", hk_client_config_get(c)->server_url);
     e = hk_client_status(c, &st, &body);
     hk_client_close(c);
     if (e != HK_OK)
         return hk_die("status", e, "server unreachable");
-    printf("%s\n", body);
+    o = json_loads(body, 0, NULL);
     free(body);
+    if (!json_is_object(o)) {
+        json_decref(o);
+        return hk_die("status", HK_ERR_SERVER, "not a JSON answer");
+    }
+    json_object_set_new(o, "server", json_string(url));
+    json_object_set_new(o, "http_status", json_integer(st));
+    if (hk_opt(a, "json") != NULL)
+        hk_print_json(json_incref(o));
+    else
+        hk_print_kv("", o);
+    json_decref(o);
     return st == 200 ? 0 : 1;
 }
 
@@ -726,7 +1109,7 @@ static int hk_cmd_requests(const hk_args *a)
                     : rej ? rej_opts
                           : none) ||
         (list ? a->verb != NULL : a->verb == NULL))
-        return hk_usage();
+        return hk_usage(a->cmd);
     if (hk_open(a, &c, 1) != 0)
         return 1;
     if (list)
@@ -749,7 +1132,7 @@ static int hk_cmd_unlock(const hk_args *a)
     hk_err e;
 
     if (!hk_only(a, allowed) || key == NULL)
-        return hk_usage();
+        return hk_usage(a->cmd);
     if (hk_open(a, &c, 1) != 0)
         return 1;
     if (force)
@@ -770,7 +1153,7 @@ static int hk_cmd_unlock(const hk_args *a)
                 "`halfkey unlock --key %s --force` (audited)\n",
                 key, key);
     if (e != HK_OK) {
-        int r = hk_die("unlock", e, hk_client_last_error(c));
+        int r = hk_key_die("unlock", c, key, e);
 
         hk_client_close(c);
         return r;
@@ -789,10 +1172,11 @@ static int hk_cmd_doctor(const hk_args *a)
     hk_err e;
 
     if (a->n != 0)
-        return hk_usage();
+        return hk_usage(a->cmd);
     if (a->pin_file != NULL || getenv("HALFKEY_PIN") != NULL) {
         if (!hk_get_pin(a, pin, sizeof(pin)))
-            return hk_die("doctor", HK_ERR_PIN, "unreadable --pin-file");
+            return hk_fail("doctor", "unreadable --pin-file, or an empty "
+                                     "HALFKEY_PIN");
         have_pin = 1;
     }
     e = hk_doctor_run(a->dir, have_pin ? pin : NULL, stdout, &fails);
@@ -860,7 +1244,7 @@ static int hk_cmd_delete(const hk_args *a)
     hk_err e;
 
     if (!hk_only(a, allowed) || hk_opt(a, "key") == NULL)
-        return hk_usage();
+        return hk_usage(a->cmd);
     if (hk_open(a, &c, 1) != 0)
         return 1;
     if ((e = hk_key_label(c, hk_opt(a, "key"), label)) == HK_OK &&
@@ -894,7 +1278,6 @@ static int hk_passphrase(const hk_args *a, int twice, char *out, size_t cap,
                          int *have)
 {
     const char *f = hk_opt(a, "passphrase-file");
-    char *p, again[256];
 
     *have = 0;
     if (f != NULL) {
@@ -905,21 +1288,8 @@ static int hk_passphrase(const hk_args *a, int twice, char *out, size_t cap,
     }
     if (!isatty(STDIN_FILENO))
         return !twice; /* a new key needs one; an old one may have none */
-    if ((p = getpass("Backup key passphrase: ")) == NULL)
+    if (!hk_prompt("Backup key passphrase: ", twice, out, cap))
         return 0;
-    snprintf(out, cap, "%s", p);
-    OPENSSL_cleanse(p, strlen(p));
-    if (twice) {
-        if ((p = getpass("Again: ")) == NULL)
-            return 0;
-        snprintf(again, sizeof(again), "%s", p);
-        OPENSSL_cleanse(p, strlen(p));
-        if (strcmp(again, out) != 0) {
-            OPENSSL_cleanse(again, sizeof(again));
-            return 0;
-        }
-        OPENSSL_cleanse(again, sizeof(again));
-    }
     *have = out[0] != 0;
     return 1;
 }
@@ -952,7 +1322,7 @@ static int hk_cmd_backup_key(const hk_args *a, const char *verb)
 
     if (verb == NULL || strcmp(verb, "new") != 0 || !hk_only(a, allowed) ||
         out == NULL)
-        return hk_usage();
+        return hk_usage(a->cmd);
     if (type != NULL && strcmp(type, "rsa3072") == 0)
         t = HK_PVE_RSA_OAEP_3072;
     else if (type != NULL && strcmp(type, "p256") != 0)
@@ -1007,13 +1377,13 @@ static int hk_cmd_backup(const hk_args *a)
     hk_err e;
 
     if (!hk_only(a, allowed) || hk_opt(a, "key") == NULL)
-        return hk_usage();
+        return hk_usage(a->cmd);
     if (hk_open(a, &c, 1) != 0)
         return 1;
     if ((e = hk_key_label(c, hk_opt(a, "key"), label)) == HK_OK)
         e = hk_client_backup(c, label, hk_opt(a, "backup-pub"), &epoch);
     if (e != HK_OK) {
-        int r = hk_die("backup", e, hk_client_last_error(c));
+        int r = hk_key_die("backup", c, hk_opt(a, "key"), e);
 
         hk_client_close(c);
         return r;
@@ -1035,7 +1405,7 @@ static int hk_cmd_restore(const hk_args *a)
 
     if (!hk_only(a, allowed) || hk_opt(a, "key-id") == NULL ||
         hk_opt(a, "backup-priv") == NULL || hk_opt(a, "label") == NULL)
-        return hk_usage();
+        return hk_usage(a->cmd);
     if (!hk_passphrase(a, 0, pass, sizeof(pass), &have))
         return hk_die("restore", HK_ERR_PIN, "reading the passphrase");
     if (hk_open(a, &c, 1) != 0) {
@@ -1073,8 +1443,18 @@ int main(int argc, char **argv)
     /* tpm2-tss logs every TPM error on stderr (a wrong PIN too); the
      * errors that matter reach the user as one line of ours. */
     setenv("TSS2_LOG", "all+none", 0);
+    if (argc == 2 && strcmp(argv[1], "--version") == 0) {
+        printf("halfkey %s (protocol %d)\n", HK_VERSION, HK_PROTOCOL_VERSION);
+        return 0;
+    }
+    if (argc >= 2 &&
+        (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+         strcmp(argv[1], "help") == 0))
+        return argc > 3 ? hk_usage(NULL) : hk_help(argc == 3 ? argv[2] : NULL);
     if (!hk_parse(argc, argv, &a))
-        return hk_usage();
+        return hk_usage(a.cmd);
+    if (hk_opt(&a, "help") != NULL)
+        return hk_help(a.cmd);
     if (strcmp(a.cmd, "init") == 0)
         return hk_cmd_init(&a);
     if (strcmp(a.cmd, "keygen") == 0)
@@ -1103,10 +1483,11 @@ int main(int argc, char **argv)
         return hk_cmd_backup_key(&a, a.verb);
     if (strcmp(a.cmd, "restore") == 0)
         return hk_cmd_restore(&a);
-    if (strcmp(a.cmd, "change-pin") == 0)
-        return hk_cmd_change_pin(&a);
+    if (strcmp(a.cmd, "passwd") == 0 || strcmp(a.cmd, "change-pin") == 0)
+        return hk_cmd_passwd(&a);
     if (strcmp(a.cmd, "requests") == 0 || strcmp(a.cmd, "approve") == 0 ||
         strcmp(a.cmd, "reject") == 0)
         return hk_cmd_requests(&a);
-    return hk_usage();
+    fprintf(stderr, "halfkey: unknown command %s\n", a.cmd);
+    return hk_usage(NULL);
 }

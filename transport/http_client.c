@@ -270,6 +270,13 @@ static int hk_cli_callback(struct lws *wsi, enum lws_callback_reasons reason,
     case LWS_CALLBACK_CLIENT_WRITEABLE:
         return hk_cli_ws_write(st, wsi);
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+        /* a refused WebSocket upgrade: keep the server's HTTP status (a
+         * 401 is the token, not the network) */
+        if (wsi != NULL && st->status == 0)
+            st->status = (int)lws_http_client_http_response(wsi);
+        if (st->status == 0 && in != NULL &&
+            strstr((const char *)in, "unauthorized") != NULL)
+            st->status = 401;
         st->failed = 1;
         st->closed = 1;
         st->wsi = NULL;
@@ -311,6 +318,8 @@ static hk_err hk_cli_wait(hk_cst *st, const int *flag)
     }
     if (*flag)
         return HK_OK;
+    if (st->ws && !st->connected && st->status >= 400)
+        return hk_http_status_err(st->status);
     return st->cert_failed ? HK_ERR_TLS : HK_ERR_NETWORK;
 }
 
@@ -379,6 +388,22 @@ static void hk_cli_cleanup(hk_cst *st)
         free(st->inbox->buf);
         free(st->inbox);
         st->inbox = n;
+    }
+}
+
+hk_err hk_http_status_err(int status)
+{
+    switch (status) {
+    case 401:
+        return HK_ERR_AUTH;
+    case 403:
+        return HK_ERR_FORBIDDEN;
+    case 404:
+        return HK_ERR_NOT_FOUND;
+    case 429:
+        return HK_ERR_RATE;
+    default:
+        return HK_ERR_SERVER;
     }
 }
 

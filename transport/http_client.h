@@ -35,8 +35,14 @@ HK_WUR hk_err hk_tcli_http(const hk_tcli_config *cfg, const char *method,
                            const char *path, const char *bearer,
                            const char *body, int *status, char **resp);
 
+/* The code of an HTTP error status: 401 HK_ERR_AUTH, 403 HK_ERR_FORBIDDEN,
+ * 404 HK_ERR_NOT_FOUND, 429 HK_ERR_RATE, others HK_ERR_SERVER. */
+hk_err hk_http_status_err(int status);
+
 typedef struct hk_tws hk_tws;
 
+/* Opens a WebSocket; a refused upgrade gives the code of its HTTP status
+ * (hk_http_status_err), a failed connection HK_ERR_NETWORK or HK_ERR_TLS. */
 HK_WUR hk_err hk_tws_open(const hk_tcli_config *cfg, const char *path,
                           const char *bearer, hk_tws **out);
 HK_WUR hk_err hk_tws_send(hk_tws *ws, const void *msg, size_t len);

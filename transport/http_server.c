@@ -1,6 +1,7 @@
 /* TLS 1.3 HTTP + WebSocket server on libwebsockets 4.1. */
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <errno.h>
 #include <malloc.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <libwebsockets.h>
 #include <openssl/crypto.h>
@@ -566,6 +568,12 @@ static int hk_http_error(struct lws *wsi, hk_pss *p, int status,
     return hk_http_respond(wsi, p);
 }
 
+/* The peer's address as text, for the handlers' logs. */
+static const char *hk_peer_name(struct lws *wsi, char *buf, size_t cap)
+{
+    return lws_get_peer_simple(wsi, buf, cap) != NULL ? buf : "?";
+}
+
 static void hk_http_unpark(hk_tsrv *srv, hk_pss *p)
 {
     hk_pss *n = p->pnext, *v = p->pprev;
@@ -587,8 +595,16 @@ static void hk_http_unpark(hk_tsrv *srv, hk_pss *p)
  * calls again), unless may_wait is 0. */
 static int hk_http_dispatch(hk_tsrv *srv, struct lws *wsi, hk_pss *p)
 {
-    hk_http_req req = {p->method, p->path,     p->query, p->auth,
-                       p->body,   p->body_len, 0,        0};
+    char peer[64];
+    hk_http_req req = {p->method,
+                       p->path,
+                       p->query,
+                       p->auth,
+                       p->body,
+                       p->body_len,
+                       hk_peer_name(wsi, peer, sizeof(peer)),
+                       0,
+                       0};
     hk_pss *head = srv->parked;
 
     req.may_wait = p->parked || srv->nparked < HK_HTTP_PARKED_MAX;
@@ -694,7 +710,7 @@ static int hk_ws_confirm(hk_tsrv *srv, struct lws *wsi)
     hk_http_req req;
     hk_pss tmp;
     hk_tconn *c;
-    char path[128];
+    char path[128], peer[64];
     int st;
 
     memset(&req, 0, sizeof(req));
@@ -715,6 +731,7 @@ static int hk_ws_confirm(hk_tsrv *srv, struct lws *wsi)
     req.path = tmp.path;
     req.query = tmp.query;
     req.auth = tmp.auth;
+    req.peer = hk_peer_name(wsi, peer, sizeof(peer));
     st = srv->h.on_ws_open(srv->h.ctx, c, &req);
     hk_pss_clear(&tmp);
     if (st != 0) {
@@ -817,6 +834,40 @@ static int hk_srv_callback(struct lws *wsi, enum lws_callback_reasons reason,
 static const struct lws_protocols hk_protocols[] = {
     {"halfkey", hk_srv_callback, sizeof(hk_pss), 4096, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0}};
+
+/* Why libwebsockets could not listen (it does not say): a bind of our
+ * own to the same address and port gives the errno. */
+static void hk_listen_why(const struct sockaddr_storage *want,
+                          const char *iface, int port, char *why)
+{
+    struct sockaddr_storage sa = *want;
+    int fd = socket(sa.ss_family, SOCK_STREAM, 0), one = 1, err = 0;
+
+    if (sa.ss_family == AF_INET)
+        ((struct sockaddr_in *)&sa)->sin_port = htons((uint16_t)port);
+    else
+        ((struct sockaddr_in6 *)&sa)->sin6_port = htons((uint16_t)port);
+    if (fd >= 0 &&
+        (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+         bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0))
+        err = errno;
+    if (fd >= 0)
+        close(fd);
+    if (err == EADDRINUSE)
+        snprintf(why, 256,
+                 "cannot listen on %.64s port %d: the port is in use (another "
+                 "halfkeyd or program holds it: stop it, or set another "
+                 "port in the configuration)",
+                 iface, port);
+    else if (err == EACCES)
+        snprintf(why, 256,
+                 "cannot listen on %.64s port %d: permission denied (a port "
+                 "below 1024 needs CAP_NET_BIND_SERVICE)",
+                 iface, port);
+    else
+        snprintf(why, 256, "cannot listen on %.64s port %d%s%.80s", iface, port,
+                 err ? ": " : "", err ? strerror(err) : "");
+}
 
 static void hk_srv_tick(lws_sorted_usec_list_t *sul)
 {
@@ -996,8 +1047,8 @@ hk_err hk_tsrv_new(const hk_tsrv_config *cfg, const hk_tsrv_handlers *h,
     e = HK_ERR_NETWORK;
     srv->ctx = lws_create_context(&info);
     if (srv->ctx == NULL) {
-        snprintf(why, 256, "cannot listen on %.64s port %d", cfg->iface,
-                 cfg->port);
+        hk_listen_why(&want, cfg->iface != NULL ? cfg->iface : "*", cfg->port,
+                      why);
         goto fail;
     }
     srv->port =

@@ -33,6 +33,7 @@ typedef struct {
     const char *auth;   /* Authorization header value or "" */
     const unsigned char *body;
     size_t body_len;
+    const char *peer; /* the client's address, e.g. "127.0.0.1" (logs) */
     /* Long polls: may_wait is 1 when the handler may answer "later" (set
      * resp->defer); the transport then calls it again about once a second
      * with `waited` the seconds since the first call, until it answers.

@@ -303,69 +303,103 @@ static unsigned hk_jwt_scopes(jwt_t *jwt)
     return bits;
 }
 
+/* Refuses with `reason` (HK_ERR_AUTH). */
+static hk_err hk_jwt_refuse(hk_jwt_why *why, const char *reason)
+{
+    why->reason = reason;
+    return HK_ERR_AUTH;
+}
+
 static hk_err hk_jwt_claims(const hk_jwt_verifier *v, jwt_t *jwt, long now,
-                            char *sub, long *exp_out)
+                            char *sub, long *exp_out, hk_jwt_why *why)
 {
     const char *iss = jwt_get_grant(jwt, "iss"), *s = jwt_get_grant(jwt, "sub");
     long exp, nbf;
     int has_exp, has_nbf;
 
+    /* the signature verified: the subject is the issuer's word */
+    if (hk_sub_valid(s))
+        snprintf(why->sub, sizeof(why->sub), "%s", s);
     /* The pinned algorithm: after the key check, never instead of it. */
     if (jwt_get_alg(jwt) != v->alg)
-        return HK_ERR_AUTH;
+        return hk_jwt_refuse(why, "algorithm");
     /* exp - skew, not exp + skew: a huge exp must not overflow. */
     if (!hk_jwt_time(jwt, "exp", &exp, &has_exp) || !has_exp ||
         now - v->skew > exp)
-        return HK_ERR_AUTH;
+        return hk_jwt_refuse(why, "expired");
     if (!hk_jwt_time(jwt, "nbf", &nbf, &has_nbf) ||
         (has_nbf && now + v->skew < nbf))
-        return HK_ERR_AUTH;
-    if (iss == NULL || strcmp(iss, v->iss) != 0 || !hk_jwt_aud_ok(jwt, v->aud))
-        return HK_ERR_AUTH;
+        return hk_jwt_refuse(why, "not_yet_valid");
+    if (iss == NULL || strcmp(iss, v->iss) != 0)
+        return hk_jwt_refuse(why, "issuer");
+    if (!hk_jwt_aud_ok(jwt, v->aud))
+        return hk_jwt_refuse(why, "audience");
     if (!hk_sub_valid(s))
-        return HK_ERR_AUTH;
+        return hk_jwt_refuse(why, "subject");
     memcpy(sub, s, strlen(s) + 1);
     if (exp_out != NULL)
         *exp_out = exp;
     return HK_OK;
 }
 
-hk_err hk_jwt_verify(const hk_jwt_verifier *v, const char *token, long now,
-                     char *sub, long *exp)
-{
-    unsigned scopes = 0;
-    hk_err e = hk_jwt_verify_scoped(v, token, now, sub, exp, &scopes);
-
-    if (e == HK_OK && !(scopes & HK_SCOPE_OWNER))
-        e = HK_ERR_AUTH;
-    return e;
-}
-
-hk_err hk_jwt_verify_scoped(const hk_jwt_verifier *v, const char *token,
-                            long now, char *sub, long *exp, unsigned *scopes)
+/* Every check; *scopes the token's HK_SCOPE_* bits (none: refused). */
+static hk_err hk_jwt_verify_in(const hk_jwt_verifier *v, const char *token,
+                               long now, char *sub, long *exp, hk_jwt_why *why,
+                               unsigned *scopes)
 {
     jwt_t *jwt = NULL;
     hk_err e;
 
-    if (v == NULL || token == NULL || sub == NULL || scopes == NULL)
+    if (v == NULL || token == NULL || sub == NULL || why == NULL)
         return HK_ERR_ARG;
+    why->reason = "";
+    strcpy(why->sub, "-");
+    *scopes = 0;
     if (!hk_jwt_shape_ok(token))
-        return HK_ERR_AUTH;
+        return hk_jwt_refuse(why, "malformed");
     if (v->alg == JWT_ALG_ES256) {
         unsigned char sig[HK_ES256_SIG_LEN];
 
         /* malleable twin or malformed: before any signature work */
         if (!hk_es256_sig(token, sig) || hk_es256_high_s(sig + 32))
-            return HK_ERR_AUTH;
+            return hk_jwt_refuse(why, "signature");
     }
     /* Always with the configured key: NULL would accept any signature. */
     if (jwt_decode(&jwt, token, v->key, (int)v->keylen) != 0 || jwt == NULL)
-        return HK_ERR_AUTH;
-    e = hk_jwt_claims(v, jwt, now, sub, exp);
+        return hk_jwt_refuse(why, "signature");
+    e = hk_jwt_claims(v, jwt, now, sub, exp, why);
     if (e == HK_OK && (*scopes = hk_jwt_scopes(jwt)) == 0)
-        e = HK_ERR_AUTH;
+        e = hk_jwt_refuse(why, "scope");
     jwt_free(jwt);
     return e;
+}
+
+hk_err hk_jwt_verify_why(const hk_jwt_verifier *v, const char *token, long now,
+                         char *sub, long *exp, hk_jwt_why *why)
+{
+    unsigned scopes = 0;
+    hk_err e = hk_jwt_verify_in(v, token, now, sub, exp, why, &scopes);
+
+    if (e == HK_OK && !(scopes & HK_SCOPE_OWNER))
+        e = hk_jwt_refuse(why, "scope");
+    return e;
+}
+
+hk_err hk_jwt_verify(const hk_jwt_verifier *v, const char *token, long now,
+                     char *sub, long *exp)
+{
+    hk_jwt_why why;
+
+    return hk_jwt_verify_why(v, token, now, sub, exp, &why);
+}
+
+hk_err hk_jwt_verify_scoped(const hk_jwt_verifier *v, const char *token,
+                            long now, char *sub, long *exp, unsigned *scopes,
+                            hk_jwt_why *why)
+{
+    if (scopes == NULL)
+        return HK_ERR_ARG;
+    return hk_jwt_verify_in(v, token, now, sub, exp, why, scopes);
 }
 
 hk_err hk_jwt_mint(const char *alg, const void *key, size_t keylen,

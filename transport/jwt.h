@@ -44,11 +44,23 @@ void hk_jwt_verifier_free(hk_jwt_verifier *v);
  * check of every endpoint but the requests'. */
 HK_WUR hk_err hk_jwt_verify(const hk_jwt_verifier *v, const char *token,
                             long now, char *sub, long *exp);
-/* The same for any scope: *scopes receives the HK_SCOPE_* bits (at least
- * one; a token granting none is refused). */
+/* Why a token was refused, for the server's log only (the client gets a
+ * bare 401): the failed check, and the subject once the signature
+ * verified ("-" before, or when malformed). */
+typedef struct {
+    const char *reason; /* malformed, signature, algorithm, expired,
+                         * not_yet_valid, issuer, audience, subject */
+    char sub[HK_JWT_SUB_MAX + 1];
+} hk_jwt_why;
+/* As hk_jwt_verify; on HK_ERR_AUTH, *why says which check failed. */
+HK_WUR hk_err hk_jwt_verify_why(const hk_jwt_verifier *v, const char *token,
+                                long now, char *sub, long *exp,
+                                hk_jwt_why *why);
+/* As hk_jwt_verify_why for any scope: *scopes receives the HK_SCOPE_*
+ * bits (at least one; a token granting none is refused). */
 HK_WUR hk_err hk_jwt_verify_scoped(const hk_jwt_verifier *v, const char *token,
                                    long now, char *sub, long *exp,
-                                   unsigned *scopes);
+                                   unsigned *scopes, hk_jwt_why *why);
 /* Mints a token (for `halfkeyd token` and tests): key is the PEM private
  * key (ES256/RS256) or the secret (HS256). *out: free with free(). */
 HK_WUR hk_err hk_jwt_mint(const char *alg, const void *key, size_t keylen,

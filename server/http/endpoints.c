@@ -17,7 +17,6 @@
 #include "server/http/requests.h"
 #include "server/http/service_impl.h"
 
-#define HK_VERSION "0.1.0"
 #define HK_DRAIN_IDLE 5  /* seconds */
 #define HK_PROBE_EVERY 1 /* seconds between database write probes */
 #define HK_FD_RESERVE 64 /* fds kept from connections, plus 4 per worker */
@@ -64,12 +63,22 @@ static void hk_respond_refusal(hk_service *svc, hk_http_resp *r,
 }
 
 /* "Bearer <jwt>" -> subject (and expiry); HK_ERR_AUTH otherwise. */
-static hk_err hk_authenticate(hk_service *svc, const char *auth, char *sub,
-                              long *exp)
+/* The request's JWT; a refusal is logged with the failed check, the
+ * subject (once the signature verified) and the peer. */
+static hk_err hk_authenticate(hk_service *svc, const hk_http_req *req,
+                              char *sub, long *exp)
 {
-    if (auth == NULL || strncmp(auth, "Bearer ", 7) != 0)
-        return HK_ERR_AUTH;
-    return hk_jwt_verify(svc->jwt, auth + 7, (long)hk_now(), sub, exp);
+    hk_jwt_why why = {"no_bearer", "-"};
+    hk_err e = HK_ERR_AUTH;
+
+    if (req->auth != NULL && strncmp(req->auth, "Bearer ", 7) == 0)
+        e = hk_jwt_verify_why(svc->jwt, req->auth + 7, (long)hk_now(), sub, exp,
+                              &why);
+    if (e != HK_OK)
+        hk_log("warn", "event=auth_refused path=%s reason=%s sub=%s peer=%s",
+               req->path, why.reason, why.sub,
+               req->peer != NULL ? req->peer : "?");
+    return e;
 }
 
 /* key_id from a JSON body or query value, owned by sub. */
@@ -723,8 +732,7 @@ static void hk_on_http(void *ctx, const hk_http_req *req, hk_http_resp *r)
             ? !post && strcmp(req->method, "GET") != 0
             : post == (strcmp(req->path, "/pubkey") == 0))
         return hk_respond_err(r, 405, "method", "method not allowed");
-    if (hk_authenticate(svc, req->auth, sub, NULL) != HK_OK) {
-        hk_log("warn", "event=auth_refused path=%s", req->path);
+    if (hk_authenticate(svc, req, sub, NULL) != HK_OK) {
         return hk_respond_err(r, 401, "unauthorized",
                               "missing, invalid or expired token");
     }
@@ -758,10 +766,8 @@ static int hk_claim_session(hk_service *svc, const hk_http_req *req,
         /* A kept-open connection: sessions are opened on it later. */
         if (strcmp(val, "1") != 0)
             return 404;
-        if (hk_authenticate(svc, req->auth, s->sub, &s->exp) != HK_OK) {
-            hk_log("warn", "event=auth_refused path=/ws");
+        if (hk_authenticate(svc, req, s->sub, &s->exp) != HK_OK)
             return 401;
-        }
         s->channel = 1;
         return 0;
     }
@@ -769,10 +775,8 @@ static int hk_claim_session(hk_service *svc, const hk_http_req *req,
         strncmp(val, "sess_", 5) != 0 ||
         !hk_unhex(val + 5, strlen(val + 5), s->sid, HK_ID_LEN))
         return 404;
-    if (hk_authenticate(svc, req->auth, s->sub, &s->exp) != HK_OK) {
-        hk_log("warn", "event=auth_refused path=/ws");
+    if (hk_authenticate(svc, req, s->sub, &s->exp) != HK_OK)
         return 401;
-    }
     pthread_mutex_lock(&svc->dbmu);
     e = hk_db_session_get(svc->db, s->sid, hk_now(), svc->cfg.session_idle,
                           &ds);

@@ -534,10 +534,14 @@ void hk_ep_requests(hk_service *svc, const hk_http_req *req, hk_http_resp *resp)
     hk_db_request r;
     hk_err e;
 
+    hk_jwt_why why = {"no_bearer", "-"};
+
     if (req->auth == NULL || strncmp(req->auth, "Bearer ", 7) != 0 ||
         hk_jwt_verify_scoped(svc->jwt, req->auth + 7, (long)hk_now(), sub, NULL,
-                             &scopes) != HK_OK) {
-        hk_log("warn", "event=auth_refused path=/requests");
+                             &scopes, &why) != HK_OK) {
+        hk_log("warn", "event=auth_refused path=%s reason=%s sub=%s peer=%s",
+               req->path, why.reason, why.sub,
+               req->peer != NULL ? req->peer : "?");
         return hk_respond_err(resp, 401, "unauthorized",
                               "missing, invalid or expired token");
     }

@@ -5,6 +5,7 @@
 #include <jansson.h>
 
 #include "mpc/codec.h"
+#include "common/isotime.h"
 #include "server/policy/audit.h"
 
 /* Copies s into out[cap] (cut at cap - 1 bytes on a UTF-8 boundary);
@@ -107,13 +108,16 @@ static json_t *hk_json_hex(const unsigned char *b, size_t n)
 static hk_err hk_audit_line(void *ctx, const hk_audit_rec *r)
 {
     FILE *out = ctx;
+    char at[HK_ISO_LEN];
     json_t *o;
     char *txt;
     int ok;
 
-    o = json_pack("{s:I,s:I,s:s,s:s,s:o,s:o,s:s,s:s,s:s,s:o,s:o,s:o,s:o}",
-                  "seq", (json_int_t)r->seq, "time", (json_int_t)r->time,
-                  "node", r->node, "subject", r->subject, "key_id",
+    /* "time" is what the hash covers; "at" the same for people */
+    hk_iso_time(r->time, at);
+    o = json_pack("{s:I,s:I,s:s,s:s,s:s,s:o,s:o,s:s,s:s,s:s,s:o,s:o,s:o,s:o}",
+                  "seq", (json_int_t)r->seq, "time", (json_int_t)r->time, "at",
+                  at, "node", r->node, "subject", r->subject, "key_id",
                   hk_json_hex(r->kid, r->has_kid ? HK_ID_LEN : 0), "session_id",
                   hk_json_hex(r->sid, r->has_sid ? HK_ID_LEN : 0), "event",
                   r->event, "outcome", r->outcome, "detail", r->detail,

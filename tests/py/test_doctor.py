@@ -59,6 +59,9 @@ def mint(server, sub, exp, key=None):
                               "exp": exp}).encode())
     der = key.sign(f"{head}.{body}".encode(), ec.ECDSA(hashes.SHA256()))
     r, s = utils.decode_dss_signature(der)
+    # low S: halfkeyd refuses the malleable high-S twin
+    n = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+    s = min(s, n - s)
     return f"{head}.{body}.{b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
 
 
@@ -128,12 +131,32 @@ def test_expired_and_expiring_jwt(tok, server):
     assert f"halfkeyd token --config SERVER.conf --sub alice > " \
         f"{tok.token_file}" in fix_after(p.stdout, "jwt")
     assert lines["auth"][0][0] == "SKIP"
-    # Less than a day left: a warning, and the server still accepts it.
+    # An hour, as the README mints it: no warning.
     tok.token_file.write_text(server.token("alice", ttl=3600) + "\n")
+    p, lines = doctor(tok)
+    assert p.returncode == 0, p.stdout
+    assert lines["jwt"][0][0] == "OK" and "expires in" in lines["jwt"][0][1]
+    # Under five minutes left: a warning, and the server still accepts it.
+    tok.token_file.write_text(server.token("alice", ttl=120) + "\n")
     p, lines = doctor(tok)
     assert p.returncode == 0, p.stdout
     assert lines["jwt"][0][0] == "WARN" and "expires in" in lines["jwt"][0][1]
     assert lines["auth"][0][0] == "OK"
+    # Expired a moment ago, inside the server's clock skew (jwt_skew 30 s):
+    # not a failure while the server accepts it.
+    tok.token_file.write_text(mint(server, "alice", int(time.time()) - 5)
+                              + "\n")
+    p, lines = doctor(tok)
+    assert p.returncode == 0, p.stdout
+    lv, msg = lines["jwt"][0]
+    assert lv == "WARN" and "clock skew" in msg, p.stdout
+    assert lines["auth"][0][0] == "OK"
+    # ... and beyond the skew the server refuses it: auth fails
+    tok.token_file.write_text(mint(server, "alice", int(time.time()) - 200)
+                              + "\n")
+    p, lines = doctor(tok)
+    assert p.returncode == 1
+    assert lines["jwt"][0][0] == "WARN" and lines["auth"][0][0] == "FAIL"
 
 
 def test_jwt_from_another_issuer(tok, server):
@@ -169,12 +192,57 @@ def test_wrong_pin_and_counter(tok):
     tok.env["HALFKEY_PIN"] = "not-the-pin"
     p, lines = doctor(tok)
     assert p.returncode == 1
-    assert lines["login"][0][0] == "FAIL" and "PIN" in lines["login"][0][1]
-    # The failed try is now on the token's counter: a warning.
+    lv, msg = lines["login"][0]
+    assert lv == "FAIL" and "PIN" in msg and "not counted" in msg, p.stdout
+    # doctor's check used up no try of the lockout ...
+    p, lines = doctor(tok, pin=False)
+    assert p.returncode == 0
+    assert lines["token"][0][0] == "OK" and "no wrong PINs" in \
+        lines["token"][0][1], p.stdout
+    # ... a real login's wrong PIN counts, and shows as a warning
+    tok.run("unlock", "--key", "wallet", check=False)
     p, lines = doctor(tok, pin=False)
     assert p.returncode == 0
     lv, msg = lines["token"][0]
     assert lv == "WARN" and "1 wrong PIN" in msg
+
+
+def test_locked_pin_points_at_the_so_reset(tok, tmp_path):
+    tok.env["HALFKEY_PIN"] = "not-the-pin"
+    for _ in range(10):
+        tok.run("unlock", "--key", "wallet", check=False)
+    p, lines = doctor(tok, pin=False)
+    assert lines["token"][0][0] == "FAIL" and "PIN locked" in \
+        lines["token"][0][1]
+    # this token has no SO PIN: a backup or a new token
+    assert "no SO PIN" in fix_after(p.stdout, "token"), p.stdout
+    # with the right PIN too: locked (and the fix), no try used
+    tok.env["HALFKEY_PIN"] = "2468-test-pin"
+    p, lines = doctor(tok)
+    assert lines["login"][0] == ("FAIL", "PIN locked"), p.stdout
+
+
+def test_locked_pin_with_an_so(server, make_token, tmp_path):
+    tok = make_token(server, "bob")
+    so = tmp_path / "so"
+    so.write_text("so-pin-1234\n")
+    tok.run("set-so-pin", "--so-pin-file", so)
+    tok.keygen("p256", "k")
+    good = tok.env["HALFKEY_PIN"]
+    tok.env["HALFKEY_PIN"] = "not-the-pin"
+    for _ in range(10):
+        tok.run("unlock", "--key", "k", check=False)
+    tok.env["HALFKEY_PIN"] = good
+    p, lines = doctor(tok)
+    assert p.returncode == 1
+    fix = fix_after(p.stdout, "token")
+    assert "halfkey passwd --so-pin-file" in fix and "C_InitPIN" in fix
+    new = tmp_path / "new"
+    new.write_text("fresh-pin-77\n")
+    tok.run("passwd", "--so-pin-file", so, "--new-pin-file", new)
+    tok.env["HALFKEY_PIN"] = "fresh-pin-77"
+    p, lines = doctor(tok)
+    assert lines["login"][0][0] == "OK", p.stdout
 
 
 def test_token_dir_permissions(tok):

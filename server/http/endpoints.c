@@ -13,6 +13,7 @@
 #include "mpc/setup.h"
 #include "server/seal/keyring.h"
 #include "server/log.h"
+#include "server/http/request.h"
 #include "server/http/service_impl.h"
 
 #define HK_VERSION "0.1.0"
@@ -84,44 +85,13 @@ static hk_err hk_authenticate(hk_service *svc, const char *auth, char *sub,
     return hk_jwt_verify(svc->jwt, auth + 7, (long)hk_now(), sub, exp);
 }
 
-/* Strict JSON object body with only the `allowed` keys. */
-static json_t *hk_body_object(const hk_http_req *req,
-                              const char *const *allowed)
-{
-    json_t *o, *v;
-    const char *k;
-    size_t i;
-
-    o = json_loadb((const char *)req->body, req->body_len,
-                   JSON_REJECT_DUPLICATES, NULL);
-    if (!json_is_object(o)) {
-        json_decref(o);
-        return NULL;
-    }
-    json_object_foreach(o, k, v)
-    {
-        for (i = 0; allowed[i] != NULL && strcmp(allowed[i], k) != 0; i++)
-            ;
-        if (allowed[i] == NULL) {
-            json_decref(o);
-            return NULL;
-        }
-    }
-    return o;
-}
-
-static int hk_parse_kid(const char *hex, unsigned char kid[HK_ID_LEN])
-{
-    return hex != NULL && hk_unhex(hex, strlen(hex), kid, HK_ID_LEN);
-}
-
 /* key_id from a JSON body or query value, owned by sub. */
 static hk_err hk_owned_key(hk_service *svc, const char *hex, const char *sub,
                            unsigned char kid[HK_ID_LEN], hk_db_key *key)
 {
     hk_err e;
 
-    if (!hk_parse_kid(hex, kid))
+    if (!hk_req_kid(hex, kid))
         return HK_ERR_NOT_FOUND;
     pthread_mutex_lock(&svc->dbmu);
     e = hk_db_key_get_owned(svc->db, kid, sub, key);
@@ -211,7 +181,7 @@ static void hk_ep_keygen(hk_service *svc, const hk_http_req *req,
     static const char *const allowed[] = {"curve", "pbits", NULL};
     unsigned char kid[HK_ID_LEN];
     hk_curve_id curve;
-    json_t *o = hk_body_object(req, allowed), *c, *p;
+    json_t *o = hk_req_object(req->body, req->body_len, allowed), *c, *p;
 
     c = json_object_get(o, "curve");
     p = json_object_get(o, "pbits");
@@ -240,7 +210,7 @@ static void hk_ep_keyop(hk_service *svc, const hk_http_req *req,
     static const char *const allowed[] = {"key_id", NULL};
     unsigned char kid[HK_ID_LEN];
     hk_db_key key;
-    json_t *o = hk_body_object(req, allowed);
+    json_t *o = hk_req_object(req->body, req->body_len, allowed);
     hk_err e;
 
     if (o == NULL || !json_is_string(json_object_get(o, "key_id"))) {
@@ -265,7 +235,7 @@ static void hk_ep_delete(hk_service *svc, const hk_http_req *req,
     static const char *const allowed[] = {"key_id", NULL};
     unsigned char kid[HK_ID_LEN];
     char kh[2 * HK_ID_LEN + 1];
-    json_t *o = hk_body_object(req, allowed);
+    json_t *o = hk_req_object(req->body, req->body_len, allowed);
     const char *hex = json_string_value(json_object_get(o, "key_id"));
     char detail[128];
     unsigned long backup = 0;
@@ -282,7 +252,7 @@ static void hk_ep_delete(hk_service *svc, const hk_http_req *req,
     ev.sub = sub;
     ev.kid = kid;
     pthread_mutex_lock(&svc->dbmu);
-    if (hk_parse_kid(hex, kid) &&
+    if (hk_req_kid(hex, kid) &&
         (e = hk_db_backup_newest(svc->db, kid, &backup)) == HK_OK &&
         (e = hk_db_key_delete(svc->db, kid, sub)) == HK_OK) {
         ev.outcome = "ok";
@@ -317,7 +287,7 @@ static void hk_ep_unlock(hk_service *svc, const hk_http_req *req,
     static const char *const allowed[] = {"key_id", "reason", NULL};
     unsigned char kid[HK_ID_LEN];
     char kh[2 * HK_ID_LEN + 1], detail[HK_AUDIT_DETAIL_MAX + 1];
-    json_t *o = hk_body_object(req, allowed);
+    json_t *o = hk_req_object(req->body, req->body_len, allowed);
     const char *hex = json_string_value(json_object_get(o, "key_id"));
     const char *why = json_string_value(json_object_get(o, "reason"));
     hk_db_key key;
@@ -342,7 +312,7 @@ static void hk_ep_unlock(hk_service *svc, const hk_http_req *req,
     ev.kid = kid;
     ev.detail = detail;
     pthread_mutex_lock(&svc->dbmu);
-    if (hk_parse_kid(hex, kid) &&
+    if (hk_req_kid(hex, kid) &&
         (e = hk_db_key_get_owned(svc->db, kid, sub, &key)) == HK_OK)
         e = hk_audit_write(svc->db, svc->cfg.node, &ev, hk_now());
     pthread_mutex_unlock(&svc->dbmu);
@@ -455,107 +425,81 @@ static const char *hk_backup_reason(hk_err e)
     }
 }
 
-/* Checks the blob against the share of (kid, epoch) and stores it; the
- * backup key's fingerprint in fp. Call with svc->dbmu held. */
+/* Checks the request's blob against the share of (kid, epoch) and
+ * stores it. Call with svc->dbmu held. */
 static hk_err hk_backup_check_store(hk_service *svc, const char *sub,
-                                    const unsigned char *kid,
-                                    unsigned long epoch, const char *pem,
-                                    const unsigned char *blob, size_t len,
-                                    unsigned char fp[HK_HASH_LEN])
+                                    const hk_backup_req *rq)
 {
-    hk_pve_pub *bk = NULL;
     hk_share *sh = NULL;
     hk_err e;
 
-    if ((e = hk_pve_pub_from_pem(pem, strlen(pem), &bk)) != HK_OK) {
-        if (e != HK_ERR_NOMEM)
-            e = HK_ERR_CONFIG;
-        goto done;
-    }
-    hk_pve_pub_fingerprint(bk, fp);
-    e = hk_load_share(svc->db, svc->kek, sub, kid, epoch, &sh, NULL);
+    e = hk_load_share(svc->db, svc->kek, sub, rq->kid, rq->epoch, &sh, NULL);
     if (e == HK_ERR_NOT_FOUND &&
-        hk_db_key_get_owned(svc->db, kid, sub, &(hk_db_key){0}) == HK_OK)
+        hk_db_key_get_owned(svc->db, rq->kid, sub, &(hk_db_key){0}) == HK_OK)
         e = HK_ERR_EPOCH; /* the key is there, the share is not */
-    if (e != HK_OK)
-        goto done;
-    if ((e = hk_pve_verify(bk, sh->curve, kid, epoch, &sh->Q1, blob, len)) ==
-        HK_OK)
-        e = hk_db_backup_put(svc->db, kid, epoch, fp, blob, len, hk_now());
-done:
+    if (e == HK_OK && (e = hk_pve_verify(rq->bk, sh->curve, rq->kid, rq->epoch,
+                                         &sh->Q1, rq->blob, rq->len)) == HK_OK)
+        e = hk_db_backup_put(svc->db, rq->kid, rq->epoch, rq->bk_fp, rq->blob,
+                             rq->len, hk_now());
     hk_share_free(sh);
-    hk_pve_pub_free(bk);
     return e;
 }
 
 static void hk_ep_backup_post(hk_service *svc, const hk_http_req *req,
                               const char *sub, hk_http_resp *r)
 {
-    static const char *const allowed[] = {"key_id", "epoch", "blob",
-                                          "backup_pub", NULL};
-    unsigned char kid[HK_ID_LEN], fp[HK_HASH_LEN], *blob = NULL;
     char kh[2 * HK_ID_LEN + 1], fh[2 * HK_HASH_LEN + 1], detail[160];
-    json_t *o = hk_body_object(req, allowed);
-    const char *hex = json_string_value(json_object_get(o, "key_id"));
-    const char *b64 = json_string_value(json_object_get(o, "blob"));
-    const char *pem = json_string_value(json_object_get(o, "backup_pub"));
-    json_t *ej = json_object_get(o, "epoch");
-    json_int_t epoch = json_integer_value(ej);
     const char *why;
+    hk_backup_req rq;
     hk_audit_ev ev;
-    size_t len = 0;
     hk_err e;
 
-    if (hex == NULL || b64 == NULL || pem == NULL || !json_is_integer(ej) ||
-        epoch < 1 || epoch > (json_int_t)HK_DB_EPOCH_MAX ||
-        !hk_parse_kid(hex, kid)) {
-        json_decref(o);
+    e = hk_backup_req_decode(req->body, req->body_len, &rq);
+    if (e == HK_ERR_ARG) {
+        hk_backup_req_clear(&rq);
         return hk_respond_err(r, 400, "bad_request",
                               "body must be {\"key_id\", \"epoch\", \"blob\" "
                               "(base64), \"backup_pub\" (PEM)}");
     }
-    memset(fp, 0, sizeof(fp));
-    if (!hk_b64_decode(b64, strlen(b64), HK_PVE_MAX_BLOB, &blob, &len))
-        e = HK_ERR_DECODE;
-    else {
+    if (e == HK_OK) {
         pthread_mutex_lock(&svc->dbmu);
-        e = hk_backup_check_store(svc, sub, kid, (unsigned long)epoch, pem,
-                                  blob, len, fp);
+        e = hk_backup_check_store(svc, sub, &rq);
         pthread_mutex_unlock(&svc->dbmu);
     }
-    json_decref(o);
-    OPENSSL_free(blob);
-    hk_hex(kid, HK_ID_LEN, kh);
-    hk_hex(fp, HK_HASH_LEN, fh);
+    hk_hex(rq.kid, HK_ID_LEN, kh);
+    hk_hex(rq.bk_fp, HK_HASH_LEN, fh);
     why = hk_backup_reason(e);
     if (e == HK_ERR_NOT_FOUND || e == HK_ERR_FORBIDDEN ||
         (e != HK_OK && why == NULL)) {
         hk_log("warn", "event=backup_failed sub=%s key=%s error=\"%s\"", sub,
                kh, hk_strerror(e));
+        hk_backup_req_clear(&rq);
         return hk_respond_hk(r, e);
     }
     memset(&ev, 0, sizeof(ev));
     ev.event = "backup";
     ev.outcome = e == HK_OK ? "ok" : "refused";
     ev.sub = sub;
-    ev.kid = kid;
-    snprintf(detail, sizeof(detail), "epoch %lld, backup key %.16s%s%s",
-             (long long)epoch, fh, why != NULL ? ": " : "",
-             why != NULL ? why : "");
+    ev.kid = rq.kid;
+    snprintf(detail, sizeof(detail), "epoch %lu, backup key %.16s%s%s",
+             rq.epoch, fh, why != NULL ? ": " : "", why != NULL ? why : "");
     ev.detail = detail;
     pthread_mutex_lock(&svc->dbmu);
     if (hk_audit_write(svc->db, svc->cfg.node, &ev, hk_now()) != HK_OK)
         hk_log("error", "event=audit_write_failed what=backup");
     pthread_mutex_unlock(&svc->dbmu);
     hk_log(e == HK_OK ? "info" : "warn",
-           "event=backup_%s sub=%s key=%s epoch=%lld reason=\"%s\"",
-           e == HK_OK ? "stored" : "refused", sub, kh, (long long)epoch,
+           "event=backup_%s sub=%s key=%s epoch=%lu reason=\"%s\"",
+           e == HK_OK ? "stored" : "refused", sub, kh, rq.epoch,
            why != NULL ? why : "");
     if (e != HK_OK)
-        return hk_respond_err(r, 400, "backup_refused", why);
-    hk_respond(r, 200,
-               json_pack("{s:s,s:I,s:b,s:s}", "key_id", kh, "epoch",
-                         (json_int_t)epoch, "stored", 1, "backup_key", fh));
+        hk_respond_err(r, 400, "backup_refused", why);
+    else
+        hk_respond(r, 200,
+                   json_pack("{s:s,s:I,s:b,s:s}", "key_id", kh, "epoch",
+                             (json_int_t)rq.epoch, "stored", 1, "backup_key",
+                             fh));
+    hk_backup_req_clear(&rq);
 }
 
 /* GET /backup?key_id=: the newest backup whose share the server still

@@ -71,11 +71,95 @@ def new_token(make_token, server, sub, name):
 # --- the whole story ---------------------------------------------------------
 
 
+def p11_sign(build_dir, monkeypatch, tok_dir, label, data):
+    """Signs data (ECDSA-SHA256) with the key `label` of the token
+    directory through the PKCS#11 module: (CKA_ID, the public key's
+    CKA_EC_POINT, DER signature)."""
+    monkeypatch.setenv("HALFKEY_PKCS11_TOKENS", str(tok_dir))
+    monkeypatch.delenv("HALFKEY_HOME", raising=False)
+    lib = pkcs11.lib(str(build_dir / "pkcs11" / "libhalfkey-pkcs11.so"))
+    lib.reinitialize()
+    try:
+        (slot,) = lib.get_slots(token_present=True)
+        with slot.get_token().open(user_pin=PIN) as s:
+            (k,) = list(s.get_objects({Attribute.CLASS:
+                                       ObjectClass.PRIVATE_KEY,
+                                       Attribute.LABEL: label}))
+            (pub,) = list(s.get_objects({Attribute.CLASS:
+                                         ObjectClass.PUBLIC_KEY,
+                                         Attribute.LABEL: label}))
+            kid, point = k[Attribute.ID], pub[Attribute.EC_POINT]
+            assert pub[Attribute.ID] == kid
+            sig = k.sign(data, mechanism=Mechanism.ECDSA_SHA256)
+    finally:
+        lib.finalize()
+    r, s_ = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big")
+    return kid, point, utils.encode_dss_signature(r, s_)
+
+
+def provider_sign(build_dir, tok_dir, uri, data, tmp_path):
+    """Signs SHA-256(data) with `openssl pkeyutl` through the halfkey
+    provider, the key named by a URI: the DER signature."""
+    env = dict(os.environ, HALFKEY_HOME=str(tok_dir), HALFKEY_PIN=PIN)
+    for var in ("OPENSSL_CONF", "OPENSSL_MODULES", "XDG_DATA_HOME"):
+        env.pop(var, None)
+    dig, sigf = tmp_path / "dig", tmp_path / "sig"
+    dig.write_bytes(hashlib.sha256(data).digest())
+    subprocess.run(["openssl", "pkeyutl", "-provider-path",
+                    str(build_dir / "ossl-provider"), "-provider", "halfkey",
+                    "-provider", "default", "-sign", "-inkey", uri, "-in",
+                    dig, "-out", sigf], check=True, env=env,
+                   capture_output=True)
+    return sigf.read_bytes()
+
+
+def openssl_verifies(pem, data, sig, tmp_path):
+    """`openssl pkeyutl -verify` with the default provider only."""
+    env = dict(os.environ)
+    for var in ("OPENSSL_CONF", "OPENSSL_MODULES"):
+        env.pop(var, None)
+    pubf, dig, sigf = (tmp_path / "v.pem", tmp_path / "v.dig",
+                       tmp_path / "v.sig")
+    pubf.write_bytes(pem)
+    dig.write_bytes(hashlib.sha256(data).digest())
+    sigf.write_bytes(sig)
+    p = subprocess.run(["openssl", "pkeyutl", "-verify", "-pubin", "-inkey",
+                        pubf, "-in", dig, "-sigfile", sigf],
+                       capture_output=True, env=env)
+    return b"Signature Verified Successfully" in p.stdout
+
+
+def check_faces(build_dir, monkeypatch, tok_dir, label, kid, pem, tmp_path,
+                what):
+    """Signs with the key through PKCS#11 and through the provider by its
+    pkcs11: URIs (label, and CKA_ID percent-encoded); every signature
+    verified by cryptography and by openssl's default provider. The
+    PKCS#11 view (CKA_ID, CKA_EC_POINT)."""
+    key = serialization.load_pem_public_key(pem)
+    data = b"pkcs11, " + what
+    cka_id, point, sig = p11_sign(build_dir, monkeypatch, tok_dir, label,
+                                  data)
+    assert cka_id == bytes.fromhex(kid)
+    key.verify(sig, data, ec.ECDSA(hashes.SHA256()))
+    assert openssl_verifies(pem, data, sig, tmp_path)
+    pct = "".join(f"%{b:02x}" for b in cka_id)
+    for uri in (f"pkcs11:object={label};type=private",
+                f"pkcs11:id={pct};type=private"):
+        data = b"provider, " + uri.encode() + b", " + what
+        sig = provider_sign(build_dir, tok_dir, uri, data, tmp_path)
+        key.verify(sig, data, ec.ECDSA(hashes.SHA256()))
+        assert openssl_verifies(pem, data, sig, tmp_path)
+    return cka_id, point
+
+
 def test_lose_the_token_and_restore(server, make_token, tmp_path, build_dir,
                                     monkeypatch):
     tok = make_token(server, "alice", name="old")
     kid = tok.keygen("p256", "wallet")
     pem = tok.pubkey_pem("wallet")
+    # what applications see of the key before the loss
+    before = check_faces(build_dir, monkeypatch, tok.dir, "wallet", kid, pem,
+                         tmp_path, b"before the loss")
     priv, pf, pub = backup_key(tok, tmp_path)
     out = tok.run("backup", "--key", "wallet", "--backup-pub", pub).stdout
     assert kv(out) == {"backup": "wallet", "epoch": "1"}
@@ -97,43 +181,11 @@ def test_lose_the_token_and_restore(server, make_token, tmp_path, build_dir,
     assert fresh.list()["wallet"][1:3] == (kid, 2)
     verify_cli_sig(fresh, "wallet", pem, b"after the restore")
 
-    # PKCS#11: same CKA_ID (the key id), signs, verifies with cryptography
-    monkeypatch.setenv("HALFKEY_PKCS11_TOKENS", str(fresh.dir))
-    monkeypatch.delenv("HALFKEY_HOME", raising=False)
-    lib = pkcs11.lib(str(build_dir / "pkcs11" / "libhalfkey-pkcs11.so"))
-    lib.reinitialize()
-    try:
-        (slot,) = lib.get_slots(token_present=True)
-        with slot.get_token().open(user_pin=PIN) as s:
-            (k,) = list(s.get_objects({Attribute.CLASS:
-                                       ObjectClass.PRIVATE_KEY,
-                                       Attribute.LABEL: "wallet"}))
-            assert k[Attribute.ID] == bytes.fromhex(kid)
-            data = b"pkcs11 after restore"
-            sig = k.sign(data, mechanism=Mechanism.ECDSA_SHA256)
-    finally:
-        lib.finalize()
-    r, s_ = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big")
-    serialization.load_pem_public_key(pem).verify(
-        utils.encode_dss_signature(r, s_), data, ec.ECDSA(hashes.SHA256()))
-
-    # the OpenSSL provider, by the same URI; plain openssl verifies
-    env = dict(os.environ, HALFKEY_HOME=str(fresh.dir), HALFKEY_PIN=PIN)
-    for var in ("OPENSSL_CONF", "OPENSSL_MODULES", "XDG_DATA_HOME"):
-        env.pop(var, None)
-    dig = tmp_path / "dig"
-    dig.write_bytes(hashlib.sha256(b"provider").digest())
-    sigf, pubf = tmp_path / "sig", tmp_path / "pub.pem"
-    pubf.write_bytes(pem)
-    subprocess.run(["openssl", "pkeyutl", "-provider-path",
-                    str(build_dir / "ossl-provider"), "-provider", "halfkey",
-                    "-provider", "default", "-sign", "-inkey",
-                    "halfkey:object=wallet;type=private", "-in", dig, "-out",
-                    sigf], check=True, env=env, capture_output=True)
-    p = subprocess.run(["openssl", "pkeyutl", "-verify", "-pubin", "-inkey",
-                        pubf, "-in", dig, "-sigfile", sigf],
-                       capture_output=True, env=env)
-    assert b"Signature Verified Successfully" in p.stdout
+    # the same key to every application: PKCS#11 (same CKA_ID and
+    # CKA_EC_POINT) and the provider by the same pkcs11: URIs
+    after = check_faces(build_dir, monkeypatch, fresh.dir, "wallet", kid,
+                        pem, tmp_path, b"after the restore")
+    assert after == before
 
     # a second restore of the same key into the token is refused
     p = restore(fresh, kid, priv, pf, "again", check=False)

@@ -5,8 +5,8 @@ token directory, `halfkey restore` on a new one (GET /backup, decrypt,
 check, refresh at once), then signing through the CLI, PKCS#11 and the
 OpenSSL provider with the same public key and key id; the "never stale"
 rule (backup_pub in halfkey.conf, promotion waits for the backup), safe
-deletion, and kill -9 of the client at the steps of a backup and a
-restore."""
+deletion, and kill -9 of the client and of halfkeyd at the steps of a
+backup, a restore and the restore's refresh."""
 import base64
 import hashlib
 import os
@@ -430,6 +430,111 @@ def test_backup_killed_leaves_a_key_that_signs(server, make_token, tmp_path,
     verify_cli_sig(tok, "k", pem, b"after a killed backup")
     tok.run("backup", "--key", "k", "--backup-pub", pub)
     verify_cli_sig(tok, "k", pem, b"after the backup")
+
+
+# --- crash safety: kill -9 of halfkeyd at each step --------------------------
+
+
+class HttpHold:
+    """Holds the first HTTP traffic in `direction` of a request whose head
+    starts with `start` until the test has killed halfkeyd, then cuts the
+    connection. "c2s": the request never reaches the server; "s2c": the
+    server has answered (and stored what it stores), the client never
+    hears it."""
+
+    def __init__(self, direction, start):
+        self.direction, self.start = direction, start
+        self.reached = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, d, head, data):
+        if d == self.direction and head.startswith(self.start) and \
+                not self.reached.is_set():
+            self.reached.set()
+            self.release.wait(60)
+            raise Cut()
+
+
+def kill_server_at(server, tok, hold, mitm, proc):
+    """Once the client reached the hold: kill -9 of halfkeyd, the client's
+    connection cut, the client's exit awaited, halfkeyd started again on
+    the same storage (a new port: the token follows it)."""
+    assert hold.reached.wait(60), proc.communicate(timeout=5)
+    server.kill()
+    hold.release.set()
+    proc.communicate(timeout=60)
+    mitm.close()
+    server.start()
+    point_token_at(tok, server.url)
+
+
+def converge(server, tok, sub, kid, pem, pub):
+    """After a crash the user's next steps bring server, token and backup
+    back to one epoch: a backup if the server reports it missing for the
+    token's share, then a signature (which proves the share)."""
+    if pubkey_info(server, sub, kid)["backup_epoch"] != tok.list()["k"][2]:
+        tok.run("backup", "--key", "k", "--backup-pub", pub)
+    verify_cli_sig(tok, "k", pem, b"after the backup")
+    ans = pubkey_info(server, sub, kid)
+    assert ans["epoch"] == tok.list()["k"][2] == ans["backup_epoch"], ans
+
+
+@pytest.mark.parametrize("direction", ["c2s", "s2c"])
+def test_backup_with_the_server_killed_leaves_a_key_that_signs(
+        server, make_token, tmp_path, direction):
+    tok = make_token(server, "alice")
+    kid = tok.keygen("p256", "k")
+    pem = tok.pubkey_pem("k")
+    priv, pf, pub = backup_key(tok, tmp_path)
+    hold = HttpHold(direction, b"POST /backup")
+    mitm = Mitm(server, http_hook=hold)
+    point_token_at(tok, mitm.url)
+    proc = tok.popen("backup", "--key", "k", "--backup-pub", pub)
+    kill_server_at(server, tok, hold, mitm, proc)
+    assert proc.returncode != 0
+    verify_cli_sig(tok, "k", pem, b"after halfkeyd died in a backup")
+    # stored before the answer, durably: the answer lost, the backup kept
+    stored = pubkey_info(server, "alice", kid)["backup_epoch"]
+    assert stored == (1 if direction == "s2c" else 0)
+    tok.run("backup", "--key", "k", "--backup-pub", pub)
+    assert pubkey_info(server, "alice", kid)["backup_epoch"] == 1
+    verify_cli_sig(tok, "k", pem, b"after the backup")
+
+
+@pytest.mark.parametrize("step", [
+    ("http", "c2s", b"GET /backup"), ("http", "s2c", b"GET /backup"),
+    ("ws", "c2s", "refresh.1"), ("ws", "s2c", "refresh.2"),
+    ("ws", "s2c", "refresh.4"), ("http", "c2s", b"POST /backup"),
+    ("http", "s2c", b"POST /backup"), ("ws", "c2s", "refresh.5")],
+    ids=lambda s: f"{s[1]}-{s[2].decode() if isinstance(s[2], bytes) else s[2]}"
+    .replace(" ", "_").replace("/", ""))
+def test_restore_with_the_server_killed_leaves_a_key(server, make_token,
+                                                     tmp_path, step):
+    """kill -9 of halfkeyd at each step of a restore and its refresh (the
+    restore's backup of the new share included): the key signs with the
+    old share (restored again) or the new one, never neither."""
+    tok = make_token(server, "alice", name="old")
+    kid = tok.keygen("p256", "k")
+    pem = tok.pubkey_pem("k")
+    priv, pf, pub = backup_key(tok, tmp_path)
+    tok.run("backup", "--key", "k", "--backup-pub", pub)
+    shutil.rmtree(tok.dir)
+    fresh = make_token(server, "alice", name="new")
+    kind, direction, what = step
+    hold = (HttpHold(direction, what) if kind == "http"
+            else Hold(direction, what))
+    mitm = (Mitm(server, http_hook=hold) if kind == "http"
+            else Mitm(server, hold))
+    point_token_at(fresh, mitm.url)
+    proc = fresh.popen("restore", "--key-id", kid, "--backup-priv", priv,
+                       "--label", "k", "--passphrase-file", pf)
+    kill_server_at(server, fresh, hold, mitm, proc)
+    if "k" not in fresh.list():
+        # the new share was not stored: the server still has the share
+        # the backup restores
+        restore(fresh, kid, priv, pf, "k")
+    verify_cli_sig(fresh, "k", pem, b"after halfkeyd died in a restore")
+    converge(server, fresh, "alice", kid, pem, pub)
 
 
 def test_refresh_killed_after_storing_with_backup_pub(server, make_token,

@@ -44,6 +44,10 @@ struct hk_tconn {
     hk_tconn *ready_next;
     unsigned char *rx; /* reassembly, service thread only */
     size_t rxlen;
+    /* a deferred HTTP answer (hk_http_defer): set once by hk_http_answer,
+     * taken by the service thread */
+    hk_http_resp answer;
+    int answered;
 };
 
 /* Open connections of one peer address. */
@@ -87,6 +91,8 @@ struct hk_tsrv {
 /* Per-connection data: an HTTP transaction or a WebSocket. */
 typedef struct {
     hk_tconn *conn;
+    struct lws *wsi; /* while on_http runs (hk_http_defer) */
+    hk_tconn *later; /* a deferred answer is awaited on it */
     char method[8], path[128], query[512];
     char *auth;
     unsigned char *body;
@@ -133,6 +139,7 @@ void hk_tconn_unref(hk_tconn *c)
         return;
     hk_txq_free_all(c);
     free(c->rx);
+    free(c->answer.body);
     pthread_mutex_destroy(&c->mu);
     free(c);
 }
@@ -426,8 +433,25 @@ static void hk_ws_closed(hk_tsrv *srv, hk_tconn *c)
 
 /* --- HTTP ---------------------------------------------------------------- */
 
+/* The connection has gone (or moved on) before a deferred answer came: the
+ * answer, when it comes, is dropped. */
+static void hk_http_detach(hk_pss *p)
+{
+    hk_tconn *c = p->later;
+
+    if (c == NULL)
+        return;
+    pthread_mutex_lock(&c->mu);
+    c->wsi = NULL;
+    c->closed = 1;
+    pthread_mutex_unlock(&c->mu);
+    p->later = NULL;
+    hk_tconn_unref(c);
+}
+
 static void hk_pss_clear(hk_pss *p)
 {
+    hk_http_detach(p);
     free(p->auth);
     free(p->body);
     free(p->resp.body);
@@ -543,7 +567,62 @@ static int hk_http_dispatch(hk_tsrv *srv, struct lws *wsi, hk_pss *p)
     hk_http_req req = {p->method, p->path, p->query,
                        p->auth,   p->body, p->body_len};
 
+    p->wsi = wsi;
     srv->h.on_http(srv->h.ctx, &req, &p->resp);
+    p->wsi = NULL;
+    if (p->later != NULL)
+        return 0; /* hk_http_answer wakes us */
+    return hk_http_respond(wsi, p);
+}
+
+hk_tconn *hk_http_defer(hk_http_resp *resp)
+{
+    hk_pss *p;
+    hk_tconn *c;
+
+    if (resp == NULL)
+        return NULL;
+    p = lws_container_of(resp, hk_pss, resp);
+    if (p->wsi == NULL || p->later != NULL ||
+        (c = hk_tconn_new(hk_srv_of(p->wsi), p->wsi)) == NULL)
+        return NULL;
+    c->refs++; /* the caller's; the transport keeps the first */
+    p->later = c;
+    return c;
+}
+
+void hk_http_answer(hk_tconn *c, hk_http_resp *r)
+{
+    pthread_mutex_lock(&c->mu);
+    if (!c->closed && !c->answered) {
+        c->answer = *r;
+        c->answered = 1;
+        r->body = NULL;
+    }
+    pthread_mutex_unlock(&c->mu);
+    free(r->body);
+    r->body = NULL;
+    hk_tconn_wake(c);
+}
+
+/* Service thread, the connection writeable while an answer is awaited:
+ * sends it if it has come (else the wake-up was for nothing yet). */
+static int hk_http_take_answer(struct lws *wsi, hk_pss *p)
+{
+    hk_tconn *c = p->later;
+    int got;
+
+    pthread_mutex_lock(&c->mu);
+    got = c->answered;
+    if (got) {
+        free(p->resp.body);
+        p->resp = c->answer;
+        memset(&c->answer, 0, sizeof(c->answer));
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (!got)
+        return 0;
+    hk_http_detach(p);
     return hk_http_respond(wsi, p);
 }
 
@@ -591,6 +670,8 @@ static int hk_http_writeable(struct lws *wsi, hk_pss *p)
     unsigned char *buf;
     int r;
 
+    if (p->later != NULL)
+        return hk_http_take_answer(wsi, p);
     if (!p->responded || p->resp.body == NULL)
         return 0;
     n = strlen(p->resp.body);

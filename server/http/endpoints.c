@@ -425,64 +425,63 @@ static const char *hk_backup_reason(hk_err e)
     }
 }
 
-/* Checks the request's blob against the share of (kid, epoch) and
- * stores it. Call with svc->dbmu held. */
+/* Checks the request's blob against the share of (kid, epoch) and stores
+ * it. The verification (64 re-encryptions and point multiplications) runs
+ * without the database lock: the other requests need it meanwhile. */
 static hk_err hk_backup_check_store(hk_service *svc, const char *sub,
                                     const hk_backup_req *rq)
 {
     hk_share *sh = NULL;
     hk_err e;
 
+    pthread_mutex_lock(&svc->dbmu);
     e = hk_load_share(svc->db, svc->kek, sub, rq->kid, rq->epoch, &sh, NULL);
     if (e == HK_ERR_NOT_FOUND &&
         hk_db_key_get_owned(svc->db, rq->kid, sub, &(hk_db_key){0}) == HK_OK)
         e = HK_ERR_EPOCH; /* the key is there, the share is not */
-    if (e == HK_OK && (e = hk_pve_verify(rq->bk, sh->curve, rq->kid, rq->epoch,
-                                         &sh->Q1, rq->blob, rq->len)) == HK_OK)
+    pthread_mutex_unlock(&svc->dbmu);
+    if (e == HK_OK)
+        e = hk_pve_verify(rq->bk, sh->curve, rq->kid, rq->epoch, &sh->Q1,
+                          rq->blob, rq->len);
+    /* the store checks again that the epoch's share is still there */
+    if (e == HK_OK) {
+        pthread_mutex_lock(&svc->dbmu);
         e = hk_db_backup_put(svc->db, rq->kid, rq->epoch, rq->bk_fp, rq->blob,
                              rq->len, hk_now());
+        pthread_mutex_unlock(&svc->dbmu);
+    }
     hk_share_free(sh);
     return e;
 }
 
-static void hk_ep_backup_post(hk_service *svc, const hk_http_req *req,
-                              const char *sub, hk_http_resp *r)
+/* A decoded POST /backup (e: the decode's result) checked, stored,
+ * audited and answered in r. */
+static void hk_backup_post_finish(hk_service *svc, const char *sub,
+                                  const hk_backup_req *rq, hk_err e,
+                                  hk_http_resp *r)
 {
     char kh[2 * HK_ID_LEN + 1], fh[2 * HK_HASH_LEN + 1], detail[160];
     const char *why;
-    hk_backup_req rq;
     hk_audit_ev ev;
-    hk_err e;
 
-    e = hk_backup_req_decode(req->body, req->body_len, &rq);
-    if (e == HK_ERR_ARG) {
-        hk_backup_req_clear(&rq);
-        return hk_respond_err(r, 400, "bad_request",
-                              "body must be {\"key_id\", \"epoch\", \"blob\" "
-                              "(base64), \"backup_pub\" (PEM)}");
-    }
-    if (e == HK_OK) {
-        pthread_mutex_lock(&svc->dbmu);
-        e = hk_backup_check_store(svc, sub, &rq);
-        pthread_mutex_unlock(&svc->dbmu);
-    }
-    hk_hex(rq.kid, HK_ID_LEN, kh);
-    hk_hex(rq.bk_fp, HK_HASH_LEN, fh);
+    if (e == HK_OK)
+        e = hk_backup_check_store(svc, sub, rq);
+    hk_hex(rq->kid, HK_ID_LEN, kh);
+    hk_hex(rq->bk_fp, HK_HASH_LEN, fh);
     why = hk_backup_reason(e);
     if (e == HK_ERR_NOT_FOUND || e == HK_ERR_FORBIDDEN ||
         (e != HK_OK && why == NULL)) {
         hk_log("warn", "event=backup_failed sub=%s key=%s error=\"%s\"", sub,
                kh, hk_strerror(e));
-        hk_backup_req_clear(&rq);
         return hk_respond_hk(r, e);
     }
     memset(&ev, 0, sizeof(ev));
     ev.event = "backup";
     ev.outcome = e == HK_OK ? "ok" : "refused";
     ev.sub = sub;
-    ev.kid = rq.kid;
+    ev.kid = rq->kid;
     snprintf(detail, sizeof(detail), "epoch %lu, backup key %.16s%s%s",
-             rq.epoch, fh, why != NULL ? ": " : "", why != NULL ? why : "");
+             rq->epoch, fh, why != NULL ? ": " : "", why != NULL ? why : "");
     ev.detail = detail;
     pthread_mutex_lock(&svc->dbmu);
     if (hk_audit_write(svc->db, svc->cfg.node, &ev, hk_now()) != HK_OK)
@@ -490,16 +489,67 @@ static void hk_ep_backup_post(hk_service *svc, const hk_http_req *req,
     pthread_mutex_unlock(&svc->dbmu);
     hk_log(e == HK_OK ? "info" : "warn",
            "event=backup_%s sub=%s key=%s epoch=%lu reason=\"%s\"",
-           e == HK_OK ? "stored" : "refused", sub, kh, rq.epoch,
+           e == HK_OK ? "stored" : "refused", sub, kh, rq->epoch,
            why != NULL ? why : "");
     if (e != HK_OK)
-        hk_respond_err(r, 400, "backup_refused", why);
-    else
-        hk_respond(r, 200,
-                   json_pack("{s:s,s:I,s:b,s:s}", "key_id", kh, "epoch",
-                             (json_int_t)rq.epoch, "stored", 1, "backup_key",
-                             fh));
-    hk_backup_req_clear(&rq);
+        return hk_respond_err(r, 400, "backup_refused", why);
+    hk_respond(r, 200,
+               json_pack("{s:s,s:I,s:b,s:s}", "key_id", kh, "epoch",
+                         (json_int_t)rq->epoch, "stored", 1, "backup_key", fh));
+}
+
+/* A POST /backup on the worker pool (its answer deferred). */
+typedef struct {
+    hk_service *svc;
+    hk_tconn *later;
+    char sub[HK_JWT_SUB_MAX + 1];
+    hk_backup_req rq;
+    hk_err decoded;
+} hk_backup_job;
+
+static void hk_backup_job_free(hk_backup_job *j)
+{
+    hk_backup_req_clear(&j->rq);
+    free(j);
+}
+
+static void hk_backup_job_run(void *arg)
+{
+    hk_backup_job *j = arg;
+    hk_http_resp r;
+
+    memset(&r, 0, sizeof(r));
+    hk_backup_post_finish(j->svc, j->sub, &j->rq, j->decoded, &r);
+    hk_http_answer(j->later, &r);
+    hk_tconn_unref(j->later);
+    hk_backup_job_free(j);
+}
+
+static void hk_ep_backup_post(hk_service *svc, const hk_http_req *req,
+                              const char *sub, hk_http_resp *r)
+{
+    hk_backup_job *j = calloc(1, sizeof(*j));
+
+    if (j == NULL)
+        return hk_respond_hk(r, HK_ERR_NOMEM);
+    j->decoded = hk_backup_req_decode(req->body, req->body_len, &j->rq);
+    if (j->decoded == HK_ERR_ARG) {
+        hk_backup_job_free(j);
+        return hk_respond_err(r, 400, "bad_request",
+                              "body must be {\"key_id\", \"epoch\", \"blob\" "
+                              "(base64), \"backup_pub\" (PEM)}");
+    }
+    j->svc = svc;
+    snprintf(j->sub, sizeof(j->sub), "%s", sub);
+    /* the blob's verification leaves the service thread, which keeps
+     * serving the other clients (their signatures) meanwhile */
+    if ((j->later = hk_http_defer(r)) == NULL) {
+        hk_backup_post_finish(svc, sub, &j->rq, j->decoded, r);
+        return hk_backup_job_free(j);
+    }
+    if (hk_workers_submit(svc->workers, hk_backup_job_run, j) != HK_OK)
+        hk_backup_job_run(j); /* the pool is stopping: here, answered all
+                                 the same */
 }
 
 /* GET /backup?key_id=: the newest backup whose share the server still

@@ -9,12 +9,16 @@ deletion, and kill -9 of the client and of halfkeyd at the steps of a
 backup, a restore and the restore's refresh."""
 import base64
 import hashlib
+import json
 import os
 import re
 import shutil
 import signal
+import socket
+import ssl
 import subprocess
 import threading
+import time
 
 import pkcs11
 import pytest
@@ -359,6 +363,115 @@ def test_operator_deletes_a_key_whose_client_is_gone(server, make_token,
     fresh = make_token(server, "alice", name="new")
     p = restore(fresh, kid, priv, pf, "k", check=False)
     assert p.returncode != 0
+
+
+# --- the blob's verification leaves the service thread -----------------------
+
+
+def captured_backup_body(server, tok, pub):
+    """The body of a real `halfkey backup` (POST /backup), as sent."""
+    chunks = []
+
+    def grab(d, head, data):
+        if d == "c2s" and head.startswith(b"POST /backup") and \
+                data is not head:
+            chunks.append(data)
+
+    mitm = Mitm(server, http_hook=grab)
+    point_token_at(tok, mitm.url)
+    tok.run("backup", "--key", "k", "--backup-pub", pub)
+    mitm.close()
+    point_token_at(tok, server.url)
+    body = b"".join(chunks)
+    assert json.loads(body)["epoch"] == 1
+    return body
+
+
+def test_backups_run_beside_signs(server, make_token, tmp_path):
+    """halfkeyd verifies backup blobs on its worker pool: backups posted
+    without pause by 6 clients at once while another client signs all
+    succeed, the signatures verify, and the service thread answers
+    /status meanwhile in bounded time."""
+    tok = make_token(server, "alice", name="a")
+    tok.keygen("p256", "k")
+    priv, pf, pub = backup_key(tok, tmp_path)
+    body = captured_backup_body(server, tok, pub)
+    other = make_token(server, "bob", name="b")
+    other.keygen("p256", "s")
+    pem = other.pubkey_pem("s")
+    token = server.token("alice")
+    done = threading.Event()
+    posted, probes = [], []
+
+    def post():
+        while True:
+            posted.append(server.request("POST", "/backup", body,
+                                         token=token)[0])
+            if done.is_set():
+                return
+
+    def probe():
+        while not done.is_set():
+            t0 = time.monotonic()
+            status = server.request("GET", "/status")[0]
+            probes.append((status, time.monotonic() - t0))
+
+    threads = [threading.Thread(target=post) for _ in range(6)]
+    threads.append(threading.Thread(target=probe))
+    for t in threads:
+        t.start()
+    try:
+        for i in range(3):
+            verify_cli_sig(other, "s", pem, f"beside backups {i}".encode())
+    finally:
+        done.set()
+        for t in threads:
+            t.join(60)
+    assert len(posted) >= 6 and set(posted) == {200}, posted
+    assert probes and {st for st, _ in probes} == {200}
+    worst = max(dt for _, dt in probes)
+    print(f"{len(posted)} backups verified beside 3 signatures; "
+          f"{len(probes)} /status, slowest {worst * 1000:.0f} ms")
+    assert worst < 2.0
+
+
+def test_backup_answer_to_a_gone_client_is_dropped(server, make_token,
+                                                   tmp_path):
+    """A client that hangs up while its blob is verified: the deferred
+    answer is dropped, halfkeyd carries on (the fixture checks it is
+    alive and stops cleanly) and still stores the backup."""
+    tok = make_token(server, "alice")
+    kid = tok.keygen("p256", "k")
+    priv, pf, pub = backup_key(tok, tmp_path)
+    body = captured_backup_body(server, tok, pub)
+    head = (f"POST /backup HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Bearer {server.token('alice')}\r\n"
+            f"Content-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    ctx = server.ssl_context()
+    ctx.check_hostname = False  # the CA is the server's own certificate
+    socks = [ctx.wrap_socket(socket.create_connection(("127.0.0.1",
+                                                       server.port)))
+             for _ in range(8)]
+    for s in socks:
+        s.sendall(head + body)
+    # all 8 hang up at once while their blobs wait for or run on the 2
+    # workers; what the server sent so far (session tickets) is read
+    # first, else the close would be a reset that discards the request
+    for s in socks:
+        s.setblocking(False)
+        try:
+            s.recv(65536)
+        except ssl.SSLWantReadError:
+            pass
+        s.close()
+    deadline = time.monotonic() + 20
+    while len([r for r in server.audit() if r["event"] == "backup" and
+               r["outcome"] == "ok"]) < 1 + 8:  # the captured one and 8
+        assert time.monotonic() < deadline, "the blobs were not all verified"
+        time.sleep(0.1)
+    assert server.request("GET", "/status")[0] == 200
+    assert pubkey_info(server, "alice", kid)["backup_epoch"] == 1
 
 
 # --- crash safety: kill -9 of the client at each step -------------------------

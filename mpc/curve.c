@@ -357,6 +357,23 @@ hk_err hk_point_add(hk_curve *c, const hk_point *p, const hk_point *q,
     return hk_p256_add(c, p, q, out);
 }
 
+hk_err hk_point_mul_gen_add_pub(hk_curve *c, size_t n, const hk_scalar *a,
+                                const hk_point *P, size_t np,
+                                const unsigned char *m, hk_point *out)
+{
+    size_t i;
+
+    if (c == NULL || a == NULL || (P == NULL && np > 0) || m == NULL ||
+        out == NULL || np > 256)
+        return HK_ERR_ARG;
+    for (i = 0; i < n; i++)
+        if (m[i] >= np || hk_scalar_is_zero(&a[i]))
+            return m[i] >= np ? HK_ERR_ARG : HK_ERR_SCALAR;
+    if (c->id == HK_CURVE_SECP256K1)
+        return hk_k1_mul_gen_add_pub(c, n, a, P, np, m, out);
+    return hk_p256_mul_gen_add_pub(c, n, a, P, np, m, out);
+}
+
 int hk_point_eq(const hk_point *a, const hk_point *b)
 {
     return memcmp(a->b, b->b, HK_POINT_LEN) == 0;

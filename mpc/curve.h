@@ -86,6 +86,16 @@ HK_WUR hk_err hk_point_mul(hk_curve *c, const hk_point *p, const hk_scalar *k,
  * inputs only). */
 HK_WUR hk_err hk_point_add(hk_curve *c, const hk_point *p, const hk_point *q,
                            hk_point *out);
+/* out[i] = a[i]*G + P[m[i]] for i < n, where m[i] = 0 adds nothing (P[0]
+ * is not read) and 0 < m[i] < np names one of the points P[1..np-1]. The
+ * points are decoded once and the results share one field inversion, so
+ * this is the fast way to recompute many commitments of a cut-and-choose
+ * opening (mpc/pve.c). Variable-time: PUBLIC scalars only (a verifier's).
+ * Every a[i] non-zero; HK_ERR_POINT if a sum is infinity. */
+HK_WUR hk_err hk_point_mul_gen_add_pub(hk_curve *c, size_t n,
+                                       const hk_scalar *a, const hk_point *P,
+                                       size_t np, const unsigned char *m,
+                                       hk_point *out);
 int hk_point_eq(const hk_point *a, const hk_point *b);
 /* Uncompressed 65-byte SEC1 encoding 04||x||y. */
 HK_WUR hk_err hk_point_uncompressed(hk_curve *c, const hk_point *p,

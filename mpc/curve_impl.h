@@ -32,6 +32,9 @@ hk_err hk_k1_mul(hk_curve *c, const hk_point *p, const hk_scalar *k,
                  hk_point *out);
 hk_err hk_k1_add(hk_curve *c, const hk_point *p, const hk_point *q,
                  hk_point *out);
+hk_err hk_k1_mul_gen_add_pub(hk_curve *c, size_t n, const hk_scalar *a,
+                             const hk_point *P, size_t np,
+                             const unsigned char *m, hk_point *out);
 hk_err hk_k1_uncompressed(hk_curve *c, const hk_point *p, unsigned char *out);
 hk_err hk_k1_verify(hk_curve *c, const hk_point *q, const hk_scalar *m,
                     const hk_scalar *r, const hk_scalar *s);
@@ -47,6 +50,9 @@ hk_err hk_p256_mul(hk_curve *c, const hk_point *p, const hk_scalar *k,
                    hk_point *out);
 hk_err hk_p256_add(hk_curve *c, const hk_point *p, const hk_point *q,
                    hk_point *out);
+hk_err hk_p256_mul_gen_add_pub(hk_curve *c, size_t n, const hk_scalar *a,
+                               const hk_point *P, size_t np,
+                               const unsigned char *m, hk_point *out);
 hk_err hk_p256_uncompressed(hk_curve *c, const hk_point *p, unsigned char *out);
 hk_err hk_p256_verify(hk_curve *c, const hk_point *q, const hk_scalar *m,
                       const hk_scalar *r, const hk_scalar *s);

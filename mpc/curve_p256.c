@@ -134,6 +134,55 @@ done:
     return e;
 }
 
+static void hk_p256_free_all(EC_POINT **pts, size_t n)
+{
+    size_t i;
+
+    for (i = 0; pts != NULL && i < n; i++)
+        EC_POINT_free(pts[i]);
+    OPENSSL_free(pts);
+}
+
+/* The table points decoded once (a decode is a square root); each sum
+ * is one fixed-base multiplication and one addition. */
+hk_err hk_p256_mul_gen_add_pub(hk_curve *c, size_t n, const hk_scalar *a,
+                               const hk_point *P, size_t np,
+                               const unsigned char *m, hk_point *out)
+{
+    EC_POINT **tab = OPENSSL_zalloc(sizeof(*tab) * (np > 0 ? np : 1));
+    EC_POINT **r = OPENSSL_zalloc(sizeof(*r) * (n > 0 ? n : 1));
+    BIGNUM *k = BN_new();
+    size_t i;
+    hk_err e = HK_ERR_NOMEM;
+
+    if (tab == NULL || r == NULL || k == NULL)
+        goto done;
+    for (i = 1; i < np; i++)
+        if ((e = hk_p256_decode(c, P[i].b, &tab[i])) != HK_OK)
+            goto done;
+    for (i = 0; i < n; i++) {
+        e = HK_ERR_CRYPTO;
+        if ((r[i] = EC_POINT_new(c->group)) == NULL ||
+            BN_bin2bn(a[i].b, HK_SCALAR_LEN, k) == NULL ||
+            !EC_POINT_mul(c->group, r[i], k, NULL, NULL, c->bn) ||
+            (m[i] != 0 &&
+             !EC_POINT_add(c->group, r[i], r[i], tab[m[i]], c->bn)))
+            goto done;
+        e = HK_ERR_POINT;
+        if (EC_POINT_is_at_infinity(c->group, r[i]))
+            goto done;
+    }
+    for (i = 0; i < n; i++)
+        if ((e = hk_p256_encode(c, r[i], &out[i])) != HK_OK)
+            goto done;
+    e = HK_OK;
+done:
+    BN_free(k);
+    hk_p256_free_all(tab, np);
+    hk_p256_free_all(r, n);
+    return e;
+}
+
 hk_err hk_p256_uncompressed(hk_curve *c, const hk_point *p, unsigned char *out)
 {
     EC_POINT *a = NULL;

@@ -151,6 +151,32 @@ hk_err hk_k1_add(hk_curve *c, const hk_point *p, const hk_point *q,
     return hk_k1_to_point(c, &sum, out);
 }
 
+/* libsecp256k1 keeps public keys affine: each sum costs one inversion in
+ * combine, and the points are parsed (square roots) once. */
+hk_err hk_k1_mul_gen_add_pub(hk_curve *c, size_t n, const hk_scalar *a,
+                             const hk_point *P, size_t np,
+                             const unsigned char *m, hk_point *out)
+{
+    secp256k1_pubkey tab[256], aG, sum;
+    const secp256k1_pubkey *ins[2] = {&aG, NULL};
+    size_t i;
+    hk_err e;
+
+    for (i = 1; i < np; i++)
+        if ((e = hk_k1_from_point(c, &P[i], &tab[i])) != HK_OK)
+            return e;
+    for (i = 0; i < n; i++) {
+        if (!secp256k1_ec_pubkey_create(c->k1, &aG, a[i].b))
+            return HK_ERR_SCALAR;
+        ins[1] = &tab[m[i]];
+        if (m[i] != 0 && !secp256k1_ec_pubkey_combine(c->k1, &sum, ins, 2))
+            return HK_ERR_POINT;
+        if ((e = hk_k1_to_point(c, m[i] != 0 ? &sum : &aG, &out[i])) != HK_OK)
+            return e;
+    }
+    return HK_OK;
+}
+
 hk_err hk_k1_uncompressed(hk_curve *c, const hk_point *p, unsigned char *out)
 {
     secp256k1_pubkey pk;

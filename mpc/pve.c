@@ -1003,6 +1003,11 @@ hk_err hk_pve_encrypt_ex(const hk_pve_params *p, const unsigned char *cheat,
     if ((e = pve_eng_init(&g, bk)) != HK_OK ||
         (e = pve_hashes(&in, buf, NULL, g.ctx, NULL)) != HK_OK)
         goto done;
+    /* every encryption's seed, in one call to the CSPRNG */
+    if (RAND_priv_bytes(seeds, (int)(nv * HK_PVE_SEED_LEN)) != 1) {
+        e = HK_ERR_RAND;
+        goto done;
+    }
     for (i = 0; i < p->t; i++) {
         hk_scalar *vi = v + (size_t)i * p->k;
 
@@ -1025,10 +1030,6 @@ hk_err hk_pve_encrypt_ex(const hk_pve_params *p, const unsigned char *cheat,
                 seeds + ((size_t)i * p->k + j) * HK_PVE_SEED_LEN;
             const hk_scalar *pt = &vi[j];
 
-            if (RAND_priv_bytes(sd, HK_PVE_SEED_LEN) != 1) {
-                e = HK_ERR_RAND;
-                goto done;
-            }
             if (cheat != NULL && j != cheat[i]) {
                 if ((e = hk_scalar_random(c, &junk)) != HK_OK)
                     goto done;
@@ -1096,7 +1097,7 @@ hk_err hk_pve_verify_ex(const hk_pve_params *p, const hk_pve_pub *bk,
     pve_eng g;
     hk_pve_info in;
     hk_point q1, njq[16], R[HK_PVE_T_MAX];
-    hk_scalar v;
+    hk_scalar v[HK_PVE_T_MAX];
     unsigned char chal[HK_PVE_T_MAX], h[HK_HASH_LEN], ct[PVE_CT_MAX];
     size_t clen;
     unsigned i, j;
@@ -1119,18 +1120,18 @@ hk_err hk_pve_verify_ex(const hk_pve_params *p, const hk_pve_pub *bk,
             goto done;
     for (j = 1; j < p->k; j++)
         njq[j].b[0] ^= 1;
-    /* R_i = v_i*G - e_i*Q1, then the digest must match */
+    /* R_i = v_i*G - e_i*Q1 (public values: the batch form), then the
+     * digest must match */
     pve_chals(&in, blob + OFF_CHAL, chal);
-    for (i = 0; i < p->t; i++) {
+    for (i = 0; i < p->t; i++)
         if ((e = hk_scalar_parse(c, blob + pve_off_open(&in, i), HK_SCALAR_LEN,
-                                 &v)) != HK_OK ||
-            (e = hk_point_mul_gen(c, &v, &R[i])) != HK_OK)
+                                 &v[i])) != HK_OK)
             goto done;
-        if (chal[i] != 0 &&
-            hk_point_add(c, &R[i], &njq[chal[i]], &R[i]) != HK_OK) {
+    if ((e = hk_point_mul_gen_add_pub(c, p->t, v, njq, p->k, chal, R)) !=
+        HK_OK) {
+        if (e == HK_ERR_POINT)
             e = HK_ERR_PROOF; /* R_i at infinity: never honest */
-            goto done;
-        }
+        goto done;
     }
     if ((e = pve_eng_init(&g, bk)) != HK_OK ||
         (e = pve_hashes(&in, blob, R, g.ctx, h)) != HK_OK)

@@ -309,10 +309,17 @@ static hk_err hk_get_json(hk_client *c, const char *path, json_t **out)
     return e;
 }
 
-/* Prints the requests of one list answer; *after the newest creation time
- * seen, *n how many were printed. */
+/* The --watch cursor: the last request shown, in the server's (created,
+ * id) order. */
+typedef struct {
+    json_int_t created;
+    char id[48];
+} hk_cursor;
+
+/* Prints the requests of one list answer; *cur moves to the last one
+ * shown, *n how many were printed. */
 static void hk_print_list(hk_client *c, json_t *ans, int json, FILE *out,
-                          json_int_t *after, size_t *n)
+                          hk_cursor *cur, size_t *n)
 {
     json_t *arr = json_object_get(ans, "requests"), *jl = json_array();
     size_t i;
@@ -320,10 +327,10 @@ static void hk_print_list(hk_client *c, json_t *ans, int json, FILE *out,
 
     for (i = 0; i < json_array_size(arr); i++) {
         json_t *r = json_array_get(arr, i);
-        json_int_t t = json_integer_value(json_object_get(r, "created"));
+        const char *id = json_string_value(json_object_get(r, "request_id"));
 
-        if (t > *after)
-            *after = t;
+        cur->created = json_integer_value(json_object_get(r, "created"));
+        snprintf(cur->id, sizeof(cur->id), "%s", id != NULL ? id : "");
         hk_lreq_make(c, json_incref(r), &l);
         if (json)
             json_array_append_new(jl, hk_lreq_json(&l));
@@ -346,21 +353,21 @@ static void hk_print_list(hk_client *c, json_t *ans, int json, FILE *out,
 
 hk_err hk_requests_list(hk_client *c, int json, int watch, FILE *out)
 {
-    char path[128];
-    json_int_t after = 0;
+    char path[192];
+    hk_cursor cur = {0, ""};
     json_t *ans = NULL;
     size_t n = 0;
     hk_err e;
 
     do {
-        /* --watch: the server holds the GET until a request newer than
-         * the last one shown arrives (or HK_WATCH_WAIT seconds pass) */
-        snprintf(path, sizeof(path), "/requests?state=pending&after=%lld%s",
-                 (long long)(watch ? after : 0),
+        /* --watch: the server holds the GET until a request after the
+         * last one shown arrives (or HK_WATCH_WAIT_STR seconds pass) */
+        snprintf(path, sizeof(path), "/requests?state=pending&after=%lld%s%s%s",
+                 (long long)cur.created, cur.id[0] ? "&after_id=" : "", cur.id,
                  watch ? "&wait=" HK_WATCH_WAIT_STR : "");
         if ((e = hk_get_json(c, path, &ans)) != HK_OK)
             return e;
-        hk_print_list(c, ans, json, out, &after, &n);
+        hk_print_list(c, ans, json, out, &cur, &n);
         json_decref(ans);
         if (!watch && !json && n == 0)
             fprintf(out, "no pending requests\n");

@@ -47,6 +47,10 @@ struct hk_tconn {
     hk_tconn *ready_next;
     unsigned char *rx; /* reassembly, service thread only */
     size_t rxlen;
+    /* a deferred HTTP answer (hk_http_defer): set once by hk_http_answer,
+     * taken by the service thread */
+    hk_http_resp answer;
+    int answered;
 };
 
 /* Open connections of one peer address. */
@@ -85,24 +89,19 @@ struct hk_tsrv {
     int trim_peak; /* most connections since the last trim */
     atomic_int conns;
     atomic_ulong refused_cap, refused_peer;
-    void *parked; /* hk_pss of waiting long polls, service thread only */
-    int nparked;
 };
 
 /* Per-connection data: an HTTP transaction or a WebSocket. */
 typedef struct {
     hk_tconn *conn;
+    struct lws *wsi; /* while on_http runs (hk_http_defer) */
+    hk_tconn *later; /* a deferred answer is awaited on it */
     char method[8], path[128], query[512];
     char *auth;
     unsigned char *body;
     size_t body_len, body_cap;
     hk_http_resp resp;
     int responded;
-    /* a long poll waiting for its answer (hk_http_park) */
-    struct lws *wsi;
-    int parked;
-    time_t parked_at;
-    void *pnext, *pprev; /* hk_pss, on hk_tsrv.parked */
 } hk_pss;
 
 static hk_tsrv *hk_srv_of(struct lws *wsi)
@@ -143,6 +142,7 @@ void hk_tconn_unref(hk_tconn *c)
         return;
     hk_txq_free_all(c);
     free(c->rx);
+    free(c->answer.body);
     pthread_mutex_destroy(&c->mu);
     free(c);
 }
@@ -436,8 +436,25 @@ static void hk_ws_closed(hk_tsrv *srv, hk_tconn *c)
 
 /* --- HTTP ---------------------------------------------------------------- */
 
+/* The connection has gone (or moved on) before a deferred answer came: the
+ * answer, when it comes, is dropped. */
+static void hk_http_detach(hk_pss *p)
+{
+    hk_tconn *c = p->later;
+
+    if (c == NULL)
+        return;
+    pthread_mutex_lock(&c->mu);
+    c->wsi = NULL;
+    c->closed = 1;
+    pthread_mutex_unlock(&c->mu);
+    p->later = NULL;
+    hk_tconn_unref(c);
+}
+
 static void hk_pss_clear(hk_pss *p)
 {
+    hk_http_detach(p);
     free(p->auth);
     free(p->body);
     free(p->resp.body);
@@ -574,25 +591,6 @@ static const char *hk_peer_name(struct lws *wsi, char *buf, size_t cap)
     return lws_get_peer_simple(wsi, buf, cap) != NULL ? buf : "?";
 }
 
-static void hk_http_unpark(hk_tsrv *srv, hk_pss *p)
-{
-    hk_pss *n = p->pnext, *v = p->pprev;
-
-    if (!p->parked)
-        return;
-    if (n != NULL)
-        n->pprev = v;
-    if (v != NULL)
-        v->pnext = n;
-    else
-        srv->parked = n;
-    p->pnext = p->pprev = NULL;
-    p->parked = 0;
-    srv->nparked--;
-}
-
-/* Calls the handler; a deferred answer parks the request (hk_srv_tick
- * calls again), unless may_wait is 0. */
 static int hk_http_dispatch(hk_tsrv *srv, struct lws *wsi, hk_pss *p)
 {
     char peer[64];
@@ -602,44 +600,65 @@ static int hk_http_dispatch(hk_tsrv *srv, struct lws *wsi, hk_pss *p)
                        p->auth,
                        p->body,
                        p->body_len,
-                       hk_peer_name(wsi, peer, sizeof(peer)),
-                       0,
-                       0};
-    hk_pss *head = srv->parked;
+                       hk_peer_name(wsi, peer, sizeof(peer))};
 
-    req.may_wait = p->parked || srv->nparked < HK_HTTP_PARKED_MAX;
-    req.waited = p->parked ? (int)(time(NULL) - p->parked_at) : 0;
-    free(p->resp.body);
-    memset(&p->resp, 0, sizeof(p->resp));
+    p->wsi = wsi;
     srv->h.on_http(srv->h.ctx, &req, &p->resp);
-    if (p->resp.defer && req.may_wait) {
-        if (!p->parked) {
-            p->wsi = wsi;
-            p->parked = 1;
-            p->parked_at = time(NULL);
-            p->pnext = head;
-            if (head != NULL)
-                head->pprev = p;
-            srv->parked = p;
-            srv->nparked++;
-        }
-        return 0;
-    }
-    hk_http_unpark(srv, p);
+    p->wsi = NULL;
+    if (p->later != NULL)
+        return 0; /* hk_http_answer wakes us */
     return hk_http_respond(wsi, p);
 }
 
-/* Once a second: each waiting long poll asks its handler again. */
-static void hk_http_poll_parked(hk_tsrv *srv)
+hk_tconn *hk_http_defer(hk_http_resp *resp)
 {
-    hk_pss *p = srv->parked, *next;
+    hk_pss *p;
+    hk_tconn *c;
 
-    for (; p != NULL; p = next) {
-        next = p->pnext;
-        if (hk_http_dispatch(srv, p->wsi, p) != 0)
-            lws_set_timeout(p->wsi, PENDING_TIMEOUT_CLOSE_SEND,
-                            LWS_TO_KILL_ASYNC);
+    if (resp == NULL)
+        return NULL;
+    p = lws_container_of(resp, hk_pss, resp);
+    if (p->wsi == NULL || p->later != NULL ||
+        (c = hk_tconn_new(hk_srv_of(p->wsi), p->wsi)) == NULL)
+        return NULL;
+    c->refs++; /* the caller's; the transport keeps the first */
+    p->later = c;
+    return c;
+}
+
+void hk_http_answer(hk_tconn *c, hk_http_resp *r)
+{
+    pthread_mutex_lock(&c->mu);
+    if (!c->closed && !c->answered) {
+        c->answer = *r;
+        c->answered = 1;
+        r->body = NULL;
     }
+    pthread_mutex_unlock(&c->mu);
+    free(r->body);
+    r->body = NULL;
+    hk_tconn_wake(c);
+}
+
+/* Service thread, the connection writeable while an answer is awaited:
+ * sends it if it has come (else the wake-up was for nothing yet). */
+static int hk_http_take_answer(struct lws *wsi, hk_pss *p)
+{
+    hk_tconn *c = p->later;
+    int got;
+
+    pthread_mutex_lock(&c->mu);
+    got = c->answered;
+    if (got) {
+        free(p->resp.body);
+        p->resp = c->answer;
+        memset(&c->answer, 0, sizeof(c->answer));
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (!got)
+        return 0;
+    hk_http_detach(p);
+    return hk_http_respond(wsi, p);
 }
 
 static int hk_http_start(hk_tsrv *srv, struct lws *wsi, hk_pss *p,
@@ -649,7 +668,6 @@ static int hk_http_start(hk_tsrv *srv, struct lws *wsi, hk_pss *p,
     long n;
     int st;
 
-    hk_http_unpark(srv, p);
     hk_pss_clear(p);
     if ((st = hk_http_read_head(wsi, p, path)) != 0)
         return hk_http_error(wsi, p, st, hk_http_status_code(st),
@@ -687,6 +705,8 @@ static int hk_http_writeable(struct lws *wsi, hk_pss *p)
     unsigned char *buf;
     int r;
 
+    if (p->later != NULL)
+        return hk_http_take_answer(wsi, p);
     if (!p->responded || p->resp.body == NULL)
         return 0;
     n = strlen(p->resp.body);
@@ -820,11 +840,8 @@ static int hk_srv_callback(struct lws *wsi, enum lws_callback_reasons reason,
         return 0;
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
     case LWS_CALLBACK_CLOSED_HTTP:
-        if (p != NULL && p->conn == NULL) {
-            if (srv != NULL)
-                hk_http_unpark(srv, p);
+        if (p != NULL && p->conn == NULL)
             hk_pss_clear(p);
-        }
         return 0;
     default:
         return 0;
@@ -875,7 +892,6 @@ static void hk_srv_tick(lws_sorted_usec_list_t *sul)
 
     if (srv->h.on_tick != NULL)
         srv->h.on_tick(srv->h.ctx);
-    hk_http_poll_parked(srv);
     hk_trim_heap(srv);
     lws_sul_schedule(srv->ctx, 0, &srv->tick, hk_srv_tick, LWS_US_PER_SEC);
 }

@@ -4,6 +4,7 @@
  * request bodies, WebSocket upgrade, fragment reassembly with a size cap, and
  * thread-safe sending: handlers run on the service thread and must be quick;
  * other threads answer a connection with hk_tconn_send / hk_tconn_close,
+ * or a deferred HTTP request with hk_http_answer,
  * which queue the data and wake the service thread (lws_cancel_service is
  * the only lws call made off that thread, as libwebsockets requires). */
 #ifndef HK_HTTP_SERVER_H
@@ -34,13 +35,6 @@ typedef struct {
     const unsigned char *body;
     size_t body_len;
     const char *peer; /* the client's address, e.g. "127.0.0.1" (logs) */
-    /* Long polls: may_wait is 1 when the handler may answer "later" (set
-     * resp->defer); the transport then calls it again about once a second
-     * with `waited` the seconds since the first call, until it answers.
-     * With may_wait 0 (HK_HTTP_PARKED_MAX requests are waiting, or the
-     * server stops) it must answer now. */
-    int may_wait;
-    int waited;
 } hk_http_req;
 
 typedef struct {
@@ -48,7 +42,6 @@ typedef struct {
     char *body;               /* JSON text, malloc'd; the transport frees it */
     const char *content_type; /* static string; NULL: application/json */
     int retry_after;          /* > 0: a Retry-After header, seconds */
-    int defer;                /* 1: no answer yet (see hk_http_req) */
 } hk_http_resp;
 
 typedef struct {
@@ -105,6 +98,16 @@ HK_WUR hk_err hk_tsrv_run(hk_tsrv *srv);
 /* Thread-safe and async-signal-safe apart from the wake-up. */
 void hk_tsrv_stop(hk_tsrv *srv);
 void hk_tsrv_free(hk_tsrv *srv);
+
+/* An HTTP answer given later, so that slow work leaves the service thread:
+ * on_http calls hk_http_defer(resp) instead of filling resp, hands the
+ * handle to another thread and returns; that thread answers once with
+ * hk_http_answer, then drops its reference (hk_tconn_unref). An answer to
+ * a client that has gone is dropped. NULL (answer in resp at once) when
+ * out of memory or not called from on_http. */
+hk_tconn *hk_http_defer(hk_http_resp *resp);
+/* Thread-safe; takes r->body (the transport frees it). */
+void hk_http_answer(hk_tconn *c, hk_http_resp *r);
 
 /* Connection handles are reference counted so other threads may hold
  * them; every function here is thread-safe. */

@@ -15,6 +15,7 @@
 #include "server/log.h"
 #include "server/http/callbacks.h"
 #include "server/http/requests.h"
+#include "server/http/bodies.h"
 #include "server/http/service_impl.h"
 
 #define HK_DRAIN_IDLE 5  /* seconds */
@@ -87,7 +88,7 @@ static hk_err hk_owned_key(hk_service *svc, const char *hex, const char *sub,
 {
     hk_err e;
 
-    if (!hk_parse_kid(hex, kid))
+    if (!hk_kid_decode(hex, kid))
         return HK_ERR_NOT_FOUND;
     pthread_mutex_lock(&svc->dbmu);
     e = hk_db_key_get_owned(svc->db, kid, sub, key);
@@ -196,7 +197,7 @@ static void hk_ep_keygen(hk_service *svc, const hk_http_req *req,
     static const char *const allowed[] = {"curve", "pbits", NULL};
     unsigned char kid[HK_ID_LEN];
     hk_curve_id curve;
-    json_t *o = hk_body_object(req, allowed), *c, *p;
+    json_t *o = hk_body_decode(req->body, req->body_len, allowed), *c, *p;
 
     c = json_object_get(o, "curve");
     p = json_object_get(o, "pbits");
@@ -247,7 +248,7 @@ static void hk_ep_keyop(hk_service *svc, const hk_http_req *req,
     unsigned char kid[HK_ID_LEN];
     hk_req_bind rb;
     hk_db_key key;
-    json_t *o = hk_body_object(req, allowed);
+    json_t *o = hk_body_decode(req->body, req->body_len, allowed);
     int bound = 0;
     hk_err e;
 
@@ -278,7 +279,7 @@ static void hk_ep_delete(hk_service *svc, const hk_http_req *req,
     static const char *const allowed[] = {"key_id", NULL};
     unsigned char kid[HK_ID_LEN];
     char kh[2 * HK_ID_LEN + 1];
-    json_t *o = hk_body_object(req, allowed);
+    json_t *o = hk_body_decode(req->body, req->body_len, allowed);
     const char *hex = json_string_value(json_object_get(o, "key_id"));
     char detail[128];
     unsigned long backup = 0;
@@ -295,7 +296,7 @@ static void hk_ep_delete(hk_service *svc, const hk_http_req *req,
     ev.sub = sub;
     ev.kid = kid;
     pthread_mutex_lock(&svc->dbmu);
-    if (hk_parse_kid(hex, kid) &&
+    if (hk_kid_decode(hex, kid) &&
         (e = hk_db_backup_newest(svc->db, kid, &backup)) == HK_OK &&
         (e = hk_db_key_delete(svc->db, kid, sub)) == HK_OK) {
         ev.outcome = "ok";
@@ -330,7 +331,7 @@ static void hk_ep_unlock(hk_service *svc, const hk_http_req *req,
     static const char *const allowed[] = {"key_id", "reason", NULL};
     unsigned char kid[HK_ID_LEN];
     char kh[2 * HK_ID_LEN + 1], detail[HK_AUDIT_DETAIL_MAX + 1];
-    json_t *o = hk_body_object(req, allowed);
+    json_t *o = hk_body_decode(req->body, req->body_len, allowed);
     const char *hex = json_string_value(json_object_get(o, "key_id"));
     const char *why = json_string_value(json_object_get(o, "reason"));
     hk_db_key key;
@@ -355,7 +356,7 @@ static void hk_ep_unlock(hk_service *svc, const hk_http_req *req,
     ev.kid = kid;
     ev.detail = detail;
     pthread_mutex_lock(&svc->dbmu);
-    if (hk_parse_kid(hex, kid) &&
+    if (hk_kid_decode(hex, kid) &&
         (e = hk_db_key_get_owned(svc->db, kid, sub, &key)) == HK_OK)
         e = hk_audit_write(svc->db, svc->cfg.node, &ev, hk_now());
     pthread_mutex_unlock(&svc->dbmu);
@@ -447,78 +448,49 @@ static const char *hk_backup_reason(hk_err e)
     }
 }
 
-/* Checks the blob against the share of (kid, epoch) and stores it; the
- * backup key's fingerprint in fp. Call with svc->dbmu held. */
+/* Checks the request's blob against the share of (kid, epoch) and stores
+ * it. The verification (64 re-encryptions and point multiplications) runs
+ * without the database lock: the other requests need it meanwhile. */
 static hk_err hk_backup_check_store(hk_service *svc, const char *sub,
-                                    const unsigned char *kid,
-                                    unsigned long epoch, const char *pem,
-                                    const unsigned char *blob, size_t len,
-                                    unsigned char fp[HK_HASH_LEN])
+                                    const hk_backup_req *rq)
 {
-    hk_pve_pub *bk = NULL;
     hk_share *sh = NULL;
     hk_err e;
 
-    if ((e = hk_pve_pub_from_pem(pem, strlen(pem), &bk)) != HK_OK) {
-        if (e != HK_ERR_NOMEM)
-            e = HK_ERR_CONFIG;
-        goto done;
-    }
-    hk_pve_pub_fingerprint(bk, fp);
-    e = hk_load_share(svc->db, svc->kek, sub, kid, epoch, &sh, NULL);
+    pthread_mutex_lock(&svc->dbmu);
+    e = hk_load_share(svc->db, svc->kek, sub, rq->kid, rq->epoch, &sh, NULL);
     if (e == HK_ERR_NOT_FOUND &&
-        hk_db_key_get_owned(svc->db, kid, sub, &(hk_db_key){0}) == HK_OK)
+        hk_db_key_get_owned(svc->db, rq->kid, sub, &(hk_db_key){0}) == HK_OK)
         e = HK_ERR_EPOCH; /* the key is there, the share is not */
-    if (e != HK_OK)
-        goto done;
-    if ((e = hk_pve_verify(bk, sh->curve, kid, epoch, &sh->Q1, blob, len)) ==
-        HK_OK)
-        e = hk_db_backup_put(svc->db, kid, epoch, fp, blob, len, hk_now());
-done:
+    pthread_mutex_unlock(&svc->dbmu);
+    if (e == HK_OK)
+        e = hk_pve_verify(rq->bk, sh->curve, rq->kid, rq->epoch, &sh->Q1,
+                          rq->blob, rq->len);
+    /* the store checks again that the epoch's share is still there */
+    if (e == HK_OK) {
+        pthread_mutex_lock(&svc->dbmu);
+        e = hk_db_backup_put(svc->db, rq->kid, rq->epoch, rq->bk_fp, rq->blob,
+                             rq->len, hk_now());
+        pthread_mutex_unlock(&svc->dbmu);
+    }
     hk_share_free(sh);
-    hk_pve_pub_free(bk);
     return e;
 }
 
-static void hk_ep_backup_post(hk_service *svc, const hk_http_req *req,
-                              const char *sub, hk_http_resp *r)
+/* A decoded POST /backup (e: the decode's result) checked, stored,
+ * audited and answered in r. */
+static void hk_backup_post_finish(hk_service *svc, const char *sub,
+                                  const hk_backup_req *rq, hk_err e,
+                                  hk_http_resp *r)
 {
-    static const char *const allowed[] = {"key_id", "epoch", "blob",
-                                          "backup_pub", NULL};
-    unsigned char kid[HK_ID_LEN], fp[HK_HASH_LEN], *blob = NULL;
     char kh[2 * HK_ID_LEN + 1], fh[2 * HK_HASH_LEN + 1], detail[160];
-    json_t *o = hk_body_object(req, allowed);
-    const char *hex = json_string_value(json_object_get(o, "key_id"));
-    const char *b64 = json_string_value(json_object_get(o, "blob"));
-    const char *pem = json_string_value(json_object_get(o, "backup_pub"));
-    json_t *ej = json_object_get(o, "epoch");
-    json_int_t epoch = json_integer_value(ej);
     const char *why;
     hk_audit_ev ev;
-    size_t len = 0;
-    hk_err e;
 
-    if (hex == NULL || b64 == NULL || pem == NULL || !json_is_integer(ej) ||
-        epoch < 1 || epoch > (json_int_t)HK_DB_EPOCH_MAX ||
-        !hk_parse_kid(hex, kid)) {
-        json_decref(o);
-        return hk_respond_err(r, 400, "bad_request",
-                              "body must be {\"key_id\", \"epoch\", \"blob\" "
-                              "(base64), \"backup_pub\" (PEM)}");
-    }
-    memset(fp, 0, sizeof(fp));
-    if (!hk_b64_decode(b64, strlen(b64), HK_PVE_MAX_BLOB, &blob, &len))
-        e = HK_ERR_DECODE;
-    else {
-        pthread_mutex_lock(&svc->dbmu);
-        e = hk_backup_check_store(svc, sub, kid, (unsigned long)epoch, pem,
-                                  blob, len, fp);
-        pthread_mutex_unlock(&svc->dbmu);
-    }
-    json_decref(o);
-    OPENSSL_free(blob);
-    hk_hex(kid, HK_ID_LEN, kh);
-    hk_hex(fp, HK_HASH_LEN, fh);
+    if (e == HK_OK)
+        e = hk_backup_check_store(svc, sub, rq);
+    hk_hex(rq->kid, HK_ID_LEN, kh);
+    hk_hex(rq->bk_fp, HK_HASH_LEN, fh);
     why = hk_backup_reason(e);
     if (e == HK_ERR_NOT_FOUND || e == HK_ERR_FORBIDDEN ||
         (e != HK_OK && why == NULL)) {
@@ -530,24 +502,77 @@ static void hk_ep_backup_post(hk_service *svc, const hk_http_req *req,
     ev.event = "backup";
     ev.outcome = e == HK_OK ? "ok" : "refused";
     ev.sub = sub;
-    ev.kid = kid;
-    snprintf(detail, sizeof(detail), "epoch %lld, backup key %.16s%s%s",
-             (long long)epoch, fh, why != NULL ? ": " : "",
-             why != NULL ? why : "");
+    ev.kid = rq->kid;
+    snprintf(detail, sizeof(detail), "epoch %lu, backup key %.16s%s%s",
+             rq->epoch, fh, why != NULL ? ": " : "", why != NULL ? why : "");
     ev.detail = detail;
     pthread_mutex_lock(&svc->dbmu);
     if (hk_audit_write(svc->db, svc->cfg.node, &ev, hk_now()) != HK_OK)
         hk_log("error", "event=audit_write_failed what=backup");
     pthread_mutex_unlock(&svc->dbmu);
     hk_log(e == HK_OK ? "info" : "warn",
-           "event=backup_%s sub=%s key=%s epoch=%lld reason=\"%s\"",
-           e == HK_OK ? "stored" : "refused", sub, kh, (long long)epoch,
+           "event=backup_%s sub=%s key=%s epoch=%lu reason=\"%s\"",
+           e == HK_OK ? "stored" : "refused", sub, kh, rq->epoch,
            why != NULL ? why : "");
     if (e != HK_OK)
         return hk_respond_err(r, 400, "backup_refused", why);
     hk_respond(r, 200,
                json_pack("{s:s,s:I,s:b,s:s}", "key_id", kh, "epoch",
-                         (json_int_t)epoch, "stored", 1, "backup_key", fh));
+                         (json_int_t)rq->epoch, "stored", 1, "backup_key", fh));
+}
+
+/* A POST /backup on the worker pool (its answer deferred). */
+typedef struct {
+    hk_service *svc;
+    hk_tconn *later;
+    char sub[HK_JWT_SUB_MAX + 1];
+    hk_backup_req rq;
+    hk_err decoded;
+} hk_backup_job;
+
+static void hk_backup_job_free(hk_backup_job *j)
+{
+    hk_backup_req_clear(&j->rq);
+    free(j);
+}
+
+static void hk_backup_job_run(void *arg)
+{
+    hk_backup_job *j = arg;
+    hk_http_resp r;
+
+    memset(&r, 0, sizeof(r));
+    hk_backup_post_finish(j->svc, j->sub, &j->rq, j->decoded, &r);
+    hk_http_answer(j->later, &r);
+    hk_tconn_unref(j->later);
+    hk_backup_job_free(j);
+}
+
+static void hk_ep_backup_post(hk_service *svc, const hk_http_req *req,
+                              const char *sub, hk_http_resp *r)
+{
+    hk_backup_job *j = calloc(1, sizeof(*j));
+
+    if (j == NULL)
+        return hk_respond_hk(r, HK_ERR_NOMEM);
+    j->decoded = hk_backup_req_decode(req->body, req->body_len, &j->rq);
+    if (j->decoded == HK_ERR_ARG) {
+        hk_backup_job_free(j);
+        return hk_respond_err(r, 400, "bad_request",
+                              "body must be {\"key_id\", \"epoch\", \"blob\" "
+                              "(base64), \"backup_pub\" (PEM)}");
+    }
+    j->svc = svc;
+    snprintf(j->sub, sizeof(j->sub), "%s", sub);
+    /* the blob's verification leaves the service thread, which keeps
+     * serving the other clients (their signatures) meanwhile */
+    if ((j->later = hk_http_defer(r)) == NULL) {
+        hk_backup_post_finish(svc, sub, &j->rq, j->decoded, r);
+        return hk_backup_job_free(j);
+    }
+    if (hk_workers_submit(svc->workers, hk_backup_job_run, j) != HK_OK)
+        hk_backup_job_run(j); /* the pool is stopping: here, answered all
+                                 the same */
 }
 
 /* GET /backup?key_id=: the newest backup whose share the server still
@@ -1012,6 +1037,7 @@ static void hk_on_tick(void *ctx)
     }
     pthread_mutex_unlock(&svc->mu);
     hk_cb_tick(svc, now);
+    hk_req_poll(svc, now);
     if (svc->draining)
         hk_drain_tick(svc, now);
     if (now - svc->last_sweep < 10)
@@ -1255,6 +1281,7 @@ void hk_service_free(hk_service *svc)
     /* Workers first: running sessions finish before the transport goes. */
     hk_workers_free(svc->workers);
     hk_cb_free(svc->cb); /* a delivery in progress finishes */
+    hk_req_waiters_free(svc);
     hk_tsrv_free(svc->tsrv);
     while (svc->presigns != NULL) {
         hk_presign *n = svc->presigns->next;

@@ -28,14 +28,15 @@
 #define HK_REQ_PREFIX "req_"
 #define HK_REQ_ID_STR (4 + 2 * HK_ID_LEN + 1)
 #define HK_REQ_TTL_DEFAULT 3600
-#define HK_REQ_WAIT_MAX 60 /* seconds a list may wait for a new request */
+#define HK_REQ_WAIT_MAX 60     /* seconds a list may wait for a new request */
+#define HK_REQ_WAITERS_MAX 256 /* long polls waiting at once */
 
 /* --- ids and views -------------------------------------------------------- */
 
 int hk_req_parse_id(const char *s, unsigned char rid[HK_ID_LEN])
 {
     return s != NULL && strncmp(s, HK_REQ_PREFIX, 4) == 0 &&
-           hk_parse_kid(s + 4, rid);
+           hk_kid_decode(s + 4, rid);
 }
 
 static void hk_req_id_str(const unsigned char rid[HK_ID_LEN],
@@ -280,7 +281,7 @@ static hk_err hk_req_body_parse(const hk_service *svc, json_t *o,
     b->expires_in = json_object_get(o, "expires_in");
     b->metadata = json_object_get(o, "metadata");
     if (b->key_id == NULL || b->kind == NULL || b->payload == NULL ||
-        !hk_parse_kid(b->key_id, r->kid) ||
+        !hk_kid_decode(b->key_id, r->kid) ||
         hk_db_req_kind_from_name(b->kind, &r->kind) != HK_OK) {
         snprintf(why, cap,
                  "body must be {\"key_id\", \"kind\": \"digest\" | "
@@ -362,7 +363,7 @@ static void hk_req_create(hk_service *svc, const hk_http_req *req,
     static const char *const allowed[] = {
         "key_id",     "kind",     "payload",      "network",
         "expires_in", "metadata", "callback_url", NULL};
-    json_t *o = hk_body_object(req, allowed);
+    json_t *o = hk_body_decode(req->body, req->body_len, allowed);
     hk_db_request r;
     hk_req_body b;
     hk_db_key key;
@@ -437,43 +438,23 @@ static hk_err hk_req_visible(hk_service *svc, const unsigned char *rid,
     return e;
 }
 
-static void hk_req_list(hk_service *svc, const hk_http_req *req,
-                        const char *sub, hk_http_resp *resp)
+/* A list query's answer into resp; *n its requests (-1 on error). */
+static void hk_req_list_answer(hk_service *svc, const hk_req_waiter *q,
+                               hk_http_resp *resp, long *n_out)
 {
-    char val[32] = "pending";
-    hk_db_req_state st;
     hk_db_request *list = NULL;
     json_t *arr;
-    long long after = 0, wait = 0;
     size_t n = 0, i;
     hk_err e;
 
-    (void)hk_query_get(req->query, "state", val, sizeof(val));
-    if (hk_db_req_state_from_name(val, &st) != HK_OK)
-        return hk_respond_err(resp, 400, "bad_request",
-                              "state must be pending, signed, rejected, "
-                              "expired or failed");
-    if (hk_query_get(req->query, "after", val, sizeof(val)) &&
-        (sscanf(val, "%lld", &after) != 1 || after < 0))
-        return hk_respond_err(resp, 400, "bad_request",
-                              "after must be a time in seconds");
-    if (hk_query_get(req->query, "wait", val, sizeof(val)) &&
-        (sscanf(val, "%lld", &wait) != 1 || wait < 0 || wait > HK_REQ_WAIT_MAX))
-        return hk_respond_err(resp, 400, "bad_request",
-                              "wait must be 0 to 60 seconds");
     pthread_mutex_lock(&svc->dbmu);
-    e = hk_db_request_list(svc->db, sub, st, (int64_t)after, HK_DB_REQ_LIST_MAX,
-                           &list, &n);
+    e = hk_db_request_list(svc->db, q->sub, q->state, q->after,
+                           q->has_after_rid ? q->after_rid : NULL,
+                           HK_DB_REQ_LIST_MAX, &list, &n);
     pthread_mutex_unlock(&svc->dbmu);
+    *n_out = e == HK_OK ? (long)n : -1;
     if (e != HK_OK)
         return hk_respond_err(resp, 500, "internal", hk_strerror(e));
-    /* a long poll (halfkey requests --watch): nothing new yet, so the
-     * transport asks again in a second (any node's new request shows) */
-    if (n == 0 && req->may_wait && req->waited < wait && !svc->draining) {
-        hk_db_request_list_free(list, n);
-        resp->defer = 1;
-        return;
-    }
     arr = json_array();
     for (i = 0; i < n; i++)
         json_array_append_new(arr, hk_req_view(&list[i]));
@@ -481,12 +462,107 @@ static void hk_req_list(hk_service *svc, const hk_http_req *req,
     hk_respond(resp, 200, json_pack("{s:o}", "requests", arr));
 }
 
+/* Parks a long poll that found nothing: hk_req_poll answers it when a
+ * request arrives (on any node) or its wait is over. 0 if it cannot wait
+ * (the cap, memory, draining): then it is answered at once. */
+static int hk_req_park(hk_service *svc, hk_req_waiter *q, hk_http_resp *resp)
+{
+    hk_req_waiter *w;
+
+    if (svc->draining || svc->nwaiters >= HK_REQ_WAITERS_MAX ||
+        (w = malloc(sizeof(*w))) == NULL)
+        return 0;
+    *w = *q;
+    if ((w->conn = hk_http_defer(resp)) == NULL) {
+        free(w);
+        return 0;
+    }
+    w->next = svc->waiters;
+    svc->waiters = w;
+    svc->nwaiters++;
+    return 1;
+}
+
+static void hk_req_list(hk_service *svc, const hk_http_req *req,
+                        const char *sub, hk_http_resp *resp)
+{
+    char val[32] = "pending";
+    long long after = 0, wait = 0;
+    hk_req_waiter q;
+    long n = 0;
+
+    memset(&q, 0, sizeof(q));
+    (void)hk_query_get(req->query, "state", val, sizeof(val));
+    if (hk_db_req_state_from_name(val, &q.state) != HK_OK)
+        return hk_respond_err(resp, 400, "bad_request",
+                              "state must be pending, signed, rejected, "
+                              "expired or failed");
+    if (hk_query_get(req->query, "after", val, sizeof(val)) &&
+        (sscanf(val, "%lld", &after) != 1 || after < 0))
+        return hk_respond_err(resp, 400, "bad_request",
+                              "after must be a time in seconds");
+    if (hk_query_get(req->query, "after_id", val, sizeof(val)) &&
+        !(q.has_after_rid = hk_req_parse_id(val, q.after_rid)))
+        return hk_respond_err(resp, 400, "bad_request",
+                              "after_id must be a request id");
+    if (hk_query_get(req->query, "wait", val, sizeof(val)) &&
+        (sscanf(val, "%lld", &wait) != 1 || wait < 0 || wait > HK_REQ_WAIT_MAX))
+        return hk_respond_err(resp, 400, "bad_request",
+                              "wait must be 0 to 60 seconds");
+    snprintf(q.sub, sizeof(q.sub), "%s", sub);
+    q.after = (int64_t)after;
+    q.deadline = hk_now() + wait;
+    hk_req_list_answer(svc, &q, resp, &n);
+    /* a long poll (halfkey requests --watch) with nothing new yet */
+    if (n == 0 && wait > 0) {
+        free(resp->body);
+        resp->body = NULL;
+        if (hk_req_park(svc, &q, resp))
+            return;
+        hk_req_list_answer(svc, &q, resp, &n);
+    }
+}
+
+void hk_req_poll(hk_service *svc, int64_t now)
+{
+    hk_req_waiter **pp = &svc->waiters, *w;
+    hk_http_resp r;
+    long n;
+
+    while ((w = *pp) != NULL) {
+        memset(&r, 0, sizeof(r));
+        hk_req_list_answer(svc, w, &r, &n);
+        if (n == 0 && now < w->deadline && !svc->draining) {
+            free(r.body);
+            pp = &w->next;
+            continue;
+        }
+        hk_http_answer(w->conn, &r);
+        hk_tconn_unref(w->conn);
+        *pp = w->next;
+        svc->nwaiters--;
+        free(w);
+    }
+}
+
+void hk_req_waiters_free(hk_service *svc)
+{
+    hk_req_waiter *w;
+
+    while ((w = svc->waiters) != NULL) {
+        svc->waiters = w->next;
+        hk_tconn_unref(w->conn);
+        free(w);
+    }
+    svc->nwaiters = 0;
+}
+
 static void hk_req_reject(hk_service *svc, const hk_http_req *req,
                           const unsigned char *rid, const char *sub,
                           hk_http_resp *resp)
 {
     static const char *const allowed[] = {"reason", NULL};
-    json_t *o = hk_body_object(req, allowed);
+    json_t *o = hk_body_decode(req->body, req->body_len, allowed);
     const char *why = json_string_value(json_object_get(o, "reason"));
     char reason[HK_DB_REQ_REASON_MAX + 1];
     hk_db_request r;

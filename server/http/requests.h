@@ -34,6 +34,11 @@ HK_WUR hk_err hk_req_digest_check(hk_service *svc, const char *sub,
  * result and moves the request to signed (audited). Takes the lock. */
 void hk_req_record(hk_service *svc, const char *sub, const unsigned char *rid,
                    unsigned idx, const unsigned char sig[64]);
+/* Once a second: answers the long polls that have a request now, or
+ * whose wait is over. */
+void hk_req_poll(hk_service *svc, int64_t now);
+/* Drops the waiting long polls (service teardown). */
+void hk_req_waiters_free(hk_service *svc);
 /* Expires pending requests past their time (audited). */
 void hk_req_sweep(hk_service *svc, int64_t now);
 

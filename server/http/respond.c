@@ -1,5 +1,5 @@
-/* halfkeyd's HTTP helpers shared by the endpoint files: JSON responses,
- * strict request bodies, query values, key ids; and the small-file reader
+/* halfkeyd's HTTP helpers shared by the endpoint files: JSON responses
+ * and query values (bodies and ids: bodies.h); and the small-file reader
  * of the keys the service loads. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,36 +22,6 @@ void hk_respond_err(hk_http_resp *r, int status, const char *code,
 {
     hk_respond(r, status,
                json_pack("{s:s,s:s}", "error", code, "message", msg));
-}
-
-/* Strict JSON object body with only the `allowed` keys. */
-json_t *hk_body_object(const hk_http_req *req, const char *const *allowed)
-{
-    json_t *o, *v;
-    const char *k;
-    size_t i;
-
-    o = json_loadb((const char *)req->body, req->body_len,
-                   JSON_REJECT_DUPLICATES, NULL);
-    if (!json_is_object(o)) {
-        json_decref(o);
-        return NULL;
-    }
-    json_object_foreach(o, k, v)
-    {
-        for (i = 0; allowed[i] != NULL && strcmp(allowed[i], k) != 0; i++)
-            ;
-        if (allowed[i] == NULL) {
-            json_decref(o);
-            return NULL;
-        }
-    }
-    return o;
-}
-
-int hk_parse_kid(const char *hex, unsigned char kid[HK_ID_LEN])
-{
-    return hex != NULL && hk_unhex(hex, strlen(hex), kid, HK_ID_LEN);
 }
 
 /* Value of `name` in a query string "a=b&c=d" (bounded copy). */

@@ -16,6 +16,7 @@
 #include "server/policy/metrics.h"
 #include "server/policy/policy.h"
 #include "server/seal/seal.h"
+#include "server/http/bodies.h"
 #include "server/http/service.h"
 #include "server/http/workers.h"
 #include "transport/http_server.h"
@@ -29,6 +30,17 @@ typedef struct hk_rsess hk_rsess;
 #define HK_RN_PER_KEY 2 /* per Paillier modulus (per share) */
 #define HK_RN_KEYS 64   /* moduli kept, least recently used out */
 typedef struct hk_rn_pool hk_rn_pool;
+/* A long poll of GET /requests waiting for a new request (requests.c):
+ * service thread only. */
+typedef struct hk_req_waiter {
+    struct hk_req_waiter *next;
+    hk_tconn *conn; /* its deferred answer (hk_http_defer) */
+    char sub[HK_JWT_SUB_MAX + 1];
+    hk_db_req_state state;
+    int64_t after, deadline;
+    int has_after_rid; /* the cursor's id (after_id=) */
+    unsigned char after_rid[HK_ID_LEN];
+} hk_req_waiter;
 /* Request callbacks' delivery state (callbacks.c). */
 typedef struct hk_cb hk_cb;
 
@@ -81,7 +93,9 @@ struct hk_service {
     /* policy.h: NULL, or a deployment's check of each sign's digest */
     hk_digest_hook digest_hook;
     void *digest_hook_ctx;
-    hk_cb *cb; /* NULL: callbacks off */
+    hk_cb *cb;              /* NULL: callbacks off */
+    hk_req_waiter *waiters; /* long polls, service thread only */
+    int nwaiters;
 };
 
 /* A client sends one message and waits for the answer (every protocol
@@ -142,13 +156,8 @@ void hk_respond(hk_http_resp *r, int status, json_t *body);
 /* {"error": code, "message": msg} with status. */
 void hk_respond_err(hk_http_resp *r, int status, const char *code,
                     const char *msg);
-/* The body as a JSON object with only the `allowed` keys (NULL-ended),
- * duplicates refused; NULL otherwise. */
-json_t *hk_body_object(const hk_http_req *req, const char *const *allowed);
 /* 1 and out[cap] = the value of `name` in query q "a=b&c=d". */
 int hk_query_get(const char *q, const char *name, char *out, size_t cap);
-/* 1 if hex is a key (or request) id: 32 hex digits into kid. */
-int hk_parse_kid(const char *hex, unsigned char kid[HK_ID_LEN]);
 /* A file of 1..65536 bytes into a new malloc'd buffer (HK_ERR_CONFIG if
  * missing, empty or larger). */
 HK_WUR hk_err hk_load_file(const char *path, unsigned char **out, size_t *len);

@@ -572,8 +572,8 @@ hk_err hk_db_request_get(hk_db *db, const unsigned char *rid,
 }
 
 hk_err hk_db_request_list(hk_db *db, const char *owner, hk_db_req_state state,
-                          int64_t after, size_t max, hk_db_request **out,
-                          size_t *n)
+                          int64_t after, const unsigned char *after_rid,
+                          size_t max, hk_db_request **out, size_t *n)
 {
     if (out != NULL)
         *out = NULL;
@@ -585,7 +585,8 @@ hk_err hk_db_request_list(hk_db *db, const char *owner, hk_db_req_state state,
         max > HK_DB_REQ_LIST_MAX)
         return HK_ERR_ARG;
     db->err[0] = '\0';
-    return db->ops->request_list(db, owner, state, after, max, out, n);
+    return db->ops->request_list(db, owner, state, after, after_rid, max, out,
+                                 n);
 }
 
 hk_err hk_db_request_sig_put(hk_db *db, const unsigned char *rid, size_t idx,

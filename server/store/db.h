@@ -422,12 +422,15 @@ HK_WUR hk_err hk_db_request_put(hk_db *db, const hk_db_request *r);
  * *out after use. */
 HK_WUR hk_err hk_db_request_get(hk_db *db, const unsigned char *rid,
                                 hk_db_request *out);
-/* Up to max (1..HK_DB_REQ_LIST_MAX) requests of owner in `state`, oldest
- * first, created after `after` (0: all): a new array in *out (free with
+/* Up to max (1..HK_DB_REQ_LIST_MAX) requests of owner in `state`, in
+ * (created, rid) order, after the cursor (after, after_rid): created >
+ * after, or created == after and rid above after_rid (NULL: none; after
+ * 0 and NULL: all). A new array in *out (free with
  * hk_db_request_list_free) of *n. */
 HK_WUR hk_err hk_db_request_list(hk_db *db, const char *owner,
                                  hk_db_req_state state, int64_t after,
-                                 size_t max, hk_db_request **out, size_t *n);
+                                 const unsigned char *after_rid, size_t max,
+                                 hk_db_request **out, size_t *n);
 void hk_db_request_list_free(hk_db_request *list, size_t n);
 /* Records the signature of digest idx of a pending, unexpired request.
  * *nsigs = its signatures after this one. HK_ERR_STATE if the request is

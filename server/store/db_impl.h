@@ -211,8 +211,8 @@ typedef struct {
     hk_err (*request_get)(hk_db *db, const unsigned char *rid,
                           hk_db_request *out);
     hk_err (*request_list)(hk_db *db, const char *owner, hk_db_req_state state,
-                           int64_t after, size_t max, hk_db_request **out,
-                           size_t *n);
+                           int64_t after, const unsigned char *after_rid,
+                           size_t max, hk_db_request **out, size_t *n);
     hk_err (*request_sig_put)(hk_db *db, const unsigned char *rid, size_t idx,
                               const unsigned char *sig, int64_t now,
                               size_t *nsigs);

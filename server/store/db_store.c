@@ -1127,18 +1127,22 @@ done:
 
 static hk_err hk_st_request_list(hk_db *db, const char *owner,
                                  hk_db_req_state state, int64_t after,
-                                 size_t max, hk_db_request **out, size_t *n)
+                                 const unsigned char *after_rid, size_t max,
+                                 hk_db_request **out, size_t *n)
 {
+    static const unsigned char none[HK_ID_LEN]; /* below every id */
     hk_dbp p = {0};
 
     hk_dbp_text(&p, owner);
     hk_dbp_text(&p, hk_db_req_state_name(state));
     hk_dbp_int(&p, after);
     hk_dbp_int(&p, (int64_t)max);
+    hk_dbp_blob(&p, after_rid != NULL ? after_rid : none, HK_ID_LEN);
     return hk_request_rows(db,
                            "SELECT " HK_REQ_READ " FROM requests WHERE owner "
-                           "= ?1 AND state = ?2 AND created > ?3 ORDER BY "
-                           "created, rid LIMIT ?4",
+                           "= ?1 AND state = ?2 AND (created > ?3 OR "
+                           "(created = ?3 AND rid > ?5)) ORDER BY created, "
+                           "rid LIMIT ?4",
                            &p, hk_read_request, out, n);
 }
 

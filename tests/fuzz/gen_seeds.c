@@ -19,7 +19,9 @@
 
 #include "client/keystore.h"
 #include "mpc/codec.h"
+#include "common/hex.h"
 #include "mpc/keygen.h"
+#include "mpc/pve.h"
 #include "mpc/refresh.h"
 #include "mpc/setup.h"
 #include "mpc/sign.h"
@@ -100,6 +102,47 @@ static void put_share(const char *dir, const hk_share *s)
              hk_curve_name(s->curve));
     put(name, rec, len);
     OPENSSL_clear_free(rec, len);
+}
+
+/* fuzz_backup: the public view of P1's share s (as GET /backup sends it),
+ * a POST /backup body whose blob encrypts its x1 under the fixture backup
+ * key of `type` (made by test_pve --seeds), and that key's PEM. */
+static void backup(const hk_share *s, hk_pve_type type)
+{
+    const char *cn = hk_curve_name(s->curve);
+    const char *kn = type == HK_PVE_ECIES_P256 ? "ecies" : "rsa";
+    unsigned char *b, *blob = NULL;
+    char name[256], kh[2 * HK_ID_LEN + 1], *b64, *pem = NULL, *body;
+    hk_pve_priv *k = NULL;
+    json_t *o;
+    size_t len, blen = 0, plen = 0;
+
+    CHECK_OK(hk_share_public_encode(s, &b, &len));
+    snprintf(name, sizeof(name), "corpus/fuzz_backup/view-%s", cn);
+    put(name, b, len);
+    OPENSSL_free(b);
+    snprintf(name, sizeof(name), "pve-%s.pem", kn);
+    b = hk_fuzz_fixture(name, &len);
+    CHECK_OK(hk_pve_priv_from_pem((const char *)b, len, NULL, &k));
+    free(b);
+    CHECK_OK(hk_pve_pub_to_pem(hk_pve_priv_pub(k), &pem, &plen));
+    snprintf(name, sizeof(name), "corpus/fuzz_backup/pub-%s.pem", kn);
+    put(name, pem, plen);
+    CHECK_OK(hk_pve_encrypt(hk_pve_priv_pub(k), s->curve, s->kid, s->epoch,
+                            &s->x, &blob, &blen));
+    CHECK((b64 = hk_b64_encode(blob, blen)) != NULL);
+    hk_hex(s->kid, HK_ID_LEN, kh);
+    o = json_pack("{s:s,s:I,s:s,s:s}", "key_id", kh, "epoch",
+                  (json_int_t)s->epoch, "blob", b64, "backup_pub", pem);
+    CHECK((body = json_dumps(o, JSON_COMPACT)) != NULL);
+    json_decref(o);
+    snprintf(name, sizeof(name), "corpus/fuzz_backup/post-%s-%s.json", kn, cn);
+    put(name, body, strlen(body));
+    free(body);
+    OPENSSL_free(b64);
+    OPENSSL_free(blob);
+    OPENSSL_free(pem);
+    hk_pve_priv_free(k);
 }
 
 static hk_rped_secret *setup(void)
@@ -328,6 +371,8 @@ static void protocol(hk_curve_id curve, const hk_rped_secret *sec)
     put_share("fixtures", s2);
     put_share("corpus/fuzz_share", s1);
     put_share("corpus/fuzz_share", s2);
+    backup(s1, curve == HK_CURVE_SECP256K1 ? HK_PVE_ECIES_P256
+                                           : HK_PVE_RSA_OAEP_3072);
     /* P2 fresh: keygen.1 then keygen.3 (the big one: one curve only). */
     snprintf(name, sizeof(name), "corpus/fuzz_keygen/p2-%s", cn);
     put_msgs(name, &m,
@@ -381,7 +426,8 @@ int main(int argc, char **argv)
                                        "corpus/fuzz_refresh",
                                        "corpus/fuzz_jwt",
                                        "corpus/fuzz_kvfile",
-                                       "corpus/fuzz_keystore"};
+                                       "corpus/fuzz_keystore",
+                                       "corpus/fuzz_backup"};
     hk_rped_secret *sec;
     char path[4096];
     size_t i;

@@ -8,7 +8,10 @@ passes every byte through, except WebSocket messages after an upgrade: each
 whole message goes to hook(direction, message) with direction "c2s" or
 "s2c"; the hook returns the list of messages to send on (the same one,
 changed ones, or none to drop it) or raises Cut to close both sides.
-Control frames pass unchanged. Listens on 127.0.0.1 only."""
+Control frames pass unchanged. Plain HTTP traffic goes to
+http_hook(direction, request head, data) before it is passed on (the
+request head itself as "c2s" data first): the hook may block (to hold a
+request or its answer) or raise Cut. Listens on 127.0.0.1 only."""
 import json
 import os
 import select
@@ -89,9 +92,10 @@ def msg_type(message):
 
 
 class Mitm:
-    def __init__(self, server, hook=None):
+    def __init__(self, server, hook=None, http_hook=None):
         self.server = server
         self.hook = hook or (lambda direction, message: [message])
+        self.http_hook = http_hook or (lambda direction, head, data: None)
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.minimum_version = ssl.TLSVersion.TLSv1_3
         self.ctx.load_cert_chain(server.cert, server.dir / "tls-key.pem")
@@ -134,11 +138,13 @@ class Mitm:
                 ("127.0.0.1", self.server.port), timeout=60))
             socks.append(u)
             head = _read_head(c)
-            u.sendall(head)
             ws = b"upgrade: websocket" in head.lower()
+            if not ws:
+                self.http_hook("c2s", head, head)
+            u.sendall(head)
             if ws:
                 c.sendall(_read_head(u))
-            self._relay(c, u, ws)
+            self._relay(c, u, ws, head)
         except (OSError, ConnectionError, ssl.SSLError, Cut):
             pass
         finally:
@@ -167,7 +173,7 @@ class Mitm:
             s.settimeout(60)
         return out if out else None
 
-    def _relay(self, c, u, ws):
+    def _relay(self, c, u, ws, head):
         peer = {c: u, u: c}
         direction = {c: "c2s", u: "s2c"}
         state = {c: [b"", [], None], u: [b"", [], None]}  # buf, parts, op
@@ -184,6 +190,7 @@ class Mitm:
                 if data == b"":
                     return
                 if not ws:
+                    self.http_hook(direction[s], head, data)
                     peer[s].sendall(data)
                     continue
                 st = state[s]

@@ -5,16 +5,20 @@ token directory, `halfkey restore` on a new one (GET /backup, decrypt,
 check, refresh at once), then signing through the CLI, PKCS#11 and the
 OpenSSL provider with the same public key and key id; the "never stale"
 rule (backup_pub in halfkey.conf, promotion waits for the backup), safe
-deletion, and kill -9 of the client at the steps of a backup and a
-restore."""
+deletion, and kill -9 of the client and of halfkeyd at the steps of a
+backup, a restore and the restore's refresh."""
 import base64
 import hashlib
+import json
 import os
 import re
 import shutil
 import signal
+import socket
+import ssl
 import subprocess
 import threading
+import time
 
 import pkcs11
 import pytest
@@ -71,11 +75,95 @@ def new_token(make_token, server, sub, name):
 # --- the whole story ---------------------------------------------------------
 
 
+def p11_sign(build_dir, monkeypatch, tok_dir, label, data):
+    """Signs data (ECDSA-SHA256) with the key `label` of the token
+    directory through the PKCS#11 module: (CKA_ID, the public key's
+    CKA_EC_POINT, DER signature)."""
+    monkeypatch.setenv("HALFKEY_PKCS11_TOKENS", str(tok_dir))
+    monkeypatch.delenv("HALFKEY_HOME", raising=False)
+    lib = pkcs11.lib(str(build_dir / "pkcs11" / "libhalfkey-pkcs11.so"))
+    lib.reinitialize()
+    try:
+        (slot,) = lib.get_slots(token_present=True)
+        with slot.get_token().open(user_pin=PIN) as s:
+            (k,) = list(s.get_objects({Attribute.CLASS:
+                                       ObjectClass.PRIVATE_KEY,
+                                       Attribute.LABEL: label}))
+            (pub,) = list(s.get_objects({Attribute.CLASS:
+                                         ObjectClass.PUBLIC_KEY,
+                                         Attribute.LABEL: label}))
+            kid, point = k[Attribute.ID], pub[Attribute.EC_POINT]
+            assert pub[Attribute.ID] == kid
+            sig = k.sign(data, mechanism=Mechanism.ECDSA_SHA256)
+    finally:
+        lib.finalize()
+    r, s_ = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big")
+    return kid, point, utils.encode_dss_signature(r, s_)
+
+
+def provider_sign(build_dir, tok_dir, uri, data, tmp_path):
+    """Signs SHA-256(data) with `openssl pkeyutl` through the halfkey
+    provider, the key named by a URI: the DER signature."""
+    env = dict(os.environ, HALFKEY_HOME=str(tok_dir), HALFKEY_PIN=PIN)
+    for var in ("OPENSSL_CONF", "OPENSSL_MODULES", "XDG_DATA_HOME"):
+        env.pop(var, None)
+    dig, sigf = tmp_path / "dig", tmp_path / "sig"
+    dig.write_bytes(hashlib.sha256(data).digest())
+    subprocess.run(["openssl", "pkeyutl", "-provider-path",
+                    str(build_dir / "ossl-provider"), "-provider", "halfkey",
+                    "-provider", "default", "-sign", "-inkey", uri, "-in",
+                    dig, "-out", sigf], check=True, env=env,
+                   capture_output=True)
+    return sigf.read_bytes()
+
+
+def openssl_verifies(pem, data, sig, tmp_path):
+    """`openssl pkeyutl -verify` with the default provider only."""
+    env = dict(os.environ)
+    for var in ("OPENSSL_CONF", "OPENSSL_MODULES"):
+        env.pop(var, None)
+    pubf, dig, sigf = (tmp_path / "v.pem", tmp_path / "v.dig",
+                       tmp_path / "v.sig")
+    pubf.write_bytes(pem)
+    dig.write_bytes(hashlib.sha256(data).digest())
+    sigf.write_bytes(sig)
+    p = subprocess.run(["openssl", "pkeyutl", "-verify", "-pubin", "-inkey",
+                        pubf, "-in", dig, "-sigfile", sigf],
+                       capture_output=True, env=env)
+    return b"Signature Verified Successfully" in p.stdout
+
+
+def check_faces(build_dir, monkeypatch, tok_dir, label, kid, pem, tmp_path,
+                what):
+    """Signs with the key through PKCS#11 and through the provider by its
+    pkcs11: URIs (label, and CKA_ID percent-encoded); every signature
+    verified by cryptography and by openssl's default provider. The
+    PKCS#11 view (CKA_ID, CKA_EC_POINT)."""
+    key = serialization.load_pem_public_key(pem)
+    data = b"pkcs11, " + what
+    cka_id, point, sig = p11_sign(build_dir, monkeypatch, tok_dir, label,
+                                  data)
+    assert cka_id == bytes.fromhex(kid)
+    key.verify(sig, data, ec.ECDSA(hashes.SHA256()))
+    assert openssl_verifies(pem, data, sig, tmp_path)
+    pct = "".join(f"%{b:02x}" for b in cka_id)
+    for uri in (f"pkcs11:object={label};type=private",
+                f"pkcs11:id={pct};type=private"):
+        data = b"provider, " + uri.encode() + b", " + what
+        sig = provider_sign(build_dir, tok_dir, uri, data, tmp_path)
+        key.verify(sig, data, ec.ECDSA(hashes.SHA256()))
+        assert openssl_verifies(pem, data, sig, tmp_path)
+    return cka_id, point
+
+
 def test_lose_the_token_and_restore(server, make_token, tmp_path, build_dir,
                                     monkeypatch):
     tok = make_token(server, "alice", name="old")
     kid = tok.keygen("p256", "wallet")
     pem = tok.pubkey_pem("wallet")
+    # what applications see of the key before the loss
+    before = check_faces(build_dir, monkeypatch, tok.dir, "wallet", kid, pem,
+                         tmp_path, b"before the loss")
     priv, pf, pub = backup_key(tok, tmp_path)
     out = tok.run("backup", "--key", "wallet", "--backup-pub", pub).stdout
     assert kv(out) == {"backup": "wallet", "epoch": "1"}
@@ -97,43 +185,11 @@ def test_lose_the_token_and_restore(server, make_token, tmp_path, build_dir,
     assert fresh.list()["wallet"][1:3] == (kid, 2)
     verify_cli_sig(fresh, "wallet", pem, b"after the restore")
 
-    # PKCS#11: same CKA_ID (the key id), signs, verifies with cryptography
-    monkeypatch.setenv("HALFKEY_PKCS11_TOKENS", str(fresh.dir))
-    monkeypatch.delenv("HALFKEY_HOME", raising=False)
-    lib = pkcs11.lib(str(build_dir / "pkcs11" / "libhalfkey-pkcs11.so"))
-    lib.reinitialize()
-    try:
-        (slot,) = lib.get_slots(token_present=True)
-        with slot.get_token().open(user_pin=PIN) as s:
-            (k,) = list(s.get_objects({Attribute.CLASS:
-                                       ObjectClass.PRIVATE_KEY,
-                                       Attribute.LABEL: "wallet"}))
-            assert k[Attribute.ID] == bytes.fromhex(kid)
-            data = b"pkcs11 after restore"
-            sig = k.sign(data, mechanism=Mechanism.ECDSA_SHA256)
-    finally:
-        lib.finalize()
-    r, s_ = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big")
-    serialization.load_pem_public_key(pem).verify(
-        utils.encode_dss_signature(r, s_), data, ec.ECDSA(hashes.SHA256()))
-
-    # the OpenSSL provider, by the same URI; plain openssl verifies
-    env = dict(os.environ, HALFKEY_HOME=str(fresh.dir), HALFKEY_PIN=PIN)
-    for var in ("OPENSSL_CONF", "OPENSSL_MODULES", "XDG_DATA_HOME"):
-        env.pop(var, None)
-    dig = tmp_path / "dig"
-    dig.write_bytes(hashlib.sha256(b"provider").digest())
-    sigf, pubf = tmp_path / "sig", tmp_path / "pub.pem"
-    pubf.write_bytes(pem)
-    subprocess.run(["openssl", "pkeyutl", "-provider-path",
-                    str(build_dir / "ossl-provider"), "-provider", "halfkey",
-                    "-provider", "default", "-sign", "-inkey",
-                    "halfkey:object=wallet;type=private", "-in", dig, "-out",
-                    sigf], check=True, env=env, capture_output=True)
-    p = subprocess.run(["openssl", "pkeyutl", "-verify", "-pubin", "-inkey",
-                        pubf, "-in", dig, "-sigfile", sigf],
-                       capture_output=True, env=env)
-    assert b"Signature Verified Successfully" in p.stdout
+    # the same key to every application: PKCS#11 (same CKA_ID and
+    # CKA_EC_POINT) and the provider by the same pkcs11: URIs
+    after = check_faces(build_dir, monkeypatch, fresh.dir, "wallet", kid,
+                        pem, tmp_path, b"after the restore")
+    assert after == before
 
     # a second restore of the same key into the token is refused
     p = restore(fresh, kid, priv, pf, "again", check=False)
@@ -309,6 +365,115 @@ def test_operator_deletes_a_key_whose_client_is_gone(server, make_token,
     assert p.returncode != 0
 
 
+# --- the blob's verification leaves the service thread -----------------------
+
+
+def captured_backup_body(server, tok, pub):
+    """The body of a real `halfkey backup` (POST /backup), as sent."""
+    chunks = []
+
+    def grab(d, head, data):
+        if d == "c2s" and head.startswith(b"POST /backup") and \
+                data is not head:
+            chunks.append(data)
+
+    mitm = Mitm(server, http_hook=grab)
+    point_token_at(tok, mitm.url)
+    tok.run("backup", "--key", "k", "--backup-pub", pub)
+    mitm.close()
+    point_token_at(tok, server.url)
+    body = b"".join(chunks)
+    assert json.loads(body)["epoch"] == 1
+    return body
+
+
+def test_backups_run_beside_signs(server, make_token, tmp_path):
+    """halfkeyd verifies backup blobs on its worker pool: backups posted
+    without pause by 6 clients at once while another client signs all
+    succeed, the signatures verify, and the service thread answers
+    /status meanwhile in bounded time."""
+    tok = make_token(server, "alice", name="a")
+    tok.keygen("p256", "k")
+    priv, pf, pub = backup_key(tok, tmp_path)
+    body = captured_backup_body(server, tok, pub)
+    other = make_token(server, "bob", name="b")
+    other.keygen("p256", "s")
+    pem = other.pubkey_pem("s")
+    token = server.token("alice")
+    done = threading.Event()
+    posted, probes = [], []
+
+    def post():
+        while True:
+            posted.append(server.request("POST", "/backup", body,
+                                         token=token)[0])
+            if done.is_set():
+                return
+
+    def probe():
+        while not done.is_set():
+            t0 = time.monotonic()
+            status = server.request("GET", "/status")[0]
+            probes.append((status, time.monotonic() - t0))
+
+    threads = [threading.Thread(target=post) for _ in range(6)]
+    threads.append(threading.Thread(target=probe))
+    for t in threads:
+        t.start()
+    try:
+        for i in range(3):
+            verify_cli_sig(other, "s", pem, f"beside backups {i}".encode())
+    finally:
+        done.set()
+        for t in threads:
+            t.join(60)
+    assert len(posted) >= 6 and set(posted) == {200}, posted
+    assert probes and {st for st, _ in probes} == {200}
+    worst = max(dt for _, dt in probes)
+    print(f"{len(posted)} backups verified beside 3 signatures; "
+          f"{len(probes)} /status, slowest {worst * 1000:.0f} ms")
+    assert worst < 2.0
+
+
+def test_backup_answer_to_a_gone_client_is_dropped(server, make_token,
+                                                   tmp_path):
+    """A client that hangs up while its blob is verified: the deferred
+    answer is dropped, halfkeyd carries on (the fixture checks it is
+    alive and stops cleanly) and still stores the backup."""
+    tok = make_token(server, "alice")
+    kid = tok.keygen("p256", "k")
+    priv, pf, pub = backup_key(tok, tmp_path)
+    body = captured_backup_body(server, tok, pub)
+    head = (f"POST /backup HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Bearer {server.token('alice')}\r\n"
+            f"Content-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    ctx = server.ssl_context()
+    ctx.check_hostname = False  # the CA is the server's own certificate
+    socks = [ctx.wrap_socket(socket.create_connection(("127.0.0.1",
+                                                       server.port)))
+             for _ in range(8)]
+    for s in socks:
+        s.sendall(head + body)
+    # all 8 hang up at once while their blobs wait for or run on the 2
+    # workers; what the server sent so far (session tickets) is read
+    # first, else the close would be a reset that discards the request
+    for s in socks:
+        s.setblocking(False)
+        try:
+            s.recv(65536)
+        except ssl.SSLWantReadError:
+            pass
+        s.close()
+    deadline = time.monotonic() + 20
+    while len([r for r in server.audit() if r["event"] == "backup" and
+               r["outcome"] == "ok"]) < 1 + 8:  # the captured one and 8
+        assert time.monotonic() < deadline, "the blobs were not all verified"
+        time.sleep(0.1)
+    assert server.request("GET", "/status")[0] == 200
+    assert pubkey_info(server, "alice", kid)["backup_epoch"] == 1
+
+
 # --- crash safety: kill -9 of the client at each step -------------------------
 
 
@@ -378,6 +543,111 @@ def test_backup_killed_leaves_a_key_that_signs(server, make_token, tmp_path,
     verify_cli_sig(tok, "k", pem, b"after a killed backup")
     tok.run("backup", "--key", "k", "--backup-pub", pub)
     verify_cli_sig(tok, "k", pem, b"after the backup")
+
+
+# --- crash safety: kill -9 of halfkeyd at each step --------------------------
+
+
+class HttpHold:
+    """Holds the first HTTP traffic in `direction` of a request whose head
+    starts with `start` until the test has killed halfkeyd, then cuts the
+    connection. "c2s": the request never reaches the server; "s2c": the
+    server has answered (and stored what it stores), the client never
+    hears it."""
+
+    def __init__(self, direction, start):
+        self.direction, self.start = direction, start
+        self.reached = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, d, head, data):
+        if d == self.direction and head.startswith(self.start) and \
+                not self.reached.is_set():
+            self.reached.set()
+            self.release.wait(60)
+            raise Cut()
+
+
+def kill_server_at(server, tok, hold, mitm, proc):
+    """Once the client reached the hold: kill -9 of halfkeyd, the client's
+    connection cut, the client's exit awaited, halfkeyd started again on
+    the same storage (a new port: the token follows it)."""
+    assert hold.reached.wait(60), proc.communicate(timeout=5)
+    server.kill()
+    hold.release.set()
+    proc.communicate(timeout=60)
+    mitm.close()
+    server.start()
+    point_token_at(tok, server.url)
+
+
+def converge(server, tok, sub, kid, pem, pub):
+    """After a crash the user's next steps bring server, token and backup
+    back to one epoch: a backup if the server reports it missing for the
+    token's share, then a signature (which proves the share)."""
+    if pubkey_info(server, sub, kid)["backup_epoch"] != tok.list()["k"][2]:
+        tok.run("backup", "--key", "k", "--backup-pub", pub)
+    verify_cli_sig(tok, "k", pem, b"after the backup")
+    ans = pubkey_info(server, sub, kid)
+    assert ans["epoch"] == tok.list()["k"][2] == ans["backup_epoch"], ans
+
+
+@pytest.mark.parametrize("direction", ["c2s", "s2c"])
+def test_backup_with_the_server_killed_leaves_a_key_that_signs(
+        server, make_token, tmp_path, direction):
+    tok = make_token(server, "alice")
+    kid = tok.keygen("p256", "k")
+    pem = tok.pubkey_pem("k")
+    priv, pf, pub = backup_key(tok, tmp_path)
+    hold = HttpHold(direction, b"POST /backup")
+    mitm = Mitm(server, http_hook=hold)
+    point_token_at(tok, mitm.url)
+    proc = tok.popen("backup", "--key", "k", "--backup-pub", pub)
+    kill_server_at(server, tok, hold, mitm, proc)
+    assert proc.returncode != 0
+    verify_cli_sig(tok, "k", pem, b"after halfkeyd died in a backup")
+    # stored before the answer, durably: the answer lost, the backup kept
+    stored = pubkey_info(server, "alice", kid)["backup_epoch"]
+    assert stored == (1 if direction == "s2c" else 0)
+    tok.run("backup", "--key", "k", "--backup-pub", pub)
+    assert pubkey_info(server, "alice", kid)["backup_epoch"] == 1
+    verify_cli_sig(tok, "k", pem, b"after the backup")
+
+
+@pytest.mark.parametrize("step", [
+    ("http", "c2s", b"GET /backup"), ("http", "s2c", b"GET /backup"),
+    ("ws", "c2s", "refresh.1"), ("ws", "s2c", "refresh.2"),
+    ("ws", "s2c", "refresh.4"), ("http", "c2s", b"POST /backup"),
+    ("http", "s2c", b"POST /backup"), ("ws", "c2s", "refresh.5")],
+    ids=lambda s: f"{s[1]}-{s[2].decode() if isinstance(s[2], bytes) else s[2]}"
+    .replace(" ", "_").replace("/", ""))
+def test_restore_with_the_server_killed_leaves_a_key(server, make_token,
+                                                     tmp_path, step):
+    """kill -9 of halfkeyd at each step of a restore and its refresh (the
+    restore's backup of the new share included): the key signs with the
+    old share (restored again) or the new one, never neither."""
+    tok = make_token(server, "alice", name="old")
+    kid = tok.keygen("p256", "k")
+    pem = tok.pubkey_pem("k")
+    priv, pf, pub = backup_key(tok, tmp_path)
+    tok.run("backup", "--key", "k", "--backup-pub", pub)
+    shutil.rmtree(tok.dir)
+    fresh = make_token(server, "alice", name="new")
+    kind, direction, what = step
+    hold = (HttpHold(direction, what) if kind == "http"
+            else Hold(direction, what))
+    mitm = (Mitm(server, http_hook=hold) if kind == "http"
+            else Mitm(server, hold))
+    point_token_at(fresh, mitm.url)
+    proc = fresh.popen("restore", "--key-id", kid, "--backup-priv", priv,
+                       "--label", "k", "--passphrase-file", pf)
+    kill_server_at(server, fresh, hold, mitm, proc)
+    if "k" not in fresh.list():
+        # the new share was not stored: the server still has the share
+        # the backup restores
+        restore(fresh, kid, priv, pf, "k")
+    verify_cli_sig(fresh, "k", pem, b"after halfkeyd died in a restore")
+    converge(server, fresh, "alice", kid, pem, pub)
 
 
 def test_refresh_killed_after_storing_with_backup_pub(server, make_token,

@@ -384,6 +384,16 @@ def test_watch_shows_a_new_request_at_once(setup):
         line = watch.stdout.readline()
         assert rid in line, line
         assert time.monotonic() - t0 < 5
+        # two more in the same second: each shown once (the watch's cursor
+        # is (created, id), not the second alone)
+        more = [post_request(srv, shop, key_id=kid, kind="digest",
+                             payload=hashlib.sha256(bytes([i])).hexdigest()
+                             )[1]["request_id"] for i in range(2)]
+        seen = []
+        while len(seen) < 2:
+            line = watch.stdout.readline()
+            seen += [r for r in more if r in line]
+        assert sorted(seen) == sorted(more)
     finally:
         watch.kill()
         watch.communicate(timeout=10)

@@ -292,6 +292,39 @@ static void test_point_arith(hk_curve *c)
     BN_CTX_free(ctx);
 }
 
+/* The batch a[i]*G + P[m[i]] against one multiplication and one addition
+ * per entry; a sum at infinity, a zero scalar and a bad index refused. */
+static void test_point_batch(hk_curve *c)
+{
+    hk_scalar a[8], t, zero;
+    hk_point P[3], out[8], want;
+    unsigned char m[8] = {0, 1, 2, 1, 0, 2, 2, 1};
+    int i;
+
+    memset(&zero, 0, sizeof(zero));
+    for (i = 1; i < 3; i++) {
+        t = scalar_rand(c);
+        P[i] = point_of(c, &t);
+    }
+    for (i = 0; i < 8; i++)
+        a[i] = scalar_rand(c);
+    CHECK_OK(hk_point_mul_gen_add_pub(c, 8, a, P, 3, m, out));
+    for (i = 0; i < 8; i++) {
+        want = point_of(c, &a[i]);
+        if (m[i] != 0)
+            CHECK_OK(hk_point_add(c, &want, &P[m[i]], &want));
+        CHECK(hk_point_eq(&want, &out[i]));
+    }
+    /* a[1]*G + P[1] at infinity: P[1] = -a[1]*G */
+    CHECK_OK(hk_scalar_neg(c, &a[1], &t));
+    P[1] = point_of(c, &t);
+    CHECK_ERR(hk_point_mul_gen_add_pub(c, 8, a, P, 3, m, out), HK_ERR_POINT);
+    a[1] = zero;
+    CHECK_ERR(hk_point_mul_gen_add_pub(c, 8, a, P, 3, m, out), HK_ERR_SCALAR);
+    m[1] = 3;
+    CHECK_ERR(hk_point_mul_gen_add_pub(c, 8, a, P, 3, m, out), HK_ERR_ARG);
+}
+
 static void test_digest(hk_curve *c)
 {
     unsigned char dig[65], pad[HK_SCALAR_LEN];
@@ -401,6 +434,7 @@ static void test_curve(hk_curve_id id)
     test_scalar_identities(c);
     test_point_parse(c);
     test_point_arith(c);
+    test_point_batch(c);
     test_digest(c);
     test_low_s(c);
     test_ecdsa_verify(c);

@@ -545,10 +545,17 @@ static void test_requests(hk_db *db, const hk_kek *kek, const shares *sh)
           strcmp(got.network, "regtest") == 0 && got.result == NULL &&
           got.payload_len == sizeof(pay));
     hk_db_request_clear(&got);
-    CHECK_OK(hk_db_request_list(db, "erin", HK_REQ_PENDING, 0, 10, &list, &n));
+    CHECK_OK(
+        hk_db_request_list(db, "erin", HK_REQ_PENDING, 0, NULL, 10, &list, &n));
     CHECK(n == 1 && memcmp(list[0].rid, rid, HK_ID_LEN) == 0);
     hk_db_request_list_free(list, n);
-    CHECK_OK(hk_db_request_list(db, "shop", HK_REQ_PENDING, 0, 10, &list, &n));
+    /* the cursor: (created, rid) strictly after */
+    CHECK_OK(
+        hk_db_request_list(db, "erin", HK_REQ_PENDING, T0, rid, 10, &list, &n));
+    CHECK(n == 0);
+    hk_db_request_list_free(list, n);
+    CHECK_OK(
+        hk_db_request_list(db, "shop", HK_REQ_PENDING, 0, NULL, 10, &list, &n));
     CHECK(n == 0);
     hk_db_request_list_free(list, n);
     /* a sign session bound to digest 1 */

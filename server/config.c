@@ -42,6 +42,7 @@ static const hk_kv_field hk_cfg_fields[] = {
     HK_KV_I(T, "max_connections_per_peer", max_conns_per_peer, 0, 1000000),
     HK_KV_S(T, "requesters", requesters),
     HK_KV_I(T, "request_ttl_max", request_ttl_max, 60, 30 * 86400),
+    HK_KV_P(T, "policy_file", policy_file),
     HK_KV_P(T, "callback_ca_file", callback_ca_file),
     HK_KV_P(T, "callback_key_file", callback_key_file),
     HK_KV_S(T, "callback_hosts", callback_hosts),

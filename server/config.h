@@ -71,7 +71,8 @@ typedef struct {
      * signatures, "REQUESTER=OWNER" entries separated by commas or spaces;
      * OWNER a subject, "*" (any owner) or "key:" and a key id in hex */
     char requesters[HK_CFG_LIST_MAX + 1];
-    int request_ttl_max; /* seconds a request may wait at most */
+    int request_ttl_max;               /* seconds a request may wait at most */
+    char policy_file[HK_CFG_PATH_MAX]; /* rules of requests (rules.h) */
     /* request callbacks (server/http/callbacks.c): off unless both set */
     char callback_ca_file[HK_CFG_PATH_MAX];  /* trusted CAs of receivers */
     char callback_key_file[HK_CFG_PATH_MAX]; /* HMAC key, >= 32 bytes */

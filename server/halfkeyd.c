@@ -565,24 +565,27 @@ typedef struct {
     const char *conf;
 } hk_sigctx;
 
-/* SIGHUP: the sealing keys are read again from the configuration. */
+/* SIGHUP: the sealing keys and the policy file are read again from the
+ * configuration; a refused one keeps what is in force. */
 static void hk_reload(hk_sigctx *sc)
 {
     char why[256] = "";
     hk_srv_config c;
     hk_err e;
 
-    if ((e = hk_srv_config_load(sc->conf, &c, why)) == HK_OK)
-        e = hk_service_reload_seal(sc->svc, &c, why);
-    if (e == HK_OK)
+    if ((e = hk_srv_config_load(sc->conf, &c, why)) == HK_OK &&
+        (e = hk_service_reload_seal(sc->svc, &c, why)) == HK_OK)
         hk_log("info", "event=reloaded what=seal");
-    else
+    if (e == HK_OK && (e = hk_service_reload_rules(sc->svc, &c, why)) == HK_OK)
+        hk_log("info", "event=reloaded what=policy_file");
+    if (e != HK_OK)
         hk_log("error", "event=reload_refused error=\"%s\" reason=\"%s\"",
                hk_strerror(e), why);
 }
 
 /* The first SIGTERM/SIGINT drains (running sessions finish); a second
- * one stops at once. SIGHUP reloads the sealing keys. */
+ * one stops at once. SIGHUP reloads the sealing keys and the policy
+ * file. */
 static void *hk_signal_thread(void *p)
 {
     hk_sigctx *sc = p;

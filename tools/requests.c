@@ -309,12 +309,24 @@ static hk_err hk_get_json(hk_client *c, const char *path, json_t **out)
     return e;
 }
 
-/* The --watch cursor: the last request shown, in the server's (created,
- * id) order. */
+/* The --watch cursor: the newest creation time shown and the requests of
+ * that second shown already (the server leaves them out). */
+#define HK_SEEN_MAX 10 /* = the server's HK_REQ_SEEN_MAX */
 typedef struct {
     json_int_t created;
-    char id[48];
+    char seen[HK_SEEN_MAX][48];
+    size_t nseen;
 } hk_cursor;
+
+static void hk_cursor_add(hk_cursor *cur, json_int_t created, const char *id)
+{
+    if (created != cur->created) {
+        cur->created = created;
+        cur->nseen = 0;
+    }
+    if (cur->nseen < HK_SEEN_MAX && id != NULL && strlen(id) < 48)
+        snprintf(cur->seen[cur->nseen++], 48, "%s", id);
+}
 
 /* Prints the requests of one list answer; *cur moves to the last one
  * shown, *n how many were printed. */
@@ -329,8 +341,8 @@ static void hk_print_list(hk_client *c, json_t *ans, int json, FILE *out,
         json_t *r = json_array_get(arr, i);
         const char *id = json_string_value(json_object_get(r, "request_id"));
 
-        cur->created = json_integer_value(json_object_get(r, "created"));
-        snprintf(cur->id, sizeof(cur->id), "%s", id != NULL ? id : "");
+        hk_cursor_add(cur, json_integer_value(json_object_get(r, "created")),
+                      id);
         hk_lreq_make(c, json_incref(r), &l);
         if (json)
             json_array_append_new(jl, hk_lreq_json(&l));
@@ -353,18 +365,27 @@ static void hk_print_list(hk_client *c, json_t *ans, int json, FILE *out,
 
 hk_err hk_requests_list(hk_client *c, int json, int watch, FILE *out)
 {
-    char path[192];
-    hk_cursor cur = {0, ""};
+    char path[640];
+    hk_cursor cur;
     json_t *ans = NULL;
-    size_t n = 0;
+    size_t n = 0, i, len;
     hk_err e;
 
+    memset(&cur, 0, sizeof(cur));
     do {
-        /* --watch: the server holds the GET until a request after the
-         * last one shown arrives (or HK_WATCH_WAIT_STR seconds pass) */
-        snprintf(path, sizeof(path), "/requests?state=pending&after=%lld%s%s%s",
-                 (long long)cur.created, cur.id[0] ? "&after_id=" : "", cur.id,
-                 watch ? "&wait=" HK_WATCH_WAIT_STR : "");
+        /* --watch: the server holds the GET until a request not shown yet
+         * arrives (or HK_WATCH_WAIT_STR seconds pass) */
+        len = (size_t)snprintf(path, sizeof(path), "/requests?state=pending");
+        if (cur.created > 0)
+            len +=
+                (size_t)snprintf(path + len, sizeof(path) - len,
+                                 "&since=%lld&seen=", (long long)cur.created);
+        for (i = 0; i < cur.nseen; i++)
+            len += (size_t)snprintf(path + len, sizeof(path) - len, "%s%s",
+                                    i > 0 ? "," : "", cur.seen[i]);
+        if (watch)
+            snprintf(path + len, sizeof(path) - len, "&wait=%s",
+                     HK_WATCH_WAIT_STR);
         if ((e = hk_get_json(c, path, &ans)) != HK_OK)
             return e;
         hk_print_list(c, ans, json, out, &cur, &n);

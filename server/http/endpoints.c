@@ -140,7 +140,7 @@ static void hk_open_session(hk_service *svc, hk_http_resp *r, const char *sub,
                             const unsigned char *kid, hk_curve_id curve,
                             const hk_req_bind *rb)
 {
-    const char *rwhy = NULL;
+    char rwhy[HK_REQ_WHY] = "";
     unsigned char sid[HK_ID_LEN];
     char sidhex[2 * HK_ID_LEN + 1], kidhex[2 * HK_ID_LEN + 1], idbuf[64];
     hk_refusal why;
@@ -153,14 +153,19 @@ static void hk_open_session(hk_service *svc, hk_http_resp *r, const char *sub,
     if (RAND_bytes(sid, sizeof(sid)) != 1)
         return hk_respond_err(r, 500, "internal", "random failure");
     pthread_mutex_lock(&svc->dbmu);
-    e = rb != NULL ? hk_req_signable(svc->db, sub, kid, rb->rid, rb->idx,
-                                     hk_now(), &rwhy)
-                   : HK_OK;
+    e = rb != NULL
+            ? hk_req_signable(svc, sub, kid, rb->rid, rb->idx, hk_now(), rwhy)
+            : HK_OK;
     if (e != HK_OK) {
         pthread_mutex_unlock(&svc->dbmu);
-        return hk_respond_err(
-            r, e == HK_ERR_NOT_FOUND ? 404 : 409,
-            e == HK_ERR_NOT_FOUND ? "not_found" : "request_not_signable", rwhy);
+        return hk_respond_err(r,
+                              e == HK_ERR_NOT_FOUND   ? 404
+                              : e == HK_ERR_FORBIDDEN ? 403
+                                                      : 409,
+                              e == HK_ERR_NOT_FOUND   ? "not_found"
+                              : e == HK_ERR_FORBIDDEN ? "request_policy"
+                                                      : "request_not_signable",
+                              rwhy);
     }
     e = hk_policy_admit(svc->db, &svc->cfg, sub, op, key, curve, sid, &why);
     if (e == HK_OK && op == HK_DB_OP_KEYGEN)
@@ -1182,6 +1187,7 @@ hk_err hk_service_new(const hk_srv_config *cfg, hk_service **out, char *why)
     svc->cfg = *cfg;
     pthread_mutex_init(&svc->dbmu, NULL);
     pthread_mutex_init(&svc->mu, NULL);
+    pthread_mutex_init(&svc->rulesmu, NULL);
     pthread_cond_init(&svc->pscv, NULL);
     if ((e = hk_metrics_new(&svc->metrics)) != HK_OK ||
         (e = hk_rn_pool_new(&svc->rnpool)) != HK_OK ||
@@ -1189,7 +1195,9 @@ hk_err hk_service_new(const hk_srv_config *cfg, hk_service **out, char *why)
         goto fail;
     if ((e = hk_conn_cap(cfg, &svc->max_conns, why)) != HK_OK ||
         (e = hk_workers_new(cfg->workers, &svc->workers)) != HK_OK ||
-        (e = hk_cb_new(cfg, &svc->cb, why)) != HK_OK)
+        (e = hk_cb_new(cfg, &svc->cb, why)) != HK_OK ||
+        (cfg->policy_file[0] != 0 &&
+         (e = hk_rules_load(cfg->policy_file, &svc->rules, why)) != HK_OK))
         goto fail;
     h.ctx = svc;
     memset(&tc, 0, sizeof(tc));
@@ -1265,6 +1273,26 @@ hk_err hk_service_reload_seal(hk_service *svc, const hk_srv_config *fresh,
     return e;
 }
 
+hk_err hk_service_reload_rules(hk_service *svc, const hk_srv_config *fresh,
+                               char *why)
+{
+    hk_rules *r = NULL, *old;
+    hk_err e;
+
+    if (svc == NULL || fresh == NULL || why == NULL)
+        return HK_ERR_ARG;
+    why[0] = 0;
+    if (fresh->policy_file[0] != 0 &&
+        (e = hk_rules_load(fresh->policy_file, &r, why)) != HK_OK)
+        return e;
+    pthread_mutex_lock(&svc->rulesmu);
+    old = svc->rules;
+    svc->rules = r;
+    pthread_mutex_unlock(&svc->rulesmu);
+    hk_rules_free(old);
+    return HK_OK;
+}
+
 void hk_service_stop(hk_service *svc, int now)
 {
     if (svc == NULL || svc->tsrv == NULL)
@@ -1282,6 +1310,7 @@ void hk_service_free(hk_service *svc)
     hk_workers_free(svc->workers);
     hk_cb_free(svc->cb); /* a delivery in progress finishes */
     hk_req_waiters_free(svc);
+    hk_rules_free(svc->rules);
     hk_tsrv_free(svc->tsrv);
     while (svc->presigns != NULL) {
         hk_presign *n = svc->presigns->next;
@@ -1299,5 +1328,6 @@ void hk_service_free(hk_service *svc)
     pthread_cond_destroy(&svc->pscv);
     pthread_mutex_destroy(&svc->dbmu);
     pthread_mutex_destroy(&svc->mu);
+    pthread_mutex_destroy(&svc->rulesmu);
     free(svc);
 }

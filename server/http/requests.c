@@ -228,34 +228,172 @@ static hk_err hk_req_digests(const hk_db_key *key, const char *text,
     return e;
 }
 
+/* sum += add (big-endian 256 bits); HK_ERR_TOO_BIG on overflow. */
+static hk_err hk_u256_add_to(unsigned char sum[32], const unsigned char add[32])
+{
+    unsigned carry = 0, t;
+    int i;
+
+    for (i = 31; i >= 0; i--) {
+        t = (unsigned)sum[i] + add[i] + carry;
+        sum[i] = (unsigned char)t;
+        carry = t >> 8;
+    }
+    return carry ? HK_ERR_TOO_BIG : HK_OK;
+}
+
 /* --- audit ---------------------------------------------------------------- */
 
 /* Audits a transition of r (event "request", outcome the state entered
  * or "created"), counts it and logs it. Call with svc->dbmu held. */
-static void hk_req_audit(hk_service *svc, const hk_db_request *r,
-                         const char *sub, hk_db_req_state st, const char *what)
+static void hk_req_audit_as(hk_service *svc, const hk_db_request *r,
+                            const char *sub, const char *outcome,
+                            hk_db_req_state counted, const char *what)
 {
     char id[HK_REQ_ID_STR], detail[HK_AUDIT_DETAIL_MAX + 1];
     hk_audit_ev ev;
 
     hk_req_id_str(r->rid, id);
     snprintf(detail, sizeof(detail),
-             "%s %s (%s, %zu digest%s, requester %.64s)%s%.80s", id,
-             st == HK_REQ_PENDING ? "created" : hk_db_req_state_name(st),
+             "%s %s (%s, %zu digest%s, requester %.64s)%s%.80s", id, outcome,
              hk_db_req_kind_name(r->kind), r->ndigests,
              r->ndigests == 1 ? "" : "s", r->requester, what[0] ? ": " : "",
              what);
     memset(&ev, 0, sizeof(ev));
     ev.event = "request";
-    ev.outcome = st == HK_REQ_PENDING ? "created" : hk_db_req_state_name(st);
+    ev.outcome = outcome;
     ev.sub = sub;
     ev.kid = r->kid;
     ev.detail = detail;
     if (hk_audit_write(svc->db, svc->cfg.node, &ev, hk_now()) != HK_OK)
         hk_log("error", "event=audit_write_failed what=request");
-    hk_metrics_request(svc->metrics, st);
-    hk_log("info", "event=request_%s request=%s sub=%s requester=%s",
-           ev.outcome, id, sub, r->requester);
+    if (counted != 0)
+        hk_metrics_request(svc->metrics, counted);
+    hk_log("info", "event=request_%s request=%s sub=%s requester=%s", outcome,
+           id, sub, r->requester);
+}
+
+static void hk_req_audit(hk_service *svc, const hk_db_request *r,
+                         const char *sub, hk_db_req_state st, const char *what)
+{
+    hk_req_audit_as(svc, r, sub,
+                    st == HK_REQ_PENDING ? "created" : hk_db_req_state_name(st),
+                    st, what);
+}
+
+/* --- rules (server/policy/rules.h) ---------------------------------------- */
+
+/* The amount of the key's requests of r's kind signed in the last 24
+ * hours (created then), into sum (big-endian 256 bits). Caller holds
+ * dbmu. */
+static hk_err hk_req_signed_24h(hk_service *svc, const hk_db_request *r,
+                                const unsigned char pub[33], int64_t now,
+                                unsigned char sum[32])
+{
+    unsigned char amt[32], rid[HK_ID_LEN];
+    hk_db_request *list = NULL;
+    int64_t after = now - 86400;
+    size_t n = 0, i;
+    int has_rid = 0;
+    hk_err e;
+
+    memset(sum, 0, 32);
+    if (r->kind == HK_REQ_DIGEST)
+        return HK_OK;
+    do { /* every page of the cursor */
+        if ((e = hk_db_request_list(svc->db, r->owner, HK_REQ_SIGNED, after,
+                                    has_rid ? rid : NULL, HK_DB_REQ_LIST_MAX,
+                                    &list, &n)) != HK_OK)
+            return e;
+        for (i = 0; i < n && e == HK_OK; i++) {
+            hk_rule_req q = {hk_req_tx_kind(list[i].kind),
+                             list[i].payload,
+                             list[i].payload_len,
+                             list[i].network,
+                             list[i].kid,
+                             list[i].owner,
+                             pub};
+
+            if (list[i].kind != r->kind ||
+                memcmp(list[i].kid, r->kid, HK_ID_LEN) != 0)
+                continue;
+            if ((e = hk_rules_amount(&q, amt)) == HK_OK)
+                e = hk_u256_add_to(sum, amt);
+        }
+        if (n > 0) {
+            after = list[n - 1].created;
+            memcpy(rid, list[n - 1].rid, HK_ID_LEN);
+            has_rid = 1;
+        }
+        hk_db_request_list_free(list, n);
+    } while (e == HK_OK && n == HK_DB_REQ_LIST_MAX);
+    return e;
+}
+
+/* The policy file's rules on request r of key `pub` (with what the key
+ * signed in the last 24 hours); at sign time (approvals) also the quorum
+ * of approvers. Caller holds dbmu. */
+static hk_err hk_req_rules(hk_service *svc, const hk_db_request *r,
+                           const unsigned char pub[33], int sign_time,
+                           hk_rule_refusal *why)
+{
+    char(*subs)[HK_SUB_MAX + 1] = NULL;
+    unsigned char day[32];
+    hk_rule_req q = {hk_req_tx_kind(r->kind),
+                     r->payload,
+                     r->payload_len,
+                     r->network,
+                     r->kid,
+                     r->owner,
+                     pub};
+    size_t n = 0, i;
+    int need, have = 0;
+    hk_err e;
+
+    if ((e = hk_req_signed_24h(svc, r, pub, hk_now(), day)) != HK_OK)
+        return e;
+    pthread_mutex_lock(&svc->rulesmu);
+    e = hk_rules_check(svc->rules, &q, day, why);
+    need = svc->rules != NULL ? hk_rules_approvals(svc->rules, r->kid, r->owner)
+                              : 0;
+    if (e == HK_OK && sign_time && need > 0 &&
+        (subs = calloc(HK_RULES_LIST_MAX, sizeof(*subs))) != NULL &&
+        hk_db_request_approvers(svc->db, r->rid, subs, HK_RULES_LIST_MAX, &n) ==
+            HK_OK)
+        for (i = 0; i < n; i++) /* approvers still on the list count */
+            have += hk_rules_is_approver(svc->rules, r->kid, r->owner, subs[i]);
+    pthread_mutex_unlock(&svc->rulesmu);
+    free(subs);
+    if (e == HK_OK && sign_time && have < need) {
+        why->code = "needs_approvals";
+        snprintf(why->message, sizeof(why->message),
+                 "the request has %d of the %d approvals its key needs", have,
+                 need);
+        e = HK_ERR_FORBIDDEN;
+    }
+    return e;
+}
+
+/* Audits and counts a request the rules refused (nothing is stored).
+ * Call with svc->dbmu held. */
+static void hk_req_refused_audit(hk_service *svc, const hk_db_request *r,
+                                 const char *sub, const hk_rule_refusal *ref)
+{
+    char detail[HK_AUDIT_DETAIL_MAX + 1];
+    hk_audit_ev ev;
+
+    snprintf(detail, sizeof(detail), "%s request by %.64s refused: %s: %.100s",
+             hk_db_req_kind_name(r->kind), sub, ref->code, ref->message);
+    memset(&ev, 0, sizeof(ev));
+    ev.event = "request";
+    ev.outcome = "refused";
+    ev.sub = sub;
+    ev.kid = r->kid;
+    ev.detail = detail;
+    if (hk_audit_write(svc->db, svc->cfg.node, &ev, hk_now()) != HK_OK)
+        hk_log("error", "event=audit_write_failed what=request");
+    hk_metrics_refusal(svc->metrics, ref->code);
+    hk_log("warn", "event=request_refused sub=%s code=%s", sub, ref->code);
 }
 
 /* --- POST /requests ------------------------------------------------------- */
@@ -365,6 +503,7 @@ static void hk_req_create(hk_service *svc, const hk_http_req *req,
         "expires_in", "metadata", "callback_url", NULL};
     json_t *o = hk_body_decode(req->body, req->body_len, allowed);
     hk_db_request r;
+    hk_rule_refusal ref;
     hk_req_body b;
     hk_db_key key;
     char why[200] = "";
@@ -400,12 +539,18 @@ static void hk_req_create(hk_service *svc, const hk_http_req *req,
         e = HK_ERR_RAND;
     if (e == HK_OK) {
         pthread_mutex_lock(&svc->dbmu);
-        if ((e = hk_db_request_put(svc->db, &r)) == HK_OK)
+        /* the policy file's rules at request time (again at sign time) */
+        if ((e = hk_req_rules(svc, &r, key.pub.b, 0, &ref)) == HK_OK &&
+            (e = hk_db_request_put(svc->db, &r)) == HK_OK)
             hk_req_audit(svc, &r, sub, HK_REQ_PENDING, "");
+        else if (e == HK_ERR_FORBIDDEN)
+            hk_req_refused_audit(svc, &r, sub, &ref);
         pthread_mutex_unlock(&svc->dbmu);
     }
     if (e == HK_OK)
         hk_respond(resp, 201, hk_req_view(&r));
+    else if (e == HK_ERR_FORBIDDEN)
+        hk_respond_err(resp, 403, ref.code, ref.message);
     else if (why[0] != 0)
         hk_respond_err(resp, e == HK_ERR_TOO_BIG ? 413 : 400,
                        e == HK_ERR_TX_UNSUPPORTED || e == HK_ERR_CURVE
@@ -419,8 +564,23 @@ static void hk_req_create(hk_service *svc, const hk_http_req *req,
 
 /* --- GET, list, reject ---------------------------------------------------- */
 
-/* The request if sub may see it: its requester (request scope) or the
- * key's owner (owner scope); HK_ERR_NOT_FOUND otherwise. */
+/* 1 if sub is one of the approvers the rules name for r's key (never its
+ * owner). */
+static int hk_req_approver(hk_service *svc, const hk_db_request *r,
+                           const char *sub)
+{
+    int yes;
+
+    pthread_mutex_lock(&svc->rulesmu);
+    yes = svc->rules != NULL && strcmp(sub, r->owner) != 0 &&
+          hk_rules_is_approver(svc->rules, r->kid, r->owner, sub);
+    pthread_mutex_unlock(&svc->rulesmu);
+    return yes;
+}
+
+/* The request if sub may see it: its requester (request scope), the
+ * key's owner (owner scope) or one of its approvers (approve scope);
+ * HK_ERR_NOT_FOUND otherwise. */
 static hk_err hk_req_visible(hk_service *svc, const unsigned char *rid,
                              const char *sub, unsigned scopes, hk_db_request *r)
 {
@@ -431,7 +591,8 @@ static hk_err hk_req_visible(hk_service *svc, const unsigned char *rid,
     pthread_mutex_unlock(&svc->dbmu);
     if (e == HK_OK &&
         !((scopes & HK_SCOPE_OWNER) && strcmp(r->owner, sub) == 0) &&
-        !((scopes & HK_SCOPE_REQUEST) && strcmp(r->requester, sub) == 0)) {
+        !((scopes & HK_SCOPE_REQUEST) && strcmp(r->requester, sub) == 0) &&
+        !((scopes & HK_SCOPE_APPROVE) && hk_req_approver(svc, r, sub))) {
         hk_db_request_clear(r);
         e = HK_ERR_NOT_FOUND;
     }
@@ -443,23 +604,54 @@ static void hk_req_list_answer(hk_service *svc, const hk_req_waiter *q,
                                hk_http_resp *resp, long *n_out)
 {
     hk_db_request *list = NULL;
+    size_t n = 0, i, j;
+    long shown = 0;
     json_t *arr;
-    size_t n = 0, i;
     hk_err e;
 
     pthread_mutex_lock(&svc->dbmu);
-    e = hk_db_request_list(svc->db, q->sub, q->state, q->after,
-                           q->has_after_rid ? q->after_rid : NULL,
+    e = hk_db_request_list(svc->db, q->sub, q->state, q->after, NULL,
                            HK_DB_REQ_LIST_MAX, &list, &n);
     pthread_mutex_unlock(&svc->dbmu);
-    *n_out = e == HK_OK ? (long)n : -1;
+    *n_out = -1;
     if (e != HK_OK)
         return hk_respond_err(resp, 500, "internal", hk_strerror(e));
     arr = json_array();
-    for (i = 0; i < n; i++)
+    for (i = 0; i < n; i++) {
+        for (j = 0; j < q->nseen; j++)
+            if (memcmp(q->seen[j], list[i].rid, HK_ID_LEN) == 0)
+                break;
+        if (j < q->nseen)
+            continue; /* shown already */
         json_array_append_new(arr, hk_req_view(&list[i]));
+        shown++;
+    }
+    *n_out = shown;
     hk_db_request_list_free(list, n);
     hk_respond(resp, 200, json_pack("{s:o}", "requests", arr));
+}
+
+/* seen=ID,ID,... (the caller's requests shown already) into q. */
+static int hk_req_seen(const char *query, hk_req_waiter *q)
+{
+    char val[HK_REQ_SEEN_MAX * 40], id[48];
+    const char *p = val, *c;
+    size_t n;
+
+    if (!hk_query_get(query, "seen", val, sizeof(val)))
+        return 1;
+    while (*p != 0) {
+        c = strchr(p, ',');
+        n = c != NULL ? (size_t)(c - p) : strlen(p);
+        if (n >= sizeof(id) || q->nseen == HK_REQ_SEEN_MAX)
+            return 0;
+        memcpy(id, p, n);
+        id[n] = 0;
+        if (!hk_req_parse_id(id, q->seen[q->nseen++]))
+            return 0;
+        p = c != NULL ? c + 1 : p + n;
+    }
+    return 1;
 }
 
 /* Parks a long poll that found nothing: hk_req_poll answers it when a
@@ -501,10 +693,17 @@ static void hk_req_list(hk_service *svc, const hk_http_req *req,
         (sscanf(val, "%lld", &after) != 1 || after < 0))
         return hk_respond_err(resp, 400, "bad_request",
                               "after must be a time in seconds");
-    if (hk_query_get(req->query, "after_id", val, sizeof(val)) &&
-        !(q.has_after_rid = hk_req_parse_id(val, q.after_rid)))
+    /* since=T: created at T or later (after=T: later than T) */
+    if (hk_query_get(req->query, "since", val, sizeof(val))) {
+        if (sscanf(val, "%lld", &after) != 1 || after < 1)
+            return hk_respond_err(resp, 400, "bad_request",
+                                  "since must be a time in seconds");
+        after -= 1;
+    }
+    if (!hk_req_seen(req->query, &q))
         return hk_respond_err(resp, 400, "bad_request",
-                              "after_id must be a request id");
+                              "seen must be up to 10 request ids, "
+                              "comma-separated");
     if (hk_query_get(req->query, "wait", val, sizeof(val)) &&
         (sscanf(val, "%lld", &wait) != 1 || wait < 0 || wait > HK_REQ_WAIT_MAX))
         return hk_respond_err(resp, 400, "bad_request",
@@ -598,6 +797,45 @@ static void hk_req_reject(hk_service *svc, const hk_http_req *req,
     hk_db_request_clear(&r);
 }
 
+/* POST /requests/{id}/approve: one of the key's approvers (scope
+ * "approve") agrees; the owner's co-sign waits for the quorum. */
+static void hk_req_approve(hk_service *svc, const unsigned char *rid,
+                           const char *sub, hk_http_resp *resp)
+{
+    char detail[96];
+    int need = 0;
+    hk_db_request r;
+    hk_err e;
+
+    if ((e = hk_req_visible(svc, rid, sub, HK_SCOPE_APPROVE, &r)) != HK_OK)
+        return hk_respond_err(resp, e == HK_ERR_NOT_FOUND ? 404 : 500,
+                              e == HK_ERR_NOT_FOUND ? "not_found" : "internal",
+                              e == HK_ERR_NOT_FOUND
+                                  ? "no such request, or you are not one of "
+                                    "its key's approvers"
+                                  : hk_strerror(e));
+    pthread_mutex_lock(&svc->rulesmu);
+    need =
+        svc->rules != NULL ? hk_rules_approvals(svc->rules, r.kid, r.owner) : 0;
+    pthread_mutex_unlock(&svc->rulesmu);
+    pthread_mutex_lock(&svc->dbmu);
+    e = hk_db_request_approve(svc->db, rid, sub, hk_now());
+    if (e == HK_OK) {
+        snprintf(detail, sizeof(detail), "approved by %.64s", sub);
+        hk_req_audit_as(svc, &r, sub, "approved", 0, detail);
+    }
+    pthread_mutex_unlock(&svc->dbmu);
+    hk_db_request_clear(&r);
+    if (e == HK_ERR_STATE)
+        return hk_respond_err(resp, 409, "not_pending",
+                              "the request is not pending any more");
+    if (e != HK_OK && e != HK_ERR_EXISTS)
+        return hk_respond_err(resp, 500, "internal", hk_strerror(e));
+    hk_respond(resp, 200,
+               json_pack("{s:s,s:b,s:i}", "approved_by", sub, "new", e == HK_OK,
+                         "needed", need));
+}
+
 void hk_ep_requests(hk_service *svc, const hk_http_req *req, hk_http_resp *resp)
 {
     char sub[HK_JWT_SUB_MAX + 1];
@@ -643,6 +881,12 @@ void hk_ep_requests(hk_service *svc, const hk_http_req *req, hk_http_resp *resp)
         return hk_respond_err(resp, 404, "not_found", "no such request");
     if (slash != NULL && post && strcmp(slash, "/reject") == 0)
         return hk_req_reject(svc, req, rid, sub, resp);
+    if (slash != NULL && post && strcmp(slash, "/approve") == 0)
+        return (scopes & HK_SCOPE_APPROVE)
+                   ? hk_req_approve(svc, rid, sub, resp)
+                   : hk_respond_err(resp, 403, "forbidden",
+                                    "approving needs a token with the "
+                                    "\"approve\" scope");
     if (slash != NULL || post)
         return hk_respond_err(resp, 404, "not_found", "no such endpoint");
     if ((e = hk_req_visible(svc, rid, sub, scopes, &r)) != HK_OK)
@@ -656,26 +900,36 @@ void hk_ep_requests(hk_service *svc, const hk_http_req *req, hk_http_resp *resp)
 
 /* --- signing a request ---------------------------------------------------- */
 
-hk_err hk_req_signable(hk_db *db, const char *sub, const unsigned char *kid,
-                       const unsigned char *rid, unsigned idx, int64_t now,
-                       const char **why)
+hk_err hk_req_signable(hk_service *svc, const char *sub,
+                       const unsigned char *kid, const unsigned char *rid,
+                       unsigned idx, int64_t now, char why[HK_REQ_WHY])
 {
+    hk_rule_refusal ref;
     hk_db_request r;
+    hk_db_key key;
     hk_err e;
 
-    *why = "no such request";
-    if ((e = hk_db_request_get(db, rid, &r)) != HK_OK)
+    snprintf(why, HK_REQ_WHY, "no such request");
+    if ((e = hk_db_request_get(svc->db, rid, &r)) != HK_OK)
         return e;
     if (strcmp(r.owner, sub) != 0)
         e = HK_ERR_NOT_FOUND;
     else if (memcmp(r.kid, kid, HK_ID_LEN) != 0)
-        e = HK_ERR_BINDING, *why = "the request is for another key";
+        e = HK_ERR_BINDING,
+        snprintf(why, HK_REQ_WHY, "the request is for another key");
     else if (r.state != HK_REQ_PENDING || r.expires <= now)
-        e = HK_ERR_STATE, *why = "the request is not pending any more";
+        e = HK_ERR_STATE,
+        snprintf(why, HK_REQ_WHY, "the request is not pending any more");
     else if (idx >= r.ndigests)
-        e = HK_ERR_ARG, *why = "the request has no digest of that index";
+        e = HK_ERR_ARG,
+        snprintf(why, HK_REQ_WHY, "the request has no digest of that index");
     else if (r.have[idx])
-        e = HK_ERR_EXISTS, *why = "that digest of the request is signed";
+        e = HK_ERR_EXISTS,
+        snprintf(why, HK_REQ_WHY, "that digest of the request is signed");
+    else if ((e = hk_db_key_get(svc->db, kid, &key)) == HK_OK &&
+             (e = hk_req_rules(svc, &r, key.pub.b, 1, &ref)) ==
+                 HK_ERR_FORBIDDEN)
+        snprintf(why, HK_REQ_WHY, "%s: %s", ref.code, ref.message);
     hk_db_request_clear(&r);
     return e;
 }
@@ -683,13 +937,13 @@ hk_err hk_req_signable(hk_db *db, const char *sub, const unsigned char *kid,
 hk_err hk_req_digest_check(hk_service *svc, const char *sub,
                            const unsigned char *kid, const unsigned char *rid,
                            unsigned idx, const unsigned char *dig, size_t dlen,
-                           const char **why)
+                           char why[HK_REQ_WHY])
 {
     hk_db_request r;
     hk_err e;
 
     pthread_mutex_lock(&svc->dbmu);
-    e = hk_req_signable(svc->db, sub, kid, rid, idx, hk_now(), why);
+    e = hk_req_signable(svc, sub, kid, rid, idx, hk_now(), why);
     if (e == HK_OK)
         e = hk_db_request_get(svc->db, rid, &r);
     pthread_mutex_unlock(&svc->dbmu);
@@ -697,8 +951,9 @@ hk_err hk_req_digest_check(hk_service *svc, const char *sub,
         return e;
     /* the digest the server computed, never the client's own */
     if (dlen != r.dlen || memcmp(r.digests + idx * r.dlen, dig, dlen) != 0) {
-        *why = "a sign under a request signs the digest the server "
-               "computed from it, not this one";
+        snprintf(why, HK_REQ_WHY,
+                 "a sign under a request signs the digest the server "
+                 "computed from it, not this one");
         e = HK_ERR_FORBIDDEN;
     }
     hk_db_request_clear(&r);

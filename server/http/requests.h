@@ -16,12 +16,14 @@ void hk_ep_requests(hk_service *svc, const hk_http_req *req,
 json_t *hk_req_view(const hk_db_request *r);
 /* HK_OK if sub may co-sign digest idx of request rid with key kid now:
  * its owner, the same key, pending and unexpired, idx in range and not
- * signed yet; why a refusal's reason otherwise. The caller holds the
- * database. */
-HK_WUR hk_err hk_req_signable(hk_db *db, const char *sub,
+ * signed yet, the policy file's rules (again) and its approvals quorum
+ * (HK_ERR_FORBIDDEN); why a refusal's reason otherwise. The caller holds
+ * svc->dbmu. */
+#define HK_REQ_WHY 224 /* bytes of a refusal's reason */
+HK_WUR hk_err hk_req_signable(hk_service *svc, const char *sub,
                               const unsigned char *kid,
                               const unsigned char *rid, unsigned idx,
-                              int64_t now, const char **why);
+                              int64_t now, char why[HK_REQ_WHY]);
 /* At sign.1 of a session bound to (rid, idx): the request is still
  * signable and dig is exactly the digest the server computed for idx
  * (HK_ERR_FORBIDDEN otherwise, with why). Takes the database lock. */
@@ -29,7 +31,7 @@ HK_WUR hk_err hk_req_digest_check(hk_service *svc, const char *sub,
                                   const unsigned char *kid,
                                   const unsigned char *rid, unsigned idx,
                                   const unsigned char *dig, size_t dlen,
-                                  const char **why);
+                                  char why[HK_REQ_WHY]);
 /* Records the verified signature of digest idx; the last one makes the
  * result and moves the request to signed (audited). Takes the lock. */
 void hk_req_record(hk_service *svc, const char *sub, const unsigned char *rid,

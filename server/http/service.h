@@ -41,6 +41,10 @@ void hk_service_stop(hk_service *svc, int now);
  * needs no restart): the new ring is loaded and must open the stored
  * setup, else nothing changes and why[256] says why. Other settings of
  * `fresh` are ignored until a restart. */
+/* Reads fresh->policy_file again (server/policy/rules.h); on an error
+ * (why[256]: file and line) the rules in force stay. */
+HK_WUR hk_err hk_service_reload_rules(hk_service *svc,
+                                      const hk_srv_config *fresh, char *why);
 HK_WUR hk_err hk_service_reload_seal(hk_service *svc,
                                      const hk_srv_config *fresh, char *why);
 /* Opens the configured database (db: SQLite, db_url: PostgreSQL). */

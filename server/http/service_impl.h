@@ -15,6 +15,7 @@
 #include "server/store/db.h"
 #include "server/policy/metrics.h"
 #include "server/policy/policy.h"
+#include "server/policy/rules.h"
 #include "server/seal/seal.h"
 #include "server/http/bodies.h"
 #include "server/http/service.h"
@@ -30,6 +31,7 @@ typedef struct hk_rsess hk_rsess;
 #define HK_RN_PER_KEY 2 /* per Paillier modulus (per share) */
 #define HK_RN_KEYS 64   /* moduli kept, least recently used out */
 typedef struct hk_rn_pool hk_rn_pool;
+#define HK_REQ_SEEN_MAX 10 /* ids in GET /requests?seen= */
 /* A long poll of GET /requests waiting for a new request (requests.c):
  * service thread only. */
 typedef struct hk_req_waiter {
@@ -38,8 +40,9 @@ typedef struct hk_req_waiter {
     char sub[HK_JWT_SUB_MAX + 1];
     hk_db_req_state state;
     int64_t after, deadline;
-    int has_after_rid; /* the cursor's id (after_id=) */
-    unsigned char after_rid[HK_ID_LEN];
+    /* ids the caller has shown already (seen=): left out of the answer */
+    unsigned char seen[HK_REQ_SEEN_MAX][HK_ID_LEN];
+    size_t nseen;
 } hk_req_waiter;
 /* Request callbacks' delivery state (callbacks.c). */
 typedef struct hk_cb hk_cb;
@@ -96,6 +99,9 @@ struct hk_service {
     hk_cb *cb;              /* NULL: callbacks off */
     hk_req_waiter *waiters; /* long polls, service thread only */
     int nwaiters;
+    /* the policy file's rules (NULL: none), swapped by a reload */
+    pthread_mutex_t rulesmu;
+    hk_rules *rules;
 };
 
 /* A client sends one message and waits for the answer (every protocol

@@ -596,15 +596,15 @@ static void hk_sign_rn(hk_rsess *s, int wait)
 static hk_err hk_request_digest(hk_rsess *s, char where[160])
 {
     const unsigned char *dig;
-    const char *why = "";
+    char why[HK_REQ_WHY] = "";
     size_t dlen;
     hk_err e;
 
     if ((e = hk_sign_digest(s->sg, &dig, &dlen)) == HK_OK)
         e = hk_req_digest_check(s->svc, s->sub, s->kid, s->rid, s->ridx, dig,
-                                dlen, &why);
+                                dlen, why);
     if (e != HK_OK) {
-        snprintf(where, 160, "sign.1 under a request: %s", why);
+        snprintf(where, 160, "sign.1 under a request: %.120s", why);
         if (e == HK_ERR_FORBIDDEN)
             hk_metrics_refusal(s->svc->metrics, "digest_refused");
     }
@@ -771,7 +771,7 @@ done:
 
 static void hk_channel_open(hk_rsess *s, const hk_rmsg *m)
 {
-    const char *rwhy = "";
+    char rwhy[HK_REQ_WHY] = "";
     hk_service *svc = s->svc;
     unsigned char old[HK_ID_LEN];
     char sh[2 * HK_ID_LEN + 1], kh[2 * HK_ID_LEN + 1], buf[160];
@@ -792,10 +792,10 @@ static void hk_channel_open(hk_rsess *s, const hk_rmsg *m)
     pthread_mutex_lock(&svc->dbmu);
     e = hk_db_key_get_owned(svc->db, s->kid, s->sub, &key);
     if (e == HK_OK && s->has_rid &&
-        (e = hk_req_signable(svc->db, s->sub, s->kid, s->rid, s->ridx, hk_now(),
-                             &rwhy)) != HK_OK) {
+        (e = hk_req_signable(svc, s->sub, s->kid, s->rid, s->ridx, hk_now(),
+                             rwhy)) != HK_OK) {
         pthread_mutex_unlock(&svc->dbmu);
-        snprintf(buf, sizeof(buf), "open: %s", rwhy);
+        snprintf(buf, sizeof(buf), "open: %.140s", rwhy);
         return hk_fail(s, e, buf);
     }
     if (e == HK_OK)

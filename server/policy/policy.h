@@ -31,8 +31,11 @@ typedef struct {
 /* The reason codes, in a fixed order (metrics). */
 #define HK_REFUSAL_CODES                                                       \
     "rate_limited", "key_hour_limit", "key_day_limit", "curve_not_allowed",    \
-        "key_disabled", "digest_refused", "draining"
-#define HK_REFUSAL_NCODES 7
+        "key_disabled", "digest_refused", "draining", "kind_not_allowed",      \
+        "network_not_allowed", "amount_over_limit", "daily_limit",             \
+        "destination_not_allowed", "fee_over_limit", "needs_approvals",        \
+        "bad_transaction"
+#define HK_REFUSAL_NCODES 15
 
 /* Admission of a session of op for sub: key is the (owned) key of a sign
  * or refresh, NULL for a keygen of `curve`. On HK_OK the decision

@@ -643,6 +643,28 @@ hk_err hk_db_session_bind_request(hk_db *db, const unsigned char *sid,
     return db->ops->session_bind_request(db, sid, rid, idx);
 }
 
+hk_err hk_db_request_approve(hk_db *db, const unsigned char *rid,
+                             const char *approver, int64_t now)
+{
+    if (db == NULL || rid == NULL || !hk_db_text_ok(approver, HK_SUB_MAX) ||
+        now < 0)
+        return HK_ERR_ARG;
+    db->err[0] = '\0';
+    return db->ops->request_approve(db, rid, approver, now);
+}
+
+hk_err hk_db_request_approvers(hk_db *db, const unsigned char *rid,
+                               char (*subs)[HK_SUB_MAX + 1], size_t max,
+                               size_t *n)
+{
+    if (n != NULL)
+        *n = 0;
+    if (db == NULL || rid == NULL || subs == NULL || n == NULL || max < 1)
+        return HK_ERR_ARG;
+    db->err[0] = '\0';
+    return db->ops->request_approvers(db, rid, subs, max, n);
+}
+
 hk_err hk_db_callback_claim(hk_db *db, int64_t now, int64_t lease, size_t max,
                             hk_db_request **out, size_t *n)
 {

@@ -464,6 +464,15 @@ HK_WUR hk_err hk_db_callback_claim(hk_db *db, int64_t now, int64_t lease,
 HK_WUR hk_err hk_db_callback_result(hk_db *db, const unsigned char *rid, int ok,
                                     int64_t next, int max_attempts,
                                     int64_t *attempts);
+/* Records approver's approval of a pending request (once per approver:
+ * HK_ERR_EXISTS again; HK_ERR_STATE if it is not pending). */
+HK_WUR hk_err hk_db_request_approve(hk_db *db, const unsigned char *rid,
+                                    const char *approver, int64_t now);
+/* The subjects that approved rid, in the order they did, into
+ * subs[max][HK_SUB_MAX + 1]; *n how many (at most max). */
+HK_WUR hk_err hk_db_request_approvers(hk_db *db, const unsigned char *rid,
+                                      char (*subs)[HK_SUB_MAX + 1], size_t max,
+                                      size_t *n);
 /* Binds a sign session (open, not yet claimed) to digest idx of rid. */
 HK_WUR hk_err hk_db_session_bind_request(hk_db *db, const unsigned char *sid,
                                          const unsigned char *rid,

@@ -224,6 +224,11 @@ typedef struct {
                             size_t *n);
     hk_err (*session_bind_request)(hk_db *db, const unsigned char *sid,
                                    const unsigned char *rid, unsigned idx);
+    hk_err (*request_approve)(hk_db *db, const unsigned char *rid,
+                              const char *approver, int64_t now);
+    hk_err (*request_approvers)(hk_db *db, const unsigned char *rid,
+                                char (*subs)[HK_SUB_MAX + 1], size_t max,
+                                size_t *n);
     hk_err (*callback_claim)(hk_db *db, int64_t now, int64_t lease, size_t max,
                              hk_db_request **out, size_t *n);
     hk_err (*callback_result)(hk_db *db, const unsigned char *rid, int ok,

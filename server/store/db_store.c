@@ -1258,6 +1258,63 @@ static hk_err hk_st_session_bind_request(hk_db *db, const unsigned char *sid,
                          &p);
 }
 
+static hk_err hk_st_request_approve(hk_db *db, const unsigned char *rid,
+                                    const char *approver, int64_t now)
+{
+    hk_dbp q = {0}, ins = {0};
+    int64_t ok = 0;
+    int changes = 0;
+    hk_err e;
+
+    hk_dbp_blob(&q, rid, HK_ID_LEN);
+    hk_dbp_int(&q, now);
+    hk_dbp_blob(&ins, rid, HK_ID_LEN);
+    hk_dbp_text(&ins, approver);
+    hk_dbp_int(&ins, now);
+    if ((e = hk_sql_begin(db)) != HK_OK)
+        return e;
+    e = hk_sql_int(db,
+                   "SELECT CASE WHEN state = 'pending' AND expires > ?2 THEN 1 "
+                   "ELSE 0 END FROM requests WHERE rid = ?1{FOR_UPDATE}",
+                   &q, &ok);
+    if (e == HK_OK && !ok)
+        e = HK_ERR_STATE;
+    if (e == HK_OK)
+        e = hk_sql_run(db,
+                       "INSERT INTO request_approvals (rid, approver, created) "
+                       "VALUES (?1, ?2, ?3) ON CONFLICT (rid, approver) DO "
+                       "NOTHING",
+                       &ins, &changes);
+    if (e == HK_OK && changes == 0)
+        e = HK_ERR_EXISTS;
+    return hk_sql_end(db, e);
+}
+
+static hk_err hk_st_request_approvers(hk_db *db, const unsigned char *rid,
+                                      char (*subs)[HK_SUB_MAX + 1], size_t max,
+                                      size_t *n)
+{
+    hk_sql_cur c;
+    hk_dbp p = {0};
+    int row = 1;
+    hk_err e;
+
+    hk_dbp_blob(&p, rid, HK_ID_LEN);
+    if ((e = hk_sql_query(db,
+                          "SELECT approver FROM request_approvals WHERE rid = "
+                          "?1 ORDER BY created, approver",
+                          &p, &c)) != HK_OK)
+        goto done;
+    while (*n < max && (e = hk_sql_next(&c, &row)) == HK_OK && row) {
+        if ((e = hk_col_text(&c, 0, subs[*n], HK_SUB_MAX)) != HK_OK)
+            break;
+        (*n)++;
+    }
+done:
+    hk_sql_done(&c);
+    return e;
+}
+
 /* rid and callback_url of a claimed callback. */
 static hk_err hk_read_callback(const hk_sql_cur *c, hk_db_request *r)
 {
@@ -1376,6 +1433,8 @@ const hk_db_ops hk_store_ops = {
     hk_st_request_finish,
     hk_st_request_sweep,
     hk_st_session_bind_request,
+    hk_st_request_approve,
+    hk_st_request_approvers,
     hk_st_callback_claim,
     hk_st_callback_result,
 };

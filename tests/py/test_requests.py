@@ -551,3 +551,195 @@ def test_callback_urls_checked_at_request_time(make_server, make_token,
         st, body = post_request(srv2, shop2, key_id=kid2, kind="digest",
                                 payload=d, callback_url=url)
         assert st == 400 and why in body["message"], (url, body)
+
+
+# --- the policy file ---------------------------------------------------------
+
+
+def reload(srv, n_before):
+    """SIGHUP and wait for the reload's log line (the n_before+1-th)."""
+    import signal as sig
+    srv.proc.send_signal(sig.SIGHUP)
+    deadline = time.monotonic() + 10
+    while srv.log_text().count("what=policy_file") + \
+            srv.log_text().count("event=reload_refused") <= n_before:
+        assert time.monotonic() < deadline, srv.log_text()[-2000:]
+        time.sleep(0.1)
+
+
+def reloads(srv):
+    return srv.log_text().count("what=policy_file") + \
+        srv.log_text().count("event=reload_refused")
+
+
+def test_rules_at_request_time_and_again_at_sign_time(make_server, make_token,
+                                                      tmp_path):
+    pol = tmp_path / "policy.conf"
+    pol.write_text("# requests may not be raw digests\n[default]\n"
+                   "kinds = btc, eth\n")
+    srv = make_server(requesters="shop=alice", policy_file=pol)
+    tok = make_token(srv, "alice")
+    shop = srv.token("shop", scope="request")
+    kid = tok.keygen("secp256k1", "btc")
+    pub = compressed(pub_point(tok, "btc"))
+    st, body = post_request(srv, shop, key_id=kid, kind="digest",
+                            payload=hashlib.sha256(b"x").hexdigest())
+    assert st == 403 and body["error"] == "kind_not_allowed", body
+    assert "raw digests are not allowed" in body["message"]
+    raw, ins, outs, amounts, mine = psbt_for(pub, random.Random(11))
+    moved = sum(a for a, _ in outs)
+    psbt64 = base64.b64encode(raw).decode()
+    pol.write_text(f"[default]\nkinds = btc, eth\n[key {kid}]\n"
+                   f"btc_networks = regtest\nbtc_max_amount = {moved - 1}\n")
+    reload(srv, reloads(srv))
+    st, body = post_request(srv, shop, key_id=kid, kind="btc-psbt",
+                            payload=psbt64, network="regtest")
+    assert st == 403 and body["error"] == "amount_over_limit", body
+    st, body = post_request(srv, shop, key_id=kid, kind="btc-psbt",
+                            payload=psbt64, network="testnet")
+    assert st == 403 and body["error"] == "network_not_allowed", body
+    pol.write_text(f"[key {kid}]\nbtc_max_amount = {moved}\n"
+                   f"btc_max_amount_24h = {moved + moved // 2}\n")
+    reload(srv, reloads(srv))
+    rid = post_request(srv, shop, key_id=kid, kind="btc-psbt",
+                       payload=psbt64, network="regtest")[1]["request_id"]
+    # the rules hold again when the owner signs
+    pol.write_text(f"[key {kid}]\nbtc_max_amount = {moved - 1}\n")
+    reload(srv, reloads(srv))
+    p = tok.run("approve", rid, check=False)
+    assert p.returncode != 0 and "amount_over_limit" in p.stderr, p.stderr
+    pol.write_text(f"[key {kid}]\nbtc_max_amount = {moved}\n"
+                   f"btc_max_amount_24h = {moved + moved // 2}\n")
+    reload(srv, reloads(srv))
+    tok.run("approve", rid)
+    assert get_request(srv, shop, rid)[1]["state"] == "signed"
+    # the same again within 24 hours: over the daily limit
+    st, body = post_request(srv, shop, key_id=kid, kind="btc-psbt",
+                            payload=psbt64, network="regtest")
+    assert st == 403 and body["error"] == "daily_limit", body
+    refused = [r for r in srv.audit()
+               if r["event"] == "request" and r["outcome"] == "refused"]
+    assert len(refused) == 4
+    metrics = srv.request("GET", "/metrics")[1]
+    assert 'halfkey_policy_refusals_total{reason="daily_limit"} 1' in metrics
+
+
+def eth_tx(to, value, chain=11155111):
+    fields = [chain, 1, 10**9, 2 * 10**9, 21000, to, value, b"", []]
+    return "0x" + (b"\x02" + wallet.rlp(fields)).hex()
+
+
+def test_eth_destination_chain_and_fee_rules(make_server, make_token,
+                                             tmp_path):
+    pol = tmp_path / "policy.conf"
+    good = bytes.fromhex("d8da6bf26964af9d7eed9e03e53415d37aa96045")
+    pol.write_text("[subject alice]\neth_chain_ids = 11155111\n"
+                   "allow_to = 0xD8dA6BF26964aF9D7eEd9e03E53415D37aA96045\n"
+                   "eth_max_value = 1000\neth_max_fee = 42000000000000\n")
+    srv = make_server(requesters="shop=alice", policy_file=pol)
+    tok = make_token(srv, "alice")
+    shop = srv.token("shop", scope="request")
+    kid = tok.keygen("secp256k1", "eth")
+    cases = [(eth_tx(b"\x11" * 20, 5), "destination_not_allowed"),
+             (eth_tx(good, 5, chain=1), "network_not_allowed"),
+             (eth_tx(good, 1001), "amount_over_limit"),
+             (eth_tx(b"", 5), "destination_not_allowed")]
+    for payload, code in cases:
+        st, body = post_request(srv, shop, key_id=kid, kind="eth-tx",
+                                payload=payload)
+        assert st == 403 and body["error"] == code, (code, body)
+    st, body = post_request(srv, shop, key_id=kid, kind="eth-tx",
+                            payload=eth_tx(good, 1000))
+    assert st == 201, body
+    pol.write_text("[subject alice]\neth_max_fee = 41999999999999\n")
+    reload(srv, reloads(srv))
+    st, body = post_request(srv, shop, key_id=kid, kind="eth-tx",
+                            payload=eth_tx(good, 1000))
+    assert st == 403 and body["error"] == "fee_over_limit", body
+
+
+def test_quorum_of_two_approvers(make_server, make_token, tmp_path):
+    pol = tmp_path / "policy.conf"
+    srv = make_server(requesters="shop=alice", policy_file=pol.with_name(
+        "empty.conf"), start=False)
+    pol.with_name("empty.conf").write_text("")
+    srv.start()
+    tok = make_token(srv, "alice")
+    kid = tok.keygen("p256", "k")
+    pol.write_text(f"[key {kid}]\napprovals = 2\napprovers = bob, carol\n")
+    srv.set_conf(policy_file=pol)
+    reload(srv, reloads(srv))
+    shop = srv.token("shop", scope="request")
+    d = hashlib.sha256(b"quorum").digest()
+    rid = post_request(srv, shop, key_id=kid, kind="digest",
+                       payload=d.hex())[1]["request_id"]
+    p = tok.run("approve", rid, check=False)
+    assert p.returncode != 0 and "0 of the 2 approvals" in p.stderr, p.stderr
+
+    def approve(who):
+        return srv.request("POST", f"/requests/{rid}/approve", {},
+                           token=srv.token(who, scope="approve"))
+
+    assert approve("mallory")[0] == 404  # not an approver of this key
+    assert srv.request("POST", f"/requests/{rid}/approve", {},
+                       token=srv.token("bob"))[0] == 403  # no approve scope
+    st, body = approve("bob")
+    assert st == 200 and body["new"] and body["needed"] == 2, body
+    assert approve("bob")[1]["new"] is False  # once per approver
+    assert get_request(srv, srv.token("carol", scope="approve"),
+                       rid)[0] == 200  # approvers may read it
+    p = tok.run("approve", rid, check=False)
+    assert p.returncode != 0 and "1 of the 2 approvals" in p.stderr, p.stderr
+    assert approve("carol")[0] == 200
+    tok.run("approve", rid)
+    st, done = get_request(srv, shop, rid)
+    assert done["state"] == "signed"
+    sig = bytes.fromhex(done["result"])
+    der = utils.encode_dss_signature(int.from_bytes(sig[:32], "big"),
+                                     int.from_bytes(sig[32:], "big"))
+    pub_point(tok, "k").verify(der, d,
+                               ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+    outcomes = audit_request(srv, rid)
+    assert outcomes == ["created", "approved", "approved", "signed"]
+
+
+@pytest.mark.parametrize("text,line,why", [
+    ("kinds = btc\n", 1, "before any section"),
+    ("[default]\nkinds = btc, doge\n", 2, "malformed value"),
+    ("[default]\nkinds = btc\nkinds = eth\n", 3, "twice"),
+    ("[default]\n[default]\n", 2, "section given twice"),
+    ("[default]\nbtc_max_amount = -5\n", 2, "malformed value"),
+    ("[default]\nfoo = 1\n", 2, "unknown field"),
+    ("[key 12]\n", 1, "malformed section"),
+    ("[default]\neth_max_value = " + "9" * 79 + "\n", 2, "malformed value"),
+])
+def test_policy_file_errors_name_file_and_line(make_server, tmp_path, text,
+                                               line, why, db_backend):
+    if db_backend != "sqlite":
+        pytest.skip("the file's parser is the same on both back ends")
+    pol = tmp_path / "bad.conf"
+    pol.write_text(text)
+    srv = make_server(policy_file=pol, start=False)
+    p = subprocess.run([str(srv.bin), "run", "--config", str(srv.conf)],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0
+    err = p.stderr + p.stdout
+    assert f"{pol}:{line}: " in err and why in err, err
+
+
+def test_a_bad_reload_keeps_the_rules_in_force(make_server, make_token,
+                                               tmp_path, db_backend):
+    if db_backend != "sqlite":
+        pytest.skip("the reload is the same on both back ends")
+    pol = tmp_path / "policy.conf"
+    pol.write_text("[default]\nkinds = eth\n")
+    srv = make_server(requesters="shop=alice", policy_file=pol)
+    tok = make_token(srv, "alice")
+    kid = tok.keygen("p256", "k")
+    pol.write_text("[default]\nkinds = nonsense\n")
+    reload(srv, reloads(srv))
+    assert "event=reload_refused" in srv.log_text()
+    st, body = post_request(srv, srv.token("shop", scope="request"),
+                            key_id=kid, kind="digest",
+                            payload=hashlib.sha256(b"x").hexdigest())
+    assert st == 403 and body["error"] == "kind_not_allowed", body

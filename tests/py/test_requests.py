@@ -743,3 +743,14 @@ def test_a_bad_reload_keeps_the_rules_in_force(make_server, make_token,
                             key_id=kid, kind="digest",
                             payload=hashlib.sha256(b"x").hexdigest())
     assert st == 403 and body["error"] == "kind_not_allowed", body
+
+
+def test_example_runs(db_backend):
+    """examples/requests/run.sh end to end (its own server on 127.0.0.1)."""
+    if db_backend != "sqlite":
+        pytest.skip("the example runs its own SQLite server")
+    p = subprocess.run([str(ROOT / "examples" / "requests" / "run.sh")],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    assert p.stdout.rstrip().endswith("== ok")
+    assert ": signed" in p.stdout

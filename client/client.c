@@ -1034,9 +1034,12 @@ static hk_err hk_channel_share(hk_client *c, hk_channel *ch, const char *label,
     return HK_OK;
 }
 
-/* Opens a sign session on the channel; the share loads meanwhile. */
+/* Opens a sign session on the channel (the open message's fields and
+ * those of `extra`, NULL or an object it takes); the share loads
+ * meanwhile. */
 static hk_err hk_channel_session(hk_client *c, hk_channel *ch,
-                                 const char *label, const hk_share **share,
+                                 const char *label, json_t *extra,
+                                 const hk_share **share,
                                  unsigned char sid[HK_ID_LEN])
 {
     unsigned char kid[HK_ID_LEN], *in = NULL;
@@ -1047,14 +1050,18 @@ static hk_err hk_channel_session(hk_client *c, hk_channel *ch,
     json_t *o;
     hk_err e;
 
-    if ((e = hk_ks_key_info(c->ks, label, &info)) != HK_OK)
+    if ((e = hk_ks_key_info(c->ks, label, &info)) != HK_OK ||
+        (info.locked && (e = hk_client_locked(c, &info)) != HK_OK)) {
+        json_decref(extra);
         return e;
-    if (info.locked)
-        return hk_client_locked(c, &info);
+    }
     hk_hex(info.kid, HK_ID_LEN, kh);
-    o = json_pack("{s:i,s:s,s:s,s:s}", "v", 1, "t", "open", "op", "sign",
-                  "key_id", kh);
-    req = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+    o = extra != NULL ? extra : json_object();
+    json_object_set_new(o, "v", json_integer(1));
+    json_object_set_new(o, "t", json_string("open"));
+    json_object_set_new(o, "op", json_string("sign"));
+    json_object_set_new(o, "key_id", json_string(kh));
+    req = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     if (req == NULL)
         return HK_ERR_NOMEM;
@@ -1075,15 +1082,22 @@ static hk_err hk_channel_session(hk_client *c, hk_channel *ch,
         hk_unhex(k, strlen(k), kid, HK_ID_LEN) &&
         memcmp(kid, info.kid, HK_ID_LEN) == 0)
         e = HK_OK;
-    else if (json_integer_value(json_object_get(o, "code")) > 0)
+    else if (json_integer_value(json_object_get(o, "code")) > 0) {
         e = (hk_err)json_integer_value(json_object_get(o, "code"));
+        if (json_is_string(json_object_get(o, "message")))
+            snprintf(c->last_error, sizeof(c->last_error), "server: %s",
+                     json_string_value(json_object_get(o, "message")));
+    }
     json_decref(o);
     return e;
 }
 
-hk_err hk_client_channel_sign(hk_client *c, hk_channel *ch, const char *label,
-                              const unsigned char *dig, size_t dlen,
-                              unsigned char sig[HK_SIG_LEN])
+/* A sign on the channel whose open message carries `extra` (NULL, or
+ * taken). */
+static hk_err hk_channel_sign_with(hk_client *c, hk_channel *ch,
+                                   const char *label, json_t *extra,
+                                   const unsigned char *dig, size_t dlen,
+                                   unsigned char sig[HK_SIG_LEN])
 {
     unsigned char sid[HK_ID_LEN];
     hk_ks_hold *hold = NULL;
@@ -1091,11 +1105,11 @@ hk_err hk_client_channel_sign(hk_client *c, hk_channel *ch, const char *label,
     hk_sign *sg = NULL;
     hk_err e;
 
-    if (c == NULL || ch == NULL || label == NULL || dig == NULL ||
-        sig == NULL || dlen < 1 || dlen > HK_DIGEST_MAX)
-        return HK_ERR_ARG;
-    if ((e = hk_ks_key_acquire(c->ks, label, &hold)) != HK_OK ||
-        (e = hk_channel_session(c, ch, label, &share, sid)) != HK_OK ||
+    if ((e = hk_ks_key_acquire(c->ks, label, &hold)) != HK_OK) {
+        json_decref(extra);
+        goto done;
+    }
+    if ((e = hk_channel_session(c, ch, label, extra, &share, sid)) != HK_OK ||
         (e = hk_sign_p1_new(share, sid, dig, dlen, &sg)) != HK_OK ||
         (e = hk_client_sign_run(c, label, hold, sg, ch->ws)) != HK_OK)
         goto done;
@@ -1108,6 +1122,31 @@ done:
     }
     hk_ks_key_release(hold);
     return e;
+}
+
+hk_err hk_client_channel_sign(hk_client *c, hk_channel *ch, const char *label,
+                              const unsigned char *dig, size_t dlen,
+                              unsigned char sig[HK_SIG_LEN])
+{
+    if (c == NULL || ch == NULL || label == NULL || dig == NULL ||
+        sig == NULL || dlen < 1 || dlen > HK_DIGEST_MAX)
+        return HK_ERR_ARG;
+    return hk_channel_sign_with(c, ch, label, NULL, dig, dlen, sig);
+}
+
+hk_err hk_client_channel_sign_request(hk_client *c, hk_channel *ch,
+                                      const char *label, const char *request_id,
+                                      unsigned index, const unsigned char *dig,
+                                      size_t dlen,
+                                      unsigned char sig[HK_SIG_LEN])
+{
+    if (c == NULL || ch == NULL || label == NULL || request_id == NULL ||
+        dig == NULL || sig == NULL || dlen < 1 || dlen > HK_DIGEST_MAX)
+        return HK_ERR_ARG;
+    return hk_channel_sign_with(c, ch, label,
+                                json_pack("{s:s,s:I}", "request_id", request_id,
+                                          "index", (json_int_t)index),
+                                dig, dlen, sig);
 }
 
 hk_err hk_client_get(hk_client *c, const char *path, int auth, int *http_status,

@@ -134,6 +134,11 @@ HK_WUR hk_err hk_client_channel_sign(hk_client *c, hk_channel *ch,
                                      const char *label,
                                      const unsigned char *dig, size_t dlen,
                                      unsigned char sig[HK_SIG_LEN]);
+/* As hk_client_sign_request, over the channel. */
+HK_WUR hk_err hk_client_channel_sign_request(
+    hk_client *c, hk_channel *ch, const char *label, const char *request_id,
+    unsigned index, const unsigned char *dig, size_t dlen,
+    unsigned char sig[HK_SIG_LEN]);
 void hk_client_channel_close(hk_channel *ch);
 
 /* GET /status; *body: malloc'd JSON. */

@@ -397,15 +397,19 @@ hk_err hk_requests_list(hk_client *c, int json, int watch, FILE *out)
     return HK_OK;
 }
 
-/* Signs every digest of the request not signed yet. */
+/* Signs every digest of the request not signed yet, over one kept-open
+ * connection (a session per digest, each bound to the request). */
 static hk_err hk_approve_sign(hk_client *c, const hk_lreq *l)
 {
     json_t *digs = json_object_get(l->req, "digests");
     json_t *sigs = json_object_get(l->req, "signatures");
     unsigned char d[HK_TX_DIGEST_MAX], sig[HK_SIG_LEN];
+    hk_channel *ch = NULL;
     size_t i, len;
-    hk_err e = HK_OK;
+    hk_err e;
 
+    if ((e = hk_client_channel_open(c, &ch)) != HK_OK)
+        return e;
     for (i = 0; i < json_array_size(digs) && e == HK_OK; i++) {
         const char *h = json_string_value(json_array_get(digs, i));
 
@@ -413,10 +417,12 @@ static hk_err hk_approve_sign(hk_client *c, const hk_lreq *l)
             continue; /* signed in an earlier run */
         len = h != NULL ? strlen(h) / 2 : 0;
         if (len == 0 || len > sizeof(d) || !hk_unhex(h, strlen(h), d, len))
-            return HK_ERR_DECODE;
-        e = hk_client_sign_request(c, l->label, l->id, (unsigned)i, d, len,
-                                   sig);
+            e = HK_ERR_DECODE;
+        else
+            e = hk_client_channel_sign_request(c, ch, l->label, l->id,
+                                               (unsigned)i, d, len, sig);
     }
+    hk_client_channel_close(ch);
     return e;
 }
 

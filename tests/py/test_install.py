@@ -214,3 +214,29 @@ def test_sign_with_the_staged_install(stage, tmp_path):
         assert p.returncode == 0, p.stdout
     finally:
         assert srv.stop() == 0
+
+
+def test_sqlite_only_build_without_libpq(tmp_path):
+    """-Dpostgresql=disabled (and -Dtpm=disabled): halfkeyd builds without
+    libpq, serves SQLite, and refuses db_url saying why."""
+    bdir = tmp_path / "build-sqlite"
+    subprocess.run(["meson", "setup", str(bdir), "-Dpostgresql=disabled",
+                    "-Dtpm=disabled"], cwd=ROOT, check=True,
+                   capture_output=True, timeout=300)
+    subprocess.run(["ninja", "-C", str(bdir), "-j", "2", "server/halfkeyd"],
+                   check=True, capture_output=True, timeout=900)
+    halfkeyd = bdir / "server" / "halfkeyd"
+    deps = subprocess.run(["ldd", str(halfkeyd)], capture_output=True,
+                          text=True).stdout
+    assert "libpq" not in deps, deps
+    srvdir = tmp_path / "srv"
+    subprocess.run([str(halfkeyd), "init", str(srvdir), "--port", "0"],
+                   check=True, capture_output=True, timeout=300)
+    conf = srvdir / "halfkeyd.conf"
+    text = re.sub(r"^db = .*$", "db_url = host=127.0.0.1 dbname=x",
+                  conf.read_text(), flags=re.M)
+    conf.write_text(text)
+    p = subprocess.run([str(halfkeyd), "run", "--config", str(conf)],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0
+    assert "built without PostgreSQL support" in p.stderr, p.stderr

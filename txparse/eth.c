@@ -502,3 +502,17 @@ void hk_u256_dec(const unsigned char be[32], char out[HK_U256_DEC])
         out[i] = rev[n - 1 - i];
     out[n] = 0;
 }
+
+int hk_u256_add(const unsigned char a[32], const unsigned char b[32],
+                unsigned char sum[32])
+{
+    unsigned carry = 0, t;
+    int i;
+
+    for (i = 31; i >= 0; i--) {
+        t = (unsigned)a[i] + b[i] + carry;
+        sum[i] = (unsigned char)t;
+        carry = t >> 8;
+    }
+    return carry == 0;
+}

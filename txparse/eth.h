@@ -80,6 +80,10 @@ hk_err hk_eth_address(const unsigned char *pub, size_t pub_len,
 void hk_eth_address_str(const unsigned char addr[HK_ETH_ADDR_LEN],
                         char out[HK_ETH_ADDR_STR]);
 
+/* sum = a + b, 256-bit big-endian (sum may be a or b); 0 on overflow
+ * (sum then holds the low 256 bits). */
+int hk_u256_add(const unsigned char a[32], const unsigned char b[32],
+                unsigned char sum[32]);
 /* Decimal of a 256-bit big-endian integer ("0" for zero). */
 void hk_u256_dec(const unsigned char be[32], char out[HK_U256_DEC]);
 

@@ -7,7 +7,7 @@
 #include "common/hex.h"
 #include "txparse/render.h"
 
-static json_t *jhex(const unsigned char *b, size_t n)
+json_t *hk_tx_json_hex(const unsigned char *b, size_t n)
 {
     char *s = malloc(2 * n + 1);
     json_t *j;
@@ -28,7 +28,7 @@ static json_t *jtxid(const unsigned char id[32])
 
     for (i = 0; i < 32; i++)
         r[i] = id[31 - i];
-    return jhex(r, 32);
+    return hk_tx_json_hex(r, 32);
 }
 
 static json_t *ju64(uint64_t v)
@@ -70,9 +70,9 @@ json_t *hk_psbt_json(const hk_psbt *ps)
         json_object_set_new(o, "p2wpkh", json_boolean(in->p2wpkh));
         json_object_set_new(o, "sighash_type", ju64(in->sighash_type));
         if (in->has_sighash)
-            json_object_set_new(o, "sighash", jhex(in->sighash, 32));
+            json_object_set_new(o, "sighash", hk_tx_json_hex(in->sighash, 32));
         if (in->has_pubkey)
-            json_object_set_new(o, "pubkey", jhex(in->pubkey, 33));
+            json_object_set_new(o, "pubkey", hk_tx_json_hex(in->pubkey, 33));
         json_object_set_new(o, "partial_sigs", ju64(in->n_partial_sigs));
         json_object_set_new(o, "derivations", ju64(in->n_derivations));
         json_object_set_new(o, "finalized", json_boolean(in->finalized));
@@ -85,7 +85,8 @@ json_t *hk_psbt_json(const hk_psbt *ps)
         json_object_set_new(o, "address",
                             out->address[0] ? json_string(out->address)
                                             : json_null());
-        json_object_set_new(o, "script", jhex(out->spk, out->spk_len));
+        json_object_set_new(o, "script",
+                            hk_tx_json_hex(out->spk, out->spk_len));
         json_array_append_new(outs, o);
     }
     json_object_set_new(j, "inputs", ins);
@@ -122,9 +123,9 @@ json_t *hk_eth_tx_json(const hk_eth_tx *tx)
         hk_eth_address_str(tx->to, addr);
         json_object_set_new(j, "to", json_string(addr));
     }
-    json_object_set_new(j, "data", jhex(tx->data, tx->data_len));
+    json_object_set_new(j, "data", hk_tx_json_hex(tx->data, tx->data_len));
     json_object_set_new(j, "access_list_len", ju64(tx->access_list_len));
     json_object_set_new(j, "access_list_keys", ju64(tx->access_list_keys));
-    json_object_set_new(j, "digest", jhex(tx->digest, 32));
+    json_object_set_new(j, "digest", hk_tx_json_hex(tx->digest, 32));
     return j;
 }

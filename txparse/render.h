@@ -10,6 +10,8 @@
 #include "txparse/eth.h"
 #include "txparse/psbt.h"
 
+/* n bytes as a JSON string of lower-case hex; NULL when out of memory. */
+json_t *hk_tx_json_hex(const unsigned char *b, size_t n);
 /* network, version, locktime, txid, inputs (txid, vout, sequence, amount,
  * p2wpkh, sighash_type, sighash, pubkey, partial_sigs, derivations,
  * finalized), outputs (amount, address, script), in_total, out_total,

@@ -10,38 +10,25 @@ the sender recovered from it is the key's address.
                      prints the signed raw transaction (0x hex)
   requester.py check --raw 0x... --address 0x...     recovers the sender
 
-Standard library, plus coincurve and pycryptodome for the check."""
+RLP, Keccak-256 and addresses come from examples/wallet/wallet.py
+(coincurve, pycryptodome)."""
 import argparse
 import http.client
 import json
+import pathlib
 import ssl
 import sys
 import time
 import urllib.parse
 
-
-def rlp(item):
-    """RLP of bytes, ints and lists (what an EIP-1559 transaction needs)."""
-    if isinstance(item, int):
-        item = item.to_bytes((item.bit_length() + 7) // 8, "big")
-    if isinstance(item, bytes):
-        if len(item) == 1 and item[0] < 0x80:
-            return item
-        return _len(len(item), 0x80) + item
-    body = b"".join(rlp(x) for x in item)
-    return _len(len(body), 0xc0) + body
-
-
-def _len(n, base):
-    if n < 56:
-        return bytes([base + n])
-    b = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([base + 55 + len(b)]) + b
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent
+                       / "wallet"))
+from wallet import eth_address, keccak256, rlp  # noqa: E402
 
 
 def rlp_list(b):
-    """The items of the RLP list b (flat strings; enough for a signed
-    EIP-1559 transaction without an access list)."""
+    """The items of the RLP list b: strings, and lists of items (a
+    canonical encoding assumed: its maker checked it)."""
     def item(p):
         t = b[p]
         if t < 0x80:
@@ -105,10 +92,6 @@ def wait(args):
 
 def check(args):
     import coincurve
-    from Crypto.Hash import keccak
-
-    def k256(b):
-        return keccak.new(digest_bits=256, data=b).digest()
 
     raw = bytes.fromhex(args.raw[2:])
     items = rlp_list(raw[1:])
@@ -118,8 +101,8 @@ def check(args):
     y, r, s = (int.from_bytes(x, "big") for x in items[9:12])
     pub = coincurve.PublicKey.from_signature_and_message(
         r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes([y]),
-        k256(unsigned), hasher=None).format(False)
-    sender = "0x" + k256(pub[1:])[-20:].hex()
+        keccak256(unsigned), hasher=None).format(False)
+    sender = eth_address(pub).lower()
     print(f"sender {sender}")
     if sender != args.address.lower():
         sys.exit(f"requester: the sender is not {args.address}")

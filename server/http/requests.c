@@ -46,19 +46,6 @@ static void hk_req_id_str(const unsigned char rid[HK_ID_LEN],
     hk_hex(rid, HK_ID_LEN, out + 4);
 }
 
-static json_t *hk_jhex(const unsigned char *b, size_t n)
-{
-    char *s = OPENSSL_malloc(2 * n + 1);
-    json_t *j;
-
-    if (s == NULL)
-        return NULL;
-    hk_hex(b, n, s);
-    j = json_string(s);
-    OPENSSL_free(s);
-    return j;
-}
-
 static json_t *hk_jb64(const unsigned char *b, size_t n)
 {
     char *s = hk_b64_encode(b, n);
@@ -83,7 +70,8 @@ static void hk_req_payload_view(const hk_db_request *r, json_t *o)
                 HK_OK)
             json_object_set_new(o, "summary", hk_psbt_json(ps));
     } else {
-        json_object_set_new(o, "payload", hk_jhex(r->payload, r->payload_len));
+        json_object_set_new(o, "payload",
+                            hk_tx_json_hex(r->payload, r->payload_len));
         if (r->kind == HK_REQ_ETH_TX &&
             hk_eth_tx_parse(r->payload, r->payload_len, &tx, NULL, 0) == HK_OK)
             json_object_set_new(o, "summary", hk_eth_tx_json(tx));
@@ -102,7 +90,7 @@ static json_t *hk_req_result_view(const hk_db_request *r)
     if (r->kind == HK_REQ_BTC_PSBT)
         return hk_jb64(r->result, r->result_len);
     if (r->kind == HK_REQ_DIGEST)
-        return hk_jhex(r->result, r->result_len);
+        return hk_tx_json_hex(r->result, r->result_len);
     if ((hex = OPENSSL_malloc(2 * r->result_len + 3)) == NULL)
         return NULL;
     memcpy(hex, "0x", 2);
@@ -121,9 +109,10 @@ json_t *hk_req_view(const hk_db_request *r)
     hk_req_id_str(r->rid, id);
     hk_hex(r->kid, HK_ID_LEN, kh);
     for (i = 0; i < r->ndigests; i++) {
-        json_array_append_new(digs, hk_jhex(r->digests + i * r->dlen, r->dlen));
+        json_array_append_new(
+            digs, hk_tx_json_hex(r->digests + i * r->dlen, r->dlen));
         json_array_append_new(sigs, r->have != NULL && r->have[i]
-                                        ? hk_jhex(r->sigs + 64 * i, 64)
+                                        ? hk_tx_json_hex(r->sigs + 64 * i, 64)
                                         : json_null());
     }
     json_object_set_new(o, "request_id", json_string(id));
@@ -148,6 +137,16 @@ json_t *hk_req_view(const hk_db_request *r)
     if (r->result != NULL)
         json_object_set_new(o, "result", hk_req_result_view(r));
     return o;
+}
+
+/* A failed lookup: 404 with msg for HK_ERR_NOT_FOUND (absent, or not
+ * this caller's to see: the same answer), 500 otherwise. */
+static void hk_req_respond_lookup(hk_http_resp *resp, hk_err e, const char *msg)
+{
+    if (e == HK_ERR_NOT_FOUND)
+        hk_respond_err(resp, 404, "not_found", msg);
+    else
+        hk_respond_err(resp, 500, "internal", hk_strerror(e));
 }
 
 /* --- digests -------------------------------------------------------------- */
@@ -228,20 +227,6 @@ static hk_err hk_req_digests(const hk_db_key *key, const char *text,
     return e;
 }
 
-/* sum += add (big-endian 256 bits); HK_ERR_TOO_BIG on overflow. */
-static hk_err hk_u256_add_to(unsigned char sum[32], const unsigned char add[32])
-{
-    unsigned carry = 0, t;
-    int i;
-
-    for (i = 31; i >= 0; i--) {
-        t = (unsigned)sum[i] + add[i] + carry;
-        sum[i] = (unsigned char)t;
-        carry = t >> 8;
-    }
-    return carry ? HK_ERR_TOO_BIG : HK_OK;
-}
-
 /* --- audit ---------------------------------------------------------------- */
 
 /* Audits a transition of r (event "request", outcome the state entered
@@ -318,7 +303,7 @@ static hk_err hk_req_signed_24h(hk_service *svc, const hk_db_request *r,
                 memcmp(list[i].kid, r->kid, HK_ID_LEN) != 0)
                 continue;
             if ((e = hk_rules_amount(&q, amt)) == HK_OK)
-                e = hk_u256_add_to(sum, amt);
+                e = hk_u256_add(sum, amt, sum) ? HK_OK : HK_ERR_TOO_BIG;
         }
         if (n > 0) {
             after = list[n - 1].created;
@@ -523,12 +508,9 @@ static void hk_req_create(hk_service *svc, const hk_http_req *req,
             return hk_respond_err(resp, 403, "key_disabled",
                                   "the key is disabled");
         }
-        return hk_respond_err(resp, e == HK_ERR_NOT_FOUND ? 404 : 500,
-                              e == HK_ERR_NOT_FOUND ? "not_found" : "internal",
-                              e == HK_ERR_NOT_FOUND
-                                  ? "no such key, or this requester may not "
-                                    "ask for its signatures"
-                                  : hk_strerror(e));
+        return hk_req_respond_lookup(resp, e,
+                                     "no such key, or this requester may not "
+                                     "ask for its signatures");
     }
     if (e == HK_OK) {
         snprintf(r.owner, sizeof(r.owner), "%s", key.owner);
@@ -775,10 +757,7 @@ static void hk_req_reject(hk_service *svc, const hk_http_req *req,
         if (reason[i] < 0x20 || reason[i] > 0x7e)
             reason[i] = '?';
     if ((e = hk_req_visible(svc, rid, sub, HK_SCOPE_OWNER, &r)) != HK_OK)
-        return hk_respond_err(resp, e == HK_ERR_NOT_FOUND ? 404 : 500,
-                              e == HK_ERR_NOT_FOUND ? "not_found" : "internal",
-                              e == HK_ERR_NOT_FOUND ? "no such request"
-                                                    : hk_strerror(e));
+        return hk_req_respond_lookup(resp, e, "no such request");
     pthread_mutex_lock(&svc->dbmu);
     e = hk_db_request_finish(svc->db, rid, HK_REQ_REJECTED, reason, NULL, 0,
                              hk_now());
@@ -808,12 +787,9 @@ static void hk_req_approve(hk_service *svc, const unsigned char *rid,
     hk_err e;
 
     if ((e = hk_req_visible(svc, rid, sub, HK_SCOPE_APPROVE, &r)) != HK_OK)
-        return hk_respond_err(resp, e == HK_ERR_NOT_FOUND ? 404 : 500,
-                              e == HK_ERR_NOT_FOUND ? "not_found" : "internal",
-                              e == HK_ERR_NOT_FOUND
-                                  ? "no such request, or you are not one of "
-                                    "its key's approvers"
-                                  : hk_strerror(e));
+        return hk_req_respond_lookup(resp, e,
+                                     "no such request, or you are not one of "
+                                     "its key's approvers");
     pthread_mutex_lock(&svc->rulesmu);
     need =
         svc->rules != NULL ? hk_rules_approvals(svc->rules, r.kid, r.owner) : 0;
@@ -890,10 +866,7 @@ void hk_ep_requests(hk_service *svc, const hk_http_req *req, hk_http_resp *resp)
     if (slash != NULL || post)
         return hk_respond_err(resp, 404, "not_found", "no such endpoint");
     if ((e = hk_req_visible(svc, rid, sub, scopes, &r)) != HK_OK)
-        return hk_respond_err(resp, e == HK_ERR_NOT_FOUND ? 404 : 500,
-                              e == HK_ERR_NOT_FOUND ? "not_found" : "internal",
-                              e == HK_ERR_NOT_FOUND ? "no such request"
-                                                    : hk_strerror(e));
+        return hk_req_respond_lookup(resp, e, "no such request");
     hk_respond(resp, 200, hk_req_view(&r));
     hk_db_request_clear(&r);
 }

@@ -466,21 +466,6 @@ static void hk_u256_of(uint64_t v, unsigned char be[32])
         be[i] = (unsigned char)(v & 0xff);
 }
 
-/* sum = a + b (big-endian 256 bits); 0 on overflow. */
-static int hk_u256_add(const unsigned char *a, const unsigned char *b,
-                       unsigned char sum[32])
-{
-    unsigned carry = 0, t;
-    int i;
-
-    for (i = 31; i >= 0; i--) {
-        t = (unsigned)a[i] + b[i] + carry;
-        sum[i] = (unsigned char)t;
-        carry = t >> 8;
-    }
-    return carry == 0;
-}
-
 /* The P2WPKH script of the key: what change pays to. */
 static void hk_own_script(const unsigned char pub[33], unsigned char spk[22])
 {

@@ -1146,13 +1146,31 @@ static hk_err hk_st_request_list(hk_db *db, const char *owner,
                            &p, hk_read_request, out, n);
 }
 
+/* Inside a transaction: locks the request row, `check` (one integer:
+ * 1 when the row may take the insert) else HK_ERR_STATE, then `insert`
+ * (ON CONFLICT DO NOTHING) once: HK_ERR_EXISTS if it was there. */
+static hk_err hk_request_insert_once(hk_db *db, const char *check,
+                                     const hk_dbp *cp, const char *insert,
+                                     const hk_dbp *ip)
+{
+    int64_t ok = 0;
+    int changes = 0;
+    hk_err e;
+
+    if ((e = hk_sql_int(db, check, cp, &ok)) == HK_OK && !ok)
+        e = HK_ERR_STATE;
+    if (e == HK_OK && (e = hk_sql_run(db, insert, ip, &changes)) == HK_OK &&
+        changes == 0)
+        e = HK_ERR_EXISTS;
+    return e;
+}
+
 static hk_err hk_st_request_sig_put(hk_db *db, const unsigned char *rid,
                                     size_t idx, const unsigned char *sig,
                                     int64_t now, size_t *nsigs)
 {
     hk_dbp q = {0}, ins = {0}, one = {0};
-    int64_t ok = 0, count = 0;
-    int changes = 0;
+    int64_t count = 0;
     hk_err e;
 
     hk_dbp_blob(&q, rid, HK_ID_LEN);
@@ -1167,21 +1185,15 @@ static hk_err hk_st_request_sig_put(hk_db *db, const unsigned char *rid,
         return e;
     /* the request row is locked: two nodes recording the last two
      * signatures count each other's */
-    e = hk_sql_int(db,
-                   "SELECT CASE WHEN state = 'pending' AND expires > ?3 AND "
-                   "?2 < length(digests) / dlen THEN 1 ELSE 0 END FROM "
-                   "requests WHERE rid = ?1{FOR_UPDATE}",
-                   &q, &ok);
-    if (e == HK_OK && !ok)
-        e = HK_ERR_STATE;
-    if (e == HK_OK)
-        e = hk_sql_run(db,
-                       "INSERT INTO request_sigs (rid, idx, sig, created) "
-                       "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (rid, idx) DO "
-                       "NOTHING",
-                       &ins, &changes);
-    if (e == HK_OK && changes == 0)
-        e = HK_ERR_EXISTS;
+    e = hk_request_insert_once(
+        db,
+        "SELECT CASE WHEN state = 'pending' AND expires > ?3 AND ?2 < "
+        "length(digests) / dlen THEN 1 ELSE 0 END FROM requests WHERE rid = "
+        "?1{FOR_UPDATE}",
+        &q,
+        "INSERT INTO request_sigs (rid, idx, sig, created) VALUES (?1, ?2, "
+        "?3, ?4) ON CONFLICT (rid, idx) DO NOTHING",
+        &ins);
     if (e == HK_OK)
         e = hk_sql_int(db, "SELECT count(*) FROM request_sigs WHERE rid = ?1",
                        &one, &count);
@@ -1262,8 +1274,6 @@ static hk_err hk_st_request_approve(hk_db *db, const unsigned char *rid,
                                     const char *approver, int64_t now)
 {
     hk_dbp q = {0}, ins = {0};
-    int64_t ok = 0;
-    int changes = 0;
     hk_err e;
 
     hk_dbp_blob(&q, rid, HK_ID_LEN);
@@ -1273,20 +1283,14 @@ static hk_err hk_st_request_approve(hk_db *db, const unsigned char *rid,
     hk_dbp_int(&ins, now);
     if ((e = hk_sql_begin(db)) != HK_OK)
         return e;
-    e = hk_sql_int(db,
-                   "SELECT CASE WHEN state = 'pending' AND expires > ?2 THEN 1 "
-                   "ELSE 0 END FROM requests WHERE rid = ?1{FOR_UPDATE}",
-                   &q, &ok);
-    if (e == HK_OK && !ok)
-        e = HK_ERR_STATE;
-    if (e == HK_OK)
-        e = hk_sql_run(db,
-                       "INSERT INTO request_approvals (rid, approver, created) "
-                       "VALUES (?1, ?2, ?3) ON CONFLICT (rid, approver) DO "
-                       "NOTHING",
-                       &ins, &changes);
-    if (e == HK_OK && changes == 0)
-        e = HK_ERR_EXISTS;
+    e = hk_request_insert_once(
+        db,
+        "SELECT CASE WHEN state = 'pending' AND expires > ?2 THEN 1 ELSE 0 "
+        "END FROM requests WHERE rid = ?1{FOR_UPDATE}",
+        &q,
+        "INSERT INTO request_approvals (rid, approver, created) VALUES (?1, "
+        "?2, ?3) ON CONFLICT (rid, approver) DO NOTHING",
+        &ins);
     return hk_sql_end(db, e);
 }
 

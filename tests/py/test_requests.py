@@ -24,7 +24,9 @@ from conftest import ROOT
 from test_txparse import kv, make, p2wpkh, psbt, tx_bytes, witness_utxo
 
 sys.path.insert(0, str(ROOT / "examples" / "wallet"))
+sys.path.insert(0, str(ROOT / "examples" / "requests"))
 import wallet  # noqa: E402
+from requester import rlp_list as rlp_decode  # noqa: E402
 
 @pytest.fixture
 def setup(make_server, make_token):
@@ -174,33 +176,6 @@ def test_btc_psbt_request_signs_the_server_computed_sighashes(setup):
         assert coincurve.PublicKey(pub).verify(der[:-1], d, hasher=None)
         r, s = utils.decode_dss_signature(der[:-1])
         assert s <= wallet.N // 2  # low S
-
-
-def rlp_decode(b):
-    """The items of one RLP list (strings and nested lists), canonical
-    input assumed (it was checked by whoever made it)."""
-    def item(pos):
-        t = b[pos]
-        if t < 0x80:
-            return b[pos:pos + 1], pos + 1
-        if t < 0xb8:
-            return b[pos + 1:pos + 1 + t - 0x80], pos + 1 + t - 0x80
-        if t < 0xc0:
-            n = t - 0xb7
-            ln = int.from_bytes(b[pos + 1:pos + 1 + n], "big")
-            return b[pos + 1 + n:pos + 1 + n + ln], pos + 1 + n + ln
-        if t < 0xf8:
-            start, ln = pos + 1, t - 0xc0
-        else:
-            n = t - 0xf7
-            start = pos + 1 + n
-            ln = int.from_bytes(b[pos + 1:start], "big")
-        out, p = [], start
-        while p < start + ln:
-            x, p = item(p)
-            out.append(x)
-        return out, start + ln
-    return item(0)[0]
 
 
 def test_eth_request_gives_a_signed_transaction_from_the_key(setup):

@@ -12,6 +12,8 @@
 #include <openssl/evp.h>
 
 #include "client/client.h"
+#include "client/tpm_attest.h"
+#include "common/attest_qual.h"
 #include "mpc/codec.h"
 #include "mpc/keygen.h"
 #include "mpc/pve.h"
@@ -44,6 +46,7 @@ static const hk_kv_field hk_ccfg_fields[] = {
     HK_KV_P(T, "backup_pub", backup_pub),
     HK_KV_S(T, "pkcs11_curves", pkcs11_curves),
     HK_KV_S(T, "pkcs11_keys", pkcs11_keys),
+    HK_KV_I(T, "attest", attest, 0, 1),
 };
 #undef T
 #define HK_NCFIELDS (sizeof(hk_ccfg_fields) / sizeof(hk_ccfg_fields[0]))
@@ -425,11 +428,13 @@ static hk_err hk_client_post(hk_client *c, const char *path, json_t *body,
     return e;
 }
 
-/* Opens a session with `body`: its id, key id and WebSocket path. */
+/* Opens a session with `body`: its id, key id and WebSocket path; and
+ * (attest not NULL) the answer's "attest" member (a new reference, NULL
+ * when absent). */
 static hk_err hk_client_open_session(hk_client *c, const char *path,
                                      json_t *body, unsigned char sid[HK_ID_LEN],
                                      unsigned char kid[HK_ID_LEN],
-                                     char wspath[128])
+                                     char wspath[128], json_t **attest)
 {
     json_t *r = NULL;
     const char *s, *k;
@@ -445,6 +450,9 @@ static hk_err hk_client_open_session(hk_client *c, const char *path,
         hk_unhex(k, strlen(k), kid, HK_ID_LEN) &&
         snprintf(wspath, 128, "/ws?session_id=%s", s) < 128)
         e = HK_OK;
+    if (e == HK_OK && attest != NULL &&
+        (*attest = json_object_get(r, "attest")) != NULL)
+        json_incref(*attest);
     json_decref(r);
     return e;
 }
@@ -669,8 +677,152 @@ hk_err hk_client_backup(hk_client *c, const char *label, const char *pub_file,
     return e;
 }
 
+/* --- device attestation (tpm_attest.h; server/attest/attest.h) -------------
+ * The TPM's identity goes with POST /keygen; the answer to the challenge
+ * the server returns goes to POST /attest before the WebSocket opens. */
+
+/* A failed attestation step: its reason as the last error. */
+static hk_err hk_client_attest_fail(hk_client *c, hk_err e, const char *why)
+{
+    snprintf(c->last_error, sizeof(c->last_error), "attestation: %.400s", why);
+    return e;
+}
+
+/* body["attest"] = {ek_cert, ek_pub, ak_pub} from the token's TPM, which
+ * stays open in *att for the answer. */
+static hk_err hk_client_attest_id(hk_client *c, json_t *body, hk_tpm_att **att)
+{
+    hk_ks_tokeninfo ti;
+    hk_tpm_att_id *id = NULL;
+    char why[160], *b[3] = {NULL, NULL, NULL};
+    hk_err e;
+
+    if ((e = hk_ks_token_info(c->ks, &ti)) != HK_OK)
+        return e;
+    if (!ti.tpm)
+        return hk_client_attest_fail(
+            c, HK_ERR_ATTEST,
+            "this token is not TPM-backed (halfkey init --tpm): there is no "
+            "device to attest");
+    if ((id = OPENSSL_zalloc(sizeof(*id))) == NULL)
+        return HK_ERR_NOMEM;
+    if ((e = hk_tpm_att_open(ti.tpm_tcti, att, id, why)) != HK_OK) {
+        e = hk_client_attest_fail(c, e, why);
+        goto done;
+    }
+    e = HK_ERR_NOMEM;
+    if ((b[0] = hk_b64_encode(id->ek_cert, id->ek_cert_len)) != NULL &&
+        (b[1] = hk_b64_encode(id->ek_pub, id->ek_pub_len)) != NULL &&
+        (b[2] = hk_b64_encode(id->ak_pub, id->ak_pub_len)) != NULL &&
+        json_object_set_new(body, "attest",
+                            json_pack("{s:s,s:s,s:s}", "ek_cert", b[0],
+                                      "ek_pub", b[1], "ak_pub", b[2])) == 0)
+        e = HK_OK;
+done:
+    OPENSSL_free(b[0]);
+    OPENSSL_free(b[1]);
+    OPENSSL_free(b[2]);
+    OPENSSL_free(id);
+    return e;
+}
+
+/* A base64 member of the server's challenge, decoded. */
+static int hk_client_b64_member(json_t *o, const char *name, size_t max,
+                                unsigned char **out, size_t *len)
+{
+    const char *s = json_string_value(json_object_get(o, name));
+
+    return s != NULL && hk_b64_decode(s, strlen(s), max, out, len);
+}
+
+/* The TPM answers the challenge ch; POST /attest carries the answer. */
+static hk_err hk_client_attest_answer(hk_client *c, hk_tpm_att *att, json_t *ch,
+                                      const unsigned char *sid,
+                                      const unsigned char *kid)
+{
+    unsigned char qual[HK_ATTEST_QUAL_LEN], *blob = NULL, *sec = NULL;
+    char sh[2 * HK_ID_LEN + 6], why[160], *b[3] = {NULL, NULL, NULL};
+    size_t blen = 0, slen = 0;
+    hk_tpm_att_answer *ans = OPENSSL_zalloc(sizeof(*ans));
+    json_t *r = NULL;
+    hk_err e = HK_ERR_NOMEM;
+
+    if (ans == NULL)
+        goto done;
+    e = hk_client_attest_fail(c, HK_ERR_SERVER,
+                              "the server sent no attestation challenge");
+    if (!hk_client_b64_member(ch, "credential_blob", 4096, &blob, &blen) ||
+        !hk_client_b64_member(ch, "encrypted_secret", 4096, &sec, &slen))
+        goto done;
+    if ((e = hk_attest_qualifying(sid, kid, qual)) != HK_OK)
+        goto done;
+    if ((e = hk_tpm_att_answer_make(att, blob, blen, sec, slen, qual, ans,
+                                    why)) != HK_OK) {
+        e = hk_client_attest_fail(c, e, why);
+        goto done;
+    }
+    memcpy(sh, "sess_", 5);
+    hk_hex(sid, HK_ID_LEN, sh + 5);
+    e = HK_ERR_NOMEM;
+    if ((b[0] = hk_b64_encode(ans->cred, ans->cred_len)) == NULL ||
+        (b[1] = hk_b64_encode(ans->quote, ans->quote_len)) == NULL ||
+        (b[2] = hk_b64_encode(ans->sig, ans->sig_len)) == NULL)
+        goto done;
+    e = hk_client_post(c, "/attest",
+                       json_pack("{s:s,s:s,s:s,s:s}", "session_id", sh,
+                                 "credential", b[0], "quote", b[1], "signature",
+                                 b[2]),
+                       &r);
+done:
+    if (b[0] != NULL)
+        OPENSSL_cleanse(b[0], strlen(b[0]));
+    OPENSSL_free(b[0]);
+    OPENSSL_free(b[1]);
+    OPENSSL_free(b[2]);
+    OPENSSL_free(blob);
+    OPENSSL_free(sec);
+    OPENSSL_clear_free(ans, sizeof(*ans));
+    json_decref(r);
+    return e;
+}
+
+/* Opens the keygen session, attested if `attest` (the TPM is open from
+ * the identity to the answer). */
+static hk_err hk_client_keygen_open(hk_client *c, hk_curve_id curve, int attest,
+                                    unsigned char sid[HK_ID_LEN],
+                                    unsigned char kid[HK_ID_LEN],
+                                    char wspath[128])
+{
+    json_t *body = json_pack("{s:s,s:i}", "curve", hk_curve_name(curve),
+                             "pbits", c->cfg.paillier_bits),
+           *ch = NULL;
+    hk_tpm_att *att = NULL;
+    hk_err e;
+
+    if (body == NULL)
+        return HK_ERR_NOMEM;
+    if (attest && (e = hk_client_attest_id(c, body, &att)) != HK_OK) {
+        json_decref(body);
+        return e;
+    }
+    if ((e = hk_client_open_session(c, "/keygen", body, sid, kid, wspath,
+                                    attest ? &ch : NULL)) == HK_OK &&
+        attest)
+        e = hk_client_attest_answer(c, att, ch, sid, kid);
+    json_decref(ch);
+    hk_tpm_att_close(att);
+    return e;
+}
+
 hk_err hk_client_keygen(hk_client *c, hk_curve_id curve, const char *label,
                         hk_ks_keyinfo *info)
+{
+    return hk_client_keygen_attest(c, curve, label, 0, info);
+}
+
+hk_err hk_client_keygen_attest(hk_client *c, hk_curve_id curve,
+                               const char *label, int attest,
+                               hk_ks_keyinfo *info)
 {
     unsigned char sid[HK_ID_LEN], kid[HK_ID_LEN], *msg = NULL, *in = NULL;
     char wspath[128];
@@ -685,12 +837,10 @@ hk_err hk_client_keygen(hk_client *c, hk_curve_id curve, const char *label,
     if (c == NULL || label == NULL || !hk_ks_label_ok(label) ||
         hk_curve_name(curve) == NULL)
         return HK_ERR_ARG;
+    attest = attest || c->cfg.attest;
     if ((e = hk_client_setup(c, &rp)) != HK_OK ||
-        (e = hk_client_open_session(c, "/keygen",
-                                    json_pack("{s:s,s:i}", "curve",
-                                              hk_curve_name(curve), "pbits",
-                                              c->cfg.paillier_bits),
-                                    sid, kid, wspath)) != HK_OK ||
+        (e = hk_client_keygen_open(c, curve, attest, sid, kid, wspath)) !=
+            HK_OK ||
         (e = hk_client_ws(c, wspath, &ws)) != HK_OK ||
         (e = hk_keygen_p1_new(curve, sid, kid, c->cfg.paillier_bits, rp,
                               &kg)) != HK_OK ||
@@ -760,7 +910,8 @@ static hk_err hk_client_keyop(hk_client *c, const char *label, const char *path,
     hk_hex(info.kid, HK_ID_LEN, kh);
     body = extra != NULL ? extra : json_object();
     json_object_set_new(body, "key_id", json_string(kh));
-    if ((e = hk_client_open_session(c, path, body, sid, kid, wspath)) != HK_OK)
+    if ((e = hk_client_open_session(c, path, body, sid, kid, wspath, NULL)) !=
+        HK_OK)
         return e;
     if (memcmp(kid, info.kid, HK_ID_LEN) != 0)
         return HK_ERR_SERVER;
@@ -1388,7 +1539,7 @@ hk_err hk_client_restore(hk_client *c, const char *kid_hex,
     if ((e = hk_client_setup(c, &rp)) != HK_OK ||
         (e = hk_client_open_session(c, "/refresh",
                                     json_pack("{s:s}", "key_id", kh), sid, got,
-                                    wspath)) != HK_OK)
+                                    wspath, NULL)) != HK_OK)
         goto done;
     if (memcmp(got, kid, HK_ID_LEN) != 0) {
         e = HK_ERR_SERVER;

@@ -12,6 +12,7 @@
  *   paillier_bits = 2048 | 3072
  *   timeout_ms    = 30000
  *   backup_pub    = <PEM backup public key>  (optional: "never stale")
+ *   attest        = 0 | 1  (1: every keygen is attested, as --attest)
  *
  * Backup (issue 18). With backup_pub set, a backup of the client share
  * (mpc/pve.h, verified by the server before it keeps it) is made after
@@ -51,6 +52,7 @@ typedef struct {
     char backup_pub[512];
     char pkcs11_curves[64]; /* comma-separated curve names, "" = all */
     char pkcs11_keys[512];  /* comma-separated key labels, "" = all */
+    int attest;             /* 1: keygens carry a device attestation */
 } hk_client_config;
 
 typedef struct hk_client hk_client;
@@ -72,9 +74,19 @@ void hk_client_close(hk_client *c);
 hk_ks *hk_client_keystore(hk_client *c);
 const hk_client_config *hk_client_config_get(const hk_client *c);
 
-/* Runs keygen with the server and stores the new key under `label`. */
+/* Runs keygen with the server and stores the new key under `label`;
+ * attested as the token's `attest` setting says. */
 HK_WUR hk_err hk_client_keygen(hk_client *c, hk_curve_id curve,
                                const char *label, hk_ks_keyinfo *info);
+/* As hk_client_keygen; attest 1: with a device attestation whatever the
+ * setting (issue 22: the token's TPM proves to the server, through its
+ * endorsement key, that it holds an attestation key, which quotes the
+ * keygen session). HK_ERR_ATTEST (last error: why) on a file token, a
+ * TPM without an EK certificate, or the server's refusal; nothing is
+ * stored then. */
+HK_WUR hk_err hk_client_keygen_attest(hk_client *c, hk_curve_id curve,
+                                      const char *label, int attest,
+                                      hk_ks_keyinfo *info);
 /* Signs a digest (1..64 bytes); sig = r || s, low-S, verified. */
 HK_WUR hk_err hk_client_sign(hk_client *c, const char *label,
                              const unsigned char *dig, size_t dlen,

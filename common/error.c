@@ -47,6 +47,7 @@ static const char *const hk_error_msgs[HK_ERR__COUNT] = {
     [HK_ERR_TPM] = "TPM unreachable or TPM command failed",
     [HK_ERR_TPM_FOREIGN] =
         "token sealed to another TPM (or this TPM was cleared)",
+    [HK_ERR_ATTEST] = "device attestation refused",
 };
 
 const char *hk_strerror(hk_err e)

@@ -59,6 +59,7 @@ typedef enum {
     HK_ERR_BACKUP, /* the key's backup is missing or older than its share */
     HK_ERR_TPM,    /* TPM unreachable, or a TPM command failed */
     HK_ERR_TPM_FOREIGN, /* sealed to another TPM (or the TPM was cleared) */
+    HK_ERR_ATTEST,      /* device attestation refused or not possible */
     HK_ERR__COUNT
 } hk_err;
 

@@ -11,6 +11,7 @@
 #include "common/isotime.h"
 #include "mpc/codec.h"
 #include "mpc/setup.h"
+#include "server/attest/attest.h"
 #include "server/commands.h"
 #include "server/policy/audit.h"
 #include "server/config.h"
@@ -174,35 +175,48 @@ static json_t *hk_admin_limit_json(unsigned v)
                : json_integer(v);
 }
 
-/* One key as a JSON object (keys list --json): created in ISO 8601. */
+/* One key as a JSON object (keys list --json): created in ISO 8601;
+ * an attested key's EK certificate issuer and fingerprint. */
 static json_t *hk_admin_key_json(hk_db *db, const hk_db_key *k)
 {
-    char kh[2 * HK_ID_LEN + 1], bk[48], when[HK_ISO_LEN];
+    char kh[2 * HK_ID_LEN + 1], bk[48], when[HK_ISO_LEN], fp[65];
+    const char *issuer;
+    json_t *o;
 
     hk_hex(k->kid, HK_ID_LEN, kh);
     hk_admin_backup_state(db, k->kid, bk, sizeof(bk));
     hk_iso_time(k->created, when);
-    return json_pack("{s:s,s:s,s:s,s:s,s:s,s:o,s:o,s:s?,s:s}", "key_id", kh,
-                     "curve", hk_curve_name(k->curve), "subject", k->owner,
-                     "created", when, "state", hk_admin_state(k),
-                     "max_per_hour", hk_admin_limit_json(k->max_hour),
-                     "max_per_day", hk_admin_limit_json(k->max_day), "label",
-                     k->label[0] ? k->label : NULL, "backup", bk);
+    hk_att_summary_split(k->attestation, fp, &issuer);
+    o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:o,s:o,s:s?,s:s,s:b}", "key_id", kh,
+                  "curve", hk_curve_name(k->curve), "subject", k->owner,
+                  "created", when, "state", hk_admin_state(k), "max_per_hour",
+                  hk_admin_limit_json(k->max_hour), "max_per_day",
+                  hk_admin_limit_json(k->max_day), "label",
+                  k->label[0] ? k->label : NULL, "backup", bk, "attested",
+                  k->attestation[0] != 0);
+    if (o != NULL && k->attestation[0] != 0)
+        json_object_set_new(
+            o, "attestation",
+            json_pack("{s:s,s:s}", "ek_issuer", issuer, "ek_cert_sha256", fp));
+    return o;
 }
 
 /* One key as a tab-separated line: limits spelt out, "-" for no label. */
 static void hk_admin_print_key(hk_db *db, const hk_db_key *k)
 {
     char kh[2 * HK_ID_LEN + 1], bk[48], when[HK_ISO_LEN], h[16], d[16];
+    char fp[65];
+    const char *issuer;
 
     hk_hex(k->kid, HK_ID_LEN, kh);
     hk_admin_backup_state(db, k->kid, bk, sizeof(bk));
     hk_iso_time(k->created, when);
-    printf("%s\t%s\t%s\t%s\t%s\t%s/h\t%s/d\t%s\tbackup=%s\n", kh,
+    hk_att_summary_split(k->attestation, fp, &issuer);
+    printf("%s\t%s\t%s\t%s\t%s\t%s/h\t%s/d\t%s\tbackup=%s\tattested=%s\n", kh,
            hk_curve_name(k->curve), k->owner, when, hk_admin_state(k),
            hk_admin_limit_text(k->max_hour, h, sizeof(h)),
            hk_admin_limit_text(k->max_day, d, sizeof(d)),
-           k->label[0] ? k->label : "-", bk);
+           k->label[0] ? k->label : "-", bk, issuer[0] ? issuer : "no");
 }
 
 /* Prints o (consumed) as one line; 1 on success. */
@@ -229,7 +243,7 @@ static int hk_admin_list(hk_db *db, const char *sub, int json)
     }
     if (!json)
         printf("key_id\tcurve\tsubject\tcreated\tstate\tmax_hour\t"
-               "max_day\tlabel\tbackup\n");
+               "max_day\tlabel\tbackup\tattested\n");
     for (i = 0; i < n; i++) {
         if (json)
             json_array_append_new(arr, hk_admin_key_json(db, &keys[i]));

@@ -46,6 +46,8 @@ static const hk_kv_field hk_cfg_fields[] = {
     HK_KV_P(T, "callback_ca_file", callback_ca_file),
     HK_KV_P(T, "callback_key_file", callback_key_file),
     HK_KV_S(T, "callback_hosts", callback_hosts),
+    HK_KV_P(T, "attestation_roots", attestation_roots),
+    HK_KV_S(T, "require_attestation", require_attestation),
     /* sealing */
     HK_KV_S(T, "seal", seal.backend),
     HK_KV_P(T, "hsm_module", seal.hsm_module),
@@ -216,6 +218,31 @@ int hk_srv_config_requester_may(const hk_srv_config *c, const char *requester,
     return hk_cfg_grants(c->requesters, hk_cfg_grant_match, &q) == 1;
 }
 
+int hk_srv_config_attest_required(const hk_srv_config *c, const char *sub)
+{
+    const char *p, *end;
+    size_t n;
+
+    if (c == NULL || sub == NULL)
+        return 0;
+    n = strlen(sub);
+    for (p = c->require_attestation; *p != 0; p = *end ? end + 1 : end) {
+        while (*p == ' ')
+            p++;
+        end = strchr(p, ',');
+        if (end == NULL)
+            end = p + strlen(p);
+        while (end > p && end[-1] == ' ')
+            end--;
+        if ((end - p == 1 && *p == '*') ||
+            ((size_t)(end - p) == n && strncmp(p, sub, n) == 0))
+            return 1;
+        while (*end == ' ')
+            end++;
+    }
+    return 0;
+}
+
 static hk_err hk_cfg_check(const hk_srv_config *c, const char *path,
                            const unsigned *lines, char *why)
 {
@@ -250,6 +277,10 @@ static hk_err hk_cfg_check(const hk_srv_config *c, const char *path,
                                                       : "callback_key_file",
                           "callbacks need both callback_ca_file and "
                           "callback_key_file");
+    if (c->require_attestation[0] != 0 && c->attestation_roots[0] == 0)
+        return hk_cfg_bad(why, path, lines, "require_attestation",
+                          "needs attestation_roots (the endorsement CA "
+                          "bundle attestations are checked against)");
     if (hk_cfg_grants(c->requesters, hk_cfg_grant_bad, NULL) != 0)
         return hk_cfg_bad(why, path, lines, "requesters",
                           "entries are REQUESTER=OWNER, REQUESTER=* or "

@@ -77,6 +77,11 @@ typedef struct {
     char callback_ca_file[HK_CFG_PATH_MAX];  /* trusted CAs of receivers */
     char callback_key_file[HK_CFG_PATH_MAX]; /* HMAC key, >= 32 bytes */
     char callback_hosts[HK_CFG_VAL_MAX];     /* allowed hosts; "": any host */
+    /* device attestation at keygen (server/attest/attest.h): the EK CA
+     * bundle, and the subjects whose keygens must be attested (comma
+     * list of subjects, or "*": every subject) */
+    char attestation_roots[HK_CFG_PATH_MAX];
+    char require_attestation[HK_CFG_LIST_MAX + 1];
     hk_seal_config seal;
 } hk_srv_config;
 
@@ -89,6 +94,8 @@ HK_WUR hk_err hk_srv_config_load(const char *path, hk_srv_config *out,
  * by key kidhex (hex) of owner. */
 int hk_srv_config_requester_may(const hk_srv_config *c, const char *requester,
                                 const char *owner, const char *kidhex);
+/* 1 if `require_attestation` names sub (or is "*"). */
+int hk_srv_config_attest_required(const hk_srv_config *c, const char *sub);
 /* Writes a configuration file (for `halfkeyd init`), mode 0600. */
 HK_WUR hk_err hk_srv_config_write(const char *path, const hk_srv_config *c);
 

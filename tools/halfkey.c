@@ -100,8 +100,10 @@ static const hk_usage_row hk_usages[] = {
              "  Makes a token directory pinned to the server; everything is "
              "checked\n  before the new PIN is asked for (twice at a "
              "terminal)."},
-    {"keygen", "keygen --curve secp256k1|p256 --label L\n"
-               "  Makes a split key with the server."},
+    {"keygen", "keygen --curve secp256k1|p256 --label L [--attest]\n"
+               "  Makes a split key with the server; --attest (or attest = 1 "
+               "in\n  halfkey.conf) proves to it that a TPM-backed token's "
+               "TPM holds it."},
     {"sign", "sign --key L (--digest HEX | --in FILE [--hash "
              "sha256|sha384|sha512])\n"
              "        [--format der|raw] [--out FILE] [--request ID "
@@ -224,7 +226,8 @@ static int hk_is_flag(const char *arg)
 {
     return strcmp(arg, "--force") == 0 || strcmp(arg, "--yes") == 0 ||
            strcmp(arg, "--tpm") == 0 || strcmp(arg, "--json") == 0 ||
-           strcmp(arg, "--watch") == 0 || strcmp(arg, "--help") == 0;
+           strcmp(arg, "--attest") == 0 || strcmp(arg, "--watch") == 0 ||
+           strcmp(arg, "--help") == 0;
 }
 
 /* Parses [--dir D] [--pin-file F] CMD then --name value pairs and flags. */
@@ -669,7 +672,7 @@ done:
 
 static int hk_cmd_keygen(const hk_args *a)
 {
-    static const char *const allowed[] = {"curve", "label", NULL};
+    static const char *const allowed[] = {"curve", "label", "attest", NULL};
     const char *curve = hk_opt(a, "curve"), *label = hk_opt(a, "label");
     char hex[2 * HK_ID_LEN + 1];
     hk_ks_keyinfo info;
@@ -685,7 +688,8 @@ static int hk_cmd_keygen(const hk_args *a)
         return 1;
     fprintf(stderr, "halfkey: generating the key with the server "
                     "(Paillier key and proofs)...\n");
-    e = hk_client_keygen(c, id, label, &info);
+    e = hk_client_keygen_attest(c, id, label, hk_opt(a, "attest") != NULL,
+                                &info);
     if (e != HK_OK) {
         int r = hk_die("keygen", e, hk_client_last_error(c));
 
@@ -694,6 +698,8 @@ static int hk_cmd_keygen(const hk_args *a)
     }
     hk_hex(info.kid, HK_ID_LEN, hex);
     printf("label = %s\nkey_id = %s\ncurve = %s\n", label, hex, curve);
+    if (hk_opt(a, "attest") != NULL || hk_client_config_get(c)->attest)
+        printf("attested = yes\n");
     hk_client_close(c);
     return 0;
 }

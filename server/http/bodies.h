@@ -2,7 +2,7 @@
  * state), so the libFuzzer target fuzz_backup runs exactly what the
  * endpoints run on attacker-supplied bytes. Owns the JSON object rule
  * (one object, no duplicate or unknown keys), key ids in hex and the
- * POST /backup request. */
+ * POST /backup request and the two of a device attestation. */
 #ifndef HK_SERVER_BODIES_H
 #define HK_SERVER_BODIES_H
 
@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "mpc/pve.h"
+#include "server/attest/attest.h"
 
 /* The body as one JSON object with only the `allowed` keys (a
  * NULL-terminated list) and no duplicate; NULL otherwise. json_decref. */
@@ -40,5 +41,30 @@ typedef struct {
 HK_WUR hk_err hk_backup_req_decode(const unsigned char *body, size_t len,
                                    hk_backup_req *out);
 void hk_backup_req_clear(hk_backup_req *r);
+
+/* POST /keygen's "attest" member {"ek_cert", "ek_pub", "ak_pub"}, each
+ * canonical base64 of a bounded size (attest.h). */
+typedef struct {
+    unsigned char *ek_cert, *ek_pub, *ak_pub; /* OPENSSL_free */
+    size_t ek_cert_len, ek_pub_len, ak_pub_len;
+} hk_attest_id_req;
+
+/* HK_ERR_DECODE for anything else; clear `out` after any result. */
+HK_WUR hk_err hk_attest_id_decode(json_t *o, hk_attest_id_req *out);
+void hk_attest_id_clear(hk_attest_id_req *r);
+
+/* POST /attest {"session_id": "sess_<hex>", "credential", "quote",
+ * "signature"} (base64: the credential the TPM recovered, a TPMS_ATTEST
+ * and a TPMT_SIGNATURE). */
+typedef struct {
+    unsigned char sid[HK_ID_LEN];
+    unsigned char *cred, *quote, *sig; /* OPENSSL_free */
+    size_t cred_len, quote_len, sig_len;
+} hk_attest_req;
+
+/* HK_ERR_DECODE for anything else; clear `out` after any result. */
+HK_WUR hk_err hk_attest_req_decode(const unsigned char *body, size_t len,
+                                   hk_attest_req *out);
+void hk_attest_req_clear(hk_attest_req *r);
 
 #endif

@@ -135,10 +135,49 @@ typedef struct {
     unsigned idx;
 } hk_req_bind;
 
+/* The challenge of an attested keygen, stored with its session. */
+static hk_err hk_attest_store(hk_service *svc, const unsigned char *sid,
+                              const hk_att_challenge *ch)
+{
+    hk_db_attestation a;
+
+    memset(&a, 0, sizeof(a));
+    a.state = HK_DB_ATT_CHALLENGED;
+    memcpy(a.cred_hash, ch->cred_hash, sizeof(a.cred_hash));
+    memcpy(a.ak_pub, ch->ak_pub, ch->ak_publen);
+    a.ak_publen = ch->ak_publen;
+    memcpy(a.summary, ch->summary, sizeof(a.summary));
+    return hk_db_attest_put(svc->db, sid, &a);
+}
+
+/* The session's answer: its ids, and an attested keygen's challenge. */
+static json_t *hk_session_answer(hk_service *svc, const char *sid,
+                                 const char *kid, const hk_att_challenge *ch)
+{
+    json_t *o = json_pack("{s:s,s:s,s:i}", "session_id", sid, "key_id", kid,
+                          "idle_timeout", svc->cfg.session_idle);
+    char *id, *sec;
+
+    if (o == NULL || ch == NULL)
+        return o;
+    id = hk_b64_encode(ch->id_object, ch->id_len);
+    sec = hk_b64_encode(ch->secret, ch->secret_len);
+    if (id == NULL || sec == NULL ||
+        json_object_set_new(o, "attest",
+                            json_pack("{s:s,s:s}", "credential_blob", id,
+                                      "encrypted_secret", sec)) != 0) {
+        json_decref(o);
+        o = NULL;
+    }
+    OPENSSL_free(id);
+    OPENSSL_free(sec);
+    return o;
+}
+
 static void hk_open_session(hk_service *svc, hk_http_resp *r, const char *sub,
                             hk_db_op op, const hk_db_key *key,
                             const unsigned char *kid, hk_curve_id curve,
-                            const hk_req_bind *rb)
+                            const hk_req_bind *rb, const hk_att_challenge *ch)
 {
     char rwhy[HK_REQ_WHY] = "";
     unsigned char sid[HK_ID_LEN];
@@ -167,7 +206,8 @@ static void hk_open_session(hk_service *svc, hk_http_resp *r, const char *sub,
                                                       : "request_not_signable",
                               rwhy);
     }
-    e = hk_policy_admit(svc->db, &svc->cfg, sub, op, key, curve, sid, &why);
+    e = hk_policy_admit(svc->db, &svc->cfg, sub, op, key, curve, ch != NULL,
+                        sid, &why);
     if (e == HK_OK && op == HK_DB_OP_KEYGEN)
         e = hk_db_session_create_keygen(svc->db, sid, sub, kid, curve,
                                         hk_now());
@@ -175,6 +215,8 @@ static void hk_open_session(hk_service *svc, hk_http_resp *r, const char *sub,
         e = hk_db_session_create(svc->db, sid, sub, op, kid, hk_now());
     if (e == HK_OK && rb != NULL)
         e = hk_db_session_bind_request(svc->db, sid, rb->rid, rb->idx);
+    if (e == HK_OK && ch != NULL)
+        e = hk_attest_store(svc, sid, ch);
     pthread_mutex_unlock(&svc->dbmu);
     if (e == HK_ERR_RATE || e == HK_ERR_FORBIDDEN) {
         hk_metrics_op(svc->metrics, op, HK_OUT_REFUSED, -1);
@@ -191,18 +233,17 @@ static void hk_open_session(hk_service *svc, hk_http_resp *r, const char *sub,
     snprintf(idbuf, sizeof(idbuf), "sess_%s", sidhex);
     hk_log("info", "event=session_open op=%s sub=%s key=%s session=%s",
            hk_db_op_name(op), sub, kidhex, idbuf);
-    hk_respond(r, 200,
-               json_pack("{s:s,s:s,s:i}", "session_id", idbuf, "key_id", kidhex,
-                         "idle_timeout", svc->cfg.session_idle));
+    hk_respond(r, 200, hk_session_answer(svc, idbuf, kidhex, ch));
 }
 
 static void hk_ep_keygen(hk_service *svc, const hk_http_req *req,
                          const char *sub, hk_http_resp *r)
 {
-    static const char *const allowed[] = {"curve", "pbits", NULL};
+    static const char *const allowed[] = {"curve", "pbits", "attest", NULL};
     unsigned char kid[HK_ID_LEN];
     hk_curve_id curve;
-    json_t *o = hk_body_decode(req->body, req->body_len, allowed), *c, *p;
+    hk_att_challenge *ch = NULL;
+    json_t *o = hk_body_decode(req->body, req->body_len, allowed), *c, *p, *a;
 
     c = json_object_get(o, "curve");
     p = json_object_get(o, "pbits");
@@ -217,12 +258,22 @@ static void hk_ep_keygen(hk_service *svc, const hk_http_req *req,
                        "body must be {\"curve\": \"secp256k1\"|\"p256\"}");
         return;
     }
-    json_decref(o);
+    /* an attested keygen: the challenge first (a refusal answers here) */
+    if ((a = json_object_get(o, "attest")) != NULL &&
+        ((ch = OPENSSL_zalloc(sizeof(*ch))) == NULL ||
+         !hk_attest_start(svc, a, sub, ch, r))) {
+        if (ch == NULL)
+            hk_respond_err(r, 500, "internal", "out of memory");
+        goto done;
+    }
     if (RAND_bytes(kid, sizeof(kid)) != 1) {
         hk_respond_err(r, 500, "internal", "random failure");
-        return;
+        goto done;
     }
-    hk_open_session(svc, r, sub, HK_DB_OP_KEYGEN, NULL, kid, curve, NULL);
+    hk_open_session(svc, r, sub, HK_DB_OP_KEYGEN, NULL, kid, curve, NULL, ch);
+done:
+    json_decref(o);
+    OPENSSL_clear_free(ch, ch != NULL ? sizeof(*ch) : 0);
 }
 
 /* A sign's optional "request_id" and "index" (0 when absent) into *rb;
@@ -274,7 +325,7 @@ static void hk_ep_keyop(hk_service *svc, const hk_http_req *req,
         hk_respond_hk(r, e);
         return;
     }
-    hk_open_session(svc, r, sub, op, &key, kid, 0, bound ? &rb : NULL);
+    hk_open_session(svc, r, sub, op, &key, kid, 0, bound ? &rb : NULL, NULL);
 }
 
 /* POST /delete {"key_id"}: the key and its server shares, for good. */
@@ -383,6 +434,9 @@ static void hk_ep_pubkey(hk_service *svc, const hk_http_req *req,
     size_t len = 0;
     hk_curve *c = NULL;
     hk_db_key key;
+    char fp[65];
+    const char *issuer;
+    json_t *o;
     hk_err e;
 
     if (!hk_query_get(req->query, "key_id", khex, sizeof(khex))) {
@@ -411,11 +465,17 @@ static void hk_ep_pubkey(hk_service *svc, const hk_http_req *req,
         backup = 0;
     pthread_mutex_unlock(&svc->dbmu);
     OPENSSL_free(sealed);
-    hk_respond(r, 200,
-               json_pack("{s:s,s:s,s:s,s:b,s:I,s:I}", "key_id", khex, "curve",
-                         hk_curve_name(key.curve), "pubkey", hex, "disabled",
-                         key.disabled, "epoch", (json_int_t)epoch,
-                         "backup_epoch", (json_int_t)backup));
+    hk_att_summary_split(key.attestation, fp, &issuer);
+    o = json_pack("{s:s,s:s,s:s,s:b,s:I,s:I,s:b}", "key_id", khex, "curve",
+                  hk_curve_name(key.curve), "pubkey", hex, "disabled",
+                  key.disabled, "epoch", (json_int_t)epoch, "backup_epoch",
+                  (json_int_t)backup, "attested", key.attestation[0] != 0);
+    /* an attested key: whose endorsement CA vouched for its device */
+    if (o != NULL && key.attestation[0] != 0)
+        json_object_set_new(
+            o, "attestation",
+            json_pack("{s:s,s:s}", "ek_issuer", issuer, "ek_cert_sha256", fp));
+    hk_respond(r, 200, o);
 }
 
 /* --- backups (issue 18) ---------------------------------------------------
@@ -756,7 +816,7 @@ static void hk_on_http(void *ctx, const hk_http_req *req, hk_http_resp *r)
     if (strcmp(req->path, "/keygen") && strcmp(req->path, "/sign") &&
         strcmp(req->path, "/refresh") && strcmp(req->path, "/pubkey") &&
         strcmp(req->path, "/delete") && strcmp(req->path, "/unlock") &&
-        strcmp(req->path, "/backup"))
+        strcmp(req->path, "/backup") && strcmp(req->path, "/attest"))
         return hk_respond_err(r, 404, "not_found", "no such endpoint");
     if (strcmp(req->path, "/backup") == 0
             ? !post && strcmp(req->method, "GET") != 0
@@ -768,6 +828,8 @@ static void hk_on_http(void *ctx, const hk_http_req *req, hk_http_resp *r)
     }
     if (strcmp(req->path, "/keygen") == 0)
         return hk_ep_keygen(svc, req, sub, r);
+    if (strcmp(req->path, "/attest") == 0)
+        return hk_ep_attest(svc, req, sub, r);
     if (strcmp(req->path, "/sign") == 0)
         return hk_ep_keyop(svc, req, sub, HK_DB_OP_SIGN, r);
     if (strcmp(req->path, "/refresh") == 0)
@@ -1193,6 +1255,10 @@ hk_err hk_service_new(const hk_srv_config *cfg, hk_service **out, char *why)
         (e = hk_rn_pool_new(&svc->rnpool)) != HK_OK ||
         (e = hk_service_keys(svc, why)) != HK_OK)
         goto fail;
+    if (cfg->attestation_roots[0] != 0 &&
+        (e = hk_att_roots_load(cfg->attestation_roots, &svc->att_roots, why)) !=
+            HK_OK)
+        goto fail;
     if ((e = hk_conn_cap(cfg, &svc->max_conns, why)) != HK_OK ||
         (e = hk_workers_new(cfg->workers, &svc->workers)) != HK_OK ||
         (e = hk_cb_new(cfg, &svc->cb, why)) != HK_OK ||
@@ -1325,6 +1391,7 @@ void hk_service_free(hk_service *svc)
     hk_kek_free(svc->kek);
     hk_metrics_free(svc->metrics);
     hk_rn_pool_free(svc->rnpool);
+    X509_STORE_free(svc->att_roots);
     pthread_cond_destroy(&svc->pscv);
     pthread_mutex_destroy(&svc->dbmu);
     pthread_mutex_destroy(&svc->mu);

@@ -102,6 +102,7 @@ struct hk_service {
     /* the policy file's rules (NULL: none), swapped by a reload */
     pthread_mutex_t rulesmu;
     hk_rules *rules;
+    X509_STORE *att_roots; /* attestation_roots; NULL: none configured */
 };
 
 /* A client sends one message and waits for the answer (every protocol
@@ -205,5 +206,22 @@ hk_presign *hk_presign_take(hk_service *svc, const unsigned char *sid);
 void hk_presign_free(hk_presign *ps);
 /* Drops presign work older than the idle timeout. */
 void hk_presign_expire(hk_service *svc, int64_t now);
+
+/* --- device attestation at keygen (attest_ep.c; attest.h) --- */
+/* POST /keygen's "attest" member checked and its challenge made; on a
+ * refusal the answer is written to r (and audited) and 0 returned. */
+int hk_attest_start(hk_service *svc, json_t *att, const char *sub,
+                    hk_att_challenge *ch, hk_http_resp *r);
+/* POST /attest: the client's answer for its keygen session. */
+void hk_ep_attest(hk_service *svc, const hk_http_req *req, const char *sub,
+                  hk_http_resp *r);
+/* Whether keygen session sid of sub may go on: HK_OK with summary[]
+ * the attestation stored with the key ("" for none), or HK_ERR_ATTEST
+ * with *why (an attestation was offered and is not verified, or policy
+ * requires one). */
+HK_WUR hk_err hk_attest_outcome(hk_service *svc, const unsigned char *sid,
+                                const char *sub,
+                                char summary[HK_DB_ATTEST_MAX + 1],
+                                const char **why);
 
 #endif

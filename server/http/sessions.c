@@ -126,7 +126,7 @@ static const char *hk_fail_text(const hk_rsess *s, hk_err e, const char *where,
     /* refusals whose step says why (a missing backup, a digest hook or a
      * request's rules) */
     if (e == HK_ERR_BACKUP || e == HK_ERR_FORBIDDEN || e == HK_ERR_STATE ||
-        e == HK_ERR_EXISTS) {
+        e == HK_ERR_EXISTS || e == HK_ERR_ATTEST) {
         snprintf(buf, cap, "%s: %s", hk_strerror(e), where);
         return buf;
     }
@@ -491,6 +491,23 @@ static void hk_confirmed(hk_rsess *s, const char *what)
     hk_done(s);
 }
 
+/* Stores the new key with the session's attestation, checked once more:
+ * the key of a keygen whose attestation is not verified (or that the
+ * policy requires and lacks) is never stored. */
+static hk_err hk_keygen_store(hk_rsess *s, const hk_share *sh, const char **why)
+{
+    char att[HK_DB_ATTEST_MAX + 1];
+    hk_err e;
+
+    if ((e = hk_attest_outcome(s->svc, s->sid, s->sub, att, why)) != HK_OK)
+        return e;
+    pthread_mutex_lock(&s->svc->dbmu);
+    e = hk_store_new_key_att(s->svc->db, s->svc->kek, s->sub, sh, NULL,
+                             att[0] != 0 ? att : NULL, hk_now());
+    pthread_mutex_unlock(&s->svc->dbmu);
+    return e;
+}
+
 static void hk_keygen_step(hk_rsess *s, const hk_rmsg *m)
 {
     hk_service *svc = s->svc;
@@ -498,8 +515,15 @@ static void hk_keygen_step(hk_rsess *s, const hk_rmsg *m)
     size_t outlen = 0;
     hk_curve_id curve;
     hk_share *sh = NULL;
+    char att[HK_DB_ATTEST_MAX + 1];
+    const char *why = NULL;
     hk_err e;
 
+    /* an attestation offered must be verified before keygen.1 is worked
+     * on (and one the policy requires must exist) */
+    if (s->kg == NULL &&
+        (e = hk_attest_outcome(svc, s->sid, s->sub, att, &why)) != HK_OK)
+        return hk_fail(s, e, why != NULL ? why : "keygen.1 attestation");
     if (s->kg == NULL &&
         ((e = hk_keygen_peek_curve(m->buf, m->len, &curve)) != HK_OK ||
          (e = s->curve != 0 && curve != s->curve ? HK_ERR_BINDING : HK_OK) !=
@@ -513,11 +537,8 @@ static void hk_keygen_step(hk_rsess *s, const hk_rmsg *m)
     if (hk_keygen_confirmed(s->kg)) /* keygen.5: the client stored it */
         return hk_confirmed(s, "keygen");
     if (hk_keygen_done(s->kg)) {
-        if ((e = hk_keygen_take_share(s->kg, &sh)) == HK_OK) {
-            pthread_mutex_lock(&svc->dbmu);
-            e = hk_store_new_key(svc->db, svc->kek, s->sub, sh, NULL, hk_now());
-            pthread_mutex_unlock(&svc->dbmu);
-        }
+        if ((e = hk_keygen_take_share(s->kg, &sh)) == HK_OK)
+            e = hk_keygen_store(s, sh, &why);
         if (e == HK_OK) {
             char kh[2 * HK_ID_LEN + 1];
 
@@ -528,7 +549,7 @@ static void hk_keygen_step(hk_rsess *s, const hk_rmsg *m)
         hk_share_free(sh);
         if (e != HK_OK) {
             OPENSSL_free(out);
-            return hk_fail(s, e, "keygen store");
+            return hk_fail(s, e, why != NULL ? why : "keygen store");
         }
     }
     hk_send(s, out, outlen);
@@ -799,7 +820,7 @@ static void hk_channel_open(hk_rsess *s, const hk_rmsg *m)
         return hk_fail(s, e, buf);
     }
     if (e == HK_OK)
-        e = hk_policy_admit(svc->db, &svc->cfg, s->sub, op, &key, 0, s->sid,
+        e = hk_policy_admit(svc->db, &svc->cfg, s->sub, op, &key, 0, 0, s->sid,
                             &why);
     if (e == HK_OK)
         e = hk_db_session_create(svc->db, s->sid, s->sub, op, s->kid, hk_now());

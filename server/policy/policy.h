@@ -5,9 +5,11 @@
  * by every node on the database (rate_per_minute, rate_burst), the
  * per-key maximum of signs per hour and per day (the key's own limits, or
  * the server's defaults max_signs_hour / max_signs_day), the allowed
- * curves of new keys, and disabled keys. Each decision is written to the
- * audit log (a granted sign is what the per-key limits count) before the
- * session exists, so a refused or unaudited session never runs.
+ * curves of new keys, disabled keys, and the subjects whose keygens need
+ * a device attestation (require_attestation; server/attest/attest.h). Each
+ * decision is written to the audit log (a granted sign is what the per-key
+ * limits count) before the session exists, so a refused or unaudited session
+ * never runs.
  *
  * Digest hook: a deployment that wants a per-key allow-list of digests or
  * a second factor sets svc->digest_hook (server/service_impl.h) to a
@@ -34,18 +36,20 @@ typedef struct {
         "key_disabled", "digest_refused", "draining", "kind_not_allowed",      \
         "network_not_allowed", "amount_over_limit", "daily_limit",             \
         "destination_not_allowed", "fee_over_limit", "needs_approvals",        \
-        "bad_transaction"
-#define HK_REFUSAL_NCODES 15
+        "bad_transaction", "attestation_required", "attestation_refused"
+#define HK_REFUSAL_NCODES 17
 
 /* Admission of a session of op for sub: key is the (owned) key of a sign
- * or refresh, NULL for a keygen of `curve`. On HK_OK the decision
- * "granted" is audited with the session id sid; on HK_ERR_RATE or
+ * or refresh, NULL for a keygen of `curve`; attested: the keygen comes
+ * with a device attestation (checked before its key is stored). On HK_OK the
+ * decision "granted" is audited with the session id sid; on HK_ERR_RATE or
  * HK_ERR_FORBIDDEN *why says why and "refused" is audited. Other codes:
  * storage failures (nothing granted). The caller holds the database. */
 HK_WUR hk_err hk_policy_admit(hk_db *db, const hk_srv_config *cfg,
                               const char *sub, hk_db_op op,
                               const hk_db_key *key, hk_curve_id curve,
-                              const unsigned char *sid, hk_refusal *why);
+                              int attested, const unsigned char *sid,
+                              hk_refusal *why);
 
 /* 1 if cfg allows new keys on curve. */
 int hk_policy_curve_allowed(const hk_srv_config *cfg, hk_curve_id curve);

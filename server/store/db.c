@@ -937,18 +937,28 @@ static int hk_store_args_ok(const hk_db *db, const hk_kek *kek, const char *sub,
 hk_err hk_store_new_key(hk_db *db, const hk_kek *kek, const char *sub,
                         const hk_share *s, const char *label, int64_t now)
 {
+    return hk_store_new_key_att(db, kek, sub, s, label, NULL, now);
+}
+
+hk_err hk_store_new_key_att(hk_db *db, const hk_kek *kek, const char *sub,
+                            const hk_share *s, const char *label,
+                            const char *attestation, int64_t now)
+{
     unsigned char *sealed = NULL;
     size_t slen = 0;
     hk_db_key k;
     hk_err e;
 
-    if (!hk_store_args_ok(db, kek, sub, s))
+    if (!hk_store_args_ok(db, kek, sub, s) ||
+        (attestation != NULL && !hk_db_text_ok(attestation, HK_DB_ATTEST_MAX)))
         return HK_ERR_ARG;
     if ((e = hk_key_fill(&k, s->kid, sub, s->curve, &s->Q, label, now)) !=
             HK_OK ||
         (e = hk_seal_share(kek, sub, s, &sealed, &slen)) != HK_OK)
         return e;
     k.pending = 1; /* until keygen.5 (hk_db_key_confirm) */
+    if (attestation != NULL)
+        strcpy(k.attestation, attestation); /* length checked above */
     db->err[0] = '\0';
     e = db->ops->key_create(db, &k, s->epoch, sealed, slen);
     OPENSSL_free(sealed);
@@ -1381,4 +1391,35 @@ hk_err hk_reseal_setup(hk_db *db, const hk_kek *kek, hk_reseal_outcome *outcome,
         return HK_ERR_ARG;
     return hk_reseal_blob(db, kek, NULL, hk_setup_aad, sizeof(hk_setup_aad) - 1,
                           outcome, races);
+}
+
+/* --- attestations ----------------------------------------------------------
+ */
+
+hk_err hk_db_attest_put(hk_db *db, const unsigned char *sid,
+                        const hk_db_attestation *a)
+{
+    if (db == NULL || sid == NULL || a == NULL || a->ak_publen == 0 ||
+        a->ak_publen > sizeof(a->ak_pub) ||
+        !hk_db_text_ok(a->summary, HK_DB_ATTEST_MAX))
+        return HK_ERR_ARG;
+    db->err[0] = '\0';
+    return db->ops->attest_put(db, sid, a);
+}
+
+hk_err hk_db_attest_get(hk_db *db, const unsigned char *sid,
+                        hk_db_attestation *out)
+{
+    if (db == NULL || sid == NULL || out == NULL)
+        return HK_ERR_ARG;
+    db->err[0] = '\0';
+    return db->ops->attest_get(db, sid, out);
+}
+
+hk_err hk_db_attest_finish(hk_db *db, const unsigned char *sid, int verified)
+{
+    if (db == NULL || sid == NULL)
+        return HK_ERR_ARG;
+    db->err[0] = '\0';
+    return db->ops->attest_finish(db, sid, verified);
 }

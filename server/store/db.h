@@ -6,10 +6,10 @@
  * Owns the schema, its migrations, the rules below, and the combination of
  * sealing (server/seal/seal.h) with storage for server shares and the setup.
  *
- * Schema, version 5 (HK_DB_SCHEMA_VERSION; version 1 lacked the columns
+ * Schema, version 6 (HK_DB_SCHEMA_VERSION; version 1 lacked the columns
  * and tables marked v2, version 2 those marked v3, version 3 those marked
- * v4, version 4 those marked v5). Times are seconds since the
- * epoch, passed in by the caller. Ids are 16 raw bytes.
+ * v4, version 4 those marked v5, version 5 those marked v6). Times are seconds
+ * since the epoch, passed in by the caller. Ids are 16 raw bytes.
  *
  *   schema_version  version INTEGER PK        one row per applied migration
  *   keys            kid BLOB(16) PK
@@ -83,6 +83,13 @@
  *   request_approvals v5: (rid, approver) PK, time (quorum rules)
  *   sessions        v5 adds rid BLOB(16) NULL, ridx INTEGER NULL: a sign
  *                   session that co-signs digest ridx of request rid
+ *   keys            v6 adds attestation TEXT NULL: an attested key's
+ *                   summary (server/attest/attest.h), 1..HK_DB_ATTEST_MAX B
+ *   attestations    v6: sid BLOB(16) PK -> sessions ON DELETE CASCADE;
+ *                   state TEXT 'challenged' | 'verified' | 'refused',
+ *                   cred_hash BLOB(32), ak_pub BLOB(1..1024), summary TEXT:
+ *                   a keygen session's device attestation (see
+ *                   "attestations" below)
  *                   subject TEXT PK, tokens REAL, updated REAL (seconds)
  *
  * Rules every back end enforces:
@@ -124,8 +131,10 @@
 #include "mpc/zk.h"
 #include "server/seal/seal.h"
 
-#define HK_DB_SCHEMA_VERSION 5
+#define HK_DB_SCHEMA_VERSION 6
 #define HK_LABEL_MAX 128           /* bytes */
+#define HK_DB_ATTEST_MAX 400       /* an attestation summary, bytes */
+#define HK_DB_AK_MAX 1024          /* an attestation key's public area */
 #define HK_DB_IDLE_DEFAULT 300     /* session idle timeout, seconds */
 #define HK_DB_IDLE_MAX (7 * 86400) /* the longest accepted idle timeout */
 #define HK_DB_BUSY_MS 5000         /* wait for a locked database */
@@ -168,6 +177,7 @@ typedef struct {
     char label[HK_LABEL_MAX + 1]; /* "" when none */
     unsigned max_hour, max_day;   /* 0: the server's default */
     int pending; /* keygen not confirmed by the client yet (db.h rules) */
+    char attestation[HK_DB_ATTEST_MAX + 1]; /* v6: "" when not attested */
 } hk_db_key;
 
 typedef struct {
@@ -594,6 +604,13 @@ HK_WUR hk_err hk_db_bucket_take(hk_db *db, const char *sub, double rate,
 HK_WUR hk_err hk_store_new_key(hk_db *db, const hk_kek *kek, const char *sub,
                                const hk_share *s, const char *label,
                                int64_t now);
+/* As hk_store_new_key, for a key whose keygen session was attested:
+ * `attestation` (NULL: none) is stored with the key, in the same
+ * transaction. */
+HK_WUR hk_err hk_store_new_key_att(hk_db *db, const hk_kek *kek,
+                                   const char *sub, const hk_share *s,
+                                   const char *label, const char *attestation,
+                                   int64_t now);
 /* Seals and stores a P2 share of an existing key `sub` owns: active
  * (hk_db_share_put_active) or pending (hk_db_share_put_pending).
  * HK_ERR_NOT_FOUND if sub does not own the key, HK_ERR_FORBIDDEN if it is
@@ -687,5 +704,37 @@ HK_WUR hk_err hk_reseal_share(hk_db *db, const hk_kek *kek,
 /* The same for the sealed setup record. */
 HK_WUR hk_err hk_reseal_setup(hk_db *db, const hk_kek *kek,
                               hk_reseal_outcome *outcome, size_t *races);
+
+/* --- attestations (v6) -----------------------------------------------------
+ * A keygen session's device attestation (server/attest/attest.h): stored
+ * when POST /keygen issues the challenge, finished once by POST /attest
+ * (challenged -> verified | refused, atomically: an answer counts once),
+ * deleted with its session. */
+
+typedef enum {
+    HK_DB_ATT_CHALLENGED = 1,
+    HK_DB_ATT_VERIFIED = 2,
+    HK_DB_ATT_REFUSED = 3
+} hk_db_att_state;
+
+typedef struct {
+    hk_db_att_state state;
+    unsigned char cred_hash[32];
+    unsigned char ak_pub[HK_DB_AK_MAX];
+    size_t ak_publen;
+    char summary[HK_DB_ATTEST_MAX + 1];
+} hk_db_attestation;
+
+/* Stores the challenge of session sid (state challenged). HK_ERR_EXISTS
+ * if the session has one; HK_ERR_NOT_FOUND if there is no such session. */
+HK_WUR hk_err hk_db_attest_put(hk_db *db, const unsigned char *sid,
+                               const hk_db_attestation *a);
+/* HK_ERR_NOT_FOUND if the session has none. */
+HK_WUR hk_err hk_db_attest_get(hk_db *db, const unsigned char *sid,
+                               hk_db_attestation *out);
+/* challenged -> verified (verified = 1) or refused; HK_ERR_STATE if it
+ * is no longer challenged, HK_ERR_NOT_FOUND if there is none. */
+HK_WUR hk_err hk_db_attest_finish(hk_db *db, const unsigned char *sid,
+                                  int verified);
 
 #endif

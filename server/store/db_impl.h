@@ -234,6 +234,11 @@ typedef struct {
     hk_err (*callback_result)(hk_db *db, const unsigned char *rid, int ok,
                               int64_t next, int max_attempts,
                               int64_t *attempts);
+    hk_err (*attest_put)(hk_db *db, const unsigned char *sid,
+                         const hk_db_attestation *a);
+    hk_err (*attest_get)(hk_db *db, const unsigned char *sid,
+                         hk_db_attestation *out);
+    hk_err (*attest_finish)(hk_db *db, const unsigned char *sid, int verified);
 } hk_db_ops;
 
 #define HK_DB_ERR_LEN 256

@@ -163,6 +163,20 @@ static const hk_migration hk_migrations[] = {
      "ALTER TABLE sessions ADD COLUMN ridx {INT}"
      " CHECK (ridx IS NULL OR ridx BETWEEN 0 AND 255);",
      0, NULL},
+    /* 6: device attestation (issue 22): the challenge of a keygen session
+     * and its outcome; an attested key's summary */
+    {"CREATE TABLE attestations ("
+     " sid {BLOB} PRIMARY KEY NOT NULL"
+     "  REFERENCES sessions (sid) ON DELETE CASCADE,"
+     " state TEXT NOT NULL"
+     "  CHECK (state IN ('challenged', 'verified', 'refused')),"
+     " cred_hash {BLOB} NOT NULL CHECK (length(cred_hash) = 32),"
+     " ak_pub {BLOB} NOT NULL CHECK (length(ak_pub) BETWEEN 1 AND 1024),"
+     " summary TEXT NOT NULL CHECK ({OCTETS:summary} BETWEEN 1 AND 400)"
+     "){STRICT};"
+     "ALTER TABLE keys ADD COLUMN attestation TEXT"
+     " CHECK (attestation IS NULL OR {OCTETS:attestation} BETWEEN 1 AND 400);",
+     0, NULL},
 };
 
 #define HK_NMIGRATIONS ((int)(sizeof(hk_migrations) / sizeof(hk_migrations[0])))

@@ -17,7 +17,7 @@
 #define HK_NAME_MAX 15 /* stored enum names and curves */
 #define HK_KEY_COLS                                                            \
     "kid, owner, curve, pubkey, created, disabled, label, max_hour, "          \
-    "max_day, pending"
+    "max_day, pending, attestation"
 #define HK_SESSION_COLS "sid, owner, op, kid, created, last_seen, state, curve"
 /* v5: the request a sign session co-signs (NULL ridx read as 0) */
 #define HK_SESSION_READ                                                        \
@@ -37,7 +37,7 @@ static hk_err hk_read_key(const hk_sql_cur *c, hk_db_key *k)
 {
     char curve[HK_NAME_MAX + 1];
     int64_t disabled = 0, mh = 0, md = 0, pending = 0;
-    int no_label = 0;
+    int no_label = 0, no_att = 0;
     hk_err e;
 
     memset(k, 0, sizeof(*k));
@@ -51,7 +51,9 @@ static hk_err hk_read_key(const hk_sql_cur *c, hk_db_key *k)
             HK_OK ||
         (e = hk_col_int(c, 7, 0, HK_DB_LIMIT_MAX, &mh)) != HK_OK ||
         (e = hk_col_int(c, 8, 0, HK_DB_LIMIT_MAX, &md)) != HK_OK ||
-        (e = hk_col_int(c, 9, 0, 1, &pending)) != HK_OK)
+        (e = hk_col_int(c, 9, 0, 1, &pending)) != HK_OK ||
+        (e = hk_col_null_text(c, 10, k->attestation, HK_DB_ATTEST_MAX,
+                              &no_att)) != HK_OK)
         return e;
     if (hk_curve_from_name(curve, &k->curve) != HK_OK)
         return HK_ERR_DECODE;
@@ -175,12 +177,13 @@ static hk_err hk_st_key_create(hk_db *db, const hk_db_key *k,
     hk_dbp_int(&p, k->created);
     hk_dbp_text(&p, k->label[0] != '\0' ? k->label : NULL);
     hk_dbp_int(&p, k->pending != 0);
+    hk_dbp_text(&p, k->attestation[0] != '\0' ? k->attestation : NULL);
     if ((e = hk_sql_begin(db)) != HK_OK)
         return e;
     e = hk_sql_run(db,
                    "INSERT INTO keys (kid, owner, curve, pubkey, created, "
-                   "disabled, label, pending) VALUES (?1, ?2, ?3, ?4, ?5, 0, "
-                   "?6, ?7)",
+                   "disabled, label, pending, attestation) VALUES (?1, ?2, "
+                   "?3, ?4, ?5, 0, ?6, ?7, ?8)",
                    &p, NULL);
     if (e == HK_OK && first != NULL)
         e = hk_share_insert(db, k->kid, epoch, HK_DB_SHARE_ACTIVE, first,
@@ -1397,6 +1400,91 @@ static hk_err hk_st_callback_result(hk_db *db, const unsigned char *rid, int ok,
     return hk_sql_end(db, e);
 }
 
+/* --- attestations (v6) --------------------------------------------------- */
+
+static const char *const hk_att_state_names[] = {NULL, "challenged", "verified",
+                                                 "refused"};
+
+static hk_err hk_st_attest_put(hk_db *db, const unsigned char *sid,
+                               const hk_db_attestation *a)
+{
+    hk_dbp p = {0};
+
+    hk_dbp_blob(&p, sid, HK_ID_LEN);
+    hk_dbp_blob(&p, a->cred_hash, sizeof(a->cred_hash));
+    hk_dbp_blob(&p, a->ak_pub, a->ak_publen);
+    hk_dbp_text(&p, a->summary);
+    return hk_sql_run(db,
+                      "INSERT INTO attestations (sid, state, cred_hash, "
+                      "ak_pub, summary) VALUES (?1, 'challenged', ?2, ?3, ?4)",
+                      &p, NULL);
+}
+
+static hk_err hk_st_attest_get(hk_db *db, const unsigned char *sid,
+                               hk_db_attestation *out)
+{
+    char state[HK_NAME_MAX + 1];
+    hk_sql_cur c;
+    hk_dbp p = {0};
+    int row = 0, i;
+    hk_err e;
+
+    memset(out, 0, sizeof(*out));
+    hk_dbp_blob(&p, sid, HK_ID_LEN);
+    if ((e = hk_sql_query(db,
+                          "SELECT state, cred_hash, ak_pub, summary FROM "
+                          "attestations WHERE sid = ?1",
+                          &p, &c)) != HK_OK)
+        goto done;
+    if ((e = hk_sql_next(&c, &row)) != HK_OK)
+        goto done;
+    e = HK_ERR_NOT_FOUND;
+    if (!row)
+        goto done;
+    if ((e = hk_col_text(&c, 0, state, HK_NAME_MAX)) != HK_OK ||
+        (e = hk_col_fixed(&c, 1, out->cred_hash, sizeof(out->cred_hash))) !=
+            HK_OK ||
+        (e = hk_col_var(&c, 2, out->ak_pub, sizeof(out->ak_pub),
+                        &out->ak_publen)) != HK_OK ||
+        (e = hk_col_text(&c, 3, out->summary, HK_DB_ATTEST_MAX)) != HK_OK)
+        goto done;
+    e = HK_ERR_DECODE;
+    for (i = 1; i <= HK_DB_ATT_REFUSED; i++)
+        if (strcmp(state, hk_att_state_names[i]) == 0) {
+            out->state = (hk_db_att_state)i;
+            e = HK_OK;
+        }
+done:
+    hk_sql_done(&c);
+    return e;
+}
+
+static hk_err hk_st_attest_finish(hk_db *db, const unsigned char *sid,
+                                  int verified)
+{
+    hk_dbp p = {0}, one = {0};
+    int changes = 0, yes = 0;
+    hk_err e;
+
+    hk_dbp_blob(&p, sid, HK_ID_LEN);
+    hk_dbp_blob(&one, sid, HK_ID_LEN);
+    hk_dbp_text(
+        &p,
+        hk_att_state_names[verified ? HK_DB_ATT_VERIFIED : HK_DB_ATT_REFUSED]);
+    if ((e = hk_sql_begin(db)) != HK_OK)
+        return e;
+    e = hk_sql_run(db,
+                   "UPDATE attestations SET state = ?2 WHERE sid = ?1 AND "
+                   "state = 'challenged'",
+                   &p, &changes);
+    /* nothing changed: answered already, or no such challenge */
+    if (e == HK_OK && changes == 0 &&
+        (e = hk_sql_exists(db, "SELECT 1 FROM attestations WHERE sid = ?1",
+                           &one, &yes)) == HK_OK)
+        e = yes ? HK_ERR_STATE : HK_ERR_NOT_FOUND;
+    return hk_sql_end(db, e);
+}
+
 const hk_db_ops hk_store_ops = {
     hk_st_schema_version,
     hk_st_key_create,
@@ -1441,4 +1529,7 @@ const hk_db_ops hk_store_ops = {
     hk_st_request_approvers,
     hk_st_callback_claim,
     hk_st_callback_result,
+    hk_st_attest_put,
+    hk_st_attest_get,
+    hk_st_attest_finish,
 };

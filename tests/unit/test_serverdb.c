@@ -266,7 +266,7 @@ static void test_schema(const char *path)
           HK_DB_SCHEMA_VERSION); /* not re-run */
     CHECK(raw_int(r, "PRAGMA application_id") == 0x686b6462);
     CHECK(raw_int(r, "SELECT count(*) FROM sqlite_schema WHERE type = "
-                     "'table'") == 12); /* v5: requests */
+                     "'table'") == 13); /* v6: attestations */
     sqlite3_close(r);
     hk_db_close(db);
 }
@@ -1063,6 +1063,52 @@ static void test_limits_delete(hk_db *db)
     CHECK_ERR(hk_db_key_set_limits(db, k1, 1, 1), HK_ERR_NOT_FOUND);
 }
 
+/* Attestations (v6): a keygen session's challenge, answered once
+ * (challenged -> verified | refused), gone with its session; an attested
+ * key carries its summary. */
+static void test_attestations(hk_db *db, const hk_kek *kek, const shares *sh)
+{
+    hk_share k = *sh->p2[1];
+    unsigned char sid[HK_ID_LEN], other[HK_ID_LEN];
+    hk_db_attestation a, got;
+    hk_db_key key;
+    size_t gone = 0;
+
+    CHECK(RAND_bytes(k.kid, HK_ID_LEN) == 1 &&
+          RAND_bytes(sid, HK_ID_LEN) == 1 && RAND_bytes(other, HK_ID_LEN) == 1);
+    memset(&a, 0, sizeof(a));
+    memset(a.cred_hash, 0x5a, sizeof(a.cred_hash));
+    memset(a.ak_pub, 0x01, 90);
+    a.ak_publen = 90;
+    strcpy(a.summary, "00ff CN=EK CA");
+    CHECK_ERR(hk_db_attest_put(db, sid, &a), HK_ERR_NOT_FOUND); /* no session */
+    CHECK_OK(
+        hk_db_session_create_keygen(db, sid, "ivy", k.kid, HK_CURVE_P256, T0));
+    CHECK_OK(hk_db_attest_put(db, sid, &a));
+    CHECK_ERR(hk_db_attest_put(db, sid, &a), HK_ERR_EXISTS);
+    CHECK_OK(hk_db_attest_get(db, sid, &got));
+    CHECK(got.state == HK_DB_ATT_CHALLENGED && got.ak_publen == 90 &&
+          memcmp(got.ak_pub, a.ak_pub, 90) == 0 &&
+          memcmp(got.cred_hash, a.cred_hash, 32) == 0 &&
+          strcmp(got.summary, a.summary) == 0);
+    CHECK_ERR(hk_db_attest_get(db, other, &got), HK_ERR_NOT_FOUND);
+    CHECK_ERR(hk_db_attest_finish(db, other, 1), HK_ERR_NOT_FOUND);
+    CHECK_OK(hk_db_attest_finish(db, sid, 1));
+    CHECK_ERR(hk_db_attest_finish(db, sid, 0), HK_ERR_STATE);
+    CHECK_OK(hk_db_attest_get(db, sid, &got));
+    CHECK(got.state == HK_DB_ATT_VERIFIED);
+    a.ak_publen = 0;
+    CHECK_ERR(hk_db_attest_put(db, other, &a), HK_ERR_ARG);
+    CHECK_ERR(hk_store_new_key_att(db, kek, "ivy", &k, NULL, "a\nb", T0),
+              HK_ERR_ARG);
+    CHECK_OK(hk_store_new_key_att(db, kek, "ivy", &k, NULL, got.summary, T0));
+    CHECK_OK(hk_db_key_get_owned(db, k.kid, "ivy", &key));
+    CHECK(strcmp(key.attestation, "00ff CN=EK CA") == 0);
+    CHECK_OK(hk_db_session_sweep(db, T0 + 2 * IDLE, IDLE, &gone));
+    CHECK_ERR(hk_db_attest_get(db, sid, &got), HK_ERR_NOT_FOUND);
+    CHECK_OK(hk_db_key_delete(db, k.kid, "ivy"));
+}
+
 /* hk_db_session_others counts the other running sessions of the same key
  * and operation (the refresh guard of server/session.c). */
 static void test_refresh_guard(hk_db *db)
@@ -1204,6 +1250,7 @@ static void test_backend(const char *conninfo, const hk_kek *kek,
     test_pending_keys(db, kek, sh);
     test_backups(db, kek, sh);
     test_requests(db, kek, sh);
+    test_attestations(db, kek, sh);
     test_share_rules(db, kek, sh);
     test_sessions(db, sid2);
     test_setup_store(db, kek, kek2);
@@ -1284,6 +1331,7 @@ int main(void)
     test_pending_keys(db, kek, &sh);
     test_backups(db, kek, &sh);
     test_requests(db, kek, &sh);
+    test_attestations(db, kek, &sh);
     test_share_rules(db, kek, &sh);
     test_share_binding(db, kek, kek2, path, &sh);
     test_atomicity(db, kek, path, &sh);

@@ -164,8 +164,7 @@ hk_err hk_attest_outcome(hk_service *svc, const unsigned char *sid,
     pthread_mutex_unlock(&svc->dbmu);
     if (e == HK_ERR_NOT_FOUND) {
         *why = "this subject's keys need a device attestation";
-        return hk_srv_config_attest_required(&svc->cfg, sub) ? HK_ERR_ATTEST
-                                                             : HK_OK;
+        return hk_attest_needed(svc, sub) ? HK_ERR_ATTEST : HK_OK;
     }
     if (e != HK_OK)
         return e;
@@ -178,4 +177,16 @@ hk_err hk_attest_outcome(hk_service *svc, const unsigned char *sid,
     }
     memcpy(summary, a.summary, sizeof(a.summary));
     return HK_OK;
+}
+
+int hk_attest_needed(hk_service *svc, const char *sub)
+{
+    int yes;
+
+    if (hk_srv_config_attest_required(&svc->cfg, sub))
+        return 1;
+    pthread_mutex_lock(&svc->rulesmu);
+    yes = hk_rules_attest_required(svc->rules, sub);
+    pthread_mutex_unlock(&svc->rulesmu);
+    return yes;
 }

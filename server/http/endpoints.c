@@ -207,6 +207,7 @@ static void hk_open_session(hk_service *svc, hk_http_resp *r, const char *sub,
                               rwhy);
     }
     e = hk_policy_admit(svc->db, &svc->cfg, sub, op, key, curve, ch != NULL,
+                        op == HK_DB_OP_KEYGEN && hk_attest_needed(svc, sub),
                         sid, &why);
     if (e == HK_OK && op == HK_DB_OP_KEYGEN)
         e = hk_db_session_create_keygen(svc->db, sid, sub, kid, curve,

@@ -169,6 +169,10 @@ int hk_query_get(const char *q, const char *name, char *out, size_t cap);
  * missing, empty or larger). */
 HK_WUR hk_err hk_load_file(const char *path, unsigned char **out, size_t *len);
 
+/* 1 if sub's new keys need a device attestation: require_attestation in
+ * the configuration, or the policy file (rules.h). */
+int hk_attest_needed(hk_service *svc, const char *sub);
+
 int64_t hk_now(void);
 /* Monotonic seconds (durations). */
 double hk_mono(void);

@@ -820,8 +820,8 @@ static void hk_channel_open(hk_rsess *s, const hk_rmsg *m)
         return hk_fail(s, e, buf);
     }
     if (e == HK_OK)
-        e = hk_policy_admit(svc->db, &svc->cfg, s->sub, op, &key, 0, 0, s->sid,
-                            &why);
+        e = hk_policy_admit(svc->db, &svc->cfg, s->sub, op, &key, 0, 0, 0,
+                            s->sid, &why);
     if (e == HK_OK)
         e = hk_db_session_create(svc->db, s->sid, s->sub, op, s->kid, hk_now());
     if (e == HK_OK && s->has_rid)

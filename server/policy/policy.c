@@ -86,7 +86,7 @@ static hk_err hk_policy_window(hk_db *db, const unsigned char *kid,
 static hk_err hk_policy_decide(hk_db *db, const hk_srv_config *cfg,
                                const char *sub, hk_db_op op,
                                const hk_db_key *key, hk_curve_id curve,
-                               int attested, hk_refusal *why)
+                               int attested, int attest_needed, hk_refusal *why)
 {
     hk_err e;
 
@@ -94,7 +94,7 @@ static hk_err hk_policy_decide(hk_db *db, const hk_srv_config *cfg,
         return hk_refuse(why, 403, "curve_not_allowed", 0,
                          "this server does not make keys on that curve");
     if (op == HK_DB_OP_KEYGEN && !attested &&
-        hk_srv_config_attest_required(cfg, sub))
+        (attest_needed || hk_srv_config_attest_required(cfg, sub)))
         return hk_refuse(why, 403, "attestation_required", 0,
                          "this subject's keys need a device attestation: "
                          "keygen --attest on a TPM-backed token");
@@ -116,7 +116,8 @@ static hk_err hk_policy_decide(hk_db *db, const hk_srv_config *cfg,
 
 hk_err hk_policy_admit(hk_db *db, const hk_srv_config *cfg, const char *sub,
                        hk_db_op op, const hk_db_key *key, hk_curve_id curve,
-                       int attested, const unsigned char *sid, hk_refusal *why)
+                       int attested, int attest_needed,
+                       const unsigned char *sid, hk_refusal *why)
 {
     hk_audit_ev ev;
     hk_err e, a;
@@ -125,7 +126,8 @@ hk_err hk_policy_admit(hk_db *db, const hk_srv_config *cfg, const char *sub,
         (op != HK_DB_OP_KEYGEN && key == NULL))
         return HK_ERR_ARG;
     memset(why, 0, sizeof(*why));
-    e = hk_policy_decide(db, cfg, sub, op, key, curve, attested, why);
+    e = hk_policy_decide(db, cfg, sub, op, key, curve, attested, attest_needed,
+                         why);
     if (e != HK_OK && e != HK_ERR_RATE && e != HK_ERR_FORBIDDEN)
         return e;
     memset(&ev, 0, sizeof(ev));

@@ -41,15 +41,17 @@ typedef struct {
 
 /* Admission of a session of op for sub: key is the (owned) key of a sign
  * or refresh, NULL for a keygen of `curve`; attested: the keygen comes
- * with a device attestation (checked before its key is stored). On HK_OK the
+ * with a device attestation (checked before its key is stored);
+ * attest_needed: the policy file requires one for sub (rules.h), besides
+ * require_attestation in cfg. On HK_OK the
  * decision "granted" is audited with the session id sid; on HK_ERR_RATE or
  * HK_ERR_FORBIDDEN *why says why and "refused" is audited. Other codes:
  * storage failures (nothing granted). The caller holds the database. */
 HK_WUR hk_err hk_policy_admit(hk_db *db, const hk_srv_config *cfg,
                               const char *sub, hk_db_op op,
                               const hk_db_key *key, hk_curve_id curve,
-                              int attested, const unsigned char *sid,
-                              hk_refusal *why);
+                              int attested, int attest_needed,
+                              const unsigned char *sid, hk_refusal *why);
 
 /* 1 if cfg allows new keys on curve. */
 int hk_policy_curve_allowed(const hk_srv_config *cfg, hk_curve_id curve);

@@ -30,7 +30,8 @@ enum {
     F_ETH_FEE = 1 << 8,
     F_ALLOW = 1 << 9,
     F_APPROVALS = 1 << 10,
-    F_APPROVERS = 1 << 11
+    F_APPROVERS = 1 << 11,
+    F_ATTEST = 1 << 12
 };
 
 typedef struct {
@@ -45,6 +46,7 @@ typedef struct {
     unsigned approvals;
     char approvers[HK_RULES_LIST_MAX][HK_JWT_SUB_MAX + 1];
     size_t n_approvers;
+    int attest; /* require_attestation */
 } hk_rset;
 
 typedef enum { HK_SEC_DEFAULT, HK_SEC_SUBJECT, HK_SEC_KEY } hk_sec_type;
@@ -219,7 +221,8 @@ static int hk_field(hk_rset *rs, const char *name, const char *v,
                  {"eth_max_fee", F_ETH_FEE},
                  {"allow_to", F_ALLOW},
                  {"approvals", F_APPROVALS},
-                 {"approvers", F_APPROVERS}};
+                 {"approvers", F_APPROVERS},
+                 {"require_attestation", F_ATTEST}};
     unsigned flag = 0;
     uint64_t n = 0;
     size_t i;
@@ -261,6 +264,9 @@ static int hk_field(hk_rset *rs, const char *name, const char *v,
         ok = hk_u64(v, &n) && n <= HK_RULES_LIST_MAX;
         rs->approvals = (unsigned)n;
         return ok;
+    case F_ATTEST:
+        rs->attest = strcmp(v, "yes") == 0;
+        return rs->attest || strcmp(v, "no") == 0;
     default:
         return hk_approvers(v, rs);
     }
@@ -432,6 +438,7 @@ static void hk_merge(hk_rset *to, const hk_rset *from)
         to->n_allow = from->n_allow;
     });
     HK_TAKE(F_APPROVALS, to->approvals = from->approvals);
+    HK_TAKE(F_ATTEST, to->attest = from->attest);
     HK_TAKE(F_APPROVERS, {
         memcpy(to->approvers, from->approvers, sizeof(to->approvers));
         to->n_approvers = from->n_approvers;
@@ -660,4 +667,15 @@ int hk_rules_is_approver(const hk_rules *r, const unsigned char *kid,
         if (strcmp(rs.approvers[i], sub) == 0)
             return 1;
     return 0;
+}
+
+int hk_rules_attest_required(const hk_rules *r, const char *sub)
+{
+    static const unsigned char no_key[HK_ID_LEN]; /* keygen: no key yet */
+    hk_rset rs;
+
+    if (r == NULL)
+        return 0;
+    hk_effective(r, no_key, sub, &rs);
+    return rs.attest;
 }

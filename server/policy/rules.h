@@ -29,6 +29,10 @@
  *   approvals = N                 approvals (POST /requests/ID/approve)
  *   approvers = SUB, ...          by these subjects (scope "approve"),
  *                                 before the owner's co-sign
+ *   require_attestation = yes|no  a new key needs a device attestation at
+ *                                 keygen (issue 22; [default] and
+ *                                 [subject] sections: a key section has
+ *                                 no key yet to name)
  *
  * Values are bounded (lists of 64 entries at most, a line of 1024 bytes, a
  * file of 256 KiB); an unknown field, a repeated field or section, a
@@ -93,5 +97,7 @@ int hk_rules_approvals(const hk_rules *r, const unsigned char *kid,
                        const char *owner);
 int hk_rules_is_approver(const hk_rules *r, const unsigned char *kid,
                          const char *owner, const char *sub);
+/* 1 if the rules require a device attestation for sub's new keys. */
+int hk_rules_attest_required(const hk_rules *r, const char *sub);
 
 #endif

@@ -192,6 +192,24 @@ def test_require_attestation(make_server, ek_tpm, make_token, tpm_token):
     assert len(keys_of(server, "gina")) == 1
 
 
+def test_require_attestation_in_the_policy_file(make_server, ek_tpm,
+                                                make_token, tpm_token,
+                                                tmp_path):
+    """The same rule from the policy file's subject section (rules.h)."""
+    tpm, d = ek_tpm
+    pol = tmp_path / "policy.conf"
+    pol.write_text("[subject hana]\nrequire_attestation = yes\n")
+    server = make_server(attestation_roots=d / "ca.pem", policy_file=pol)
+    p = make_token(server, "hana").run("keygen", "--curve", "p256",
+                                       "--label", "k", check=False)
+    assert p.returncode != 0 and "device attestation" in p.stderr, p.stderr
+    assert keys_of(server, "hana") == []
+    tpm_token(server, "hana", tpm, name="hana-tpm").run(
+        "keygen", "--curve", "p256", "--label", "k", "--attest")
+    assert [k["attested"] for k in keys_of(server, "hana")] == [True]
+    make_token(server, "ivan").keygen("p256", "k")
+
+
 # --- forged answers, with tpm2-tools ----------------------------------------
 
 

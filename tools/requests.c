@@ -426,6 +426,28 @@ static hk_err hk_approve_sign(hk_client *c, const hk_lreq *l)
     return e;
 }
 
+/* The request once the server has recorded the last signature: each
+ * client's sign.5 (its copy of the signature) travels after the client
+ * already has the signature, so the state moves a moment later. */
+static hk_err hk_approve_outcome(hk_client *c, const char *path,
+                                 json_t **ans)
+{
+    const char *st;
+    hk_err e;
+    int i;
+
+    for (i = 0;; i++) {
+        if ((e = hk_get_json(c, path, ans)) != HK_OK)
+            return e;
+        st = json_string_value(json_object_get(*ans, "state"));
+        if (st == NULL || strcmp(st, "pending") != 0 || i == 50)
+            return HK_OK;
+        json_decref(*ans);
+        *ans = NULL;
+        nanosleep(&(struct timespec){0, 100 * 1000 * 1000}, NULL);
+    }
+}
+
 hk_err hk_requests_approve(hk_client *c, const char *id, FILE *out)
 {
     char path[96];
@@ -448,7 +470,7 @@ hk_err hk_requests_approve(hk_client *c, const char *id, FILE *out)
                 hk_client_last_error(c));
     }
     hk_lreq_free(&l);
-    if (e != HK_OK || (e = hk_get_json(c, path, &ans)) != HK_OK)
+    if (e != HK_OK || (e = hk_approve_outcome(c, path, &ans)) != HK_OK)
         return e;
     fprintf(out, "%s: %s\n", id,
             json_string_value(json_object_get(ans, "state")));

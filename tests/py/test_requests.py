@@ -222,9 +222,13 @@ def test_client_digest_under_a_request_is_refused(setup):
                 check=False)
     assert p.returncode != 0 and "not this one" in p.stderr, p.stderr
     assert get_request(srv, shop, rid)[1]["state"] == "pending"
-    # the same path with the server's digest works
+    # the same path with the server's digest works (the server records it
+    # from the client's sign.5, a moment after the client has it)
     tok.run("sign", "--key", "k", "--digest", good.hex(), "--request", rid)
-    assert get_request(srv, shop, rid)[1]["state"] == "signed"
+    deadline = time.monotonic() + 10
+    while get_request(srv, shop, rid)[1]["state"] != "signed":
+        assert time.monotonic() < deadline, "never signed"
+        time.sleep(0.1)
     # and once signed, the request signs nothing more
     p = tok.run("sign", "--key", "k", "--digest", good.hex(), "--request",
                 rid, check=False)

@@ -576,7 +576,9 @@ static void hk_reload(hk_sigctx *sc)
     if ((e = hk_srv_config_load(sc->conf, &c, why)) == HK_OK &&
         (e = hk_service_reload_seal(sc->svc, &c, why)) == HK_OK)
         hk_log("info", "event=reloaded what=seal");
-    if (e == HK_OK && (e = hk_service_reload_rules(sc->svc, &c, why)) == HK_OK)
+    if (e == HK_OK &&
+        (e = hk_service_reload_rules(sc->svc, &c, why)) == HK_OK &&
+        c.policy_file[0] != 0)
         hk_log("info", "event=reloaded what=policy_file");
     if (e != HK_OK)
         hk_log("error", "event=reload_refused error=\"%s\" reason=\"%s\"",

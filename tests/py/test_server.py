@@ -600,7 +600,7 @@ def test_bad_websocket_input_changes_nothing(server, make_token):
 
 def test_tls_pin_and_version(server, make_token, tmp_path):
     tok = make_token(server, "alice")
-    p = tok.run("status")
+    p = tok.run("status", "--json")
     assert json.loads(p.stdout)["status"] == "ok"
 
     conf = tok.conf_path().read_text()

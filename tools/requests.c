@@ -429,8 +429,7 @@ static hk_err hk_approve_sign(hk_client *c, const hk_lreq *l)
 /* The request once the server has recorded the last signature: each
  * client's sign.5 (its copy of the signature) travels after the client
  * already has the signature, so the state moves a moment later. */
-static hk_err hk_approve_outcome(hk_client *c, const char *path,
-                                 json_t **ans)
+static hk_err hk_approve_outcome(hk_client *c, const char *path, json_t **ans)
 {
     const char *st;
     hk_err e;

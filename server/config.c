@@ -271,6 +271,10 @@ static hk_err hk_cfg_check(const hk_srv_config *c, const char *path,
                           "must be 2048 or 3072");
     if (c->node[0] == 0)
         return hk_cfg_bad(why, path, lines, "node", "must not be empty");
+    if (c->callback_ca_file[0] != 0 && c->callback_hosts[0] == 0)
+        return hk_cfg_bad(why, path, lines, "callback_ca_file",
+                          "callbacks need callback_hosts too (the hosts a "
+                          "requester's callback_url may name)");
     if ((c->callback_ca_file[0] == 0) != (c->callback_key_file[0] == 0))
         return hk_cfg_bad(why, path, lines,
                           c->callback_ca_file[0] == 0 ? "callback_ca_file"

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <openssl/crypto.h>
@@ -241,25 +242,44 @@ static void hk_render_eth(const json_t *s, FILE *out)
     fprintf(out, "    data: %zu bytes\n", data != NULL ? strlen(data) / 2 : 0);
 }
 
+/* A server string for the terminal: printable ASCII only (a lying server
+ * must not move the cursor or recolour what the user reads), "?" for a
+ * missing one. */
+static const char *hk_safe(json_t *j, char *buf, size_t cap)
+{
+    const char *v = json_string_value(j);
+    size_t i;
+
+    snprintf(buf, cap, "%s", v != NULL ? v : "?");
+    for (i = 0; buf[i] != 0; i++)
+        if (buf[i] < 0x20 || buf[i] > 0x7e)
+            buf[i] = '?';
+    return buf;
+}
+
 static void hk_render(const hk_lreq *l, FILE *out)
 {
-    char exp[32], *meta;
+    char exp[32], *meta, a[96], b[160], k[96], st[24];
     json_t *m = json_object_get(l->req, "metadata");
 
     hk_time_str(json_integer_value(json_object_get(l->req, "expires")), exp);
-    fprintf(out, "%s from %s for key %s, %s, expires %s\n", l->id,
-            json_string_value(json_object_get(l->req, "requester")),
-            l->label[0] ? l->label
-                        : json_string_value(json_object_get(l->req, "key_id")),
-            json_string_value(json_object_get(l->req, "state")), exp);
-    if (l->summary != NULL && strcmp(l->kind, "btc-psbt") == 0)
+    fprintf(out, "%s from %s for key %s, %s, expires %s\n",
+            hk_safe(json_object_get(l->req, "request_id"), a, sizeof(a)),
+            hk_safe(json_object_get(l->req, "requester"), b, sizeof(b)),
+            l->label[0]
+                ? l->label
+                : hk_safe(json_object_get(l->req, "key_id"), k, sizeof(k)),
+            hk_safe(json_object_get(l->req, "state"), st, sizeof(st)), exp);
+    if (l->summary != NULL && l->kind != NULL &&
+        strcmp(l->kind, "btc-psbt") == 0)
         hk_render_btc(l->summary, out);
     else if (l->summary != NULL)
         hk_render_eth(l->summary, out);
     else
         fprintf(out, "  digest %s\n",
-                json_string_value(
-                    json_array_get(json_object_get(l->req, "digests"), 0)));
+                hk_safe(json_array_get(json_object_get(l->req, "digests"), 0),
+                        b, sizeof(b)));
+    /* json_dumps escapes control characters */
     meta = json_object_size(m) > 0 ? json_dumps(m, JSON_COMPACT) : NULL;
     if (meta != NULL)
         fprintf(out, "  metadata: %s\n", meta);
@@ -316,6 +336,7 @@ typedef struct {
     json_int_t created;
     char seen[HK_SEEN_MAX][48];
     size_t nseen;
+    int full; /* then the next poll starts after that second */
 } hk_cursor;
 
 static void hk_cursor_add(hk_cursor *cur, json_int_t created, const char *id)
@@ -323,9 +344,12 @@ static void hk_cursor_add(hk_cursor *cur, json_int_t created, const char *id)
     if (created != cur->created) {
         cur->created = created;
         cur->nseen = 0;
+        cur->full = 0;
     }
     if (cur->nseen < HK_SEEN_MAX && id != NULL && strlen(id) < 48)
         snprintf(cur->seen[cur->nseen++], 48, "%s", id);
+    else
+        cur->full = 1; /* more in that second than `seen` can name */
 }
 
 /* Prints the requests of one list answer; *cur moves to the last one
@@ -352,12 +376,14 @@ static void hk_print_list(hk_client *c, json_t *ans, int json, FILE *out,
     }
     *n = json_array_size(arr);
     if (json) {
-        char *s = json_dumps(json_pack("{s:o}", "requests", jl),
-                             JSON_INDENT(2) | JSON_SORT_KEYS);
+        json_t *all = json_pack("{s:o}", "requests", jl);
+        char *s = all != NULL ? json_dumps(all, JSON_INDENT(2) | JSON_SORT_KEYS)
+                              : NULL;
 
         if (s != NULL)
             fprintf(out, "%s\n", s);
         free(s);
+        json_decref(all);
     } else {
         json_decref(jl);
     }
@@ -390,6 +416,8 @@ hk_err hk_requests_list(hk_client *c, int json, int watch, FILE *out)
             return e;
         hk_print_list(c, ans, json, out, &cur, &n);
         json_decref(ans);
+        if (watch && n == 0) /* the wait was cut short: not a busy loop */
+            sleep(1);
         if (!watch && !json && n == 0)
             fprintf(out, "no pending requests\n");
         fflush(out);

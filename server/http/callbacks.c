@@ -7,7 +7,9 @@
  *
  * The queue is the requests table (cb_state, cb_attempts, cb_next): it
  * survives restarts and any node delivers (a claim leases an entry for
- * HK_CB_LEASE seconds). A failed attempt is retried after 2^attempts
+ * HK_CB_LEASE seconds); only hosts in callback_hosts (required with
+ * callbacks: a requester must not choose where halfkeyd connects). A
+ * failed attempt is retried after 2^attempts
  * seconds (at most an hour), HK_CB_MAX_ATTEMPTS times; a 2xx answer
  * delivers. Delivery runs on a thread of its own, so a slow receiver
  * never holds a signing worker. */
@@ -25,9 +27,11 @@
 #include "server/log.h"
 #include "transport/http_client.h"
 
-#define HK_CB_LEASE 60         /* seconds a claimed entry is this node's */
 #define HK_CB_TIMEOUT_MS 10000 /* per delivery */
 #define HK_CB_BATCH 8
+/* seconds a claimed batch is this node's: longer than its deliveries can
+ * take, so no other node delivers the same entry meanwhile */
+#define HK_CB_LEASE (HK_CB_BATCH * (HK_CB_TIMEOUT_MS / 1000 + 5))
 #define HK_CB_KEY_MIN 32
 
 struct hk_cb {
@@ -151,8 +155,7 @@ int hk_cb_url_ok(const hk_service *svc, const char *url, char *why, size_t cap)
         snprintf(why, cap, "callback_url must be https://HOST[:PORT][/PATH]");
         return 0;
     }
-    if (svc->cfg.callback_hosts[0] != 0 &&
-        !hk_cb_host_listed(svc->cfg.callback_hosts, u.host)) {
+    if (!hk_cb_host_listed(svc->cfg.callback_hosts, u.host)) {
         snprintf(why, cap, "callback host %.100s is not in callback_hosts",
                  u.host);
         return 0;
@@ -210,7 +213,9 @@ static hk_err hk_cb_post(hk_service *svc, const hk_db_request *r, int *status)
     hk_err e;
 
     *status = 0;
-    if (!hk_cb_parse(r->callback_url, &u))
+    /* the hosts allowed now (a reload may have narrowed them) */
+    if (!hk_cb_parse(r->callback_url, &u) ||
+        !hk_cb_host_listed(svc->cfg.callback_hosts, u.host))
         return HK_ERR_CONFIG;
     if ((e = hk_cb_body(svc->cb, r, &body, sighdr)) != HK_OK)
         goto done;

@@ -13,8 +13,7 @@
 HK_WUR hk_err hk_cb_new(const hk_srv_config *cfg, hk_cb **out, char *why);
 void hk_cb_free(hk_cb *cb);
 /* 1 if url is a callback this server delivers: callbacks on, https://,
- * host[:port][/path] with the host in callback_hosts (when set); else 0
- * and why. */
+ * host[:port][/path] with the host in callback_hosts; else 0 and why. */
 int hk_cb_url_ok(const hk_service *svc, const char *url, char *why, size_t cap);
 /* Once a second: claims due callbacks (any node may) and delivers them on
  * the callback thread, one batch at a time. */

@@ -28,8 +28,9 @@
 #define HK_REQ_PREFIX "req_"
 #define HK_REQ_ID_STR (4 + 2 * HK_ID_LEN + 1)
 #define HK_REQ_TTL_DEFAULT 3600
-#define HK_REQ_WAIT_MAX 60     /* seconds a list may wait for a new request */
-#define HK_REQ_WAITERS_MAX 256 /* long polls waiting at once */
+#define HK_REQ_WAIT_MAX 60       /* seconds a list may wait for a new request */
+#define HK_REQ_WAITERS_MAX 256   /* long polls waiting at once */
+#define HK_REQ_WAITERS_PER_SUB 4 /* ... of one subject */
 
 /* --- ids and views -------------------------------------------------------- */
 
@@ -269,15 +270,16 @@ static void hk_req_audit(hk_service *svc, const hk_db_request *r,
 /* --- rules (server/policy/rules.h) ---------------------------------------- */
 
 /* The amount of the key's requests of r's kind signed in the last 24
- * hours (created then), into sum (big-endian 256 bits). Caller holds
- * dbmu. */
+ * hours (their final state's time), into sum (big-endian 256 bits): the
+ * requests created since request_ttl_max + 24 hours ago are all that can
+ * have been signed then. Caller holds dbmu. */
 static hk_err hk_req_signed_24h(hk_service *svc, const hk_db_request *r,
                                 const unsigned char pub[33], int64_t now,
                                 unsigned char sum[32])
 {
     unsigned char amt[32], rid[HK_ID_LEN];
     hk_db_request *list = NULL;
-    int64_t after = now - 86400;
+    int64_t after = now - 86400 - svc->cfg.request_ttl_max;
     size_t n = 0, i;
     int has_rid = 0;
     hk_err e;
@@ -299,7 +301,7 @@ static hk_err hk_req_signed_24h(hk_service *svc, const hk_db_request *r,
                              list[i].owner,
                              pub};
 
-            if (list[i].kind != r->kind ||
+            if (list[i].kind != r->kind || list[i].updated <= now - 86400 ||
                 memcmp(list[i].kid, r->kid, HK_ID_LEN) != 0)
                 continue;
             if ((e = hk_rules_amount(&q, amt)) == HK_OK)
@@ -346,7 +348,8 @@ static hk_err hk_req_rules(hk_service *svc, const hk_db_request *r,
         hk_db_request_approvers(svc->db, r->rid, subs, HK_RULES_LIST_MAX, &n) ==
             HK_OK)
         for (i = 0; i < n; i++) /* approvers still on the list count */
-            have += hk_rules_is_approver(svc->rules, r->kid, r->owner, subs[i]);
+            have += strcmp(subs[i], r->requester) != 0 &&
+                    hk_rules_is_approver(svc->rules, r->kid, r->owner, subs[i]);
     pthread_mutex_unlock(&svc->rulesmu);
     free(subs);
     if (e == HK_OK && sign_time && have < need) {
@@ -439,8 +442,10 @@ static hk_err hk_req_body_parse(const hk_service *svc, json_t *o,
             snprintf(why, cap, "callback_url: at most 512 bytes of text");
         return HK_ERR_DECODE;
     }
-    meta = json_dumps(b->metadata != NULL ? b->metadata : json_object(),
-                      JSON_COMPACT | JSON_SORT_KEYS);
+    if (b->metadata != NULL)
+        meta = json_dumps(b->metadata, JSON_COMPACT | JSON_SORT_KEYS);
+    else
+        meta = strdup("{}");
     if (meta == NULL || strlen(meta) > HK_DB_REQ_META_MAX ||
         !hk_db_text_ok(meta, HK_DB_REQ_META_MAX)) {
         free(meta);
@@ -496,9 +501,12 @@ static void hk_req_create(hk_service *svc, const hk_http_req *req,
 
     memset(&r, 0, sizeof(r));
     snprintf(r.requester, sizeof(r.requester), "%s", sub);
-    if (o == NULL)
+    if (o == NULL) {
         e = HK_ERR_DECODE;
-    else
+        snprintf(why, sizeof(why),
+                 "the body must be one JSON object with "
+                 "known fields only");
+    } else
         e = hk_req_body_parse(svc, o, &b, &r, why, sizeof(why));
     if (e == HK_OK && (e = hk_req_key(svc, sub, r.kid, &key)) != HK_OK) {
         json_decref(o);
@@ -554,7 +562,9 @@ static int hk_req_approver(hk_service *svc, const hk_db_request *r,
     int yes;
 
     pthread_mutex_lock(&svc->rulesmu);
+    /* neither the owner nor the requester approves its own request */
     yes = svc->rules != NULL && strcmp(sub, r->owner) != 0 &&
+          strcmp(sub, r->requester) != 0 &&
           hk_rules_is_approver(svc->rules, r->kid, r->owner, sub);
     pthread_mutex_unlock(&svc->rulesmu);
     return yes;
@@ -642,9 +652,13 @@ static int hk_req_seen(const char *query, hk_req_waiter *q)
 static int hk_req_park(hk_service *svc, hk_req_waiter *q, hk_http_resp *resp)
 {
     hk_req_waiter *w;
+    int mine = 0;
 
+    for (w = svc->waiters; w != NULL; w = w->next)
+        mine += strcmp(w->sub, q->sub) == 0;
+    /* a subject holds at most a few waits (one watch per device) */
     if (svc->draining || svc->nwaiters >= HK_REQ_WAITERS_MAX ||
-        (w = malloc(sizeof(*w))) == NULL)
+        mine >= HK_REQ_WAITERS_PER_SUB || (w = malloc(sizeof(*w))) == NULL)
         return 0;
     *w = *q;
     if ((w->conn = hk_http_defer(resp)) == NULL) {
@@ -856,7 +870,10 @@ void hk_ep_requests(hk_service *svc, const hk_http_req *req, hk_http_resp *resp)
     if (!hk_req_parse_id(idbuf, rid))
         return hk_respond_err(resp, 404, "not_found", "no such request");
     if (slash != NULL && post && strcmp(slash, "/reject") == 0)
-        return hk_req_reject(svc, req, rid, sub, resp);
+        return (scopes & HK_SCOPE_OWNER)
+                   ? hk_req_reject(svc, req, rid, sub, resp)
+                   : hk_respond_err(resp, 403, "forbidden",
+                                    "rejecting needs the owner's token");
     if (slash != NULL && post && strcmp(slash, "/approve") == 0)
         return (scopes & HK_SCOPE_APPROVE)
                    ? hk_req_approve(svc, rid, sub, resp)
@@ -965,15 +982,17 @@ void hk_req_record(hk_service *svc, const char *sub, const unsigned char *rid,
     if (e == HK_OK)
         e = hk_db_request_get(svc->db, rid, &r);
     if (e == HK_OK && nsigs == r.ndigests) {
-        if ((e = hk_req_result(svc->db, &r, &res, &len)) == HK_OK &&
-            (e = hk_db_request_finish(svc->db, rid, HK_REQ_SIGNED, "", res, len,
-                                      hk_now())) == HK_OK)
+        /* every digest signed: the result, or failed (never left pending
+         * with nothing more to sign) */
+        if ((e = hk_req_result(svc->db, &r, &res, &len)) != HK_OK) {
+            if (hk_db_request_finish(svc->db, rid, HK_REQ_FAILED,
+                                     "the signed result could not be made",
+                                     NULL, 0, hk_now()) == HK_OK)
+                hk_req_audit(svc, &r, sub, HK_REQ_FAILED, hk_strerror(e));
+        } else if ((e = hk_db_request_finish(svc->db, rid, HK_REQ_SIGNED, "",
+                                             res, len, hk_now())) == HK_OK) {
             hk_req_audit(svc, &r, sub, HK_REQ_SIGNED, "");
-        else if (e != HK_ERR_STATE &&
-                 hk_db_request_finish(svc->db, rid, HK_REQ_FAILED,
-                                      "the signed result could not be made",
-                                      NULL, 0, hk_now()) == HK_OK)
-            hk_req_audit(svc, &r, sub, HK_REQ_FAILED, hk_strerror(e));
+        }
     }
     pthread_mutex_unlock(&svc->dbmu);
     if (e != HK_OK)

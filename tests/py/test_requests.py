@@ -281,6 +281,9 @@ def test_scopes_and_grants(setup):
     assert get_request(srv, other, rid)[0] == 404
     assert get_request(srv, owner, rid)[0] == 200
     assert get_request(srv, srv.token("mallory"), rid)[0] == 404
+    # rejecting is the owner's: not with the owner's request-scoped token
+    assert srv.request("POST", f"/requests/{rid}/reject", {"reason": "x"},
+                       token=srv.token("alice", scope="request"))[0] == 403
     # a scope claim that is not a string is refused outright
     assert srv.request("GET", "/requests", token=srv.token(
         "alice", scope="")) [0] == 401
@@ -505,6 +508,19 @@ def test_callback_delivered_once_after_a_restart(make_server, make_token,
         rcv.stop()
 
 
+def test_callbacks_need_callback_hosts(make_server, tmp_path, db_backend):
+    if db_backend != "sqlite":
+        pytest.skip("a configuration check")
+    rcv = Receiver(tmp_path)
+    cbkey = tmp_path / "cb.key"
+    cbkey.write_bytes(b"k" * 32)
+    srv = make_server(callback_ca_file=rcv.cert, callback_key_file=cbkey,
+                      start=False)
+    p = subprocess.run([str(srv.bin), "run", "--config", str(srv.conf)],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0 and "callback_hosts" in p.stderr, p.stderr
+
+
 def test_callback_urls_checked_at_request_time(make_server, make_token,
                                                tmp_path):
     srv = make_server(requesters="shop=alice")
@@ -639,8 +655,8 @@ def test_eth_destination_chain_and_fee_rules(make_server, make_token,
 
 def test_quorum_of_two_approvers(make_server, make_token, tmp_path):
     pol = tmp_path / "policy.conf"
-    srv = make_server(requesters="shop=alice", policy_file=pol.with_name(
-        "empty.conf"), start=False)
+    srv = make_server(requesters="shop=alice bob=alice",
+                      policy_file=pol.with_name("empty.conf"), start=False)
     pol.with_name("empty.conf").write_text("")
     srv.start()
     tok = make_token(srv, "alice")
@@ -660,6 +676,15 @@ def test_quorum_of_two_approvers(make_server, make_token, tmp_path):
                            token=srv.token(who, scope="approve"))
 
     assert approve("mallory")[0] == 404  # not an approver of this key
+    # an approver that made the request does not approve it itself
+    bob_rid = post_request(srv, srv.token("bob", scope="request approve"),
+                           key_id=kid, kind="digest",
+                           payload=hashlib.sha256(b"bob").hexdigest())
+    assert bob_rid[0] == 201, bob_rid
+    assert srv.request("POST",
+                       f"/requests/{bob_rid[1]['request_id']}/approve", {},
+                       token=srv.token("bob", scope="request approve"))[0] \
+        == 404
     assert srv.request("POST", f"/requests/{rid}/approve", {},
                        token=srv.token("bob"))[0] == 403  # no approve scope
     st, body = approve("bob")

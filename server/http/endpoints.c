@@ -194,7 +194,8 @@ static void hk_open_session(hk_service *svc, hk_http_resp *r, const char *sub,
     pthread_mutex_lock(&svc->dbmu);
     e = rb != NULL
             ? hk_req_signable(svc, sub, kid, rb->rid, rb->idx, hk_now(), rwhy)
-            : HK_OK;
+        : op == HK_DB_OP_SIGN ? hk_req_direct_allowed(svc, key, rwhy)
+                              : HK_OK;
     if (e != HK_OK) {
         pthread_mutex_unlock(&svc->dbmu);
         return hk_respond_err(r,

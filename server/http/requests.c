@@ -1020,3 +1020,37 @@ void hk_req_sweep(hk_service *svc, int64_t now)
                hk_strerror(e));
     hk_db_request_list_free(gone, n);
 }
+
+hk_err hk_req_direct_allowed(hk_service *svc, const hk_db_key *key,
+                             char why[HK_REQ_WHY])
+{
+    static const unsigned char zero[32];
+    hk_rule_refusal ref;
+    hk_rule_req q;
+    int need;
+    hk_err e;
+
+    memset(&q, 0, sizeof(q));
+    q.kind = HK_TX_DIGEST; /* a direct sign is a bare digest */
+    q.payload = zero;
+    q.len = sizeof(zero);
+    q.kid = key->kid;
+    q.owner = key->owner;
+    q.pub = key->pub.b;
+    pthread_mutex_lock(&svc->rulesmu);
+    e = hk_rules_check(svc->rules, &q, zero, &ref);
+    need = svc->rules != NULL
+               ? hk_rules_approvals(svc->rules, key->kid, key->owner)
+               : 0;
+    pthread_mutex_unlock(&svc->rulesmu);
+    if (e == HK_OK && need > 0) {
+        ref.code = "needs_approvals";
+        e = HK_ERR_FORBIDDEN;
+    }
+    if (e == HK_ERR_FORBIDDEN)
+        snprintf(why, HK_REQ_WHY,
+                 "%s: the policy file allows this key to sign only through "
+                 "requests",
+                 ref.code);
+    return e;
+}

@@ -41,6 +41,12 @@ void hk_req_record(hk_service *svc, const char *sub, const unsigned char *rid,
 void hk_req_poll(hk_service *svc, int64_t now);
 /* Drops the waiting long polls (service teardown). */
 void hk_req_waiters_free(hk_service *svc);
+/* HK_OK if key may sign a bare digest outside any request: its rules
+ * allow the kind "digest" and need no approvals (else the rules would be
+ * bypassed by signing directly); HK_ERR_FORBIDDEN with why. Takes
+ * svc->rulesmu (the caller may hold dbmu). */
+HK_WUR hk_err hk_req_direct_allowed(hk_service *svc, const hk_db_key *key,
+                                    char why[HK_REQ_WHY]);
 /* Expires pending requests past their time (audited). */
 void hk_req_sweep(hk_service *svc, int64_t now);
 

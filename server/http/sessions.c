@@ -812,9 +812,10 @@ static void hk_channel_open(hk_rsess *s, const hk_rmsg *m)
         return hk_fail(s, HK_ERR_BUSY, "open: server shutting down");
     pthread_mutex_lock(&svc->dbmu);
     e = hk_db_key_get_owned(svc->db, s->kid, s->sub, &key);
-    if (e == HK_OK && s->has_rid &&
-        (e = hk_req_signable(svc, s->sub, s->kid, s->rid, s->ridx, hk_now(),
-                             rwhy)) != HK_OK) {
+    if (e == HK_OK && op == HK_DB_OP_SIGN &&
+        (e = s->has_rid ? hk_req_signable(svc, s->sub, s->kid, s->rid, s->ridx,
+                                          hk_now(), rwhy)
+                        : hk_req_direct_allowed(svc, &key, rwhy)) != HK_OK) {
         pthread_mutex_unlock(&svc->dbmu);
         snprintf(buf, sizeof(buf), "open: %.140s", rwhy);
         return hk_fail(s, e, buf);

@@ -581,6 +581,11 @@ def test_rules_at_request_time_and_again_at_sign_time(make_server, make_token,
                             payload=hashlib.sha256(b"x").hexdigest())
     assert st == 403 and body["error"] == "kind_not_allowed", body
     assert "raw digests are not allowed" in body["message"]
+    # nor a bare digest outside any request: that would bypass the rules
+    p = tok.run("sign", "--key", "btc", "--digest",
+                hashlib.sha256(b"x").hexdigest(), check=False)
+    assert p.returncode != 0 and "only through requests" in p.stderr, \
+        p.stderr
     raw, ins, outs, amounts, mine = psbt_for(pub, random.Random(11))
     moved = sum(a for a, _ in outs)
     psbt64 = base64.b64encode(raw).decode()
@@ -670,6 +675,8 @@ def test_quorum_of_two_approvers(make_server, make_token, tmp_path):
                        payload=d.hex())[1]["request_id"]
     p = tok.run("approve", rid, check=False)
     assert p.returncode != 0 and "0 of the 2 approvals" in p.stderr, p.stderr
+    p = tok.run("sign", "--key", "k", "--digest", d.hex(), check=False)
+    assert p.returncode != 0 and "needs_approvals" in p.stderr, p.stderr
 
     def approve(who):
         return srv.request("POST", f"/requests/{rid}/approve", {},

@@ -227,7 +227,8 @@ def test_keygen_sign_refresh_sign(server, make_token, tmp_path, curve):
     # the server holds the same public key for this subject
     ans = server_pubkey(server, token, kid)
     assert ans == {"key_id": kid, "curve": curve, "pubkey": uncompressed(pem),
-                   "disabled": False, "epoch": 1, "backup_epoch": 0}
+                   "disabled": False, "epoch": 1, "backup_epoch": 0,
+                   "attested": False}
     assert tok.list() == {"k": (curve, kid, 1, False)}
 
     def sign_all(tag):

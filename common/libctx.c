@@ -6,8 +6,10 @@
 
 #include "common/libctx.h"
 
-/* Made on first use, freed by hk_libctx_release (a PKCS#11 C_Finalize, so
- * a host that loads and unloads the module leaks nothing). */
+/* Made on first use and kept for the life of the process: OpenSSL 3.0
+ * frees each thread's DRBG state through the context when the thread
+ * exits, so the context must outlive every thread that used it (the
+ * PKCS#11 module pins itself in memory for that, pkcs11/module.c). */
 static pthread_mutex_t hk_libctx_mu = PTHREAD_MUTEX_INITIALIZER;
 static OSSL_LIB_CTX *hk_libctx_ctx;
 static OSSL_PROVIDER *hk_libctx_prov;
@@ -41,21 +43,6 @@ OSSL_LIB_CTX *hk_libctx(void)
     ctx = hk_libctx_ctx;
     pthread_mutex_unlock(&hk_libctx_mu);
     return ctx;
-}
-
-void hk_libctx_release(void)
-{
-    pthread_mutex_lock(&hk_libctx_mu);
-    EVP_MD_free(hk_libctx_sha256);
-    EVP_CIPHER_free(hk_libctx_gcm);
-    if (hk_libctx_prov != NULL)
-        OSSL_PROVIDER_unload(hk_libctx_prov);
-    OSSL_LIB_CTX_free(hk_libctx_ctx);
-    hk_libctx_prov = NULL;
-    hk_libctx_sha256 = NULL;
-    hk_libctx_gcm = NULL;
-    hk_libctx_ctx = NULL;
-    pthread_mutex_unlock(&hk_libctx_mu);
 }
 
 const EVP_MD *hk_md_sha256(void)

@@ -17,9 +17,6 @@
  * then fail with HK_ERR_CRYPTO or a network error rather than fall back to
  * the host's context). */
 OSSL_LIB_CTX *hk_libctx(void);
-/* Frees the context (the next hk_libctx makes a new one): for a PKCS#11
- * module's C_Finalize, when no other call of the library can run. */
-void hk_libctx_release(void);
 
 /* SHA-256 and AES-256-GCM fetched once from hk_libctx (NULL on failure;
  * never freed by the caller). */

@@ -2,6 +2,7 @@
  * fork safety), C_GetInfo, C_GetFunctionList, the PKCS#11 3.0 interface
  * entry points (C_GetInterfaceList, C_GetInterface), the module mutex, and
  * the mapping of client-core errors to CKR_ codes. */
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@ hk_p11_ctx hk_p11;
  * context. */
 static pthread_mutex_t hk_p11_init_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t hk_p11_atfork_once = PTHREAD_ONCE_INIT;
+static pthread_once_t hk_p11_pin_once = PTHREAD_ONCE_INIT;
 
 /* A fork while another thread holds hk_p11_init_mu (inside C_Initialize or
  * C_Finalize) leaves the child a locked mutex that no thread of it will
@@ -144,12 +146,27 @@ static CK_RV hk_p11_initialize(const CK_C_INITIALIZE_ARGS *a)
     return CKR_OK;
 }
 
+/* Keeps the module loaded for the life of the process (a host's dlclose
+ * then leaves it in place): its private OpenSSL context must outlive
+ * every host thread that used it, since OpenSSL 3.0 frees a thread's DRBG
+ * state through the context when that thread exits
+ * (openssl/openssl#16778, #29076); unloaded with the context, a thread
+ * that signed and exits later would crash the host. */
+static void hk_p11_pin_module(void)
+{
+    Dl_info info;
+
+    if (dladdr((void *)hk_p11_pin_module, &info) != 0 && info.dli_fname != NULL)
+        (void)dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+}
+
 CK_RV C_Initialize(CK_VOID_PTR pInitArgs)
 {
     static const CK_C_INITIALIZE_ARGS none;
     CK_RV rv;
 
     (void)pthread_once(&hk_p11_atfork_once, hk_p11_atfork_register);
+    (void)pthread_once(&hk_p11_pin_once, hk_p11_pin_module);
     pthread_mutex_lock(&hk_p11_init_mu);
     rv = hk_p11_initialize(pInitArgs != NULL ? pInitArgs : &none);
     pthread_mutex_unlock(&hk_p11_init_mu);
@@ -189,10 +206,11 @@ CK_RV C_Finalize(CK_VOID_PTR pReserved)
         return CKR_ARGUMENTS_BAD;
     pthread_mutex_lock(&hk_p11_init_mu);
     rv = hk_p11_finalize();
-    /* the module's private OpenSSL context goes with it: a host that
-     * unloads the module after C_Finalize leaks nothing */
-    if (rv == CKR_OK)
-        hk_libctx_release();
+    /* The module's private OpenSSL context stays (the next C_Initialize
+     * reuses it): OpenSSL 3.0 keeps per-thread DRBG state of every host
+     * thread that used it and frees that state, through the context, when
+     * the thread exits. Freed here, a host thread that signed and exits
+     * after C_Finalize crashes the host (openssl/openssl#16778, #29076). */
     pthread_mutex_unlock(&hk_p11_init_mu);
     return rv;
 }

@@ -1,7 +1,10 @@
 /* The PKCS#11 module loaded, used and unloaded five times in one process
  * (dlopen, C_Initialize, sessions, login, objects, C_Finalize, dlclose):
  * every cycle must succeed, and under the ASan build (scripts/test --ci,
- * build-asan/) LeakSanitizer fails the test if any cycle leaks. No server:
+ * build-asan/) LeakSanitizer fails the test if any cycle leaks. The
+ * module pins itself in memory at its first C_Initialize (its OpenSSL
+ * context must outlive the host's threads), so the cycles after the first
+ * reuse it. No server:
  * a token made here, objects only (no keys).
  *   test_p11_cycle <path of libhalfkey-pkcs11.so> */
 #include <dlfcn.h>

@@ -289,6 +289,15 @@ def test_scopes_and_grants(setup):
         "alice", scope="")) [0] == 401
 
 
+def test_bad_json_body_is_400_with_nothing_stored(setup):
+    srv, tok, shop = setup
+    for body in (b"{not json", b"[1,2]", b'{"key_id":"x","extra":1}'):
+        st, ans = srv.request("POST", "/requests", body, token=shop)
+        assert st == 400 and "JSON object" in ans["message"], (body, ans)
+    owner = srv.token("alice")
+    assert srv.request("GET", "/requests", token=owner)[1]["requests"] == []
+
+
 @pytest.mark.parametrize("kind,payload,why", [
     ("btc-psbt", base64.b64encode(b"psbt\xff\x00").decode(), "PSBT"),
     ("btc-psbt", "not base64!", "base64"),
@@ -541,7 +550,7 @@ def test_callback_urls_checked_at_request_time(make_server, make_token,
     kid2 = tok2.keygen("p256", "k")
     shop2 = srv2.token("shop", scope="request")
     for url, why in [("http://127.0.0.1/x", "https://"),
-                     ("https://10.1.2.3/x", "not in callback_hosts"),
+                     ("https://elsewhere.invalid/x", "not in callback_hosts"),
                      ("https://user@127.0.0.1/x", "https://")]:
         st, body = post_request(srv2, shop2, key_id=kid2, kind="digest",
                                 payload=d, callback_url=url)

@@ -196,3 +196,21 @@ hk_err hk_kv_write(const char *path, const char *header,
     }
     return fclose(f) == 0 ? HK_OK : HK_ERR_IO;
 }
+
+int hk_kv_list_has(const char *list, const char *item, int wildcard)
+{
+    size_t n, want;
+
+    if (list == NULL || item == NULL)
+        return 0;
+    want = strlen(item);
+    while (*list != 0) {
+        list += strspn(list, ", ");
+        n = strcspn(list, ", ");
+        if (n > 0 && ((wildcard && n == 1 && *list == '*') ||
+                      (n == want && strncmp(list, item, n) == 0)))
+            return 1;
+        list += n;
+    }
+    return 0;
+}

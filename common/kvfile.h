@@ -41,6 +41,9 @@ HK_WUR hk_err hk_kv_load(const char *path, const hk_kv_field *fields,
 HK_WUR hk_err hk_kv_load_lines(const char *path, const hk_kv_field *fields,
                                size_t nfields, void *base, char *why,
                                unsigned *lines);
+/* 1 if `item` is one of the entries of a list value (entries separated by
+ * commas and/or spaces); with `wildcard`, an entry "*" matches any item. */
+int hk_kv_list_has(const char *list, const char *item, int wildcard);
 /* Writes the non-empty fields as a new file (mode 0600). */
 HK_WUR hk_err hk_kv_write(const char *path, const char *header,
                           const hk_kv_field *fields, size_t nfields,

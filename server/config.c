@@ -220,27 +220,7 @@ int hk_srv_config_requester_may(const hk_srv_config *c, const char *requester,
 
 int hk_srv_config_attest_required(const hk_srv_config *c, const char *sub)
 {
-    const char *p, *end;
-    size_t n;
-
-    if (c == NULL || sub == NULL)
-        return 0;
-    n = strlen(sub);
-    for (p = c->require_attestation; *p != 0; p = *end ? end + 1 : end) {
-        while (*p == ' ')
-            p++;
-        end = strchr(p, ',');
-        if (end == NULL)
-            end = p + strlen(p);
-        while (end > p && end[-1] == ' ')
-            end--;
-        if ((end - p == 1 && *p == '*') ||
-            ((size_t)(end - p) == n && strncmp(p, sub, n) == 0))
-            return 1;
-        while (*end == ' ')
-            end++;
-    }
-    return 0;
+    return c != NULL && hk_kv_list_has(c->require_attestation, sub, 1);
 }
 
 static hk_err hk_cfg_check(const hk_srv_config *c, const char *path,

@@ -22,6 +22,7 @@
 #include <openssl/evp.h>
 
 #include "common/hex.h"
+#include "common/kvfile.h"
 #include "server/http/callbacks.h"
 #include "server/http/requests.h"
 #include "server/log.h"
@@ -126,21 +127,6 @@ static int hk_cb_parse(const char *url, hk_cb_url *u)
     return 1;
 }
 
-/* 1 if host is in the comma-separated list. */
-static int hk_cb_host_listed(const char *list, const char *host)
-{
-    size_t n = strlen(host);
-    const char *p = list;
-
-    while ((p = strstr(p, host)) != NULL) {
-        if ((p == list || p[-1] == ',' || p[-1] == ' ') &&
-            (p[n] == 0 || p[n] == ',' || p[n] == ' '))
-            return 1;
-        p += n;
-    }
-    return 0;
-}
-
 int hk_cb_url_ok(const hk_service *svc, const char *url, char *why, size_t cap)
 {
     hk_cb_url u;
@@ -155,7 +141,7 @@ int hk_cb_url_ok(const hk_service *svc, const char *url, char *why, size_t cap)
         snprintf(why, cap, "callback_url must be https://HOST[:PORT][/PATH]");
         return 0;
     }
-    if (!hk_cb_host_listed(svc->cfg.callback_hosts, u.host)) {
+    if (!hk_kv_list_has(svc->cfg.callback_hosts, u.host, 0)) {
         snprintf(why, cap, "callback host %.100s is not in callback_hosts",
                  u.host);
         return 0;
@@ -215,7 +201,7 @@ static hk_err hk_cb_post(hk_service *svc, const hk_db_request *r, int *status)
     *status = 0;
     /* the hosts allowed now (a reload may have narrowed them) */
     if (!hk_cb_parse(r->callback_url, &u) ||
-        !hk_cb_host_listed(svc->cfg.callback_hosts, u.host))
+        !hk_kv_list_has(svc->cfg.callback_hosts, u.host, 0))
         return HK_ERR_CONFIG;
     if ((e = hk_cb_body(svc->cb, r, &body, sighdr)) != HK_OK)
         goto done;

@@ -6,6 +6,7 @@
 
 #include "common/libctx.h"
 #include "mpc/bn_util.h"
+#include "mpc/presign.h"
 #include "mpc/proto_impl.h"
 #include "mpc/sign.h"
 
@@ -27,11 +28,14 @@ struct hk_sign {
     unsigned char com[HK_HASH_LEN];
     hk_scalar r, s; /* the signature once known */
     BIGNUM *rn;     /* P2: precomputed r^N mod N^2 */
+    int presigned;  /* sign.1p: the nonce exchange ran ahead (presign.h) */
+    hk_presig ps;   /* its record (k wiped once used): SECRET */
 };
 
 static const char *const hk_sg_lbl_k1 = "sign/schnorr-k1";
 static const char *const hk_sg_lbl_k2 = "sign/schnorr-k2";
 static const char *const hk_sg_lbl_com = "sign/commit-R1";
+static const char *const hk_sg_lbl_delta = "presign/delta";
 
 static hk_err hk_sign_new(hk_role role, const hk_share *share,
                           const unsigned char *sid, hk_sign **out)
@@ -76,6 +80,48 @@ hk_err hk_sign_p2_new(const hk_share *share, const unsigned char *sid,
                       hk_sign **out)
 {
     return hk_sign_new(HK_ROLE_P2, share, sid, out);
+}
+
+/* A sign on a presignature: its id is the session id; it must be of this
+ * key, curve and share epoch. */
+static hk_err hk_sign_presigned(hk_role role, const hk_share *share,
+                                const hk_presig *ps, hk_sign **out)
+{
+    hk_err e;
+
+    if (ps == NULL || share == NULL)
+        return HK_ERR_ARG;
+    if (ps->curve != share->curve ||
+        memcmp(ps->kid, share->kid, HK_ID_LEN) != 0)
+        return HK_ERR_BINDING;
+    if (ps->epoch != share->epoch)
+        return HK_ERR_EPOCH;
+    if ((e = hk_sign_new(role, share, ps->id, out)) != HK_OK)
+        return e;
+    (*out)->presigned = 1;
+    (*out)->ps = *ps;
+    return HK_OK;
+}
+
+hk_err hk_sign_p1_presigned(const hk_share *share, const hk_presig *ps,
+                            const unsigned char *digest, size_t dlen,
+                            hk_sign **out)
+{
+    hk_err e;
+
+    if (digest == NULL || dlen < 1 || dlen > HK_DIGEST_MAX)
+        return HK_ERR_ARG;
+    if ((e = hk_sign_presigned(HK_ROLE_P1, share, ps, out)) != HK_OK)
+        return e;
+    memcpy((*out)->dig, digest, dlen);
+    (*out)->dlen = dlen;
+    return HK_OK;
+}
+
+hk_err hk_sign_p2_presigned(const hk_share *share, const hk_presig *ps,
+                            hk_sign **out)
+{
+    return hk_sign_presigned(HK_ROLE_P2, share, ps, out);
 }
 
 void hk_sign_free(hk_sign *sg)
@@ -188,6 +234,100 @@ static hk_err hk_sg_commitment(const hk_sign *sg, const hk_point *R1,
                             HK_SCALAR_LEN + sg->dlen, nonce, out);
 }
 
+/* r = x(k * R_peer) mod q, non-zero. */
+static hk_err hk_sg_r(hk_sign *sg, const hk_point *Rpeer, hk_scalar *r)
+{
+    hk_point R;
+    hk_err e;
+
+    if ((e = hk_point_mul(sg->c, Rpeer, &sg->k, &R)) != HK_OK ||
+        (e = hk_point_x_mod_q(sg->c, &R, r)) != HK_OK)
+        return e;
+    return hk_scalar_is_zero(r) ? HK_ERR_SCALAR : HK_OK;
+}
+
+/* The re-randomiser of a presignature (presign.h, Groth-Shoup):
+ * delta = H(id, key, epoch, R1, R2, Q, m') as a non-zero scalar; both
+ * parties compute it. */
+static hk_err hk_sg_delta(hk_sign *sg, hk_scalar *delta)
+{
+    unsigned char ep[4] = {(unsigned char)(sg->ps.epoch >> 24),
+                           (unsigned char)(sg->ps.epoch >> 16),
+                           (unsigned char)(sg->ps.epoch >> 8),
+                           (unsigned char)sg->ps.epoch};
+    hk_ts t;
+    hk_err e;
+
+    if ((e = hk_ts_init(&t, hk_sg_lbl_delta, &sg->b, HK_ROLE_P1)) != HK_OK)
+        return e;
+    if ((e = hk_ts_add(&t, "epoch", ep, sizeof(ep))) != HK_OK ||
+        (e = hk_ts_add_point(&t, "R1", &sg->ps.R1)) != HK_OK ||
+        (e = hk_ts_add_point(&t, "R2", &sg->ps.R2)) != HK_OK ||
+        (e = hk_ts_add_point(&t, "Q", &sg->share->Q)) != HK_OK ||
+        (e = hk_ts_add(&t, "dig", sg->dig, sg->dlen)) != HK_OK) {
+        hk_ts_free(&t);
+        return e;
+    }
+    if ((e = hk_ts_final_scalar(&t, sg->c, delta)) != HK_OK)
+        return e;
+    return hk_scalar_is_zero(delta) ? HK_ERR_SCALAR : HK_OK;
+}
+
+/* The nonce share this side uses with a presignature and r of R' =
+ * delta*R: P1 signs with k = delta*k1 (so R' = k*R2); P2 keeps k = k2 and
+ * computes R' = (delta*k2)*R1. The record's k is wiped. */
+static hk_err hk_sg_presigned_r(hk_sign *sg, hk_scalar *r)
+{
+    hk_scalar delta;
+    hk_err e;
+
+    if ((e = hk_sg_delta(sg, &delta)) != HK_OK ||
+        (e = hk_scalar_mul(sg->c, &delta, &sg->ps.k, &sg->k)) != HK_OK)
+        goto done;
+    if (sg->role == HK_ROLE_P1) {
+        e = hk_sg_r(sg, &sg->ps.R2, r);
+        goto done;
+    }
+    if ((e = hk_sg_r(sg, &sg->ps.R1, r)) != HK_OK)
+        goto done;
+    sg->k = sg->ps.k;
+done:
+    OPENSSL_cleanse(&delta, sizeof(delta));
+    OPENSSL_cleanse(&sg->ps.k, sizeof(sg->ps.k));
+    if (e != HK_OK)
+        OPENSSL_cleanse(&sg->k, sizeof(sg->k));
+    return e;
+}
+
+/* Step 1 online on a presignature (P1): sign.1p, the share and m'. */
+static hk_err hk_sg_p1_start_presigned(hk_sign *sg, unsigned char **out,
+                                       size_t *outlen)
+{
+    hk_msg *m = NULL;
+    hk_scalar r;
+    hk_err e;
+
+    /* the record is spent from here on, whatever happens */
+    if ((e = hk_sg_presigned_r(sg, &r)) != HK_OK ||
+        (e = hk_msg_new("sign.1p", sg->b.sid, sg->b.kid, &m)) != HK_OK)
+        goto done;
+    if ((e = hk_put_share_ref(m, sg->share, sg->fp)) != HK_OK ||
+        (e = hk_msg_put_bytes(m, "dig", sg->dig, sg->dlen)) != HK_OK) {
+        hk_msg_free(m);
+        goto done;
+    }
+    if ((e = hk_msg_out(m, out, outlen)) != HK_OK)
+        goto done;
+    sg->r = r;
+    sg->state = SG_WAIT4;
+done:
+    if (e != HK_OK) {
+        sg->state = SG_DEAD;
+        OPENSSL_cleanse(&sg->k, sizeof(sg->k));
+    }
+    return e;
+}
+
 /* Step 1 (P1): k1, R1, proof, commitment. */
 hk_err hk_sign_start(hk_sign *sg, unsigned char **out, size_t *outlen)
 {
@@ -198,6 +338,8 @@ hk_err hk_sign_start(hk_sign *sg, unsigned char **out, size_t *outlen)
         return HK_ERR_ARG;
     if (sg->role != HK_ROLE_P1 || sg->state != SG_INIT)
         return HK_ERR_STATE;
+    if (sg->presigned)
+        return hk_sg_p1_start_presigned(sg, out, outlen);
     if ((e = hk_scalar_random(sg->c, &sg->k)) != HK_OK ||
         (e = hk_point_mul_gen(sg->c, &sg->k, &sg->R)) != HK_OK ||
         (e = hk_schnorr_prove(sg->c, &sg->b, HK_ROLE_P1, hk_sg_lbl_k1, &sg->k,
@@ -261,18 +403,6 @@ static hk_err hk_sg_p2_msg1(hk_sign *sg, hk_msg *in, unsigned char **out,
 done:
     OPENSSL_cleanse(&k2, sizeof(k2));
     return e;
-}
-
-/* r = x(k * R_peer) mod q, non-zero. */
-static hk_err hk_sg_r(hk_sign *sg, const hk_point *Rpeer, hk_scalar *r)
-{
-    hk_point R;
-    hk_err e;
-
-    if ((e = hk_point_mul(sg->c, Rpeer, &sg->k, &R)) != HK_OK ||
-        (e = hk_point_x_mod_q(sg->c, &R, r)) != HK_OK)
-        return e;
-    return hk_scalar_is_zero(r) ? HK_ERR_SCALAR : HK_OK;
 }
 
 /* Step 3 (P1): verifies P2's proof, opens the commitment. */
@@ -360,17 +490,39 @@ done:
     return e;
 }
 
+static hk_err hk_sg_send_c3(hk_sign *sg, const hk_scalar *r,
+                            unsigned char **out, size_t *outlen);
+
+/* Online step on a presignature (P2): sign.1p -> c3 under R' (presign.h).
+ * The record's k2 was checked when it was stored and is used once. */
+static hk_err hk_sg_p2_msg1p(hk_sign *sg, hk_msg *in, unsigned char **out,
+                             size_t *outlen)
+{
+    hk_scalar r, mm;
+    hk_err e;
+
+    if ((e = hk_check_share_ref(in, sg->share, sg->fp)) != HK_OK ||
+        (e = hk_msg_get_var(in, "dig", sg->dig, HK_DIGEST_MAX, &sg->dlen)) !=
+            HK_OK ||
+        (e = hk_msg_finish(in)) != HK_OK ||
+        (e = hk_scalar_from_digest(sg->c, sg->dig, sg->dlen, &mm)) != HK_OK ||
+        (e = hk_sg_presigned_r(sg, &r)) != HK_OK ||
+        (e = hk_sg_send_c3(sg, &r, out, outlen)) != HK_OK) {
+        /* the record's k2 may be spent: never again */
+        sg->state = SG_DEAD;
+        OPENSSL_cleanse(&sg->k, sizeof(sg->k));
+    }
+    return e;
+}
+
 /* Step 4 (P2): checks the opening and P1's proof, sends c3. */
 static hk_err hk_sg_p2_msg3(hk_sign *sg, hk_msg *in, unsigned char **out,
                             size_t *outlen)
 {
     unsigned char nonce[HK_NONCE_LEN], com[HK_HASH_LEN];
-    size_t nb = hk_width(hk_paillier_bits(sg->share->pk));
     hk_point R1;
     hk_schnorr pi;
     hk_scalar r;
-    BIGNUM *c3 = NULL;
-    hk_msg *m = NULL;
     hk_err e;
 
     if ((e = hk_msg_get_point(in, sg->c, "R1", &R1)) != HK_OK ||
@@ -385,9 +537,21 @@ static hk_err hk_sg_p2_msg3(hk_sign *sg, hk_msg *in, unsigned char **out,
                                &pi)) != HK_OK ||
         (e = hk_sg_r(sg, &R1, &r)) != HK_OK)
         return e;
+    return hk_sg_send_c3(sg, &r, out, outlen);
+}
+
+/* sign.4: c3 for r; k2 is wiped (single use) once it is out. */
+static hk_err hk_sg_send_c3(hk_sign *sg, const hk_scalar *r,
+                            unsigned char **out, size_t *outlen)
+{
+    size_t nb = hk_width(hk_paillier_bits(sg->share->pk));
+    BIGNUM *c3 = NULL;
+    hk_msg *m = NULL;
+    hk_err e;
+
     if ((c3 = BN_new()) == NULL)
         return HK_ERR_NOMEM;
-    if ((e = hk_sg_c3(sg, &r, c3)) != HK_OK ||
+    if ((e = hk_sg_c3(sg, r, c3)) != HK_OK ||
         (e = hk_msg_new("sign.4", sg->b.sid, sg->b.kid, &m)) != HK_OK)
         goto done;
     if ((e = hk_msg_put_bn(m, "c3", c3, 2 * nb)) != HK_OK) {
@@ -396,7 +560,7 @@ static hk_err hk_sg_p2_msg3(hk_sign *sg, hk_msg *in, unsigned char **out,
     }
     if ((e = hk_msg_out(m, out, outlen)) != HK_OK)
         goto done;
-    sg->r = r;
+    sg->r = *r;
     OPENSSL_cleanse(&sg->k, sizeof(sg->k)); /* k2 is single-use */
     sg->state = SG_WAIT5;
 done:
@@ -528,12 +692,15 @@ hk_err hk_sign_recv(hk_sign *sg, const unsigned char *in, size_t inlen,
     if (st >= SG_DONE ||
         (sg->role == HK_ROLE_P1) != (st == SG_WAIT2 || st == SG_WAIT4))
         return HK_ERR_STATE;
-    if ((e = hk_msg_parse(in, inlen, HK_MSG_MAX, expect[st], sg->b.sid,
-                          sg->b.kid, &m)) != HK_OK)
+    if ((e = hk_msg_parse(in, inlen, HK_MSG_MAX,
+                          st == SG_INIT && sg->presigned ? "sign.1p"
+                                                         : expect[st],
+                          sg->b.sid, sg->b.kid, &m)) != HK_OK)
         return e;
     switch (st) {
     case SG_INIT:
-        e = hk_sg_p2_msg1(sg, m, out, outlen);
+        e = sg->presigned ? hk_sg_p2_msg1p(sg, m, out, outlen)
+                          : hk_sg_p2_msg1(sg, m, out, outlen);
         break;
     case SG_WAIT2:
         e = hk_sg_p1_msg2(sg, m, out, outlen);

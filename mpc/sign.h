@@ -11,6 +11,9 @@
  *                              is returned; sent to P2 for its audit log
  *   P2 recv sign.5  -> (none)  P2 checks the signature
  *
+ * On a presignature (presign.h) steps 1-3 ran ahead: P1 sends sign.1p
+ * (share, digest) and P2 answers sign.4 at once.
+ *
  * If the final signature does not verify, P2 is malicious (the Lindell
  * abort attack, CVE-2023-33242): P1 returns HK_ERR_SIG_ABORT and the state
  * machine is dead; the client layer must lock the key. Any other rejected
@@ -20,6 +23,7 @@
 #ifndef HK_SIGN_H
 #define HK_SIGN_H
 
+#include "mpc/presign.h"
 #include "mpc/share.h"
 
 #define HK_SIG_LEN 64 /* r || s, 32 bytes each */
@@ -33,6 +37,16 @@ HK_WUR hk_err hk_sign_p1_new(const hk_share *share, const unsigned char *sid,
                              hk_sign **out);
 HK_WUR hk_err hk_sign_p2_new(const hk_share *share, const unsigned char *sid,
                              hk_sign **out);
+/* The same on a presignature (presign.h): one round trip, sign.1p ->
+ * sign.4 -> sign.5; the session id is the presignature's id, and ps must
+ * be of this share's key, curve and epoch (HK_ERR_BINDING, HK_ERR_EPOCH).
+ * The caller destroys its stored copy of ps before hk_sign_start (P1) or
+ * hk_sign_recv of sign.1p (P2): a presignature signs once. */
+HK_WUR hk_err hk_sign_p1_presigned(const hk_share *share, const hk_presig *ps,
+                                   const unsigned char *digest, size_t dlen,
+                                   hk_sign **out);
+HK_WUR hk_err hk_sign_p2_presigned(const hk_share *share, const hk_presig *ps,
+                                   hk_sign **out);
 void hk_sign_free(hk_sign *sg);
 /* P2, optional, before sign.3 arrives: computes the encryption randomness
  * r^N mod N^2 ahead, taking ~7 ms off the critical path. */

@@ -226,3 +226,81 @@ done:
     hk_refresh_free(b);
     return e;
 }
+
+static hk_err hk_pg_recv_fn(void *ctx, const unsigned char *in, size_t inlen,
+                            unsigned char **out, size_t *outlen)
+{
+    return hk_psgen_recv(ctx, in, inlen, out, outlen);
+}
+
+hk_err hk_drive_presign(const hk_share *s1, const hk_share *s2, size_t n,
+                        hk_presig *p1, hk_presig *p2, hk_drive_stats *st)
+{
+    unsigned char sid[HK_ID_LEN], kid[HK_ID_LEN], *msg = NULL;
+    hk_psgen *a = NULL, *b = NULL;
+    size_t len = 0, i;
+    double t0;
+    hk_err e;
+
+    memset(st, 0, sizeof(*st));
+    hk_drive_ids(sid, kid);
+    if ((e = hk_psgen_p1_new(s1, sid, n, &a)) != HK_OK ||
+        (e = hk_psgen_p2_new(s2, sid, HK_PRESIG_BATCH_MAX, &b)) != HK_OK)
+        goto done;
+    t0 = hk_drive_cpu_ms();
+    e = hk_psgen_start(a, &msg, &len);
+    st->p1_ms = hk_drive_cpu_ms() - t0;
+    for (i = 0; e == HK_OK && i < 3; i++)
+        e = hk_drive_step(hk_pg_recv_fn, i % 2 ? (void *)a : (void *)b,
+                          i % 2 ? 1 : 2, &msg, &len, 0, st);
+    if (e == HK_OK && (!hk_psgen_done(a) || !hk_psgen_done(b)))
+        e = HK_ERR_STATE;
+    for (i = 0; e == HK_OK && i < n; i++)
+        if ((e = hk_psgen_get(a, i, &p1[i])) == HK_OK)
+            e = hk_psgen_get(b, i, &p2[i]);
+done:
+    OPENSSL_free(msg);
+    hk_psgen_free(a);
+    hk_psgen_free(b);
+    return e;
+}
+
+hk_err hk_drive_sign_presigned(const hk_share *s1, const hk_share *s2,
+                               const hk_presig *p1, const hk_presig *p2,
+                               const unsigned char *dig, size_t dlen,
+                               unsigned char sig[HK_SIG_LEN],
+                               hk_drive_stats *st)
+{
+    unsigned char *msg = NULL, other[HK_SIG_LEN];
+    hk_sign *a = NULL, *b = NULL;
+    size_t len = 0;
+    double t0;
+    hk_err e;
+    int i;
+
+    memset(st, 0, sizeof(*st));
+    if ((e = hk_sign_p1_presigned(s1, p1, dig, dlen, &a)) != HK_OK ||
+        (e = hk_sign_p2_presigned(s2, p2, &b)) != HK_OK)
+        goto done;
+    t0 = hk_drive_cpu_ms();
+    e = hk_sign_p2_precompute(b);
+    st->offline_ms = hk_drive_cpu_ms() - t0;
+    if (e != HK_OK)
+        goto done;
+    t0 = hk_drive_cpu_ms();
+    e = hk_sign_start(a, &msg, &len);
+    st->p1_ms = st->critical_ms = hk_drive_cpu_ms() - t0;
+    /* sign.1p, sign.4 on the client's path; sign.5 is P2's audit */
+    for (i = 0; e == HK_OK && i < 3; i++)
+        e = hk_drive_step(hk_sg_recv_fn, i % 2 ? (void *)a : (void *)b,
+                          i % 2 ? 1 : 2, &msg, &len, i < 2, st);
+    if (e == HK_OK && (e = hk_sign_signature(a, sig)) == HK_OK &&
+        (e = hk_sign_signature(b, other)) == HK_OK &&
+        memcmp(other, sig, HK_SIG_LEN) != 0)
+        e = HK_ERR_SIG_ABORT;
+done:
+    OPENSSL_free(msg);
+    hk_sign_free(a);
+    hk_sign_free(b);
+    return e;
+}

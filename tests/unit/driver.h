@@ -33,6 +33,19 @@ hk_err hk_drive_refresh(const hk_share *s1, const hk_share *s2, int pbits,
                         const hk_rped_secret *rs, hk_share **n1, hk_share **n2,
                         hk_drive_stats *st);
 
+/* A batch of n presignatures (presign.h): p1[i] and p2[i] are the two
+ * sides' records of presignature i. */
+hk_err hk_drive_presign(const hk_share *s1, const hk_share *s2, size_t n,
+                        hk_presig *p1, hk_presig *p2, hk_drive_stats *st);
+/* The online sign on one presignature (sign.1p, sign.4, sign.5); rn: P2's
+ * randomness made ahead (counted as offline_ms), as a stored presignature
+ * has it. */
+hk_err hk_drive_sign_presigned(const hk_share *s1, const hk_share *s2,
+                               const hk_presig *p1, const hk_presig *p2,
+                               const unsigned char *dig, size_t dlen,
+                               unsigned char sig[HK_SIG_LEN],
+                               hk_drive_stats *st);
+
 /* The p-quantile (0..1) of v[0..n), n >= 1 (sorts v). */
 double hk_drive_pct(double *v, int n, double p);
 double hk_drive_cpu_ms(void);

@@ -42,6 +42,9 @@ static const hk_kv_field hk_cfg_fields[] = {
     HK_KV_I(T, "max_connections_per_peer", max_conns_per_peer, 0, 1000000),
     HK_KV_S(T, "requesters", requesters),
     HK_KV_I(T, "request_ttl_max", request_ttl_max, 60, 30 * 86400),
+    HK_KV_I(T, "presign_max_key", presign_max_key, 0, 4096),
+    HK_KV_I(T, "presign_max_subject", presign_max_subject, 0, 1000000),
+    HK_KV_I(T, "presign_ttl", presign_ttl, 60, 30 * 86400),
     HK_KV_P(T, "policy_file", policy_file),
     HK_KV_P(T, "callback_ca_file", callback_ca_file),
     HK_KV_P(T, "callback_key_file", callback_key_file),
@@ -83,6 +86,9 @@ void hk_srv_config_defaults(hk_srv_config *c)
     c->shutdown_grace = 30;
     c->max_conns_per_peer = 64;
     c->request_ttl_max = 7 * 86400;
+    c->presign_max_key = 64;
+    c->presign_max_subject = 4096;
+    c->presign_ttl = 7 * 86400;
     strcpy(c->seal.backend, "file");
 }
 

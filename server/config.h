@@ -71,7 +71,12 @@ typedef struct {
      * signatures, "REQUESTER=OWNER" entries separated by commas or spaces;
      * OWNER a subject, "*" (any owner) or "key:" and a key id in hex */
     char requesters[HK_CFG_LIST_MAX + 1];
-    int request_ttl_max;               /* seconds a request may wait at most */
+    int request_ttl_max; /* seconds a request may wait at most */
+    /* presignatures (mpc/presign.h, sessions.c): stored per key and per
+     * subject at most (0 per key: presignatures off), and their age limit */
+    int presign_max_key;
+    int presign_max_subject;
+    int presign_ttl;
     char policy_file[HK_CFG_PATH_MAX]; /* rules of requests (rules.h) */
     /* request callbacks (server/http/callbacks.c): off unless both set */
     char callback_ca_file[HK_CFG_PATH_MAX];  /* trusted CAs of receivers */

@@ -97,10 +97,10 @@ static hk_err hk_owned_key(hk_service *svc, const char *hex, const char *sub,
 }
 
 /* Starts the server's share of a sign before the WebSocket arrives. */
-static void hk_presign_start(hk_service *svc, const unsigned char *sid,
-                             const char *sub, const unsigned char *kid)
+static void hk_signprep_start(hk_service *svc, const unsigned char *sid,
+                              const char *sub, const unsigned char *kid)
 {
-    hk_presign_job *j = calloc(1, sizeof(*j));
+    hk_signprep_job *j = calloc(1, sizeof(*j));
 
     if (j == NULL || (j->ps = calloc(1, sizeof(*j->ps))) == NULL) {
         free(j);
@@ -112,16 +112,16 @@ static void hk_presign_start(hk_service *svc, const unsigned char *sid,
     snprintf(j->sub, sizeof(j->sub), "%s", sub);
     memcpy(j->kid, kid, HK_ID_LEN);
     /* listed at once (queued): a WebSocket that arrives while the job
-     * runs waits for it instead of doing the same work (hk_presign_take) */
+     * runs waits for it instead of doing the same work (hk_signprep_take) */
     pthread_mutex_lock(&svc->mu);
-    j->ps->next = svc->presigns;
-    svc->presigns = j->ps;
+    j->ps->next = svc->signpreps;
+    svc->signpreps = j->ps;
     pthread_mutex_unlock(&svc->mu);
-    if (hk_workers_submit(svc->workers, hk_presign_run, j) != HK_OK) {
+    if (hk_workers_submit(svc->workers, hk_signprep_run, j) != HK_OK) {
         pthread_mutex_lock(&svc->mu);
-        j->ps->state = HK_PS_FAILED; /* hk_presign_take frees it */
+        j->ps->state = HK_SP_FAILED; /* hk_signprep_take frees it */
         pthread_mutex_unlock(&svc->mu);
-        (void)hk_presign_take(svc, sid);
+        (void)hk_signprep_take(svc, sid);
         free(j);
     }
 }
@@ -229,7 +229,7 @@ static void hk_open_session(hk_service *svc, hk_http_resp *r, const char *sub,
     if (e != HK_OK)
         return hk_respond_hk(r, e);
     if (op == HK_DB_OP_SIGN)
-        hk_presign_start(svc, sid, sub, kid);
+        hk_signprep_start(svc, sid, sub, kid);
     hk_hex(sid, HK_ID_LEN, sidhex);
     hk_hex(kid, HK_ID_LEN, kidhex);
     snprintf(idbuf, sizeof(idbuf), "sess_%s", sidhex);
@@ -1112,7 +1112,7 @@ static void hk_on_tick(void *ctx)
     if (now - svc->last_sweep < 10)
         return;
     svc->last_sweep = now;
-    hk_presign_expire(svc, now);
+    hk_signprep_expire(svc, now);
     hk_sweep_pending_keys(svc, now);
     hk_req_sweep(svc, now);
     pthread_mutex_lock(&svc->dbmu);
@@ -1120,6 +1120,11 @@ static void hk_on_tick(void *ctx)
             HK_OK &&
         swept > 0)
         hk_log("info", "event=sessions_expired count=%zu", swept);
+    /* presignatures past their age, or of a share a refresh replaced */
+    if (hk_db_presig_sweep(svc->db, now - svc->cfg.presign_ttl, &swept) ==
+            HK_OK &&
+        swept > 0)
+        hk_log("info", "event=presigs_swept count=%zu", swept);
     pthread_mutex_unlock(&svc->dbmu);
 }
 
@@ -1252,7 +1257,7 @@ hk_err hk_service_new(const hk_srv_config *cfg, hk_service **out, char *why)
     pthread_mutex_init(&svc->dbmu, NULL);
     pthread_mutex_init(&svc->mu, NULL);
     pthread_mutex_init(&svc->rulesmu, NULL);
-    pthread_cond_init(&svc->pscv, NULL);
+    pthread_cond_init(&svc->spcv, NULL);
     if ((e = hk_metrics_new(&svc->metrics)) != HK_OK ||
         (e = hk_rn_pool_new(&svc->rnpool)) != HK_OK ||
         (e = hk_service_keys(svc, why)) != HK_OK)
@@ -1380,11 +1385,11 @@ void hk_service_free(hk_service *svc)
     hk_req_waiters_free(svc);
     hk_rules_free(svc->rules);
     hk_tsrv_free(svc->tsrv);
-    while (svc->presigns != NULL) {
-        hk_presign *n = svc->presigns->next;
+    while (svc->signpreps != NULL) {
+        hk_signprep *n = svc->signpreps->next;
 
-        hk_presign_free(svc->presigns);
-        svc->presigns = n;
+        hk_signprep_free(svc->signpreps);
+        svc->signpreps = n;
     }
     hk_jwt_verifier_free(svc->jwt);
     hk_rped_secret_free(svc->setup);
@@ -1394,7 +1399,7 @@ void hk_service_free(hk_service *svc)
     hk_metrics_free(svc->metrics);
     hk_rn_pool_free(svc->rnpool);
     X509_STORE_free(svc->att_roots);
-    pthread_cond_destroy(&svc->pscv);
+    pthread_cond_destroy(&svc->spcv);
     pthread_mutex_destroy(&svc->dbmu);
     pthread_mutex_destroy(&svc->mu);
     pthread_mutex_destroy(&svc->rulesmu);

@@ -48,22 +48,22 @@ typedef struct hk_req_waiter {
 typedef struct hk_cb hk_cb;
 
 typedef enum {
-    HK_PS_QUEUED,    /* its job has not started */
-    HK_PS_RUNNING,   /* its job runs: a taker waits for it */
-    HK_PS_READY,     /* share, state machine and randomness ready */
-    HK_PS_FAILED,    /* nothing ready: the session does the work */
-    HK_PS_ABANDONED, /* taken while queued: the job frees it */
-} hk_presign_state;
+    HK_SP_QUEUED,    /* its job has not started */
+    HK_SP_RUNNING,   /* its job runs: a taker waits for it */
+    HK_SP_READY,     /* share, state machine and randomness ready */
+    HK_SP_FAILED,    /* nothing ready: the session does the work */
+    HK_SP_ABANDONED, /* taken while queued: the job frees it */
+} hk_signprep_state;
 
-typedef struct hk_presign {
-    struct hk_presign *next;
+typedef struct hk_signprep {
+    struct hk_signprep *next;
     unsigned char sid[HK_ID_LEN];
     int64_t created;
     hk_share *share;
     int unproven; /* as hk_rsess's */
     hk_sign *sg;
-    hk_presign_state state; /* guarded by the service's mu */
-} hk_presign;
+    hk_signprep_state state; /* guarded by the service's mu */
+} hk_signprep;
 
 struct hk_service {
     hk_srv_config cfg;
@@ -76,11 +76,11 @@ struct hk_service {
     hk_jwt_verifier *jwt;
     hk_workers *workers;
     hk_tsrv *tsrv;
-    pthread_mutex_t mu;  /* guards the session and presign lists */
-    pthread_cond_t pscv; /* a presign job ended (with mu) */
+    pthread_mutex_t mu;  /* guards the session and sign-preparation lists */
+    pthread_cond_t spcv; /* a sign preparation job ended (with mu) */
     hk_rsess *sessions;
     int nsessions; /* on the list, guarded by mu */
-    hk_presign *presigns;
+    hk_signprep *signpreps;
     hk_rn_pool *rnpool;
     int64_t last_sweep;
     hk_metrics *metrics;
@@ -154,6 +154,11 @@ struct hk_rsess {
     int has_rid;
     unsigned char rid[HK_ID_LEN];
     unsigned ridx;
+    /* presignatures (presigs.c): a sign on one (sid is its id), or a
+     * batch being made (op HK_DB_OP_PRESIGN, n asked at open) */
+    int presig;
+    unsigned presig_n;
+    hk_psgen *pg;
     hk_rsess *next;
 };
 
@@ -178,20 +183,38 @@ int64_t hk_now(void);
 double hk_mono(void);
 /* Audits the end of s's session and counts it. */
 void hk_rsess_record_end(hk_rsess *s, hk_outcome out, const char *detail);
+/* Session steps shared by sessions.c and presigs.c: send a message; end
+ * with an error the client can show (`where` names the step); end well
+ * (a channel waits for the next session); load the share of `epoch`. */
+void hk_rsess_send(hk_rsess *s, const unsigned char *msg, size_t len);
+void hk_rsess_fail(hk_rsess *s, hk_err e, const char *where);
+void hk_rsess_done(hk_rsess *s);
+HK_WUR hk_err hk_rsess_use_share(hk_rsess *s, unsigned long epoch);
+
+/* --- presignatures (presigs.c; mpc/presign.h) --- */
+/* A presignature batch on a channel: pre.1 (bounded by the pools' room),
+ * pre.3 (checked; each presignature's r^N made, all sealed and stored in
+ * one transaction, then {"t":"done","n":n}). */
+void hk_presig_step(hk_rsess *s, const hk_rmsg *m);
+/* A sign on presignature s->sid: takes its record (deleted in that
+ * commit, before any c3 exists) and makes s->sg from it, with the r^N
+ * stored beside it. HK_ERR_NOT_FOUND: no such presignature (used, swept,
+ * never made, another key). */
+HK_WUR hk_err hk_presig_sign_begin(hk_rsess *s);
 void hk_rsess_unref(hk_rsess *s);
 /* Worker job: processes the session's queued messages in order. */
 void hk_rsess_job(void *arg);
 /* Worker job run once at WebSocket open: prepares the state machine. */
 void hk_rsess_prepare_job(void *arg);
-/* Worker job run at POST /sign (arg: an hk_presign with sid set, already
+/* Worker job run at POST /sign (arg: an hk_signprep with sid set, already
  * on the service's list, queued; the job frees it if it was abandoned). */
 typedef struct {
     hk_service *svc;
-    hk_presign *ps;
+    hk_signprep *ps;
     char sub[HK_JWT_SUB_MAX + 1];
     unsigned char kid[HK_ID_LEN];
-} hk_presign_job;
-void hk_presign_run(void *arg);
+} hk_signprep_job;
+void hk_signprep_run(void *arg);
 HK_WUR hk_err hk_rn_pool_new(hk_rn_pool **out);
 void hk_rn_pool_free(hk_rn_pool *p);
 /* Queues jobs until pk's modulus has HK_RN_PER_KEY values made or in the
@@ -204,12 +227,12 @@ HK_WUR hk_err hk_rn_take(hk_service *svc, const hk_paillier_pk *pk, int wait,
                          BIGNUM **rn);
 /* Moduli held, values ready, jobs queued or running (tests). */
 void hk_rn_pool_stats(hk_rn_pool *p, int *keys, int *ready, int *busy);
-/* Takes the presign work of sid if it is ready, waiting while its job
+/* Takes the sign preparation of sid if it is ready, waiting while its job
  * runs (NULL: none, failed, or not started: the caller does the work). */
-hk_presign *hk_presign_take(hk_service *svc, const unsigned char *sid);
-void hk_presign_free(hk_presign *ps);
-/* Drops presign work older than the idle timeout. */
-void hk_presign_expire(hk_service *svc, int64_t now);
+hk_signprep *hk_signprep_take(hk_service *svc, const unsigned char *sid);
+void hk_signprep_free(hk_signprep *ps);
+/* Drops sign preparations older than the idle timeout. */
+void hk_signprep_expire(hk_service *svc, int64_t now);
 
 /* --- device attestation at keygen (attest_ep.c; attest.h) --- */
 /* POST /keygen's "attest" member checked and its challenge made; on a

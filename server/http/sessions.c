@@ -56,6 +56,7 @@ void hk_rsess_unref(hk_rsess *s)
     hk_keygen_free(s->kg);
     hk_sign_free(s->sg);
     hk_refresh_free(s->rf);
+    hk_psgen_free(s->pg);
     hk_share_free(s->share);
     hk_tconn_unref(s->conn);
     pthread_mutex_destroy(&s->mu);
@@ -68,6 +69,8 @@ static void hk_db_state(hk_rsess *s, hk_db_sess_state st)
 
     hk_err e;
 
+    if (s->op == HK_DB_OP_PRESIGN) /* no session row (db.h) */
+        return;
     pthread_mutex_lock(&svc->dbmu);
     e = hk_db_session_set_state(svc->db, s->sid, st, hk_now(),
                                 svc->cfg.session_idle);
@@ -111,7 +114,7 @@ void hk_rsess_record_end(hk_rsess *s, hk_outcome out, const char *detail)
                hk_strerror(e));
 }
 
-static void hk_send(hk_rsess *s, const unsigned char *msg, size_t len)
+void hk_rsess_send(hk_rsess *s, const unsigned char *msg, size_t len)
 {
     if (msg != NULL && len > 0 && hk_tconn_send(s->conn, msg, len) != HK_OK)
         s->finished = 1;
@@ -126,7 +129,8 @@ static const char *hk_fail_text(const hk_rsess *s, hk_err e, const char *where,
     /* refusals whose step says why (a missing backup, a digest hook or a
      * request's rules) */
     if (e == HK_ERR_BACKUP || e == HK_ERR_FORBIDDEN || e == HK_ERR_STATE ||
-        e == HK_ERR_EXISTS || e == HK_ERR_ATTEST) {
+        e == HK_ERR_EXISTS || e == HK_ERR_ATTEST || e == HK_ERR_RATE ||
+        e == HK_ERR_NOT_FOUND) {
         snprintf(buf, cap, "%s: %s", hk_strerror(e), where);
         return buf;
     }
@@ -139,7 +143,7 @@ static const char *hk_fail_text(const hk_rsess *s, hk_err e, const char *where,
 }
 
 /* Ends the session with an error message the client can show. */
-static void hk_fail(hk_rsess *s, hk_err e, const char *where)
+void hk_rsess_fail(hk_rsess *s, hk_err e, const char *where)
 {
     char kid[2 * HK_ID_LEN + 1], text[256];
     json_t *o;
@@ -161,7 +165,7 @@ static void hk_fail(hk_rsess *s, hk_err e, const char *where)
     txt = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (txt != NULL)
-        hk_send(s, (unsigned char *)txt, strlen(txt));
+        hk_rsess_send(s, (unsigned char *)txt, strlen(txt));
     free(txt);
     hk_db_state(s, HK_DB_SESS_FAILED);
     s->finished = s->ended = 1;
@@ -171,7 +175,7 @@ static void hk_fail(hk_rsess *s, hk_err e, const char *where)
 /* The session is over. A kept-open connection waits for the next one,
  * keeping the share and preparing the next signs' randomness now, off the
  * client's path (rnpool.c). */
-static void hk_done(hk_rsess *s)
+void hk_rsess_done(hk_rsess *s)
 {
     hk_db_state(s, HK_DB_SESS_DONE);
     hk_rsess_record_end(s, HK_OUT_OK, NULL);
@@ -184,10 +188,13 @@ static void hk_done(hk_rsess *s)
     hk_keygen_free(s->kg);
     hk_sign_free(s->sg);
     hk_refresh_free(s->rf);
+    hk_psgen_free(s->pg);
     s->kg = NULL;
     s->sg = NULL;
     s->rf = NULL;
+    s->pg = NULL;
     s->rn_given = 0;
+    s->presig = 0;
     if (s->op == HK_DB_OP_REFRESH) { /* the share changed */
         pthread_mutex_lock(&s->mu);
         hk_share_free(s->share);
@@ -223,7 +230,7 @@ static hk_err hk_share_load(hk_service *svc, const char *sub,
 
 /* Loads the share of `epoch`, active or pending: naming a share is a
  * claim, so a pending one is used but not promoted here (hk_proven). */
-static hk_err hk_use_share(hk_rsess *s, unsigned long epoch)
+hk_err hk_rsess_use_share(hk_rsess *s, unsigned long epoch)
 {
     hk_service *svc = s->svc;
     hk_share *sh = NULL;
@@ -318,10 +325,10 @@ static hk_err hk_active_share(hk_rsess *s)
     e = hk_db_share_get_active(s->svc->db, s->kid, &epoch, &sealed, &len);
     pthread_mutex_unlock(&s->svc->dbmu);
     OPENSSL_free(sealed);
-    return e == HK_OK ? hk_use_share(s, epoch) : e;
+    return e == HK_OK ? hk_rsess_use_share(s, epoch) : e;
 }
 
-void hk_presign_free(hk_presign *ps)
+void hk_signprep_free(hk_signprep *ps)
 {
     if (ps == NULL)
         return;
@@ -334,11 +341,11 @@ void hk_presign_free(hk_presign *ps)
  * before the client's WebSocket arrives (it loads its own share and
  * connects meanwhile). The randomness comes from the pool (rnpool.c),
  * which this tops up for the key's next sign. */
-void hk_presign_run(void *arg)
+void hk_signprep_run(void *arg)
 {
-    hk_presign_job *j = arg;
+    hk_signprep_job *j = arg;
     hk_service *svc = j->svc;
-    hk_presign *ps = j->ps;
+    hk_signprep *ps = j->ps;
     unsigned char *sealed = NULL;
     unsigned long epoch = 0;
     BIGNUM *rn = NULL;
@@ -346,12 +353,12 @@ void hk_presign_run(void *arg)
     hk_err e;
 
     pthread_mutex_lock(&svc->mu);
-    if (ps->state == HK_PS_ABANDONED) {
+    if (ps->state == HK_SP_ABANDONED) {
         pthread_mutex_unlock(&svc->mu);
-        hk_presign_free(ps);
+        hk_signprep_free(ps);
         goto done;
     }
-    ps->state = HK_PS_RUNNING;
+    ps->state = HK_SP_RUNNING;
     pthread_mutex_unlock(&svc->mu);
     pthread_mutex_lock(&svc->dbmu);
     e = hk_db_share_get_active(svc->db, j->kid, &epoch, &sealed, &len);
@@ -367,39 +374,39 @@ void hk_presign_run(void *arg)
         rn = NULL;
     BN_clear_free(rn);
     pthread_mutex_lock(&svc->mu);
-    ps->state = e == HK_OK ? HK_PS_READY : HK_PS_FAILED;
-    pthread_cond_broadcast(&svc->pscv);
+    ps->state = e == HK_OK ? HK_SP_READY : HK_SP_FAILED;
+    pthread_cond_broadcast(&svc->spcv);
     pthread_mutex_unlock(&svc->mu);
 done:
     OPENSSL_cleanse(j, sizeof(*j));
     free(j);
 }
 
-hk_presign *hk_presign_take(hk_service *svc, const unsigned char *sid)
+hk_signprep *hk_signprep_take(hk_service *svc, const unsigned char *sid)
 {
-    hk_presign **pp, *ps = NULL;
+    hk_signprep **pp, *ps = NULL;
     struct timespec until;
 
     clock_gettime(CLOCK_REALTIME, &until);
     until.tv_sec += 5; /* a bound only: the job takes milliseconds */
     pthread_mutex_lock(&svc->mu);
     for (;;) {
-        for (pp = &svc->presigns; *pp != NULL; pp = &(*pp)->next)
+        for (pp = &svc->signpreps; *pp != NULL; pp = &(*pp)->next)
             if (memcmp((*pp)->sid, sid, HK_ID_LEN) == 0)
                 break;
-        if (*pp == NULL || (*pp)->state != HK_PS_RUNNING ||
-            pthread_cond_timedwait(&svc->pscv, &svc->mu, &until) != 0)
+        if (*pp == NULL || (*pp)->state != HK_SP_RUNNING ||
+            pthread_cond_timedwait(&svc->spcv, &svc->mu, &until) != 0)
             break;
     }
-    if (*pp != NULL && (*pp)->state != HK_PS_RUNNING) {
+    if (*pp != NULL && (*pp)->state != HK_SP_RUNNING) {
         ps = *pp;
         *pp = ps->next;
         ps->next = NULL;
-        if (ps->state == HK_PS_QUEUED) {
-            ps->state = HK_PS_ABANDONED; /* its job frees it */
+        if (ps->state == HK_SP_QUEUED) {
+            ps->state = HK_SP_ABANDONED; /* its job frees it */
             ps = NULL;
-        } else if (ps->state == HK_PS_FAILED) {
-            hk_presign_free(ps);
+        } else if (ps->state == HK_SP_FAILED) {
+            hk_signprep_free(ps);
             ps = NULL;
         }
     }
@@ -407,20 +414,20 @@ hk_presign *hk_presign_take(hk_service *svc, const unsigned char *sid)
     return ps;
 }
 
-void hk_presign_expire(hk_service *svc, int64_t now)
+void hk_signprep_expire(hk_service *svc, int64_t now)
 {
-    hk_presign **pp = &svc->presigns, *old;
+    hk_signprep **pp = &svc->signpreps, *old;
 
     pthread_mutex_lock(&svc->mu);
     while (*pp != NULL) {
         if (now - (*pp)->created >= svc->cfg.session_idle &&
-            (*pp)->state != HK_PS_RUNNING) {
+            (*pp)->state != HK_SP_RUNNING) {
             old = *pp;
             *pp = old->next;
-            if (old->state == HK_PS_QUEUED)
-                old->state = HK_PS_ABANDONED; /* its job frees it */
+            if (old->state == HK_SP_QUEUED)
+                old->state = HK_SP_ABANDONED; /* its job frees it */
             else
-                hk_presign_free(old);
+                hk_signprep_free(old);
         } else {
             pp = &(*pp)->next;
         }
@@ -433,16 +440,16 @@ void hk_presign_expire(hk_service *svc, int64_t now)
 void hk_rsess_prepare_job(void *arg)
 {
     hk_rsess *s = arg;
-    hk_presign *ps;
+    hk_signprep *ps;
 
     if (s->op == HK_DB_OP_SIGN) {
-        if ((ps = hk_presign_take(s->svc, s->sid)) != NULL) {
+        if ((ps = hk_signprep_take(s->svc, s->sid)) != NULL) {
             s->share = ps->share;
             s->unproven = ps->unproven;
             s->sg = ps->sg;
             ps->share = NULL;
             ps->sg = NULL;
-            hk_presign_free(ps);
+            hk_signprep_free(ps);
             s->rn_given = 1;
         } else if (hk_active_share(s) == HK_OK &&
                    hk_sign_p2_new(s->share, s->sid, &s->sg) == HK_OK) {
@@ -476,19 +483,20 @@ static void hk_confirmed(hk_rsess *s, const char *what)
     }
     pthread_mutex_unlock(&svc->dbmu);
     if (e == HK_ERR_BACKUP)
-        return hk_fail(s, e,
-                       "refresh.5: the key has a backup and the new share's "
-                       "is missing: upload it (POST /backup); the new share "
-                       "stays pending until then");
+        return hk_rsess_fail(
+            s, e,
+            "refresh.5: the key has a backup and the new share's "
+            "is missing: upload it (POST /backup); the new share "
+            "stays pending until then");
     if (e != HK_OK)
-        return hk_fail(s, e,
-                       s->op == HK_DB_OP_REFRESH ? "refresh promote"
-                                                 : "keygen confirm");
+        return hk_rsess_fail(s, e,
+                             s->op == HK_DB_OP_REFRESH ? "refresh promote"
+                                                       : "keygen confirm");
     hk_hex(s->kid, HK_ID_LEN, kh);
     hk_log("info", "event=%s_done sub=%s epoch=%lu key=%s", what, s->sub, epoch,
            kh);
-    hk_send(s, (const unsigned char *)done, sizeof(done) - 1);
-    hk_done(s);
+    hk_rsess_send(s, (const unsigned char *)done, sizeof(done) - 1);
+    hk_rsess_done(s);
 }
 
 /* Stores the new key with the session's attestation, checked once more:
@@ -523,7 +531,7 @@ static void hk_keygen_step(hk_rsess *s, const hk_rmsg *m)
      * on (and one the policy requires must exist) */
     if (s->kg == NULL &&
         (e = hk_attest_outcome(svc, s->sid, s->sub, att, &why)) != HK_OK)
-        return hk_fail(s, e, why != NULL ? why : "keygen.1 attestation");
+        return hk_rsess_fail(s, e, why != NULL ? why : "keygen.1 attestation");
     if (s->kg == NULL &&
         ((e = hk_keygen_peek_curve(m->buf, m->len, &curve)) != HK_OK ||
          (e = s->curve != 0 && curve != s->curve ? HK_ERR_BINDING : HK_OK) !=
@@ -531,9 +539,9 @@ static void hk_keygen_step(hk_rsess *s, const hk_rmsg *m)
          (e = hk_keygen_p2_new(curve, s->sid, s->kid,
                                svc->cfg.min_paillier_bits, svc->setup,
                                &s->kg)) != HK_OK))
-        return hk_fail(s, e, "keygen.1");
+        return hk_rsess_fail(s, e, "keygen.1");
     if ((e = hk_keygen_recv(s->kg, m->buf, m->len, &out, &outlen)) != HK_OK)
-        return hk_fail(s, e, "keygen");
+        return hk_rsess_fail(s, e, "keygen");
     if (hk_keygen_confirmed(s->kg)) /* keygen.5: the client stored it */
         return hk_confirmed(s, "keygen");
     if (hk_keygen_done(s->kg)) {
@@ -549,10 +557,10 @@ static void hk_keygen_step(hk_rsess *s, const hk_rmsg *m)
         hk_share_free(sh);
         if (e != HK_OK) {
             OPENSSL_free(out);
-            return hk_fail(s, e, why != NULL ? why : "keygen store");
+            return hk_rsess_fail(s, e, why != NULL ? why : "keygen store");
         }
     }
-    hk_send(s, out, outlen);
+    hk_rsess_send(s, out, outlen);
     OPENSSL_free(out);
 }
 
@@ -640,31 +648,39 @@ static void hk_sign_step(hk_rsess *s, const hk_rmsg *m, int first)
     size_t outlen = 0;
     hk_err e;
 
-    if (first) {
+    if (first && s->presig) {
+        /* sign.1p: the presignature named by the session id, taken */
+        if ((e = hk_presig_sign_begin(s)) != HK_OK)
+            return hk_rsess_fail(s, e,
+                                 e == HK_ERR_NOT_FOUND
+                                     ? "sign.1p: no such presignature (used, "
+                                       "expired or of another key)"
+                                     : "sign.1p");
+    } else if (first) {
         if ((e = hk_msg_peek_share(m->buf, m->len, &epoch, fp)) != HK_OK ||
-            (e = hk_use_share(s, epoch)) != HK_OK)
-            return hk_fail(s, e, "sign.1");
+            (e = hk_rsess_use_share(s, epoch)) != HK_OK)
+            return hk_rsess_fail(s, e, "sign.1");
         if (s->sg == NULL &&
             (e = hk_sign_p2_new(s->share, s->sid, &s->sg)) != HK_OK)
-            return hk_fail(s, e, "sign.1");
+            return hk_rsess_fail(s, e, "sign.1");
         /* ready randomness now; none: it is waited for at sign.3 */
         hk_sign_rn(s, 0);
     } else if (hk_sign_p2_wants_randomness(s->sg)) {
         hk_sign_rn(s, 1); /* sign.3: wait for a running job, or make it */
     }
     if ((e = hk_sign_recv(s->sg, m->buf, m->len, &out, &outlen)) != HK_OK)
-        return hk_fail(s, e, "sign");
+        return hk_rsess_fail(s, e, "sign");
     if (first && (e = hk_digest_check(s, reason)) != HK_OK) {
         /* the hook's reason goes into the audit record of the failure */
         snprintf(where, sizeof(where), "sign.1 digest refused: %s", reason);
         OPENSSL_free(out);
-        return hk_fail(s, e, where);
+        return hk_rsess_fail(s, e, where);
     }
     if (first && s->has_rid && (e = hk_request_digest(s, where)) != HK_OK) {
         OPENSSL_free(out);
-        return hk_fail(s, e, where);
+        return hk_rsess_fail(s, e, where);
     }
-    hk_send(s, out, outlen);
+    hk_rsess_send(s, out, outlen);
     OPENSSL_free(out);
     if (hk_sign_signature(s->sg, sig) == HK_OK) {
         hk_log_signature(s);
@@ -673,7 +689,7 @@ static void hk_sign_step(hk_rsess *s, const hk_rmsg *m, int first)
         /* a signature that verifies under Q, made with a pending share or
          * key, proves the client holds it */
         (void)hk_proven(s, "signature");
-        hk_done(s);
+        hk_rsess_done(s);
     }
 }
 
@@ -689,27 +705,27 @@ static void hk_refresh_step(hk_rsess *s, const hk_rmsg *m)
 
     if (s->rf == NULL &&
         ((e = hk_msg_peek_share(m->buf, m->len, &epoch, fp)) != HK_OK ||
-         (e = hk_use_share(s, epoch)) != HK_OK ||
+         (e = hk_rsess_use_share(s, epoch)) != HK_OK ||
          (e = hk_refresh_p2_new(s->share, s->sid, svc->cfg.min_paillier_bits,
                                 svc->setup, &s->rf)) != HK_OK))
-        return hk_fail(s, e, "refresh.1");
+        return hk_rsess_fail(s, e, "refresh.1");
     if ((e = hk_refresh_recv(s->rf, m->buf, m->len, &out, &outlen)) != HK_OK)
-        return hk_fail(s, e, "refresh");
+        return hk_rsess_fail(s, e, "refresh");
     /* refresh.1 carried a verified proof that the client holds the share
      * it named: a pending one is made active before a newer one is
      * stored */
     if (s->unproven && (e = hk_proven(s, "refresh.1")) != HK_OK) {
         OPENSSL_free(out);
-        return hk_fail(s, e, "refresh.1 promote");
+        return hk_rsess_fail(s, e, "refresh.1 promote");
     }
     /* still pending: its backup is missing (hk_backup_gate). A new
      * pending share would replace it while the client may keep using it
      * (a refresh cut before the client stores the new one): refused */
     if (s->unproven) {
         OPENSSL_free(out);
-        return hk_fail(s, HK_ERR_BACKUP,
-                       "refresh.1: the named share waits for its backup: "
-                       "upload it first (POST /backup)");
+        return hk_rsess_fail(s, HK_ERR_BACKUP,
+                             "refresh.1: the named share waits for its backup: "
+                             "upload it first (POST /backup)");
     }
     if (hk_refresh_confirmed(s->rf))
         return hk_confirmed(s, "refresh");
@@ -729,29 +745,33 @@ static void hk_refresh_step(hk_rsess *s, const hk_rmsg *m)
         hk_share_free(fresh);
         if (e != HK_OK) {
             OPENSSL_free(out);
-            return hk_fail(s, e, "refresh store");
+            return hk_rsess_fail(s, e, "refresh store");
         }
         hk_log("info", "event=refresh_pending sub=%s epoch=%lu", s->sub, epoch);
     }
-    hk_send(s, out, outlen);
+    hk_rsess_send(s, out, outlen);
     OPENSSL_free(out);
 }
 
-/* {"v":1,"t":"open","op":"sign"|"refresh","key_id":hex} on a kept-open
- * connection: a new session for a key of the connection's subject; a sign
- * may add "request_id" and "index" (requests.h). */
+/* {"v":1,"t":"open","op":"sign"|"refresh"|"presign","key_id":hex} on a
+ * kept-open connection: a new session for a key of the connection's
+ * subject. A sign may add "request_id" and "index" (requests.h) and
+ * "presig" (hex id: a sign on that presignature, whose id is the
+ * session's); a presign has "n", the batch size (presigs.c). */
 static hk_err hk_channel_parse(hk_rsess *s, const hk_rmsg *m, hk_db_op *op)
 {
     static const char *const keys[] = {"v", "t", "op", "key_id"};
-    const char *t, *o, *k;
-    json_t *j, *rid, *idx;
+    const char *t, *o, *k, *ps;
+    json_t *j, *rid, *idx, *n, *pj;
     size_t i, extra;
     hk_err e = HK_ERR_DECODE;
 
     j = json_loadb((const char *)m->buf, m->len, JSON_REJECT_DUPLICATES, NULL);
     rid = json_object_get(j, "request_id");
     idx = json_object_get(j, "index");
-    extra = (rid != NULL) + (idx != NULL);
+    n = json_object_get(j, "n");
+    pj = json_object_get(j, "presig");
+    extra = (rid != NULL) + (idx != NULL) + (n != NULL) + (pj != NULL);
     if (!json_is_object(j) || json_object_size(j) != 4 + extra ||
         (idx != NULL && rid == NULL))
         goto done;
@@ -761,9 +781,14 @@ static hk_err hk_channel_parse(hk_rsess *s, const hk_rmsg *m, hk_db_op *op)
     t = json_string_value(json_object_get(j, "t"));
     o = json_string_value(json_object_get(j, "op"));
     k = json_string_value(json_object_get(j, "key_id"));
+    ps = json_string_value(pj);
     if (json_integer_value(json_object_get(j, "v")) != 1 || t == NULL ||
         strcmp(t, "open") != 0 || o == NULL || k == NULL ||
-        !hk_unhex(k, strlen(k), s->kid, HK_ID_LEN))
+        !hk_unhex(k, strlen(k), s->kid, HK_ID_LEN) ||
+        (pj != NULL &&
+         (ps == NULL || !hk_unhex(ps, strlen(ps), s->sid, HK_ID_LEN))) ||
+        (n != NULL && (!json_is_integer(n) || json_integer_value(n) < 1 ||
+                       json_integer_value(n) > HK_PRESIG_BATCH_MAX)))
         goto done;
     s->has_rid = rid != NULL;
     s->ridx = 0;
@@ -775,17 +800,21 @@ static hk_err hk_channel_parse(hk_rsess *s, const hk_rmsg *m, hk_db_op *op)
         goto done;
     if (idx != NULL)
         s->ridx = (unsigned)json_integer_value(idx);
+    s->presig = pj != NULL;
+    s->presig_n = n != NULL ? (unsigned)json_integer_value(n) : 0;
     e = HK_ERR_MSG_TYPE;
-    if (strcmp(o, "sign") == 0)
+    if (strcmp(o, "sign") == 0 && n == NULL)
         *op = HK_DB_OP_SIGN;
-    else if (strcmp(o, "refresh") == 0 && !s->has_rid)
+    else if (strcmp(o, "refresh") == 0 && extra == 0)
         *op = HK_DB_OP_REFRESH;
+    else if (strcmp(o, "presign") == 0 && extra == 1 && n != NULL)
+        *op = HK_DB_OP_PRESIGN;
     else
         goto done;
     e = HK_OK;
 done:
     if (e != HK_OK)
-        s->has_rid = 0;
+        s->has_rid = s->presig = 0;
     json_decref(j);
     return e;
 }
@@ -803,13 +832,18 @@ static void hk_channel_open(hk_rsess *s, const hk_rmsg *m)
 
     memcpy(old, s->kid, HK_ID_LEN);
     if ((e = hk_channel_parse(s, m, &op)) != HK_OK)
-        return hk_fail(s, e, "open");
+        return hk_rsess_fail(s, e, "open");
     if (hk_now() - svc->cfg.jwt_skew > s->exp)
-        return hk_fail(s, HK_ERR_AUTH, "open: token expired");
-    if (RAND_bytes(s->sid, HK_ID_LEN) != 1)
-        return hk_fail(s, HK_ERR_RAND, "open");
+        return hk_rsess_fail(s, HK_ERR_AUTH, "open: token expired");
+    /* a sign on a presignature runs under its id (hk_channel_parse) */
+    if (!s->presig && RAND_bytes(s->sid, HK_ID_LEN) != 1)
+        return hk_rsess_fail(s, HK_ERR_RAND, "open");
     if (svc->draining)
-        return hk_fail(s, HK_ERR_BUSY, "open: server shutting down");
+        return hk_rsess_fail(s, HK_ERR_BUSY, "open: server shutting down");
+    if (op == HK_DB_OP_PRESIGN && svc->cfg.presign_max_key == 0)
+        return hk_rsess_fail(s, HK_ERR_FORBIDDEN,
+                             "open: presignatures are off on this server "
+                             "(presign_max_key = 0)");
     pthread_mutex_lock(&svc->dbmu);
     e = hk_db_key_get_owned(svc->db, s->kid, s->sub, &key);
     if (e == HK_OK && op == HK_DB_OP_SIGN &&
@@ -818,26 +852,27 @@ static void hk_channel_open(hk_rsess *s, const hk_rmsg *m)
                         : hk_req_direct_allowed(svc, &key, rwhy)) != HK_OK) {
         pthread_mutex_unlock(&svc->dbmu);
         snprintf(buf, sizeof(buf), "open: %.140s", rwhy);
-        return hk_fail(s, e, buf);
+        return hk_rsess_fail(s, e, buf);
     }
     if (e == HK_OK)
         e = hk_policy_admit(svc->db, &svc->cfg, s->sub, op, &key, 0, 0, 0,
                             s->sid, &why);
-    if (e == HK_OK)
+    /* a presignature batch has no session row (db.h) */
+    if (e == HK_OK && op != HK_DB_OP_PRESIGN)
         e = hk_db_session_create(svc->db, s->sid, s->sub, op, s->kid, hk_now());
     if (e == HK_OK && s->has_rid)
         e = hk_db_session_bind_request(svc->db, s->sid, s->rid, s->ridx);
-    if (e == HK_OK)
+    if (e == HK_OK && op != HK_DB_OP_PRESIGN)
         e = hk_db_session_set_state(svc->db, s->sid, HK_DB_SESS_RUNNING,
                                     hk_now(), svc->cfg.session_idle);
     pthread_mutex_unlock(&svc->dbmu);
     if (e == HK_ERR_RATE || e == HK_ERR_FORBIDDEN) {
         hk_metrics_refusal(svc->metrics, why.code);
         hk_metrics_op(svc->metrics, op, HK_OUT_REFUSED, -1);
-        return hk_fail(s, e, why.message);
+        return hk_rsess_fail(s, e, why.message);
     }
     if (e != HK_OK)
-        return hk_fail(s, e, "open");
+        return hk_rsess_fail(s, e, "open");
     s->started = hk_mono();
     if (memcmp(old, s->kid, HK_ID_LEN) != 0 && s->share != NULL) {
         pthread_mutex_lock(&s->mu);
@@ -858,7 +893,7 @@ static void hk_channel_open(hk_rsess *s, const hk_rmsg *m)
              "{\"v\":1,\"t\":\"opened\",\"session_id\":\"sess_%s\","
              "\"key_id\":\"%s\"}",
              sh, kh);
-    hk_send(s, (const unsigned char *)buf, strlen(buf));
+    hk_rsess_send(s, (const unsigned char *)buf, strlen(buf));
 }
 
 static void hk_rsess_handle(hk_rsess *s, const hk_rmsg *m)
@@ -871,13 +906,13 @@ static void hk_rsess_handle(hk_rsess *s, const hk_rmsg *m)
     if (s->channel && s->op == 0)
         return hk_channel_open(s, m);
     /* The idle clock counts seconds: one write a second is enough. */
-    if (hk_now() != s->touched) {
+    if (s->op != HK_DB_OP_PRESIGN && hk_now() != s->touched) {
         pthread_mutex_lock(&svc->dbmu);
         e = hk_db_session_touch(svc->db, s->sid, hk_now(),
                                 svc->cfg.session_idle);
         pthread_mutex_unlock(&svc->dbmu);
         if (e != HK_OK)
-            return hk_fail(s, HK_ERR_SESSION, "touch");
+            return hk_rsess_fail(s, HK_ERR_SESSION, "touch");
         s->touched = hk_now();
     }
     switch (s->op) {
@@ -885,6 +920,8 @@ static void hk_rsess_handle(hk_rsess *s, const hk_rmsg *m)
         return hk_keygen_step(s, m);
     case HK_DB_OP_SIGN:
         return hk_sign_step(s, m, s->sg == NULL || !hk_sign_started(s->sg));
+    case HK_DB_OP_PRESIGN:
+        return hk_presig_step(s, m);
     default:
         return hk_refresh_step(s, m);
     }

@@ -8,7 +8,7 @@
 #include "server/policy/metrics.h"
 #include "server/policy/policy.h"
 
-#define HK_NOPS 4 /* index = hk_db_op; 0 unused */
+#define HK_NOPS 5 /* index = hk_db_op; 0 unused */
 #define HK_NOUT 3
 #define HK_NBUCKETS 12
 

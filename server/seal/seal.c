@@ -518,26 +518,48 @@ static int hk_put_item(unsigned char *out, size_t cap, size_t *off,
     return 1;
 }
 
-hk_err hk_share_aad(const unsigned char kid[HK_ID_LEN], const char *sub,
-                    unsigned long epoch, unsigned char *out, size_t *len)
+/* label, kid, sub, then `tail`, each length-prefixed (hk_put_item). */
+static hk_err hk_sealed_aad(const char *label, size_t label_len,
+                            const unsigned char *kid, const char *sub,
+                            const unsigned char *tail, size_t tail_len,
+                            unsigned char *out, size_t *len)
 {
-    unsigned char ep[8];
     size_t off = 0, sublen;
-    int i;
 
     if (kid == NULL || sub == NULL || out == NULL || len == NULL)
         return HK_ERR_ARG;
     sublen = strnlen(sub, HK_SUB_MAX + 1);
     if (sublen == 0 || sublen > HK_SUB_MAX)
         return HK_ERR_ARG;
-    for (i = 0; i < 8; i++)
-        ep[i] = (unsigned char)((unsigned long long)epoch >> (56 - 8 * i));
-    if (!hk_put_item(out, *len, &off, hk_share_label,
-                     sizeof(hk_share_label) - 1) ||
+    if (!hk_put_item(out, *len, &off, label, label_len) ||
         !hk_put_item(out, *len, &off, kid, HK_ID_LEN) ||
         !hk_put_item(out, *len, &off, sub, sublen) ||
-        !hk_put_item(out, *len, &off, ep, sizeof(ep)))
+        !hk_put_item(out, *len, &off, tail, tail_len))
         return HK_ERR_TOO_BIG;
     *len = off;
     return HK_OK;
+}
+
+hk_err hk_share_aad(const unsigned char kid[HK_ID_LEN], const char *sub,
+                    unsigned long epoch, unsigned char *out, size_t *len)
+{
+    unsigned char ep[8];
+    int i;
+
+    for (i = 0; i < 8; i++)
+        ep[i] = (unsigned char)((unsigned long long)epoch >> (56 - 8 * i));
+    return hk_sealed_aad(hk_share_label, sizeof(hk_share_label) - 1, kid, sub,
+                         ep, sizeof(ep), out, len);
+}
+
+hk_err hk_presig_aad(const unsigned char kid[HK_ID_LEN], const char *sub,
+                     const unsigned char psid[HK_ID_LEN], unsigned char *out,
+                     size_t *len)
+{
+    static const char label[] = "halfkey presignature";
+
+    if (psid == NULL)
+        return HK_ERR_ARG;
+    return hk_sealed_aad(label, sizeof(label) - 1, kid, sub, psid, HK_ID_LEN,
+                         out, len);
 }

@@ -162,6 +162,16 @@ HK_WUR hk_err hk_unseal(const hk_kek *kek, const unsigned char *aad,
 HK_WUR hk_err hk_share_aad(const unsigned char kid[HK_ID_LEN], const char *sub,
                            unsigned long epoch, unsigned char *out,
                            size_t *len);
+/* Associated data of a sealed presignature record (its k2 and r^N,
+ * server/store/db.h "presigs"): the label "halfkey presignature", the key
+ * id, the owner and the presignature id, encoded as hk_share_aad's, so a
+ * presignature blob opens neither as a share nor as another presignature.
+ * HK_PRESIG_AAD_MAX bytes suffice. */
+#define HK_PRESIG_AAD_MAX                                                      \
+    (4 + 32 + 4 + HK_ID_LEN + 4 + HK_SUB_MAX + 4 + HK_ID_LEN)
+HK_WUR hk_err hk_presig_aad(const unsigned char kid[HK_ID_LEN], const char *sub,
+                            const unsigned char psid[HK_ID_LEN],
+                            unsigned char *out, size_t *len);
 
 /* --- PKCS#11 back end (seal_pkcs11.c) -------------------------------------
  * The KEK is an AES-256 secret key inside a PKCS#11 token (an HSM), used

@@ -21,7 +21,8 @@ static const unsigned char hk_setup_aad[] = "\0\0\0\x14"
  * Stored in the database: never change them. */
 
 static const char *const hk_share_state_names[] = {NULL, "active", "pending"};
-static const char *const hk_op_names[] = {NULL, "keygen", "sign", "refresh"};
+static const char *const hk_op_names[] = {NULL, "keygen", "sign", "refresh",
+                                          "presign"};
 static const char *const hk_sess_state_names[] = {NULL, "open", "running",
                                                   "done", "failed"};
 static const char *const hk_req_kind_names[] = {NULL, "digest", "btc-psbt",
@@ -1422,4 +1423,144 @@ hk_err hk_db_attest_finish(hk_db *db, const unsigned char *sid, int verified)
         return HK_ERR_ARG;
     db->err[0] = '\0';
     return db->ops->attest_finish(db, sid, verified);
+}
+
+/* --- presignatures (v7) -------------------------------------------------- */
+
+hk_err hk_db_presig_put(hk_db *db, const unsigned char *kid, const char *owner,
+                        unsigned long epoch, const hk_db_presig_in *ps,
+                        size_t n, size_t max_key, size_t max_owner, int64_t now)
+{
+    size_t i;
+
+    if (db == NULL || kid == NULL || !hk_db_text_ok(owner, HK_SUB_MAX) ||
+        !hk_epoch_ok(epoch) || ps == NULL || n == 0 ||
+        n > HK_PRESIG_BATCH_MAX || now < 0)
+        return HK_ERR_ARG;
+    for (i = 0; i < n; i++)
+        if (ps[i].sealed == NULL || ps[i].len == 0 || ps[i].len > 4096)
+            return HK_ERR_ARG;
+    db->err[0] = '\0';
+    return db->ops->presig_put(db, kid, owner, epoch, ps, n, max_key, max_owner,
+                               now);
+}
+
+hk_err hk_db_presig_take(hk_db *db, const unsigned char *psid,
+                         const unsigned char *kid, const char *owner,
+                         unsigned long *epoch, unsigned char **sealed,
+                         size_t *len)
+{
+    if (sealed != NULL)
+        *sealed = NULL;
+    if (db == NULL || psid == NULL || kid == NULL ||
+        !hk_db_text_ok(owner, HK_SUB_MAX) || epoch == NULL || sealed == NULL ||
+        len == NULL)
+        return HK_ERR_ARG;
+    db->err[0] = '\0';
+    return db->ops->presig_take(db, psid, kid, owner, epoch, sealed, len);
+}
+
+hk_err hk_db_presig_count(hk_db *db, const unsigned char *kid,
+                          const char *owner, int64_t *n_key, int64_t *n_owner)
+{
+    if (db == NULL || kid == NULL || !hk_db_text_ok(owner, HK_SUB_MAX) ||
+        n_key == NULL || n_owner == NULL)
+        return HK_ERR_ARG;
+    db->err[0] = '\0';
+    return db->ops->presig_count(db, kid, owner, n_key, n_owner);
+}
+
+hk_err hk_db_presig_sweep(hk_db *db, int64_t before, size_t *deleted)
+{
+    if (db == NULL || deleted == NULL)
+        return HK_ERR_ARG;
+    db->err[0] = '\0';
+    return db->ops->presig_sweep(db, before, deleted);
+}
+
+/* The sealed form of one P2 record: record || r^N (rn_len bytes). */
+static hk_err hk_seal_presig(const hk_kek *kek, const char *sub,
+                             const hk_presig *r, const BIGNUM *rn,
+                             size_t rn_len, unsigned char **out, size_t *len)
+{
+    unsigned char aad[HK_PRESIG_AAD_MAX], *buf;
+    size_t alen = sizeof(aad), blen = HK_PRESIG_REC_LEN + rn_len;
+    hk_err e;
+
+    if ((buf = OPENSSL_malloc(blen)) == NULL)
+        return HK_ERR_NOMEM;
+    if ((e = hk_presig_aad(r->kid, sub, r->id, aad, &alen)) == HK_OK &&
+        (e = hk_presig_encode(r, buf)) == HK_OK)
+        e = BN_bn2binpad(rn, buf + HK_PRESIG_REC_LEN, (int)rn_len) < 0
+                ? HK_ERR_ARG
+                : hk_seal(kek, aad, alen, buf, blen, out, len);
+    OPENSSL_clear_free(buf, blen);
+    return e;
+}
+
+hk_err hk_store_presigs(hk_db *db, const hk_kek *kek, const char *sub,
+                        const hk_presig *recs, BIGNUM *const *rn, size_t rn_len,
+                        size_t n, size_t max_key, size_t max_owner, int64_t now)
+{
+    hk_db_presig_in in[HK_PRESIG_BATCH_MAX];
+    unsigned char *blobs[HK_PRESIG_BATCH_MAX] = {0};
+    size_t i;
+    hk_err e = HK_OK;
+
+    if (db == NULL || kek == NULL || recs == NULL || rn == NULL || n == 0 ||
+        n > HK_PRESIG_BATCH_MAX || rn_len == 0 || rn_len > 1024)
+        return HK_ERR_ARG;
+    for (i = 0; i < n && e == HK_OK; i++) {
+        e = recs[i].epoch != recs[0].epoch ||
+                    memcmp(recs[i].kid, recs[0].kid, HK_ID_LEN) != 0
+                ? HK_ERR_ARG
+                : hk_seal_presig(kek, sub, &recs[i], rn[i], rn_len, &blobs[i],
+                                 &in[i].len);
+        memcpy(in[i].psid, recs[i].id, HK_ID_LEN);
+        in[i].sealed = blobs[i];
+    }
+    if (e == HK_OK)
+        e = hk_db_presig_put(db, recs[0].kid, sub, recs[0].epoch, in, n,
+                             max_key, max_owner, now);
+    for (i = 0; i < n; i++)
+        OPENSSL_free(blobs[i]);
+    return e;
+}
+
+hk_err hk_take_presig(hk_db *db, const hk_kek *kek, const char *sub,
+                      const unsigned char *kid, const unsigned char *psid,
+                      hk_presig *out, BIGNUM **rn)
+{
+    unsigned char aad[HK_PRESIG_AAD_MAX], *sealed = NULL, *rec = NULL;
+    size_t alen = sizeof(aad), slen = 0, rlen = 0;
+    unsigned long epoch = 0;
+    hk_err e;
+
+    if (kek == NULL || out == NULL || rn == NULL)
+        return HK_ERR_ARG;
+    *rn = NULL;
+    if ((e = hk_db_presig_take(db, psid, kid, sub, &epoch, &sealed, &slen)) !=
+            HK_OK ||
+        (e = hk_presig_aad(kid, sub, psid, aad, &alen)) != HK_OK ||
+        (e = hk_unseal(kek, aad, alen, sealed, slen, &rec, &rlen)) != HK_OK)
+        goto done;
+    e = HK_ERR_DECODE;
+    if (rlen <= HK_PRESIG_REC_LEN ||
+        hk_presig_decode(rec, HK_PRESIG_REC_LEN, out) != HK_OK)
+        goto done;
+    if (memcmp(out->id, psid, HK_ID_LEN) != 0 ||
+        memcmp(out->kid, kid, HK_ID_LEN) != 0 || out->epoch != epoch ||
+        (*rn = BN_secure_new()) == NULL ||
+        BN_bin2bn(rec + HK_PRESIG_REC_LEN, (int)(rlen - HK_PRESIG_REC_LEN),
+                  *rn) == NULL) {
+        OPENSSL_cleanse(out, sizeof(*out));
+        BN_clear_free(*rn);
+        *rn = NULL;
+        goto done;
+    }
+    e = HK_OK;
+done:
+    OPENSSL_free(sealed);
+    OPENSSL_clear_free(rec, rlen);
+    return e;
 }

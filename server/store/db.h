@@ -6,9 +6,10 @@
  * Owns the schema, its migrations, the rules below, and the combination of
  * sealing (server/seal/seal.h) with storage for server shares and the setup.
  *
- * Schema, version 6 (HK_DB_SCHEMA_VERSION; version 1 lacked the columns
+ * Schema, version 7 (HK_DB_SCHEMA_VERSION; version 1 lacked the columns
  * and tables marked v2, version 2 those marked v3, version 3 those marked
- * v4, version 4 those marked v5, version 5 those marked v6). Times are seconds
+ * v4, version 4 those marked v5, version 5 those marked v6, version 6
+ * those marked v7). Times are seconds
  * since the epoch, passed in by the caller. Ids are 16 raw bytes.
  *
  *   schema_version  version INTEGER PK        one row per applied migration
@@ -90,6 +91,11 @@
  *                   cred_hash BLOB(32), ak_pub BLOB(1..1024), summary TEXT:
  *                   a keygen session's device attestation (see
  *                   "attestations" below)
+ *   presigs         v7: psid BLOB(16) PK, kid -> keys ON DELETE CASCADE,
+ *                   owner, epoch (the share it was made with), sealed
+ *                   (hk_seal of the P2 presignature record and its r^N,
+ *                   hk_presig_aad), created: the server's half of each
+ *                   presignature (see "presignatures" below)
  *                   subject TEXT PK, tokens REAL, updated REAL (seconds)
  *
  * Rules every back end enforces:
@@ -127,11 +133,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mpc/presign.h"
 #include "mpc/share.h"
 #include "mpc/zk.h"
 #include "server/seal/seal.h"
 
-#define HK_DB_SCHEMA_VERSION 6
+#define HK_DB_SCHEMA_VERSION 7
 #define HK_LABEL_MAX 128           /* bytes */
 #define HK_DB_ATTEST_MAX 400       /* an attestation summary, bytes */
 #define HK_DB_AK_MAX 1024          /* an attestation key's public area */
@@ -157,7 +164,10 @@ typedef enum {
 typedef enum {
     HK_DB_OP_KEYGEN = 1,
     HK_DB_OP_SIGN = 2,
-    HK_DB_OP_REFRESH = 3
+    HK_DB_OP_REFRESH = 3,
+    /* a presignature batch (issue 20): audited and counted, never a row of
+     * the sessions table (hk_db_session_create refuses it) */
+    HK_DB_OP_PRESIGN = 4
 } hk_db_op;
 
 typedef enum {
@@ -628,6 +638,53 @@ HK_WUR hk_err hk_store_share(hk_db *db, const hk_kek *kek, const char *sub,
 HK_WUR hk_err hk_load_share(hk_db *db, const hk_kek *kek, const char *sub,
                             const unsigned char *kid, unsigned long epoch,
                             hk_share **out, int *is_pending);
+/* --- presignatures (v7; mpc/presign.h) -----------------------------------
+ * The server's half of each presignature (its k2 and the r^N made for its
+ * c3), sealed under the KEK for (kid, owner, psid). Single use on every
+ * node: hk_db_presig_take reads and deletes the row in one statement, and
+ * the caller computes c3 only after that commit. A batch that would pass
+ * max_key rows for the key or max_owner for the owner is refused whole
+ * (HK_ERR_RATE): a client cannot make the server hoard state. The sweep
+ * deletes rows created before a bound and rows of an epoch the key has no
+ * share of any more (a refresh made them useless). */
+typedef struct {
+    unsigned char psid[HK_ID_LEN];
+    const unsigned char *sealed;
+    size_t len; /* 1..4096 */
+} hk_db_presig_in;
+
+/* HK_ERR_EPOCH if the key has no share of `epoch`; HK_ERR_NOT_FOUND if no
+ * such key; HK_ERR_EXISTS for an id already stored. */
+HK_WUR hk_err hk_db_presig_put(hk_db *db, const unsigned char *kid,
+                               const char *owner, unsigned long epoch,
+                               const hk_db_presig_in *ps, size_t n,
+                               size_t max_key, size_t max_owner, int64_t now);
+/* *sealed: OPENSSL_free. HK_ERR_NOT_FOUND if there is no such row of that
+ * key and owner (taken, swept, never made). */
+HK_WUR hk_err hk_db_presig_take(hk_db *db, const unsigned char *psid,
+                                const unsigned char *kid, const char *owner,
+                                unsigned long *epoch, unsigned char **sealed,
+                                size_t *len);
+HK_WUR hk_err hk_db_presig_count(hk_db *db, const unsigned char *kid,
+                                 const char *owner, int64_t *n_key,
+                                 int64_t *n_owner);
+HK_WUR hk_err hk_db_presig_sweep(hk_db *db, int64_t before, size_t *deleted);
+/* Seals and stores n P2 records of one key and epoch, record i with
+ * rn[i] = r^N mod N^2 for its c3 (encoded in rn_len bytes). */
+HK_WUR hk_err hk_store_presigs(hk_db *db, const hk_kek *kek, const char *sub,
+                               const hk_presig *recs, BIGNUM *const *rn,
+                               size_t rn_len, size_t n, size_t max_key,
+                               size_t max_owner, int64_t now);
+/* Takes presignature psid of key kid for sub and opens it: *out (SECRET:
+ * wipe it) and *rn (BN_clear_free). The row is gone whatever the outcome.
+ * HK_ERR_NOT_FOUND, HK_ERR_SEAL (altered, or sealed for another key,
+ * owner or id), HK_ERR_DECODE (malformed, or a record of another id or
+ * key). */
+HK_WUR hk_err hk_take_presig(hk_db *db, const hk_kek *kek, const char *sub,
+                             const unsigned char *kid,
+                             const unsigned char *psid, hk_presig *out,
+                             BIGNUM **rn);
+
 /* Seals the secret setup record, makes the public record (with a fresh
  * Pi^prm proof: ~1 s) and stores both. HK_ERR_EXISTS if a setup exists. */
 HK_WUR hk_err hk_store_setup(hk_db *db, const hk_kek *kek,

@@ -239,6 +239,18 @@ typedef struct {
     hk_err (*attest_get)(hk_db *db, const unsigned char *sid,
                          hk_db_attestation *out);
     hk_err (*attest_finish)(hk_db *db, const unsigned char *sid, int verified);
+    /* v7: presignatures (db.h) */
+    hk_err (*presig_put)(hk_db *db, const unsigned char *kid, const char *owner,
+                         unsigned long epoch, const hk_db_presig_in *ps,
+                         size_t n, size_t max_key, size_t max_owner,
+                         int64_t now);
+    hk_err (*presig_take)(hk_db *db, const unsigned char *psid,
+                          const unsigned char *kid, const char *owner,
+                          unsigned long *epoch, unsigned char **sealed,
+                          size_t *len);
+    hk_err (*presig_count)(hk_db *db, const unsigned char *kid,
+                           const char *owner, int64_t *n_key, int64_t *n_owner);
+    hk_err (*presig_sweep)(hk_db *db, int64_t before, size_t *deleted);
 } hk_db_ops;
 
 #define HK_DB_ERR_LEN 256

@@ -177,6 +177,20 @@ static const hk_migration hk_migrations[] = {
      "ALTER TABLE keys ADD COLUMN attestation TEXT"
      " CHECK (attestation IS NULL OR {OCTETS:attestation} BETWEEN 1 AND 400);",
      0, NULL},
+    /* 7: presignatures (issue 20): the server's half of each, sealed,
+     * single use (db.h "presigs") */
+    {"CREATE TABLE presigs ("
+     " psid {BLOB} PRIMARY KEY NOT NULL CHECK (length(psid) = 16),"
+     " kid {BLOB} NOT NULL REFERENCES keys (kid) ON DELETE CASCADE,"
+     " owner TEXT NOT NULL CHECK ({OCTETS:owner} BETWEEN 1 AND 255),"
+     " epoch {INT} NOT NULL CHECK (epoch BETWEEN 1 AND 4294967295),"
+     " sealed {BLOB} NOT NULL CHECK (length(sealed) BETWEEN 1 AND 4096),"
+     " created {INT} NOT NULL"
+     "){STRICT};"
+     "CREATE INDEX presigs_kid ON presigs (kid, epoch);"
+     "CREATE INDEX presigs_owner ON presigs (owner);"
+     "CREATE INDEX presigs_created ON presigs (created);",
+     0, NULL},
 };
 
 #define HK_NMIGRATIONS ((int)(sizeof(hk_migrations) / sizeof(hk_migrations[0])))

@@ -594,6 +594,112 @@ static hk_err hk_st_session_others(hk_db *db, const unsigned char *sid,
                       &p, n);
 }
 
+/* --- presignatures (v7) -------------------------------------------------- */
+
+static hk_err hk_presig_counts(hk_db *db, const unsigned char *kid,
+                               const char *owner, int64_t *n_key,
+                               int64_t *n_owner)
+{
+    hk_dbp p = {0};
+    hk_err e;
+
+    hk_dbp_blob(&p, kid, HK_ID_LEN);
+    if ((e = hk_sql_int(db, "SELECT count(*) FROM presigs WHERE kid = ?1", &p,
+                        n_key)) != HK_OK)
+        return e;
+    memset(&p, 0, sizeof(p));
+    hk_dbp_text(&p, owner);
+    return hk_sql_int(db, "SELECT count(*) FROM presigs WHERE owner = ?1", &p,
+                      n_owner);
+}
+
+static hk_err hk_st_presig_put(hk_db *db, const unsigned char *kid,
+                               const char *owner, unsigned long epoch,
+                               const hk_db_presig_in *ps, size_t n,
+                               size_t max_key, size_t max_owner, int64_t now)
+{
+    hk_db_share_state st;
+    unsigned long ep = 0;
+    int64_t nk = 0, no = 0;
+    size_t i;
+    hk_err e;
+
+    if ((e = hk_sql_begin(db)) != HK_OK)
+        return e;
+    if ((e = hk_lock_key(db, kid)) == HK_OK &&
+        (e = hk_share_row(db, kid, epoch, &ep, &st, NULL, NULL)) ==
+            HK_ERR_NOT_FOUND)
+        e = HK_ERR_EPOCH;
+    if (e == HK_OK &&
+        (e = hk_presig_counts(db, kid, owner, &nk, &no)) == HK_OK &&
+        ((size_t)nk + n > max_key || (size_t)no + n > max_owner))
+        e = HK_ERR_RATE;
+    for (i = 0; e == HK_OK && i < n; i++) {
+        hk_dbp p = {0};
+
+        hk_dbp_blob(&p, ps[i].psid, HK_ID_LEN);
+        hk_dbp_blob(&p, kid, HK_ID_LEN);
+        hk_dbp_text(&p, owner);
+        hk_dbp_int(&p, (int64_t)epoch);
+        hk_dbp_blob(&p, ps[i].sealed, ps[i].len);
+        hk_dbp_int(&p, now);
+        e = hk_sql_run(db,
+                       "INSERT INTO presigs (psid, kid, owner, epoch, sealed, "
+                       "created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                       &p, NULL);
+    }
+    return hk_sql_end(db, e);
+}
+
+/* Read and deleted in one statement: on every node, once. */
+static hk_err hk_st_presig_take(hk_db *db, const unsigned char *psid,
+                                const unsigned char *kid, const char *owner,
+                                unsigned long *epoch, unsigned char **sealed,
+                                size_t *len)
+{
+    hk_sql_cur c;
+    hk_dbp p = {0};
+    hk_err e;
+
+    hk_dbp_blob(&p, psid, HK_ID_LEN);
+    hk_dbp_blob(&p, kid, HK_ID_LEN);
+    hk_dbp_text(&p, owner);
+    if ((e = hk_sql_begin(db)) != HK_OK)
+        return e;
+    if ((e = hk_sql_first(db,
+                          "DELETE FROM presigs WHERE psid = ?1 AND kid = ?2 "
+                          "AND owner = ?3 RETURNING epoch, sealed",
+                          &p, &c)) == HK_OK &&
+        (e = hk_col_epoch(&c, 0, epoch)) == HK_OK)
+        e = hk_col_dup(&c, 1, HK_SEAL_OVERHEAD + 1, HK_SEAL_MAX, sealed, len);
+    hk_sql_done(&c);
+    return hk_sql_end(db, e);
+}
+
+static hk_err hk_st_presig_count(hk_db *db, const unsigned char *kid,
+                                 const char *owner, int64_t *n_key,
+                                 int64_t *n_owner)
+{
+    return hk_presig_counts(db, kid, owner, n_key, n_owner);
+}
+
+/* Old ones, and those of an epoch the key no longer has a share of. */
+static hk_err hk_st_presig_sweep(hk_db *db, int64_t before, size_t *deleted)
+{
+    hk_dbp p = {0};
+    int changes = 0;
+    hk_err e;
+
+    hk_dbp_int(&p, before);
+    e = hk_sql_run(db,
+                   "DELETE FROM presigs WHERE created < ?1 OR NOT EXISTS "
+                   "(SELECT 1 FROM shares s WHERE s.kid = presigs.kid AND "
+                   "s.epoch = presigs.epoch)",
+                   &p, &changes);
+    *deleted = e == HK_OK ? (size_t)changes : 0;
+    return e;
+}
+
 /* --- setup ---------------------------------------------------------------- */
 
 static hk_err hk_st_setup_put(hk_db *db, const unsigned char *sealed,
@@ -1532,4 +1638,8 @@ const hk_db_ops hk_store_ops = {
     hk_st_attest_put,
     hk_st_attest_get,
     hk_st_attest_finish,
+    hk_st_presig_put,
+    hk_st_presig_take,
+    hk_st_presig_count,
+    hk_st_presig_sweep,
 };

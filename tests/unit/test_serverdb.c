@@ -266,7 +266,7 @@ static void test_schema(const char *path)
           HK_DB_SCHEMA_VERSION); /* not re-run */
     CHECK(raw_int(r, "PRAGMA application_id") == 0x686b6462);
     CHECK(raw_int(r, "SELECT count(*) FROM sqlite_schema WHERE type = "
-                     "'table'") == 13); /* v6: attestations */
+                     "'table'") == 14); /* v7: presigs */
     sqlite3_close(r);
     hk_db_close(db);
 }
@@ -683,6 +683,82 @@ static void test_backups(hk_db *db, const hk_kek *kek, const shares *sh)
 
 /* Two-phase keygen (db.h): a stored key is pending until confirmed; the
  * sweep removes only keys still pending and created before the cut-off. */
+/* Presignatures (v7): sealed, bound to key, owner and id; taken once;
+ * bounded per key and owner, a batch all or nothing; swept by age. */
+static void test_presigs(hk_db *db, const hk_kek *kek, const shares *sh)
+{
+    hk_share k = *sh->p2[1];
+    hk_presig p1[3], p2[3], got;
+    BIGNUM *rn[3] = {0}, *back = NULL;
+    unsigned char *sealed = NULL;
+    unsigned long ep = 0;
+    int64_t nk = 0, no = 0;
+    size_t n = 0, i, len = 0;
+    hk_drive_stats st;
+
+    CHECK(RAND_bytes(k.kid, HK_ID_LEN) == 1);
+    CHECK_OK(hk_store_new_key(db, kek, "erin", &k, NULL, T0));
+    CHECK_OK(hk_drive_presign(sh->p1[1], sh->p2[1], 3, p1, p2, &st));
+    for (i = 0; i < 3; i++) {
+        memcpy(p2[i].kid, k.kid, HK_ID_LEN); /* this test's key */
+        CHECK_OK(hk_sign_randomness(sh->p2[1], &rn[i]));
+    }
+    CHECK_ERR(hk_store_presigs(db, kek, "erin", p2, rn, 512, 3, 2, 100, T0),
+              HK_ERR_RATE); /* the key's bound */
+    CHECK_ERR(hk_store_presigs(db, kek, "erin", p2, rn, 512, 3, 100, 2, T0),
+              HK_ERR_RATE); /* the owner's */
+    CHECK_OK(hk_db_presig_count(db, k.kid, "erin", &nk, &no));
+    CHECK(nk == 0 && no == 0); /* all or nothing */
+    CHECK_OK(hk_store_presigs(db, kek, "erin", p2, rn, 512, 3, 3, 3, T0));
+    CHECK_ERR(hk_store_presigs(db, kek, "erin", p2, rn, 512, 1, 10, 10, T0),
+              HK_ERR_EXISTS); /* an id twice */
+    CHECK_OK(hk_db_presig_count(db, k.kid, "erin", &nk, &no));
+    CHECK(nk == 3 && no == 3);
+    /* another owner or key finds nothing, and takes nothing */
+    CHECK_ERR(hk_take_presig(db, kek, "mallory", k.kid, p2[0].id, &got, &back),
+              HK_ERR_NOT_FOUND);
+    CHECK_ERR(
+        hk_take_presig(db, kek, "erin", sh->p2[1]->kid, p2[0].id, &got, &back),
+        HK_ERR_NOT_FOUND);
+    CHECK_OK(hk_take_presig(db, kek, "erin", k.kid, p2[0].id, &got, &back));
+    CHECK(hk_scalar_eq(&got.k, &p2[0].k) && hk_point_eq(&got.R1, &p2[0].R1) &&
+          BN_cmp(back, rn[0]) == 0 && got.epoch == 1);
+    BN_clear_free(back);
+    back = NULL;
+    /* once */
+    CHECK_ERR(hk_take_presig(db, kek, "erin", k.kid, p2[0].id, &got, &back),
+              HK_ERR_NOT_FOUND);
+    /* a row opened under another id's associated data: refused, and gone */
+    CHECK_OK(
+        hk_db_presig_take(db, p2[1].id, k.kid, "erin", &ep, &sealed, &len));
+    CHECK(ep == 1 && len > HK_PRESIG_REC_LEN);
+    {
+        hk_db_presig_in in;
+
+        memcpy(in.psid, p2[0].id, HK_ID_LEN);
+        in.sealed = sealed;
+        in.len = len;
+        CHECK_OK(hk_db_presig_put(db, k.kid, "erin", 1, &in, 1, 10, 10, T0));
+        CHECK_ERR(hk_take_presig(db, kek, "erin", k.kid, p2[0].id, &got, &back),
+                  HK_ERR_SEAL);
+        CHECK_ERR(hk_db_presig_put(db, k.kid, "erin", 2, &in, 1, 10, 10, T0),
+                  HK_ERR_EPOCH); /* no share of epoch 2 */
+    }
+    OPENSSL_free(sealed);
+    /* the sweep: age first */
+    CHECK_OK(hk_db_presig_sweep(db, T0, &n));
+    CHECK(n == 0);
+    CHECK_OK(hk_db_presig_sweep(db, T0 + 1, &n));
+    CHECK(n == 1);
+    CHECK_OK(hk_db_presig_count(db, k.kid, "erin", &nk, &no));
+    CHECK(nk == 0 && no == 0);
+    for (i = 0; i < 3; i++)
+        BN_clear_free(rn[i]);
+    OPENSSL_cleanse(p1, sizeof(p1));
+    OPENSSL_cleanse(p2, sizeof(p2));
+    OPENSSL_cleanse(&got, sizeof(got));
+}
+
 static void test_pending_keys(hk_db *db, const hk_kek *kek, const shares *sh)
 {
     hk_share a = *sh->p2[1], b = *sh->p2[1];
@@ -1249,6 +1325,7 @@ static void test_backend(const char *conninfo, const hk_kek *kek,
     test_share_sequence(db, kek, sh);
     test_pending_keys(db, kek, sh);
     test_backups(db, kek, sh);
+    test_presigs(db, kek, sh);
     test_requests(db, kek, sh);
     test_attestations(db, kek, sh);
     test_share_rules(db, kek, sh);
@@ -1330,6 +1407,7 @@ int main(void)
     test_share_sequence(db, kek, &sh);
     test_pending_keys(db, kek, &sh);
     test_backups(db, kek, &sh);
+    test_presigs(db, kek, &sh);
     test_requests(db, kek, &sh);
     test_attestations(db, kek, &sh);
     test_share_rules(db, kek, &sh);

@@ -1,0 +1,141 @@
+/* Presignatures on halfkeyd's side (mpc/presign.h, DESIGN.md section 2):
+ * making a batch on a kept-open connection, and starting a sign on one.
+ *
+ * Storage enforces single use (server/store/db.h, "presignatures"): each
+ * presignature's k2 and the r^N made for its c3 are sealed under the KEK
+ * and stored in the database, so any node can serve the sign; the sign
+ * takes the row (read and deleted in one committed statement) before c3
+ * is computed, so a crash loses a presignature and never reuses one. The
+ * pools are bounded per key and per subject (presign_max_key,
+ * presign_max_subject): a client cannot make the server hoard state. */
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "mpc/codec.h"
+#include "server/http/service_impl.h"
+#include "server/log.h"
+
+/* Room left in the key's and the subject's pools, at most a batch. */
+static hk_err hk_presig_room(hk_rsess *s, size_t *room)
+{
+    hk_service *svc = s->svc;
+    int64_t nk = 0, ns = 0, left;
+    hk_err e;
+
+    pthread_mutex_lock(&svc->dbmu);
+    e = hk_db_presig_count(svc->db, s->kid, s->sub, &nk, &ns);
+    pthread_mutex_unlock(&svc->dbmu);
+    if (e != HK_OK)
+        return e;
+    left = svc->cfg.presign_max_key - nk;
+    if (svc->cfg.presign_max_subject - ns < left)
+        left = svc->cfg.presign_max_subject - ns;
+    if (left > HK_PRESIG_BATCH_MAX)
+        left = HK_PRESIG_BATCH_MAX;
+    *room = left > 0 ? (size_t)left : 0;
+    return HK_OK;
+}
+
+/* pre.1: the share it names, and a batch no larger than the room. */
+static hk_err hk_presig_first(hk_rsess *s, const hk_rmsg *m, const char **why)
+{
+    unsigned char fp[HK_HASH_LEN];
+    unsigned long epoch;
+    size_t room = 0;
+    hk_err e;
+
+    *why = "pre.1";
+    if ((e = hk_msg_peek_share(m->buf, m->len, &epoch, fp)) != HK_OK ||
+        (e = hk_rsess_use_share(s, epoch)) != HK_OK ||
+        (e = hk_presig_room(s, &room)) != HK_OK)
+        return e;
+    if (room < s->presig_n) {
+        *why = "pre.1: the presignature pool of this key or subject is "
+               "full (presign_max_key, presign_max_subject)";
+        return HK_ERR_RATE;
+    }
+    return hk_psgen_p2_new(s->share, s->sid, s->presig_n, &s->pg);
+}
+
+/* The batch checked: every record with its own r^N, stored in one
+ * transaction (all or none). */
+static hk_err hk_presig_store(hk_rsess *s, size_t *n)
+{
+    hk_service *svc = s->svc;
+    hk_presig *recs = NULL;
+    BIGNUM *rn[HK_PRESIG_BATCH_MAX] = {0};
+    size_t i, cnt = hk_psgen_count(s->pg),
+              width = 2 * hk_width(hk_paillier_bits(s->share->pk));
+    hk_err e = HK_OK;
+
+    if ((recs = OPENSSL_secure_zalloc(cnt * sizeof(*recs))) == NULL)
+        return HK_ERR_NOMEM;
+    for (i = 0; i < cnt && e == HK_OK; i++)
+        if ((e = hk_psgen_get(s->pg, i, &recs[i])) == HK_OK)
+            e = hk_sign_randomness(s->share, &rn[i]);
+    if (e == HK_OK) {
+        pthread_mutex_lock(&svc->dbmu);
+        e = hk_store_presigs(svc->db, svc->kek, s->sub, recs, rn, width, cnt,
+                             (size_t)svc->cfg.presign_max_key,
+                             (size_t)svc->cfg.presign_max_subject, hk_now());
+        pthread_mutex_unlock(&svc->dbmu);
+    }
+    for (i = 0; i < cnt; i++)
+        BN_clear_free(rn[i]);
+    OPENSSL_secure_clear_free(recs, cnt * sizeof(*recs));
+    *n = cnt;
+    return e;
+}
+
+void hk_presig_step(hk_rsess *s, const hk_rmsg *m)
+{
+    unsigned char *out = NULL;
+    const char *why = "pre.1";
+    char done[64];
+    size_t outlen = 0, n = 0;
+    hk_err e;
+
+    if (s->pg == NULL && (e = hk_presig_first(s, m, &why)) != HK_OK)
+        return hk_rsess_fail(s, e, why);
+    if ((e = hk_psgen_recv(s->pg, m->buf, m->len, &out, &outlen)) != HK_OK)
+        return hk_rsess_fail(s, e, "presign");
+    if (!hk_psgen_done(s->pg)) {
+        hk_rsess_send(s, out, outlen);
+        OPENSSL_free(out);
+        return;
+    }
+    e = hk_presig_store(s, &n);
+    hk_psgen_free(s->pg);
+    s->pg = NULL;
+    if (e != HK_OK)
+        return hk_rsess_fail(s, e, "presign store");
+    snprintf(done, sizeof(done), "{\"v\":1,\"t\":\"done\",\"n\":%zu}", n);
+    hk_rsess_send(s, (const unsigned char *)done, strlen(done));
+    hk_rsess_done(s);
+}
+
+hk_err hk_presig_sign_begin(hk_rsess *s)
+{
+    hk_service *svc = s->svc;
+    hk_presig rec;
+    BIGNUM *rn = NULL;
+    hk_err e;
+
+    pthread_mutex_lock(&svc->dbmu);
+    e = hk_take_presig(svc->db, svc->kek, s->sub, s->kid, s->sid, &rec, &rn);
+    pthread_mutex_unlock(&svc->dbmu);
+    if (e != HK_OK)
+        return e;
+    hk_sign_free(s->sg);
+    s->sg = NULL;
+    if ((e = hk_rsess_use_share(s, rec.epoch)) == HK_OK &&
+        (e = hk_sign_p2_presigned(s->share, &rec, &s->sg)) == HK_OK &&
+        (e = hk_sign_p2_use_randomness(s->sg, rn)) == HK_OK) {
+        rn = NULL;
+        s->rn_given = 1;
+    }
+    BN_clear_free(rn);
+    OPENSSL_cleanse(&rec, sizeof(rec));
+    return e;
+}

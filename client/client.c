@@ -17,6 +17,7 @@
 #include "mpc/codec.h"
 #include "mpc/keygen.h"
 #include "mpc/pve.h"
+#include "mpc/presign.h"
 #include "mpc/refresh.h"
 #include "transport/http_client.h"
 #include "transport/jwt.h"
@@ -47,6 +48,7 @@ static const hk_kv_field hk_ccfg_fields[] = {
     HK_KV_S(T, "pkcs11_curves", pkcs11_curves),
     HK_KV_S(T, "pkcs11_keys", pkcs11_keys),
     HK_KV_I(T, "attest", attest, 0, 1),
+    HK_KV_S(T, "presign", presign),
 };
 #undef T
 #define HK_NCFIELDS (sizeof(hk_ccfg_fields) / sizeof(hk_ccfg_fields[0]))
@@ -124,6 +126,11 @@ static hk_err hk_config_check(const hk_client_config *cfg, const char *where,
     }
     if (cfg->paillier_bits != 2048 && cfg->paillier_bits != 3072) {
         snprintf(why, 256, "%.160s: paillier_bits must be 2048 or 3072", where);
+        return HK_ERR_CONFIG;
+    }
+    if (cfg->presign[0] != 0 && strcmp(cfg->presign, "auto") != 0 &&
+        strcmp(cfg->presign, "off") != 0) {
+        snprintf(why, 256, "%.160s: presign must be auto or off", where);
         return HK_ERR_CONFIG;
     }
     return HK_OK;
@@ -476,18 +483,16 @@ static hk_err hk_client_ws(hk_client *c, const char *wspath, hk_tws **ws)
     return e;
 }
 
-/* Sends `out` (freed), waits for the reply; a server error message ends
- * the run with its code. */
-static hk_err hk_client_roundtrip(hk_client *c, hk_tws *ws, unsigned char *out,
-                                  size_t outlen, unsigned char **in,
-                                  size_t *inlen)
+/* The next message; a server error message ends the run with its code
+ * (its text in last_error). */
+static hk_err hk_client_recv(hk_client *c, hk_tws *ws, unsigned char **in,
+                             size_t *inlen)
 {
     const char *t;
     json_t *o;
-    hk_err e = hk_tws_send(ws, out, outlen);
+    hk_err e;
 
-    OPENSSL_free(out);
-    if (e != HK_OK || (e = hk_tws_recv(ws, in, inlen)) != HK_OK)
+    if ((e = hk_tws_recv(ws, in, inlen)) != HK_OK)
         return e;
     o = json_loadb((const char *)*in, *inlen, 0, NULL);
     t = json_string_value(json_object_get(o, "t"));
@@ -503,6 +508,17 @@ static hk_err hk_client_roundtrip(hk_client *c, hk_tws *ws, unsigned char *out,
     }
     json_decref(o);
     return e;
+}
+
+/* Sends `out` (freed), waits for the reply (hk_client_recv). */
+static hk_err hk_client_roundtrip(hk_client *c, hk_tws *ws, unsigned char *out,
+                                  size_t outlen, unsigned char **in,
+                                  size_t *inlen)
+{
+    hk_err e = hk_tws_send(ws, out, outlen);
+
+    OPENSSL_free(out);
+    return e != HK_OK ? e : hk_client_recv(c, ws, in, inlen);
 }
 
 /* The server's setup: cached in the token, else fetched and verified. */
@@ -946,14 +962,71 @@ static void hk_client_sig_clear(hk_ks_hold *hold)
         return;
 }
 
-/* sign.3 -> sign.4 under the signing-session record: marked in flight
- * durably before sign.3 (which lets the server answer with c3) goes out,
- * cleared once the signature verified, or when no c3 came back at all (a
- * server error or a broken connection: nothing was decrypted, so nothing
- * about x1 can have leaked). Anything else leaves it: locked. */
+/* The answer to a channel's open message: {"t":"opened"} naming the
+ * session id (*sid) and key `kid`, or the server's error. */
+static hk_err hk_channel_opened(hk_client *c, hk_tws *ws,
+                                const unsigned char *kid,
+                                unsigned char sid[HK_ID_LEN])
+{
+    unsigned char got[HK_ID_LEN], *in = NULL;
+    const char *s, *k;
+    size_t inlen = 0;
+    json_t *o;
+    hk_err e;
+
+    if ((e = hk_client_recv(c, ws, &in, &inlen)) != HK_OK)
+        return e;
+    o = json_loadb((const char *)in, inlen, 0, NULL);
+    free(in);
+    s = json_string_value(json_object_get(o, "session_id"));
+    k = json_string_value(json_object_get(o, "key_id"));
+    e = HK_ERR_SERVER;
+    if (s != NULL && k != NULL && strncmp(s, "sess_", 5) == 0 &&
+        hk_unhex(s + 5, strlen(s + 5), sid, HK_ID_LEN) &&
+        hk_unhex(k, strlen(k), got, HK_ID_LEN) &&
+        memcmp(got, kid, HK_ID_LEN) == 0)
+        e = HK_OK;
+    json_decref(o);
+    return e;
+}
+
+/* A channel sign on a presignature: its open message goes out with
+ * sign.1p, and the open's answer (naming the presignature as the session)
+ * comes before c3. */
+typedef struct {
+    const char *json;
+    const unsigned char *kid, *sid;
+} hk_c3_open;
+
+/* Sends msg; with `op`, the open message first and its answer read. */
+static hk_err hk_client_c3_send(hk_client *c, hk_tws *ws, const hk_c3_open *op,
+                                unsigned char *msg, size_t len,
+                                unsigned char **in, size_t *inlen)
+{
+    unsigned char sid[HK_ID_LEN];
+    hk_err e;
+
+    if (op == NULL)
+        return hk_client_roundtrip(c, ws, msg, len, in, inlen);
+    if ((e = hk_tws_send(ws, op->json, strlen(op->json))) == HK_OK)
+        e = hk_tws_send(ws, msg, len);
+    OPENSSL_free(msg);
+    if (e == HK_OK && (e = hk_channel_opened(c, ws, op->kid, sid)) == HK_OK &&
+        memcmp(sid, op->sid, HK_ID_LEN) != 0)
+        e = HK_ERR_SERVER;
+    return e != HK_OK ? e : hk_client_recv(c, ws, in, inlen);
+}
+
+/* sign.3 (or sign.1p) -> sign.4 under the signing-session record: marked
+ * in flight durably before the message that lets the server answer with
+ * c3 goes out, cleared once the signature verified, or when no c3 came
+ * back at all (a server error or a broken connection: nothing was
+ * decrypted, so nothing about x1 can have leaked). Anything else leaves
+ * it: locked. */
 static hk_err hk_client_sign_c3(hk_client *c, const char *label,
                                 hk_ks_hold *hold, hk_sign *sg, hk_tws *ws,
-                                unsigned char **msg, size_t *len)
+                                const hk_c3_open *op, unsigned char **msg,
+                                size_t *len)
 {
     unsigned char *in = NULL;
     size_t inlen = 0;
@@ -967,7 +1040,7 @@ static hk_err hk_client_sign_c3(hk_client *c, const char *label,
                  "directory: not signing");
         return e;
     }
-    e = hk_client_roundtrip(c, ws, *msg, *len, &in, &inlen);
+    e = hk_client_c3_send(c, ws, op, *msg, *len, &in, &inlen);
     *msg = NULL;
     if (e != HK_OK) { /* no c3 received */
         hk_client_sig_clear(hold);
@@ -998,7 +1071,7 @@ static hk_err hk_client_sign_run(hk_client *c, const char *label,
         e = hk_sign_recv(sg, in, inlen, &msg, &len);
     free(in);
     if (e == HK_OK)
-        e = hk_client_sign_c3(c, label, hold, sg, ws, &msg, &len);
+        e = hk_client_sign_c3(c, label, hold, sg, ws, NULL, &msg, &len);
     /* sign.5 is the server's audit copy: its loss does not fail the sign */
     if (e == HK_OK && msg != NULL && hk_tws_send(ws, msg, len) != HK_OK)
         snprintf(c->last_error, sizeof(c->last_error),
@@ -1130,12 +1203,27 @@ done:
     return e;
 }
 
+/* Presignatures a channel keeps (mpc/presign.h), at most this many, and
+ * the batches it makes itself (presign = auto): 4, then 8, then 16. */
+#define HK_CH_PRESIG_MAX 64
+#define HK_CH_BATCH_FIRST 4
+#define HK_CH_BATCH_MAX 16
+
 struct hk_channel {
     hk_tws *ws;
     /* The last share used, kept while its key file says the same epoch:
      * signing the same key again skips unsealing and decoding it. */
     char label[HK_KS_LABEL_MAX + 1];
     hk_share *share;
+    /* P1's halves of the presignatures made on this channel, in the
+     * secure heap; each is wiped before the digest that uses it goes out
+     * (a crash loses it; it never signs twice) */
+    hk_presig *ps;
+    size_t nps;
+    size_t batch;    /* the next batch this channel makes (auto) */
+    int presign_off; /* the server keeps none, or presign = off */
+    unsigned char signed_kid[HK_ID_LEN]; /* the key of the last plain sign */
+    int signed_once;
 };
 
 hk_err hk_client_channel_open(hk_client *c, hk_channel **out)
@@ -1147,8 +1235,15 @@ hk_err hk_client_channel_open(hk_client *c, hk_channel **out)
         return HK_ERR_ARG;
     if ((ch = calloc(1, sizeof(*ch))) == NULL)
         return HK_ERR_NOMEM;
-    if ((e = hk_client_ws(c, "/ws?channel=1", &ch->ws)) != HK_OK) {
+    ch->ps = OPENSSL_secure_zalloc(HK_CH_PRESIG_MAX * sizeof(*ch->ps));
+    if (ch->ps == NULL) {
         free(ch);
+        return HK_ERR_NOMEM;
+    }
+    ch->batch = HK_CH_BATCH_FIRST;
+    ch->presign_off = strcmp(c->cfg.presign, "off") == 0;
+    if ((e = hk_client_ws(c, "/ws?channel=1", &ch->ws)) != HK_OK) {
+        hk_client_channel_close(ch);
         return e;
     }
     *out = ch;
@@ -1161,8 +1256,45 @@ void hk_client_channel_close(hk_channel *ch)
         return;
     hk_tws_close(ch->ws);
     hk_share_free(ch->share);
+    OPENSSL_secure_clear_free(ch->ps, HK_CH_PRESIG_MAX * sizeof(*ch->ps));
     OPENSSL_cleanse(ch, sizeof(*ch));
     free(ch);
+}
+
+/* Drops presignature i (wiped; the last one moves into its place). */
+static void hk_channel_drop(hk_channel *ch, size_t i)
+{
+    ch->ps[i] = ch->ps[--ch->nps];
+    OPENSSL_cleanse(&ch->ps[ch->nps], sizeof(ch->ps[ch->nps]));
+}
+
+/* Drops the key's presignatures of other epochs (a refresh made them
+ * useless), or all of them (epoch 0). */
+static void hk_channel_forget(hk_channel *ch, const unsigned char *kid,
+                              unsigned long epoch)
+{
+    size_t i = 0;
+
+    while (i < ch->nps)
+        if (memcmp(ch->ps[i].kid, kid, HK_ID_LEN) == 0 &&
+            (epoch == 0 || ch->ps[i].epoch != epoch))
+            hk_channel_drop(ch, i);
+        else
+            i++;
+}
+
+size_t hk_client_channel_presigs(const hk_channel *ch, const hk_client *c,
+                                 const char *label)
+{
+    hk_ks_keyinfo info;
+    size_t i, n = 0;
+
+    if (ch == NULL || c == NULL || label == NULL ||
+        hk_ks_key_info(c->ks, label, &info) != HK_OK)
+        return 0;
+    for (i = 0; i < ch->nps; i++)
+        n += memcmp(ch->ps[i].kid, info.kid, HK_ID_LEN) == 0;
+    return n;
 }
 
 /* The channel's share of `label`, loaded unless the cached one is still
@@ -1185,66 +1317,196 @@ static hk_err hk_channel_share(hk_client *c, hk_channel *ch, const char *label,
     return HK_OK;
 }
 
-/* Opens a sign session on the channel (the open message's fields and
- * those of `extra`, NULL or an object it takes); the share loads
- * meanwhile. */
+/* The open message of a session on the channel: op, the key, and the
+ * fields of `extra` (NULL, or an object it takes). *out: free(). */
+static hk_err hk_channel_open_msg(const char *op, const unsigned char *kid,
+                                  json_t *extra, char **out)
+{
+    char kh[2 * HK_ID_LEN + 1];
+    json_t *o = extra != NULL ? extra : json_object();
+
+    hk_hex(kid, HK_ID_LEN, kh);
+    json_object_set_new(o, "v", json_integer(1));
+    json_object_set_new(o, "t", json_string("open"));
+    json_object_set_new(o, "op", json_string(op));
+    json_object_set_new(o, "key_id", json_string(kh));
+    *out = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return *out != NULL ? HK_OK : HK_ERR_NOMEM;
+}
+
+/* Opens a session on the channel (`op`, `extra` as hk_channel_open_msg)
+ * for the key of `info`; the share loads meanwhile. */
 static hk_err hk_channel_session(hk_client *c, hk_channel *ch,
-                                 const char *label, json_t *extra,
-                                 const hk_share **share,
+                                 const char *label, const hk_ks_keyinfo *info,
+                                 const char *op, json_t *extra,
                                  unsigned char sid[HK_ID_LEN])
 {
-    unsigned char kid[HK_ID_LEN], *in = NULL;
-    char kh[2 * HK_ID_LEN + 1], *req;
-    hk_ks_keyinfo info;
-    size_t inlen = 0;
-    const char *s, *k;
-    json_t *o;
+    char *req = NULL;
     hk_err e;
 
-    if ((e = hk_ks_key_info(c->ks, label, &info)) != HK_OK ||
-        (info.locked && (e = hk_client_locked(c, &info)) != HK_OK)) {
+    if ((e = hk_channel_open_msg(op, info->kid, extra, &req)) != HK_OK)
+        return e;
+    e = hk_tws_send(ch->ws, req, strlen(req));
+    free(req);
+    if (e != HK_OK || (e = hk_channel_share(c, ch, label, info)) != HK_OK)
+        return e;
+    return hk_channel_opened(c, ch->ws, info->kid, sid);
+}
+
+/* The key's info, refused if locked. */
+static hk_err hk_channel_key(hk_client *c, const char *label,
+                             hk_ks_keyinfo *info)
+{
+    hk_err e;
+
+    if ((e = hk_ks_key_info(c->ks, label, info)) != HK_OK)
+        return e;
+    return info->locked ? hk_client_locked(c, info) : HK_OK;
+}
+
+/* pre.1 .. pre.3 and the server's {"t":"done","n":n}; the batch is kept
+ * only once the server has stored its halves. */
+static hk_err hk_channel_presign_run(hk_client *c, hk_channel *ch,
+                                     const unsigned char sid[HK_ID_LEN],
+                                     size_t n)
+{
+    unsigned char *msg = NULL, *in = NULL;
+    size_t len = 0, inlen = 0, i;
+    hk_psgen *g = NULL;
+    json_t *o = NULL;
+    hk_err e;
+
+    if ((e = hk_psgen_p1_new(ch->share, sid, n, &g)) != HK_OK ||
+        (e = hk_psgen_start(g, &msg, &len)) != HK_OK ||
+        (e = hk_client_roundtrip(c, ch->ws, msg, len, &in, &inlen)) != HK_OK ||
+        (e = hk_psgen_recv(g, in, inlen, &msg, &len)) != HK_OK)
+        goto done;
+    free(in);
+    in = NULL;
+    if ((e = hk_client_roundtrip(c, ch->ws, msg, len, &in, &inlen)) != HK_OK)
+        goto done;
+    o = json_loadb((const char *)in, inlen, 0, NULL);
+    e = HK_ERR_SERVER;
+    if (!json_is_string(json_object_get(o, "t")) ||
+        strcmp(json_string_value(json_object_get(o, "t")), "done") != 0 ||
+        json_integer_value(json_object_get(o, "n")) != (json_int_t)n)
+        goto done;
+    if (ch->nps + n > HK_CH_PRESIG_MAX) /* the oldest go */
+        for (i = 0; i < ch->nps + n - HK_CH_PRESIG_MAX; i++)
+            hk_channel_drop(ch, 0);
+    for (i = 0; i < n; i++)
+        if ((e = hk_psgen_get(g, i, &ch->ps[ch->nps])) == HK_OK)
+            ch->nps++;
+done:
+    json_decref(o);
+    free(in);
+    hk_psgen_free(g);
+    return e;
+}
+
+/* A server that keeps no presignatures refuses the open and keeps the
+ * channel: from then on it signs the plain way. */
+static hk_err hk_channel_presign_with(hk_client *c, hk_channel *ch,
+                                      const char *label,
+                                      const hk_ks_keyinfo *info, size_t n)
+{
+    unsigned char sid[HK_ID_LEN];
+    hk_err e;
+
+    e = hk_channel_session(c, ch, label, info, "presign",
+                           json_pack("{s:I}", "n", (json_int_t)n), sid);
+    if (e == HK_ERR_FORBIDDEN)
+        ch->presign_off = 1;
+    return e != HK_OK ? e : hk_channel_presign_run(c, ch, sid, n);
+}
+
+hk_err hk_client_channel_presign(hk_client *c, hk_channel *ch,
+                                 const char *label, size_t n)
+{
+    hk_ks_keyinfo info;
+    hk_err e;
+
+    if (c == NULL || ch == NULL || label == NULL || n < 1 ||
+        n > HK_PRESIG_BATCH_MAX)
+        return HK_ERR_ARG;
+    if ((e = hk_channel_key(c, label, &info)) != HK_OK)
+        return e;
+    return hk_channel_presign_with(c, ch, label, &info, n);
+}
+
+/* *pick: the index of a presignature of the key's current share, or -1;
+ * with presign = auto, a batch is made first when there is none and the
+ * channel signed this key before (a one-shot sign stays plain). A server
+ * that keeps none leaves -1 and HK_OK (hk_channel_presign_with). */
+static hk_err hk_channel_pick(hk_client *c, hk_channel *ch, const char *label,
+                              const hk_ks_keyinfo *info, long *pick)
+{
+    size_t i;
+    hk_err e;
+
+    *pick = -1;
+    hk_channel_forget(ch, info->kid, info->epoch);
+    for (i = 0; i < ch->nps; i++)
+        if (memcmp(ch->ps[i].kid, info->kid, HK_ID_LEN) == 0) {
+            *pick = (long)i;
+            return HK_OK;
+        }
+    if (ch->presign_off || !ch->signed_once ||
+        memcmp(ch->signed_kid, info->kid, HK_ID_LEN) != 0)
+        return HK_OK;
+    if ((e = hk_channel_presign_with(c, ch, label, info, ch->batch)) != HK_OK)
+        return e == HK_ERR_FORBIDDEN ? HK_OK : e;
+    if (ch->batch < HK_CH_BATCH_MAX)
+        ch->batch *= 2;
+    *pick = (long)ch->nps - 1;
+    return HK_OK;
+}
+
+/* A sign on presignature i (taken from the channel and wiped before
+ * sign.1p goes out): open + sign.1p in one go, then opened and c3. */
+static hk_err hk_channel_sign_presigned(hk_client *c, hk_channel *ch,
+                                        const char *label, hk_ks_hold *hold,
+                                        const hk_ks_keyinfo *info, size_t i,
+                                        json_t *extra, const unsigned char *dig,
+                                        size_t dlen, hk_sign **sg)
+{
+    unsigned char sid[HK_ID_LEN], *msg = NULL;
+    char idh[2 * HK_ID_LEN + 1], *req = NULL;
+    hk_c3_open op;
+    size_t len = 0;
+    hk_err e;
+
+    memcpy(sid, ch->ps[i].id, HK_ID_LEN);
+    hk_hex(sid, HK_ID_LEN, idh);
+    e = hk_sign_p1_presigned(ch->share, &ch->ps[i], dig, dlen, sg);
+    hk_channel_drop(ch, i); /* single use: gone before anything is sent */
+    if (extra == NULL)
+        extra = json_object();
+    json_object_set_new(extra, "presig", json_string(idh));
+    if (e != HK_OK) {
         json_decref(extra);
         return e;
     }
-    hk_hex(info.kid, HK_ID_LEN, kh);
-    o = extra != NULL ? extra : json_object();
-    json_object_set_new(o, "v", json_integer(1));
-    json_object_set_new(o, "t", json_string("open"));
-    json_object_set_new(o, "op", json_string("sign"));
-    json_object_set_new(o, "key_id", json_string(kh));
-    req = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    if (req == NULL)
-        return HK_ERR_NOMEM;
-    e = hk_tws_send(ch->ws, req, strlen(req));
+    if ((e = hk_channel_open_msg("sign", info->kid, extra, &req)) != HK_OK ||
+        (e = hk_sign_start(*sg, &msg, &len)) != HK_OK)
+        goto done;
+    op.json = req;
+    op.kid = info->kid;
+    op.sid = sid;
+    e = hk_client_sign_c3(c, label, hold, *sg, ch->ws, &op, &msg, &len);
+    /* sign.5 is the server's audit copy: its loss does not fail the sign */
+    if (e == HK_OK && msg != NULL && hk_tws_send(ch->ws, msg, len) != HK_OK)
+        snprintf(c->last_error, sizeof(c->last_error),
+                 "signature not reported to the server");
+done:
+    OPENSSL_free(msg);
     free(req);
-    if (e != HK_OK || (e = hk_channel_share(c, ch, label, &info)) != HK_OK)
-        return e;
-    *share = ch->share;
-    if ((e = hk_tws_recv(ch->ws, &in, &inlen)) != HK_OK)
-        return e;
-    o = json_loadb((const char *)in, inlen, 0, NULL);
-    free(in);
-    s = json_string_value(json_object_get(o, "session_id"));
-    k = json_string_value(json_object_get(o, "key_id"));
-    e = HK_ERR_SERVER;
-    if (s != NULL && k != NULL && strncmp(s, "sess_", 5) == 0 &&
-        hk_unhex(s + 5, strlen(s + 5), sid, HK_ID_LEN) &&
-        hk_unhex(k, strlen(k), kid, HK_ID_LEN) &&
-        memcmp(kid, info.kid, HK_ID_LEN) == 0)
-        e = HK_OK;
-    else if (json_integer_value(json_object_get(o, "code")) > 0) {
-        e = (hk_err)json_integer_value(json_object_get(o, "code"));
-        if (json_is_string(json_object_get(o, "message")))
-            snprintf(c->last_error, sizeof(c->last_error), "server: %s",
-                     json_string_value(json_object_get(o, "message")));
-    }
-    json_decref(o);
     return e;
 }
 
 /* A sign on the channel whose open message carries `extra` (NULL, or
- * taken). */
+ * taken): on a presignature when there is one, else the plain way. */
 static hk_err hk_channel_sign_with(hk_client *c, hk_channel *ch,
                                    const char *label, json_t *extra,
                                    const unsigned char *dig, size_t dlen,
@@ -1252,22 +1514,35 @@ static hk_err hk_channel_sign_with(hk_client *c, hk_channel *ch,
 {
     unsigned char sid[HK_ID_LEN];
     hk_ks_hold *hold = NULL;
-    const hk_share *share = NULL;
+    hk_ks_keyinfo info;
     hk_sign *sg = NULL;
+    long pick;
     hk_err e;
 
-    if ((e = hk_ks_key_acquire(c->ks, label, &hold)) != HK_OK) {
+    memset(&info, 0, sizeof(info));
+    if ((e = hk_ks_key_acquire(c->ks, label, &hold)) != HK_OK ||
+        (e = hk_channel_key(c, label, &info)) != HK_OK ||
+        (e = hk_channel_share(c, ch, label, &info)) != HK_OK ||
+        (e = hk_channel_pick(c, ch, label, &info, &pick)) != HK_OK) {
         json_decref(extra);
         goto done;
     }
-    if ((e = hk_channel_session(c, ch, label, extra, &share, sid)) != HK_OK ||
-        (e = hk_sign_p1_new(share, sid, dig, dlen, &sg)) != HK_OK ||
-        (e = hk_client_sign_run(c, label, hold, sg, ch->ws)) != HK_OK)
-        goto done;
-    e = hk_sign_signature(sg, sig);
+    if (pick >= 0) {
+        e = hk_channel_sign_presigned(c, ch, label, hold, &info, (size_t)pick,
+                                      extra, dig, dlen, &sg);
+    } else if ((e = hk_channel_session(c, ch, label, &info, "sign", extra,
+                                       sid)) == HK_OK &&
+               (e = hk_sign_p1_new(ch->share, sid, dig, dlen, &sg)) == HK_OK &&
+               (e = hk_client_sign_run(c, label, hold, sg, ch->ws)) == HK_OK) {
+        memcpy(ch->signed_kid, info.kid, HK_ID_LEN);
+        ch->signed_once = 1;
+    }
+    if (e == HK_OK)
+        e = hk_sign_signature(sg, sig);
 done:
     hk_sign_free(sg);
     if (e == HK_ERR_SIG_ABORT) { /* never reuse a share after an abort */
+        hk_channel_forget(ch, info.kid, 0);
         hk_share_free(ch->share);
         ch->share = NULL;
     }

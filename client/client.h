@@ -13,6 +13,8 @@
  *   timeout_ms    = 30000
  *   backup_pub    = <PEM backup public key>  (optional: "never stale")
  *   attest        = 0 | 1  (1: every keygen is attested, as --attest)
+ *   presign       = auto | off  (presignatures on kept-open connections,
+ *                                 below; default auto)
  *
  * Backup (issue 18). With backup_pub set, a backup of the client share
  * (mpc/pve.h, verified by the server before it keeps it) is made after
@@ -53,6 +55,7 @@ typedef struct {
     char pkcs11_curves[64]; /* comma-separated curve names, "" = all */
     char pkcs11_keys[512];  /* comma-separated key labels, "" = all */
     int attest;             /* 1: keygens carry a device attestation */
+    char presign[8];        /* "" or "auto" (default), "off" */
 } hk_client_config;
 
 typedef struct hk_client hk_client;
@@ -141,7 +144,19 @@ typedef struct hk_channel hk_channel;
 
 HK_WUR hk_err hk_client_channel_open(hk_client *c, hk_channel **out);
 /* As hk_client_sign, over the channel. After an error the channel is
- * closed by the server: open a new one. */
+ * closed by the server: open a new one.
+ *
+ * Presignatures (mpc/presign.h, DESIGN.md section 2): a sign that finds a
+ * presignature of the key's current share in the channel takes it (wiped
+ * from memory before the digest goes out) and needs one round trip. With
+ * `presign = auto` the channel makes them itself: its first sign of a key
+ * is a plain one (a one-shot process pays nothing), and a later sign that
+ * finds none first makes a batch (4, then 8, up to 16: two round trips and
+ * the server's r^N for each), so a channel that keeps signing runs one
+ * round trip per sign almost always. A server that keeps no presignatures
+ * says so once; the channel then signs the plain way. Presignatures live
+ * in the channel only: closing it drops them (the server's halves expire,
+ * presign_ttl, or make room for new ones). */
 HK_WUR hk_err hk_client_channel_sign(hk_client *c, hk_channel *ch,
                                      const char *label,
                                      const unsigned char *dig, size_t dlen,
@@ -152,6 +167,16 @@ HK_WUR hk_err hk_client_channel_sign_request(
     unsigned index, const unsigned char *dig, size_t dlen,
     unsigned char sig[HK_SIG_LEN]);
 void hk_client_channel_close(hk_channel *ch);
+/* Makes n (1..HK_PRESIG_BATCH_MAX) presignatures of key `label` now (idle
+ * time: the next n signs of the key on this channel take one round trip
+ * each). Needs login. HK_ERR_FORBIDDEN if the server keeps none (the
+ * channel stays usable), HK_ERR_KEY_LOCKED for a locked key; any other
+ * error closes the channel. */
+HK_WUR hk_err hk_client_channel_presign(hk_client *c, hk_channel *ch,
+                                        const char *label, size_t n);
+/* The presignatures the channel holds for key `label` (any epoch). */
+size_t hk_client_channel_presigs(const hk_channel *ch, const hk_client *c,
+                                 const char *label);
 
 /* GET /status; *body: malloc'd JSON. */
 HK_WUR hk_err hk_client_status(hk_client *c, int *http_status, char **body);

@@ -7,7 +7,8 @@
  * takes the row (read and deleted in one committed statement) before c3
  * is computed, so a crash loses a presignature and never reuses one. The
  * pools are bounded per key and per subject (presign_max_key,
- * presign_max_subject): a client cannot make the server hoard state. */
+ * presign_max_subject; the oldest make room): a client cannot make the
+ * server hoard state. */
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -16,46 +17,30 @@
 #include "server/http/service_impl.h"
 #include "server/log.h"
 
-/* Room left in the key's and the subject's pools, at most a batch. */
-static hk_err hk_presig_room(hk_rsess *s, size_t *room)
-{
-    hk_service *svc = s->svc;
-    int64_t nk = 0, ns = 0, left;
-    hk_err e;
-
-    pthread_mutex_lock(&svc->dbmu);
-    e = hk_db_presig_count(svc->db, s->kid, s->sub, &nk, &ns);
-    pthread_mutex_unlock(&svc->dbmu);
-    if (e != HK_OK)
-        return e;
-    left = svc->cfg.presign_max_key - nk;
-    if (svc->cfg.presign_max_subject - ns < left)
-        left = svc->cfg.presign_max_subject - ns;
-    if (left > HK_PRESIG_BATCH_MAX)
-        left = HK_PRESIG_BATCH_MAX;
-    *room = left > 0 ? (size_t)left : 0;
-    return HK_OK;
-}
-
-/* pre.1: the share it names, and a batch no larger than the room. */
+/* pre.1: the share it names, and a batch no larger than a bound (a full
+ * pool loses its oldest when the batch is stored: db.h). */
 static hk_err hk_presig_first(hk_rsess *s, const hk_rmsg *m, const char **why)
 {
+    const hk_srv_config *cfg = &s->svc->cfg;
     unsigned char fp[HK_HASH_LEN];
     unsigned long epoch;
-    size_t room = 0;
+    size_t max = HK_PRESIG_BATCH_MAX;
     hk_err e;
 
     *why = "pre.1";
+    if ((size_t)cfg->presign_max_key < max)
+        max = (size_t)cfg->presign_max_key;
+    if ((size_t)cfg->presign_max_subject < max)
+        max = (size_t)cfg->presign_max_subject;
     if ((e = hk_msg_peek_share(m->buf, m->len, &epoch, fp)) != HK_OK ||
-        (e = hk_rsess_use_share(s, epoch)) != HK_OK ||
-        (e = hk_presig_room(s, &room)) != HK_OK)
+        (e = hk_rsess_use_share(s, epoch)) != HK_OK)
         return e;
-    if (room < s->presig_n) {
-        *why = "pre.1: the presignature pool of this key or subject is "
-               "full (presign_max_key, presign_max_subject)";
+    if (max == 0 || s->presig_n > max) {
+        *why = "pre.1: more presignatures than this server keeps for a key "
+               "or subject (presign_max_key, presign_max_subject)";
         return HK_ERR_RATE;
     }
-    return hk_psgen_p2_new(s->share, s->sid, s->presig_n, &s->pg);
+    return hk_psgen_p2_new(s->share, s->sid, max, &s->pg);
 }
 
 /* The batch checked: every record with its own r^N, stored in one

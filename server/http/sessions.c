@@ -819,6 +819,24 @@ done:
     return e;
 }
 
+/* A refused open that leaves the channel as it was, waiting for the next
+ * open: the client asked for something this server does not offer
+ * (presignatures), nothing ran. */
+static void hk_channel_refuse(hk_rsess *s, const unsigned char *old_kid,
+                              hk_err e, const char *message)
+{
+    json_t *o = json_pack("{s:i,s:s,s:i,s:s}", "v", 1, "t", "error", "code",
+                          (int)e, "message", message);
+    char *txt = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+
+    json_decref(o);
+    if (txt != NULL)
+        hk_rsess_send(s, (unsigned char *)txt, strlen(txt));
+    free(txt);
+    s->has_rid = s->presig = 0;
+    memcpy(s->kid, old_kid, HK_ID_LEN); /* the loaded share's key */
+}
+
 static void hk_channel_open(hk_rsess *s, const hk_rmsg *m)
 {
     char rwhy[HK_REQ_WHY] = "";
@@ -841,9 +859,9 @@ static void hk_channel_open(hk_rsess *s, const hk_rmsg *m)
     if (svc->draining)
         return hk_rsess_fail(s, HK_ERR_BUSY, "open: server shutting down");
     if (op == HK_DB_OP_PRESIGN && svc->cfg.presign_max_key == 0)
-        return hk_rsess_fail(s, HK_ERR_FORBIDDEN,
-                             "open: presignatures are off on this server "
-                             "(presign_max_key = 0)");
+        return hk_channel_refuse(s, old, HK_ERR_FORBIDDEN,
+                                 "open: presignatures are off on this server "
+                                 "(presign_max_key = 0)");
     pthread_mutex_lock(&svc->dbmu);
     e = hk_db_key_get_owned(svc->db, s->kid, s->sub, &key);
     if (e == HK_OK && op == HK_DB_OP_SIGN &&
@@ -887,8 +905,8 @@ static void hk_channel_open(hk_rsess *s, const hk_rmsg *m)
     hk_hex(s->kid, HK_ID_LEN, kh);
     hk_log("info",
            "event=session_open op=%s sub=%s key=%s session=sess_%s "
-           "channel=1",
-           hk_db_op_name(op), s->sub, kh, sh);
+           "channel=1%s",
+           hk_db_op_name(op), s->sub, kh, sh, s->presig ? " presig=1" : "");
     snprintf(buf, sizeof(buf),
              "{\"v\":1,\"t\":\"opened\",\"session_id\":\"sess_%s\","
              "\"key_id\":\"%s\"}",

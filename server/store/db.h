@@ -642,9 +642,12 @@ HK_WUR hk_err hk_load_share(hk_db *db, const hk_kek *kek, const char *sub,
  * The server's half of each presignature (its k2 and the r^N made for its
  * c3), sealed under the KEK for (kid, owner, psid). Single use on every
  * node: hk_db_presig_take reads and deletes the row in one statement, and
- * the caller computes c3 only after that commit. A batch that would pass
- * max_key rows for the key or max_owner for the owner is refused whole
- * (HK_ERR_RATE): a client cannot make the server hoard state. The sweep
+ * the caller computes c3 only after that commit. Bounded: a batch that
+ * would pass max_key rows for the key or max_owner for the owner first
+ * deletes the oldest rows of the key (or owner) to make room, in the same
+ * transaction (a client that went away leaves its rows behind, and they
+ * must not block the next); a batch larger than a bound itself is refused
+ * (HK_ERR_RATE). A client cannot make the server hoard state. The sweep
  * deletes rows created before a bound and rows of an epoch the key has no
  * share of any more (a refresh made them useless). */
 typedef struct {

@@ -613,6 +613,28 @@ static hk_err hk_presig_counts(hk_db *db, const unsigned char *kid,
                       n_owner);
 }
 
+/* Deletes the k oldest rows of the key (kid) or else of the owner. */
+static hk_err hk_presig_evict(hk_db *db, const unsigned char *kid,
+                              const char *owner, size_t k)
+{
+    hk_dbp p = {0};
+
+    if (kid != NULL)
+        hk_dbp_blob(&p, kid, HK_ID_LEN);
+    else
+        hk_dbp_text(&p, owner);
+    hk_dbp_int(&p, (int64_t)k);
+    return hk_sql_run(db,
+                      kid != NULL
+                          ? "DELETE FROM presigs WHERE psid IN (SELECT psid "
+                            "FROM presigs WHERE kid = ?1 ORDER BY created, "
+                            "psid LIMIT ?2)"
+                          : "DELETE FROM presigs WHERE psid IN (SELECT psid "
+                            "FROM presigs WHERE owner = ?1 ORDER BY created, "
+                            "psid LIMIT ?2)",
+                      &p, NULL);
+}
+
 static hk_err hk_st_presig_put(hk_db *db, const unsigned char *kid,
                                const char *owner, unsigned long epoch,
                                const hk_db_presig_in *ps, size_t n,
@@ -630,10 +652,18 @@ static hk_err hk_st_presig_put(hk_db *db, const unsigned char *kid,
         (e = hk_share_row(db, kid, epoch, &ep, &st, NULL, NULL)) ==
             HK_ERR_NOT_FOUND)
         e = HK_ERR_EPOCH;
+    if (e == HK_OK && (n > max_key || n > max_owner))
+        e = HK_ERR_RATE;
+    /* full: the oldest make room (most likely left by a client that went
+     * away with its half; a holder of one evicted finds it gone) */
     if (e == HK_OK &&
         (e = hk_presig_counts(db, kid, owner, &nk, &no)) == HK_OK &&
-        ((size_t)nk + n > max_key || (size_t)no + n > max_owner))
-        e = HK_ERR_RATE;
+        (size_t)nk + n > max_key)
+        e = hk_presig_evict(db, kid, NULL, (size_t)nk + n - max_key);
+    if (e == HK_OK && (size_t)no + n > max_owner &&
+        (e = hk_presig_counts(db, kid, owner, &nk, &no)) == HK_OK &&
+        (size_t)no + n > max_owner)
+        e = hk_presig_evict(db, NULL, owner, (size_t)no + n - max_owner);
     for (i = 0; e == HK_OK && i < n; i++) {
         hk_dbp p = {0};
 

@@ -704,11 +704,21 @@ static void test_presigs(hk_db *db, const hk_kek *kek, const shares *sh)
         CHECK_OK(hk_sign_randomness(sh->p2[1], &rn[i]));
     }
     CHECK_ERR(hk_store_presigs(db, kek, "erin", p2, rn, 512, 3, 2, 100, T0),
-              HK_ERR_RATE); /* the key's bound */
+              HK_ERR_RATE); /* larger than the key's bound */
     CHECK_ERR(hk_store_presigs(db, kek, "erin", p2, rn, 512, 3, 100, 2, T0),
-              HK_ERR_RATE); /* the owner's */
+              HK_ERR_RATE); /* than the owner's */
     CHECK_OK(hk_db_presig_count(db, k.kid, "erin", &nk, &no));
     CHECK(nk == 0 && no == 0); /* all or nothing */
+    /* full: the oldest go first */
+    CHECK_OK(hk_store_presigs(db, kek, "erin", p2, rn, 512, 2, 2, 2, T0 - 5));
+    CHECK_OK(hk_store_presigs(db, kek, "erin", p2 + 2, rn + 2, 512, 1, 2, 2,
+                              T0 - 4));
+    CHECK_OK(hk_db_presig_count(db, k.kid, "erin", &nk, &no));
+    CHECK(nk == 2 && no == 2);
+    CHECK_ERR(hk_take_presig(db, kek, "erin", k.kid, p2[0].id, &got, &back),
+              HK_ERR_NOT_FOUND); /* the oldest, evicted */
+    CHECK_OK(hk_db_presig_sweep(db, T0, &n));
+    CHECK(n == 2);
     CHECK_OK(hk_store_presigs(db, kek, "erin", p2, rn, 512, 3, 3, 3, T0));
     CHECK_ERR(hk_store_presigs(db, kek, "erin", p2, rn, 512, 1, 10, 10, T0),
               HK_ERR_EXISTS); /* an id twice */

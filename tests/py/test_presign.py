@@ -1,0 +1,293 @@
+"""Presignatures (issue 20 item 1, mpc/presign.h): a kept-open connection
+that keeps signing makes presignatures and signs each digest in one round
+trip; every signature verifies with `cryptography`; no two signatures of a
+key share an r; a presignature signs once (a replayed or re-aimed sign.1p
+is refused, also after a restart); a server that keeps none leaves the
+client signing the plain way on the same connection; kill -9 of the client
+or of halfkeyd at every step of a batch or a presigned sign loses
+presignatures, never reuses one, and leaves a key that signs."""
+import hashlib
+import json
+import os
+import re
+import signal
+import threading
+import time
+
+import pytest
+import websocket
+
+from mitm import Cut, Mitm, msg_type, point_token_at
+from test_server import assert_ws_error, verify_raw, ws_drain
+
+
+def batch(tok, label, digests, tmp_path, check=True):
+    f = tmp_path / f"digests-{label}-{os.urandom(4).hex()}.txt"
+    f.write_text("".join(d.hex() + "\n" for d in digests))
+    return tok.run("sign", "--key", label, "--digest-file", f, "--format",
+                   "raw", check=check)
+
+
+def signed(tok, label, pem, n, tmp_path):
+    """n fresh digests signed in one batch, each verified; the r values."""
+    digests = [hashlib.sha256(os.urandom(16)).digest() for _ in range(n)]
+    sigs = batch(tok, label, digests, tmp_path).stdout.split()
+    assert len(sigs) == n
+    for d, sig in zip(digests, sigs):
+        verify_raw(pem, sig, d)
+    return [sig[:64] for sig in sigs]
+
+
+def presigned_opens(server):
+    return len(re.findall(r"event=session_open op=sign .*channel=1 presig=1",
+                          server.log_text()))
+
+
+@pytest.mark.parametrize("curve", ["secp256k1", "p256"])
+def test_channel_signs_on_presignatures(server, make_token, tmp_path, curve):
+    tok = make_token(server, "carol")
+    tok.keygen(curve, "k")
+    pem = tok.pubkey_pem("k")
+    rs = signed(tok, "k", pem, 14, tmp_path)
+    # the first sign is plain; then batches of 4 and 8 (and 16) serve the
+    # rest, one round trip each
+    assert presigned_opens(server) == 13, server.log_text()[-3000:]
+    assert len(re.findall(r"event=session_open op=presign",
+                          server.log_text())) >= 2
+    # a refresh makes the old epoch's presignatures useless; the next
+    # batch makes new ones
+    tok.run("refresh", "--key", "k")
+    rs += signed(tok, "k", pem, 6, tmp_path)
+    assert len(set(rs)) == len(rs), "two signatures share a nonce"
+
+
+def test_presign_off_signs_plain_on_one_connection(make_server, make_token,
+                                                   tmp_path):
+    server = make_server(presign_max_key=0)
+    tok = make_token(server, "dora")
+    tok.keygen("p256", "k")
+    pem = tok.pubkey_pem("k")
+    signed(tok, "k", pem, 6, tmp_path)
+    log = server.log_text()
+    assert presigned_opens(server) == 0
+    # refused once, the channel kept: every sign on one connection
+    assert len(re.findall(r"event=session_open op=sign .*channel=1",
+                          log)) == 6
+
+
+def test_client_presign_off(server, make_token, tmp_path):
+    tok = make_token(server, "erin")
+    tok.keygen("secp256k1", "k")
+    set_presign(tok, "off")
+    signed(tok, "k", tok.pubkey_pem("k"), 4, tmp_path)
+    assert presigned_opens(server) == 0
+    set_presign(tok, "sometimes")
+    p = batch(tok, "k", [b"\x01" * 32], tmp_path, check=False)
+    assert p.returncode != 0 and "presign" in p.stderr
+
+
+def set_presign(tok, value):
+    lines = [ln for ln in tok.conf_path().read_text().splitlines()
+             if not ln.startswith("presign")]
+    tok.conf_path().write_text("\n".join(lines + [f"presign = {value}"]) +
+                               "\n")
+
+
+class Capture:
+    """Passes everything on and keeps the last presigned open message and
+    the sign.1p that followed it."""
+
+    def __init__(self):
+        self.open = self.sign1p = None
+
+    def __call__(self, d, message):
+        if d == "c2s":
+            try:
+                m = json.loads(message)
+            except ValueError:
+                m = {}
+            if m.get("t") == "open" and "presig" in m:
+                self.open = message
+            elif m.get("t") == "sign.1p":
+                self.sign1p = message
+        return [message]
+
+
+def channel(server, token):
+    return websocket.create_connection(
+        f"wss://127.0.0.1:{server.port}/ws?channel=1",
+        header=[f"Authorization: Bearer {token}"],
+        sslopt={"ca_certs": str(server.cert)}, timeout=15)
+
+
+def replay(server, sub, open_msg, sign1p):
+    """The captured open + sign.1p sent again: refused (at the open, the
+    session id being taken, or at sign.1p, the presignature gone), never
+    a c3. The error."""
+    ws = channel(server, server.token(sub))
+    ws.send(open_msg)
+    ws.send(sign1p)
+    msgs, _ = ws_drain(ws)
+    assert msgs and not any(msg_type(m) == "sign.4" for m in msgs), msgs
+    assert all(msg_type(m) == "opened" for m in msgs[:-1]), msgs
+    return assert_ws_error(msgs[-1:])
+
+
+def replay_swept(server, open_msg, sign1p):
+    """replay() once the session row of the last try is swept (a refusal
+    at the open, "already exists", says only that the id was used)."""
+    deadline = time.monotonic() + 40
+    while True:
+        err = replay(server, "alice", open_msg, sign1p)
+        if "already exists" not in err["message"]:
+            return err
+        assert time.monotonic() < deadline, "the session was never swept"
+        time.sleep(1)
+
+
+def other_digest(sign1p):
+    m = json.loads(sign1p)
+    m["dig"] = hashlib.sha256(b"another digest").hexdigest()
+    return json.dumps(m)
+
+
+def test_presignature_signs_once(make_server, make_token, tmp_path):
+    """A replayed presigned sign, and one aimed at another digest, find
+    the presignature gone: two digests never meet one nonce. The session
+    rows are swept first (session_idle = 2), so nothing but the
+    presignature's own single use stands in the way."""
+    server = make_server(session_idle=2)
+    tok = make_token(server, "alice")
+    tok.keygen("secp256k1", "k")
+    pem = tok.pubkey_pem("k")
+    cap = Capture()
+    mitm = Mitm(server, cap)
+    point_token_at(tok, mitm.url)
+    signed(tok, "k", pem, 3, tmp_path)
+    mitm.close()
+    assert cap.open is not None and cap.sign1p is not None
+    for msg in (cap.sign1p, other_digest(cap.sign1p)):
+        err = replay_swept(server, cap.open, msg)
+        assert "no such presignature" in err["message"], err
+    # another subject cannot even name the key
+    err = replay(server, "mallory", cap.open, cap.sign1p)
+    assert "presignature" not in err["message"], err
+    # and after a restart the presignature is still gone
+    server.kill()
+    server.start()
+    err = replay_swept(server, cap.open, other_digest(cap.sign1p))
+    assert "no such presignature" in err["message"], err
+
+
+def test_unknown_presignature_refused(server, make_token):
+    tok = make_token(server, "alice")
+    kid = tok.keygen("p256", "k")
+    ws = channel(server, server.token("alice"))
+    ws.send(json.dumps({"v": 1, "t": "open", "op": "sign", "key_id": kid,
+                        "presig": os.urandom(16).hex()}))
+    ws.send(json.dumps({"v": 1, "t": "sign.1p"}))
+    msgs, _ = ws_drain(ws)
+    assert "no such presignature" in assert_ws_error(msgs[1:])["message"]
+    # malformed batch requests: closed with an error, nothing made
+    for bad in [{"n": 0}, {"n": 65}, {"n": "4"}, {"n": 4, "presig": "00"}]:
+        ws = channel(server, server.token("alice"))
+        ws.send(json.dumps({"v": 1, "t": "open", "op": "presign",
+                            "key_id": kid, **bad}))
+        assert_ws_error(ws_drain(ws)[0])
+
+
+# --- kill -9 at every step ---------------------------------------------------
+
+
+class Hold:
+    """Holds the first message of type `mtype` in `direction` (after
+    `skip` of them) until the test has killed a party, then cuts."""
+
+    def __init__(self, direction, mtype, skip=0):
+        self.direction, self.mtype, self.skip = direction, mtype, skip
+        self.reached = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, d, message):
+        if d == self.direction and msg_type(message) == self.mtype:
+            if self.skip > 0:
+                self.skip -= 1
+                return [message]
+            self.reached.set()
+            self.release.wait(60)
+            raise Cut()
+        return [message]
+
+
+# (direction, message type, how many to let pass first): the first sign
+# of a run is plain (its sign.4 and sign.5 pass), the second makes a batch
+STEPS = [("c2s", "pre.1", 0), ("s2c", "pre.2", 0), ("c2s", "pre.3", 0),
+         ("s2c", "done", 0), ("c2s", "sign.1p", 0), ("s2c", "sign.4", 1),
+         ("c2s", "sign.5", 1)]
+IN_FLIGHT = {"sign.1p", "sign.4"}
+
+
+def run_held(server, tok, step, tmp_path):
+    hold = Hold(*step)
+    mitm = Mitm(server, hold)
+    point_token_at(tok, mitm.url)
+    f = tmp_path / "held.txt"
+    f.write_text("".join(os.urandom(32).hex() + "\n" for _ in range(4)))
+    proc = tok.popen("sign", "--key", "k", "--digest-file", f)
+    assert hold.reached.wait(60), proc.communicate(timeout=5)
+    return hold, mitm, proc
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_client_killed_at_each_step(server, make_token, tmp_path, step):
+    tok = make_token(server, "alice")
+    tok.keygen("secp256k1", "k")
+    pem = tok.pubkey_pem("k")
+    rs = signed(tok, "k", pem, 2, tmp_path)
+    hold, mitm, proc = run_held(server, tok, step, tmp_path)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    hold.release.set()
+    mitm.close()
+    point_token_at(tok, server.url)
+    if step[1] in IN_FLIGHT:
+        # a c3 may have been on its way: fail-closed, an interrupted sign
+        assert tok.list()["k"][3]
+        tok.run("unlock", "--key", "k")
+    assert not tok.list()["k"][3]
+    rs += signed(tok, "k", pem, 5, tmp_path)
+    assert len(set(rs)) == len(rs)
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_server_killed_at_each_step(server, make_token, tmp_path, step):
+    tok = make_token(server, "alice")
+    tok.keygen("p256", "k")
+    pem = tok.pubkey_pem("k")
+    rs = signed(tok, "k", pem, 2, tmp_path)
+    cap = Capture()
+    hold = Hold(*step)
+
+    def both(d, message):
+        cap(d, message)
+        return hold(d, message)
+
+    mitm = Mitm(server, both)
+    point_token_at(tok, mitm.url)
+    f = tmp_path / "held.txt"
+    f.write_text("".join(os.urandom(32).hex() + "\n" for _ in range(4)))
+    proc = tok.popen("sign", "--key", "k", "--digest-file", f)
+    assert hold.reached.wait(60), proc.communicate(timeout=5)
+    server.kill()
+    hold.release.set()
+    proc.communicate(timeout=60)
+    mitm.close()
+    server.start()
+    point_token_at(tok, server.url)
+    # the client saw no c3 (the connection broke): nothing leaked, no lock
+    assert not tok.list()["k"][3]
+    rs += signed(tok, "k", pem, 5, tmp_path)
+    assert len(set(rs)) == len(rs)
+    if step[1] == "sign.4":
+        # taken before c3 was made: gone for good
+        replay(server, "alice", cap.open, other_digest(cap.sign1p))

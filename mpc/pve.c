@@ -1,6 +1,7 @@
 /* Publicly verifiable encryption of the client share (see mpc/pve.h for
  * the construction, its soundness and the blob format). */
 #include <limits.h>
+#include <pthread.h>
 #include <string.h>
 
 #include <openssl/bio.h>
@@ -18,6 +19,7 @@
 
 #include "mpc/pve.h"
 #include "mpc/pve_impl.h"
+#include "mpc/pve_p256.h"
 
 #define PVE_MAGIC "HKPV"
 #define PVE_TAG_LEN 16
@@ -93,8 +95,28 @@ static size_t pve_row_len(hk_pve_type type, unsigned k)
 
 static int pve_params_ok(const hk_pve_params *p)
 {
-    return p != NULL && (p->k == 2 || p->k == 4 || p->k == 8 || p->k == 16) &&
-           p->t >= 1 && p->t <= HK_PVE_T_MAX;
+    return p != NULL && (p->version == 1 || p->version == 2) &&
+           (p->k == 2 || p->k == 4 || p->k == 8 || p->k == 16) && p->t >= 1 &&
+           p->t <= HK_PVE_T_MAX;
+}
+
+void hk_pve_std_params(unsigned version, hk_pve_type type, hk_pve_params *p)
+{
+    p->version = version;
+    if (version >= 2 && type == HK_PVE_ECIES_P256) {
+        p->k = HK_PVE_ECIES_K;
+        p->t = HK_PVE_ECIES_T;
+    } else {
+        p->k = HK_PVE_RSA_K;
+        p->t = HK_PVE_RSA_T;
+    }
+}
+
+/* Version 2 ECIES rows: ephemerals a + j*b, openings are the ephemeral
+ * scalars (mpc/pve.h). */
+static int pve_linear(unsigned version, hk_pve_type type)
+{
+    return version >= 2 && type == HK_PVE_ECIES_P256;
 }
 
 static unsigned pve_log2(unsigned k)
@@ -601,8 +623,11 @@ static hk_err pve_gcm(pve_eng *g, int dir, const unsigned char *okm,
     return HK_OK;
 }
 
-/* ECIES: E = e*G, Z = x(e*B), AES-256-GCM under HKDF(Z); e from the seed. */
-static hk_err pve_ecies_enc(pve_eng *g, const unsigned char *label,
+/* ECIES: E = e*G, Z = x(e*B), AES-256-GCM under HKDF(Z); e from the seed
+ * (version 1) or the seed is e (version 2: HK_ERR_SCALAR unless in
+ * [1, n)). */
+static hk_err pve_ecies_enc(pve_eng *g, unsigned version,
+                            const unsigned char *label,
                             const unsigned char pt[HK_SCALAR_LEN],
                             const unsigned char seed[HK_PVE_SEED_LEN],
                             unsigned char *out)
@@ -621,12 +646,20 @@ static hk_err pve_ecies_enc(pve_eng *g, const unsigned char *label,
     }
     BN_set_flags(w, BN_FLG_CONSTTIME);
     BN_set_flags(eph, BN_FLG_CONSTTIME);
-    if (!EVP_DigestInit_ex(g->md, EVP_sha512(), NULL) ||
-        !EVP_DigestUpdate(g->md, PVE_ECIES_EPH, sizeof(PVE_ECIES_EPH) - 1) ||
-        !EVP_DigestUpdate(g->md, seed, HK_PVE_SEED_LEN) ||
-        !EVP_DigestFinal_ex(g->md, wide, NULL) ||
-        BN_bin2bn(wide, sizeof(wide), w) == NULL ||
-        !BN_nnmod(eph, w, EC_GROUP_get0_order(g->grp), g->bn))
+    if (version >= 2) {
+        if (BN_bin2bn(seed, HK_PVE_SEED_LEN, eph) == NULL)
+            goto done;
+        e = HK_ERR_SCALAR;
+        if (BN_is_zero(eph) || BN_cmp(eph, EC_GROUP_get0_order(g->grp)) >= 0)
+            goto done;
+        e = HK_ERR_CRYPTO;
+    } else if (!EVP_DigestInit_ex(g->md, EVP_sha512(), NULL) ||
+               !EVP_DigestUpdate(g->md, PVE_ECIES_EPH,
+                                 sizeof(PVE_ECIES_EPH) - 1) ||
+               !EVP_DigestUpdate(g->md, seed, HK_PVE_SEED_LEN) ||
+               !EVP_DigestFinal_ex(g->md, wide, NULL) ||
+               BN_bin2bn(wide, sizeof(wide), w) == NULL ||
+               !BN_nnmod(eph, w, EC_GROUP_get0_order(g->grp), g->bn))
         goto done;
     if (BN_is_zero(eph)) /* probability 2^-256 */
         goto done;
@@ -779,7 +812,7 @@ done:
     return e;
 }
 
-static hk_err pve_enc(pve_eng *g, unsigned i, unsigned j,
+static hk_err pve_enc(pve_eng *g, unsigned version, unsigned i, unsigned j,
                       const unsigned char pt[HK_SCALAR_LEN],
                       const unsigned char seed[HK_PVE_SEED_LEN],
                       unsigned char *out)
@@ -788,7 +821,7 @@ static hk_err pve_enc(pve_eng *g, unsigned i, unsigned j,
 
     pve_label(g, i, j, label);
     if (g->bk->type == HK_PVE_ECIES_P256)
-        return pve_ecies_enc(g, label, pt, seed, out);
+        return pve_ecies_enc(g, version, label, pt, seed, out);
     return pve_rsa_enc(g, label, pt, seed, out);
 }
 
@@ -818,13 +851,14 @@ hk_err hk_pve_peek(const unsigned char *blob, size_t len, hk_pve_info *out)
         return HK_ERR_TOO_BIG;
     if (len < HK_PVE_HDR_LEN || memcmp(blob, PVE_MAGIC, 4) != 0)
         return HK_ERR_DECODE;
-    if (blob[OFF_VER] != HK_PVE_VERSION)
+    if (blob[OFF_VER] != 1 && blob[OFF_VER] != HK_PVE_VERSION)
         return HK_ERR_VERSION;
     if (blob[OFF_TYPE] != HK_PVE_ECIES_P256 &&
         blob[OFF_TYPE] != HK_PVE_RSA_OAEP_3072)
         return HK_ERR_DECODE;
     if (hk_curve_name((hk_curve_id)blob[OFF_CURVE]) == NULL)
         return HK_ERR_CURVE;
+    p.version = blob[OFF_VER];
     p.k = blob[OFF_K];
     p.t = blob[OFF_T];
     if (!pve_params_ok(&p))
@@ -939,26 +973,214 @@ fail:
     return e;
 }
 
-hk_err hk_pve_encrypt_ex(const hk_pve_params *p, const unsigned char *cheat,
-                         const hk_pve_pub *bk, hk_curve_id curve,
-                         const unsigned char kid[HK_ID_LEN],
-                         unsigned long epoch, const hk_scalar *x1,
-                         unsigned char **blob, size_t *len)
+/* Uncompressed x || y (64 bytes) of k*G (P == NULL) or k*P: constant time
+ * in k (OpenSSL's P-256 code for a BN_FLG_CONSTTIME scalar). */
+static hk_err pve_ec_xy(pve_eng *g, const BIGNUM *k, const EC_POINT *P,
+                        unsigned char out[64])
 {
-    hk_curve *c = NULL;
+    unsigned char oct[HK_POINT_UNCOMPRESSED_LEN];
+    EC_POINT *S = EC_POINT_new(g->grp);
+    hk_err e = HK_ERR_CRYPTO;
+
+    if (S == NULL)
+        return HK_ERR_NOMEM;
+    if (EC_POINT_mul(g->grp, S, P == NULL ? k : NULL, P, P == NULL ? NULL : k,
+                     g->bn) &&
+        !EC_POINT_is_at_infinity(g->grp, S) &&
+        EC_POINT_point2oct(g->grp, S, POINT_CONVERSION_UNCOMPRESSED, oct,
+                           sizeof(oct), g->bn) == sizeof(oct)) {
+        memcpy(out, oct + 1, 64);
+        e = HK_OK;
+    }
+    OPENSSL_cleanse(oct, sizeof(oct));
+    EC_POINT_clear_free(S);
+    return e;
+}
+
+/* Version 2 ECIES: the k ciphertexts of row i (to their places in `buf`),
+ * plaintext j = pts[j], with the ephemerals e_j = a + j*b (a, b uniform
+ * in [1, n), all e_j non-zero and a != b: mpc/pve_p256.h), written to
+ * eph (k x 32 bytes) for the opening. Four scalar multiplications (a*G,
+ * b*G, a*B, b*B, constant time), then E_j = a*G + j*(b*G) and
+ * Z_j = a*B + j*(b*B) by constant-time additions. Each ciphertext is the
+ * ECIES encryption with ephemeral e_j, byte for byte what pve_ecies_enc
+ * makes from e_j (the verifier's recomputation). */
+static hk_err pve_ecies_row(pve_eng *g, hk_curve *ec, const hk_pve_info *in,
+                            unsigned i, const hk_scalar *pts,
+                            unsigned char *eph, unsigned char *buf)
+{
+    hk_scalar a, b, ej[HK_PVE_K_MAX];
+    BIGNUM *abn = NULL, *bbn = NULL;
+    unsigned char base[128], step[128], x[2 * HK_PVE_K_MAX * 32];
+    unsigned char yp[2 * HK_PVE_K_MAX], okm[PVE_KDF_LEN];
+    unsigned char label[PVE_LABEL_LEN];
+    unsigned j, k = in->k;
+    int bad;
+    hk_err e;
+
+    if (k > HK_PVE_K_MAX)
+        return HK_ERR_ARG;
+    do {
+        if ((e = hk_scalar_random(ec, &a)) != HK_OK ||
+            (e = hk_scalar_random(ec, &b)) != HK_OK)
+            goto done;
+        ej[0] = a;
+        bad = hk_scalar_eq(&a, &b);
+        for (j = 1; j < k; j++) {
+            if ((e = hk_scalar_add(ec, &ej[j - 1], &b, &ej[j])) != HK_OK)
+                goto done;
+            bad |= hk_scalar_is_zero(&ej[j]);
+        }
+    } while (bad); /* probability about k * 2^-256 */
+    if ((e = hk_scalar_to_bn(&a, &abn)) != HK_OK ||
+        (e = hk_scalar_to_bn(&b, &bbn)) != HK_OK ||
+        (e = pve_ec_xy(g, abn, NULL, base)) != HK_OK ||
+        (e = pve_ec_xy(g, abn, g->B, base + 64)) != HK_OK ||
+        (e = pve_ec_xy(g, bbn, NULL, step)) != HK_OK ||
+        (e = pve_ec_xy(g, bbn, g->B, step + 64)) != HK_OK ||
+        (e = hk_p256_chains(2, k, base, step, x, yp)) != HK_OK)
+        goto done;
+    for (j = 0; j < k; j++) {
+        unsigned char *out = buf + pve_off_ct(in, i, j);
+
+        out[0] = (unsigned char)(2 | yp[j]);
+        memcpy(out + 1, x + 32 * j, 32);
+        pve_label(g, i, j, label);
+        if ((e = pve_ecies_kdf(g, out, x + 32 * (k + j), label, okm)) !=
+                HK_OK ||
+            (e = pve_gcm(g, 1, okm, label, pts[j].b, out + HK_POINT_LEN,
+                         out + HK_POINT_LEN + HK_SCALAR_LEN)) != HK_OK)
+            goto done;
+        memcpy(eph + (size_t)j * HK_PVE_SEED_LEN, ej[j].b, HK_SCALAR_LEN);
+    }
+done:
+    BN_clear_free(abn);
+    BN_clear_free(bbn);
+    OPENSSL_cleanse(&a, sizeof(a));
+    OPENSSL_cleanse(&b, sizeof(b));
+    OPENSSL_cleanse(ej, sizeof(ej));
+    OPENSSL_cleanse(base, sizeof(base));
+    OPENSSL_cleanse(step, sizeof(step));
+    OPENSSL_cleanse(x, sizeof(x));
+    OPENSSL_cleanse(yp, sizeof(yp));
+    OPENSSL_cleanse(okm, sizeof(okm));
+    return e;
+}
+
+/* One thread's share of an encryption: rows lo..hi-1 of the blob, with
+ * their own OpenSSL contexts. The arrays are shared, each job writes only
+ * its rows. */
+typedef struct {
+    const hk_pve_params *p;
+    const unsigned char *cheat;
+    const hk_pve_pub *bk;
+    hk_curve_id curve;
+    const hk_pve_info *in;
+    const unsigned char *ctx; /* the labels' context hash */
+    const hk_scalar *x;       /* x1 */
+    unsigned char *buf;       /* the blob */
+    hk_scalar *v;             /* v_ij, K * T */
+    unsigned char *rnd;       /* each encryption's seed (version 2 ECIES: its
+                                 ephemeral scalar), K * T * 32 bytes */
+    hk_point *R;
+    unsigned lo, hi;
+    hk_err e;
+} pve_job;
+
+static hk_err pve_rows(pve_job *jb)
+{
+    const hk_pve_params *p = jb->p;
+    hk_curve *c = NULL, *ec = NULL;
     pve_eng g;
-    hk_pve_info in;
-    hk_scalar x, r, *v = NULL, junk;
-    hk_point Q1, R[HK_PVE_T_MAX];
-    unsigned char *buf = NULL, *seeds = NULL, chal[HK_PVE_T_MAX];
-    size_t total = 0, nv = 0, clen;
+    hk_scalar r, pts[HK_PVE_K_MAX];
     unsigned i, j;
     int retry;
     hk_err e;
 
     memset(&g, 0, sizeof(g));
-    if (!pve_params_ok(p) || bk == NULL || kid == NULL || x1 == NULL ||
-        blob == NULL || len == NULL)
+    if (jb->lo >= jb->hi)
+        return HK_OK;
+    if ((e = hk_curve_new(jb->curve, &c)) != HK_OK ||
+        (e = pve_eng_init(&g, jb->bk)) != HK_OK)
+        goto done;
+    memcpy(g.ctx, jb->ctx, HK_HASH_LEN);
+    if (pve_linear(p->version, jb->bk->type) &&
+        (e = hk_curve_new(HK_CURVE_P256, &ec)) != HK_OK)
+        goto done;
+    for (i = jb->lo; i < jb->hi; i++) {
+        hk_scalar *vi = jb->v + (size_t)i * p->k;
+        unsigned char *ri = jb->rnd + (size_t)i * p->k * HK_PVE_SEED_LEN;
+
+        /* v_ij = r_i + j*x1, all non-zero */
+        do {
+            retry = 0;
+            if ((e = hk_scalar_random(c, &r)) != HK_OK)
+                goto done;
+            vi[0] = r;
+            for (j = 1; j < p->k; j++) {
+                if ((e = hk_scalar_add(c, &vi[j - 1], jb->x, &vi[j])) != HK_OK)
+                    goto done;
+                retry |= hk_scalar_is_zero(&vi[j]);
+            }
+        } while (retry);
+        if ((e = hk_point_mul_gen(c, &r, &jb->R[i])) != HK_OK)
+            goto done;
+        for (j = 0; j < p->k; j++) {
+            pts[j] = vi[j];
+            if (jb->cheat != NULL && j != jb->cheat[i] &&
+                (e = hk_scalar_random(c, &pts[j])) != HK_OK)
+                goto done;
+        }
+        if (ec != NULL) {
+            if ((e = pve_ecies_row(&g, ec, jb->in, i, pts, ri, jb->buf)) !=
+                HK_OK)
+                goto done;
+            continue;
+        }
+        for (j = 0; j < p->k; j++)
+            if ((e = pve_enc(&g, p->version, i, j, pts[j].b,
+                             ri + (size_t)j * HK_PVE_SEED_LEN,
+                             jb->buf + pve_off_ct(jb->in, i, j))) != HK_OK)
+                goto done;
+    }
+done:
+    OPENSSL_cleanse(&r, sizeof(r));
+    OPENSSL_cleanse(pts, sizeof(pts));
+    pve_eng_free(&g);
+    hk_curve_free(c);
+    hk_curve_free(ec);
+    return e;
+}
+
+static void *pve_job_run(void *arg)
+{
+    pve_job *jb = arg;
+
+    jb->e = pve_rows(jb);
+    return NULL;
+}
+
+hk_err hk_pve_encrypt_ex(const hk_pve_params *p, const unsigned char *cheat,
+                         unsigned threads, const hk_pve_pub *bk,
+                         hk_curve_id curve, const unsigned char kid[HK_ID_LEN],
+                         unsigned long epoch, const hk_scalar *x1,
+                         unsigned char **blob, size_t *len)
+{
+    hk_curve *c = NULL;
+    hk_pve_info in;
+    hk_scalar x, *v = NULL;
+    hk_point Q1, R[HK_PVE_T_MAX];
+    unsigned char *buf = NULL, *rnd = NULL, chal[HK_PVE_T_MAX];
+    unsigned char ctx[HK_HASH_LEN];
+    size_t total = 0, nv = 0, clen;
+    pve_job jobs[2];
+    pthread_t th;
+    unsigned i, j;
+    int spawned;
+    hk_err e;
+
+    if (!pve_params_ok(p) || (threads != 1 && threads != 2) || bk == NULL ||
+        kid == NULL || x1 == NULL || blob == NULL || len == NULL)
         return HK_ERR_ARG;
     if (cheat != NULL)
         for (i = 0; i < p->t; i++)
@@ -972,6 +1194,7 @@ hk_err hk_pve_encrypt_ex(const hk_pve_params *p, const unsigned char *cheat,
         (e = hk_point_mul_gen(c, &x, &Q1)) != HK_OK)
         goto done;
     memset(&in, 0, sizeof(in));
+    in.version = p->version;
     in.type = bk->type;
     in.k = p->k;
     in.t = p->t;
@@ -981,12 +1204,12 @@ hk_err hk_pve_encrypt_ex(const hk_pve_params *p, const unsigned char *cheat,
     e = HK_ERR_NOMEM;
     buf = OPENSSL_zalloc(total);
     v = OPENSSL_zalloc(nv * sizeof(*v));
-    seeds = OPENSSL_zalloc(nv * HK_PVE_SEED_LEN);
-    if (buf == NULL || v == NULL || seeds == NULL)
+    rnd = OPENSSL_zalloc(nv * HK_PVE_SEED_LEN);
+    if (buf == NULL || v == NULL || rnd == NULL)
         goto done;
 
     memcpy(buf, PVE_MAGIC, 4);
-    buf[OFF_VER] = HK_PVE_VERSION;
+    buf[OFF_VER] = (unsigned char)p->version;
     buf[OFF_TYPE] = (unsigned char)bk->type;
     buf[OFF_CURVE] = (unsigned char)curve;
     buf[OFF_K] = (unsigned char)p->k;
@@ -999,47 +1222,41 @@ hk_err hk_pve_encrypt_ex(const hk_pve_params *p, const unsigned char *cheat,
     for (i = 0; i < p->t; i++)
         for (j = 0; j < p->k; j++)
             pve_be(buf + pve_off_ct(&in, i, j) - 2, clen, 2);
-
-    if ((e = pve_eng_init(&g, bk)) != HK_OK ||
-        (e = pve_hashes(&in, buf, NULL, g.ctx, NULL)) != HK_OK)
+    if ((e = pve_hashes(&in, buf, NULL, ctx, NULL)) != HK_OK)
         goto done;
-    /* every encryption's seed, in one call to the CSPRNG */
-    if (RAND_priv_bytes(seeds, (int)(nv * HK_PVE_SEED_LEN)) != 1) {
+    /* every encryption's seed, in one call to the CSPRNG (version 2
+     * ECIES: the row encryptor draws its ephemerals itself) */
+    if (!pve_linear(p->version, bk->type) &&
+        RAND_priv_bytes(rnd, (int)(nv * HK_PVE_SEED_LEN)) != 1) {
         e = HK_ERR_RAND;
         goto done;
     }
-    for (i = 0; i < p->t; i++) {
-        hk_scalar *vi = v + (size_t)i * p->k;
-
-        /* v_ij = r_i + j*x1, all non-zero */
-        do {
-            retry = 0;
-            if ((e = hk_scalar_random(c, &r)) != HK_OK)
-                goto done;
-            vi[0] = r;
-            for (j = 1; j < p->k; j++) {
-                if ((e = hk_scalar_add(c, &vi[j - 1], &x, &vi[j])) != HK_OK)
-                    goto done;
-                retry |= hk_scalar_is_zero(&vi[j]);
-            }
-        } while (retry);
-        if ((e = hk_point_mul_gen(c, &r, &R[i])) != HK_OK)
-            goto done;
-        for (j = 0; j < p->k; j++) {
-            unsigned char *sd =
-                seeds + ((size_t)i * p->k + j) * HK_PVE_SEED_LEN;
-            const hk_scalar *pt = &vi[j];
-
-            if (cheat != NULL && j != cheat[i]) {
-                if ((e = hk_scalar_random(c, &junk)) != HK_OK)
-                    goto done;
-                pt = &junk;
-            }
-            if ((e = pve_enc(&g, i, j, pt->b, sd,
-                             buf + pve_off_ct(&in, i, j))) != HK_OK)
-                goto done;
-        }
-    }
+    /* the rows in two halves; the second on a thread when asked for (and
+     * it starts), joined here: no thread outlives the call */
+    memset(jobs, 0, sizeof(jobs));
+    jobs[0].p = p;
+    jobs[0].cheat = cheat;
+    jobs[0].bk = bk;
+    jobs[0].curve = curve;
+    jobs[0].in = &in;
+    jobs[0].ctx = ctx;
+    jobs[0].x = &x;
+    jobs[0].buf = buf;
+    jobs[0].v = v;
+    jobs[0].rnd = rnd;
+    jobs[0].R = R;
+    jobs[1] = jobs[0];
+    jobs[0].hi = jobs[1].lo = p->t / 2;
+    jobs[1].hi = p->t;
+    spawned =
+        threads == 2 && pthread_create(&th, NULL, pve_job_run, &jobs[1]) == 0;
+    pve_job_run(&jobs[0]);
+    if (spawned)
+        pthread_join(th, NULL);
+    else
+        pve_job_run(&jobs[1]);
+    if ((e = jobs[0].e) != HK_OK || (e = jobs[1].e) != HK_OK)
+        goto done;
     if ((e = pve_hashes(&in, buf, R, NULL, buf + OFF_CHAL)) != HK_OK)
         goto done;
     pve_chals(&in, buf + OFF_CHAL, chal);
@@ -1047,7 +1264,7 @@ hk_err hk_pve_encrypt_ex(const hk_pve_params *p, const unsigned char *cheat,
         size_t o = pve_off_open(&in, i), idx = (size_t)i * p->k + chal[i];
 
         memcpy(buf + o, v[idx].b, HK_SCALAR_LEN);
-        memcpy(buf + o + HK_SCALAR_LEN, seeds + idx * HK_PVE_SEED_LEN,
+        memcpy(buf + o + HK_SCALAR_LEN, rnd + idx * HK_PVE_SEED_LEN,
                HK_PVE_SEED_LEN);
     }
     *blob = buf;
@@ -1055,12 +1272,10 @@ hk_err hk_pve_encrypt_ex(const hk_pve_params *p, const unsigned char *cheat,
     buf = NULL;
     e = HK_OK;
 done:
-    pve_eng_free(&g);
     hk_curve_free(c);
     OPENSSL_cleanse(&x, sizeof(x));
-    OPENSSL_cleanse(&r, sizeof(r));
     OPENSSL_clear_free(v, nv * sizeof(*v));
-    OPENSSL_clear_free(seeds, nv * HK_PVE_SEED_LEN);
+    OPENSSL_clear_free(rnd, nv * HK_PVE_SEED_LEN);
     OPENSSL_free(buf);
     return e;
 }
@@ -1077,13 +1292,13 @@ static hk_err pve_check_header(const hk_pve_params *p, const hk_pve_pub *bk,
 
     if ((e = hk_pve_peek(blob, len, in)) != HK_OK)
         return e;
-    if (in->k != p->k || in->t != p->t)
-        return HK_ERR_DECODE;
     if (in->type != bk->type || in->curve != curve ||
         memcmp(in->kid, kid, HK_ID_LEN) != 0 || in->epoch != epoch ||
         memcmp(in->bk_fp, bk->fp, HK_HASH_LEN) != 0 ||
         !hk_point_eq(&in->q1, Q1))
         return HK_ERR_BINDING;
+    if (in->version != p->version || in->k != p->k || in->t != p->t)
+        return HK_ERR_DECODE;
     return HK_OK;
 }
 
@@ -1144,7 +1359,8 @@ hk_err hk_pve_verify_ex(const hk_pve_params *p, const hk_pve_pub *bk,
     for (i = 0; i < p->t; i++) {
         const unsigned char *o = blob + pve_off_open(&in, i);
 
-        if ((e = pve_enc(&g, i, chal[i], o, o + HK_SCALAR_LEN, ct)) != HK_OK)
+        if ((e = pve_enc(&g, p->version, i, chal[i], o, o + HK_SCALAR_LEN,
+                         ct)) != HK_OK)
             goto done;
         if (CRYPTO_memcmp(ct, blob + pve_off_ct(&in, i, chal[i]), clen) != 0) {
             e = HK_ERR_PROOF;
@@ -1236,24 +1452,41 @@ done:
     return e;
 }
 
-/* ---- the public API: K = 4, T = 64 -------------------------------------- */
+/* ---- the public API: the parameters of the version ---------------------- */
 
-static const hk_pve_params pve_v1 = {HK_PVE_K, HK_PVE_T};
+/* The parameters a blob's version asks for (the current version's when
+ * the blob is too short or of an unknown version: hk_pve_peek then says
+ * what is wrong with it). */
+static void pve_blob_params(const hk_pve_pub *bk, const unsigned char *blob,
+                            size_t len, hk_pve_params *p)
+{
+    unsigned v = HK_PVE_VERSION;
+
+    if (blob != NULL && len > OFF_VER && blob[OFF_VER] == 1)
+        v = 1;
+    hk_pve_std_params(v, bk != NULL ? bk->type : HK_PVE_ECIES_P256, p);
+}
 
 hk_err hk_pve_encrypt(const hk_pve_pub *bk, hk_curve_id curve,
                       const unsigned char kid[HK_ID_LEN], unsigned long epoch,
                       const hk_scalar *x1, unsigned char **blob, size_t *len)
 {
-    return hk_pve_encrypt_ex(&pve_v1, NULL, bk, curve, kid, epoch, x1, blob,
-                             len);
+    hk_pve_params p;
+
+    if (bk == NULL)
+        return HK_ERR_ARG;
+    hk_pve_std_params(HK_PVE_VERSION, bk->type, &p);
+    return hk_pve_encrypt_ex(&p, NULL, 2, bk, curve, kid, epoch, x1, blob, len);
 }
 
 hk_err hk_pve_verify(const hk_pve_pub *bk, hk_curve_id curve,
                      const unsigned char kid[HK_ID_LEN], unsigned long epoch,
                      const hk_point *Q1, const unsigned char *blob, size_t len)
 {
-    return hk_pve_verify_ex(&pve_v1, bk, curve, kid, epoch, Q1, blob, len,
-                            NULL);
+    hk_pve_params p;
+
+    pve_blob_params(bk, blob, len, &p);
+    return hk_pve_verify_ex(&p, bk, curve, kid, epoch, Q1, blob, len, NULL);
 }
 
 hk_err hk_pve_decrypt(const hk_pve_priv *bk, hk_curve_id curve,
@@ -1261,5 +1494,8 @@ hk_err hk_pve_decrypt(const hk_pve_priv *bk, hk_curve_id curve,
                       const hk_point *Q1, const unsigned char *blob, size_t len,
                       hk_scalar *x1)
 {
-    return hk_pve_decrypt_ex(&pve_v1, bk, curve, kid, epoch, Q1, blob, len, x1);
+    hk_pve_params p;
+
+    pve_blob_params(bk != NULL ? bk->pub : NULL, blob, len, &p);
+    return hk_pve_decrypt_ex(&p, bk, curve, kid, epoch, Q1, blob, len, x1);
 }

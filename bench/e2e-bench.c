@@ -1,12 +1,19 @@
 /* e2e-bench: end-to-end signing through a running halfkeyd over loopback
  * TLS 1.3 WebSocket, with the real client core: a new connection and
  * session per sign (as the CLI does), or sessions on a kept-open
- * connection (--keep-open).
+ * connection (--keep-open MODE).
  *
  *   e2e-bench --dir TOKEN --key LABEL [--runs N]        latency p50/p99
- *   ... [--keep-open]   one kept-open connection per client instead
+ *   ... [--keep-open plain|auto|idle]   one kept-open connection per
+ *       client instead: plain, the three-message protocol of every sign;
+ *       auto, presignatures made by the channel when it finds none (the
+ *       batch counted in that sign's time); idle, presignatures made
+ *       between signs (16 at a time, outside the timed sign, as a client
+ *       that refills in idle time; counted in signs/s and server CPU)
  *   e2e-bench --dir TOKEN --key PREFIX --clients N --seconds S
  *                                   throughput: N clients, keys PREFIX-0..
+ *   ... [--server-pid PID]   halfkeyd's CPU per signature (all its
+ *       threads, presignatures included) and its RSS before and after
  * The PIN comes from $HALFKEY_PIN. Prints a table line and a JSON line,
  * beside one single-party OpenSSL ECDSA sign in the same run. */
 #include <pthread.h>
@@ -14,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <libwebsockets.h>
 #include <openssl/evp.h>
@@ -21,9 +29,14 @@
 
 #include "client/client.h"
 
+enum { HK_NEW_CONN, HK_PLAIN, HK_AUTO, HK_IDLE };
+static const char *const hk_mode_names[] = {
+    "new connection per sign", "kept-open, plain",
+    "kept-open, presigned (auto)", "kept-open, presigned (idle)"};
+
 typedef struct {
     const char *dir, *key;
-    int runs, clients, seconds, keep_open;
+    int runs, clients, seconds, mode, server_pid;
 } hk_eopts;
 
 typedef struct {
@@ -83,12 +96,23 @@ static void *hk_ethread_main(void *p)
     while (hk_wall_ms() < end && t->count < t->cap) {
         if (RAND_bytes(dig, sizeof(dig)) != 1)
             break;
-        t0 = hk_wall_ms();
-        if (t->o->keep_open && ch == NULL &&
-            hk_client_channel_open(c, &ch) != HK_OK) {
+        if (t->o->mode != HK_NEW_CONN && ch == NULL) {
+            if (hk_client_channel_open(c, &ch) != HK_OK) {
+                t->failed++;
+                continue;
+            }
+            hk_client_channel_set_presign(ch, c, t->o->mode == HK_AUTO);
+        }
+        /* idle time: the pool refilled outside the timed sign */
+        if (t->o->mode == HK_IDLE &&
+            hk_client_channel_presigs(ch, c, t->label) == 0 &&
+            hk_client_channel_presign(c, ch, t->label, 16) != HK_OK) {
             t->failed++;
+            hk_client_channel_close(ch);
+            ch = NULL;
             continue;
         }
+        t0 = hk_wall_ms();
         e = ch != NULL
                 ? hk_client_channel_sign(c, ch, t->label, dig, sizeof(dig), sig)
                 : hk_client_sign(c, t->label, dig, sizeof(dig), sig);
@@ -125,8 +149,41 @@ static double hk_baseline(void)
     return (hk_wall_ms() - t0) / 200;
 }
 
+/* halfkeyd's CPU (all threads, ms) and RSS (KiB) from /proc. */
+static int hk_proc_usage(int pid, double *cpu_ms, long *rss_kb)
+{
+    char path[64], buf[1024], *p;
+    unsigned long ut = 0, st = 0;
+    FILE *f;
+    int i;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    if ((f = fopen(path, "r")) == NULL)
+        return 0;
+    p = fgets(buf, sizeof(buf), f);
+    fclose(f);
+    if (p == NULL || (p = strrchr(buf, ')')) == NULL)
+        return 0;
+    for (i = 0; i < 12 && p != NULL; i++) /* fields 3..14: utime is 14 */
+        p = strchr(p + 1, ' ');
+    if (p == NULL || sscanf(p, "%lu %lu", &ut, &st) != 2)
+        return 0;
+    *cpu_ms = (double)(ut + st) * 1e3 / (double)sysconf(_SC_CLK_TCK);
+    snprintf(path, sizeof(path), "/proc/%d/status", pid);
+    if ((f = fopen(path, "r")) == NULL)
+        return 0;
+    *rss_kb = 0;
+    while (fgets(buf, sizeof(buf), f) != NULL)
+        if (sscanf(buf, "VmRSS: %ld", rss_kb) == 1)
+            break;
+    fclose(f);
+    return 1;
+}
+
 static int hk_run(const hk_eopts *o)
 {
+    double cpu0 = 0, cpu1 = 0;
+    long rss0 = 0, rss1 = 0;
     int n = o->clients > 0 ? o->clients : 1, i, total = 0, failed = 0, k = 0;
     hk_ethread *t = calloc((size_t)n, sizeof(*t));
     pthread_t *th = calloc((size_t)n, sizeof(*th));
@@ -143,6 +200,8 @@ static int hk_run(const hk_eopts *o)
         else
             snprintf(t[i].label, sizeof(t[i].label), "%s", o->key);
     }
+    if (o->server_pid > 0 && !hk_proc_usage(o->server_pid, &cpu0, &rss0))
+        return 2;
     t0 = hk_wall_ms();
     for (i = 0; i < n; i++)
         pthread_create(&th[i], NULL, hk_ethread_main, &t[i]);
@@ -152,6 +211,8 @@ static int hk_run(const hk_eopts *o)
         failed += t[i].failed;
     }
     secs = (hk_wall_ms() - t0) / 1e3;
+    if (o->server_pid > 0 && !hk_proc_usage(o->server_pid, &cpu1, &rss1))
+        return 2;
     all = calloc((size_t)(total > 0 ? total : 1), sizeof(double));
     for (i = 0; i < n; i++) {
         memcpy(all + k, t[i].lat, (size_t)t[i].count * sizeof(double));
@@ -164,31 +225,37 @@ static int hk_run(const hk_eopts *o)
     printf("e2e sign (%s), %d client(s), %d signs in %.1f s: p50 %.2f ms, "
            "p99 %.2f ms, %.1f signs/s, %d failed; single-party OpenSSL "
            "P-256 sign %.3f ms\n",
-           o->keep_open ? "kept-open connection" : "new connection per sign", n,
-           total, secs, hk_pct(all, total, 0.5), hk_pct(all, total, 0.99),
-           total / secs, failed, hk_baseline());
-    printf("{\"bench\":\"e2e-sign\",\"keep_open\":%d,\"clients\":%d,"
+           hk_mode_names[o->mode], n, total, secs, hk_pct(all, total, 0.5),
+           hk_pct(all, total, 0.99), total / secs, failed, hk_baseline());
+    if (o->server_pid > 0)
+        printf("  halfkeyd: %.2f ms CPU per signature (all threads, "
+               "presignatures included); RSS %ld -> %ld KiB\n",
+               (cpu1 - cpu0) / total, rss0, rss1);
+    printf("{\"bench\":\"e2e-sign\",\"mode\":\"%s\",\"clients\":%d,"
            "\"signs\":%d,\"seconds\":%.2f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,"
-           "\"signs_per_s\":%.2f,\"failed\":%d}\n",
-           o->keep_open, n, total, secs, hk_pct(all, total, 0.5),
-           hk_pct(all, total, 0.99), total / secs, failed);
+           "\"signs_per_s\":%.2f,\"failed\":%d,\"server_cpu_ms_per_sign\":"
+           "%.3f,\"server_rss_kb\":[%ld,%ld]}\n",
+           hk_mode_names[o->mode], n, total, secs, hk_pct(all, total, 0.5),
+           hk_pct(all, total, 0.99), total / secs, failed,
+           o->server_pid > 0 ? (cpu1 - cpu0) / total : -1.0, rss0, rss1);
     return failed > 0;
+}
+
+static int hk_mode(const char *s)
+{
+    if (strcmp(s, "plain") == 0)
+        return HK_PLAIN;
+    if (strcmp(s, "auto") == 0)
+        return HK_AUTO;
+    return strcmp(s, "idle") == 0 ? HK_IDLE : -1;
 }
 
 int main(int argc, char **argv)
 {
-    hk_eopts o = {NULL, NULL, 50, 0, 10, 0};
+    hk_eopts o = {NULL, NULL, 50, 0, 10, HK_NEW_CONN, 0};
     int i;
 
     lws_set_log_level(LLL_ERR, NULL);
-    for (i = 1; i < argc && strcmp(argv[i], "--keep-open") != 0; i++)
-        ;
-    if (i < argc) { /* a flag without a value: take it out */
-        o.keep_open = 1;
-        for (; i + 1 < argc; i++)
-            argv[i] = argv[i + 1];
-        argc--;
-    }
     for (i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--dir") == 0)
             o.dir = argv[i + 1];
@@ -200,14 +267,19 @@ int main(int argc, char **argv)
             o.clients = atoi(argv[i + 1]);
         else if (strcmp(argv[i], "--seconds") == 0)
             o.seconds = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--keep-open") == 0)
+            o.mode = hk_mode(argv[i + 1]);
+        else if (strcmp(argv[i], "--server-pid") == 0)
+            o.server_pid = atoi(argv[i + 1]);
         else
             break;
     }
     if (i != argc || o.dir == NULL || o.key == NULL || o.runs < 1 ||
         o.runs > 100000 || o.clients < 0 || o.clients > 256 || o.seconds < 1 ||
-        o.seconds > 600) {
+        o.seconds > 900 || o.mode < 0 || o.server_pid < 0) {
         fprintf(stderr, "usage: e2e-bench --dir TOKEN --key LABEL [--runs N]"
-                        " | --clients N --seconds S\n");
+                        " | --clients N --seconds S  [--keep-open "
+                        "plain|auto|idle] [--server-pid PID]\n");
         return 2;
     }
     if (o.clients == 0)

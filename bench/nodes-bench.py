@@ -95,7 +95,7 @@ def e2e(build, tok, prefix, clients, seconds, keep_open):
     cmd = [build / "bench/e2e-bench", "--dir", tok, "--key", prefix,
            "--clients", clients, "--seconds", seconds]
     if keep_open:
-        cmd.append("--keep-open")
+        cmd += ["--keep-open", "plain"]
     return subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE,
                             text=True, env=dict(os.environ, HALFKEY_PIN=PIN))
 

@@ -1283,6 +1283,12 @@ static void hk_channel_forget(hk_channel *ch, const unsigned char *kid,
             i++;
 }
 
+void hk_client_channel_set_presign(hk_channel *ch, hk_client *c, int on)
+{
+    if (ch != NULL && c != NULL)
+        ch->presign_off = !on || strcmp(c->cfg.presign, "off") == 0;
+}
+
 size_t hk_client_channel_presigs(const hk_channel *ch, const hk_client *c,
                                  const char *label)
 {

@@ -174,6 +174,9 @@ void hk_client_channel_close(hk_channel *ch);
  * error closes the channel. */
 HK_WUR hk_err hk_client_channel_presign(hk_client *c, hk_channel *ch,
                                         const char *label, size_t n);
+/* on 0: this channel signs the plain way whatever the token's presign
+ * setting (benchmarks compare both); 1: as the setting says. */
+void hk_client_channel_set_presign(hk_channel *ch, hk_client *c, int on);
 /* The presignatures the channel holds for key `label` (any epoch). */
 size_t hk_client_channel_presigs(const hk_channel *ch, const hk_client *c,
                                  const char *label);

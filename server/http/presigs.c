@@ -100,27 +100,40 @@ void hk_presig_step(hk_rsess *s, const hk_rmsg *m)
     hk_rsess_done(s);
 }
 
-hk_err hk_presig_sign_begin(hk_rsess *s)
+hk_err hk_presig_take(hk_rsess *s)
 {
     hk_service *svc = s->svc;
-    hk_presig rec;
-    BIGNUM *rn = NULL;
     hk_err e;
 
-    pthread_mutex_lock(&svc->dbmu);
-    e = hk_take_presig(svc->db, svc->kek, s->sub, s->kid, s->sid, &rec, &rn);
-    pthread_mutex_unlock(&svc->dbmu);
-    if (e != HK_OK)
-        return e;
+    hk_presig_drop(s);
+    if ((e = hk_take_presig(svc->db, svc->kek, s->sub, s->kid, s->sid,
+                            &s->ps_rec, &s->ps_rn)) == HK_OK)
+        s->has_ps = 1;
+    return e;
+}
+
+void hk_presig_drop(hk_rsess *s)
+{
+    OPENSSL_cleanse(&s->ps_rec, sizeof(s->ps_rec));
+    BN_clear_free(s->ps_rn);
+    s->ps_rn = NULL;
+    s->has_ps = 0;
+}
+
+hk_err hk_presig_sign_begin(hk_rsess *s)
+{
+    hk_err e;
+
+    if (!s->has_ps)
+        return HK_ERR_STATE;
     hk_sign_free(s->sg);
     s->sg = NULL;
-    if ((e = hk_rsess_use_share(s, rec.epoch)) == HK_OK &&
-        (e = hk_sign_p2_presigned(s->share, &rec, &s->sg)) == HK_OK &&
-        (e = hk_sign_p2_use_randomness(s->sg, rn)) == HK_OK) {
-        rn = NULL;
+    if ((e = hk_rsess_use_share(s, s->ps_rec.epoch)) == HK_OK &&
+        (e = hk_sign_p2_presigned(s->share, &s->ps_rec, &s->sg)) == HK_OK &&
+        (e = hk_sign_p2_use_randomness(s->sg, s->ps_rn)) == HK_OK) {
+        s->ps_rn = NULL; /* taken by the state machine */
         s->rn_given = 1;
     }
-    BN_clear_free(rn);
-    OPENSSL_cleanse(&rec, sizeof(rec));
+    hk_presig_drop(s);
     return e;
 }

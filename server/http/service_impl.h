@@ -159,6 +159,9 @@ struct hk_rsess {
     int presig;
     unsigned presig_n;
     hk_psgen *pg;
+    int has_ps;       /* ps_rec and ps_rn hold the taken presignature */
+    hk_presig ps_rec; /* SECRET (its k2) */
+    BIGNUM *ps_rn;
     hk_rsess *next;
 };
 
@@ -196,11 +199,16 @@ HK_WUR hk_err hk_rsess_use_share(hk_rsess *s, unsigned long epoch);
  * pre.3 (checked; each presignature's r^N made, all sealed and stored in
  * one transaction, then {"t":"done","n":n}). */
 void hk_presig_step(hk_rsess *s, const hk_rmsg *m);
-/* A sign on presignature s->sid: takes its record (deleted in that
- * commit, before any c3 exists) and makes s->sg from it, with the r^N
- * stored beside it. HK_ERR_NOT_FOUND: no such presignature (used, swept,
- * never made, another key). */
+/* A sign on presignature s->sid, at its open, with svc->dbmu held (in the
+ * open's group): takes its record (deleted in that commit, before any c3
+ * exists) into s. HK_ERR_NOT_FOUND: no such presignature (used, swept,
+ * never made, another key or subject). */
+HK_WUR hk_err hk_presig_take(hk_rsess *s);
+/* At sign.1p: s->sg from the taken record, with the r^N stored beside it
+ * (both then wiped from s). */
 HK_WUR hk_err hk_presig_sign_begin(hk_rsess *s);
+/* Wipes a taken record not used (a failed open, a closed channel). */
+void hk_presig_drop(hk_rsess *s);
 void hk_rsess_unref(hk_rsess *s);
 /* Worker job: processes the session's queued messages in order. */
 void hk_rsess_job(void *arg);

@@ -1564,3 +1564,48 @@ done:
     OPENSSL_clear_free(rec, rlen);
     return e;
 }
+
+/* --- groups --------------------------------------------------------------- */
+
+/* SQLite's synchronous setting back to FULL (db.h: the back end's rule)
+ * after a lazy group. The pragma fails only inside a transaction, and
+ * the group's has ended (committed or rolled back) here. */
+static void hk_db_lazy_off(hk_db *db)
+{
+    if (db->lazy && db->x->dialect == HK_SQL_SQLITE &&
+        db->x->script(db, "PRAGMA synchronous = FULL") != HK_OK)
+        hk_db_set_err(db, "could not restore synchronous=FULL");
+    db->lazy = 0;
+}
+
+hk_err hk_db_group_begin(hk_db *db, int durable)
+{
+    hk_err e;
+
+    if (db == NULL || db->depth != 0)
+        return HK_ERR_ARG;
+    db->err[0] = '\0';
+    db->lazy = !durable;
+    if (db->lazy && db->x->dialect == HK_SQL_SQLITE &&
+        (e = db->x->script(db, "PRAGMA synchronous = NORMAL")) != HK_OK)
+        return e;
+    if ((e = hk_sql_begin(db)) == HK_OK && db->lazy &&
+        db->x->dialect == HK_SQL_PG)
+        e = db->x->script(db, "SET LOCAL synchronous_commit = off");
+    if (e != HK_OK && db->depth == 1)
+        e = hk_sql_end(db, e);
+    if (e != HK_OK)
+        hk_db_lazy_off(db);
+    return e;
+}
+
+hk_err hk_db_group_end(hk_db *db)
+{
+    hk_err e;
+
+    if (db == NULL || db->depth != 1)
+        return HK_ERR_ARG;
+    e = hk_sql_end(db, HK_OK);
+    hk_db_lazy_off(db);
+    return e;
+}

@@ -638,6 +638,26 @@ HK_WUR hk_err hk_store_share(hk_db *db, const hk_kek *kek, const char *sub,
 HK_WUR hk_err hk_load_share(hk_db *db, const hk_kek *kek, const char *sub,
                             const unsigned char *kid, unsigned long epoch,
                             hk_share **out, int *is_pending);
+/* --- groups ---------------------------------------------------------------
+ * Calls between hk_db_group_begin and hk_db_group_end run in one
+ * transaction: one commit for all (issue 20 item 3: a sign's admission,
+ * audit record, session state and presignature at its open; its end state
+ * and audit record at its end). Each call inside still succeeds or fails
+ * alone (a savepoint), and the end commits what succeeded, so a group
+ * changes when the calls become durable, not what they do. The write lock
+ * is held from begin to end: keep groups short. Groups do not nest.
+ *
+ * durable 0: the commit does not wait for the disk (SQLite:
+ * synchronous=NORMAL for it, so the WAL is synced by the next durable
+ * commit or checkpoint; PostgreSQL: synchronous_commit off, the WAL writer
+ * flushes it within moments): a crash of the machine may lose the group,
+ * never part of it and never an earlier durable commit. For records whose
+ * loss costs no key and grants nothing: a session's end and its audit
+ * record of the outcome (the grant is audited durably at the open). The
+ * end's outcome is the commit's. */
+HK_WUR hk_err hk_db_group_begin(hk_db *db, int durable);
+HK_WUR hk_err hk_db_group_end(hk_db *db);
+
 /* --- presignatures (v7; mpc/presign.h) -----------------------------------
  * The server's half of each presignature (its k2 and the r^N made for its
  * c3), sealed under the KEK for (kid, owner, psid). Single use on every

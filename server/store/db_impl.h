@@ -256,8 +256,10 @@ typedef struct {
 #define HK_DB_ERR_LEN 256
 
 struct hk_db {
-    const hk_db_ops *ops;       /* hk_store_ops */
-    const hk_sql_ops *x;        /* the back end's executor */
+    const hk_db_ops *ops; /* hk_store_ops */
+    const hk_sql_ops *x;  /* the back end's executor */
+    int depth; /* open transactions: 1 the outer one, more savepoints */
+    int lazy;  /* the open group commits without waiting for the disk */
     char err[HK_DB_ERR_LEN];    /* last failure's message */
     char node[HK_NODE_MAX + 1]; /* hk_db_set_node, "" if none */
 };
@@ -291,6 +293,8 @@ HK_WUR hk_err hk_sql_int(hk_db *db, const char *sql, const hk_dbp *p,
 /* *yes = 1 if the query returns a row. */
 HK_WUR hk_err hk_sql_exists(hk_db *db, const char *sql, const hk_dbp *p,
                             int *yes);
+/* A transaction, or inside one a savepoint (hk_db_group_begin): an
+ * operation that fails inside a group rolls back to its savepoint only. */
 HK_WUR hk_err hk_sql_begin(hk_db *db);
 HK_WUR hk_err hk_sql_end(hk_db *db, hk_err e);
 /* Several statements (rendered) without parameters. */

@@ -186,9 +186,39 @@ hk_err hk_sql_exists(hk_db *db, const char *sql, const hk_dbp *p, int *yes)
     return e;
 }
 
-hk_err hk_sql_begin(hk_db *db) { return db->x->begin(db); }
+hk_err hk_sql_begin(hk_db *db)
+{
+    char sql[40];
+    hk_err e;
 
-hk_err hk_sql_end(hk_db *db, hk_err e) { return db->x->end(db, e); }
+    if (db->depth == 0)
+        e = db->x->begin(db);
+    else {
+        snprintf(sql, sizeof(sql), "SAVEPOINT hk%d", db->depth);
+        e = db->x->script(db, sql);
+    }
+    if (e == HK_OK)
+        db->depth++;
+    return e;
+}
+
+hk_err hk_sql_end(hk_db *db, hk_err e)
+{
+    char sql[80];
+    hk_err r;
+
+    if (db->depth <= 1) {
+        db->depth = 0;
+        return db->x->end(db, e);
+    }
+    db->depth--;
+    snprintf(sql, sizeof(sql),
+             e == HK_OK ? "RELEASE SAVEPOINT hk%d"
+                        : "ROLLBACK TO SAVEPOINT hk%d; RELEASE SAVEPOINT hk%d",
+             db->depth, db->depth);
+    r = db->x->script(db, sql);
+    return e != HK_OK ? e : r;
+}
 
 hk_err hk_sql_script(hk_db *db, const char *sql)
 {

@@ -445,6 +445,7 @@ static hk_err hk_st_share_get(hk_db *db, const unsigned char *kid,
 static hk_err hk_st_session_create(hk_db *db, const hk_db_session *s)
 {
     hk_dbp p = {0};
+    hk_err e;
 
     hk_dbp_blob(&p, s->sid, HK_ID_LEN);
     hk_dbp_text(&p, s->owner);
@@ -453,10 +454,15 @@ static hk_err hk_st_session_create(hk_db *db, const hk_db_session *s)
     hk_dbp_int(&p, s->created);
     hk_dbp_text(&p, hk_db_sess_state_name(s->state));
     hk_dbp_text(&p, s->curve != 0 ? hk_curve_name(s->curve) : NULL);
-    return hk_sql_run(db,
-                      "INSERT INTO sessions (" HK_SESSION_COLS ") VALUES "
-                      "(?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7)",
-                      &p, NULL);
+    /* a transaction of its own, or a savepoint inside a group (a
+     * duplicate id must not end the group's transaction) */
+    if ((e = hk_sql_begin(db)) != HK_OK)
+        return e;
+    e = hk_sql_run(db,
+                   "INSERT INTO sessions (" HK_SESSION_COLS ") VALUES "
+                   "(?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7)",
+                   &p, NULL);
+    return hk_sql_end(db, e);
 }
 
 /* ?1 = sid, ?2 = the expiry cut-off now - idle (a session is alive while
@@ -523,6 +529,8 @@ static hk_err hk_st_session_set_state(hk_db *db, const unsigned char *sid,
     hk_dbp_text(&p, db->node);
     /* one statement: the claim (open -> running) is atomic across nodes
      * and records the claiming node (NULL if none was set) */
+    if ((e = hk_sql_begin(db)) != HK_OK)
+        return e;
     e = hk_sql_run(db,
                    "UPDATE sessions SET state = ?4, last_seen = "
                    "{GREATEST}(last_seen, ?3), node = CASE WHEN ?4 = "
@@ -535,7 +543,7 @@ static hk_err hk_st_session_set_state(hk_db *db, const unsigned char *sid,
         if (e == HK_OK)
             e = HK_ERR_STATE;
     }
-    return e;
+    return hk_sql_end(db, e);
 }
 
 static hk_err hk_st_session_fail_node(hk_db *db, const char *node, size_t *n)

@@ -710,7 +710,9 @@ static void test_presigs(hk_db *db, const hk_kek *kek, const shares *sh)
     CHECK_OK(hk_db_presig_count(db, k.kid, "erin", &nk, &no));
     CHECK(nk == 0 && no == 0); /* all or nothing */
     /* full: the oldest go first */
-    CHECK_OK(hk_store_presigs(db, kek, "erin", p2, rn, 512, 2, 2, 2, T0 - 5));
+    CHECK_OK(hk_store_presigs(db, kek, "erin", p2, rn, 512, 1, 2, 2, T0 - 6));
+    CHECK_OK(hk_store_presigs(db, kek, "erin", p2 + 1, rn + 1, 512, 1, 2, 2,
+                              T0 - 5));
     CHECK_OK(hk_store_presigs(db, kek, "erin", p2 + 2, rn + 2, 512, 1, 2, 2,
                               T0 - 4));
     CHECK_OK(hk_db_presig_count(db, k.kid, "erin", &nk, &no));
@@ -767,6 +769,36 @@ static void test_presigs(hk_db *db, const hk_kek *kek, const shares *sh)
     OPENSSL_cleanse(p1, sizeof(p1));
     OPENSSL_cleanse(p2, sizeof(p2));
     OPENSSL_cleanse(&got, sizeof(got));
+}
+
+/* Groups: one commit for several calls; a call that fails inside rolls
+ * back alone, the rest is committed. */
+static void test_groups(hk_db *db)
+{
+    unsigned char a[HK_ID_LEN], b[HK_ID_LEN], kid[HK_ID_LEN];
+    hk_db_session s;
+    int lazy;
+
+    for (lazy = 0; lazy <= 1; lazy++) {
+        CHECK(RAND_bytes(a, sizeof(a)) == 1 && RAND_bytes(b, sizeof(b)) == 1 &&
+              RAND_bytes(kid, sizeof(kid)) == 1);
+        CHECK_OK(hk_db_group_begin(db, !lazy));
+        CHECK_ERR(hk_db_group_begin(db, 1), HK_ERR_ARG); /* no nesting */
+        CHECK_OK(hk_db_session_create(db, a, "gina", HK_DB_OP_SIGN, kid, T0));
+        /* a duplicate fails alone (a savepoint), the group goes on */
+        CHECK_ERR(hk_db_session_create(db, a, "gina", HK_DB_OP_SIGN, kid, T0),
+                  HK_ERR_EXISTS);
+        CHECK_OK(hk_db_session_create(db, b, "gina", HK_DB_OP_SIGN, kid, T0));
+        CHECK_OK(hk_db_session_set_state(db, b, HK_DB_SESS_RUNNING, T0, 60));
+        CHECK_ERR(hk_db_session_set_state(db, a, HK_DB_SESS_DONE, T0, 60),
+                  HK_ERR_STATE); /* open -> done is not a move */
+        CHECK_OK(hk_db_group_end(db));
+        CHECK_ERR(hk_db_group_end(db), HK_ERR_ARG);
+        CHECK_OK(hk_db_session_get(db, a, T0, 60, &s));
+        CHECK(s.state == HK_DB_SESS_OPEN);
+        CHECK_OK(hk_db_session_get(db, b, T0, 60, &s));
+        CHECK(s.state == HK_DB_SESS_RUNNING);
+    }
 }
 
 static void test_pending_keys(hk_db *db, const hk_kek *kek, const shares *sh)
@@ -1336,6 +1368,7 @@ static void test_backend(const char *conninfo, const hk_kek *kek,
     test_pending_keys(db, kek, sh);
     test_backups(db, kek, sh);
     test_presigs(db, kek, sh);
+    test_groups(db);
     test_requests(db, kek, sh);
     test_attestations(db, kek, sh);
     test_share_rules(db, kek, sh);
@@ -1418,6 +1451,7 @@ int main(void)
     test_pending_keys(db, kek, &sh);
     test_backups(db, kek, &sh);
     test_presigs(db, kek, &sh);
+    test_groups(db);
     test_requests(db, kek, &sh);
     test_attestations(db, kek, &sh);
     test_share_rules(db, kek, &sh);

@@ -845,6 +845,7 @@ hk_err hk_client_keygen_attest(hk_client *c, hk_curve_id curve,
     size_t len = 0, inlen = 0;
     hk_keygen *kg = NULL;
     hk_share *share = NULL;
+    hk_paillier_sk *psk = NULL;
     hk_rped *rp = NULL;
     hk_tws *ws = NULL;
     hk_err e;
@@ -854,12 +855,16 @@ hk_err hk_client_keygen_attest(hk_client *c, hk_curve_id curve,
         hk_curve_name(curve) == NULL)
         return HK_ERR_ARG;
     attest = attest || c->cfg.attest;
+    /* the Paillier key from the prime pool when it has one (client_pool.c),
+     * taken once the session is open */
     if ((e = hk_client_setup(c, &rp)) != HK_OK ||
         (e = hk_client_keygen_open(c, curve, attest, sid, kid, wspath)) !=
             HK_OK ||
         (e = hk_client_ws(c, wspath, &ws)) != HK_OK ||
         (e = hk_keygen_p1_new(curve, sid, kid, c->cfg.paillier_bits, rp,
                               &kg)) != HK_OK ||
+        (e = hk_client_pool_take(c, &psk)) != HK_OK ||
+        (e = hk_keygen_p1_use_paillier(kg, &psk)) != HK_OK ||
         (e = hk_keygen_start(kg, &msg, &len)) != HK_OK)
         goto done;
     /* keygen.1 -> keygen.2, keygen.3 -> keygen.4 */
@@ -884,6 +889,7 @@ hk_err hk_client_keygen_attest(hk_client *c, hk_curve_id curve,
     if (info != NULL)
         e = hk_ks_key_info(c->ks, label, info);
 done:
+    hk_paillier_sk_free(psk);
     hk_share_free(share);
     hk_keygen_free(kg);
     hk_tws_close(ws);
@@ -1139,10 +1145,15 @@ static hk_err hk_client_refresh_run(hk_client *c, const char *label,
     unsigned char *msg = NULL, *in = NULL;
     size_t len = 0, inlen = 0;
     hk_share *fresh = NULL;
+    hk_paillier_sk *psk = NULL;
     hk_err e;
     int i;
 
-    if ((e = hk_refresh_start(rf, &msg, &len)) != HK_OK)
+    /* the new Paillier key from the prime pool when it has one */
+    if ((e = hk_client_pool_take(c, &psk)) == HK_OK)
+        e = hk_refresh_p1_use_paillier(rf, &psk);
+    hk_paillier_sk_free(psk);
+    if (e != HK_OK || (e = hk_refresh_start(rf, &msg, &len)) != HK_OK)
         return e;
     for (i = 0; i < 2 && e == HK_OK; i++) {
         e = hk_client_roundtrip(c, ws, msg, len, &in, &inlen);

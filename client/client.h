@@ -108,6 +108,20 @@ HK_WUR hk_err hk_client_send_json(hk_client *c, const char *path, json_t *body,
                                   int *http_status, char **resp);
 /* Rotates the key's shares (the public key is unchanged). */
 HK_WUR hk_err hk_client_refresh(hk_client *c, const char *label);
+/* The token's prime pool (keystore.h, "Prime pool"; client_pool.c).
+ * Keygen, refresh and restore take one entry of the configured Paillier
+ * size when the pool has one (else they generate the key, as before);
+ * nothing refills it behind the caller's back: a process that is about to
+ * exit is not kept waiting. hk_client_pool_fill makes entries of the
+ * configured size until the pool holds `target` of them (at most
+ * HK_KS_POOL_MAX; needs login; ~50-250 ms each): `halfkey pool fill`, or
+ * a long-lived host in its idle time. *added (may be NULL): how many. */
+HK_WUR hk_err hk_client_pool_fill(hk_client *c, size_t target, size_t *added);
+/* One pooled key of the configured size for a keygen or refresh, its
+ * entry already removed from disk; *out NULL (and HK_OK) when the pool
+ * has none or cannot be used now (not logged in, unreadable): the caller
+ * then generates the key. */
+HK_WUR hk_err hk_client_pool_take(hk_client *c, hk_paillier_sk **out);
 /* Deletes a key on both sides (needs login: HK_ERR_STATE otherwise):
  * POST /delete for the server's share first, then the local key file.
  * The server answering 404 "not_found" (it holds no such key for this

@@ -12,6 +12,9 @@
  *   <dir>/keys/<label>.json  one key: public metadata in clear, the share
  *                            sealed under the PIN
  *   <dir>/keys/<label>.lock  the key's signing-session lock and record
+ *   <dir>/pool/<bits>-<id>.key  Paillier primes for the next keygen or
+ *                            refresh, sealed under the PIN, single use
+ *                            (see "Prime pool")
  *
  * The directory is mode 0700, every file 0600. Records use the strict codec
  * of mpc/codec.h; every read is bounded (HK_KS_FILE_MAX) and a damaged or
@@ -102,6 +105,16 @@
  * hk_ks_load_share refuses it) until hk_ks_unlock_key. An interrupted
  * signature is cleared by a plain unlock; an abort (the sealed flag, or an
  * "aborted" or damaged record) only by a forced one.
+ *
+ * Prime pool (ks_pool.c; issue 20 item 5). Each entry holds the two
+ * primes of one Paillier key made in idle time (`halfkey pool fill`),
+ * sealed with AES-256-GCM under HKDF(MK, entry id), the PIN generation and
+ * size bound in the AAD. A keygen or refresh takes one entry if the pool
+ * has one of its size, else generates the key as before. Taking removes
+ * the file durably (unlink, directory fsync) under the token lock before
+ * the primes are opened and used: a crash loses an entry, never reuses
+ * one. At most HK_KS_POOL_MAX entries. A PIN change does not re-seal them:
+ * entries of an earlier generation are removed when next met.
  *
  * Not covered: a local attacker who can write the directory can delete
  * files or restore an older copy of a key file (e.g. one from before a
@@ -336,6 +349,33 @@ void hk_ks_key_release(hk_ks_hold *h);
  * otherwise: do not send); IDLE empties it (not synced: a clear lost in a
  * power cut leaves a false "interrupted" lock, never a missing one). */
 HK_WUR hk_err hk_ks_hold_mark(hk_ks_hold *h, hk_ks_sig state);
+
+/* --- the prime pool (ks_pool.c, see "Prime pool") ------------------- */
+
+#define HK_KS_POOL_MAX 16      /* entries, all Paillier sizes together */
+#define HK_KS_POOL_NAME_LEN 64 /* an entry's file name, NUL included */
+
+/* Seals the primes of sk (a fresh key from hk_paillier_keygen, used for
+ * nothing else) as a new entry (needs login). HK_ERR_TOO_BIG when the pool
+ * holds HK_KS_POOL_MAX entries. */
+HK_WUR hk_err hk_ks_pool_put(hk_ks *ks, const hk_paillier_sk *sk);
+/* Generates keys of `bits` bits with hk_paillier_keygen (no lock held
+ * meanwhile) and puts them until the pool holds `target` entries of that
+ * size (at most HK_KS_POOL_MAX); *added (may be NULL): how many were
+ * made. Needs login. Slow: ~50-250 ms per entry. */
+HK_WUR hk_err hk_ks_pool_fill(hk_ks *ks, int bits, size_t target,
+                              size_t *added);
+/* Takes one entry of `bits` bits: its file is removed and the directory
+ * synced BEFORE the primes are opened, then *out is the key as
+ * hk_paillier_keygen_from_primes makes it (the caller uses it once and
+ * frees it). name (may be NULL): the removed entry's file name, under
+ * <dir>/pool/. HK_ERR_NOT_FOUND if the pool has no usable entry of that
+ * size (unusable ones met on the way are removed). Needs login. */
+HK_WUR hk_err hk_ks_pool_take(hk_ks *ks, int bits, hk_paillier_sk **out,
+                              char name[HK_KS_POOL_NAME_LEN]);
+/* How many entries of `bits` bits (0: all sizes) the pool holds. No
+ * login needed (the file names only). */
+HK_WUR hk_err hk_ks_pool_count(hk_ks *ks, int bits, size_t *n);
 
 /* Caches the server's public setup record. The record is decoded and its
  * proof verified first (HK_ERR_PARAMS etc.); the verified parameters are

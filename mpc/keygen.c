@@ -25,6 +25,7 @@ struct hk_keygen {
     unsigned char nonce[HK_NONCE_LEN]; /* P1 */
     unsigned char com[HK_HASH_LEN];    /* P1: own; P2: received */
     hk_ppkg pkg;                       /* P1 */
+    hk_paillier_sk *pre;               /* P1: a pooled key, until used */
     hk_share *share;
     unsigned char fp[HK_HASH_LEN]; /* the agreed share's fingerprint */
     hk_point Q1;                   /* P2: P1's public share */
@@ -90,8 +91,25 @@ void hk_keygen_free(hk_keygen *kg)
     hk_curve_free(kg->c);
     hk_rped_free(kg->rp);
     hk_ppkg_free(&kg->pkg);
+    hk_paillier_sk_free(kg->pre);
     hk_share_free(kg->share);
     OPENSSL_clear_free(kg, sizeof(*kg));
+}
+
+hk_err hk_keygen_p1_use_paillier(hk_keygen *kg, hk_paillier_sk **sk)
+{
+    if (kg == NULL || sk == NULL)
+        return HK_ERR_ARG;
+    if (*sk == NULL)
+        return HK_OK;
+    if (kg->role != HK_ROLE_P1 || kg->state != KG_INIT)
+        return HK_ERR_STATE;
+    if (hk_paillier_bits(hk_paillier_sk_pk(*sk)) != kg->pbits)
+        return HK_ERR_ARG;
+    hk_paillier_sk_free(kg->pre);
+    kg->pre = *sk;
+    *sk = NULL;
+    return HK_OK;
 }
 
 int hk_keygen_done(const hk_keygen *kg)
@@ -164,7 +182,7 @@ hk_err hk_keygen_start(hk_keygen *kg, unsigned char **out, size_t *outlen)
     if ((e = hk_kg_commitment(kg, &kg->X, &kg->pi, kg->pbits, kg->nonce,
                               kg->com)) != HK_OK ||
         (e = hk_ppkg_make(kg->c, &kg->b, kg->pbits, kg->rp, &kg->x, &kg->X,
-                          &kg->pkg)) != HK_OK ||
+                          &kg->pre, &kg->pkg)) != HK_OK ||
         (e = hk_msg_new("keygen.1", kg->b.sid, kg->b.kid, &m)) != HK_OK ||
         (e = hk_msg_put_bytes(m, "com", kg->com, HK_HASH_LEN)) != HK_OK ||
         (e = hk_msg_put_u32(m, "pbits", (unsigned long)kg->pbits)) != HK_OK ||

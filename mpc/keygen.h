@@ -34,6 +34,11 @@ typedef struct hk_keygen hk_keygen;
 HK_WUR hk_err hk_keygen_p1_new(hk_curve_id curve, const unsigned char *sid,
                                const unsigned char *kid, int pbits,
                                const hk_rped *rp, hk_keygen **out);
+/* P1, before hk_keygen_start: use *sk (a key of kg's Paillier size from
+ * hk_paillier_keygen_from_primes: the client's prime pool) instead of
+ * generating one. Takes it (*sk becomes NULL; kg frees it if unused);
+ * *sk NULL: no-op. HK_ERR_ARG for a key of another size (*sk kept). */
+HK_WUR hk_err hk_keygen_p1_use_paillier(hk_keygen *kg, hk_paillier_sk **sk);
 /* P2 (server). min_pbits: the smallest Paillier size it accepts. sec: its
  * own ring-Pedersen setup (borrowed: must outlive the state machine). */
 HK_WUR hk_err hk_keygen_p2_new(hk_curve_id curve, const unsigned char *sid,

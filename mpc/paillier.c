@@ -356,8 +356,10 @@ hk_err hk_paillier_keygen(int bits, hk_paillier_sk **out)
     return hk_paillier_keygen_threads(bits, 2, out);
 }
 
-hk_err hk_paillier_sk_from_primes(const BIGNUM *p, const BIGNUM *q, int bits,
-                                  hk_paillier_sk **out)
+/* Copies checked primes and builds the key; roots: a fresh key that
+ * proves its modulus. */
+static hk_err hk_paillier_from_primes(const BIGNUM *p, const BIGNUM *q,
+                                      int bits, int roots, hk_paillier_sk **out)
 {
     BIGNUM *pc, *qc;
 
@@ -375,7 +377,20 @@ hk_err hk_paillier_sk_from_primes(const BIGNUM *p, const BIGNUM *q, int bits,
         BN_clear_free(qc);
         return HK_ERR_NOMEM;
     }
-    return hk_paillier_sk_build(pc, qc, bits, 0, out);
+    return hk_paillier_sk_build(pc, qc, bits, roots, out);
+}
+
+hk_err hk_paillier_sk_from_primes(const BIGNUM *p, const BIGNUM *q, int bits,
+                                  hk_paillier_sk **out)
+{
+    return hk_paillier_from_primes(p, q, bits, 0, out);
+}
+
+hk_err hk_paillier_keygen_from_primes(const BIGNUM *p, const BIGNUM *q,
+                                      int bits, hk_paillier_sk **out)
+{
+    /* hk_paillier_sk_roots fails unless gcd(N, phi(N)) = 1 */
+    return hk_paillier_from_primes(p, q, bits, 1, out);
 }
 
 hk_err hk_paillier_rand_unit(const hk_paillier_pk *pk, BIGNUM *r)

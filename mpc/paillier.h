@@ -1,7 +1,8 @@
 /* Paillier encryption with g = N + 1, on OpenSSL BN.
  *
  * Owns: key generation (2048-bit default, 3072 option; the two primes on
- * two threads), encryption (public
+ * two threads; or from primes made earlier, the client's pool), encryption
+ * (public
  * and, for the key owner, CRT-accelerated), CRT decryption, homomorphic
  * addition and scalar multiplication, the N-th root used by the modulus
  * proof, and the validity checks a receiver applies to a peer's modulus and
@@ -31,11 +32,22 @@ int hk_paillier_bits_ok(int bits);
  * bits/2 bits each. HK_ERR_ARG for an unsupported size. */
 HK_WUR hk_err hk_paillier_keygen(int bits, hk_paillier_sk **out);
 /* The same with the prime searches on `threads` (1 or 2) threads: with 2,
- * q is searched on a thread created and joined inside the call (the only
- * thread mpc/ starts; it shares nothing but its own BIGNUM), halving the
- * wall time on two free cores. hk_paillier_keygen uses 2. */
+ * q is searched on a thread created and joined inside the call (it shares
+ * nothing but its own BIGNUM), halving the wall time on two free cores.
+ * hk_paillier_keygen uses 2. (mpc/par.h is the other place mpc/ starts a
+ * thread, joined likewise.) */
 HK_WUR hk_err hk_paillier_keygen_threads(int bits, int threads,
                                          hk_paillier_sk **out);
+/* A new key pair from primes this party generated earlier with
+ * hk_paillier_keygen and kept for one later use (the client's prime pool,
+ * client/ks_pool.c): the same key as hk_paillier_keygen would have
+ * returned, able to prove its modulus (hk_paillier_nth_root). Checks the
+ * structure as hk_paillier_sk_from_primes does, and gcd(N, phi(N)) = 1,
+ * but not primality: the caller vouches for the primes (the pool's
+ * records are authenticated under the PIN key); a composite would only
+ * make the modulus proof fail at the verifier. Copies p and q. */
+HK_WUR hk_err hk_paillier_keygen_from_primes(const BIGNUM *p, const BIGNUM *q,
+                                             int bits, hk_paillier_sk **out);
 /* Rebuilds a key pair from its primes (stored share); checks structure
  * (odd, distinct, sizes) but not primality. Copies p and q. */
 HK_WUR hk_err hk_paillier_sk_from_primes(const BIGNUM *p, const BIGNUM *q,

@@ -140,13 +140,22 @@ void hk_ppkg_free(hk_ppkg *p)
 
 hk_err hk_ppkg_make(hk_curve *c, const hk_binding *b, int pbits,
                     const hk_rped *rp, const hk_scalar *x1, const hk_point *X1,
-                    hk_ppkg *out)
+                    hk_paillier_sk **pre, hk_ppkg *out)
 {
     BIGNUM *x = NULL, *rho = NULL;
     hk_err e;
 
     memset(out, 0, sizeof(*out));
-    if ((e = hk_paillier_keygen(pbits, &out->sk)) != HK_OK)
+    if (pre != NULL && *pre != NULL) {
+        /* a pooled key: used once, here (the caller no longer holds it) */
+        out->sk = *pre;
+        *pre = NULL;
+        e = hk_paillier_bits(hk_paillier_sk_pk(out->sk)) == pbits ? HK_OK
+                                                                  : HK_ERR_ARG;
+    } else {
+        e = hk_paillier_keygen(pbits, &out->sk);
+    }
+    if (e != HK_OK)
         goto done;
     e = HK_ERR_NOMEM;
     if ((out->ckey = BN_new()) == NULL || (rho = hk_bn_secret()) == NULL)

@@ -9,7 +9,9 @@
 #include "mpc/zk.h"
 
 /* P1's Paillier package for secret x1 with X1 = x1*G: a fresh key, ckey =
- * Enc(x1), the modulus proof and the range proof. */
+ * Enc(x1), the modulus proof and the range proof. The key is *pre when
+ * pre and *pre are not NULL (a key from the client's prime pool, see
+ * hk_keygen_p1_use_paillier; taken: *pre becomes NULL), else generated. */
 typedef struct {
     hk_paillier_sk *sk;
     BIGNUM *ckey;
@@ -20,7 +22,8 @@ typedef struct {
 void hk_ppkg_free(hk_ppkg *p);
 HK_WUR hk_err hk_ppkg_make(hk_curve *c, const hk_binding *b, int pbits,
                            const hk_rped *rp, const hk_scalar *x1,
-                           const hk_point *X1, hk_ppkg *out);
+                           const hk_point *X1, hk_paillier_sk **pre,
+                           hk_ppkg *out);
 HK_WUR hk_err hk_ppkg_put(hk_msg *m, const hk_ppkg *p);
 /* P2: reads N and ckey and the proofs from m and verifies them all against
  * X1; on success *pk and *ckey are set (caller owns). */

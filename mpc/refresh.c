@@ -26,8 +26,9 @@ struct hk_refresh {
     unsigned char com[HK_HASH_LEN];
     hk_share *fresh; /* the new share until taken */
     int taken;
-    hk_scalar nx; /* P1: its new secret x1' (for refresh.5's proof) */
-    hk_point nQ1; /* both: the new Q1' */
+    hk_scalar nx;        /* P1: its new secret x1' (for refresh.5's proof) */
+    hk_point nQ1;        /* both: the new Q1' */
+    hk_paillier_sk *pre; /* P1: a pooled key, until used */
 };
 
 static const char *const hk_rf_lbl_com = "refresh/commit-r1";
@@ -91,7 +92,24 @@ void hk_refresh_free(hk_refresh *rf)
     hk_curve_free(rf->c);
     hk_rped_free(rf->rp);
     hk_share_free(rf->fresh);
+    hk_paillier_sk_free(rf->pre);
     OPENSSL_clear_free(rf, sizeof(*rf));
+}
+
+hk_err hk_refresh_p1_use_paillier(hk_refresh *rf, hk_paillier_sk **sk)
+{
+    if (rf == NULL || sk == NULL)
+        return HK_ERR_ARG;
+    if (*sk == NULL)
+        return HK_OK;
+    if (rf->role != HK_ROLE_P1 || rf->state > RF_WAIT2)
+        return HK_ERR_STATE;
+    if (hk_paillier_bits(hk_paillier_sk_pk(*sk)) != rf->pbits)
+        return HK_ERR_ARG;
+    hk_paillier_sk_free(rf->pre);
+    rf->pre = *sk;
+    *sk = NULL;
+    return HK_OK;
 }
 
 int hk_refresh_confirmed(const hk_refresh *rf)
@@ -262,7 +280,7 @@ static hk_err hk_rf_p1_msg2(hk_refresh *rf, hk_msg *in, unsigned char **out,
         (e = hk_rf_coin(rf, &rf->r1, &r2, &r)) != HK_OK ||
         (e = hk_rf_new_share(rf, &r, NULL, NULL, &s)) != HK_OK ||
         (e = hk_ppkg_make(rf->c, &rf->b, rf->pbits, rf->rp, &s->x, &s->Q1,
-                          &pkg)) != HK_OK)
+                          &rf->pre, &pkg)) != HK_OK)
         goto done;
     e = HK_ERR_NOMEM;
     if ((ckey = BN_dup(pkg.ckey)) == NULL)

@@ -33,6 +33,12 @@ typedef struct hk_refresh hk_refresh;
 /* P1. rp: the server's verified ring-Pedersen parameters (copied). */
 HK_WUR hk_err hk_refresh_p1_new(const hk_share *share, const unsigned char *sid,
                                 int pbits, const hk_rped *rp, hk_refresh **out);
+/* P1, before refresh.2 is received: use *sk (a key of rf's Paillier size
+ * from hk_paillier_keygen_from_primes: the client's prime pool) for the
+ * new share instead of generating one. Takes it (*sk becomes NULL; rf
+ * frees it if unused); *sk NULL: no-op. HK_ERR_ARG for a key of another
+ * size (*sk kept). */
+HK_WUR hk_err hk_refresh_p1_use_paillier(hk_refresh *rf, hk_paillier_sk **sk);
 /* P2. sec: its own current setup (borrowed, must outlive the machine). */
 HK_WUR hk_err hk_refresh_p2_new(const hk_share *share, const unsigned char *sid,
                                 int min_pbits, const hk_rped_secret *sec,

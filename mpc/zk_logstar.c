@@ -1,5 +1,16 @@
 /* Pi^log* (CGGMP21 figure 25) in HK_LOG_REPS repetitions with 16-bit
- * challenges: C = Enc_N0(x; r), X = x*G, x in range. See zk.h. */
+ * challenges: C = Enc_N0(x; r), X = x*G, x in range. See zk.h.
+ *
+ * Two threads (mpc/par.h). The prover's costly first-message values (A_i,
+ * D_i of every repetition, and S) depend only on randomness drawn
+ * beforehand on the calling thread and on x: they are computed as
+ * independent items, then the challenge is derived from all of them, as
+ * before. The verifier's checks of the repetitions are independent of one
+ * another once the challenge is known: every check of every repetition is
+ * still made (the curve checks on the calling thread, the Paillier and
+ * ring-Pedersen checks as items), and the proof is accepted only if all
+ * pass. Same values, same transcript, same checks; only the thread that
+ * computes each one changes. */
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -7,6 +18,7 @@
 #include "common/libctx.h"
 #include "mpc/bn_util.h"
 #include "mpc/ct.h"
+#include "mpc/par.h"
 #include "mpc/zk_impl.h"
 
 #define HK_LOG_Z1_BITS (HK_LOG_ALPHA_BITS + 1)
@@ -116,28 +128,59 @@ static hk_err hk_logstar_secrets_new(hk_logstar_secrets *s)
     return HK_OK;
 }
 
-/* First message of repetition i: A, Y, D. */
-static hk_err hk_logstar_commit(hk_curve *c, const hk_paillier_sk *sk,
-                                const hk_rped *rp, hk_logstar_secrets *s,
-                                size_t i, hk_logstar_rep *rep, BN_CTX *ctx)
+/* Draws repetition i's alpha and gamma and computes its Y = alpha*G (the
+ * curve stays on the calling thread; r_i is drawn by the item of A_i). */
+static hk_err hk_logstar_draw(hk_curve *c, const hk_rped *rp,
+                              hk_logstar_secrets *s, size_t i,
+                              hk_logstar_rep *rep)
 {
-    const hk_paillier_pk *pk = hk_paillier_sk_pk(sk);
     hk_scalar a;
     hk_err e;
 
     if ((e = hk_bn_rand_bits(s->alpha[i], HK_LOG_ALPHA_BITS)) != HK_OK ||
         (e = hk_bn_rand_times(s->gamma[i], rp->n, HK_LOG_ALPHA_BITS)) !=
             HK_OK ||
-        (e = hk_paillier_rand_unit(pk, s->r[i])) != HK_OK ||
-        (e = hk_paillier_enc_sk(sk, s->alpha[i], s->r[i], rep->A)) != HK_OK ||
         (e = hk_scalar_from_bn(c, s->alpha[i], &a)) != HK_OK ||
-        (e = hk_point_mul_gen(c, &a, &rep->Y)) != HK_OK ||
-        (e = hk_bn_exp2(rep->D, rp->s, s->alpha[i], rp->t, s->gamma[i], rp->n,
-                        rp->mont, 1, ctx)) != HK_OK)
+        (e = hk_point_mul_gen(c, &a, &rep->Y)) != HK_OK)
         goto done;
 done:
     OPENSSL_cleanse(&a, sizeof(a));
     return e;
+}
+
+/* The prover's items: k < REPS: a fresh unit r_k (its gcd with N is the
+ * slow part of the draw) and A_k = Enc(alpha_k; r_k); k < 2 REPS:
+ * D = s^alpha t^gamma mod N~ of repetition k - REPS; k = 2 REPS: S =
+ * s^x t^mu mod N~. */
+typedef struct {
+    const hk_paillier_sk *sk;
+    const hk_rped *rp;
+    hk_logstar_secrets *s; /* items write r_k only */
+    hk_logstar_proof *out;
+} hk_logstar_prove_job;
+
+#define HK_LOG_PROVE_ITEMS (2 * HK_LOG_REPS + 1)
+
+static hk_err hk_logstar_commit_one(void *arg, size_t k, BN_CTX *ctx)
+{
+    const hk_logstar_prove_job *j = arg;
+    hk_logstar_secrets *s = j->s;
+    const hk_rped *rp = j->rp;
+    size_t i = k % HK_LOG_REPS;
+    hk_err e;
+
+    if (k < HK_LOG_REPS) {
+        if ((e = hk_paillier_rand_unit(hk_paillier_sk_pk(j->sk), s->r[i])) !=
+            HK_OK)
+            return e;
+        return hk_paillier_enc_sk(j->sk, s->alpha[i], s->r[i],
+                                  j->out->rep[i].A);
+    }
+    if (k < 2 * HK_LOG_REPS)
+        return hk_bn_exp2(j->out->rep[i].D, rp->s, s->alpha[i], rp->t,
+                          s->gamma[i], rp->n, rp->mont, 1, ctx);
+    return hk_bn_exp2(j->out->S, rp->s, s->x, rp->t, s->mu, rp->n, rp->mont, 1,
+                      ctx);
 }
 
 /* z1 = alpha + e*x, z2 = r_i * r^e mod N0, z3 = gamma + e*mu. */
@@ -173,6 +216,7 @@ hk_err hk_logstar_prove(hk_curve *c, const hk_binding *b, hk_role role,
                         const hk_point *X, hk_logstar_proof *out)
 {
     hk_logstar_secrets s;
+    hk_logstar_prove_job job;
     unsigned ch[HK_LOG_REPS];
     BN_CTX *ctx;
     hk_err e;
@@ -190,15 +234,20 @@ hk_err hk_logstar_prove(hk_curve *c, const hk_binding *b, hk_role role,
     e = HK_ERR_CRYPTO;
     if (BN_bin2bn(x->b, HK_SCALAR_LEN, s.x) == NULL)
         goto done;
-    /* S = s^x t^mu, mu in [0, 2^256 N~). */
-    if ((e = hk_bn_rand_times(s.mu, rp->n, 256)) != HK_OK ||
-        (e = hk_bn_exp2(out->S, rp->s, s.x, rp->t, s.mu, rp->n, rp->mont, 1,
-                        ctx)) != HK_OK)
+    /* S = s^x t^mu, mu in [0, 2^256 N~); then per repetition alpha, gamma
+     * and Y here, r, A and D (and S) as items on two threads. */
+    if ((e = hk_bn_rand_times(s.mu, rp->n, 256)) != HK_OK)
         goto done;
     for (i = 0; i < HK_LOG_REPS; i++)
-        if ((e = hk_logstar_commit(c, sk, rp, &s, i, &out->rep[i], ctx)) !=
-            HK_OK)
+        if ((e = hk_logstar_draw(c, rp, &s, i, &out->rep[i])) != HK_OK)
             goto done;
+    job.sk = sk;
+    job.rp = rp;
+    job.s = &s;
+    job.out = out;
+    if ((e = hk_par_run(HK_LOG_PROVE_ITEMS, hk_logstar_commit_one, &job, 1)) !=
+        HK_OK)
+        goto done;
     if ((e = hk_logstar_challenge(b, role, hk_paillier_sk_pk(sk), rp, C, X, out,
                                   ch)) != HK_OK)
         goto done;
@@ -429,13 +478,45 @@ static hk_err hk_logstar_check_dl(hk_curve *c, const hk_point *X,
     return hk_zk_lin_check(c, &z, &rep->Y, &es, X);
 }
 
+/* The verifier's items: k < REPS: the ring-Pedersen equation of
+ * repetition k; else the Paillier equation of repetition k - REPS. */
+typedef struct {
+    const hk_rped *rp;
+    const hk_rped_secret *sec;
+    const hk_paillier_pk *pk;
+    const BIGNUM *C;
+    const hk_logstar_proof *pf;
+    const unsigned *ch;
+} hk_logstar_verify_job;
+
+static hk_err hk_logstar_check_one(void *arg, size_t k, BN_CTX *ctx)
+{
+    const hk_logstar_verify_job *j = arg;
+    size_t i = k % HK_LOG_REPS;
+
+    if (k < HK_LOG_REPS)
+        return hk_logstar_check_ped(j->rp, j->sec, j->pf->S, &j->pf->rep[i],
+                                    j->ch[i], ctx);
+    return hk_logstar_check_enc(j->pk, j->C, &j->pf->rep[i], j->ch[i], ctx);
+}
+
+static hk_err hk_logstar_wellformed_one(void *arg, size_t i, BN_CTX *ctx)
+{
+    const hk_logstar_verify_job *j = arg;
+
+    (void)ctx;
+    return hk_logstar_rep_wellformed(j->pk, j->rp, &j->pf->rep[i])
+               ? HK_OK
+               : HK_ERR_PROOF;
+}
+
 hk_err hk_logstar_verify(hk_curve *c, const hk_binding *b, hk_role role,
                          const hk_paillier_pk *pk, const hk_rped *rp,
                          const hk_rped_secret *sec, const BIGNUM *C,
                          const hk_point *X, const hk_logstar_proof *pf)
 {
+    hk_logstar_verify_job job;
     unsigned ch[HK_LOG_REPS];
-    BN_CTX *ctx;
     hk_err e;
     size_t i;
 
@@ -444,21 +525,25 @@ hk_err hk_logstar_verify(hk_curve *c, const hk_binding *b, hk_role role,
         return HK_ERR_ARG;
     if (pf->S == NULL || !hk_bn_below(pf->S, rp->n) || BN_is_zero(pf->S))
         return HK_ERR_PROOF;
-    for (i = 0; i < HK_LOG_REPS; i++)
-        if (!hk_logstar_rep_wellformed(pk, rp, &pf->rep[i]))
-            return HK_ERR_PROOF;
+    job.rp = rp;
+    job.sec = sec;
+    job.pk = pk;
+    job.C = C;
+    job.pf = pf;
+    job.ch = ch;
+    /* every repetition well formed (each a gcd or two: items) before
+     * anything is hashed */
+    if ((e = hk_par_run(HK_LOG_REPS, hk_logstar_wellformed_one, &job, 0)) !=
+        HK_OK)
+        return e == HK_ERR_CRYPTO || e == HK_ERR_NOMEM ? e : HK_ERR_PROOF;
     if ((e = hk_logstar_challenge(b, role, pk, rp, C, X, pf, ch)) != HK_OK)
         return e;
-    if ((ctx = BN_CTX_new_ex(hk_libctx())) == NULL)
-        return HK_ERR_NOMEM;
-    for (i = 0; i < HK_LOG_REPS && e == HK_OK; i++) {
-        if ((e = hk_logstar_check_dl(c, X, &pf->rep[i], ch[i])) != HK_OK ||
-            (e = hk_logstar_check_ped(rp, sec, pf->S, &pf->rep[i], ch[i],
-                                      ctx)) != HK_OK ||
-            (e = hk_logstar_check_enc(pk, C, &pf->rep[i], ch[i], ctx)) != HK_OK)
-            break;
-    }
-    BN_CTX_free(ctx);
+    /* every repetition's three checks: z1*G on this thread, the
+     * ring-Pedersen and Paillier equations as items on two threads */
+    for (i = 0; i < HK_LOG_REPS && e == HK_OK; i++)
+        e = hk_logstar_check_dl(c, X, &pf->rep[i], ch[i]);
+    if (e == HK_OK)
+        e = hk_par_run(2 * HK_LOG_REPS, hk_logstar_check_one, &job, 0);
     return e == HK_ERR_CRYPTO || e == HK_ERR_NOMEM
                ? e
                : (e == HK_OK ? HK_OK : HK_ERR_PROOF);

@@ -129,7 +129,8 @@ static int hk_dr_entry(hk_dr *d, const char *path, const struct stat *st)
     return 1;
 }
 
-/* Checks every file of dir and of its keys/ subdirectory (depth 0);
+/* Checks every file of dir and of its keys/ and pool/ subdirectories
+ * (depth 0);
  * returns the number of bad entries. Symbolic links are not followed (the
  * keystore opens nothing through one). */
 static int hk_dr_tree(hk_dr *d, const char *dir, int depth)
@@ -150,7 +151,8 @@ static int hk_dr_tree(hk_dr *d, const char *dir, int depth)
             continue;
         bad += !hk_dr_entry(d, path, &st);
         if (S_ISDIR(st.st_mode) && depth == 0 &&
-            strcmp(de->d_name, "keys") == 0)
+            (strcmp(de->d_name, "keys") == 0 ||
+             strcmp(de->d_name, "pool") == 0))
             bad += hk_dr_tree(d, path, 1);
     }
     closedir(dh);

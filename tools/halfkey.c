@@ -114,6 +114,12 @@ static const hk_usage_row hk_usages[] = {
              "connection."},
     {"refresh", "refresh --key L\n"
                 "  New shares on both sides, same public key."},
+    {"pool", "pool fill [--count N]\n"
+             "     pool status\n"
+             "  The prime pool: Paillier primes made now (idle time) and "
+             "sealed under\n  the PIN, each used once by a later keygen, "
+             "refresh or restore, which\n  then skip the prime search; "
+             "fill tops it up to N entries (default 4)."},
     {"pubkey", "pubkey --key L\n  Prints the public key (PEM)."},
     {"list", "list [--json]\n"
              "  The token's keys: label, curve, key id, epoch, lock."},
@@ -250,7 +256,7 @@ static int hk_parse(int argc, char **argv, hk_args *a)
     /* a command with a verb: `backup-key new` */
     if (i < argc &&
         (strcmp(a->cmd, "backup-key") == 0 || strcmp(a->cmd, "approve") == 0 ||
-         strcmp(a->cmd, "reject") == 0) &&
+         strcmp(a->cmd, "reject") == 0 || strcmp(a->cmd, "pool") == 0) &&
         strncmp(argv[i], "--", 2) != 0)
         a->verb = argv[i++];
     for (; i < argc; i += 2) {
@@ -912,6 +918,60 @@ static int hk_cmd_refresh(const hk_args *a)
     return 0;
 }
 
+#define HK_CLI_POOL_DEFAULT 4
+
+/* pool fill [--count N] (login) | pool status (no login). */
+static int hk_cmd_pool(const hk_args *a)
+{
+    static const char *const fill_opts[] = {"count", NULL};
+    static const char *const no_opts[] = {NULL};
+    const char *cnt = hk_opt(a, "count");
+    unsigned long target = HK_CLI_POOL_DEFAULT;
+    size_t added = 0, have = 0;
+    int fill, bits;
+    hk_client *c;
+    char *end;
+    hk_err e;
+
+    if (a->verb == NULL ||
+        (strcmp(a->verb, "fill") != 0 && strcmp(a->verb, "status") != 0))
+        return hk_usage(a->cmd);
+    fill = strcmp(a->verb, "fill") == 0;
+    if (!hk_only(a, fill ? fill_opts : no_opts))
+        return hk_usage(a->cmd);
+    if (cnt != NULL) {
+        errno = 0;
+        target = strtoul(cnt, &end, 10);
+        if (errno != 0 || *end != 0 || cnt[0] < '0' || cnt[0] > '9' ||
+            target > HK_KS_POOL_MAX)
+            return hk_die("pool", HK_ERR_ARG, "--count is 0 to 16");
+    }
+    if (hk_open(a, &c, fill) != 0)
+        return 1;
+    bits = hk_client_config_get(c)->paillier_bits;
+    if (fill) {
+        fprintf(stderr, "halfkey: making Paillier primes for the pool...\n");
+        e = hk_client_pool_fill(c, (size_t)target, &added);
+        if (e != HK_OK) {
+            int r = hk_die("pool", e,
+                           e == HK_ERR_TOO_BIG ? "the pool is full" : "");
+
+            hk_client_close(c);
+            return r;
+        }
+    }
+    e = hk_ks_pool_count(hk_client_keystore(c), bits, &have);
+    hk_client_close(c);
+    if (e != HK_OK)
+        return hk_die("pool", e, "");
+    printf("pool_bits = %d\npool_entries = %zu\n", bits, have);
+    if (fill)
+        printf("pool_added = %zu\n", added);
+    else
+        printf("pool_max = %d\n", HK_KS_POOL_MAX);
+    return 0;
+}
+
 /* PEM SubjectPublicKeyInfo of a key. */
 static int hk_print_pubkey(const hk_ks_keyinfo *info)
 {
@@ -1469,6 +1529,8 @@ int main(int argc, char **argv)
         return hk_cmd_sign(&a);
     if (strcmp(a.cmd, "refresh") == 0)
         return hk_cmd_refresh(&a);
+    if (strcmp(a.cmd, "pool") == 0)
+        return hk_cmd_pool(&a);
     if (strcmp(a.cmd, "pubkey") == 0)
         return hk_cmd_pubkey(&a);
     if (strcmp(a.cmd, "list") == 0)

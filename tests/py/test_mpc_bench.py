@@ -77,6 +77,14 @@ def test_bench_reports_every_figure(bench_lines):
         assert all(b > 0 for b in l["msg_bytes"])
     setup = [l for l in bench_lines if l.get("bench") == "setup"]
     assert len(setup) == 1 and setup[0]["prm_verify_ms"] > 0
+    # keygen and refresh in wall-clock time, without and with the pool
+    wall = {(l["op"], l["curve"]): l for l in bench_lines
+            if l.get("bench") == "mpc-wall"}
+    for curve in CURVES:
+        for op in ("keygen-wall", "keygen-pool", "refresh-wall",
+                   "refresh-pool"):
+            l = wall[(op, curve)]
+            assert 0 < l["critical_wall_p50_ms"] <= l["critical_wall_p99_ms"]
 
 
 def test_bench_rejects_bad_arguments(build_dir):

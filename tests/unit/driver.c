@@ -16,6 +16,14 @@ double hk_drive_cpu_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
+double hk_drive_wall_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
 static int hk_drive_cmp(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -53,14 +61,17 @@ static hk_err hk_drive_step(hk_step_fn fn, void *ctx, int party,
 {
     unsigned char *out = NULL;
     size_t outlen = 0;
-    double t0;
+    double t0, w0;
     hk_err e;
 
     if (st->nmsgs < HK_DRIVE_MAX_MSGS)
         st->bytes[st->nmsgs++] = *len;
+    w0 = hk_drive_wall_ms();
     t0 = hk_drive_cpu_ms();
     e = fn(ctx, *msg, *len, &out, &outlen);
     t0 = hk_drive_cpu_ms() - t0;
+    if (critical)
+        st->critical_wall_ms += hk_drive_wall_ms() - w0;
     if (party == 1)
         st->p1_ms += t0;
     else
@@ -94,21 +105,31 @@ static hk_err hk_rf_recv_fn(void *ctx, const unsigned char *in, size_t inlen,
 hk_err hk_drive_keygen(hk_curve_id curve, int pbits, const hk_rped_secret *rs,
                        hk_share **s1, hk_share **s2, hk_drive_stats *st)
 {
+    return hk_drive_keygen_with(curve, pbits, rs, NULL, s1, s2, st);
+}
+
+hk_err hk_drive_keygen_with(hk_curve_id curve, int pbits,
+                            const hk_rped_secret *rs, hk_paillier_sk **p1key,
+                            hk_share **s1, hk_share **s2, hk_drive_stats *st)
+{
     unsigned char sid[HK_ID_LEN], kid[HK_ID_LEN], *msg = NULL;
     hk_keygen *a = NULL, *b = NULL;
     size_t len = 0;
-    double t0;
+    double t0, w0;
     hk_err e;
     int i;
 
     memset(st, 0, sizeof(*st));
     hk_drive_ids(sid, kid);
     if ((e = hk_keygen_p1_new(curve, sid, kid, pbits, &rs->pub, &a)) != HK_OK ||
-        (e = hk_keygen_p2_new(curve, sid, kid, 2048, rs, &b)) != HK_OK)
+        (e = hk_keygen_p2_new(curve, sid, kid, 2048, rs, &b)) != HK_OK ||
+        (p1key != NULL && (e = hk_keygen_p1_use_paillier(a, p1key)) != HK_OK))
         goto done;
+    w0 = hk_drive_wall_ms();
     t0 = hk_drive_cpu_ms();
     e = hk_keygen_start(a, &msg, &len);
     st->p1_ms = st->critical_ms = hk_drive_cpu_ms() - t0;
+    st->critical_wall_ms = hk_drive_wall_ms() - w0;
     for (i = 0; e == HK_OK && i < 4; i++)
         e = hk_drive_step(hk_kg_recv_fn, i % 2 ? (void *)a : (void *)b,
                           i % 2 ? 1 : 2, &msg, &len, 1, st);
@@ -145,7 +166,7 @@ hk_err hk_drive_sign(const hk_share *s1, const hk_share *s2,
     unsigned char sid[HK_ID_LEN], kid[HK_ID_LEN], *msg = NULL;
     hk_sign *a = NULL, *b = NULL;
     size_t len = 0;
-    double t0;
+    double t0, w0;
     hk_err e;
     int i;
 
@@ -161,9 +182,11 @@ hk_err hk_drive_sign(const hk_share *s1, const hk_share *s2,
         if (e != HK_OK)
             goto done;
     }
+    w0 = hk_drive_wall_ms();
     t0 = hk_drive_cpu_ms();
     e = hk_sign_start(a, &msg, &len);
     st->p1_ms = st->critical_ms = hk_drive_cpu_ms() - t0;
+    st->critical_wall_ms = hk_drive_wall_ms() - w0;
     /* sign.1..sign.4 are on the client's path; sign.5 is P2's audit. */
     for (i = 0; e == HK_OK && i < 5; i++)
         e = hk_drive_step(hk_sg_recv_fn, i % 2 ? (void *)a : (void *)b,
@@ -186,10 +209,17 @@ hk_err hk_drive_refresh(const hk_share *s1, const hk_share *s2, int pbits,
                         const hk_rped_secret *rs, hk_share **n1, hk_share **n2,
                         hk_drive_stats *st)
 {
+    return hk_drive_refresh_with(s1, s2, pbits, rs, NULL, n1, n2, st);
+}
+
+hk_err hk_drive_refresh_with(const hk_share *s1, const hk_share *s2, int pbits,
+                             const hk_rped_secret *rs, hk_paillier_sk **p1key,
+                             hk_share **n1, hk_share **n2, hk_drive_stats *st)
+{
     unsigned char sid[HK_ID_LEN], kid[HK_ID_LEN], *msg = NULL;
     hk_refresh *a = NULL, *b = NULL;
     size_t len = 0;
-    double t0;
+    double t0, w0;
     hk_err e;
     int i;
 
@@ -197,11 +227,14 @@ hk_err hk_drive_refresh(const hk_share *s1, const hk_share *s2, int pbits,
     hk_drive_ids(sid, kid);
     *n1 = *n2 = NULL;
     if ((e = hk_refresh_p1_new(s1, sid, pbits, &rs->pub, &a)) != HK_OK ||
-        (e = hk_refresh_p2_new(s2, sid, 2048, rs, &b)) != HK_OK)
+        (e = hk_refresh_p2_new(s2, sid, 2048, rs, &b)) != HK_OK ||
+        (p1key != NULL && (e = hk_refresh_p1_use_paillier(a, p1key)) != HK_OK))
         goto done;
+    w0 = hk_drive_wall_ms();
     t0 = hk_drive_cpu_ms();
     e = hk_refresh_start(a, &msg, &len);
     st->p1_ms = st->critical_ms = hk_drive_cpu_ms() - t0;
+    st->critical_wall_ms = hk_drive_wall_ms() - w0;
     for (i = 0; e == HK_OK && i < 4; i++)
         e = hk_drive_step(hk_rf_recv_fn, i % 2 ? (void *)a : (void *)b,
                           i % 2 ? 1 : 2, &msg, &len, 1, st);

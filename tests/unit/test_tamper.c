@@ -966,8 +966,8 @@ static void refuse_pkg(const step *st, const buf *genuine, hk_curve *c,
     hk_ppkg pkg;
     buf bad;
 
-    CHECK_OK(
-        hk_ppkg_make(c, b, PBITS, &hk_test_rped_secret()->pub, w, X, &pkg));
+    CHECK_OK(hk_ppkg_make(c, b, PBITS, &hk_test_rped_secret()->pub, w, X, NULL,
+                          &pkg));
     bad = with_pkg(genuine, &pkg);
     refuse_with(st->fn, st->sm, &bad, HK_ERR_PROOF, what);
     buf_free(&bad);

@@ -274,10 +274,13 @@ static void hk_bench_one(const hk_bench_opts *o, const hk_rped_secret *rp,
         curve == HK_CURVE_SECP256K1 ? hk_baseline_k1(o->runs * 10) : 0.0;
     hk_share *s1 = NULL, *s2 = NULL, *n1, *n2;
     unsigned char dig[32], sig[HK_SIG_LEN];
-    hk_series kg, sg, sgn, rf;
+    hk_series kg, sg, sgn, rf, pg, sp;
+    hk_presig p1[16], p2[16];
     hk_drive_stats st;
     hk_err e;
 
+    hk_series_init(&pg, o->runs);
+    hk_series_init(&sp, o->runs);
     hk_series_init(&kg, slow);
     hk_series_init(&rf, slow);
     hk_series_init(&sg, o->runs);
@@ -298,7 +301,25 @@ static void hk_bench_one(const hk_bench_opts *o, const hk_rped_secret *rp,
         if ((e = hk_drive_sign(s1, s2, dig, 32, 0, sig, &st)) != HK_OK)
             hk_die("sign", e);
         hk_series_add(&sgn, &st);
+        /* presignatures (mpc/presign.h): one of a batch of 16 made ahead
+         * (P2's r^N, made when it stores the batch, counted in offline),
+         * then the online sign.1p -> sign.4 -> sign.5 */
+        if (i % 16 == 0) {
+            OPENSSL_cleanse(p1, sizeof(p1));
+            OPENSSL_cleanse(p2, sizeof(p2));
+            if ((e = hk_drive_presign(s1, s2, 16, p1, p2, &st)) != HK_OK)
+                hk_die("presign", e);
+            st.p1_ms /= 16;
+            st.p2_ms /= 16;
+            hk_series_add(&pg, &st);
+        }
+        if ((e = hk_drive_sign_presigned(s1, s2, &p1[i % 16], &p2[i % 16], dig,
+                                         32, sig, &st)) != HK_OK)
+            hk_die("sign-presigned", e);
+        hk_series_add(&sp, &st);
     }
+    OPENSSL_cleanse(p1, sizeof(p1));
+    OPENSSL_cleanse(p2, sizeof(p2));
     for (i = 0; i < slow; i++) {
         if ((e = hk_drive_refresh(s1, s2, pbits, rp, &n1, &n2, &st)) != HK_OK)
             hk_die("refresh", e);
@@ -309,6 +330,8 @@ static void hk_bench_one(const hk_bench_opts *o, const hk_rped_secret *rp,
     hk_report(o, "keygen", curve, pbits, &kg, bevp, bk1);
     hk_report(o, "sign", curve, pbits, &sg, bevp, bk1);
     hk_report(o, "sign-noprecomp", curve, pbits, &sgn, bevp, bk1);
+    hk_report(o, "presign/each", curve, pbits, &pg, bevp, bk1);
+    hk_report(o, "sign-presigned", curve, pbits, &sp, bevp, bk1);
     hk_report(o, "refresh", curve, pbits, &rf, bevp, bk1);
     hk_bench_pool(o, rp, curve, pbits, s1, s2);
     hk_print_sample(curve, s1, dig, sig);
@@ -316,6 +339,8 @@ static void hk_bench_one(const hk_bench_opts *o, const hk_rped_secret *rp,
     hk_series_free(&sg);
     hk_series_free(&sgn);
     hk_series_free(&rf);
+    hk_series_free(&pg);
+    hk_series_free(&sp);
     hk_share_free(s1);
     hk_share_free(s2);
 }

@@ -311,6 +311,7 @@ static void hk_bench_one(const hk_bench_opts *o, const hk_rped_secret *rp,
                 hk_die("presign", e);
             st.p1_ms /= 16;
             st.p2_ms /= 16;
+            st.critical_ms /= 16;
             hk_series_add(&pg, &st);
         }
         if ((e = hk_drive_sign_presigned(s1, s2, &p1[i % 16], &p2[i % 16], dig,

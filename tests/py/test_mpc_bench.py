@@ -68,7 +68,8 @@ def test_bench_reports_every_figure(bench_lines):
     figures = [l for l in bench_lines if l.get("bench") == "mpc"]
     ops = {(l["op"], l["curve"]) for l in figures}
     for curve in CURVES:
-        for op in ("keygen", "sign", "sign-noprecomp", "refresh"):
+        for op in ("keygen", "sign", "sign-noprecomp", "presign/each",
+                   "sign-presigned", "refresh"):
             assert (op, curve) in ops
     for l in figures:
         assert l["critical_p50_ms"] > 0

@@ -282,10 +282,11 @@ hk_err hk_drive_presign(const hk_share *s1, const hk_share *s2, size_t n,
         goto done;
     t0 = hk_drive_cpu_ms();
     e = hk_psgen_start(a, &msg, &len);
-    st->p1_ms = hk_drive_cpu_ms() - t0;
+    st->p1_ms = st->critical_ms = hk_drive_cpu_ms() - t0;
+    /* a client that makes a batch waits for all of it (pre.3 stored) */
     for (i = 0; e == HK_OK && i < 3; i++)
         e = hk_drive_step(hk_pg_recv_fn, i % 2 ? (void *)a : (void *)b,
-                          i % 2 ? 1 : 2, &msg, &len, 0, st);
+                          i % 2 ? 1 : 2, &msg, &len, 1, st);
     if (e == HK_OK && (!hk_psgen_done(a) || !hk_psgen_done(b)))
         e = HK_ERR_STATE;
     for (i = 0; e == HK_OK && i < n; i++)

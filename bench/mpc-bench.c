@@ -159,6 +159,25 @@ static void hk_report(const hk_bench_opts *o, const char *op, hk_curve_id curve,
  * beforehand, as hk_ks_pool_take does after reading the entry: the build
  * is timed and counted, the primes' search is not; the entry's file I/O
  * is ks-bench's). Runs alternate so both see the same load. */
+/* A key as a pool entry gives it (its primes searched untimed, as in
+ * idle time): *pk, and the wall ms of building it from the primes. */
+static double hk_pool_key(int pbits, hk_paillier_sk **pk)
+{
+    hk_paillier_sk *key = NULL;
+    double w0;
+    hk_err e;
+
+    if ((e = hk_paillier_keygen(pbits, &key)) != HK_OK)
+        hk_die("paillier keygen", e);
+    w0 = hk_drive_wall_ms();
+    if ((e = hk_paillier_keygen_from_primes(
+             hk_paillier_sk_p(key), hk_paillier_sk_q(key), pbits, pk)) != HK_OK)
+        hk_die("key from primes", e);
+    w0 = hk_drive_wall_ms() - w0;
+    hk_paillier_sk_free(key);
+    return w0;
+}
+
 static void hk_bench_pool(const hk_bench_opts *o, const hk_rped_secret *rp,
                           hk_curve_id curve, int pbits, const hk_share *s1,
                           const hk_share *s2)
@@ -176,22 +195,9 @@ static void hk_bench_pool(const hk_bench_opts *o, const hk_rped_secret *rp,
             abort();
     for (i = 0; i < slow; i++) {
         for (t = 0; t < 2; t++) {
-            hk_paillier_sk *key = NULL, *pk = NULL;
-            double build = 0;
+            hk_paillier_sk *pk = NULL;
+            double build = t == 1 ? hk_pool_key(pbits, &pk) : 0;
 
-            if (t == 1) {
-                double w0;
-
-                if ((e = hk_paillier_keygen(pbits, &key)) != HK_OK)
-                    hk_die("paillier keygen", e);
-                w0 = hk_drive_wall_ms();
-                if ((e = hk_paillier_keygen_from_primes(hk_paillier_sk_p(key),
-                                                        hk_paillier_sk_q(key),
-                                                        pbits, &pk)) != HK_OK)
-                    hk_die("key from primes", e);
-                build = hk_drive_wall_ms() - w0;
-                hk_paillier_sk_free(key);
-            }
             if ((e = hk_drive_keygen_with(curve, pbits, rp, &pk, &n1, &n2,
                                           &st)) != HK_OK)
                 hk_die("keygen", e);
@@ -200,20 +206,7 @@ static void hk_bench_pool(const hk_bench_opts *o, const hk_rped_secret *rp,
             hk_share_free(n2);
             hk_paillier_sk_free(pk);
             pk = NULL;
-            build = 0;
-            if (t == 1) {
-                double w0;
-
-                if ((e = hk_paillier_keygen(pbits, &key)) != HK_OK)
-                    hk_die("paillier keygen", e);
-                w0 = hk_drive_wall_ms();
-                if ((e = hk_paillier_keygen_from_primes(hk_paillier_sk_p(key),
-                                                        hk_paillier_sk_q(key),
-                                                        pbits, &pk)) != HK_OK)
-                    hk_die("key from primes", e);
-                build = hk_drive_wall_ms() - w0;
-                hk_paillier_sk_free(key);
-            }
+            build = t == 1 ? hk_pool_key(pbits, &pk) : 0;
             if ((e = hk_drive_refresh_with(s1, s2, pbits, rp, &pk, &n1, &n2,
                                            &st)) != HK_OK)
                 hk_die("refresh", e);

@@ -969,10 +969,11 @@ static void hk_client_sig_clear(hk_ks_hold *hold)
 }
 
 /* The answer to a channel's open message: {"t":"opened"} naming the
- * session id (*sid) and key `kid`, or the server's error. */
+ * session id (*sid) and key `kid`, or the server's error; *max (may be
+ * NULL): a batch's "presign_max", 0 if absent. */
 static hk_err hk_channel_opened(hk_client *c, hk_tws *ws,
                                 const unsigned char *kid,
-                                unsigned char sid[HK_ID_LEN])
+                                unsigned char sid[HK_ID_LEN], size_t *max)
 {
     unsigned char got[HK_ID_LEN], *in = NULL;
     const char *s, *k;
@@ -992,6 +993,11 @@ static hk_err hk_channel_opened(hk_client *c, hk_tws *ws,
         hk_unhex(k, strlen(k), got, HK_ID_LEN) &&
         memcmp(got, kid, HK_ID_LEN) == 0)
         e = HK_OK;
+    if (max != NULL) {
+        json_int_t v = json_integer_value(json_object_get(o, "presign_max"));
+
+        *max = v > 0 && v <= HK_PRESIG_BATCH_MAX ? (size_t)v : 0;
+    }
     json_decref(o);
     return e;
 }
@@ -1017,7 +1023,8 @@ static hk_err hk_client_c3_send(hk_client *c, hk_tws *ws, const hk_c3_open *op,
     if ((e = hk_tws_send(ws, op->json, strlen(op->json))) == HK_OK)
         e = hk_tws_send(ws, msg, len);
     OPENSSL_free(msg);
-    if (e == HK_OK && (e = hk_channel_opened(c, ws, op->kid, sid)) == HK_OK &&
+    if (e == HK_OK &&
+        (e = hk_channel_opened(c, ws, op->kid, sid, NULL)) == HK_OK &&
         memcmp(sid, op->sid, HK_ID_LEN) != 0)
         e = HK_ERR_SERVER;
     return e != HK_OK ? e : hk_client_recv(c, ws, in, inlen);
@@ -1272,10 +1279,13 @@ void hk_client_channel_close(hk_channel *ch)
     free(ch);
 }
 
-/* Drops presignature i (wiped; the last one moves into its place). */
+/* Drops presignature i (wiped; the later ones move down, so the array
+ * stays oldest first, the order in which the server evicts). */
 static void hk_channel_drop(hk_channel *ch, size_t i)
 {
-    ch->ps[i] = ch->ps[--ch->nps];
+    OPENSSL_cleanse(&ch->ps[i], sizeof(ch->ps[i]));
+    memmove(&ch->ps[i], &ch->ps[i + 1], (ch->nps - i - 1) * sizeof(ch->ps[0]));
+    ch->nps--;
     OPENSSL_cleanse(&ch->ps[ch->nps], sizeof(ch->ps[ch->nps]));
 }
 
@@ -1357,7 +1367,7 @@ static hk_err hk_channel_open_msg(const char *op, const unsigned char *kid,
 static hk_err hk_channel_session(hk_client *c, hk_channel *ch,
                                  const char *label, const hk_ks_keyinfo *info,
                                  const char *op, json_t *extra,
-                                 unsigned char sid[HK_ID_LEN])
+                                 unsigned char sid[HK_ID_LEN], size_t *max)
 {
     char *req = NULL;
     hk_err e;
@@ -1368,7 +1378,7 @@ static hk_err hk_channel_session(hk_client *c, hk_channel *ch,
     free(req);
     if (e != HK_OK || (e = hk_channel_share(c, ch, label, info)) != HK_OK)
         return e;
-    return hk_channel_opened(c, ch->ws, info->kid, sid);
+    return hk_channel_opened(c, ch->ws, info->kid, sid, max);
 }
 
 /* The key's info, refused if locked. */
@@ -1409,9 +1419,8 @@ static hk_err hk_channel_presign_run(hk_client *c, hk_channel *ch,
         strcmp(json_string_value(json_object_get(o, "t")), "done") != 0 ||
         json_integer_value(json_object_get(o, "n")) != (json_int_t)n)
         goto done;
-    if (ch->nps + n > HK_CH_PRESIG_MAX) /* the oldest go */
-        for (i = 0; i < ch->nps + n - HK_CH_PRESIG_MAX; i++)
-            hk_channel_drop(ch, 0);
+    while (ch->nps + n > HK_CH_PRESIG_MAX) /* the oldest go */
+        hk_channel_drop(ch, 0);
     for (i = 0; i < n; i++)
         if ((e = hk_psgen_get(g, i, &ch->ps[ch->nps])) == HK_OK)
             ch->nps++;
@@ -1429,12 +1438,16 @@ static hk_err hk_channel_presign_with(hk_client *c, hk_channel *ch,
                                       const hk_ks_keyinfo *info, size_t n)
 {
     unsigned char sid[HK_ID_LEN];
+    size_t max = 0;
     hk_err e;
 
     e = hk_channel_session(c, ch, label, info, "presign",
-                           json_pack("{s:I}", "n", (json_int_t)n), sid);
+                           json_pack("{s:I}", "n", (json_int_t)n), sid, &max);
     if (e == HK_ERR_FORBIDDEN)
         ch->presign_off = 1;
+    /* the open asked for n; pre.1 asks for no more than the server makes */
+    if (max > 0 && n > max)
+        n = max;
     return e != HK_OK ? e : hk_channel_presign_run(c, ch, sid, n);
 }
 
@@ -1546,14 +1559,27 @@ static hk_err hk_channel_sign_with(hk_client *c, hk_channel *ch,
     }
     if (pick >= 0) {
         e = hk_channel_sign_presigned(c, ch, label, hold, &info, (size_t)pick,
-                                      extra, dig, dlen, &sg);
-    } else if ((e = hk_channel_session(c, ch, label, &info, "sign", extra,
-                                       sid)) == HK_OK &&
-               (e = hk_sign_p1_new(ch->share, sid, dig, dlen, &sg)) == HK_OK &&
-               (e = hk_client_sign_run(c, label, hold, sg, ch->ws)) == HK_OK) {
+                                      json_deep_copy(extra), dig, dlen, &sg);
+        if (e != HK_ERR_NOT_FOUND) {
+            json_decref(extra);
+            goto have;
+        }
+        /* the server no longer has it (a full pool evicted it, it
+         * expired, its database was restored): none of this key's are
+         * trusted any more, and this digest is signed the plain way on
+         * the same connection (no c3 came: nothing is in flight) */
+        hk_channel_forget(ch, info.kid, 0);
+        hk_sign_free(sg);
+        sg = NULL;
+    }
+    if ((e = hk_channel_session(c, ch, label, &info, "sign", extra, sid,
+                                NULL)) == HK_OK &&
+        (e = hk_sign_p1_new(ch->share, sid, dig, dlen, &sg)) == HK_OK &&
+        (e = hk_client_sign_run(c, label, hold, sg, ch->ws)) == HK_OK) {
         memcpy(ch->signed_kid, info.kid, HK_ID_LEN);
         ch->signed_once = 1;
     }
+have:
     if (e == HK_OK)
         e = hk_sign_signature(sg, sig);
 done:

@@ -17,29 +17,39 @@
 #include "server/http/service_impl.h"
 #include "server/log.h"
 
-/* pre.1: the share it names, and a batch no larger than a bound (a full
- * pool loses its oldest when the batch is stored: db.h). */
-static hk_err hk_presig_first(hk_rsess *s, const hk_rmsg *m, const char **why)
+/* pre.1: the share it names, and a batch no larger than the open asked
+ * and this server makes (a full pool loses its oldest when the batch is
+ * stored: db.h). */
+size_t hk_presig_max(const hk_srv_config *cfg)
 {
-    const hk_srv_config *cfg = &s->svc->cfg;
-    unsigned char fp[HK_HASH_LEN];
-    unsigned long epoch;
     size_t max = HK_PRESIG_BATCH_MAX;
-    hk_err e;
 
-    *why = "pre.1";
     if ((size_t)cfg->presign_max_key < max)
         max = (size_t)cfg->presign_max_key;
     if ((size_t)cfg->presign_max_subject < max)
         max = (size_t)cfg->presign_max_subject;
+    return max;
+}
+
+static hk_err hk_presig_first(hk_rsess *s, const hk_rmsg *m, const char **why)
+{
+    size_t max = hk_presig_max(&s->svc->cfg);
+    unsigned char fp[HK_HASH_LEN];
+    unsigned long epoch;
+    hk_err e;
+
+    *why = "pre.1";
     if ((e = hk_msg_peek_share(m->buf, m->len, &epoch, fp)) != HK_OK ||
         (e = hk_rsess_use_share(s, epoch)) != HK_OK)
         return e;
-    if (max == 0 || s->presig_n > max) {
-        *why = "pre.1: more presignatures than this server keeps for a key "
-               "or subject (presign_max_key, presign_max_subject)";
-        return HK_ERR_RATE;
+    if (max == 0) {
+        *why = "pre.1: this server keeps no presignatures";
+        return HK_ERR_FORBIDDEN;
     }
+    /* the open asked for presig_n; pre.1 may ask for that many, at most
+     * presign_max (said in the open's answer) */
+    if (s->presig_n < max)
+        max = s->presig_n;
     return hk_psgen_p2_new(s->share, s->sid, max, &s->pg);
 }
 

@@ -160,6 +160,7 @@ struct hk_rsess {
     unsigned presig_n;
     hk_psgen *pg;
     int has_ps;       /* ps_rec and ps_rn hold the taken presignature */
+    int drop_next;    /* the sign.1p of a refused presigned open follows */
     hk_presig ps_rec; /* SECRET (its k2) */
     BIGNUM *ps_rn;
     hk_rsess *next;
@@ -199,6 +200,10 @@ HK_WUR hk_err hk_rsess_use_share(hk_rsess *s, unsigned long epoch);
  * pre.3 (checked; each presignature's r^N made, all sealed and stored in
  * one transaction, then {"t":"done","n":n}). */
 void hk_presig_step(hk_rsess *s, const hk_rmsg *m);
+/* The largest batch this server makes: the smallest of
+ * HK_PRESIG_BATCH_MAX and its two pool bounds (said in the batch's
+ * "opened" as presign_max). */
+size_t hk_presig_max(const hk_srv_config *cfg);
 /* A sign on presignature s->sid, at its open, with svc->dbmu held (in the
  * open's group): takes its record (deleted in that commit, before any c3
  * exists) into s. HK_ERR_NOT_FOUND: no such presignature (used, swept,

@@ -175,7 +175,8 @@ static const char *hk_fail_text(const hk_rsess *s, hk_err e, const char *where,
 }
 
 /* Ends the session with an error message the client can show. */
-void hk_rsess_fail(hk_rsess *s, hk_err e, const char *where)
+/* The failure logged, audited, sent to the client and stored. */
+static void hk_rsess_report(hk_rsess *s, hk_err e, const char *where)
 {
     char kid[2 * HK_ID_LEN + 1], text[256];
     json_t *o;
@@ -200,6 +201,11 @@ void hk_rsess_fail(hk_rsess *s, hk_err e, const char *where)
         hk_rsess_send(s, (unsigned char *)txt, strlen(txt));
     free(txt);
     hk_db_state(s, HK_DB_SESS_FAILED);
+}
+
+void hk_rsess_fail(hk_rsess *s, hk_err e, const char *where)
+{
+    hk_rsess_report(s, e, where);
     s->finished = s->ended = 1;
     hk_tconn_close(s->conn);
 }
@@ -922,6 +928,7 @@ static void hk_channel_open(hk_rsess *s, const hk_rmsg *m)
     hk_refusal why;
     hk_db_op op = 0;
     hk_err e;
+    int n;
 
     memcpy(old, s->kid, HK_ID_LEN);
     if ((e = hk_channel_parse(s, m, &op)) != HK_OK)
@@ -941,7 +948,16 @@ static void hk_channel_open(hk_rsess *s, const hk_rmsg *m)
     if ((e = hk_channel_admit(s, op, &why, rwhy, &where)) != HK_OK &&
         where != NULL) {
         snprintf(buf, sizeof(buf), "open: %.140s", where);
-        return hk_rsess_fail(s, e, buf);
+        if (!(e == HK_ERR_NOT_FOUND && s->presig))
+            return hk_rsess_fail(s, e, buf);
+        /* a presignature this server no longer has (evicted, expired,
+         * used): the client signs the plain way on this connection; the
+         * sign.1p it sent with the open is dropped unread */
+        hk_rsess_report(s, e, buf);
+        s->drop_next = 1;
+        s->presig = 0;
+        memcpy(s->kid, old, HK_ID_LEN); /* the loaded share's key */
+        return;
     }
     if (e == HK_ERR_RATE || e == HK_ERR_FORBIDDEN) {
         hk_metrics_refusal(svc->metrics, why.code);
@@ -966,10 +982,16 @@ static void hk_channel_open(hk_rsess *s, const hk_rmsg *m)
            "event=session_open op=%s sub=%s key=%s session=sess_%s "
            "channel=1%s",
            hk_db_op_name(op), s->sub, kh, sh, s->presig ? " presig=1" : "");
-    snprintf(buf, sizeof(buf),
-             "{\"v\":1,\"t\":\"opened\",\"session_id\":\"sess_%s\","
-             "\"key_id\":\"%s\"}",
-             sh, kh);
+    n = snprintf(buf, sizeof(buf),
+                 "{\"v\":1,\"t\":\"opened\",\"session_id\":\"sess_%s\","
+                 "\"key_id\":\"%s\"",
+                 sh, kh);
+    /* a batch's answer says how many this server makes at once: the
+     * client asks for no more in pre.1 (hk_presig_first) */
+    if (op == HK_DB_OP_PRESIGN)
+        n += snprintf(buf + n, sizeof(buf) - (size_t)n, ",\"presign_max\":%zu",
+                      hk_presig_max(&svc->cfg));
+    snprintf(buf + n, sizeof(buf) - (size_t)n, "}");
     hk_rsess_send(s, (const unsigned char *)buf, strlen(buf));
 }
 
@@ -980,6 +1002,10 @@ static void hk_rsess_handle(hk_rsess *s, const hk_rmsg *m)
 
     if (s->finished)
         return;
+    if (s->channel && s->op == 0 && s->drop_next) {
+        s->drop_next = 0;
+        return;
+    }
     if (s->channel && s->op == 0)
         return hk_channel_open(s, m);
     /* The idle clock counts seconds: one write a second is enough. */

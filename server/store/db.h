@@ -94,8 +94,9 @@
  *   presigs         v7: psid BLOB(16) PK, kid -> keys ON DELETE CASCADE,
  *                   owner, epoch (the share it was made with), sealed
  *                   (hk_seal of the P2 presignature record and its r^N,
- *                   hk_presig_aad), created: the server's half of each
- *                   presignature (see "presignatures" below)
+ *                   hk_presig_aad), created, seq (the key's insertion
+ *                   order): the server's half of each presignature (see
+ *                   "presignatures" below)
  *                   subject TEXT PK, tokens REAL, updated REAL (seconds)
  *
  * Rules every back end enforces:

@@ -185,9 +185,10 @@ static const hk_migration hk_migrations[] = {
      " owner TEXT NOT NULL CHECK ({OCTETS:owner} BETWEEN 1 AND 255),"
      " epoch {INT} NOT NULL CHECK (epoch BETWEEN 1 AND 4294967295),"
      " sealed {BLOB} NOT NULL CHECK (length(sealed) BETWEEN 1 AND 4096),"
-     " created {INT} NOT NULL"
+     " created {INT} NOT NULL,"
+     " seq {INT} NOT NULL"
      "){STRICT};"
-     "CREATE INDEX presigs_kid ON presigs (kid, epoch);"
+     "CREATE INDEX presigs_kid ON presigs (kid, seq);"
      "CREATE INDEX presigs_owner ON presigs (owner);"
      "CREATE INDEX presigs_created ON presigs (created);",
      0, NULL},

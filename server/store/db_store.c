@@ -635,12 +635,24 @@ static hk_err hk_presig_evict(hk_db *db, const unsigned char *kid,
     return hk_sql_run(db,
                       kid != NULL
                           ? "DELETE FROM presigs WHERE psid IN (SELECT psid "
-                            "FROM presigs WHERE kid = ?1 ORDER BY created, "
-                            "psid LIMIT ?2)"
+                            "FROM presigs WHERE kid = ?1 ORDER BY seq "
+                            "LIMIT ?2)"
                           : "DELETE FROM presigs WHERE psid IN (SELECT psid "
                             "FROM presigs WHERE owner = ?1 ORDER BY created, "
-                            "psid LIMIT ?2)",
+                            "seq LIMIT ?2)",
                       &p, NULL);
+}
+
+static hk_err hk_presig_last_seq(hk_db *db, const unsigned char *kid,
+                                 int64_t *seq)
+{
+    hk_dbp p = {0};
+
+    hk_dbp_blob(&p, kid, HK_ID_LEN);
+    return hk_sql_int(db,
+                      "SELECT coalesce(max(seq), 0) FROM presigs WHERE kid = "
+                      "?1",
+                      &p, seq);
 }
 
 static hk_err hk_st_presig_put(hk_db *db, const unsigned char *kid,
@@ -650,7 +662,7 @@ static hk_err hk_st_presig_put(hk_db *db, const unsigned char *kid,
 {
     hk_db_share_state st;
     unsigned long ep = 0;
-    int64_t nk = 0, no = 0;
+    int64_t nk = 0, no = 0, seq = 0;
     size_t i;
     hk_err e;
 
@@ -672,6 +684,10 @@ static hk_err hk_st_presig_put(hk_db *db, const unsigned char *kid,
         (e = hk_presig_counts(db, kid, owner, &nk, &no)) == HK_OK &&
         (size_t)no + n > max_owner)
         e = hk_presig_evict(db, NULL, owner, (size_t)no + n - max_owner);
+    /* the key's insertion order, which its client keeps too: both let
+     * the oldest go first (the key row is locked: one writer per key) */
+    if (e == HK_OK)
+        e = hk_presig_last_seq(db, kid, &seq);
     for (i = 0; e == HK_OK && i < n; i++) {
         hk_dbp p = {0};
 
@@ -681,9 +697,10 @@ static hk_err hk_st_presig_put(hk_db *db, const unsigned char *kid,
         hk_dbp_int(&p, (int64_t)epoch);
         hk_dbp_blob(&p, ps[i].sealed, ps[i].len);
         hk_dbp_int(&p, now);
+        hk_dbp_int(&p, seq + 1 + (int64_t)i);
         e = hk_sql_run(db,
                        "INSERT INTO presigs (psid, kid, owner, epoch, sealed, "
-                       "created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                       "created, seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                        &p, NULL);
     }
     return hk_sql_end(db, e);

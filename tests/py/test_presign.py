@@ -11,12 +11,14 @@ import json
 import os
 import re
 import signal
+import subprocess
 import threading
 import time
 
 import pytest
 import websocket
 
+from conftest import PIN
 from mitm import Cut, Mitm, msg_type, point_token_at
 from test_server import assert_ws_error, verify_raw, ws_drain
 
@@ -59,6 +61,60 @@ def test_channel_signs_on_presignatures(server, make_token, tmp_path, curve):
     tok.run("refresh", "--key", "k")
     rs += signed(tok, "k", pem, 6, tmp_path)
     assert len(set(rs)) == len(rs), "two signatures share a nonce"
+
+
+def test_connection_pool_is_bounded(server, make_token, build_dir):
+    """Two batches through the C API on one connection: the second makes
+    room (the connection keeps at most 64) instead of writing past the
+    end; every presignature signs, each signature verifies, and the r
+    values differ."""
+    tok = make_token(server, "frank")
+    tok.keygen("secp256k1", "k")
+    pem = tok.pubkey_pem("k")
+    p = subprocess.run([str(build_dir / "tests/unit/channel_check"),
+                        str(tok.dir), "k", "40", "40", "64"],
+                       capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, HALFKEY_PIN=PIN))
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0] == "presigs 40" and lines[1] == "presigs 64", lines
+    rs = []
+    for line in lines[2:-1]:
+        d, sig = line.split()
+        verify_raw(pem, sig, bytes.fromhex(d))
+        rs.append(sig[:64])
+    assert len(rs) == 64 and len(set(rs)) == 64
+    assert lines[-1] == "presigs 0"
+    assert presigned_opens(server) == 64
+
+
+def test_presignature_the_server_dropped_falls_back(make_server, make_token,
+                                                   build_dir):
+    """A server that keeps fewer than the connection holds (8 per key
+    here) evicts the oldest: the client's next sign on one of those is
+    refused before any c3 and the digest is signed the plain way on the
+    same connection; every signature verifies, none is lost, no lock."""
+    server = make_server(presign_max_key=8)
+    tok = make_token(server, "gina")
+    tok.keygen("p256", "k")
+    pem = tok.pubkey_pem("k")
+    p = subprocess.run([str(build_dir / "tests/unit/channel_check"),
+                        str(tok.dir), "k", "8", "8", "16"],
+                       capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, HALFKEY_PIN=PIN))
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[:2] == ["presigs 8", "presigs 16"], lines
+    sigs = [ln.split() for ln in lines[2:-1]]
+    assert len(sigs) == 16
+    for d, sig in sigs:
+        verify_raw(pem, sig, bytes.fromhex(d))
+    assert len({sig[:64] for _, sig in sigs}) == 16
+    log = server.log_text()
+    assert "no such presignature" in log
+    # one connection throughout
+    assert len(re.findall(r"event=session_open .*channel=1", log)) >= 16
+    assert not tok.list()["k"][3]
 
 
 def test_presign_off_signs_plain_on_one_connection(make_server, make_token,
@@ -127,9 +183,11 @@ def replay(server, sub, open_msg, sign1p):
     ws = channel(server, server.token(sub))
     ws.send(open_msg)
     ws.send(sign1p)
-    msgs, _ = ws_drain(ws)
-    assert msgs and not any(msg_type(m) == "sign.4" for m in msgs), msgs
-    assert all(msg_type(m) == "opened" for m in msgs[:-1]), msgs
+    msgs = []
+    while not msgs or msg_type(msgs[-1]) == "opened":
+        msgs.append(ws.recv())  # the server closes, or keeps the channel
+    ws.close()
+    assert not any(msg_type(m) == "sign.4" for m in msgs), msgs
     return assert_ws_error(msgs[-1:])
 
 
@@ -186,8 +244,13 @@ def test_unknown_presignature_refused(server, make_token):
     ws.send(json.dumps({"v": 1, "t": "open", "op": "sign", "key_id": kid,
                         "presig": os.urandom(16).hex()}))
     ws.send(json.dumps({"v": 1, "t": "sign.1p"}))
-    msgs, _ = ws_drain(ws)
-    assert "no such presignature" in assert_ws_error(msgs)["message"]
+    err = assert_ws_error([ws.recv()])
+    assert "no such presignature" in err["message"], err
+    # refused alone: its sign.1p is dropped unread and the connection
+    # serves the plain sign the client falls back to
+    ws.send(json.dumps({"v": 1, "t": "open", "op": "sign", "key_id": kid}))
+    assert msg_type(ws.recv()) == "opened"
+    ws.close()
     # malformed batch requests: closed with an error, nothing made
     for bad in [{"n": 0}, {"n": 65}, {"n": "4"}, {"n": 4, "presig": "00"}]:
         ws = channel(server, server.token("alice"))

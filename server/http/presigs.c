@@ -17,9 +17,6 @@
 #include "server/http/service_impl.h"
 #include "server/log.h"
 
-/* pre.1: the share it names, and a batch no larger than the open asked
- * and this server makes (a full pool loses its oldest when the batch is
- * stored: db.h). */
 size_t hk_presig_max(const hk_srv_config *cfg)
 {
     size_t max = HK_PRESIG_BATCH_MAX;
@@ -31,6 +28,9 @@ size_t hk_presig_max(const hk_srv_config *cfg)
     return max;
 }
 
+/* pre.1: the share it names, and a batch no larger than the open asked
+ * and this server makes (a full pool loses its oldest when the batch is
+ * stored: db.h). */
 static hk_err hk_presig_first(hk_rsess *s, const hk_rmsg *m, const char **why)
 {
     size_t max = hk_presig_max(&s->svc->cfg);

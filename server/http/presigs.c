@@ -9,6 +9,7 @@
  * pools are bounded per key and per subject (presign_max_key,
  * presign_max_subject; the oldest make room): a client cannot make the
  * server hoard state. */
+#include <pthread.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -53,6 +54,45 @@ static hk_err hk_presig_first(hk_rsess *s, const hk_rmsg *m, const char **why)
     return hk_psgen_p2_new(s->share, s->sid, max, &s->pg);
 }
 
+/* r^N of every other presignature of a batch, from `from` on. */
+typedef struct {
+    const hk_share *share;
+    BIGNUM **rn;
+    size_t from, cnt;
+    hk_err e;
+} hk_rn_half;
+
+static void *hk_rn_half_run(void *arg)
+{
+    hk_rn_half *h = arg;
+    size_t i;
+
+    for (i = h->from; i < h->cnt && h->e == HK_OK; i += 2)
+        h->e = hk_sign_randomness(h->share, &h->rn[i]);
+    return NULL;
+}
+
+/* The batch's r^N values (8–9 ms each) on this worker and one thread of
+ * its own, joined here, so a batch made by the sign that found none
+ * waits half as long when a core is free (the key's Paillier context is
+ * only read). Without the thread, all on this one. */
+static hk_err hk_presig_randomness(const hk_share *share, BIGNUM **rn,
+                                   size_t cnt)
+{
+    hk_rn_half odd = {share, rn, 1, cnt, HK_OK},
+               even = {share, rn, 0, cnt, HK_OK};
+    pthread_t th;
+    int threaded =
+        cnt > 1 && pthread_create(&th, NULL, hk_rn_half_run, &odd) == 0;
+
+    hk_rn_half_run(&even);
+    if (threaded)
+        pthread_join(th, NULL);
+    else
+        hk_rn_half_run(&odd);
+    return even.e != HK_OK ? even.e : odd.e;
+}
+
 /* The batch checked: every record with its own r^N, stored in one
  * transaction (all or none). */
 static hk_err hk_presig_store(hk_rsess *s, size_t *n)
@@ -67,8 +107,9 @@ static hk_err hk_presig_store(hk_rsess *s, size_t *n)
     if ((recs = OPENSSL_secure_zalloc(cnt * sizeof(*recs))) == NULL)
         return HK_ERR_NOMEM;
     for (i = 0; i < cnt && e == HK_OK; i++)
-        if ((e = hk_psgen_get(s->pg, i, &recs[i])) == HK_OK)
-            e = hk_sign_randomness(s->share, &rn[i]);
+        e = hk_psgen_get(s->pg, i, &recs[i]);
+    if (e == HK_OK)
+        e = hk_presig_randomness(s->share, rn, cnt);
     if (e == HK_OK) {
         pthread_mutex_lock(&svc->dbmu);
         e = hk_store_presigs(svc->db, svc->kek, s->sub, recs, rn, width, cnt,

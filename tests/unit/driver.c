@@ -159,16 +159,43 @@ done:
     return e;
 }
 
-hk_err hk_drive_sign(const hk_share *s1, const hk_share *s2,
-                     const unsigned char *dig, size_t dlen, int precompute,
-                     unsigned char sig[HK_SIG_LEN], hk_drive_stats *st)
+/* P1's start and then nmsgs messages between the two (all but the last,
+ * P2's audit copy sign.5, on the client's path); both must end with the
+ * same signature. */
+static hk_err hk_drive_sign_msgs(hk_sign *a, hk_sign *b, int nmsgs,
+                                 unsigned char sig[HK_SIG_LEN],
+                                 hk_drive_stats *st)
 {
-    unsigned char sid[HK_ID_LEN], kid[HK_ID_LEN], *msg = NULL;
-    hk_sign *a = NULL, *b = NULL;
+    unsigned char *msg = NULL, other[HK_SIG_LEN];
     size_t len = 0;
     double t0, w0;
     hk_err e;
     int i;
+
+    w0 = hk_drive_wall_ms();
+    t0 = hk_drive_cpu_ms();
+    e = hk_sign_start(a, &msg, &len);
+    st->p1_ms = st->critical_ms = hk_drive_cpu_ms() - t0;
+    st->critical_wall_ms = hk_drive_wall_ms() - w0;
+    for (i = 0; e == HK_OK && i < nmsgs; i++)
+        e = hk_drive_step(hk_sg_recv_fn, i % 2 ? (void *)a : (void *)b,
+                          i % 2 ? 1 : 2, &msg, &len, i < nmsgs - 1, st);
+    if (e == HK_OK && (e = hk_sign_signature(a, sig)) == HK_OK &&
+        (e = hk_sign_signature(b, other)) == HK_OK &&
+        memcmp(other, sig, HK_SIG_LEN) != 0)
+        e = HK_ERR_SIG_ABORT;
+    OPENSSL_free(msg);
+    return e;
+}
+
+hk_err hk_drive_sign(const hk_share *s1, const hk_share *s2,
+                     const unsigned char *dig, size_t dlen, int precompute,
+                     unsigned char sig[HK_SIG_LEN], hk_drive_stats *st)
+{
+    unsigned char sid[HK_ID_LEN], kid[HK_ID_LEN];
+    hk_sign *a = NULL, *b = NULL;
+    double t0;
+    hk_err e;
 
     memset(st, 0, sizeof(*st));
     hk_drive_ids(sid, kid);
@@ -182,24 +209,9 @@ hk_err hk_drive_sign(const hk_share *s1, const hk_share *s2,
         if (e != HK_OK)
             goto done;
     }
-    w0 = hk_drive_wall_ms();
-    t0 = hk_drive_cpu_ms();
-    e = hk_sign_start(a, &msg, &len);
-    st->p1_ms = st->critical_ms = hk_drive_cpu_ms() - t0;
-    st->critical_wall_ms = hk_drive_wall_ms() - w0;
     /* sign.1..sign.4 are on the client's path; sign.5 is P2's audit. */
-    for (i = 0; e == HK_OK && i < 5; i++)
-        e = hk_drive_step(hk_sg_recv_fn, i % 2 ? (void *)a : (void *)b,
-                          i % 2 ? 1 : 2, &msg, &len, i < 4, st);
-    if (e == HK_OK && (e = hk_sign_signature(a, sig)) == HK_OK) {
-        unsigned char other[HK_SIG_LEN];
-
-        if ((e = hk_sign_signature(b, other)) == HK_OK &&
-            memcmp(other, sig, HK_SIG_LEN) != 0)
-            e = HK_ERR_SIG_ABORT;
-    }
+    e = hk_drive_sign_msgs(a, b, 5, sig, st);
 done:
-    OPENSSL_free(msg);
     hk_sign_free(a);
     hk_sign_free(b);
     return e;
@@ -305,12 +317,9 @@ hk_err hk_drive_sign_presigned(const hk_share *s1, const hk_share *s2,
                                unsigned char sig[HK_SIG_LEN],
                                hk_drive_stats *st)
 {
-    unsigned char *msg = NULL, other[HK_SIG_LEN];
     hk_sign *a = NULL, *b = NULL;
-    size_t len = 0;
     double t0;
     hk_err e;
-    int i;
 
     memset(st, 0, sizeof(*st));
     if ((e = hk_sign_p1_presigned(s1, p1, dig, dlen, &a)) != HK_OK ||
@@ -321,19 +330,9 @@ hk_err hk_drive_sign_presigned(const hk_share *s1, const hk_share *s2,
     st->offline_ms = hk_drive_cpu_ms() - t0;
     if (e != HK_OK)
         goto done;
-    t0 = hk_drive_cpu_ms();
-    e = hk_sign_start(a, &msg, &len);
-    st->p1_ms = st->critical_ms = hk_drive_cpu_ms() - t0;
     /* sign.1p, sign.4 on the client's path; sign.5 is P2's audit */
-    for (i = 0; e == HK_OK && i < 3; i++)
-        e = hk_drive_step(hk_sg_recv_fn, i % 2 ? (void *)a : (void *)b,
-                          i % 2 ? 1 : 2, &msg, &len, i < 2, st);
-    if (e == HK_OK && (e = hk_sign_signature(a, sig)) == HK_OK &&
-        (e = hk_sign_signature(b, other)) == HK_OK &&
-        memcmp(other, sig, HK_SIG_LEN) != 0)
-        e = HK_ERR_SIG_ABORT;
+    e = hk_drive_sign_msgs(a, b, 3, sig, st);
 done:
-    OPENSSL_free(msg);
     hk_sign_free(a);
     hk_sign_free(b);
     return e;

@@ -175,12 +175,23 @@ static const char *hk_fail_text(const hk_rsess *s, hk_err e, const char *where,
 }
 
 /* Ends the session with an error message the client can show. */
+/* {"t":"error","code":e,"message":message} to the client. */
+static void hk_rsess_send_error(hk_rsess *s, hk_err e, const char *message)
+{
+    json_t *o = json_pack("{s:i,s:s,s:i,s:s}", "v", 1, "t", "error", "code",
+                          (int)e, "message", message);
+    char *txt = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+
+    json_decref(o);
+    if (txt != NULL)
+        hk_rsess_send(s, (unsigned char *)txt, strlen(txt));
+    free(txt);
+}
+
 /* The failure logged, audited, sent to the client and stored. */
 static void hk_rsess_report(hk_rsess *s, hk_err e, const char *where)
 {
     char kid[2 * HK_ID_LEN + 1], text[256];
-    json_t *o;
-    char *txt;
 
     hk_hex(s->kid, HK_ID_LEN, kid);
     hk_log("warn",
@@ -193,13 +204,7 @@ static void hk_rsess_report(hk_rsess *s, hk_err e, const char *where)
         snprintf(detail, sizeof(detail), "%s: %s", where, hk_strerror(e));
         hk_rsess_record_end(s, HK_OUT_FAILED, detail);
     }
-    o = json_pack("{s:i,s:s,s:i,s:s}", "v", 1, "t", "error", "code", (int)e,
-                  "message", hk_fail_text(s, e, where, text, sizeof(text)));
-    txt = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
-    if (txt != NULL)
-        hk_rsess_send(s, (unsigned char *)txt, strlen(txt));
-    free(txt);
+    hk_rsess_send_error(s, e, hk_fail_text(s, e, where, text, sizeof(text)));
     hk_db_state(s, HK_DB_SESS_FAILED);
 }
 
@@ -853,22 +858,22 @@ done:
     return e;
 }
 
+/* What a refused open parsed is forgotten: the channel waits for the next
+ * open with the share it had loaded (of key old_kid). */
+static void hk_channel_unopen(hk_rsess *s, const unsigned char *old_kid)
+{
+    s->has_rid = s->presig = 0;
+    memcpy(s->kid, old_kid, HK_ID_LEN);
+}
+
 /* A refused open that leaves the channel as it was, waiting for the next
  * open: the client asked for something this server does not offer
  * (presignatures), nothing ran. */
 static void hk_channel_refuse(hk_rsess *s, const unsigned char *old_kid,
                               hk_err e, const char *message)
 {
-    json_t *o = json_pack("{s:i,s:s,s:i,s:s}", "v", 1, "t", "error", "code",
-                          (int)e, "message", message);
-    char *txt = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
-
-    json_decref(o);
-    if (txt != NULL)
-        hk_rsess_send(s, (unsigned char *)txt, strlen(txt));
-    free(txt);
-    s->has_rid = s->presig = 0;
-    memcpy(s->kid, old_kid, HK_ID_LEN); /* the loaded share's key */
+    hk_rsess_send_error(s, e, message);
+    hk_channel_unopen(s, old_kid);
 }
 
 /* The open's storage work in one durable commit (db.h "groups"; issue 20
@@ -954,9 +959,8 @@ static void hk_channel_open(hk_rsess *s, const hk_rmsg *m)
          * used): the client signs the plain way on this connection; the
          * sign.1p it sent with the open is dropped unread */
         hk_rsess_report(s, e, buf);
+        hk_channel_unopen(s, old);
         s->drop_next = 1;
-        s->presig = 0;
-        memcpy(s->kid, old, HK_ID_LEN); /* the loaded share's key */
         return;
     }
     if (e == HK_ERR_RATE || e == HK_ERR_FORBIDDEN) {

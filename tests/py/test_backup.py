@@ -478,16 +478,20 @@ def test_backup_answer_to_a_gone_client_is_dropped(server, make_token,
 
 
 class Hold:
-    """Holds the first message of type `mtype` in `direction` until the
-    test kills the client, then cuts the connection."""
+    """Holds the first message of type `mtype` in `direction` (after
+    letting `skip` of them pass) until the test has killed a party, then
+    cuts the connection."""
 
-    def __init__(self, direction, mtype):
-        self.direction, self.mtype = direction, mtype
+    def __init__(self, direction, mtype, skip=0):
+        self.direction, self.mtype, self.skip = direction, mtype, skip
         self.reached = threading.Event()
         self.release = threading.Event()
 
     def __call__(self, d, message):
         if d == self.direction and msg_type(message) == self.mtype:
+            if self.skip > 0:
+                self.skip -= 1
+                return [message]
             self.reached.set()
             self.release.wait(60)
             raise Cut()

@@ -12,14 +12,14 @@ import os
 import re
 import signal
 import subprocess
-import threading
 import time
 
 import pytest
-import websocket
 
 from conftest import PIN
-from mitm import Cut, Mitm, msg_type, point_token_at
+from mitm import Mitm, msg_type, point_token_at
+from test_backup import Hold
+from test_channel import channel_connect
 from test_server import assert_ws_error, verify_raw, ws_drain
 
 
@@ -63,6 +63,20 @@ def test_channel_signs_on_presignatures(server, make_token, tmp_path, curve):
     assert len(set(rs)) == len(rs), "two signatures share a nonce"
 
 
+def channel_check(build_dir, tok, n1, n2, signs):
+    """tests/unit/channel_check on tok's key "k": batches of n1 and n2 on
+    one connection, then `signs` signatures. (counts, [(digest, sig)])."""
+    p = subprocess.run([str(build_dir / "tests/unit/channel_check"),
+                        str(tok.dir), "k", str(n1), str(n2), str(signs)],
+                       capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, HALFKEY_PIN=PIN))
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    counts = [int(ln.split()[1]) for ln in lines if ln.startswith("presigs")]
+    sigs = [tuple(ln.split()) for ln in lines if not ln.startswith("presigs")]
+    return counts, sigs
+
+
 def test_connection_pool_is_bounded(make_server, make_token, build_dir):
     """Two batches through the C API on one connection: the second makes
     room (the connection keeps at most 64) instead of writing past the
@@ -72,20 +86,11 @@ def test_connection_pool_is_bounded(make_server, make_token, build_dir):
     tok = make_token(server, "frank")
     tok.keygen("secp256k1", "k")
     pem = tok.pubkey_pem("k")
-    p = subprocess.run([str(build_dir / "tests/unit/channel_check"),
-                        str(tok.dir), "k", "40", "40", "64"],
-                       capture_output=True, text=True, timeout=300,
-                       env=dict(os.environ, HALFKEY_PIN=PIN))
-    assert p.returncode == 0, p.stderr
-    lines = p.stdout.splitlines()
-    assert lines[0] == "presigs 40" and lines[1] == "presigs 64", lines
-    rs = []
-    for line in lines[2:-1]:
-        d, sig = line.split()
+    counts, sigs = channel_check(build_dir, tok, 40, 40, 64)
+    assert counts == [40, 64, 0], counts
+    for d, sig in sigs:
         verify_raw(pem, sig, bytes.fromhex(d))
-        rs.append(sig[:64])
-    assert len(rs) == 64 and len(set(rs)) == 64
-    assert lines[-1] == "presigs 0"
+    assert len(sigs) == 64 and len({sig[:64] for _, sig in sigs}) == 64
     assert presigned_opens(server) == 64
 
 
@@ -99,14 +104,8 @@ def test_presignature_the_server_dropped_falls_back(make_server, make_token,
     tok = make_token(server, "gina")
     tok.keygen("p256", "k")
     pem = tok.pubkey_pem("k")
-    p = subprocess.run([str(build_dir / "tests/unit/channel_check"),
-                        str(tok.dir), "k", "8", "8", "16"],
-                       capture_output=True, text=True, timeout=300,
-                       env=dict(os.environ, HALFKEY_PIN=PIN))
-    assert p.returncode == 0, p.stderr
-    lines = p.stdout.splitlines()
-    assert lines[:2] == ["presigs 8", "presigs 16"], lines
-    sigs = [ln.split() for ln in lines[2:-1]]
+    counts, sigs = channel_check(build_dir, tok, 8, 8, 16)
+    assert counts[:2] == [8, 16], counts
     assert len(sigs) == 16
     for d, sig in sigs:
         verify_raw(pem, sig, bytes.fromhex(d))
@@ -170,18 +169,11 @@ class Capture:
         return [message]
 
 
-def channel(server, token):
-    return websocket.create_connection(
-        f"wss://127.0.0.1:{server.port}/ws?channel=1",
-        header=[f"Authorization: Bearer {token}"],
-        sslopt={"ca_certs": str(server.cert)}, timeout=15)
-
-
 def replay(server, sub, open_msg, sign1p):
     """The captured open + sign.1p sent again: refused (at the open, the
     session id being taken, or at sign.1p, the presignature gone), never
     a c3. The error."""
-    ws = channel(server, server.token(sub))
+    ws = channel_connect(server, server.token(sub))
     ws.send(open_msg)
     ws.send(sign1p)
     msgs = []
@@ -241,7 +233,7 @@ def test_presignature_signs_once(make_server, make_token, tmp_path):
 def test_unknown_presignature_refused(server, make_token):
     tok = make_token(server, "alice")
     kid = tok.keygen("p256", "k")
-    ws = channel(server, server.token("alice"))
+    ws = channel_connect(server, server.token("alice"))
     ws.send(json.dumps({"v": 1, "t": "open", "op": "sign", "key_id": kid,
                         "presig": os.urandom(16).hex()}))
     ws.send(json.dumps({"v": 1, "t": "sign.1p"}))
@@ -254,33 +246,13 @@ def test_unknown_presignature_refused(server, make_token):
     ws.close()
     # malformed batch requests: closed with an error, nothing made
     for bad in [{"n": 0}, {"n": 65}, {"n": "4"}, {"n": 4, "presig": "00"}]:
-        ws = channel(server, server.token("alice"))
+        ws = channel_connect(server, server.token("alice"))
         ws.send(json.dumps({"v": 1, "t": "open", "op": "presign",
                             "key_id": kid, **bad}))
         assert_ws_error(ws_drain(ws)[0])
 
 
 # --- kill -9 at every step ---------------------------------------------------
-
-
-class Hold:
-    """Holds the first message of type `mtype` in `direction` (after
-    `skip` of them) until the test has killed a party, then cuts."""
-
-    def __init__(self, direction, mtype, skip=0):
-        self.direction, self.mtype, self.skip = direction, mtype, skip
-        self.reached = threading.Event()
-        self.release = threading.Event()
-
-    def __call__(self, d, message):
-        if d == self.direction and msg_type(message) == self.mtype:
-            if self.skip > 0:
-                self.skip -= 1
-                return [message]
-            self.reached.set()
-            self.release.wait(60)
-            raise Cut()
-        return [message]
 
 
 # (direction, message type, how many to let pass first): the first sign
@@ -291,15 +263,16 @@ STEPS = [("c2s", "pre.1", 0), ("s2c", "pre.2", 0), ("c2s", "pre.3", 0),
 IN_FLIGHT = {"sign.1p", "sign.4"}
 
 
-def run_held(server, tok, step, tmp_path):
-    hold = Hold(*step)
-    mitm = Mitm(server, hold)
+def run_held(server, tok, hold, tmp_path, hook=None):
+    """A batch of 4 digests through a man in the middle running `hook`
+    (default: hold itself), until hold has stopped its message."""
+    mitm = Mitm(server, hook or hold)
     point_token_at(tok, mitm.url)
     f = tmp_path / "held.txt"
     f.write_text("".join(os.urandom(32).hex() + "\n" for _ in range(4)))
     proc = tok.popen("sign", "--key", "k", "--digest-file", f)
     assert hold.reached.wait(60), proc.communicate(timeout=5)
-    return hold, mitm, proc
+    return mitm, proc
 
 
 @pytest.mark.parametrize("step", STEPS)
@@ -308,7 +281,8 @@ def test_client_killed_at_each_step(server, make_token, tmp_path, step):
     tok.keygen("secp256k1", "k")
     pem = tok.pubkey_pem("k")
     rs = signed(tok, "k", pem, 2, tmp_path)
-    hold, mitm, proc = run_held(server, tok, step, tmp_path)
+    hold = Hold(*step)
+    mitm, proc = run_held(server, tok, hold, tmp_path)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
     hold.release.set()
@@ -343,12 +317,7 @@ def test_server_killed_at_each_step(server, make_token, tmp_path, step):
         cap(d, message)
         return hold(d, message)
 
-    mitm = Mitm(server, both)
-    point_token_at(tok, mitm.url)
-    f = tmp_path / "held.txt"
-    f.write_text("".join(os.urandom(32).hex() + "\n" for _ in range(4)))
-    proc = tok.popen("sign", "--key", "k", "--digest-file", f)
-    assert hold.reached.wait(60), proc.communicate(timeout=5)
+    mitm, proc = run_held(server, tok, hold, tmp_path, both)
     server.kill()
     hold.release.set()
     proc.communicate(timeout=60)

@@ -258,6 +258,32 @@ static void hk_print_sample(hk_curve_id curve, const hk_share *s1,
     printf("\"}\n");
 }
 
+/* The client's share decode (P1: checks included), which a client pays
+ * once per process, or per sign without a kept-open channel. */
+static void hk_bench_load(const hk_bench_opts *o, const hk_share *s1,
+                          hk_series *ld)
+{
+    unsigned char *rec = NULL;
+    hk_drive_stats st;
+    hk_share *s = NULL;
+    size_t len = 0;
+    hk_err e;
+    int i;
+
+    if ((e = hk_share_encode(s1, &rec, &len)) != HK_OK)
+        hk_die("share encode", e);
+    for (i = 0; i < o->runs; i++) {
+        memset(&st, 0, sizeof(st));
+        st.p1_ms = hk_drive_cpu_ms();
+        if ((e = hk_share_decode(rec, len, &s)) != HK_OK)
+            hk_die("share decode", e);
+        st.p1_ms = st.critical_ms = hk_drive_cpu_ms() - st.p1_ms;
+        hk_share_free(s);
+        hk_series_add(ld, &st);
+    }
+    OPENSSL_clear_free(rec, len);
+}
+
 static void hk_bench_one(const hk_bench_opts *o, const hk_rped_secret *rp,
                          hk_curve_id curve, int pbits)
 {
@@ -267,7 +293,7 @@ static void hk_bench_one(const hk_bench_opts *o, const hk_rped_secret *rp,
         curve == HK_CURVE_SECP256K1 ? hk_baseline_k1(o->runs * 10) : 0.0;
     hk_share *s1 = NULL, *s2 = NULL, *n1, *n2;
     unsigned char dig[32], sig[HK_SIG_LEN];
-    hk_series kg, sg, sgn, rf, pg, sp;
+    hk_series kg, sg, sgn, rf, pg, sp, ld;
     hk_presig p1[16], p2[16];
     hk_drive_stats st;
     hk_err e;
@@ -278,6 +304,7 @@ static void hk_bench_one(const hk_bench_opts *o, const hk_rped_secret *rp,
     hk_series_init(&rf, slow);
     hk_series_init(&sg, o->runs);
     hk_series_init(&sgn, o->runs);
+    hk_series_init(&ld, o->runs);
     for (i = 0; i < slow; i++) {
         hk_share_free(s1);
         hk_share_free(s2);
@@ -314,6 +341,7 @@ static void hk_bench_one(const hk_bench_opts *o, const hk_rped_secret *rp,
     }
     OPENSSL_cleanse(p1, sizeof(p1));
     OPENSSL_cleanse(p2, sizeof(p2));
+    hk_bench_load(o, s1, &ld);
     for (i = 0; i < slow; i++) {
         if ((e = hk_drive_refresh(s1, s2, pbits, rp, &n1, &n2, &st)) != HK_OK)
             hk_die("refresh", e);
@@ -327,6 +355,7 @@ static void hk_bench_one(const hk_bench_opts *o, const hk_rped_secret *rp,
     hk_report(o, "presign/each", curve, pbits, &pg, bevp, bk1);
     hk_report(o, "sign-presigned", curve, pbits, &sp, bevp, bk1);
     hk_report(o, "refresh", curve, pbits, &rf, bevp, bk1);
+    hk_report(o, "share-load", curve, pbits, &ld, bevp, bk1);
     hk_bench_pool(o, rp, curve, pbits, s1, s2);
     hk_print_sample(curve, s1, dig, sig);
     hk_series_free(&kg);
@@ -335,6 +364,7 @@ static void hk_bench_one(const hk_bench_opts *o, const hk_rped_secret *rp,
     hk_series_free(&rf);
     hk_series_free(&pg);
     hk_series_free(&sp);
+    hk_series_free(&ld);
     hk_share_free(s1);
     hk_share_free(s2);
 }

@@ -129,6 +129,32 @@ done:
     return e;
 }
 
+hk_err hk_paillier_sk_pk_copy(const hk_paillier_sk *sk, hk_paillier_pk **out)
+{
+    hk_paillier_pk *pk;
+    hk_err e = HK_ERR_NOMEM;
+
+    if (sk == NULL || out == NULL)
+        return HK_ERR_ARG;
+    *out = NULL;
+    if ((pk = OPENSSL_zalloc(sizeof(*pk))) == NULL)
+        return HK_ERR_NOMEM;
+    pk->bits = sk->pk.bits;
+    pk->n = BN_dup(sk->pk.n);
+    pk->n2 = BN_dup(sk->pk.n2);
+    pk->mont_n = BN_MONT_CTX_new();
+    pk->mont_n2 = BN_MONT_CTX_new();
+    if (pk->n != NULL && pk->n2 != NULL && pk->mont_n != NULL &&
+        pk->mont_n2 != NULL &&
+        BN_MONT_CTX_copy(pk->mont_n, sk->pk.mont_n) != NULL &&
+        BN_MONT_CTX_copy(pk->mont_n2, sk->pk.mont_n2) != NULL) {
+        *out = pk;
+        return HK_OK;
+    }
+    hk_paillier_pk_free(pk);
+    return e;
+}
+
 void hk_paillier_pk_free(hk_paillier_pk *pk)
 {
     if (pk == NULL)

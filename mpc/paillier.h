@@ -63,6 +63,10 @@ const BIGNUM *hk_paillier_sk_q(const hk_paillier_sk *sk);
 HK_WUR hk_err hk_paillier_pk_new(const BIGNUM *n, int bits,
                                  hk_paillier_pk **out);
 void hk_paillier_pk_free(hk_paillier_pk *pk);
+/* A copy of the key pair's public half (no checks: the key pair's own
+ * modulus, whose factors are known). */
+HK_WUR hk_err hk_paillier_sk_pk_copy(const hk_paillier_sk *sk,
+                                     hk_paillier_pk **out);
 const BIGNUM *hk_paillier_n(const hk_paillier_pk *pk);
 const BIGNUM *hk_paillier_n2(const hk_paillier_pk *pk);
 int hk_paillier_bits(const hk_paillier_pk *pk);

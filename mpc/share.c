@@ -239,66 +239,88 @@ static hk_err hk_share_check_points(hk_curve *c, const hk_share *s)
     return HK_OK;
 }
 
-/* P1 holds the Paillier key, so it can check ckey = Enc_N(x1) itself. */
+/* P1 holds the Paillier key, so it checks ckey = Enc_N(x1) itself: below
+ * N^2 and decrypting to x1. Modulo p suffices (x1 < 2^256 < p, and
+ * hk_paillier_dec_small refuses a residue of 2^256 or more): half a
+ * decryption, on a record this party wrote under its own seal. */
 static hk_err hk_share_check_ckey(const hk_share *s)
 {
     unsigned char b[HK_SCALAR_LEN];
-    BIGNUM *d = BN_secure_new();
+    BIGNUM *d;
     hk_err e;
 
-    if (d == NULL)
+    if (BN_is_negative(s->ckey) || BN_is_zero(s->ckey) ||
+        BN_cmp(s->ckey, hk_paillier_n2(s->pk)) >= 0)
+        return HK_ERR_SHARE;
+    if ((d = BN_secure_new()) == NULL)
         return HK_ERR_NOMEM;
-    if ((e = hk_paillier_dec(s->sk, s->ckey, d)) == HK_OK)
-        e = BN_num_bits(d) <= 8 * HK_SCALAR_LEN &&
-                    BN_bn2binpad(d, b, HK_SCALAR_LEN) == HK_SCALAR_LEN &&
+    if ((e = hk_paillier_dec_small(s->sk, s->ckey, 8 * HK_SCALAR_LEN, d)) ==
+        HK_OK)
+        e = BN_bn2binpad(d, b, HK_SCALAR_LEN) == HK_SCALAR_LEN &&
                     CRYPTO_memcmp(b, s->x.b, HK_SCALAR_LEN) == 0
                 ? HK_OK
                 : HK_ERR_SHARE;
+    else if (e == HK_ERR_PAILLIER)
+        e = HK_ERR_SHARE;
     OPENSSL_cleanse(b, sizeof(b));
     BN_clear_free(d);
+    return e;
+}
+
+/* P1: the key pair from its primes, which must give the record's N; the
+ * public half is the key pair's own (no receiver's checks on a modulus
+ * whose factors are known). */
+static hk_err hk_share_p1_paillier(hk_msg *m, hk_share *s, int pbits,
+                                   const BIGNUM *n, const hk_share_secrets *sec)
+{
+    unsigned char zero[HK_SHARE_SECRET_MAX];
+    size_t nb = hk_width(pbits);
+    BIGNUM *p = NULL, *q = NULL;
+    hk_err e;
+
+    /* jansson holds zeros where p and q were (hk_share_decode) */
+    if (nb / 2 > sizeof(zero) || sec->pn != nb / 2 || sec->qn != nb / 2)
+        return HK_ERR_DECODE;
+    if ((e = hk_msg_get_bytes(m, "p", zero, nb / 2)) != HK_OK ||
+        (e = hk_msg_get_bytes(m, "q", zero, nb / 2)) != HK_OK)
+        return e;
+    e = HK_ERR_NOMEM;
+    if ((p = BN_secure_new()) == NULL || (q = BN_secure_new()) == NULL ||
+        BN_bin2bn(sec->p, (int)sec->pn, p) == NULL ||
+        BN_bin2bn(sec->q, (int)sec->qn, q) == NULL)
+        goto done;
+    e = HK_ERR_SHARE;
+    if (hk_paillier_sk_from_primes(p, q, pbits, &s->sk) != HK_OK ||
+        BN_cmp(hk_paillier_n(hk_paillier_sk_pk(s->sk)), n) != 0 ||
+        hk_paillier_sk_pk_copy(s->sk, &s->pk) != HK_OK)
+        goto done;
+    e = hk_share_check_ckey(s);
+done:
+    BN_clear_free(p);
+    BN_clear_free(q);
     return e;
 }
 
 static hk_err hk_share_get_paillier(hk_msg *m, hk_share *s, int pbits,
                                     const hk_share_secrets *sec)
 {
-    unsigned char zero[HK_SHARE_SECRET_MAX];
     size_t nb = hk_width(pbits);
-    BIGNUM *n = NULL, *p = NULL, *q = NULL;
+    BIGNUM *n = NULL;
     hk_err e;
 
     if ((e = hk_msg_get_bn(m, "N", nb, &n)) != HK_OK ||
         (e = hk_msg_get_bn(m, "ckey", 2 * nb, &s->ckey)) != HK_OK)
         goto done;
-    e = HK_ERR_SHARE;
-    if (hk_paillier_pk_new(n, pbits, &s->pk) != HK_OK ||
-        hk_paillier_ct_check(s->pk, s->ckey) != HK_OK)
-        goto done;
     if (s->role == HK_ROLE_P1) {
-        /* jansson holds zeros where p and q were (hk_share_decode) */
-        if (nb / 2 > sizeof(zero) || sec->pn != nb / 2 || sec->qn != nb / 2) {
-            e = HK_ERR_DECODE;
-            goto done;
-        }
-        if ((e = hk_msg_get_bytes(m, "p", zero, nb / 2)) != HK_OK ||
-            (e = hk_msg_get_bytes(m, "q", zero, nb / 2)) != HK_OK)
-            goto done;
-        e = HK_ERR_NOMEM;
-        if ((p = BN_secure_new()) == NULL || (q = BN_secure_new()) == NULL ||
-            BN_bin2bn(sec->p, (int)sec->pn, p) == NULL ||
-            BN_bin2bn(sec->q, (int)sec->qn, q) == NULL)
-            goto done;
-        e = HK_ERR_SHARE;
-        if (hk_paillier_sk_from_primes(p, q, pbits, &s->sk) != HK_OK ||
-            BN_cmp(hk_paillier_n(hk_paillier_sk_pk(s->sk)), n) != 0 ||
-            hk_share_check_ckey(s) != HK_OK)
-            goto done;
+        e = hk_share_p1_paillier(m, s, pbits, n, sec);
+        goto done;
     }
-    e = HK_OK;
+    e = HK_ERR_SHARE;
+    if (hk_paillier_pk_new(n, pbits, &s->pk) == HK_OK &&
+        hk_paillier_ct_check(s->pk, s->ckey) == HK_OK)
+        e = HK_OK;
 done:
     BN_free(n);
-    BN_clear_free(p);
-    BN_clear_free(q);
     return e;
 }
 

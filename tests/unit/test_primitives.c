@@ -17,6 +17,7 @@
  *    check N and ckey on its own: a record with another valid N or ckey
  *    decodes, but into a share with another fingerprint, which P1 then
  *    refuses to sign with: HK_ERR_EPOCH.) */
+#include <ctype.h>
 #include <string.h>
 
 #include <jansson.h>
@@ -1366,8 +1367,11 @@ static void expect_bad_record(const record_ctx *rc, json_t *j, const char *what,
     }
     CHECK_OK(hk_share_fingerprint(sh, fp));
     CHECK(memcmp(fp, rc->fp, HK_HASH_LEN) != 0);
-    CHECK_ERR(hk_drive_sign(rc->peer, sh, dig, sizeof(dig), 0, sig, &st),
-              HK_ERR_EPOCH);
+    if (sh->role == HK_ROLE_P1)
+        e = hk_drive_sign(sh, rc->peer, dig, sizeof(dig), 0, sig, &st);
+    else
+        e = hk_drive_sign(rc->peer, sh, dig, sizeof(dig), 0, sig, &st);
+    CHECK_ERR(e, HK_ERR_EPOCH);
     hk_share_free(sh);
 }
 
@@ -1402,6 +1406,49 @@ static void flip_mid(json_t *j, const char *key)
     s[n / 2] = s[n / 2] == 'f' ? 'e' : s[n / 2] == '9' ? 'a' : s[n / 2] + 1;
     CHECK(json_object_set_new(j, key, json_string(s)) == 0);
     OPENSSL_free(s);
+}
+
+/* P1's ckey replaced by ckey (+) Enc(t), written at the field's width. */
+static void set_ckey_plus(const record_ctx *rc, json_t *j, const BIGNUM *t)
+{
+    const hk_paillier_pk *pk = hk_paillier_sk_pk(rc->own->sk);
+    size_t n = json_string_length(json_object_get(j, "ckey")), i;
+    BIGNUM *e = BN_new(), *c = BN_new();
+    char *hex, *s = calloc(1, n + 1);
+
+    CHECK(e != NULL && c != NULL && s != NULL);
+    CHECK_OK(hk_paillier_enc(pk, t, NULL, e));
+    CHECK_OK(hk_paillier_add(pk, rc->own->ckey, e, c));
+    CHECK((hex = BN_bn2hex(c)) != NULL && strlen(hex) <= n);
+    memset(s, '0', n);
+    memcpy(s + n - strlen(hex), hex, strlen(hex));
+    for (i = 0; i < n; i++)
+        s[i] = (char)tolower((unsigned char)s[i]);
+    CHECK(json_object_set_new(j, "ckey", json_string(s)) == 0);
+    OPENSSL_free(hex);
+    free(s);
+    BN_free(e);
+    BN_free(c);
+}
+
+/* P1 checks its ckey by decrypting modulo p: Enc(x1 + q) is refused;
+ * Enc(x1 + p) has the right residue mod p, so it may decode, but it is not
+ * the ckey the server holds: the share's fingerprint differs and it never
+ * signs (expect_bad_record, lenient). */
+static void record_ckey_tests(const record_ctx *rc, json_t *j)
+{
+    json_t *c;
+
+    if (rc->own->role != HK_ROLE_P1)
+        return;
+    c = json_deep_copy(j);
+    set_ckey_plus(rc, c, hk_paillier_sk_q(rc->own->sk));
+    expect_bad_record(rc, c, "ckey (+) Enc(q)", 0);
+    json_decref(c);
+    c = json_deep_copy(j);
+    set_ckey_plus(rc, c, hk_paillier_sk_p(rc->own->sk));
+    expect_bad_record(rc, c, "ckey (+) Enc(p)", 1);
+    json_decref(c);
 }
 
 /* Each hex field with its last digit and a middle digit changed. */
@@ -1452,6 +1499,7 @@ static void record_field_tests(const record_ctx *rc, const unsigned char *rec,
     void *it;
 
     record_hex_tests(rc, j);
+    record_ckey_tests(rc, j);
     record_set(rc, j, "role", json_integer(3), json_integer(other));
     record_set(rc, j, "epoch", json_integer(0), json_integer(-1));
     record_set(

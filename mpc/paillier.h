@@ -71,7 +71,8 @@ const BIGNUM *hk_paillier_n(const hk_paillier_pk *pk);
 const BIGNUM *hk_paillier_n2(const hk_paillier_pk *pk);
 int hk_paillier_bits(const hk_paillier_pk *pk);
 
-/* Uniform r in Z*_N. */
+/* Uniform r in [1, N): in Z*_N except with probability < 2^(2 - bits/2)
+ * (not tested, see paillier.c). */
 HK_WUR hk_err hk_paillier_rand_unit(const hk_paillier_pk *pk, BIGNUM *r);
 /* c = (1 + m*N) * r^N mod N^2, 0 <= m < N, r in Z*_N (r NULL: fresh). */
 HK_WUR hk_err hk_paillier_enc(const hk_paillier_pk *pk, const BIGNUM *m,
@@ -99,6 +100,14 @@ HK_WUR hk_err hk_paillier_mul(const hk_paillier_pk *pk, const BIGNUM *c,
                               const BIGNUM *k, BIGNUM *out);
 /* HK_OK if 0 < c < N^2 and gcd(c, N) = 1, else HK_ERR_PAILLIER. */
 HK_WUR hk_err hk_paillier_ct_check(const hk_paillier_pk *pk, const BIGNUM *c);
+/* The key owner's check of a ciphertext from a peer (who does not know
+ * the factors of N): 0 < c < N^2 and c not a multiple of N; HK_ERR_PAILLIER
+ * otherwise. A c that shares only p or q with N cannot be made without
+ * knowing that factor, so the peer cannot send one, and the owner skips
+ * the gcd (0.8 ms) that hk_paillier_ct_check needs for a key of someone
+ * else's. */
+HK_WUR hk_err hk_paillier_ct_check_own(const hk_paillier_sk *sk,
+                                       const BIGNUM *c);
 /* HK_OK if 0 < u < N and gcd(u, N) = 1, else HK_ERR_PAILLIER. */
 HK_WUR hk_err hk_paillier_unit_check(const hk_paillier_pk *pk, const BIGNUM *u);
 /* out = x^(N^-1 mod phi(N)) mod N, the N-th root of x: for a key from

@@ -623,7 +623,7 @@ static hk_err hk_sg_p1_msg4(hk_sign *sg, hk_msg *in, unsigned char **out,
 
     if ((e = hk_msg_get_bn(in, "c3", 2 * nb, &c3)) != HK_OK ||
         (e = hk_msg_finish(in)) != HK_OK ||
-        (e = hk_paillier_ct_check(sg->share->pk, c3)) != HK_OK)
+        (e = hk_paillier_ct_check_own(sg->share->sk, c3)) != HK_OK)
         goto done;
     e = hk_sg_finish_s(sg, c3, &s);
     if (e != HK_OK && e != HK_ERR_SIG_ABORT)

@@ -1255,7 +1255,7 @@ static int c3_wellformed(const hk_share *s1, const buf *m)
     BIGNUM *c3 = field_bn(m, "c3");
     json_t *j = jload(m), *v = json_object_get(j, "c3");
     int ok = c3 != NULL && json_string_length(v) == 4 * NB &&
-             hk_paillier_ct_check(s1->pk, c3) == HK_OK;
+             hk_paillier_ct_check_own(s1->sk, c3) == HK_OK;
 
     json_decref(j);
     BN_free(c3);
@@ -1304,25 +1304,29 @@ static void s4_divert(void *ctx, const mut *m, const buf *unused)
 /* A malicious P2's c3 in a fresh session: c3 (+) Enc(1), Enc(0; 1),
  * c3 (+) c3, and c3 (+) Enc(q * 2^546): the same value mod q, so a full
  * decryption signs with it, but out of the honest bound 2^801 that P1's
- * decryption mod p checks (mpc/sign.c), so it is the abort. */
+ * decryption mod p checks (mpc/sign.c), so it is the abort. Then c3 = p
+ * and c3 * q: not units, but only a holder of a factor of N can make
+ * them, so P1 does not test for them (hk_paillier_ct_check_own): its
+ * decryption gives no valid signature, the abort. */
 static void s4_wrong_c3(const s4_ctx *sc)
 {
     const hk_paillier_pk *pk = sc->s1->pk;
     BIGNUM *c3, *one = BN_new(), *e1 = BN_new(), *big = BN_new(),
                 *ebig = BN_new();
+    BN_CTX *ctx = BN_CTX_new();
     hk_curve *c = NULL;
     sign4 t;
     buf bad;
     int i;
 
     CHECK(one != NULL && e1 != NULL && big != NULL && ebig != NULL &&
-          BN_one(one));
+          ctx != NULL && BN_one(one));
     CHECK_OK(hk_paillier_enc(pk, one, NULL, e1));
     CHECK_OK(hk_curve_new(sc->s1->curve, &c));
     CHECK(BN_lshift(big, hk_curve_order(c), 546));
     CHECK_OK(hk_paillier_enc(pk, big, NULL, ebig));
     hk_curve_free(c);
-    for (i = 0; i < 4; i++) {
+    for (i = 0; i < 6; i++) {
         sign_to_4(sc->s1, sc->s2, sc->dig, 32, &t);
         c3 = field_bn(&t.m4, "c3");
         CHECK(c3 != NULL);
@@ -1332,14 +1336,21 @@ static void s4_wrong_c3(const s4_ctx *sc)
             CHECK(BN_one(c3));
         else if (i == 2)
             CHECK_OK(hk_paillier_add(pk, c3, c3, c3));
-        else
+        else if (i == 3)
             CHECK_OK(hk_paillier_add(pk, c3, ebig, c3));
+        else if (i == 4)
+            CHECK(BN_copy(c3, hk_paillier_sk_p(sc->s1->sk)));
+        else
+            CHECK(BN_mod_mul(c3, c3, hk_paillier_sk_q(sc->s1->sk),
+                             hk_paillier_n2(pk), ctx));
         bad = with_bn(&t.m4, "c3", c3, 2 * NB);
         s4_abort(&t, &bad,
                  i == 0   ? "c3 (+) Enc(1)"
                  : i == 1 ? "c3 = 1"
                  : i == 2 ? "c3 (+) c3"
-                          : "c3 (+) Enc(q 2^546): out of the bound");
+                 : i == 3 ? "c3 (+) Enc(q 2^546): out of the bound"
+                 : i == 4 ? "c3 = p"
+                          : "c3 * q");
         buf_free(&bad);
         BN_free(c3);
         sign4_free(&t);
@@ -1348,9 +1359,11 @@ static void s4_wrong_c3(const s4_ctx *sc)
     BN_free(e1);
     BN_free(big);
     BN_free(ebig);
+    BN_CTX_free(ctx);
 }
 
-/* c3 not in Z*_{N^2}: refused, the session is still usable. */
+/* c3 out of range or a multiple of N: refused, the session is still
+ * usable. */
 static void s4_malformed_c3(recv_fn fn, void *p1, const hk_share *s1,
                             const buf *genuine)
 {
@@ -1363,7 +1376,7 @@ static void s4_malformed_c3(recv_fn fn, void *p1, const hk_share *s1,
 
     CHECK(v != NULL && c3 != NULL && ctx != NULL);
     memset(ff, 0xff, sizeof(ff));
-    for (i = 0; i < 7; i++) {
+    for (i = 0; i < 6; i++) {
         switch (i) {
         case 0:
             BN_zero(v);
@@ -1378,17 +1391,15 @@ static void s4_malformed_c3(recv_fn fn, void *p1, const hk_share *s1,
             CHECK(BN_bin2bn(ff, sizeof(ff), v));
             break;
         case 4:
-            CHECK(BN_copy(v, hk_paillier_sk_p(s1->sk)));
-            break;
-        case 5:
             CHECK(BN_copy(v, hk_paillier_n(pk)));
             break;
-        default:
-            CHECK(BN_mod_mul(v, c3, hk_paillier_sk_q(s1->sk),
-                             hk_paillier_n2(pk), ctx));
+        default: /* c3 * N */
+            CHECK(
+                BN_mod_mul(v, c3, hk_paillier_n(pk), hk_paillier_n2(pk), ctx));
         }
         bad = with_bn(genuine, "c3", v, 2 * NB);
-        refuse_with(fn, p1, &bad, HK_ERR_PAILLIER, "sign.4 c3 not a unit");
+        refuse_with(fn, p1, &bad, HK_ERR_PAILLIER,
+                    "sign.4 c3 out of range or a multiple of N");
         buf_free(&bad);
     }
     BN_free(v);

@@ -1,7 +1,7 @@
 /* e2e-bench: end-to-end signing through a running halfkeyd over loopback
- * TLS 1.3 WebSocket, with the real client core: a new connection and
- * session per sign (as the CLI does), or sessions on a kept-open
- * connection (--keep-open MODE).
+ * TLS 1.3 WebSocket, with the real client core: a new connection per
+ * sign (as a one-shot CLI process: one WebSocket, the session opened on
+ * it), or sessions on a kept-open connection (--keep-open MODE).
  *
  *   e2e-bench --dir TOKEN --key LABEL [--runs N]        latency p50/p99
  *   ... [--keep-open plain|auto|idle]   one kept-open connection per
@@ -10,6 +10,9 @@
  *       batch counted in that sign's time); idle, presignatures made
  *       between signs (16 at a time, outside the timed sign, as a client
  *       that refills in idle time; counted in signs/s and server CPU)
+ *   ... [--keep-open stored]   a new connection per sign as above, each
+ *       on a presignature stored on disk (`halfkey presign`, 16 at a time
+ *       outside the timed sign)
  *   e2e-bench --dir TOKEN --key PREFIX --clients N --seconds S
  *                                   throughput: N clients, keys PREFIX-0..
  *   ... [--server-pid PID]   halfkeyd's CPU per signature (all its
@@ -29,10 +32,11 @@
 
 #include "client/client.h"
 
-enum { HK_NEW_CONN, HK_PLAIN, HK_AUTO, HK_IDLE };
+enum { HK_NEW_CONN, HK_PLAIN, HK_AUTO, HK_IDLE, HK_STORED };
 static const char *const hk_mode_names[] = {
     "new connection per sign", "kept-open, plain",
-    "kept-open, presigned (auto)", "kept-open, presigned (idle)"};
+    "kept-open, presigned (auto)", "kept-open, presigned (idle)",
+    "new connection per sign, stored presignature"};
 
 typedef struct {
     const char *dir, *key;
@@ -96,7 +100,14 @@ static void *hk_ethread_main(void *p)
     while (hk_wall_ms() < end && t->count < t->cap) {
         if (RAND_bytes(dig, sizeof(dig)) != 1)
             break;
-        if (t->o->mode != HK_NEW_CONN && ch == NULL) {
+        /* idle time: `halfkey presign`, outside the timed sign */
+        if (t->o->mode == HK_STORED && t->count % 16 == 0 &&
+            hk_client_presign(c, t->label, 16, NULL) != HK_OK) {
+            t->failed++;
+            continue;
+        }
+        if (t->o->mode != HK_NEW_CONN && t->o->mode != HK_STORED &&
+            ch == NULL) {
             if (hk_client_channel_open(c, &ch) != HK_OK) {
                 t->failed++;
                 continue;
@@ -123,6 +134,8 @@ static void *hk_ethread_main(void *p)
             continue;
         }
         t->lat[t->count++] = hk_wall_ms() - t0;
+        if (ch == NULL) /* hk_client_sign keeps it: a new one each time */
+            hk_client_idle_close(c);
     }
     hk_client_channel_close(ch);
     hk_client_close(c);
@@ -247,6 +260,8 @@ static int hk_mode(const char *s)
         return HK_PLAIN;
     if (strcmp(s, "auto") == 0)
         return HK_AUTO;
+    if (strcmp(s, "stored") == 0)
+        return HK_STORED;
     return strcmp(s, "idle") == 0 ? HK_IDLE : -1;
 }
 
@@ -279,7 +294,7 @@ int main(int argc, char **argv)
         o.seconds > 900 || o.mode < 0 || o.server_pid < 0) {
         fprintf(stderr, "usage: e2e-bench --dir TOKEN --key LABEL [--runs N]"
                         " | --clients N --seconds S  [--keep-open "
-                        "plain|auto|idle] [--server-pid PID]\n");
+                        "plain|auto|idle|stored] [--server-pid PID]\n");
         return 2;
     }
     if (o.clients == 0)

@@ -3,8 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
+#include <pthread.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <libwebsockets.h>
@@ -24,6 +25,9 @@
 #include "common/kvfile.h"
 
 #define HK_CLIENT_CONF "halfkey.conf"
+/* Idle kept-open connections a client keeps for hk_client_sign: one per
+ * thread that signs at the same moment, up to this many. */
+#define HK_CLIENT_IDLE_MAX 4
 
 struct hk_client {
     hk_ks *ks;
@@ -33,6 +37,12 @@ struct hk_client {
     unsigned char pin[HK_PIN_LEN];
     hk_tcli_config tc;
     char last_error[512];
+    /* hk_client_sign's kept-open connections not in use, newest last,
+     * opened by process `pid` (after a fork they are the parent's) */
+    pthread_mutex_t mu;
+    hk_channel *idle[HK_CLIENT_IDLE_MAX];
+    size_t nidle;
+    pid_t pid;
 };
 
 #define T hk_client_config
@@ -217,9 +227,11 @@ hk_err hk_client_open(const char *dir, hk_client **out, char *why)
     lws_set_log_level(0, NULL);
     if ((c = calloc(1, sizeof(*c))) == NULL)
         return HK_ERR_NOMEM;
+    pthread_mutex_init(&c->mu, NULL);
+    c->pid = getpid();
     if ((e = hk_ks_open(dir, &c->ks)) != HK_OK) {
         hk_client_open_why(dir, e, why);
-        free(c);
+        hk_client_close(c);
         return e;
     }
     if ((e = hk_client_configure(c, hk_ks_dir(c->ks), why)) != HK_OK) {
@@ -234,6 +246,8 @@ void hk_client_close(hk_client *c)
 {
     if (c == NULL)
         return;
+    hk_client_idle_close(c);
+    pthread_mutex_destroy(&c->mu);
     hk_ks_close(c->ks);
     OPENSSL_cleanse(c, sizeof(*c));
     free(c);
@@ -497,11 +511,17 @@ static hk_err hk_client_recv(hk_client *c, hk_tws *ws, unsigned char **in,
     o = json_loadb((const char *)*in, *inlen, 0, NULL);
     t = json_string_value(json_object_get(o, "t"));
     if (t != NULL && strcmp(t, "error") == 0) {
-        json_int_t code = json_integer_value(json_object_get(o, "code"));
+        json_int_t code = json_integer_value(json_object_get(o, "code")),
+                   retry = json_integer_value(
+                       json_object_get(o, "retry_after"));
         const char *m = json_string_value(json_object_get(o, "message"));
 
         snprintf(c->last_error, sizeof(c->last_error), "server: %.200s",
                  m != NULL ? m : "error");
+        if (retry > 0)
+            snprintf(c->last_error + strlen(c->last_error),
+                     sizeof(c->last_error) - strlen(c->last_error),
+                     "; retry after %lld s", (long long)retry);
         e = code > 0 && code < HK_ERR__COUNT ? (hk_err)code : HK_ERR_SERVER;
         free(*in);
         *in = NULL;
@@ -1093,55 +1113,6 @@ static hk_err hk_client_sign_run(hk_client *c, const char *label,
     return e;
 }
 
-/* A sign whose session body carries `extra` (NULL, or taken). */
-static hk_err hk_client_sign_with(hk_client *c, const char *label,
-                                  json_t *extra, const unsigned char *dig,
-                                  size_t dlen, unsigned char sig[HK_SIG_LEN])
-{
-    unsigned char sid[HK_ID_LEN];
-    hk_ks_hold *hold = NULL;
-    hk_share *share = NULL;
-    hk_sign *sg = NULL;
-    hk_tws *ws = NULL;
-    hk_err e;
-
-    if ((e = hk_client_keyop(c, label, "/sign", extra, &hold, &share, sid,
-                             &ws)) != HK_OK ||
-        (e = hk_sign_p1_new(share, sid, dig, dlen, &sg)) != HK_OK ||
-        (e = hk_client_sign_run(c, label, hold, sg, ws)) != HK_OK)
-        goto done;
-    e = hk_sign_signature(sg, sig);
-done:
-    hk_sign_free(sg);
-    hk_tws_close(ws);
-    hk_share_free(share);
-    hk_ks_key_release(hold);
-    return e;
-}
-
-hk_err hk_client_sign(hk_client *c, const char *label, const unsigned char *dig,
-                      size_t dlen, unsigned char sig[HK_SIG_LEN])
-{
-    if (c == NULL || label == NULL || dig == NULL || sig == NULL || dlen < 1 ||
-        dlen > HK_DIGEST_MAX)
-        return HK_ERR_ARG;
-    return hk_client_sign_with(c, label, NULL, dig, dlen, sig);
-}
-
-hk_err hk_client_sign_request(hk_client *c, const char *label,
-                              const char *request_id, unsigned index,
-                              const unsigned char *dig, size_t dlen,
-                              unsigned char sig[HK_SIG_LEN])
-{
-    if (c == NULL || label == NULL || request_id == NULL || dig == NULL ||
-        sig == NULL || dlen < 1 || dlen > HK_DIGEST_MAX)
-        return HK_ERR_ARG;
-    return hk_client_sign_with(c, label,
-                               json_pack("{s:s,s:I}", "request_id", request_id,
-                                         "index", (json_int_t)index),
-                               dig, dlen, sig);
-}
-
 /* refresh.1 .. refresh.4, store (a new key file when `fresh_key`, the
  * restore; else the replacement), the new epoch's backup under bk (if
  * any) before refresh.5, refresh.5. */
@@ -1465,6 +1436,78 @@ hk_err hk_client_channel_presign(hk_client *c, hk_channel *ch,
     return hk_channel_presign_with(c, ch, label, &info, n);
 }
 
+/* Moves the channel's presignatures of key `kid` to disk; *moved: how
+ * many. Each leaves memory (wiped) once it is sealed on disk. */
+static hk_err hk_channel_store(hk_client *c, hk_channel *ch,
+                               const unsigned char *kid, size_t *moved)
+{
+    size_t i = 0;
+    hk_err e = HK_OK;
+
+    while (i < ch->nps && e == HK_OK)
+        if (memcmp(ch->ps[i].kid, kid, HK_ID_LEN) != 0)
+            i++;
+        else if ((e = hk_ks_presig_put(c->ks, &ch->ps[i])) == HK_OK) {
+            hk_channel_drop(ch, i);
+            (*moved)++;
+        }
+    return e;
+}
+
+hk_err hk_client_presign(hk_client *c, const char *label, size_t target,
+                         size_t *added)
+{
+    hk_channel *ch = NULL;
+    hk_ks_keyinfo info;
+    size_t have = 0, moved = 0, n;
+    hk_err e;
+
+    if (c == NULL || label == NULL || target > HK_KS_PRESIG_MAX)
+        return HK_ERR_ARG;
+    if (added != NULL)
+        *added = 0;
+    if ((e = hk_channel_key(c, label, &info)) != HK_OK ||
+        (e = hk_ks_presig_count(c->ks, info.kid, &have)) != HK_OK)
+        return e;
+    if (have < target && (e = hk_client_channel_open(c, &ch)) != HK_OK)
+        return e;
+    while (e == HK_OK && have + moved < target) {
+        n = target - have - moved;
+        if (n > HK_CH_BATCH_MAX)
+            n = HK_CH_BATCH_MAX;
+        if ((e = hk_channel_presign_with(c, ch, label, &info, n)) == HK_OK)
+            e = hk_channel_store(c, ch, info.kid, &moved);
+    }
+    if (e == HK_ERR_FORBIDDEN)
+        snprintf(c->last_error, sizeof(c->last_error),
+                 "the server keeps no presignatures (presign_max_key = 0)");
+    hk_client_channel_close(ch);
+    if (added != NULL)
+        *added = moved;
+    return e;
+}
+
+/* One of the key's presignatures stored on disk (`halfkey presign`, for
+ * one-shot processes), moved into the channel: removed from disk durably
+ * before it is opened (hk_ks_presig_take), then used as the channel's own.
+ * HK_ERR_NOT_FOUND if there is none (the count, which takes no lock,
+ * spares a sign without any the token lock). */
+static hk_err hk_channel_disk(hk_client *c, hk_channel *ch,
+                              const hk_ks_keyinfo *info)
+{
+    size_t n = 0;
+    hk_err e;
+
+    if (hk_ks_presig_count(c->ks, info->kid, &n) != HK_OK || n == 0)
+        return HK_ERR_NOT_FOUND;
+    if (ch->nps == HK_CH_PRESIG_MAX)
+        hk_channel_drop(ch, 0);
+    if ((e = hk_ks_presig_take(c->ks, info->kid, info->epoch,
+                               &ch->ps[ch->nps])) == HK_OK)
+        ch->nps++;
+    return e;
+}
+
 /* *pick: the index of a presignature of the key's current share, or -1;
  * with presign = auto, a batch is made first when there is none and the
  * channel signed this key before (a one-shot sign stays plain). A server
@@ -1482,6 +1525,10 @@ static hk_err hk_channel_pick(hk_client *c, hk_channel *ch, const char *label,
             *pick = (long)i;
             return HK_OK;
         }
+    if (!ch->presign_off && hk_channel_disk(c, ch, info) == HK_OK) {
+        *pick = (long)ch->nps - 1;
+        return HK_OK;
+    }
     if (ch->presign_off || !ch->signed_once ||
         memcmp(ch->signed_kid, info->kid, HK_ID_LEN) != 0)
         return HK_OK;
@@ -1566,9 +1613,13 @@ static hk_err hk_channel_sign_with(hk_client *c, hk_channel *ch,
         }
         /* the server no longer has it (a full pool evicted it, it
          * expired, its database was restored): none of this key's are
-         * trusted any more, and this digest is signed the plain way on
-         * the same connection (no c3 came: nothing is in flight) */
+         * trusted any more, in the channel or on disk, and this digest
+         * is signed the plain way on the same connection (no c3 came:
+         * nothing is in flight) */
         hk_channel_forget(ch, info.kid, 0);
+        if (hk_ks_presig_drop(c->ks, info.kid) != HK_OK)
+            snprintf(c->last_error, sizeof(c->last_error),
+                     "could not remove stale presignatures of key %s", label);
         hk_sign_free(sg);
         sg = NULL;
     }
@@ -1882,4 +1933,140 @@ done:
     if (pem != NULL)
         OPENSSL_clear_free(pem, 65537);
     return e;
+}
+
+/* --- hk_client_sign: signs on kept-open connections ------------------- */
+
+/* A channel of the parent after a fork: its secrets are wiped and its
+ * memory freed, its connection left alone (a TLS close from the child
+ * would end the parent's connection; the descriptor is the parent's). */
+static void hk_channel_abandon(hk_channel *ch)
+{
+    hk_share_free(ch->share);
+    OPENSSL_secure_clear_free(ch->ps, HK_CH_PRESIG_MAX * sizeof(*ch->ps));
+    OPENSSL_cleanse(ch, sizeof(*ch));
+    free(ch);
+}
+
+/* With c->mu held: forgets the parent's connections in a forked child. */
+static void hk_client_idle_forked(hk_client *c)
+{
+    if (c->pid == getpid())
+        return;
+    while (c->nidle > 0)
+        hk_channel_abandon(c->idle[--c->nidle]);
+    c->pid = getpid();
+}
+
+void hk_client_idle_close(hk_client *c)
+{
+    hk_channel *all[HK_CLIENT_IDLE_MAX];
+    size_t n, i;
+
+    if (c == NULL)
+        return;
+    pthread_mutex_lock(&c->mu);
+    hk_client_idle_forked(c);
+    n = c->nidle;
+    memcpy(all, c->idle, n * sizeof(all[0]));
+    c->nidle = 0;
+    pthread_mutex_unlock(&c->mu);
+    for (i = 0; i < n; i++)
+        hk_client_channel_close(all[i]);
+}
+
+/* The newest idle connection, or NULL. */
+static hk_channel *hk_client_idle_take(hk_client *c)
+{
+    hk_channel *ch = NULL;
+
+    pthread_mutex_lock(&c->mu);
+    hk_client_idle_forked(c);
+    if (c->nidle > 0)
+        ch = c->idle[--c->nidle];
+    pthread_mutex_unlock(&c->mu);
+    return ch;
+}
+
+/* Keeps ch for the next sign, or closes it when enough are kept. */
+static void hk_client_idle_put(hk_client *c, hk_channel *ch)
+{
+    pthread_mutex_lock(&c->mu);
+    hk_client_idle_forked(c);
+    if (c->nidle < HK_CLIENT_IDLE_MAX) {
+        c->idle[c->nidle++] = ch;
+        ch = NULL;
+    }
+    pthread_mutex_unlock(&c->mu);
+    hk_client_channel_close(ch);
+}
+
+/* A kept-open connection the server may have closed meanwhile (idle
+ * timeout, token expiry, a restart) fails with one of these; the sign is
+ * then tried once on a new connection. Nothing of the first try can sign
+ * twice: no c3 came back (a c3 that does not verify is the abort,
+ * HK_ERR_SIG_ABORT, never retried), and a presignature is dropped before
+ * its digest is sent. */
+static int hk_client_retryable(hk_err e)
+{
+    return e == HK_ERR_NETWORK || e == HK_ERR_TIMEOUT || e == HK_ERR_SESSION ||
+           e == HK_ERR_AUTH;
+}
+
+/* Errors after which the connection is still in step with the server:
+ * refused here before anything was sent. */
+static int hk_client_keeps_channel(hk_err e)
+{
+    return e == HK_OK || e == HK_ERR_BUSY || e == HK_ERR_KEY_LOCKED;
+}
+
+/* A sign (open message fields `extra`: NULL or taken) on an idle
+ * connection, or a new one. */
+static hk_err hk_client_sign_any(hk_client *c, const char *label, json_t *extra,
+                                 const unsigned char *dig, size_t dlen,
+                                 unsigned char sig[HK_SIG_LEN])
+{
+    hk_channel *ch;
+    int tries, reused;
+    hk_err e = HK_OK;
+
+    for (tries = 0; tries < 2; tries++) {
+        reused = (ch = hk_client_idle_take(c)) != NULL;
+        if (ch == NULL && (e = hk_client_channel_open(c, &ch)) != HK_OK)
+            break;
+        e = hk_channel_sign_with(c, ch, label,
+                                 extra != NULL ? json_deep_copy(extra) : NULL,
+                                 dig, dlen, sig);
+        if (hk_client_keeps_channel(e))
+            hk_client_idle_put(c, ch);
+        else
+            hk_client_channel_close(ch);
+        if (!reused || !hk_client_retryable(e))
+            break;
+    }
+    json_decref(extra);
+    return e;
+}
+
+hk_err hk_client_sign(hk_client *c, const char *label, const unsigned char *dig,
+                      size_t dlen, unsigned char sig[HK_SIG_LEN])
+{
+    if (c == NULL || label == NULL || dig == NULL || sig == NULL || dlen < 1 ||
+        dlen > HK_DIGEST_MAX)
+        return HK_ERR_ARG;
+    return hk_client_sign_any(c, label, NULL, dig, dlen, sig);
+}
+
+hk_err hk_client_sign_request(hk_client *c, const char *label,
+                              const char *request_id, unsigned index,
+                              const unsigned char *dig, size_t dlen,
+                              unsigned char sig[HK_SIG_LEN])
+{
+    if (c == NULL || label == NULL || request_id == NULL || dig == NULL ||
+        sig == NULL || dlen < 1 || dlen > HK_DIGEST_MAX)
+        return HK_ERR_ARG;
+    return hk_client_sign_any(c, label,
+                              json_pack("{s:s,s:I}", "request_id", request_id,
+                                        "index", (json_int_t)index),
+                              dig, dlen, sig);
 }

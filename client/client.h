@@ -90,7 +90,15 @@ HK_WUR hk_err hk_client_keygen(hk_client *c, hk_curve_id curve,
 HK_WUR hk_err hk_client_keygen_attest(hk_client *c, hk_curve_id curve,
                                       const char *label, int attest,
                                       hk_ks_keyinfo *info);
-/* Signs a digest (1..64 bytes); sig = r || s, low-S, verified. */
+/* Signs a digest (1..64 bytes); sig = r || s, low-S, verified. Safe to
+ * call from several threads at once. The sign runs on a kept-open
+ * connection (hk_channel, below) that the client keeps afterwards, up to
+ * one per concurrent signer, so a long-lived host (the PKCS#11 module, a
+ * server) pays no TLS handshake per signature and, with `presign = auto`,
+ * signs on presignatures: one round trip. A kept connection that the
+ * server has closed meanwhile is replaced, and the sign tried once more,
+ * only when no c3 came back. A forked child never touches its parent's
+ * connections (they are forgotten, their secrets wiped). */
 HK_WUR hk_err hk_client_sign(hk_client *c, const char *label,
                              const unsigned char *dig, size_t dlen,
                              unsigned char sig[HK_SIG_LEN]);
@@ -157,6 +165,9 @@ HK_WUR hk_err hk_client_restore(hk_client *c, const char *kid_hex,
 typedef struct hk_channel hk_channel;
 
 HK_WUR hk_err hk_client_channel_open(hk_client *c, hk_channel **out);
+/* Closes the kept-open connections hk_client_sign keeps (a host going
+ * idle; benchmarks of a new connection per sign); hk_client_close does. */
+void hk_client_idle_close(hk_client *c);
 /* As hk_client_sign, over the channel. After an error the channel is
  * closed by the server: open a new one.
  *
@@ -191,6 +202,17 @@ HK_WUR hk_err hk_client_channel_presign(hk_client *c, hk_channel *ch,
 /* on 0: this channel signs the plain way whatever the token's presign
  * setting (benchmarks compare both); 1: as the setting says. */
 void hk_client_channel_set_presign(hk_channel *ch, hk_client *c, int on);
+/* Tops up key `label`'s presignatures stored on disk to `target` (at
+ * most HK_KS_PRESIG_MAX), made now over one connection in batches of
+ * 16, each sealed under the PIN key (keystore.h "Presignatures"): the
+ * next `target` signs of the key by any process of this token, even one
+ * that signs once and exits (`halfkey sign`), take one round trip each.
+ * Needs login. *added (may be NULL): how many were made. HK_ERR_FORBIDDEN
+ * if the server keeps none; a presignature the server has let go (its
+ * pool bound, presign_ttl, a refresh) is found out at the sign, which
+ * then signs the plain way and removes the key's stored ones. */
+HK_WUR hk_err hk_client_presign(hk_client *c, const char *label, size_t target,
+                                size_t *added);
 /* The presignatures the channel holds for key `label` (any epoch). */
 size_t hk_client_channel_presigs(const hk_channel *ch, const hk_client *c,
                                  const char *label);

@@ -116,6 +116,12 @@
  * one. At most HK_KS_POOL_MAX entries. A PIN change does not re-seal them:
  * entries of an earlier generation are removed when next met.
  *
+ * Presignatures (ks_presig.c; issue 20 item 1). P1's halves of
+ * presignatures made ahead (`halfkey presign`) for processes that sign
+ * once and exit: each sealed like a pool entry, the key id bound in its
+ * name and AAD, taken (removed durably) before its k1 is opened, so a
+ * crash loses one and none signs twice. At most HK_KS_PRESIG_MAX per key.
+ *
  * Not covered: a local attacker who can write the directory can delete
  * files or restore an older copy of a key file (e.g. one from before a
  * lock); sealing authenticates each file, not the set or its freshness. */
@@ -125,6 +131,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mpc/presign.h"
 #include "mpc/share.h"
 #include "mpc/zk.h"
 
@@ -376,6 +383,26 @@ HK_WUR hk_err hk_ks_pool_take(hk_ks *ks, int bits, hk_paillier_sk **out,
 /* How many entries of `bits` bits (0: all sizes) the pool holds. No
  * login needed (the file names only). */
 HK_WUR hk_err hk_ks_pool_count(hk_ks *ks, int bits, size_t *n);
+
+/* --- presignatures on disk (ks_presig.c, see "Presignatures") ------- */
+
+#define HK_KS_PRESIG_MAX 64 /* entries per key */
+
+/* Seals P1's half of a presignature (it holds k1) as a new entry of its
+ * key (needs login). HK_ERR_TOO_BIG when the key has HK_KS_PRESIG_MAX. */
+HK_WUR hk_err hk_ks_presig_put(hk_ks *ks, const hk_presig *p);
+/* Takes the newest entry of key `kid` made with share epoch `epoch`: its
+ * file removed and the directory synced BEFORE it is opened into *out
+ * (SECRET: the caller uses it for one sign and wipes it). Entries of
+ * other epochs met on the way are removed. HK_ERR_NOT_FOUND if none.
+ * Needs login. */
+HK_WUR hk_err hk_ks_presig_take(hk_ks *ks, const unsigned char *kid,
+                                unsigned long epoch, hk_presig *out);
+/* How many entries key `kid` has (any epoch); no login needed. */
+HK_WUR hk_err hk_ks_presig_count(hk_ks *ks, const unsigned char *kid,
+                                 size_t *n);
+/* Removes every entry of key `kid` (the server no longer has them). */
+HK_WUR hk_err hk_ks_presig_drop(hk_ks *ks, const unsigned char *kid);
 
 /* Caches the server's public setup record. The record is decoded and its
  * proof verified first (HK_ERR_PARAMS etc.); the verified parameters are

@@ -71,6 +71,42 @@ void hk_ks_sweep_temps(int dirfd);
  * if `wait`, else HK_ERR_BUSY when held. *fd holds the lock: close it to
  * release. */
 HK_WUR hk_err hk_ks_lock_file(int dirfd, const char *name, int wait, int *fd);
+/* --- ks_entries.c: single-use sealed entries (pool, presignatures) ----- */
+
+#define HK_KS_ENT_ID 16
+#define HK_KS_ENT_NAME_LEN 80 /* "<tag>-<32 hex><ext>" and its NUL */
+
+/* A kind of entry: its directory under the token, its label (HKDF info
+ * and AAD), its 8-byte record magic (NUL included), its file name
+ * extension, at most `max` entries per tag (per_tag) or in all, and
+ * whether take prefers the newest entry (else the oldest). */
+typedef struct {
+    const char *dir, *label, *magic, *ext;
+    size_t max;
+    int per_tag, newest_first;
+} hk_ks_ent_kind;
+
+/* Seals pt as a new entry of `tag` (1..32 lowercase hex digits), with
+ * `field` (a kind's own number, e.g. a size) in its header and AAD. Needs
+ * login. HK_ERR_TOO_BIG at the bound. */
+HK_WUR hk_err hk_ks_ent_put(hk_ks *ks, const hk_ks_ent_kind *k, const char *tag,
+                            unsigned long field, const unsigned char *pt,
+                            size_t ptlen);
+/* Takes one entry of `tag` whose plaintext is ptlen bytes: its file
+ * removed and the directory synced BEFORE it is opened into pt. Unusable
+ * entries met on the way are removed. HK_ERR_NOT_FOUND if there is none.
+ * name (may be NULL): the removed entry's file name. Needs login. */
+HK_WUR hk_err hk_ks_ent_take(hk_ks *ks, const hk_ks_ent_kind *k,
+                             const char *tag, unsigned long field,
+                             unsigned char *pt, size_t ptlen,
+                             char name[HK_KS_ENT_NAME_LEN]);
+/* Removes every entry of `tag`. Needs login. */
+HK_WUR hk_err hk_ks_ent_drop(hk_ks *ks, const hk_ks_ent_kind *k,
+                             const char *tag);
+/* How many entries of `tag` (NULL: all) there are; no login needed. */
+HK_WUR hk_err hk_ks_ent_count(hk_ks *ks, const hk_ks_ent_kind *k,
+                              const char *tag, size_t *n);
+
 /* Sorted names of the key files (<label>.json) in the keys directory.
  * Free with hk_ks_names_free. */
 HK_WUR hk_err hk_ks_key_names(int kfd, char ***out, size_t *n);

@@ -2,24 +2,21 @@
  * (curve and point) and, for a private key, the logged-in token that signs
  * with it. Keys a store loads from one URI share one token handle, and that
  * handle keeps one connection to halfkeyd open between signatures
- * (hk_client_channel_*), so a TLS server does not pay a handshake with
+ * (hk_client_sign keeps it), so a TLS server does not pay a handshake with
  * halfkeyd per signature. */
 #include <string.h>
-#include <unistd.h>
 
 #include <openssl/crypto.h>
 
 #include "ossl-provider/provider.h"
 
 struct hk_prov_token {
-    pthread_mutex_t mu; /* the handle, the channel and refs */
+    pthread_mutex_t mu; /* refs; one sign at a time (a key's signing
+                         * session is exclusive: a second thread would
+                         * get HK_ERR_BUSY) */
     int refs;
-    hk_client *client; /* open, logged in by the store */
-    hk_channel *ch;    /* kept open between signatures, or NULL */
-    pid_t ch_pid;      /* the process that opened ch: after a fork (a
-                        * server forking workers) the connection is the
-                        * parent's, and the child neither uses nor closes
-                        * it */
+    hk_client *client; /* open, logged in by the store; its kept-open
+                        * connections are per process (hk_client_sign) */
 };
 
 hk_err hk_prov_token_open(hk_prov_ctx *pc, const char *dir, hk_prov_token **out,
@@ -59,8 +56,6 @@ void hk_prov_token_free(hk_prov_token *t)
     pthread_mutex_unlock(&t->mu);
     if (left > 0)
         return;
-    if (t->ch_pid == getpid())
-        hk_client_channel_close(t->ch);
     hk_client_close(t->client);
     pthread_mutex_destroy(&t->mu);
     OPENSSL_free(t);
@@ -192,21 +187,12 @@ int hk_prov_key_spki(const hk_prov_key *k, unsigned char *out, size_t *len)
     return 1;
 }
 
-/* Errors worth one retry on a fresh connection: the kept-open one may
- * have been closed by the server's idle timeout or token expiry. */
-static int hk_prov_retryable(hk_err e)
-{
-    return e == HK_ERR_NETWORK || e == HK_ERR_TIMEOUT || e == HK_ERR_SESSION ||
-           e == HK_ERR_AUTH;
-}
-
 int hk_prov_key_sign(hk_prov_key *k, const unsigned char *dig, size_t dlen,
                      unsigned char sig[HK_SIG_LEN])
 {
     char detail[256];
     hk_prov_token *t = k->tok;
-    int reused, tries;
-    hk_err e = HK_OK;
+    hk_err e;
 
     if (t == NULL) {
         hk_prov_raise(k->pc, HK_R_PUBLIC_ONLY,
@@ -216,24 +202,7 @@ int hk_prov_key_sign(hk_prov_key *k, const unsigned char *dig, size_t dlen,
     }
     detail[0] = 0;
     pthread_mutex_lock(&t->mu);
-    if (t->ch != NULL && t->ch_pid != getpid())
-        t->ch = NULL;
-    for (tries = 0; tries < 2; tries++) {
-        reused = t->ch != NULL;
-        if (t->ch == NULL &&
-            (e = hk_client_channel_open(t->client, &t->ch)) != HK_OK) {
-            t->ch = NULL;
-            break;
-        }
-        t->ch_pid = getpid();
-        e = hk_client_channel_sign(t->client, t->ch, k->label, dig, dlen, sig);
-        if (e == HK_OK)
-            break;
-        hk_client_channel_close(t->ch); /* the server closed it */
-        t->ch = NULL;
-        if (!reused || !hk_prov_retryable(e))
-            break;
-    }
+    e = hk_client_sign(t->client, k->label, dig, dlen, sig);
     if (e != HK_OK)
         snprintf(detail, sizeof(detail), "%s", hk_client_last_error(t->client));
     pthread_mutex_unlock(&t->mu);

@@ -120,6 +120,11 @@ static const hk_usage_row hk_usages[] = {
              "sealed under\n  the PIN, each used once by a later keygen, "
              "refresh or restore, which\n  then skip the prime search; "
              "fill tops it up to N entries (default 4)."},
+    {"presign", "presign --key L [--count N]\n"
+                "  Makes presignatures of the key now (idle time) and seals "
+                "them under the\n  PIN: each later `halfkey sign` of the key "
+                "takes one and needs one\n  round trip; tops up to N "
+                "(default 16, at most 64; 0 shows the count)."},
     {"pubkey", "pubkey --key L\n  Prints the public key (PEM)."},
     {"list", "list [--json]\n"
              "  The token's keys: label, curve, key id, epoch, lock."},
@@ -918,6 +923,49 @@ static int hk_cmd_refresh(const hk_args *a)
     return 0;
 }
 
+#define HK_CLI_PRESIGN_DEFAULT 16
+
+/* presign --key L [--count N]: tops the key's stored presignatures up. */
+static int hk_cmd_presign(const hk_args *a)
+{
+    static const char *const allowed[] = {"key", "count", NULL};
+    const char *key = hk_opt(a, "key"), *cnt = hk_opt(a, "count");
+    unsigned long target = HK_CLI_PRESIGN_DEFAULT;
+    size_t added = 0, have = 0;
+    hk_ks_keyinfo info;
+    hk_client *c;
+    char *end;
+    hk_err e;
+
+    if (!hk_only(a, allowed) || key == NULL)
+        return hk_usage(a->cmd);
+    if (cnt != NULL) {
+        errno = 0;
+        target = strtoul(cnt, &end, 10);
+        if (errno != 0 || *end != 0 || cnt[0] < '0' || cnt[0] > '9' ||
+            target > HK_KS_PRESIG_MAX)
+            return hk_die("presign", HK_ERR_ARG, "--count is 0 to 64");
+    }
+    if (hk_open(a, &c, target > 0) != 0)
+        return 1;
+    if (target > 0 &&
+        (e = hk_client_presign(c, key, (size_t)target, &added)) != HK_OK) {
+        int r = hk_key_die("presign", c, key, e);
+
+        hk_client_close(c);
+        return r;
+    }
+    e = hk_ks_key_info(hk_client_keystore(c), key, &info);
+    if (e == HK_OK)
+        e = hk_ks_presig_count(hk_client_keystore(c), info.kid, &have);
+    hk_client_close(c);
+    if (e != HK_OK)
+        return hk_die("presign", e, key);
+    printf("key = %s\npresigs_stored = %zu\npresigs_added = %zu\n", key, have,
+           added);
+    return 0;
+}
+
 #define HK_CLI_POOL_DEFAULT 4
 
 /* pool fill [--count N] (login) | pool status (no login). */
@@ -1531,6 +1579,8 @@ int main(int argc, char **argv)
         return hk_cmd_refresh(&a);
     if (strcmp(a.cmd, "pool") == 0)
         return hk_cmd_pool(&a);
+    if (strcmp(a.cmd, "presign") == 0)
+        return hk_cmd_presign(&a);
     if (strcmp(a.cmd, "pubkey") == 0)
         return hk_cmd_pubkey(&a);
     if (strcmp(a.cmd, "list") == 0)

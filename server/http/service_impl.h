@@ -161,6 +161,7 @@ struct hk_rsess {
     hk_psgen *pg;
     int has_ps;       /* ps_rec and ps_rn hold the taken presignature */
     int drop_next;    /* the sign.1p of a refused presigned open follows */
+    int retry_after;  /* a policy refusal's wait, sent with its error */
     hk_presig ps_rec; /* SECRET (its k2) */
     BIGNUM *ps_rn;
     hk_rsess *next;

@@ -180,6 +180,10 @@ static void hk_rsess_send_error(hk_rsess *s, hk_err e, const char *message)
 {
     json_t *o = json_pack("{s:i,s:s,s:i,s:s}", "v", 1, "t", "error", "code",
                           (int)e, "message", message);
+
+    /* as POST answers carry it (endpoints.c) */
+    if (o != NULL && s->retry_after > 0)
+        json_object_set_new(o, "retry_after", json_integer(s->retry_after));
     char *txt = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
 
     json_decref(o);
@@ -966,6 +970,9 @@ static void hk_channel_open(hk_rsess *s, const hk_rmsg *m)
     if (e == HK_ERR_RATE || e == HK_ERR_FORBIDDEN) {
         hk_metrics_refusal(svc->metrics, why.code);
         hk_metrics_op(svc->metrics, op, HK_OUT_REFUSED, -1);
+        hk_log("warn", "event=policy_refused op=%s sub=%s reason=%s",
+               hk_db_op_name(op), s->sub, why.code);
+        s->retry_after = why.retry_after;
         return hk_rsess_fail(s, e, why.message);
     }
     if (e != HK_OK)

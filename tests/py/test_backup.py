@@ -498,6 +498,21 @@ class Hold:
         return [message]
 
 
+def kill_held(server, tok, step, *args):
+    """Runs `halfkey ARGS` through a man in the middle holding `step`,
+    kills it with SIGKILL once held, then points tok back at the server."""
+    hold = Hold(*step)
+    mitm = Mitm(server, hold)
+    point_token_at(tok, mitm.url)
+    proc = tok.popen(*args)
+    assert hold.reached.wait(60), proc.communicate(timeout=5)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    hold.release.set()
+    mitm.close()
+    point_token_at(tok, server.url)
+
+
 @pytest.mark.parametrize("step", [("c2s", "refresh.1"), ("s2c", "refresh.2"),
                                   ("s2c", "refresh.4"), ("c2s", "refresh.5")])
 def test_restore_killed_at_each_step_leaves_a_key(server, make_token,
@@ -509,17 +524,8 @@ def test_restore_killed_at_each_step_leaves_a_key(server, make_token,
     tok.run("backup", "--key", "k", "--backup-pub", pub)
     shutil.rmtree(tok.dir)
     fresh = make_token(server, "alice", name="new")
-    hold = Hold(*step)
-    mitm = Mitm(server, hold)
-    point_token_at(fresh, mitm.url)
-    proc = fresh.popen("restore", "--key-id", kid, "--backup-priv", priv,
-                       "--label", "k", "--passphrase-file", pf)
-    assert hold.reached.wait(60), proc.communicate(timeout=5)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=30)
-    hold.release.set()
-    mitm.close()
-    point_token_at(fresh, server.url)
+    kill_held(server, fresh, step, "restore", "--key-id", kid,
+              "--backup-priv", priv, "--label", "k", "--passphrase-file", pf)
     if "k" not in fresh.list():
         # killed before the new share was stored: the server still has a
         # share the backup restores; a second restore finishes the job

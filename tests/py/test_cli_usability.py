@@ -316,11 +316,12 @@ def test_expired_jwt_is_said_so(server, make_token, tmp_path):
     tok.keygen("secp256k1", "wallet")
     tok.token_file.write_text(mint(server, "alice", int(time.time()) - 600)
                               + "\n")
-    # the HTTP request (POST /sign) and the WebSocket upgrade (a kept-open
-    # channel for --digest-file) say the same
+    # an HTTP request (POST /refresh) and the WebSocket upgrade (a sign,
+    # one-shot or --digest-file) say the same
     digests = tmp_path / "digests"
     digests.write_text("11" * 32 + "\n")
-    for args in (("sign", "--key", "wallet", "--digest", "11" * 32),
+    for args in (("refresh", "--key", "wallet"),
+                 ("sign", "--key", "wallet", "--digest", "11" * 32),
                  ("sign", "--key", "wallet", "--digest-file", digests)):
         p = tok.run(*args, check=False)
         assert p.returncode == 1, p
@@ -330,7 +331,7 @@ def test_expired_jwt_is_said_so(server, make_token, tmp_path):
         assert "halfkey doctor" in p.stderr
     # halfkeyd's log says which check failed, for whom, from where
     log = server.log_text()
-    for path in ("/sign", "/ws"):
+    for path in ("/refresh", "/ws"):
         assert re.search(rf"warn event=auth_refused path={path} "
                          r"reason=expired sub=alice peer=127\.0\.0\.1", log), log
     # a token from another issuer: its subject is not believed
@@ -338,7 +339,7 @@ def test_expired_jwt_is_said_so(server, make_token, tmp_path):
     p = tok.run("sign", "--key", "wallet", "--digest", "11" * 32,
                 check=False)
     assert "server refused the token" in p.stderr, p.stderr
-    assert re.search(r"auth_refused path=/sign reason=\w+ sub=- peer=",
+    assert re.search(r"auth_refused path=/ws reason=\w+ sub=- peer=",
                      server.log_text())
 
 

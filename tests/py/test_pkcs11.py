@@ -345,6 +345,30 @@ def test_ten_threads_share_one_session(lib, tok):
         check_sig(key, "secp256k1", sig, data=msg, hash_cls=hashes.SHA256)
 
 
+def test_module_keeps_its_connection_and_presigns(lib, tok, server):
+    """The module keeps its connection to halfkeyd between signatures
+    (hk_client_sign): every sign opens its session on a kept-open
+    WebSocket, and from the second on (presign = auto) they run on
+    presignatures, one round trip each. Every signature verifies."""
+    tok.keygen("p256", "k")
+    token = token_of(lib)
+    with token.open(user_pin=PIN) as session:
+        priv = session.get_key(ObjectClass.PRIVATE_KEY, label="k")
+        key = public_key(session.get_key(ObjectClass.PUBLIC_KEY, label="k"),
+                         "p256")
+        for i in range(8):
+            msg = f"kept {i}".encode()
+            check_sig(key, "p256", priv.sign(
+                msg, mechanism=Mechanism.ECDSA_SHA256), data=msg,
+                hash_cls=hashes.SHA256)
+    log = server.log_text()
+    opens = re.findall(r"event=session_open op=sign .*", log)
+    assert len(opens) == 8 and all("channel=1" in o for o in opens), log
+    # a new connection's first sign of a key is plain: 7 presigned opens
+    # show that all 8 ran on one kept connection
+    assert sum("presig=1" in o for o in opens) == 7
+
+
 def test_sessions_in_parallel_on_two_keys(lib, tok):
     """Four sessions in four threads, two keys: the client core runs
     concurrently (the module mutex is not held while signing) and sessions

@@ -18,7 +18,7 @@ import pytest
 
 from conftest import PIN
 from mitm import Mitm, msg_type, point_token_at
-from test_backup import Hold
+from test_backup import Hold, kill_held
 from test_channel import channel_connect
 from test_server import assert_ws_error, verify_raw, ws_drain
 
@@ -331,3 +331,155 @@ def test_server_killed_at_each_step(server, make_token, tmp_path, step):
     if step[1] == "sign.4":
         # taken before c3 was made: gone for good
         replay(server, "alice", cap.open, other_digest(cap.sign1p))
+
+
+# --- presignatures stored on disk for one-shot processes -----------------
+
+
+def stored(tok, label="k"):
+    out = tok.run("presign", "--key", label, "--count", "0").stdout
+    return int(re.search(r"presigs_stored = (\d+)", out).group(1))
+
+
+def one_shot(tok, pem, label="k"):
+    """One `halfkey sign` process (one connection), verified; its r."""
+    d = hashlib.sha256(os.urandom(16)).digest()
+    sig = tok.run("sign", "--key", label, "--digest", d.hex(), "--format",
+                  "raw").stdout.strip()
+    verify_raw(pem, sig, d)
+    return sig[:64]
+
+
+@pytest.mark.parametrize("curve", ["secp256k1", "p256"])
+def test_stored_presignatures_serve_one_shot_signs(server, make_token,
+                                                   curve):
+    """`halfkey presign` seals presignatures on disk; each later one-shot
+    `halfkey sign` takes one (its file gone before the digest is sent)
+    and signs in one round trip; once they are used up the sign is plain
+    again. Every signature verifies, no r repeats."""
+    tok = make_token(server, "hank")
+    tok.keygen(curve, "k")
+    pem = tok.pubkey_pem("k")
+    out = tok.run("presign", "--key", "k", "--count", "5").stdout
+    assert "presigs_stored = 5" in out and "presigs_added = 5" in out
+    names = sorted(os.listdir(tok.dir / "presig"))
+    assert len(names) == 5 and all(n.endswith(".ps") for n in names)
+    rs = [one_shot(tok, pem) for _ in range(5)]
+    assert presigned_opens(server) == 5
+    assert stored(tok) == 0 and os.listdir(tok.dir / "presig") == []
+    rs += [one_shot(tok, pem) for _ in range(2)]
+    assert presigned_opens(server) == 5  # none left: plain
+    assert len(set(rs)) == len(rs)
+    # topping up makes only what is missing; the bound is 64
+    tok.run("presign", "--key", "k", "--count", "3")
+    out = tok.run("presign", "--key", "k", "--count", "4").stdout
+    assert "presigs_stored = 4" in out and "presigs_added = 1" in out
+    p = tok.run("presign", "--key", "k", "--count", "65", check=False)
+    assert p.returncode != 0 and "0 to 64" in p.stderr
+    assert not tok.list()["k"][3]
+
+
+def test_stored_presignature_is_sealed_and_bound(server, make_token):
+    """An entry is sealed under the PIN key with its key id in the AAD: a
+    tampered file, or one renamed to another key, is never used (removed
+    when met), and the sign goes the plain way."""
+    tok = make_token(server, "ivan")
+    tok.keygen("p256", "a")
+    tok.keygen("p256", "b")
+    pem_a = tok.pubkey_pem("a")
+    tok.run("presign", "--key", "b", "--count", "1")
+    tok.run("presign", "--key", "a", "--count", "1")
+    d = tok.dir / "presig"
+    entries = sorted(os.listdir(d))
+    assert len(entries) == 2
+    # flip one byte of every entry's ciphertext
+    for n in entries:
+        b = bytearray((d / n).read_bytes())
+        b[-5] ^= 1
+        (d / n).write_bytes(bytes(b))
+    one_shot(tok, pem_a, "a")
+    assert presigned_opens(server) == 0
+    assert stored(tok, "a") == 0  # met, unusable, removed
+
+
+def test_stored_presignature_renamed_to_another_key(server, make_token):
+    tok = make_token(server, "ivan2")
+    tok.keygen("p256", "a")
+    tok.keygen("p256", "b")
+    pem_a = tok.pubkey_pem("a")
+    tok.run("presign", "--key", "b", "--count", "1")
+    d = tok.dir / "presig"
+    (name,) = os.listdir(d)
+    tok.run("presign", "--key", "a", "--count", "1")
+    (mine,) = [n for n in os.listdir(d) if n != name]
+    os.unlink(d / mine)
+    # b's entry under a's key id
+    os.rename(d / name, d / (mine[:32] + name[32:]))
+    assert stored(tok, "a") == 1
+    one_shot(tok, pem_a, "a")
+    assert presigned_opens(server) == 0
+    assert stored(tok, "a") == 0
+
+
+def test_stored_presignatures_of_an_old_epoch_are_dropped(server, make_token):
+    tok = make_token(server, "judy")
+    tok.keygen("secp256k1", "k")
+    pem = tok.pubkey_pem("k")
+    tok.run("presign", "--key", "k", "--count", "3")
+    tok.run("refresh", "--key", "k")
+    one_shot(tok, pem)
+    assert presigned_opens(server) == 0
+    assert stored(tok) == 0
+    tok.run("presign", "--key", "k", "--count", "1")
+    one_shot(tok, pem)
+    assert presigned_opens(server) == 1
+
+
+def test_stored_presignatures_the_server_let_go(make_server, make_token):
+    """A server that keeps 2 per key lets the oldest of 3 go: the newest
+    are taken first and sign; the evicted one is refused before any c3,
+    the digest is signed the plain way, the key's stored ones removed."""
+    server = make_server(presign_max_key=2)
+    tok = make_token(server, "kate")
+    tok.keygen("p256", "k")
+    pem = tok.pubkey_pem("k")
+    out = tok.run("presign", "--key", "k", "--count", "3").stdout
+    assert "presigs_stored = 3" in out
+    rs = [one_shot(tok, pem) for _ in range(3)]
+    assert presigned_opens(server) == 2
+    assert "no such presignature" in server.log_text()
+    assert stored(tok) == 0
+    assert len(set(rs)) == 3 and not tok.list()["k"][3]
+
+
+def test_stored_presignatures_refused_by_a_server_without(make_server,
+                                                          make_token):
+    server = make_server(presign_max_key=0)
+    tok = make_token(server, "liam")
+    tok.keygen("p256", "k")
+    p = tok.run("presign", "--key", "k", "--count", "2", check=False)
+    assert p.returncode != 0 and "presign_max_key" in p.stderr
+    assert stored(tok) == 0
+
+
+@pytest.mark.parametrize("step", [("c2s", "sign.1p", 0),
+                                  ("s2c", "sign.4", 0)])
+def test_one_shot_killed_loses_its_stored_presignature(server, make_token,
+                                                       step):
+    """kill -9 of a one-shot sign on a stored presignature: its entry was
+    removed before the digest went out, so it is never used again (the
+    server's half is gone too once the open committed); the key is left
+    locked as an interrupted sign (a c3 may have been coming) and signs
+    on after `unlock`."""
+    tok = make_token(server, "mia")
+    tok.keygen("secp256k1", "k")
+    pem = tok.pubkey_pem("k")
+    tok.run("presign", "--key", "k", "--count", "2")
+    kill_held(server, tok, step, "sign", "--key", "k", "--digest",
+              os.urandom(32).hex())
+    assert stored(tok) == 1
+    assert tok.list()["k"][3]
+    tok.run("unlock", "--key", "k")
+    rs = [one_shot(tok, pem) for _ in range(2)]
+    assert presigned_opens(server) == 2  # the held one opened, then 1
+    assert len(set(rs)) == 2

@@ -102,7 +102,10 @@ static int hk_has_small_factor(const BIGNUM *n)
     return found;
 }
 
-hk_err hk_paillier_pk_new(const BIGNUM *n, int bits, hk_paillier_pk **out)
+/* The public key of n; `trial`: with the trial division a receiver of
+ * someone else's modulus makes. */
+static hk_err hk_paillier_pk_make(const BIGNUM *n, int bits, int trial,
+                                  hk_paillier_pk **out)
 {
     hk_paillier_pk *pk = NULL;
     BN_CTX *ctx = NULL;
@@ -112,7 +115,8 @@ hk_err hk_paillier_pk_new(const BIGNUM *n, int bits, hk_paillier_pk **out)
         return HK_ERR_ARG;
     *out = NULL;
     if (!hk_paillier_bits_ok(bits) || BN_is_negative(n) ||
-        BN_num_bits(n) != bits || !BN_is_odd(n) || hk_has_small_factor(n))
+        BN_num_bits(n) != bits || !BN_is_odd(n) ||
+        (trial && hk_has_small_factor(n)))
         return HK_ERR_PAILLIER;
     pk = OPENSSL_zalloc(sizeof(*pk));
     ctx = BN_CTX_new_ex(hk_libctx());
@@ -127,6 +131,25 @@ done:
     hk_paillier_pk_free(pk);
     BN_CTX_free(ctx);
     return e;
+}
+
+hk_err hk_paillier_pk_new(const BIGNUM *n, int bits, hk_paillier_pk **out)
+{
+    return hk_paillier_pk_make(n, bits, 1, out);
+}
+
+hk_err hk_paillier_pk_stored(const BIGNUM *n, int bits, hk_paillier_pk **out)
+{
+    return hk_paillier_pk_make(n, bits, 0, out);
+}
+
+hk_err hk_paillier_ct_range(const hk_paillier_pk *pk, const BIGNUM *c)
+{
+    if (pk == NULL || c == NULL)
+        return HK_ERR_ARG;
+    return BN_is_negative(c) || BN_is_zero(c) || BN_cmp(c, pk->n2) >= 0
+               ? HK_ERR_PAILLIER
+               : HK_OK;
 }
 
 hk_err hk_paillier_sk_pk_copy(const hk_paillier_sk *sk, hk_paillier_pk **out)

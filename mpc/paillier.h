@@ -62,6 +62,11 @@ const BIGNUM *hk_paillier_sk_q(const hk_paillier_sk *sk);
  * HK_PAILLIER_TRIAL_BOUND. HK_ERR_PAILLIER if any fails. Copies n. */
 HK_WUR hk_err hk_paillier_pk_new(const BIGNUM *n, int bits,
                                  hk_paillier_pk **out);
+/* As hk_paillier_pk_new for a modulus this party checked when it received
+ * it and stored under its own seal (a share record): the size and parity
+ * checks, not the trial division (about 1 ms). */
+HK_WUR hk_err hk_paillier_pk_stored(const BIGNUM *n, int bits,
+                                    hk_paillier_pk **out);
 void hk_paillier_pk_free(hk_paillier_pk *pk);
 /* A copy of the key pair's public half (no checks: the key pair's own
  * modulus, whose factors are known). */
@@ -98,6 +103,9 @@ HK_WUR hk_err hk_paillier_add(const hk_paillier_pk *pk, const BIGNUM *a,
 /* out = k (*) c = c^k mod N^2, constant-time in k (k may be secret). */
 HK_WUR hk_err hk_paillier_mul(const hk_paillier_pk *pk, const BIGNUM *c,
                               const BIGNUM *k, BIGNUM *out);
+/* HK_OK if 0 < c < N^2 (the range only: for a ciphertext checked when it
+ * was received and stored under this party's seal). */
+HK_WUR hk_err hk_paillier_ct_range(const hk_paillier_pk *pk, const BIGNUM *c);
 /* HK_OK if 0 < c < N^2 and gcd(c, N) = 1, else HK_ERR_PAILLIER. */
 HK_WUR hk_err hk_paillier_ct_check(const hk_paillier_pk *pk, const BIGNUM *c);
 /* The key owner's check of a ciphertext from a peer (who does not know

@@ -301,8 +301,12 @@ done:
     return e;
 }
 
+/* N and ckey; P2 (which cannot check them against a factorisation) makes
+ * the receiver's checks on them, unless the record is `sealed`: this
+ * party's own, sealed when it was stored, its N and ckey checked when
+ * they were received (keygen, refresh). */
 static hk_err hk_share_get_paillier(hk_msg *m, hk_share *s, int pbits,
-                                    const hk_share_secrets *sec)
+                                    const hk_share_secrets *sec, int sealed)
 {
     size_t nb = hk_width(pbits);
     BIGNUM *n = NULL;
@@ -316,8 +320,10 @@ static hk_err hk_share_get_paillier(hk_msg *m, hk_share *s, int pbits,
         goto done;
     }
     e = HK_ERR_SHARE;
-    if (hk_paillier_pk_new(n, pbits, &s->pk) == HK_OK &&
-        hk_paillier_ct_check(s->pk, s->ckey) == HK_OK)
+    if (sealed ? hk_paillier_pk_stored(n, pbits, &s->pk) == HK_OK &&
+                     hk_paillier_ct_range(s->pk, s->ckey) == HK_OK
+               : hk_paillier_pk_new(n, pbits, &s->pk) == HK_OK &&
+                     hk_paillier_ct_check(s->pk, s->ckey) == HK_OK)
         e = HK_OK;
 done:
     BN_free(n);
@@ -352,7 +358,8 @@ static hk_err hk_share_unsplice(const unsigned char *in, size_t len,
     return HK_OK;
 }
 
-hk_err hk_share_decode(const unsigned char *in, size_t len, hk_share **out)
+static hk_err hk_share_decode_in(const unsigned char *in, size_t len,
+                                 int sealed, hk_share **out)
 {
     unsigned char zero[HK_SCALAR_LEN], *copy = NULL;
     hk_share_secrets *sec = NULL;
@@ -383,7 +390,7 @@ hk_err hk_share_decode(const unsigned char *in, size_t len, hk_share **out)
         (e = hk_msg_get_point(m, c, "Q1", &s->Q1)) != HK_OK ||
         (e = hk_msg_get_point(m, c, "Q2", &s->Q2)) != HK_OK ||
         (e = hk_msg_get_bytes(m, "setup", s->rped_fp, HK_HASH_LEN)) != HK_OK ||
-        (e = hk_share_get_paillier(m, s, pbits, sec)) != HK_OK ||
+        (e = hk_share_get_paillier(m, s, pbits, sec, sealed)) != HK_OK ||
         (e = hk_msg_finish(m)) != HK_OK ||
         (e = hk_share_check_points(c, s)) != HK_OK)
         goto done;
@@ -399,6 +406,17 @@ done:
         OPENSSL_secure_clear_free(copy, len == 0 ? 1 : len);
     OPENSSL_secure_clear_free(sec, sizeof(*sec));
     return e;
+}
+
+hk_err hk_share_decode(const unsigned char *in, size_t len, hk_share **out)
+{
+    return hk_share_decode_in(in, len, 0, out);
+}
+
+hk_err hk_share_decode_sealed(const unsigned char *in, size_t len,
+                              hk_share **out)
+{
+    return hk_share_decode_in(in, len, 1, out);
 }
 
 /* --- public views (backup and recovery) ---------------------------------- */

@@ -1,5 +1,6 @@
 /* JWT policy on libjwt (see jwt.h for the traps it avoids). */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -7,8 +8,26 @@
 #include <jwt.h>
 #include <openssl/bn.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 
+#include "common/libctx.h"
 #include "transport/jwt.h"
+
+/* Tokens whose signature this verifier has checked, remembered by their
+ * SHA-256: a client presents the same JWT on every connection, and
+ * libjwt parses the key's PEM for each verification (about 1 ms of a
+ * new connection's server CPU). A token is found only if it is the same
+ * bytes, so its signature, issuer, audience, subject and scopes are what
+ * was checked; its times (exp, nbf) are checked again at each use. */
+#define HK_JWT_SEEN 64
+
+typedef struct {
+    unsigned char h[32];
+    char sub[HK_JWT_SUB_MAX + 1];
+    long exp, nbf;
+    int has_nbf, used;
+    unsigned scopes;
+} hk_jwt_seen;
 
 struct hk_jwt_verifier {
     jwt_alg_t alg;
@@ -16,6 +35,9 @@ struct hk_jwt_verifier {
     size_t keylen;
     char iss[256], aud[256];
     long skew;
+    pthread_mutex_t mu; /* seen, next */
+    hk_jwt_seen seen[HK_JWT_SEEN];
+    size_t next;
 };
 
 static jwt_alg_t hk_jwt_alg(const char *alg)
@@ -84,6 +106,7 @@ hk_err hk_jwt_verifier_new(const char *alg, const void *key, size_t keylen,
         return HK_ERR_NOMEM;
     }
     v->keylen = keylen;
+    pthread_mutex_init(&v->mu, NULL);
     *out = v;
     return HK_OK;
 }
@@ -93,7 +116,8 @@ void hk_jwt_verifier_free(hk_jwt_verifier *v)
     if (v == NULL)
         return;
     OPENSSL_clear_free(v->key, v->keylen);
-    OPENSSL_free(v);
+    pthread_mutex_destroy(&v->mu);
+    OPENSSL_clear_free(v, sizeof(*v));
 }
 
 /* Compact form only: three base64url parts, bounded length. */
@@ -310,12 +334,24 @@ static hk_err hk_jwt_refuse(hk_jwt_why *why, const char *reason)
     return HK_ERR_AUTH;
 }
 
+/* The time claims at `now` (exp required, nbf optional). exp - skew, not
+ * exp + skew: a huge exp must not overflow. */
+static hk_err hk_jwt_times(const hk_jwt_verifier *v, long now, long exp,
+                           long nbf, int has_nbf, hk_jwt_why *why)
+{
+    if (now - v->skew > exp)
+        return hk_jwt_refuse(why, "expired");
+    if (has_nbf && now + v->skew < nbf)
+        return hk_jwt_refuse(why, "not_yet_valid");
+    return HK_OK;
+}
+
 static hk_err hk_jwt_claims(const hk_jwt_verifier *v, jwt_t *jwt, long now,
-                            char *sub, long *exp_out, hk_jwt_why *why)
+                            hk_jwt_seen *got, hk_jwt_why *why)
 {
     const char *iss = jwt_get_grant(jwt, "iss"), *s = jwt_get_grant(jwt, "sub");
-    long exp, nbf;
-    int has_exp, has_nbf;
+    int has_exp;
+    hk_err e;
 
     /* the signature verified: the subject is the issuer's word */
     if (hk_sub_valid(s))
@@ -323,40 +359,56 @@ static hk_err hk_jwt_claims(const hk_jwt_verifier *v, jwt_t *jwt, long now,
     /* The pinned algorithm: after the key check, never instead of it. */
     if (jwt_get_alg(jwt) != v->alg)
         return hk_jwt_refuse(why, "algorithm");
-    /* exp - skew, not exp + skew: a huge exp must not overflow. */
-    if (!hk_jwt_time(jwt, "exp", &exp, &has_exp) || !has_exp ||
-        now - v->skew > exp)
+    if (!hk_jwt_time(jwt, "exp", &got->exp, &has_exp) || !has_exp)
         return hk_jwt_refuse(why, "expired");
-    if (!hk_jwt_time(jwt, "nbf", &nbf, &has_nbf) ||
-        (has_nbf && now + v->skew < nbf))
+    if (!hk_jwt_time(jwt, "nbf", &got->nbf, &got->has_nbf))
         return hk_jwt_refuse(why, "not_yet_valid");
+    if ((e = hk_jwt_times(v, now, got->exp, got->nbf, got->has_nbf, why)) !=
+        HK_OK)
+        return e;
     if (iss == NULL || strcmp(iss, v->iss) != 0)
         return hk_jwt_refuse(why, "issuer");
     if (!hk_jwt_aud_ok(jwt, v->aud))
         return hk_jwt_refuse(why, "audience");
     if (!hk_sub_valid(s))
         return hk_jwt_refuse(why, "subject");
-    memcpy(sub, s, strlen(s) + 1);
-    if (exp_out != NULL)
-        *exp_out = exp;
+    memcpy(got->sub, s, strlen(s) + 1);
     return HK_OK;
 }
 
-/* Every check; *scopes the token's HK_SCOPE_* bits (none: refused). */
-static hk_err hk_jwt_verify_in(const hk_jwt_verifier *v, const char *token,
-                               long now, char *sub, long *exp, hk_jwt_why *why,
-                               unsigned *scopes)
+/* *hit: 1 if the token (hash h) was verified before; then *got is what
+ * was found then. */
+static void hk_jwt_seen_find(hk_jwt_verifier *v, const unsigned char h[32],
+                             hk_jwt_seen *got, int *hit)
+{
+    size_t i;
+
+    *hit = 0;
+    pthread_mutex_lock(&v->mu);
+    for (i = 0; i < HK_JWT_SEEN && !*hit; i++)
+        if (v->seen[i].used && CRYPTO_memcmp(v->seen[i].h, h, 32) == 0) {
+            *got = v->seen[i];
+            *hit = 1;
+        }
+    pthread_mutex_unlock(&v->mu);
+}
+
+static void hk_jwt_seen_add(hk_jwt_verifier *v, const hk_jwt_seen *got)
+{
+    pthread_mutex_lock(&v->mu);
+    v->seen[v->next] = *got;
+    v->seen[v->next].used = 1;
+    v->next = (v->next + 1) % HK_JWT_SEEN;
+    pthread_mutex_unlock(&v->mu);
+}
+
+/* The signature and every claim but the times, by libjwt. */
+static hk_err hk_jwt_check(const hk_jwt_verifier *v, const char *token,
+                           long now, hk_jwt_seen *got, hk_jwt_why *why)
 {
     jwt_t *jwt = NULL;
     hk_err e;
 
-    if (v == NULL || token == NULL || sub == NULL || why == NULL)
-        return HK_ERR_ARG;
-    why->reason = "";
-    strcpy(why->sub, "-");
-    *scopes = 0;
-    if (!hk_jwt_shape_ok(token))
-        return hk_jwt_refuse(why, "malformed");
     if (v->alg == JWT_ALG_ES256) {
         unsigned char sig[HK_ES256_SIG_LEN];
 
@@ -367,11 +419,49 @@ static hk_err hk_jwt_verify_in(const hk_jwt_verifier *v, const char *token,
     /* Always with the configured key: NULL would accept any signature. */
     if (jwt_decode(&jwt, token, v->key, (int)v->keylen) != 0 || jwt == NULL)
         return hk_jwt_refuse(why, "signature");
-    e = hk_jwt_claims(v, jwt, now, sub, exp, why);
-    if (e == HK_OK && (*scopes = hk_jwt_scopes(jwt)) == 0)
+    e = hk_jwt_claims(v, jwt, now, got, why);
+    if (e == HK_OK && (got->scopes = hk_jwt_scopes(jwt)) == 0)
         e = hk_jwt_refuse(why, "scope");
     jwt_free(jwt);
     return e;
+}
+
+/* Every check; *scopes the token's HK_SCOPE_* bits (none: refused). */
+static hk_err hk_jwt_verify_in(const hk_jwt_verifier *cv, const char *token,
+                               long now, char *sub, long *exp, hk_jwt_why *why,
+                               unsigned *scopes)
+{
+    hk_jwt_verifier *v = (hk_jwt_verifier *)cv; /* its cache only */
+    unsigned char h[32];
+    hk_jwt_seen got;
+    int hit;
+    hk_err e;
+
+    if (v == NULL || token == NULL || sub == NULL || why == NULL)
+        return HK_ERR_ARG;
+    why->reason = "";
+    strcpy(why->sub, "-");
+    *scopes = 0;
+    if (!hk_jwt_shape_ok(token))
+        return hk_jwt_refuse(why, "malformed");
+    memset(&got, 0, sizeof(got));
+    if (EVP_Digest(token, strlen(token), h, NULL, hk_md_sha256(), NULL) != 1)
+        return HK_ERR_CRYPTO;
+    hk_jwt_seen_find(v, h, &got, &hit);
+    if (hit) {
+        snprintf(why->sub, sizeof(why->sub), "%s", got.sub);
+        e = hk_jwt_times(v, now, got.exp, got.nbf, got.has_nbf, why);
+    } else if ((e = hk_jwt_check(v, token, now, &got, why)) == HK_OK) {
+        memcpy(got.h, h, sizeof(h));
+        hk_jwt_seen_add(v, &got);
+    }
+    if (e != HK_OK)
+        return e;
+    memcpy(sub, got.sub, strlen(got.sub) + 1);
+    if (exp != NULL)
+        *exp = got.exp;
+    *scopes = got.scopes;
+    return HK_OK;
 }
 
 hk_err hk_jwt_verify_why(const hk_jwt_verifier *v, const char *token, long now,

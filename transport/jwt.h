@@ -21,7 +21,11 @@
 
 typedef struct hk_jwt_verifier hk_jwt_verifier;
 
-/* alg: "ES256", "RS256" or "HS256"; key: PEM public key or the secret. */
+/* alg: "ES256", "RS256" or "HS256"; key: PEM public key or the secret.
+ * A verifier may be shared by threads. It remembers the last 64 tokens it
+ * accepted (by SHA-256): the same token again skips the signature check
+ * (libjwt parses the key for each one), its exp and nbf are checked at
+ * every call. */
 HK_WUR hk_err hk_jwt_verifier_new(const char *alg, const void *key,
                                   size_t keylen, const char *iss,
                                   const char *aud, long skew,

@@ -1013,7 +1013,9 @@ static hk_err hk_open_share(const hk_kek *kek, const char *sub,
     if ((e = hk_share_aad(kid, sub, epoch, aad, &alen)) != HK_OK ||
         (e = hk_unseal(kek, aad, alen, sealed, slen, &rec, &rlen)) != HK_OK)
         return e;
-    e = hk_share_decode(rec, rlen, out);
+    /* the KEK's seal authenticated it: the receiver's checks were made
+     * when its N and ckey came in */
+    e = hk_share_decode_sealed(rec, rlen, out);
     OPENSSL_clear_free(rec, rlen);
     return e;
 }

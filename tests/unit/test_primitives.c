@@ -1519,6 +1519,33 @@ static void record_field_tests(const record_ctx *rc, const unsigned char *rec,
     json_decref(j);
 }
 
+/* A record decoded as one of this party's own, sealed (the server's
+ * store): the same share; its structure still checked (an even N, a
+ * ckey of N^2 are refused). */
+static void test_record_sealed(const record_ctx *rc, const unsigned char *rec,
+                               size_t len)
+{
+    unsigned char fa[HK_HASH_LEN];
+    json_t *j = record_json(rec, len), *c;
+    hk_share *d = NULL;
+    char *txt;
+
+    CHECK_OK(hk_share_decode_sealed(rec, len, &d));
+    CHECK_OK(hk_share_fingerprint(d, fa));
+    CHECK(memcmp(fa, rc->fp, HK_HASH_LEN) == 0);
+    hk_share_free(d);
+    d = NULL;
+    c = json_deep_copy(j);
+    flip_last(c, "N");
+    CHECK((txt = json_dumps(c, JSON_COMPACT | JSON_SORT_KEYS)) != NULL);
+    CHECK(hk_share_decode_sealed((unsigned char *)txt, strlen(txt), &d) !=
+              HK_OK &&
+          d == NULL);
+    free(txt);
+    json_decref(c);
+    json_decref(j);
+}
+
 static void test_record(const hk_share *own, const hk_share *peer)
 {
     unsigned char *rec = NULL, *again = NULL;
@@ -1535,6 +1562,7 @@ static void test_record(const hk_share *own, const hk_share *peer)
     CHECK(len2 == len && memcmp(again, rec, len) == 0);
     hk_share_free(d);
     d = NULL;
+    test_record_sealed(&rc, rec, len);
     for (cut = 0; cut < len; cut += cut < 8 ? 1 : len / 7)
         CHECK(hk_share_decode(rec, cut, &d) != HK_OK && d == NULL);
     CHECK(hk_share_decode(rec, len - 1, &d) != HK_OK && d == NULL);

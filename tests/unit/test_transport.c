@@ -111,8 +111,24 @@ static void check_jwt(void)
     CHECK(strcmp(sub, "alice") == 0);
     CHECK_ERR(hk_jwt_verify(v, tok, now + 200, sub, NULL), HK_ERR_AUTH);
     CHECK_ERR(hk_jwt_verify(v, tok, now - 100, sub, NULL), HK_ERR_AUTH);
+    /* the verifier remembers accepted tokens (their times checked at each
+     * use, above); a refused one twice, a remembered one again, and
+     * another verifier (another key) does not share the memory */
     tok[strlen(tok) - 2] ^= 1;
     CHECK_ERR(hk_jwt_verify(v, tok, now, sub, NULL), HK_ERR_AUTH);
+    CHECK_ERR(hk_jwt_verify(v, tok, now, sub, NULL), HK_ERR_AUTH);
+    tok[strlen(tok) - 2] ^= 1;
+    sub[0] = 0;
+    CHECK_OK(hk_jwt_verify(v, tok, now + 10, sub, NULL));
+    CHECK(strcmp(sub, "alice") == 0);
+    {
+        hk_jwt_verifier *w;
+
+        CHECK_OK(hk_jwt_verifier_new("HS256", "another secret of 32 bytes..",
+                                     28, "iss1", "aud1", 30, &w));
+        CHECK_ERR(hk_jwt_verify(w, tok, now, sub, NULL), HK_ERR_AUTH);
+        hk_jwt_verifier_free(w);
+    }
     free(tok);
     CHECK_OK(hk_jwt_mint("HS256", secret, 32, "other", "aud1", "alice", now, 60,
                          &tok));

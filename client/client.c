@@ -512,8 +512,8 @@ static hk_err hk_client_recv(hk_client *c, hk_tws *ws, unsigned char **in,
     t = json_string_value(json_object_get(o, "t"));
     if (t != NULL && strcmp(t, "error") == 0) {
         json_int_t code = json_integer_value(json_object_get(o, "code")),
-                   retry = json_integer_value(
-                       json_object_get(o, "retry_after"));
+                   retry =
+                       json_integer_value(json_object_get(o, "retry_after"));
         const char *m = json_string_value(json_object_get(o, "message"));
 
         snprintf(c->last_error, sizeof(c->last_error), "server: %.200s",
@@ -2020,6 +2020,45 @@ static int hk_client_keeps_channel(hk_err e)
     return e == HK_OK || e == HK_ERR_BUSY || e == HK_ERR_KEY_LOCKED;
 }
 
+/* The key's share, loaded on a second thread while a new connection
+ * opens (its TLS handshake and WebSocket upgrade wait on the network and
+ * the server: the ~2 ms decode of the share fits in there). */
+typedef struct {
+    hk_client *c;
+    const char *label;
+    hk_share *share;
+} hk_prefetch;
+
+static void *hk_prefetch_run(void *arg)
+{
+    hk_prefetch *p = arg;
+
+    if (hk_ks_load_share(p->c->ks, p->label, &p->share) != HK_OK)
+        p->share = NULL; /* the sign loads it again and says why */
+    return NULL;
+}
+
+/* A new connection for a sign of `label`, its share loaded meanwhile (the
+ * channel's cached share, checked against the key file as always). */
+static hk_err hk_client_channel_open_for(hk_client *c, const char *label,
+                                         hk_channel **out)
+{
+    hk_prefetch p = {c, label, NULL};
+    pthread_t th;
+    int spawned = pthread_create(&th, NULL, hk_prefetch_run, &p) == 0;
+    hk_err e = hk_client_channel_open(c, out);
+
+    if (spawned)
+        pthread_join(th, NULL);
+    if (e == HK_OK && p.share != NULL) {
+        (*out)->share = p.share;
+        snprintf((*out)->label, sizeof((*out)->label), "%s", label);
+        p.share = NULL;
+    }
+    hk_share_free(p.share);
+    return e;
+}
+
 /* A sign (open message fields `extra`: NULL or taken) on an idle
  * connection, or a new one. */
 static hk_err hk_client_sign_any(hk_client *c, const char *label, json_t *extra,
@@ -2032,7 +2071,8 @@ static hk_err hk_client_sign_any(hk_client *c, const char *label, json_t *extra,
 
     for (tries = 0; tries < 2; tries++) {
         reused = (ch = hk_client_idle_take(c)) != NULL;
-        if (ch == NULL && (e = hk_client_channel_open(c, &ch)) != HK_OK)
+        if (ch == NULL &&
+            (e = hk_client_channel_open_for(c, label, &ch)) != HK_OK)
             break;
         e = hk_channel_sign_with(c, ch, label,
                                  extra != NULL ? json_deep_copy(extra) : NULL,

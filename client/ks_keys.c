@@ -627,7 +627,7 @@ static hk_err hk_ks_load_locked(hk_ks *ks, const char *label, hk_share **out)
     e = HK_ERR_KEY_LOCKED;
     if (f.info.locked || hk_ks_sig_read(ks->kfd, label, NULL) != HK_KS_SIG_IDLE)
         goto done;
-    if ((e = hk_share_decode(pt, n, &s)) != HK_OK ||
+    if ((e = hk_share_decode_sealed(pt, n, &s)) != HK_OK ||
         (e = hk_ks_share_matches(s, &f.info)) != HK_OK)
         goto done;
     *out = s;

@@ -271,7 +271,8 @@ static hk_err hk_share_check_ckey(const hk_share *s)
  * public half is the key pair's own (no receiver's checks on a modulus
  * whose factors are known). */
 static hk_err hk_share_p1_paillier(hk_msg *m, hk_share *s, int pbits,
-                                   const BIGNUM *n, const hk_share_secrets *sec)
+                                   const BIGNUM *n, const hk_share_secrets *sec,
+                                   int sealed)
 {
     unsigned char zero[HK_SHARE_SECRET_MAX];
     size_t nb = hk_width(pbits);
@@ -294,7 +295,10 @@ static hk_err hk_share_p1_paillier(hk_msg *m, hk_share *s, int pbits,
         BN_cmp(hk_paillier_n(hk_paillier_sk_pk(s->sk)), n) != 0 ||
         hk_paillier_sk_pk_copy(s->sk, &s->pk) != HK_OK)
         goto done;
-    e = hk_share_check_ckey(s);
+    /* a sealed record's ckey is the one this party made and checked */
+    e = sealed ? hk_paillier_ct_range(s->pk, s->ckey) : hk_share_check_ckey(s);
+    if (e == HK_ERR_PAILLIER)
+        e = HK_ERR_SHARE;
 done:
     BN_clear_free(p);
     BN_clear_free(q);
@@ -302,9 +306,9 @@ done:
 }
 
 /* N and ckey; P2 (which cannot check them against a factorisation) makes
- * the receiver's checks on them, unless the record is `sealed`: this
- * party's own, sealed when it was stored, its N and ckey checked when
- * they were received (keygen, refresh). */
+ * the receiver's checks on them and P1 decrypts ckey, unless the record
+ * is `sealed`: this party's own, sealed when it was stored, its N and
+ * ckey checked when they were received or made (keygen, refresh). */
 static hk_err hk_share_get_paillier(hk_msg *m, hk_share *s, int pbits,
                                     const hk_share_secrets *sec, int sealed)
 {
@@ -316,7 +320,7 @@ static hk_err hk_share_get_paillier(hk_msg *m, hk_share *s, int pbits,
         (e = hk_msg_get_bn(m, "ckey", 2 * nb, &s->ckey)) != HK_OK)
         goto done;
     if (s->role == HK_ROLE_P1) {
-        e = hk_share_p1_paillier(m, s, pbits, n, sec);
+        e = hk_share_p1_paillier(m, s, pbits, n, sec, sealed);
         goto done;
     }
     e = HK_ERR_SHARE;

@@ -44,8 +44,9 @@ HK_WUR hk_err hk_share_decode(const unsigned char *in, size_t len,
                               hk_share **out);
 /* As hk_share_decode for a record this party stored under its own seal
  * (AEAD: the bytes it wrote): P2 skips the trial division of N and the
- * gcd of ckey, which it made when it received them (2 ms of every share
- * load); every other check is made. */
+ * gcd of ckey, which it made when it received them, and P1 the
+ * decryption of ckey (1-2 ms of every share load); every other check is
+ * made (P1: its primes give N, x1*G = Q1, x1*Q2 = Q). */
 HK_WUR hk_err hk_share_decode_sealed(const unsigned char *in, size_t len,
                                      hk_share **out);
 /* The public view of a share: curve, key id, epoch, Q, Q1, Q2, N, ckey and

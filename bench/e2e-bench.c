@@ -88,6 +88,17 @@ static hk_client *hk_eopen(const char *dir)
     return c;
 }
 
+/* Removes the key's stored presignatures left by the stored mode. */
+static void hk_estored_drop(hk_client *c, const char *label)
+{
+    hk_ks_keyinfo info;
+
+    if (hk_ks_key_info(hk_client_keystore(c), label, &info) != HK_OK ||
+        hk_ks_presig_drop(hk_client_keystore(c), info.kid) != HK_OK)
+        fprintf(stderr, "e2e-bench: stored presignatures of %s left\n",
+                label);
+}
+
 static void *hk_ethread_main(void *p)
 {
     hk_ethread *t = p;
@@ -138,6 +149,8 @@ static void *hk_ethread_main(void *p)
             hk_client_idle_close(c);
     }
     hk_client_channel_close(ch);
+    if (t->o->mode == HK_STORED) /* the next mode starts without any */
+        hk_estored_drop(c, t->label);
     hk_client_close(c);
     return NULL;
 }

@@ -1197,6 +1197,7 @@ done:
 #define HK_CH_PRESIG_MAX 64
 #define HK_CH_BATCH_FIRST 4
 #define HK_CH_BATCH_MAX 16
+#define HK_CH_SIGNED_KEYS 8
 
 struct hk_channel {
     hk_tws *ws;
@@ -1211,8 +1212,11 @@ struct hk_channel {
     size_t nps;
     size_t batch;    /* the next batch this channel makes (auto) */
     int presign_off; /* the server keeps none, or presign = off */
-    unsigned char signed_kid[HK_ID_LEN]; /* the key of the last plain sign */
-    int signed_once;
+    /* the keys this channel signed the plain way, newest first (auto: the
+     * second sign of one of them makes a batch; a host signing with a few
+     * keys in turn presigns for each) */
+    unsigned char signed_kid[HK_CH_SIGNED_KEYS][HK_ID_LEN];
+    size_t nsigned;
 };
 
 hk_err hk_client_channel_open(hk_client *c, hk_channel **out)
@@ -1436,6 +1440,29 @@ hk_err hk_client_channel_presign(hk_client *c, hk_channel *ch,
     return hk_channel_presign_with(c, ch, label, &info, n);
 }
 
+/* 1 if the channel signed key `kid` the plain way before. */
+static int hk_channel_signed(const hk_channel *ch, const unsigned char *kid)
+{
+    size_t i;
+
+    for (i = 0; i < ch->nsigned; i++)
+        if (memcmp(ch->signed_kid[i], kid, HK_ID_LEN) == 0)
+            return 1;
+    return 0;
+}
+
+/* Remembers a plain sign of `kid` (the oldest key forgotten when full). */
+static void hk_channel_signed_add(hk_channel *ch, const unsigned char *kid)
+{
+    if (hk_channel_signed(ch, kid))
+        return;
+    if (ch->nsigned < HK_CH_SIGNED_KEYS)
+        ch->nsigned++;
+    memmove(ch->signed_kid[1], ch->signed_kid[0],
+            (ch->nsigned - 1) * sizeof(ch->signed_kid[0]));
+    memcpy(ch->signed_kid[0], kid, HK_ID_LEN);
+}
+
 /* Moves the channel's presignatures of key `kid` to disk; *moved: how
  * many. Each leaves memory (wiped) once it is sealed on disk. */
 static hk_err hk_channel_store(hk_client *c, hk_channel *ch,
@@ -1529,8 +1556,7 @@ static hk_err hk_channel_pick(hk_client *c, hk_channel *ch, const char *label,
         *pick = (long)ch->nps - 1;
         return HK_OK;
     }
-    if (ch->presign_off || !ch->signed_once ||
-        memcmp(ch->signed_kid, info->kid, HK_ID_LEN) != 0)
+    if (ch->presign_off || !hk_channel_signed(ch, info->kid))
         return HK_OK;
     if ((e = hk_channel_presign_with(c, ch, label, info, ch->batch)) != HK_OK)
         return e == HK_ERR_FORBIDDEN ? HK_OK : e;
@@ -1627,8 +1653,7 @@ static hk_err hk_channel_sign_with(hk_client *c, hk_channel *ch,
                                 NULL)) == HK_OK &&
         (e = hk_sign_p1_new(ch->share, sid, dig, dlen, &sg)) == HK_OK &&
         (e = hk_client_sign_run(c, label, hold, sg, ch->ws)) == HK_OK) {
-        memcpy(ch->signed_kid, info.kid, HK_ID_LEN);
-        ch->signed_once = 1;
+        hk_channel_signed_add(ch, info.kid);
     }
 have:
     if (e == HK_OK)

@@ -369,6 +369,31 @@ def test_module_keeps_its_connection_and_presigns(lib, tok, server):
     assert sum("presig=1" in o for o in opens) == 7
 
 
+def test_module_presigns_for_keys_signed_in_turn(lib, tok, server):
+    """A host that signs with two keys in turn presigns for both: each
+    key's first sign on the connection is plain, the rest presigned (the
+    connection remembered only the last key before, so none was)."""
+    tok.keygen("p256", "a")
+    tok.keygen("secp256k1", "b")
+    token = token_of(lib)
+    with token.open(user_pin=PIN) as session:
+        keys = {}
+        for label, curve in (("a", "p256"), ("b", "secp256k1")):
+            keys[label] = (
+                session.get_key(ObjectClass.PRIVATE_KEY, label=label),
+                public_key(session.get_key(ObjectClass.PUBLIC_KEY,
+                                           label=label), curve), curve)
+        for i in range(12):
+            priv, pub, curve = keys["ab"[i % 2]]
+            msg = f"turn {i}".encode()
+            check_sig(pub, curve, priv.sign(
+                msg, mechanism=Mechanism.ECDSA_SHA256), data=msg,
+                hash_cls=hashes.SHA256)
+    opens = re.findall(r"event=session_open op=sign .*", server.log_text())
+    assert len(opens) == 12
+    assert sum("presig=1" in o for o in opens) == 10
+
+
 def test_sessions_in_parallel_on_two_keys(lib, tok):
     """Four sessions in four threads, two keys: the client core runs
     concurrently (the module mutex is not held while signing) and sessions

@@ -925,6 +925,17 @@ static int hk_cmd_refresh(const hk_args *a)
 
 #define HK_CLI_PRESIGN_DEFAULT 16
 
+/* --count N: a decimal 0..max. */
+static int hk_count_opt(const char *cnt, unsigned long max, unsigned long *out)
+{
+    char *end;
+
+    errno = 0;
+    *out = strtoul(cnt, &end, 10);
+    return errno == 0 && *end == 0 && cnt[0] >= '0' && cnt[0] <= '9' &&
+           *out <= max;
+}
+
 /* presign --key L [--count N]: tops the key's stored presignatures up. */
 static int hk_cmd_presign(const hk_args *a)
 {
@@ -934,18 +945,12 @@ static int hk_cmd_presign(const hk_args *a)
     size_t added = 0, have = 0;
     hk_ks_keyinfo info;
     hk_client *c;
-    char *end;
     hk_err e;
 
     if (!hk_only(a, allowed) || key == NULL)
         return hk_usage(a->cmd);
-    if (cnt != NULL) {
-        errno = 0;
-        target = strtoul(cnt, &end, 10);
-        if (errno != 0 || *end != 0 || cnt[0] < '0' || cnt[0] > '9' ||
-            target > HK_KS_PRESIG_MAX)
-            return hk_die("presign", HK_ERR_ARG, "--count is 0 to 64");
-    }
+    if (cnt != NULL && !hk_count_opt(cnt, HK_KS_PRESIG_MAX, &target))
+        return hk_die("presign", HK_ERR_ARG, "--count is 0 to 64");
     if (hk_open(a, &c, target > 0) != 0)
         return 1;
     if (target > 0 &&
@@ -978,7 +983,6 @@ static int hk_cmd_pool(const hk_args *a)
     size_t added = 0, have = 0;
     int fill, bits;
     hk_client *c;
-    char *end;
     hk_err e;
 
     if (a->verb == NULL ||
@@ -987,13 +991,8 @@ static int hk_cmd_pool(const hk_args *a)
     fill = strcmp(a->verb, "fill") == 0;
     if (!hk_only(a, fill ? fill_opts : no_opts))
         return hk_usage(a->cmd);
-    if (cnt != NULL) {
-        errno = 0;
-        target = strtoul(cnt, &end, 10);
-        if (errno != 0 || *end != 0 || cnt[0] < '0' || cnt[0] > '9' ||
-            target > HK_KS_POOL_MAX)
-            return hk_die("pool", HK_ERR_ARG, "--count is 0 to 16");
-    }
+    if (cnt != NULL && !hk_count_opt(cnt, HK_KS_POOL_MAX, &target))
+        return hk_die("pool", HK_ERR_ARG, "--count is 0 to 16");
     if (hk_open(a, &c, fill) != 0)
         return 1;
     bits = hk_client_config_get(c)->paillier_bits;

@@ -95,8 +95,7 @@ static void hk_estored_drop(hk_client *c, const char *label)
 
     if (hk_ks_key_info(hk_client_keystore(c), label, &info) != HK_OK ||
         hk_ks_presig_drop(hk_client_keystore(c), info.kid) != HK_OK)
-        fprintf(stderr, "e2e-bench: stored presignatures of %s left\n",
-                label);
+        fprintf(stderr, "e2e-bench: stored presignatures of %s left\n", label);
 }
 
 static void *hk_ethread_main(void *p)

@@ -10,6 +10,9 @@
  *       batch counted in that sign's time); idle, presignatures made
  *       between signs (16 at a time, outside the timed sign, as a client
  *       that refills in idle time; counted in signs/s and server CPU)
+ *   ... [--keep-open client]   hk_client_sign, which keeps its connection
+ *       and refills its presignatures in idle time (the PKCS#11 module,
+ *       the provider); 100 ms of idle time between signs
  *   ... [--keep-open stored]   a new connection per sign as above, each
  *       on a presignature stored on disk (`halfkey presign`, 16 at a time
  *       outside the timed sign)
@@ -32,11 +35,14 @@
 
 #include "client/client.h"
 
-enum { HK_NEW_CONN, HK_PLAIN, HK_AUTO, HK_IDLE, HK_STORED };
+enum { HK_NEW_CONN, HK_PLAIN, HK_AUTO, HK_IDLE, HK_STORED, HK_CLIENT };
 static const char *const hk_mode_names[] = {
-    "new connection per sign", "kept-open, plain",
-    "kept-open, presigned (auto)", "kept-open, presigned (idle)",
-    "new connection per sign, stored presignature"};
+    "new connection per sign",
+    "kept-open, plain",
+    "kept-open, presigned (auto)",
+    "kept-open, presigned (idle)",
+    "new connection per sign, stored presignature",
+    "hk_client_sign: kept-open, presigned, refilled in idle time"};
 
 typedef struct {
     const char *dir, *key;
@@ -117,7 +123,7 @@ static void *hk_ethread_main(void *p)
             continue;
         }
         if (t->o->mode != HK_NEW_CONN && t->o->mode != HK_STORED &&
-            ch == NULL) {
+            t->o->mode != HK_CLIENT && ch == NULL) {
             if (hk_client_channel_open(c, &ch) != HK_OK) {
                 t->failed++;
                 continue;
@@ -144,8 +150,13 @@ static void *hk_ethread_main(void *p)
             continue;
         }
         t->lat[t->count++] = hk_wall_ms() - t0;
-        if (ch == NULL) /* hk_client_sign keeps it: a new one each time */
+        /* hk_client_sign keeps it: a new one each time, but in client
+         * mode (what the PKCS#11 module and the provider do), which
+         * leaves 100 ms of idle time between signs, as a host does */
+        if (ch == NULL && t->o->mode != HK_CLIENT)
             hk_client_idle_close(c);
+        if (t->o->mode == HK_CLIENT)
+            nanosleep(&(struct timespec){0, 100000000L}, NULL);
     }
     hk_client_channel_close(ch);
     if (t->o->mode == HK_STORED) /* the next mode starts without any */
@@ -274,6 +285,8 @@ static int hk_mode(const char *s)
         return HK_AUTO;
     if (strcmp(s, "stored") == 0)
         return HK_STORED;
+    if (strcmp(s, "client") == 0)
+        return HK_CLIENT;
     return strcmp(s, "idle") == 0 ? HK_IDLE : -1;
 }
 
@@ -306,7 +319,7 @@ int main(int argc, char **argv)
         o.seconds > 900 || o.mode < 0 || o.server_pid < 0) {
         fprintf(stderr, "usage: e2e-bench --dir TOKEN --key LABEL [--runs N]"
                         " | --clients N --seconds S  [--keep-open "
-                        "plain|auto|idle|stored] [--server-pid PID]\n");
+                        "plain|auto|idle|stored|client] [--server-pid PID]\n");
         return 2;
     }
     if (o.clients == 0)

@@ -43,6 +43,10 @@ struct hk_client {
     hk_channel *idle[HK_CLIENT_IDLE_MAX];
     size_t nidle;
     pid_t pid;
+    /* refill threads running (each owns one channel until it puts it
+     * back); hk_client_idle_close waits for them */
+    int refilling;
+    pthread_cond_t refilled;
 };
 
 #define T hk_client_config
@@ -228,6 +232,7 @@ hk_err hk_client_open(const char *dir, hk_client **out, char *why)
     if ((c = calloc(1, sizeof(*c))) == NULL)
         return HK_ERR_NOMEM;
     pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->refilled, NULL);
     c->pid = getpid();
     if ((e = hk_ks_open(dir, &c->ks)) != HK_OK) {
         hk_client_open_why(dir, e, why);
@@ -247,6 +252,7 @@ void hk_client_close(hk_client *c)
     if (c == NULL)
         return;
     hk_client_idle_close(c);
+    pthread_cond_destroy(&c->refilled);
     pthread_mutex_destroy(&c->mu);
     hk_ks_close(c->ks);
     OPENSSL_cleanse(c, sizeof(*c));
@@ -1212,6 +1218,10 @@ struct hk_channel {
     size_t nps;
     size_t batch;    /* the next batch this channel makes (auto) */
     int presign_off; /* the server keeps none, or presign = off */
+    /* the last sign ran on a presignature this channel made (not one
+     * stored on disk): the channel is signing repeatedly, so it refills
+     * in idle time (hk_client_sign) */
+    int own_presigned, picked_disk;
     /* the keys this channel signed the plain way, newest first (auto: the
      * second sign of one of them makes a batch; a host signing with a few
      * keys in turn presigns for each) */
@@ -1546,6 +1556,7 @@ static hk_err hk_channel_pick(hk_client *c, hk_channel *ch, const char *label,
     hk_err e;
 
     *pick = -1;
+    ch->picked_disk = 0;
     hk_channel_forget(ch, info->kid, info->epoch);
     for (i = 0; i < ch->nps; i++)
         if (memcmp(ch->ps[i].kid, info->kid, HK_ID_LEN) == 0) {
@@ -1554,6 +1565,7 @@ static hk_err hk_channel_pick(hk_client *c, hk_channel *ch, const char *label,
         }
     if (!ch->presign_off && hk_channel_disk(c, ch, info) == HK_OK) {
         *pick = (long)ch->nps - 1;
+        ch->picked_disk = 1;
         return HK_OK;
     }
     if (ch->presign_off || !hk_channel_signed(ch, info->kid))
@@ -1630,9 +1642,11 @@ static hk_err hk_channel_sign_with(hk_client *c, hk_channel *ch,
         json_decref(extra);
         goto done;
     }
+    ch->own_presigned = 0;
     if (pick >= 0) {
         e = hk_channel_sign_presigned(c, ch, label, hold, &info, (size_t)pick,
                                       json_deep_copy(extra), dig, dlen, &sg);
+        ch->own_presigned = e == HK_OK && !ch->picked_disk;
         if (e != HK_ERR_NOT_FOUND) {
             json_decref(extra);
             goto have;
@@ -1980,6 +1994,7 @@ static void hk_client_idle_forked(hk_client *c)
         return;
     while (c->nidle > 0)
         hk_channel_abandon(c->idle[--c->nidle]);
+    c->refilling = 0; /* the parent's refill threads are not in the child */
     c->pid = getpid();
 }
 
@@ -1992,6 +2007,8 @@ void hk_client_idle_close(hk_client *c)
         return;
     pthread_mutex_lock(&c->mu);
     hk_client_idle_forked(c);
+    while (c->refilling > 0) /* they put their channels back */
+        pthread_cond_wait(&c->refilled, &c->mu);
     n = c->nidle;
     memcpy(all, c->idle, n * sizeof(all[0]));
     c->nidle = 0;
@@ -2000,13 +2017,18 @@ void hk_client_idle_close(hk_client *c)
         hk_client_channel_close(all[i]);
 }
 
-/* The newest idle connection, or NULL. */
+/* The newest idle connection (after a running refill, if there is none
+ * else), or NULL. */
 static hk_channel *hk_client_idle_take(hk_client *c)
 {
     hk_channel *ch = NULL;
 
     pthread_mutex_lock(&c->mu);
     hk_client_idle_forked(c);
+    /* a connection still refilling (no idle time came) is worth waiting
+     * for: a new one would sign the plain way and make its own batch */
+    while (c->nidle == 0 && c->refilling > 0)
+        pthread_cond_wait(&c->refilled, &c->mu);
     if (c->nidle > 0)
         ch = c->idle[--c->nidle];
     pthread_mutex_unlock(&c->mu);
@@ -2084,6 +2106,92 @@ static hk_err hk_client_channel_open_for(hk_client *c, const char *label,
     return e;
 }
 
+/* Idle-time refill (presign = auto): a kept connection whose
+ * presignatures of the key it just signed are running out makes the next
+ * batch on a thread of its own, after the signature is returned, and
+ * only then goes back to the idle list (a sign meanwhile takes another
+ * connection or opens one). So a long-lived host (the PKCS#11 module, the
+ * provider) rarely waits for a batch inside a sign. */
+#define HK_CH_REFILL_BELOW 2
+
+typedef struct {
+    hk_client *c;
+    hk_channel *ch;
+    char label[HK_KS_LABEL_MAX + 1];
+} hk_refill;
+
+/* 1 if ch should make a batch of key `label` now: its last sign ran on a
+ * presignature it made itself (a one-shot process, whose first sign is
+ * plain or on a stored presignature, never refills: it would wait for
+ * the batch at close and drop it) and it has fewer than
+ * HK_CH_REFILL_BELOW left. */
+static int hk_channel_wants_refill(hk_client *c, hk_channel *ch,
+                                   const char *label)
+{
+    hk_ks_keyinfo info;
+
+    return ch->own_presigned && !ch->presign_off &&
+           hk_ks_key_info(c->ks, label, &info) == HK_OK && !info.locked &&
+           hk_channel_signed(ch, info.kid) &&
+           hk_client_channel_presigs(ch, c, label) < HK_CH_REFILL_BELOW;
+}
+
+static void *hk_refill_run(void *arg)
+{
+    hk_refill *r = arg;
+    hk_client *c = r->c;
+    hk_err e = hk_client_channel_presign(c, r->ch, r->label, r->ch->batch);
+
+    if (e == HK_OK && r->ch->batch < HK_CH_BATCH_MAX)
+        r->ch->batch *= 2;
+    /* presignatures off or a locked key leave the connection usable */
+    if (e == HK_OK || e == HK_ERR_FORBIDDEN || e == HK_ERR_KEY_LOCKED)
+        hk_client_idle_put(c, r->ch);
+    else
+        hk_client_channel_close(r->ch);
+    OPENSSL_cleanse(r, sizeof(*r));
+    free(r);
+    pthread_mutex_lock(&c->mu);
+    if (c->refilling > 0)
+        c->refilling--;
+    pthread_cond_broadcast(&c->refilled);
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+/* Puts ch back, through a refill thread when it wants one. */
+static void hk_client_idle_refill(hk_client *c, hk_channel *ch,
+                                  const char *label)
+{
+    pthread_attr_t at;
+    pthread_t th;
+    hk_refill *r;
+    int ok = 0;
+
+    if (!hk_channel_wants_refill(c, ch, label) ||
+        (r = calloc(1, sizeof(*r))) == NULL) {
+        hk_client_idle_put(c, ch);
+        return;
+    }
+    r->c = c;
+    r->ch = ch;
+    snprintf(r->label, sizeof(r->label), "%s", label);
+    pthread_mutex_lock(&c->mu);
+    c->refilling++;
+    if (pthread_attr_init(&at) == 0) {
+        ok = pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED) == 0 &&
+             pthread_create(&th, &at, hk_refill_run, r) == 0;
+        pthread_attr_destroy(&at);
+    }
+    if (!ok)
+        c->refilling--;
+    pthread_mutex_unlock(&c->mu);
+    if (!ok) {
+        free(r);
+        hk_client_idle_put(c, ch);
+    }
+}
+
 /* A sign (open message fields `extra`: NULL or taken) on an idle
  * connection, or a new one. */
 static hk_err hk_client_sign_any(hk_client *c, const char *label, json_t *extra,
@@ -2102,7 +2210,9 @@ static hk_err hk_client_sign_any(hk_client *c, const char *label, json_t *extra,
         e = hk_channel_sign_with(c, ch, label,
                                  extra != NULL ? json_deep_copy(extra) : NULL,
                                  dig, dlen, sig);
-        if (hk_client_keeps_channel(e))
+        if (e == HK_OK)
+            hk_client_idle_refill(c, ch, label);
+        else if (hk_client_keeps_channel(e))
             hk_client_idle_put(c, ch);
         else
             hk_client_channel_close(ch);

@@ -95,7 +95,10 @@ HK_WUR hk_err hk_client_keygen_attest(hk_client *c, hk_curve_id curve,
  * connection (hk_channel, below) that the client keeps afterwards, up to
  * one per concurrent signer, so a long-lived host (the PKCS#11 module, a
  * server) pays no TLS handshake per signature and, with `presign = auto`,
- * signs on presignatures: one round trip. A kept connection that the
+ * signs on presignatures: one round trip. A connection down to its last
+ * presignature makes the next batch on a thread of its own after the
+ * signature is returned (idle time; a sign meanwhile waits for that
+ * connection, hk_client_close for the thread). A kept connection that the
  * server has closed meanwhile is replaced, and the sign tried once more,
  * only when no c3 came back. A forked child never touches its parent's
  * connections (they are forgotten, their secrets wiped). */

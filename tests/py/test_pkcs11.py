@@ -394,6 +394,33 @@ def test_module_presigns_for_keys_signed_in_turn(lib, tok, server):
     assert sum("presig=1" in o for o in opens) == 10
 
 
+def test_module_refills_presignatures_in_idle_time(lib, tok, server):
+    """Between a host's signatures the module's kept connection makes the
+    next batch itself, once it is down to its last presignature: the
+    sign after that finds one ready. In halfkeyd's log the second batch
+    comes after 3 signs on the first batch of 4 (refilled with one left),
+    where a sign that finds none would make it after all 4."""
+    import time
+    tok.keygen("p256", "k")
+    token = token_of(lib)
+    with token.open(user_pin=PIN) as session:
+        priv = session.get_key(ObjectClass.PRIVATE_KEY, label="k")
+        pub = public_key(session.get_key(ObjectClass.PUBLIC_KEY, label="k"),
+                         "p256")
+        for i in range(8):
+            msg = f"idle {i}".encode()
+            check_sig(pub, "p256", priv.sign(
+                msg, mechanism=Mechanism.ECDSA_SHA256), data=msg,
+                hash_cls=hashes.SHA256)
+            time.sleep(0.5)  # the host's idle time
+    ops = re.findall(r"event=session_open op=(sign|presign)",
+                     server.log_text())
+    first = ops.index("presign")
+    second = ops.index("presign", first + 1)
+    assert ops[first + 1:second] == ["sign"] * 3, ops
+    assert ops.count("sign") == 8
+
+
 def test_sessions_in_parallel_on_two_keys(lib, tok):
     """Four sessions in four threads, two keys: the client core runs
     concurrently (the module mutex is not held while signing) and sessions

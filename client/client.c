@@ -2110,8 +2110,9 @@ static hk_err hk_client_channel_open_for(hk_client *c, const char *label,
  * presignatures of the key it just signed are running out makes the next
  * batch on a thread of its own, after the signature is returned, and
  * only then goes back to the idle list (a sign meanwhile takes another
- * connection or opens one). So a long-lived host (the PKCS#11 module, the
- * provider) rarely waits for a batch inside a sign. */
+ * idle connection, or waits for this one: hk_client_idle_take). So a
+ * long-lived host (the PKCS#11 module, the provider) that has idle time
+ * between signatures does not wait for a batch inside a sign. */
 #define HK_CH_REFILL_BELOW 2
 
 typedef struct {

@@ -597,14 +597,16 @@ static hk_err hk_sg_finish_s(hk_sign *sg, const BIGNUM *c3, hk_scalar *s)
         return HK_ERR_NOMEM;
     /* Dec lies in [0, N): reduce it mod q as a non-negative integer. */
     e = hk_paillier_dec_small(sg->share->sk, c3, HK_SIGN_DEC_BITS, d);
-    if (e == HK_ERR_PAILLIER)
+    if (e == HK_OK && (e = hk_scalar_from_bn(sg->c, d, &sp)) == HK_OK &&
+        (e = hk_scalar_inv(sg->c, &sg->k, &kinv)) == HK_OK &&
+        (e = hk_scalar_mul(sg->c, &kinv, &sp, s)) == HK_OK)
+        e = hk_scalar_low_s(sg->c, s, s);
+    /* c3 passed the checks of its form (hk_paillier_ct_check_own): a
+     * plaintext out of the honest bound, one the decryption cannot take
+     * (c3 = 0 mod p, which only a holder of p can send) or s = 0 is the
+     * server's doing, as a wrong signature is; only memory is ours */
+    if (e != HK_OK && e != HK_ERR_NOMEM)
         e = HK_ERR_SIG_ABORT;
-    if (e != HK_OK || (e = hk_scalar_from_bn(sg->c, d, &sp)) != HK_OK ||
-        (e = hk_scalar_inv(sg->c, &sg->k, &kinv)) != HK_OK ||
-        (e = hk_scalar_mul(sg->c, &kinv, &sp, s)) != HK_OK ||
-        (e = hk_scalar_low_s(sg->c, s, s)) != HK_OK)
-        goto done;
-done:
     BN_clear_free(d);
     OPENSSL_cleanse(&sp, sizeof(sp));
     OPENSSL_cleanse(&kinv, sizeof(kinv));

@@ -345,22 +345,30 @@ def test_ten_threads_share_one_session(lib, tok):
         check_sig(key, "secp256k1", sig, data=msg, hash_cls=hashes.SHA256)
 
 
+def module_signs(lib, label, n, pause=0.0):
+    """n signatures by P-256 key `label` through the module in one
+    session, each verified, `pause` seconds apart."""
+    import time
+    token = token_of(lib)
+    with token.open(user_pin=PIN) as session:
+        priv = session.get_key(ObjectClass.PRIVATE_KEY, label=label)
+        pub = public_key(session.get_key(ObjectClass.PUBLIC_KEY,
+                                         label=label), "p256")
+        for i in range(n):
+            msg = f"{label} {i}".encode()
+            check_sig(pub, "p256", priv.sign(
+                msg, mechanism=Mechanism.ECDSA_SHA256), data=msg,
+                hash_cls=hashes.SHA256)
+            time.sleep(pause)
+
+
 def test_module_keeps_its_connection_and_presigns(lib, tok, server):
     """The module keeps its connection to halfkeyd between signatures
     (hk_client_sign): every sign opens its session on a kept-open
     WebSocket, and from the second on (presign = auto) they run on
     presignatures, one round trip each. Every signature verifies."""
     tok.keygen("p256", "k")
-    token = token_of(lib)
-    with token.open(user_pin=PIN) as session:
-        priv = session.get_key(ObjectClass.PRIVATE_KEY, label="k")
-        key = public_key(session.get_key(ObjectClass.PUBLIC_KEY, label="k"),
-                         "p256")
-        for i in range(8):
-            msg = f"kept {i}".encode()
-            check_sig(key, "p256", priv.sign(
-                msg, mechanism=Mechanism.ECDSA_SHA256), data=msg,
-                hash_cls=hashes.SHA256)
+    module_signs(lib, "k", 8)
     log = server.log_text()
     opens = re.findall(r"event=session_open op=sign .*", log)
     assert len(opens) == 8 and all("channel=1" in o for o in opens), log
@@ -400,19 +408,8 @@ def test_module_refills_presignatures_in_idle_time(lib, tok, server):
     sign after that finds one ready. In halfkeyd's log the second batch
     comes after 3 signs on the first batch of 4 (refilled with one left),
     where a sign that finds none would make it after all 4."""
-    import time
     tok.keygen("p256", "k")
-    token = token_of(lib)
-    with token.open(user_pin=PIN) as session:
-        priv = session.get_key(ObjectClass.PRIVATE_KEY, label="k")
-        pub = public_key(session.get_key(ObjectClass.PUBLIC_KEY, label="k"),
-                         "p256")
-        for i in range(8):
-            msg = f"idle {i}".encode()
-            check_sig(pub, "p256", priv.sign(
-                msg, mechanism=Mechanism.ECDSA_SHA256), data=msg,
-                hash_cls=hashes.SHA256)
-            time.sleep(0.5)  # the host's idle time
+    module_signs(lib, "k", 8, pause=0.5)  # the host's idle time
     ops = re.findall(r"event=session_open op=(sign|presign)",
                      server.log_text())
     first = ops.index("presign")

@@ -377,6 +377,20 @@ def test_module_keeps_its_connection_and_presigns(lib, tok, server):
     assert sum("presig=1" in o for o in opens) == 7
 
 
+def test_module_reconnects_after_halfkeyd_restart(lib, tok, server):
+    """A kept connection that halfkeyd dropped (a restart) is replaced:
+    the next signature opens a new one, verifies, and leaves no lock."""
+    tok.keygen("p256", "k")
+    module_signs(lib, "k", 2)
+    assert server.stop() == 0
+    server.set_conf(port=server.port)  # the token's halfkey.conf names it
+    server.start()
+    module_signs(lib, "k", 2)
+    assert not tok.list()["k"][3]
+    opens = re.findall(r"event=session_open op=sign", server.log_text())
+    assert len(opens) >= 2
+
+
 def test_module_presigns_for_keys_signed_in_turn(lib, tok, server):
     """A host that signs with two keys in turn presigns for both: each
     key's first sign on the connection is plain, the rest presigned (the

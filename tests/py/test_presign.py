@@ -400,6 +400,17 @@ def test_stored_presignature_is_sealed_and_bound(server, make_token):
     one_shot(tok, pem_a, "a")
     assert presigned_opens(server) == 0
     assert stored(tok, "a") == 0  # met, unusable, removed
+    # an empty, an oversize and a garbage file under a valid name: removed
+    # unused, the sign is plain
+    name = sorted(os.listdir(d))[0]
+    for body in (b"", b"HKPSIG1\0" + os.urandom(4096), os.urandom(200)):
+        (d / name).write_bytes(body)
+        assert stored(tok, "b") == 1
+        one_shot(tok, tok.pubkey_pem("b"), "b")
+        assert stored(tok, "b") == 0 and presigned_opens(server) == 0
+    for bad in ("x", "-1", "1e3", ""):
+        p = tok.run("presign", "--key", "a", "--count", bad, check=False)
+        assert p.returncode != 0 and "0 to 64" in p.stderr, (bad, p.stderr)
 
 
 def test_stored_presignature_renamed_to_another_key(server, make_token):

@@ -1253,15 +1253,23 @@ hk_err hk_client_channel_open(hk_client *c, hk_channel **out)
     return HK_OK;
 }
 
+/* A channel of the parent after a fork: its secrets are wiped and its
+ * memory freed, its connection left alone (a TLS close from the child
+ * would end the parent's connection; the descriptor is the parent's). */
+static void hk_channel_abandon(hk_channel *ch)
+{
+    hk_share_free(ch->share);
+    OPENSSL_secure_clear_free(ch->ps, HK_CH_PRESIG_MAX * sizeof(*ch->ps));
+    OPENSSL_cleanse(ch, sizeof(*ch));
+    free(ch);
+}
+
 void hk_client_channel_close(hk_channel *ch)
 {
     if (ch == NULL)
         return;
     hk_tws_close(ch->ws);
-    hk_share_free(ch->share);
-    OPENSSL_secure_clear_free(ch->ps, HK_CH_PRESIG_MAX * sizeof(*ch->ps));
-    OPENSSL_cleanse(ch, sizeof(*ch));
-    free(ch);
+    hk_channel_abandon(ch);
 }
 
 /* Drops presignature i (wiped; the later ones move down, so the array
@@ -1975,17 +1983,6 @@ done:
 }
 
 /* --- hk_client_sign: signs on kept-open connections ------------------- */
-
-/* A channel of the parent after a fork: its secrets are wiped and its
- * memory freed, its connection left alone (a TLS close from the child
- * would end the parent's connection; the descriptor is the parent's). */
-static void hk_channel_abandon(hk_channel *ch)
-{
-    hk_share_free(ch->share);
-    OPENSSL_secure_clear_free(ch->ps, HK_CH_PRESIG_MAX * sizeof(*ch->ps));
-    OPENSSL_cleanse(ch, sizeof(*ch));
-    free(ch);
-}
 
 /* With c->mu held: forgets the parent's connections in a forked child. */
 static void hk_client_idle_forked(hk_client *c)

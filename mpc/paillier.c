@@ -756,12 +756,12 @@ hk_err hk_paillier_ct_check_own(const hk_paillier_sk *sk, const BIGNUM *c)
 {
     BN_CTX *ctx;
     BIGNUM *t;
-    hk_err e = HK_ERR_PAILLIER;
+    hk_err e;
 
     if (sk == NULL || c == NULL)
         return HK_ERR_ARG;
-    if (BN_is_negative(c) || BN_is_zero(c) || BN_cmp(c, sk->pk.n2) >= 0)
-        return HK_ERR_PAILLIER;
+    if ((e = hk_paillier_ct_range(&sk->pk, c)) != HK_OK)
+        return e;
     if ((ctx = BN_CTX_new_ex(hk_libctx())) == NULL)
         return HK_ERR_NOMEM;
     BN_CTX_start(ctx);
@@ -769,8 +769,8 @@ hk_err hk_paillier_ct_check_own(const hk_paillier_sk *sk, const BIGNUM *c)
     /* c and N are public: a variable-time reduction reveals nothing */
     if (t == NULL || !BN_nnmod(t, c, sk->pk.n, ctx))
         e = HK_ERR_CRYPTO;
-    else if (!BN_is_zero(t))
-        e = HK_OK;
+    else
+        e = BN_is_zero(t) ? HK_ERR_PAILLIER : HK_OK;
     BN_CTX_end(ctx);
     BN_CTX_free(ctx);
     return e;

@@ -249,8 +249,7 @@ static hk_err hk_share_check_ckey(const hk_share *s)
     BIGNUM *d;
     hk_err e;
 
-    if (BN_is_negative(s->ckey) || BN_is_zero(s->ckey) ||
-        BN_cmp(s->ckey, hk_paillier_n2(s->pk)) >= 0)
+    if (hk_paillier_ct_range(s->pk, s->ckey) != HK_OK)
         return HK_ERR_SHARE;
     if ((d = BN_secure_new()) == NULL)
         return HK_ERR_NOMEM;

@@ -95,16 +95,18 @@
  *
  * Signing-session record (the fail-closed abort lock, DESIGN.md section
  * 2). keys/<label>.lock also holds, in clear so it is readable without
- * the PIN, the state of the key's signing session: empty when idle, else
- * "HKSIG1 inflight|aborted <unix time>". The holder of the key's session
- * lock marks it inflight durably (write + fdatasync) BEFORE sending the
- * message that lets the server answer with c3, and empties it only after
- * the signature verified (or when it is certain no c3 was received). A
- * record left behind by a crash, a failed lock write after an abort, or
- * a damaged record: the key counts as locked (hk_ks_key_info says so and
- * hk_ks_load_share refuses it) until hk_ks_unlock_key. An interrupted
- * signature is cleared by a plain unlock; an abort (the sealed flag, or an
- * "aborted" or damaged record) only by a forced one.
+ * the PIN, the state of the key's signing session: one 37-byte line,
+ * "HKSIG1 idle    |inflight|aborted  <unix time>", rewritten in place
+ * (an empty or missing file, as older versions left it, is idle). The
+ * holder of the key's session lock marks it inflight durably (write +
+ * fdatasync) BEFORE sending the message that lets the server answer with
+ * c3, and marks it idle only after the signature verified (or when it is
+ * certain no c3 was received). A record left behind by a crash, a failed lock
+ * write after an abort, or a damaged record: the key counts as locked
+ * (hk_ks_key_info says so and hk_ks_load_share refuses it) until
+ * hk_ks_unlock_key. An interrupted signature is cleared by a plain unlock; an
+ * abort (the sealed flag, or an "aborted" or damaged record) only by a forced
+ * one.
  *
  * Prime pool (ks_pool.c; issue 20 item 5). Each entry holds the two
  * primes of one Paillier key made in idle time (`halfkey pool fill`),
@@ -353,7 +355,7 @@ HK_WUR hk_err hk_ks_key_acquire(hk_ks *ks, const char *label, hk_ks_hold **out);
 void hk_ks_key_release(hk_ks_hold *h);
 /* Writes the held key's signing-session record: INFLIGHT and ABORTED are
  * durable (written and fdatasync'ed) before this returns HK_OK (HK_ERR_IO
- * otherwise: do not send); IDLE empties it (not synced: a clear lost in a
+ * otherwise: do not send); IDLE is written, not synced (a clear lost in a
  * power cut leaves a false "interrupted" lock, never a missing one). */
 HK_WUR hk_err hk_ks_hold_mark(hk_ks_hold *h, hk_ks_sig state);
 

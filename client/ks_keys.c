@@ -830,7 +830,13 @@ void hk_ks_key_release(hk_ks_hold *h)
 /* "HKSIG1 " + an 8-character state + " " + 20 digits + "\n" */
 #define HK_KS_SIG_REC 37
 
-static const char *const hk_ks_sig_names[] = {NULL, "inflight", "aborted "};
+/* Every state is a record of the same length, written in place: an
+ * in-flight mark then changes one data block of an allocated file and its
+ * fdatasync needs no journal commit, and the clear is one pwrite (no
+ * truncate, which frees the block: on a filesystem mounted with discard
+ * that cost half a millisecond per sign). */
+static const char *const hk_ks_sig_names[] = {"idle    ", "inflight",
+                                              "aborted "};
 
 hk_err hk_ks_hold_mark(hk_ks_hold *h, hk_ks_sig state)
 {
@@ -839,19 +845,20 @@ hk_err hk_ks_hold_mark(hk_ks_hold *h, hk_ks_sig state)
 
     if (h == NULL || state < HK_KS_SIG_IDLE || state > HK_KS_SIG_ABORTED)
         return HK_ERR_ARG;
-    if (state == HK_KS_SIG_IDLE)
-        return ftruncate(h->fd, 0) == 0 ? HK_OK : HK_ERR_IO;
     n = snprintf(rec, sizeof(rec), HK_KS_SIG_MAGIC "%s %020llu\n",
                  hk_ks_sig_names[state], (unsigned long long)time(NULL));
     if (n != HK_KS_SIG_REC ||
         pwrite(h->fd, rec, HK_KS_SIG_REC, 0) != HK_KS_SIG_REC ||
-        ftruncate(h->fd, HK_KS_SIG_REC) != 0 || fdatasync(h->fd) != 0)
+        ftruncate(h->fd, HK_KS_SIG_REC) != 0)
         return HK_ERR_IO;
-    return HK_OK;
+    if (state == HK_KS_SIG_IDLE) /* not synced: see keystore.h */
+        return HK_OK;
+    return fdatasync(h->fd) == 0 ? HK_OK : HK_ERR_IO;
 }
 
-/* The record of keys/<label>.lock; a missing file is idle, anything but an
- * exact record is damaged. *t (may be NULL): its time. */
+/* The record of keys/<label>.lock; a missing or empty file (as written
+ * before the idle record existed) is idle, anything but an exact record is
+ * damaged. *t (may be NULL): its time. */
 static hk_ks_sig hk_ks_sig_read(int kfd, const char *label, uint64_t *t)
 {
     char name[HK_KS_NAME_MAX], rec[HK_KS_SIG_REC + 1], *end;
@@ -872,7 +879,7 @@ static hk_ks_sig hk_ks_sig_read(int kfd, const char *label, uint64_t *t)
         memcmp(rec, HK_KS_SIG_MAGIC, 7) != 0)
         return HK_KS_SIG_DAMAGED;
     rec[HK_KS_SIG_REC - 1] = 0;
-    for (i = HK_KS_SIG_INFLIGHT; i <= HK_KS_SIG_ABORTED; i++)
+    for (i = HK_KS_SIG_IDLE; i <= HK_KS_SIG_ABORTED; i++)
         if (memcmp(rec + 7, hk_ks_sig_names[i], 8) == 0)
             st = (hk_ks_sig)i;
     errno = 0;

@@ -551,6 +551,17 @@ static void test_lock(hk_ks *ks, const shares *sh)
 }
 
 /* The signing-session record: fail-closed (keystore.h). */
+/* The key's signing-session record is the 37-byte idle line. */
+static void idle_record_at(const char *rel)
+{
+    size_t len = 0;
+    unsigned char *b = slurp(at(rel), &len);
+
+    CHECK(b != NULL && len == 37 && memcmp(b, "HKSIG1 idle     ", 16) == 0 &&
+          b[36] == '\n');
+    free(b);
+}
+
 static void test_sig_record(hk_ks *ks, const shares *sh)
 {
     hk_ks_keyinfo ki;
@@ -573,6 +584,9 @@ static void test_sig_record(hk_ks *ks, const shares *sh)
     CHECK_ERR(hk_ks_unlock_key(ks2, "alpha", 0), HK_ERR_BUSY);
     CHECK_OK(hk_ks_hold_mark(h, HK_KS_SIG_IDLE));
     load_same(ks, "alpha", sh->k1);
+    /* idle is a record of the same length, written in place (no truncate:
+     * the next mark then syncs one data block) */
+    idle_record_at("keys/alpha.lock");
     /* left behind (a crash): locked until a plain unlock */
     CHECK_OK(hk_ks_hold_mark(h, HK_KS_SIG_INFLIGHT));
     hk_ks_key_release(h);
@@ -599,6 +613,20 @@ static void test_sig_record(hk_ks *ks, const shares *sh)
     CHECK_ERR(hk_ks_unlock_key(ks2, "alpha", 0), HK_ERR_KEY_LOCKED);
     CHECK_OK(hk_ks_unlock_key(ks2, "alpha", 1));
     load_same(ks, "alpha", sh->k1);
+    idle_record_at("keys/alpha.lock");
+    /* an empty file (what older versions left) is idle; an idle record
+     * with a bad time, or an unknown state, is damaged */
+    spill(p, "", 0);
+    CHECK_OK(hk_ks_key_info(ks2, "alpha", &ki));
+    CHECK(!ki.locked && ki.sig_state == HK_KS_SIG_IDLE);
+    spill(p, "HKSIG1 idle     00000000000000000x12\n", 37);
+    CHECK_OK(hk_ks_key_info(ks2, "alpha", &ki));
+    CHECK(ki.locked && ki.sig_state == HK_KS_SIG_DAMAGED);
+    spill(p, "HKSIG1 resting  00000000000000000012\n", 37);
+    CHECK_OK(hk_ks_key_info(ks2, "alpha", &ki));
+    CHECK(ki.locked && ki.sig_state == HK_KS_SIG_DAMAGED);
+    CHECK_OK(hk_ks_unlock_key(ks2, "alpha", 1));
+    idle_record_at("keys/alpha.lock");
     hk_ks_close(ks2);
 }
 

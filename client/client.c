@@ -47,6 +47,9 @@ struct hk_client {
      * back); hk_client_idle_close waits for them */
     int refilling;
     pthread_cond_t refilled;
+    /* TLS state across its connections (one SSL_CTX, session tickets):
+     * made at the first connection, under mu */
+    hk_tls_client *tls;
 };
 
 #define T hk_client_config
@@ -252,6 +255,7 @@ void hk_client_close(hk_client *c)
     if (c == NULL)
         return;
     hk_client_idle_close(c);
+    hk_tls_client_free(c->tls);
     pthread_cond_destroy(&c->refilled);
     pthread_mutex_destroy(&c->mu);
     hk_ks_close(c->ks);
@@ -408,10 +412,28 @@ static hk_err hk_http_err(hk_client *c, int status, const char *body)
     return hk_http_status_err(status);
 }
 
+static void hk_client_idle_forked(hk_client *c);
+
+/* The transport settings of a new connection, with the client's TLS state
+ * (made now if there is none; if that fails, the connection makes its own
+ * and reports why). */
+static const hk_tcli_config *hk_client_tc(hk_client *c, hk_tcli_config *tc)
+{
+    pthread_mutex_lock(&c->mu);
+    hk_client_idle_forked(c);
+    if (c->tls == NULL && hk_tls_client_new(&c->tc, &c->tls) != HK_OK)
+        c->tls = NULL;
+    *tc = c->tc;
+    tc->tls = c->tls;
+    pthread_mutex_unlock(&c->mu);
+    return tc;
+}
+
 /* POST a JSON body (consumed); the HTTP status and body (malloc'd). */
 static hk_err hk_client_send(hk_client *c, const char *path, json_t *body,
                              int *status, char **ans)
 {
+    hk_tcli_config tc;
     char *tok = NULL, *txt = json_dumps(body, JSON_COMPACT);
     hk_err e;
 
@@ -420,7 +442,8 @@ static hk_err hk_client_send(hk_client *c, const char *path, json_t *body,
     if (txt == NULL)
         return HK_ERR_NOMEM;
     if ((e = hk_client_jwt(c, &tok)) == HK_OK)
-        e = hk_tcli_http(&c->tc, "POST", path, tok, txt, status, ans);
+        e = hk_tcli_http(hk_client_tc(c, &tc), "POST", path, tok, txt, status,
+                         ans);
     if (tok != NULL)
         OPENSSL_cleanse(tok, strlen(tok));
     free(tok);
@@ -486,11 +509,12 @@ static hk_err hk_client_open_session(hk_client *c, const char *path,
 
 static hk_err hk_client_ws(hk_client *c, const char *wspath, hk_tws **ws)
 {
+    hk_tcli_config tc;
     char *tok = NULL;
     hk_err e;
 
     if ((e = hk_client_jwt(c, &tok)) == HK_OK)
-        e = hk_tws_open(&c->tc, wspath, tok, ws);
+        e = hk_tws_open(hk_client_tc(c, &tc), wspath, tok, ws);
     if (tok != NULL)
         OPENSSL_cleanse(tok, strlen(tok));
     free(tok);
@@ -550,14 +574,15 @@ static hk_err hk_client_roundtrip(hk_client *c, hk_tws *ws, unsigned char *out,
 /* The server's setup: cached in the token, else fetched and verified. */
 static hk_err hk_client_setup(hk_client *c, hk_rped **rp)
 {
+    hk_tcli_config tc;
     char *body = NULL;
     int status = 0;
     hk_err e = hk_ks_load_setup(c->ks, rp);
 
     if (e != HK_ERR_NOT_FOUND)
         return e;
-    if ((e = hk_tcli_http(&c->tc, "GET", "/setup", NULL, NULL, &status,
-                          &body)) == HK_OK) {
+    if ((e = hk_tcli_http(hk_client_tc(c, &tc), "GET", "/setup", NULL, NULL,
+                          &status, &body)) == HK_OK) {
         e = status == 200 ? hk_ks_save_setup(c->ks, (unsigned char *)body,
                                              strlen(body), rp)
                           : hk_http_err(c, status, body);
@@ -1719,6 +1744,7 @@ hk_err hk_client_channel_sign_request(hk_client *c, hk_channel *ch,
 hk_err hk_client_get(hk_client *c, const char *path, int auth, int *http_status,
                      char **body)
 {
+    hk_tcli_config tc;
     char *tok = NULL;
     hk_err e = HK_OK;
 
@@ -1727,7 +1753,8 @@ hk_err hk_client_get(hk_client *c, const char *path, int auth, int *http_status,
     if (auth)
         e = hk_client_jwt(c, &tok);
     if (e == HK_OK)
-        e = hk_tcli_http(&c->tc, "GET", path, tok, NULL, http_status, body);
+        e = hk_tcli_http(hk_client_tc(c, &tc), "GET", path, tok, NULL,
+                         http_status, body);
     if (tok != NULL)
         OPENSSL_cleanse(tok, strlen(tok));
     free(tok);
@@ -1984,13 +2011,17 @@ done:
 
 /* --- hk_client_sign: signs on kept-open connections ------------------- */
 
-/* With c->mu held: forgets the parent's connections in a forked child. */
+/* With c->mu held: forgets the parent's connections in a forked child
+ * (and its session tickets: freeing takes no lock a parent thread might
+ * have held at the fork). */
 static void hk_client_idle_forked(hk_client *c)
 {
     if (c->pid == getpid())
         return;
     while (c->nidle > 0)
         hk_channel_abandon(c->idle[--c->nidle]);
+    hk_tls_client_free(c->tls);
+    c->tls = NULL;
     c->refilling = 0; /* the parent's refill threads are not in the child */
     c->pid = getpid();
 }

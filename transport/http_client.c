@@ -1,9 +1,11 @@
 /* Synchronous TLS 1.3 HTTP / WebSocket client on libwebsockets 4.1. */
+#include <pthread.h>
 #include <string.h>
 #include <time.h>
 
 #include <libwebsockets.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
@@ -23,7 +25,6 @@ typedef struct hk_rxmsg {
 /* State of one client connection, also the lws context user. */
 typedef struct {
     hk_tcli_config cfg;
-    unsigned char pin[HK_PIN_LEN];
     int has_pin, cert_failed;
     const char *method, *bearer, *body;
     int ws;
@@ -40,9 +41,21 @@ typedef struct {
     size_t txlen;
     int tx_done;
     struct lws_context *ctx;
-    SSL_CTX *ssl_ctx; /* ours, in the client core's library context */
+    hk_tls_client *tls; /* the caller's (cfg.tls), or own_tls */
+    int own_tls;
     struct lws *wsi;
 } hk_cst;
+
+/* A client's TLS state across its connections (http_client.h). */
+struct hk_tls_client {
+    SSL_CTX *ctx; /* ours, in the client core's library context */
+    unsigned char pin[HK_PIN_LEN];
+    int has_pin;
+    pthread_mutex_t mu;                  /* guards what follows */
+    SSL_SESSION *ticket[HK_TLS_TICKETS]; /* oldest first */
+    size_t nticket;
+    unsigned long resumed;
+};
 
 struct hk_tws {
     hk_cst st;
@@ -59,31 +72,100 @@ static int hk_spki_hash(X509 *cert, unsigned char out[HK_PIN_LEN])
     return ok;
 }
 
-/* Replaces chain verification when pinning: the leaf's SPKI must match. */
+/* Replaces chain verification when pinning: the leaf's SPKI must match.
+ * A refusal stays in the connection's verify result (hk_cli_tls_failed). */
 static int hk_pin_verify(X509_STORE_CTX *x, void *arg)
 {
-    hk_cst *st = arg;
+    const hk_tls_client *t = arg;
     unsigned char h[HK_PIN_LEN];
     X509 *leaf = X509_STORE_CTX_get0_cert(x);
 
     if (leaf != NULL && hk_spki_hash(leaf, h) &&
-        CRYPTO_memcmp(h, st->pin, HK_PIN_LEN) == 0)
+        CRYPTO_memcmp(h, t->pin, HK_PIN_LEN) == 0)
         return 1;
-    st->cert_failed = 1;
     X509_STORE_CTX_set_error(x, X509_V_ERR_CERT_REJECTED);
     return 0;
 }
 
-/* With a CA file: the usual chain verification, its failure remembered so
- * that it is reported as HK_ERR_TLS, not as a network failure. */
+/* With a CA file: the usual chain verification (its failure, too, stays in
+ * the verify result, so that it is reported as HK_ERR_TLS, not as a
+ * network failure). */
 static int hk_ca_verify(X509_STORE_CTX *x, void *arg)
 {
-    hk_cst *st = arg;
-    int ok = X509_verify_cert(x);
+    (void)arg;
+    return X509_verify_cert(x);
+}
 
-    if (ok != 1)
-        st->cert_failed = 1;
-    return ok;
+/* --- session tickets --------------------------------------------------- */
+
+/* A ticket the server sent (TLS 1.3 NewSessionTicket): a copy kept for
+ * one later connection, the newest HK_TLS_TICKETS. A copy, because the
+ * connection's own session object is marked not resumable when the
+ * connection is freed without a TLS close (libwebsockets' way). */
+static int hk_tls_new_ticket(SSL *ssl, SSL_SESSION *got)
+{
+    hk_tls_client *t = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+    SSL_SESSION *sess;
+
+    if (t == NULL || !SSL_SESSION_is_resumable(got) ||
+        (sess = SSL_SESSION_dup(got)) == NULL)
+        return 0;
+    pthread_mutex_lock(&t->mu);
+    if (t->nticket == HK_TLS_TICKETS) {
+        SSL_SESSION_free(t->ticket[0]);
+        memmove(t->ticket, t->ticket + 1,
+                (HK_TLS_TICKETS - 1) * sizeof(t->ticket[0]));
+        t->nticket--;
+    }
+    t->ticket[t->nticket++] = sess;
+    pthread_mutex_unlock(&t->mu);
+    return 0; /* the connection's reference stays its own */
+}
+
+/* The newest ticket not expired, taken (each is used once, RFC 8446
+ * appendix C.4), or NULL. */
+static SSL_SESSION *hk_tls_take_ticket(hk_tls_client *t)
+{
+    SSL_SESSION *s = NULL;
+    time_t now = time(NULL);
+
+    pthread_mutex_lock(&t->mu);
+    while (s == NULL && t->nticket > 0) {
+        s = t->ticket[--t->nticket];
+        t->ticket[t->nticket] = NULL;
+        if ((time_t)(SSL_SESSION_get_time(s) + SSL_SESSION_get_timeout(s)) <=
+            now) {
+            SSL_SESSION_free(s);
+            s = NULL;
+        }
+    }
+    pthread_mutex_unlock(&t->mu);
+    return s;
+}
+
+/* At the start of a client handshake (inside SSL_connect, before the
+ * ClientHello is made): offer a ticket. libwebsockets makes the SSL, so
+ * this is the first point where it is ours; the handle is not const in
+ * fact (the callback type is). At its end: count resumptions. */
+static void hk_tls_info(const SSL *ssl, int where, int ret)
+{
+    hk_tls_client *t = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+    SSL_SESSION *s;
+
+    (void)ret;
+    if (t == NULL || SSL_is_server((SSL *)ssl))
+        return;
+    if ((where & SSL_CB_HANDSHAKE_START) && SSL_get_session(ssl) == NULL &&
+        (s = hk_tls_take_ticket(t)) != NULL) {
+        if (SSL_set_session((SSL *)ssl, s) != 1)
+            ERR_clear_error(); /* a full handshake, then */
+        SSL_SESSION_free(s);
+    }
+    if ((where & SSL_CB_HANDSHAKE_DONE) && SSL_session_reused((SSL *)ssl)) {
+        pthread_mutex_lock(&t->mu);
+        t->resumed++;
+        pthread_mutex_unlock(&t->mu);
+    }
 }
 
 /* TLS 1.3 with the usual suites, groups and signature schemes, set here
@@ -98,11 +180,14 @@ static int hk_ca_verify(X509_STORE_CTX *x, void *arg)
     "rsa_pss_pss_sha256:rsa_pss_pss_sha384:rsa_pss_pss_sha512:"                \
     "rsa_pss_rsae_sha256:rsa_pss_rsae_sha384:rsa_pss_rsae_sha512"
 
-/* The connection's SSL_CTX, made here rather than by libwebsockets: in the
+/* The client's SSL_CTX, made here rather than by libwebsockets: in the
  * client core's own library context (mpc/libctx.h), so that the host
  * process's providers (e.g. a pkcs11-provider loaded before default) and
- * openssl.cnf take no part in the handshake or its verification. */
-static SSL_CTX *hk_cli_ssl_ctx(hk_cst *st)
+ * openssl.cnf take no part in the handshake or its verification. Tickets
+ * resume with an ECDHE exchange only (psk_dhe_ke: OpenSSL offers psk_ke
+ * only with SSL_OP_ALLOW_NO_DHE_KEX), so a resumed connection keeps
+ * forward secrecy. */
+static SSL_CTX *hk_tls_ctx(hk_tls_client *t, const char *ca_file)
 {
     OSSL_LIB_CTX *lc = hk_libctx();
     SSL_CTX *ctx;
@@ -115,15 +200,82 @@ static SSL_CTX *hk_cli_ssl_ctx(hk_cst *st)
         SSL_CTX_set_ciphersuites(ctx, HK_TLS_SUITES) != 1 ||
         SSL_CTX_set1_groups_list(ctx, HK_TLS_GROUPS) != 1 ||
         SSL_CTX_set1_sigalgs_list(ctx, HK_TLS_SIGALGS) != 1 ||
+        SSL_CTX_set_app_data(ctx, t) != 1 ||
         /* only the configured CA: never the OS store or SSL_CERT_FILE */
-        (!st->has_pin && SSL_CTX_load_verify_file(ctx, st->cfg.ca_file) != 1)) {
+        (!t->has_pin && SSL_CTX_load_verify_file(ctx, ca_file) != 1)) {
         SSL_CTX_free(ctx);
         return NULL;
     }
+    SSL_CTX_clear_options(ctx, SSL_OP_ALLOW_NO_DHE_KEX);
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
     SSL_CTX_set_cert_verify_callback(
-        ctx, st->has_pin ? hk_pin_verify : hk_ca_verify, st);
+        ctx, t->has_pin ? hk_pin_verify : hk_ca_verify, t);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT |
+                                            SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(ctx, hk_tls_new_ticket);
+    SSL_CTX_set_info_callback(ctx, hk_tls_info);
     return ctx;
+}
+
+hk_err hk_tls_client_new(const hk_tcli_config *cfg, hk_tls_client **out)
+{
+    hk_tls_client *t;
+
+    if (out == NULL)
+        return HK_ERR_ARG;
+    *out = NULL;
+    if (cfg == NULL || (cfg->ca_file == NULL) == (cfg->pin == NULL))
+        return HK_ERR_ARG;
+    if ((t = OPENSSL_zalloc(sizeof(*t))) == NULL)
+        return HK_ERR_NOMEM;
+    if (pthread_mutex_init(&t->mu, NULL) != 0) {
+        OPENSSL_free(t);
+        return HK_ERR_NOMEM;
+    }
+    if (cfg->pin != NULL) {
+        memcpy(t->pin, cfg->pin, HK_PIN_LEN);
+        t->has_pin = 1;
+    }
+    if ((t->ctx = hk_tls_ctx(t, cfg->ca_file)) == NULL) {
+        hk_tls_client_free(t);
+        /* with a CA file, most likely the file */
+        return cfg->pin != NULL ? HK_ERR_CRYPTO : HK_ERR_TLS;
+    }
+    *out = t;
+    return HK_OK;
+}
+
+void hk_tls_client_free(hk_tls_client *t)
+{
+    size_t i;
+
+    if (t == NULL)
+        return;
+    for (i = 0; i < t->nticket; i++)
+        SSL_SESSION_free(t->ticket[i]); /* wipes its secrets */
+    SSL_CTX_free(t->ctx);
+    pthread_mutex_destroy(&t->mu);
+    OPENSSL_clear_free(t, sizeof(*t));
+}
+
+unsigned long hk_tls_client_resumed(hk_tls_client *t)
+{
+    unsigned long n;
+
+    if (t == NULL)
+        return 0;
+    pthread_mutex_lock(&t->mu);
+    n = t->resumed;
+    pthread_mutex_unlock(&t->mu);
+    return n;
+}
+
+/* 1 if the connection's handshake refused the server's certificate. */
+static int hk_cli_tls_failed(struct lws *wsi)
+{
+    SSL *ssl = wsi != NULL ? lws_get_ssl(wsi) : NULL;
+
+    return ssl != NULL && SSL_get_verify_result(ssl) != X509_V_OK;
 }
 
 static int hk_cli_headers(hk_cst *st, struct lws *wsi, void *in, size_t len)
@@ -270,6 +422,8 @@ static int hk_cli_callback(struct lws *wsi, enum lws_callback_reasons reason,
     case LWS_CALLBACK_CLIENT_WRITEABLE:
         return hk_cli_ws_write(st, wsi);
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+        if (hk_cli_tls_failed(wsi))
+            st->cert_failed = 1;
         /* a refused WebSocket upgrade: keep the server's HTTP status (a
          * 401 is the token, not the network) */
         if (wsi != NULL && st->status == 0)
@@ -328,15 +482,13 @@ static hk_err hk_cli_start(hk_cst *st, const hk_tcli_config *cfg,
 {
     struct lws_context_creation_info info;
     struct lws_client_connect_info ci;
+    hk_err e;
 
     if (cfg == NULL || cfg->host == NULL || path == NULL ||
         (cfg->ca_file == NULL) == (cfg->pin == NULL))
         return HK_ERR_ARG;
     st->cfg = *cfg;
-    if (cfg->pin != NULL) {
-        memcpy(st->pin, cfg->pin, HK_PIN_LEN);
-        st->has_pin = 1;
-    }
+    st->has_pin = cfg->pin != NULL;
     memset(&info, 0, sizeof(info));
     info.port = CONTEXT_PORT_NO_LISTEN;
     info.protocols = hk_cli_protocols;
@@ -347,9 +499,12 @@ static hk_err hk_cli_start(hk_cst *st, const hk_tcli_config *cfg,
      * that file. */
     info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
                    LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
-    if ((st->ssl_ctx = hk_cli_ssl_ctx(st)) == NULL)
-        return st->has_pin ? HK_ERR_CRYPTO : HK_ERR_TLS;
-    info.provided_client_ssl_ctx = st->ssl_ctx;
+    if ((st->tls = cfg->tls) == NULL) {
+        if ((e = hk_tls_client_new(cfg, &st->tls)) != HK_OK)
+            return e;
+        st->own_tls = 1;
+    }
+    info.provided_client_ssl_ctx = st->tls->ctx;
     if ((st->ctx = lws_create_context(&info)) == NULL)
         return HK_ERR_NETWORK;
     memset(&ci, 0, sizeof(ci));
@@ -378,8 +533,10 @@ static void hk_cli_cleanup(hk_cst *st)
     if (st->ctx != NULL)
         lws_context_destroy(st->ctx);
     st->ctx = NULL;
-    SSL_CTX_free(st->ssl_ctx); /* lws leaves a provided SSL_CTX to us */
-    st->ssl_ctx = NULL;
+    if (st->own_tls) /* lws leaves a provided SSL_CTX to us */
+        hk_tls_client_free(st->tls);
+    st->tls = NULL;
+    st->own_tls = 0;
     free(st->rx);
     free(st->tx);
     while (st->inbox != NULL) {

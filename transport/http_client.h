@@ -17,6 +17,9 @@
 #define HK_PIN_LEN 32
 #define HK_HTTP_RESP_MAX (1024u * 1024u)
 
+/* A client's TLS state across its connections to one server (below). */
+typedef struct hk_tls_client hk_tls_client;
+
 typedef struct {
     const char *host; /* name or address; also the TLS server name */
     int port;
@@ -26,7 +29,26 @@ typedef struct {
     /* one more request header (NULL: none), name without the colon, e.g.
      * a callback's "x-halfkey-signature" */
     const char *header_name, *header_value;
+    /* the client's TLS state, made from a config with the same pin or CA
+     * file (hk_tls_client_new); NULL: a TLS context for this connection
+     * alone, nothing resumed */
+    hk_tls_client *tls;
 } hk_tcli_config;
+
+/* TLS state a client keeps across its connections to one server: one
+ * SSL_CTX (its trust, the pin or the CA file, from `cfg`), and the TLS 1.3
+ * session tickets the server sends, each used for one later connection
+ * (RFC 8446 section 2.2: the handshake then has no certificate and no
+ * signature; it still runs an ECDHE exchange, psk_dhe_ke, so each
+ * connection keeps forward secrecy). The newest HK_TLS_TICKETS unexpired
+ * ones are kept, in memory only; a server that no longer accepts one (a
+ * restart) gets a full handshake, the certificate checked as always.
+ * Thread-safe; free it after its last connection closed. */
+#define HK_TLS_TICKETS 4
+HK_WUR hk_err hk_tls_client_new(const hk_tcli_config *cfg, hk_tls_client **out);
+void hk_tls_client_free(hk_tls_client *t);
+/* How many of its connections resumed a session (tests, benchmarks). */
+unsigned long hk_tls_client_resumed(hk_tls_client *t);
 
 /* One request. bearer: the JWT or NULL; body: JSON for POST or NULL.
  * *status gets the HTTP status, *resp the body (malloc'd, NUL-terminated).

@@ -145,6 +145,76 @@ static void check_jwt(void)
     hk_jwt_verifier_free(v);
 }
 
+static void get_status(const hk_tcli_config *cc)
+{
+    char *resp = NULL;
+    int status = 0;
+
+    CHECK_OK(hk_tcli_http(cc, "GET", "/status", NULL, NULL, &status, &resp));
+    CHECK(status == 200);
+    free(resp);
+}
+
+/* A client's TLS state (hk_tls_client): its second connection resumes
+ * with a ticket from the first, each ticket once; a server that cannot
+ * open a ticket (another one, here on another port with another key) gets
+ * a full handshake, and its certificate is checked against the pin as
+ * always: a ticket never stands in for the pin. */
+static void check_resumption(const hk_tcli_config *base, hk_tsrv *srv,
+                             const char *dir)
+{
+    hk_tsrv_handlers h = {NULL,          on_http,     on_ws_open,
+                          on_ws_message, on_ws_close, NULL};
+    char cert2[160], key2[160], *resp = NULL;
+    hk_tcli_config cc = *base, c2;
+    hk_tls_client *tls = NULL;
+    hk_tsrv_config cfg2;
+    hk_tsrv *srv2 = NULL;
+    pthread_t th2;
+    hk_tws *ws;
+    int i, status;
+
+    CHECK_ERR(hk_tls_client_new(NULL, &tls), HK_ERR_ARG);
+    CHECK_OK(hk_tls_client_new(&cc, &tls));
+    cc.tls = tls;
+    get_status(&cc);
+    CHECK(hk_tls_client_resumed(tls) == 0);
+    for (i = 1; i <= 6; i++) /* more than HK_TLS_TICKETS connections */
+        get_status(&cc);
+    CHECK(hk_tls_client_resumed(tls) == 6);
+    CHECK_OK(hk_tws_open(&cc, "/ws?session_id=x", "good", &ws));
+    CHECK_OK(hk_tws_send(ws, "close", 5));
+    hk_tws_close(ws);
+    CHECK(hk_tls_client_resumed(tls) == 7);
+    /* a context of its own per connection (tls NULL): never resumed */
+    get_status(base);
+
+    snprintf(cert2, sizeof(cert2), "%s/cert2.pem", dir);
+    snprintf(key2, sizeof(key2), "%s/key2.pem", dir);
+    CHECK_OK(hk_tls_make_selfsigned(cert2, key2, 30));
+    memset(&cfg2, 0, sizeof(cfg2));
+    cfg2.iface = "127.0.0.1";
+    cfg2.cert_file = cert2;
+    cfg2.key_file = key2;
+    CHECK_OK(hk_tsrv_new(&cfg2, &h, &srv2, NULL));
+    CHECK(pthread_create(&th2, NULL, serve, srv2) == 0);
+    c2 = cc; /* the first server's pin and tickets */
+    c2.port = hk_tsrv_port(srv2);
+    CHECK_ERR(hk_tcli_http(&c2, "GET", "/status", NULL, NULL, &status, &resp),
+              HK_ERR_TLS);
+    CHECK(resp == NULL && hk_tls_client_resumed(tls) == 7);
+    hk_tsrv_stop(srv2);
+    CHECK(pthread_join(th2, NULL) == 0);
+    hk_tsrv_free(srv2);
+    unlink(cert2);
+    unlink(key2);
+    /* the first server still resumes (a ticket was left) */
+    get_status(&cc);
+    CHECK(hk_tls_client_resumed(tls) == 8);
+    (void)srv;
+    hk_tls_client_free(tls);
+}
+
 int main(void)
 {
     char dir[] = "/tmp/hk-transport-XXXXXX", cert[128], key[128];
@@ -206,6 +276,8 @@ int main(void)
     CHECK(hk_tws_recv(ws, &msg, &len) != HK_OK);
     hk_tws_close(ws);
     CHECK(hk_tws_open(&cc, "/ws?session_id=x", "bad", &ws) != HK_OK);
+
+    check_resumption(&cc, srv, dir);
 
     pin[0] ^= 1; /* another server key */
     CHECK_ERR(hk_tcli_http(&cc, "GET", "/status", NULL, NULL, &status, &resp),

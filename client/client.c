@@ -2045,6 +2045,18 @@ void hk_client_idle_close(hk_client *c)
         hk_client_channel_close(all[i]);
 }
 
+unsigned long hk_client_tls_resumed(hk_client *c)
+{
+    unsigned long n;
+
+    if (c == NULL)
+        return 0;
+    pthread_mutex_lock(&c->mu);
+    n = hk_tls_client_resumed(c->tls);
+    pthread_mutex_unlock(&c->mu);
+    return n;
+}
+
 /* The newest idle connection (after a running refill, if there is none
  * else), or NULL. */
 static hk_channel *hk_client_idle_take(hk_client *c)

@@ -171,6 +171,9 @@ HK_WUR hk_err hk_client_channel_open(hk_client *c, hk_channel **out);
 /* Closes the kept-open connections hk_client_sign keeps (a host going
  * idle; benchmarks of a new connection per sign); hk_client_close does. */
 void hk_client_idle_close(hk_client *c);
+/* How many of the client's connections resumed a TLS session from an
+ * earlier one (http_client.h, hk_tls_client): tests and benchmarks. */
+unsigned long hk_client_tls_resumed(hk_client *c);
 /* As hk_client_sign, over the channel. After an error the channel is
  * closed by the server: open a new one.
  *

@@ -6,11 +6,13 @@ import hashlib
 import json
 import os
 import re
+import subprocess
 import time
 
 import pytest
 import websocket
 
+from conftest import PIN
 from test_server import (assert_ws_error, server_pubkey, uncompressed,
                          verify_raw, ws_drain)
 
@@ -105,3 +107,30 @@ def test_hostile_channel_requests(server, make_token):
     sig = alice.run("sign", "--key", "k", "--digest", d.hex(), "--format",
                     "raw").stdout.strip()
     verify_raw(alice.pubkey_pem("k"), sig, d)
+
+
+@pytest.mark.parametrize("curve", ["secp256k1", "p256"])
+def test_kept_connection_and_tls_state_across_fork(server, make_token,
+                                                   build_dir, curve):
+    """hk_client_sign keeps its connection and its TLS session tickets; a
+    forked child using the same hk_client forgets both (the parent's
+    secrets) and signs on a connection of its own, leaving the parent's
+    open: the parent's two signs after the fork run on the connection it
+    kept, so it resumed a TLS session exactly once (its one reconnect, after
+    hk_client_idle_close). Every signature verifies with `cryptography`."""
+    tok = make_token(server, "fork")
+    tok.keygen(curve, "k")
+    pem = tok.pubkey_pem("k")
+    p = subprocess.run([str(build_dir / "tests/unit/client_fork_check"),
+                        str(tok.dir), "k"], capture_output=True, text=True,
+                       timeout=300, env=dict(os.environ, HALFKEY_PIN=PIN))
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    sigs = [ln.split() for ln in lines if ln.split()[0] in ("parent",
+                                                            "child")]
+    assert [w for w, _, _ in sigs] == ["parent"] * 3 + ["child"] * 2 + \
+        ["parent"] * 2, lines
+    for _, d, sig in sigs:
+        verify_raw(pem, sig, bytes.fromhex(d))
+    assert len({sig[:64] for _, _, sig in sigs}) == len(sigs)
+    assert "resumed 1" in lines, lines

@@ -1053,64 +1053,48 @@ static hk_err hk_channel_opened(hk_client *c, hk_tws *ws,
     return e;
 }
 
-/* A channel sign on a presignature: its open message goes out with
- * sign.1p, and the open's answer (naming the presignature as the session)
- * comes before c3. */
-typedef struct {
-    const char *json;
-    const unsigned char *kid, *sid;
-} hk_c3_open;
-
-/* Sends msg; with `op`, the open message first and its answer read. */
-static hk_err hk_client_c3_send(hk_client *c, hk_tws *ws, const hk_c3_open *op,
-                                unsigned char *msg, size_t len,
-                                unsigned char **in, size_t *inlen)
+/* The signing-session record (DESIGN.md section 2, the abort rule): the
+ * signature is marked in flight durably before the message that lets the
+ * server answer with c3 (sign.3, or sign.1p) goes out, and cleared once
+ * the signature verified, or when no c3 came back at all (a server error
+ * or a broken connection: nothing was decrypted, so nothing about x1 can
+ * have leaked). Anything else leaves it: locked. The mark is made as
+ * early as that allows, right after the message before (sign.1, or the
+ * open of a presigned sign) has left: its fdatasync then runs while the
+ * server works on that message. */
+static hk_err hk_client_mark(hk_client *c, hk_ks_hold *hold)
 {
-    unsigned char sid[HK_ID_LEN];
-    hk_err e;
+    hk_err e = hk_ks_hold_mark(hold, HK_KS_SIG_INFLIGHT);
 
-    if (op == NULL)
-        return hk_client_roundtrip(c, ws, msg, len, in, inlen);
-    if ((e = hk_tws_send(ws, op->json, strlen(op->json))) == HK_OK)
-        e = hk_tws_send(ws, msg, len);
-    OPENSSL_free(msg);
-    if (e == HK_OK &&
-        (e = hk_channel_opened(c, ws, op->kid, sid, NULL)) == HK_OK &&
-        memcmp(sid, op->sid, HK_ID_LEN) != 0)
-        e = HK_ERR_SERVER;
-    return e != HK_OK ? e : hk_client_recv(c, ws, in, inlen);
-}
-
-/* sign.3 (or sign.1p) -> sign.4 under the signing-session record: marked
- * in flight durably before the message that lets the server answer with
- * c3 goes out, cleared once the signature verified, or when no c3 came
- * back at all (a server error or a broken connection: nothing was
- * decrypted, so nothing about x1 can have leaked). Anything else leaves
- * it: locked. */
-static hk_err hk_client_sign_c3(hk_client *c, const char *label,
-                                hk_ks_hold *hold, hk_sign *sg, hk_tws *ws,
-                                const hk_c3_open *op, unsigned char **msg,
-                                size_t *len)
-{
-    unsigned char *in = NULL;
-    size_t inlen = 0;
-    hk_err e;
-
-    if ((e = hk_ks_hold_mark(hold, HK_KS_SIG_INFLIGHT)) != HK_OK) {
-        OPENSSL_free(*msg);
-        *msg = NULL;
+    if (e != HK_OK)
         snprintf(c->last_error, sizeof(c->last_error),
                  "cannot record the signature in flight in the token "
                  "directory: not signing");
-        return e;
-    }
-    e = hk_client_c3_send(c, ws, op, *msg, *len, &in, &inlen);
-    *msg = NULL;
-    if (e != HK_OK) { /* no c3 received */
+    return e;
+}
+
+/* Sends `msg` (freed; sign.3 or sign.1p) and reads c3 into *in (sign.4),
+ * under the in-flight record: cleared when no c3 came. */
+static hk_err hk_client_c3_get(hk_client *c, hk_ks_hold *hold, hk_tws *ws,
+                               unsigned char *msg, size_t len,
+                               unsigned char **in, size_t *inlen)
+{
+    hk_err e = hk_client_roundtrip(c, ws, msg, len, in, inlen);
+
+    if (e != HK_OK)
         hk_client_sig_clear(hold);
-        return e;
-    }
-    e = hk_sign_recv(sg, in, inlen, msg, len);
+    return e;
+}
+
+/* c3 received: decrypted and the signature checked (hk_sign_recv, which
+ * makes sign.5 into *msg); the record cleared if it verified, the abort
+ * lock if it did not. */
+static hk_err hk_client_c3_use(hk_client *c, const char *label,
+                               hk_ks_hold *hold, hk_sign *sg, unsigned char *in,
+                               size_t inlen, unsigned char **msg, size_t *len)
+{
+    hk_err e = hk_sign_recv(sg, in, inlen, msg, len);
+
     free(in);
     if (e == HK_OK)
         hk_client_sig_clear(hold);
@@ -1119,7 +1103,16 @@ static hk_err hk_client_sign_c3(hk_client *c, const char *label,
     return e;
 }
 
-/* sign.1 .. sign.4; the abort rule on a bad signature. */
+/* sign.5 is the server's audit copy: its loss does not fail the sign. */
+static void hk_client_sign5(hk_client *c, hk_tws *ws, const unsigned char *msg,
+                            size_t len)
+{
+    if (msg != NULL && hk_tws_send(ws, msg, len) != HK_OK)
+        snprintf(c->last_error, sizeof(c->last_error),
+                 "signature not reported to the server");
+}
+
+/* sign.1 .. sign.5; the in-flight record marked once sign.1 has left. */
 static hk_err hk_client_sign_run(hk_client *c, const char *label,
                                  hk_ks_hold *hold, hk_sign *sg, hk_tws *ws)
 {
@@ -1129,17 +1122,27 @@ static hk_err hk_client_sign_run(hk_client *c, const char *label,
 
     if ((e = hk_sign_start(sg, &msg, &len)) != HK_OK)
         return e;
-    e = hk_client_roundtrip(c, ws, msg, len, &in, &inlen);
+    e = hk_tws_send(ws, msg, len);
+    OPENSSL_free(msg);
     msg = NULL;
-    if (e == HK_OK)
+    if (e != HK_OK || (e = hk_client_mark(c, hold)) != HK_OK)
+        return e;
+    if ((e = hk_client_recv(c, ws, &in, &inlen)) == HK_OK) {
         e = hk_sign_recv(sg, in, inlen, &msg, &len);
-    free(in);
-    if (e == HK_OK)
-        e = hk_client_sign_c3(c, label, hold, sg, ws, NULL, &msg, &len);
-    /* sign.5 is the server's audit copy: its loss does not fail the sign */
-    if (e == HK_OK && msg != NULL && hk_tws_send(ws, msg, len) != HK_OK)
-        snprintf(c->last_error, sizeof(c->last_error),
-                 "signature not reported to the server");
+        free(in);
+        in = NULL;
+    }
+    if (e != HK_OK) { /* sign.2 missing or refused: no c3 can come */
+        hk_client_sig_clear(hold);
+        OPENSSL_free(msg);
+        return e;
+    }
+    if ((e = hk_client_c3_get(c, hold, ws, msg, len, &in, &inlen)) != HK_OK)
+        return e;
+    msg = NULL;
+    if ((e = hk_client_c3_use(c, label, hold, sg, in, inlen, &msg, &len)) ==
+        HK_OK)
+        hk_client_sign5(c, ws, msg, len);
     OPENSSL_free(msg);
     return e;
 }
@@ -1611,18 +1614,41 @@ static hk_err hk_channel_pick(hk_client *c, hk_channel *ch, const char *label,
     return HK_OK;
 }
 
+/* After a presigned sign's open: sends sign.1p (`msg`, freed), reads the
+ * open's answer (naming the presignature as the session) and c3 into *in;
+ * the in-flight record cleared when no c3 came. */
+static hk_err hk_channel_c3_presigned(hk_client *c, hk_ks_hold *hold,
+                                      hk_tws *ws, const unsigned char *kid,
+                                      const unsigned char sid[HK_ID_LEN],
+                                      unsigned char *msg, size_t len,
+                                      unsigned char **in, size_t *inlen)
+{
+    unsigned char got[HK_ID_LEN];
+    hk_err e = hk_tws_send(ws, msg, len);
+
+    OPENSSL_free(msg);
+    if (e == HK_OK && (e = hk_channel_opened(c, ws, kid, got, NULL)) == HK_OK &&
+        memcmp(got, sid, HK_ID_LEN) != 0)
+        e = HK_ERR_SERVER;
+    if (e == HK_OK)
+        e = hk_client_recv(c, ws, in, inlen);
+    if (e != HK_OK)
+        hk_client_sig_clear(hold);
+    return e;
+}
+
 /* A sign on presignature i (taken from the channel and wiped before
- * sign.1p goes out): open + sign.1p in one go, then opened and c3. */
+ * anything is sent): the open, then sign.1p, then the open's answer and
+ * c3. */
 static hk_err hk_channel_sign_presigned(hk_client *c, hk_channel *ch,
                                         const char *label, hk_ks_hold *hold,
                                         const hk_ks_keyinfo *info, size_t i,
                                         json_t *extra, const unsigned char *dig,
                                         size_t dlen, hk_sign **sg)
 {
-    unsigned char sid[HK_ID_LEN], *msg = NULL;
+    unsigned char sid[HK_ID_LEN], *msg = NULL, *in = NULL;
     char idh[2 * HK_ID_LEN + 1], *req = NULL;
-    hk_c3_open op;
-    size_t len = 0;
+    size_t len = 0, inlen = 0;
     hk_err e;
 
     memcpy(sid, ch->ps[i].id, HK_ID_LEN);
@@ -1639,14 +1665,18 @@ static hk_err hk_channel_sign_presigned(hk_client *c, hk_channel *ch,
     if ((e = hk_channel_open_msg("sign", info->kid, extra, &req)) != HK_OK ||
         (e = hk_sign_start(*sg, &msg, &len)) != HK_OK)
         goto done;
-    op.json = req;
-    op.kid = info->kid;
-    op.sid = sid;
-    e = hk_client_sign_c3(c, label, hold, *sg, ch->ws, &op, &msg, &len);
-    /* sign.5 is the server's audit copy: its loss does not fail the sign */
-    if (e == HK_OK && msg != NULL && hk_tws_send(ch->ws, msg, len) != HK_OK)
-        snprintf(c->last_error, sizeof(c->last_error),
-                 "signature not reported to the server");
+    /* the open first: the server's storage work for it (the admission,
+     * the presignature taken, one durable commit) runs while the
+     * in-flight record is synced here, before sign.1p leaves */
+    if ((e = hk_tws_send(ch->ws, req, strlen(req))) != HK_OK ||
+        (e = hk_client_mark(c, hold)) != HK_OK)
+        goto done;
+    e = hk_channel_c3_presigned(c, hold, ch->ws, info->kid, sid, msg, len, &in,
+                                &inlen);
+    msg = NULL;
+    if (e == HK_OK && (e = hk_client_c3_use(c, label, hold, *sg, in, inlen,
+                                            &msg, &len)) == HK_OK)
+        hk_client_sign5(c, ch->ws, msg, len);
 done:
     OPENSSL_free(msg);
     free(req);

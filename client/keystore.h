@@ -100,7 +100,10 @@
  * (an empty or missing file, as older versions left it, is idle). The
  * holder of the key's session lock marks it inflight durably (write +
  * fdatasync) BEFORE sending the message that lets the server answer with
- * c3, and marks it idle only after the signature verified (or when it is
+ * c3 (the client marks it as soon as the message before that one, sign.1
+ * or a presigned sign's open, has left, so that the sync overlaps the
+ * server's work; a crash from then on counts as interrupted), and marks it
+ * idle only after the signature verified (or when it is
  * certain no c3 was received). A record left behind by a crash, a failed lock
  * write after an abort, or a damaged record: the key counts as locked
  * (hk_ks_key_info says so and hk_ks_load_share refuses it) until

@@ -277,12 +277,16 @@ def test_killed_mid_sign_is_locked(server, make_token):
     sign_and_verify(tok, "k", pem, b"after the interruption")
 
 
-def test_server_error_before_c3_does_not_lock(server, make_token):
-    """A connection lost before any c3 arrived leaks nothing: no lock."""
+@pytest.mark.parametrize("step", ["sign.2", "sign.4"])
+def test_server_error_before_c3_does_not_lock(server, make_token, step):
+    """A connection lost before any c3 arrived leaks nothing: no lock. The
+    client records the signature in flight once sign.1 has left (its sync
+    overlaps the server's work), so a sign.2 that never comes must clear
+    it as well."""
     tok = make_token(server, "alice")
     tok.keygen("p256", "k")
     pem = tok.pubkey_pem("k")
-    mitm = Mitm(server, cut_on("s2c", "sign.4"))
+    mitm = Mitm(server, cut_on("s2c", step))
     via(tok, mitm)
     p = tok.run("sign", "--key", "k", "--digest", "55" * 32, check=False)
     assert p.returncode != 0

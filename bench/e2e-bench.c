@@ -55,6 +55,7 @@ typedef struct {
     int count, failed;
     double *lat;
     int cap;
+    unsigned long resumed; /* connections that resumed a TLS session */
 } hk_ethread;
 
 static double hk_wall_ms(void)
@@ -161,6 +162,7 @@ static void *hk_ethread_main(void *p)
     hk_client_channel_close(ch);
     if (t->o->mode == HK_STORED) /* the next mode starts without any */
         hk_estored_drop(c, t->label);
+    t->resumed = hk_client_tls_resumed(c);
     hk_client_close(c);
     return NULL;
 }
@@ -224,6 +226,7 @@ static int hk_run(const hk_eopts *o)
     hk_ethread *t = calloc((size_t)n, sizeof(*t));
     pthread_t *th = calloc((size_t)n, sizeof(*th));
     double t0, secs, *all;
+    unsigned long resumed = 0;
 
     if (t == NULL || th == NULL)
         return 1;
@@ -245,6 +248,7 @@ static int hk_run(const hk_eopts *o)
         pthread_join(th[i], NULL);
         total += t[i].count;
         failed += t[i].failed;
+        resumed += t[i].resumed;
     }
     secs = (hk_wall_ms() - t0) / 1e3;
     if (o->server_pid > 0 && !hk_proc_usage(o->server_pid, &cpu1, &rss1))
@@ -267,13 +271,17 @@ static int hk_run(const hk_eopts *o)
         printf("  halfkeyd: %.2f ms CPU per signature (all threads, "
                "presignatures included); RSS %ld -> %ld KiB\n",
                (cpu1 - cpu0) / total, rss0, rss1);
+    /* a new connection per sign resumes the TLS session of an earlier
+     * one (transport/http_client.h) */
+    printf("  TLS: %lu connections resumed a session\n", resumed);
     printf("{\"bench\":\"e2e-sign\",\"mode\":\"%s\",\"clients\":%d,"
            "\"signs\":%d,\"seconds\":%.2f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,"
            "\"signs_per_s\":%.2f,\"failed\":%d,\"server_cpu_ms_per_sign\":"
-           "%.3f,\"server_rss_kb\":[%ld,%ld]}\n",
+           "%.3f,\"server_rss_kb\":[%ld,%ld],\"tls_resumed\":%lu}\n",
            hk_mode_names[o->mode], n, total, secs, hk_pct(all, total, 0.5),
            hk_pct(all, total, 0.99), total / secs, failed,
-           o->server_pid > 0 ? (cpu1 - cpu0) / total : -1.0, rss0, rss1);
+           o->server_pid > 0 ? (cpu1 - cpu0) / total : -1.0, rss0, rss1,
+           resumed);
     return failed > 0;
 }
 

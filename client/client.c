@@ -2202,7 +2202,7 @@ static int hk_channel_wants_refill(hk_client *c, hk_channel *ch,
     hk_ks_keyinfo info;
 
     return ch->own_presigned && !ch->presign_off &&
-           hk_ks_key_info(c->ks, label, &info) == HK_OK && !info.locked &&
+           hk_ks_key_info_live(c->ks, label, &info) == HK_OK && !info.locked &&
            hk_channel_signed(ch, info.kid) &&
            hk_client_channel_presigs(ch, c, label) < HK_CH_REFILL_BELOW;
 }

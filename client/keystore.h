@@ -201,6 +201,9 @@ typedef struct {
     int locked;    /* after an invalid-signature abort, or while the
                     * signing-session record is not idle */
     int sig_state; /* the signing-session record: HK_KS_SIG_* */
+    int signing;   /* hk_ks_key_info_live, hk_ks_list: an in-flight record
+                    * whose session lock is held now, i.e. a sign in
+                    * progress (then not `locked` for it) */
     char lock_reason[HK_KS_REASON_MAX + 1];
     uint64_t lock_time; /* seconds since 1970; 0 when unlocked */
     int verified;       /* 1: authenticated under the PIN (handle logged in);
@@ -318,6 +321,15 @@ HK_WUR hk_err hk_ks_load_share(hk_ks *ks, const char *label, hk_share **out);
  * read from the clear text (verified = 0); logged in the file is also
  * authenticated (verified = 1, or HK_ERR_SEAL). */
 HK_WUR hk_err hk_ks_key_info(hk_ks *ks, const char *label, hk_ks_keyinfo *out);
+/* As hk_ks_key_info for a caller that does not hold the key's session
+ * lock (a display, an early refusal): an in-flight record while some
+ * thread or process holds that lock is a sign in progress, reported as
+ * `signing`, not `locked`; left behind by a crash (nobody holds the lock)
+ * it locks the key as always. Not a gate for signing: the session lock's
+ * holder checks with hk_ks_key_info, where every in-flight record it
+ * finds was left by an earlier session. */
+HK_WUR hk_err hk_ks_key_info_live(hk_ks *ks, const char *label,
+                                  hk_ks_keyinfo *out);
 /* A public key on `curve`, compressed (33 bytes) or uncompressed (65:
  * 0x04 || x || y), checked and written uncompressed to out: the one way
  * the faces get a key's point encodings. HK_ERR_POINT if it is not a
@@ -325,7 +337,7 @@ HK_WUR hk_err hk_ks_key_info(hk_ks *ks, const char *label, hk_ks_keyinfo *out);
 HK_WUR hk_err
 hk_ks_pub_uncompressed(hk_curve_id curve, const unsigned char *pt, size_t len,
                        unsigned char out[HK_POINT_UNCOMPRESSED_LEN]);
-/* Every key, sorted by label, as hk_ks_key_info would give it; an
+/* Every key, sorted by label, as hk_ks_key_info_live would give it; an
  * unreadable file is listed with its error in `err`. Free the array with
  * hk_ks_list_free (*out is NULL when *n is 0). */
 HK_WUR hk_err hk_ks_list(hk_ks *ks, hk_ks_keyinfo **out, size_t *n);

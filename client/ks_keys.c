@@ -34,7 +34,7 @@ struct hk_ks_hold {
 
 static int hk_ks_same_file(int kfd, const char *name, int fd);
 static hk_ks_sig hk_ks_sig_read(int kfd, const char *label, uint64_t *t);
-static void hk_ks_sig_merge(int kfd, hk_ks_keyinfo *i);
+static void hk_ks_sig_merge(int kfd, hk_ks_keyinfo *i, int live);
 
 static void hk_ks_kf_clear(hk_ks_kf *f)
 {
@@ -654,9 +654,10 @@ hk_err hk_ks_load_share(hk_ks *ks, const char *label, hk_share **out)
     return e;
 }
 
-/* Metadata of one key; authenticated when logged in. */
+/* Metadata of one key; authenticated when logged in. live: as
+ * hk_ks_key_info_live. */
 static hk_err hk_ks_info_locked(hk_ks *ks, const char *label,
-                                hk_ks_keyinfo *out)
+                                hk_ks_keyinfo *out, int live)
 {
     unsigned char *pt = NULL;
     size_t n = 0;
@@ -675,13 +676,14 @@ static hk_err hk_ks_info_locked(hk_ks *ks, const char *label,
     }
     if (e == HK_OK) {
         *out = f.info;
-        hk_ks_sig_merge(ks->kfd, out);
+        hk_ks_sig_merge(ks->kfd, out, live);
     }
     hk_ks_kf_clear(&f);
     return e;
 }
 
-hk_err hk_ks_key_info(hk_ks *ks, const char *label, hk_ks_keyinfo *out)
+static hk_err hk_ks_info_of(hk_ks *ks, const char *label, hk_ks_keyinfo *out,
+                            int live)
 {
     hk_err e;
 
@@ -689,9 +691,19 @@ hk_err hk_ks_key_info(hk_ks *ks, const char *label, hk_ks_keyinfo *out)
         return HK_ERR_ARG;
     memset(out, 0, sizeof(*out));
     pthread_mutex_lock(&ks->mu);
-    e = hk_ks_info_locked(ks, label, out);
+    e = hk_ks_info_locked(ks, label, out, live);
     pthread_mutex_unlock(&ks->mu);
     return e;
+}
+
+hk_err hk_ks_key_info(hk_ks *ks, const char *label, hk_ks_keyinfo *out)
+{
+    return hk_ks_info_of(ks, label, out, 0);
+}
+
+hk_err hk_ks_key_info_live(hk_ks *ks, const char *label, hk_ks_keyinfo *out)
+{
+    return hk_ks_info_of(ks, label, out, 1);
 }
 
 hk_err hk_ks_pub_uncompressed(hk_curve_id curve, const unsigned char *pt,
@@ -738,7 +750,7 @@ static hk_err hk_ks_list_locked(hk_ks *ks, hk_ks_keyinfo **out, size_t *n)
         hk_err ei;
 
         names[i][strlen(names[i]) - 5] = 0; /* the label */
-        ei = hk_ks_info_locked(ks, names[i], &list[i]);
+        ei = hk_ks_info_locked(ks, names[i], &list[i], 1);
         if (ei != HK_OK)
             memcpy(list[i].label, names[i], strlen(names[i]) + 1);
         list[i].err = ei;
@@ -891,9 +903,31 @@ static hk_ks_sig hk_ks_sig_read(int kfd, const char *label, uint64_t *t)
     return st;
 }
 
+/* 1 if some open file description holds the OFD lock of
+ * keys/<label>.lock now (hk_ks_key_acquire): a hold of this process
+ * through another descriptor counts too. 0 when it cannot tell. */
+static int hk_ks_session_held(int kfd, const char *label)
+{
+    char name[HK_KS_NAME_MAX];
+    struct flock fl;
+    int fd, held;
+
+    hk_ks_name(label, ".lock", name);
+    fd = openat(kfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    memset(&fl, 0, sizeof(fl));
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET; /* the whole file, as the hold takes it */
+    held = fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
+    close(fd);
+    return held;
+}
+
 /* Adds the record's state to a key's metadata: a record that is not idle
- * locks the key (the sealed flag's reason, if set, is kept). */
-static void hk_ks_sig_merge(int kfd, hk_ks_keyinfo *i)
+ * locks the key (the sealed flag's reason, if set, is kept); live: not an
+ * in-flight one whose session lock is held now (a sign in progress). */
+static void hk_ks_sig_merge(int kfd, hk_ks_keyinfo *i, int live)
 {
     static const char *const why[] = {
         NULL, "interrupted signature: a signature was in flight",
@@ -904,6 +938,11 @@ static void hk_ks_sig_merge(int kfd, hk_ks_keyinfo *i)
     i->sig_state = hk_ks_sig_read(kfd, i->label, &t);
     if (i->sig_state == HK_KS_SIG_IDLE || i->locked)
         return;
+    if (live && i->sig_state == HK_KS_SIG_INFLIGHT &&
+        hk_ks_session_held(kfd, i->label)) {
+        i->signing = 1;
+        return;
+    }
     i->locked = 1;
     i->lock_time = t;
     snprintf(i->lock_reason, sizeof(i->lock_reason), "%s", why[i->sig_state]);

@@ -31,9 +31,11 @@ static CK_RV hk_p11_sign_init(hk_p11_session *s, const CK_MECHANISM *m,
         return CKR_KEY_HANDLE_INVALID;
     if (!priv)
         return CKR_KEY_FUNCTION_NOT_PERMITTED;
+    /* live: another session signing with the key right now is not a lock
+     * (C_Sign then waits for it) */
     rv = hk_p11_err(
-        hk_ks_key_info(hk_client_keystore(sl->cli), k->info.label, &ki), "sign",
-        k->info.label);
+        hk_ks_key_info_live(hk_client_keystore(sl->cli), k->info.label, &ki),
+        "sign", k->info.label);
     if (rv == CKR_OK && ki.locked)
         rv = hk_p11_err(HK_ERR_KEY_LOCKED, "sign", k->info.label);
     return rv != CKR_OK ? rv : hk_p11_op_init(&s->sign, m, h);

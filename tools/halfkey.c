@@ -890,7 +890,7 @@ static int hk_cmd_refresh(const hk_args *a)
         return hk_usage(a->cmd);
     if (hk_open(a, &c, 1) != 0)
         return 1;
-    if (hk_ks_key_info(hk_client_keystore(c), key, &info) == HK_OK &&
+    if (hk_ks_key_info_live(hk_client_keystore(c), key, &info) == HK_OK &&
         info.locked) {
         fprintf(stderr,
                 "halfkey: refresh: key %s is locked (%s): a refresh does "

@@ -468,6 +468,58 @@ def test_sessions_in_parallel_on_two_keys(lib, tok):
     assert sorted(done) == ["a"] * 6 + ["b"] * 6
 
 
+def test_sign_init_while_another_process_signs(lib, tok, server):
+    """While another process is in the middle of a sign with the key (its
+    in-flight record written, its session lock held: here the CLI, its c3
+    held back by a man in the middle), C_SignInit must not take the key
+    for locked: C_Sign waits for that session, then signs. (Before, the
+    module read the record without asking whether anyone held the session
+    lock, and refused with CKR_KEY_FUNCTION_NOT_PERMITTED; seen in CI as a
+    flake of test_sessions_in_parallel_on_two_keys.)"""
+    from mitm import Mitm, point_token_at
+    from test_backup import Hold
+
+    tok.keygen("p256", "busy")
+    token = token_of(lib)  # the module reads halfkey.conf now: the server
+    hold = Hold("s2c", "sign.4")
+    mitm = Mitm(server, hold)
+    point_token_at(tok, mitm.url)
+    proc = tok.popen("sign", "--key", "busy", "--digest", "11" * 32)
+    try:
+        assert hold.reached.wait(60), proc.communicate(timeout=5)
+        point_token_at(tok, server.url)
+        assert not tok.list()["busy"][3]  # in progress, not locked
+        result = {}
+
+        def sign():
+            try:
+                with token.open(user_pin=PIN) as session:
+                    priv = session.get_key(ObjectClass.PRIVATE_KEY,
+                                           label="busy")
+                    pub = public_key(session.get_key(ObjectClass.PUBLIC_KEY,
+                                                     label="busy"), "p256")
+                    sig = priv.sign(b"while busy",
+                                    mechanism=Mechanism.ECDSA_SHA256)
+                    check_sig(pub, "p256", sig, data=b"while busy",
+                              hash_cls=hashes.SHA256)
+                    result["ok"] = True
+            except Exception as exc:  # reported below
+                result["error"] = repr(exc)
+
+        t = threading.Thread(target=sign)
+        t.start()
+        t.join(1.5)
+        assert t.is_alive() and not result, result  # waiting, not refused
+    finally:
+        hold.release.set()  # the CLI's connection is cut before its c3
+    t.join(120)
+    proc.communicate(timeout=60)
+    mitm.close()
+    assert result == {"ok": True}, result
+    assert proc.returncode != 0
+    assert not tok.list()["busy"][3]
+
+
 def test_locked_key_is_refused(lib, tok, build_dir, capfd):
     tok.keygen("p256", "lk")
     subprocess.run([str(build_dir / "ossl-provider" / "hk-lock-key"),

@@ -578,6 +578,9 @@ static void test_sig_record(hk_ks *ks, const shares *sh)
     CHECK_OK(hk_ks_key_info(ks2, "alpha", &ki));
     CHECK(ki.locked && ki.sig_state == HK_KS_SIG_INFLIGHT && ki.lock_time > 0);
     CHECK(strstr(ki.lock_reason, "interrupted signature") != NULL);
+    /* live (no hold): the session lock is held, so a sign in progress */
+    CHECK_OK(hk_ks_key_info_live(ks2, "alpha", &ki));
+    CHECK(!ki.locked && ki.signing && ki.sig_state == HK_KS_SIG_INFLIGHT);
     CHECK_ERR(hk_ks_load_share(ks, "alpha", &s), HK_ERR_KEY_LOCKED);
     /* the holder's session runs: no unlock meanwhile */
     CHECK_OK(hk_ks_login(ks2, PIN1));
@@ -587,15 +590,20 @@ static void test_sig_record(hk_ks *ks, const shares *sh)
     /* idle is a record of the same length, written in place (no truncate:
      * the next mark then syncs one data block) */
     idle_record_at("keys/alpha.lock");
-    /* left behind (a crash): locked until a plain unlock */
+    /* left behind (a crash): locked until a plain unlock, live too */
     CHECK_OK(hk_ks_hold_mark(h, HK_KS_SIG_INFLIGHT));
     hk_ks_key_release(h);
     CHECK_ERR(hk_ks_load_share(ks, "alpha", &s), HK_ERR_KEY_LOCKED);
+    CHECK_OK(hk_ks_key_info_live(ks2, "alpha", &ki));
+    CHECK(ki.locked && !ki.signing && ki.sig_state == HK_KS_SIG_INFLIGHT);
     CHECK_OK(hk_ks_unlock_key(ks2, "alpha", 0));
     load_same(ks, "alpha", sh->k1);
     /* an aborted record needs force */
     CHECK_OK(hk_ks_key_acquire(ks, "alpha", &h));
     CHECK_OK(hk_ks_hold_mark(h, HK_KS_SIG_ABORTED));
+    /* an aborted record locks even while its session lock is held */
+    CHECK_OK(hk_ks_key_info_live(ks2, "alpha", &ki));
+    CHECK(ki.locked && !ki.signing);
     hk_ks_key_release(h);
     CHECK_OK(hk_ks_key_info(ks2, "alpha", &ki));
     CHECK(ki.locked && ki.sig_state == HK_KS_SIG_ABORTED);

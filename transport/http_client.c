@@ -25,7 +25,7 @@ typedef struct hk_rxmsg {
 /* State of one client connection, also the lws context user. */
 typedef struct {
     hk_tcli_config cfg;
-    int has_pin, cert_failed;
+    int cert_failed;
     const char *method, *bearer, *body;
     int ws;
     /* progress */
@@ -488,14 +488,13 @@ static hk_err hk_cli_start(hk_cst *st, const hk_tcli_config *cfg,
         (cfg->ca_file == NULL) == (cfg->pin == NULL))
         return HK_ERR_ARG;
     st->cfg = *cfg;
-    st->has_pin = cfg->pin != NULL;
     memset(&info, 0, sizeof(info));
     info.port = CONTEXT_PORT_NO_LISTEN;
     info.protocols = hk_cli_protocols;
     info.user = st;
     /* Never the OS trust store: with a pin the pin decides, and with a CA
      * file (server_ca) only that CA may vouch for the server; our own
-     * SSL_CTX (hk_cli_ssl_ctx, in the private library context) loads only
+     * SSL_CTX (hk_tls_ctx, in the private library context) loads only
      * that file. */
     info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
                    LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
@@ -515,7 +514,7 @@ static hk_err hk_cli_start(hk_cst *st, const hk_tcli_config *cfg,
     ci.host = cfg->host;
     ci.origin = cfg->host;
     ci.ssl_connection = LCCSCF_USE_SSL;
-    if (st->has_pin)
+    if (cfg->pin != NULL)
         ci.ssl_connection |=
             LCCSCF_ALLOW_SELFSIGNED | LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK;
     ci.method = st->ws ? NULL : st->method;

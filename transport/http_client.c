@@ -498,6 +498,12 @@ static hk_err hk_cli_start(hk_cst *st, const hk_tcli_config *cfg,
      * that file. */
     info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
                    LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
+    /* a TLS state made for another pin would decide trust for this one */
+    if (cfg->tls != NULL &&
+        (cfg->tls->has_pin != (cfg->pin != NULL) ||
+         (cfg->pin != NULL &&
+          CRYPTO_memcmp(cfg->tls->pin, cfg->pin, HK_PIN_LEN) != 0)))
+        return HK_ERR_ARG;
     if ((st->tls = cfg->tls) == NULL) {
         if ((e = hk_tls_client_new(cfg, &st->tls)) != HK_OK)
             return e;

@@ -30,8 +30,8 @@ typedef struct {
      * a callback's "x-halfkey-signature" */
     const char *header_name, *header_value;
     /* the client's TLS state, made from a config with the same pin or CA
-     * file (hk_tls_client_new); NULL: a TLS context for this connection
-     * alone, nothing resumed */
+     * file (hk_tls_client_new; one made for another pin: HK_ERR_ARG);
+     * NULL: a TLS context for this connection alone, nothing resumed */
     hk_tls_client *tls;
 } hk_tcli_config;
 

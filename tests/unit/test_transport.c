@@ -166,6 +166,7 @@ static void check_resumption(const hk_tcli_config *base, const char *dir)
                           on_ws_message, on_ws_close, NULL};
     char cert2[160], key2[160], *resp = NULL;
     hk_tcli_config cc = *base, c2;
+    unsigned char pin2[HK_PIN_LEN];
     hk_tls_client *tls = NULL;
     hk_tsrv_config cfg2;
     hk_tsrv *srv2 = NULL;
@@ -191,12 +192,21 @@ static void check_resumption(const hk_tcli_config *base, const char *dir)
     snprintf(cert2, sizeof(cert2), "%s/cert2.pem", dir);
     snprintf(key2, sizeof(key2), "%s/key2.pem", dir);
     CHECK_OK(hk_tls_make_selfsigned(cert2, key2, 30));
+    CHECK_OK(hk_pin_of_cert_file(cert2, pin2));
     memset(&cfg2, 0, sizeof(cfg2));
     cfg2.iface = "127.0.0.1";
     cfg2.cert_file = cert2;
     cfg2.key_file = key2;
     CHECK_OK(hk_tsrv_new(&cfg2, &h, &srv2, NULL));
     CHECK(pthread_create(&th2, NULL, serve, srv2) == 0);
+    c2 = cc; /* a TLS state never decides trust for another pin */
+    c2.pin = pin2;
+    CHECK_ERR(hk_tcli_http(&c2, "GET", "/status", NULL, NULL, &status, &resp),
+              HK_ERR_ARG);
+    c2.pin = NULL;
+    c2.ca_file = cert2;
+    CHECK_ERR(hk_tcli_http(&c2, "GET", "/status", NULL, NULL, &status, &resp),
+              HK_ERR_ARG);
     c2 = cc; /* the first server's pin and tickets */
     c2.port = hk_tsrv_port(srv2);
     CHECK_ERR(hk_tcli_http(&c2, "GET", "/status", NULL, NULL, &status, &resp),

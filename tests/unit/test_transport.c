@@ -145,6 +145,43 @@ static void check_jwt(void)
     hk_jwt_verifier_free(v);
 }
 
+/* A test server on 127.0.0.1 with a new self-signed certificate
+ * dir/NAME.pem (key dir/NAME.key), served on its own thread; its pin. */
+static void start_server(const char *dir, const char *name, hk_tsrv **srv,
+                         pthread_t *th, unsigned char pin[HK_PIN_LEN])
+{
+    hk_tsrv_handlers h = {NULL,          on_http,     on_ws_open,
+                          on_ws_message, on_ws_close, NULL};
+    char cert[160], key[160];
+    hk_tsrv_config cfg;
+
+    snprintf(cert, sizeof(cert), "%s/%s.pem", dir, name);
+    snprintf(key, sizeof(key), "%s/%s.key", dir, name);
+    CHECK_OK(hk_tls_make_selfsigned(cert, key, 30));
+    CHECK_OK(hk_pin_of_cert_file(cert, pin));
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.iface = "127.0.0.1";
+    cfg.cert_file = cert;
+    cfg.key_file = key;
+    CHECK_OK(hk_tsrv_new(&cfg, &h, srv, NULL));
+    CHECK(hk_tsrv_port(*srv) > 0);
+    CHECK(pthread_create(th, NULL, serve, *srv) == 0);
+}
+
+static void stop_server(const char *dir, const char *name, hk_tsrv *srv,
+                        pthread_t th)
+{
+    char path[160];
+
+    hk_tsrv_stop(srv);
+    CHECK(pthread_join(th, NULL) == 0);
+    hk_tsrv_free(srv);
+    snprintf(path, sizeof(path), "%s/%s.pem", dir, name);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/%s.key", dir, name);
+    unlink(path);
+}
+
 static void get_status(const hk_tcli_config *cc)
 {
     char *resp = NULL;
@@ -162,13 +199,10 @@ static void get_status(const hk_tcli_config *cc)
  * always: a ticket never stands in for the pin. */
 static void check_resumption(const hk_tcli_config *base, const char *dir)
 {
-    hk_tsrv_handlers h = {NULL,          on_http,     on_ws_open,
-                          on_ws_message, on_ws_close, NULL};
-    char cert2[160], key2[160], *resp = NULL;
+    char cert2[160], *resp = NULL;
     hk_tcli_config cc = *base, c2;
     unsigned char pin2[HK_PIN_LEN];
     hk_tls_client *tls = NULL;
-    hk_tsrv_config cfg2;
     hk_tsrv *srv2 = NULL;
     pthread_t th2;
     hk_tws *ws;
@@ -189,16 +223,8 @@ static void check_resumption(const hk_tcli_config *base, const char *dir)
     /* a context of its own per connection (tls NULL): never resumed */
     get_status(base);
 
-    snprintf(cert2, sizeof(cert2), "%s/cert2.pem", dir);
-    snprintf(key2, sizeof(key2), "%s/key2.pem", dir);
-    CHECK_OK(hk_tls_make_selfsigned(cert2, key2, 30));
-    CHECK_OK(hk_pin_of_cert_file(cert2, pin2));
-    memset(&cfg2, 0, sizeof(cfg2));
-    cfg2.iface = "127.0.0.1";
-    cfg2.cert_file = cert2;
-    cfg2.key_file = key2;
-    CHECK_OK(hk_tsrv_new(&cfg2, &h, &srv2, NULL));
-    CHECK(pthread_create(&th2, NULL, serve, srv2) == 0);
+    start_server(dir, "second", &srv2, &th2, pin2);
+    snprintf(cert2, sizeof(cert2), "%s/second.pem", dir);
     c2 = cc; /* a TLS state never decides trust for another pin */
     c2.pin = pin2;
     CHECK_ERR(hk_tcli_http(&c2, "GET", "/status", NULL, NULL, &status, &resp),
@@ -212,11 +238,7 @@ static void check_resumption(const hk_tcli_config *base, const char *dir)
     CHECK_ERR(hk_tcli_http(&c2, "GET", "/status", NULL, NULL, &status, &resp),
               HK_ERR_TLS);
     CHECK(resp == NULL && hk_tls_client_resumed(tls) == 7);
-    hk_tsrv_stop(srv2);
-    CHECK(pthread_join(th2, NULL) == 0);
-    hk_tsrv_free(srv2);
-    unlink(cert2);
-    unlink(key2);
+    stop_server(dir, "second", srv2, th2);
     /* the first server still resumes (a ticket was left) */
     get_status(&cc);
     CHECK(hk_tls_client_resumed(tls) == 8);
@@ -225,10 +247,7 @@ static void check_resumption(const hk_tcli_config *base, const char *dir)
 
 int main(void)
 {
-    char dir[] = "/tmp/hk-transport-XXXXXX", cert[128], key[128];
-    hk_tsrv_handlers h = {NULL,          on_http,     on_ws_open,
-                          on_ws_message, on_ws_close, NULL};
-    hk_tsrv_config cfg;
+    char dir[] = "/tmp/hk-transport-XXXXXX";
     hk_tcli_config cc;
     unsigned char pin[HK_PIN_LEN], *msg;
     size_t len;
@@ -241,17 +260,7 @@ int main(void)
     lws_set_log_level(LLL_ERR | LLL_WARN, NULL);
     check_jwt();
     CHECK(mkdtemp(dir) != NULL);
-    snprintf(cert, sizeof(cert), "%s/cert.pem", dir);
-    snprintf(key, sizeof(key), "%s/key.pem", dir);
-    CHECK_OK(hk_tls_make_selfsigned(cert, key, 30));
-    CHECK_OK(hk_pin_of_cert_file(cert, pin));
-    memset(&cfg, 0, sizeof(cfg));
-    cfg.iface = "127.0.0.1";
-    cfg.cert_file = cert;
-    cfg.key_file = key;
-    CHECK_OK(hk_tsrv_new(&cfg, &h, &srv, NULL));
-    CHECK(hk_tsrv_port(srv) > 0);
-    CHECK(pthread_create(&th, NULL, serve, srv) == 0);
+    start_server(dir, "first", &srv, &th, pin);
 
     memset(&cc, 0, sizeof(cc));
     cc.host = "127.0.0.1";
@@ -292,11 +301,7 @@ int main(void)
               HK_ERR_TLS);
     CHECK(!tls12_handshake(hk_tsrv_port(srv)));
 
-    hk_tsrv_stop(srv);
-    CHECK(pthread_join(th, NULL) == 0);
-    hk_tsrv_free(srv);
-    unlink(cert);
-    unlink(key);
+    stop_server(dir, "first", srv, th);
     rmdir(dir);
     printf("test_transport: ok\n");
     return 0;

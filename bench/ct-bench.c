@@ -4,6 +4,9 @@
  *
  *   dec      P1's Paillier decryption of a ciphertext the server sent (the
  *            CRT recombination works on m mod p and m mod q);
+ *   ckeyw    the server's ckey^w of every c3 by the key's fixed-base
+ *            table (w = k2^-1 * r * x2, secret; the client measures the
+ *            time of its sign);
  *   logstar  the server's check of a client's Pi^log* proof, which it
  *            computes modulo the secret primes of its ring-Pedersen N~.
  *
@@ -17,6 +20,9 @@
  *
  *   dec      class 0: plaintexts with m mod p < m mod q (a variable-time
  *            modular subtraction branches); class 1: m mod p >= m mod q.
+ *   ckeyw    class 0: w = 0 (every comb index 0: one table entry, a cache
+ *            line pattern of its own, if the scan were not constant
+ *            time); class 1: w uniform below 2^256.
  *   logstar  class 0: z3 = k*phi(N~) + small, so z3 reduced mod p - 1 and
  *            q - 1 is a tiny exponent (a variable-time exponentiation is
  *            fast); class 1: z3 uniform of the same length. The proof is
@@ -26,7 +32,7 @@
  * This is a benchmark, not a test: timing on a shared machine is noisy,
  * a |t| below the threshold shows no leak at this sample size, not its
  * absence. Usage:
- *   ct-bench [--samples N] [--only dec|logstar]
+ *   ct-bench [--samples N] [--only dec|ckeyw|logstar]
  */
 #include <math.h>
 #include <stdio.h>
@@ -191,6 +197,45 @@ static void dec_setup(dec_arg *a)
     BN_CTX_free(ctx);
 }
 
+/* --- the server's ckey^w by the key's fixed-base table ---------------------
+ */
+
+typedef struct {
+    hk_paillier_fb *fb;
+    BIGNUM *w[2][POOL];
+    BIGNUM *out;
+} ckeyw_arg;
+
+static void ckeyw_op(void *arg, int cls, int i)
+{
+    ckeyw_arg *a = arg;
+
+    if (hk_paillier_fb_exp(a->fb, a->w[cls][i], a->out) != HK_OK)
+        die("ckey^w");
+}
+
+static void ckeyw_setup(ckeyw_arg *a, const hk_paillier_sk *sk)
+{
+    const hk_paillier_pk *pk = hk_paillier_sk_pk(sk);
+    BIGNUM *c = BN_new();
+    int i;
+
+    if (c == NULL || !BN_rand_range(c, hk_paillier_n2(pk)) ||
+        hk_paillier_fb_new(pk, c, &a->fb) != HK_OK ||
+        (a->out = BN_new()) == NULL)
+        die("fixed-base table");
+    for (i = 0; i < POOL; i++) {
+        if ((a->w[0][i] = BN_new()) == NULL ||
+            (a->w[1][i] = BN_new()) == NULL ||
+            !BN_rand(a->w[1][i], 256, BN_RAND_TOP_ANY, BN_RAND_BOTTOM_ANY))
+            die("exponent");
+        BN_zero(a->w[0][i]);
+        BN_set_flags(a->w[0][i], BN_FLG_CONSTTIME);
+        BN_set_flags(a->w[1][i], BN_FLG_CONSTTIME);
+    }
+    BN_free(c);
+}
+
 /* --- the server's Pi^log* check ------------------------------------------ */
 
 typedef struct {
@@ -281,8 +326,9 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
             only = argv[++i];
         else {
-            fprintf(stderr,
-                    "usage: ct-bench [--samples N] [--only dec|logstar]\n");
+            fprintf(
+                stderr,
+                "usage: ct-bench [--samples N] [--only dec|ckeyw|logstar]\n");
             return 2;
         }
     }
@@ -295,6 +341,21 @@ int main(int argc, char **argv)
 
         dec_setup(&d);
         run("dec", dec_op, &d, n);
+        if (only == NULL) {
+            static ckeyw_arg k;
+
+            ckeyw_setup(&k, d.sk);
+            run("ckeyw", ckeyw_op, &k, n);
+        }
+    }
+    if (only != NULL && strcmp(only, "ckeyw") == 0) {
+        static ckeyw_arg k;
+        hk_paillier_sk *sk = NULL;
+
+        if (hk_paillier_keygen(2048, &sk) != HK_OK)
+            die("Paillier keygen");
+        ckeyw_setup(&k, sk);
+        run("ckeyw", ckeyw_op, &k, n);
     }
     if (only == NULL || strcmp(only, "logstar") == 0) {
         static log_arg l;

@@ -25,6 +25,7 @@ void hk_share_free(hk_share *s)
     if (s == NULL)
         return;
     BN_free(s->ckey);
+    hk_paillier_fb_free(s->ckey_fb);
     hk_paillier_pk_free(s->pk);
     hk_paillier_sk_free(s->sk);
     OPENSSL_clear_free(s, sizeof(*s));

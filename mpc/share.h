@@ -27,6 +27,10 @@ typedef struct {
     hk_paillier_pk *pk;                 /* N */
     hk_paillier_sk *sk;                 /* P1 only: SECRET */
     unsigned char rped_fp[HK_HASH_LEN]; /* server setup used */
+    /* P2, optional: a fixed-base table for ckey (a reference of the
+     * server's cache; c3 uses it when it is ckey's under this N), never
+     * encoded. */
+    hk_paillier_fb *ckey_fb;
 } hk_share;
 
 void hk_share_free(hk_share *s);

@@ -436,6 +436,14 @@ static hk_err hk_sg_p1_msg2(hk_sign *sg, hk_msg *in, unsigned char **out,
     return HK_OK;
 }
 
+/* ckey (*) w: by the share's fixed-base table when it has ckey's. */
+static hk_err hk_sg_ckey_pow(const hk_share *sh, const BIGNUM *w, BIGNUM *out)
+{
+    if (hk_paillier_fb_is_for(sh->ckey_fb, sh->pk, sh->ckey))
+        return hk_paillier_fb_exp(sh->ckey_fb, w, out);
+    return hk_paillier_mul(sh->pk, sh->ckey, w, out);
+}
+
 /* c3 = Enc(rho*q + k2^-1*m') (+) ckey (*) (k2^-1 * r * x2)  (Lindell 2017
  * protocol 4.3 step 3(c); rho's range: see zk.h). */
 static hk_err hk_sg_c3(hk_sign *sg, const hk_scalar *r, BIGNUM *c3)
@@ -473,7 +481,7 @@ static hk_err hk_sg_c3(hk_sign *sg, const hk_scalar *r, BIGNUM *c3)
         goto done;
     }
     if ((e = hk_scalar_to_bn(&w, &wb)) != HK_OK ||
-        (e = hk_paillier_mul(pk, sg->share->ckey, wb, c3)) != HK_OK ||
+        (e = hk_sg_ckey_pow(sg->share, wb, c3)) != HK_OK ||
         (e = hk_paillier_add(pk, c3, t, c3)) != HK_OK)
         goto done;
     /* The randomness is single-use. */

@@ -179,7 +179,9 @@ hk_err hk_presig_sign_begin(hk_rsess *s)
         return HK_ERR_STATE;
     hk_sign_free(s->sg);
     s->sg = NULL;
-    if ((e = hk_rsess_use_share(s, s->ps_rec.epoch)) == HK_OK &&
+    if ((e = hk_rsess_use_share(s, s->ps_rec.epoch)) == HK_OK)
+        hk_rn_ckey_table(s->svc, s->share);
+    if (e == HK_OK &&
         (e = hk_sign_p2_presigned(s->share, &s->ps_rec, &s->sg)) == HK_OK &&
         (e = hk_sign_p2_use_randomness(s->sg, s->ps_rn)) == HK_OK) {
         s->ps_rn = NULL; /* taken by the state machine */

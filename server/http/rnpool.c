@@ -12,7 +12,14 @@
  *
  * Each value is taken once (removed under the lock) and cleared when
  * dropped. The pool is keyed by N alone: r^N for a uniform unit r is the
- * same distribution whichever key or session uses it. */
+ * same distribution whichever key or session uses it.
+ *
+ * The same entry keeps the fixed-base table of its key's ckey (issue 20
+ * item 4, mpc/paillier_fb.c: ckey^w of every c3 3x faster), made once by
+ * a worker job the first time a share of that modulus asks for it, and
+ * handed to later shares as a reference (a share that holds one keeps it
+ * valid after the entry is evicted). One table per modulus: a second key
+ * that came with the same N (a client's choice) gets none. */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -26,6 +33,8 @@ typedef struct hk_rn_entry {
     BIGNUM *n;
     BIGNUM *rn[HK_RN_PER_KEY];
     int avail, queued, running;
+    hk_paillier_fb *fb; /* ckey's table, once made */
+    int fb_busy;        /* its job is queued or running */
     double used;
 } hk_rn_entry;
 
@@ -39,7 +48,15 @@ struct hk_rn_pool {
 typedef struct {
     hk_service *svc;
     BIGNUM *n;
+    BIGNUM *ckey; /* a table job: the base */
 } hk_rn_job;
+
+static void hk_rn_job_free(hk_rn_job *j)
+{
+    BN_free(j->n);
+    BN_free(j->ckey);
+    free(j);
+}
 
 hk_err hk_rn_pool_new(hk_rn_pool **out)
 {
@@ -59,6 +76,7 @@ static void hk_rn_entry_free(hk_rn_entry *en)
 
     for (i = 0; i < en->avail; i++)
         BN_clear_free(en->rn[i]);
+    hk_paillier_fb_free(en->fb);
     BN_free(en->n);
     free(en);
 }
@@ -92,6 +110,7 @@ static hk_rn_entry *hk_rn_find(hk_rn_pool *p, const BIGNUM *n, int create)
     if (p->nkeys >= HK_RN_KEYS) {
         for (pp = &p->head; *pp != NULL; pp = &(*pp)->next)
             if ((*pp)->queued == 0 && (*pp)->running == 0 &&
+                (*pp)->fb_busy == 0 &&
                 (lru == NULL || (*pp)->used < (*lru)->used))
                 lru = pp;
         if (lru == NULL)
@@ -161,8 +180,7 @@ static void hk_rn_job_run(void *arg)
     pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
     BN_clear_free(rn);
-    BN_free(j->n);
-    free(j);
+    hk_rn_job_free(j);
 }
 
 /* Queues jobs until en has HK_RN_PER_KEY made or in the making. Call with
@@ -181,8 +199,7 @@ static void hk_rn_topup(hk_service *svc, hk_rn_entry *en)
         en->queued++;
         if (hk_workers_submit(svc->workers, hk_rn_job_run, j) != HK_OK) {
             en->queued--;
-            BN_free(j->n);
-            free(j);
+            hk_rn_job_free(j);
             return;
         }
     }
@@ -203,16 +220,18 @@ void hk_rn_fill(hk_service *svc, const hk_paillier_pk *pk)
     pthread_mutex_unlock(&p->mu);
 }
 
-void hk_rn_pool_stats(hk_rn_pool *p, int *keys, int *ready, int *busy)
+void hk_rn_pool_stats(hk_rn_pool *p, int *keys, int *ready, int *busy,
+                      int *tables)
 {
     hk_rn_entry *en;
 
-    *keys = *ready = *busy = 0;
+    *keys = *ready = *busy = *tables = 0;
     pthread_mutex_lock(&p->mu);
     for (en = p->head; en != NULL; en = en->next) {
         ++*keys;
         *ready += en->avail;
-        *busy += en->queued + en->running;
+        *busy += en->queued + en->running + en->fb_busy;
+        *tables += en->fb != NULL;
     }
     pthread_mutex_unlock(&p->mu);
 }
@@ -253,4 +272,70 @@ hk_err hk_rn_take(hk_service *svc, const hk_paillier_pk *pk, int wait,
     if (*rn == NULL)
         return wait ? HK_ERR_CRYPTO : HK_ERR_NOT_FOUND;
     return HK_OK;
+}
+
+/* Makes ckey's table (the public key only gives the modulus its size). */
+static void hk_fb_job_run(void *arg)
+{
+    hk_rn_job *j = arg;
+    hk_rn_pool *p = j->svc->rnpool;
+    hk_paillier_pk *pk = NULL;
+    hk_paillier_fb *t = NULL;
+    hk_rn_entry *en;
+
+    if (hk_paillier_pk_stored(j->n, BN_num_bits(j->n), &pk) != HK_OK ||
+        hk_paillier_fb_new(pk, j->ckey, &t) != HK_OK)
+        t = NULL; /* signs go on without it (hk_paillier_mul) */
+    pthread_mutex_lock(&p->mu);
+    /* an entry with its table job queued or running is never evicted */
+    if ((en = hk_rn_find(p, j->n, 0)) != NULL) {
+        en->fb_busy = 0;
+        if (en->fb == NULL) {
+            en->fb = t;
+            t = NULL;
+        }
+    }
+    pthread_mutex_unlock(&p->mu);
+    hk_paillier_fb_free(t);
+    hk_paillier_pk_free(pk);
+    hk_rn_job_free(j);
+}
+
+/* Queues the making of en's table for ckey. Call with p->mu held. */
+static void hk_fb_queue(hk_service *svc, hk_rn_entry *en, const BIGNUM *ckey)
+{
+    hk_rn_job *j = calloc(1, sizeof(*j));
+
+    if (j == NULL || (j->n = BN_dup(en->n)) == NULL ||
+        (j->ckey = BN_dup(ckey)) == NULL) {
+        if (j != NULL)
+            hk_rn_job_free(j);
+        return;
+    }
+    j->svc = svc;
+    en->fb_busy = 1;
+    if (hk_workers_submit(svc->workers, hk_fb_job_run, j) != HK_OK) {
+        en->fb_busy = 0;
+        hk_rn_job_free(j);
+    }
+}
+
+void hk_rn_ckey_table(hk_service *svc, hk_share *share)
+{
+    hk_rn_pool *p = svc->rnpool;
+    hk_rn_entry *en;
+
+    if (p == NULL || share == NULL || share->pk == NULL ||
+        hk_paillier_fb_is_for(share->ckey_fb, share->pk, share->ckey))
+        return;
+    pthread_mutex_lock(&p->mu);
+    if ((en = hk_rn_find(p, hk_paillier_n(share->pk), 1)) != NULL) {
+        en->used = hk_mono();
+        if (hk_paillier_fb_is_for(en->fb, share->pk, share->ckey)) {
+            hk_paillier_fb_free(share->ckey_fb);
+            share->ckey_fb = hk_paillier_fb_ref(en->fb);
+        } else if (en->fb == NULL && !en->fb_busy && !svc->draining)
+            hk_fb_queue(svc, en, share->ckey);
+    }
+    pthread_mutex_unlock(&p->mu);
 }

@@ -239,8 +239,13 @@ void hk_rn_fill(hk_service *svc, const hk_paillier_pk *pk);
  * running job of that modulus, or (none running) computes it now. */
 HK_WUR hk_err hk_rn_take(hk_service *svc, const hk_paillier_pk *pk, int wait,
                          BIGNUM **rn);
-/* Moduli held, values ready, jobs queued or running (tests). */
-void hk_rn_pool_stats(hk_rn_pool *p, int *keys, int *ready, int *busy);
+/* Gives share the fixed-base table of its ckey (a reference) if the pool
+ * has it, else queues its making (once per modulus): call where a sign's
+ * c3 is prepared; the first signs of a key go without it. */
+void hk_rn_ckey_table(hk_service *svc, hk_share *share);
+/* Moduli held, values ready, jobs queued or running, ckey tables (tests). */
+void hk_rn_pool_stats(hk_rn_pool *p, int *keys, int *ready, int *busy,
+                      int *tables);
 /* Takes the sign preparation of sid if it is ready, waiting while its job
  * runs (NULL: none, failed, or not started: the caller does the work). */
 hk_signprep *hk_signprep_take(hk_service *svc, const unsigned char *sid);

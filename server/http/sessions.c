@@ -703,6 +703,7 @@ static void hk_sign_step(hk_rsess *s, const hk_rmsg *m, int first)
         if ((e = hk_msg_peek_share(m->buf, m->len, &epoch, fp)) != HK_OK ||
             (e = hk_rsess_use_share(s, epoch)) != HK_OK)
             return hk_rsess_fail(s, e, "sign.1");
+        hk_rn_ckey_table(s->svc, s->share);
         if (s->sg == NULL &&
             (e = hk_sign_p2_new(s->share, s->sid, &s->sg)) != HK_OK)
             return hk_rsess_fail(s, e, "sign.1");

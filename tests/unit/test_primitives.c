@@ -543,6 +543,80 @@ static void test_paillier_homomorphic(const hk_paillier_sk *sk)
     BN_CTX_free(ctx);
 }
 
+/* The fixed-base table's c^k against hk_paillier_mul's for exponents at
+ * the edges (0, 1, each comb row's and block's first and last bit, all
+ * ones) and random ones, on the key's modulus (2048) and on a 3072-bit
+ * one (an odd number: both compute c^k mod n^2 the same way). */
+static void check_fb(const hk_paillier_pk *pk)
+{
+    static const int bits[] = {0,   1,   25,  26,  51,  52,  77,  78,  103,
+                               104, 129, 155, 156, 181, 207, 208, 233, 255};
+    BIGNUM *c = BN_new(), *k = BN_new(), *got = BN_new(), *want = BN_new(),
+           *other = BN_new();
+    hk_paillier_fb *t = NULL;
+    size_t i;
+
+    CHECK(c && k && got && want && other);
+    CHECK(BN_rand_range(c, hk_paillier_n2(pk)) && !BN_is_zero(c));
+    CHECK_OK(hk_paillier_fb_new(pk, c, &t));
+    CHECK(hk_paillier_fb_is_for(t, pk, c));
+    CHECK(BN_copy(other, c) && BN_add_word(other, 1));
+    CHECK(!hk_paillier_fb_is_for(t, pk, other) &&
+          !hk_paillier_fb_is_for(NULL, pk, c));
+    for (i = 0; i < 4 + sizeof(bits) / sizeof(bits[0]) + 8; i++) {
+        if (i == 0)
+            BN_zero(k);
+        else if (i == 1)
+            CHECK(BN_one(k));
+        else if (i == 2) /* 2^256 - 1 */
+            CHECK(BN_one(k) && BN_lshift(k, k, 256) && BN_sub_word(k, 1));
+        else if (i == 3) /* every comb index nonzero at once */
+            CHECK(BN_rand(k, 256, BN_RAND_TOP_ONE, BN_RAND_BOTTOM_ODD));
+        else if (i < 4 + sizeof(bits) / sizeof(bits[0])) {
+            BN_zero(k);
+            CHECK(BN_set_bit(k, bits[i - 4]));
+        } else
+            CHECK(BN_rand(k, 256, BN_RAND_TOP_ANY, BN_RAND_BOTTOM_ANY));
+        BN_set_flags(k, BN_FLG_CONSTTIME);
+        CHECK_OK(hk_paillier_fb_exp(t, k, got));
+        CHECK_OK(hk_paillier_mul(pk, c, k, want));
+        CHECK(BN_cmp(got, want) == 0);
+    }
+    /* k >= 2^256 or negative is refused; another reference outlives the
+     * first */
+    CHECK(BN_one(k) && BN_lshift(k, k, 256));
+    CHECK_ERR(hk_paillier_fb_exp(t, k, got), HK_ERR_ARG);
+    BN_set_negative(k, 1);
+    CHECK_ERR(hk_paillier_fb_exp(t, k, got), HK_ERR_ARG);
+    CHECK(hk_paillier_fb_ref(t) == t);
+    hk_paillier_fb_free(t);
+    CHECK(BN_one(k));
+    CHECK_OK(hk_paillier_fb_exp(t, k, got));
+    CHECK(BN_cmp(got, c) == 0);
+    hk_paillier_fb_free(t);
+    BN_zero(c);
+    CHECK_ERR(hk_paillier_fb_new(pk, c, &t), HK_ERR_PAILLIER);
+    CHECK_ERR(hk_paillier_fb_new(pk, hk_paillier_n2(pk), &t), HK_ERR_PAILLIER);
+    BN_free(c);
+    BN_free(k);
+    BN_free(got);
+    BN_free(want);
+    BN_free(other);
+}
+
+static void test_paillier_fb(const hk_paillier_sk *sk)
+{
+    hk_paillier_pk *pk3072 = NULL;
+    BIGNUM *n = BN_new();
+
+    check_fb(hk_paillier_sk_pk(sk));
+    CHECK(n && BN_rand(n, 3072, BN_RAND_TOP_ONE, BN_RAND_BOTTOM_ODD));
+    CHECK_OK(hk_paillier_pk_stored(n, 3072, &pk3072));
+    check_fb(pk3072);
+    hk_paillier_pk_free(pk3072);
+    BN_free(n);
+}
+
 static void test_paillier_ct_check(const hk_paillier_sk *sk)
 {
     const hk_paillier_pk *pk = hk_paillier_sk_pk(sk);
@@ -747,6 +821,7 @@ static void test_paillier(const hk_paillier_sk *sk)
     CHECK_ERR(hk_paillier_keygen(1024, &tmp), HK_ERR_ARG);
     test_paillier_enc(sk);
     test_paillier_homomorphic(sk);
+    test_paillier_fb(sk);
     test_paillier_ct_check(sk);
     test_paillier_modulus(sk);
     test_paillier_primes(sk);

@@ -37,12 +37,12 @@ static int nth_residue(const hk_paillier_sk *sk, const BIGNUM *u)
 /* Waits (bounded) until no job is queued or running. */
 static void settle(hk_service *svc)
 {
-    int keys, ready, busy, i;
+    int keys, ready, busy, tables, i;
 
     struct timespec ts = {0, 5 * 1000 * 1000};
 
     for (i = 0; i < 2000; i++) {
-        hk_rn_pool_stats(svc->rnpool, &keys, &ready, &busy);
+        hk_rn_pool_stats(svc->rnpool, &keys, &ready, &busy, &tables);
         if (busy == 0)
             return;
         nanosleep(&ts, NULL);
@@ -65,6 +65,53 @@ static hk_paillier_pk *fake_pk(void)
     return pk;
 }
 
+/* ckey's fixed-base table: the first ask queues it and gets none, a later
+ * one gets a reference that computes ckey^k as hk_paillier_mul does; a
+ * second key with the same N (another ckey) gets none; a share's
+ * reference outlives the pool's entry. */
+static void test_ckey_table(hk_service *svc, const hk_paillier_sk *sk)
+{
+    const hk_paillier_pk *pk = hk_paillier_sk_pk(sk);
+    hk_share a = {0}, b = {0};
+    BIGNUM *k = BN_new(), *got = BN_new(), *want = BN_new();
+    int keys, ready, busy, tables;
+
+    CHECK(k && got && want);
+    CHECK_OK(hk_paillier_sk_pk_copy(sk, &a.pk));
+    CHECK_OK(hk_paillier_sk_pk_copy(sk, &b.pk));
+    CHECK((a.ckey = BN_new()) && (b.ckey = BN_new()));
+    CHECK(BN_rand_range(a.ckey, hk_paillier_n2(pk)) &&
+          BN_rand_range(b.ckey, hk_paillier_n2(pk)));
+    hk_rn_ckey_table(svc, &a);
+    CHECK(a.ckey_fb == NULL);
+    settle(svc);
+    hk_rn_pool_stats(svc->rnpool, &keys, &ready, &busy, &tables);
+    CHECK(tables == 1);
+    hk_rn_ckey_table(svc, &a);
+    CHECK(hk_paillier_fb_is_for(a.ckey_fb, a.pk, a.ckey));
+    hk_rn_ckey_table(svc, &b);
+    settle(svc);
+    hk_rn_ckey_table(svc, &b);
+    CHECK(b.ckey_fb == NULL);
+    hk_rn_pool_stats(svc->rnpool, &keys, &ready, &busy, &tables);
+    CHECK(tables == 1);
+    /* the pool goes, the share's table stays usable */
+    hk_rn_pool_free(svc->rnpool);
+    CHECK_OK(hk_rn_pool_new(&svc->rnpool));
+    CHECK(BN_rand(k, 256, BN_RAND_TOP_ANY, BN_RAND_BOTTOM_ANY));
+    CHECK_OK(hk_paillier_fb_exp(a.ckey_fb, k, got));
+    CHECK_OK(hk_paillier_mul(a.pk, a.ckey, k, want));
+    CHECK(BN_cmp(got, want) == 0);
+    hk_paillier_fb_free(a.ckey_fb);
+    BN_free(a.ckey);
+    BN_free(b.ckey);
+    hk_paillier_pk_free(a.pk);
+    hk_paillier_pk_free(b.pk);
+    BN_free(k);
+    BN_free(got);
+    BN_free(want);
+}
+
 int main(void)
 {
     hk_service *svc = calloc(1, sizeof(*svc));
@@ -72,7 +119,7 @@ int main(void)
     const hk_paillier_pk *pk;
     hk_paillier_pk *fakes[HK_RN_KEYS + 3];
     BIGNUM *rn[HK_RN_PER_KEY + 1];
-    int keys, ready, busy, i;
+    int keys, ready, busy, tables, i;
 
     CHECK(svc != NULL);
     CHECK_OK(hk_workers_new(2, &svc->workers));
@@ -87,7 +134,7 @@ int main(void)
     CHECK(nth_residue(sk, rn[0]));
     BN_clear_free(rn[0]);
     settle(svc);
-    hk_rn_pool_stats(svc->rnpool, &keys, &ready, &busy);
+    hk_rn_pool_stats(svc->rnpool, &keys, &ready, &busy, &tables);
     CHECK(keys == 1 && ready == HK_RN_PER_KEY && busy == 0);
 
     /* Ready values: taken once each, all different N-th residues; the
@@ -97,10 +144,10 @@ int main(void)
         CHECK(nth_residue(sk, rn[i]));
         CHECK(i == 0 || BN_cmp(rn[i], rn[i - 1]) != 0);
     }
-    hk_rn_pool_stats(svc->rnpool, &keys, &ready, &busy);
+    hk_rn_pool_stats(svc->rnpool, &keys, &ready, &busy, &tables);
     CHECK(ready + busy <= HK_RN_PER_KEY);
     settle(svc);
-    hk_rn_pool_stats(svc->rnpool, &keys, &ready, &busy);
+    hk_rn_pool_stats(svc->rnpool, &keys, &ready, &busy, &tables);
     CHECK(ready == HK_RN_PER_KEY);
     CHECK_OK(hk_rn_take(svc, pk, 0, &rn[HK_RN_PER_KEY]));
     for (i = 0; i < HK_RN_PER_KEY; i++)
@@ -127,11 +174,12 @@ int main(void)
             settle(svc); /* busy entries are never evicted */
     }
     settle(svc);
-    hk_rn_pool_stats(svc->rnpool, &keys, &ready, &busy);
+    hk_rn_pool_stats(svc->rnpool, &keys, &ready, &busy, &tables);
     CHECK(keys <= HK_RN_KEYS && ready <= HK_RN_KEYS * HK_RN_PER_KEY);
     for (i = 0; i < HK_RN_KEYS + 3; i++)
         hk_paillier_pk_free(fakes[i]);
 
+    test_ckey_table(svc, sk);
     hk_workers_free(svc->workers);
     hk_rn_pool_free(svc->rnpool);
     hk_paillier_sk_free(sk);

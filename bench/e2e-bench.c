@@ -84,12 +84,18 @@ static double hk_pct(double *v, int n, double p)
 static hk_client *hk_eopen(const char *dir)
 {
     const char *pin = getenv("HALFKEY_PIN");
-    char why[256];
+    char why[256] = "";
     hk_client *c;
+    hk_err e;
 
-    if (pin == NULL || hk_client_open(dir, &c, why) != HK_OK ||
-        hk_ks_login(hk_client_keystore(c), pin) != HK_OK) {
-        fprintf(stderr, "e2e-bench: cannot open/login token %s %s\n", dir, why);
+    if (pin == NULL) {
+        fprintf(stderr, "e2e-bench: set HALFKEY_PIN to the token's PIN\n");
+        exit(1);
+    }
+    if ((e = hk_client_open(dir, &c, why)) != HK_OK ||
+        (e = hk_ks_login(hk_client_keystore(c), pin)) != HK_OK) {
+        fprintf(stderr, "e2e-bench: cannot open/login token %s: %s %s\n", dir,
+                hk_strerror(e), why);
         exit(1);
     }
     return c;

@@ -150,6 +150,8 @@ struct hk_rsess {
     double started;    /* monotonic seconds at the claim of the session */
     /* the sign's encryption randomness was handed to sg (rnpool.c) */
     int rn_given;
+    /* the open's deferred commit: c3 waits until it is on disk (db.h) */
+    uint64_t durable;
     /* a sign bound to digest ridx of request rid (requests.h) */
     int has_rid;
     unsigned char rid[HK_ID_LEN];

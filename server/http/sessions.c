@@ -724,6 +724,14 @@ static void hk_sign_step(hk_rsess *s, const hk_rmsg *m, int first)
         OPENSSL_free(out);
         return hk_rsess_fail(s, e, where);
     }
+    /* c3 leaves only once the open's commit (admission, presignature
+     * taken) is on disk: a crash before that loses the c3, never sends
+     * one whose presignature a restarted server still has */
+    if (hk_sign_done(s->sg) &&
+        (e = hk_db_wait_durable(s->svc->db, s->durable)) != HK_OK) {
+        OPENSSL_free(out);
+        return hk_rsess_fail(s, e, "sign: the open's commit did not sync");
+    }
     hk_rsess_send(s, out, outlen);
     OPENSSL_free(out);
     if (hk_sign_signature(s->sg, sig) == HK_OK) {
@@ -895,7 +903,10 @@ static hk_err hk_channel_admit(hk_rsess *s, hk_db_op op, hk_refusal *why,
 
     *where = NULL;
     pthread_mutex_lock(&svc->dbmu);
-    if ((e = hk_db_group_begin(svc->db, 1)) != HK_OK) {
+    /* a sign's commit is synced while the sign runs; c3 waits for it */
+    if ((e = hk_db_group_begin(svc->db, op == HK_DB_OP_SIGN ? HK_DB_DEFERRED
+                                                            : HK_DB_DURABLE)) !=
+        HK_OK) {
         pthread_mutex_unlock(&svc->dbmu);
         return e;
     }
@@ -922,6 +933,7 @@ static hk_err hk_channel_admit(hk_rsess *s, hk_db_op op, hk_refusal *why,
      * presignature stored and unused here */
     if ((c = hk_db_group_end(svc->db)) != HK_OK && e == HK_OK)
         e = c;
+    s->durable = hk_db_group_ticket(svc->db);
     pthread_mutex_unlock(&svc->dbmu);
     if (e != HK_OK)
         hk_presig_drop(s);

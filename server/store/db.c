@@ -1584,10 +1584,13 @@ hk_err hk_db_group_begin(hk_db *db, int durable)
 {
     hk_err e;
 
-    if (db == NULL || db->depth != 0)
+    if (db == NULL || db->depth != 0 || durable < HK_DB_LAZY ||
+        durable > HK_DB_DEFERRED)
         return HK_ERR_ARG;
     db->err[0] = '\0';
-    db->lazy = !durable;
+    db->deferred = durable == HK_DB_DEFERRED && db->x->can_defer != NULL &&
+                   db->x->can_defer(db);
+    db->lazy = durable == HK_DB_LAZY || db->deferred;
     if (db->lazy && db->x->dialect == HK_SQL_SQLITE &&
         (e = db->x->script(db, "PRAGMA synchronous = NORMAL")) != HK_OK)
         return e;
@@ -1596,8 +1599,10 @@ hk_err hk_db_group_begin(hk_db *db, int durable)
         e = db->x->script(db, "SET LOCAL synchronous_commit = off");
     if (e != HK_OK && db->depth == 1)
         e = hk_sql_end(db, e);
-    if (e != HK_OK)
+    if (e != HK_OK) {
         hk_db_lazy_off(db);
+        db->deferred = 0;
+    }
     return e;
 }
 
@@ -1607,7 +1612,27 @@ hk_err hk_db_group_end(hk_db *db)
 
     if (db == NULL || db->depth != 1)
         return HK_ERR_ARG;
+    db->ticket = 0;
     e = hk_sql_end(db, HK_OK);
+    /* committed without a sync: start it (a failure to start is a failure
+     * of the group: its caller must not act on it) */
+    if (e == HK_OK && db->deferred)
+        e = db->x->sync_start(db, &db->ticket);
     hk_db_lazy_off(db);
+    db->deferred = 0;
     return e;
+}
+
+uint64_t hk_db_group_ticket(const hk_db *db)
+{
+    return db == NULL ? 0 : db->ticket;
+}
+
+hk_err hk_db_wait_durable(hk_db *db, uint64_t ticket)
+{
+    if (db == NULL)
+        return HK_ERR_ARG;
+    if (ticket == 0 || db->x->sync_wait == NULL)
+        return HK_OK;
+    return db->x->sync_wait(db, ticket);
 }

@@ -656,8 +656,28 @@ HK_WUR hk_err hk_load_share(hk_db *db, const hk_kek *kek, const char *sub,
  * loss costs no key and grants nothing: a session's end and its audit
  * record of the outcome (the grant is audited durably at the open). The
  * end's outcome is the commit's. */
+#define HK_DB_LAZY 0
+#define HK_DB_DURABLE 1
+/* durable HK_DB_DEFERRED: the commit does not wait for the disk either,
+ * but the disk sync starts at once (SQLite: a thread of the handle
+ * fdatasyncs the WAL, one sync for every commit made while the previous
+ * one ran), and hk_db_group_ticket names it: hk_db_wait_durable(ticket)
+ * returns once the group is on disk. For a group whose effects must be
+ * durable before the caller acts on them, when the caller has other work
+ * first (a sign's open: the admission and the presignature taken must be
+ * durable before c3 leaves, and c3 is computed meanwhile). The database
+ * lock is released during the sync. A back end that cannot defer
+ * (PostgreSQL, an in-memory SQLite) commits durably; its ticket is 0. */
+#define HK_DB_DEFERRED 2
 HK_WUR hk_err hk_db_group_begin(hk_db *db, int durable);
 HK_WUR hk_err hk_db_group_end(hk_db *db);
+/* The ticket of the last HK_DB_DEFERRED group that committed (0: none, or
+ * already durable); read it under the same lock as the group. */
+uint64_t hk_db_group_ticket(const hk_db *db);
+/* Waits until the group of ticket is on disk (0: at once). Safe from any
+ * thread without the caller's database lock. HK_ERR_IO if the sync failed
+ * (then every later wait fails too: the disk lost writes). */
+HK_WUR hk_err hk_db_wait_durable(hk_db *db, uint64_t ticket);
 
 /* --- presignatures (v7; mpc/presign.h) -----------------------------------
  * The server's half of each presignature (its k2 and the r^N made for its

@@ -118,6 +118,15 @@ typedef struct {
     /* Before the first migration: no foreign tables in the database (else
      * HK_ERR_CONFIG) and the database marked as ours. */
     hk_err (*claim)(hk_db *db);
+    /* Deferred durability (db.h, HK_DB_DEFERRED), optional: 1 if a commit
+     * made without waiting for the disk can be synced afterwards; sync_start
+     * (called after such a commit, under the caller's lock) starts syncing
+     * everything committed so far and gives its ticket; sync_wait (any
+     * thread, no lock needed) waits until that ticket is on disk. NULL: a
+     * deferred group commits durably. */
+    int (*can_defer)(hk_db *db);
+    hk_err (*sync_start)(hk_db *db, uint64_t *ticket);
+    hk_err (*sync_wait)(hk_db *db, uint64_t ticket);
 } hk_sql_ops;
 
 /* The operations (db_store.c), each once, over db->x. */
@@ -258,8 +267,10 @@ typedef struct {
 struct hk_db {
     const hk_db_ops *ops; /* hk_store_ops */
     const hk_sql_ops *x;  /* the back end's executor */
-    int depth; /* open transactions: 1 the outer one, more savepoints */
-    int lazy;  /* the open group commits without waiting for the disk */
+    int depth;       /* open transactions: 1 the outer one, more savepoints */
+    int lazy;        /* the open group commits without waiting for the disk */
+    int deferred;    /* ... and is synced after (HK_DB_DEFERRED) */
+    uint64_t ticket; /* the last deferred group's (hk_db_group_ticket) */
     char err[HK_DB_ERR_LEN];    /* last failure's message */
     char node[HK_NODE_MAX + 1]; /* hk_db_set_node, "" if none */
 };

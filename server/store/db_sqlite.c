@@ -7,9 +7,21 @@
  * data). Transactions are BEGIN IMMEDIATE: the write lock is taken first,
  * so two connections never deadlock upgrading a read lock, and one writer
  * at a time is also what serialises the operations that PostgreSQL needs
- * row and advisory locks for (lock is a no-op here). */
+ * row and advisory locks for (lock is a no-op here).
+ *
+ * Deferred durability (db.h, HK_DB_DEFERRED): such a group commits with
+ * synchronous=NORMAL (the WAL frames are written, not synced), then the
+ * handle's syncer thread fdatasyncs the WAL file: one sync covers every
+ * frame written before it, i.e. every group committed while the previous
+ * sync ran (group commit). The thread opens the WAL by its path for each
+ * sync (SQLite's own file object is not ours to share across threads);
+ * a WAL that SQLite removed meanwhile was checkpointed into the database
+ * file, which is then synced instead. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -24,6 +36,14 @@
 typedef struct {
     hk_db base; /* first: a hk_db * is a hk_sq * */
     sqlite3 *conn;
+    /* deferred durability: the files synced (NULL: cannot defer) and the
+     * syncer's state, under smu */
+    char *path, *wal;
+    pthread_mutex_t smu;
+    pthread_cond_t wake, done;
+    pthread_t syncer;
+    int syncer_on, stop, failed;
+    uint64_t committed, synced; /* tickets */
 } hk_sq;
 
 /* Maps an SQLite result code to an hk_err, recording the message of any
@@ -202,11 +222,101 @@ static hk_err hk_sq_claim(hk_db *db)
     return hk_sq_script(db, sql);
 }
 
+/* fdatasync of the WAL, or of the database file if SQLite removed the
+ * WAL (a checkpoint moved every frame there). 0 or -1. */
+static int hk_sq_sync_files(const hk_sq *d)
+{
+    int fd = open(d->wal, O_RDONLY | O_CLOEXEC), rc;
+
+    if (fd < 0 && errno == ENOENT)
+        fd = open(d->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    rc = fdatasync(fd);
+    if (close(fd) != 0)
+        rc = -1;
+    return rc;
+}
+
+static void *hk_sq_syncer(void *arg)
+{
+    hk_sq *d = arg;
+    uint64_t target;
+    int rc;
+
+    pthread_mutex_lock(&d->smu);
+    for (;;) {
+        while (!d->stop && (d->synced == d->committed || d->failed))
+            pthread_cond_wait(&d->wake, &d->smu);
+        if (d->synced == d->committed || d->failed)
+            break; /* stopping, nothing left to sync */
+        target = d->committed;
+        pthread_mutex_unlock(&d->smu);
+        rc = hk_sq_sync_files(d);
+        pthread_mutex_lock(&d->smu);
+        if (rc == 0)
+            d->synced = target;
+        else
+            d->failed = 1; /* the kernel may have dropped the pages */
+        pthread_cond_broadcast(&d->done);
+    }
+    pthread_mutex_unlock(&d->smu);
+    return NULL;
+}
+
+static int hk_sq_can_defer(hk_db *db) { return ((hk_sq *)db)->wal != NULL; }
+
+static hk_err hk_sq_sync_start(hk_db *db, uint64_t *ticket)
+{
+    hk_sq *d = (hk_sq *)db;
+    hk_err e = HK_OK;
+
+    *ticket = 0;
+    pthread_mutex_lock(&d->smu);
+    if (!d->failed && !d->syncer_on &&
+        pthread_create(&d->syncer, NULL, hk_sq_syncer, d) == 0)
+        d->syncer_on = 1;
+    if (d->failed || !d->syncer_on) {
+        hk_db_set_err(db, d->failed ? "an earlier sync of the WAL failed"
+                                    : "cannot start the WAL syncer");
+        e = HK_ERR_IO;
+    } else {
+        *ticket = ++d->committed;
+        pthread_cond_signal(&d->wake);
+    }
+    pthread_mutex_unlock(&d->smu);
+    return e;
+}
+
+static hk_err hk_sq_sync_wait(hk_db *db, uint64_t ticket)
+{
+    hk_sq *d = (hk_sq *)db;
+    hk_err e;
+
+    pthread_mutex_lock(&d->smu);
+    while (d->synced < ticket && !d->failed)
+        pthread_cond_wait(&d->done, &d->smu);
+    e = d->synced >= ticket ? HK_OK : HK_ERR_IO;
+    pthread_mutex_unlock(&d->smu);
+    return e;
+}
+
 static void hk_sq_close(hk_db *db)
 {
     hk_sq *d = (hk_sq *)db;
 
+    pthread_mutex_lock(&d->smu);
+    d->stop = 1;
+    pthread_cond_signal(&d->wake);
+    pthread_mutex_unlock(&d->smu);
+    if (d->syncer_on)
+        pthread_join(d->syncer, NULL); /* after the last pending sync */
+    pthread_cond_destroy(&d->wake);
+    pthread_cond_destroy(&d->done);
+    pthread_mutex_destroy(&d->smu);
     sqlite3_close(d->conn);
+    OPENSSL_free(d->path);
+    OPENSSL_free(d->wal);
     OPENSSL_free(d);
 }
 
@@ -226,6 +336,9 @@ static const hk_sql_ops hk_sq_ops = {
     .col_real = hk_sq_col_real,
     .col_bytes = hk_sq_col_bytes,
     .claim = hk_sq_claim,
+    .can_defer = hk_sq_can_defer,
+    .sync_start = hk_sq_sync_start,
+    .sync_wait = hk_sq_sync_wait,
 };
 
 /* --- opening -------------------------------------------------------------- */
@@ -312,6 +425,28 @@ static hk_err hk_sq_configure(hk_sq *d, const char *path)
     return hk_sq_script(db, "PRAGMA secure_delete = ON");
 }
 
+/* The files a deferred group's sync covers, by absolute path (the
+ * process may change directory); none for an in-memory or URI database
+ * (its groups commit durably). Call once the file exists. */
+static hk_err hk_sq_paths(hk_sq *d, const char *path)
+{
+    char *abs;
+    size_t n;
+
+    if (strcmp(path, ":memory:") == 0 || strncmp(path, "file:", 5) == 0)
+        return HK_OK;
+    if ((abs = realpath(path, NULL)) == NULL) {
+        hk_db_set_err(&d->base, "cannot resolve: %s", strerror(errno));
+        return HK_ERR_IO;
+    }
+    n = strlen(abs) + sizeof("-wal");
+    if ((d->path = OPENSSL_strdup(abs)) != NULL &&
+        (d->wal = OPENSSL_malloc(n)) != NULL)
+        snprintf(d->wal, n, "%s-wal", abs);
+    free(abs);
+    return d->wal != NULL ? HK_OK : HK_ERR_NOMEM;
+}
+
 hk_err hk_db_open_sqlite(const char *path, hk_db **out, char *why,
                          size_t whylen)
 {
@@ -325,7 +460,11 @@ hk_err hk_db_open_sqlite(const char *path, hk_db **out, char *why,
         return HK_ERR_NOMEM;
     d->base.ops = &hk_store_ops;
     d->base.x = &hk_sq_ops;
+    pthread_mutex_init(&d->smu, NULL);
+    pthread_cond_init(&d->wake, NULL);
+    pthread_cond_init(&d->done, NULL);
     if ((e = hk_sq_precreate(d, path)) != HK_OK ||
+        (e = hk_sq_paths(d, path)) != HK_OK ||
         (e = hk_sq_connect(d, path)) != HK_OK ||
         (e = hk_sq_configure(d, path)) != HK_OK ||
         (e = hk_schema_migrate(&d->base)) != HK_OK) {

@@ -377,3 +377,37 @@ def test_pubkey_unchanged_through_custody(server, make_token):
     pem = tok.pubkey_pem("k")
     assert server_pubkey(server, server.token("alice"),
                          kid)["pubkey"] == uncompressed(pem)
+
+
+def test_c3_waits_for_the_open_to_sync(make_server, make_token, db_backend):
+    """halfkeyd syncs a sign's open (admission, presignature taken) while
+    the sign runs and sends c3 only once it is on disk (db.h,
+    HK_DB_DEFERRED). A sync that fails -- here the database's directory
+    is renamed away, so the syncer cannot open the WAL by its path --
+    fails the sign before any c3: the client's key stays unlocked and
+    signs again once the server is back."""
+    if db_backend != "sqlite":
+        pytest.skip("PostgreSQL commits a sign's open durably")
+    srv = make_server(start=False)
+    data = srv.dir / "data"
+    data.mkdir()
+    (srv.dir / "halfkeyd.db").rename(data / "halfkeyd.db")
+    srv.set_conf(db=str(data / "halfkeyd.db"))
+    srv.start()
+    tok = make_token(srv, "alice")
+    tok.keygen("secp256k1", "k")
+    pem = tok.pubkey_pem("k")
+    sign_and_verify(tok, "k", pem, b"synced")
+    moved = srv.dir / "data-moved"
+    data.rename(moved)
+    try:
+        p = tok.run("sign", "--key", "k", "--digest", "55" * 32, check=False)
+        assert p.returncode != 0, p.stdout
+        assert "did not sync" in srv.log_text(), srv.log_text()[-2000:]
+        assert not tok.list()["k"][3]  # no c3 came: nothing to lock
+    finally:
+        moved.rename(data)
+    srv.stop()
+    srv.start()
+    direct(tok, srv)  # a new port
+    sign_and_verify(tok, "k", pem, b"after the restart")

@@ -779,10 +779,14 @@ static void test_groups(hk_db *db)
     hk_db_session s;
     int lazy;
 
-    for (lazy = 0; lazy <= 1; lazy++) {
+    uint64_t last = 0, t;
+
+    CHECK_ERR(hk_db_group_begin(db, HK_DB_DEFERRED + 1), HK_ERR_ARG);
+    CHECK_ERR(hk_db_group_begin(db, -1), HK_ERR_ARG);
+    for (lazy = 0; lazy <= HK_DB_DEFERRED; lazy++) {
         CHECK(RAND_bytes(a, sizeof(a)) == 1 && RAND_bytes(b, sizeof(b)) == 1 &&
               RAND_bytes(kid, sizeof(kid)) == 1);
-        CHECK_OK(hk_db_group_begin(db, !lazy));
+        CHECK_OK(hk_db_group_begin(db, lazy));
         CHECK_ERR(hk_db_group_begin(db, 1), HK_ERR_ARG); /* no nesting */
         CHECK_OK(hk_db_session_create(db, a, "gina", HK_DB_OP_SIGN, kid, T0));
         /* a duplicate fails alone (a savepoint), the group goes on */
@@ -794,11 +798,65 @@ static void test_groups(hk_db *db)
                   HK_ERR_STATE); /* open -> done is not a move */
         CHECK_OK(hk_db_group_end(db));
         CHECK_ERR(hk_db_group_end(db), HK_ERR_ARG);
+        /* a deferred group has a ticket (a file database on SQLite; 0 on
+         * a back end that commits it durably), later ones a larger one */
+        t = hk_db_group_ticket(db);
+        CHECK(lazy == HK_DB_DEFERRED ? t == 0 || t > last : t == 0);
+        CHECK_OK(hk_db_wait_durable(db, t));
+        last = t > last ? t : last;
         CHECK_OK(hk_db_session_get(db, a, T0, 60, &s));
         CHECK(s.state == HK_DB_SESS_OPEN);
         CHECK_OK(hk_db_session_get(db, b, T0, 60, &s));
         CHECK(s.state == HK_DB_SESS_RUNNING);
     }
+}
+
+/* Deferred groups on SQLite: the syncer syncs the WAL by its path, many
+ * commits may share one sync, an in-memory database commits durably
+ * (ticket 0), and a sync that fails (here: the database's directory
+ * renamed away, so neither the WAL nor the file opens by its path) fails
+ * the wait and every deferred group after it. */
+static void test_deferred(void)
+{
+    char sub[256], moved[256], path[300];
+    unsigned char sid[HK_ID_LEN], kid[HK_ID_LEN];
+    uint64_t t[8];
+    hk_db *db = NULL;
+    int i;
+
+    CHECK_OK(hk_db_open_sqlite(":memory:", &db, NULL, 0));
+    CHECK_OK(hk_db_group_begin(db, HK_DB_DEFERRED));
+    CHECK_OK(hk_db_group_end(db));
+    CHECK(hk_db_group_ticket(db) == 0);
+    hk_db_close(db);
+
+    snprintf(sub, sizeof(sub), "%s", in_dir("deferred"));
+    snprintf(moved, sizeof(moved), "%s", in_dir("deferred-moved"));
+    snprintf(path, sizeof(path), "%s/halfkey.db", sub);
+    CHECK(mkdir(sub, 0700) == 0);
+    CHECK_OK(hk_db_open_sqlite(path, &db, NULL, 0));
+    CHECK(RAND_bytes(kid, sizeof(kid)) == 1);
+    for (i = 0; i < 8; i++) {
+        CHECK(RAND_bytes(sid, sizeof(sid)) == 1);
+        CHECK_OK(hk_db_group_begin(db, HK_DB_DEFERRED));
+        CHECK_OK(hk_db_session_create(db, sid, "dora", HK_DB_OP_SIGN, kid, T0));
+        CHECK_OK(hk_db_group_end(db));
+        t[i] = hk_db_group_ticket(db);
+        CHECK(t[i] == (uint64_t)i + 1);
+    }
+    for (i = 7; i >= 0; i--)
+        CHECK_OK(hk_db_wait_durable(db, t[i]));
+    CHECK(rename(sub, moved) == 0);
+    CHECK(RAND_bytes(sid, sizeof(sid)) == 1);
+    CHECK_OK(hk_db_group_begin(db, HK_DB_DEFERRED));
+    CHECK_OK(hk_db_session_create(db, sid, "dora", HK_DB_OP_SIGN, kid, T0));
+    CHECK_OK(hk_db_group_end(db));
+    CHECK_ERR(hk_db_wait_durable(db, hk_db_group_ticket(db)), HK_ERR_IO);
+    CHECK_OK(hk_db_wait_durable(db, t[7])); /* synced before the failure */
+    CHECK_OK(hk_db_group_begin(db, HK_DB_DEFERRED));
+    CHECK_ERR(hk_db_group_end(db), HK_ERR_IO);
+    CHECK(rename(moved, sub) == 0);
+    hk_db_close(db);
 }
 
 static void test_pending_keys(hk_db *db, const hk_kek *kek, const shares *sh)
@@ -1452,6 +1510,7 @@ int main(void)
     test_backups(db, kek, &sh);
     test_presigs(db, kek, &sh);
     test_groups(db);
+    test_deferred();
     test_requests(db, kek, &sh);
     test_attestations(db, kek, &sh);
     test_share_rules(db, kek, &sh);

@@ -216,6 +216,7 @@ static hk_err hk_ks_auth(hk_ks *ks, const char *pin, hk_ks_token *t,
 
 static void hk_ks_logout_locked(hk_ks *ks)
 {
+    hk_ks_icache_clear(ks);
     OPENSSL_cleanse(ks->mk, sizeof(ks->mk));
     ks->logged_in = 0;
     ks->gen = 0;
@@ -223,6 +224,7 @@ static void hk_ks_logout_locked(hk_ks *ks)
 
 static void hk_ks_login_set(hk_ks *ks, const hk_ks_mk *mk)
 {
+    hk_ks_icache_clear(ks);
     memcpy(ks->mk, mk->k, HK_KS_KEY_LEN);
     ks->gen = mk->gen;
     ks->logged_in = 1;
@@ -620,6 +622,7 @@ void hk_ks_close(hk_ks *ks)
     if (ks == NULL)
         return;
     OPENSSL_cleanse(ks->mk, sizeof(ks->mk));
+    hk_ks_icache_clear(ks);
     if (ks->kfd >= 0)
         close(ks->kfd);
     if (ks->dfd >= 0)

@@ -201,27 +201,43 @@ static hk_err hk_ks_kf_get(hk_msg *m, hk_ks_kf *f)
 /* Reads and parses keys/<label>.json; the file must name that label
  * (HK_ERR_SEAL: a file copied or renamed from another key). Public
  * metadata only: nothing is authenticated yet. */
-static hk_err hk_ks_kf_read(int kfd, const char *label, hk_ks_kf *f)
+/* The bytes of label's key file (OPENSSL_free them). */
+static hk_err hk_ks_kf_bytes(int kfd, const char *label, unsigned char **buf,
+                             size_t *len)
 {
     char name[HK_KS_NAME_MAX];
-    unsigned char *buf = NULL;
-    size_t len = 0;
+
+    hk_ks_name(label, ".json", name);
+    return hk_ks_read_file(kfd, name, HK_KS_FILE_MAX, buf, len);
+}
+
+/* The key file of label, from its bytes. */
+static hk_err hk_ks_kf_parse(const unsigned char *buf, size_t len,
+                             const char *label, hk_ks_kf *f)
+{
     hk_msg *m = NULL;
     hk_err e;
 
     memset(f, 0, sizeof(*f));
-    hk_ks_name(label, ".json", name);
-    if ((e = hk_ks_read_file(kfd, name, HK_KS_FILE_MAX, &buf, &len)) != HK_OK)
-        return e;
     if ((e = hk_msg_parse(buf, len, HK_KS_FILE_MAX, "keyfile", NULL, NULL,
-                          &m)) != HK_OK ||
-        (e = hk_ks_kf_get(m, f)) != HK_OK)
-        goto done;
-    e = strcmp(f->info.label, label) == 0 ? HK_OK : HK_ERR_SEAL;
-done:
+                          &m)) == HK_OK &&
+        (e = hk_ks_kf_get(m, f)) == HK_OK)
+        e = strcmp(f->info.label, label) == 0 ? HK_OK : HK_ERR_SEAL;
     if (e != HK_OK)
         hk_ks_kf_clear(f);
     hk_msg_free(m);
+    return e;
+}
+
+static hk_err hk_ks_kf_read(int kfd, const char *label, hk_ks_kf *f)
+{
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    hk_err e;
+
+    memset(f, 0, sizeof(*f));
+    if ((e = hk_ks_kf_bytes(kfd, label, &buf, &len)) == HK_OK)
+        e = hk_ks_kf_parse(buf, len, label, f);
     OPENSSL_free(buf);
     return e;
 }
@@ -656,8 +672,63 @@ hk_err hk_ks_load_share(hk_ks *ks, const char *label, hk_share **out)
 
 /* Metadata of one key; authenticated when logged in. live: as
  * hk_ks_key_info_live. */
-static hk_err hk_ks_info_locked(hk_ks *ks, const char *label,
-                                hk_ks_keyinfo *out, int live)
+void hk_ks_icache_clear(hk_ks *ks)
+{
+    size_t i;
+
+    for (i = 0; i < HK_KS_INFO_CACHE; i++) {
+        OPENSSL_free(ks->ic[i].bytes);
+        memset(&ks->ic[i], 0, sizeof(ks->ic[i]));
+    }
+    ks->ic_next = 0;
+}
+
+/* 1 and *out if the cache has label's key file with exactly these bytes. */
+static int hk_ks_icache_get(const hk_ks *ks, const char *label,
+                            const unsigned char *buf, size_t len,
+                            hk_ks_keyinfo *out)
+{
+    const hk_ks_icache *c;
+    size_t i;
+
+    for (i = 0; i < HK_KS_INFO_CACHE; i++) {
+        c = &ks->ic[i];
+        if (c->bytes != NULL && c->len == len &&
+            strcmp(c->info.label, label) == 0 &&
+            memcmp(c->bytes, buf, len) == 0) {
+            *out = c->info;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Keeps buf (taken) and info for label, in place of an older entry of
+ * label or of the oldest entry. */
+static void hk_ks_icache_put(hk_ks *ks, unsigned char *buf, size_t len,
+                             const hk_ks_keyinfo *info)
+{
+    hk_ks_icache *c = NULL;
+    size_t i;
+
+    for (i = 0; i < HK_KS_INFO_CACHE && c == NULL; i++)
+        if (ks->ic[i].bytes != NULL &&
+            strcmp(ks->ic[i].info.label, info->label) == 0)
+            c = &ks->ic[i];
+    if (c == NULL) {
+        c = &ks->ic[ks->ic_next];
+        ks->ic_next = (ks->ic_next + 1) % HK_KS_INFO_CACHE;
+    }
+    OPENSSL_free(c->bytes);
+    c->bytes = buf;
+    c->len = len;
+    c->info = *info;
+}
+
+/* The file's information, parsed and (logged in) authenticated. */
+static hk_err hk_ks_info_parse(hk_ks *ks, const char *label,
+                               const unsigned char *buf, size_t len,
+                               hk_ks_keyinfo *out)
 {
     unsigned char *pt = NULL;
     size_t n = 0;
@@ -665,7 +736,7 @@ static hk_err hk_ks_info_locked(hk_ks *ks, const char *label,
     hk_ks_kf f;
     hk_err e;
 
-    if ((e = hk_ks_kf_read(ks->kfd, label, &f)) != HK_OK)
+    if ((e = hk_ks_kf_parse(buf, len, label, &f)) != HK_OK)
         return e;
     if (ks->logged_in) {
         hk_ks_cur_mk(ks, &mk);
@@ -674,12 +745,33 @@ static hk_err hk_ks_info_locked(hk_ks *ks, const char *label,
         OPENSSL_cleanse(&mk, sizeof(mk));
         f.info.verified = e == HK_OK;
     }
-    if (e == HK_OK) {
+    if (e == HK_OK)
         *out = f.info;
-        hk_ks_sig_merge(ks->kfd, out, live);
-    }
     hk_ks_kf_clear(&f);
     return e;
+}
+
+static hk_err hk_ks_info_locked(hk_ks *ks, const char *label,
+                                hk_ks_keyinfo *out, int live)
+{
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    hk_err e;
+
+    if ((e = hk_ks_kf_bytes(ks->kfd, label, &buf, &len)) != HK_OK)
+        return e;
+    if (!hk_ks_icache_get(ks, label, buf, len, out)) {
+        if ((e = hk_ks_info_parse(ks, label, buf, len, out)) != HK_OK) {
+            OPENSSL_free(buf);
+            return e;
+        }
+        hk_ks_icache_put(ks, buf, len, out);
+        buf = NULL;
+    }
+    OPENSSL_free(buf);
+    /* the signing-session record: read every time (the lock gate) */
+    hk_ks_sig_merge(ks->kfd, out, live);
+    return HK_OK;
 }
 
 static hk_err hk_ks_info_of(hk_ks *ks, const char *label, hk_ks_keyinfo *out,

@@ -445,14 +445,17 @@ static void test_tamper(hk_ks *ks, const shares *sh)
     unsigned char *b;
     size_t i, len;
     hk_share *s = NULL;
-    hk_ks_keyinfo *list = NULL;
+    hk_ks_keyinfo *list = NULL, ki;
     size_t n = 0;
     hk_err e;
 
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         snprintf(p, sizeof(p), "%s", at("keys/alpha.json"));
         b = slurp(p, &len);
+        /* the file's information is cached; a tampered file is a miss */
+        CHECK_OK(hk_ks_key_info(ks, "alpha", &ki));
         cases[i].fn(p);
+        CHECK(hk_ks_key_info(ks, "alpha", &ki) != HK_OK);
         s = NULL;
         e = hk_ks_load_share(ks, "alpha", &s);
         if (cases[i].want == ANY_ERR ? e != HK_ERR_SEAL && e != HK_ERR_DECODE
@@ -504,6 +507,9 @@ static void test_lock(hk_ks *ks, const shares *sh)
     CHECK_OK(hk_ks_lock_key(ks, "alpha", "second")); /* keeps the first */
     CHECK_ERR(hk_ks_lock_key(ks, "nope", "x"), HK_ERR_NOT_FOUND);
     load_same(ks, "beta", sh->p1);
+    /* cached here; the unlock below by another handle is seen (a miss) */
+    CHECK_OK(hk_ks_key_info(ks, "alpha", &ki));
+    CHECK(ki.locked && ki.verified);
 
     CHECK_OK(hk_ks_open(tok, &ks2)); /* persistent */
     CHECK_OK(hk_ks_key_info(ks2, "alpha", &ki));

@@ -48,17 +48,14 @@ hk_err hk_curve_new(hk_curve_id id, hk_curve **out)
     c->bn = BN_CTX_new_ex(hk_libctx());
     c->q = BN_new();
     c->q_minus_2 = BN_new();
-    c->mont = BN_MONT_CTX_new();
     e = HK_ERR_NOMEM;
-    if (c->bn == NULL || c->q == NULL || c->q_minus_2 == NULL ||
-        c->mont == NULL)
+    if (c->bn == NULL || c->q == NULL || c->q_minus_2 == NULL)
         goto done;
     e = id == HK_CURVE_SECP256K1 ? hk_k1_init(c) : hk_p256_init(c);
     if (e != HK_OK)
         goto done;
     e = HK_ERR_CRYPTO;
-    if (!BN_copy(c->q_minus_2, c->q) || !BN_sub_word(c->q_minus_2, 2) ||
-        !BN_MONT_CTX_set(c->mont, c->q, c->bn))
+    if (!BN_copy(c->q_minus_2, c->q) || !BN_sub_word(c->q_minus_2, 2))
         goto done;
     *out = c;
     c = NULL;
@@ -241,6 +238,22 @@ done:
     return e;
 }
 
+/* The Montgomery context of q, made at the context's first inversion:
+ * most contexts never invert (a stored key's check, a record's decode),
+ * and making it is most of hk_curve_new's cost otherwise. */
+static BN_MONT_CTX *hk_curve_mont(hk_curve *c)
+{
+    BN_MONT_CTX *m;
+
+    if (c->mont != NULL)
+        return c->mont;
+    if ((m = BN_MONT_CTX_new()) == NULL || !BN_MONT_CTX_set(m, c->q, c->bn)) {
+        BN_MONT_CTX_free(m);
+        return NULL;
+    }
+    return c->mont = m;
+}
+
 hk_err hk_scalar_inv(hk_curve *c, const hk_scalar *a, hk_scalar *out)
 {
     BIGNUM *t, *r;
@@ -250,6 +263,8 @@ hk_err hk_scalar_inv(hk_curve *c, const hk_scalar *a, hk_scalar *out)
         return HK_ERR_ARG;
     if (hk_scalar_is_zero(a))
         return HK_ERR_SCALAR;
+    if (hk_curve_mont(c) == NULL)
+        return HK_ERR_CRYPTO;
     BN_CTX_start(c->bn);
     t = BN_CTX_get(c->bn);
     r = BN_CTX_get(c->bn);

@@ -14,7 +14,7 @@ struct hk_curve {
     hk_curve_id id;
     BIGNUM *q;         /* group order */
     BIGNUM *q_minus_2; /* Fermat exponent for inversion */
-    BN_MONT_CTX *mont; /* Montgomery context of q */
+    BN_MONT_CTX *mont; /* Montgomery context of q (at the first inversion) */
     BN_CTX *bn;
     secp256k1_context *k1; /* secp256k1 only */
     EC_GROUP *group;       /* P-256 only */

@@ -466,6 +466,28 @@ def test_session_idle_expiry(make_server, make_token):
 # --- 5. restart ------------------------------------------------------------
 
 
+def test_paillier_3072_key_signs(server, make_token):
+    """A key on a Paillier-3072 modulus (paillier_bits = 3072) signs on
+    both curves and after a refresh: from a key's first sign on, halfkeyd
+    makes the fixed-base table of its ckey (64 entries of |N^2| = 768
+    bytes) and later signs' c3 use it (mpc/paillier_fb.c); every
+    signature verifies."""
+    tok = make_token(server, "alice")
+    conf = tok.conf_path()
+    conf.write_text(re.sub(r"(?m)^paillier_bits = .*$", "paillier_bits = 3072",
+                           conf.read_text()))
+    assert "paillier_bits = 3072" in conf.read_text()
+    for curve in ("secp256k1", "p256"):
+        label = "k-" + curve
+        tok.keygen(curve, label)
+        pem = tok.pubkey_pem(label)
+        for i in range(3):
+            sign_and_verify(tok, label, pem, b"3072 %d" % i)
+        tok.run("refresh", "--key", label)
+        for i in range(2):
+            sign_and_verify(tok, label, pem, b"3072 refreshed %d" % i)
+
+
 def test_restart_keeps_keys(server, make_token):
     tok = make_token(server, "alice")
     kids = {"a": tok.keygen("secp256k1", "a"), "b": tok.keygen("p256", "b")}

@@ -1588,7 +1588,10 @@ hk_err hk_db_group_begin(hk_db *db, int durable)
         durable > HK_DB_DEFERRED)
         return HK_ERR_ARG;
     db->err[0] = '\0';
-    db->deferred = durable == HK_DB_DEFERRED && db->x->can_defer != NULL &&
+    /* a lazy group is synced soon too where the back end can (nobody
+     * waits for it): the window a machine crash can lose shrinks to one
+     * sync */
+    db->deferred = durable != HK_DB_DURABLE && db->x->can_defer != NULL &&
                    db->x->can_defer(db);
     db->lazy = durable == HK_DB_LAZY || db->deferred;
     if (db->lazy && db->x->dialect == HK_SQL_SQLITE &&

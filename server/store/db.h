@@ -649,10 +649,11 @@ HK_WUR hk_err hk_load_share(hk_db *db, const hk_kek *kek, const char *sub,
  * is held from begin to end: keep groups short. Groups do not nest.
  *
  * durable 0: the commit does not wait for the disk (SQLite:
- * synchronous=NORMAL for it, so the WAL is synced by the next durable
- * commit or checkpoint; PostgreSQL: synchronous_commit off, the WAL writer
- * flushes it within moments): a crash of the machine may lose the group,
- * never part of it and never an earlier durable commit. For records whose
+ * synchronous=NORMAL for it, and the syncer of HK_DB_DEFERRED below starts
+ * syncing it at once, nobody waiting; PostgreSQL: synchronous_commit off,
+ * the WAL writer flushes it within moments): a crash of the machine may
+ * lose the group (the last ~ms of them), never part of it and never an
+ * earlier durable commit. For records whose
  * loss costs no key and grants nothing: a session's end and its audit
  * record of the outcome (the grant is audited durably at the open). The
  * end's outcome is the commit's. */

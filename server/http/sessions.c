@@ -201,7 +201,8 @@ static void hk_rsess_report(hk_rsess *s, hk_err e, const char *where)
     hk_log("warn",
            "event=session_failed op=%s sub=%s key=%s step=%s "
            "error=\"%s\"",
-           hk_db_op_name(s->op), s->sub, kid, where, hk_strerror(e));
+           s->op != 0 ? hk_db_op_name(s->op) : "channel", s->sub, kid, where,
+           hk_strerror(e));
     if (s->op != 0) {
         char detail[HK_AUDIT_DETAIL_MAX + 1];
 

@@ -94,6 +94,13 @@ def test_hostile_channel_requests(server, make_token):
         err = assert_ws_error(msgs)
         if i == len(bad) - 1:
             assert "not found" in err["message"], err
+    # each refusal is logged under the channel, no op being known yet
+    # (printf of a NULL op printed "op=(null)" with glibc, may crash on
+    # another libc)
+    log = server.log_text()
+    assert "(null)" not in log
+    assert len(re.findall(r"event=session_failed op=channel sub=bob ",
+                          log)) == len(bad), log
     # a refused upgrade: no token
     with pytest.raises(websocket.WebSocketBadStatusException) as exc:
         websocket.create_connection(

@@ -16,7 +16,15 @@
  * sync ran (group commit). The thread opens the WAL by its path for each
  * sync (SQLite's own file object is not ours to share across threads);
  * a WAL that SQLite removed meanwhile was checkpointed into the database
- * file, which is then synced instead. */
+ * file, which is then synced instead.
+ *
+ * Prepared statements are kept (HK_SQ_CACHE per handle, by their rendered
+ * text): a sign runs the same dozen statements every time, and compiling
+ * one costs more than running it. A cached statement is reset and its
+ * bindings cleared when its cursor finishes, so it holds no read
+ * transaction and points at no caller's memory; one still in use (a
+ * cursor open while the same text runs again) is not shared: the second
+ * use gets a statement of its own, finalized when it finishes. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -32,10 +40,21 @@
 #include "common/why.h"
 
 #define HK_SQ_APP_ID 0x686b6462 /* "hkdb" */
+#define HK_SQ_CACHE 96          /* more than the statements a server runs */
+
+/* One kept statement: its text's hash and copy, in use or not, last use. */
+typedef struct {
+    uint64_t hash, used;
+    char *sql;
+    sqlite3_stmt *st;
+    int busy;
+} hk_sq_stmt;
 
 typedef struct {
     hk_db base; /* first: a hk_db * is a hk_sq * */
     sqlite3 *conn;
+    hk_sq_stmt cache[HK_SQ_CACHE];
+    uint64_t tick;
     /* deferred durability: the files synced (NULL: cannot defer) and the
      * syncer's state, under smu */
     char *path, *wal;
@@ -78,11 +97,31 @@ static hk_err hk_sq_err(hk_sq *d, int rc)
     }
 }
 
+static hk_err hk_sq_query(hk_db *db, const char *sql, const hk_dbp *p,
+                          hk_sql_cur *c);
+static void hk_sq_finish(hk_sql_cur *c);
+
+/* A script of one statement (no ';': BEGIN, COMMIT, a PRAGMA) runs as a
+ * kept statement; others through sqlite3_exec. */
 static hk_err hk_sq_script(hk_db *db, const char *sql)
 {
+    static const hk_dbp none = {0};
     hk_sq *d = (hk_sq *)db;
+    hk_sql_cur c;
+    hk_err e;
+    int rc;
 
-    return hk_sq_err(d, sqlite3_exec(d->conn, sql, NULL, NULL, NULL));
+    if (strchr(sql, ';') != NULL)
+        return hk_sq_err(d, sqlite3_exec(d->conn, sql, NULL, NULL, NULL));
+    memset(&c, 0, sizeof(c));
+    c.db = db;
+    if ((e = hk_sq_query(db, sql, &none, &c)) != HK_OK)
+        return e;
+    while ((rc = sqlite3_step(c.st)) == SQLITE_ROW)
+        ;
+    e = hk_sq_err(d, rc);
+    hk_sq_finish(&c);
+    return e;
 }
 
 static hk_err hk_sq_begin(hk_db *db)
@@ -127,6 +166,75 @@ static int hk_sq_bind(sqlite3_stmt *st, int i, const hk_dbp *p)
     }
 }
 
+/* FNV-1a of the statement's text. */
+static uint64_t hk_sq_hash(const char *sql)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+
+    for (; *sql != '\0'; sql++)
+        h = (h ^ (unsigned char)*sql) * 0x100000001b3ULL;
+    return h;
+}
+
+/* The kept entry of this text, or NULL. */
+static hk_sq_stmt *hk_sq_cached(hk_sq *d, const char *sql, uint64_t h)
+{
+    size_t i;
+
+    for (i = 0; i < HK_SQ_CACHE; i++)
+        if (d->cache[i].st != NULL && d->cache[i].hash == h &&
+            strcmp(d->cache[i].sql, sql) == 0)
+            return &d->cache[i];
+    return NULL;
+}
+
+/* A slot for a new entry: a free one, else the least recently used one
+ * not in use (its statement finalized); NULL if all are in use. */
+static hk_sq_stmt *hk_sq_slot(hk_sq *d)
+{
+    hk_sq_stmt *best = NULL;
+    size_t i;
+
+    for (i = 0; i < HK_SQ_CACHE; i++) {
+        if (d->cache[i].st == NULL)
+            return &d->cache[i];
+        if (!d->cache[i].busy &&
+            (best == NULL || d->cache[i].used < best->used))
+            best = &d->cache[i];
+    }
+    if (best != NULL) {
+        sqlite3_finalize(best->st);
+        OPENSSL_free(best->sql);
+        memset(best, 0, sizeof(*best));
+    }
+    return best;
+}
+
+/* A statement for sql, ready to bind: the kept one if it is free, else a
+ * new one, kept if a slot and memory allow. */
+static int hk_sq_prepare(hk_sq *d, const char *sql, sqlite3_stmt **st)
+{
+    uint64_t h = hk_sq_hash(sql);
+    hk_sq_stmt *k = hk_sq_cached(d, sql, h);
+    int rc;
+
+    if (k != NULL && !k->busy) {
+        k->busy = 1;
+        k->used = ++d->tick;
+        *st = k->st;
+        return SQLITE_OK;
+    }
+    if ((rc = sqlite3_prepare_v2(d->conn, sql, -1, st, NULL)) != SQLITE_OK ||
+        k != NULL || (k = hk_sq_slot(d)) == NULL ||
+        (k->sql = OPENSSL_strdup(sql)) == NULL)
+        return rc;
+    k->hash = h;
+    k->st = *st;
+    k->busy = 1;
+    k->used = ++d->tick;
+    return SQLITE_OK;
+}
+
 static hk_err hk_sq_query(hk_db *db, const char *sql, const hk_dbp *p,
                           hk_sql_cur *c)
 {
@@ -134,14 +242,15 @@ static hk_err hk_sq_query(hk_db *db, const char *sql, const hk_dbp *p,
     sqlite3_stmt *st = NULL;
     int i, rc;
 
-    rc = sqlite3_prepare_v2(d->conn, sql, -1, &st, NULL);
+    rc = hk_sq_prepare(d, sql, &st);
     for (i = 0; i < p->n && rc == SQLITE_OK; i++)
         rc = hk_sq_bind(st, i, p);
+    c->st = st;
     if (rc != SQLITE_OK) {
-        sqlite3_finalize(st);
+        hk_sq_finish(c);
+        c->st = NULL;
         return hk_sq_err(d, rc);
     }
-    c->st = st;
     return HK_OK;
 }
 
@@ -156,7 +265,23 @@ static hk_err hk_sq_next(hk_sql_cur *c, int *row)
     return hk_sq_err(d, rc);
 }
 
-static void hk_sq_finish(hk_sql_cur *c) { sqlite3_finalize(c->st); }
+/* A kept statement is reset for its next use; any other finalized. */
+static void hk_sq_finish(hk_sql_cur *c)
+{
+    hk_sq *d = (hk_sq *)c->db;
+    size_t i;
+
+    if (c->st == NULL)
+        return;
+    for (i = 0; i < HK_SQ_CACHE; i++)
+        if (d->cache[i].st == c->st && d->cache[i].busy) {
+            (void)sqlite3_reset(c->st);
+            (void)sqlite3_clear_bindings(c->st);
+            d->cache[i].busy = 0;
+            return;
+        }
+    sqlite3_finalize(c->st);
+}
 
 static hk_sql_type hk_sq_col_type(const hk_sql_cur *c, int i)
 {
@@ -304,6 +429,7 @@ static hk_err hk_sq_sync_wait(hk_db *db, uint64_t ticket)
 static void hk_sq_close(hk_db *db)
 {
     hk_sq *d = (hk_sq *)db;
+    size_t i;
 
     pthread_mutex_lock(&d->smu);
     d->stop = 1;
@@ -314,6 +440,10 @@ static void hk_sq_close(hk_db *db)
     pthread_cond_destroy(&d->wake);
     pthread_cond_destroy(&d->done);
     pthread_mutex_destroy(&d->smu);
+    for (i = 0; i < HK_SQ_CACHE; i++) {
+        sqlite3_finalize(d->cache[i].st);
+        OPENSSL_free(d->cache[i].sql);
+    }
     sqlite3_close(d->conn);
     OPENSSL_free(d->path);
     OPENSSL_free(d->wal);

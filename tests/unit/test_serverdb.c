@@ -16,6 +16,7 @@
 
 #include "mpc/setup.h"
 #include "server/store/db.h"
+#include "server/store/db_impl.h"
 #include "server/seal/seal.h"
 #include "tests/unit/check.h"
 #include "tests/unit/driver.h"
@@ -859,6 +860,95 @@ static void test_deferred(void)
     hk_db_close(db);
 }
 
+/* The SQLite handle keeps its prepared statements (db_sqlite.c): a kept
+ * statement runs again with new bindings from its first row; a cursor
+ * left mid-way and the same text run meanwhile do not disturb each other;
+ * a failed step leaves it usable; more texts than the cache holds all
+ * still run (evicted ones compiled again); one-statement scripts (BEGIN,
+ * COMMIT, a PRAGMA) through the cache commit and roll back as before. */
+static hk_err stmt_sum(hk_db *db, int64_t below, int64_t *sum)
+{
+    hk_sql_cur c;
+    hk_dbp p = {0};
+    int64_t v;
+    int row = 1;
+    hk_err e;
+
+    *sum = 0;
+    hk_dbp_int(&p, below);
+    if ((e = hk_sql_query(db, "SELECT n FROM t WHERE n < ? ORDER BY n", &p,
+                          &c)) != HK_OK)
+        return e;
+    while (e == HK_OK && (e = hk_sql_next(&c, &row)) == HK_OK && row &&
+           (e = hk_col_int(&c, 0, 0, 1000, &v)) == HK_OK)
+        *sum += v;
+    hk_sql_done(&c);
+    return e;
+}
+
+static void test_stmt_cache(void)
+{
+    char sql[64];
+    hk_db *db = NULL;
+    hk_sql_cur c;
+    hk_dbp p;
+    int64_t v, sum;
+    int i, row = 0;
+
+    CHECK_OK(hk_db_open_sqlite(":memory:", &db, NULL, 0));
+    CHECK_OK(hk_sql_script(db, "CREATE TABLE t (n INTEGER PRIMARY KEY)"));
+    for (i = 1; i <= 10; i++) {
+        memset(&p, 0, sizeof(p));
+        hk_dbp_int(&p, i);
+        CHECK_OK(hk_sql_run(db, "INSERT INTO t (n) VALUES (?)", &p, NULL));
+    }
+    /* a duplicate fails, the same kept INSERT then works */
+    memset(&p, 0, sizeof(p));
+    hk_dbp_int(&p, 3);
+    CHECK_ERR(hk_sql_run(db, "INSERT INTO t (n) VALUES (?)", &p, NULL),
+              HK_ERR_EXISTS);
+    CHECK_OK(stmt_sum(db, 4, &sum));
+    CHECK(sum == 6);
+    CHECK_OK(stmt_sum(db, 11, &sum));
+    CHECK(sum == 55);
+    /* left after its first row; the same text runs to the end meanwhile */
+    memset(&p, 0, sizeof(p));
+    hk_dbp_int(&p, 11);
+    CHECK_OK(
+        hk_sql_query(db, "SELECT n FROM t WHERE n < ? ORDER BY n", &p, &c));
+    CHECK_OK(hk_sql_next(&c, &row));
+    CHECK(row == 1 && hk_col_int(&c, 0, 0, 1000, &v) == HK_OK && v == 1);
+    CHECK_OK(stmt_sum(db, 5, &sum));
+    CHECK(sum == 10);
+    CHECK_OK(hk_sql_next(&c, &row));
+    CHECK(row == 1 && hk_col_int(&c, 0, 0, 1000, &v) == HK_OK && v == 2);
+    hk_sql_done(&c);
+    CHECK_OK(stmt_sum(db, 3, &sum)); /* from the first row again */
+    CHECK(sum == 3);
+    /* three times the cache's texts, twice over */
+    for (i = 0; i < 600; i++) {
+        snprintf(sql, sizeof(sql), "SELECT count(*) + %d FROM t", i % 300);
+        CHECK_OK(hk_sql_int(db, sql, NULL, &v));
+        CHECK(v == 10 + i % 300);
+    }
+    CHECK_OK(stmt_sum(db, 11, &sum));
+    CHECK(sum == 55);
+    /* a rolled-back transaction through the kept BEGIN and ROLLBACK */
+    CHECK_OK(hk_sql_begin(db));
+    memset(&p, 0, sizeof(p));
+    hk_dbp_int(&p, 20);
+    CHECK_OK(hk_sql_run(db, "INSERT INTO t (n) VALUES (?)", &p, NULL));
+    CHECK_ERR(hk_sql_end(db, HK_ERR_IO), HK_ERR_IO);
+    CHECK_OK(stmt_sum(db, 100, &sum));
+    CHECK(sum == 55);
+    CHECK_OK(hk_sql_begin(db));
+    CHECK_OK(hk_sql_run(db, "INSERT INTO t (n) VALUES (?)", &p, NULL));
+    CHECK_OK(hk_sql_end(db, HK_OK));
+    CHECK_OK(stmt_sum(db, 100, &sum));
+    CHECK(sum == 75);
+    hk_db_close(db);
+}
+
 static void test_pending_keys(hk_db *db, const hk_kek *kek, const shares *sh)
 {
     hk_share a = *sh->p2[1], b = *sh->p2[1];
@@ -1511,6 +1601,7 @@ int main(void)
     test_presigs(db, kek, &sh);
     test_groups(db);
     test_deferred();
+    test_stmt_cache();
     test_requests(db, kek, &sh);
     test_attestations(db, kek, &sh);
     test_share_rules(db, kek, &sh);

@@ -1029,35 +1029,68 @@ static int hk_share_matches(const hk_share *s, const hk_db_key *k,
            hk_point_eq(&s->Q, &k->pub);
 }
 
+hk_err hk_fetch_share(hk_db *db, const char *sub, const unsigned char *kid,
+                      unsigned long epoch, hk_db_key *key,
+                      unsigned char **sealed, size_t *slen, int *is_pending)
+{
+    hk_db_share_state st = HK_DB_SHARE_ACTIVE;
+    hk_err e;
+
+    if (db == NULL || !hk_db_text_ok(sub, HK_SUB_MAX) || kid == NULL ||
+        !hk_epoch_ok(epoch) || key == NULL || sealed == NULL || slen == NULL)
+        return HK_ERR_ARG;
+    *sealed = NULL;
+    *slen = 0;
+    if ((e = hk_usable_key(db, kid, sub, key)) != HK_OK ||
+        (e = hk_db_share_get(db, kid, epoch, sealed, slen, &st)) != HK_OK)
+        return e;
+    if (is_pending != NULL)
+        *is_pending = st == HK_DB_SHARE_PENDING;
+    return HK_OK;
+}
+
+hk_err hk_open_fetched_share(const hk_kek *kek, const char *sub,
+                             const hk_db_key *key, unsigned long epoch,
+                             const unsigned char *sealed, size_t slen,
+                             hk_share **out)
+{
+    hk_share *s = NULL;
+    hk_err e;
+
+    if (kek == NULL || !hk_db_text_ok(sub, HK_SUB_MAX) || key == NULL ||
+        !hk_epoch_ok(epoch) || sealed == NULL || out == NULL)
+        return HK_ERR_ARG;
+    *out = NULL;
+    if ((e = hk_open_share(kek, sub, key->kid, epoch, sealed, slen, &s)) !=
+        HK_OK)
+        return e;
+    if (!hk_share_matches(s, key, epoch)) {
+        hk_share_free(s);
+        return HK_ERR_SHARE;
+    }
+    *out = s;
+    return HK_OK;
+}
+
 hk_err hk_load_share(hk_db *db, const hk_kek *kek, const char *sub,
                      const unsigned char *kid, unsigned long epoch,
                      hk_share **out, int *is_pending)
 {
     unsigned char *sealed = NULL;
     size_t slen = 0;
-    hk_db_share_state st = HK_DB_SHARE_ACTIVE;
-    hk_share *s = NULL;
     hk_db_key k;
+    int pending = 0;
     hk_err e;
 
-    if (db == NULL || kek == NULL || !hk_db_text_ok(sub, HK_SUB_MAX) ||
-        kid == NULL || !hk_epoch_ok(epoch) || out == NULL)
+    if (kek == NULL || out == NULL)
         return HK_ERR_ARG;
     *out = NULL;
-    if ((e = hk_usable_key(db, kid, sub, &k)) != HK_OK ||
-        (e = hk_db_share_get(db, kid, epoch, &sealed, &slen, &st)) != HK_OK ||
-        (e = hk_open_share(kek, sub, kid, epoch, sealed, slen, &s)) != HK_OK)
-        goto done;
-    e = HK_ERR_SHARE;
-    if (!hk_share_matches(s, &k, epoch))
-        goto done;
-    if (is_pending != NULL)
-        *is_pending = st == HK_DB_SHARE_PENDING;
-    *out = s;
-    s = NULL;
-    e = HK_OK;
-done:
-    hk_share_free(s);
+    if ((e = hk_fetch_share(db, sub, kid, epoch, &k, &sealed, &slen,
+                            &pending)) == HK_OK &&
+        (e = hk_open_fetched_share(kek, sub, &k, epoch, sealed, slen, out)) ==
+            HK_OK &&
+        is_pending != NULL)
+        *is_pending = pending;
     OPENSSL_free(sealed);
     return e;
 }

@@ -639,6 +639,20 @@ HK_WUR hk_err hk_store_share(hk_db *db, const hk_kek *kek, const char *sub,
 HK_WUR hk_err hk_load_share(hk_db *db, const hk_kek *kek, const char *sub,
                             const unsigned char *kid, unsigned long epoch,
                             hk_share **out, int *is_pending);
+/* hk_load_share in two halves, so that the second runs outside the
+ * caller's database lock: hk_fetch_share reads the key (usable by sub,
+ * into *key) and the sealed share of (kid, epoch) (*sealed, OPENSSL_free
+ * it; *is_pending may be NULL); hk_open_fetched_share unseals and decodes
+ * it and checks it is the P2 share of that key and epoch, touching no
+ * database. Errors as hk_load_share's. */
+HK_WUR hk_err hk_fetch_share(hk_db *db, const char *sub,
+                             const unsigned char *kid, unsigned long epoch,
+                             hk_db_key *key, unsigned char **sealed,
+                             size_t *slen, int *is_pending);
+HK_WUR hk_err hk_open_fetched_share(const hk_kek *kek, const char *sub,
+                                    const hk_db_key *key, unsigned long epoch,
+                                    const unsigned char *sealed, size_t slen,
+                                    hk_share **out);
 /* --- groups ---------------------------------------------------------------
  * Calls between hk_db_group_begin and hk_db_group_end run in one
  * transaction: one commit for all (issue 20 item 3: a sign's admission,

@@ -269,15 +269,74 @@ static void hk_req_audit(hk_service *svc, const hk_db_request *r,
 
 /* --- rules (server/policy/rules.h) ---------------------------------------- */
 
+/* x's amount (hk_rules_amount) added to sum; HK_ERR_TOO_BIG past 2^256. */
+static hk_err hk_req_add_amount(const hk_db_request *x,
+                                const unsigned char pub[33],
+                                unsigned char sum[32])
+{
+    unsigned char amt[32];
+    hk_rule_req q = {hk_req_tx_kind(x->kind),
+                     x->payload,
+                     x->payload_len,
+                     x->network,
+                     x->kid,
+                     x->owner,
+                     pub};
+    hk_err e = hk_rules_amount(&q, amt);
+
+    if (e == HK_OK && !hk_u256_add(sum, amt, sum))
+        e = HK_ERR_TOO_BIG;
+    return e;
+}
+
+/* Adds to sum the amounts of the key's pending requests of r's kind that
+ * are committed already (hk_db_request_inflight: one of their digests is
+ * signed, or a sign under one is running): a request counts against the
+ * daily limit from its first sign's admission, so two requests signed at
+ * the same moment cannot together pass a limit each passes alone. Caller
+ * holds dbmu. */
+static hk_err hk_req_inflight_sum(hk_service *svc, const hk_db_request *r,
+                                  const unsigned char pub[33], int64_t now,
+                                  unsigned char sum[32])
+{
+    unsigned char rids[HK_DB_REQ_LIST_MAX][HK_ID_LEN], after[HK_ID_LEN];
+    hk_db_request o;
+    size_t n = 0, i;
+    int more = 0;
+    hk_err e;
+
+    do { /* every page, in rid order */
+        if ((e = hk_db_request_inflight(
+                 svc->db, r->owner, r->kid, r->rid, now - svc->cfg.session_idle,
+                 more ? after : NULL, rids, HK_DB_REQ_LIST_MAX, &n)) != HK_OK)
+            return e;
+        for (i = 0; i < n && e == HK_OK; i++) {
+            if ((e = hk_db_request_get(svc->db, rids[i], &o)) ==
+                HK_ERR_NOT_FOUND) {
+                e = HK_OK; /* deleted meanwhile */
+                continue;
+            }
+            if (e == HK_OK && o.kind == r->kind)
+                e = hk_req_add_amount(&o, pub, sum);
+            hk_db_request_clear(&o);
+        }
+        more = n == HK_DB_REQ_LIST_MAX;
+        if (more)
+            memcpy(after, rids[n - 1], HK_ID_LEN);
+    } while (e == HK_OK && more);
+    return e;
+}
+
 /* The amount of the key's requests of r's kind signed in the last 24
- * hours (their final state's time), into sum (big-endian 256 bits): the
- * requests created since request_ttl_max + 24 hours ago are all that can
- * have been signed then. Caller holds dbmu. */
+ * hours (their final state's time), and of those being signed now
+ * (hk_req_inflight_sum), into sum (big-endian 256 bits): the requests
+ * created since request_ttl_max + 24 hours ago are all that can have been
+ * signed then. Caller holds dbmu. */
 static hk_err hk_req_signed_24h(hk_service *svc, const hk_db_request *r,
                                 const unsigned char pub[33], int64_t now,
                                 unsigned char sum[32])
 {
-    unsigned char amt[32], rid[HK_ID_LEN];
+    unsigned char rid[HK_ID_LEN];
     hk_db_request *list = NULL;
     int64_t after = now - 86400 - svc->cfg.request_ttl_max;
     size_t n = 0, i;
@@ -292,21 +351,10 @@ static hk_err hk_req_signed_24h(hk_service *svc, const hk_db_request *r,
                                     has_rid ? rid : NULL, HK_DB_REQ_LIST_MAX,
                                     &list, &n)) != HK_OK)
             return e;
-        for (i = 0; i < n && e == HK_OK; i++) {
-            hk_rule_req q = {hk_req_tx_kind(list[i].kind),
-                             list[i].payload,
-                             list[i].payload_len,
-                             list[i].network,
-                             list[i].kid,
-                             list[i].owner,
-                             pub};
-
-            if (list[i].kind != r->kind || list[i].updated <= now - 86400 ||
-                memcmp(list[i].kid, r->kid, HK_ID_LEN) != 0)
-                continue;
-            if ((e = hk_rules_amount(&q, amt)) == HK_OK)
-                e = hk_u256_add(sum, amt, sum) ? HK_OK : HK_ERR_TOO_BIG;
-        }
+        for (i = 0; i < n && e == HK_OK; i++)
+            if (list[i].kind == r->kind && list[i].updated > now - 86400 &&
+                memcmp(list[i].kid, r->kid, HK_ID_LEN) == 0)
+                e = hk_req_add_amount(&list[i], pub, sum);
         if (n > 0) {
             after = list[n - 1].created;
             memcpy(rid, list[n - 1].rid, HK_ID_LEN);
@@ -314,7 +362,7 @@ static hk_err hk_req_signed_24h(hk_service *svc, const hk_db_request *r,
         }
         hk_db_request_list_free(list, n);
     } while (e == HK_OK && n == HK_DB_REQ_LIST_MAX);
-    return e;
+    return e == HK_OK ? hk_req_inflight_sum(svc, r, pub, now, sum) : e;
 }
 
 /* The policy file's rules on request r of key `pub` (with what the key

@@ -666,6 +666,24 @@ hk_err hk_db_request_approvers(hk_db *db, const unsigned char *rid,
     return db->ops->request_approvers(db, rid, subs, max, n);
 }
 
+hk_err hk_db_request_inflight(hk_db *db, const char *owner,
+                              const unsigned char *kid,
+                              const unsigned char *except, int64_t live_after,
+                              const unsigned char *after_rid,
+                              unsigned char (*rids)[HK_ID_LEN], size_t max,
+                              size_t *n)
+{
+    if (n != NULL)
+        *n = 0;
+    if (db == NULL || !hk_db_text_ok(owner, HK_SUB_MAX) || kid == NULL ||
+        except == NULL || live_after < 0 || rids == NULL || n == NULL ||
+        max < 1 || max > HK_DB_REQ_LIST_MAX)
+        return HK_ERR_ARG;
+    db->err[0] = '\0';
+    return db->ops->request_inflight(db, owner, kid, except, live_after,
+                                     after_rid, rids, max, n);
+}
+
 hk_err hk_db_callback_claim(hk_db *db, int64_t now, int64_t lease, size_t max,
                             hk_db_request **out, size_t *n)
 {

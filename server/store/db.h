@@ -6,7 +6,7 @@
  * Owns the schema, its migrations, the rules below, and the combination of
  * sealing (server/seal/seal.h) with storage for server shares and the setup.
  *
- * Schema, version 7 (HK_DB_SCHEMA_VERSION; version 1 lacked the columns
+ * Schema, version 8 (HK_DB_SCHEMA_VERSION; version 1 lacked the columns
  * and tables marked v2, version 2 those marked v3, version 3 those marked
  * v4, version 4 those marked v5, version 5 those marked v6, version 6
  * those marked v7). Times are seconds
@@ -139,7 +139,7 @@
 #include "mpc/zk.h"
 #include "server/seal/seal.h"
 
-#define HK_DB_SCHEMA_VERSION 7
+#define HK_DB_SCHEMA_VERSION 8
 #define HK_LABEL_MAX 128           /* bytes */
 #define HK_DB_ATTEST_MAX 400       /* an attestation summary, bytes */
 #define HK_DB_AK_MAX 1024          /* an attestation key's public area */
@@ -494,6 +494,21 @@ HK_WUR hk_err hk_db_request_approve(hk_db *db, const unsigned char *rid,
 HK_WUR hk_err hk_db_request_approvers(hk_db *db, const unsigned char *rid,
                                       char (*subs)[HK_SUB_MAX + 1], size_t max,
                                       size_t *n);
+/* The pending requests of owner's key kid, but `except`, whose amount is
+ * committed already: a digest of theirs is signed, or a sign session bound
+ * to one is live (open or running, seen at or after live_after). Up to
+ * max (1..HK_DB_REQ_LIST_MAX) rids above after_rid (NULL: from the
+ * lowest), in rid order, into rids; *n of them. On PostgreSQL it first
+ * takes the request lock, held to the end of the enclosing transaction:
+ * two nodes admitting signs under requests of one owner serialise when
+ * the check and the session's binding run in one group. */
+HK_WUR hk_err hk_db_request_inflight(hk_db *db, const char *owner,
+                                     const unsigned char *kid,
+                                     const unsigned char *except,
+                                     int64_t live_after,
+                                     const unsigned char *after_rid,
+                                     unsigned char (*rids)[HK_ID_LEN],
+                                     size_t max, size_t *n);
 /* Binds a sign session (open, not yet claimed) to digest idx of rid. */
 HK_WUR hk_err hk_db_session_bind_request(hk_db *db, const unsigned char *sid,
                                          const unsigned char *rid,

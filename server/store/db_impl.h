@@ -83,7 +83,11 @@ typedef enum { HK_SQL_SQLITE, HK_SQL_PG } hk_sql_dialect;
 
 /* Serialisation points of the operations that read before they write
  * across rows (PostgreSQL: transaction-scoped advisory locks). */
-typedef enum { HK_SQL_LOCK_MIGRATE, HK_SQL_LOCK_AUDIT } hk_sql_lock;
+typedef enum {
+    HK_SQL_LOCK_MIGRATE,
+    HK_SQL_LOCK_AUDIT,
+    HK_SQL_LOCK_REQUEST /* the request rules' check and binding */
+} hk_sql_lock;
 
 /* One statement's results, read row by row. */
 typedef struct {
@@ -238,6 +242,12 @@ typedef struct {
     hk_err (*request_approvers)(hk_db *db, const unsigned char *rid,
                                 char (*subs)[HK_SUB_MAX + 1], size_t max,
                                 size_t *n);
+    hk_err (*request_inflight)(hk_db *db, const char *owner,
+                               const unsigned char *kid,
+                               const unsigned char *except, int64_t live_after,
+                               const unsigned char *after_rid,
+                               unsigned char (*rids)[HK_ID_LEN], size_t max,
+                               size_t *n);
     hk_err (*callback_claim)(hk_db *db, int64_t now, int64_t lease, size_t max,
                              hk_db_request **out, size_t *n);
     hk_err (*callback_result)(hk_db *db, const unsigned char *rid, int ok,

@@ -163,19 +163,19 @@ static hk_err hk_pg_end(hk_db *db, hk_err e)
     return e;
 }
 
-/* Transaction-scoped advisory locks: "hkmg" (migrations) and "hkau"
- * (audit appends). */
+/* Transaction-scoped advisory locks: "hkmg" (migrations), "hkau" (audit
+ * appends) and "hkrq" (request rules). */
 static hk_err hk_pg_lock(hk_db *db, hk_sql_lock which)
 {
+    static const char *const sql[] = {
+        "SELECT pg_advisory_xact_lock(1752919399)",
+        "SELECT pg_advisory_xact_lock(1752916341)",
+        "SELECT pg_advisory_xact_lock(1751872113)"};
     hk_pg *d = (hk_pg *)db;
 
-    return hk_pg_result(d,
-                        PQexec(d->conn, which == HK_SQL_LOCK_MIGRATE
-                                            ? "SELECT pg_advisory_xact_lock("
-                                              "1752919399)"
-                                            : "SELECT pg_advisory_xact_lock("
-                                              "1752916341)"),
-                        PGRES_TUPLES_OK, NULL);
+    if ((size_t)which >= sizeof(sql) / sizeof(sql[0]))
+        return HK_ERR_ARG;
+    return hk_pg_result(d, PQexec(d->conn, sql[which]), PGRES_TUPLES_OK, NULL);
 }
 
 static hk_err hk_pg_query(hk_db *db, const char *sql, const hk_dbp *p,

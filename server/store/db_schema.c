@@ -192,6 +192,10 @@ static const hk_migration hk_migrations[] = {
      "CREATE INDEX presigs_owner ON presigs (owner);"
      "CREATE INDEX presigs_created ON presigs (created);",
      0, NULL},
+    /* 8: the sessions bound to a request, found by it (the request rules
+     * count a request whose sign is running: hk_db_request_inflight) */
+    {"CREATE INDEX sessions_rid ON sessions (rid) WHERE rid IS NOT NULL;", 0,
+     NULL},
 };
 
 #define HK_NMIGRATIONS ((int)(sizeof(hk_migrations) / sizeof(hk_migrations[0])))

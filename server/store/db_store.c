@@ -1483,6 +1483,47 @@ done:
     return e;
 }
 
+static hk_err
+hk_st_request_inflight(hk_db *db, const char *owner, const unsigned char *kid,
+                       const unsigned char *except, int64_t live_after,
+                       const unsigned char *after_rid,
+                       unsigned char (*rids)[HK_ID_LEN], size_t max, size_t *n)
+{
+    static const unsigned char none[HK_ID_LEN] = {0};
+    hk_sql_cur c = {0};
+    hk_dbp p = {0};
+    int row = 1;
+    hk_err e;
+
+    hk_dbp_text(&p, owner);
+    hk_dbp_blob(&p, kid, HK_ID_LEN);
+    hk_dbp_blob(&p, except, HK_ID_LEN);
+    hk_dbp_int(&p, live_after);
+    hk_dbp_blob(&p, after_rid != NULL ? after_rid : none, HK_ID_LEN);
+    hk_dbp_int(&p, (int64_t)max);
+    if ((e = hk_sql_begin(db)) != HK_OK)
+        return e;
+    if ((e = db->x->lock(db, HK_SQL_LOCK_REQUEST)) != HK_OK ||
+        (e = hk_sql_query(
+             db,
+             "SELECT r.rid FROM requests r WHERE r.owner = ?1 AND r.kid = ?2 "
+             "AND r.state = 'pending' AND r.rid <> ?3 AND r.rid > ?5 AND "
+             "(EXISTS (SELECT 1 FROM request_sigs g WHERE g.rid = r.rid) OR "
+             "EXISTS (SELECT 1 FROM sessions s WHERE s.rid = r.rid AND "
+             "s.state IN ('open', 'running') AND s.last_seen >= ?4)) "
+             "ORDER BY r.rid LIMIT ?6",
+             &p, &c)) != HK_OK)
+        goto done;
+    while (*n < max && (e = hk_sql_next(&c, &row)) == HK_OK && row) {
+        if ((e = hk_col_fixed(&c, 0, rids[*n], HK_ID_LEN)) != HK_OK)
+            break;
+        (*n)++;
+    }
+done:
+    hk_sql_done(&c);
+    return hk_sql_end(db, e);
+}
+
 /* rid and callback_url of a claimed callback. */
 static hk_err hk_read_callback(const hk_sql_cur *c, hk_db_request *r)
 {
@@ -1688,6 +1729,7 @@ const hk_db_ops hk_store_ops = {
     hk_st_session_bind_request,
     hk_st_request_approve,
     hk_st_request_approvers,
+    hk_st_request_inflight,
     hk_st_callback_claim,
     hk_st_callback_result,
     hk_st_attest_put,

@@ -324,7 +324,7 @@ def test_metrics_and_status(make_server, make_token):
     assert status == 200 and ans["status"] == "ok" and ans["node"] == "node-a"
     assert ans["database"]["status"] == "ok"
     assert ans["database"]["backend"] in ("sqlite", "postgresql")
-    assert ans["database"]["schema"] == 7 and ans["draining"] is False
+    assert ans["database"]["schema"] == 8 and ans["draining"] is False
 
     import http.client
     conn = http.client.HTTPSConnection("127.0.0.1", server.port,

@@ -633,6 +633,53 @@ def test_rules_at_request_time_and_again_at_sign_time(make_server, make_token,
     assert 'halfkey_policy_refusals_total{reason="daily_limit"} 1' in metrics
 
 
+def test_a_request_being_signed_counts_against_the_daily_limit(
+        make_server, make_token, tmp_path):
+    """Two requests, each under the key's daily limit, together over it:
+    while a sign under the first is admitted and running (its session
+    open on another connection), the second is refused; once that session
+    failed, the second signs and the first is then refused. Before the
+    fix both signed: the rules counted only fully signed requests."""
+    from test_channel import channel_connect
+    pol = tmp_path / "policy.conf"
+    pol.write_text("[default]\nkinds = btc, eth, digest\n")
+    srv = make_server(requesters="shop=alice", policy_file=pol)
+    tok = make_token(srv, "alice")
+    shop = srv.token("shop", scope="request")
+    kid = tok.keygen("secp256k1", "btc")
+    pub = compressed(pub_point(tok, "btc"))
+    reqs = []
+    for seed in (21, 22):
+        raw, _, outs, _, _ = psbt_for(pub, random.Random(seed))
+        reqs.append((base64.b64encode(raw).decode(), sum(a for a, _ in outs)))
+    limit = max(m for _, m in reqs)  # each fits, the two do not
+    pol.write_text(f"[key {kid}]\nbtc_max_amount_24h = {limit}\n")
+    reload(srv, reloads(srv))
+    rids = [post_request(srv, shop, key_id=kid, kind="btc-psbt",
+                         payload=p64, network="regtest")[1]["request_id"]
+            for p64, _ in reqs]
+    # a sign under the first admitted: the open passes the rules
+    ws = channel_connect(srv, srv.token("alice"))
+    ws.send(json.dumps({"v": 1, "t": "open", "op": "sign", "key_id": kid,
+                        "request_id": rids[0], "index": 0}))
+    opened = json.loads(ws.recv())
+    assert opened["t"] == "opened", opened
+    p = tok.run("approve", rids[1], check=False)
+    assert p.returncode != 0 and "daily_limit" in p.stderr, p.stderr
+    assert get_request(srv, shop, rids[1])[1]["state"] == "pending"
+    # that session ends unsigned: the first commits nothing any more
+    ws.close()
+    deadline = time.monotonic() + 10
+    while not any("connection closed mid-session" in r["detail"]
+                  for r in srv.audit()):
+        assert time.monotonic() < deadline, srv.log_text()[-2000:]
+        time.sleep(0.05)
+    tok.run("approve", rids[1])
+    assert get_request(srv, shop, rids[1])[1]["state"] == "signed"
+    p = tok.run("approve", rids[0], check=False)
+    assert p.returncode != 0 and "daily_limit" in p.stderr, p.stderr
+
+
 def eth_tx(to, value, chain=11155111):
     fields = [chain, 1, 10**9, 2 * 10**9, 21000, to, value, b"", []]
     return "0x" + (b"\x02" + wallet.rlp(fields)).hex()

@@ -506,7 +506,7 @@ static void test_requests(hk_db *db, const hk_kek *kek, const shares *sh)
 {
     hk_share k = *sh->p2[1];
     unsigned char rid[HK_ID_LEN], sid[HK_ID_LEN], sig[64], dig[64],
-        pay[] = "payload";
+        pay[] = "payload", other[HK_ID_LEN], rids[4][HK_ID_LEN];
     hk_db_request r, got, *list = NULL;
     hk_db_session s;
     size_t n = 0, nsigs = 0;
@@ -567,11 +567,36 @@ static void test_requests(hk_db *db, const hk_kek *kek, const shares *sh)
     CHECK_ERR(hk_db_session_bind_request(db, sid, rid, 0), HK_ERR_NOT_FOUND);
     CHECK_OK(hk_db_session_get(db, sid, T0 + 5001, IDLE, &s));
     CHECK(s.has_rid && s.ridx == 1 && memcmp(s.rid, rid, HK_ID_LEN) == 0);
+    /* committed (in flight) while that session is live, for others */
+    memcpy(other, rid, HK_ID_LEN);
+    other[0] ^= 0x80;
+    CHECK_ERR(
+        hk_db_request_inflight(db, "erin", k.kid, other, T0, NULL, rids, 0, &n),
+        HK_ERR_ARG);
+    CHECK_OK(hk_db_request_inflight(db, "erin", k.kid, other, T0 + 5000, NULL,
+                                    rids, 4, &n));
+    CHECK(n == 1 && memcmp(rids[0], rid, HK_ID_LEN) == 0);
+    CHECK_OK(
+        hk_db_request_inflight(db, "erin", k.kid, rid, T0, NULL, rids, 4, &n));
+    CHECK(n == 0); /* not itself */
+    CHECK_OK(hk_db_request_inflight(db, "erin", k.kid, other, T0 + 5001, NULL,
+                                    rids, 4, &n));
+    CHECK(n == 0); /* the session went idle */
+    CHECK_OK(
+        hk_db_request_inflight(db, "erin", k.kid, other, T0, rid, rids, 4, &n));
+    CHECK(n == 0); /* the cursor */
+    CHECK_OK(hk_db_request_inflight(db, "shop", k.kid, other, T0, NULL, rids, 4,
+                                    &n));
+    CHECK(n == 0);
     /* signatures: once per digest, within bounds, before expiry */
     CHECK_ERR(hk_db_request_sig_put(db, rid, 2, sig, T0 + 1, &nsigs),
               HK_ERR_STATE);
     CHECK_OK(hk_db_request_sig_put(db, rid, 1, sig, T0 + 1, &nsigs));
     CHECK(nsigs == 1);
+    /* one digest signed: committed, whatever its session does */
+    CHECK_OK(hk_db_request_inflight(db, "erin", k.kid, other, T0 + 9999, NULL,
+                                    rids, 4, &n));
+    CHECK(n == 1 && memcmp(rids[0], rid, HK_ID_LEN) == 0);
     CHECK_ERR(hk_db_request_sig_put(db, rid, 1, sig, T0 + 1, &nsigs),
               HK_ERR_EXISTS);
     CHECK_ERR(hk_db_request_sig_put(db, rid, 0, sig, T0 + 100, &nsigs),
@@ -588,6 +613,9 @@ static void test_requests(hk_db *db, const hk_kek *kek, const shares *sh)
     CHECK(got.state == HK_REQ_SIGNED && got.nsigs == 2 && got.have[0] &&
           got.have[1] && got.result_len == 3 && got.updated == T0 + 3);
     hk_db_request_clear(&got);
+    CHECK_OK(hk_db_request_inflight(db, "erin", k.kid, other, T0, NULL, rids, 4,
+                                    &n));
+    CHECK(n == 0); /* signed: counted as such, no longer pending */
     /* a second request expires in the sweep, once */
     rid[0] ^= 1;
     memcpy(r.rid, rid, HK_ID_LEN);

@@ -1561,8 +1561,10 @@ hk_err hk_client_presign(hk_client *c, const char *label, size_t target,
 }
 
 /* One of the key's presignatures stored on disk (`halfkey presign`, for
- * one-shot processes), moved into the channel: removed from disk durably
- * before it is opened (hk_ks_presig_take), then used as the channel's own.
+ * one-shot processes), moved into the channel: removed from disk before it
+ * is opened (hk_ks_presig_take), the removal synced once its open has left
+ * and before its digest does (hk_channel_settle), then used as the
+ * channel's own.
  * HK_ERR_NOT_FOUND if there is none (the count, which takes no lock,
  * spares a sign without any the token lock). */
 static hk_err hk_channel_disk(hk_client *c, hk_channel *ch,
@@ -1575,7 +1577,7 @@ static hk_err hk_channel_disk(hk_client *c, hk_channel *ch,
         return HK_ERR_NOT_FOUND;
     if (ch->nps == HK_CH_PRESIG_MAX)
         hk_channel_drop(ch, 0);
-    if ((e = hk_ks_presig_take(c->ks, info->kid, info->epoch,
+    if ((e = hk_ks_presig_take(c->ks, info->kid, info->epoch, 1,
                                &ch->ps[ch->nps])) == HK_OK)
         ch->nps++;
     return e;
@@ -1612,6 +1614,21 @@ static hk_err hk_channel_pick(hk_client *c, hk_channel *ch, const char *label,
         ch->batch *= 2;
     *pick = (long)ch->nps - 1;
     return HK_OK;
+}
+
+/* Before a presigned sign's digest leaves: a presignature taken from disk
+ * is durably gone (DESIGN.md section 2; its removal was left unsynced so
+ * that the sync runs while the server works on the open). */
+static hk_err hk_channel_settle(hk_client *c, hk_channel *ch, hk_ks_hold *hold)
+{
+    hk_err e;
+
+    if (!ch->picked_disk || (e = hk_ks_presig_sync(c->ks)) == HK_OK)
+        return HK_OK;
+    snprintf(c->last_error, sizeof(c->last_error),
+             "cannot sync the removal of a stored presignature: not signing");
+    hk_client_sig_clear(hold); /* sign.1p never left: no c3 can come */
+    return e;
 }
 
 /* After a presigned sign's open: sends sign.1p (`msg`, freed), reads the
@@ -1667,9 +1684,11 @@ static hk_err hk_channel_sign_presigned(hk_client *c, hk_channel *ch,
         goto done;
     /* the open first: the server's storage work for it (the admission,
      * the presignature taken, one durable commit) runs while the
-     * in-flight record is synced here, before sign.1p leaves */
+     * in-flight record and a stored presignature's removal are synced
+     * here, before sign.1p leaves */
     if ((e = hk_tws_send(ch->ws, req, strlen(req))) != HK_OK ||
-        (e = hk_client_mark(c, hold)) != HK_OK)
+        (e = hk_client_mark(c, hold)) != HK_OK ||
+        (e = hk_channel_settle(c, ch, hold)) != HK_OK)
         goto done;
     e = hk_channel_c3_presigned(c, hold, ch->ws, info->kid, sid, msg, len, &in,
                                 &inlen);

@@ -124,8 +124,9 @@
  * Presignatures (ks_presig.c; issue 20 item 1). P1's halves of
  * presignatures made ahead (`halfkey presign`) for processes that sign
  * once and exit: each sealed like a pool entry, the key id bound in its
- * name and AAD, taken (removed durably) before its k1 is opened, so a
- * crash loses one and none signs twice. At most HK_KS_PRESIG_MAX per key.
+ * name and AAD, taken (removed) before its k1 is opened and the removal
+ * synced before the digest leaves, so a crash loses one and none signs
+ * twice. At most HK_KS_PRESIG_MAX per key.
  *
  * Not covered: a local attacker who can write the directory can delete
  * files or restore an older copy of a key file (e.g. one from before a
@@ -412,9 +413,17 @@ HK_WUR hk_err hk_ks_presig_put(hk_ks *ks, const hk_presig *p);
  * file removed and the directory synced BEFORE it is opened into *out
  * (SECRET: the caller uses it for one sign and wipes it). Entries of
  * other epochs met on the way are removed. HK_ERR_NOT_FOUND if none.
- * Needs login. */
+ * Needs login. With `deferred` the removal is not synced yet (no other
+ * taker finds the entry, but a crash may bring it back): the caller calls
+ * hk_ks_presig_sync before the digest it signs with it leaves (DESIGN.md
+ * section 2: k1 destroyed durably before the digest is sent), and does
+ * not sign with it if that fails; the presignature's open may leave
+ * before (it names the presignature, no digest). */
 HK_WUR hk_err hk_ks_presig_take(hk_ks *ks, const unsigned char *kid,
-                                unsigned long epoch, hk_presig *out);
+                                unsigned long epoch, int deferred,
+                                hk_presig *out);
+/* Makes every removal of a deferred hk_ks_presig_take durable. */
+HK_WUR hk_err hk_ks_presig_sync(hk_ks *ks);
 /* How many entries key `kid` has (any epoch); no login needed. */
 HK_WUR hk_err hk_ks_presig_count(hk_ks *ks, const unsigned char *kid,
                                  size_t *n);

@@ -243,7 +243,7 @@ typedef struct {
     const unsigned char *pt;
     unsigned char *out; /* take: the plaintext */
     size_t ptlen;
-    int found;
+    int found, deferred; /* take: the removal's sync left to the caller */
     char name[HK_KS_ENT_NAME_LEN];
 } hk_ks_ent_arg;
 
@@ -322,7 +322,8 @@ static hk_err hk_ks_ent_take_one(hk_ks *ks, const hk_ks_ent_kind *k, int dfd,
         return e;
     if (e != HK_OK && e != HK_ERR_TOO_BIG && e != HK_ERR_IO)
         goto done;
-    if ((u = hk_ks_unlink(dfd, name)) != HK_OK) {
+    if ((u = arg->deferred ? hk_ks_unlink_nosync(dfd, name)
+                           : hk_ks_unlink(dfd, name)) != HK_OK) {
         e = u; /* NOT_FOUND: another taker's; else maybe still on disk */
         goto done;
     }
@@ -370,7 +371,7 @@ done:
 
 hk_err hk_ks_ent_take(hk_ks *ks, const hk_ks_ent_kind *k, const char *tag,
                       unsigned long field, unsigned char *pt, size_t ptlen,
-                      char name[HK_KS_ENT_NAME_LEN])
+                      char name[HK_KS_ENT_NAME_LEN], int deferred)
 {
     hk_ks_ent_arg arg;
     hk_err e;
@@ -379,11 +380,29 @@ hk_err hk_ks_ent_take(hk_ks *ks, const hk_ks_ent_kind *k, const char *tag,
         return HK_ERR_ARG;
     hk_ks_ent_arg_init(&arg, tag, field, ptlen);
     arg.out = pt;
+    arg.deferred = deferred;
     e = hk_ks_ent_locked(ks, k, 0, hk_ks_ent_take_op, &arg);
     if (e != HK_OK)
         OPENSSL_cleanse(pt, ptlen);
     else if (name != NULL)
         memcpy(name, arg.name, HK_KS_ENT_NAME_LEN);
+    return e;
+}
+
+hk_err hk_ks_ent_sync(hk_ks *ks, const hk_ks_ent_kind *k)
+{
+    int dfd = -1;
+    hk_err e;
+
+    if (ks == NULL || k == NULL)
+        return HK_ERR_ARG;
+    pthread_mutex_lock(&ks->mu);
+    e = hk_ks_ent_dir(ks, k, 0, &dfd);
+    pthread_mutex_unlock(&ks->mu);
+    if (e == HK_OK && fsync(dfd) != 0)
+        e = HK_ERR_IO;
+    if (dfd >= 0)
+        close(dfd);
     return e;
 }
 

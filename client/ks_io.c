@@ -155,13 +155,20 @@ fail:
     return e;
 }
 
-hk_err hk_ks_unlink(int dirfd, const char *name)
+hk_err hk_ks_unlink_nosync(int dirfd, const char *name)
 {
     if (name == NULL)
         return HK_ERR_ARG;
-    if (unlinkat(dirfd, name, 0) != 0)
-        return hk_ks_errno(errno);
-    return fsync(dirfd) == 0 ? HK_OK : HK_ERR_IO;
+    return unlinkat(dirfd, name, 0) == 0 ? HK_OK : hk_ks_errno(errno);
+}
+
+hk_err hk_ks_unlink(int dirfd, const char *name)
+{
+    hk_err e = hk_ks_unlink_nosync(dirfd, name);
+
+    if (e == HK_OK && fsync(dirfd) != 0)
+        e = HK_ERR_IO;
+    return e;
 }
 
 int hk_ks_exists(int dirfd, const char *name)

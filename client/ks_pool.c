@@ -65,7 +65,7 @@ hk_err hk_ks_pool_take(hk_ks *ks, int bits, hk_paillier_sk **out,
     *out = NULL;
     hk_ks_pool_tag(bits, tag);
     if ((e = hk_ks_ent_take(ks, &hk_ks_pool_kind, tag, (unsigned long)bits, pt,
-                            2 * (size_t)half, got)) != HK_OK)
+                            2 * (size_t)half, got, 0)) != HK_OK)
         return e;
     e = HK_ERR_NOMEM;
     if ((p = BN_secure_new()) == NULL || (q = BN_secure_new()) == NULL)

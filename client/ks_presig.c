@@ -46,7 +46,7 @@ hk_err hk_ks_presig_put(hk_ks *ks, const hk_presig *p)
 }
 
 hk_err hk_ks_presig_take(hk_ks *ks, const unsigned char *kid,
-                         unsigned long epoch, hk_presig *out)
+                         unsigned long epoch, int deferred, hk_presig *out)
 {
     unsigned char rec[HK_PRESIG_REC_LEN];
     char tag[2 * HK_ID_LEN + 1];
@@ -58,7 +58,7 @@ hk_err hk_ks_presig_take(hk_ks *ks, const unsigned char *kid,
     /* one of another epoch (made before a refresh) is useless: taken
      * (removed) and passed over */
     while ((e = hk_ks_ent_take(ks, &hk_ks_presig_kind, tag, HK_KS_PRESIG_FIELD,
-                               rec, sizeof(rec), NULL)) == HK_OK) {
+                               rec, sizeof(rec), NULL, deferred)) == HK_OK) {
         if (hk_presig_decode(rec, sizeof(rec), out) == HK_OK &&
             memcmp(out->kid, kid, HK_ID_LEN) == 0 && out->epoch == epoch)
             break;
@@ -66,6 +66,11 @@ hk_err hk_ks_presig_take(hk_ks *ks, const unsigned char *kid,
     }
     OPENSSL_cleanse(rec, sizeof(rec));
     return e;
+}
+
+hk_err hk_ks_presig_sync(hk_ks *ks)
+{
+    return hk_ks_ent_sync(ks, &hk_ks_presig_kind);
 }
 
 hk_err hk_ks_presig_count(hk_ks *ks, const unsigned char *kid, size_t *n)

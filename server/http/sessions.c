@@ -943,6 +943,22 @@ static hk_err hk_channel_admit(hk_rsess *s, hk_db_op op, hk_refusal *why,
     return e;
 }
 
+/* After a sign's open has been answered, on a channel without a share
+ * (a new connection, or another key): the share its first message will
+ * name is loaded now, while the client makes and sends that message (and
+ * on a presignature syncs its records first). A presigned sign's share is
+ * its presignature's; a plain sign's, the key's active one (sign.1 names
+ * another after a refresh: loaded then). A failure is met and reported
+ * again at that message. */
+static void hk_channel_preload(hk_rsess *s)
+{
+    if (s->op != HK_DB_OP_SIGN || s->share != NULL)
+        return;
+    if (s->presig ? s->has_ps && hk_rsess_use_share(s, s->ps_rec.epoch) == HK_OK
+                  : hk_active_share(s) == HK_OK)
+        hk_rn_ckey_table(s->svc, s->share);
+}
+
 static void hk_channel_open(hk_rsess *s, const hk_rmsg *m)
 {
     char rwhy[HK_REQ_WHY] = "";
@@ -1020,6 +1036,7 @@ static void hk_channel_open(hk_rsess *s, const hk_rmsg *m)
                       hk_presig_max(&svc->cfg));
     snprintf(buf + n, sizeof(buf) - (size_t)n, "}");
     hk_rsess_send(s, (const unsigned char *)buf, strlen(buf));
+    hk_channel_preload(s);
 }
 
 static void hk_rsess_handle(hk_rsess *s, const hk_rmsg *m)

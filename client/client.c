@@ -1563,7 +1563,7 @@ hk_err hk_client_presign(hk_client *c, const char *label, size_t target,
 /* One of the key's presignatures stored on disk (`halfkey presign`, for
  * one-shot processes), moved into the channel: removed from disk before it
  * is opened (hk_ks_presig_take), the removal synced once its open has left
- * and before its digest does (hk_channel_settle), then used as the
+ * and before its digest does (hk_channel_records), then used as the
  * channel's own.
  * HK_ERR_NOT_FOUND if there is none (the count, which takes no lock,
  * spares a sign without any the token lock). */
@@ -1580,6 +1580,8 @@ static hk_err hk_channel_disk(hk_client *c, hk_channel *ch,
     if ((e = hk_ks_presig_take(c->ks, info->kid, info->epoch, 1,
                                &ch->ps[ch->nps])) == HK_OK)
         ch->nps++;
+    else /* the unusable ones it met (retired) go now: no sign follows */
+        hk_ks_presig_sweep(c->ks);
     return e;
 }
 
@@ -1616,39 +1618,78 @@ static hk_err hk_channel_pick(hk_client *c, hk_channel *ch, const char *label,
     return HK_OK;
 }
 
-/* Before a presigned sign's digest leaves: a presignature taken from disk
- * is durably gone (DESIGN.md section 2; its removal was left unsynced so
- * that the sync runs while the server works on the open). */
-static hk_err hk_channel_settle(hk_client *c, hk_channel *ch, hk_ks_hold *hold)
+typedef struct {
+    hk_ks *ks;
+    hk_err e;
+} hk_presig_syncer;
+
+static void *hk_presig_sync_run(void *arg)
 {
+    hk_presig_syncer *j = arg;
+
+    j->e = hk_ks_presig_sync(j->ks);
+    return NULL;
+}
+
+/* Before a presigned sign's digest leaves (sign.1p): the in-flight record
+ * (hk_client_mark), and a presignature taken from disk durably gone
+ * (DESIGN.md section 2; its removal was left unsynced so that the sync
+ * runs while the server works on the open). The two syncs run at once, on
+ * this thread and a helper: the device may merge their flushes. */
+static hk_err hk_channel_records(hk_client *c, hk_channel *ch, hk_ks_hold *hold)
+{
+    hk_presig_syncer j = {c->ks, HK_OK};
+    pthread_t th;
+    int helper = 0;
     hk_err e;
 
-    if (!ch->picked_disk || (e = hk_ks_presig_sync(c->ks)) == HK_OK)
-        return HK_OK;
+    if (ch->picked_disk)
+        helper = pthread_create(&th, NULL, hk_presig_sync_run, &j) == 0;
+    e = hk_client_mark(c, hold);
+    if (helper)
+        pthread_join(th, NULL);
+    else if (ch->picked_disk)
+        hk_presig_sync_run(&j);
+    if (e != HK_OK || j.e == HK_OK)
+        return e;
     snprintf(c->last_error, sizeof(c->last_error),
              "cannot sync the removal of a stored presignature: not signing");
     hk_client_sig_clear(hold); /* sign.1p never left: no c3 can come */
-    return e;
+    return j.e;
+}
+
+static void *hk_presig_sweep_run(void *arg)
+{
+    hk_ks_presig_sweep(arg);
+    return NULL;
 }
 
 /* After a presigned sign's open: sends sign.1p (`msg`, freed), reads the
  * open's answer (naming the presignature as the session) and c3 into *in;
- * the in-flight record cleared when no c3 came. */
+ * the in-flight record cleared when no c3 came. A presignature taken from
+ * disk (`disk`) has its retired file deleted meanwhile, on a helper. */
 static hk_err hk_channel_c3_presigned(hk_client *c, hk_ks_hold *hold,
                                       hk_tws *ws, const unsigned char *kid,
                                       const unsigned char sid[HK_ID_LEN],
-                                      unsigned char *msg, size_t len,
+                                      int disk, unsigned char *msg, size_t len,
                                       unsigned char **in, size_t *inlen)
 {
     unsigned char got[HK_ID_LEN];
     hk_err e = hk_tws_send(ws, msg, len);
+    pthread_t th;
+    int helper = 0;
 
     OPENSSL_free(msg);
+    if (disk &&
+        !(helper = pthread_create(&th, NULL, hk_presig_sweep_run, c->ks) == 0))
+        hk_ks_presig_sweep(c->ks);
     if (e == HK_OK && (e = hk_channel_opened(c, ws, kid, got, NULL)) == HK_OK &&
         memcmp(got, sid, HK_ID_LEN) != 0)
         e = HK_ERR_SERVER;
     if (e == HK_OK)
         e = hk_client_recv(c, ws, in, inlen);
+    if (helper)
+        pthread_join(th, NULL);
     if (e != HK_OK)
         hk_client_sig_clear(hold);
     return e;
@@ -1687,11 +1728,10 @@ static hk_err hk_channel_sign_presigned(hk_client *c, hk_channel *ch,
      * in-flight record and a stored presignature's removal are synced
      * here, before sign.1p leaves */
     if ((e = hk_tws_send(ch->ws, req, strlen(req))) != HK_OK ||
-        (e = hk_client_mark(c, hold)) != HK_OK ||
-        (e = hk_channel_settle(c, ch, hold)) != HK_OK)
+        (e = hk_channel_records(c, ch, hold)) != HK_OK)
         goto done;
-    e = hk_channel_c3_presigned(c, hold, ch->ws, info->kid, sid, msg, len, &in,
-                                &inlen);
+    e = hk_channel_c3_presigned(c, hold, ch->ws, info->kid, sid,
+                                ch->picked_disk, msg, len, &in, &inlen);
     msg = NULL;
     if (e == HK_OK && (e = hk_client_c3_use(c, label, hold, *sg, in, inlen,
                                             &msg, &len)) == HK_OK)

@@ -413,8 +413,10 @@ HK_WUR hk_err hk_ks_presig_put(hk_ks *ks, const hk_presig *p);
  * file removed and the directory synced BEFORE it is opened into *out
  * (SECRET: the caller uses it for one sign and wipes it). Entries of
  * other epochs met on the way are removed. HK_ERR_NOT_FOUND if none.
- * Needs login. With `deferred` the removal is not synced yet (no other
- * taker finds the entry, but a crash may bring it back): the caller calls
+ * Needs login. With `deferred` the entry is retired instead (renamed out
+ * of every taker's sight, its file deleted later by hk_ks_presig_sweep:
+ * no ~0.5 ms block release on the sign's path) and that is not synced yet
+ * (a machine crash may bring the entry back): the caller calls
  * hk_ks_presig_sync before the digest it signs with it leaves (DESIGN.md
  * section 2: k1 destroyed durably before the digest is sent), and does
  * not sign with it if that fails; the presignature's open may leave
@@ -424,6 +426,10 @@ HK_WUR hk_err hk_ks_presig_take(hk_ks *ks, const unsigned char *kid,
                                 hk_presig *out);
 /* Makes every removal of a deferred hk_ks_presig_take durable. */
 HK_WUR hk_err hk_ks_presig_sync(hk_ks *ks);
+/* Deletes the files of entries a deferred take retired (they are out of
+ * every taker's sight from the take on; any later put or login also
+ * sweeps them, with the token's temporary files). */
+void hk_ks_presig_sweep(hk_ks *ks);
 /* How many entries key `kid` has (any epoch); no login needed. */
 HK_WUR hk_err hk_ks_presig_count(hk_ks *ks, const unsigned char *kid,
                                  size_t *n);

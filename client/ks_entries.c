@@ -322,7 +322,7 @@ static hk_err hk_ks_ent_take_one(hk_ks *ks, const hk_ks_ent_kind *k, int dfd,
         return e;
     if (e != HK_OK && e != HK_ERR_TOO_BIG && e != HK_ERR_IO)
         goto done;
-    if ((u = arg->deferred ? hk_ks_unlink_nosync(dfd, name)
+    if ((u = arg->deferred ? hk_ks_retire(dfd, name)
                            : hk_ks_unlink(dfd, name)) != HK_OK) {
         e = u; /* NOT_FOUND: another taker's; else maybe still on disk */
         goto done;
@@ -389,21 +389,40 @@ hk_err hk_ks_ent_take(hk_ks *ks, const hk_ks_ent_kind *k, const char *tag,
     return e;
 }
 
-hk_err hk_ks_ent_sync(hk_ks *ks, const hk_ks_ent_kind *k)
+/* The kind's directory, opened under the handle's mutex. */
+static hk_err hk_ks_ent_dir_open(hk_ks *ks, const hk_ks_ent_kind *k, int *dfd)
 {
-    int dfd = -1;
     hk_err e;
 
+    *dfd = -1;
     if (ks == NULL || k == NULL)
         return HK_ERR_ARG;
     pthread_mutex_lock(&ks->mu);
-    e = hk_ks_ent_dir(ks, k, 0, &dfd);
+    e = hk_ks_ent_dir(ks, k, 0, dfd);
     pthread_mutex_unlock(&ks->mu);
+    return e;
+}
+
+hk_err hk_ks_ent_sync(hk_ks *ks, const hk_ks_ent_kind *k)
+{
+    int dfd;
+    hk_err e = hk_ks_ent_dir_open(ks, k, &dfd);
+
     if (e == HK_OK && fsync(dfd) != 0)
         e = HK_ERR_IO;
     if (dfd >= 0)
         close(dfd);
     return e;
+}
+
+void hk_ks_ent_sweep(hk_ks *ks, const hk_ks_ent_kind *k)
+{
+    int dfd;
+
+    if (hk_ks_ent_dir_open(ks, k, &dfd) == HK_OK)
+        hk_ks_sweep_spent(dfd);
+    if (dfd >= 0)
+        close(dfd);
 }
 
 static hk_err hk_ks_ent_drop_op(hk_ks *ks, const hk_ks_ent_kind *k, int dfd,

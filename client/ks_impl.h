@@ -73,9 +73,15 @@ HK_WUR hk_err hk_ks_write_file(int dirfd, const char *name,
                                const unsigned char *buf, size_t len);
 /* Removes `name` and syncs the directory; HK_ERR_NOT_FOUND if absent. */
 HK_WUR hk_err hk_ks_unlink(int dirfd, const char *name);
-/* As hk_ks_unlink without the directory's sync: the name is gone at once
- * for every other opener, on disk only after a later fsync of dirfd. */
-HK_WUR hk_err hk_ks_unlink_nosync(int dirfd, const char *name);
+/* Retires `name` under dirfd: renamed to ".<name>.spent.tmp", a name no
+ * reader of entries or keys looks at, without freeing its blocks (an
+ * unlink on a filesystem mounted with `discard` takes ~0.5 ms here) and
+ * without syncing the directory (the caller does, hk_ks_ent_sync). The
+ * file itself goes later: hk_ks_sweep_spent, or with the temporaries
+ * (hk_ks_sweep_temps). HK_ERR_NOT_FOUND if `name` is gone. */
+HK_WUR hk_err hk_ks_retire(int dirfd, const char *name);
+/* Unlinks every retired file under dirfd (any time: nothing writes one). */
+void hk_ks_sweep_spent(int dirfd);
 /* 1 if `name` exists under dirfd (any type). */
 int hk_ks_exists(int dirfd, const char *name);
 /* mkdir -p with mode 0700 for every directory it creates. */
@@ -116,16 +122,19 @@ HK_WUR hk_err hk_ks_ent_put(hk_ks *ks, const hk_ks_ent_kind *k, const char *tag,
  * removed and the directory synced BEFORE it is opened into pt. Unusable
  * entries met on the way are removed. HK_ERR_NOT_FOUND if there is none.
  * name (may be NULL): the removed entry's file name. Needs login. With
- * `deferred`, the removal is not synced yet (no other taker can find the
- * entry any more, but a crash may bring it back): the caller must call
- * hk_ks_ent_sync before anything made with the plaintext leaves the
- * process, and must not use it if that fails. */
+ * `deferred`, the entry is retired (hk_ks_retire: renamed out of every
+ * taker's sight, its file unlinked later by hk_ks_ent_sweep) and that is
+ * not synced yet (a machine crash may bring the entry back): the caller
+ * must call hk_ks_ent_sync before anything made with the plaintext leaves
+ * the process, and must not use it if that fails. */
 HK_WUR hk_err hk_ks_ent_take(hk_ks *ks, const hk_ks_ent_kind *k,
                              const char *tag, unsigned long field,
                              unsigned char *pt, size_t ptlen,
                              char name[HK_KS_ENT_NAME_LEN], int deferred);
 /* Syncs the kind's directory: every removal made in it is on disk. */
 HK_WUR hk_err hk_ks_ent_sync(hk_ks *ks, const hk_ks_ent_kind *k);
+/* Unlinks the kind's retired entries (a deferred take's, hk_ks_retire). */
+void hk_ks_ent_sweep(hk_ks *ks, const hk_ks_ent_kind *k);
 /* Removes every entry of `tag`. Needs login. */
 HK_WUR hk_err hk_ks_ent_drop(hk_ks *ks, const hk_ks_ent_kind *k,
                              const char *tag);

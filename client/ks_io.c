@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -155,20 +156,27 @@ fail:
     return e;
 }
 
-hk_err hk_ks_unlink_nosync(int dirfd, const char *name)
+hk_err hk_ks_unlink(int dirfd, const char *name)
 {
     if (name == NULL)
         return HK_ERR_ARG;
-    return unlinkat(dirfd, name, 0) == 0 ? HK_OK : hk_ks_errno(errno);
+    if (unlinkat(dirfd, name, 0) != 0)
+        return hk_ks_errno(errno);
+    return fsync(dirfd) == 0 ? HK_OK : HK_ERR_IO;
 }
 
-hk_err hk_ks_unlink(int dirfd, const char *name)
-{
-    hk_err e = hk_ks_unlink_nosync(dirfd, name);
+#define HK_KS_SPENT_SUFFIX ".spent" HK_KS_TMP_SUFFIX
 
-    if (e == HK_OK && fsync(dirfd) != 0)
-        e = HK_ERR_IO;
-    return e;
+hk_err hk_ks_retire(int dirfd, const char *name)
+{
+    char spent[NAME_MAX + 1];
+
+    if (name == NULL ||
+        (size_t)snprintf(spent, sizeof(spent), ".%s" HK_KS_SPENT_SUFFIX,
+                         name) >= sizeof(spent))
+        return HK_ERR_ARG;
+    return renameat(dirfd, name, dirfd, spent) == 0 ? HK_OK
+                                                    : hk_ks_errno(errno);
 }
 
 int hk_ks_exists(int dirfd, const char *name)
@@ -244,6 +252,26 @@ static int hk_ks_is_tmp(const char *name)
 
     return name[0] == '.' && n > s + 1 &&
            strcmp(name + n - s, HK_KS_TMP_SUFFIX) == 0;
+}
+
+void hk_ks_sweep_spent(int dirfd)
+{
+    size_t n, s = strlen(HK_KS_SPENT_SUFFIX);
+    struct dirent *de;
+    DIR *d;
+    int fd;
+
+    if ((fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+        return;
+    if ((d = fdopendir(fd)) == NULL) {
+        close(fd);
+        return;
+    }
+    while ((de = readdir(d)) != NULL)
+        if (de->d_name[0] == '.' && (n = strlen(de->d_name)) > s + 1 &&
+            strcmp(de->d_name + n - s, HK_KS_SPENT_SUFFIX) == 0)
+            unlinkat(dirfd, de->d_name, 0);
+    closedir(d);
 }
 
 void hk_ks_sweep_temps(int dirfd)

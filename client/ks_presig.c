@@ -73,6 +73,8 @@ hk_err hk_ks_presig_sync(hk_ks *ks)
     return hk_ks_ent_sync(ks, &hk_ks_presig_kind);
 }
 
+void hk_ks_presig_sweep(hk_ks *ks) { hk_ks_ent_sweep(ks, &hk_ks_presig_kind); }
+
 hk_err hk_ks_presig_count(hk_ks *ks, const unsigned char *kid, size_t *n)
 {
     char tag[2 * HK_ID_LEN + 1];

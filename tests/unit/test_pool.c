@@ -20,6 +20,8 @@
 #include <openssl/rand.h>
 
 #include "client/keystore.h"
+#include "mpc/curve.h"
+#include "mpc/presign.h"
 #include "tests/unit/check.h"
 #include "tests/unit/driver.h"
 #include "tests/unit/verify.h"
@@ -394,6 +396,84 @@ static void test_protocol(void)
     hk_ks_close(ks);
 }
 
+/* Files in dir/presig whose name ends with `suffix`. */
+static size_t presig_files(const char *dir, const char *suffix)
+{
+    char p[512];
+    struct dirent *de;
+    size_t n = 0, sl = strlen(suffix), l;
+    DIR *d;
+
+    snprintf(p, sizeof(p), "%s/presig", dir);
+    if ((d = opendir(p)) == NULL)
+        return 0;
+    while ((de = readdir(d)) != NULL)
+        n += (l = strlen(de->d_name)) >= sl &&
+             strcmp(de->d_name + l - sl, suffix) == 0;
+    closedir(d);
+    return n;
+}
+
+/* A deferred take of a stored presignature (the one-shot sign's): the
+ * entry is out of every taker's sight at once (another process's take,
+ * the count), its file retired, not deleted (no block release on the
+ * sign's path); hk_ks_presig_sync and hk_ks_presig_sweep succeed and
+ * leave nothing; a process killed right after its deferred take leaves
+ * no usable entry behind either. */
+static void test_deferred_presig_take(void)
+{
+    unsigned char kid[HK_ID_LEN];
+    hk_presig p, got;
+    hk_curve *c = NULL;
+    hk_ks *ks;
+    size_t n = 0;
+    pid_t pid;
+    int i, status;
+
+    CHECK_OK(hk_ks_open(tok, &ks));
+    CHECK_OK(hk_ks_login(ks, PIN1));
+    CHECK_OK(hk_curve_new(HK_CURVE_SECP256K1, &c));
+    CHECK(RAND_bytes(kid, sizeof(kid)) == 1);
+    for (i = 0; i < 3; i++) {
+        memset(&p, 0, sizeof(p));
+        CHECK(RAND_bytes(p.id, sizeof(p.id)) == 1);
+        memcpy(p.kid, kid, HK_ID_LEN);
+        p.curve = HK_CURVE_SECP256K1;
+        p.epoch = 1;
+        CHECK_OK(hk_scalar_random(c, &p.k));
+        CHECK_OK(hk_point_mul_gen(c, &p.k, &p.R1));
+        CHECK_OK(hk_point_mul_gen(c, &p.k, &p.R2));
+        CHECK_OK(hk_ks_presig_put(ks, &p));
+    }
+    CHECK_OK(hk_ks_presig_take(ks, kid, 1, 1, &got));
+    CHECK_OK(hk_ks_presig_count(ks, kid, &n));
+    CHECK(n == 2 && presig_files(tok, ".ps") == 2 &&
+          presig_files(tok, ".spent.tmp") == 1);
+    CHECK_OK(hk_ks_presig_sync(ks));
+    hk_ks_presig_sweep(ks);
+    CHECK(presig_files(tok, ".spent.tmp") == 0 &&
+          presig_files(tok, ".ps") == 2);
+    pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        if (hk_ks_presig_take(ks, kid, 1, 1, &got) != HK_OK)
+            _exit(3);
+        kill(getpid(), SIGKILL);
+        _exit(4);
+    }
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    CHECK_OK(hk_ks_presig_count(ks, kid, &n));
+    CHECK(n == 1 && presig_files(tok, ".spent.tmp") == 1);
+    CHECK_OK(hk_ks_presig_take(ks, kid, 1, 0, &got)); /* the last one */
+    CHECK_ERR(hk_ks_presig_take(ks, kid, 1, 1, &got), HK_ERR_NOT_FOUND);
+    hk_ks_presig_sweep(ks);
+    CHECK(presig_files(tok, "") == 2); /* "." and ".." */
+    OPENSSL_cleanse(&got, sizeof(got));
+    hk_curve_free(c);
+    hk_ks_close(ks);
+}
+
 int main(void)
 {
     size_t i;
@@ -409,6 +489,7 @@ int main(void)
     test_sealed();
     test_no_clear_primes();
     test_crash_after_take();
+    test_deferred_presig_take();
     test_bound_and_pin_change();
     test_protocol();
 

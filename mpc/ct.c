@@ -459,7 +459,27 @@ done:
     return e;
 }
 
-hk_err hk_ct_crt_new(const BIGNUM *P, const BIGNUM *Q, hk_ct_crt **out)
+/* Q * qinv = 1 mod P, qinv in [1, P). */
+static int ct_is_inverse(const BIGNUM *P, const BIGNUM *Q, const BIGNUM *qinv,
+                         BN_CTX *ctx)
+{
+    BIGNUM *t;
+    int ok;
+
+    BN_CTX_start(ctx);
+    t = BN_CTX_get(ctx);
+    if (t != NULL)
+        BN_set_flags(t, BN_FLG_CONSTTIME);
+    ok = t != NULL && !BN_is_negative(qinv) && !BN_is_zero(qinv) &&
+         BN_cmp(qinv, P) < 0 && BN_mod_mul(t, Q, qinv, P, ctx) && BN_is_one(t);
+    BN_clear(t);
+    BN_CTX_end(ctx);
+    return ok;
+}
+
+/* qinv: Q^-1 mod P, or NULL to compute it here. */
+static hk_err ct_crt_make(const BIGNUM *P, const BIGNUM *Q, const BIGNUM *qinv,
+                          hk_ct_crt **out)
 {
     hk_ct_crt *c = NULL;
     BN_CTX *ctx = NULL;
@@ -476,12 +496,17 @@ hk_err hk_ct_crt_new(const BIGNUM *P, const BIGNUM *Q, hk_ct_crt **out)
     if ((c = OPENSSL_secure_zalloc(sizeof(*c))) == NULL ||
         (ctx = BN_CTX_secure_new()) == NULL || (inv = BN_secure_new()) == NULL)
         goto done;
+    e = HK_ERR_ARG;
+    if (qinv != NULL && !ct_is_inverse(P, Q, qinv, ctx))
+        goto done;
     if ((e = hk_ct_mod_new(P, &c->p)) != HK_OK)
         goto done;
     c->nq = ((size_t)BN_num_bits(Q) + 31) / 32;
     BN_set_flags(inv, BN_FLG_CONSTTIME);
     e = HK_ERR_CRYPTO;
-    if (!ct_load(c->q, Q, c->nq) || BN_mod_inverse(inv, Q, P, ctx) == NULL ||
+    if (!ct_load(c->q, Q, c->nq) ||
+        (qinv != NULL ? BN_copy(inv, qinv) : BN_mod_inverse(inv, Q, P, ctx)) ==
+            NULL ||
         !ct_load(t, inv, c->p->n))
         goto done;
     ct_mont_mul(c->p, c->qinv, t, c->p->rr); /* to Montgomery form */
@@ -494,6 +519,19 @@ done:
     BN_clear_free(inv);
     BN_CTX_free(ctx);
     return e;
+}
+
+hk_err hk_ct_crt_new(const BIGNUM *P, const BIGNUM *Q, hk_ct_crt **out)
+{
+    return ct_crt_make(P, Q, NULL, out);
+}
+
+hk_err hk_ct_crt_new_inv(const BIGNUM *P, const BIGNUM *Q, const BIGNUM *qinv,
+                         hk_ct_crt **out)
+{
+    if (qinv == NULL)
+        return HK_ERR_ARG;
+    return ct_crt_make(P, Q, qinv, out);
 }
 
 void hk_ct_crt_free(hk_ct_crt *c)

@@ -69,6 +69,11 @@ HK_WUR hk_err hk_ct_mod_lfunc(const hk_ct_mod *m, const BIGNUM *u, BIGNUM *out);
  * and x = xq mod Q. The constants (Q^-1 mod P in Montgomery form) are
  * computed here, once per key. */
 HK_WUR hk_err hk_ct_crt_new(const BIGNUM *P, const BIGNUM *Q, hk_ct_crt **out);
+/* As hk_ct_crt_new with Q^-1 mod P given (the caller derived it more
+ * cheaply than an inversion): qinv must be in [1, P) with Q * qinv = 1
+ * mod P (checked: HK_ERR_ARG otherwise). */
+HK_WUR hk_err hk_ct_crt_new_inv(const BIGNUM *P, const BIGNUM *Q,
+                                const BIGNUM *qinv, hk_ct_crt **out);
 void hk_ct_crt_free(hk_ct_crt *c);
 /* xp in [0, P), xq in [0, Q). x gets BN_FLG_CONSTTIME. */
 HK_WUR hk_err hk_ct_crt_combine(const hk_ct_crt *c, const BIGNUM *xp,

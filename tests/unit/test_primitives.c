@@ -1826,6 +1826,20 @@ static void test_ct_crt(int pbits, int qbits, BN_CTX *ctx)
     CHECK_ERR(hk_ct_crt_combine(c, p, xq, r), HK_ERR_ARG);
     hk_ct_crt_free(c);
     CHECK_ERR(hk_ct_crt_new(q, p, &c), HK_ERR_ARG); /* needs P > Q */
+    /* with Q^-1 mod P given: the same results; a wrong one refused */
+    CHECK(BN_mod_inverse(x, q, p, ctx) != NULL);
+    CHECK_OK(hk_ct_crt_new_inv(p, q, x, &c));
+    CHECK(BN_mod(xp, n, p, ctx) && BN_sub_word(xq, 0));
+    ct_value(r, n, 2);
+    CHECK(BN_mod(xp, r, p, ctx) && BN_mod(xq, r, q, ctx));
+    CHECK_OK(hk_ct_crt_combine(c, xp, xq, n));
+    CHECK(BN_cmp(r, n) == 0);
+    hk_ct_crt_free(c);
+    CHECK(BN_add_word(x, 1));
+    CHECK_ERR(hk_ct_crt_new_inv(p, q, x, &c), HK_ERR_ARG);
+    CHECK(BN_add(x, x, p));
+    CHECK_ERR(hk_ct_crt_new_inv(p, q, x, &c), HK_ERR_ARG); /* not < P */
+    CHECK_ERR(hk_ct_crt_new_inv(p, q, NULL, &c), HK_ERR_ARG);
     BN_free(p);
     BN_free(q);
     BN_free(n);

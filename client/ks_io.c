@@ -246,50 +246,42 @@ fail:
     return e;
 }
 
-static int hk_ks_is_tmp(const char *name)
+/* 1 if name is ".<something><suffix>". */
+static int hk_ks_hidden_with(const char *name, const char *suffix)
 {
-    size_t n = strlen(name), s = strlen(HK_KS_TMP_SUFFIX);
+    size_t n = strlen(name), s = strlen(suffix);
 
-    return name[0] == '.' && n > s + 1 &&
-           strcmp(name + n - s, HK_KS_TMP_SUFFIX) == 0;
+    return name[0] == '.' && n > s + 1 && strcmp(name + n - s, suffix) == 0;
+}
+
+/* Unlinks every ".<something><suffix>" under dirfd. */
+static void hk_ks_sweep_suffix(int dirfd, const char *suffix)
+{
+    struct dirent *de;
+    DIR *d;
+    int fd;
+
+    if ((fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+        return;
+    if ((d = fdopendir(fd)) == NULL) {
+        close(fd);
+        return;
+    }
+    while ((de = readdir(d)) != NULL)
+        if (hk_ks_hidden_with(de->d_name, suffix))
+            unlinkat(dirfd, de->d_name, 0);
+    closedir(d);
 }
 
 void hk_ks_sweep_spent(int dirfd)
 {
-    size_t n, s = strlen(HK_KS_SPENT_SUFFIX);
-    struct dirent *de;
-    DIR *d;
-    int fd;
-
-    if ((fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
-        return;
-    if ((d = fdopendir(fd)) == NULL) {
-        close(fd);
-        return;
-    }
-    while ((de = readdir(d)) != NULL)
-        if (de->d_name[0] == '.' && (n = strlen(de->d_name)) > s + 1 &&
-            strcmp(de->d_name + n - s, HK_KS_SPENT_SUFFIX) == 0)
-            unlinkat(dirfd, de->d_name, 0);
-    closedir(d);
+    hk_ks_sweep_suffix(dirfd, HK_KS_SPENT_SUFFIX);
 }
 
+/* Retired files end in the temporary suffix too: swept here as well. */
 void hk_ks_sweep_temps(int dirfd)
 {
-    struct dirent *de;
-    DIR *d;
-    int fd;
-
-    if ((fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
-        return;
-    if ((d = fdopendir(fd)) == NULL) {
-        close(fd);
-        return;
-    }
-    while ((de = readdir(d)) != NULL)
-        if (hk_ks_is_tmp(de->d_name))
-            unlinkat(dirfd, de->d_name, 0);
-    closedir(d);
+    hk_ks_sweep_suffix(dirfd, HK_KS_TMP_SUFFIX);
 }
 
 hk_err hk_ks_lock_file(int dirfd, const char *name, int wait, int *fd)

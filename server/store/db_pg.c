@@ -9,7 +9,15 @@
  * advisory lock (hk_pg_lock) where they read before they write, so
  * several halfkeyd nodes on one database serialise where they must. A
  * connection that broke is reset once before the next statement run
- * outside a transaction. */
+ * outside a transaction.
+ *
+ * Statements are prepared once per connection (PQprepare, kept by text
+ * and parameter types, HK_PG_CACHE of them, the least recently used
+ * deallocated): a sign runs the same dozen statements every time and
+ * parsing and planning each is most of its cost. A protocol-level
+ * prepared statement outlives a rolled-back transaction; one is kept
+ * only once its preparation succeeded; a reset connection forgets them
+ * all. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,10 +36,23 @@
 #define HK_PG_FLOAT8 701
 #define HK_PG_VARCHAR 1043
 
+#define HK_PG_CACHE 128
+
+/* One prepared statement: its text, parameter types and server name. */
+typedef struct {
+    uint64_t hash, used;
+    char *sql;
+    Oid types[HK_DBP_MAX];
+    int n;
+    char name[24];
+} hk_pg_stmt;
+
 typedef struct {
     hk_db base; /* first: a hk_db * is a hk_pg * */
     PGconn *conn;
     int in_tx; /* between hk_pg_begin and hk_pg_end */
+    hk_pg_stmt cache[HK_PG_CACHE];
+    uint64_t tick, named;
 } hk_pg;
 
 /* Bound parameters of one statement, in binary. */
@@ -42,6 +63,17 @@ typedef struct {
     int fmts[HK_DBP_MAX];
     unsigned char nums[HK_DBP_MAX][8];
 } hk_pgp;
+
+/* Forgets every prepared statement (the server's go with its session). */
+static void hk_pg_forget(hk_pg *d)
+{
+    size_t i;
+
+    for (i = 0; i < HK_PG_CACHE; i++) {
+        OPENSSL_free(d->cache[i].sql);
+        memset(&d->cache[i], 0, sizeof(d->cache[i]));
+    }
+}
 
 static void hk_pgp_u64(hk_pgp *q, int i, uint64_t v)
 {
@@ -113,8 +145,10 @@ static hk_err hk_pg_fail(hk_pg *d, const PGresult *r)
  * statements after the break must fail, not run on a new connection). */
 static void hk_pg_revive(hk_pg *d)
 {
-    if (!d->in_tx && PQstatus(d->conn) == CONNECTION_BAD)
+    if (!d->in_tx && PQstatus(d->conn) == CONNECTION_BAD) {
         PQreset(d->conn);
+        hk_pg_forget(d);
+    }
 }
 
 static hk_err hk_pg_result(hk_pg *d, PGresult *r, ExecStatusType want,
@@ -178,20 +212,97 @@ static hk_err hk_pg_lock(hk_db *db, hk_sql_lock which)
     return hk_pg_result(d, PQexec(d->conn, sql[which]), PGRES_TUPLES_OK, NULL);
 }
 
+/* FNV-1a of the text and the parameter types. */
+static uint64_t hk_pg_hash(const char *sql, const Oid *types, int n)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    int i;
+
+    for (; *sql != '\0'; sql++)
+        h = (h ^ (unsigned char)*sql) * 0x100000001b3ULL;
+    for (i = 0; i < n; i++)
+        h = (h ^ types[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+/* The slot for a new statement: a free one, else the least recently used
+ * (deallocated on the server; if that fails, it stays there unnamed until
+ * the session ends). */
+static hk_pg_stmt *hk_pg_slot(hk_pg *d)
+{
+    hk_pg_stmt *best = &d->cache[0];
+    char sql[48];
+    size_t i;
+
+    for (i = 0; i < HK_PG_CACHE; i++) {
+        if (d->cache[i].sql == NULL)
+            return &d->cache[i];
+        if (d->cache[i].used < best->used)
+            best = &d->cache[i];
+    }
+    snprintf(sql, sizeof(sql), "DEALLOCATE %s", best->name);
+    PQclear(PQexec(d->conn, sql));
+    OPENSSL_free(best->sql);
+    memset(best, 0, sizeof(*best));
+    return best;
+}
+
+/* The name of sql prepared with q's types, preparing it now if needed;
+ * NULL if it cannot be (then it runs unprepared). */
+static const char *hk_pg_prepared(hk_pg *d, const char *sql, const hk_pgp *q,
+                                  int n)
+{
+    uint64_t h = hk_pg_hash(sql, q->types, n);
+    hk_pg_stmt *k;
+    PGresult *r;
+    size_t i;
+
+    for (i = 0; i < HK_PG_CACHE; i++) {
+        k = &d->cache[i];
+        if (k->sql != NULL && k->hash == h && k->n == n &&
+            memcmp(k->types, q->types, (size_t)n * sizeof(Oid)) == 0 &&
+            strcmp(k->sql, sql) == 0) {
+            k->used = ++d->tick;
+            return k->name;
+        }
+    }
+    k = hk_pg_slot(d);
+    snprintf(k->name, sizeof(k->name), "hk_%llu",
+             (unsigned long long)++d->named);
+    r = PQprepare(d->conn, k->name, sql, n, q->types);
+    if (r == NULL || PQresultStatus(r) != PGRES_COMMAND_OK ||
+        (k->sql = OPENSSL_strdup(sql)) == NULL) {
+        PQclear(r);
+        memset(k, 0, sizeof(*k));
+        return NULL;
+    }
+    PQclear(r);
+    memcpy(k->types, q->types, (size_t)n * sizeof(Oid));
+    k->n = n;
+    k->hash = h;
+    k->used = ++d->tick;
+    return k->name;
+}
+
 static hk_err hk_pg_query(hk_db *db, const char *sql, const hk_dbp *p,
                           hk_sql_cur *c)
 {
     hk_pg *d = (hk_pg *)db;
     PGresult *r = NULL;
+    const char *name;
     hk_pgp q;
     hk_err e;
 
     memset(&q, 0, sizeof(q));
     hk_pgp_from(&q, p);
     hk_pg_revive(d);
-    e = hk_pg_result(
-        d, PQexecParams(d->conn, sql, p->n, q.types, q.vals, q.lens, q.fmts, 1),
-        PGRES_TUPLES_OK, &r);
+    name = hk_pg_prepared(d, sql, &q, p->n);
+    e = hk_pg_result(d,
+                     name != NULL ? PQexecPrepared(d->conn, name, p->n, q.vals,
+                                                   q.lens, q.fmts, 1)
+                                  : PQexecParams(d->conn, sql, p->n, q.types,
+                                                 q.vals, q.lens, q.fmts, 1),
+                     PGRES_TUPLES_OK, &r);
     if (e != HK_OK)
         return e;
     c->st = r;
@@ -300,6 +411,7 @@ static void hk_pg_close(hk_db *db)
 {
     hk_pg *d = (hk_pg *)db;
 
+    hk_pg_forget(d);
     PQfinish(d->conn);
     OPENSSL_free(d);
 }

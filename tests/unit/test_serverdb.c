@@ -888,7 +888,7 @@ static void test_deferred(void)
     hk_db_close(db);
 }
 
-/* The SQLite handle keeps its prepared statements (db_sqlite.c): a kept
+/* Both executors keep their prepared statements (db_sqlite.c, db_pg.c): a kept
  * statement runs again with new bindings from its first row; a cursor
  * left mid-way and the same text run meanwhile do not disturb each other;
  * a failed step leaves it usable; more texts than the cache holds all
@@ -904,7 +904,7 @@ static hk_err stmt_sum(hk_db *db, int64_t below, int64_t *sum)
 
     *sum = 0;
     hk_dbp_int(&p, below);
-    if ((e = hk_sql_query(db, "SELECT n FROM t WHERE n < ? ORDER BY n", &p,
+    if ((e = hk_sql_query(db, "SELECT n FROM t WHERE n < ?1 ORDER BY n", &p,
                           &c)) != HK_OK)
         return e;
     while (e == HK_OK && (e = hk_sql_next(&c, &row)) == HK_OK && row &&
@@ -914,26 +914,24 @@ static hk_err stmt_sum(hk_db *db, int64_t below, int64_t *sum)
     return e;
 }
 
-static void test_stmt_cache(void)
+static void test_stmt_cache(hk_db *db)
 {
     char sql[64];
-    hk_db *db = NULL;
     hk_sql_cur c;
     hk_dbp p;
     int64_t v, sum;
     int i, row = 0;
 
-    CHECK_OK(hk_db_open_sqlite(":memory:", &db, NULL, 0));
-    CHECK_OK(hk_sql_script(db, "CREATE TABLE t (n INTEGER PRIMARY KEY)"));
+    CHECK_OK(hk_sql_script(db, "CREATE TABLE t (n BIGINT PRIMARY KEY)"));
     for (i = 1; i <= 10; i++) {
         memset(&p, 0, sizeof(p));
         hk_dbp_int(&p, i);
-        CHECK_OK(hk_sql_run(db, "INSERT INTO t (n) VALUES (?)", &p, NULL));
+        CHECK_OK(hk_sql_run(db, "INSERT INTO t (n) VALUES (?1)", &p, NULL));
     }
     /* a duplicate fails, the same kept INSERT then works */
     memset(&p, 0, sizeof(p));
     hk_dbp_int(&p, 3);
-    CHECK_ERR(hk_sql_run(db, "INSERT INTO t (n) VALUES (?)", &p, NULL),
+    CHECK_ERR(hk_sql_run(db, "INSERT INTO t (n) VALUES (?1)", &p, NULL),
               HK_ERR_EXISTS);
     CHECK_OK(stmt_sum(db, 4, &sum));
     CHECK(sum == 6);
@@ -943,7 +941,7 @@ static void test_stmt_cache(void)
     memset(&p, 0, sizeof(p));
     hk_dbp_int(&p, 11);
     CHECK_OK(
-        hk_sql_query(db, "SELECT n FROM t WHERE n < ? ORDER BY n", &p, &c));
+        hk_sql_query(db, "SELECT n FROM t WHERE n < ?1 ORDER BY n", &p, &c));
     CHECK_OK(hk_sql_next(&c, &row));
     CHECK(row == 1 && hk_col_int(&c, 0, 0, 1000, &v) == HK_OK && v == 1);
     CHECK_OK(stmt_sum(db, 5, &sum));
@@ -965,16 +963,16 @@ static void test_stmt_cache(void)
     CHECK_OK(hk_sql_begin(db));
     memset(&p, 0, sizeof(p));
     hk_dbp_int(&p, 20);
-    CHECK_OK(hk_sql_run(db, "INSERT INTO t (n) VALUES (?)", &p, NULL));
+    CHECK_OK(hk_sql_run(db, "INSERT INTO t (n) VALUES (?1)", &p, NULL));
     CHECK_ERR(hk_sql_end(db, HK_ERR_IO), HK_ERR_IO);
     CHECK_OK(stmt_sum(db, 100, &sum));
     CHECK(sum == 55);
     CHECK_OK(hk_sql_begin(db));
-    CHECK_OK(hk_sql_run(db, "INSERT INTO t (n) VALUES (?)", &p, NULL));
+    CHECK_OK(hk_sql_run(db, "INSERT INTO t (n) VALUES (?1)", &p, NULL));
     CHECK_OK(hk_sql_end(db, HK_OK));
     CHECK_OK(stmt_sum(db, 100, &sum));
     CHECK(sum == 75);
-    hk_db_close(db);
+    CHECK_OK(hk_sql_script(db, "DROP TABLE t"));
 }
 
 static void test_pending_keys(hk_db *db, const hk_kek *kek, const shares *sh)
@@ -1545,6 +1543,7 @@ static void test_backend(const char *conninfo, const hk_kek *kek,
     test_backups(db, kek, sh);
     test_presigs(db, kek, sh);
     test_groups(db);
+    test_stmt_cache(db);
     test_requests(db, kek, sh);
     test_attestations(db, kek, sh);
     test_share_rules(db, kek, sh);
@@ -1629,7 +1628,13 @@ int main(void)
     test_presigs(db, kek, &sh);
     test_groups(db);
     test_deferred();
-    test_stmt_cache();
+    {
+        hk_db *mem = NULL;
+
+        CHECK_OK(hk_db_open_sqlite(":memory:", &mem, NULL, 0));
+        test_stmt_cache(mem);
+        hk_db_close(mem);
+    }
     test_requests(db, kek, &sh);
     test_attestations(db, kek, &sh);
     test_share_rules(db, kek, &sh);
